@@ -1,0 +1,196 @@
+"""Version 1 of the batch an agent posts to ``POST /api/v1/reports``.
+
+Strict on purpose: ``false`` is not an int, unknown fields are refused, and every
+observation names its ``kind`` so the union is resolved without guessing. A change that
+an old agent or service could misread gets a new version module, never an edit here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+WIRE_VERSION: Final = 1
+MAX_OBSERVATIONS_PER_BATCH: Final = 5_000
+
+# Host and job names end up in Slurm hostlists, URLs and labels: keep them to a safe alphabet.
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
+PciBusId = Annotated[str, StringConstraints(max_length=32)]
+Text = Annotated[str, StringConstraints(max_length=65_536)]
+ShortText = Annotated[str, StringConstraints(max_length=512)]
+GpuIndex = Annotated[int, Field(ge=0, le=255)]
+Count = Annotated[int, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class _Observation(_Strict):
+    id: UUID = Field(description="Unique per event, chosen by the agent; the dedup key.")
+    observed_at: AwareDatetime
+
+
+class NvlinkCounters(_Strict):
+    crc_flit: Count = 0
+    crc_data: Count = 0
+    replay: Count = 0
+    recovery: Count = 0
+
+
+class GpuSample(_Observation):
+    """One GPU's periodic NVML reading. ``None`` means the GPU does not support the field."""
+
+    kind: Literal["gpu_sample"] = "gpu_sample"
+    gpu_index: GpuIndex
+    uuid: ShortText | None = None
+    pci_bus_id: PciBusId | None = None
+    lost: bool = Field(False, description="The handle failed or NVML said GPU_IS_LOST.")
+    temperature_c: float | None = None
+    power_w: float | None = None
+    clock_event_reasons: Count | None = Field(
+        None, description="nvmlDeviceGetCurrentClocksEventReasons bitmask (throttle reasons)."
+    )
+    utilization_pct: float | None = None
+    memory_used_bytes: Count | None = None
+    ecc_volatile_corrected: Count | None = None
+    ecc_volatile_uncorrected: Count | None = None
+    ecc_aggregate_corrected: Count | None = None
+    ecc_aggregate_uncorrected: Count | None = None
+    remapped_rows_correctable: Count | None = None
+    remapped_rows_uncorrectable: Count | None = None
+    remap_pending: bool | None = None
+    remap_failure: bool | None = None
+    retired_pages_sbe: Count | None = None
+    retired_pages_dbe: Count | None = None
+    nvlink: NvlinkCounters | None = None
+    pcie_replay_count: Count | None = None
+
+
+class XidEvent(_Observation):
+    kind: Literal["xid"] = "xid"
+    xid: Annotated[int, Field(ge=0, le=100_000)]
+    gpu_index: GpuIndex | None = None
+    pci_bus_id: PciBusId | None = None
+    message: Text = ""
+    pid: Count | None = None
+    process_name: ShortText | None = None
+    source: Literal["nvml", "kernel_log"] = "nvml"
+
+
+class EccEvent(_Observation):
+    """A change in ECC or row-remapping state noticed between two samples."""
+
+    kind: Literal["ecc"] = "ecc"
+    gpu_index: GpuIndex
+    pci_bus_id: PciBusId | None = None
+    counter: Literal[
+        "ecc_volatile_uncorrected",
+        "ecc_volatile_corrected",
+        "remapped_rows_uncorrectable",
+        "remapped_rows_correctable",
+        "remap_pending",
+        "remap_failure",
+        "retired_pages_dbe",
+        "retired_pages_sbe",
+    ]
+    previous: Count
+    current: Count
+
+
+class LogRecord(_Observation):
+    """A log line (or a multi-line record such as a traceback) that matched an agent pattern."""
+
+    kind: Literal["log"] = "log"
+    source: Literal["kernel", "nccl", "application"]
+    pattern: ShortText | None = Field(None, description="The agent pattern that matched.")
+    family: ShortText | None = None
+    severity: Literal["critical", "error", "warning", "info"] = "error"
+    message: Text
+    path: ShortText | None = None
+    gpu_index: GpuIndex | None = None
+    pci_bus_id: PciBusId | None = None
+    rank: Count | None = None
+    job_id: Name | None = None
+
+
+class HeartbeatSummary(_Observation):
+    """What one training rank on this host reported since the previous batch."""
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    job_id: Name
+    rank: Count
+    local_rank: Count
+    gpu_index: GpuIndex | None = None
+    step: Count
+    step_time_s: Annotated[float, Field(ge=0)] | None = None
+    tokens: Count | None = None
+    loss: float | None = None
+    checkpoint_step: Count | None = None
+    checkpoint_path: ShortText | None = None
+    beats: Count = Field(1, description="Heartbeats folded into this summary.")
+    last_beat_at: AwareDatetime
+    world_size: Annotated[int, Field(ge=1)] | None = None
+
+
+class FlightRecorderDump(_Observation):
+    """A flight-recorder dump the agent uploaded; the bytes travel separately."""
+
+    kind: Literal["flight_recorder_dump"] = "flight_recorder_dump"
+    job_id: Name | None = None
+    rank: Count
+    file_name: ShortText
+    size_bytes: Count
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    upload_id: ShortText | None = None
+
+
+class AgentStatus(_Observation):
+    kind: Literal["agent_status"] = "agent_status"
+    version: ShortText
+    collectors_ok: list[ShortText] = Field(default_factory=list, max_length=64)
+    collectors_failing: list[ShortText] = Field(default_factory=list, max_length=64)
+    outbox_depth: Count = 0
+    outbox_dropped_samples: Count = 0
+
+
+Observation = Annotated[
+    GpuSample
+    | XidEvent
+    | EccEvent
+    | LogRecord
+    | HeartbeatSummary
+    | FlightRecorderDump
+    | AgentStatus,
+    Field(discriminator="kind"),
+]
+
+PERIODIC_KINDS: Final = frozenset({"gpu_sample", "heartbeat", "agent_status"})
+EVENT_KINDS: Final = frozenset({"xid", "ecc", "log", "flight_recorder_dump"})
+# Critical observations skip the agent's send interval and wake triage at once.
+CRITICAL_KINDS: Final = frozenset({"xid"})
+
+
+class Batch(_Strict):
+    """What an agent posts: one host, one monotonic sequence number, many observations."""
+
+    version: Literal[1] = WIRE_VERSION
+    host_id: Name
+    agent_id: Name
+    seq: Annotated[int, Field(ge=0, description="Per host, +1 for every batch, never reused.")]
+    sent_at: AwareDatetime
+    observations: list[Observation] = Field(max_length=MAX_OBSERVATIONS_PER_BATCH)
+
+
+class BatchAck(BaseModel):
+    """The service's answer to a batch (202)."""
+
+    host_id: str
+    seq: int
+    duplicate: bool = Field(description="The batch (host, seq) was stored before.")
+    accepted: int = Field(description="Observations stored now.")
+    duplicates: int = Field(description="Observations whose id was already stored.")
+    received_at: datetime
