@@ -1,0 +1,1 @@
+"""HTTP only: dependencies, routes and error mapping; the logic lives in the domain packages."""

@@ -1,0 +1,132 @@
+"""Build the FastAPI app: settings in, everything wired, loops started in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from sentinel.api.deps import AppContext
+from sentinel.api.errors import install_error_handlers
+from sentinel.api.routes import dumps, hosts, jobs, ops, reports
+from sentinel.auth import TokenStore
+from sentinel.clock import Clock, SystemClock
+from sentinel.db import migrate
+from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
+from sentinel.ingest.service import IngestService
+from sentinel.metrics import ServiceMetrics
+from sentinel.services.retention import prune
+from sentinel.settings import Settings
+from sentinel.wire import WIRE_VERSION, Batch
+
+log = logging.getLogger(__name__)
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def build_context(settings: Settings, clock: Clock) -> AppContext:
+    engine = make_engine(
+        settings.database_url(),
+        pool_size=settings.database.pool_size,
+        echo=settings.database.echo,
+    )
+    sessions = make_sessionmaker(engine)
+    metrics = ServiceMetrics()
+    return AppContext(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        tokens=TokenStore(settings.auth.all_tokens()),
+        metrics=metrics,
+        ingest=IngestService(
+            sessions,
+            clock,
+            metrics,
+            max_group=settings.ingest.max_group,
+            queue_limit=settings.ingest.queue_limit,
+        ),
+    )
+
+
+async def _ensure_schema(ctx: AppContext) -> None:
+    status = await migrate.schema_status(ctx.engine)
+    if status.up_to_date:
+        return
+    if not ctx.settings.auto_migrate:
+        raise SchemaOutOfDate(status.advice())
+    log.warning("migrating database schema from %s to %s", status.current, status.head)
+    import asyncio
+
+    await asyncio.to_thread(migrate.upgrade, ctx.settings.database_url())
+
+
+def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+
+    async def retention() -> None:
+        async with unit_of_work(ctx.sessions) as session:
+            removed = await prune(session, ctx.clock, ctx.settings.retention, ctx.metrics)
+        if any(removed.values()):
+            log.info("retention removed %s", removed)
+
+    scheduler.add_job(
+        retention, "interval", seconds=ctx.settings.retention.interval_s, id="retention",
+        max_instances=1, coalesce=True,
+    )
+    return scheduler
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    ctx = build_context(settings, clock or SystemClock())
+    if len(ctx.tokens) == 0:
+        log.warning("no tokens configured: every authenticated route will answer 401")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await _ensure_schema(ctx)
+        await ctx.ingest.start()
+        scheduler = _scheduler(ctx) if settings.run_loops else None
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            await ctx.ingest.stop()
+            await ctx.engine.dispose()
+
+    app = FastAPI(
+        title="Sentinel",
+        version="0.1.0",
+        summary="Failure triage and remediation for very large GPU training jobs",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (reports, hosts, jobs, dumps, ops):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            wire = Batch.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(wire.pop("$defs", {}))
+            components["Batch"] = wire
+            schema["info"]["x-wire-version"] = WIRE_VERSION
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,83 @@
+"""Request-scoped dependencies: the app's context, the unit of work, the caller's role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from sentinel import auth
+from sentinel.auth import Principal, TokenStore
+from sentinel.clock import Clock
+from sentinel.db.engine import unit_of_work
+from sentinel.ingest.service import IngestService
+from sentinel.metrics import ServiceMetrics
+from sentinel.settings import Role, Settings
+
+
+@dataclass
+class AppContext:
+    """Everything a request may need, built once at start-up (see app.create_app)."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    tokens: TokenStore
+    metrics: ServiceMetrics
+    ingest: IngestService
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+async def get_session(ctx: Ctx) -> AsyncIterator[AsyncSession]:
+    async with unit_of_work(ctx.sessions) as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="A Sentinel token (roles: agent, operator, viewer)")
+
+
+def require(allowed: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    async def dependency(
+        ctx: Ctx,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        principal = ctx.tokens.authenticate(credentials.credentials)
+        if principal is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if principal.role not in allowed:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"role {principal.role!r} may not do this; needs one of {sorted(allowed)}",
+            )
+        return principal
+
+    return dependency
+
+
+Viewer = Annotated[Principal, Depends(require(auth.READ))]
+Operator = Annotated[Principal, Depends(require(auth.OPERATE))]
+Agent = Annotated[Principal, Depends(require(auth.REPORT))]

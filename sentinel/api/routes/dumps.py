@@ -1,0 +1,67 @@
+"""POST /api/v1/flight-recorder/dumps: agents upload dumps (gzip); stored, never unpickled here."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+
+from sentinel.api.body import inflate
+from sentinel.api.deps import Agent, Ctx, Session
+from sentinel.api.schemas import FlightRecorderUploadOut
+from sentinel.db.models import FlightRecorderUpload
+from sentinel.wire.v1 import Name
+
+router = APIRouter(prefix="/api/v1/flight-recorder", tags=["flight recorder"])
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@router.post(
+    "/dumps",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FlightRecorderUploadOut,
+    summary="Upload one rank's flight-recorder dump, gzip-compressed",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/gzip": {}}}},
+)
+async def upload_dump(
+    request: Request,
+    response: Response,
+    ctx: Ctx,
+    session: Session,
+    _: Agent,
+    host_id: Annotated[str, Query(pattern=Name.__metadata__[0].pattern)],  # type: ignore[attr-defined]
+    rank: Annotated[int, Query(ge=0, le=10_000_000)],
+    file_name: Annotated[str, Query(min_length=1, max_length=255)],
+    job_id: Annotated[str | None, Query(pattern=Name.__metadata__[0].pattern)] = None,  # type: ignore[attr-defined]
+) -> FlightRecorderUploadOut:
+    limit = ctx.settings.server.max_dump_bytes
+    compressed = bytearray()
+    async for chunk in request.stream():
+        compressed += chunk
+        if len(compressed) > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"dump exceeds {limit} bytes")
+    data = inflate(bytes(compressed), limit)
+    sha = hashlib.sha256(data).hexdigest()
+    if await session.get(FlightRecorderUpload, sha) is not None:
+        response.status_code = status.HTTP_200_OK
+        return FlightRecorderUploadOut(upload_id=sha, size_bytes=len(data), duplicate=True)
+    # Stored compressed and content-addressed: the name cannot escape the folder.
+    path = ctx.settings.data_dir / "dumps" / sha[:2] / f"{sha}.gz"
+    await asyncio.to_thread(_write, path, bytes(compressed))
+    session.add(
+        FlightRecorderUpload(
+            sha256=sha, host_id=host_id, job_id=job_id, rank=rank, file_name=file_name,
+            size_bytes=len(data), path=str(path), received_at=ctx.clock.now(),
+        )
+    )
+    await session.flush()
+    return FlightRecorderUploadOut(upload_id=sha, size_bytes=len(data), duplicate=False)

@@ -1,0 +1,50 @@
+"""POST /api/v1/reports: agent batches in, 202 with what was accepted."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, status
+from pydantic import ValidationError
+
+from sentinel.api.body import read_body
+from sentinel.api.deps import Agent, Ctx
+from sentinel.api.errors import describe_validation_error
+from sentinel.ingest.service import IngestUnavailable
+from sentinel.wire import Batch, BatchAck
+
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+
+@router.post(
+    "/reports",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchAck,
+    summary="Post a batch of observations (wire contract v1)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}},
+        }
+    },
+    responses={
+        400: {"description": "Malformed JSON or gzip"},
+        413: {"description": "Body too large"},
+        422: {"description": "Schema error; the message names the field"},
+        503: {"description": "Overloaded or database unavailable; retry with backoff"},
+    },
+)
+async def post_report(request: Request, ctx: Ctx, principal: Agent) -> BatchAck:
+    # Parsed here, not by FastAPI: validating straight from JSON keeps strict mode meaningful
+    # (ISO datetimes allowed, `false` still not an int) and is the fastest path in pydantic.
+    body = await read_body(request, ctx.settings.server.max_body_bytes)
+    try:
+        batch = Batch.model_validate_json(body)
+    except ValidationError as exc:
+        code, message = describe_validation_error(exc)
+        ctx.metrics.rejected.labels("invalid").inc()
+        raise HTTPException(code, message) from None
+    try:
+        return await ctx.ingest.submit(batch)
+    except IngestUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "5"}
+        ) from None

@@ -1,0 +1,79 @@
+"""Response models of the read API (what the OpenAPI schema shows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class HostOut(BaseModel):
+    id: str
+    agent_id: str
+    first_seen: datetime
+    last_seen: datetime
+    last_seq: int
+    health: str
+    health_reason: str
+    drain_state: str
+    gpus: int
+
+
+class GpuOut(BaseModel):
+    gpu_index: int
+    uuid: str | None
+    pci_bus_id: str | None
+    lost: bool
+    remap_failure: bool
+    temperature_c: float | None
+    updated_at: datetime
+    sample: dict[str, Any]
+
+
+class HostDetail(HostOut):
+    gpu_list: list[GpuOut]
+    last_critical_at: datetime | None
+    last_critical: str | None
+
+
+class ObservationOut(BaseModel):
+    id: str
+    kind: str
+    observed_at: datetime
+    seq: int
+    data: dict[str, Any]
+
+
+class RankOut(BaseModel):
+    rank: int
+    host_id: str
+    local_rank: int
+    gpu_index: int | None
+    step: int
+    step_time_s: float | None
+    checkpoint_step: int | None
+    last_beat_at: datetime
+
+
+class JobOut(BaseModel):
+    id: str
+    state: str
+    first_seen: datetime
+    last_seen: datetime
+    world_size: int | None
+    ranks_reporting: int
+    hosts: int
+    min_step: int | None
+    max_step: int | None
+    durable_checkpoint_step: int | None
+
+
+class JobDetail(JobOut):
+    ranks: list[RankOut]
+
+
+class FlightRecorderUploadOut(BaseModel):
+    upload_id: str
+    size_bytes: int
+    duplicate: bool

@@ -1,0 +1,243 @@
+"""All ORM models in one place; migrations/ must describe exactly these tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sentinel.db.types import Json, UtcDateTime
+
+# Stable constraint names so that one alembic chain fits SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: Json, list[Any]: Json}
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(128))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_critical_at: Mapped[datetime | None]
+    last_critical: Mapped[str | None] = mapped_column(String(512))
+    # Drain state is owned by remediation: none | draining | drained | repaired.
+    drain_state: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    drain_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Gpu(Base):
+    """The latest reading of each GPU; the history lives in ``batches.samples``."""
+
+    __tablename__ = "gpus"
+
+    host_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    gpu_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str | None] = mapped_column(String(512))
+    pci_bus_id: Mapped[str | None] = mapped_column(String(32))
+    lost: Mapped[bool] = mapped_column(Boolean, default=False)
+    remap_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    ecc_uncorrected: Mapped[int | None] = mapped_column(BigInteger)
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    clock_event_reasons: Mapped[int | None] = mapped_column(BigInteger)
+    sample: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class Batch(Base):
+    """One accepted agent batch: the dedup key (host, seq) and its periodic samples."""
+
+    __tablename__ = "batches"
+
+    host_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(128))
+    sent_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    n_observations: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[list[Any]]
+
+
+class Event(Base):
+    """A non-periodic observation (XID, ECC change, log record, dump reference)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_host_observed", "host_id", "observed_at"),
+        Index("ix_events_kind_observed", "kind", "observed_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    observed_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    critical: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]]
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    world_size: Mapped[int | None] = mapped_column(Integer)
+    scheduler: Mapped[str | None] = mapped_column(String(32))
+    scheduler_job_id: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
+
+
+class JobRank(Base):
+    """The job's rank → host map and each rank's progress, from heartbeats."""
+
+    __tablename__ = "job_ranks"
+    __table_args__ = (Index("ix_job_ranks_host", "host_id"),)
+
+    job_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(128))
+    local_rank: Mapped[int] = mapped_column(Integer)
+    gpu_index: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(BigInteger)
+    step_time_s: Mapped[float | None] = mapped_column(Float)
+    checkpoint_step: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint_path: Mapped[str | None] = mapped_column(String(512))
+    last_beat_at: Mapped[datetime]
+    step_changed_at: Mapped[datetime]
+
+
+class FlightRecorderUpload(Base):
+    __tablename__ = "fr_uploads"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host_id: Mapped[str] = mapped_column(String(128))
+    job_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    file_name: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(1024))
+    received_at: Mapped[datetime]
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_job_state", "job_id", "state"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    cluster: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))  # open | mitigating | resolved
+    category: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    culprit_host: Mapped[str | None] = mapped_column(String(128))
+    culprit_gpu: Mapped[str | None] = mapped_column(String(64))
+    culprit_rank: Mapped[int | None] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    verdict: Mapped[dict[str, Any]]
+    opened_at: Mapped[datetime] = mapped_column(index=True)
+    detected_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class IncidentTransition(Base):
+    __tablename__ = "incident_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+
+
+class Decision(Base):
+    """A remediation decision: one per incident (the unique constraint makes it exactly once)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (UniqueConstraint("incident_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("incidents.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    rule: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    exclude_hosts: Mapped[list[Any]]
+    checkpoint_step: Mapped[int | None] = mapped_column(BigInteger)
+    steps_lost: Mapped[int | None] = mapped_column(BigInteger)
+    outcome: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("fingerprint"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    group_key: Mapped[str] = mapped_column(String(256), index=True)
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    labels: Mapped[dict[str, Any]]
+    annotations: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    muted_by: Mapped[str | None] = mapped_column(String(256))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class Silence(Base):
+    __tablename__ = "silences"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    matchers: Mapped[list[Any]]
+    author: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime]

@@ -1,0 +1,1 @@
+"""Accept agent batches: validate, drop duplicates, store, tell the loops what arrived."""

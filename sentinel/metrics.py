@@ -1,0 +1,58 @@
+"""The service's Prometheus metrics, on a registry of its own (one per app, so tests stay apart)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.batches = Counter(
+            "sentinel_ingest_batches_total",
+            "Agent batches by result (accepted, duplicate, rejected, unavailable).",
+            ["result"],
+            registry=r,
+        )
+        self.observations = Counter(
+            "sentinel_ingest_observations_total",
+            "Observations stored, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.duplicate_events = Counter(
+            "sentinel_ingest_duplicate_events_total",
+            "Events dropped because their id was already stored.",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "sentinel_ingest_rejected_total",
+            "Requests refused before storage, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "sentinel_ingest_latency_seconds",
+            "Time from a batch's arrival to its commit.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.group_size = Histogram(
+            "sentinel_ingest_group_batches",
+            "Batches committed together by the ingest writer.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "sentinel_ingest_queue_depth", "Batches waiting for the writer.", registry=r
+        )
+        self.retention_deleted = Counter(
+            "sentinel_retention_deleted_rows_total",
+            "Rows removed by retention, by table.",
+            ["table"],
+            registry=r,
+        )
+        self.hosts = Gauge(
+            "sentinel_hosts", "Hosts by health (as of the last scrape).", ["health"], registry=r
+        )

@@ -1,0 +1,1 @@
+"""Loop services: periodic jobs run by APScheduler in exactly one process."""

@@ -1,0 +1,168 @@
+"""One typed settings tree: environment (SENTINEL_*), an optional YAML file, defaults."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+Role = Literal["agent", "operator", "viewer"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenSpec(_Section):
+    """A bearer token. Give ``sha256`` (hex digest) in files; ``token`` is hashed at load."""
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenSpec:
+        if (self.sha256 is None) == (self.token is None):
+            raise ValueError(f"token {self.name!r}: give exactly one of 'sha256' or 'token'")
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError(f"token {self.name!r}: a token needs at least 16 characters")
+        return self
+
+    def digest(self) -> str:
+        if self.sha256 is not None:
+            return self.sha256
+        assert self.token is not None
+        return hashlib.sha256(self.token.get_secret_value().encode()).hexdigest()
+
+
+class DatabaseSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="sqlite:///PATH or postgresql://USER@HOST:PORT/DB; default: a SQLite file "
+        "in data_dir.",
+    )
+    pool_size: int = Field(10, ge=1, le=200)
+    echo: bool = False
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8600, ge=0, le=65535)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_dump_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    public_url: str | None = Field(None, description="Used in links sent to Slack and pagers.")
+
+
+class AuthSettings(_Section):
+    tokens: list[TokenSpec] = Field(default_factory=list)
+    tokens_file: Path | None = Field(
+        None, description="YAML list of {name, role, sha256} entries."
+    )
+
+    def all_tokens(self) -> list[TokenSpec]:
+        specs = list(self.tokens)
+        if self.tokens_file is not None:
+            try:
+                raw = yaml.safe_load(self.tokens_file.read_text()) or []
+            except (OSError, yaml.YAMLError) as exc:
+                raise ValueError(f"tokens_file {self.tokens_file}: {exc}") from exc
+            if not isinstance(raw, list):
+                raise ValueError(f"tokens_file {self.tokens_file}: expected a list of tokens")
+            specs.extend(TokenSpec.model_validate(item) for item in raw)
+        return specs
+
+
+class IngestSettings(_Section):
+    max_group: int = Field(
+        256, ge=1, le=10_000, description="Batches committed together by the ingest writer."
+    )
+    queue_limit: int = Field(
+        20_000, ge=1, description="Batches waiting for the writer before new ones get 503."
+    )
+
+
+class RetentionSettings(_Section):
+    samples_hours: float = Field(
+        24.0, gt=0, description="Periodic samples (GPU readings, heartbeats) older than this go."
+    )
+    events_days: float = Field(90.0, gt=0, description="XID, ECC and log events older than this go.")
+    interval_s: float = Field(300.0, gt=0)
+
+
+class HealthSettings(_Section):
+    silent_after_s: float = Field(
+        60.0, gt=0, description="A host whose agent sent nothing for this long is 'silent'."
+    )
+    critical_clear_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A critical event stops marking its host unhealthy after this long, "
+        "unless the condition is still present in the latest samples.",
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SENTINEL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("./data")
+    auto_migrate: bool = Field(False, description="Upgrade the schema at start instead of refusing.")
+    run_loops: bool = Field(True, description="Run the loop services (retention, ...) here.")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.data_dir / 'sentinel.db').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the file named by SENTINEL_CONFIG, when set; the environment wins over it."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("SENTINEL_CONFIG")
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"SENTINEL_CONFIG={path}: {exc}") from exc
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError(f"SENTINEL_CONFIG={path}: expected a mapping at the top level")
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings now (never at import): overrides > environment > file > defaults."""
+    return Settings(**overrides)
