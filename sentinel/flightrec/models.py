@@ -1,0 +1,115 @@
+"""The values flight-recorder analysis passes around: a parsed dump, a finding, a verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FrParseError(ValueError):
+    """A dump file that cannot be read; the message names the file and the problem."""
+
+
+class VerdictKind(StrEnum):
+    healthy = "healthy"
+    missing = "missing"
+    stuck = "stuck"
+    mismatch = "mismatch"
+    p2p = "p2p"
+    straggler = "straggler"
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """One process group as a dump's pg_config describes it (ranks None when unknown)."""
+
+    name: str
+    desc: str
+    ranks: tuple[int, ...] | None
+
+
+@dataclass
+class ParsedDump:
+    """One rank's flight-recorder dump, its entries held as columns, never as objects.
+
+    `entries` has one row per recorded operation; its schema is `ENTRY_SCHEMA`.
+    `frames` keeps the stack of the last few entries only (by record_id), because a
+    verdict quotes one stack and keeping 2,000 stacks per rank would cost gigabytes.
+    """
+
+    name: str
+    rank: int | None
+    version: str
+    backend: str
+    pg_config: dict[str, GroupConfig]
+    entries: pl.DataFrame
+    frames: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+
+# State order: a rank whose entry is in an earlier state than its peers' is behind them.
+STATE_CODES: dict[str, int] = {"scheduled": 0, "started": 1, "completed": 2}
+STATE_NAMES: dict[int, str] = {code: name for name, code in STATE_CODES.items()}
+
+ENTRY_SCHEMA: dict[str, pl.DataType] = {
+    "record_id": pl.Int64(),
+    "pg": pl.Categorical(),
+    "pg_desc": pl.Categorical(),
+    "seq": pl.Int64(),
+    "p2p_seq": pl.Int64(),
+    "is_p2p": pl.Boolean(),
+    "op": pl.Categorical(),
+    "in_sig": pl.Categorical(),
+    "out_sig": pl.Categorical(),
+    "state": pl.Int8(),
+    "t_created": pl.Int64(),
+    "t_started": pl.Int64(),
+    "t_completed": pl.Int64(),
+    "duration_ms": pl.Float64(),
+}
+
+
+class FrFinding(BaseModel):
+    """The first disagreement found in one process group (or one p2p pair)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: VerdictKind
+    group: str
+    group_desc: str = ""
+    seq: int
+    op: str
+    culprit_ranks: list[int]
+    waiting_ranks: list[int] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list)
+    role: str = "origin"  # "origin" or "cascade" once cascades are resolved
+
+
+class RankLocation(BaseModel):
+    rank: int
+    host: str
+    gpu: int
+
+
+class FrVerdict(BaseModel):
+    """What the dumps say: the origin of the failure and who merely waited on it."""
+
+    kind: VerdictKind
+    group: str | None = None
+    group_desc: str | None = None
+    seq: int | None = None
+    op: str | None = None
+    culprit_ranks: list[int] = Field(default_factory=list)
+    victim_ranks: list[int] = Field(default_factory=list)
+    culprit_locations: list[RankLocation] = Field(default_factory=list)
+    victim_locations: list[RankLocation] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list)
+    findings: list[FrFinding] = Field(default_factory=list)
+    ranks_analysed: int = 0
+    entries_analysed: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.kind is VerdictKind.healthy

@@ -1,0 +1,344 @@
+"""Parse PyTorch flight-recorder dumps (pickle or JSON, format 2.x) into columns."""
+
+from __future__ import annotations
+
+import json
+import marshal
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import chain, repeat
+from multiprocessing import get_context
+from operator import itemgetter, methodcaller
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from sentinel.flightrec.models import (
+    ENTRY_SCHEMA,
+    STATE_CODES,
+    FrParseError,
+    GroupConfig,
+    ParsedDump,
+)
+from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES, load_plain
+
+MAX_JSON_BYTES = 256 * 1024 * 1024
+# PyTorch keeps 2,000 entries by default (TORCH_FR_BUFFER_SIZE); allow generous headroom.
+MAX_ENTRIES = 200_000
+# Bounds on what one entry may carry, so a hostile dump cannot make us expand a shared
+# list into billions of elements (a "memo bomb"): tensors per entry, dims per tensor.
+MAX_TENSORS_PER_ENTRY = 4096
+MAX_DIMS_PER_TENSOR = 64
+# Stacks kept per rank: the verdict quotes the stack of one entry near the end.
+FRAMES_KEPT = 64
+MAX_FRAMES_PER_ENTRY = 512
+
+_RANK_SUFFIX = re.compile(r"(\d+)$")
+
+# Fields every 2.x entry carries, in the order the columns are built.
+_REQUIRED = (
+    "record_id",
+    "process_group",
+    "collective_seq_id",
+    "p2p_seq_id",
+    "profiling_name",
+    "input_sizes",
+    "output_sizes",
+    "input_dtypes",
+    "output_dtypes",
+    "state",
+    "time_created_ns",
+    "time_discovered_started_ns",
+    "time_discovered_completed_ns",
+)
+_get_required = itemgetter(*_REQUIRED)
+
+_P2P_OPS = frozenset({"send", "recv"})
+
+
+def rank_from_name(name: str) -> int | None:
+    """PyTorch names a dump TORCH_FR_DUMP_TEMP_FILE + rank, so the rank ends the name."""
+    match = _RANK_SUFFIX.search(Path(name).name)
+    return int(match.group(1)) if match else None
+
+
+def parse_dump(data: bytes, name: str) -> ParsedDump:
+    """Parse one dump; pickle or JSON is told by the content, never by the file name."""
+    head = data[:1]
+    if head == b"\x80":
+        doc = load_plain(data, name)
+    elif data.lstrip()[:1] == b"{":
+        doc = _load_json(data, name)
+    elif not data:
+        raise FrParseError(f"{name}: empty file")
+    else:
+        raise FrParseError(f"{name}: neither a pickle (protocol 2+) nor a JSON object")
+    return _to_parsed(doc, name)
+
+
+def _load_json(data: bytes, name: str) -> object:
+    if len(data) > MAX_JSON_BYTES:
+        raise FrParseError(f"{name}: {len(data)} bytes is over the {MAX_JSON_BYTES}-byte limit")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise FrParseError(f"{name}: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise FrParseError(f"{name}: not valid JSON: {exc}") from None
+
+
+def _to_parsed(doc: object, name: str) -> ParsedDump:
+    if not isinstance(doc, dict):
+        raise FrParseError(f"{name}: the dump is a {type(doc).__name__}, expected a dict")
+    version = doc.get("version")
+    if not isinstance(version, str) or not version.startswith("2."):
+        raise FrParseError(f"{name}: unsupported dump version {version!r} (expected 2.x)")
+    entries = doc.get("entries", [])
+    if not isinstance(entries, list):
+        raise FrParseError(f"{name}: 'entries' is a {type(entries).__name__}, expected a list")
+    if len(entries) > MAX_ENTRIES:
+        raise FrParseError(f"{name}: {len(entries)} entries is over the {MAX_ENTRIES} limit")
+    frame = _entry_columns(entries, name)
+    backend = ""
+    if entries:
+        backend = str(entries[0]["profiling_name"]).partition(":")[0]
+    return ParsedDump(
+        name=name,
+        rank=rank_from_name(name),
+        version=version,
+        backend=backend,
+        pg_config=_pg_config(doc.get("pg_config"), name),
+        entries=frame,
+        frames=_tail_frames(entries, name),
+    )
+
+
+def _pg_config(raw: object, name: str) -> dict[str, GroupConfig]:
+    """Groups by name; entries without a usable name or rank list are dropped.
+
+    Gloo in PyTorch 2.13 records pg_config before the group is named (a single key
+    ''), so a broken config is normal: the entries' process_group is authoritative.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise FrParseError(f"{name}: 'pg_config' is a {type(raw).__name__}, expected a dict")
+    groups: dict[str, GroupConfig] = {}
+    for key, cfg in raw.items():
+        if not isinstance(key, str) or not key or not isinstance(cfg, dict):
+            continue
+        desc = cfg.get("desc", "")
+        groups[key] = GroupConfig(
+            name=key, desc=desc if isinstance(desc, str) else "", ranks=_ranks(cfg.get("ranks"))
+        )
+    return groups
+
+
+def _ranks(raw: object) -> tuple[int, ...] | None:
+    """NCCL writes ranks as the string "[0, 1, 2]"; accept a list as well."""
+    if isinstance(raw, str):
+        text = raw.strip().removeprefix("[").removesuffix("]").strip()
+        if not text:
+            return None
+        try:
+            ranks = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            return None
+    elif isinstance(raw, list) and all(type(r) is int for r in raw):
+        ranks = tuple(raw)
+    else:
+        return None
+    return tuple(sorted(set(ranks))) if ranks and min(ranks) >= 0 else None
+
+
+def _entry_columns(entries: list[Any], name: str) -> pl.DataFrame:
+    """Build the entry columns with C-level map/zip and strict polars typing.
+
+    One Python loop per entry would cost more than the unpickling itself at 16k ranks,
+    so every check here runs over a whole column at once.
+    """
+    if not entries:
+        return pl.DataFrame(schema=ENTRY_SCHEMA)
+    if set(map(type, entries)) != {dict}:
+        raise FrParseError(f"{name}: every entry must be a dict")
+    try:
+        columns = list(zip(*map(_get_required, entries), strict=True))
+    except KeyError as exc:
+        raise FrParseError(f"{name}: an entry lacks the field {exc}") from None
+    (rid, pgs, seq, p2p_seq, pname, ins, outs, in_dt, out_dt, state, t0, t1, t2) = columns
+    n = len(entries)
+
+    if not set(map(type, pgs)) <= {tuple, list} or set(map(len, pgs)) != {2}:
+        raise FrParseError(f"{name}: 'process_group' must be a (name, desc) pair")
+    pg_names, pg_descs = zip(*pgs, strict=True)
+    if not set(map(type, pname)) <= {str}:
+        raise FrParseError(f"{name}: 'profiling_name' must be a string")
+    ops = [p.partition(":")[2].partition(" ")[0] for p in set(pname)]
+    op_of = dict(zip(set(pname), ops, strict=True))
+    op_col = list(map(op_of.__getitem__, pname))
+
+    is_p2p_raw = list(map(methodcaller("get", "is_p2p"), entries))
+    if None in is_p2p_raw:
+        # Older 2.x dumps lack is_p2p: send and recv are the only p2p operations.
+        is_p2p_raw = [v if v is not None else op in _P2P_OPS for v, op in zip(
+            is_p2p_raw, op_col, strict=True)]
+    durations = list(map(methodcaller("get", "duration_ms"), entries))
+
+    state_codes = _states(state, name)
+    in_sig = _signatures(ins, in_dt, name, "input")
+    out_sig = _signatures(outs, out_dt, name, "output")
+    try:
+        frame = pl.DataFrame(
+            {
+                "record_id": pl.Series(rid, dtype=pl.Int64, strict=True),
+                "pg": pl.Series(pg_names, dtype=pl.String, strict=True),
+                "pg_desc": pl.Series(pg_descs, dtype=pl.String, strict=True),
+                "seq": pl.Series(seq, dtype=pl.Int64, strict=True),
+                "p2p_seq": pl.Series(p2p_seq, dtype=pl.Int64, strict=True),
+                "is_p2p": pl.Series(is_p2p_raw, dtype=pl.Boolean, strict=True),
+                "op": pl.Series(op_col, dtype=pl.String),
+                "in_sig": pl.Series(in_sig, dtype=pl.String),
+                "out_sig": pl.Series(out_sig, dtype=pl.String),
+                "state": pl.Series(state_codes, dtype=pl.Int8),
+                "t_created": pl.Series(t0, dtype=pl.Int64, strict=True),
+                "t_started": pl.Series(t1, dtype=pl.Int64, strict=True),
+                "t_completed": pl.Series(t2, dtype=pl.Int64, strict=True),
+                "duration_ms": pl.Series(durations, dtype=pl.Float64, strict=True),
+            }
+        )
+    except (TypeError, OverflowError, pl.exceptions.PolarsError) as exc:
+        raise FrParseError(f"{name}: an entry field has the wrong type: {exc}") from None
+    assert frame.height == n
+    # JSON dumps write a missing timestamp as 0, pickles as None: one spelling, null.
+    return frame.with_columns(
+        pl.col("t_started").replace(0, None),
+        pl.col("t_completed").replace(0, None),
+        pl.col(["pg", "pg_desc", "op", "in_sig", "out_sig"]).cast(pl.Categorical),
+    ).select(list(ENTRY_SCHEMA))
+
+
+def _states(states: Sequence[object], name: str) -> list[int]:
+    if not set(map(type, states)) <= {str}:
+        raise FrParseError(f"{name}: 'state' must be a string")
+    unknown = set(states) - STATE_CODES.keys()
+    if unknown:
+        raise FrParseError(f"{name}: unknown entry state(s) {sorted(map(repr, unknown))}")
+    return list(map(STATE_CODES.__getitem__, states))  # type: ignore[arg-type]
+
+
+def _signatures(
+    sizes: Sequence[object], dtypes: Sequence[object], name: str, which: str
+) -> list[str]:
+    """One readable string per entry for its tensor sizes and dtypes.
+
+    The shapes are checked for type and bounded in total before anything walks them;
+    equal values are rendered once (a job repeats the same few shapes all the time).
+    """
+    lists = {list, tuple}
+    n = len(sizes)
+    if not set(map(type, sizes)) <= lists or not set(map(type, dtypes)) <= lists:
+        raise FrParseError(f"{name}: '{which}_sizes' and '{which}_dtypes' must be lists")
+    if sum(map(len, sizes)) > n * MAX_TENSORS_PER_ENTRY or sum(map(len, dtypes)) > n * (
+        MAX_TENSORS_PER_ENTRY
+    ):
+        raise FrParseError(f"{name}: too many tensors in '{which}_sizes'")
+    tensors = list(chain.from_iterable(sizes))
+    if not set(map(type, tensors)) <= lists:
+        raise FrParseError(f"{name}: '{which}_sizes' must be a list of lists of ints")
+    if sum(map(len, tensors)) > max(len(tensors), 1) * MAX_DIMS_PER_TENSOR:
+        raise FrParseError(f"{name}: too many dimensions in '{which}_sizes'")
+    if not set(map(type, chain.from_iterable(tensors))) <= {int}:
+        raise FrParseError(f"{name}: '{which}_sizes' must be a list of lists of ints")
+    if not set(map(type, chain.from_iterable(dtypes))) <= {str}:
+        raise FrParseError(f"{name}: '{which}_dtypes' must be a list of strings")
+    # marshal is a fast, exact key for these (now proven plain and small) values;
+    # version 2 has no back-references, so equal values give equal bytes.
+    keys = list(map(marshal.dumps, zip(sizes, dtypes, strict=True), repeat(2, n)))
+    text = {key: _sig_text(key) for key in set(keys)}
+    return list(map(text.__getitem__, keys))
+
+
+def _sig_text(key: bytes) -> str:
+    sizes, dtypes = marshal.loads(key)  # our own bytes, from values checked above
+    return f"{[list(t) for t in sizes]} {list(dtypes)}"
+
+
+def _tail_frames(entries: list[Any], name: str) -> dict[int, tuple[str, ...]]:
+    kept: dict[int, tuple[str, ...]] = {}
+    for entry in entries[-FRAMES_KEPT:]:
+        frames = entry.get("frames")
+        if frames is None:
+            continue
+        if not isinstance(frames, list) or len(frames) > MAX_FRAMES_PER_ENTRY:
+            raise FrParseError(f"{name}: 'frames' must be a list of at most "
+                               f"{MAX_FRAMES_PER_ENTRY} frames")
+        lines = []
+        for frame in frames:
+            if not isinstance(frame, dict):
+                raise FrParseError(f"{name}: a stack frame must be a dict")
+            fn, file, line = frame.get("name"), frame.get("filename"), frame.get("line")
+            if not (isinstance(fn, str) and isinstance(file, str) and type(line) is int):
+                raise FrParseError(f"{name}: a stack frame needs name, filename and line")
+            lines.append(f"{fn} at {file}:{line}")
+        kept[int(entry["record_id"])] = tuple(lines)
+    return kept
+
+
+def dump_paths(directory: Path) -> list[Path]:
+    """The dump files of a folder: regular files whose name ends in a rank number."""
+    if not directory.is_dir():
+        raise FrParseError(f"{directory}: not a directory")
+    paths = [
+        p for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and rank_from_name(p.name) is not None
+    ]
+    if not paths:
+        raise FrParseError(f"{directory}: no dump files (names ending in a rank number)")
+    return sorted(paths, key=lambda p: (rank_from_name(p.name), p.name))
+
+
+def read_dump(path: Path) -> ParsedDump:
+    """Read and parse one file, refusing oversized files before reading them."""
+    try:
+        size = path.stat().st_size
+        if size > max(MAX_PICKLE_BYTES, MAX_JSON_BYTES):
+            raise FrParseError(f"{path}: {size} bytes is over the size limit")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FrParseError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_dump(data, str(path))
+
+
+def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
+    return [read_dump(p) for p in paths]
+
+
+def read_dumps(
+    paths: Sequence[Path],
+    workers: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[ParsedDump]:
+    """Parse many files, in `workers` processes when there are enough to pay for them.
+
+    Parsing is CPU-bound Python (the GIL rules out threads); chunks amortise the cost
+    of shipping results back, which travel as Arrow buffers inside the DataFrames.
+    """
+    report = on_progress or (lambda _n: None)
+    if workers <= 1 or len(paths) < 64:
+        out = []
+        for path in paths:
+            out.append(read_dump(path))
+            report(1)
+        return out
+    chunk = max(8, min(128, len(paths) // (workers * 8)))
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    results: list[ParsedDump] = []
+    # spawn, not fork: forking a process that has started polars' thread pool can deadlock.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        for parsed in pool.map(_read_chunk, chunks):
+            results.extend(parsed)
+            report(len(parsed))
+    return results
+
