@@ -110,13 +110,28 @@ def example_batch(host_id: str = "demo-host-001", seq: int = 1) -> dict[str, Any
         "seq": seq,
         "sent_at": now,
         "observations": [
-            {"kind": "gpu_sample", "id": str(uuid.uuid4()), "observed_at": now, "gpu_index": 0,
-             "pci_bus_id": "00000000:3B:00.0", "temperature_c": 61.0, "power_w": 512.5,
-             "utilization_pct": 98.0, "ecc_volatile_uncorrected": 0},
-            {"kind": "xid", "id": str(uuid.uuid4()), "observed_at": now, "xid": 79,
-             "gpu_index": 0, "pci_bus_id": "00000000:3B:00.0", "source": "kernel_log",
-             "message": "NVRM: Xid (PCI:0000:3b:00): 79, pid=2711, name=python, "
-                        "GPU has fallen off the bus."},
+            {
+                "kind": "gpu_sample",
+                "id": str(uuid.uuid4()),
+                "observed_at": now,
+                "gpu_index": 0,
+                "pci_bus_id": "00000000:3B:00.0",
+                "temperature_c": 61.0,
+                "power_w": 512.5,
+                "utilization_pct": 98.0,
+                "ecc_volatile_uncorrected": 0,
+            },
+            {
+                "kind": "xid",
+                "id": str(uuid.uuid4()),
+                "observed_at": now,
+                "xid": 79,
+                "gpu_index": 0,
+                "pci_bus_id": "00000000:3B:00.0",
+                "source": "kernel_log",
+                "message": "NVRM: Xid (PCI:0000:3b:00): 79, pid=2711, name=python, "
+                "GPU has fallen off the bus.",
+            },
         ],
     }
 
@@ -140,7 +155,7 @@ def demo(
     tokens = {role: new_token() for role in ("agent", "operator", "viewer")}
     settings = _settings(
         data_dir=data_dir,
-        auth={"tokens": [TokenSpec(name=f"demo-{r}", role=r, token=t) for r, t in tokens.items()]},  # type: ignore[arg-type]
+        auth={"tokens": [TokenSpec(name=f"demo-{r}", role=r, token=t) for r, t in tokens.items()]},
     )
     m.upgrade(settings.database_url())
     batch_file = data_dir / "example-batch.json"

@@ -29,9 +29,7 @@ class Health:
     reason: str
 
 
-def host_health(
-    host: Host, gpus: Sequence[Gpu], now: datetime, settings: HealthSettings
-) -> Health:
+def host_health(host: Host, gpus: Sequence[Gpu], now: datetime, settings: HealthSettings) -> Health:
     if host.drain_state in ("draining", "drained"):
         return Health(HealthState.drained, host.drain_reason or "drained")
     silent_for = (now - host.last_seen).total_seconds()
@@ -47,9 +45,7 @@ def host_health(
         seconds=settings.critical_clear_s
     ):
         return Health(HealthState.unhealthy, host.last_critical or "critical event")
-    throttled = [
-        g.gpu_index for g in gpus if (g.clock_event_reasons or 0) & HARD_THROTTLE_MASK
-    ]
+    throttled = [g.gpu_index for g in gpus if (g.clock_event_reasons or 0) & HARD_THROTTLE_MASK]
     if throttled:
         return Health(HealthState.degraded, f"GPU {throttled[0]} throttling (thermal/power)")
     return Health(HealthState.healthy, "")

@@ -61,9 +61,7 @@ class ServerSettings(_Section):
 
 class AuthSettings(_Section):
     tokens: list[TokenSpec] = Field(default_factory=list)
-    tokens_file: Path | None = Field(
-        None, description="YAML list of {name, role, sha256} entries."
-    )
+    tokens_file: Path | None = Field(None, description="YAML list of {name, role, sha256} entries.")
 
     def all_tokens(self) -> list[TokenSpec]:
         specs = list(self.tokens)
@@ -91,7 +89,9 @@ class RetentionSettings(_Section):
     samples_hours: float = Field(
         24.0, gt=0, description="Periodic samples (GPU readings, heartbeats) older than this go."
     )
-    events_days: float = Field(90.0, gt=0, description="XID, ECC and log events older than this go.")
+    events_days: float = Field(
+        90.0, gt=0, description="XID, ECC and log events older than this go."
+    )
     interval_s: float = Field(300.0, gt=0)
 
 
@@ -113,7 +113,9 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("./data")
-    auto_migrate: bool = Field(False, description="Upgrade the schema at start instead of refusing.")
+    auto_migrate: bool = Field(
+        False, description="Upgrade the schema at start instead of refusing."
+    )
     run_loops: bool = Field(True, description="Run the loop services (retention, ...) here.")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

@@ -78,8 +78,12 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
             log.info("retention removed %s", removed)
 
     scheduler.add_job(
-        retention, "interval", seconds=ctx.settings.retention.interval_s, id="retention",
-        max_instances=1, coalesce=True,
+        retention,
+        "interval",
+        seconds=ctx.settings.retention.interval_s,
+        id="retention",
+        max_instances=1,
+        coalesce=True,
     )
     return scheduler
 

@@ -47,7 +47,9 @@ async def get_session(ctx: Ctx) -> AsyncIterator[AsyncSession]:
 
 Session = Annotated[AsyncSession, Depends(get_session)]
 
-_bearer = HTTPBearer(auto_error=False, description="A Sentinel token (roles: agent, operator, viewer)")
+_bearer = HTTPBearer(
+    auto_error=False, description="A Sentinel token (roles: agent, operator, viewer)"
+)
 
 
 def require(allowed: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -36,9 +36,12 @@ def install_error_handlers(app: FastAPI) -> None:
         shown = "; ".join(f"{_where(e.get('loc', ()))}: {e.get('msg')}" for e in errors[:5])
         return JSONResponse(
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            content={"detail": shown, "errors": [
-                {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors[:20]
-            ]},
+            content={
+                "detail": shown,
+                "errors": [
+                    {"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors[:20]
+                ],
+            },
         )
 
     @app.exception_handler(HTTPException)

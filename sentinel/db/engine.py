@@ -9,7 +9,12 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SYNC_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}
@@ -20,8 +25,10 @@ def _backend(url: URL) -> str:
     if name == "postgres":
         name = "postgresql"
     if name not in _ASYNC_DRIVERS:
-        raise ValueError(f"unsupported database {url.render_as_string(hide_password=True)!r}: "
-                         "use sqlite:///PATH or postgresql://...")
+        raise ValueError(
+            f"unsupported database {url.render_as_string(hide_password=True)!r}: "
+            "use sqlite:///PATH or postgresql://..."
+        )
     return name
 
 

@@ -72,7 +72,7 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
         }
         for it in fresh
     ]
-    ins = insert_for(session, BatchRow.__table__)
+    ins = insert_for(session, BatchRow)
     result = await session.execute(
         ins.on_conflict_do_nothing(index_elements=["host_id", "seq"]).returning(
             BatchRow.host_id, BatchRow.seq
@@ -119,7 +119,7 @@ async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None
             )
     stored: set[uuid.UUID] = set()
     if rows:
-        ins = insert_for(session, Event.__table__)
+        ins = insert_for(session, Event)
         result = await session.execute(
             ins.on_conflict_do_nothing(index_elements=["id"]).returning(Event.id), rows
         )
@@ -152,16 +152,20 @@ async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None
         row["last_seen"] = max(row["last_seen"], it.received_at)
         row["last_seq"] = max(row["last_seq"], b.seq)
         row["agent_id"] = b.agent_id
-        if crit is not None and (row["last_critical_at"] is None or crit[0] >= row["last_critical_at"]):
+        if crit is not None and (
+            row["last_critical_at"] is None or crit[0] >= row["last_critical_at"]
+        ):
             row["last_critical_at"], row["last_critical"] = crit
     table = Host.__table__
-    ins = insert_for(session, table)
+    ins = insert_for(session, Host)
     ex = ins.excluded
     stmt = ins.on_conflict_do_update(
         index_elements=["id"],
         set_={
             "agent_id": ex.agent_id,
-            "last_seen": case((ex.last_seen > table.c.last_seen, ex.last_seen), else_=table.c.last_seen),
+            "last_seen": case(
+                (ex.last_seen > table.c.last_seen, ex.last_seen), else_=table.c.last_seen
+            ),
             "last_seq": case((ex.last_seq > table.c.last_seq, ex.last_seq), else_=table.c.last_seq),
             "last_critical_at": case(
                 (ex.last_critical_at.is_(None), table.c.last_critical_at),
@@ -207,7 +211,7 @@ async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
         for (host, idx), (at, s) in latest.items()
     ]
     table = Gpu.__table__
-    ins = insert_for(session, table)
+    ins = insert_for(session, Gpu)
     ex = ins.excluded
     newer = ex.updated_at >= table.c.updated_at
     cols = [c for c in rows[0] if c not in ("host_id", "gpu_index")]
@@ -233,23 +237,32 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
                 ranks[key] = (it.batch.host_id, it.received_at, obs)
             job = jobs.setdefault(
                 obs.job_id,
-                {"id": obs.job_id, "first_seen": it.received_at, "last_seen": it.received_at,
-                 "world_size": obs.world_size, "state": "running"},
+                {
+                    "id": obs.job_id,
+                    "first_seen": it.received_at,
+                    "last_seen": it.received_at,
+                    "world_size": obs.world_size,
+                    "state": "running",
+                },
             )
             job["last_seen"] = max(job["last_seen"], it.received_at)
             job["world_size"] = obs.world_size or job["world_size"]
     if not jobs:
         return
     jt = Job.__table__
-    jins = insert_for(session, jt)
+    jins = insert_for(session, Job)
     await session.execute(
         jins.on_conflict_do_update(
             index_elements=["id"],
             set_={
-                "last_seen": case((jins.excluded.last_seen > jt.c.last_seen, jins.excluded.last_seen),
-                                  else_=jt.c.last_seen),
-                "world_size": case((jins.excluded.world_size.is_not(None), jins.excluded.world_size),
-                                   else_=jt.c.world_size),
+                "last_seen": case(
+                    (jins.excluded.last_seen > jt.c.last_seen, jins.excluded.last_seen),
+                    else_=jt.c.last_seen,
+                ),
+                "world_size": case(
+                    (jins.excluded.world_size.is_not(None), jins.excluded.world_size),
+                    else_=jt.c.world_size,
+                ),
             },
         ),
         list(jobs.values()),
@@ -271,7 +284,7 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
         for (job_id, rank), (host, _received, hb) in ranks.items()
     ]
     rt = JobRank.__table__
-    ins = insert_for(session, rt)
+    ins = insert_for(session, JobRank)
     ex = ins.excluded
     newer = ex.last_beat_at >= rt.c.last_beat_at
     set_ = {

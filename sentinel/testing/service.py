@@ -1,4 +1,4 @@
-"""Run the real service in a subprocess (uvicorn on loopback), for end-to-end tests and benchmarks."""
+"""Run the real service in a subprocess (uvicorn on loopback), for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -55,15 +55,27 @@ class LiveService:
         log_path = self.log_path or self.data_dir / "service.log"
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sentinel.cli", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "sentinel.cli",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode}; see {log_path}:\n"
-                                   + log_path.read_text()[-4000:])
+                raise RuntimeError(
+                    f"service exited with {self.proc.returncode}; see {log_path}:\n"
+                    + log_path.read_text()[-4000:]
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
                     return
@@ -86,6 +98,9 @@ class LiveService:
         self.proc = None
 
     def headers(self, role: str = "viewer") -> dict[str, str]:
-        token = {"agent": self.agent_token, "operator": self.operator_token,
-                 "viewer": self.viewer_token}[role]
+        token = {
+            "agent": self.agent_token,
+            "operator": self.operator_token,
+            "viewer": self.viewer_token,
+        }[role]
         return {"Authorization": f"Bearer {token}"}

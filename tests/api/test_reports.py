@@ -13,7 +13,7 @@ from conftest import auth
 from sqlalchemy import func, select
 
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import Batch, Event, Gpu, Host, JobRank
+from sentinel.db.models import Batch, Event, Gpu, JobRank
 
 
 async def _count(client: httpx.AsyncClient, model: type) -> int:
@@ -28,7 +28,11 @@ async def test_valid_batch_is_accepted_and_stored_once(
     r = await app_client.post("/api/v1/reports", json=body, headers=auth(tokens["agent"]))
     assert r.status_code == 202, r.text
     assert r.json() | {"received_at": None} == {
-        "host_id": "h001", "seq": 1, "duplicate": False, "accepted": 4, "duplicates": 0,
+        "host_id": "h001",
+        "seq": 1,
+        "duplicate": False,
+        "accepted": 4,
+        "duplicates": 0,
         "received_at": None,
     }
     again = await app_client.post("/api/v1/reports", json=body, headers=auth(tokens["agent"]))
@@ -59,10 +63,12 @@ async def test_concurrent_copies_of_one_batch_store_once(
     import asyncio
 
     body = batch(seq=7, observations=[xid(79)])
-    results = await asyncio.gather(*[
-        app_client.post("/api/v1/reports", json=body, headers=auth(tokens["agent"]))
-        for _ in range(8)
-    ])
+    results = await asyncio.gather(
+        *[
+            app_client.post("/api/v1/reports", json=body, headers=auth(tokens["agent"]))
+            for _ in range(8)
+        ]
+    )
     assert [r.status_code for r in results] == [202] * 8
     assert sum(not r.json()["duplicate"] for r in results) == 1
     assert await _count(app_client, Event) == 1
@@ -80,8 +86,10 @@ async def test_host_last_seen_and_sequence_move_forward_only(
 async def test_gzip_body_is_accepted(app_client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
     data = gzip.compress(json.dumps(batch(observations=[gpu_sample()])).encode())
     r = await app_client.post(
-        "/api/v1/reports", content=data,
-        headers=auth(tokens["agent"]) | {"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        "/api/v1/reports",
+        content=data,
+        headers=auth(tokens["agent"])
+        | {"Content-Encoding": "gzip", "Content-Type": "application/json"},
     )
     assert r.status_code == 202, r.text
 
@@ -99,7 +107,11 @@ async def test_gzip_body_is_accepted(app_client: httpx.AsyncClient, tokens: dict
         (lambda b: b["observations"].append(obs("teleport")), 422, "observations[0]"),
         (lambda b: b["observations"].append(xid(code=True)), 422, "observations[0].xid.xid"),
         (lambda b: b["observations"].append(gpu_sample(gpu=-1)), 422, "gpu_index"),
-        (lambda b: b["observations"].append({"kind": "xid", "xid": 79}), 422, "observations[0].xid.id"),
+        (
+            lambda b: b["observations"].append({"kind": "xid", "xid": 79}),
+            422,
+            "observations[0].xid.id",
+        ),
     ],
 )
 async def test_invalid_batch_gets_4xx_naming_the_field(
@@ -126,23 +138,33 @@ async def test_invalid_batch_gets_4xx_naming_the_field(
     ],
 )
 async def test_malformed_bodies_are_refused(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], content: bytes,
-    headers: dict[str, str], status: int,
+    app_client: httpx.AsyncClient,
+    tokens: dict[str, str],
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
 ) -> None:
-    r = await app_client.post("/api/v1/reports", content=content,
-                              headers=auth(tokens["agent"]) | headers)
+    r = await app_client.post(
+        "/api/v1/reports", content=content, headers=auth(tokens["agent"]) | headers
+    )
     assert r.status_code == status, r.text
     assert r.json()["detail"]
 
 
-async def test_oversized_bodies_get_413(app_client: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+async def test_oversized_bodies_get_413(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
     limit = app_client.app.state.ctx.settings.server.max_body_bytes  # type: ignore[attr-defined]
-    r = await app_client.post("/api/v1/reports", content=b" " * (limit + 1),
-                              headers=auth(tokens["agent"]))
+    r = await app_client.post(
+        "/api/v1/reports", content=b" " * (limit + 1), headers=auth(tokens["agent"])
+    )
     assert r.status_code == 413
     bomb = gzip.compress(b" " * (limit + 10))
-    r = await app_client.post("/api/v1/reports", content=bomb,
-                              headers=auth(tokens["agent"]) | {"Content-Encoding": "gzip"})
+    r = await app_client.post(
+        "/api/v1/reports",
+        content=bomb,
+        headers=auth(tokens["agent"]) | {"Content-Encoding": "gzip"},
+    )
     assert r.status_code == 413
     assert "inflates" in r.json()["detail"]
 
@@ -161,10 +183,22 @@ async def test_heartbeats_build_the_rank_map_and_checkpoint(
     app_client: httpx.AsyncClient, tokens: dict[str, str]
 ) -> None:
     for host_no, host in enumerate(("h001", "h002")):
-        beats = [heartbeat(rank=host_no * 8 + r, step=120, when=at(5), world_size=16,
-                           checkpoint_step=100, gpu_index=r) for r in range(8)]
-        await app_client.post("/api/v1/reports", json=batch(host=host, observations=beats),
-                              headers=auth(tokens["agent"]))
+        beats = [
+            heartbeat(
+                rank=host_no * 8 + r,
+                step=120,
+                when=at(5),
+                world_size=16,
+                checkpoint_step=100,
+                gpu_index=r,
+            )
+            for r in range(8)
+        ]
+        await app_client.post(
+            "/api/v1/reports",
+            json=batch(host=host, observations=beats),
+            headers=auth(tokens["agent"]),
+        )
     r = await app_client.get("/api/v1/jobs/job-1", headers=auth(tokens["viewer"]))
     job = r.json()
     assert job["ranks_reporting"] == 16 and job["hosts"] == 2 and job["world_size"] == 16

@@ -38,10 +38,10 @@ async def upload_dump(
     ctx: Ctx,
     session: Session,
     _: Agent,
-    host_id: Annotated[str, Query(pattern=Name.__metadata__[0].pattern)],  # type: ignore[attr-defined]
+    host_id: Annotated[str, Query(pattern=Name.__metadata__[0].pattern)],
     rank: Annotated[int, Query(ge=0, le=10_000_000)],
     file_name: Annotated[str, Query(min_length=1, max_length=255)],
-    job_id: Annotated[str | None, Query(pattern=Name.__metadata__[0].pattern)] = None,  # type: ignore[attr-defined]
+    job_id: Annotated[str | None, Query(pattern=Name.__metadata__[0].pattern)] = None,
 ) -> FlightRecorderUploadOut:
     limit = ctx.settings.server.max_dump_bytes
     compressed = bytearray()
@@ -59,8 +59,14 @@ async def upload_dump(
     await asyncio.to_thread(_write, path, bytes(compressed))
     session.add(
         FlightRecorderUpload(
-            sha256=sha, host_id=host_id, job_id=job_id, rank=rank, file_name=file_name,
-            size_bytes=len(data), path=str(path), received_at=ctx.clock.now(),
+            sha256=sha,
+            host_id=host_id,
+            job_id=job_id,
+            rank=rank,
+            file_name=file_name,
+            size_bytes=len(data),
+            path=str(path),
+            received_at=ctx.clock.now(),
         )
     )
     await session.flush()

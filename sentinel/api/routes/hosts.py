@@ -58,7 +58,9 @@ async def _get_host(session: Session, host_id: str) -> Host:
 async def get_host(ctx: Ctx, session: Session, _: Viewer, host_id: str) -> dict[str, Any]:
     host = await _get_host(session, host_id)
     gpus = list(
-        (await session.scalars(select(Gpu).where(Gpu.host_id == host_id).order_by(Gpu.gpu_index))).all()
+        (
+            await session.scalars(select(Gpu).where(Gpu.host_id == host_id).order_by(Gpu.gpu_index))
+        ).all()
     )
     out = _host_out(ctx, host, gpus)
     out["gpu_list"] = [GpuOut.model_validate(g, from_attributes=True) for g in gpus]
@@ -89,8 +91,9 @@ async def host_observations(
         q = q.where(Event.observed_at >= since)
     for ev in (await session.scalars(q.order_by(Event.observed_at.desc()).limit(limit))).all():
         out.append(
-            ObservationOut(id=str(ev.id), kind=ev.kind, observed_at=ev.observed_at, seq=ev.seq,
-                           data=ev.payload)
+            ObservationOut(
+                id=str(ev.id), kind=ev.kind, observed_at=ev.observed_at, seq=ev.seq, data=ev.payload
+            )
         )
     if kind is None or kind in ("gpu_sample", "heartbeat", "agent_status"):
         bq = select(Batch).where(Batch.host_id == host_id)
@@ -99,9 +102,14 @@ async def host_observations(
         for b in (await session.scalars(bq.order_by(Batch.seq.desc()).limit(limit))).all():
             for s in b.samples:
                 if kind is None or s.get("kind") == kind:
-                    out.append(ObservationOut(
-                        id=str(s["id"]), kind=s["kind"],
-                        observed_at=datetime.fromisoformat(s["observed_at"]), seq=b.seq, data=s,
-                    ))
+                    out.append(
+                        ObservationOut(
+                            id=str(s["id"]),
+                            kind=s["kind"],
+                            observed_at=datetime.fromisoformat(s["observed_at"]),
+                            seq=b.seq,
+                            data=s,
+                        )
+                    )
     out.sort(key=lambda o: o.observed_at, reverse=True)
     return out[:limit]

@@ -49,7 +49,11 @@ async def get_job(session: Session, _: Viewer, job_id: str) -> dict[str, Any]:
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     ranks = list(
-        (await session.scalars(select(JobRank).where(JobRank.job_id == job_id).order_by(JobRank.rank))).all()
+        (
+            await session.scalars(
+                select(JobRank).where(JobRank.job_id == job_id).order_by(JobRank.rank)
+            )
+        ).all()
     )
     out = _job_out(job, ranks)
     out["ranks"] = [RankOut.model_validate(r, from_attributes=True) for r in ranks]

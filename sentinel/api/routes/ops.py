@@ -53,6 +53,8 @@ async def _refresh_gauges(ctx: Ctx) -> None:
     except SQLAlchemyError:
         return
     now = ctx.clock.now()
-    counts = Counter(host_health(h, gpus.get(h.id, []), now, ctx.settings.health).state for h in hosts)
+    counts = Counter(
+        host_health(h, gpus.get(h.id, []), now, ctx.settings.health).state for h in hosts
+    )
     for state in HealthState:
         ctx.metrics.hosts.labels(state.value).set(counts.get(state, 0))

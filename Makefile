@@ -1,0 +1,47 @@
+# Sentinel: make demo · make test · make bench · make lint
+# Each target creates .venv when missing and installs what it needs; `make test` also installs
+# the Debian packages the suite runs for real (PostgreSQL) when they are missing.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench lint system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The service's real dependencies for the tests; installed only when missing.
+system-deps:
+	@missing=""; \
+	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql-15"; \
+	command -v runuser >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && $(APT) $$missing; \
+	fi
+
+demo: $(STAMP)
+	$(VENV)/bin/sentinel demo
+
+test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check sentinel agents
+	$(VENV)/bin/mypy sentinel agents
+
+bench: $(STAMP) system-deps
+	$(PY) benchmarks/ingest.py --hosts 2048 --seconds 30
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
