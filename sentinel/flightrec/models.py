@@ -61,6 +61,7 @@ ENTRY_SCHEMA: dict[str, pl.DataType] = {
     "p2p_seq": pl.Int64(),
     "is_p2p": pl.Boolean(),
     "op": pl.Categorical(),
+    "peer": pl.Int32(),  # p2p only: the other side, as a rank within the group
     "in_sig": pl.Categorical(),
     "out_sig": pl.Categorical(),
     "state": pl.Int8(),

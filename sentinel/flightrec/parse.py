@@ -175,15 +175,16 @@ def _entry_columns(entries: list[Any], name: str) -> pl.DataFrame:
     pg_names, pg_descs = zip(*pgs, strict=True)
     if not set(map(type, pname)) <= {str}:
         raise FrParseError(f"{name}: 'profiling_name' must be a string")
-    ops = [p.partition(":")[2].partition(" ")[0] for p in set(pname)]
-    op_of = dict(zip(set(pname), ops, strict=True))
-    op_col = list(map(op_of.__getitem__, pname))
+    names = {p: _op_and_peer(p) for p in set(pname)}
+    op_col = [names[p][0] for p in pname]
+    peer_col = [names[p][1] for p in pname]
 
     is_p2p_raw = list(map(methodcaller("get", "is_p2p"), entries))
     if None in is_p2p_raw:
         # Older 2.x dumps lack is_p2p: send and recv are the only p2p operations.
-        is_p2p_raw = [v if v is not None else op in _P2P_OPS for v, op in zip(
-            is_p2p_raw, op_col, strict=True)]
+        is_p2p_raw = [
+            v if v is not None else op in _P2P_OPS for v, op in zip(is_p2p_raw, op_col, strict=True)
+        ]
     durations = list(map(methodcaller("get", "duration_ms"), entries))
 
     state_codes = _states(state, name)
@@ -199,6 +200,7 @@ def _entry_columns(entries: list[Any], name: str) -> pl.DataFrame:
                 "p2p_seq": pl.Series(p2p_seq, dtype=pl.Int64, strict=True),
                 "is_p2p": pl.Series(is_p2p_raw, dtype=pl.Boolean, strict=True),
                 "op": pl.Series(op_col, dtype=pl.String),
+                "peer": pl.Series(peer_col, dtype=pl.Int32),
                 "in_sig": pl.Series(in_sig, dtype=pl.String),
                 "out_sig": pl.Series(out_sig, dtype=pl.String),
                 "state": pl.Series(state_codes, dtype=pl.Int8),
@@ -217,6 +219,17 @@ def _entry_columns(entries: list[Any], name: str) -> pl.DataFrame:
         pl.col("t_completed").replace(0, None),
         pl.col(["pg", "pg_desc", "op", "in_sig", "out_sig"]).cast(pl.Categorical),
     ).select(list(ENTRY_SCHEMA))
+
+
+def _op_and_peer(profiling_name: str) -> tuple[str, int | None]:
+    """'nccl:send 0->1' is a send to group rank 1, 'nccl:recv 1<-0' a receive from 0."""
+    op, _, meta = profiling_name.partition(":")[2].partition(" ")
+    arrow = {"send": "->", "recv": "<-"}.get(op)
+    if arrow and arrow in meta:
+        peer = meta.partition(arrow)[2].strip()
+        if peer.isdigit():
+            return op, int(peer)
+    return op, None
 
 
 def _states(states: Sequence[object], name: str) -> list[int]:
@@ -272,8 +285,9 @@ def _tail_frames(entries: list[Any], name: str) -> dict[int, tuple[str, ...]]:
         if frames is None:
             continue
         if not isinstance(frames, list) or len(frames) > MAX_FRAMES_PER_ENTRY:
-            raise FrParseError(f"{name}: 'frames' must be a list of at most "
-                               f"{MAX_FRAMES_PER_ENTRY} frames")
+            raise FrParseError(
+                f"{name}: 'frames' must be a list of at most {MAX_FRAMES_PER_ENTRY} frames"
+            )
         lines = []
         for frame in frames:
             if not isinstance(frame, dict):
@@ -291,7 +305,8 @@ def dump_paths(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise FrParseError(f"{directory}: not a directory")
     paths = [
-        p for p in directory.iterdir()
+        p
+        for p in directory.iterdir()
         if p.is_file() and not p.name.startswith(".") and rank_from_name(p.name) is not None
     ]
     if not paths:
@@ -341,4 +356,3 @@ def read_dumps(
             results.extend(parsed)
             report(len(parsed))
     return results
-
