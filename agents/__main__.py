@@ -1,0 +1,5 @@
+"""``python -m agents`` is ``sentinel-agent``."""
+
+from agents.cli import main
+
+main()

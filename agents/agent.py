@@ -1,0 +1,268 @@
+"""One agent: collectors feeding the outbox, a sender draining it, metrics beside them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import pydantic
+
+from agents import __version__
+from agents.clock import Clock, SystemClock
+from agents.collectors.base import Collector, Context, HostState
+from agents.collectors.flight_recorder import FlightRecorderCollector
+from agents.collectors.heartbeat import HeartbeatCollector
+from agents.collectors.kernel_log import KernelLogCollector
+from agents.collectors.nvml import NvmlCollector
+from agents.collectors.training_log import TrainingLogCollector
+from agents.config import AgentConfig
+from agents.metrics import AgentMetrics
+from agents.patterns import KERNEL_PATTERNS, TRAINING_PATTERNS, PatternFile, load_patterns
+from agents.providers.base import GpuProvider
+from agents.transport.outbox import Outbox
+from agents.transport.sender import Backoff, Sender
+from sentinel.wire import CRITICAL_KINDS, AgentStatus, Observation
+
+log = logging.getLogger(__name__)
+
+# A collector that keeps failing is retried at its interval doubled per failure, up to this.
+MAX_COLLECTOR_BACKOFF_S = 300.0
+
+
+class ConfigError(Exception):
+    """The configuration is valid YAML but names something unusable (a bad pattern file)."""
+
+
+def _patterns(path: Path | None, default: Path, field: str) -> PatternFile:
+    try:
+        return load_patterns(path or default)
+    except (OSError, ValueError) as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(f"{field}: {exc}") from exc
+
+
+def make_provider(config: AgentConfig, clock: Clock) -> GpuProvider:
+    nvml = config.collectors.nvml
+    if nvml.provider == "fake":
+        from agents.providers.fake import FakeProvider, Scenario
+
+        assert nvml.scenario is not None
+        try:
+            scenario = Scenario.load(nvml.scenario)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"collectors.nvml.scenario: {exc}") from exc
+        return FakeProvider(scenario, clock, seed=config.host_id)
+    from agents.providers.nvml import NvmlProvider
+
+    return NvmlProvider()
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Clock | None = None,
+        provider: GpuProvider | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = AgentMetrics(config.host_id)
+        self.state = HostState()
+        try:
+            self.token = config.service.read_token()
+        except OSError as exc:
+            raise ConfigError(f"service.token_file: {exc}") from exc
+        self.outbox = Outbox(
+            config.outbox.path,
+            host_id=config.host_id,
+            clock=self.clock,
+            max_bytes=config.outbox.max_bytes,
+            max_batch_observations=config.outbox.max_batch_observations,
+            max_batch_bytes=config.outbox.max_batch_bytes,
+        )
+        self._upload_client = httpx.Client(timeout=max(60.0, config.service.timeout_s))
+        self._sender: Sender | None = None
+        self._failing: dict[str, int] = {}
+        self.collectors = self._build_collectors(provider)
+
+    def _build_collectors(self, provider: GpuProvider | None) -> list[Collector]:
+        c, i = self.config.collectors, self.config.intervals
+        ctx = Context(
+            host_id=self.config.host_id,
+            clock=self.clock,
+            emit=self.emit,
+            metrics=self.metrics,
+            state=self.state,
+        )
+        out: list[Collector] = []
+        if c.nvml.enabled:
+            out.append(
+                NvmlCollector(
+                    provider or make_provider(self.config, self.clock),
+                    ctx,
+                    interval_s=i.gpu_s,
+                    xid_events=c.nvml.xid_events,
+                )
+            )
+        if c.kernel_log.enabled:
+            out.append(
+                KernelLogCollector(
+                    ctx,
+                    path=c.kernel_log.path,
+                    interval_s=i.logs_s,
+                    from_start=c.kernel_log.from_start,
+                    patterns=_patterns(
+                        c.kernel_log.patterns, KERNEL_PATTERNS, "collectors.kernel_log.patterns"
+                    ),
+                )
+            )
+        if c.training_logs.enabled:
+            out.append(
+                TrainingLogCollector(
+                    ctx,
+                    paths=c.training_logs.paths,
+                    interval_s=i.logs_s,
+                    from_start=c.training_logs.from_start,
+                    patterns=_patterns(
+                        c.training_logs.patterns,
+                        TRAINING_PATTERNS,
+                        "collectors.training_logs.patterns",
+                    ),
+                )
+            )
+        if c.heartbeat.enabled:
+            out.append(
+                HeartbeatCollector(ctx, address=c.heartbeat.address, interval_s=i.heartbeat_s)
+            )
+        if c.flight_recorder.enabled:
+            fr = c.flight_recorder
+            out.append(
+                FlightRecorderCollector(
+                    ctx,
+                    outbox=self.outbox,
+                    client=self._upload_client,
+                    base_url=self.config.service.base_url,
+                    token=self.token,
+                    prefix=fr.prefix,
+                    max_bytes=fr.max_bytes,
+                    settle_s=fr.settle_s,
+                    interval_s=i.flight_recorder_s,
+                    job_id=fr.job_id,
+                )
+            )
+        return out
+
+    def emit(self, observations: Sequence[Observation], *, critical: bool = False) -> None:
+        """Durably queue observations; wake the sender for critical ones. Thread-safe."""
+        if not observations:
+            return
+        dropped = self.outbox.put(observations)
+        if dropped:
+            self.metrics.dropped_samples.inc(dropped)
+        self.metrics.outbox_depth.set(self.outbox.depth)
+        if self._sender is not None and (
+            critical or any(o.kind in CRITICAL_KINDS for o in observations)
+        ):
+            self._sender.wake()
+
+    def status(self) -> AgentStatus:
+        names = [c.name for c in self.collectors]
+        return AgentStatus(
+            id=uuid.uuid4(),
+            observed_at=self.clock.now(),
+            version=__version__,
+            collectors_ok=[n for n in names if n not in self._failing],
+            collectors_failing=[n for n in names if n in self._failing],
+            outbox_depth=self.outbox.depth,
+            outbox_dropped_samples=self.outbox.dropped_samples,
+        )
+
+    async def _run_collector(self, collector: Collector, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                observations = await asyncio.to_thread(collector.poll)
+                self.emit(observations)
+                if failures:
+                    log.info("collector %s recovered after %d failures", collector.name, failures)
+                failures = 0
+                self._failing.pop(collector.name, None)
+                delay = collector.interval_s
+            except Exception:
+                failures += 1
+                self._failing[collector.name] = failures
+                self.metrics.collector_errors.labels(collector.name).inc()
+                delay = min(MAX_COLLECTOR_BACKOFF_S, collector.interval_s * 2**failures)
+                log.exception(
+                    "collector %s failed (%d in a row); retrying in %.0f s",
+                    collector.name,
+                    failures,
+                    delay,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def _report_status(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.emit([self.status()])
+            except (OSError, pydantic.ValidationError):
+                log.exception("could not queue the agent status")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.config.intervals.status_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        if cfg.metrics.enabled:
+            try:
+                self.metrics.serve(cfg.metrics.address, cfg.metrics.port)
+            except OSError as exc:
+                log.error(
+                    "metrics server on %s:%d failed: %s", cfg.metrics.address, cfg.metrics.port, exc
+                )
+        timeout = httpx.Timeout(cfg.service.timeout_s)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            self._sender = Sender(
+                self.outbox,
+                client,
+                base_url=cfg.service.base_url,
+                token=self.token,
+                clock=self.clock,
+                metrics=self.metrics,
+                send_interval_s=cfg.intervals.send_s,
+                backoff=Backoff(cfg.outbox.backoff_initial_s, cfg.outbox.backoff_max_s),
+                compress=cfg.service.compress,
+            )
+            log.info(
+                "agent %s started: %d collectors, service %s, outbox %s (%d waiting)",
+                cfg.host_id,
+                len(self.collectors),
+                cfg.service.base_url,
+                cfg.outbox.path,
+                self.outbox.depth,
+            )
+            tasks = [
+                asyncio.create_task(self._sender.run(), name="sender"),
+                asyncio.create_task(self._report_status(stop), name="status"),
+            ]
+            tasks += [
+                asyncio.create_task(self._run_collector(c, stop), name=c.name)
+                for c in self.collectors
+            ]
+            await stop.wait()
+            self._sender.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._sender = None
+        for collector in self.collectors:
+            try:
+                await asyncio.to_thread(collector.close)
+            except Exception:
+                log.exception("closing collector %s failed", collector.name)
+        self._upload_client.close()
+        self.outbox.close()
+        log.info("agent %s stopped", cfg.host_id)

@@ -1,0 +1,1 @@
+"""One collector per source, all behind the tiny protocol in ``base``."""

@@ -1,0 +1,191 @@
+"""Receives rank heartbeats on a local datagram socket and folds them per rank."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from agents.collectors.base import Context
+from agents.heartbeat import MAX_DATAGRAM, parse_address
+from sentinel.wire import HeartbeatSummary, Observation
+
+log = logging.getLogger(__name__)
+
+_MAX_DRAIN = 100_000  # datagrams per poll; the rest wait in the socket buffer
+_RCVBUF = 4 * 1024 * 1024
+
+
+@dataclass
+class _Rank:
+    job_id: str
+    rank: int
+    local_rank: int
+    beats: int = 0
+    step: int = 0
+    last_beat_at: datetime | None = None
+    world_size: int | None = None
+    gpu_index: int | None = None
+    step_time_s: float | None = None
+    tokens: int | None = None
+    loss: float | None = None
+    checkpoint_step: int | None = None
+    checkpoint_path: str | None = None
+
+
+def _int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(key)
+    return value
+
+
+def _float(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(key)
+    return float(value)
+
+
+class HeartbeatCollector:
+    name = "heartbeat"
+
+    def __init__(self, ctx: Context, *, address: str, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._ctx = ctx
+        self._address = address
+        self._sock: socket.socket | None = None
+        self._ranks: dict[tuple[str, int], _Rank] = {}
+        self.rejected = 0
+
+    def _bind(self) -> socket.socket:
+        family, target = parse_address(self._address)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        if family == socket.AF_UNIX:
+            assert isinstance(target, str)
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
+                path.unlink()  # left by a previous agent
+            sock.bind(target)
+            # Ranks often run as another user than the agent; anyone local may beat.
+            os.chmod(target, 0o666)  # noqa: S103
+        else:
+            sock.bind(target)
+        sock.setblocking(False)
+        return sock
+
+    @property
+    def bound_address(self) -> object:
+        return self._sock.getsockname() if self._sock else None
+
+    def poll(self) -> Sequence[Observation]:
+        if self._sock is None:
+            self._sock = self._bind()
+        for _ in range(_MAX_DRAIN):
+            try:
+                data = self._sock.recv(MAX_DATAGRAM + 1)
+            except BlockingIOError:
+                break
+            self._receive(data)
+        return self._summaries()
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            beat = json.loads(data)
+            if not isinstance(beat, dict) or beat.get("v") != 1:
+                raise ValueError("version")
+            job_id, rank, step = beat["j"], _int(beat, "r"), _int(beat, "s")
+            if not isinstance(job_id, str) or rank is None or step is None:
+                raise ValueError("identity")
+            key = (job_id, rank)
+            state = self._ranks.get(key)
+            if state is None:
+                state = self._ranks[key] = _Rank(job_id, rank, _int(beat, "l") or 0)
+            sent_at = _float(beat, "t")
+            state.beats += 1
+            state.step = step
+            state.last_beat_at = (
+                datetime.fromtimestamp(sent_at, UTC) if sent_at else self._ctx.clock.now()
+            )
+            state.local_rank = _int(beat, "l") or state.local_rank
+            state.world_size = _int(beat, "w") or state.world_size
+            state.gpu_index = _int(beat, "g") if "g" in beat else state.gpu_index
+            for attr, key_ in (("step_time_s", "st"), ("loss", "lo")):
+                if key_ in beat:
+                    setattr(state, attr, _float(beat, key_))
+            for attr, key_ in (("tokens", "tk"), ("checkpoint_step", "cs")):
+                if key_ in beat:
+                    setattr(state, attr, _int(beat, key_))
+            if isinstance(beat.get("cp"), str):
+                state.checkpoint_path = beat["cp"][:500]
+            self._ctx.state.job_id = job_id
+        except (ValueError, KeyError, TypeError, OverflowError, OSError):
+            self.rejected += 1
+            self._ctx.metrics.heartbeats_bad.inc()
+
+    def _summaries(self) -> list[Observation]:
+        out: list[Observation] = []
+        now = self._ctx.clock.now()
+        for key, state in list(self._ranks.items()):
+            if state.beats == 0:
+                del self._ranks[key]  # silent since the last summary: nothing to say
+                continue
+            try:
+                out.append(
+                    HeartbeatSummary(
+                        id=uuid.uuid4(),
+                        observed_at=now,
+                        job_id=state.job_id,
+                        rank=state.rank,
+                        local_rank=state.local_rank,
+                        gpu_index=state.gpu_index,
+                        step=state.step,
+                        step_time_s=state.step_time_s,
+                        tokens=state.tokens,
+                        loss=state.loss,
+                        checkpoint_step=state.checkpoint_step,
+                        checkpoint_path=state.checkpoint_path,
+                        beats=state.beats,
+                        last_beat_at=state.last_beat_at or now,
+                        world_size=state.world_size,
+                    )
+                )
+            except pydantic.ValidationError as exc:
+                self.rejected += state.beats
+                self._ctx.metrics.heartbeats_bad.inc(state.beats)
+                log.warning(
+                    "dropping heartbeats of %s rank %s: %s",
+                    state.job_id,
+                    state.rank,
+                    exc.errors()[0]["msg"],
+                )
+                del self._ranks[key]
+                continue
+            state.beats = 0
+        return out
+
+    def close(self) -> None:
+        if self._sock is not None:
+            family, target = parse_address(self._address)
+            self._sock.close()
+            if family == socket.AF_UNIX and isinstance(target, str):
+                with contextlib.suppress(OSError):
+                    os.unlink(target)

@@ -1,0 +1,172 @@
+"""Training job logs (stderr, NCCL_DEBUG output): NCCL, watchdog, CUDA errors, tracebacks."""
+
+from __future__ import annotations
+
+import glob
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.collectors.base import Context
+from agents.patterns import Matcher, PatternFile
+from agents.tail import FileTailer
+from sentinel.wire import LogRecord, Observation
+
+MAX_MESSAGE = 60_000
+MAX_TRACEBACK_LINES = 400
+# A traceback whose exception line never comes (the process died mid-write) is shipped
+# after this long without new lines, with what it has.
+TRACEBACK_FLUSH_S = 5.0
+_RESCAN_EVERY = 10  # polls between globbing for new files
+
+# torchrun and PyTorch put "[rank3]:" (or "[default3]:" with --tee) before every line.
+_RANK_PREFIX = re.compile(r"^\[(rank|default)(\d+)\]:\s?")
+_TRACEBACK_START = "Traceback (most recent call last):"
+_CHAIN_LINES = (
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+)
+
+
+@dataclass
+class _Traceback:
+    lines: list[str]
+    started: float
+    last_line_at: float
+    ended: bool = False  # the exception line came; a chained traceback may still follow
+
+
+@dataclass
+class _File:
+    tailer: FileTailer
+    tracebacks: dict[str, _Traceback] = field(default_factory=dict)
+
+
+class TrainingLogCollector:
+    name = "training_logs"
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        paths: list[str],
+        patterns: PatternFile,
+        interval_s: float,
+        from_start: bool = False,
+    ) -> None:
+        self.interval_s = interval_s
+        self._ctx = ctx
+        self._globs = paths
+        self._from_start = from_start
+        self._matcher = Matcher(patterns.patterns)
+        self._files: dict[str, _File] = {}
+        self._polls = 0
+
+    def _scan(self) -> None:
+        for spec in self._globs:
+            matches = glob.glob(spec) if glob.has_magic(spec) else [spec]
+            for name in matches:
+                if name not in self._files:
+                    # Files found after start-up are new: read them from their beginning.
+                    from_start = self._from_start or self._polls > 0
+                    self._files[name] = _File(FileTailer(Path(name), from_start=from_start))
+
+    def poll(self) -> Sequence[Observation]:
+        if self._polls % _RESCAN_EVERY == 0:
+            self._scan()
+        self._polls += 1
+        out: list[Observation] = []
+        now = self._ctx.clock.monotonic()
+        for name, state in self._files.items():
+            for raw in state.tailer.read_lines():
+                self._line(name, state, raw, now, out)
+            for key, tb in list(state.tracebacks.items()):
+                if tb.ended or now - tb.last_line_at >= TRACEBACK_FLUSH_S:
+                    out.append(self._traceback_record(name, key, tb))
+                    del state.tracebacks[key]
+        return out
+
+    def _line(self, name: str, state: _File, raw: str, now: float, out: list[Observation]) -> None:
+        prefix = _RANK_PREFIX.match(raw)
+        key = prefix.group(0) if prefix else ""
+        line = raw[prefix.end() :] if prefix else raw
+        tb = state.tracebacks.get(key)
+        if tb is not None:
+            continues = (
+                not line
+                or line[0] in " \t"
+                or line.startswith(_CHAIN_LINES)
+                or line.startswith(_TRACEBACK_START)
+            )
+            if tb.ended and not continues:
+                out.append(self._traceback_record(name, key, tb))
+                del state.tracebacks[key]
+            elif len(tb.lines) < MAX_TRACEBACK_LINES or not continues:
+                tb.lines.append(line)
+                tb.last_line_at = now
+                tb.ended = not continues
+                return
+            else:
+                return  # over the line cap: keep the head, wait for the exception line
+        if line.startswith(_TRACEBACK_START) or line.endswith(_TRACEBACK_START):
+            state.tracebacks[key] = _Traceback([line], now, now)
+            return
+        found = self._matcher.match(line)
+        if found is None:
+            return
+        pattern = found.pattern
+        out.append(
+            LogRecord(
+                id=uuid.uuid4(),
+                observed_at=self._ctx.clock.now(),
+                source="nccl" if pattern.source == "nccl" else "application",
+                pattern=pattern.name,
+                family=pattern.family,
+                severity=pattern.severity,
+                message=raw[:MAX_MESSAGE],
+                path=name,
+                rank=_rank(key),
+                job_id=self._ctx.state.job_id,
+            )
+        )
+
+    def _traceback_record(self, name: str, key: str, tb: _Traceback) -> LogRecord:
+        last = tb.lines[-1] if tb.ended else ""
+        found = self._matcher.match(last) if last else None
+        if found is not None:
+            pattern, family, severity = (
+                found.pattern.name,
+                found.pattern.family,
+                found.pattern.severity,
+            )
+        else:
+            pattern, family, severity = "python_traceback", "python_traceback", "error"
+        message = "\n".join(tb.lines)
+        if len(message) > MAX_MESSAGE:
+            # Keep the end: the exception line is the part triage reads first.
+            message = message[: MAX_MESSAGE // 2] + "\n...\n" + message[-MAX_MESSAGE // 2 :]
+        return LogRecord(
+            id=uuid.uuid4(),
+            observed_at=self._ctx.clock.now(),
+            source="nccl"
+            if found is not None and found.pattern.source == "nccl"
+            else "application",
+            pattern=pattern,
+            family=family,
+            severity=severity,
+            message=message,
+            path=name,
+            rank=_rank(key),
+            job_id=self._ctx.state.job_id,
+        )
+
+    def close(self) -> None:
+        for state in self._files.values():
+            state.tailer.close()
+
+
+def _rank(prefix: str) -> int | None:
+    found = _RANK_PREFIX.match(prefix)
+    return int(found.group(2)) if found and found.group(1) == "rank" else None

@@ -1,0 +1,185 @@
+"""The agent's typed configuration: a YAML file, overridden by SENTINEL_AGENT_* variables.
+
+Nested fields use a double underscore: ``SENTINEL_AGENT_SERVICE__URL=http://...`` sets
+``service.url``. Values are parsed as YAML scalars, so ``...__ENABLED=false`` is a bool.
+Everything is validated once at start-up; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+from sentinel.wire.v1 import Name
+
+ENV_PREFIX = "SENTINEL_AGENT_"
+MiB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServiceConfig(_Section):
+    url: HttpUrl
+    token: str | None = Field(None, min_length=1, repr=False)
+    token_file: Path | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    compress: bool = True
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> ServiceConfig:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("set exactly one of service.token and service.token_file")
+        return self
+
+    def read_token(self) -> str:
+        if self.token is not None:
+            return self.token
+        assert self.token_file is not None
+        return self.token_file.read_text().strip()
+
+    @property
+    def base_url(self) -> str:
+        return str(self.url).rstrip("/")
+
+
+class Intervals(_Section):
+    gpu_s: float = Field(10.0, gt=0, description="NVML sampling.")
+    logs_s: float = Field(1.0, gt=0, description="Kernel and training log tailing.")
+    heartbeat_s: float = Field(5.0, gt=0, description="Folding rank heartbeats into summaries.")
+    flight_recorder_s: float = Field(2.0, gt=0, description="Looking for new dumps.")
+    status_s: float = Field(60.0, gt=0, description="AgentStatus observations.")
+    send_s: float = Field(5.0, gt=0, description="Shipping non-critical observations.")
+
+
+class NvmlCollectorConfig(_Section):
+    enabled: bool = True
+    provider: Literal["nvml", "fake"] = "nvml"
+    scenario: Path | None = Field(None, description="Scenario file for the fake provider.")
+    xid_events: bool = True
+
+    @model_validator(mode="after")
+    def _fake_needs_scenario(self) -> NvmlCollectorConfig:
+        if self.enabled and self.provider == "fake" and self.scenario is None:
+            raise ValueError("collectors.nvml.scenario is required with provider: fake")
+        return self
+
+
+class KernelLogConfig(_Section):
+    enabled: bool = True
+    path: Path = Path("/dev/kmsg")
+    from_start: bool = False
+    patterns: Path | None = Field(None, description="Pattern file; default: the built-in one.")
+
+
+class TrainingLogsConfig(_Section):
+    enabled: bool = False
+    paths: list[str] = Field(default_factory=list, description="Files or glob patterns.")
+    from_start: bool = False
+    patterns: Path | None = None
+
+
+class HeartbeatConfig(_Section):
+    enabled: bool = True
+    address: str = Field(
+        "unix:///run/sentinel-agent/heartbeat.sock",
+        description="unix:///path (datagram socket) or udp://127.0.0.1:PORT.",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("unix://", "udp://")):
+            raise ValueError("must start with unix:// or udp://")
+        return value
+
+
+class FlightRecorderConfig(_Section):
+    enabled: bool = True
+    prefix: str = Field(
+        "/tmp/nccl_trace_rank_",  # noqa: S108 - PyTorch's own default TORCH_FR_DUMP_TEMP_FILE
+        description="TORCH_FR_DUMP_TEMP_FILE of the job; dumps are named PREFIX<rank>.",
+    )
+    max_bytes: int = Field(256 * MiB, gt=0, description="Larger dumps are refused.")
+    settle_s: float = Field(2.0, ge=0, description="A dump is complete once its size is stable.")
+    job_id: Name | None = Field(None, description="Default: the job seen in heartbeats.")
+
+
+class CollectorsConfig(_Section):
+    nvml: NvmlCollectorConfig = Field(default_factory=NvmlCollectorConfig)
+    kernel_log: KernelLogConfig = Field(default_factory=KernelLogConfig)
+    training_logs: TrainingLogsConfig = Field(default_factory=TrainingLogsConfig)
+    heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
+    flight_recorder: FlightRecorderConfig = Field(default_factory=FlightRecorderConfig)
+
+
+class OutboxConfig(_Section):
+    path: Path = Path("/var/lib/sentinel-agent/outbox.db")
+    max_bytes: int = Field(64 * MiB, ge=64 * 1024, description="Soft cap of queued JSON.")
+    max_batch_observations: int = Field(1000, ge=1, le=5000)
+    max_batch_bytes: int = Field(4 * MiB, ge=64 * 1024)
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+
+
+class MetricsConfig(_Section):
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = Field(9400, ge=0, le=65535)
+
+
+class AgentConfig(_Section):
+    host_id: Name = Field(default_factory=lambda: socket.gethostname().split(".")[0])
+    service: ServiceConfig
+    intervals: Intervals = Field(default_factory=Intervals)
+    collectors: CollectorsConfig = Field(default_factory=CollectorsConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        child = tree.get(key)
+        if not isinstance(child, dict):
+            child = tree[key] = {}
+        tree = child
+    tree[path[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        _set_path(tree, path, yaml.safe_load(raw) if raw else raw)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Raises pydantic.ValidationError (names the field) or ValueError (unreadable file)."""
+    raw: Any = {}
+    if path is not None:
+        raw = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: the top level must be a mapping")
+    data = _merge(raw, env_overrides(os.environ if environ is None else environ))
+    return AgentConfig.model_validate(data)

@@ -1,0 +1,136 @@
+"""Heartbeats from training code to the local Sentinel agent. Standard library only.
+
+Copy this file next to a training script or import it from the agent package; it needs
+nothing else. One call per step::
+
+    from agents.heartbeat import Heartbeat
+    hb = Heartbeat(job_id=os.environ["SLURM_JOB_ID"])      # rank etc. from RANK/LOCAL_RANK
+    for step in ...:
+        ...
+        hb.beat(step, step_time_s=dt, tokens=n, loss=float(loss))
+
+``beat`` never blocks, never slows the loop noticeably (one non-blocking ``sendto``) and
+never raises: no agent, a full socket or a bad value only bump ``hb.dropped``.
+The address comes from ``SENTINEL_HEARTBEAT_ADDR`` (``unix:///path`` or
+``udp://127.0.0.1:PORT``), default ``unix:///run/sentinel-agent/heartbeat.sock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import time
+
+DEFAULT_ADDRESS = "unix:///run/sentinel-agent/heartbeat.sock"
+ADDRESS_ENV = "SENTINEL_HEARTBEAT_ADDR"
+PROTOCOL_VERSION = 1
+MAX_DATAGRAM = 4096
+
+
+def _env_int(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def parse_address(address: str) -> tuple[int, str | tuple[str, int]]:
+    """``unix:///p`` -> (AF_UNIX, "/p"); ``udp://h:port`` -> (AF_INET, (h, port))."""
+    if address.startswith("unix://"):
+        return socket.AF_UNIX, address[len("unix://") :]
+    if address.startswith("udp://"):
+        host, _, port = address[len("udp://") :].rpartition(":")
+        return socket.AF_INET, (host or "127.0.0.1", int(port))
+    raise ValueError(f"heartbeat address must be unix:// or udp://, not {address!r}")
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        job_id: str,
+        rank: int | None = None,
+        local_rank: int | None = None,
+        world_size: int | None = None,
+        *,
+        gpu_index: int | None = None,
+        address: str | None = None,
+    ) -> None:
+        self.job_id = str(job_id)
+        self.rank = rank if rank is not None else (_env_int("RANK") or 0)
+        self.local_rank = local_rank if local_rank is not None else (_env_int("LOCAL_RANK") or 0)
+        self.world_size = world_size if world_size is not None else _env_int("WORLD_SIZE")
+        self.gpu_index = gpu_index
+        self.sent = 0
+        self.dropped = 0
+        self._sock: socket.socket | None = None
+        self._pid = -1
+        try:
+            self._family, self._address = parse_address(
+                address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+            )
+        except ValueError:
+            self._family, self._address = socket.AF_UNIX, ""
+
+    def _socket(self) -> socket.socket:
+        # A forked child (a DataLoader worker) must not share the parent's socket.
+        if self._sock is None or self._pid != os.getpid():
+            sock = socket.socket(self._family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._sock, self._pid = sock, os.getpid()
+        return self._sock
+
+    def beat(
+        self,
+        step: int,
+        *,
+        step_time_s: float | None = None,
+        tokens: int | None = None,
+        loss: float | None = None,
+        checkpoint_step: int | None = None,
+        checkpoint_path: str | None = None,
+    ) -> None:
+        try:
+            payload = {
+                "v": PROTOCOL_VERSION,
+                "j": self.job_id,
+                "r": self.rank,
+                "l": self.local_rank,
+                "s": int(step),
+                "t": time.time(),
+            }
+            if self.world_size is not None:
+                payload["w"] = self.world_size
+            if self.gpu_index is not None:
+                payload["g"] = self.gpu_index
+            if step_time_s is not None:
+                payload["st"] = _finite(step_time_s)
+            if tokens is not None:
+                payload["tk"] = int(tokens)
+            if loss is not None:
+                payload["lo"] = _finite(loss)  # NaN loss is news, but JSON has no NaN: null
+            if checkpoint_step is not None:
+                payload["cs"] = int(checkpoint_step)
+            if checkpoint_path is not None:
+                payload["cp"] = str(checkpoint_path)[:500]
+            data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+            if len(data) > MAX_DATAGRAM or not self._address:
+                self.dropped += 1
+                return
+            self._socket().sendto(data, self._address)
+            self.sent += 1
+        except Exception:
+            self.dropped += 1
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+
+def _finite(value: float) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -1,0 +1,1 @@
+"""GPU hardware behind a protocol: the real NVML binding and a scripted fake."""

@@ -1,0 +1,1 @@
+"""Getting observations to the service: an on-disk outbox and a sender with backoff."""

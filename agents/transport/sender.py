@@ -1,0 +1,216 @@
+"""Ships the outbox's batches to ``POST /api/v1/reports``, in order, until acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import Enum
+
+import httpx
+
+from agents.clock import Clock
+from agents.metrics import AgentMetrics
+from agents.transport.outbox import FormedBatch, Outbox
+
+log = logging.getLogger(__name__)
+
+REPORTS_PATH = "/api/v1/reports"
+# Below this a gzip header costs more than it saves.
+_GZIP_MIN_BYTES = 1024
+# A Retry-After longer than this is more likely a misconfiguration than a plan.
+_MAX_RETRY_AFTER_S = 600.0
+
+
+class Outcome(Enum):
+    ACKED = "acked"
+    RETRY = "retry"
+    POISON = "poison"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    status: int | None = None
+    retry_after_s: float | None = None
+    detail: str = ""
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """Parse Retry-After: delta-seconds or an HTTP date (RFC 9110 section 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), _MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - now).total_seconds()), _MAX_RETRY_AFTER_S)
+
+
+def classify(status: int) -> Outcome:
+    if status == 202:
+        return Outcome.ACKED
+    # 408 and 429 say "later"; any other 4xx will never succeed with the same bytes.
+    if 400 <= status < 500 and status not in (408, 429):
+        return Outcome.POISON
+    return Outcome.RETRY
+
+
+class Backoff:
+    """Exponential backoff with jitter: half the step fixed, half random, capped."""
+
+    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        step = min(self.max_s, self.initial_s * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        return step / 2 + self._rng.uniform(0, step / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        token: str,
+        clock: Clock,
+        metrics: AgentMetrics,
+        send_interval_s: float,
+        backoff: Backoff,
+        compress: bool = True,
+    ) -> None:
+        self._outbox = outbox
+        self._client = client
+        self._url = base_url + REPORTS_PATH
+        self._token = token
+        self._clock = clock
+        self._metrics = metrics
+        self._interval = send_interval_s
+        self._backoff = backoff
+        self._compress = compress
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._hold_until = 0.0  # monotonic time before which Retry-After forbids sending
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Send now (a critical event arrived), cutting short any backoff. Thread-safe.
+
+        Only a Retry-After from the service still holds: it asked for quiet explicitly.
+        """
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        delay = 0.0
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+            if self._stopping:
+                break
+            hold = self._hold_until - self._clock.monotonic()
+            if hold > 0:
+                delay = hold
+                continue
+            delay = await self.flush()
+
+    async def flush(self) -> float:
+        """Send every waiting batch; returns how long to wait before the next round."""
+        while not self._stopping:
+            batch = self._outbox.next_batch()
+            self._metrics.outbox_depth.set(self._outbox.depth)
+            self._metrics.outbox_bytes.set(self._outbox.size_bytes)
+            if batch is None:
+                self._backoff.reset()
+                return self._interval
+            result = await self.send(batch)
+            if result.outcome is Outcome.ACKED:
+                self._outbox.ack(batch.seq)
+                self._metrics.batches_sent.inc()
+                self._backoff.reset()
+                continue
+            if result.outcome is Outcome.POISON:
+                log.error(
+                    "service refused batch seq=%d (%d observations) with HTTP %s: %s; "
+                    "moved to dead letters, it will not be retried",
+                    batch.seq,
+                    batch.observations,
+                    result.status,
+                    result.detail,
+                )
+                self._outbox.dead_letter(batch.seq, result.status or 0, result.detail)
+                self._metrics.dead_letters.inc()
+                continue
+            self._metrics.send_failures.inc()
+            delay = self._backoff.next_delay()
+            if result.retry_after_s is not None:
+                delay = max(delay, result.retry_after_s)
+                self._hold_until = self._clock.monotonic() + result.retry_after_s
+            log.warning(
+                "send of batch seq=%d failed (%s); retrying in %.1f s",
+                batch.seq,
+                result.detail,
+                delay,
+            )
+            return delay
+        return self._interval
+
+    async def send(self, batch: FormedBatch) -> SendResult:
+        headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
+        body = batch.body
+        if self._compress and len(body) >= _GZIP_MIN_BYTES:
+            # mtime=0 keeps the compressed bytes identical from one resend to the next.
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            response = await self._client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return SendResult(Outcome.RETRY, detail=f"{type(exc).__name__}: {exc}")
+        outcome = classify(response.status_code)
+        detail = f"HTTP {response.status_code}"
+        if outcome is not Outcome.ACKED:
+            detail += " " + response.text[:500]
+        elif _is_duplicate(response):
+            log.info("batch seq=%d was already stored by the service", batch.seq)
+        return SendResult(
+            outcome,
+            status=response.status_code,
+            retry_after_s=retry_after_seconds(
+                response.headers.get("Retry-After"), self._clock.now()
+            )
+            if response.status_code in (429, 503)
+            else None,
+            detail=detail,
+        )
+
+
+def _is_duplicate(response: httpx.Response) -> bool:
+    try:
+        return bool(response.json().get("duplicate"))
+    except ValueError:
+        return False
