@@ -114,7 +114,7 @@ def _ranks_text(ranks: Iterable[int], limit: int = 16) -> str:
 class CallDiffersFromMajority:
     """A rank called a different op, or other sizes/dtypes, than most of its group."""
 
-    kind = VerdictKind.mismatch
+    kind: ClassVar[VerdictKind] = VerdictKind.mismatch
 
     def find(self, ctx: Context) -> list[FrFinding]:
         per = ctx.per_collective().filter(
@@ -151,7 +151,7 @@ class RankBehindPeersInState:
     Only backends that record states (NCCL) can show this; gloo's are all 'scheduled'.
     """
 
-    kind = VerdictKind.stuck
+    kind: ClassVar[VerdictKind] = VerdictKind.stuck
 
     def find(self, ctx: Context) -> list[FrFinding]:
         per = ctx.per_collective().filter(pl.col("st_lo") != pl.col("st_hi"))
@@ -179,7 +179,7 @@ class RankBehindPeersInState:
 class RankMissingFromCollective:
     """Most of a group entered a collective that some members never called."""
 
-    kind = VerdictKind.missing
+    kind: ClassVar[VerdictKind] = VerdictKind.missing
 
     def find(self, ctx: Context) -> list[FrFinding]:
         findings = []
@@ -229,7 +229,7 @@ class RankMissingFromCollective:
 class UnmatchedSendRecv:
     """A send without its receive (or the reverse) between two ranks of a group."""
 
-    kind = VerdictKind.p2p
+    kind: ClassVar[VerdictKind] = VerdictKind.p2p
 
     def find(self, ctx: Context) -> list[FrFinding]:
         if ctx.p2p.is_empty():
@@ -268,7 +268,7 @@ class UnmatchedSendRecv:
 class RankArrivesLateToCollectives:
     """With timings (NCCL), the rank whose peers keep waiting for it to join."""
 
-    kind = VerdictKind.straggler
+    kind: ClassVar[VerdictKind] = VerdictKind.straggler
     min_wait_ms: ClassVar[float] = 50.0
     min_share: ClassVar[float] = 0.5
     min_collectives: ClassVar[int] = 5
@@ -288,7 +288,7 @@ class RankArrivesLateToCollectives:
             late=pl.col("rank").sort_by("wait").first(),
             cost=pl.col("wait").median() - pl.col("wait").min(),
             n=pl.len(),
-        ).filter((pl.col("n") > 1))
+        ).filter(pl.col("n") > 1)
         stats = per.group_by("late").agg(
             times=(pl.col("cost") > self.min_wait_ms).sum(), mean_cost=pl.col("cost").mean())
         joined = timed.group_by("rank").agg(total=pl.col("seq").n_unique())

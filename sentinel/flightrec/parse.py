@@ -241,9 +241,7 @@ def _states(states: Sequence[object], name: str) -> list[int]:
     return list(map(STATE_CODES.__getitem__, states))  # type: ignore[arg-type]
 
 
-def _signatures(
-    sizes: Sequence[object], dtypes: Sequence[object], name: str, which: str
-) -> list[str]:
+def _signatures(sizes: Sequence[Any], dtypes: Sequence[Any], name: str, which: str) -> list[str]:
     """One readable string per entry for its tensor sizes and dtypes.
 
     The shapes are checked for type and bounded in total before anything walks them;
@@ -257,7 +255,7 @@ def _signatures(
         MAX_TENSORS_PER_ENTRY
     ):
         raise FrParseError(f"{name}: too many tensors in '{which}_sizes'")
-    tensors = list(chain.from_iterable(sizes))
+    tensors: list[Any] = list(chain.from_iterable(sizes))
     if not set(map(type, tensors)) <= lists:
         raise FrParseError(f"{name}: '{which}_sizes' must be a list of lists of ints")
     if sum(map(len, tensors)) > max(len(tensors), 1) * MAX_DIMS_PER_TENSOR:
@@ -269,13 +267,10 @@ def _signatures(
     # marshal is a fast, exact key for these (now proven plain and small) values;
     # version 2 has no back-references, so equal values give equal bytes.
     keys = list(map(marshal.dumps, zip(sizes, dtypes, strict=True), repeat(2, n)))
-    text = {key: _sig_text(key) for key in set(keys)}
+    # render each distinct value once, from (the last) entry that has it
+    where = dict(zip(keys, range(n), strict=True))
+    text = {key: f"{[list(t) for t in sizes[i]]} {list(dtypes[i])}" for key, i in where.items()}
     return list(map(text.__getitem__, keys))
-
-
-def _sig_text(key: bytes) -> str:
-    sizes, dtypes = marshal.loads(key)  # our own bytes, from values checked above
-    return f"{[list(t) for t in sizes]} {list(dtypes)}"
 
 
 def _tail_frames(entries: list[Any], name: str) -> dict[int, tuple[str, ...]]:
