@@ -227,7 +227,11 @@ class RankMissingFromCollective:
 
 
 class UnmatchedSendRecv:
-    """A send without its receive (or the reverse) between two ranks of a group."""
+    """A pending send without a pending receive (or the reverse) between two ranks.
+
+    Only ops not yet completed count: a completed one was matched, and counting all of
+    them would compare ring buffers that start at different points.
+    """
 
     kind: ClassVar[VerdictKind] = VerdictKind.p2p
 
@@ -236,7 +240,7 @@ class UnmatchedSendRecv:
             return []
         findings = []
         counts = (
-            ctx.p2p.filter(pl.col("peer").is_not_null())
+            ctx.p2p.filter(pl.col("peer").is_not_null() & (pl.col("state") < 2))
             .with_columns(pl.col(pl.Categorical).cast(pl.String))
             .group_by("pg", "rank", "op", "peer").agg(n=pl.len(), seq=pl.col("p2p_seq").max())
         )
@@ -259,8 +263,8 @@ class UnmatchedSendRecv:
             findings.append(FrFinding(
                 kind=self.kind, group=group, group_desc=ctx.groups[group].desc, seq=seq,
                 op="send/recv", culprit_ranks=[culprit], waiting_ranks=[waiter],
-                evidence=[f"{ctx.describe(group)}: rank {src} recorded {n} send(s) to rank "
-                          f"{dst}, which recorded {received} receive(s) from it: rank "
+                evidence=[f"{ctx.describe(group)}: rank {src} has {n} pending send(s) to rank "
+                          f"{dst}, which has {received} pending receive(s) from it: rank "
                           f"{culprit} is missing {what}"]))
         return findings
 

@@ -7,6 +7,7 @@ import marshal
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import lru_cache
 from itertools import chain, repeat
 from multiprocessing import get_context
 from operator import itemgetter, methodcaller
@@ -139,17 +140,23 @@ def _pg_config(raw: object, name: str) -> dict[str, GroupConfig]:
 def _ranks(raw: object) -> tuple[int, ...] | None:
     """NCCL writes ranks as the string "[0, 1, 2]"; accept a list as well."""
     if isinstance(raw, str):
-        text = raw.strip().removeprefix("[").removesuffix("]").strip()
-        if not text:
-            return None
-        try:
-            ranks = tuple(int(part) for part in text.split(","))
-        except ValueError:
-            return None
-    elif isinstance(raw, list) and all(type(r) is int for r in raw):
-        ranks = tuple(raw)
-    else:
+        return _ranks_text(raw)
+    if isinstance(raw, list) and all(type(r) is int for r in raw):
+        return _sorted_ranks(raw)
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _ranks_text(raw: str) -> tuple[int, ...] | None:
+    """Cached: every rank's dump repeats the same strings, the default group's 16k long."""
+    text = raw.strip().removeprefix("[").removesuffix("]").strip()
+    try:
+        return _sorted_ranks([int(part) for part in text.split(",")]) if text else None
+    except ValueError:
         return None
+
+
+def _sorted_ranks(ranks: list[int]) -> tuple[int, ...] | None:
     return tuple(sorted(set(ranks))) if ranks and min(ranks) >= 0 else None
 
 
