@@ -1,0 +1,121 @@
+"""The sender against a stand-in service that fails on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from agents.clock import SystemClock
+from agents.metrics import AgentMetrics
+from agents.transport.outbox import Outbox
+from agents.transport.sender import Backoff, Outcome, Sender, classify, retry_after_seconds
+
+from .conftest import Receiver
+from .helpers import sample, xid
+
+
+def test_classification() -> None:
+    assert classify(202) is Outcome.ACKED
+    for status in (400, 401, 403, 404, 413, 422):
+        assert classify(status) is Outcome.POISON
+    for status in (408, 429, 500, 502, 503, 504):
+        assert classify(status) is Outcome.RETRY
+
+
+def test_retry_after_forms() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert retry_after_seconds("7", now) == 7.0
+    http_date = (now + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert retry_after_seconds(http_date, now) == 30.0
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds(None, now) is None
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    b = Backoff(1.0, 8.0)
+    delays = [b.next_delay() for _ in range(8)]
+    assert 0.5 <= delays[0] <= 1.0 and 1.0 <= delays[1] <= 2.0
+    assert all(4.0 <= d <= 8.0 for d in delays[4:])
+    b.reset()
+    assert b.next_delay() <= 1.0
+
+
+async def _run(box: Outbox, url: str, token: str, until: object, timeout: float = 10.0,
+               initial: float = 0.05) -> tuple[Sender, AgentMetrics]:
+    metrics = AgentMetrics("host-1")
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        sender = Sender(box, client, base_url=url, token=token, clock=SystemClock(),
+                        metrics=metrics, send_interval_s=0.05,
+                        backoff=Backoff(initial, 0.2))
+        task = asyncio.create_task(sender.run())
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+        sender.stop()
+        await task
+    return sender, metrics
+
+
+def _box(tmp_path: Path) -> Outbox:
+    return Outbox(tmp_path / "o.db", host_id="host-1", clock=SystemClock(), max_bytes=1 << 20,
+                  max_batch_observations=2)
+
+
+async def test_retries_through_server_errors_and_timeouts_then_delivers_once_in_order(
+    tmp_path: Path, receiver: Receiver,
+) -> None:
+    box = _box(tmp_path)
+    items = [sample(i) for i in range(6)]
+    box.put(items)
+    receiver.fail(500, 2)
+    receiver.fail(503, 1, delay_s=2.5)  # longer than the client timeout: a real timeout
+    _, metrics = await _run(box, receiver.url, receiver.agent_token,
+                            lambda: box.depth == 0)
+    assert box.depth == 0
+    got = [o.id for o in receiver.observations()]
+    assert got == [o.id for o in items]
+    seqs = [b.seq for b in receiver.batches]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    assert metrics.send_failures._value.get() >= 3
+    # The retried batch went out byte for byte as first formed.
+    assert receiver.statuses[:2] == [500, 500]
+
+
+async def test_429_retry_after_is_honoured(tmp_path: Path, receiver: Receiver) -> None:
+    box = _box(tmp_path)
+    box.put([xid()])
+    receiver.fail(429, 1, retry_after="1")
+    start = time.monotonic()
+    await _run(box, receiver.url, receiver.agent_token, lambda: box.depth == 0)
+    assert box.depth == 0 and time.monotonic() - start >= 0.95
+
+
+async def test_poison_batch_goes_to_dead_letters_and_the_rest_flows(
+    tmp_path: Path, receiver: Receiver,
+) -> None:
+    box = _box(tmp_path)
+    box.put([xid(), xid(), xid()])
+    receiver.fail(422, 1)
+    await _run(box, receiver.url, receiver.agent_token, lambda: box.depth == 0)
+    assert len(box.dead_letters()) == 1 and box.dead_letters()[0][1] == 422
+    assert len(receiver.observations()) == 1  # the second batch arrived, the first is aside
+
+
+async def test_bad_token_is_poison_not_a_loop(tmp_path: Path, receiver: Receiver) -> None:
+    box = _box(tmp_path)
+    box.put([xid()])
+    await _run(box, receiver.url, "wrong", lambda: box.depth == 0, timeout=3)
+    assert receiver.statuses == [401] and box.dead_letters()[0][1] == 401
+
+
+async def test_large_batches_are_gzipped(tmp_path: Path, receiver: Receiver) -> None:
+    box = Outbox(tmp_path / "o.db", host_id="host-1", clock=SystemClock(), max_bytes=1 << 20)
+    box.put([sample(i % 8) for i in range(50)])
+    await _run(box, receiver.url, receiver.agent_token, lambda: box.depth == 0)
+    headers, _ = receiver.raw_posts[0]
+    assert headers.get("Content-Encoding") == "gzip"
+    assert len(receiver.observations()) == 50
