@@ -100,7 +100,7 @@ def synthesize(plan: Plan, rank: int, groups: dict[str, tuple[str, tuple[int, ..
     all_reduce: the culprit never calls it (missing), calls it but never starts it
     (stuck: its stream is blocked), or calls it with another size (mismatch).
     """
-    steps = plan.entries // len(_STEP) + 2
+    steps = plan.entries // (len(_STEP) - 1) + 2  # edge pp stages skip one p2p op
     ops: list[dict[str, Any]] = []
     coll_seq: dict[str, int] = {}
     p2p_seq: dict[str, int] = {}

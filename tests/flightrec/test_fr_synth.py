@@ -1,0 +1,68 @@
+"""Planted culprits in synthetic NCCL-shaped dumps are found, whatever the format."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from sentinel.flightrec.analyze import analyze_dumps
+from sentinel.flightrec.models import VerdictKind
+from sentinel.flightrec.parse import dump_paths, parse_dump, read_dumps
+from sentinel.flightrec.synth import Layout, Plan, iter_dumps, write_dumps
+
+LAYOUTS = {16: Layout(16, tp=8, pp=2), 64: Layout(64)}
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "json"])
+@pytest.mark.parametrize("kind", ["missing", "stuck", "mismatch"])
+@pytest.mark.parametrize("world", [16, 64])
+def test_planted_culprit_is_found(world: int, kind: str, fmt: str) -> None:
+    culprit = world - 3
+    plan = Plan(LAYOUTS[world], entries=200, kind=kind, culprit=culprit)  # type: ignore[arg-type]
+    dumps = [parse_dump(data, name) for name, data in iter_dumps(plan, fmt)]  # type: ignore[arg-type]
+    random.Random(world).shuffle(dumps)
+
+    verdict = analyze_dumps(dumps)
+
+    assert verdict.kind is VerdictKind(kind)
+    assert verdict.culprit_ranks == [culprit]
+    assert verdict.group == "0"
+    assert verdict.victim_ranks == []
+
+
+def test_healthy_synthetic_job_is_healthy() -> None:
+    plan = Plan(LAYOUTS[64], entries=200, kind="healthy")
+
+    verdict = analyze_dumps(parse_dump(data, name) for name, data in iter_dumps(plan))
+
+    assert verdict.kind is VerdictKind.healthy
+
+
+def test_synthetic_dump_has_the_real_shape() -> None:
+    plan = Plan(LAYOUTS[64], entries=200, kind="healthy")
+    name, data = next(iter(iter_dumps(plan)))
+
+    dump = parse_dump(data, name)
+
+    assert dump.rank == 0 and dump.backend == "nccl"
+    assert dump.entries.height == 200
+    assert set(dump.entries["pg_desc"].cast(str)) == {"default_pg", "tp", "pp", "dp"}
+    assert dump.pg_config["1"].ranks == tuple(range(8))  # tp within one host
+    assert dump.entries["is_p2p"].any()
+    assert any("train_step" in line for stack in dump.frames.values() for line in stack)
+
+
+def test_files_read_in_parallel_give_the_same_verdict(tmp_path: Path) -> None:
+    plan = Plan(LAYOUTS[64], entries=50, kind="stuck", culprit=9)
+    write_dumps(plan, tmp_path)
+    paths = dump_paths(tmp_path)
+    progress: list[int] = []
+
+    parallel = analyze_dumps(read_dumps(paths, workers=2, on_progress=progress.append))
+    serial = analyze_dumps(read_dumps(paths, workers=1))
+
+    assert parallel == serial
+    assert parallel.culprit_ranks == [9]
+    assert sum(progress) == 64
