@@ -1,0 +1,673 @@
+"""Triage rules: small named decisions over an incident's signals, each giving a verdict.
+
+A rule says when it applies and what it concludes; the policy (policy.py) tries them in
+order and the first verdict wins. Rules never read raw text: pasted excerpts and live agent
+events both arrive as Signals, so one policy serves the CLI, the service and replays.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import ClassVar, Final
+
+from sentinel.triage.context import TriageContext
+from sentinel.triage.knowledge import SEVERITY_RANK
+from sentinel.triage.signals import Signal, describe
+from sentinel.triage.taxonomy import GPU_CATEGORIES, Category
+from sentinel.triage.verdict import Verdict
+
+WARNING: Final = SEVERITY_RANK["warning"]
+ERROR: Final = SEVERITY_RANK["error"]
+CRITICAL: Final = SEVERITY_RANK["critical"]
+
+LINK_CATEGORIES: Final = frozenset({Category.NIC, Category.NETWORK_SWITCH_CABLE})
+# Faults upstream of the GPUs: when one of these hits a host, its GPU errors are consequences.
+UPSTREAM_CATEGORIES: Final = (Category.POWER_SUPPLY, Category.SERVER_CHASSIS)
+# Other host parts, most specific first.
+HOST_PART_CATEGORIES: Final = (
+    Category.SYSTEM_MEMORY,
+    Category.CPU,
+    Category.IO_EXPANSION_BOARD,
+    Category.GPU_THERMAL,
+    Category.SSD,
+)
+# When one GPU reports several faults, the most specific names it: a DBE that makes the GPU
+# fall off the bus is an HBM fault; GSP timeouts logged after a GPU vanished are not the cause.
+GPU_PRECEDENCE: Final = (
+    Category.GPU_HBM_MEMORY,
+    Category.GPU_SRAM_MEMORY,
+    Category.FAULTY_GPU,
+    Category.GPU_SYSTEM_PROCESSOR,
+)
+COLLECTIVE_FAMILIES: Final = frozenset({"nccl", "pytorch"})
+
+
+class Rule(ABC):
+    """A named decision: `applies` is a cheap test, `verdict` the conclusion (or None)."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    def applies(self, ctx: TriageContext) -> bool: ...
+
+    @abstractmethod
+    def verdict(self, ctx: TriageContext) -> Verdict | None: ...
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def _order(ctx: TriageContext) -> dict[int, int]:
+    return {id(s): i for i, s in enumerate(ctx.signals)}
+
+
+def _strongest(
+    signals: Iterable[Signal], ctx: TriageContext, precedence: Sequence[Category] = ()
+) -> Signal:
+    """Most severe first; then primary over secondary, category precedence, earliest seen."""
+    order = _order(ctx)
+
+    def key(s: Signal) -> tuple[int, int, int, float, int]:
+        rank = (
+            precedence.index(s.category_hint) if s.category_hint in precedence else len(precedence)
+        )
+        when = s.time.timestamp() if s.time else float("inf")
+        return (
+            -s.severity_rank,
+            s.attrs.get("secondary") == "true",
+            rank,
+            when,
+            order.get(id(s), 0),
+        )
+
+    return min(signals, key=key)
+
+
+def _by_host(signals: Iterable[Signal]) -> dict[str | None, list[Signal]]:
+    groups: dict[str | None, list[Signal]] = defaultdict(list)
+    for signal in signals:
+        groups[signal.host].append(signal)
+    return groups
+
+
+def _worst_group(
+    groups: dict[str | None, list[Signal]], ctx: TriageContext, precedence: Sequence[Category] = ()
+) -> tuple[str | None, list[Signal], Signal]:
+    heads = {host: _strongest(group, ctx, precedence) for host, group in groups.items()}
+    host = min(
+        heads,
+        key=lambda h: (
+            -heads[h].severity_rank,
+            precedence.index(heads[h].category_hint)
+            if heads[h].category_hint in precedence
+            else 99,
+            -len(groups[h]),
+        ),
+    )
+    return host, groups[host], heads[host]
+
+
+def _where(signal: Signal) -> str:
+    parts = []
+    if signal.host:
+        parts.append(f"host {signal.host}")
+    if signal.gpu:
+        parts.append(f"GPU {signal.gpu}")
+    if signal.rank is not None:
+        parts.append(f"rank {signal.rank}")
+    return ", ".join(parts) if parts else "an unnamed host"
+
+
+def _what(signal: Signal) -> str:
+    if signal.xid is not None:
+        meaning = signal.attrs.get("meaning", "unknown XID")
+        action = signal.attrs.get("action")
+        return f"XID {signal.xid} ({meaning}" + (f"; NVIDIA action {action})" if action else ")")
+    if signal.family == "python_traceback":
+        return f"a traceback ending in {signal.attrs.get('exc_type') or 'an exception'}"
+    return f"{signal.pattern or signal.kind} ({signal.family})"
+
+
+def _symptom_note(symptoms: Sequence[Signal], culprit_host: str | None) -> str:
+    if not symptoms:
+        return ""
+    hosts = {s.host for s in symptoms if s.host and s.host != culprit_host}
+    where = f" on {len(hosts)} other host(s)" if hosts else ""
+    return f"; {len(symptoms)} symptom(s){where} are its consequence"
+
+
+def _same_host(ctx: TriageContext, host: str | None, used: Sequence[Signal]) -> list[Signal]:
+    """Other signals from the culprit's host (a named one): consequences of the same fault."""
+    if host is None:
+        return []
+    ids = {id(s) for s in used}
+    return [s for s in ctx.signals if s.host == host and id(s) not in ids]
+
+
+def _confidence(head: Signal, base: dict[int, float]) -> float:
+    return base.get(head.severity_rank, 0.4)
+
+
+# ---------------------------------------------------------------- planned work
+
+
+class AnnouncedMaintenanceIsPlanned(Rule):
+    """Maintenance was announced for the hosts involved: the interruption was planned."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(ctx.causes_in([Category.PLANNED]))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        planned = ctx.causes_in([Category.PLANNED])
+        named = {s.host for s in planned if s.host}
+        job_wide = any(s.host is None for s in planned)
+        hard = [
+            s
+            for s in ctx.causes
+            if s.category_hint not in {Category.PLANNED, Category.HOST_MAINTENANCE, None}
+            and s.severity_rank >= ERROR
+            and (job_wide or s.host not in named)
+        ]
+        if hard:
+            return None  # a fault the announcement does not cover: let the fault rules speak
+        culprit = next(iter(named)) if len(named) == 1 else None
+        rest = [s for s in ctx.signals if s not in planned]
+        return Verdict.build(
+            category=Category.PLANNED,
+            confidence=0.85,
+            reason=f"Maintenance was announced ({planned[0].text.strip()[:120]}); "
+            f"{len(rest)} other signal(s) are its expected effect.",
+            rule=self.name,
+            evidence=planned,
+            symptoms=rest,
+            culprit_host=culprit,
+        )
+
+
+# ---------------------------------------------------------------- hardware
+
+
+class _HardwareOverSymptoms(Rule):
+    """Name the worst hardware fault among `categories`; all else on its host follows from it."""
+
+    categories: ClassVar[Sequence[Category]]
+    confidence_by_severity: ClassVar[dict[int, float]] = {CRITICAL: 0.85, ERROR: 0.72}
+
+    def candidates(self, ctx: TriageContext) -> list[Signal]:
+        return ctx.causes_in(self.categories, ERROR)
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(self.candidates(ctx))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        host, group, head = _worst_group(_by_host(self.candidates(ctx)), ctx, self.categories)
+        # Lesser reports of the same part on the same host (XID 45, a remap event) belong here too.
+        related = [s for s in ctx.causes_in(self.categories) if s.host == host and s not in group]
+        evidence = [head, *(s for s in [*group, *related] if s is not head)]
+        symptoms = (
+            [*_same_host(ctx, host, evidence), *ctx.others(evidence)]
+            if host
+            else ctx.others(evidence)
+        )
+        symptoms = list(
+            {id(s): s for s in symptoms if s.role != "cause" or s.host == host}.values()
+        )
+        confidence = _confidence(head, self.confidence_by_severity)
+        if head.attrs.get("cause") == "either":
+            confidence -= 0.1
+        if len(evidence) > 1:
+            confidence += 0.05
+        category = head.category_hint or Category.UNKNOWN
+        return Verdict.build(
+            category=category,
+            confidence=confidence,
+            reason=f"{_what(head)} on {_where(head)}{_symptom_note(symptoms, host)}.",
+            rule=self.name,
+            evidence=evidence,
+            symptoms=symptoms,
+            culprit_host=host,
+            culprit_gpu=head.gpu if category in GPU_CATEGORIES or head.gpu else None,
+            culprit_rank=head.rank,
+        )
+
+
+class BlamePowerOrChassisOverWhatItTookDown(_HardwareOverSymptoms):
+    """A failing PSU or chassis takes its GPUs and NICs down with it: blame the box, not them."""
+
+    categories = UPSTREAM_CATEGORIES
+
+
+class BlameHardGpuXidOverPeerTimeouts(_HardwareOverSymptoms):
+    """One GPU's hard fault (XID 79, DBE, GSP...) explains every peer's NCCL timeout."""
+
+    categories = GPU_PRECEDENCE
+    confidence_by_severity = {CRITICAL: 0.9, ERROR: 0.75}
+
+
+class BlameHostHardwareOverPeerTimeouts(_HardwareOverSymptoms):
+    """A host part failing (DIMM, CPU, PCIe switch, disk, cooling) explains its peers' timeouts."""
+
+    categories = HOST_PART_CATEGORIES
+    confidence_by_severity = {CRITICAL: 0.85, ERROR: 0.7}
+
+
+# ---------------------------------------------------------------- software
+
+
+def _software_faults(ctx: TriageContext) -> list[Signal]:
+    return ctx.causes_in([Category.SOFTWARE_BUG], WARNING)
+
+
+class SameTracebackOnManyRanksIsSoftwareBug(Rule):
+    """Every rank failing the same way is the program, not one machine (even with XID 13)."""
+
+    def groups(self, ctx: TriageContext) -> dict[str, list[Signal]]:
+        groups: dict[str, list[Signal]] = defaultdict(list)
+        for signal in _software_faults(ctx):
+            if signal.xid is None:
+                groups[signal.signature].append(signal)
+        return groups
+
+    @staticmethod
+    def spread(group: Sequence[Signal]) -> int:
+        streams = {(s.host, s.rank) for s in group if s.host or s.rank is not None}
+        return len(streams) if streams else len(group)
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return any(self.spread(g) >= 2 for g in self.groups(ctx).values())
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        group = max(self.groups(ctx).values(), key=self.spread)
+        spread = self.spread(group)
+        # App-caused XIDs (13, 31, 43) are what the bad kernel did to the GPU: same evidence.
+        app_xids = [s for s in _software_faults(ctx) if s.xid is not None]
+        evidence = [*group, *app_xids]
+        symptoms = ctx.others(evidence)
+        hosts = {s.host for s in group if s.host}
+        head = group[0]
+        return Verdict.build(
+            category=Category.SOFTWARE_BUG,
+            confidence=0.9 if spread >= 4 else 0.82,
+            reason=f"The same failure ({head.signature[:160]}) on {spread} ranks/processes: "
+            f"the program, not one machine"
+            + (f"; {len(app_xids)} app-caused XID(s) agree" if app_xids else "")
+            + ".",
+            rule=self.name,
+            evidence=evidence,
+            symptoms=symptoms,
+            culprit_host=next(iter(hosts)) if len(hosts) == 1 else None,
+        )
+
+
+class ApplicationErrorIsSoftwareBug(Rule):
+    """A traceback, OOM or illegal access with no hardware under it: the application failed."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(_software_faults(ctx))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        faults = _software_faults(ctx)
+        head = _strongest(faults, ctx)
+        evidence = [head, *(s for s in faults if s is not head)]
+        symptoms = ctx.others(evidence)
+        confidence = {CRITICAL: 0.8, ERROR: 0.75, WARNING: 0.5}.get(head.severity_rank, 0.4)
+        if head.family == "oom":
+            confidence += 0.05
+        return Verdict.build(
+            category=Category.SOFTWARE_BUG,
+            confidence=confidence,
+            reason=f"{_what(head)} on {_where(head)} with no hardware fault beneath it"
+            f"{_symptom_note(symptoms, head.host)}.",
+            rule=self.name,
+            evidence=evidence,
+            symptoms=symptoms,
+            culprit_host=head.host,
+            culprit_gpu=head.gpu,
+            culprit_rank=head.rank,
+        )
+
+
+# ---------------------------------------------------------------- hosts and links
+
+
+class SilentHostIsHostLoss(Rule):
+    """A host that went silent, panicked, rebooted or was lost by the scheduler: host loss."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(ctx.causes_in([Category.HOST_MAINTENANCE]))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        lost = ctx.causes_in([Category.HOST_MAINTENANCE])
+        host, group, head = _worst_group(_by_host(lost), ctx)
+        # Peers' link errors toward a vanished host are its shadow, not a fabric fault.
+        shadows = [s for s in ctx.causes_in(LINK_CATEGORIES) if s.host != host]
+        evidence = [head, *(s for s in group if s is not head)]
+        symptoms = [*_same_host(ctx, host, evidence), *ctx.others(evidence), *shadows]
+        symptoms = list({id(s): s for s in symptoms}.values())
+        return Verdict.build(
+            category=Category.HOST_MAINTENANCE,
+            confidence={CRITICAL: 0.85, ERROR: 0.75, WARNING: 0.5}.get(head.severity_rank, 0.4),
+            reason=f"Host loss: {_what(head)} on {_where(head)}{_symptom_note(symptoms, host)}.",
+            rule=self.name,
+            evidence=evidence,
+            symptoms=symptoms,
+            culprit_host=host,
+        )
+
+
+def _link_faults(ctx: TriageContext) -> list[Signal]:
+    return ctx.causes_in(LINK_CATEGORIES, WARNING)
+
+
+def _link_hosts(ctx: TriageContext) -> set[str]:
+    return {s.host for s in _link_faults(ctx) if s.host}
+
+
+class PeersBlamingOneHostIsItsNic(Rule):
+    """Several hosts' completion errors all name the same peer: that peer's NIC (or link)."""
+
+    @staticmethod
+    def blamed(ctx: TriageContext) -> tuple[str | None, list[Signal]]:
+        reports = [s for s in _link_faults(ctx) if s.attrs.get("peer")]
+        peers = Counter(s.attrs["peer"] for s in reports)
+        reporters = {s.host for s in reports if s.host}
+        if len(peers) == 1 and len(reporters) >= 2:
+            peer = next(iter(peers))
+            return peer, reports
+        return None, []
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return self.blamed(ctx)[0] is not None
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        peer, reports = self.blamed(ctx)
+        reporters = {s.host for s in reports if s.host}
+        return Verdict.build(
+            category=Category.NIC,
+            confidence=0.65,
+            reason=f"{len(reporters)} hosts report failed completions, all from peer {peer}: "
+            "its NIC or link is the common factor.",
+            rule=self.name,
+            evidence=reports,
+            symptoms=ctx.others(reports),
+            culprit_host=peer,
+        )
+
+
+class LinkErrorsOnManyHostsAreTheFabric(Rule):
+    """Link errors on several hosts at once point at the switches and cables between them."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return len(_link_hosts(ctx)) >= 2
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        faults = _link_faults(ctx)
+        hosts = _link_hosts(ctx)
+        return Verdict.build(
+            category=Category.NETWORK_SWITCH_CABLE,
+            confidence=min(0.9, 0.6 + 0.05 * len(hosts)),
+            reason=f"Link errors on {len(hosts)} hosts ({', '.join(sorted(hosts)[:5])}"
+            f"{', ...' if len(hosts) > 5 else ''}): the fabric, not one NIC.",
+            rule=self.name,
+            evidence=faults,
+            symptoms=ctx.others(faults),
+        )
+
+
+class LinkErrorsOnOneHostAreItsNic(Rule):
+    """Link errors from one host only: its NIC, transceiver or port."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return len(_link_hosts(ctx)) == 1
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        faults = [s for s in _link_faults(ctx) if s.host]
+        head = _strongest(faults, ctx)
+        return Verdict.build(
+            category=Category.NIC,
+            confidence=0.75 if head.severity_rank >= ERROR else 0.55,
+            reason=f"{_what(head)}: link errors on {_where(head)} only, so its NIC or port.",
+            rule=self.name,
+            evidence=[head, *(s for s in _link_faults(ctx) if s is not head)],
+            symptoms=ctx.others(faults),
+            culprit_host=head.host,
+            culprit_gpu=None,
+        )
+
+
+class LinkErrorsWithoutHostsFollowTheirPattern(Rule):
+    """Link errors with no host named: trust what each pattern says (fabric vs. NIC)."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(_link_faults(ctx)) and not _link_hosts(ctx)
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        faults = _link_faults(ctx)
+        votes = Counter(s.category_hint for s in faults if s.severity_rank >= ERROR) or Counter(
+            s.category_hint for s in faults
+        )
+        category = max(votes, key=lambda c: (votes[c], c == Category.NETWORK_SWITCH_CABLE))
+        head = _strongest([s for s in faults if s.category_hint == category], ctx)
+        return Verdict.build(
+            category=category or Category.UNKNOWN,
+            confidence=0.6 if head.severity_rank >= ERROR else 0.45,
+            reason=f"{_what(head)}; no host names in the excerpt, so its pattern decides.",
+            rule=self.name,
+            evidence=[head, *(s for s in faults if s is not head)],
+            symptoms=ctx.others(faults),
+        )
+
+
+# ---------------------------------------------------------------- outside the job
+
+
+class UnreachableServiceIsDependency(Rule):
+    """Shared storage, the rendezvous store or the scheduler failing: an outside dependency."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(ctx.causes_in([Category.DEPENDENCY], WARNING))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        faults = ctx.causes_in([Category.DEPENDENCY], WARNING)
+        head = _strongest(faults, ctx)
+        server = head.attrs.get("server")
+        hosts = len({s.host for s in faults}) or 1
+        return Verdict.build(
+            category=Category.DEPENDENCY,
+            confidence=0.7 if head.severity_rank >= ERROR else 0.5,
+            reason=f"{_what(head)}"
+            + (f" (server {server})" if server else "")
+            + f": a service the job depends on failed, seen from {hosts} host(s).",
+            rule=self.name,
+            evidence=[head, *(s for s in faults if s is not head)],
+            symptoms=ctx.others(faults),
+        )
+
+
+class NumericBlowupWithoutHardwareIsSilentDataCorruption(Rule):
+    """NaNs, loss spikes or replicas that disagree, with no hardware error: silent corruption."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(ctx.causes_in([Category.SILENT_DATA_CORRUPTION], WARNING))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        faults = ctx.causes_in([Category.SILENT_DATA_CORRUPTION], WARNING)
+        head = _strongest(faults, ctx)
+        return Verdict.build(
+            category=Category.SILENT_DATA_CORRUPTION,
+            confidence=0.6 if head.severity_rank >= ERROR else 0.5,
+            reason=f"{_what(head)} on {_where(head)} and no hardware error reported: "
+            "suspect silent data corruption (rerun the step on other hosts to confirm).",
+            rule=self.name,
+            evidence=[head, *(s for s in faults if s is not head)],
+            symptoms=ctx.others(faults),
+            culprit_host=head.host,
+            culprit_rank=head.rank,
+        )
+
+
+class MostSevereRemainingCauseWins(Rule):
+    """Any other cause a pattern names (a warning-level XID, correctable errors...): weakly."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return any(s.category_hint for s in ctx.causes)
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        causes = [s for s in ctx.causes if s.category_hint]
+        head = _strongest(causes, ctx)
+        same = [s for s in causes if s.category_hint == head.category_hint]
+        return Verdict.build(
+            category=head.category_hint or Category.UNKNOWN,
+            confidence=0.3 + 0.07 * head.severity_rank,
+            reason=f"Only lesser signs: {_what(head)} on {_where(head)}; a lead, not proof.",
+            rule=self.name,
+            evidence=[head, *(s for s in same if s is not head)],
+            symptoms=ctx.others(same),
+            culprit_host=head.host,
+            culprit_gpu=head.gpu,
+            culprit_rank=head.rank,
+        )
+
+
+# ---------------------------------------------------------------- symptoms only
+
+
+def _laggard(ctx: TriageContext, timeouts: Sequence[Signal]) -> tuple[str | None, int | None, str]:
+    """The rank the others waited for: the flight recorder's, else the odd sequence number out."""
+    stuck = [s for s in ctx.signals if s.kind == "fr_verdict" and s.rank is not None]
+    if stuck:
+        return stuck[0].host, stuck[0].rank, f"; the flight recorder names rank {stuck[0].rank}"
+    by_seq: dict[str, set[tuple[str | None, int | None]]] = defaultdict(set)
+    for s in timeouts:
+        if s.attrs.get("seqnum") and s.rank is not None:
+            by_seq[s.attrs["seqnum"]].add((s.host, s.rank))
+    if len(by_seq) >= 2:
+        odd = min(by_seq.values(), key=len)
+        if len(odd) == 1 and sum(len(v) for v in by_seq.values()) >= 3:
+            host, rank = next(iter(odd))
+            return host, rank, f"; rank {rank} timed out on a different collective than the rest"
+    return None, None, ""
+
+
+class WatchdogTimeoutWithNothingDeeper(Rule):
+    """NCCL watchdog timeouts and no deeper cause anywhere: a collective hang, named as such."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return any(s.category_hint == Category.NCCL_WATCHDOG_TIMEOUT for s in ctx.symptoms)
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        timeouts = [s for s in ctx.symptoms if s.category_hint == Category.NCCL_WATCHDOG_TIMEOUT]
+        ranks = {s.rank for s in timeouts if s.rank is not None}
+        host, rank, note = _laggard(ctx, timeouts)
+        return Verdict.build(
+            category=Category.NCCL_WATCHDOG_TIMEOUT,
+            confidence=0.6,
+            reason=f"NCCL watchdog timeouts on {len(ranks) or len(timeouts)} rank(s) and no "
+            f"hardware, network or application fault found beneath them{note}.",
+            rule=self.name,
+            evidence=timeouts,
+            symptoms=ctx.others(timeouts),
+            culprit_host=host,
+            culprit_rank=rank,
+        )
+
+
+class SymptomPointsToACause(Rule):
+    """Only symptoms, but some hint at a cause (NCCL 'unhandled cuda error' suggests the GPU)."""
+
+    @staticmethod
+    def hinted(ctx: TriageContext) -> list[Signal]:
+        return [s for s in ctx.symptoms if s.category_hint and s.family != "launcher"]
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(self.hinted(ctx))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        hinted = self.hinted(ctx)
+        votes = Counter(s.category_hint for s in hinted)
+        category = votes.most_common(1)[0][0]
+        evidence = [s for s in hinted if s.category_hint == category]
+        return Verdict.build(
+            category=category or Category.UNKNOWN,
+            confidence=0.35,
+            reason=f"No direct cause; {len(evidence)} symptom(s) such as {_what(evidence[0])} "
+            f"usually come from this.",
+            rule=self.name,
+            evidence=evidence,
+            symptoms=ctx.others(evidence),
+            culprit_host=evidence[0].host,
+        )
+
+
+class CollectiveErrorWithNothingDeeper(Rule):
+    """NCCL/ProcessGroup errors with nothing under them: the collective layer failed."""
+
+    @staticmethod
+    def errors(ctx: TriageContext) -> list[Signal]:
+        return [s for s in ctx.symptoms if s.family in COLLECTIVE_FAMILIES]
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(self.errors(ctx))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        errors = self.errors(ctx)
+        return Verdict.build(
+            category=Category.NCCL_WATCHDOG_TIMEOUT,
+            confidence=0.35,
+            reason=f"{len(errors)} NCCL/ProcessGroup error(s) such as {_what(errors[0])}, "
+            "with no deeper cause in the excerpt (a peer may have died silently).",
+            rule=self.name,
+            evidence=errors,
+            symptoms=ctx.others(errors),
+        )
+
+
+class CrashedWorkerWithNothingDeeperIsSoftwareBug(Rule):
+    """The launcher saw a worker die and nothing says why: most often the program itself."""
+
+    @staticmethod
+    def crashes(ctx: TriageContext) -> list[Signal]:
+        return [s for s in ctx.symptoms if s.family == "launcher" and s.category_hint]
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(self.crashes(ctx))
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        crashes = self.crashes(ctx)
+        roots = [s for s in ctx.signals if s.pattern == "elastic_root_cause"]
+        root = roots[0] if roots else None
+        return Verdict.build(
+            category=Category.SOFTWARE_BUG,
+            confidence=0.3,
+            reason="A worker process exited with an error and the excerpt shows no cause beneath it"
+            + (f" ({root.text[:160]})" if root else "")
+            + "; look for the first rank's traceback.",
+            rule=self.name,
+            evidence=[*crashes, *roots],
+            symptoms=ctx.others(crashes),
+            culprit_host=root.host if root else None,
+            culprit_rank=root.rank if root else None,
+        )
+
+
+class ThinEvidenceIsUnknown(Rule):
+    """Nothing that names a cause: say so, with what was seen."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return True
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        seen = describe(ctx.signals)
+        return Verdict.build(
+            category=Category.UNKNOWN,
+            confidence=0.0 if not ctx.signals else 0.1,
+            reason=f"Not enough evidence to name a cause; seen: {seen}."
+            if seen
+            else "Not enough evidence to name a cause; no known failure pattern was found.",
+            rule=self.name,
+            evidence=list(ctx.signals),
+        )

@@ -1,0 +1,489 @@
+"""Signals: the facts triage reasons over, from pasted logs or from live agent observations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Final, Literal
+
+from sentinel.triage.knowledge import (
+    SEVERITY_RANK,
+    Knowledge,
+    PatternSpec,
+    Severity,
+    default_knowledge,
+)
+from sentinel.triage.records import Line, Record, elastic_fields, split_records
+from sentinel.triage.taxonomy import Category
+
+Role = Literal["cause", "symptom", "context"]
+
+_PCI: Final = re.compile(
+    r"^(?:PCI:)?(?P<domain>[0-9A-Fa-f]{4,8}):(?P<bus>[0-9A-Fa-f]{2}):(?P<dev>[0-9A-Fa-f]{2})"
+    r"(?:\.(?P<fn>[0-7]))?$"
+)
+_PCI_IN_TEXT: Final = re.compile(r"\b[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]\b")
+_EXCEPTION_LINE: Final = re.compile(r"^\s*(?P<type>[A-Za-z_][\w.]*)(?::\s*(?P<message>.*))?$")
+_FRAME_LINE: Final = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+# Exceptions that report a stop request, not a fault.
+_NOT_A_FAULT: Final = frozenset(
+    {"KeyboardInterrupt", "SystemExit", "SignalException", "GeneratorExit"}
+)
+_VOLATILE: Final = re.compile(r"0x[0-9a-fA-F]+|\d+")
+# How many lines after an NVRM line naming a GPU a multi-line driver report may continue.
+_GPU_CONTEXT_LINES: Final = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class Signal:
+    """One observed fact: a matched log line, an XID event, a GPU sample, a silent host..."""
+
+    kind: str
+    family: str
+    text: str
+    pattern: str | None = None
+    category_hint: Category | None = None
+    role: Role = "context"
+    severity: Severity = "warning"
+    host: str | None = None
+    gpu: str | None = None
+    rank: int | None = None
+    xid: int | None = None
+    time: datetime | None = None
+    event_id: str | None = None
+    attrs: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def severity_rank(self) -> int:
+        return SEVERITY_RANK[self.severity]
+
+    @property
+    def signature(self) -> str:
+        """What makes two signals 'the same message' across ranks and hosts."""
+        return self.attrs.get("signature") or _VOLATILE.sub(
+            "N", self.attrs.get("message", self.text)
+        )
+
+
+def normalize_pci(text: str) -> str:
+    """One spelling for a PCI address: NVML's 00000000:9B:00.0 and dmesg's 0000:9b:00 agree."""
+    match = _PCI.match(text.strip())
+    if not match:
+        return text.strip()
+    domain = match.group("domain")[-4:].lower()
+    function = match.group("fn") or "0"
+    return f"{domain}:{match.group('bus').lower()}:{match.group('dev').lower()}.{function}"
+
+
+# ---------------------------------------------------------------- live observations
+
+
+def xid_signal(
+    xid: int,
+    *,
+    host: str | None = None,
+    gpu: str | None = None,
+    time: datetime | None = None,
+    event_id: str | None = None,
+    text: str | None = None,
+    knowledge: Knowledge | None = None,
+) -> Signal:
+    """A signal for an XID the agent saw on a host's GPU (gpu: PCI bus id or index)."""
+    entry = (knowledge or default_knowledge()).xids.get(xid)
+    attrs: dict[str, str] = {"xid": str(xid)}
+    if entry is None:
+        return Signal(
+            kind="xid",
+            family="kernel_xid",
+            text=text or f"Xid {xid} (not in catalog)",
+            category_hint=Category.FAULTY_GPU,
+            role="cause",
+            severity="warning",
+            host=host,
+            gpu=_gpu(gpu),
+            xid=xid,
+            time=time,
+            event_id=event_id,
+            attrs=attrs | {"unknown_xid": "true"},
+        )
+    attrs |= {
+        "mnemonic": entry.mnemonic,
+        "meaning": entry.meaning,
+        "action": entry.action,
+        "cause": entry.cause,
+        "memory": entry.memory,
+    }
+    if entry.secondary:
+        attrs["secondary"] = "true"
+    return Signal(
+        kind="xid",
+        family="kernel_xid",
+        text=text or f"Xid {xid}: {entry.meaning}",
+        category_hint=entry.category,
+        role="cause",
+        severity=entry.severity,
+        host=host,
+        gpu=_gpu(gpu),
+        xid=xid,
+        time=time,
+        event_id=event_id,
+        attrs=attrs,
+    )
+
+
+GpuCondition = Literal[
+    "fallen_off_bus",
+    "row_remap_failure",
+    "row_remap_pending",
+    "uncorrectable_ecc",
+    "sram_uncorrectable_ecc",
+    "thermal_slowdown",
+    "power_brake",
+]
+
+# What a GPU sample's condition means; the agent reports the condition, triage decides.
+_GPU_CONDITIONS: Final[Mapping[str, tuple[Category, Severity]]] = {
+    "fallen_off_bus": (Category.FAULTY_GPU, "critical"),
+    "row_remap_failure": (Category.GPU_HBM_MEMORY, "critical"),
+    "row_remap_pending": (Category.GPU_HBM_MEMORY, "warning"),
+    "uncorrectable_ecc": (Category.GPU_HBM_MEMORY, "error"),
+    "sram_uncorrectable_ecc": (Category.GPU_SRAM_MEMORY, "error"),
+    "thermal_slowdown": (Category.GPU_THERMAL, "error"),
+    "power_brake": (Category.POWER_SUPPLY, "error"),
+}
+
+
+def gpu_sample_signal(
+    condition: GpuCondition,
+    *,
+    host: str,
+    gpu: str,
+    time: datetime | None = None,
+    event_id: str | None = None,
+    detail: str = "",
+) -> Signal:
+    """A signal for a bad condition in a GPU telemetry sample (remap failure, DBE, thermal...)."""
+    category, severity = _GPU_CONDITIONS[condition]
+    text = f"GPU {gpu} on {host}: {condition.replace('_', ' ')}" + (
+        f" ({detail})" if detail else ""
+    )
+    return Signal(
+        kind="gpu_sample",
+        family="gpu_sample",
+        text=text,
+        pattern=condition,
+        category_hint=category,
+        role="cause",
+        severity=severity,
+        host=host,
+        gpu=_gpu(gpu),
+        time=time,
+        event_id=event_id,
+    )
+
+
+def heartbeat_stall_signal(
+    *,
+    host: str | None,
+    rank: int | None,
+    seconds: float,
+    time: datetime | None = None,
+    event_id: str | None = None,
+) -> Signal:
+    """A rank that stopped reporting progress while its host is still alive."""
+    return Signal(
+        kind="heartbeat_stall",
+        family="heartbeat",
+        text=f"rank {rank} on {host} made no progress for {seconds:.0f} s",
+        category_hint=Category.NCCL_WATCHDOG_TIMEOUT,
+        role="symptom",
+        severity="error",
+        host=host,
+        rank=rank,
+        time=time,
+        event_id=event_id,
+    )
+
+
+def host_silent_signal(
+    *, host: str, seconds: float, time: datetime | None = None, event_id: str | None = None
+) -> Signal:
+    """A host whose agent stopped sending anything: the host itself is gone or wedged."""
+    return Signal(
+        kind="host_silent",
+        family="heartbeat",
+        text=f"host {host} silent for {seconds:.0f} s",
+        category_hint=Category.HOST_MAINTENANCE,
+        role="cause",
+        severity="critical",
+        host=host,
+        time=time,
+        event_id=event_id,
+    )
+
+
+def maintenance_signal(
+    *,
+    text: str,
+    host: str | None = None,
+    time: datetime | None = None,
+    event_id: str | None = None,
+) -> Signal:
+    """An announced maintenance window (host None: the whole job or cluster)."""
+    return Signal(
+        kind="maintenance",
+        family="maintenance",
+        text=text,
+        category_hint=Category.PLANNED,
+        role="cause",
+        severity="info",
+        host=host,
+        time=time,
+        event_id=event_id,
+    )
+
+
+def fr_verdict_signal(
+    *,
+    text: str,
+    rank: int | None,
+    host: str | None,
+    mismatch: bool,
+    time: datetime | None = None,
+    event_id: str | None = None,
+) -> Signal:
+    """The flight recorder's verdict: a collective mismatch (a bug) or the rank that hung."""
+    if mismatch:
+        return Signal(
+            kind="fr_verdict",
+            family="flight_recorder",
+            text=text,
+            category_hint=Category.SOFTWARE_BUG,
+            role="cause",
+            severity="error",
+            host=host,
+            rank=rank,
+            time=time,
+            event_id=event_id,
+        )
+    return Signal(
+        kind="fr_verdict",
+        family="flight_recorder",
+        text=text,
+        role="context",
+        severity="info",
+        host=host,
+        rank=rank,
+        time=time,
+        event_id=event_id,
+        attrs={"stuck_rank": str(rank)},
+    )
+
+
+def log_signals(
+    text: str,
+    *,
+    host: str | None = None,
+    time: datetime | None = None,
+    event_id: str | None = None,
+    knowledge: Knowledge | None = None,
+) -> list[Signal]:
+    """Signals from one stored log record of a known host (time and id from the event)."""
+    signals = extract_signals(text, default_host=host, knowledge=knowledge)
+    return [replace(s, time=s.time or time, event_id=event_id) for s in signals]
+
+
+# ---------------------------------------------------------------- pasted excerpts
+
+
+def _gpu(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return normalize_pci(value) if ":" in value else value.strip()
+
+
+def _first_group(groups: Mapping[str, str | None], *names: str) -> str | None:
+    return next((groups[n] for n in names if groups.get(n)), None)
+
+
+def _match_line(
+    line: Line, record_host: str | None, knowledge: Knowledge, families_done: set[str]
+) -> list[Signal]:
+    """Every pattern family's first match on one line."""
+    text = line.body
+    if not knowledge.patterns.prefilter.search(text):
+        return []
+    signals = []
+    for spec in knowledge.patterns.patterns:
+        if spec.family in families_done:
+            continue
+        match = spec.compiled.search(text)
+        if match is None:
+            continue
+        families_done.add(spec.family)
+        signals.append(_signal_from_match(spec, match, line, record_host, knowledge))
+    return signals
+
+
+def _signal_from_match(
+    spec: PatternSpec,
+    match: re.Match[str],
+    line: Line,
+    record_host: str | None,
+    knowledge: Knowledge,
+) -> Signal:
+    groups = match.groupdict()
+    attrs = {k: v for k, v in groups.items() if v is not None and k not in {"rank", "xid"}}
+    rank_text = groups.get("rank")
+    rank = int(rank_text) if rank_text else line.rank
+    gpu = _gpu(_first_group(groups, "pci", "gpu")) or line.gpu
+    host = line.host or record_host
+    category = spec.category
+    if spec.refine:
+        value = groups.get(spec.refine.group)
+        refined = spec.refine.category_for(value) if value else None
+        category = refined or category
+    if spec.kind == "xid":
+        xid = int(groups["xid"] or 0)
+        base = xid_signal(
+            xid, host=host, gpu=gpu, time=line.time, text=line.raw, knowledge=knowledge
+        )
+        severity = base.severity
+        if spec.severity != "error" and base.attrs.get("unknown_xid"):
+            severity = spec.severity
+        return replace(
+            base, pattern=spec.name, rank=rank, severity=severity, attrs={**base.attrs, **attrs}
+        )
+    return Signal(
+        kind=spec.kind,
+        family=spec.family,
+        text=line.raw,
+        pattern=spec.name,
+        category_hint=category,
+        role=spec.role,
+        severity=spec.severity,
+        host=host,
+        gpu=gpu,
+        rank=rank,
+        time=line.time,
+        attrs=attrs,
+    )
+
+
+def _traceback_signals(record: Record, knowledge: Knowledge) -> list[Signal]:
+    """A traceback: its exception lines' own matches, plus the traceback as an app error."""
+    host = record.host
+    inner: list[Signal] = []
+    for line in record.tail:
+        inner.extend(_match_line(line, host, knowledge, {"python_traceback"}))
+    first_tail = record.tail[0].body if record.tail else ""
+    exception = _EXCEPTION_LINE.match(first_tail)
+    exc_type = exception.group("type") if exception else ""
+    message = (exception.group("message") or "") if exception else first_tail
+    frames = [m for line in record.lines if (m := _FRAME_LINE.search(line.body))]
+    last_frame = ""
+    if frames:
+        path = frames[-1].group("path").rsplit("/", 1)[-1]
+        last_frame = f"{path}:{frames[-1].group('line')} in {frames[-1].group('func')}"
+    short_type = exc_type.rsplit(".", 1)[-1]
+    # A traceback whose exception another pattern explains (an NCCL error, a CUDA ECC
+    # error...) is that pattern's evidence; only an unexplained one is an application fault.
+    explained = any(s.family != "python" for s in inner)
+    role: Role = "context" if explained or short_type in _NOT_A_FAULT else "cause"
+    shown = record.lines[-len(record.tail) - 1 :] if record.tail else record.lines[:2]
+    evidence = "\n".join(line.raw for line in shown)
+    attrs = {
+        "exc_type": exc_type,
+        "message": message.strip()[:300],
+        "last_frame": last_frame,
+        "signature": _VOLATILE.sub("N", f"{short_type}: {message.strip()[:200]} @ {last_frame}"),
+        "frames": str(len(frames)),
+    }
+    traceback = Signal(
+        kind="log",
+        family="python_traceback",
+        text=evidence[:2000],
+        pattern="python_traceback",
+        category_hint=Category.SOFTWARE_BUG,
+        role=role,
+        severity="error",
+        host=host,
+        rank=record.rank,
+        time=record.time,
+        attrs=attrs,
+    )
+    # The traceback already stands for a plain application exception; keep only other news.
+    return [traceback, *(s for s in inner if s.family != "python")]
+
+
+def _elastic_signals(
+    record: Record, knowledge: Knowledge, default_host: str | None
+) -> list[Signal]:
+    fields = elastic_fields(record)
+    rank_text = fields.get("rank", "").split(" ")[0]
+    rank = int(rank_text) if rank_text.isdigit() else None
+    host = fields.get("host") or default_host
+    exitcode = (fields.get("exitcode") or "").split(" ")[0]
+    text = "Root Cause (first observed failure): " + ", ".join(
+        f"{k}={v}" for k, v in fields.items()
+    )
+    signals = [
+        Signal(
+            kind="log",
+            family="launcher",
+            text=text,
+            pattern="elastic_root_cause",
+            role="context",
+            severity="info",
+            host=host,
+            rank=rank,
+            time=record.time,
+            attrs={"exitcode": exitcode},
+        )
+    ]
+    traceback_field = fields.get("traceback", "")
+    if traceback_field:
+        line = Line(raw=traceback_field, body=traceback_field, host=host, rank=rank)
+        signals.extend(_match_line(line, host, knowledge, set()))
+    return signals
+
+
+def extract_signals(
+    text: str, default_host: str | None = None, *, knowledge: Knowledge | None = None
+) -> list[Signal]:
+    """Split a pasted excerpt into records and turn each pattern match into a Signal."""
+    knowledge = knowledge or default_knowledge()
+    signals: list[Signal] = []
+    # Multi-line driver reports name the GPU on one line and the fault on the next.
+    last_gpu_line: dict[str | None, tuple[int, str]] = {}
+    for index, record in enumerate(split_records(text)):
+        if record.kind == "traceback":
+            produced = _traceback_signals(record, knowledge)
+        elif record.kind == "elastic_root_cause":
+            produced = _elastic_signals(record, knowledge, default_host)
+        else:
+            line = record.first
+            produced = _match_line(line, None, knowledge, set())
+            if "NVRM" in line.body:
+                pci = _PCI_IN_TEXT.search(line.body)
+                if pci:
+                    last_gpu_line[line.host] = (index, normalize_pci(pci.group(0)))
+        for signal in produced:
+            if signal.gpu is None and signal.family in {"kernel_xid", "gsp"}:
+                seen = last_gpu_line.get(signal.host)
+                if seen and index - seen[0] <= _GPU_CONTEXT_LINES:
+                    signal = replace(signal, gpu=seen[1])
+            if signal.host is None and default_host:
+                signal = replace(signal, host=default_host)
+            signals.append(signal)
+    return signals
+
+
+def describe(signals: Sequence[Signal]) -> str:
+    """A short account of what was seen, e.g. '3 nccl, 1 kernel_xid'."""
+    counts: dict[str, int] = {}
+    for signal in signals:
+        counts[signal.family] = counts.get(signal.family, 0) + 1
+    return ", ".join(f"{n} {family}" for family, n in sorted(counts.items(), key=lambda kv: -kv[1]))
