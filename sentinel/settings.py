@@ -83,6 +83,9 @@ class IngestSettings(_Section):
     queue_limit: int = Field(
         20_000, ge=1, description="Batches waiting for the writer before new ones get 503."
     )
+    linger_ms: float = Field(
+        4.0, ge=0, le=1000, description="How long the writer waits to gather a bigger group."
+    )
 
 
 class RetentionSettings(_Section):

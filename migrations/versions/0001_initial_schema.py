@@ -56,11 +56,7 @@ def upgrade() -> None:
         sa.Column("sent_at", sentinel.db.types.UtcDateTime(), nullable=False),
         sa.Column("received_at", sentinel.db.types.UtcDateTime(), nullable=False),
         sa.Column("n_observations", sa.Integer(), nullable=False),
-        sa.Column(
-            "samples",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("samples", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("host_id", "seq", name=op.f("pk_batches")),
     )
     with op.batch_alter_table("batches", schema=None) as batch_op:
@@ -221,11 +217,7 @@ def upgrade() -> None:
         sa.Column("ecc_uncorrected", sa.BigInteger(), nullable=True),
         sa.Column("temperature_c", sa.Float(), nullable=True),
         sa.Column("clock_event_reasons", sa.BigInteger(), nullable=True),
-        sa.Column(
-            "sample",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("sample", sa.Text(), nullable=False),
         sa.Column("updated_at", sentinel.db.types.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["host_id"], ["hosts.id"], name=op.f("fk_gpus_host_id_hosts"), ondelete="CASCADE"

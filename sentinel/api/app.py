@@ -52,6 +52,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
             metrics,
             max_group=settings.ingest.max_group,
             queue_limit=settings.ingest.queue_limit,
+            linger_s=settings.ingest.linger_ms / 1000,
         ),
     )
 

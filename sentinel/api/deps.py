@@ -32,7 +32,9 @@ class AppContext:
     ingest: IngestService
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
+    # async on purpose: FastAPI runs a plain def dependency in a thread pool, a costly hop
+    # on every request.
     ctx: AppContext = request.app.state.ctx
     return ctx
 

@@ -69,7 +69,8 @@ class Gpu(Base):
     ecc_uncorrected: Mapped[int | None] = mapped_column(BigInteger)
     temperature_c: Mapped[float | None] = mapped_column(Float)
     clock_event_reasons: Mapped[int | None] = mapped_column(BigInteger)
-    sample: Mapped[dict[str, Any]]
+    # JSON text written straight from pydantic's serializer: the hot ingest path stays in Rust.
+    sample: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
 
 
@@ -84,7 +85,8 @@ class Batch(Base):
     sent_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(index=True)
     n_observations: Mapped[int] = mapped_column(Integer)
-    samples: Mapped[list[Any]]
+    # A JSON array of the periodic observations, as text (see Gpu.sample).
+    samples: Mapped[str] = mapped_column(Text)
 
 
 class Event(Base):

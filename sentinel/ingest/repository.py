@@ -6,15 +6,26 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import case
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.db.models import Batch as BatchRow
 from sentinel.db.models import Event, Gpu, Host, Job, JobRank
-from sentinel.db.upsert import insert_for
-from sentinel.wire import CRITICAL_KINDS, PERIODIC_KINDS, Batch, GpuSample, HeartbeatSummary
+from sentinel.db.upsert import dialect_of, insert_for
+from sentinel.wire import (
+    CRITICAL_KINDS,
+    PERIODIC_KINDS,
+    Batch,
+    GpuSample,
+    HeartbeatSummary,
+    Observation,
+)
+
+_SAMPLES: TypeAdapter[list[Observation]] = TypeAdapter(list[Observation])
 
 
 @dataclass
@@ -64,21 +75,13 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
             "sent_at": it.batch.sent_at,
             "received_at": it.received_at,
             "n_observations": len(it.batch.observations),
-            "samples": [
-                o.model_dump(mode="json", exclude_none=True)
-                for o in it.batch.observations
-                if o.kind in PERIODIC_KINDS
-            ],
+            "samples": _SAMPLES.dump_json(
+                [o for o in it.batch.observations if o.kind in PERIODIC_KINDS], exclude_none=True
+            ).decode(),
         }
         for it in fresh
     ]
-    ins = insert_for(session, BatchRow)
-    result = await session.execute(
-        ins.on_conflict_do_nothing(index_elements=["host_id", "seq"]).returning(
-            BatchRow.host_id, BatchRow.seq
-        ),
-        batch_rows,
-    )
+    result = await session.execute(_insert_batches(dialect_of(session)), batch_rows)
     new_keys = {(h, s) for h, s in result.all()}
     new: list[StoredBatch] = []
     for it in fresh:
@@ -119,10 +122,7 @@ async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None
             )
     stored: set[uuid.UUID] = set()
     if rows:
-        ins = insert_for(session, Event)
-        result = await session.execute(
-            ins.on_conflict_do_nothing(index_elements=["id"]).returning(Event.id), rows
-        )
+        result = await session.execute(_insert_events(dialect_of(session)), rows)
         stored = {row[0] for row in result.all()}
     for it in items:
         periodic = sum(1 for o in it.batch.observations if o.kind in PERIODIC_KINDS)
@@ -156,32 +156,7 @@ async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None
             row["last_critical_at"] is None or crit[0] >= row["last_critical_at"]
         ):
             row["last_critical_at"], row["last_critical"] = crit
-    table = Host.__table__
-    ins = insert_for(session, Host)
-    ex = ins.excluded
-    stmt = ins.on_conflict_do_update(
-        index_elements=["id"],
-        set_={
-            "agent_id": ex.agent_id,
-            "last_seen": case(
-                (ex.last_seen > table.c.last_seen, ex.last_seen), else_=table.c.last_seen
-            ),
-            "last_seq": case((ex.last_seq > table.c.last_seq, ex.last_seq), else_=table.c.last_seq),
-            "last_critical_at": case(
-                (ex.last_critical_at.is_(None), table.c.last_critical_at),
-                (table.c.last_critical_at.is_(None), ex.last_critical_at),
-                (ex.last_critical_at > table.c.last_critical_at, ex.last_critical_at),
-                else_=table.c.last_critical_at,
-            ),
-            "last_critical": case(
-                (ex.last_critical_at.is_(None), table.c.last_critical),
-                (table.c.last_critical_at.is_(None), ex.last_critical),
-                (ex.last_critical_at > table.c.last_critical_at, ex.last_critical),
-                else_=table.c.last_critical,
-            ),
-        },
-    )
-    await session.execute(stmt, list(latest.values()))
+    await session.execute(_upsert_hosts_stmt(dialect_of(session)), list(latest.values()))
 
 
 async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
@@ -205,24 +180,12 @@ async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
             "ecc_uncorrected": s.ecc_volatile_uncorrected,
             "temperature_c": s.temperature_c,
             "clock_event_reasons": s.clock_event_reasons,
-            "sample": s.model_dump(mode="json", exclude_none=True),
+            "sample": s.model_dump_json(exclude_none=True),
             "updated_at": at,
         }
         for (host, idx), (at, s) in latest.items()
     ]
-    table = Gpu.__table__
-    ins = insert_for(session, Gpu)
-    ex = ins.excluded
-    newer = ex.updated_at >= table.c.updated_at
-    cols = [c for c in rows[0] if c not in ("host_id", "gpu_index")]
-    # A late (older) sample never overwrites a newer one; the uuid and bus id keep their last
-    # known value when a lost GPU stops reporting them.
-    set_ = {c: case((newer, ex[c]), else_=table.c[c]) for c in cols}
-    for c in ("uuid", "pci_bus_id"):
-        set_[c] = case((newer & ex[c].is_not(None), ex[c]), else_=table.c[c])
-    await session.execute(
-        ins.on_conflict_do_update(index_elements=["host_id", "gpu_index"], set_=set_), rows
-    )
+    await session.execute(_upsert_gpus_stmt(dialect_of(session)), rows)
 
 
 async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) -> None:
@@ -249,24 +212,7 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
             job["world_size"] = obs.world_size or job["world_size"]
     if not jobs:
         return
-    jt = Job.__table__
-    jins = insert_for(session, Job)
-    await session.execute(
-        jins.on_conflict_do_update(
-            index_elements=["id"],
-            set_={
-                "last_seen": case(
-                    (jins.excluded.last_seen > jt.c.last_seen, jins.excluded.last_seen),
-                    else_=jt.c.last_seen,
-                ),
-                "world_size": case(
-                    (jins.excluded.world_size.is_not(None), jins.excluded.world_size),
-                    else_=jt.c.world_size,
-                ),
-            },
-        ),
-        list(jobs.values()),
-    )
+    await session.execute(_upsert_jobs_stmt(dialect_of(session)), list(jobs.values()))
     rows = [
         {
             "job_id": job_id,
@@ -283,9 +229,102 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
         }
         for (job_id, rank), (host, _received, hb) in ranks.items()
     ]
-    rt = JobRank.__table__
-    ins = insert_for(session, JobRank)
+    await session.execute(_upsert_ranks_stmt(dialect_of(session)), rows)
+
+
+# Statements are built once per dialect: building them (and their cache keys) per group
+# cost more CPU than running them.
+@cache
+def _insert_batches(dialect: str) -> Any:
+    ins = insert_for(dialect, BatchRow)
+    return ins.on_conflict_do_nothing(index_elements=["host_id", "seq"]).returning(
+        ins.table.c.host_id, ins.table.c.seq
+    )
+
+
+@cache
+def _insert_events(dialect: str) -> Any:
+    ins = insert_for(dialect, Event)
+    return ins.on_conflict_do_nothing(index_elements=["id"]).returning(ins.table.c.id)
+
+
+@cache
+def _upsert_hosts_stmt(dialect: str) -> Any:
+    table = Host.__table__
+    ins = insert_for(dialect, Host)
     ex = ins.excluded
+    stmt = ins.on_conflict_do_update(
+        index_elements=["id"],
+        set_={
+            "agent_id": ex.agent_id,
+            "last_seen": case(
+                (ex.last_seen > table.c.last_seen, ex.last_seen), else_=table.c.last_seen
+            ),
+            "last_seq": case((ex.last_seq > table.c.last_seq, ex.last_seq), else_=table.c.last_seq),
+            "last_critical_at": case(
+                (ex.last_critical_at.is_(None), table.c.last_critical_at),
+                (table.c.last_critical_at.is_(None), ex.last_critical_at),
+                (ex.last_critical_at > table.c.last_critical_at, ex.last_critical_at),
+                else_=table.c.last_critical_at,
+            ),
+            "last_critical": case(
+                (ex.last_critical_at.is_(None), table.c.last_critical),
+                (table.c.last_critical_at.is_(None), ex.last_critical),
+                (ex.last_critical_at > table.c.last_critical_at, ex.last_critical),
+                else_=table.c.last_critical,
+            ),
+        },
+    )
+    return stmt
+
+
+_GPU_COLUMNS = (
+    "uuid",
+    "pci_bus_id",
+    "lost",
+    "remap_failure",
+    "ecc_uncorrected",
+    "temperature_c",
+    "clock_event_reasons",
+    "sample",
+    "updated_at",
+)
+
+
+@cache
+def _upsert_gpus_stmt(dialect: str) -> Any:
+    ins = insert_for(dialect, Gpu)
+    table, ex = ins.table, ins.excluded
+    newer = ex.updated_at >= table.c.updated_at
+    # A late (older) sample never overwrites a newer one; the uuid and bus id keep their last
+    # known value when a lost GPU stops reporting them.
+    set_ = {c: case((newer, ex[c]), else_=table.c[c]) for c in _GPU_COLUMNS}
+    for c in ("uuid", "pci_bus_id"):
+        set_[c] = case((newer & ex[c].is_not(None), ex[c]), else_=table.c[c])
+    return ins.on_conflict_do_update(index_elements=["host_id", "gpu_index"], set_=set_)
+
+
+@cache
+def _upsert_jobs_stmt(dialect: str) -> Any:
+    ins = insert_for(dialect, Job)
+    table, ex = ins.table, ins.excluded
+    return ins.on_conflict_do_update(
+        index_elements=["id"],
+        set_={
+            "last_seen": case(
+                (ex.last_seen > table.c.last_seen, ex.last_seen), else_=table.c.last_seen
+            ),
+            "world_size": case(
+                (ex.world_size.is_not(None), ex.world_size), else_=table.c.world_size
+            ),
+        },
+    )
+
+
+@cache
+def _upsert_ranks_stmt(dialect: str) -> Any:
+    ins = insert_for(dialect, JobRank)
+    rt, ex = ins.table, ins.excluded
     newer = ex.last_beat_at >= rt.c.last_beat_at
     set_ = {
         c: case((newer, ex[c]), else_=rt.c[c])
@@ -302,6 +341,4 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
     set_["step_changed_at"] = case(
         (newer & (ex.step != rt.c.step), ex.last_beat_at), else_=rt.c.step_changed_at
     )
-    await session.execute(
-        ins.on_conflict_do_update(index_elements=["job_id", "rank"], set_=set_), rows
-    )
+    return ins.on_conflict_do_update(index_elements=["job_id", "rank"], set_=set_)

@@ -39,11 +39,13 @@ class IngestService:
         *,
         max_group: int = 256,
         queue_limit: int = 20_000,
+        linger_s: float = 0.004,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._metrics = metrics
         self._max_group = max_group
+        self._linger_s = linger_s
         self._queue: asyncio.Queue[tuple[StoredBatch, asyncio.Future[StoredBatch], float]] = (
             asyncio.Queue(maxsize=queue_limit)
         )
@@ -89,6 +91,10 @@ class IngestService:
     async def _run(self) -> None:
         while True:
             group = [await self._queue.get()]
+            if self._linger_s and self._queue.empty():
+                # A few milliseconds of patience buys a bigger group: the per-transaction cost
+                # is paid once for all of them, which is what keeps up with a whole fleet.
+                await asyncio.sleep(self._linger_s)
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             self._metrics.queue_depth.set(self._queue.qsize())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import datetime
 from typing import Annotated, Any
@@ -63,7 +64,14 @@ async def get_host(ctx: Ctx, session: Session, _: Viewer, host_id: str) -> dict[
         ).all()
     )
     out = _host_out(ctx, host, gpus)
-    out["gpu_list"] = [GpuOut.model_validate(g, from_attributes=True) for g in gpus]
+    out["gpu_list"] = [
+        GpuOut(
+            gpu_index=g.gpu_index, uuid=g.uuid, pci_bus_id=g.pci_bus_id, lost=g.lost,
+            remap_failure=g.remap_failure, temperature_c=g.temperature_c,
+            updated_at=g.updated_at, sample=json.loads(g.sample),
+        )
+        for g in gpus
+    ]
     out["last_critical_at"] = host.last_critical_at
     out["last_critical"] = host.last_critical
     return out
@@ -100,7 +108,7 @@ async def host_observations(
         if since:
             bq = bq.where(Batch.received_at >= since)
         for b in (await session.scalars(bq.order_by(Batch.seq.desc()).limit(limit))).all():
-            for s in b.samples:
+            for s in json.loads(b.samples):
                 if kind is None or s.get("kind") == kind:
                     out.append(
                         ObservationOut(
