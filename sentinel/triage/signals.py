@@ -32,6 +32,8 @@ _NOT_A_FAULT: Final = frozenset(
     {"KeyboardInterrupt", "SystemExit", "SignalException", "GeneratorExit"}
 )
 _VOLATILE: Final = re.compile(r"0x[0-9a-fA-F]+|\d+")
+# Pasted lines can be megabytes (a JSON blob); the message is in the first few KiB.
+MAX_LINE: Final = 4096
 # How many lines after an NVRM line naming a GPU a multi-line driver report may continue.
 _GPU_CONTEXT_LINES: Final = 4
 
@@ -312,14 +314,13 @@ def _match_line(
     line: Line, record_host: str | None, knowledge: Knowledge, families_done: set[str]
 ) -> list[Signal]:
     """Every pattern family's first match on one line."""
-    text = line.body
-    if not knowledge.patterns.prefilter.search(text):
-        return []
+    text = line.body[:MAX_LINE]
+    lowered = text.lower()
     signals = []
     for spec in knowledge.patterns.patterns:
         if spec.family in families_done:
             continue
-        match = spec.compiled.search(text)
+        match = spec.search(text, lowered)
         if match is None:
             continue
         families_done.add(spec.family)

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sentinel.triage.knowledge.keywords import Keywords, required_keywords
 from sentinel.triage.taxonomy import Category
 
 Severity = Literal["critical", "error", "warning", "info"]
@@ -156,9 +157,12 @@ class PatternSpec(BaseModel):
             raise ValueError(f"refine group {self.refine.group!r} is not captured by the regex")
         if self.kind == "xid" and "xid" not in compiled.groupindex:
             raise ValueError("an xid pattern must capture the 'xid' group")
+        keywords = required_keywords(self.regex)
         for example in self.examples:
             if not compiled.search(example):
                 raise ValueError(f"example does not match: {example!r}")
+            if keywords and not any(word in example.lower() for word in keywords):
+                raise ValueError(f"keyword prefilter {sorted(keywords)} would skip {example!r}")
         for example in self.counter_examples:
             if compiled.search(example):
                 raise ValueError(f"counter-example matches: {example!r}")
@@ -167,6 +171,18 @@ class PatternSpec(BaseModel):
     @cached_property
     def compiled(self) -> re.Pattern[str]:
         return re.compile(self.regex, re.IGNORECASE if self.ignore_case else 0)
+
+    @cached_property
+    def keywords(self) -> Keywords | None:
+        """Words one of which every matching line contains (lower case); None: always try."""
+        return required_keywords(self.regex)
+
+    def search(self, line: str, lowered: str) -> re.Match[str] | None:
+        """Match a line; `lowered` is the line in lower case, for the cheap keyword test."""
+        keywords = self.keywords
+        if keywords is not None and not any(word in lowered for word in keywords):
+            return None
+        return self.compiled.search(line)
 
 
 class PatternCatalog(BaseModel):
@@ -187,15 +203,6 @@ class PatternCatalog(BaseModel):
     @cached_property
     def by_name(self) -> Mapping[str, PatternSpec]:
         return {p.name: p for p in self.patterns}
-
-    @cached_property
-    def prefilter(self) -> re.Pattern[str]:
-        """One regex that matches any line some pattern could match: most lines fail it fast."""
-        parts = []
-        for spec in self.patterns:
-            body = re.sub(r"\(\?P<\w+>", "(?:", spec.regex)
-            parts.append(f"(?i:{body})" if spec.ignore_case else f"(?:{body})")
-        return re.compile("|".join(parts))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,321 @@
+"""Correlation: the policy names the cause, not the symptoms, over text and live signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sentinel.triage import (
+    DEFAULT_POLICY,
+    Category,
+    Policy,
+    classify_all,
+    classify_signals,
+    classify_signals_all,
+    classify_text,
+    extract_signals,
+    fr_verdict_signal,
+    gpu_sample_signal,
+    heartbeat_stall_signal,
+    host_silent_signal,
+    log_signals,
+    maintenance_signal,
+    xid_signal,
+)
+from sentinel.triage.rules import ThinEvidenceIsUnknown, WatchdogTimeoutWithNothingDeeper
+
+T0 = datetime(2024, 7, 1, 3, 0, tzinfo=UTC)
+
+
+def host(index: int) -> str:
+    return f"gpu-{index:04d}"
+
+
+def test_xid79_on_one_host_explains_2047_peer_timeouts(timeout_line: Callable[..., str]) -> None:
+    lines = [timeout_line(host(i), rank=i * 8) for i in range(2048) if i != 1377]
+    lines.insert(
+        900,
+        "Nov 28 07:38:01 gpu-1377 kernel: [81234.567890] NVRM: Xid (PCI:0000:9b:00): 79, "
+        "pid=0, GPU has fallen off the bus.",
+    )
+    verdict = classify_text("\n".join(lines))
+    assert verdict.category == Category.FAULTY_GPU
+    assert verdict.culprit_host == "gpu-1377"
+    assert verdict.culprit_gpu == "0000:9b:00.0"
+    assert verdict.rule == "BlameHardGpuXidOverPeerTimeouts"
+    assert verdict.symptoms_total == 2047
+    assert len(verdict.symptoms) <= 50
+    assert verdict.evidence[0].xid == 79
+    assert verdict.confidence >= 0.9
+
+
+def test_same_traceback_on_every_rank_is_a_bug_even_with_xid13() -> None:
+    blocks = []
+    for rank in range(8):
+        blocks += [
+            f"[rank{rank}]: Traceback (most recent call last):",
+            f'[rank{rank}]:   File "/app/train.py", line 301, in <module>',
+            f"[rank{rank}]:     main()",
+            f'[rank{rank}]:   File "/app/model.py", line 77, in forward',
+            f"[rank{rank}]:     x = self.proj(x).view(b, s, {rank + 64})",
+            f"[rank{rank}]: RuntimeError: shape '[4, 2048, {rank + 64}]' is invalid for input "
+            "of size 1234",
+        ]
+    blocks.append(
+        "[Fri Aug 30 11:43:09 2024] NVRM: Xid (PCI:0000:cb:00): 13, pid=7781, name=python, "
+        "Graphics SM Warp Exception on (GPC 7, TPC 7, SM 0): Out Of Range Address"
+    )
+    verdict = classify_text("\n".join(blocks))
+    assert verdict.category == Category.SOFTWARE_BUG
+    assert verdict.rule == "SameTracebackOnManyRanksIsSoftwareBug"
+    assert any(e.xid == 13 for e in verdict.evidence)
+    assert verdict.confidence >= 0.85
+
+
+def _ib_error(reporter: str, peer: str) -> str:
+    return (
+        f"{reporter}:3468:3905 [4] ib_plugin.c:1615 NCCL WARN NET/IB : Got completion from peer "
+        f"{peer}<54862> with status=12 opcode=0 len=0 vendor err 129 (Recv)"
+    )
+
+
+def test_ib_errors_on_many_hosts_are_the_fabric() -> None:
+    text = "\n".join(_ib_error(host(i), f"10.0.{i}.9") for i in range(6))
+    verdict = classify_text(text)
+    assert verdict.category == Category.NETWORK_SWITCH_CABLE
+    assert verdict.rule == "LinkErrorsOnManyHostsAreTheFabric"
+
+
+def test_ib_errors_on_one_host_are_its_nic() -> None:
+    text = "\n".join(_ib_error(host(7), f"10.0.{i}.9") for i in range(3))
+    verdict = classify_text(text)
+    assert verdict.category == Category.NIC
+    assert verdict.culprit_host == host(7)
+
+
+def test_many_hosts_blaming_one_peer_name_that_peer() -> None:
+    text = "\n".join(_ib_error(host(i), "10.0.77.9") for i in range(5))
+    verdict = classify_text(text)
+    assert verdict.category == Category.NIC
+    assert verdict.culprit_host == "10.0.77.9"
+
+
+def test_mlx5_port_down_on_one_host_is_its_nic() -> None:
+    text = (
+        "Feb 14 05:03:41 gpu-0311 kernel: mlx5_core 0000:ab:00.0 mlx5_5: Port: 1 Link DOWN\n"
+        + "\n".join(_watchdog(i) for i in range(4))
+    )
+    verdict = classify_text(text)
+    assert verdict.category == Category.NIC
+    assert verdict.culprit_host == "gpu-0311"
+    assert verdict.symptoms_total == 4
+
+
+def _watchdog(rank: int, seq: int = 1580) -> str:
+    return (
+        f"[rank{rank}]:[E321 02:07:08.408271257 ProcessGroupNCCL.cpp:607] [Rank {rank}] Watchdog "
+        f"caught collective operation timeout: WorkNCCL(SeqNum={seq}, OpType=ALLREDUCE, "
+        f"NumelIn=4, NumelOut=4, Timeout(ms)=600000) ran for 600060 milliseconds before timing out."
+    )
+
+
+def test_watchdog_timeouts_alone_are_a_watchdog_timeout() -> None:
+    verdict = classify_text("\n".join(_watchdog(r) for r in range(8)))
+    assert verdict.category == Category.NCCL_WATCHDOG_TIMEOUT
+    assert verdict.rule == "WatchdogTimeoutWithNothingDeeper"
+
+
+def test_watchdog_names_the_rank_stuck_on_another_collective() -> None:
+    lines = [_watchdog(r) for r in range(8) if r != 5] + [_watchdog(5, seq=1579)]
+    verdict = classify_text("\n".join(lines))
+    assert verdict.category == Category.NCCL_WATCHDOG_TIMEOUT
+    assert verdict.culprit_rank == 5
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   \n\n", "hello world", "\x00\x01binary\xff", "loss 2.3 ok"]
+)
+def test_garbage_is_unknown(text: str) -> None:
+    verdict = classify_text(text)
+    assert verdict.category == Category.UNKNOWN
+    assert verdict.rule == ThinEvidenceIsUnknown().name
+
+
+def test_unknown_says_what_was_seen() -> None:
+    verdict = classify_text(
+        "[E ProcessGroupNCCL.cpp:455] To avoid data inconsistency, we are "
+        "taking the entire process down."
+    )
+    assert verdict.category != Category.FAULTY_GPU
+    assert "pytorch" in verdict.reason or verdict.evidence
+
+
+def test_dbe_before_fall_off_bus_is_hbm() -> None:
+    text = (
+        "NVRM: Xid (PCI:0000:ca:00): 48, pid=1, name=python, An uncorrectable double bit error\n"
+        "NVRM: Xid (PCI:0000:ca:00): 79, pid=1, GPU has fallen off the bus.\n"
+        "NVRM: Xid (PCI:0000:ca:00): 119, pid=1, Timeout after 6s of waiting for RPC response"
+    )
+    verdict = classify_text(text)
+    assert verdict.category == Category.GPU_HBM_MEMORY
+    assert {e.xid for e in verdict.evidence} == {48, 79, 119}
+
+
+def test_gsp_timeouts_after_fall_off_bus_do_not_win() -> None:
+    text = (
+        "NVRM: Xid (PCI:0000:ca:00): 79, pid=1, GPU has fallen off the bus.\n"
+        "NVRM: Xid (PCI:0000:ca:00): 119, pid=1, Timeout after 6s of waiting for RPC response"
+    )
+    assert classify_text(text).category == Category.FAULTY_GPU
+
+
+def test_psu_failure_explains_the_gpu_it_took_down() -> None:
+    text = (
+        "   1 | 11/28/2023 | 07:38:56 | Power Supply #0x50 | Failure detected () | Asserted\n"
+        "NVRM: Xid (PCI:0000:ca:00): 79, pid=1, GPU has fallen off the bus."
+    )
+    assert classify_text(text).category == Category.POWER_SUPPLY
+
+
+def test_two_unrelated_faults_give_a_secondary_verdict() -> None:
+    text = "\n".join(
+        [
+            "Nov 28 07:38:01 gpu-0001 kernel: NVRM: Xid (PCI:0000:9b:00): 79, pid=0, GPU has "
+            "fallen off the bus.",
+            "Nov 28 07:39:01 gpu-0002 kernel: nvme nvme0: I/O 123 QID 4 timeout, aborting",
+            *(_watchdog(r) for r in range(4)),
+        ]
+    )
+    primary, *secondary = classify_all(text)
+    assert primary.category == Category.FAULTY_GPU
+    assert [v.category for v in secondary] == [Category.SSD]
+    assert secondary[0].culprit_host == "gpu-0002"
+
+
+def test_a_single_fault_has_no_secondary_verdict() -> None:
+    verdicts = classify_all("NVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus")
+    assert len(verdicts) == 1
+
+
+# ---------------------------------------------------------------- live observations
+
+
+def test_live_xid_event_and_heartbeat_stalls() -> None:
+    signals = [
+        heartbeat_stall_signal(host=host(i), rank=i * 8, seconds=45, time=T0)
+        for i in range(64)
+        if i != 17
+    ]
+    signals.append(xid_signal(79, host=host(17), gpu="00000000:9B:00.0", time=T0, event_id="ev-1"))
+    verdict = classify_signals(signals, job_hosts=64)
+    assert verdict.category == Category.FAULTY_GPU
+    assert verdict.culprit_host == host(17)
+    assert verdict.culprit_gpu == "0000:9b:00.0"
+    assert verdict.evidence[0].event_id == "ev-1"
+    assert verdict.symptoms_total == 63
+
+
+@pytest.mark.parametrize(
+    ("condition", "category"),
+    [
+        ("row_remap_failure", Category.GPU_HBM_MEMORY),
+        ("uncorrectable_ecc", Category.GPU_HBM_MEMORY),
+        ("sram_uncorrectable_ecc", Category.GPU_SRAM_MEMORY),
+        ("thermal_slowdown", Category.GPU_THERMAL),
+        ("fallen_off_bus", Category.FAULTY_GPU),
+        ("power_brake", Category.POWER_SUPPLY),
+    ],
+)
+def test_gpu_sample_conditions(condition: str, category: Category) -> None:
+    sample = gpu_sample_signal(condition, host="h1", gpu="3", time=T0)  # type: ignore[arg-type]
+    verdict = classify_signals([sample, heartbeat_stall_signal(host="h2", rank=9, seconds=30)])
+    assert verdict.category == category
+    assert verdict.culprit_host == "h1"
+
+
+def test_silent_host_is_host_loss() -> None:
+    signals = [host_silent_signal(host="gpu-0099", seconds=20, time=T0)]
+    signals += [heartbeat_stall_signal(host=host(i), rank=i, seconds=30) for i in range(10)]
+    verdict = classify_signals(signals)
+    assert verdict.category == Category.HOST_MAINTENANCE
+    assert verdict.culprit_host == "gpu-0099"
+
+
+def test_announced_maintenance_is_planned() -> None:
+    signals = [
+        maintenance_signal(host="gpu-0099", text="firmware upgrade window", time=T0),
+        host_silent_signal(host="gpu-0099", seconds=20, time=T0 + timedelta(seconds=5)),
+    ]
+    verdict = classify_signals(signals)
+    assert verdict.category == Category.PLANNED
+    assert verdict.culprit_host == "gpu-0099"
+
+
+def test_maintenance_elsewhere_does_not_hide_a_gpu_fault() -> None:
+    signals = [
+        maintenance_signal(host="gpu-0001", text="drain for upgrade"),
+        xid_signal(48, host="gpu-0002", gpu="0"),
+    ]
+    assert classify_signals(signals).category == Category.GPU_HBM_MEMORY
+
+
+def test_flight_recorder_names_the_stuck_rank() -> None:
+    signals = [heartbeat_stall_signal(host=host(i), rank=i, seconds=600) for i in range(16)]
+    signals.append(
+        fr_verdict_signal(
+            text="rank 11 never entered ALLREDUCE #4711", rank=11, host=host(11), mismatch=False
+        )
+    )
+    verdict = classify_signals(signals)
+    assert verdict.category == Category.NCCL_WATCHDOG_TIMEOUT
+    assert (verdict.culprit_rank, verdict.culprit_host) == (11, host(11))
+
+
+def test_flight_recorder_mismatch_is_a_bug() -> None:
+    signals = [
+        fr_verdict_signal(
+            text="ranks disagree on collective #12: ALLREDUCE vs BROADCAST",
+            rank=3,
+            host=host(0),
+            mismatch=True,
+        )
+    ]
+    assert classify_signals(signals).category == Category.SOFTWARE_BUG
+
+
+def test_log_record_from_a_known_host_keeps_host_time_and_id() -> None:
+    signals = log_signals(
+        "EDAC MC0: 1 UE memory read error on CPU_SrcID#0_MC#0_Chan#0_DIMM#0",
+        host="gpu-0005",
+        time=T0,
+        event_id="log-9",
+    )
+    assert [(s.host, s.time, s.event_id) for s in signals] == [("gpu-0005", T0, "log-9")]
+    verdict = classify_signals(signals)
+    assert verdict.category == Category.SYSTEM_MEMORY
+    assert verdict.culprit_host == "gpu-0005"
+
+
+def test_secondary_verdicts_from_live_signals() -> None:
+    signals = [
+        xid_signal(95, host="a", gpu="1"),
+        *(
+            s
+            for s in extract_signals(_ib_error("b", "10.0.0.1") + "\n" + _ib_error("c", "10.0.0.2"))
+        ),
+    ]
+    categories = [v.category for v in classify_signals_all(signals)]
+    assert categories == [Category.GPU_SRAM_MEMORY, Category.NETWORK_SWITCH_CABLE]
+
+
+def test_policy_must_end_with_the_unknown_rule() -> None:
+    with pytest.raises(ValueError, match="ThinEvidenceIsUnknown"):
+        Policy([WatchdogTimeoutWithNothingDeeper()])
+    assert DEFAULT_POLICY.names[-1] == "ThinEvidenceIsUnknown"
+
+
+def test_rules_fired_end_with_the_deciding_rule() -> None:
+    verdict = classify_text("NVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus")
+    assert verdict.rules_fired[-1] == verdict.rule
