@@ -119,7 +119,11 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(
         False, description="Upgrade the schema at start instead of refusing."
     )
-    run_loops: bool = Field(True, description="Run the loop services (retention, ...) here.")
+    run_loops: bool = Field(
+        True,
+        description="Take part in the leader election; the leader runs the loop services.",
+    )
+    leader_ttl_s: float = Field(15.0, gt=1, description="Leader lease; failover takes this long.")
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

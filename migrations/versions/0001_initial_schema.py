@@ -1,9 +1,9 @@
 """Initial schema: hosts, GPUs, batches, events, jobs and ranks, dumps, incidents, decisions,
-alerts, silences.
+alerts and their groups, notifications, silences, leases, maintenance, audit log.
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 07:43:28.061113
+Create Date: 2026-11-28 07:56:50.133835
 """
 
 from collections.abc import Sequence
@@ -21,6 +21,32 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "alert_groups",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("group_key", sa.String(length=256), nullable=False),
+        sa.Column("receiver", sa.String(length=128), nullable=False),
+        sa.Column(
+            "labels",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("first_fired_at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.Column("last_notified_at", sentinel.db.types.UtcDateTime(), nullable=True),
+        sa.Column("last_notified_hash", sa.String(length=64), nullable=True),
+        sa.Column("next_flush_at", sentinel.db.types.UtcDateTime(), nullable=True),
+        sa.Column("acked_by", sa.String(length=128), nullable=True),
+        sa.Column("acked_at", sentinel.db.types.UtcDateTime(), nullable=True),
+        sa.Column("updated_at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_groups")),
+        sa.UniqueConstraint("group_key", "receiver", name=op.f("uq_alert_groups_group_key")),
+    )
+    with op.batch_alter_table("alert_groups", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_alert_groups_next_flush_at"), ["next_flush_at"], unique=False
+        )
+
     op.create_table(
         "alerts",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -47,6 +73,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_alerts_group_key"), ["group_key"], unique=False)
+
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("target", sa.String(length=256), nullable=False),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+    )
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_log_target"), ["target"], unique=False)
 
     op.create_table(
         "batches",
@@ -152,6 +196,51 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), server_default="running", nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
+    op.create_table(
+        "leases",
+        sa.Column("name", sa.String(length=256), nullable=False),
+        sa.Column("holder", sa.String(length=256), nullable=False),
+        sa.Column("acquired_at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.Column("expires_at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_leases")),
+    )
+    op.create_table(
+        "maintenance",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column(
+            "hosts",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("job_id", sa.String(length=128), nullable=True),
+        sa.Column("starts_at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.Column("ends_at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("author", sa.String(length=128), nullable=False),
+        sa.Column("created_at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_maintenance")),
+    )
+    with op.batch_alter_table("maintenance", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_maintenance_ends_at"), ["ends_at"], unique=False)
+
+    op.create_table(
+        "notification_log",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("group_key", sa.String(length=256), nullable=False),
+        sa.Column("receiver", sa.String(length=128), nullable=False),
+        sa.Column("notifier", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("payload_hash", sa.String(length=64), nullable=False),
+        sa.Column("alerts", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("at", sentinel.db.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_log")),
+    )
+    with op.batch_alter_table("notification_log", schema=None) as batch_op:
+        batch_op.create_index("ix_notification_log_group", ["group_key", "receiver"], unique=False)
+
     op.create_table(
         "silences",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -286,6 +375,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_silences_ends_at"))
 
     op.drop_table("silences")
+    with op.batch_alter_table("notification_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_notification_log_group")
+
+    op.drop_table("notification_log")
+    with op.batch_alter_table("maintenance", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_maintenance_ends_at"))
+
+    op.drop_table("maintenance")
+    op.drop_table("leases")
     op.drop_table("jobs")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_incidents_opened_at"))
@@ -307,7 +405,15 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_batches_received_at"))
 
     op.drop_table("batches")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_log_target"))
+
+    op.drop_table("audit_log")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alerts_group_key"))
 
     op.drop_table("alerts")
+    with op.batch_alter_table("alert_groups", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_groups_next_flush_at"))
+
+    op.drop_table("alert_groups")

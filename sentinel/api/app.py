@@ -20,6 +20,7 @@ from sentinel.db import migrate
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
 from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
+from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
 from sentinel.wire import WIRE_VERSION, Batch
@@ -98,14 +99,21 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _ensure_schema(ctx)
         await ctx.ingest.start()
-        scheduler = _scheduler(ctx) if settings.run_loops else None
-        if scheduler is not None:
-            scheduler.start()
+        elector = (
+            LeaderElector(
+                ctx.sessions, ctx.clock, lambda: _scheduler(ctx), ttl_s=settings.leader_ttl_s
+            )
+            if settings.run_loops
+            else None
+        )
+        app.state.elector = elector
+        if elector is not None:
+            await elector.start()
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=False)
+            if elector is not None:
+                await elector.stop()
             await ctx.ingest.stop()
             await ctx.engine.dispose()
 

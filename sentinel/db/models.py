@@ -243,3 +243,82 @@ class Silence(Base):
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime]
+
+
+class AlertGroup(Base):
+    """Alerts grouped by a route's group_by labels; the unit that is notified and acknowledged."""
+
+    __tablename__ = "alert_groups"
+    __table_args__ = (UniqueConstraint("group_key", "receiver"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    group_key: Mapped[str] = mapped_column(String(256))
+    receiver: Mapped[str] = mapped_column(String(128))
+    labels: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    first_fired_at: Mapped[datetime]
+    last_notified_at: Mapped[datetime | None]
+    last_notified_hash: Mapped[str | None] = mapped_column(String(64))
+    next_flush_at: Mapped[datetime | None] = mapped_column(index=True)
+    acked_by: Mapped[str | None] = mapped_column(String(128))
+    acked_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class NotificationLog(Base):
+    """Every notification attempt: the dedup record and the audit trail of what was sent."""
+
+    __tablename__ = "notification_log"
+    __table_args__ = (Index("ix_notification_log_group", "group_key", "receiver"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_key: Mapped[str] = mapped_column(String(256))
+    receiver: Mapped[str] = mapped_column(String(128))
+    notifier: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # firing | resolved | repeat
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    alerts: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # sent | failed | retrying
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class Lease(Base):
+    """A named lease held by one process until it expires: leader election, single senders."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256))
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class Maintenance(Base):
+    """Announced maintenance: interruptions of these hosts (or this job) in the window are planned."""
+
+    __tablename__ = "maintenance"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    hosts: Mapped[list[Any]]
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """Who did what to which job, host, decision or alert, and why."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256), index=True)
+    detail: Mapped[dict[str, Any]]
+    at: Mapped[datetime]

@@ -1,0 +1,101 @@
+"""Leader election through the database: the leader alone runs the APScheduler loop services.
+
+Every replica runs an elector; the one holding the ``leader`` lease starts its scheduler, and
+stops it the moment a renewal fails. A dead leader's lease expires after ``ttl`` and another
+replica takes over, so the loops fail over without home-made clustering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sentinel.clock import Clock
+from sentinel.db.engine import unit_of_work
+from sentinel.services import leases
+
+log = logging.getLogger(__name__)
+
+LEADER_LEASE = "leader"
+
+
+def process_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        make_scheduler: Callable[[], AsyncIOScheduler],
+        *,
+        ttl_s: float = 15.0,
+        identity: str | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._make_scheduler = make_scheduler
+        self._ttl = timedelta(seconds=ttl_s)
+        self.identity = identity or process_identity()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._scheduler is not None
+
+    async def step(self) -> bool:
+        """One election round: acquire or renew, start or stop the loops accordingly."""
+        try:
+            async with unit_of_work(self._sessions) as session:
+                held = await leases.try_acquire(
+                    session, LEADER_LEASE, self.identity, self._clock.now(), self._ttl
+                )
+        except SQLAlchemyError:
+            log.exception("leader lease renewal failed")
+            held = False
+        if held and self._scheduler is None:
+            log.info("%s is now the leader: starting loop services", self.identity)
+            self._scheduler = self._make_scheduler()
+            self._scheduler.start()
+        elif not held and self._scheduler is not None:
+            log.warning("%s lost the leader lease: stopping loop services", self.identity)
+            self._stop_scheduler()
+        return held
+
+    def _stop_scheduler(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+
+    async def _run(self) -> None:
+        while True:
+            await self.step()
+            await asyncio.sleep(self._ttl.total_seconds() / 3)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="leader-elector")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._scheduler is not None:
+            self._stop_scheduler()
+            with contextlib.suppress(SQLAlchemyError):
+                async with unit_of_work(self._sessions) as session:
+                    await leases.release(session, LEADER_LEASE, self.identity)
