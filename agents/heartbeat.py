@@ -28,6 +28,10 @@ DEFAULT_ADDRESS = "unix:///run/sentinel-agent/heartbeat.sock"
 ADDRESS_ENV = "SENTINEL_HEARTBEAT_ADDR"
 PROTOCOL_VERSION = 1
 MAX_DATAGRAM = 4096
+# After a failed send, beats are only counted for a while: an absent agent or a full socket
+# must not cost a failing system call (and an exception) on every training step.
+ABSENT_QUIET_S = 1.0
+FULL_QUIET_S = 0.05
 
 
 def _env_int(name: str) -> int | None:
@@ -67,6 +71,7 @@ class Heartbeat:
         self.dropped = 0
         self._sock: socket.socket | None = None
         self._pid = -1
+        self._quiet_until = 0.0
         try:
             self._family, self._address = parse_address(
                 address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
@@ -92,6 +97,9 @@ class Heartbeat:
         checkpoint_step: int | None = None,
         checkpoint_path: str | None = None,
     ) -> None:
+        if self._quiet_until and time.monotonic() < self._quiet_until:
+            self.dropped += 1
+            return
         try:
             payload = {
                 "v": PROTOCOL_VERSION,
@@ -121,6 +129,13 @@ class Heartbeat:
                 return
             self._socket().sendto(data, self._address)
             self.sent += 1
+            self._quiet_until = 0.0
+        except BlockingIOError:
+            self.dropped += 1
+            self._quiet_until = time.monotonic() + FULL_QUIET_S
+        except OSError:  # no agent listening (yet)
+            self.dropped += 1
+            self._quiet_until = time.monotonic() + ABSENT_QUIET_S
         except Exception:
             self.dropped += 1
 

@@ -6,8 +6,11 @@ import contextlib
 import json
 import logging
 import os
+import re
+import select
 import socket
 import stat
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +26,11 @@ from sentinel.wire import HeartbeatSummary, Observation
 
 log = logging.getLogger(__name__)
 
-_MAX_DRAIN = 100_000  # datagrams per poll; the rest wait in the socket buffer
 _RCVBUF = 4 * 1024 * 1024
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")  # the wire contract's Name
+# A Unix datagram socket queues only net.unix.max_dgram_qlen datagrams (10 by default), so
+# a receiver thread drains it as beats arrive; the poll only folds what was received.
+_RECEIVE_WAIT_S = 0.5
 
 
 @dataclass
@@ -71,6 +77,9 @@ class HeartbeatCollector:
         self._address = address
         self._sock: socket.socket | None = None
         self._ranks: dict[tuple[str, int], _Rank] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.rejected = 0
 
     def _bind(self) -> socket.socket:
@@ -99,13 +108,33 @@ class HeartbeatCollector:
     def poll(self) -> Sequence[Observation]:
         if self._sock is None:
             self._sock = self._bind()
-        for _ in range(_MAX_DRAIN):
+            self._thread = threading.Thread(
+                target=self._receive_loop,
+                args=(self._sock,),
+                name="heartbeat-receiver",
+                daemon=True,
+            )
+            self._thread.start()
+        with self._lock:
+            return self._summaries()
+
+    def _receive_loop(self, sock: socket.socket) -> None:
+        while not self._stop.is_set():
             try:
-                data = self._sock.recv(MAX_DATAGRAM + 1)
-            except BlockingIOError:
-                break
-            self._receive(data)
-        return self._summaries()
+                ready, _, _ = select.select([sock], [], [], _RECEIVE_WAIT_S)
+            except (OSError, ValueError):
+                return  # closed under us
+            if not ready:
+                continue
+            while True:
+                try:
+                    data = sock.recv(MAX_DATAGRAM + 1)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    return
+                with self._lock:
+                    self._receive(data)
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -113,7 +142,12 @@ class HeartbeatCollector:
             if not isinstance(beat, dict) or beat.get("v") != 1:
                 raise ValueError("version")
             job_id, rank, step = beat["j"], _int(beat, "r"), _int(beat, "s")
-            if not isinstance(job_id, str) or rank is None or step is None:
+            if (
+                not isinstance(job_id, str)
+                or not _JOB_ID.match(job_id)
+                or rank is None
+                or step is None
+            ):
                 raise ValueError("identity")
             key = (job_id, rank)
             state = self._ranks.get(key)
@@ -183,6 +217,9 @@ class HeartbeatCollector:
         return out
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * _RECEIVE_WAIT_S + 1)
         if self._sock is not None:
             family, target = parse_address(self._address)
             self._sock.close()

@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from agent_helpers import ecc, sample, xid
+
 from agents.clock import ManualClock
 from agents.transport.outbox import Outbox
 from sentinel.wire import Batch
 
-from .helpers import ecc, sample, xid
-
 
 def _outbox(tmp_path: Path, **kw: int) -> Outbox:
-    return Outbox(tmp_path / "o.db", host_id="host-1", clock=ManualClock(),
-                  max_bytes=kw.pop("max_bytes", 1 << 20), **kw)
+    return Outbox(
+        tmp_path / "o.db",
+        host_id="host-1",
+        clock=ManualClock(),
+        max_bytes=kw.pop("max_bytes", 1 << 20),
+        **kw,
+    )
 
 
 def test_batches_keep_order_and_validate_against_the_wire_contract(tmp_path: Path) -> None:
@@ -31,7 +36,8 @@ def test_batches_keep_order_and_validate_against_the_wire_contract(tmp_path: Pat
     second = box.next_batch()
     assert second is not None and second.seq == first.seq + 1
     assert [o.id for o in Batch.model_validate_json(second.body).observations] == [
-        o.id for o in items[3:]]
+        o.id for o in items[3:]
+    ]
     box.ack(second.seq)
     assert box.next_batch() is None and box.depth == 0
 
@@ -76,7 +82,7 @@ def test_cap_drops_oldest_samples_never_events(tmp_path: Path) -> None:
         box.ack(batch.seq)
     assert {str(e.id) for e in events} <= set(kept)  # every event survived
     kept_samples = [k for k in kept if k in {str(s.id) for s in samples}]
-    assert kept_samples == [str(s.id) for s in samples[-len(kept_samples):]]  # newest kept
+    assert kept_samples == [str(s.id) for s in samples[-len(kept_samples) :]]  # newest kept
 
 
 def test_events_alone_may_exceed_the_cap(tmp_path: Path) -> None:

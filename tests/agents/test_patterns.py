@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from agent_helpers import context
 from pydantic import ValidationError
 
 from agents.clock import ManualClock
@@ -19,8 +20,6 @@ from agents.patterns import (
     normalize_pci,
 )
 from sentinel.wire import LogRecord, XidEvent
-
-from .helpers import context
 
 KERNEL = load_patterns(KERNEL_PATTERNS)
 TRAINING = load_patterns(TRAINING_PATTERNS)
@@ -43,26 +42,44 @@ def test_every_pattern_matches_its_examples_and_not_its_counter_examples(
 
 # (line, expected family) -- one or more per family, in the formats real hosts print.
 KERNEL_LINES = [
-    ("[ 5032.332109] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, "
-     "GPU has fallen off the bus.", "xid"),
+    (
+        "[ 5032.332109] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, "
+        "GPU has fallen off the bus.",
+        "xid",
+    ),
     ("[ 1843.308145] NVRM: fallen off the bus and is not responding to commands.", "gpu"),
-    ("[87201.440001] EDAC MC1: 1 UE memory read error on CPU_SrcID#1_Ha#0_Chan#2_DIMM#0 "
-     "(channel:2 slot:0 page:0x1c4a2 offset:0x0 grain:32)", "system_memory"),
-    ("[ 1234.567890] mce: [Hardware Error]: CPU 5: Machine Check: 0 Bank 7: be00000000800400",
-     "cpu"),
+    (
+        "[87201.440001] EDAC MC1: 1 UE memory read error on CPU_SrcID#1_Ha#0_Chan#2_DIMM#0 "
+        "(channel:2 slot:0 page:0x1c4a2 offset:0x0 grain:32)",
+        "system_memory",
+    ),
+    (
+        "[ 1234.567890] mce: [Hardware Error]: CPU 5: Machine Check: 0 Bank 7: be00000000800400",
+        "cpu",
+    ),
     ("[ 3312.900000] nvme nvme1: I/O 736 QID 12 timeout, aborting", "ssd"),
-    ("[ 3313.000000] blk_update_request: I/O error, dev nvme1n1, sector 88 op 0x0:(READ) "
-     "flags 0x0 phys_seg 1 prio class 0", "ssd"),
+    (
+        "[ 3313.000000] blk_update_request: I/O error, dev nvme1n1, sector 88 op 0x0:(READ) "
+        "flags 0x0 phys_seg 1 prio class 0",
+        "ssd",
+    ),
     ("[  77.100000] mlx5_core 0000:5e:00.0 ibp94s0: Link down", "network"),
     ("[  79.200000] mlx5_core 0000:ab:00.0 mlx5_5: Port: 1 Link ACTIVE", "network"),
-    ("[  80.000000] mlx5_core 0000:3b:00.0: poll_health:800:(pid 0): Fatal error 1 detected",
-     "nic"),
-    ("[ 8123.100000] CPU12: Core temperature above threshold, cpu clock throttled "
-     "(total events = 1)", "thermal"),
-    ("[ 8124.000000] CPU0: Package power limit notification (total events = 1)",
-     "power_supply"),
-    ("[  12.000000] pcieport 0000:00:01.0: AER: Uncorrected (Fatal) error received: "
-     "0000:01:00.0", "io_expansion_board"),
+    (
+        "[  80.000000] mlx5_core 0000:3b:00.0: poll_health:800:(pid 0): Fatal error 1 detected",
+        "nic",
+    ),
+    (
+        "[ 8123.100000] CPU12: Core temperature above threshold, cpu clock throttled "
+        "(total events = 1)",
+        "thermal",
+    ),
+    ("[ 8124.000000] CPU0: Package power limit notification (total events = 1)", "power_supply"),
+    (
+        "[  12.000000] pcieport 0000:00:01.0: AER: Uncorrected (Fatal) error received: "
+        "0000:01:00.0",
+        "io_expansion_board",
+    ),
 ]
 
 NOISE = [
@@ -90,7 +107,12 @@ def test_kernel_collector_ships_matching_lines_only(tmp_path: Path) -> None:
     first = out[0]
     assert isinstance(first, XidEvent)
     assert (first.xid, first.pci_bus_id, first.gpu_index, first.pid, first.process_name) == (
-        79, "00000000:3B:00.0", 2, 1234, "python")
+        79,
+        "00000000:3B:00.0",
+        2,
+        1234,
+        "python",
+    )
     assert first.source == "kernel_log" and first.message == "GPU has fallen off the bus."
     families = [o.family for o in out[1:] if isinstance(o, LogRecord)]
     assert families == [family for _, family in KERNEL_LINES[1:]]
@@ -101,8 +123,10 @@ def test_xid_without_pid_and_with_unknown_pid() -> None:
     matcher = Matcher(KERNEL.patterns)
     plain = matcher.match("NVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus.")
     assert plain is not None and plain.groups["xid"] == "79" and "pid" not in plain.groups
-    unknown = matcher.match("NVRM: Xid (PCI:0000:18:00): 48, pid='<unknown>', name=<unknown>, "
-                            "An uncorrectable double bit error (DBE) has been detected")
+    unknown = matcher.match(
+        "NVRM: Xid (PCI:0000:18:00): 48, pid='<unknown>', name=<unknown>, "
+        "An uncorrectable double bit error (DBE) has been detected"
+    )
     assert unknown is not None and unknown.groups["xid"] == "48" and "pid" not in unknown.groups
 
 
@@ -134,8 +158,9 @@ def test_training_log_families_and_one_record_per_traceback(tmp_path: Path) -> N
     log.write_text("")
     ctx, _ = context()
     ctx.state.job_id = "job-7"
-    collector = TrainingLogCollector(ctx, paths=[str(tmp_path / "train-*.log")],
-                                     patterns=TRAINING, interval_s=1)
+    collector = TrainingLogCollector(
+        ctx, paths=[str(tmp_path / "train-*.log")], patterns=TRAINING, interval_s=1
+    )
     assert collector.poll() == []
     with log.open("a") as f:
         f.write(TRAINING_LINES + TRACEBACK)
@@ -198,16 +223,39 @@ def test_unfinished_traceback_is_flushed_after_a_quiet_period(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("entry", "needle"),
     [
-        ({"name": "Bad-Name", "family": "x", "severity": "error", "keywords": ["a"],
-          "regex": "a"}, "name"),
-        ({"name": "x", "family": "x", "severity": "error", "keywords": ["a"],
-          "regex": "a("}, "bad regex"),
-        ({"name": "x", "family": "x", "severity": "loud", "keywords": ["a"], "regex": "a"},
-         "severity"),
-        ({"name": "x", "family": "x", "severity": "error", "keywords": [], "regex": "a"},
-         "keywords"),
-        ({"name": "x", "family": "x", "severity": "error", "keywords": ["a"], "regex": "a",
-          "emit": "xid"}, "xid"),
+        (
+            {
+                "name": "Bad-Name",
+                "family": "x",
+                "severity": "error",
+                "keywords": ["a"],
+                "regex": "a",
+            },
+            "name",
+        ),
+        (
+            {"name": "x", "family": "x", "severity": "error", "keywords": ["a"], "regex": "a("},
+            "bad regex",
+        ),
+        (
+            {"name": "x", "family": "x", "severity": "loud", "keywords": ["a"], "regex": "a"},
+            "severity",
+        ),
+        (
+            {"name": "x", "family": "x", "severity": "error", "keywords": [], "regex": "a"},
+            "keywords",
+        ),
+        (
+            {
+                "name": "x",
+                "family": "x",
+                "severity": "error",
+                "keywords": ["a"],
+                "regex": "a",
+                "emit": "xid",
+            },
+            "xid",
+        ),
     ],
 )
 def test_bad_pattern_files_are_refused(entry: dict[str, object], needle: str) -> None:

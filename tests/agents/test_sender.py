@@ -8,14 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from agent_helpers import Receiver, sample, xid
 
 from agents.clock import SystemClock
 from agents.metrics import AgentMetrics
 from agents.transport.outbox import Outbox
 from agents.transport.sender import Backoff, Outcome, Sender, classify, retry_after_seconds
-
-from .conftest import Receiver
-from .helpers import sample, xid
 
 
 def test_classification() -> None:
@@ -44,13 +42,21 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
     assert b.next_delay() <= 1.0
 
 
-async def _run(box: Outbox, url: str, token: str, until: object, timeout: float = 10.0,
-               initial: float = 0.05) -> tuple[Sender, AgentMetrics]:
+async def _run(
+    box: Outbox, url: str, token: str, until: object, timeout: float = 10.0, initial: float = 0.05
+) -> tuple[Sender, AgentMetrics]:
     metrics = AgentMetrics("host-1")
     async with httpx.AsyncClient(timeout=2.0) as client:
-        sender = Sender(box, client, base_url=url, token=token, clock=SystemClock(),
-                        metrics=metrics, send_interval_s=0.05,
-                        backoff=Backoff(initial, 0.2))
+        sender = Sender(
+            box,
+            client,
+            base_url=url,
+            token=token,
+            clock=SystemClock(),
+            metrics=metrics,
+            send_interval_s=0.05,
+            backoff=Backoff(initial, 0.2),
+        )
         task = asyncio.create_task(sender.run())
         deadline = time.monotonic() + timeout
         while not until() and time.monotonic() < deadline:  # type: ignore[operator]
@@ -61,20 +67,25 @@ async def _run(box: Outbox, url: str, token: str, until: object, timeout: float 
 
 
 def _box(tmp_path: Path) -> Outbox:
-    return Outbox(tmp_path / "o.db", host_id="host-1", clock=SystemClock(), max_bytes=1 << 20,
-                  max_batch_observations=2)
+    return Outbox(
+        tmp_path / "o.db",
+        host_id="host-1",
+        clock=SystemClock(),
+        max_bytes=1 << 20,
+        max_batch_observations=2,
+    )
 
 
 async def test_retries_through_server_errors_and_timeouts_then_delivers_once_in_order(
-    tmp_path: Path, receiver: Receiver,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     box = _box(tmp_path)
     items = [sample(i) for i in range(6)]
     box.put(items)
     receiver.fail(500, 2)
     receiver.fail(503, 1, delay_s=2.5)  # longer than the client timeout: a real timeout
-    _, metrics = await _run(box, receiver.url, receiver.agent_token,
-                            lambda: box.depth == 0)
+    _, metrics = await _run(box, receiver.url, receiver.agent_token, lambda: box.depth == 0)
     assert box.depth == 0
     got = [o.id for o in receiver.observations()]
     assert got == [o.id for o in items]
@@ -95,7 +106,8 @@ async def test_429_retry_after_is_honoured(tmp_path: Path, receiver: Receiver) -
 
 
 async def test_poison_batch_goes_to_dead_letters_and_the_rest_flows(
-    tmp_path: Path, receiver: Receiver,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     box = _box(tmp_path)
     box.put([xid(), xid(), xid()])

@@ -1,0 +1,278 @@
+"""Builders and a stand-in service shared by the agent tests (imported via conftest's path)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from agents.clock import ManualClock
+from agents.collectors.base import Context, HostState
+from agents.config import AgentConfig
+from agents.metrics import AgentMetrics
+from sentinel.wire import Batch, EccEvent, GpuSample, Observation, XidEvent
+
+AGENT_TOKEN = "agent-test-token"
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "agents" / "scenarios"
+
+
+@dataclass
+class Fault:
+    status: int
+    times: int
+    retry_after: str | None = None
+    delay_s: float = 0.0
+
+
+@dataclass
+class Receiver:
+    """Answers like the service: 202 + BatchAck for reports, 201 for flight-recorder dumps."""
+
+    url: str = ""
+    agent_token: str = AGENT_TOKEN
+    batches: list[Batch] = field(default_factory=list)  # accepted, first delivery only
+    raw_posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    dumps: dict[str, bytes] = field(default_factory=dict)
+    dump_params: list[dict[str, str]] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    seen_seqs: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    seen_ids: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(
+        self, status: int, times: int = 1, *, retry_after: str | None = None, delay_s: float = 0.0
+    ) -> None:
+        with self.lock:
+            self.faults.append(Fault(status, times, retry_after, delay_s))
+
+    def _fault(self) -> Fault | None:
+        with self.lock:
+            if not self.faults:
+                return None
+            fault = self.faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                self.faults.pop(0)
+            return fault
+
+    def observations(self, kind: str | None = None) -> list[Any]:
+        with self.lock:
+            return [
+                o for b in self.batches for o in b.observations if kind is None or o.kind == kind
+            ]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s; statuses={self.statuses[-10:]}")
+
+
+def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _answer(
+            self,
+            status: int,
+            payload: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None,
+        ) -> None:
+            body = json.dumps(payload or {}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+            with receiver.lock:
+                receiver.statuses.append(status)
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding") == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().strip(), 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        break
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                return b"".join(chunks)
+            return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+        def do_POST(self) -> None:
+            body = self._body()
+            fault = receiver._fault()
+            if fault is not None:
+                time.sleep(fault.delay_s)
+                extra = {"Retry-After": fault.retry_after} if fault.retry_after else None
+                self._answer(fault.status, {"detail": "injected"}, extra)
+                return
+            if self.headers.get("Authorization") != f"Bearer {receiver.agent_token}":
+                self._answer(401, {"detail": "bad token"})
+                return
+            path = urlsplit(self.path)
+            if path.path == "/api/v1/reports":
+                self._report(body)
+            elif path.path == "/api/v1/flight-recorder/dumps":
+                self._dump(body, {k: v[0] for k, v in parse_qs(path.query).items()})
+            else:
+                self._answer(404)
+
+        def _report(self, body: bytes) -> None:
+            with receiver.lock:
+                receiver.raw_posts.append((dict(self.headers), body))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            try:
+                batch = Batch.model_validate_json(body)
+            except ValueError as exc:
+                self._answer(422, {"detail": str(exc)[:500]})
+                return
+            key = (batch.host_id, batch.seq)
+            with receiver.lock:
+                duplicate = key in receiver.seen_seqs
+                if duplicate:
+                    assert receiver.seen_seqs[key] == body, "a resent batch changed its bytes"
+                accepted = duplicates = 0
+                if not duplicate:
+                    receiver.seen_seqs[key] = body
+                    receiver.batches.append(batch)
+                    for o in batch.observations:
+                        if str(o.id) in receiver.seen_ids:
+                            duplicates += 1
+                        else:
+                            receiver.seen_ids.add(str(o.id))
+                            accepted += 1
+            self._answer(
+                202,
+                {
+                    "host_id": batch.host_id,
+                    "seq": batch.seq,
+                    "duplicate": duplicate,
+                    "accepted": accepted,
+                    "duplicates": duplicates,
+                    "received_at": datetime.now(UTC).isoformat(),
+                },
+            )
+
+        def _dump(self, body: bytes, params: dict[str, str]) -> None:
+            if self.headers.get("Content-Type") != "application/gzip":
+                self._answer(415, {"detail": "want application/gzip"})
+                return
+            raw = gzip.decompress(body)
+            digest = hashlib.sha256(raw).hexdigest()
+            with receiver.lock:
+                receiver.dumps[digest] = raw
+                receiver.dump_params.append(params)
+            self._answer(201, {"upload_id": digest, "size_bytes": len(raw)})
+
+    return Handler
+
+
+class Sink:
+    """An Emit that remembers what it was given."""
+
+    def __init__(self) -> None:
+        self.items: list[Observation] = []
+        self.critical: list[Observation] = []
+
+    def __call__(self, observations: Sequence[Observation], *, critical: bool = False) -> None:
+        self.items.extend(observations)
+        if critical:
+            self.critical.extend(observations)
+
+
+def context(clock: ManualClock | None = None, host_id: str = "host-1") -> tuple[Context, Sink]:
+    sink = Sink()
+    ctx = Context(
+        host_id=host_id,
+        clock=clock or ManualClock(),
+        emit=sink,
+        metrics=AgentMetrics(host_id),
+        state=HostState(),
+    )
+    return ctx, sink
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def sample(gpu: int = 0) -> GpuSample:
+    return GpuSample(id=uuid.uuid4(), observed_at=NOW, gpu_index=gpu, temperature_c=50.0)
+
+
+def xid(n: int = 79) -> XidEvent:
+    return XidEvent(id=uuid.uuid4(), observed_at=NOW, xid=n, gpu_index=0)
+
+
+def ecc() -> EccEvent:
+    return EccEvent(
+        id=uuid.uuid4(),
+        observed_at=NOW,
+        gpu_index=0,
+        counter="ecc_volatile_uncorrected",
+        previous=0,
+        current=1,
+    )
+
+
+def agent_config(tmp_path: Path, url: str, token: str, **over: Any) -> AgentConfig:
+    """A fast config: everything on short intervals, nothing on fixed ports."""
+    data: dict[str, Any] = {
+        "host_id": "host-1",
+        "service": {"url": url, "token": token},
+        "intervals": {
+            "gpu_s": 0.2,
+            "logs_s": 0.1,
+            "heartbeat_s": 0.2,
+            "flight_recorder_s": 0.1,
+            "status_s": 0.5,
+            "send_s": 0.2,
+        },
+        "collectors": {
+            "nvml": {
+                "provider": "fake",
+                "scenario": str(Path(__file__).parents[2] / "agents/scenarios/healthy.yaml"),
+            },
+            "kernel_log": {"path": str(tmp_path / "kern.log")},
+            "training_logs": {"enabled": True, "paths": [str(tmp_path / "train*.log")]},
+            "heartbeat": {"address": f"unix://{tmp_path}/hb.sock"},
+            "flight_recorder": {
+                "prefix": str(tmp_path / "fr" / "nccl_trace_rank_"),
+                "settle_s": 0.2,
+            },
+        },
+        "outbox": {
+            "path": str(tmp_path / "outbox.db"),
+            "backoff_initial_s": 0.1,
+            "backoff_max_s": 0.5,
+        },
+        "metrics": {"enabled": False},
+    }
+    for key, value in over.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return AgentConfig.model_validate(data)
