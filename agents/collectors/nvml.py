@@ -68,6 +68,11 @@ class NvmlCollector:
         self._stop = threading.Event()
         self._xid_thread: threading.Thread | None = None
 
+    @property
+    def lost_gpus(self) -> frozenset[int]:
+        """GPUs the last poll found lost (a simulator stops their ranks' heartbeats)."""
+        return frozenset(self._lost)
+
     def _start(self) -> None:
         self._provider.init()
         self._count = self._provider.device_count()
