@@ -33,6 +33,10 @@ _PREFIXES: Final[tuple[re.Pattern[str], ...]] = (
     re.compile(r"^\[\s*\d+\.\d+\]\s?"),
     # bracketed ISO / python logging timestamp
     re.compile(rf"^\[(?P<time>{_ISO_TS})\]\s*"),
+    # time of day only ("18:11:06.680 "), as some log shippers print it
+    re.compile(r"^\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\s+(?=\S)"),
+    # line numbers of a pasted log view ("[1824] "); not a rank
+    re.compile(r"^\[\d+\] (?=\S)"),
     # torchrun --tee / log prefixes: "[rank3]:", "[default3]:"
     re.compile(r"^\[(?:rank|default)(?P<rank>\d+)\]:\s?"),
     # mpirun --tag-output: "[1,3]<stdout>:"

@@ -28,7 +28,7 @@ class Excerpt:
 
 def load_excerpt(path: Path) -> Excerpt:
     headers: dict[str, str] = {}
-    body = []
+    body: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         match = _HEADER.match(line)
         if match and not body:
