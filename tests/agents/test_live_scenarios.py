@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from agents.sim import fleet_configs, run_fleet
 
@@ -15,8 +16,11 @@ Obs = list[dict[str, Any]]
 
 
 def _of(obs: Obs, kind: str, gpu: int | None = None) -> Obs:
-    return [o["data"] for o in obs if o["kind"] == kind
-            and (gpu is None or o["data"].get("gpu_index") == gpu)]
+    return [
+        o["data"]
+        for o in obs
+        if o["kind"] == kind and (gpu is None or o["data"].get("gpu_index") == gpu)
+    ]
 
 
 def healthy(obs: Obs) -> None:
@@ -30,7 +34,11 @@ def healthy(obs: Obs) -> None:
 def xid79(obs: Obs) -> None:
     (xid,) = _of(obs, "xid")
     assert (xid["xid"], xid["gpu_index"], xid["source"], xid["pci_bus_id"]) == (
-        79, 3, "nvml", "00000000:5D:00.0")
+        79,
+        3,
+        "nvml",
+        "00000000:5D:00.0",
+    )
     assert any(s["lost"] for s in _of(obs, "gpu_sample", 3))
     assert not any(s["lost"] for g in (0, 1, 2, 4) for s in _of(obs, "gpu_sample", g))
 
@@ -38,9 +46,12 @@ def xid79(obs: Obs) -> None:
 def hbm_remap_failure(obs: Obs) -> None:
     assert sorted(x["xid"] for x in _of(obs, "xid", 5)) == [48, 63, 64]
     counters = {(e["counter"], e["previous"], e["current"]) for e in _of(obs, "ecc", 5)}
-    assert counters == {("ecc_volatile_uncorrected", 0, 1),
-                        ("remapped_rows_uncorrectable", 0, 1),
-                        ("remap_pending", 0, 1), ("remap_failure", 0, 1)}
+    assert counters == {
+        ("ecc_volatile_uncorrected", 0, 1),
+        ("remapped_rows_uncorrectable", 0, 1),
+        ("remap_pending", 0, 1),
+        ("remap_failure", 0, 1),
+    }
     assert any(s["remap_failure"] for s in _of(obs, "gpu_sample", 5))
 
 
@@ -69,24 +80,41 @@ def thermal_slowdown(obs: Obs) -> None:
 
 
 CHECKS: dict[str, Callable[[Obs], None]] = {
-    "healthy": healthy, "xid79": xid79, "hbm_remap_failure": hbm_remap_failure,
-    "gpu_lost": gpu_lost, "nvlink_climb": nvlink_climb, "thermal_slowdown": thermal_slowdown,
+    "healthy": healthy,
+    "xid79": xid79,
+    "hbm_remap_failure": hbm_remap_failure,
+    "gpu_lost": gpu_lost,
+    "nvlink_climb": nvlink_climb,
+    "thermal_slowdown": thermal_slowdown,
 }
 
 
+@pytest.mark.slow
 async def test_scenarios_arrive_at_the_real_service(live_service: Any, tmp_path: Path) -> None:
     hosts = {f"scn-{i:04d}": name for i, name in enumerate(CHECKS)}
     configs = fleet_configs(
-        len(hosts), service_url=live_service.url, token=live_service.agent_token,
-        workdir=tmp_path, scenarios=hosts, host_prefix="scn-", gpu_interval_s=0.25,
-        send_interval_s=0.25, heartbeat_interval_s=0.25, status_interval_s=1.0)
+        len(hosts),
+        service_url=live_service.url,
+        token=live_service.agent_token,
+        workdir=tmp_path,
+        scenarios=hosts,
+        host_prefix="scn-",
+        gpu_interval_s=0.25,
+        send_interval_s=0.25,
+        heartbeat_interval_s=0.25,
+        status_interval_s=1.0,
+    )
     agents = await run_fleet(configs, duration_s=4.0, job_id="job-live")
     assert all(a.outbox.depth == 0 for a in agents) or True  # closed; checked via the API
     viewer = {"Authorization": f"Bearer {live_service.viewer_token}"}
     failures = []
     for host, name in hosts.items():
-        response = httpx.get(f"{live_service.url}/api/v1/hosts/{host}/observations",
-                             params={"limit": 5000}, headers=viewer, timeout=10)
+        response = httpx.get(
+            f"{live_service.url}/api/v1/hosts/{host}/observations",
+            params={"limit": 5000},
+            headers=viewer,
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
         obs = response.json()
         ids = Counter(o["id"] for o in obs)

@@ -1,0 +1,123 @@
+"""Real processes: the service goes away, the agent keeps collecting and is killed and
+restarted, the service comes back -- every event arrives exactly once, in order."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from agent_helpers import REPO
+
+# Three XIDs and four ECC changes early in each agent run.
+SCENARIO = {
+    "gpus": 8,
+    "timeline": [
+        {"at": 0.2, "gpu": 5, "xid": 48, "add": {"ecc_volatile_uncorrected": 1}},
+        {
+            "at": 0.4,
+            "gpu": 5,
+            "xid": 63,
+            "set": {"remap_pending": True},
+            "add": {"remapped_rows_uncorrectable": 1},
+        },
+        {"at": 0.6, "gpu": 5, "xid": 64, "set": {"remap_failure": True}},
+    ],
+}
+XIDS_PER_RUN, ECC_PER_RUN = 3, 4
+
+
+def _start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agents", "run", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _observations(service: Any, host: str) -> list[dict[str, Any]]:
+    response = httpx.get(
+        f"{service.url}/api/v1/hosts/{host}/observations",
+        params={"limit": 10_000},
+        headers={"Authorization": f"Bearer {service.viewer_token}"},
+        timeout=10,
+    )
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    return list(response.json())
+
+
+@pytest.mark.slow
+def test_events_survive_service_outage_and_agent_restarts(
+    live_service: Any, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(SCENARIO))
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "host_id": "restart-host",
+                "service": {"url": live_service.url, "token": live_service.agent_token},
+                "intervals": {"gpu_s": 0.2, "send_s": 0.2, "status_s": 0.5},
+                "collectors": {
+                    "nvml": {"provider": "fake", "scenario": str(scenario)},
+                    "kernel_log": {"enabled": False},
+                    "heartbeat": {"enabled": False},
+                    "flight_recorder": {"enabled": False},
+                },
+                "outbox": {
+                    "path": str(tmp_path / "outbox.db"),
+                    "backoff_initial_s": 0.1,
+                    "backoff_max_s": 0.3,
+                },
+                "metrics": {"enabled": False},
+            }
+        )
+    )
+    log = tmp_path / "agent.log"
+    live_service.stop()
+    agent = _start_agent(config, log)
+    time.sleep(1.6)
+    agent.send_signal(signal.SIGKILL)  # a crash, not a clean stop
+    agent.wait(10)
+    agent = _start_agent(config, log)  # run 2: same outbox, the scenario plays again
+    time.sleep(1.6)
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(10) == 0
+    agent = _start_agent(config, log)  # run 3 finds the service back
+    try:
+        live_service.start()
+        deadline = time.monotonic() + 20
+        obs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            obs = _observations(live_service, "restart-host")
+            if sum(o["kind"] == "xid" for o in obs) >= 3 * XIDS_PER_RUN:
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)  # anything still in flight would show up as an extra now
+        obs = _observations(live_service, "restart-host")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(10)
+    kinds = Counter(o["kind"] for o in obs)
+    assert kinds["xid"] == 3 * XIDS_PER_RUN, (kinds, log.read_text()[-3000:])
+    assert kinds["ecc"] == 3 * ECC_PER_RUN, kinds
+    assert len({o["id"] for o in obs}) == len(obs)  # nothing stored twice
+    events = sorted((o for o in obs if o["kind"] in ("xid", "ecc")), key=lambda o: o["observed_at"])
+    seqs = [o["seq"] for o in events]
+    assert seqs == sorted(seqs)  # delivered in the order they were observed
+    assert "retrying" in log.read_text()  # the outage was real
