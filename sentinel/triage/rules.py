@@ -247,6 +247,20 @@ class BlameHardGpuXidOverPeerTimeouts(_HardwareOverSymptoms):
     categories = GPU_PRECEDENCE
     confidence_by_severity = {CRITICAL: 0.9, ERROR: 0.75}
 
+    def candidates(self, ctx: TriageContext) -> list[Signal]:
+        # A CUDA launch failure beside an app-caused XID (13, 31, 43) is that same
+        # application fault seen from the runtime, not a failing GPU.
+        app_hosts = {
+            s.host
+            for s in ctx.causes
+            if s.xid is not None and s.attrs.get("cause") == "application"
+        }
+        return [
+            s
+            for s in super().candidates(ctx)
+            if not (s.family == "cuda" and (s.host in app_hosts or None in app_hosts))
+        ]
+
 
 class BlameHostHardwareOverPeerTimeouts(_HardwareOverSymptoms):
     """A host part failing (DIMM, CPU, PCIe switch, disk, cooling) explains its peers' timeouts."""
