@@ -315,6 +315,9 @@ def _match_line(
 ) -> list[Signal]:
     """Every pattern family's first match on one line."""
     text = line.body[:MAX_LINE]
+    # NCCL_DEBUG=INFO floods a paste with setup chatter; failures are logged as WARN.
+    if " NCCL INFO " in text:
+        return []
     lowered = text.lower()
     signals = []
     for spec in knowledge.patterns.patterns:
@@ -325,6 +328,9 @@ def _match_line(
             continue
         families_done.add(spec.family)
         signals.append(_signal_from_match(spec, match, line, record_host, knowledge))
+    # "RuntimeError: NCCL error ..." is the NCCL error, not a separate application fault.
+    if any(s.family != "python" for s in signals):
+        signals = [s for s in signals if s.family != "python"]
     return signals
 
 
