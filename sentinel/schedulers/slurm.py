@@ -1,0 +1,394 @@
+"""Slurm adapter: drains, resumes and requeues through the Slurm 22.05 CLI, reads with --json.
+
+Every command is an exec argument list (no shell) with a timeout. slurmrestd v0.0.38 cannot
+drain or requeue and 22.05 has no ``scontrol show job --json``, so this is the CLI only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sentinel.schedulers.base import (
+    JobInfo,
+    JobResult,
+    JobState,
+    NodeInfo,
+    NodesResult,
+    NodeState,
+    Operation,
+    OpResult,
+    invalid_hosts,
+    valid_job_id,
+)
+from sentinel.schedulers.hostlist import HostlistError, compress, expand
+
+MAX_REASON = 200
+
+# Failures that say "the controller could not be reached", as opposed to "the request is
+# wrong": only these are worth repeating.
+_TRANSIENT = re.compile(
+    r"unable to contact slurm controller|socket timed out|connection refused|"
+    r"zero bytes were transmitted|slurm_persist_conn|communication connection failure|"
+    r"temporarily unavailable|try again",
+    re.IGNORECASE,
+)
+
+_JOB_STATES: dict[str, JobState] = {
+    "PENDING": "pending",
+    "REQUEUED": "pending",
+    "REQUEUE_HOLD": "pending",
+    "REQUEUE_FED": "pending",
+    "RUNNING": "running",
+    "CONFIGURING": "running",
+    "SUSPENDED": "running",
+    "STOPPED": "running",
+    "RESIZING": "running",
+    "SIGNALING": "running",
+    "STAGE_OUT": "running",
+    "COMPLETING": "completing",
+    "COMPLETED": "completed",
+}
+
+_NODE_BASE: dict[str, NodeState] = {
+    "idle": "idle",
+    "mixed": "mixed",
+    "allocated": "allocated",
+    "completing": "allocated",
+    "down": "down",
+    "error": "down",
+    "future": "unknown",
+    "unknown": "unknown",
+}
+
+_GPU_COUNT = re.compile(r"(?:^|,)gpu(?::[^:,(]+)?:(\d+)")
+
+
+def sanitize_reason(reason: str) -> str:
+    """A reason Slurm stores and shows as given: printable ASCII, one line, no quotes."""
+    text = "".join(ch if " " <= ch <= "~" else " " for ch in reason)
+    text = re.sub(r"[\"'`\\]", "", text)
+    text = " ".join(text.split())
+    if len(text) > MAX_REASON:
+        text = text[: MAX_REASON - 3].rstrip() + "..."
+    # Slurm refuses to drain without a reason.
+    return text or "sentinel"
+
+
+def _gpus(gres: str | None) -> int:
+    return sum(int(n) for n in _GPU_COUNT.findall(gres or ""))
+
+
+class _SqueueJob(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: int
+    array_job_id: int = 0
+    array_task_id: int | None = None
+    name: str = ""
+    job_state: str
+    state_reason: str = ""
+    nodes: str = ""
+    excluded_nodes: str = ""
+    restart_cnt: int = 0
+
+
+class _SinfoNode(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    state: str
+    state_flags: list[str] = []
+    reason: str = ""
+    cpus: int = 0
+    alloc_cpus: int = 0
+    gres: str | None = ""
+    gres_used: str | None = ""
+
+
+def parse_squeue(text: str) -> list[JobInfo]:
+    """Jobs from ``squeue --json`` (openapi v0.0.38, Slurm 22.05)."""
+    data = json.loads(text)
+    jobs: list[JobInfo] = []
+    for raw in data.get("jobs", []):
+        job = _SqueueJob.model_validate(raw)
+        job_id = str(job.job_id)
+        if job.array_task_id is not None and job.array_job_id:
+            job_id = f"{job.array_job_id}_{job.array_task_id}"
+        jobs.append(
+            JobInfo(
+                job_id=job_id,
+                name=job.name,
+                state=_JOB_STATES.get(job.job_state, "failed"),
+                raw_state=job.job_state,
+                reason="" if job.state_reason == "None" else job.state_reason,
+                nodes=tuple(expand(job.nodes)),
+                excluded_nodes=tuple(expand(job.excluded_nodes)),
+                restarts=job.restart_cnt,
+            )
+        )
+    return jobs
+
+
+def parse_sinfo(text: str) -> list[NodeInfo]:
+    """Nodes from ``sinfo --json`` (22.05 lists each node once per partition: deduplicated)."""
+    data = json.loads(text)
+    nodes: dict[str, NodeInfo] = {}
+    for raw in data.get("nodes", []):
+        node = _SinfoNode.model_validate(raw)
+        flags = {f.upper() for f in node.state_flags}
+        base = _NODE_BASE.get(node.state.lower(), "unknown")
+        state: NodeState = base
+        if "DRAIN" in flags and base not in ("down", "unknown"):
+            state = "draining" if base in ("mixed", "allocated") else "drained"
+        nodes[node.name] = NodeInfo(
+            name=node.name,
+            state=state,
+            raw_state="+".join([node.state.upper(), *sorted(flags)]),
+            reason=node.reason,
+            responding="NOT_RESPONDING" not in flags,
+            cpus=node.cpus,
+            cpus_allocated=node.alloc_cpus,
+            gpus=_gpus(node.gres),
+            gpus_used=_gpus(node.gres_used),
+        )
+    return list(nodes.values())
+
+
+@dataclass(frozen=True)
+class _Run:
+    command: str
+    ok: bool
+    output: str
+    error: str | None
+    retryable: bool
+
+
+class SlurmScheduler:
+    """Drives one Slurm cluster through its CLI (``scontrol``, ``squeue``, ``sinfo``)."""
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        *,
+        bin_dir: Path | None = None,
+        conf: Path | None = None,
+        timeout_s: float = 15.0,
+        requeue_start_now: bool = True,
+    ) -> None:
+        self._bin_dir = bin_dir
+        self._conf = conf
+        self._timeout_s = timeout_s
+        self._start_now = requeue_start_now
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self._conf is not None:
+            env["SLURM_CONF"] = str(self._conf)
+        return env
+
+    def _binary(self, tool: str) -> str | None:
+        if self._bin_dir is not None:
+            path = self._bin_dir / tool
+            return str(path) if path.exists() else None
+        return shutil.which(tool)
+
+    async def _run(self, tool: str, *args: str) -> _Run:
+        binary = self._binary(tool)
+        command = shlex.join([tool, *args])
+        if binary is None:
+            where = self._bin_dir or "PATH"
+            return _Run(
+                command, False, "", f"{tool} not found in {where} (Debian: slurm-client)", False
+            )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                binary,
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env(),
+            )
+        except OSError as exc:
+            return _Run(command, False, "", f"{tool}: {exc}", False)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self._timeout_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            # Reap it, so that a hung client never lingers as a zombie.
+            await proc.wait()
+            return _Run(command, False, "", f"{tool} timed out after {self._timeout_s}s", True)
+        stdout = out.decode(errors="replace").strip()
+        stderr = err.decode(errors="replace").strip()
+        if proc.returncode == 0:
+            return _Run(command, True, stdout, None, False)
+        message = stderr or stdout or f"{tool} exited with {proc.returncode}"
+        return _Run(command, False, stdout, message, bool(_TRANSIENT.search(message)))
+
+    def _result(
+        self, op: Operation, runs: Sequence[_Run], *, prior: Sequence[str] = (), note: str = ""
+    ) -> OpResult:
+        last = runs[-1]
+        output = "\n".join(r.output for r in runs if r.output)
+        return OpResult(
+            adapter=self.name,
+            op=op,
+            ok=last.ok,
+            commands=(*prior, *(r.command for r in runs)),
+            output="\n".join(x for x in (output, note) if x),
+            error=last.error,
+            retryable=last.retryable,
+        )
+
+    def _failure(
+        self, op: Operation, error: str, *, retryable: bool = False, commands: Sequence[str] = ()
+    ) -> OpResult:
+        return OpResult(
+            adapter=self.name,
+            op=op,
+            ok=False,
+            commands=tuple(commands),
+            error=error,
+            retryable=retryable,
+        )
+
+    async def drain(self, host: str, reason: str) -> OpResult:
+        if invalid_hosts([host]):
+            return self._failure("drain", f"invalid host name {host!r}")
+        run = await self._run(
+            "scontrol",
+            "update",
+            f"NodeName={host}",
+            "State=DRAIN",
+            f"Reason={sanitize_reason(reason)}",
+        )
+        return self._result("drain", [run])
+
+    async def resume(self, host: str) -> OpResult:
+        if invalid_hosts([host]):
+            return self._failure("resume", f"invalid host name {host!r}")
+        run = await self._run("scontrol", "update", f"NodeName={host}", "State=RESUME")
+        if run.ok or "invalid node state" not in (run.error or "").lower():
+            return self._result("resume", [run])
+        # Slurm refuses RESUME on a node that is neither drained nor down; for the caller that
+        # node is already in service, which is what it asked for.
+        listing = await self.nodes()
+        node = listing.node(host)
+        if node is not None and node.schedulable:
+            done = _Run(run.command, True, "", None, False)
+            return self._result(
+                "resume", [done], prior=listing.commands, note=f"{host} was already in service"
+            )
+        return self._result("resume", [run])
+
+    async def job_state(self, job_id: str) -> JobResult:
+        if not valid_job_id(job_id):
+            return JobResult(**self._failure("job_state", f"bad job id {job_id!r}").model_dump())
+        # 22.05 ignores -j together with --json and lists every job: the filter is ours.
+        run = await self._run("squeue", "--json")
+        if not run.ok:
+            return JobResult(**self._result("job_state", [run]).model_dump())
+        try:
+            jobs = parse_squeue(run.output)
+        except (ValueError, ValidationError, HostlistError) as exc:
+            failed = self._failure(
+                "job_state", f"unreadable squeue json: {exc}", commands=[run.command]
+            )
+            return JobResult(**failed.model_dump())
+        job = next((j for j in jobs if j.job_id == job_id), None)
+        if job is None:
+            error = f"unknown job {job_id} (never existed, or ended more than MinJobAge ago)"
+            failed = self._failure("job_state", error, commands=[run.command])
+            return JobResult(**failed.model_dump())
+        return JobResult(
+            adapter=self.name, op="job_state", ok=True, commands=(run.command,), job=job
+        )
+
+    async def nodes(self) -> NodesResult:
+        run = await self._run("sinfo", "--json")
+        if not run.ok:
+            return NodesResult(**self._result("nodes", [run]).model_dump())
+        try:
+            nodes = parse_sinfo(run.output)
+        except (ValueError, ValidationError) as exc:
+            failed = self._failure("nodes", f"unreadable sinfo json: {exc}", commands=[run.command])
+            return NodesResult(**failed.model_dump())
+        return NodesResult(
+            adapter=self.name, op="nodes", ok=True, commands=(run.command,), nodes=tuple(nodes)
+        )
+
+    async def requeue(self, job_id: str, exclude_hosts: Sequence[str]) -> OpResult:
+        bad = invalid_hosts(exclude_hosts)
+        if bad:
+            return self._failure("requeue", f"invalid host names {bad!r}")
+        state = await self.job_state(job_id)
+        prior = list(state.commands)
+        job = state.job
+        if job is None:
+            return self._failure(
+                "requeue", state.error or "no job", retryable=state.retryable, commands=prior
+            )
+        if job.state in ("completed", "failed"):
+            error = f"job {job_id} is {job.raw_state}: nothing to requeue"
+            return self._failure("requeue", error, commands=prior)
+        if job.state == "completing":
+            # Either it is ending, or a requeue (perhaps ours, timed out) is under way; in a
+            # moment it is pending or gone, and the retry knows which.
+            error = f"job {job_id} is completing"
+            return self._failure("requeue", error, retryable=True, commands=prior)
+        if exclude_hosts:
+            # ExcNodeList with a name Slurm does not know is refused; finding that out after
+            # the requeue would leave the job half-handled, so check first.
+            listing = await self.nodes()
+            prior.extend(listing.commands)
+            if not listing.ok:
+                error = listing.error or "sinfo failed"
+                return self._failure("requeue", error, retryable=listing.retryable, commands=prior)
+            unknown = sorted(set(exclude_hosts) - {n.name for n in listing.nodes})
+            if unknown:
+                return self._failure(
+                    "requeue", f"hosts unknown to Slurm: {unknown}", commands=prior
+                )
+        runs: list[_Run] = []
+        note = ""
+        if job.state == "running":
+            run = await self._run("scontrol", "requeue", job_id)
+            runs.append(run)
+            if not run.ok:
+                return self._result("requeue", runs, prior=prior)
+        else:
+            note = f"job {job_id} was pending: exclusion only"
+        # A requeued job waits cred_expire (its begin time moves) before it may start again,
+        # so the exclusion below is in place before the scheduler can place it.
+        if exclude_hosts:
+            merged = compress({*job.excluded_nodes, *exclude_hosts})
+            run = await self._run("scontrol", "update", f"JobId={job_id}", f"ExcNodeList={merged}")
+            runs.append(run)
+            if not run.ok:
+                return self._result("requeue", runs, prior=prior)
+        restarting = job.state == "running" or (job.reason == "BeginTime" and job.restarts > 0)
+        if self._start_now and restarting:
+            # Skip the cred_expire wait (120 s by default): every minute of it idles the job.
+            run = await self._run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+            if not run.ok and "no longer pending" in (run.error or "").lower():
+                run = _Run(run.command, True, "", None, False)
+                note = "job had already started again"
+            runs.append(run)
+        if not runs:
+            return OpResult(
+                adapter=self.name, op="requeue", ok=True, commands=tuple(prior), output=note
+            )
+        return self._result("requeue", runs, prior=prior, note=note)

@@ -1,0 +1,212 @@
+"""Webhook adapter: posts each operation as signed JSON to a receiver that carries it out.
+
+Contract (docs/schedulers.md): ``X-Sentinel-Signature: sha256=<hex>`` is HMAC-SHA256 with the
+shared secret over ``<X-Sentinel-Timestamp>.<raw body>``; the timestamp (Unix seconds) is in
+the signed material so a captured request cannot be replayed later. ``X-Sentinel-Delivery``
+stays the same across retries of one call, for the receiver to drop duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from sentinel.clock import Clock
+from sentinel.schedulers.base import (
+    JobResult,
+    NodesResult,
+    Operation,
+    OpResult,
+    invalid_hosts,
+    valid_job_id,
+)
+
+SIGNATURE_HEADER = "X-Sentinel-Signature"
+TIMESTAMP_HEADER = "X-Sentinel-Timestamp"
+DELIVERY_HEADER = "X-Sentinel-Delivery"
+PAYLOAD_VERSION = 1
+DEFAULT_TOLERANCE_S = 300.0
+
+_UNSUPPORTED = "the webhook adapter only sends operations; the receiver owns scheduler state"
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The ``X-Sentinel-Signature`` value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(
+    secret: bytes,
+    *,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    now: float,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> bool:
+    """What a receiver checks: the signature matches and the timestamp is recent."""
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return False
+    if abs(now - sent) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+class WebhookScheduler:
+    """POSTs drain/resume/requeue to ``url``; retries 5xx, 429 and timeouts with exponential
+    backoff (honouring Retry-After), never other 4xx: the receiver has said no."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        secret: bytes,
+        *,
+        clock: Clock,
+        timeout_s: float = 5.0,
+        retries: int = 4,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._url = url
+        self._secret = secret
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._retries = retries
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._sleep = sleep
+        self._transport = transport
+
+    async def drain(self, host: str, reason: str) -> OpResult:
+        if invalid_hosts([host]):
+            return self._refuse("drain", f"invalid host name {host!r}")
+        return await self._send("drain", {"host": host, "reason": reason})
+
+    async def resume(self, host: str) -> OpResult:
+        if invalid_hosts([host]):
+            return self._refuse("resume", f"invalid host name {host!r}")
+        return await self._send("resume", {"host": host})
+
+    async def requeue(self, job_id: str, exclude_hosts: Sequence[str]) -> OpResult:
+        if bad := invalid_hosts(exclude_hosts):
+            return self._refuse("requeue", f"invalid host names {bad!r}")
+        if not valid_job_id(job_id):
+            return self._refuse("requeue", f"bad job id {job_id!r}")
+        return await self._send(
+            "requeue", {"job_id": job_id, "exclude_hosts": sorted(set(exclude_hosts))}
+        )
+
+    async def job_state(self, job_id: str) -> JobResult:
+        return JobResult(adapter=self.name, op="job_state", ok=False, error=_UNSUPPORTED)
+
+    async def nodes(self) -> NodesResult:
+        return NodesResult(adapter=self.name, op="nodes", ok=False, error=_UNSUPPORTED)
+
+    def _refuse(self, op: Operation, error: str) -> OpResult:
+        return OpResult(adapter=self.name, op=op, ok=False, error=error)
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self._backoff_initial_s * 2**attempt, self._backoff_max_s))
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        value = response.headers.get("Retry-After")
+        if value is None:
+            return None
+        value = value.strip()
+        if value.isdigit():
+            seconds = float(value)
+        else:
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            seconds = (when - self._clock.now()).total_seconds()
+        # A receiver asking for an hour does not get to stall remediation for an hour; the
+        # cap is the same as for our own backoff.
+        return max(0.0, min(seconds, self._backoff_max_s))
+
+    async def _send(self, op: Operation, args: dict[str, Any]) -> OpResult:
+        delivery = uuid.uuid4().hex
+        commands: list[str] = []
+        log: list[str] = []
+        error = "no attempt made"
+        retryable = True
+        delay = 0.0
+        async with httpx.AsyncClient(
+            timeout=self._timeout_s, transport=self._transport, follow_redirects=False
+        ) as client:
+            for attempt in range(self._retries + 1):
+                if attempt:
+                    await self._sleep(delay)
+                now = self._clock.now()
+                body = json.dumps(
+                    {
+                        "version": PAYLOAD_VERSION,
+                        "delivery_id": delivery,
+                        "op": op,
+                        "sent_at": now.isoformat(),
+                        "args": args,
+                    },
+                    separators=(",", ":"),
+                    sort_keys=True,
+                ).encode()
+                timestamp = str(int(now.timestamp()))
+                headers = {
+                    "Content-Type": "application/json",
+                    TIMESTAMP_HEADER: timestamp,
+                    SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+                    DELIVERY_HEADER: delivery,
+                }
+                commands.append(f"POST {self._url}")
+                delay = self._backoff(attempt)
+                try:
+                    response = await client.post(self._url, content=body, headers=headers)
+                except httpx.TimeoutException as exc:
+                    error, retryable = f"timed out: {type(exc).__name__}", True
+                    log.append(f"attempt {attempt + 1}: {error}")
+                    continue
+                except httpx.HTTPError as exc:
+                    error, retryable = f"{type(exc).__name__}: {exc}", True
+                    log.append(f"attempt {attempt + 1}: {error}")
+                    continue
+                status = response.status_code
+                log.append(f"attempt {attempt + 1}: HTTP {status}")
+                if 200 <= status < 300:
+                    return OpResult(
+                        adapter=self.name,
+                        op=op,
+                        ok=True,
+                        commands=tuple(commands),
+                        output="\n".join([*log, response.text[:500]]).strip(),
+                    )
+                error = f"HTTP {status}: {response.text[:200]}".strip()
+                retryable = status == 429 or status >= 500
+                if not retryable:
+                    break
+                asked = self._retry_after(response)
+                if asked is not None:
+                    delay = asked
+        return OpResult(
+            adapter=self.name,
+            op=op,
+            ok=False,
+            commands=tuple(commands),
+            output="\n".join(log),
+            error=error,
+            retryable=retryable,
+        )
