@@ -1,0 +1,141 @@
+"""Alerts from Prometheus/Alertmanager as evidence: the webhook payload (version "4"), stored
+as ``Event`` rows of kind "alertmanager" and handed to whoever listens (triage).
+
+Triage subscribes with ``on_external_alert.register(callback)``; each callback gets the
+newly stored events after they are committed. A redelivery of the same alert (Alertmanager
+repeats a group every repeat_interval) maps to the same event id and is not stored twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentinel.db.models import Event
+from sentinel.db.upsert import dialect_of, insert_for
+
+log = logging.getLogger(__name__)
+
+EVENT_KIND = "alertmanager"
+HOST_LABELS = ("Hostname", "instance", "host")
+_NAMESPACE = uuid.UUID("6f1f7c8e-3c59-4a55-9d0e-8f6a1e0e7a41")
+
+
+class _Model(BaseModel):
+    # Alertmanager adds fields over time; unknown ones are kept, not refused.
+    model_config = ConfigDict(extra="allow")
+
+
+class AmAlert(_Model):
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: datetime
+    endsAt: datetime | None = None
+    generatorURL: str = ""
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+
+class AmWebhook(_Model):
+    """Alertmanager's webhook payload, version 4."""
+
+    version: Literal["4"]
+    receiver: str
+    status: Literal["firing", "resolved"]
+    alerts: list[AmAlert] = Field(max_length=10_000)
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    groupKey: str
+    truncatedAlerts: int = Field(0, ge=0)
+
+
+def host_of(labels: dict[str, str]) -> str:
+    for name in HOST_LABELS:
+        value = labels.get(name)
+        if value:
+            # instance is host:port; keep the host (IPv6 in brackets keeps its brackets).
+            return re.sub(r":\d+$", "", value) if name == "instance" else value
+    return "unknown"
+
+
+def _gpu(labels: dict[str, str]) -> int | None:
+    value = labels.get("gpu")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def event_rows(payload: AmWebhook, now: datetime) -> list[dict[str, Any]]:
+    rows = []
+    for alert in payload.alerts:
+        body = alert.model_dump(mode="json")
+        body["receiver"] = payload.receiver
+        body["groupKey"] = payload.groupKey
+        rows.append(
+            {
+                "id": uuid.uuid5(
+                    _NAMESPACE, f"{alert.fingerprint}|{alert.startsAt.isoformat()}|{alert.status}"
+                ),
+                "host_id": host_of(alert.labels)[:128],
+                "seq": 0,
+                "kind": EVENT_KIND,
+                "observed_at": alert.startsAt
+                if alert.status == "firing"
+                else (alert.endsAt or now),
+                "received_at": now,
+                "gpu_index": _gpu(alert.labels),
+                "job_id": alert.labels.get("job_id"),
+                "critical": alert.labels.get("severity") == "critical",
+                "payload": body,
+            }
+        )
+    return rows
+
+
+async def store_events(session: AsyncSession, payload: AmWebhook, now: datetime) -> list[Event]:
+    """Insert the payload's alerts as events; returns only the ones not seen before."""
+    rows = event_rows(payload, now)
+    if not rows:
+        return []
+    ins = insert_for(dialect_of(session), Event)
+    result = await session.execute(
+        ins.on_conflict_do_nothing(index_elements=["id"]).returning(ins.table.c.id), rows
+    )
+    new = {r[0] for r in result}
+    return [Event(**row) for row in rows if row["id"] in new]
+
+
+ExternalAlertHook = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+class ExternalAlertHooks:
+    """The callbacks that consume external alerts; a failing one is logged, never fatal."""
+
+    def __init__(self) -> None:
+        self._hooks: list[ExternalAlertHook] = []
+
+    def register(self, hook: ExternalAlertHook) -> ExternalAlertHook:
+        self._hooks.append(hook)
+        return hook
+
+    def unregister(self, hook: ExternalAlertHook) -> None:
+        self._hooks.remove(hook)
+
+    async def emit(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        for hook in list(self._hooks):
+            try:
+                await hook(events)
+            except Exception:
+                log.exception("external alert hook %r failed", hook)
+
+
+on_external_alert = ExternalAlertHooks()

@@ -1,0 +1,137 @@
+"""From an incident to alerts: one root-cause alert, plus per-host symptoms it will mute."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sentinel.alerting.model import AlertIn
+from sentinel.db.models import Decision, Incident
+
+CAUSE_ALERT = "SentinelIncident"
+SYMPTOM_ALERT = "SentinelSymptom"
+EVIDENCE_SHOWN = 20
+
+# The severity label of an incident's alert, by root-cause category (tables are data).
+SEVERITY_BY_CATEGORY: dict[str, str] = {
+    "faulty_gpu": "critical",
+    "gpu_hbm_memory": "critical",
+    "gpu_sram_memory": "critical",
+    "gpu_system_processor": "critical",
+    "network_switch_cable": "critical",
+    "nic": "critical",
+    "silent_data_corruption": "critical",
+    "power_supply": "critical",
+    "server_chassis": "critical",
+    "io_expansion_board": "critical",
+    "cpu": "critical",
+    "system_memory": "critical",
+    "host_maintenance": "error",
+    "gpu_thermal": "error",
+    "ssd": "error",
+    "software_bug": "error",
+    "nccl_watchdog_timeout": "error",
+    "dependency": "error",
+    "unknown": "warning",
+    "planned": "info",
+}
+
+
+class SymptomLike(Protocol):
+    """A symptom seen on one host (a triage ``Evidence`` fits)."""
+
+    @property
+    def host(self) -> str | None: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+def _evidence(incident: Incident) -> list[str]:
+    items: list[Any] = list((incident.verdict or {}).get("evidence") or [])
+    lines = []
+    for item in items[:EVIDENCE_SHOWN]:
+        text = item.get("text") if isinstance(item, dict) else str(item)
+        host = item.get("host") if isinstance(item, dict) else None
+        if text:
+            lines.append(f"{host}: {text}" if host and host not in text else str(text))
+    return lines
+
+
+def _decision_text(decision: Decision | None) -> str | None:
+    if decision is None:
+        return None
+    text = f"{decision.action} ({decision.status})"
+    if decision.exclude_hosts:
+        text += ", exclude " + ", ".join(map(str, decision.exclude_hosts))
+    if decision.checkpoint_step is not None:
+        text += f", restart from checkpoint step {decision.checkpoint_step}"
+    return f"{text}: {decision.reason}"
+
+
+def alerts_for_incident(
+    incident: Incident,
+    symptoms: Sequence[SymptomLike] = (),
+    *,
+    decision: Decision | None = None,
+) -> list[AlertIn]:
+    """The root-cause alert (role="cause") and one symptom alert per other host (role="symptom").
+
+    Push them again when the incident changes; a resolved incident's alerts carry ``ends_at``
+    and so resolve their groups.
+    """
+    ends_at = incident.resolved_at if incident.state == "resolved" else None
+    common = {
+        "category": incident.category,
+        "cluster": incident.cluster or "",
+        "job": incident.job_id or "",
+        "incident": str(incident.id),
+    }
+    cause_labels = {
+        "alertname": CAUSE_ALERT,
+        **common,
+        "severity": SEVERITY_BY_CATEGORY.get(incident.category, "warning"),
+        "host": incident.culprit_host or "",
+        "gpu": incident.culprit_gpu or "",
+        "role": "cause",
+    }
+    annotations: dict[str, Any] = {
+        "summary": incident.reason,
+        "confidence": incident.confidence,
+        "rule": incident.rule,
+        "evidence": _evidence(incident),
+    }
+    decided = _decision_text(decision)
+    if decided:
+        annotations["decision"] = decided
+    alerts = [
+        AlertIn(
+            labels={k: v for k, v in cause_labels.items() if v},
+            annotations=annotations,
+            starts_at=incident.opened_at,
+            ends_at=ends_at,
+            incident_id=incident.id,
+        )
+    ]
+    by_host: dict[str, list[str]] = {}
+    for s in symptoms:
+        if s.host and s.host != incident.culprit_host:
+            by_host.setdefault(s.host, []).append(s.text)
+    for host, texts in sorted(by_host.items()):
+        labels = {
+            "alertname": SYMPTOM_ALERT,
+            **common,
+            "severity": "warning",
+            "host": host,
+            "role": "symptom",
+        }
+        alerts.append(
+            AlertIn(
+                labels={k: v for k, v in labels.items() if v},
+                annotations={"summary": texts[0], "evidence": texts[:EVIDENCE_SHOWN]},
+                starts_at=incident.opened_at,
+                ends_at=ends_at,
+                incident_id=incident.id,
+            )
+        )
+    return alerts

@@ -1,0 +1,46 @@
+"""Alerting settings: where the routing file is, the integrations' secrets, the retry policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from sentinel.alerting.notifiers.pagerduty import DEFAULT_URL as PAGERDUTY_URL
+
+
+class RetryPolicy(BaseModel):
+    """Backoff between attempts of one notification; a 429's Retry-After wins when given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial_backoff_s: float = Field(5.0, gt=0)
+    max_backoff_s: float = Field(300.0, gt=0)
+    max_attempts: int = Field(6, ge=1, le=100)
+
+    def backoff_s(self, attempt: int) -> float:
+        """Wait before attempt ``attempt + 1``: 5, 10, 20, ... seconds, capped."""
+        return float(min(self.initial_backoff_s * 2 ** max(attempt - 1, 0), self.max_backoff_s))
+
+
+class AlertingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    routes_file: Path | None = Field(
+        None, description="Routing YAML; default: sentinel/alerting/default_routes.yaml."
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8600", description="Dashboard base URL used in links (/incidents/ID)."
+    )
+    slack_webhook_url: SecretStr | None = None
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_url: str = PAGERDUTY_URL
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    http_timeout_s: float = Field(10.0, gt=0, le=120)
+    flush_interval_s: float = Field(1.0, gt=0, description="How often the leader flushes.")
+    lease_ttl_s: float = Field(
+        60.0, gt=0, description="A sender owns a group this long; longer than one send."
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
