@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,11 +186,17 @@ class SlurmScheduler:
         conf: Path | None = None,
         timeout_s: float = 15.0,
         requeue_start_now: bool = True,
+        settle_s: float = 60.0,
+        poll_s: float = 0.25,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._bin_dir = bin_dir
         self._conf = conf
         self._timeout_s = timeout_s
         self._start_now = requeue_start_now
+        self._settle_s = settle_s
+        self._poll_s = poll_s
+        self._sleep = sleep
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -379,16 +385,42 @@ class SlurmScheduler:
             runs.append(run)
             if not run.ok:
                 return self._result("requeue", runs, prior=prior)
-        restarting = job.state == "running" or (job.reason == "BeginTime" and job.restarts > 0)
-        if self._start_now and restarting:
-            # Skip the cred_expire wait (120 s by default): every minute of it idles the job.
-            run = await self._run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
-            if not run.ok and "no longer pending" in (run.error or "").lower():
-                run = _Run(run.command, True, "", None, False)
-                note = "job had already started again"
-            runs.append(run)
+        if self._start_now and job.state == "running":
+            started, start_note = await self._start_when_pending(job_id)
+            runs.extend(started)
+            note = start_note
+        elif self._start_now and job.reason == "BeginTime" and job.restarts > 0:
+            # A retry of a requeue whose StartTime step did not happen: finish it.
+            runs.append(await self._run("scontrol", "update", f"JobId={job_id}", "StartTime=now"))
         if not runs:
             return OpResult(
                 adapter=self.name, op="requeue", ok=True, commands=tuple(prior), output=note
             )
         return self._result("requeue", runs, prior=prior, note=note)
+
+    async def _start_when_pending(self, job_id: str) -> tuple[list[_Run], str]:
+        """Let a just-requeued job start now instead of after cred_expire (120 s by default,
+        the whole job idle). Slurm sets that begin time when the old run has finished
+        completing, so StartTime=now only sticks once the job is plainly PENDING."""
+        polls = 0
+        last: _Run | None = None
+        for _ in range(max(1, int(self._settle_s / self._poll_s))):
+            state = await self.job_state(job_id)
+            polls += 1
+            job = state.job
+            if job is None or job.state != "completing":
+                break
+            await self._sleep(self._poll_s)
+        seen = f"squeue --json (polled {polls}x until the job stopped completing)"
+        runs = [_Run(seen, True, "", None, False)]
+        if job is None:
+            # The requeue itself succeeded; this read failing does not undo it.
+            return runs, f"could not see the job after the requeue: {state.error}"
+        if job.state == "completing":
+            return runs, f"still completing after {self._settle_s}s; starts after cred_expire"
+        if job.state != "pending":
+            return runs, f"job is {job.raw_state} after the requeue"
+        last = await self._run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        if not last.ok and "no longer pending" in (last.error or "").lower():
+            return [*runs, _Run(last.command, True, "", None, False)], "job had already started"
+        return [*runs, last], ""
