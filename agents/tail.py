@@ -66,37 +66,46 @@ class FileTailer:
         return b"".join(chunks)
 
     def read_lines(self) -> list[str]:
+        return [line.rstrip("\r") for line in self.read_text().split("\n") if line]
+
+    def read_text(self) -> str:
+        """New complete lines as one string (each ending in a newline), or ""."""
         if self._fd is None and not self._open():
-            return []
+            return ""
         assert self._fd is not None
-        data = b""
         try:
             st = os.stat(self.path)
             current: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except FileNotFoundError:
             current = None
         if current != self._inode:
-            data = self._read_available()  # finish the rotated-away file first
-            lines = self._split(data, final=True)
+            text = self._complete(self._read_available(), final=True)  # the rotated-away file
             self.close()
             if current is not None and self._open():
-                lines += self._split(self._read_available())
-            return lines
+                text += self._complete(self._read_available())
+            return text
         if os.fstat(self._fd).st_size < self._pos:
             self._pos = 0
             self._partial = b""
-        return self._split(self._read_available())
+        return self._complete(self._read_available())
 
-    def _split(self, data: bytes, *, final: bool = False) -> list[str]:
-        if not data and not (final and self._partial):
-            return []
+    def _complete(self, data: bytes, *, final: bool = False) -> str:
         buffer = self._partial + data
-        parts = buffer.split(b"\n")
-        self._partial = b"" if final else parts.pop()
-        if len(self._partial) > MAX_LINE_BYTES:
-            parts.append(self._partial[:MAX_LINE_BYTES])
+        if final:
             self._partial = b""
-        return [p[:MAX_LINE_BYTES].decode("utf-8", "replace").rstrip("\r") for p in parts if p]
+            cut = len(buffer)
+        else:
+            cut = buffer.rfind(b"\n") + 1
+            self._partial = buffer[cut:]
+            if len(self._partial) > MAX_LINE_BYTES:  # a runaway line: ship its head
+                self._partial = b""
+                cut = len(buffer)
+        if not cut:
+            return ""
+        # Lines are not cut here (collectors cut what they ship); only an unterminated
+        # line is bounded, above, so a runaway writer cannot grow the buffer.
+        text = buffer[:cut].decode("utf-8", "replace")
+        return text if text.endswith("\n") else text + "\n"
 
     def close(self) -> None:
         if self._fd is not None:

@@ -61,10 +61,15 @@ class TrainingLogCollector:
         self._globs = paths
         self._from_start = from_start
         self._matcher = Matcher(patterns.patterns)
+        # Finds the few interesting lines in a chunk with one scan instead of one per line:
+        # at 1,000 lines/s of NCCL INFO chatter this is most of the collector's cost.
+        self._candidates = re.compile(
+            "|".join(re.escape(k) for k in [*self._matcher.keywords, _TRACEBACK_START])
+        )
         self._files: dict[str, _File] = {}
         self._polls = 0
 
-    def _scan(self) -> None:
+    def _discover(self) -> None:
         for spec in self._globs:
             matches = glob.glob(spec) if glob.has_magic(spec) else [spec]
             for name in matches:
@@ -75,18 +80,37 @@ class TrainingLogCollector:
 
     def poll(self) -> Sequence[Observation]:
         if self._polls % _RESCAN_EVERY == 0:
-            self._scan()
+            self._discover()
         self._polls += 1
         out: list[Observation] = []
         now = self._ctx.clock.monotonic()
         for name, state in self._files.items():
-            for raw in state.tailer.read_lines():
-                self._line(name, state, raw, now, out)
+            self._scan(name, state, state.tailer.read_text(), now, out)
             for key, tb in list(state.tracebacks.items()):
                 if tb.ended or now - tb.last_line_at >= TRACEBACK_FLUSH_S:
                     out.append(self._traceback_record(name, key, tb))
                     del state.tracebacks[key]
         return out
+
+    def _scan(self, name: str, state: _File, text: str, now: float, out: list[Observation]) -> None:
+        """Hand _line every line a pattern could match; all lines while a traceback is open."""
+        pos, size = 0, len(text)
+        while pos < size:
+            if state.tracebacks:
+                end = text.find("\n", pos)
+                end = size if end < 0 else end
+                self._line(name, state, text[pos:end].rstrip("\r"), now, out)
+                pos = end + 1
+                continue
+            found = self._candidates.search(text, pos)
+            if found is None:
+                return
+            newline = text.rfind("\n", pos, found.start())
+            start = pos if newline < 0 else newline + 1
+            end = text.find("\n", found.end())
+            end = size if end < 0 else end
+            self._line(name, state, text[start:end].rstrip("\r"), now, out)
+            pos = end + 1
 
     def _line(self, name: str, state: _File, raw: str, now: float, out: list[Observation]) -> None:
         prefix = _RANK_PREFIX.match(raw)

@@ -91,9 +91,8 @@ class Matcher:
 
     def __init__(self, patterns: list[Pattern]) -> None:
         self.patterns = patterns
-        self._prefilter = re.compile(
-            "|".join(re.escape(k) for k in sorted({k for p in patterns for k in p.keywords}))
-        )
+        self.keywords = sorted({k for p in patterns for k in p.keywords})
+        self._prefilter = re.compile("|".join(re.escape(k) for k in self.keywords))
         self._compiled = [(p, p.compiled, tuple(p.keywords)) for p in patterns]
 
     def match(self, line: str) -> Match | None:
