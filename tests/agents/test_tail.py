@@ -57,3 +57,21 @@ def test_truncation_rereads_from_start(tmp_path: Path) -> None:
     with path.open("w") as f:  # copytruncate-style rotation
         f.write("x\n")
     assert tail.read_lines() == ["x"]
+
+
+def test_kmsg_records_are_read_without_their_header() -> None:
+    from agents.tail import KmsgReader, open_source
+
+    try:
+        source = open_source(Path("/dev/kmsg"), from_start=True)
+    except OSError:
+        import pytest
+
+        pytest.skip("/dev/kmsg is not readable here")
+    assert isinstance(source, KmsgReader)
+    lines = source.read_lines()
+    source.close()
+    assert lines and not any(";" in line.split(" ", 1)[0] and "," in line[:12] for line in lines)
+    at_end = open_source(Path("/dev/kmsg"))  # starts after the last record by default
+    assert at_end.read_lines() == []
+    at_end.close()
