@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
-from sentinel.api.routes import dumps, hosts, jobs, ops, reports
+from sentinel.api.routes import alerts, dumps, hosts, jobs, ops, reports
 from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
@@ -125,7 +125,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (reports, hosts, jobs, dumps, ops):
+    for module in (reports, hosts, jobs, dumps, ops, alerts):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -18,6 +18,13 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/hosts/{host_id}/observations"): {"viewer", "operator"},
     ("GET", "/api/v1/jobs"): {"viewer", "operator"},
     ("GET", "/api/v1/jobs/{job_id}"): {"viewer", "operator"},
+    ("GET", "/api/v1/alerts"): {"viewer", "operator"},
+    ("GET", "/api/v1/alert-groups"): {"viewer", "operator"},
+    ("POST", "/api/v1/alert-groups/{group_id}/ack"): {"operator"},
+    ("GET", "/api/v1/silences"): {"viewer", "operator"},
+    ("POST", "/api/v1/silences"): {"operator"},
+    ("DELETE", "/api/v1/silences/{silence_id}"): {"operator"},
+    ("POST", "/api/v1/alertmanager"): {"agent"},
 }
 
 

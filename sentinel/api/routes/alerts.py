@@ -1,0 +1,200 @@
+"""Alerts, alert groups, silences, and Alertmanager's webhook in; every write is audited."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request, status
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from sentinel.alerting import service
+from sentinel.alerting.external import AmWebhook, on_external_alert, store_events
+from sentinel.alerting.muting import silence_active
+from sentinel.alerting.schemas import (
+    AckIn,
+    AlertGroupOut,
+    AlertOut,
+    SilenceIn,
+    SilenceOut,
+    WebhookAccepted,
+)
+from sentinel.api.body import read_body
+from sentinel.api.deps import Agent, Ctx, Operator, Session, Viewer
+from sentinel.api.errors import describe_validation_error
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import Alert, AlertGroup, Silence
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+
+
+@router.get("/alerts", response_model=list[AlertOut], summary="Alerts, newest first")
+async def list_alerts(
+    session: Session,
+    _: Viewer,
+    state: Annotated[str | None, Query(pattern="^(firing|resolved)$")] = None,
+    muted: bool | None = None,
+    incident: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[Alert]:
+    query = select(Alert).order_by(Alert.updated_at.desc(), Alert.fingerprint).limit(limit)
+    if state is not None:
+        query = query.where(Alert.state == state)
+    if muted is not None:
+        query = query.where(Alert.muted_by.is_not(None) if muted else Alert.muted_by.is_(None))
+    if incident is not None:
+        query = query.where(Alert.incident_id == incident)
+    return list((await session.scalars(query)).all())
+
+
+@router.get("/alert-groups", response_model=list[AlertGroupOut], summary="Alert groups")
+async def list_groups(
+    session: Session,
+    _: Viewer,
+    state: Annotated[str | None, Query(pattern="^(firing|resolved)$")] = None,
+) -> list[AlertGroup]:
+    query = select(AlertGroup).order_by(AlertGroup.first_fired_at.desc())
+    if state is not None:
+        query = query.where(AlertGroup.state == state)
+    return list((await session.scalars(query)).all())
+
+
+@router.post(
+    "/alert-groups/{group_id}/ack",
+    response_model=AlertGroupOut,
+    summary="Acknowledge a group: no repeats until it resolves or fires again",
+)
+async def ack_group(
+    ctx: Ctx,
+    session: Session,
+    principal: Operator,
+    group_id: uuid.UUID,
+    body: Annotated[AckIn | None, Body()] = None,
+) -> AlertGroup:
+    now = ctx.clock.now()
+    try:
+        group = await service.acknowledge(session, group_id, principal.name, now)
+    except service.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    service.audit(
+        session,
+        principal.name,
+        principal.role,
+        "alert_group.ack",
+        f"alert_group:{group_id}",
+        {
+            "group_key": group.group_key,
+            "receiver": group.receiver,
+            "comment": body and body.comment,
+        },
+        now,
+    )
+    return group
+
+
+def _silence_out(silence: Silence, ctx: Ctx) -> SilenceOut:
+    out = SilenceOut.model_validate(silence)
+    out.active = silence_active(silence, ctx.clock.now())
+    return out
+
+
+@router.get("/silences", response_model=list[SilenceOut], summary="Silences (expired included)")
+async def list_silences(ctx: Ctx, session: Session, _: Viewer) -> list[SilenceOut]:
+    silences = (await session.scalars(select(Silence).order_by(Silence.created_at.desc()))).all()
+    return [_silence_out(s, ctx) for s in silences]
+
+
+@router.post(
+    "/silences",
+    response_model=SilenceOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Mute alerts matching all the matchers until ends_at",
+)
+async def create_silence(
+    ctx: Ctx, session: Session, principal: Operator, body: SilenceIn
+) -> SilenceOut:
+    now = ctx.clock.now()
+    starts = body.starts_at or now
+    ends = body.ends_at or starts + body.duration  # type: ignore[operator]
+    try:
+        silence = await service.create_silence(
+            session,
+            [m if isinstance(m, str) else m.model_dump() for m in body.matchers],
+            principal.name,
+            body.comment,
+            starts,
+            ends,
+            now,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    service.audit(
+        session,
+        principal.name,
+        principal.role,
+        "silence.create",
+        f"silence:{silence.id}",
+        {"matchers": silence.matchers, "comment": silence.comment, "ends_at": ends.isoformat()},
+        now,
+    )
+    return _silence_out(silence, ctx)
+
+
+@router.delete("/silences/{silence_id}", response_model=SilenceOut, summary="Expire a silence")
+async def expire_silence(
+    ctx: Ctx, session: Session, principal: Operator, silence_id: uuid.UUID
+) -> SilenceOut:
+    now = ctx.clock.now()
+    try:
+        silence = await service.expire_silence(session, silence_id, now)
+    except service.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    service.audit(
+        session, principal.name, principal.role, "silence.expire", f"silence:{silence_id}", {}, now
+    )
+    return _silence_out(silence, ctx)
+
+
+@router.post(
+    "/alertmanager",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=WebhookAccepted,
+    summary="Alertmanager webhook (version 4): each alert becomes an 'alertmanager' event",
+    description="Configure Alertmanager's webhook receiver with an agent token: "
+    "`http_config: {authorization: {credentials: <agent token>}}`.",
+    responses={
+        400: {"description": "Malformed JSON"},
+        413: {"description": "Body too large"},
+        422: {"description": "Not an Alertmanager v4 payload; the message names the field"},
+    },
+)
+async def alertmanager_webhook(request: Request, ctx: Ctx, principal: Agent) -> dict[str, Any]:
+    body = await read_body(request, ctx.settings.server.max_body_bytes)
+    try:
+        payload = AmWebhook.model_validate_json(body)
+    except ValidationError as exc:
+        code, message = describe_validation_error(exc)
+        raise HTTPException(code, message) from None
+    now = ctx.clock.now()
+    async with unit_of_work(ctx.sessions) as session:
+        new = await store_events(session, payload, now)
+        service.audit(
+            session,
+            principal.name,
+            principal.role,
+            "alertmanager.receive",
+            f"alertmanager:{payload.groupKey}"[:256],
+            {
+                "receiver": payload.receiver,
+                "status": payload.status,
+                "alerts": len(payload.alerts),
+                "new_events": len(new),
+            },
+            now,
+        )
+    # After the commit, so that a listener (triage) reads what it is told about.
+    await on_external_alert.emit(new)
+    return {"alerts": len(payload.alerts), "new_events": len(new)}
