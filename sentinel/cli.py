@@ -20,6 +20,18 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+
+
+def _mount_subcommands() -> None:
+    # Imported lazily inside the sub-apps' commands; mounting costs only the typer objects.
+    from sentinel.flightrec.cli import app as fr_app
+    from sentinel.triage.cli import classify
+
+    app.add_typer(fr_app, name="fr", help="Flight-recorder dumps: analyse a job's hang.")
+    app.command("classify")(classify)
+
+
+_mount_subcommands()
 err = Console(stderr=True)
 
 
@@ -180,6 +192,65 @@ def demo(
     console.print("\nCtrl-C stops the service.")
     sys.stdout.flush()
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+@app.command()
+def replay(
+    paths: Annotated[list[Path], typer.Argument(help="Case folders (or folders of them).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the outcomes as JSON.")] = False,
+) -> None:
+    """Replay recorded failures through ingest and triage on a virtual clock; check verdicts."""
+    import asyncio
+
+    from sentinel.replay.recording import RecordingError
+    from sentinel.replay.runner import case_dirs
+    from sentinel.replay.runner import replay as run_case
+
+    logging.basicConfig(level=logging.WARNING)
+    cases = case_dirs(paths)
+    if not cases:
+        err.print("[red]no replay cases found[/red] (a case is a folder with expect.yaml)")
+        raise typer.Exit(2)
+    failed = 0
+    results = []
+    for case in cases:
+        try:
+            outcome = asyncio.run(run_case(case))
+        except (RecordingError, RuntimeError) as exc:
+            failed += 1
+            err.print(f"[red]ERROR[/red] {case}: {exc}")
+            continue
+        failed += not outcome.ok
+        results.append(outcome)
+        if json_out:
+            continue
+        mark = "[green]PASS[/green]" if outcome.ok else "[red]FAIL[/red]"
+        seen = (
+            "; ".join(
+                f"{o.category}@{o.culprit_host or '-'} at {o.detected_s:.0f}s"
+                for o in outcome.observed
+            )
+            or "no incident"
+        )
+        console.print(f"{mark} {outcome.name}: {seen}")
+        for problem in outcome.problems:
+            console.print(f"      {problem}")
+    if json_out:
+        console.print_json(
+            json.dumps(
+                [
+                    {
+                        "name": o.name,
+                        "ok": o.ok,
+                        "problems": o.problems,
+                        "observed": [vars(x) for x in o.observed],
+                    }
+                    for o in results
+                ]
+            )
+        )
+    console.print(f"{len(cases) - failed} passed, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
 
 
 def main() -> None:

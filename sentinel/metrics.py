@@ -53,6 +53,20 @@ class ServiceMetrics:
             ["table"],
             registry=r,
         )
+        self.incidents_opened = Counter(
+            "sentinel_incidents_opened_total", "Incidents opened, by root-cause category.",
+            ["category"], registry=r,
+        )
+        self.incidents_resolved = Counter(
+            "sentinel_incidents_resolved_total", "Incidents resolved, by root-cause category.",
+            ["category"], registry=r,
+        )
+        self.detection_latency = Histogram(
+            "sentinel_detection_latency_seconds",
+            "From the first signal of an incident to its opening.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )
         self.hosts = Gauge(
             "sentinel_hosts", "Hosts by health (as of the last scrape).", ["health"], registry=r
         )

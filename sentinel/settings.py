@@ -110,6 +110,31 @@ class HealthSettings(_Section):
     )
 
 
+class TriageSettings(_Section):
+    window_s: float = Field(
+        900.0, gt=0, description="Signals of one job this close together belong to one incident."
+    )
+    lookback_s: float = Field(
+        120.0, ge=0, description="How far before an incident's opening its evidence may lie."
+    )
+    poll_s: float = Field(0.25, gt=0, description="How often the leader looks for new events.")
+    heartbeat_interval_s: float = Field(
+        10.0, gt=0, description="How often agents report their ranks' heartbeats."
+    )
+    stall_intervals: float = Field(
+        1.5,
+        gt=0,
+        description="A rank whose step has not moved for this many heartbeat intervals (or "
+        "3 median step times, if longer) is stalled: a hang, opened at once.",
+    )
+    straggler_factor: float = Field(
+        1.5, gt=1, description="A rank whose step time stays this far above the median straggles."
+    )
+    resolve_fraction: float = Field(
+        0.9, gt=0, le=1, description="Share of ranks that must advance to resolve an incident."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SENTINEL_", env_nested_delimiter="__", extra="forbid"
@@ -130,6 +155,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
 
     @field_validator("data_dir")
     @classmethod

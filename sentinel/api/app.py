@@ -13,11 +13,14 @@ from fastapi.openapi.utils import get_openapi
 
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
-from sentinel.api.routes import alerts, dumps, hosts, jobs, ops, reports
+from sentinel.api.routes import alerts, dumps, hosts, incidents, jobs, ops, reports
 from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
+from sentinel.incidents.service import TriageService
+from sentinel.incidents.watchdog import Watchdog
+from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
 from sentinel.services.leader import LeaderElector
@@ -40,7 +43,9 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     )
     sessions = make_sessionmaker(engine)
     metrics = ServiceMetrics()
-    return AppContext(
+    triage = TriageService(clock, settings.triage, metrics)
+    worker = TriageWorker(sessions, clock, triage, settings.triage)
+    ctx = AppContext(
         settings=settings,
         clock=clock,
         engine=engine,
@@ -55,7 +60,12 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
             queue_limit=settings.ingest.queue_limit,
             linger_s=settings.ingest.linger_ms / 1000,
         ),
+        triage=triage,
+        triage_worker=worker,
+        watchdog=Watchdog(clock, settings.triage, settings.health, triage),
     )
+    ctx.ingest.listeners.append(worker.on_ingest)
+    return ctx
 
 
 async def _ensure_schema(ctx: AppContext) -> None:
@@ -125,7 +135,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (reports, hosts, jobs, dumps, ops, alerts):
+    for module in (reports, hosts, jobs, dumps, incidents, ops, alerts):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

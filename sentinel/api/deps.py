@@ -14,6 +14,9 @@ from sentinel import auth
 from sentinel.auth import Principal, TokenStore
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
+from sentinel.incidents.service import TriageService
+from sentinel.incidents.watchdog import Watchdog
+from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
 from sentinel.settings import Role, Settings
@@ -30,6 +33,9 @@ class AppContext:
     tokens: TokenStore
     metrics: ServiceMetrics
     ingest: IngestService
+    triage: TriageService
+    triage_worker: TriageWorker
+    watchdog: Watchdog
 
 
 async def get_ctx(request: Request) -> AppContext:

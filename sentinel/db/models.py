@@ -296,7 +296,7 @@ class Lease(Base):
 
 
 class Maintenance(Base):
-    """Announced maintenance: interruptions of these hosts (or this job) in the window are planned."""
+    """Announced maintenance: interruptions of these hosts (or this job) in it are planned."""
 
     __tablename__ = "maintenance"
 

@@ -18,6 +18,12 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/hosts/{host_id}/observations"): {"viewer", "operator"},
     ("GET", "/api/v1/jobs"): {"viewer", "operator"},
     ("GET", "/api/v1/jobs/{job_id}"): {"viewer", "operator"},
+    ("GET", "/api/v1/incidents"): {"viewer", "operator"},
+    ("GET", "/api/v1/incidents/{incident_id}"): {"viewer", "operator"},
+    ("POST", "/api/v1/incidents/{incident_id}/resolve"): {"operator"},
+    ("GET", "/api/v1/maintenance"): {"viewer", "operator"},
+    ("POST", "/api/v1/maintenance"): {"operator"},
+    ("POST", "/api/v1/classify"): {"viewer", "operator"},
     ("GET", "/api/v1/alerts"): {"viewer", "operator"},
     ("GET", "/api/v1/alert-groups"): {"viewer", "operator"},
     ("POST", "/api/v1/alert-groups/{group_id}/ack"): {"operator"},
@@ -52,7 +58,11 @@ async def test_every_protected_route_is_listed(app_client: httpx.AsyncClient) ->
 
 
 def _url(path: str) -> str:
-    return path.replace("{host_id}", "h001").replace("{job_id}", "job-1")
+    return (
+        path.replace("{host_id}", "h001")
+        .replace("{job_id}", "job-1")
+        .replace("{incident_id}", "00000000-0000-4000-8000-000000000000")
+    )
 
 
 async def test_missing_and_unknown_tokens_get_401(app_client: httpx.AsyncClient) -> None:

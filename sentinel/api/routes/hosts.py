@@ -66,9 +66,14 @@ async def get_host(ctx: Ctx, session: Session, _: Viewer, host_id: str) -> dict[
     out = _host_out(ctx, host, gpus)
     out["gpu_list"] = [
         GpuOut(
-            gpu_index=g.gpu_index, uuid=g.uuid, pci_bus_id=g.pci_bus_id, lost=g.lost,
-            remap_failure=g.remap_failure, temperature_c=g.temperature_c,
-            updated_at=g.updated_at, sample=json.loads(g.sample),
+            gpu_index=g.gpu_index,
+            uuid=g.uuid,
+            pci_bus_id=g.pci_bus_id,
+            lost=g.lost,
+            remap_failure=g.remap_failure,
+            temperature_c=g.temperature_c,
+            updated_at=g.updated_at,
+            sample=json.loads(g.sample),
         )
         for g in gpus
     ]

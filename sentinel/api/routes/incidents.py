@@ -1,0 +1,221 @@
+"""Incidents, announced maintenance and ad-hoc classification."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from sqlalchemy import select
+
+from sentinel.api.deps import Ctx, Operator, Session, Viewer
+from sentinel.db.models import AuditEntry, Incident, IncidentTransition, Maintenance
+from sentinel.triage.classify import classify_all
+from sentinel.triage.verdict import Verdict
+from sentinel.wire.v1 import Name
+
+router = APIRouter(prefix="/api/v1", tags=["incidents"])
+
+
+class TransitionOut(BaseModel):
+    from_state: str | None
+    to_state: str
+    reason: str
+    actor: str
+    at: datetime
+
+
+class IncidentOut(BaseModel):
+    id: uuid.UUID
+    job_id: str | None
+    state: str
+    category: str
+    confidence: float
+    culprit_host: str | None
+    culprit_gpu: str | None
+    culprit_rank: int | None
+    rule: str
+    reason: str
+    opened_at: datetime
+    detected_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class IncidentDetail(IncidentOut):
+    verdict: dict[str, Any]
+    transitions: list[TransitionOut]
+
+
+def _out(i: Incident) -> IncidentOut:
+    return IncidentOut.model_validate(i, from_attributes=True)
+
+
+@router.get("/incidents", response_model=list[IncidentOut], summary="Incidents, newest first")
+async def list_incidents(
+    session: Session,
+    _: Viewer,
+    state: Annotated[str | None, Query(pattern="^(open|mitigating|resolved)$")] = None,
+    job_id: str | None = None,
+    category: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> list[IncidentOut]:
+    q = select(Incident)
+    if state:
+        q = q.where(Incident.state == state)
+    if job_id:
+        q = q.where(Incident.job_id == job_id)
+    if category:
+        q = q.where(Incident.category == category)
+    rows = (await session.scalars(q.order_by(Incident.opened_at.desc()).limit(limit))).all()
+    return [_out(i) for i in rows]
+
+
+async def _incident(session: Session, incident_id: uuid.UUID) -> Incident:
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id}")
+    return incident
+
+
+@router.get(
+    "/incidents/{incident_id}",
+    response_model=IncidentDetail,
+    summary="One incident with its verdict, evidence and transitions",
+)
+async def get_incident(session: Session, _: Viewer, incident_id: uuid.UUID) -> IncidentDetail:
+    incident = await _incident(session, incident_id)
+    transitions = (
+        await session.scalars(
+            select(IncidentTransition)
+            .where(IncidentTransition.incident_id == incident_id)
+            .order_by(IncidentTransition.at, IncidentTransition.id)
+        )
+    ).all()
+    return IncidentDetail(
+        **_out(incident).model_dump(),
+        verdict=incident.verdict,
+        transitions=[TransitionOut.model_validate(t, from_attributes=True) for t in transitions],
+    )
+
+
+class ResolveIn(BaseModel):
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+@router.post(
+    "/incidents/{incident_id}/resolve",
+    response_model=IncidentOut,
+    summary="Resolve an incident by hand (operator)",
+)
+async def resolve_incident(
+    ctx: Ctx, session: Session, who: Operator, incident_id: uuid.UUID, body: ResolveIn
+) -> IncidentOut:
+    incident = await _incident(session, incident_id)
+    if incident.state == "resolved":
+        raise HTTPException(status.HTTP_409_CONFLICT, "incident is already resolved")
+    await ctx.triage.transition(
+        session, incident, "resolved", f"by {who.name}: {body.reason}", who.name
+    )
+    session.add(
+        AuditEntry(
+            actor=who.name,
+            role=who.role,
+            action="incident.resolve",
+            target=f"incident:{incident.id}",
+            detail={"reason": body.reason},
+            at=ctx.clock.now(),
+        )
+    )
+    return _out(incident)
+
+
+class MaintenanceIn(BaseModel):
+    hosts: list[Name] = Field(default_factory=list, max_length=20_000)
+    job_id: Name | None = None
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: str = Field(min_length=3, max_length=2000)
+
+    @model_validator(mode="after")
+    def _window(self) -> MaintenanceIn:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class MaintenanceOut(MaintenanceIn):
+    id: uuid.UUID
+    author: str
+    created_at: datetime
+
+
+@router.post(
+    "/maintenance",
+    response_model=MaintenanceOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Announce maintenance: interruptions it covers are 'planned'",
+)
+async def announce_maintenance(
+    ctx: Ctx, session: Session, who: Operator, body: MaintenanceIn
+) -> MaintenanceOut:
+    row = Maintenance(
+        hosts=list(body.hosts),
+        job_id=body.job_id,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        reason=body.reason,
+        author=who.name,
+        created_at=ctx.clock.now(),
+    )
+    session.add(row)
+    session.add(
+        AuditEntry(
+            actor=who.name,
+            role=who.role,
+            action="maintenance.announce",
+            target=f"job:{body.job_id}" if body.job_id else "hosts",
+            detail=body.model_dump(mode="json"),
+            at=ctx.clock.now(),
+        )
+    )
+    await session.flush()
+    return MaintenanceOut.model_validate(row, from_attributes=True)
+
+
+@router.get(
+    "/maintenance",
+    response_model=list[MaintenanceOut],
+    summary="Maintenance windows that have not ended",
+)
+async def list_maintenance(ctx: Ctx, session: Session, _: Viewer) -> list[MaintenanceOut]:
+    rows = (
+        await session.scalars(
+            select(Maintenance)
+            .where(Maintenance.ends_at >= ctx.clock.now())
+            .order_by(Maintenance.starts_at)
+        )
+    ).all()
+    return [MaintenanceOut.model_validate(m, from_attributes=True) for m in rows]
+
+
+class ClassifyIn(BaseModel):
+    text: str = Field(min_length=1, max_length=2_000_000, description="A pasted log excerpt.")
+
+
+class ClassifyOut(Verdict):
+    secondary: list[Verdict] = Field(default_factory=list)
+
+
+@router.post(
+    "/classify",
+    response_model=ClassifyOut,
+    summary="Classify a raw log excerpt with the same rules and knowledge as triage",
+)
+async def classify(_: Viewer, body: ClassifyIn) -> ClassifyOut:
+    import asyncio
+
+    verdicts = await asyncio.to_thread(classify_all, body.text)
+    return ClassifyOut(**verdicts[0].model_dump(), secondary=verdicts[1:])

@@ -1,0 +1,324 @@
+"""Correlate a job's signals into incidents and keep their lifecycle, every change with a reason.
+
+One evaluation looks at every event of the job's hosts in the incident window, asks the triage
+policy for the primary verdict and any unrelated secondary ones, and matches them to the job's
+open incidents: a verdict that names a culprit joins the incident with that culprit, or refines
+the job's incident that had none yet (NCCL timeouts first, the XID that explains them later).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentinel.clock import Clock
+from sentinel.db.models import Event, Incident, IncidentTransition, Job, JobRank, Maintenance
+from sentinel.incidents.signals import signals_of, weighs
+from sentinel.metrics import ServiceMetrics
+from sentinel.settings import TriageSettings
+from sentinel.triage.classify import classify_signals_all
+from sentinel.triage.signals import Signal, maintenance_signal
+from sentinel.triage.taxonomy import Category
+from sentinel.triage.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+OPEN_STATES = ("open", "mitigating")
+# Categories that say "something is wrong, cause not yet known": a later, better verdict
+# refines such an incident instead of opening a second one.
+_PROVISIONAL = frozenset({Category.UNKNOWN, Category.NCCL_WATCHDOG_TIMEOUT})
+
+ChangeKind = Literal["opened", "reclassified", "mitigating", "resolved"]
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    incident: Incident
+    kind: ChangeKind
+
+
+Listener = Callable[[AsyncSession, IncidentChange], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one evaluation covers: a job (all its hosts), or one host outside any job."""
+
+    job_id: str | None
+    hosts: frozenset[str]
+
+
+async def scopes_for_hosts(session: AsyncSession, hosts: set[str]) -> list[Scope]:
+    rows = (
+        await session.execute(
+            select(JobRank.job_id, JobRank.host_id)
+            .join(Job, Job.id == JobRank.job_id)
+            .where(Job.state == "running")
+        )
+    ).all()
+    job_hosts: dict[str, set[str]] = {}
+    for job_id, host in rows:
+        job_hosts.setdefault(job_id, set()).add(host)
+    scopes: list[Scope] = []
+    covered: set[str] = set()
+    for job_id, members in sorted(job_hosts.items()):
+        if members & hosts:
+            scopes.append(Scope(job_id, frozenset(members)))
+            covered |= members
+    scopes.extend(Scope(None, frozenset({h})) for h in sorted(hosts - covered) if h != "-")
+    return scopes
+
+
+class TriageService:
+    def __init__(self, clock: Clock, settings: TriageSettings, metrics: ServiceMetrics) -> None:
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+        self.listeners: list[Listener] = []
+
+    async def evaluate(self, session: AsyncSession, scope: Scope) -> list[IncidentChange]:
+        now = self._clock.now()
+        incidents = await self._open_incidents(session, scope)
+        start = now - timedelta(seconds=self._settings.window_s)
+        if incidents:
+            start = min(
+                start,
+                min(i.opened_at for i in incidents) - timedelta(seconds=self._settings.lookback_s),
+            )
+        last_resolved = await self._last_resolved_at(session, scope)
+        if last_resolved is not None and last_resolved > start:
+            start = last_resolved
+        events = await self._events(session, scope, start)
+        signals = signals_of(events)
+        if not any(weighs(s) for s in signals):
+            return []
+        signals += await self._maintenance(session, scope, start, now)
+        verdicts = classify_signals_all(
+            signals,
+            job_hosts=len(scope.hosts) if scope.job_id else None,
+            job_ranks=await self._rank_count(session, scope),
+            hosts_seen=scope.hosts,
+        )
+        changes: list[IncidentChange] = []
+        for n, verdict in enumerate(verdicts):
+            if n > 0 and not _stands_alone(verdict, signals):
+                continue
+            target = _match(verdict, incidents, primary=n == 0)
+            if target is None:
+                incident = self._open(session, scope, verdict, signals, now)
+                incidents.append(incident)
+                changes.append(IncidentChange(incident, "opened"))
+            elif _differs(target, verdict):
+                self._reclassify(session, target, verdict, now)
+                changes.append(IncidentChange(target, "reclassified"))
+            else:
+                target.verdict = _verdict_json(verdict)
+                target.updated_at = now
+        await session.flush()
+        for change in changes:
+            await self._notify(session, change)
+        return changes
+
+    async def transition(
+        self, session: AsyncSession, incident: Incident, to_state: str, reason: str, actor: str
+    ) -> None:
+        now = self._clock.now()
+        session.add(
+            IncidentTransition(
+                incident_id=incident.id,
+                from_state=incident.state,
+                to_state=to_state,
+                reason=reason,
+                actor=actor,
+                at=now,
+            )
+        )
+        incident.state = to_state
+        incident.updated_at = now
+        if to_state == "resolved":
+            incident.resolved_at = now
+            self._metrics.incidents_resolved.labels(incident.category).inc()
+        await session.flush()
+        if to_state in ("mitigating", "resolved"):
+            await self._notify(session, IncidentChange(incident, to_state))  # type: ignore[arg-type]
+
+    async def _notify(self, session: AsyncSession, change: IncidentChange) -> None:
+        for listener in self.listeners:
+            await listener(session, change)
+
+    def _open(
+        self,
+        session: AsyncSession,
+        scope: Scope,
+        verdict: Verdict,
+        signals: Sequence[Signal],
+        now: datetime,
+    ) -> Incident:
+        times = [s.time for s in signals if s.time is not None and weighs(s)]
+        opened = min(times) if times else now
+        incident = Incident(
+            id=uuid.uuid4(),
+            job_id=scope.job_id,
+            state="open",
+            category=verdict.category.value,
+            confidence=verdict.confidence,
+            culprit_host=verdict.culprit_host,
+            culprit_gpu=verdict.culprit_gpu,
+            culprit_rank=verdict.culprit_rank,
+            rule=verdict.rule,
+            reason=verdict.reason,
+            verdict=_verdict_json(verdict),
+            opened_at=min(opened, now),
+            detected_at=now,
+            updated_at=now,
+        )
+        session.add(incident)
+        session.add(
+            IncidentTransition(
+                incident_id=incident.id,
+                from_state=None,
+                to_state="open",
+                reason=f"{verdict.rule}: {verdict.reason}",
+                actor="triage",
+                at=now,
+            )
+        )
+        self._metrics.incidents_opened.labels(verdict.category.value).inc()
+        self._metrics.detection_latency.observe(
+            max(0.0, (now - incident.opened_at).total_seconds())
+        )
+        log.info(
+            "incident opened: %s on %s (%s)",
+            verdict.category.value,
+            verdict.culprit_host or scope.job_id,
+            verdict.rule,
+        )
+        return incident
+
+    def _reclassify(
+        self, session: AsyncSession, incident: Incident, verdict: Verdict, now: datetime
+    ) -> None:
+        before = f"{incident.category} on {incident.culprit_host or 'no host'}"
+        session.add(
+            IncidentTransition(
+                incident_id=incident.id,
+                from_state=incident.state,
+                to_state=incident.state,
+                reason=f"reclassified from {before}: {verdict.rule}: {verdict.reason}",
+                actor="triage",
+                at=now,
+            )
+        )
+        incident.category = verdict.category.value
+        incident.confidence = verdict.confidence
+        incident.culprit_host = verdict.culprit_host
+        incident.culprit_gpu = verdict.culprit_gpu
+        incident.culprit_rank = verdict.culprit_rank
+        incident.rule = verdict.rule
+        incident.reason = verdict.reason
+        incident.verdict = _verdict_json(verdict)
+        incident.updated_at = now
+
+    async def _open_incidents(self, session: AsyncSession, scope: Scope) -> list[Incident]:
+        q = select(Incident).where(Incident.state.in_(OPEN_STATES))
+        if scope.job_id is not None:
+            q = q.where(Incident.job_id == scope.job_id)
+        else:
+            q = q.where(Incident.job_id.is_(None), Incident.culprit_host.in_(scope.hosts))
+        return list((await session.scalars(q.order_by(Incident.opened_at))).all())
+
+    async def _last_resolved_at(self, session: AsyncSession, scope: Scope) -> datetime | None:
+        q = select(Incident.resolved_at).where(Incident.state == "resolved")
+        if scope.job_id is not None:
+            q = q.where(Incident.job_id == scope.job_id)
+        else:
+            q = q.where(Incident.job_id.is_(None), Incident.culprit_host.in_(scope.hosts))
+        return await session.scalar(q.order_by(Incident.resolved_at.desc()).limit(1))
+
+    async def _events(self, session: AsyncSession, scope: Scope, start: datetime) -> list[Event]:
+        hosts = [*scope.hosts, "-"] if scope.job_id else list(scope.hosts)
+        q = select(Event).where(Event.host_id.in_(hosts), Event.observed_at >= start)
+        if scope.job_id:
+            # Job-wide synthetic events ("-") must be this job's.
+            q = q.where((Event.host_id != "-") | (Event.job_id == scope.job_id))
+        return list((await session.scalars(q.order_by(Event.observed_at))).all())
+
+    async def _maintenance(
+        self, session: AsyncSession, scope: Scope, start: datetime, now: datetime
+    ) -> list[Signal]:
+        rows = (
+            await session.scalars(
+                select(Maintenance).where(
+                    Maintenance.ends_at >= start, Maintenance.starts_at <= now
+                )
+            )
+        ).all()
+        out: list[Signal] = []
+        for m in rows:
+            hosts = set(m.hosts or [])
+            if m.job_id is not None and m.job_id != scope.job_id:
+                continue
+            text = f"announced maintenance by {m.author}: {m.reason}"
+            if not hosts:
+                out.append(maintenance_signal(text=text, time=m.starts_at, event_id=str(m.id)))
+            out.extend(
+                maintenance_signal(text=text, host=h, time=m.starts_at, event_id=str(m.id))
+                for h in sorted(hosts & scope.hosts)
+            )
+        return out
+
+    async def _rank_count(self, session: AsyncSession, scope: Scope) -> int | None:
+        if scope.job_id is None:
+            return None
+        from sqlalchemy import func
+
+        return (
+            int(
+                await session.scalar(
+                    select(func.count()).select_from(JobRank).where(JobRank.job_id == scope.job_id)
+                )
+                or 0
+            )
+            or None
+        )
+
+
+def _verdict_json(verdict: Verdict) -> dict[str, object]:
+    return verdict.model_dump(mode="json")
+
+
+def _stands_alone(verdict: Verdict, signals: Sequence[Signal]) -> bool:
+    """A secondary verdict opens its own incident only on real cause evidence."""
+    return (
+        verdict.category != Category.UNKNOWN
+        and any(e.role == "cause" for e in verdict.evidence)
+        and any(weighs(s) for s in signals if s.event_id in {e.event_id for e in verdict.evidence})
+    )
+
+
+def _match(verdict: Verdict, incidents: Sequence[Incident], *, primary: bool) -> Incident | None:
+    for incident in incidents:
+        if verdict.culprit_host and incident.culprit_host == verdict.culprit_host:
+            return incident
+    if primary:
+        for incident in incidents:
+            if incident.culprit_host is None or Category(incident.category) in _PROVISIONAL:
+                return incident
+        if len(incidents) == 1 and not verdict.culprit_host:
+            return incidents[0]
+    return None
+
+
+def _differs(incident: Incident, verdict: Verdict) -> bool:
+    return (incident.category, incident.culprit_host, incident.culprit_gpu) != (
+        verdict.category.value,
+        verdict.culprit_host,
+        verdict.culprit_gpu,
+    )

@@ -1,0 +1,219 @@
+"""Watchdogs on the injected clock: hangs, silent hosts and stragglers become signals.
+
+They write synthetic events (ids derived from the episode, so repeats are no-ops) and never
+touch incidents: triage decides from the events like from any agent's (one path for changes).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentinel.clock import Clock
+from sentinel.db.models import Event, Host, Incident, Job, JobRank
+from sentinel.db.upsert import dialect_of, insert_for
+from sentinel.incidents.service import OPEN_STATES, TriageService
+from sentinel.incidents.signals import synthetic_id
+from sentinel.settings import HealthSettings, TriageSettings
+
+
+async def add_synthetic_events(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Insert synthetic events, skipping the ones already stored; returns how many were new."""
+    if not rows:
+        return 0
+    ins = insert_for(dialect_of(session), Event)
+    result = await session.execute(
+        ins.on_conflict_do_nothing(index_elements=["id"]).returning(ins.table.c.id), rows
+    )
+    return len(result.all())
+
+
+def synthetic_row(
+    kind: str,
+    *,
+    key: tuple[object, ...],
+    host: str,
+    at: datetime,
+    received: datetime,
+    job_id: str | None = None,
+    gpu_index: int | None = None,
+    critical: bool = False,
+    **payload: Any,
+) -> dict[str, Any]:
+    return {
+        "id": synthetic_id(kind, *key),
+        "host_id": host,
+        "seq": 0,
+        "kind": kind,
+        "observed_at": at,
+        "received_at": received,
+        "gpu_index": gpu_index,
+        "job_id": job_id,
+        "critical": critical,
+        "payload": {"kind": kind, "observed_at": at.isoformat(), **payload},
+    }
+
+
+class Watchdog:
+    def __init__(
+        self, clock: Clock, triage: TriageSettings, health: HealthSettings, service: TriageService
+    ) -> None:
+        self._clock = clock
+        self._triage = triage
+        self._health = health
+        self._service = service
+
+    async def run_once(self, session: AsyncSession) -> int:
+        """One sweep over running jobs; returns how many new signals it wrote."""
+        now = self._clock.now()
+        jobs = (await session.scalars(select(Job).where(Job.state == "running"))).all()
+        ranks: dict[str, list[JobRank]] = defaultdict(list)
+        for r in (await session.scalars(select(JobRank))).all():
+            ranks[r.job_id].append(r)
+        hosts = {h.id: h for h in (await session.scalars(select(Host))).all()}
+        rows: list[dict[str, Any]] = []
+        for job in jobs:
+            members = ranks.get(job.id, [])
+            if members:
+                rows += self._stalls(job, members, hosts, now)
+                rows += self._stragglers(job, members, now)
+        rows += self._silent_hosts(ranks, hosts, now)
+        written = await add_synthetic_events(session, rows)
+        await self._resolve_recovered(session, ranks, now)
+        return written
+
+    def _stall_threshold(self, members: list[JobRank]) -> float:
+        times = [r.step_time_s for r in members if r.step_time_s]
+        base = self._triage.stall_intervals * self._triage.heartbeat_interval_s
+        return max(base, 3 * statistics.median(times)) if times else base
+
+    def _stalls(
+        self, job: Job, members: list[JobRank], hosts: dict[str, Host], now: datetime
+    ) -> list[dict[str, Any]]:
+        threshold = self._stall_threshold(members)
+        stalled = [r for r in members if (now - r.step_changed_at).total_seconds() > threshold]
+        if not stalled:
+            return []
+        top = max(r.step for r in members)
+        rows = [
+            synthetic_row(
+                "heartbeat_stall",
+                key=(job.id, "job", top),
+                host="-",
+                job_id=job.id,
+                at=now,
+                received=now,
+                rank=None,
+                seconds=max((now - r.step_changed_at).total_seconds() for r in stalled),
+                ranks_stalled=len(stalled),
+                ranks=len(members),
+                step=top,
+                text=f"{len(stalled)} of {len(members)} ranks of job {job.id} made no progress "
+                f"past step {top} for over {threshold:.0f} s",
+            )
+        ]
+        # Ranks stuck behind the others are the likely culprits of a hang: name their hosts.
+        behind = [r for r in stalled if r.step < top]
+        by_host: dict[str, list[JobRank]] = defaultdict(list)
+        for r in behind:
+            by_host[r.host_id].append(r)
+        for host, rs in sorted(by_host.items()):
+            first = min(rs, key=lambda r: r.rank)
+            rows.append(
+                synthetic_row(
+                    "heartbeat_stall",
+                    key=(job.id, host, first.step),
+                    host=host,
+                    job_id=job.id,
+                    at=now,
+                    received=now,
+                    rank=first.rank,
+                    gpu=first.gpu_index,
+                    seconds=(now - first.step_changed_at).total_seconds(),
+                    step=first.step,
+                )
+            )
+        return rows
+
+    def _stragglers(self, job: Job, members: list[JobRank], now: datetime) -> list[dict[str, Any]]:
+        times = [r.step_time_s for r in members if r.step_time_s]
+        if len(times) < 4:
+            return []
+        median = statistics.median(times)
+        hour = now.strftime("%Y%m%d%H")
+        return [
+            synthetic_row(
+                "straggler",
+                key=(job.id, r.rank, hour),
+                host=r.host_id,
+                job_id=job.id,
+                gpu_index=r.gpu_index,
+                at=now,
+                received=now,
+                rank=r.rank,
+                step_time_s=r.step_time_s,
+                median_s=median,
+                text=f"rank {r.rank} on {r.host_id} GPU {r.gpu_index}: step time "
+                f"{r.step_time_s:.2f} s vs median {median:.2f} s",
+            )
+            for r in members
+            if r.step_time_s and r.step_time_s > self._triage.straggler_factor * median
+        ]
+
+    def _silent_hosts(
+        self, ranks: dict[str, list[JobRank]], hosts: dict[str, Host], now: datetime
+    ) -> list[dict[str, Any]]:
+        in_jobs = {r.host_id for rs in ranks.values() for r in rs}
+        rows = []
+        for host_id in sorted(in_jobs):
+            host = hosts.get(host_id)
+            if host is None:
+                continue
+            silent = (now - host.last_seen).total_seconds()
+            if silent > self._health.silent_after_s:
+                rows.append(
+                    synthetic_row(
+                        "host_silent",
+                        key=(host_id, host.last_seen.isoformat()),
+                        host=host_id,
+                        at=now,
+                        received=now,
+                        critical=True,
+                        seconds=silent,
+                        last_seen=host.last_seen.isoformat(),
+                    )
+                )
+        return rows
+
+    async def _resolve_recovered(
+        self, session: AsyncSession, ranks: dict[str, list[JobRank]], now: datetime
+    ) -> None:
+        """An incident is over when the job trains again: most ranks advanced since it began."""
+        incidents = (
+            await session.scalars(
+                select(Incident).where(
+                    Incident.state.in_(OPEN_STATES), Incident.job_id.is_not(None)
+                )
+            )
+        ).all()
+        for incident in incidents:
+            members = ranks.get(incident.job_id or "", [])
+            if not members:
+                continue
+            since = incident.detected_at.timestamp() + self._triage.heartbeat_interval_s
+            moved = [r for r in members if r.step_changed_at.timestamp() > since]
+            if len(moved) >= self._triage.resolve_fraction * len(members):
+                top = max(r.step for r in moved)
+                await self._service.transition(
+                    session,
+                    incident,
+                    "resolved",
+                    f"job advanced again: {len(moved)} of {len(members)} ranks progressed "
+                    f"(up to step {top}) after the incident",
+                    "watchdog",
+                )

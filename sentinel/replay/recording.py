@@ -1,0 +1,97 @@
+"""The recording format (timestamped wire batches and API calls) and the expectation file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from sentinel.wire import Batch
+
+
+class ApiCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["GET", "POST", "DELETE"]
+    path: str
+    role: Literal["agent", "operator", "viewer"] = "operator"
+    body: dict[str, Any] | None = None
+
+
+class Line(BaseModel):
+    """One line of recording.jsonl: at a time, a batch arrives or someone calls the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: AwareDatetime
+    batch: dict[str, Any] | None = None
+    api: ApiCall | None = None
+
+
+class ExpectedIncident(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: str
+    culprit_host: str | None = None
+    culprit_gpu: str | None = None
+    job_id: str | None = None
+    by_s: float = Field(
+        description="Seconds after the recording's first line by which it must be detected."
+    )
+    after_s: float = Field(0.0, description="...and not before this (no premature verdict).")
+
+
+class Expectation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str
+    run_for_s: float = Field(
+        30.0,
+        description="Virtual time to run past the last line (keep it under the 60 s after "
+        "which hosts that stopped reporting count as silent: the recording has ended).",
+    )
+    heartbeat_interval_s: float = 10.0
+    incidents: list[ExpectedIncident]
+    exact: bool = Field(True, description="No incident beyond the expected ones may open.")
+
+
+class RecordingError(ValueError):
+    pass
+
+
+def recording_path(case_dir: Path) -> Path:
+    for name in ("recording.jsonl", "recording.jsonl.gz"):
+        if (case_dir / name).exists():
+            return case_dir / name
+    raise RecordingError(f"{case_dir}: no recording.jsonl(.gz)")
+
+
+def load_lines(path: Path) -> list[Line]:
+    lines: list[Line] = []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = Line.model_validate(json.loads(raw))
+                if line.batch is not None:
+                    Batch.model_validate_json(json.dumps(line.batch))
+            except (json.JSONDecodeError, ValidationError) as exc:
+                raise RecordingError(f"{path}:{n}: {exc}") from None
+            lines.append(line)
+    if not lines:
+        raise RecordingError(f"{path}: empty recording")
+    return sorted(lines, key=lambda x: x.at)
+
+
+def load_expectation(path: Path) -> Expectation:
+    try:
+        return Expectation.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise RecordingError(f"{path}: {exc}") from None
