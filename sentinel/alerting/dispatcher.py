@@ -57,6 +57,7 @@ class LastAttempt:
     status: str
     payload_hash: str
     attempts: int
+    at: datetime
 
 
 @dataclass
@@ -104,7 +105,8 @@ def _digest(content: dict[str, Any]) -> str:
 
 class DedupStage:
     """Alertmanager's dedup against the notification log: send what changed, repeat after
-    ``repeat_interval`` unless acknowledged, announce the resolution of what was announced."""
+    ``repeat_interval`` unless acknowledged, announce the resolution of what was announced.
+    Content that failed for good (a 400, or out of attempts) waits for ``repeat_interval``."""
 
     async def __call__(self, ctx: FlushContext, alerts: list[Member]) -> list[Member]:
         group = ctx.group
@@ -122,6 +124,14 @@ class DedupStage:
         else:
             kind, content = "firing", {"firing": firing, "resolved": resolved}
         digest = _digest(content)
+        last = ctx.last_attempt
+        if (
+            last is not None
+            and last.status == "failed"
+            and last.payload_hash == digest
+            and ctx.now - last.at < ctx.route.repeat_interval
+        ):
+            return []  # given up on this content (rejected, or out of attempts): not every tick
         if digest == group.last_notified_hash:
             due = group.last_notified_at is None or (
                 ctx.now - group.last_notified_at >= ctx.route.repeat_interval
@@ -270,6 +280,7 @@ class Dispatcher:
                         NotificationLog.status,
                         NotificationLog.payload_hash,
                         NotificationLog.attempts,
+                        NotificationLog.at,
                     )
                     .where(
                         NotificationLog.group_key == group.group_key,
