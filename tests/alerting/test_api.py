@@ -1,0 +1,199 @@
+"""The alert API: lists, acknowledge, silences, Alertmanager's webhook; every write audited."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import auth
+from sqlalchemy import select
+
+from alerting.timeline import alert
+from sentinel.alerting.config import load_routing
+from sentinel.alerting.external import on_external_alert
+from sentinel.alerting.service import push_alerts
+from sentinel.api.deps import AppContext
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import AuditEntry, Event
+
+EXAMPLE = Path("/work/shared/infra/examples/alertmanager-webhook-v4.json")
+WEBHOOK_V4 = {
+    "receiver": "sentinel-webhook",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": "GpuXidError",
+                "Hostname": "node7",
+                "gpu": "3",
+                "xid": "79",
+                "severity": "critical",
+                "instance": "127.0.0.1:19100",
+            },
+            "annotations": {"summary": "GPU Xid 79 on node7"},
+            "startsAt": "2026-11-28T06:35:27.925Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://vm:19090/graph",
+            "fingerprint": "50280ed23d57545b",
+        }
+    ],
+    "groupLabels": {"alertname": "GpuXidError"},
+    "commonLabels": {"alertname": "GpuXidError"},
+    "commonAnnotations": {},
+    "externalURL": "http://vm:19093",
+    "version": "4",
+    "groupKey": '{}:{alertname="GpuXidError"}',
+    "truncatedAlerts": 0,
+}
+
+
+def _ctx(client: httpx.AsyncClient) -> AppContext:
+    return client.app.state.ctx  # type: ignore[attr-defined,no-any-return]
+
+
+async def _audit(client: httpx.AsyncClient) -> list[tuple[str, str, str]]:
+    async with unit_of_work(_ctx(client).sessions) as s:
+        rows = (await s.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+    return [(r.actor, r.action, r.target.split(":")[0]) for r in rows]
+
+
+async def test_alertmanager_webhook_stores_events_and_calls_hooks(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    seen: list[Event] = []
+
+    async def hook(events: Sequence[Event]) -> None:
+        seen.extend(events)
+
+    on_external_alert.register(hook)
+    try:
+        r = await app_client.post(
+            "/api/v1/alertmanager", json=WEBHOOK_V4, headers=auth(tokens["agent"])
+        )
+        assert r.status_code == 202, r.text
+        assert r.json() == {"alerts": 1, "new_events": 1}
+        # Alertmanager repeats the group later: the same alert is not stored twice.
+        again = await app_client.post(
+            "/api/v1/alertmanager", json=WEBHOOK_V4, headers=auth(tokens["agent"])
+        )
+        assert again.json() == {"alerts": 1, "new_events": 0}
+    finally:
+        on_external_alert.unregister(hook)
+    assert [e.host_id for e in seen] == ["node7"]
+    async with unit_of_work(_ctx(app_client).sessions) as s:
+        (event,) = (await s.scalars(select(Event))).all()
+    assert (event.kind, event.host_id, event.gpu_index, event.critical) == (
+        "alertmanager",
+        "node7",
+        3,
+        True,
+    )
+    assert event.payload["labels"]["xid"] == "79"
+    assert event.payload["fingerprint"] == "50280ed23d57545b"
+    assert await _audit(app_client) == [("agent", "alertmanager.receive", "alertmanager")] * 2
+
+
+@pytest.mark.skipif(not EXAMPLE.exists(), reason="the recorded example is not on this machine")
+async def test_recorded_alertmanager_payload_is_accepted(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    r = await app_client.post(
+        "/api/v1/alertmanager", content=EXAMPLE.read_bytes(), headers=auth(tokens["agent"])
+    )
+    assert r.status_code == 202, r.text
+    async with unit_of_work(_ctx(app_client).sessions) as s:
+        (event,) = (await s.scalars(select(Event))).all()
+    assert event.host_id == "127.0.0.1"  # from instance, port dropped
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda p: p.update(version="3"), "version"),
+        (lambda p: p["alerts"][0].pop("startsAt"), "alerts[0].startsAt"),
+        (lambda p: p["alerts"][0].update(status="pending"), "alerts[0].status"),
+        (lambda p: p.pop("groupKey"), "groupKey"),
+    ],
+)
+async def test_bad_alertmanager_payload_names_the_field(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], mutate: object, field: str
+) -> None:
+    payload = json.loads(json.dumps(WEBHOOK_V4))
+    mutate(payload)  # type: ignore[operator]
+    r = await app_client.post("/api/v1/alertmanager", json=payload, headers=auth(tokens["agent"]))
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith(field), r.json()
+    bad = await app_client.post(
+        "/api/v1/alertmanager", content=b"{not json", headers=auth(tokens["agent"])
+    )
+    assert bad.status_code == 400
+
+
+async def test_silences_are_created_listed_and_expired(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    op, viewer = auth(tokens["operator"]), auth(tokens["viewer"])
+    r = await app_client.post(
+        "/api/v1/silences",
+        json={
+            "matchers": [
+                'host=~"node1[0-9]"',
+                {"name": "category", "op": "!=", "value": "planned"},
+            ],
+            "comment": "swapping the IB cables of rack 1",
+            "duration": "2h",
+        },
+        headers=op,
+    )
+    assert r.status_code == 201, r.text
+    silence = r.json()
+    assert silence["author"] == "operator" and silence["active"] is True
+    assert silence["matchers"][0] == {"name": "host", "op": "=~", "value": "node1[0-9]"}
+    listed = (await app_client.get("/api/v1/silences", headers=viewer)).json()
+    assert [s["id"] for s in listed] == [silence["id"]]
+    gone = await app_client.delete(f"/api/v1/silences/{silence['id']}", headers=op)
+    assert gone.status_code == 200 and gone.json()["active"] is False
+    missing = await app_client.delete(f"/api/v1/silences/{uuid.uuid4()}", headers=op)
+    assert missing.status_code == 404
+    for body, word in [
+        ({"matchers": ['host=~"("'], "comment": "x", "duration": "1h"}, "regular expression"),
+        ({"matchers": ["host=a"], "comment": "x"}, "ends_at"),
+        ({"matchers": [], "comment": "x", "duration": "1h"}, "matchers"),
+    ]:
+        bad = await app_client.post("/api/v1/silences", json=body, headers=op)
+        assert bad.status_code == 422 and word in bad.text, bad.text
+    assert await _audit(app_client) == [
+        ("operator", "silence.create", "silence"),
+        ("operator", "silence.expire", "silence"),
+    ]
+
+
+async def test_groups_are_listed_and_acknowledged(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    ctx = _ctx(app_client)
+    config = load_routing()
+    async with unit_of_work(ctx.sessions) as s:
+        await push_alerts(
+            s, config, [alert("A", severity="critical", incident="i1")], ctx.clock.now()
+        )
+    viewer, op = auth(tokens["viewer"]), auth(tokens["operator"])
+    alerts = (await app_client.get("/api/v1/alerts?state=firing", headers=viewer)).json()
+    assert [a["labels"]["alertname"] for a in alerts] == ["A"]
+    groups = (await app_client.get("/api/v1/alert-groups", headers=viewer)).json()
+    assert sorted(g["receiver"] for g in groups) == ["pagerduty", "slack"]
+    target = groups[0]["id"]
+    r = await app_client.post(
+        f"/api/v1/alert-groups/{target}/ack", headers=op, json={"comment": "on it"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["acked_by"] == "operator" and r.json()["acked_at"] is not None
+    assert (
+        await app_client.post(f"/api/v1/alert-groups/{uuid.uuid4()}/ack", headers=op)
+    ).status_code == 404
+    assert await _audit(app_client) == [("operator", "alert_group.ack", "alert_group")]
