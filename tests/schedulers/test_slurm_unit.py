@@ -1,0 +1,158 @@
+"""The Slurm adapter without Slurm: 22.05 JSON samples, reasons, and a scripted CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from sentinel.schedulers.slurm import SlurmScheduler, parse_sinfo, parse_squeue, sanitize_reason
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_squeue_json_of_a_requeued_job() -> None:
+    (job,) = parse_squeue((DATA / "squeue-22.05.json").read_text())
+
+    assert (job.job_id, job.name, job.state, job.raw_state) == ("1", "train", "running", "RUNNING")
+    assert (job.nodes, job.restarts, job.reason, job.excluded_nodes) == (("node2",), 2, "", ())
+
+
+def test_squeue_json_with_a_held_job() -> None:
+    jobs = {j.job_id: j for j in parse_squeue((DATA / "squeue-held-22.05.json").read_text())}
+
+    assert jobs["1"].nodes == ("node1", "node2")
+    assert (jobs["2"].state, jobs["2"].reason, jobs["2"].nodes) == ("pending", "JobHeldUser", ())
+
+
+def test_sinfo_json_with_drained_draining_and_down_nodes() -> None:
+    nodes = {n.name: n for n in parse_sinfo((DATA / "sinfo-22.05.json").read_text())}
+
+    assert (nodes["node1"].state, nodes["node1"].reason) == ("draining", "xid 79 on gpu 3")
+    assert (nodes["node2"].state, nodes["node2"].gpus_used) == ("mixed", 8)
+    assert (nodes["node3"].state, nodes["node3"].gpus, nodes["node3"].gpus_used) == ("idle", 8, 0)
+    assert (nodes["node4"].state, nodes["node4"].reason) == ("down", "power")
+    assert (nodes["node5"].state, nodes["node5"].raw_state) == ("drained", "IDLE+DRAIN")
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ('XID 79 "fell off the bus"', "XID 79 fell off the bus"),
+        ("line one\nline two\r\n\tend", "line one line two end"),
+        ("it's `bad` \\ here", "its bad here"),
+        ("", "sentinel"),
+        ("\n\"'", "sentinel"),
+        ("ünïcode ok", "n code ok"),
+    ],
+)
+def test_reasons_are_sanitized(given: str, stored: str) -> None:
+    assert sanitize_reason(given) == stored
+
+
+def test_long_reasons_are_cut() -> None:
+    reason = sanitize_reason("x" * 1000)
+    assert len(reason) == 200 and reason.endswith("...")
+
+
+def fake_cli(tmp_path: Path, **scripts: str) -> Path:
+    """A bin folder whose scontrol/squeue/sinfo are the given shell snippets; each call is
+    appended to calls.log."""
+    for tool, body in scripts.items():
+        path = tmp_path / tool
+        path.write_text(f'#!/bin/sh\necho "{tool} $*" >> {tmp_path}/calls.log\n{body}\n')
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return tmp_path
+
+
+def squeue_with(tmp_path: Path, **job: object) -> str:
+    raw = json.loads((DATA / "squeue-22.05.json").read_text())
+    raw["jobs"][0].update(job)
+    (tmp_path / "squeue.json").write_text(json.dumps(raw))
+    return f"cat {tmp_path}/squeue.json"
+
+
+async def test_a_missing_cli_is_a_failed_result(tmp_path: Path) -> None:
+    result = await SlurmScheduler(bin_dir=tmp_path).drain("node1", "x")
+
+    assert not result.ok and not result.retryable
+    assert "scontrol not found" in (result.error or "")
+
+
+async def test_a_hung_command_times_out_retryable_and_is_reaped(tmp_path: Path) -> None:
+    bin_dir = fake_cli(tmp_path, scontrol=f"echo $$ > {tmp_path}/pid; exec sleep 30")
+
+    result = await SlurmScheduler(bin_dir=bin_dir, timeout_s=0.5).drain("node1", "x")
+
+    assert not result.ok and result.retryable
+    assert "timed out" in (result.error or "")
+    pid = int((tmp_path / "pid").read_text())
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+async def test_an_unreachable_controller_is_retryable(tmp_path: Path) -> None:
+    message = "slurm_update error: Unable to contact slurm controller (connect failure)"
+    bin_dir = fake_cli(tmp_path, scontrol=f'echo "{message}" >&2; exit 1')
+
+    result = await SlurmScheduler(bin_dir=bin_dir).resume("node1")
+
+    assert not result.ok and result.retryable and result.error == message
+
+
+async def test_requeue_of_a_completing_job_asks_to_be_retried(tmp_path: Path) -> None:
+    bin_dir = fake_cli(tmp_path, squeue=squeue_with(tmp_path, job_state="COMPLETING"))
+
+    result = await SlurmScheduler(bin_dir=bin_dir).requeue("1", [])
+
+    assert not result.ok and result.retryable and "completing" in (result.error or "")
+    assert (tmp_path / "calls.log").read_text() == "squeue --json\n"
+
+
+async def test_a_retried_requeue_finishes_the_start_now_step(tmp_path: Path) -> None:
+    """The first attempt requeued the job and died before StartTime=now: the retry sees a
+    requeued job waiting on its begin time and only moves that."""
+    bin_dir = fake_cli(
+        tmp_path,
+        squeue=squeue_with(
+            tmp_path,
+            job_state="PENDING",
+            state_reason="BeginTime",
+            nodes="",
+            restart_cnt=1,
+            excluded_nodes="node2",
+        ),
+        sinfo=f"cat {DATA}/sinfo-22.05.json",
+        scontrol="true",
+    )
+
+    result = await SlurmScheduler(bin_dir=bin_dir).requeue("1", ["node2"])
+
+    assert result.ok, result.error
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "squeue --json",
+        "sinfo --json",
+        "scontrol update JobId=1 ExcNodeList=node2",
+        "scontrol update JobId=1 StartTime=now",
+    ]
+
+
+async def test_unreadable_json_is_a_failed_result(tmp_path: Path) -> None:
+    bin_dir = fake_cli(tmp_path, squeue="echo '{not json'", sinfo="echo '{\"nodes\": [{}]}'")
+    scheduler = SlurmScheduler(bin_dir=bin_dir)
+
+    job = await scheduler.job_state("1")
+    nodes = await scheduler.nodes()
+
+    assert not job.ok and "unreadable squeue json" in (job.error or "")
+    assert not nodes.ok and "unreadable sinfo json" in (nodes.error or "")
+
+
+@pytest.mark.parametrize("job_id", ["", "1;2", "-1", "1 2", "12_x"])
+async def test_bad_job_ids_run_nothing(tmp_path: Path, job_id: str) -> None:
+    result = await SlurmScheduler(bin_dir=fake_cli(tmp_path, squeue="true")).job_state(job_id)
+
+    assert not result.ok and result.commands == ()
+    assert not (tmp_path / "calls.log").exists()
