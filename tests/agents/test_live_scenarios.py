@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from agents.config import AgentConfig
+from agents.heartbeat import Heartbeat
 from agents.sim import fleet_configs, run_fleet
 
 Obs = list[dict[str, Any]]
@@ -87,6 +91,73 @@ CHECKS: dict[str, Callable[[Obs], None]] = {
     "nvlink_climb": nvlink_climb,
     "thermal_slowdown": thermal_slowdown,
 }
+DUMP = b"\x80\x05" + b"flight recorder bytes, never unpickled " * 2000
+
+
+def _wired(config: AgentConfig, tmp_path: Path) -> AgentConfig:
+    """The same agent with every host source switched on, fed from files in tmp_path."""
+    (tmp_path / "fr").mkdir()
+    for name in ("kern.log", "train.log"):
+        (tmp_path / name).write_text("")
+    data = config.model_dump(mode="json")
+    data["host_id"] = "scn-wired"
+    data["intervals"].update(logs_s=0.1, flight_recorder_s=0.1)
+    data["collectors"].update(
+        kernel_log={"enabled": True, "path": str(tmp_path / "kern.log")},
+        training_logs={"enabled": True, "paths": [str(tmp_path / "train.log")]},
+        heartbeat={"enabled": True, "address": f"unix://{tmp_path}/hb.sock"},
+        flight_recorder={
+            "enabled": True,
+            "prefix": str(tmp_path / "fr" / "nccl_trace_rank_"),
+            "settle_s": 0.2,
+        },
+    )
+    return AgentConfig.model_validate(data)
+
+
+async def _feed(tmp_path: Path) -> None:
+    """What a sick host's kernel, job and ranks would produce."""
+    await asyncio.sleep(0.8)
+    with (tmp_path / "kern.log").open("a") as f:
+        f.write(
+            "[ 5032.3] NVRM: Xid (PCI:0000:ab:00): 79, pid=4242, name=python, "
+            "GPU has fallen off the bus.\n[ 5032.4] nothing to see\n"
+        )
+    with (tmp_path / "train.log").open("a") as f:
+        f.write(
+            "[rank13]:[E626 06:24:44.903881913 ProcessGroupNCCL.cpp:616] [Rank 13] Watchdog "
+            "caught collective operation timeout: WorkNCCL(SeqNum=808, OpType=ALLREDUCE, "
+            "NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600020 milliseconds before "
+            "timing out.\n"
+        )
+    hb = Heartbeat("job-live", 13, 5, 16, gpu_index=5, address=f"unix://{tmp_path}/hb.sock")
+    for step in range(1, 6):
+        hb.beat(step, step_time_s=0.2, checkpoint_step=4 if step > 4 else None)
+        await asyncio.sleep(0.05)
+    (tmp_path / "fr" / "nccl_trace_rank_13").write_bytes(DUMP)
+
+
+def wired(obs: Obs) -> None:
+    (xid,) = _of(obs, "xid")
+    assert (xid["xid"], xid["source"], xid["pci_bus_id"], xid["gpu_index"], xid["pid"]) == (
+        79,
+        "kernel_log",
+        "00000000:AB:00.0",
+        5,
+        4242,
+    )
+    (log,) = _of(obs, "log")
+    assert (log["family"], log["source"], log["rank"], log["job_id"]) == (
+        "nccl_watchdog_timeout",
+        "nccl",
+        13,
+        "job-live",
+    )
+    beats = [h for h in _of(obs, "heartbeat") if h["rank"] == 13]
+    assert sum(h["beats"] for h in beats) == 5 and max(h["step"] for h in beats) == 5
+    (dump,) = _of(obs, "flight_recorder_dump")
+    assert (dump["rank"], dump["job_id"], dump["size_bytes"]) == (13, "job-live", len(DUMP))
+    assert dump["upload_id"] == dump["sha256"] == hashlib.sha256(DUMP).hexdigest()
 
 
 @pytest.mark.slow
@@ -104,8 +175,11 @@ async def test_scenarios_arrive_at_the_real_service(live_service: Any, tmp_path:
         heartbeat_interval_s=0.25,
         status_interval_s=1.0,
     )
-    agents = await run_fleet(configs, duration_s=4.0, job_id="job-live")
-    assert all(a.outbox.depth == 0 for a in agents) or True  # closed; checked via the API
+    configs.append(_wired(configs[0], tmp_path))
+    hosts["scn-wired"] = "wired"
+    feeder = asyncio.create_task(_feed(tmp_path))
+    await run_fleet(configs, duration_s=4.0, job_id="job-live")
+    await feeder
     viewer = {"Authorization": f"Bearer {live_service.viewer_token}"}
     failures = []
     for host, name in hosts.items():
@@ -121,7 +195,7 @@ async def test_scenarios_arrive_at_the_real_service(live_service: Any, tmp_path:
         assert max(ids.values()) == 1, f"{host}: an observation stored twice"
         assert _of(obs, "agent_status"), f"{host}: no agent status"
         try:
-            CHECKS[name](obs)
+            (wired if name == "wired" else CHECKS[name])(obs)
         except AssertionError as exc:
             failures.append(f"{name}: {exc!r}")
     assert not failures, failures

@@ -38,8 +38,10 @@ def binding(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def ecc(h: Any, error_type: int, counter: int) -> int:
         check(h)
-        assert error_type in (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
-                              pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED)
+        assert error_type in (
+            pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
+            pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+        )
         assert counter in (pynvml.NVML_VOLATILE_ECC, pynvml.NVML_AGGREGATE_ECC)
         return 10 * error_type + counter  # corr/vol 0, corr/agg 1, unc/vol 10, unc/agg 11
 
@@ -52,8 +54,11 @@ def binding(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     def nvlink_counter(h: Any, link: int, counter: int) -> int:
         check(h)
         assert link < 3 and counter in (
-            pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT, pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA,
-            pynvml.NVML_NVLINK_ERROR_DL_REPLAY, pynvml.NVML_NVLINK_ERROR_DL_RECOVERY)
+            pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT,
+            pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA,
+            pynvml.NVML_NVLINK_ERROR_DL_REPLAY,
+            pynvml.NVML_NVLINK_ERROR_DL_RECOVERY,
+        )
         return {pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT: 5}.get(counter, 1)
 
     def retired(h: Any, cause: int) -> list[int]:
@@ -114,13 +119,27 @@ def test_sample_maps_every_nvml_call(binding: dict[str, Any], tmp_path: Path) ->
     collector = NvmlCollector(NvmlProvider(), ctx, interval_s=10, xid_events=False)
     s0 = collector.poll()[0]
     assert isinstance(s0, GpuSample)
-    assert (s0.uuid, s0.pci_bus_id, s0.temperature_c, s0.power_w, s0.clock_event_reasons,
-            s0.utilization_pct, s0.memory_used_bytes) == (
-        "GPU-00000000", "00000000:0A:00.0", 71.0, 512.345, 0x40, 97.0, 7 << 30)
-    assert (s0.ecc_volatile_corrected, s0.ecc_aggregate_corrected, s0.ecc_volatile_uncorrected,
-            s0.ecc_aggregate_uncorrected) == (0, 1, 10, 11)
-    assert (s0.remapped_rows_correctable, s0.remapped_rows_uncorrectable, s0.remap_pending,
-            s0.remap_failure) == (2, 1, False, True)
+    assert (
+        s0.uuid,
+        s0.pci_bus_id,
+        s0.temperature_c,
+        s0.power_w,
+        s0.clock_event_reasons,
+        s0.utilization_pct,
+        s0.memory_used_bytes,
+    ) == ("GPU-00000000", "00000000:0A:00.0", 71.0, 512.345, 0x40, 97.0, 7 << 30)
+    assert (
+        s0.ecc_volatile_corrected,
+        s0.ecc_aggregate_corrected,
+        s0.ecc_volatile_uncorrected,
+        s0.ecc_aggregate_uncorrected,
+    ) == (0, 1, 10, 11)
+    assert (
+        s0.remapped_rows_correctable,
+        s0.remapped_rows_uncorrectable,
+        s0.remap_pending,
+        s0.remap_failure,
+    ) == (2, 1, False, True)
     assert (s0.retired_pages_sbe, s0.retired_pages_dbe) == (None, 1)  # SBE: not supported
     assert s0.nvlink is not None and (s0.nvlink.crc_flit, s0.nvlink.replay) == (15, 3)  # 3 up
     assert s0.pcie_replay_count == 3
@@ -139,9 +158,15 @@ def test_lost_gpu_and_xid_event(binding: dict[str, Any]) -> None:
     events = NvmlProvider().xid_events({0: binding["handles"][0], 1: binding["handles"][1]})
     assert binding["registered"] == [0, 1]
     assert events.wait(100) is None  # NVML_ERROR_TIMEOUT
-    binding["events"].append(SimpleNamespace(
-        device=binding["handles"][1], eventType=pynvml.nvmlEventTypeXidCriticalError,
-        eventData=79, gpuInstanceId=0, computeInstanceId=0))
+    binding["events"].append(
+        SimpleNamespace(
+            device=binding["handles"][1],
+            eventType=pynvml.nvmlEventTypeXidCriticalError,
+            eventData=79,
+            gpuInstanceId=0,
+            computeInstanceId=0,
+        )
+    )
     notice = events.wait(100)
     assert notice is not None and (notice.gpu_index, notice.xid) == (1, 79)
     events.close()
