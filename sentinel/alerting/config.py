@@ -216,7 +216,8 @@ def parse_routing(text: str, source: str = "<routes>") -> RoutingConfig:
         spec = RoutingSpec.model_validate(data)
     except ValidationError as exc:
         problems = [
-            f"{source}:{_line_of(lines, tuple(e['loc']))}: {_where(tuple(e['loc']))}: {e['msg']}"
+            f"{source}:{_line_of(lines, tuple(e['loc']))}: {_where(tuple(e['loc']))}: "
+            + e["msg"].removeprefix("Value error, ")
             for e in exc.errors(include_url=False)
         ]
         raise ConfigError("\n".join(problems)) from None

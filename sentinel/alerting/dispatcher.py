@@ -10,6 +10,7 @@ the group's next tick or retry) and gives the lease back. A group ticks every
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.alerting.config import ReceiverSpec, Route, RoutingConfig
@@ -189,6 +191,7 @@ class FlushReport:
     failed: int = 0
     quiet: int = 0
     busy: int = 0
+    errors: int = 0
     notifications: list[Notification] = field(default_factory=list)
 
 
@@ -205,6 +208,7 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         lease_ttl: timedelta = timedelta(seconds=60),
         identity: str | None = None,
+        max_concurrent: int = 8,
     ) -> None:
         missing = set(config.receivers) - set(notifiers)
         if missing:
@@ -216,6 +220,7 @@ class Dispatcher:
         self.retry = retry or RetryPolicy()
         self.lease_ttl = lease_ttl
         self.identity = identity or process_identity()
+        self.max_concurrent = max_concurrent
 
     async def flush(self, now: datetime) -> FlushReport:
         report = FlushReport()
@@ -251,8 +256,19 @@ class Dispatcher:
             Inhibitor(self.config.inhibit_rules, candidates),
             Silencer(silences, now),
         ]
-        for group_id in due:
-            await self._flush_group(group_id, groups, muters, now, report)
+        # Groups are independent: a slow receiver must not hold up the others' messages.
+        gate = asyncio.Semaphore(self.max_concurrent)
+
+        async def one(group_id: uuid.UUID) -> None:
+            async with gate:
+                try:
+                    await self._flush_group(group_id, groups, muters, now, report)
+                except SQLAlchemyError:
+                    # The lease (if taken) expires; the group is tried again then.
+                    log.exception("alert group %s: database error during flush", group_id)
+                    report.errors += 1
+
+        await asyncio.gather(*(one(g) for g in due))
         return report
 
     async def _flush_group(

@@ -93,6 +93,9 @@ def alerts_for_incident(
         "severity": SEVERITY_BY_CATEGORY.get(incident.category, "warning"),
         "host": incident.culprit_host or "",
         "gpu": incident.culprit_gpu or "",
+        # No single culprit host: the fault is the cluster's (a switch, the fabric), and it
+        # explains per-host timeouts across the cluster (see the default inhibit rules).
+        "scope": "host" if incident.culprit_host else "cluster",
         "role": "cause",
     }
     annotations: dict[str, Any] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from sentinel.alerting.notifiers.pagerduty import DEFAULT_URL as PAGERDUTY_URL
 
@@ -43,4 +43,12 @@ class AlertingSettings(BaseModel):
     lease_ttl_s: float = Field(
         60.0, gt=0, description="A sender owns a group this long; longer than one send."
     )
+    max_concurrent_sends: int = Field(8, ge=1, le=256)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> AlertingSettings:
+        # A lease that expired mid-send would let a second replica send the same thing.
+        if self.lease_ttl_s <= 2 * self.http_timeout_s:
+            raise ValueError("lease_ttl_s must be more than twice http_timeout_s")
+        return self

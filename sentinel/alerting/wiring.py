@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,6 +18,9 @@ from sentinel.alerting.notifiers.slack import SlackNotifier
 from sentinel.alerting.notifiers.webhook import WebhookNotifier
 from sentinel.alerting.settings import AlertingSettings
 from sentinel.clock import Clock
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ def build_dispatcher(
         public_url=settings.public_url,
         retry=settings.retry,
         lease_ttl=timedelta(seconds=settings.lease_ttl_s),
+        max_concurrent=settings.max_concurrent_sends,
     )
 
 
@@ -87,3 +92,16 @@ async def flush_step(dispatcher: Dispatcher, clock: Clock) -> FlushReport:
             report.failed,
         )
     return report
+
+
+def add_flush_job(
+    scheduler: AsyncIOScheduler, dispatcher: Dispatcher, clock: Clock, interval_s: float
+) -> None:
+    """Run ``flush_step`` every ``interval_s`` on the leader's scheduler (one at a time)."""
+
+    async def flush() -> None:
+        await flush_step(dispatcher, clock)
+
+    scheduler.add_job(
+        flush, "interval", seconds=interval_s, id="alert-flush", max_instances=1, coalesce=True
+    )

@@ -34,6 +34,7 @@ def test_alerts_for_incident_labels() -> None:
         "host": "node1377",
         "gpu": "3",
         "incident": str(incident.id),
+        "scope": "host",
         "role": "cause",
     }
     assert cause.annotations["evidence"][0].startswith("node1377: NVRM: Xid (PCI:0000:9b:00): 79")
@@ -50,8 +51,8 @@ async def test_one_incident_on_2048_hosts_makes_one_message_and_one_page(
     pagerduty: FakeReceiver,
 ) -> None:
     settings = AlertingSettings(
-        slack_webhook_url=slack.url,  # type: ignore[arg-type]
-        pagerduty_routing_key="R" * 32,  # type: ignore[arg-type]
+        slack_webhook_url=slack.url,
+        pagerduty_routing_key="R" * 32,
         pagerduty_url=pagerduty.url,
         public_url="https://sentinel.example.com",
     )
@@ -76,7 +77,7 @@ async def test_one_incident_on_2048_hosts_makes_one_message_and_one_page(
             muted = dict(
                 (
                     await s.execute(select(Alert.muted_by, func.count()).group_by(Alert.muted_by))
-                ).all()  # type: ignore[arg-type]
+                ).all()
             )
         assert muted == {None: 1, f"inhibited_by:{cause_fp}": 2047}
 

@@ -25,8 +25,8 @@ async def test_two_replicas_send_each_notification_once(
     db_url: str, clock: VirtualClock, slack: FakeReceiver, pagerduty: FakeReceiver
 ) -> None:
     settings = AlertingSettings(
-        slack_webhook_url=slack.url,  # type: ignore[arg-type]
-        pagerduty_routing_key="R" * 32,  # type: ignore[arg-type]
+        slack_webhook_url=slack.url,
+        pagerduty_routing_key="R" * 32,
         pagerduty_url=pagerduty.url,
     )
     config = load_routing()

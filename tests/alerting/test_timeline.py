@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alerting.timeline import Timeline, alert, sent
 from sentinel.alerting import service
+from sentinel.alerting.config import DEFAULT_ROUTES
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert, AlertGroup, NotificationLog
@@ -177,3 +178,30 @@ async def test_every_attempt_is_in_the_notification_log(tl: Timeline) -> None:
     assert [(r.receiver, r.kind, r.status, r.alerts) for r in rows] == [
         ("team", "firing", "sent", 1)
     ]
+
+
+async def test_cluster_wide_network_fault_mutes_per_host_timeouts_in_that_cluster(
+    sessions: async_sessionmaker[AsyncSession], clock: VirtualClock
+) -> None:
+    tl = Timeline(sessions, clock, routes=DEFAULT_ROUTES.read_text())
+    network = {"category": "network_switch_cable", "scope": "cluster", "role": "cause"}
+    timeout = {"category": "nccl_watchdog_timeout", "role": "cause"}
+    await tl.push(
+        alert("SwitchDown", cluster="c1", incident="n1", severity="critical", **network),
+        alert("Timeout", cluster="c1", incident="t1", host="h5", **timeout),
+        alert("Timeout", cluster="c2", incident="t2", host="h9", **timeout),
+    )
+    await tl.run_until(15)  # default group_wait is 10 s
+    assert sorted(tl.between(0, 15), key=repr) == [
+        sent(10, "pagerduty", "firing", "SwitchDown"),
+        sent(10, "slack", "firing", "SwitchDown"),
+        sent(10, "slack", "firing", "Timeout"),  # c2's timeout: another cluster
+    ]
+    async with unit_of_work(tl.sessions) as s:
+        muted = {
+            a.labels["cluster"]: a.muted_by
+            for a in (await s.scalars(select(Alert))).all()
+            if a.labels["alertname"] == "Timeout"
+        }
+    assert muted["c1"] is not None and muted["c1"].startswith("inhibited_by:")
+    assert muted["c2"] is None
