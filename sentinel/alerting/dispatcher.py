@@ -122,6 +122,8 @@ class DedupStage:
             kind: Kind = "resolved"
             content: dict[str, Any] = {"resolved": resolved}
         elif group.acked_at is not None:
+            if group.last_notified_hash is None:
+                return []  # acknowledged before it was ever announced: nobody to tell
             kind, content = "acknowledged", {"acked": group.acked_at.isoformat()}
         else:
             kind, content = "firing", {"firing": firing, "resolved": resolved}

@@ -72,6 +72,13 @@ def _gpu(labels: dict[str, str]) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+def _observed_at(alert: AmAlert, now: datetime) -> datetime:
+    if alert.status == "firing":
+        return alert.startsAt
+    # Alertmanager writes the zero time (0001-01-01) for "no end"; then it ended by now.
+    return alert.endsAt if alert.endsAt is not None and alert.endsAt.year > 1 else now
+
+
 def event_rows(payload: AmWebhook, now: datetime) -> list[dict[str, Any]]:
     rows = []
     for alert in payload.alerts:
@@ -86,9 +93,7 @@ def event_rows(payload: AmWebhook, now: datetime) -> list[dict[str, Any]]:
                 "host_id": host_of(alert.labels)[:128],
                 "seq": 0,
                 "kind": EVENT_KIND,
-                "observed_at": alert.startsAt
-                if alert.status == "firing"
-                else (alert.endsAt or now),
+                "observed_at": _observed_at(alert, now),
                 "received_at": now,
                 "gpu_index": _gpu(alert.labels),
                 "job_id": alert.labels.get("job_id"),

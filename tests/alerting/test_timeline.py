@@ -205,3 +205,15 @@ async def test_cluster_wide_network_fault_mutes_per_host_timeouts_in_that_cluste
         }
     assert muted["c1"] is not None and muted["c1"].startswith("inhibited_by:")
     assert muted["c2"] is None
+
+
+async def test_group_acknowledged_before_its_first_message_stays_quiet(tl: Timeline) -> None:
+    await tl.push(alert("A"))
+    await tl.run_until(3)
+    group = await _group(tl)
+    async with unit_of_work(tl.sessions) as s:
+        await service.acknowledge(s, group.id, "dave", tl.clock.now())
+    await tl.run_until(300)
+    await tl.push(alert("A", ends=300))
+    await tl.run_until(400)
+    assert tl.between(0, 400) == []
