@@ -278,3 +278,21 @@ def test_retry_policy_backoff() -> None:
     policy = RetryPolicy(initial_backoff_s=5, max_backoff_s=60, max_attempts=9)
     assert [policy.backoff_s(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
     assert timedelta(seconds=policy.backoff_s(1)) == timedelta(seconds=5)
+
+
+@pytest.mark.parametrize("width", [1, 7, 80, 2990, 2999, 3000, 6000])
+@pytest.mark.parametrize("count", [1, 2, 50, 4000])
+def test_evidence_code_block_always_closes(width: int, count: int) -> None:
+    view = AlertView(
+        fingerprint="e" * 16,
+        labels=dict(CAUSE.labels),
+        annotations={"evidence": ["```" + "z" * width for _ in range(count)]},
+        starts_at=T0,
+        ends_at=None,
+        incident_id=INCIDENT,
+    )
+    msg = build_message(_group("firing", view))
+    assert check_slack_message(msg) == []
+    (evidence,) = [b for b in msg["blocks"] if "*Evidence*" in b.get("text", {}).get("text", "")]
+    text = evidence["text"]["text"]
+    assert text.endswith("\n```") and text.count("```") == 2, text[-80:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -40,7 +40,6 @@ class Notification:
     muted: int = 0
     acked_by: str | None = None
     send_resolved: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> Literal["firing", "resolved"]:

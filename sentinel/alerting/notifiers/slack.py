@@ -98,7 +98,9 @@ def build_message(group: Notification) -> dict[str, Any]:
     )
     lines = evidence_lines(lead)
     if lines:
-        blocks.append({"type": "section", "text": _mrkdwn("*Evidence*\n" + _code_block(lines))})
+        title = "*Evidence*\n"
+        code = _code_block(lines, SECTION_MAX - len(title))
+        blocks.append({"type": "section", "text": _mrkdwn(title + code)})
     decision = lead.annotations.get("decision")
     if decision:
         blocks.append({"type": "section", "text": _mrkdwn(f"*Decision taken*\n{decision}")})
