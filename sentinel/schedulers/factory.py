@@ -20,7 +20,7 @@ def make_scheduler(settings: SchedulerSettings, *, clock: Clock | None = None) -
             bin_dir=s.bin_dir,
             conf=s.conf,
             timeout_s=s.timeout_s,
-            requeue_start_now=s.requeue_start_now,
+            fast_requeue=s.fast_requeue,
         )
     if settings.kind == "webhook":
         w = settings.webhook

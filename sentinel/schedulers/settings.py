@@ -22,10 +22,10 @@ class SlurmSettings(_Section):
         None, description="SLURM_CONF for the commands; default: Slurm's own default."
     )
     timeout_s: float = Field(15.0, gt=0, le=300, description="Per command.")
-    requeue_start_now: bool = Field(
+    fast_requeue: bool = Field(
         True,
-        description="After a requeue, let the job start at once instead of after Slurm's "
-        "cred_expire (120 s by default), which idles the whole job.",
+        description="Let a requeued job start 2 s after its old run is gone instead of after "
+        "Slurm's cred_expire (120 s by default), which idles the whole job.",
     )
 
 

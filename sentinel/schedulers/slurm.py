@@ -71,6 +71,12 @@ _NODE_BASE: dict[str, NodeState] = {
     "unknown": "unknown",
 }
 
+# slurmd refuses to launch a job whose credential is from the same second as the revocation
+# of its previous run ("Job credential revoked") and slurmctld then ends the job for good;
+# seen with StartTime=now. Two seconds after the old run is gone keeps the second distinct,
+# with room for clock skew between hosts; Slurm's own guard is cred_expire (120 s).
+START_AFTER = "now+2"
+
 _GPU_COUNT = re.compile(r"(?:^|,)gpu(?::[^:,(]+)?:(\d+)")
 
 
@@ -185,7 +191,7 @@ class SlurmScheduler:
         bin_dir: Path | None = None,
         conf: Path | None = None,
         timeout_s: float = 15.0,
-        requeue_start_now: bool = True,
+        fast_requeue: bool = True,
         settle_s: float = 60.0,
         poll_s: float = 0.25,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -193,7 +199,7 @@ class SlurmScheduler:
         self._bin_dir = bin_dir
         self._conf = conf
         self._timeout_s = timeout_s
-        self._start_now = requeue_start_now
+        self._fast_requeue = fast_requeue
         self._settle_s = settle_s
         self._poll_s = poll_s
         self._sleep = sleep
@@ -385,13 +391,15 @@ class SlurmScheduler:
             runs.append(run)
             if not run.ok:
                 return self._result("requeue", runs, prior=prior)
-        if self._start_now and job.state == "running":
+        if self._fast_requeue and job.state == "running":
             started, start_note = await self._start_when_pending(job_id)
             runs.extend(started)
             note = start_note
-        elif self._start_now and job.reason == "BeginTime" and job.restarts > 0:
+        elif self._fast_requeue and job.reason == "BeginTime" and job.restarts > 0:
             # A retry of a requeue whose StartTime step did not happen: finish it.
-            runs.append(await self._run("scontrol", "update", f"JobId={job_id}", "StartTime=now"))
+            runs.append(
+                await self._run("scontrol", "update", f"JobId={job_id}", f"StartTime={START_AFTER}")
+            )
         if not runs:
             return OpResult(
                 adapter=self.name, op="requeue", ok=True, commands=tuple(prior), output=note
@@ -399,9 +407,9 @@ class SlurmScheduler:
         return self._result("requeue", runs, prior=prior, note=note)
 
     async def _start_when_pending(self, job_id: str) -> tuple[list[_Run], str]:
-        """Let a just-requeued job start now instead of after cred_expire (120 s by default,
-        the whole job idle). Slurm sets that begin time when the old run has finished
-        completing, so StartTime=now only sticks once the job is plainly PENDING."""
+        """Let a just-requeued job start in 2 s instead of after cred_expire (120 s by
+        default, the whole job idle). Slurm sets that begin time when the old run has
+        finished completing, so moving it only sticks once the job is plainly PENDING."""
         polls = 0
         last: _Run | None = None
         for _ in range(max(1, int(self._settle_s / self._poll_s))):
@@ -420,7 +428,7 @@ class SlurmScheduler:
             return runs, f"still completing after {self._settle_s}s; starts after cred_expire"
         if job.state != "pending":
             return runs, f"job is {job.raw_state} after the requeue"
-        last = await self._run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        last = await self._run("scontrol", "update", f"JobId={job_id}", f"StartTime={START_AFTER}")
         if not last.ok and "no longer pending" in (last.error or "").lower():
             return [*runs, _Run(last.command, True, "", None, False)], "job had already started"
         return [*runs, last], ""

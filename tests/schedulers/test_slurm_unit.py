@@ -112,7 +112,7 @@ async def test_requeue_of_a_completing_job_asks_to_be_retried(tmp_path: Path) ->
 
 
 async def test_a_retried_requeue_finishes_the_start_now_step(tmp_path: Path) -> None:
-    """The first attempt requeued the job and died before StartTime=now: the retry sees a
+    """The first attempt requeued the job and died before moving StartTime: the retry sees a
     requeued job waiting on its begin time and only moves that."""
     bin_dir = fake_cli(
         tmp_path,
@@ -135,7 +135,7 @@ async def test_a_retried_requeue_finishes_the_start_now_step(tmp_path: Path) -> 
         "squeue --json",
         "sinfo --json",
         "scontrol update JobId=1 ExcNodeList=node2",
-        "scontrol update JobId=1 StartTime=now",
+        "scontrol update JobId=1 StartTime=now+2",
     ]
 
 
