@@ -11,6 +11,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sentinel.schedulers.settings import SchedulerSettings
+
 Role = Literal["agent", "operator", "viewer"]
 
 
@@ -135,6 +137,30 @@ class TriageSettings(_Section):
     )
 
 
+class RemediationSettings(_Section):
+    mode: Literal["auto", "approve", "dry_run"] = Field(
+        "auto",
+        description="auto: execute decisions at once; approve: wait for an operator; dry_run: "
+        "record and show decisions, execute nothing.",
+    )
+    settle_s: float = Field(
+        20.0,
+        ge=0,
+        description="Wait this long before deciding on a provisional verdict (a watchdog "
+        "timeout, unknown) in case its cause is still on its way.",
+    )
+    max_restarts: int = Field(3, ge=1, description="Restarts per job in restart_window_s.")
+    restart_window_s: float = Field(6 * 3600.0, gt=0)
+    software_bug_restarts: int = Field(
+        1, ge=0, description="Restarts for the same software error before escalating."
+    )
+    unknown_restarts: int = Field(1, ge=0)
+    max_drains_per_hour: int = Field(8, ge=0, description="Hosts drained per hour, fleet-wide.")
+    fabric_quiet_s: float = Field(
+        120.0, gt=0, description="A held restart waits for this long without link errors."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SENTINEL_", env_nested_delimiter="__", extra="forbid"
@@ -156,6 +182,8 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     triage: TriageSettings = Field(default_factory=TriageSettings)
+    remediation: RemediationSettings = Field(default_factory=RemediationSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -23,6 +23,8 @@ from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
+from sentinel.remediation.service import RemediationService
+from sentinel.schedulers.factory import make_scheduler
 from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
@@ -63,8 +65,12 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         triage=triage,
         triage_worker=worker,
         watchdog=Watchdog(clock, settings.triage, settings.health, triage),
+        remediation=RemediationService(
+            clock, settings.remediation, make_scheduler(settings.scheduler, clock=clock), triage
+        ),
     )
     ctx.ingest.listeners.append(worker.on_ingest)
+    triage.listeners.append(ctx.remediation.on_incident_change)
     return ctx
 
 

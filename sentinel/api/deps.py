@@ -19,6 +19,7 @@ from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
+from sentinel.remediation.service import RemediationService
 from sentinel.settings import Role, Settings
 
 
@@ -36,6 +37,7 @@ class AppContext:
     triage: TriageService
     triage_worker: TriageWorker
     watchdog: Watchdog
+    remediation: RemediationService
 
 
 async def get_ctx(request: Request) -> AppContext:

@@ -1,0 +1,1 @@
+"""Remediation: turn an incident into one decision with its reason, and carry it out once."""
