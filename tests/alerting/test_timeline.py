@@ -184,12 +184,19 @@ async def test_cluster_wide_network_fault_mutes_per_host_timeouts_in_that_cluste
     sessions: async_sessionmaker[AsyncSession], clock: VirtualClock
 ) -> None:
     tl = Timeline(sessions, clock, routes=DEFAULT_ROUTES.read_text())
-    network = {"category": "network_switch_cable", "scope": "cluster", "role": "cause"}
-    timeout = {"category": "nccl_watchdog_timeout", "role": "cause"}
+    net, nccl = "network_switch_cable", "nccl_watchdog_timeout"
     await tl.push(
-        alert("SwitchDown", cluster="c1", incident="n1", severity="critical", **network),
-        alert("Timeout", cluster="c1", incident="t1", host="h5", **timeout),
-        alert("Timeout", cluster="c2", incident="t2", host="h9", **timeout),
+        alert(
+            "SwitchDown",
+            category=net,
+            scope="cluster",
+            role="cause",
+            cluster="c1",
+            incident="n1",
+            severity="critical",
+        ),
+        alert("Timeout", category=nccl, role="cause", cluster="c1", incident="t1", host="h5"),
+        alert("Timeout", category=nccl, role="cause", cluster="c2", incident="t2", host="h9"),
     )
     await tl.run_until(15)  # default group_wait is 10 s
     assert sorted(tl.between(0, 15), key=repr) == [
