@@ -411,7 +411,6 @@ class SlurmScheduler:
         default, the whole job idle). Slurm sets that begin time when the old run has
         finished completing, so moving it only sticks once the job is plainly PENDING."""
         polls = 0
-        last: _Run | None = None
         for _ in range(max(1, int(self._settle_s / self._poll_s))):
             state = await self.job_state(job_id)
             polls += 1
@@ -419,16 +418,23 @@ class SlurmScheduler:
             if job is None or job.state != "completing":
                 break
             await self._sleep(self._poll_s)
-        seen = f"squeue --json (polled {polls}x until the job stopped completing)"
-        runs = [_Run(seen, True, "", None, False)]
+        seen = [
+            _Run(
+                f"squeue --json (x{polls}, until the job stopped completing)", True, "", None, False
+            )
+        ]
+        # From here on the requeue has happened: a problem only costs the early start (the
+        # job then starts after cred_expire), so it is a note on a success, not a failure.
         if job is None:
-            # The requeue itself succeeded; this read failing does not undo it.
-            return runs, f"could not see the job after the requeue: {state.error}"
+            return seen, f"requeued, but not seen since: {state.error}"
         if job.state == "completing":
-            return runs, f"still completing after {self._settle_s}s; starts after cred_expire"
+            return seen, f"still completing after {self._settle_s}s; starts after cred_expire"
         if job.state != "pending":
-            return runs, f"job is {job.raw_state} after the requeue"
-        last = await self._run("scontrol", "update", f"JobId={job_id}", f"StartTime={START_AFTER}")
-        if not last.ok and "no longer pending" in (last.error or "").lower():
-            return [*runs, _Run(last.command, True, "", None, False)], "job had already started"
-        return [*runs, last], ""
+            return seen, f"job is {job.raw_state} after the requeue"
+        run = await self._run("scontrol", "update", f"JobId={job_id}", f"StartTime={START_AFTER}")
+        if run.ok:
+            return [*seen, run], ""
+        if "no longer pending" in (run.error or "").lower():
+            return [*seen, _Run(run.command, True, "", None, False)], "job had already started"
+        failed = _Run(run.command, True, run.output, None, False)
+        return [*seen, failed], f"start not advanced ({run.error}); starts after cred_expire"

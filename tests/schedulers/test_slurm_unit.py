@@ -156,3 +156,26 @@ async def test_bad_job_ids_run_nothing(tmp_path: Path, job_id: str) -> None:
 
     assert not result.ok and result.commands == ()
     assert not (tmp_path / "calls.log").exists()
+
+
+async def test_a_failed_early_start_does_not_fail_the_done_requeue(tmp_path: Path) -> None:
+    """scontrol requeue worked; only moving the start failed: the job restarts anyway,
+    after cred_expire, so the result is a success that says so."""
+    running = squeue_with(tmp_path, job_state="RUNNING")
+    (tmp_path / "pending.json").write_text(
+        (tmp_path / "squeue.json").read_text().replace('"RUNNING"', '"PENDING"')
+    )
+    bin_dir = fake_cli(
+        tmp_path,
+        # The first squeue sees the job running, later ones see it pending.
+        squeue=f"if [ -e {tmp_path}/seen ]; then cat {tmp_path}/pending.json; "
+        f"else touch {tmp_path}/seen; {running}; fi",
+        scontrol='case "$*" in *StartTime*) echo "Access/permission denied" >&2; exit 1;; esac',
+    )
+
+    result = await SlurmScheduler(bin_dir=bin_dir).requeue("1", [])
+
+    assert result.ok and not result.error
+    assert "start not advanced (Access/permission denied)" in result.output
+    assert result.commands[:2] == ("squeue --json", "scontrol requeue 1")
+    assert result.commands[-1] == "scontrol update JobId=1 StartTime=now+2"
