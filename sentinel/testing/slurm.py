@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -187,7 +188,7 @@ class SlurmCluster:
             self._spawn(f"slurmd-{name}", "slurmd", "-D", "-N", name, "-f", str(self.conf))
         self._wait(self._all_idle, timeout, "all nodes idle")
 
-    def _wait(self, check: Any, timeout: float, what: str) -> None:
+    def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             dead = [label for label, p in self.procs.items() if p.poll() is not None]
