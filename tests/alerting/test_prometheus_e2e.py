@@ -40,7 +40,7 @@ def _events(db: Path) -> list[tuple[str, str, dict[str, object]]]:
 
 
 @pytest.mark.slow
-def test_alertmanager_delivers_a_firing_xid_alert_to_sentinel(
+def test_alertmanager_delivers_xid_alert_firing_then_resolved(
     live_service: LiveService, tmp_path: Path
 ) -> None:
     db = live_service.data_dir / "sentinel.db"
@@ -52,15 +52,26 @@ def test_alertmanager_delivers_a_firing_xid_alert_to_sentinel(
     )
     started = time.monotonic()
     with stack:
-        events: list[tuple[str, str, dict[str, object]]] = []
-        while time.monotonic() - started < 30 and not events:
-            time.sleep(0.25)
-            events = _events(db)
-    assert events, f"no alert reached Sentinel in 30 s; logs in {stack.root / 'logs'}"
-    ((kind, host, payload),) = events  # node8's 0 does not fire
-    assert (kind, host) == ("alertmanager", "node7")
+        firing = _wait_for(db, "firing", started)
+        assert stack.exporter is not None
+        stack.exporter.text = METRICS.replace("} 79", "} 0")  # the XID clears
+        resolved = _wait_for(db, "resolved", time.monotonic())
+    assert time.monotonic() - started < 40
+    (host, payload) = firing  # node8's 0 never fired
+    assert host == "node7"
     labels = payload["labels"]
     assert isinstance(labels, dict)
     assert labels["alertname"] == "GpuXidError" and labels["gpu"] == "3"
-    assert payload["status"] == "firing" and payload["receiver"] == "sentinel"
+    assert payload["receiver"] == "sentinel"
     assert "Xid 79" in str(payload["annotations"])
+    assert resolved[0] == "node7" and resolved[1]["fingerprint"] == payload["fingerprint"]
+
+
+def _wait_for(db: Path, status: str, since: float) -> tuple[str, dict[str, object]]:
+    while time.monotonic() - since < 20:
+        found = [(h, p) for kind, h, p in _events(db) if p["status"] == status]
+        if found:
+            assert len(found) == 1, found
+            return found[0]
+        time.sleep(0.25)
+    raise AssertionError(f"no {status} alert reached Sentinel within 20 s")
