@@ -2,19 +2,31 @@
 
 Each case is a small fleet training one job with realistic noise and one or more injected
 faults, as the agents would report them, plus what triage must conclude. Log lines are in the
-formats the real tools print (NVRM, NCCL, PyTorch, mlx5, EDAC, nvme, ...).
+formats the real tools print (NVRM, NCCL, PyTorch, mlx5, EDAC, nvme, ...), most of them taken
+from the real excerpts in tests/triage/excerpts/.
+
+Timing follows what happens on a real fleet: the fault first, the job stalling with it (a dead
+GPU or host stops every collective), the NCCL watchdog timeouts on the peers a minute later
+(the cases run with NCCL's timeout at 60 s so that a case stays short).
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from sentinel.replay.synth import Fleet
 
 CASES = Path(__file__).parent / "cases"
 BUILDERS: dict[str, Callable[[Path], None]] = {}
+NCCL_TIMEOUT_S = 60.0
+# The eight ConnectX ports of a host, one per GPU, as `ibdev2netdev` lists them.
+NIC_BUS = [0x1A, 0x2C, 0x3C, 0x5F, 0x9C, 0xAD, 0xBC, 0xDD]
 
 
 def case(fn: Callable[[Path], None]) -> Callable[[Path], None]:
@@ -22,69 +34,1291 @@ def case(fn: Callable[[Path], None]) -> Callable[[Path], None]:
     return fn
 
 
-def nccl_timeout(rank: int, seq: int = 88123, op: str = "ALLREDUCE") -> str:
-    return (
-        f"[rank{rank}]:[E302 04:{rank % 60:02d}:11.{rank:03d}000 ProcessGroupNCCL.cpp:616] "
-        f"[Rank {rank}] Watchdog caught collective operation timeout: WorkNCCL(SeqNum={seq}, "
-        f"OpType={op}, NumelIn=262144, NumelOut=262144, Timeout(ms)=600000) ran for "
-        f"600{rank % 90:03d} milliseconds before timing out."
+class CaseFleet(Fleet):
+    """A Fleet whose observation ids are a counter: reproducible recordings that compress well.
+
+    Agents choose random UUIDs; here random ones would be ~40% of a recording's gzipped size
+    and change on every rebuild. Triage never reads ids, it only needs them unique.
+    """
+
+    _ids: itertools.count[int] | None = None
+
+    def _obs(self, t: float, obs: dict[str, Any]) -> dict[str, Any]:
+        if self._ids is None:
+            self._ids = itertools.count(1)
+        oid = uuid.UUID(int=(self.seed << 64) | next(self._ids))
+        return {"id": str(oid), "observed_at": self.at(t).isoformat(), **obs}
+
+    # ---------------------------------------------------------------- names as tools print them
+
+    def bus(self, gpu: int) -> str:
+        """The GPU's address as dmesg prints it in an Xid line: 0000:5d:00."""
+        return self.pci(gpu)[4:].lower()[:10]
+
+    def ip(self, host: int) -> str:
+        return f"10.128.{host // 8}.{host % 8 + 10}"
+
+    def rank(self, host: int, gpu: int) -> int:
+        return host * self.gpus + gpu
+
+
+def write(
+    f: Fleet,
+    folder: Path,
+    duration: float,
+    description: str,
+    incidents: list[dict[str, Any]],
+    **extra: Any,
+) -> None:
+    f.write(
+        folder,
+        duration,
+        {"name": folder.name, "description": description, "incidents": incidents, **extra},
     )
 
 
-def peer_timeouts(f: Fleet, t: float, skip: set[int], hosts: int | None = None) -> None:
-    """The symptom flood: every other host's ranks time out in the collective."""
-    for h in range(hosts or f.hosts):
-        if h in skip:
+# -------------------------------------------------------------------- real log lines
+
+
+def torch_ts(f: Fleet, t: float) -> str:
+    return f.at(t).strftime("%m%d %H:%M:%S.%f")
+
+
+def nccl_timeout(f: Fleet, t: float, rank: int, seq: int = 88123, op: str = "ALLREDUCE") -> str:
+    ran = int(NCCL_TIMEOUT_S * 1000) + rank % 97
+    return (
+        f"[rank{rank}]:[E{torch_ts(f, t)} ProcessGroupNCCL.cpp:616] [Rank {rank}] Watchdog "
+        f"caught collective operation timeout: WorkNCCL(SeqNum={seq}, OpType={op}, "
+        f"NumelIn=262144, NumelOut=262144, Timeout(ms)={int(NCCL_TIMEOUT_S * 1000)}) ran for "
+        f"{ran} milliseconds before timing out."
+    )
+
+
+def peer_timeouts(
+    f: CaseFleet, t: float, skip: Iterable[int] = (), seq: int = 88123, odd: int | None = None
+) -> None:
+    """The symptom flood: every other host's first rank times out in the collective."""
+    skipped = set(skip)
+    for h in range(f.hosts):
+        if h in skipped:
             continue
-        f.log(t + (h % 7) * 0.3, h, nccl_timeout(h * 8), source="application", rank=h * 8)
+        when = t + (h % 7) * 0.3
+        r = f.rank(h, 0)
+        f.log(when, h, nccl_timeout(f, when, r, seq - (h == odd)), rank=r)
+
+
+def traceback(rank: int, frames: list[tuple[str, int, str, str]], exception: str) -> str:
+    """A PyTorch traceback as torchrun --tee prints it: every line tagged with the rank."""
+    lines = ["Traceback (most recent call last):"]
+    for path, line, func, code in frames:
+        lines += [f'  File "{path}", line {line}, in {func}', f"    {code}"]
+    lines += exception.splitlines()
+    return "\n".join(f"[rank{rank}]: {line}" for line in lines)
+
+
+TRAIN_STEP = [
+    ("/workspace/llama/train.py", 412, "<module>", "main()"),
+    ("/workspace/llama/train.py", 388, "main", "loss = train_step(model, batch)"),
+    ("/workspace/llama/train.py", 201, "train_step", "loss.backward()"),
+    (
+        "/usr/local/lib/python3.10/dist-packages/torch/_tensor.py",
+        521,
+        "backward",
+        "torch.autograd.backward(",
+    ),
+]
+
+
+def noise(f: CaseFleet, duration: float, hosts: Iterable[int] = (), seed: int = 0) -> None:
+    """What healthy hosts say all day: NCCL INFO chatter, corrected AER, training progress."""
+    rng = random.Random(seed or f.seed)
+    chosen = list(hosts) or rng.sample(range(f.hosts), k=min(4, f.hosts))
+    for h in chosen:
+        g = rng.randrange(f.gpus)
+        t = rng.uniform(5, duration * 0.8)
+        name = f.name(h)
+        f.log(
+            t,
+            h,
+            f"{name}:{2200 + h}:{2290 + g} [{g}] NCCL INFO Channel 00/32 : "
+            f"{f.rank(h, g)}[{g}] -> {f.rank((h + 1) % f.hosts, g)}[{g}] [send] via NET/IB/{g}"
+            "/GDRDMA",
+            source="nccl",
+            severity="info",
+        )
+        f.log(
+            t + 1.5,
+            h,
+            f"pcieport 0000:{0x15 + g * 16:02x}:01.0: AER: Corrected error received: "
+            f"0000:{0x16 + g * 16:02x}:00.0",
+            source="kernel",
+            severity="warning",
+        )
+        f.log(
+            t + 1.5,
+            h,
+            f"nvme 0000:{0x16 + g * 16:02x}:00.0: PCIe Bus Error: severity=Corrected, "
+            "type=Physical Layer, (Receiver ID)",
+            source="kernel",
+            severity="warning",
+        )
+    last = f.rank(f.hosts - 1, f.gpus - 1)
+    for step in range(20, int(duration * 0.8), 40):
+        it = 12000 + step // 2
+        f.log(
+            step,
+            f.hosts - 1,
+            f" iteration    {it}/  500000 | consumed samples:     {it * 2048} | elapsed time "
+            "per iteration (ms): 2031.4 | learning rate: 1.500E-04 | global batch size:  2048 | "
+            "lm loss: 2.101E+00 | loss scale: 1.0 | grad norm: 0.231 | number of skipped "
+            "iterations:   0 | number of nan iterations:   0 |",
+            rank=last,
+            severity="info",
+        )
+
+
+def xid_line(f: CaseFleet, gpu: int, code: int, text: str, pid: int = 48112) -> str:
+    return f"NVRM: Xid (PCI:{f.bus(gpu)}): {code}, pid={pid}, name=python, {text}"
+
+
+def incident(
+    category: str, by_s: float, host: int | None = None, gpu: int | None = None, **extra: Any
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"category": category}
+    if host is not None:
+        out["culprit_host"] = f"node-{host:04d}"
+    if gpu is not None:
+        out["culprit_gpu"] = Fleet().pci(gpu)
+    return {**out, "by_s": by_s, **extra}
+
+
+# ==================================================================== faulty_gpu
 
 
 @case
 def faulty_gpu_xid79_with_peer_timeouts(folder: Path) -> None:
-    f = Fleet(hosts=48, seed=1)
-    f.xid(
-        95.0,
-        17,
-        3,
-        79,
-        "NVRM: Xid (PCI:0000:5d:00): 79, pid=44112, name=python, GPU has fallen off the bus.",
-    )
+    f = CaseFleet(hosts=48, seed=1)
+    noise(f, 240)
+    f.xid(95.0, 17, 3, 79, xid_line(f, 3, 79, "GPU has fallen off the bus.", pid=44112))
     f.gpu(95.5, 17, 3, lost=True)
     f.stall(95.0)
-    peer_timeouts(f, 180.0, skip={17})
-    f.write(
+    peer_timeouts(f, 95 + NCCL_TIMEOUT_S, skip={17})
+    write(
+        f,
         folder,
         240,
-        {
-            "name": "faulty-gpu-xid79-with-peer-timeouts",
-            "description": "XID 79 on one GPU; 47 peers then report NCCL watchdog timeouts. One "
-            "incident, faulty_gpu on that host and GPU; the timeouts are symptoms.",
-            "incidents": [
-                {
-                    "category": "faulty_gpu",
-                    "culprit_host": "node-0017",
-                    "culprit_gpu": "00000000:5D:00.0",
-                    "by_s": 100,
-                }
-            ],
-        },
+        "XID 79 on one GPU; 47 peers then report NCCL watchdog timeouts. One incident, "
+        "faulty_gpu on that host and GPU; the timeouts are symptoms.",
+        [incident("faulty_gpu", 100, host=17, gpu=3)],
     )
 
 
 @case
-def silent_hang_no_error(folder: Path) -> None:
-    f = Fleet(hosts=32, seed=2, interval=10.0)
-    f.stall(120.0)
-    f.write(
+def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=3)
+    noise(f, 200)
+    h, g = 9, 6
+    f.xid(70.0, h, g, 62, xid_line(f, g, 62, "0000(0000) 00000000 00000000", pid=1905))
+    f.xid(70.4, h, g, 45, xid_line(f, g, 45, "Ch 00000010", pid=1905))
+    f.xid(
+        71.0,
+        h,
+        g,
+        154,
+        f"NVRM: Xid (PCI:{f.bus(g)}): 154, GPU recovery action changed from 0x0 (None) to 0x1 "
+        "(GPU Reset Required)",
+    )
+    f.log(
+        72.0,
+        h,
+        traceback(
+            f.rank(h, g),
+            TRAIN_STEP,
+            "RuntimeError: CUDA error: unspecified launch failure\nCUDA kernel errors might be "
+            "asynchronously reported at some other API call, so the stacktrace below might be "
+            "incorrect.",
+        ),
+        rank=f.rank(h, g),
+    )
+    f.stall(70.0)
+    peer_timeouts(f, 70 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
         folder,
         200,
+        "XID 62 (PMU halt) on one GPU, then XID 45 and XID 154 (GPU reset required) on the same "
+        "GPU and a CUDA launch failure on its rank; the peers time out a minute later.",
+        [incident("faulty_gpu", 76, host=h, gpu=g)],
+    )
+
+
+@case
+def faulty_gpu_lost_without_xid(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=4)
+    noise(f, 200)
+    h, g = 21, 1
+    # Newer drivers may print no Xid for a GPU that dropped off the bus: NVML says GPU_IS_LOST.
+    f.gpu(88.0, h, g, lost=True, temperature_c=None, power_w=None, utilization_pct=None)
+    f.log(
+        89.0,
+        h,
+        traceback(f.rank(h, g), TRAIN_STEP, "RuntimeError: CUDA error: unknown error"),
+        rank=f.rank(h, g),
+    )
+    f.stall(88.0)
+    peer_timeouts(f, 88 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "A GPU is lost (NVML GPU_IS_LOST in its samples) with no Xid at all; its rank fails with "
+        "'CUDA error: unknown error' and the peers time out.",
+        [incident("faulty_gpu", 100, host=h, gpu=g, after_s=85)],
+    )
+
+
+# ==================================================================== gpu_hbm_memory
+
+
+@case
+def gpu_hbm_xid48_dbe(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=5)
+    noise(f, 200)
+    h, g = 12, 4
+    f.xid(
+        64.0,
+        h,
+        g,
+        48,
+        xid_line(
+            f,
+            g,
+            48,
+            "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer "
+            "at partition 6, subpartition 0.",
+        ),
+    )
+    f.xid(
+        64.1,
+        h,
+        g,
+        63,
+        xid_line(
+            f,
+            g,
+            63,
+            "Row Remapper: New row (0x0000000000045a1e) was marked for remapping, reset gpu to "
+            "activate.",
+        ),
+    )
+    f.xid(64.9, h, g, 45, xid_line(f, g, 45, "Ch 00000010"))
+    f.gpu(64.0, h, g, ecc_volatile_uncorrected=1, remap_pending=True)
+    f.log(
+        65.0,
+        h,
+        traceback(
+            f.rank(h, g),
+            TRAIN_STEP,
+            "RuntimeError: CUDA error: uncorrectable ECC error encountered",
+        ),
+        rank=f.rank(h, g),
+    )
+    f.stall(64.0)
+    peer_timeouts(f, 64 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "XID 48 (double-bit ECC error) on one GPU, XID 63 row remap and XID 45 after it, the rank "
+        "fails with an uncorrectable ECC CUDA error; peers time out.",
+        [incident("gpu_hbm_memory", 68, host=h, gpu=g)],
+    )
+
+
+@case
+def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=6)
+    noise(f, 220)
+    h, g = 3, 0
+    # A first remap event, harmless on its own (a warning; no incident)...
+    f.xid(
+        40.0,
+        h,
+        g,
+        63,
+        xid_line(
+            f,
+            g,
+            63,
+            "Row Remapper: New row (0x00000000001b2f10) was marked for remapping, reset gpu to "
+            "activate.",
+            pid=0,
+        ),
+    )
+    # ...then the bank runs out of spare rows.
+    f.xid(
+        90.0,
+        h,
+        g,
+        64,
+        "NVRM: Xid (PCI:0000:18:00): 64, pid='<unknown>', name=<unknown>, Row Remapper Error: "
+        "(0x0000000101d5f5a0) - All reserved rows for bank are remapped",
+    )
+    f.gpu(90.5, h, g, remap_failure=True, remapped_rows_uncorrectable=8)
+    f.stall(90.0)
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        220,
+        "XID 63 at 40 s (a remap event, no incident), then XID 64 (row remapper failure) with "
+        "remap_failure in the GPU's samples at 90 s; peers time out.",
+        [incident("gpu_hbm_memory", 95, host=h, gpu=g, after_s=88)],
+    )
+
+
+@case
+def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=7)
+    noise(f, 200)
+    h, g = 17, 7
+    f.observation(
+        110.0,
+        h,
         {
-            "name": "silent-hang-no-error",
-            "description": "Every rank stops advancing at t=120 s with no error anywhere (a hung "
-            "collective before NCCL's 10-minute watchdog): detected from heartbeats "
-            "within 2 heartbeat intervals.",
-            "incidents": [{"category": "nccl_watchdog_timeout", "by_s": 140, "after_s": 120}],
+            "kind": "ecc",
+            "gpu_index": g,
+            "pci_bus_id": f.pci(g),
+            "counter": "ecc_volatile_uncorrected",
+            "previous": 0,
+            "current": 2,
         },
+    )
+    f.gpu(110.0, h, g, ecc_volatile_uncorrected=2)
+    f.log(
+        110.5,
+        h,
+        traceback(
+            f.rank(h, g),
+            TRAIN_STEP,
+            "RuntimeError: CUDA error: uncorrectable ECC error encountered\nCUDA kernel errors "
+            "might be asynchronously reported at some other API call,so the stacktrace below "
+            "might be incorrect.",
+        ),
+        rank=f.rank(h, g),
+    )
+    f.stall(110.0)
+    peer_timeouts(f, 110 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "No Xid reaches the log: the agent sees the volatile uncorrectable ECC counter go 0 -> 2 "
+        "on one GPU and its rank fails with 'uncorrectable ECC error encountered'.",
+        [incident("gpu_hbm_memory", 125, host=h, gpu=g, after_s=108)],
+    )
+
+
+# ==================================================================== software_bug
+
+
+@case
+def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=8)
+    noise(f, 180)
+    t = 95.0
+    for h in range(f.hosts):
+        for g in range(f.gpus):
+            f.xid(
+                t + h * 0.05,
+                h,
+                g,
+                13,
+                xid_line(
+                    f,
+                    g,
+                    13,
+                    "Graphics SM Warp Exception on (GPC 1, TPC 2, SM 0): Out Of Range Address",
+                    pid=51234 + g,
+                ),
+            )
+            r = f.rank(h, g)
+            f.log(
+                t + 0.5,
+                h,
+                traceback(
+                    r,
+                    [
+                        *TRAIN_STEP[:2],
+                        ("/workspace/llama/model/moe.py", 233, "forward", "out = self.dispatch(x)"),
+                    ],
+                    "RuntimeError: CUDA error: an illegal memory access was encountered\nCUDA "
+                    "kernel errors might be asynchronously reported at some other API call, so "
+                    "the stacktrace below might be incorrect.",
+                ),
+                rank=r,
+            )
+    f.stall(t)
+    write(
+        f,
+        folder,
+        180,
+        "A new MoE dispatch kernel indexes out of range: XID 13 on every GPU of every host and "
+        "the same illegal-memory-access traceback on every rank. The program, not 128 GPUs.",
+        [incident("software_bug", 100, after_s=94)],
+    )
+
+
+@case
+def software_bug_cuda_oom_one_rank(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=9)
+    noise(f, 220)
+    h, g = 6, 5
+    r = f.rank(h, g)
+    f.log(
+        140.0,
+        h,
+        traceback(
+            r,
+            TRAIN_STEP,
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 5 has a "
+            "total capacity of 79.15 GiB of which 1.23 GiB is free. Including non-PyTorch memory, "
+            "this process has 77.91 GiB memory in use.",
+        ),
+        rank=r,
+    )
+    f.log(
+        143.0,
+        h,
+        "[2026-03-02 04:02:23,118] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
+        f"(exitcode: 1) local_rank: {g} (pid: 88231) of binary: /usr/bin/python3",
+    )
+    f.stall(140.0)
+    peer_timeouts(f, 140 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        220,
+        "One rank runs out of GPU memory (a long sequence in the batch); torchrun reports the "
+        "worker failed; the other hosts time out a minute later.",
+        [incident("software_bug", 152, host=h, after_s=139)],
+    )
+
+
+@case
+def software_bug_illegal_memory_access(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=10)
+    noise(f, 200)
+    h, g = 14, 2
+    r = f.rank(h, g)
+    f.xid(
+        77.0,
+        h,
+        g,
+        31,
+        xid_line(
+            f,
+            g,
+            31,
+            "Ch 0000000b, intr 00000000. MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ "
+            "0x7f2a_e0000000. Fault is of type FAULT_PDE ACCESS_TYPE_VIRT_READ",
+            pid=224422,
+        ),
+    )
+    f.log(
+        77.5,
+        h,
+        f"[rank{r}]: terminate called after throwing an instance of 'c10::Error'\n"
+        f"[rank{r}]:   what():  CUDA error: an illegal memory access was encountered\n"
+        f"[rank{r}]: CUDA kernel errors might be asynchronously reported at some other API call, "
+        "so the stacktrace below might be incorrect.\n"
+        f"[rank{r}]: Exception raised from c10_cuda_check_implementation at "
+        "../c10/cuda/CUDAException.cpp:44 (most recent call first):",
+        rank=r,
+    )
+    f.stall(77.0)
+    peer_timeouts(f, 77 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "XID 31 (MMU fault, an application illegal address) on one GPU and the illegal memory "
+        "access abort on its rank; peers time out.",
+        [incident("software_bug", 80, host=h, gpu=g)],
+    )
+
+
+# ==================================================================== network and NIC
+
+
+@case
+def network_flap_one_rack(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=11)
+    noise(f, 220)
+    rack = range(16, 24)
+    for h in rack:
+        g = h % 8
+        t = 100.0 + (h - 16) * 0.1
+        dev = f"mlx5_core 0000:{NIC_BUS[g]:02x}:00.0 mlx5_{g}"
+        f.log(t, h, f"{dev}: Port: 1 Link DOWN", source="kernel")
+        f.log(t + 3.5, h, f"{dev}: Port: 1 Link ACTIVE", source="kernel", severity="info")
+    for n, h in enumerate([3, 9, 17, 20, 22, 27, 30]):
+        peer = [18, 23, 5, 29, 16, 21, 19][n]
+        g = (h + n) % 8
+        f.log(
+            102.0 + n * 0.4,
+            h,
+            f"{f.name(h)}:{3100 + h}:{3180 + h} [{g}] transport/net_ib.cc:1295 NCCL WARN "
+            f"NET/IB : Got completion from peer {f.ip(peer)}<{52000 + n}> with error 12, "
+            "opcode 0, len 0, vendor err 129 (Recv)",
+            source="nccl",
+            rank=f.rank(h, g),
+        )
+    f.stall(101.0)
+    peer_timeouts(f, 101 + NCCL_TIMEOUT_S, skip=set(rack))
+    write(
+        f,
+        folder,
+        220,
+        "The leaf switch of one rack flaps: all 8 hosts of the rack log Link DOWN then ACTIVE, "
+        "hosts inside and outside the rack get IB retry-exceeded completions from various peers.",
+        [incident("network_switch_cable", 112, after_s=99)],
+    )
+
+
+@case
+def nic_port_down_one_host(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=12)
+    noise(f, 220)
+    h, g = 6, 3
+    dev = f"mlx5_core 0000:{NIC_BUS[g]:02x}:00.0"
+    f.log(
+        75.0,
+        h,
+        f"{dev}: mlx5_port_module_event:1151:(pid 0): Port module event: module {g}, "
+        "Cable unplugged",
+        source="kernel",
+    )
+    f.log(75.1, h, f"{dev} mlx5_{g}: Port: 1 Link DOWN", source="kernel")
+    # The peers whose QPs went to that port see their work requests fail.
+    for n, peer in enumerate([5, 7, 14, 22]):
+        pg = (g + n) % 8
+        f.log(
+            80.0 + n * 2.1,
+            peer,
+            f"{f.name(peer)}:{4100 + peer}:{4180 + peer} [{pg}] transport/net_ib.cc:1295 NCCL "
+            f"WARN NET/IB : Got completion from peer {f.ip(h)}<{43000 + n}> with error 12, "
+            "opcode 0, len 0, vendor err 129 (Recv)",
+            source="nccl",
+            rank=f.rank(peer, pg),
+        )
+    f.stall(76.0)
+    peer_timeouts(f, 76 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        220,
+        "One host's ConnectX cable is pulled (module event, Link DOWN); four peers report IB "
+        "completion errors naming that host's address; the rest time out.",
+        [incident("nic", 90, host=h, after_s=74)],
+    )
+
+
+# ==================================================================== hangs
+
+
+@case
+def silent_hang_no_error(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=2, interval=10.0)
+    noise(f, 200)
+    f.stall(120.0)
+    write(
+        f,
+        folder,
+        200,
+        "Every rank stops advancing at t=120 s with no error anywhere (a hung collective before "
+        "NCCL's 10-minute watchdog): detected from heartbeats within 2 heartbeat intervals.",
+        [incident("nccl_watchdog_timeout", 140, after_s=120)],
+    )
+
+
+@case
+def nccl_watchdog_timeout_laggard_rank(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=13)
+    noise(f, 240)
+    f.stall(80.0)
+    # Rank 104 never entered the all-reduce the others wait in: its watchdog fires on the
+    # collective before (one sequence number lower).
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, odd=13)
+    write(
+        f,
+        folder,
+        240,
+        "The job hangs with no hardware or application error; a minute later every host's rank "
+        "reports a watchdog timeout on SeqNum 88123 except node-0013's, stuck on 88122.",
+        [incident("nccl_watchdog_timeout", 100, host=13, after_s=80)],
+    )
+
+
+# ==================================================================== hosts
+
+
+@case
+def host_maintenance_silent_host(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=14)
+    noise(f, 240)
+    h = 27
+    f.silence(90.0, h)
+    for n, peer in enumerate([26, 28]):
+        f.log(
+            120.0 + n,
+            peer,
+            f"{f.name(peer)}:{5100 + peer}:{5180 + peer} [0] misc/socket.cc:49 NCCL WARN "
+            f"socketProgress: Connection closed by remote peer {f.name(h)}<57557>",
+            source="nccl",
+            rank=f.rank(peer, 0),
+        )
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        240,
+        "A host loses power: its agent sends nothing from 90 s on, the job stalls, two neighbours "
+        "see their sockets closed by it and the rest time out. Host loss, named after 60 s of "
+        "silence.",
+        [incident("host_maintenance", 160, host=h, after_s=90)],
+    )
+
+
+@case
+def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=15)
+    noise(f, 240)
+    h = 11
+    f.log(
+        70.0,
+        h,
+        "watchdog: BUG: soft lockup - CPU#12 stuck for 22s! [python:12345]",
+        source="kernel",
+    )
+    f.log(
+        70.0,
+        h,
+        "Modules linked in: nvidia_uvm(POE) nvidia_drm(POE) nvidia_modeset(POE) nvidia(POE)",
+        source="kernel",
+        severity="info",
+    )
+    f.stall(70.0)
+    f.silence(75.0, h)
+    peer_timeouts(f, 70 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        240,
+        "A host's kernel reports a soft lockup and the host then stops answering; the job "
+        "stalls and the peers time out.",
+        [incident("host_maintenance", 85, host=h, after_s=69)],
+    )
+
+
+@case
+def planned_maintenance_reboot(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=16)
+    noise(f, 240)
+    h = 11
+    f.api(
+        20.0,
+        "POST",
+        "/api/v1/maintenance",
+        {
+            "hosts": [f.name(h)],
+            "starts_at": f.at(100).isoformat(),
+            "ends_at": f.at(100 + 3600).isoformat(),
+            "reason": "GPU firmware and BIOS update (ticket OPS-4412)",
+        },
+    )
+    f.log(
+        98.0,
+        h,
+        "[2026-03-02 04:01:38,004] torch.distributed.elastic.agent.server.api: [WARNING] "
+        "Received Signals.SIGTERM death signal, shutting down workers",
+        severity="warning",
+    )
+    f.silence(100.0, h)
+    peer_timeouts(f, 100 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        240,
+        "An operator announces maintenance on one host at 20 s; at 100 s it is rebooted for it: "
+        "the job stalls, the host goes silent, peers time out. Planned, not a fault.",
+        [incident("planned", 130, host=h, after_s=99)],
+    )
+
+
+# ==================================================================== other GPU parts
+
+
+@case
+def gpu_sram_xid94_contained(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=17)
+    noise(f, 200)
+    h, g = 4, 7
+    f.xid(130.0, h, g, 94, xid_line(f, g, 94, "Contained ECC error", pid=1234))
+    f.xid(130.2, h, g, 45, xid_line(f, g, 45, "Ch 00000008", pid=1234))
+    f.log(
+        130.5,
+        h,
+        traceback(
+            f.rank(h, g),
+            TRAIN_STEP,
+            "RuntimeError: CUDA error: uncorrectable ECC error encountered",
+        ),
+        rank=f.rank(h, g),
+    )
+    f.stall(130.0)
+    peer_timeouts(f, 130 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "XID 94 (contained SRAM ECC error) on one GPU; CUDA reports it to the rank as an "
+        "uncorrectable ECC error, which names no memory: the Xid says it is SRAM, not HBM.",
+        [incident("gpu_sram_memory", 135, host=h, gpu=g)],
+    )
+
+
+@case
+def gpu_sram_xid95_uncontained(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=18)
+    noise(f, 180)
+    h, g = 13, 2
+    f.xid(
+        60.0,
+        h,
+        g,
+        95,
+        xid_line(f, g, 95, "Uncontained: SM SRAM ECC error. RST: Yes, D-RST: No", pid=3310),
+    )
+    f.xid(60.1, h, g, 45, xid_line(f, g, 45, "Ch 00000018", pid=3310))
+    f.stall(60.0)
+    peer_timeouts(f, 60 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        180,
+        "XID 95 (uncontained SRAM ECC error) then XID 45 on one GPU; peers time out.",
+        [incident("gpu_sram_memory", 65, host=h, gpu=g)],
+    )
+
+
+@case
+def gpu_system_processor_xid119(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=19)
+    noise(f, 260)
+    h, g = 19, 5
+    for n, (t, fn) in enumerate([(150.0, "76 (GSP_RM_CONTROL)"), (156.0, "10 (FREE)")]):
+        f.xid(
+            t,
+            h,
+            g,
+            119,
+            xid_line(
+                f,
+                g,
+                119,
+                f"Timeout after 6s of waiting for RPC response from GPU{g} GSP! Expected "
+                f"function {fn} (0x20800a4c 0x4).",
+                pid=2024380 + n,
+            ),
+        )
+    f.log(
+        170.0,
+        h,
+        f"NVRM: Rate limiting GSP RPC error prints for GPU at PCI:{f.bus(g)} (printing 1 of "
+        "every 30).  The GPU likely needs to be reset.",
+        source="kernel",
+    )
+    f.stall(150.0)
+    peer_timeouts(f, 150 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        260,
+        "XID 119 (GSP RPC timeout) twice on one GPU, then the driver rate-limits GSP errors and "
+        "asks for a reset; peers time out.",
+        [incident("gpu_system_processor", 155, host=h, gpu=g)],
+    )
+
+
+@case
+def gpu_thermal_slowdown(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=20)
+    noise(f, 200)
+    h, g = 15, 3
+    f.gpu(60.0, h, g, temperature_c=91.0, clock_event_reasons=0x48)
+    f.log(
+        60.5,
+        h,
+        "CPU12: Package temperature above threshold, cpu clock throttled (total events = 1)",
+        source="kernel",
+        severity="warning",
+    )
+    f.stall(61.0)
+    peer_timeouts(f, 61 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "One GPU overheats (91 C, HW thermal slowdown in its clock event reasons) and the job "
+        "stalls on it; the kernel also throttles a CPU package. Peers time out.",
+        [incident("gpu_thermal", 75, host=h, gpu=g, after_s=59)],
+    )
+
+
+# ==================================================================== other host parts
+
+
+@case
+def ssd_nvme_timeouts(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=21)
+    noise(f, 240)
+    h = 2
+    # The data loader reads shards from local NVMe: its read hangs for the 30 s I/O timeout.
+    f.stall(110.0)
+    for t, line in [
+        (140.0, "nvme nvme0: I/O 900 (I/O Cmd) QID 2 timeout, aborting"),
+        (140.1, "nvme nvme0: Abort status: 0x0"),
+        (170.0, "nvme nvme0: I/O 900 QID 2 timeout, reset controller"),
+        (170.1, "nvme0n1: I/O Cmd(0x2) @ LBA 1336320, 32 blocks, I/O Error (sct 0x3 / sc 0x71)"),
+        (
+            170.1,
+            "I/O error, dev nvme0n1, sector 1336320 op 0x0:(READ) flags 0x80700 phys_seg 4 prio "
+            "class 2",
+        ),
+    ]:
+        f.log(t, h, line, source="kernel")
+    r = f.rank(h, 0)
+    f.log(
+        171.0,
+        h,
+        traceback(
+            r,
+            [
+                (
+                    "/usr/local/lib/python3.10/dist-packages/torch/utils/data/_utils/worker.py",
+                    308,
+                    "_worker_loop",
+                    "data = fetcher.fetch(index)",
+                ),
+                ("/workspace/llama/data/shards.py", 97, "read", "buf = f.read(n)"),
+            ],
+            "OSError: [Errno 5] Input/output error",
+        ),
+        rank=r,
+    )
+    write(
+        f,
+        folder,
+        240,
+        "A host's NVMe drive stops answering: the job stalls on its data loader at 110 s, the "
+        "kernel logs I/O timeouts at 140 s, a controller reset and I/O errors at 170 s.",
+        [incident("ssd", 150, host=h, after_s=110)],
+    )
+
+
+def alertmanager(
+    f: CaseFleet, t: float, host: int, alertname: str, summary: str, description: str
+) -> None:
+    """A BMC (IPMI/Redfish exporter) alert delivered by Alertmanager's webhook."""
+    f.api(
+        t,
+        "POST",
+        "/api/v1/alertmanager",
+        {
+            "version": "4",
+            "receiver": "sentinel",
+            "status": "firing",
+            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {
+                        "alertname": alertname,
+                        "instance": f"{f.name(host)}:9290",
+                        "severity": "critical",
+                    },
+                    "annotations": {"summary": summary, "description": description},
+                    "startsAt": f.at(t - 15).isoformat(),
+                    "fingerprint": f"{alertname}-{host}",
+                }
+            ],
+        },
+        role="agent",
+    )
+
+
+@case
+def power_supply_failure_with_power_brake(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=22)
+    noise(f, 200)
+    h = 10
+    for g in range(f.gpus):
+        f.gpu(90.0, h, g, clock_event_reasons=0x88, power_w=180.0)
+    f.xid(93.0, h, 6, 79, xid_line(f, 6, 79, "GPU has fallen off the bus."))
+    f.gpu(93.5, h, 6, lost=True)
+    f.stall(90.0)
+    alertmanager(
+        f,
+        100.0,
+        h,
+        "IPMIPowerSupplyFailure",
+        f"PSU failure on {f.name(h)}",
+        "   1 | 03/02/2026 | 04:01:29 | Power Supply #0x50 | Failure detected () | Asserted",
+    )
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "A PSU fails: all 8 GPUs of the host hit HW power brake, one falls off the bus (XID 79), "
+        "and the BMC's SEL entry arrives through Alertmanager. The PSU, not the GPU.",
+        [incident("power_supply", 95, host=h, after_s=89)],
+    )
+
+
+@case
+def server_chassis_fan_failure(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=23)
+    noise(f, 200)
+    h = 20
+    for g in range(f.gpus):
+        f.gpu(95.0 + g * 0.1, h, g, temperature_c=93.0 + g * 0.2, clock_event_reasons=0x48)
+    f.stall(96.0)
+    alertmanager(
+        f,
+        104.0,
+        h,
+        "IPMIFanCritical",
+        f"Fan failure on {f.name(h)}",
+        "  12 | 03/02/2026 | 04:01:29 | Fan FAN3 | Lower Critical going low | Asserted",
+    )
+    peer_timeouts(f, 96 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "A chassis fan dies: every GPU of the host goes into thermal slowdown and the job "
+        "stalls; the BMC's SEL fan alert arrives a few seconds later. The chassis, not 8 GPUs.",
+        [incident("server_chassis", 110, host=h, after_s=94)],
+    )
+
+
+@case
+def io_expansion_board_pcie_switch_fatal(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=24)
+    noise(f, 200)
+    h = 8
+    for line in [
+        "pcieport 0000:16:02.0: AER: Uncorrected (Fatal) error received: 0000:16:02.0",
+        "pcieport 0000:16:02.0: PCIe Bus Error: severity=Uncorrected (Fatal), type=Transaction "
+        "Layer, (Receiver ID)",
+        "pcieport 0000:16:02.0:   device [1000:c030] error status/mask=00040000/00400000",
+        "pcieport 0000:16:02.0:    [18] MalfTLP                (First)",
+    ]:
+        f.log(130.0, h, line, source="kernel")
+    f.stall(130.0)
+    peer_timeouts(f, 130 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "A fatal AER error on a PCIe switch port (Broadcom PEX, 1000:c030) of one host; the job "
+        "stalls and the peers time out.",
+        [incident("io_expansion_board", 142, host=h, after_s=129)],
+    )
+
+
+@case
+def cpu_machine_check(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=25)
+    noise(f, 200)
+    h = 21
+    for line in [
+        "mce: [Hardware Error]: CPU 12: Machine Check: 0 Bank 5: be00000000800400",
+        "mce: [Hardware Error]: TSC 0 ADDR 7f1234567000 MISC 0 ",
+        "mce: [Hardware Error]: PROCESSOR 0:606a6 TIME 1772424100 SOCKET 0 APIC 18 microcode "
+        "d0003a5",
+        "mce: [Hardware Error]: Machine check events logged",
+    ]:
+        f.log(100.0, h, line, source="kernel")
+    f.stall(100.0)
+    peer_timeouts(f, 100 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "A machine check on one host's CPU (bank 5); its ranks die and the peers time out.",
+        [incident("cpu", 112, host=h, after_s=99)],
+    )
+
+
+@case
+def system_memory_edac_ue(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=26)
+    noise(f, 200)
+    # A healthy host logs corrected DIMM errors now and then: noise, not the cause.
+    f.log(
+        30.0,
+        2,
+        "EDAC MC0: 1 CE memory read error on CPU_SrcID#0_MC#0_Chan#0_DIMM#0 (channel:0 slot:0 "
+        "page:0x123 offset:0x0 grain:32 syndrome:0x0)",
+        source="kernel",
+        severity="warning",
+    )
+    h = 7
+    for line in [
+        "EDAC MC3: 1 UE memory read error on CPU_SrcID#1_MC#1_Chan#2_DIMM#0 (channel:2 slot:0 "
+        "page:0xb757589 offset:0x140 grain:32 -  OVERFLOW err_code:0101:0092 socket:1 imc:1 "
+        "rank:0 bg:3 ba:0 row:1a1e8 col:180)",
+        "mce: Uncorrected hardware memory error in user-access at 2c2cbc8c00",
+        "Memory failure: 0x2c2cbc8: Sending SIGBUS to python:88412 due to hardware memory "
+        "corruption",
+    ]:
+        f.log(120.0, h, line, source="kernel")
+    f.log(121.0, h, f"[rank{f.rank(h, 4)}]: Bus error (core dumped)", rank=f.rank(h, 4))
+    f.stall(120.0)
+    peer_timeouts(f, 120 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "An uncorrectable DIMM error on one host: EDAC UE, the kernel kills the rank with "
+        "SIGBUS ('Bus error (core dumped)'); another host's corrected errors are noise.",
+        [incident("system_memory", 132, host=h, after_s=119)],
+    )
+
+
+# ==================================================================== outside the job
+
+
+@case
+def dependency_lustre_down(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=27)
+    noise(f, 220)
+    for h in range(0, 32, 2):
+        t = 150.0 + h * 0.2
+        f.log(
+            t,
+            h,
+            "LustreError: 11-0: scratch-OST0001-osc-ffff8803bd1d9800: operation ost_write to "
+            "node 10.0.0.1@o2ib failed: rc = -107",
+            source="kernel",
+        )
+        f.log(
+            t + 0.5,
+            h,
+            "Lustre: scratch-MDT0000-mdc-ffff88103d2a7000: Connection to scratch-MDT0000 (at "
+            "10.1.1.1@o2ib) was lost; in progress operations using this service will wait for "
+            "recovery to complete",
+            source="kernel",
+        )
+    f.stall(150.0)
+    write(
+        f,
+        folder,
+        220,
+        "The Lustre file system the job checkpoints to goes away: half the hosts log LustreError "
+        "and lost MDT connections during a checkpoint write, and the job stalls.",
+        [incident("dependency", 162, after_s=149)],
+    )
+
+
+@case
+def dependency_object_store_refused(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=28)
+    noise(f, 200)
+    for h in range(f.hosts):
+        r = f.rank(h, 0)
+        f.log(
+            110.0 + h * 0.1,
+            h,
+            traceback(
+                r,
+                [
+                    ("/workspace/llama/data/stream.py", 144, "__iter__", "obj = self._get(key)"),
+                    (
+                        "/usr/local/lib/python3.10/dist-packages/botocore/client.py",
+                        553,
+                        "_api_call",
+                        "return self._make_api_call(operation_name, kwargs)",
+                    ),
+                ],
+                'botocore.exceptions.EndpointConnectionError: Could not connect to the endpoint '
+                'URL: "http://datastore.internal:9000/shards/train-00412.bin"',
+            ),
+            rank=r,
+        )
+    f.stall(110.0)
+    write(
+        f,
+        folder,
+        200,
+        "The object store the data loaders stream shards from refuses connections: every "
+        "host's loader fails to reach it and the job stalls.",
+        [incident("dependency", 125, after_s=109)],
+    )
+
+
+@case
+def silent_data_corruption_nan_grad(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=29)
+    noise(f, 200)
+    h, g = 5, 2
+    r = f.rank(h, g)
+    f.log(
+        120.0,
+        h,
+        traceback(
+            r,
+            [
+                *TRAIN_STEP[:2],
+                (
+                    "/workspace/megatron/core/distributed/param_and_grad_buffer.py",
+                    187,
+                    "start_grad_sync",
+                    "assert not torch.isnan(norm).any(), (",
+                ),
+            ],
+            f"AssertionError: Rank {r}: found NaN in local grad norm in backward pass before "
+            f"data-parallel communication collective. Device: {g}, node: {f.name(h)}",
+        ),
+        rank=r,
+    )
+    f.stall(120.0)
+    peer_timeouts(f, 120 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        200,
+        "Megatron's NaN check fires on one rank (NaN in its local grad norm) with no hardware "
+        "error anywhere; that rank exits and the others hang until their watchdogs fire.",
+        [incident("silent_data_corruption", 140, host=h, after_s=119)],
+    )
+
+
+# ==================================================================== several faults, none
+
+
+@case
+def two_faults_xid48_and_nvme(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=30)
+    noise(f, 220)
+    f.xid(
+        80.0,
+        5,
+        2,
+        48,
+        xid_line(
+            f,
+            2,
+            48,
+            "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer "
+            "at partition 2, subpartition 1.",
+        ),
+    )
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={5})
+    # Unrelated, on another host, while the job is down: its boot drive fails.
+    for t, line in [
+        (130.0, "nvme nvme1: I/O 211 QID 7 timeout, aborting"),
+        (130.2, "nvme nvme1: I/O 211 QID 7 timeout, reset controller"),
+        (130.4, "nvme nvme1: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0xffff"),
+    ]:
+        f.log(t, 22, line, source="kernel")
+    write(
+        f,
+        folder,
+        220,
+        "XID 48 on node-0005 stops the job; 50 s later node-0022's NVMe controller goes down. "
+        "Two unrelated faults in one window: two incidents.",
+        [
+            incident("gpu_hbm_memory", 85, host=5, gpu=2),
+            incident("ssd", 145, host=22, after_s=129),
+        ],
+    )
+
+
+@case
+def two_faults_xid79_and_edac_ue(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=31)
+    noise(f, 200)
+    f.xid(60.0, 3, 5, 79, xid_line(f, 5, 79, "GPU has fallen off the bus."))
+    f.gpu(60.5, 3, 5, lost=True)
+    f.log(
+        62.0,
+        18,
+        "EDAC MC1: 1 UE memory read error on CPU_SrcID#0_MC#1_Chan#1_DIMM#0 (channel:1 slot:0 "
+        "page:0x5d3a11 offset:0x80 grain:32 - err_code:0101:0091 socket:0 imc:1 rank:0)",
+        source="kernel",
+    )
+    f.stall(60.0)
+    peer_timeouts(f, 60 + NCCL_TIMEOUT_S, skip={3})
+    write(
+        f,
+        folder,
+        200,
+        "Within two seconds a GPU of node-0003 falls off the bus and node-0018 logs an "
+        "uncorrectable DIMM error: two faults, two incidents.",
+        [
+            incident("faulty_gpu", 65, host=3, gpu=5),
+            incident("system_memory", 75, host=18, after_s=61),
+        ],
+    )
+
+
+@case
+def noisy_healthy_fleet(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=32)
+    noise(f, 200, hosts=range(0, 32, 3))
+    f.log(
+        50.0,
+        9,
+        "EDAC MC0: 2 CE memory read error on CPU_SrcID#0_MC#0_Chan#2_DIMM#0 (channel:2 slot:0 "
+        "page:0x0 offset:0x0 grain:8 syndrome:0x0)",
+        source="kernel",
+        severity="warning",
+    )
+    f.log(
+        60.0,
+        14,
+        "nvidia-peermem nv_get_p2p_free_callback:127 ERROR detected invalid context, skipping "
+        "further processing",
+        source="kernel",
+    )
+    f.log(
+        75.0,
+        20,
+        f"{f.name(20)}:6120:6200 [4] NCCL INFO NET/IB : Using [0]mlx5_0:1/IB [1]mlx5_1:1/IB "
+        "[2]mlx5_2:1/IB [3]mlx5_3:1/IB ; OOB ib0:10.128.2.14<0>",
+        source="nccl",
+        severity="info",
+    )
+    f.log(
+        90.0,
+        31,
+        f"[rank{f.rank(31, 0)}]: saving checkpoint at iteration 12100 to /ckpt/llama3-405b/step-"
+        "12100 in torch_dist format",
+        rank=f.rank(31, 0),
+        severity="info",
+    )
+    write(
+        f,
+        folder,
+        200,
+        "A healthy fleet's everyday noise: corrected PCIe AER, corrected DIMM errors, "
+        "nvidia-peermem chatter, NCCL INFO, checkpoint messages. No incident.",
+        [],
     )
 
 
