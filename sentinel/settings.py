@@ -143,6 +143,11 @@ class RemediationSettings(_Section):
         description="auto: execute decisions at once; approve: wait for an operator; dry_run: "
         "record and show decisions, execute nothing.",
     )
+    executor: Literal["scheduler", "pull"] = Field(
+        "scheduler",
+        description="scheduler: Sentinel carries decisions out through the scheduler adapter; "
+        "pull: another system polls GET /api/v1/decisions?status=pending and acknowledges.",
+    )
     settle_s: float = Field(
         20.0,
         ge=0,

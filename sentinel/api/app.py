@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
-from sentinel.api.routes import alerts, dumps, hosts, incidents, jobs, ops, reports
+from sentinel.api.routes import alerts, decisions, dumps, hosts, incidents, jobs, ops, reports
 from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
@@ -141,7 +141,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (reports, hosts, jobs, dumps, incidents, ops, alerts):
+    # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
+    for module in (reports, decisions, hosts, jobs, dumps, incidents, ops, alerts):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

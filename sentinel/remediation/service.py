@@ -8,6 +8,7 @@ decision from 'approved' to 'executing' in one conditional UPDATE that a single 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -35,7 +36,8 @@ from sentinel.triage.taxonomy import Category
 log = logging.getLogger(__name__)
 
 PROVISIONAL = frozenset({Category.NCCL_WATCHDOG_TIMEOUT, Category.UNKNOWN})
-# Statuses: pending (awaiting an operator) → approved → executing → done | failed;
+# Statuses: proposed (awaiting an operator) → approved → executing → done | failed;
+# with an outside executor, approved decisions wait as pending until it acknowledges them;
 # held (waiting for a condition) → approved; escalated, cancelled, recorded (dry run) and
 # noop are final without execution.
 FINAL = frozenset({"done", "failed", "escalated", "cancelled", "recorded", "noop"})
@@ -140,7 +142,11 @@ class RemediationService:
             return "recorded"
         if proposal.action == Action.hold:
             return "held"
-        return "pending" if self._settings.mode == "approve" else "approved"
+        return "proposed" if self._settings.mode == "approve" else self.approved_status()
+
+    def approved_status(self) -> str:
+        """What an approved decision waits as: for our executor, or for an outside puller."""
+        return "pending" if self._settings.executor == "pull" else "approved"
 
     async def _context(self, session: AsyncSession, incident: Incident) -> RemediationContext:
         now = self._clock.now()
@@ -148,7 +154,6 @@ class RemediationService:
         verdict = incident.verdict or {}
         evidence = verdict.get("evidence", [])
         xids = tuple(sorted({int(e["xid"]) for e in evidence if e.get("xid") is not None}))
-        signature = next((e["text"] for e in evidence if e.get("role") == "cause"), None)
         past: list[PastDecision] = []
         ranks: Sequence[JobRank] = []
         if incident.job_id is not None:
@@ -163,17 +168,10 @@ class RemediationService:
                     )
                 )
             ).all()
-            for d, category, v in rows:
-                ev = (v or {}).get("evidence", [])
-                past.append(
-                    PastDecision(
-                        category,
-                        d.action,
-                        d.status,
-                        d.created_at,
-                        next((e["text"] for e in ev if e.get("role") == "cause"), None),
-                    )
-                )
+            past = [
+                PastDecision(category, d.action, d.status, d.created_at, _signature(v or {}))
+                for d, category, v in rows
+            ]
             ranks = (
                 await session.scalars(select(JobRank).where(JobRank.job_id == incident.job_id))
             ).all()
@@ -193,7 +191,7 @@ class RemediationService:
             culprit_gpu=incident.culprit_gpu,
             confidence=incident.confidence,
             xids=xids,
-            signature=_normalize(signature),
+            signature=_signature(verdict),
             job_id=incident.job_id,
             job_hosts=len({r.host_id for r in ranks}),
             checkpoint_step=durable,
@@ -320,7 +318,9 @@ class RemediationService:
                 )
             )
             if recent == 0 and decision.created_at <= quiet_since:
-                decision.status = "pending" if self._settings.mode == "approve" else "approved"
+                decision.status = (
+                    "proposed" if self._settings.mode == "approve" else self.approved_status()
+                )
                 decision.action = Action.restart.value
                 decision.reason += (
                     f"; fabric quiet for {self._settings.fabric_quiet_s:g} s: restart"
@@ -328,9 +328,10 @@ class RemediationService:
                 decision.updated_at = self._clock.now()
 
 
-def _normalize(text: str | None) -> str | None:
-    import re
-
+def _signature(verdict: dict[str, Any]) -> str | None:
+    """The first cause line with numbers blanked: 'the same error' across ranks and runs."""
+    evidence = verdict.get("evidence", [])
+    text = next((e["text"] for e in evidence if e.get("role") == "cause"), None)
     return re.sub(r"0x[0-9a-fA-F]+|\d+", "N", text) if text else None
 
 

@@ -24,6 +24,14 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/maintenance"): {"viewer", "operator"},
     ("POST", "/api/v1/maintenance"): {"operator"},
     ("POST", "/api/v1/classify"): {"viewer", "operator"},
+    ("GET", "/api/v1/decisions"): {"viewer", "operator"},
+    ("GET", "/api/v1/decisions/{decision_id}"): {"viewer", "operator"},
+    ("POST", "/api/v1/decisions/{decision_id}/approve"): {"operator"},
+    ("POST", "/api/v1/decisions/{decision_id}/cancel"): {"operator"},
+    ("POST", "/api/v1/decisions/{decision_id}/override"): {"operator"},
+    ("POST", "/api/v1/decisions/{decision_id}/ack"): {"operator"},
+    ("GET", "/api/v1/hosts/excluded"): {"viewer", "operator"},
+    ("POST", "/api/v1/hosts/{host_id}/repaired"): {"operator"},
     ("GET", "/api/v1/alerts"): {"viewer", "operator"},
     ("GET", "/api/v1/alert-groups"): {"viewer", "operator"},
     ("POST", "/api/v1/alert-groups/{group_id}/ack"): {"operator"},
@@ -62,6 +70,7 @@ def _url(path: str) -> str:
         path.replace("{host_id}", "h001")
         .replace("{job_id}", "job-1")
         .replace("{incident_id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{decision_id}", "00000000-0000-4000-8000-000000000000")
     )
 
 

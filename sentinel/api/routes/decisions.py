@@ -1,0 +1,264 @@
+"""Decisions (the pull API for any scheduler, operator approval and overrides) and host repair."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from sentinel.api.deps import Ctx, Operator, Session, Viewer
+from sentinel.auth import Principal
+from sentinel.db.models import AuditEntry, Decision, Host
+from sentinel.remediation.policy import Action
+from sentinel.schedulers.hostlist import compress
+from sentinel.wire.v1 import Name
+
+router = APIRouter(prefix="/api/v1", tags=["remediation"])
+
+
+class DecisionOut(BaseModel):
+    id: uuid.UUID
+    incident_id: uuid.UUID
+    job_id: str | None
+    action: str
+    status: str
+    rule: str
+    reason: str
+    exclude_hosts: list[str]
+    checkpoint_step: int | None
+    steps_lost: int | None
+    outcome: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _out(d: Decision) -> DecisionOut:
+    return DecisionOut.model_validate(d, from_attributes=True)
+
+
+@router.get(
+    "/decisions",
+    response_model=list[DecisionOut],
+    summary="Decisions; an outside scheduler polls status=pending",
+)
+async def list_decisions(
+    session: Session,
+    _: Viewer,
+    status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
+    job_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> list[DecisionOut]:
+    q = select(Decision)
+    if status_:
+        q = q.where(Decision.status == status_)
+    if job_id:
+        q = q.where(Decision.job_id == job_id)
+    rows = (await session.scalars(q.order_by(Decision.created_at.desc()).limit(limit))).all()
+    return [_out(d) for d in rows]
+
+
+async def _decision(session: Session, decision_id: uuid.UUID) -> Decision:
+    d = await session.get(Decision, decision_id)
+    if d is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {decision_id}")
+    return d
+
+
+@router.get("/decisions/{decision_id}", response_model=DecisionOut, summary="One decision")
+async def get_decision(session: Session, _: Viewer, decision_id: uuid.UUID) -> DecisionOut:
+    return _out(await _decision(session, decision_id))
+
+
+def _audit(
+    ctx: Ctx, session: Session, who: Principal, action: str, target: str, detail: dict[str, Any]
+) -> None:
+    session.add(
+        AuditEntry(
+            actor=who.name,
+            role=who.role,
+            action=action,
+            target=target,
+            detail=detail,
+            at=ctx.clock.now(),
+        )
+    )
+
+
+def _require(d: Decision, allowed: set[str], verb: str) -> None:
+    if d.status not in allowed:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"cannot {verb} a decision that is {d.status!r}; only {sorted(allowed)}",
+        )
+
+
+class Note(BaseModel):
+    comment: str = Field("", max_length=2000)
+
+
+@router.post(
+    "/decisions/{decision_id}/approve",
+    response_model=DecisionOut,
+    summary="Approve a proposed decision (operator)",
+)
+async def approve(
+    ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: Note
+) -> DecisionOut:
+    d = await _decision(session, decision_id)
+    _require(d, {"proposed", "held"}, "approve")
+    d.status = ctx.remediation.approved_status()
+    d.updated_at = ctx.clock.now()
+    _audit(ctx, session, who, "decision.approve", f"decision:{d.id}", {"comment": body.comment})
+    return _out(d)
+
+
+@router.post(
+    "/decisions/{decision_id}/cancel",
+    response_model=DecisionOut,
+    summary="Cancel a decision that has not started (operator)",
+)
+async def cancel(
+    ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: Note
+) -> DecisionOut:
+    d = await _decision(session, decision_id)
+    _require(d, {"proposed", "held", "approved", "pending"}, "cancel")
+    d.status = "cancelled"
+    d.reason += f"; cancelled by {who.name}" + (f": {body.comment}" if body.comment else "")
+    d.updated_at = ctx.clock.now()
+    _audit(ctx, session, who, "decision.cancel", f"decision:{d.id}", {"comment": body.comment})
+    return _out(d)
+
+
+class OverrideIn(BaseModel):
+    action: Literal["restart", "exclude_and_restart", "escalate", "none"]
+    exclude_hosts: list[Name] = Field(default_factory=list, max_length=1000)
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+@router.post(
+    "/decisions/{decision_id}/override",
+    response_model=DecisionOut,
+    summary="Replace a decision that has not started with the operator's (operator)",
+)
+async def override(
+    ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: OverrideIn
+) -> DecisionOut:
+    d = await _decision(session, decision_id)
+    _require(d, {"proposed", "held", "approved", "pending", "escalated"}, "override")
+    if body.action == "exclude_and_restart" and not body.exclude_hosts:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "exclude_hosts: exclude_and_restart needs at least one host",
+        )
+    before = {"action": d.action, "exclude_hosts": d.exclude_hosts, "rule": d.rule}
+    d.action = body.action
+    d.exclude_hosts = list(body.exclude_hosts) if body.action == "exclude_and_restart" else []
+    d.rule = "OperatorOverride"
+    d.reason = f"overridden by {who.name}: {body.reason}"
+    d.status = {Action.escalate.value: "escalated", Action.none.value: "noop"}.get(
+        body.action, ctx.remediation.approved_status()
+    )
+    d.updated_at = ctx.clock.now()
+    _audit(
+        ctx,
+        session,
+        who,
+        "decision.override",
+        f"decision:{d.id}",
+        {"before": before, "after": body.model_dump()},
+    )
+    return _out(d)
+
+
+class AckIn(BaseModel):
+    outcome: Literal["done", "failed"]
+    detail: str = Field("", max_length=10_000)
+
+
+@router.post(
+    "/decisions/{decision_id}/ack",
+    response_model=DecisionOut,
+    summary="An outside scheduler reports the outcome of a pending decision (operator)",
+)
+async def ack(
+    ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: AckIn
+) -> DecisionOut:
+    d = await _decision(session, decision_id)
+    _require(d, {"pending"}, "acknowledge")
+    d.status = body.outcome
+    d.error = body.detail if body.outcome == "failed" else None
+    d.outcome = {
+        **d.outcome,
+        "steps": [
+            *d.outcome.get("steps", []),
+            {"op": "ack", "ok": body.outcome == "done", "adapter": who.name, "output": body.detail},
+        ],
+    }
+    d.updated_at = ctx.clock.now()
+    _audit(ctx, session, who, "decision.ack", f"decision:{d.id}", body.model_dump())
+    return _out(d)
+
+
+class ExcludedHost(BaseModel):
+    id: str
+    drain_state: str
+    drain_reason: str | None
+
+
+@router.get(
+    "/hosts/excluded",
+    response_model=list[ExcludedHost],
+    summary="Hosts Sentinel excluded; ?format=hostlist gives a Slurm hostlist for sbatch --exclude",
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def excluded_hosts(
+    session: Session, _: Viewer, format: Literal["json", "hostlist"] = "json"
+) -> Any:
+    rows = (
+        await session.scalars(
+            select(Host).where(Host.drain_state.in_(("draining", "drained"))).order_by(Host.id)
+        )
+    ).all()
+    if format == "hostlist":
+        return PlainTextResponse(compress(h.id for h in rows) + "\n")
+    return [
+        ExcludedHost(id=h.id, drain_state=h.drain_state, drain_reason=h.drain_reason) for h in rows
+    ]
+
+
+@router.post(
+    "/hosts/{host_id}/repaired",
+    response_model=ExcludedHost,
+    summary="Mark a drained host repaired: resume it in the scheduler (operator)",
+)
+async def repaired(
+    ctx: Ctx, session: Session, who: Operator, host_id: str, body: Note
+) -> ExcludedHost:
+    host = await session.get(Host, host_id)
+    if host is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no host {host_id!r}")
+    result = await ctx.remediation.scheduler.resume(host_id)
+    if not result.ok:
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY,
+            f"scheduler {result.adapter} refused to resume {host_id}: {result.error}",
+        )
+    host.drain_state = "none"
+    host.drain_reason = None
+    host.last_critical_at = None
+    host.last_critical = None
+    _audit(
+        ctx,
+        session,
+        who,
+        "host.repaired",
+        f"host:{host_id}",
+        {"comment": body.comment, "commands": list(result.commands)},
+    )
+    return ExcludedHost(id=host.id, drain_state=host.drain_state, drain_reason=None)
