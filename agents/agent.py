@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from agents.config import AgentConfig
 from agents.metrics import AgentMetrics
 from agents.patterns import KERNEL_PATTERNS, TRAINING_PATTERNS, PatternFile, load_patterns
 from agents.providers.base import GpuProvider
-from agents.transport.outbox import Outbox
+from agents.transport.outbox import Outbox, OutboxBusy
 from agents.transport.sender import Backoff, Sender
 from sentinel.wire import CRITICAL_KINDS, AgentStatus, Observation
 
@@ -77,15 +78,19 @@ class Agent:
             self.token = config.service.read_token()
         except OSError as exc:
             raise ConfigError(f"service.token_file: {exc}") from exc
-        self.outbox = Outbox(
-            config.outbox.path,
-            host_id=config.host_id,
-            clock=self.clock,
-            max_bytes=config.outbox.max_bytes,
-            max_batch_observations=config.outbox.max_batch_observations,
-            max_batch_bytes=config.outbox.max_batch_bytes,
-        )
-        self._upload_client = httpx.Client(timeout=max(60.0, config.service.timeout_s))
+        try:
+            self.outbox = Outbox(
+                config.outbox.path,
+                host_id=config.host_id,
+                clock=self.clock,
+                max_bytes=config.outbox.max_bytes,
+                max_batch_observations=config.outbox.max_batch_observations,
+                max_batch_bytes=config.outbox.max_batch_bytes,
+            )
+        except (OutboxBusy, OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"outbox.path: {exc}") from exc
+        # Only the flight-recorder watcher uploads; a simulated fleet runs without one.
+        self._upload_client: httpx.Client | None = None
         self._sender: Sender | None = None
         self._failing: dict[str, int] = {}
         self.collectors = self._build_collectors(provider)
@@ -141,11 +146,13 @@ class Agent:
             )
         if c.flight_recorder.enabled:
             fr = c.flight_recorder
+            client = httpx.Client(timeout=max(60.0, self.config.service.timeout_s))
+            self._upload_client = client
             out.append(
                 FlightRecorderCollector(
                     ctx,
                     outbox=self.outbox,
-                    client=self._upload_client,
+                    client=client,
                     base_url=self.config.service.base_url,
                     token=self.token,
                     prefix=fr.prefix,
@@ -246,23 +253,25 @@ class Agent:
                 cfg.outbox.path,
                 self.outbox.depth,
             )
-            tasks = [
-                asyncio.create_task(self._sender.run(), name="sender"),
-                asyncio.create_task(self._report_status(stop), name="status"),
-            ]
+            sender = asyncio.create_task(self._sender.run(), name="sender")
+            tasks = [asyncio.create_task(self._report_status(stop), name="status")]
             tasks += [
                 asyncio.create_task(self._run_collector(c, stop), name=c.name)
                 for c in self.collectors
             ]
             await stop.wait()
-            self._sender.stop()
+            # Collectors finish their current poll first, so the sender's final drain
+            # includes what they saw last.
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._sender.stop()
+            await asyncio.gather(sender, return_exceptions=True)
             self._sender = None
         for collector in self.collectors:
             try:
                 await asyncio.to_thread(collector.close)
             except Exception:
                 log.exception("closing collector %s failed", collector.name)
-        self._upload_client.close()
+        if self._upload_client is not None:
+            self._upload_client.close()
         self.outbox.close()
         log.info("agent %s stopped", cfg.host_id)

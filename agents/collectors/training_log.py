@@ -70,13 +70,19 @@ class TrainingLogCollector:
         self._polls = 0
 
     def _discover(self) -> None:
+        found: set[str] = set()
         for spec in self._globs:
             matches = glob.glob(spec) if glob.has_magic(spec) else [spec]
+            found.update(matches)
             for name in matches:
                 if name not in self._files:
                     # Files found after start-up are new: read them from their beginning.
                     from_start = self._from_start or self._polls > 0
                     self._files[name] = _File(FileTailer(Path(name), from_start=from_start))
+        # Jobs come and go: forget files that are gone and have nothing left to finish.
+        for name in [n for n, f in self._files.items() if n not in found and not f.tracebacks]:
+            if not Path(name).exists():
+                self._files.pop(name).tailer.close()
 
     def poll(self) -> Sequence[Observation]:
         if self._polls % _RESCAN_EVERY == 0:

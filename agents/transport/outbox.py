@@ -18,6 +18,7 @@ Policy (also in docs/agent.md):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import sqlite3
@@ -70,6 +71,10 @@ CREATE TABLE IF NOT EXISTS uploads (
 """
 
 
+class OutboxBusy(Exception):
+    """Another process holds this outbox."""
+
+
 @dataclass(frozen=True)
 class FormedBatch:
     seq: int
@@ -104,6 +109,13 @@ class Outbox:
         agent_id: str | None = None,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Two agents on one outbox would hand out the same sequence numbers: refuse.
+        self._lock_file = (path.parent / (path.name + ".lock")).open("a")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise OutboxBusy(f"{path} is in use by another agent") from None
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._clock = clock
@@ -354,3 +366,4 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._lock_file.close()  # releases the flock

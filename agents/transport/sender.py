@@ -97,6 +97,7 @@ class Sender:
         send_interval_s: float,
         backoff: Backoff,
         compress: bool = True,
+        drain_timeout_s: float = 2.0,
     ) -> None:
         self._outbox = outbox
         self._client = client
@@ -107,6 +108,7 @@ class Sender:
         self._interval = send_interval_s
         self._backoff = backoff
         self._compress = compress
+        self._drain_s = drain_timeout_s
         self._wake = asyncio.Event()
         self._stopping = False
         self._hold_until = 0.0  # monotonic time before which Retry-After forbids sending
@@ -138,10 +140,18 @@ class Sender:
                 delay = hold
                 continue
             delay = await self.flush()
+        # On a clean stop, ship what is queued while the service answers; a service that is
+        # down (or asked for quiet) must not hold up the shutdown. The rest stays on disk.
+        if self._drain_s > 0 and not self._backoff.failures and not self._holding():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flush(draining=True), timeout=self._drain_s)
 
-    async def flush(self) -> float:
+    def _holding(self) -> bool:
+        return self._hold_until > self._clock.monotonic()
+
+    async def flush(self, *, draining: bool = False) -> float:
         """Send every waiting batch; returns how long to wait before the next round."""
-        while not self._stopping:
+        while draining or not self._stopping:
             batch = self._outbox.next_batch()
             self._metrics.outbox_depth.set(self._outbox.depth)
             self._metrics.outbox_bytes.set(self._outbox.size_bytes)

@@ -120,3 +120,15 @@ def test_batch_byte_limit_splits_batches(tmp_path: Path) -> None:
         sizes.append(len(batch.body))
         box.ack(batch.seq)
     assert len(sizes) > 1 and max(sizes) <= 64 * 1024 + 512
+
+
+def test_a_second_agent_cannot_open_the_same_outbox(tmp_path: Path) -> None:
+    import pytest
+
+    from agents.transport.outbox import OutboxBusy
+
+    first = _outbox(tmp_path)
+    with pytest.raises(OutboxBusy):
+        _outbox(tmp_path)
+    first.close()
+    _outbox(tmp_path).close()  # free again once the first is closed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,15 +22,15 @@ from agent_helpers import REPO
 SCENARIO = {
     "gpus": 8,
     "timeline": [
-        {"at": 0.2, "gpu": 5, "xid": 48, "add": {"ecc_volatile_uncorrected": 1}},
+        {"at": 0.6, "gpu": 5, "xid": 48, "add": {"ecc_volatile_uncorrected": 1}},
         {
-            "at": 0.4,
+            "at": 0.8,
             "gpu": 5,
             "xid": 63,
             "set": {"remap_pending": True},
             "add": {"remapped_rows_uncorrectable": 1},
         },
-        {"at": 0.6, "gpu": 5, "xid": 64, "set": {"remap_failure": True}},
+        {"at": 1.0, "gpu": 5, "xid": 64, "set": {"remap_failure": True}},
     ],
 }
 XIDS_PER_RUN, ECC_PER_RUN = 3, 4
@@ -45,6 +46,31 @@ def _start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+def _queued(outbox: Path, kind: str) -> int:
+    """Observations of a kind in the agent's outbox, pending or in a formed batch."""
+    if not outbox.exists():
+        return 0
+    db = sqlite3.connect(outbox, timeout=5)
+    try:
+        pending = db.execute("SELECT COUNT(*) FROM pending WHERE kind = ?", (kind,)).fetchone()[0]
+        needle = f'"kind":"{kind}"'.encode()
+        formed = sum(bytes(b).count(needle) for (b,) in db.execute("SELECT body FROM batches"))
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+    finally:
+        db.close()
+    return int(pending) + formed
+
+
+def _wait_queued(outbox: Path, xids: int, eccs: int, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if _queued(outbox, "xid") >= xids and _queued(outbox, "ecc") >= eccs:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"agent did not queue its events; log:\n{log.read_text()[-3000:]}")
 
 
 def _observations(service: Any, host: str) -> list[dict[str, Any]]:
@@ -90,12 +116,13 @@ def test_events_survive_service_outage_and_agent_restarts(
     )
     log = tmp_path / "agent.log"
     live_service.stop()
+    outbox = tmp_path / "outbox.db"
     agent = _start_agent(config, log)
-    time.sleep(1.6)
+    _wait_queued(outbox, XIDS_PER_RUN, ECC_PER_RUN, log)
     agent.send_signal(signal.SIGKILL)  # a crash, not a clean stop
     agent.wait(10)
     agent = _start_agent(config, log)  # run 2: same outbox, the scenario plays again
-    time.sleep(1.6)
+    _wait_queued(outbox, 2 * XIDS_PER_RUN, 2 * ECC_PER_RUN, log)
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(10) == 0
     agent = _start_agent(config, log)  # run 3 finds the service back
