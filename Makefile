@@ -1,6 +1,7 @@
 # Sentinel: make demo · make test · make bench · make lint
 # Each target creates .venv when missing and installs what it needs; `make test` also installs
-# the Debian packages the suite runs for real (PostgreSQL) when they are missing.
+# the Debian packages the suite runs for real (PostgreSQL, Slurm, Prometheus, Alertmanager)
+# when they are missing.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -23,6 +24,10 @@ system-deps:
 	@missing=""; \
 	test -x /usr/lib/postgresql/15/bin/initdb || missing="$$missing postgresql-15"; \
 	command -v runuser >/dev/null || missing="$$missing util-linux"; \
+	for b in slurmctld slurmd scontrol sbatch; do command -v $$b >/dev/null || { missing="$$missing slurm-wlm"; break; }; done; \
+	command -v munged >/dev/null || missing="$$missing munge"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && $(APT) $$missing; \
