@@ -296,3 +296,56 @@ def test_evidence_code_block_always_closes(width: int, count: int) -> None:
     (evidence,) = [b for b in msg["blocks"] if "*Evidence*" in b.get("text", {}).get("text", "")]
     text = evidence["text"]["text"]
     assert text.endswith("\n```") and text.count("```") == 2, text[-80:]
+
+
+@pytest.mark.parametrize("integration", ["slack", "pagerduty", "webhook"])
+@pytest.mark.parametrize(
+    ("reply", "retryable", "retry_after"),
+    [
+        pytest.param(Reply(500, "oops"), True, None, id="500"),
+        pytest.param(Reply(503, "", {"Retry-After": "30"}), True, 30.0, id="503-retry-after"),
+        pytest.param(Reply(429, "", {"Retry-After": "17"}), True, 17.0, id="429"),
+        pytest.param(
+            Reply(
+                429,
+                "",
+                {
+                    "Retry-After": "Sat, 28 Nov 2026 03:01:00 GMT",
+                    "Date": "Sat, 28 Nov 2026 03:00:20 GMT",
+                },
+            ),
+            True,
+            40.0,
+            id="429-http-date",
+        ),
+        pytest.param(Reply(200, "ok", delay_s=1.0), True, None, id="timeout"),
+        pytest.param(Reply(400, "invalid_payload"), False, None, id="400"),
+        pytest.param(Reply(404, "no_service"), False, None, id="404"),
+    ],
+)
+async def test_every_integration_says_whether_to_retry(
+    integration: str, reply: Reply, retryable: bool, retry_after: float | None
+) -> None:
+    receiver = FakeReceiver().start()
+    receiver.script.append(reply)
+    try:
+        async with httpx.AsyncClient(timeout=0.3) as c:
+            notifier = {
+                "slack": lambda: SlackNotifier(c, receiver.url),
+                "pagerduty": lambda: PagerDutyNotifier(c, "R" * 32, receiver.url),
+                "webhook": lambda: WebhookNotifier(c, receiver.url, "s"),
+            }[integration]()
+            result = await notifier.notify(_group())
+    finally:
+        receiver.stop()
+    assert not result.ok and result.error
+    assert (result.retryable, result.retry_after) == (retryable, retry_after)
+
+
+async def test_unreachable_receiver_is_retryable() -> None:
+    receiver = FakeReceiver().start()
+    url = receiver.url
+    receiver.stop()  # nothing listens there now
+    async with httpx.AsyncClient(timeout=1) as c:
+        result = await SlackNotifier(c, url).notify(_group())
+    assert not result.ok and result.retryable and "transport" in (result.error or "")

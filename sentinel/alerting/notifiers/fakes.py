@@ -71,7 +71,9 @@ class FakeReceiver:
                     time.sleep(reply.delay_s)
                 payload = reply.body.encode()
                 try:
-                    self.send_response(reply.status)
+                    self.send_response_only(reply.status)
+                    if "Date" not in reply.headers:
+                        self.send_header("Date", self.date_time_string())
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
                     self.send_header("Content-Length", str(len(payload)))
