@@ -15,7 +15,7 @@ from typing import ClassVar, Final
 from sentinel.triage.context import TriageContext
 from sentinel.triage.knowledge import SEVERITY_RANK
 from sentinel.triage.signals import Signal, describe
-from sentinel.triage.taxonomy import GPU_CATEGORIES, Category
+from sentinel.triage.taxonomy import Category
 from sentinel.triage.verdict import Verdict
 
 WARNING: Final = SEVERITY_RANK["warning"]
@@ -42,6 +42,8 @@ GPU_PRECEDENCE: Final = (
     Category.GPU_SYSTEM_PROCESSOR,
 )
 COLLECTIVE_FAMILIES: Final = frozenset({"nccl", "pytorch"})
+# Where the driver or NVML itself reports a GPU fault (as opposed to the CUDA runtime).
+_DRIVER_FAMILIES: Final = frozenset({"kernel_xid", "gsp", "gpu_sample", "nvidia_smi"})
 
 
 class Rule(ABC):
@@ -148,6 +150,15 @@ def _same_host(ctx: TriageContext, host: str | None, used: Sequence[Signal]) -> 
     return [s for s in ctx.signals if s.host == host and id(s) not in ids]
 
 
+def _culprit_gpu(head: Signal, evidence: Sequence[Signal]) -> str | None:
+    """The head's GPU; else the one GPU the rest of the evidence names (a rank's CUDA error
+    names no PCI address, the ECC counter or Xid beside it does). Two GPUs: say neither."""
+    if head.gpu:
+        return head.gpu
+    named = {s.gpu for s in evidence if s.gpu and s.category_hint == head.category_hint}
+    return next(iter(named)) if len(named) == 1 else None
+
+
 def _confidence(head: Signal, base: dict[int, float]) -> float:
     return base.get(head.severity_rank, 0.4)
 
@@ -230,7 +241,7 @@ class _HardwareOverSymptoms(Rule):
             evidence=evidence,
             symptoms=symptoms,
             culprit_host=host,
-            culprit_gpu=head.gpu if category in GPU_CATEGORIES or head.gpu else None,
+            culprit_gpu=_culprit_gpu(head, evidence),
             culprit_rank=head.rank,
         )
 
@@ -255,11 +266,16 @@ class BlameHardGpuXidOverPeerTimeouts(_HardwareOverSymptoms):
             for s in ctx.causes
             if s.xid is not None and s.attrs.get("cause") == "application"
         }
-        return [
+        found = [
             s
             for s in super().candidates(ctx)
             if not (s.family == "cuda" and (s.host in app_hosts or None in app_hosts))
         ]
+        # CUDA reports what the runtime saw ("uncorrectable ECC error encountered" is the same
+        # error for HBM and SRAM); where the driver (an Xid, NVML) says what failed on that
+        # host, it names the part and the CUDA error is its evidence, not the head.
+        driver_hosts = {s.host for s in found if s.family in _DRIVER_FAMILIES}
+        return [s for s in found if s.family != "cuda" or s.host not in driver_hosts]
 
 
 class BlameHostHardwareOverPeerTimeouts(_HardwareOverSymptoms):
@@ -394,21 +410,34 @@ class PeersBlamingOneHostIsItsNic(Rule):
             return peer, reports
         return None, []
 
+    @staticmethod
+    def own_port_faults(ctx: TriageContext, peer: str) -> list[Signal]:
+        """NCCL names a peer by its address; a host the job knows by name whose own port
+        failed (link down, module event) while it was blamed is that address."""
+        if peer in ctx.hosts or peer in ctx.hosts_seen:
+            return []
+        own = [s for s in _link_faults(ctx) if s.host and not s.attrs.get("peer")]
+        return own if len({s.host for s in own}) == 1 else []
+
     def applies(self, ctx: TriageContext) -> bool:
         return self.blamed(ctx)[0] is not None
 
     def verdict(self, ctx: TriageContext) -> Verdict | None:
         peer, reports = self.blamed(ctx)
+        assert peer is not None
         reporters = {s.host for s in reports if s.host}
+        own = self.own_port_faults(ctx, peer)
+        culprit = own[0].host if own else peer
         return Verdict.build(
             category=Category.NIC,
-            confidence=0.65,
+            confidence=0.8 if own else 0.65,
             reason=f"{len(reporters)} hosts report failed completions, all from peer {peer}: "
-            "its NIC or link is the common factor.",
+            "its NIC or link is the common factor"
+            + (f"; {culprit} reports its own port failing ({_what(own[0])})." if own else "."),
             rule=self.name,
-            evidence=reports,
+            evidence=[*own, *reports],
             symptoms=ctx.others(reports),
-            culprit_host=peer,
+            culprit_host=culprit,
         )
 
 
@@ -527,11 +556,17 @@ class NumericBlowupWithoutHardwareIsSilentDataCorruption(Rule):
 class MostSevereRemainingCauseWins(Rule):
     """Any other cause a pattern names (a warning-level XID, correctable errors...): weakly."""
 
+    @staticmethod
+    def leads(ctx: TriageContext) -> list[Signal]:
+        # Info-level causes (a corrected PCIe error, "machine check events logged") happen on
+        # healthy hosts all day: never a lead, else any hang would be blamed on them.
+        return [s for s in ctx.causes if s.category_hint and s.severity_rank >= WARNING]
+
     def applies(self, ctx: TriageContext) -> bool:
-        return any(s.category_hint for s in ctx.causes)
+        return bool(self.leads(ctx))
 
     def verdict(self, ctx: TriageContext) -> Verdict | None:
-        causes = [s for s in ctx.causes if s.category_hint]
+        causes = self.leads(ctx)
         head = _strongest(causes, ctx)
         same = [s for s in causes if s.category_hint == head.category_hint]
         return Verdict.build(

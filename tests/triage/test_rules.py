@@ -11,6 +11,7 @@ from sentinel.triage import (
     DEFAULT_POLICY,
     Category,
     Policy,
+    Signal,
     classify_all,
     classify_signals,
     classify_signals_all,
@@ -319,3 +320,65 @@ def test_policy_must_end_with_the_unknown_rule() -> None:
 def test_rules_fired_end_with_the_deciding_rule() -> None:
     verdict = classify_text("NVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus")
     assert verdict.rules_fired[-1] == verdict.rule
+
+
+# ---------------------------------------------------------------- found by the replay corpus
+
+
+def _stalls(n: int = 8) -> list[Signal]:
+    return [heartbeat_stall_signal(host=host(i), rank=i * 8, seconds=30, time=T0) for i in range(n)]
+
+
+def test_a_corrected_pcie_error_on_a_healthy_host_is_no_lead_for_a_hang() -> None:
+    noise = log_signals(
+        "pcieport 0000:15:01.0: AER: Corrected error received: 0000:16:00.0", host=host(3)
+    )
+    verdict = classify_signals([*noise, *_stalls()])
+    assert verdict.category == Category.NCCL_WATCHDOG_TIMEOUT
+
+
+def test_cuda_ecc_error_yields_to_the_xid_that_names_the_memory() -> None:
+    # CUDA says "uncorrectable ECC error" for SRAM and HBM alike; XID 94 says SRAM.
+    signals = [
+        xid_signal(94, host=host(4), gpu="0000:db:00.0", time=T0),
+        *log_signals(
+            "[rank39]: RuntimeError: CUDA error: uncorrectable ECC error encountered",
+            host=host(4),
+            time=T0 + timedelta(seconds=1),
+        ),
+        *_stalls(),
+    ]
+    verdict = classify_signals(signals)
+    assert (verdict.category, verdict.culprit_gpu) == (Category.GPU_SRAM_MEMORY, "0000:db:00.0")
+
+
+def test_culprit_gpu_comes_from_the_ecc_counter_when_the_cuda_error_names_none() -> None:
+    signals = [
+        *log_signals(
+            "[rank143]: RuntimeError: CUDA error: uncorrectable ECC error encountered",
+            host=host(17),
+            time=T0,
+        ),
+        gpu_sample_signal("uncorrectable_ecc", host=host(17), gpu="00000000:DB:00.0", time=T0),
+    ]
+    verdict = classify_signals(signals)
+    assert verdict.category == Category.GPU_HBM_MEMORY
+    assert (verdict.culprit_host, verdict.culprit_gpu) == (host(17), "0000:db:00.0")
+
+
+def test_peers_blaming_an_address_point_at_the_host_whose_port_went_down() -> None:
+    text = "\n".join(
+        [
+            f"Mar 02 04:01:15 {host(6)} kernel: mlx5_core 0000:5f:00.0 mlx5_3: Port: 1 Link DOWN",
+            *(_ib_error(host(i), "10.128.0.16") for i in (5, 7, 14)),
+        ]
+    )
+    verdict = classify_signals(extract_signals(text), hosts_seen=[host(i) for i in range(16)])
+    assert (verdict.category, verdict.culprit_host) == (Category.NIC, host(6))
+    assert verdict.rule == "PeersBlamingOneHostIsItsNic"
+
+
+def test_peers_blaming_a_known_host_name_keep_that_name() -> None:
+    text = "\n".join(_ib_error(host(i), host(9)) for i in (5, 7, 14))
+    verdict = classify_signals(extract_signals(text))
+    assert (verdict.category, verdict.culprit_host) == (Category.NIC, host(9))
