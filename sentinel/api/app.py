@@ -95,14 +95,28 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
         if any(removed.values()):
             log.info("retention removed %s", removed)
 
-    scheduler.add_job(
-        retention,
-        "interval",
-        seconds=ctx.settings.retention.interval_s,
-        id="retention",
-        max_instances=1,
-        coalesce=True,
-    )
+    async def watchdog() -> None:
+        async with unit_of_work(ctx.sessions) as session:
+            await ctx.watchdog.run_once(session)
+
+    async def remediation() -> None:
+        await ctx.remediation.run_due(ctx.sessions)
+
+    async def triage() -> None:
+        # A decision on an incident opened in this round is carried out in the same round:
+        # detection to restart is not one poll interval longer than it needs to be.
+        if await ctx.triage_worker.run_once():
+            await ctx.remediation.run_due(ctx.sessions)
+
+    for job, seconds in (
+        (retention, ctx.settings.retention.interval_s),
+        (triage, ctx.settings.triage.poll_s),
+        (remediation, 1.0),
+        (watchdog, ctx.settings.triage.heartbeat_interval_s / 4),
+    ):
+        scheduler.add_job(
+            job, "interval", seconds=seconds, id=job.__name__, max_instances=1, coalesce=True
+        )
     return scheduler
 
 

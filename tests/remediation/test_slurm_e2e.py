@@ -1,0 +1,141 @@
+"""End to end with a real Slurm: XID 79 on one of a job's 4 hosts → that host drained with the
+reason, the job requeued and running again on the others, both steps recorded as done."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sentinel.testing.service import LiveService
+from sentinel.testing.slurm import SlurmCluster, SlurmUnavailable, start_slurm
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[SlurmCluster]:
+    if os.environ.get("SENTINEL_TEST_SKIP_SLURM") == "1":
+        pytest.skip("SENTINEL_TEST_SKIP_SLURM=1: Slurm tests skipped")
+    try:
+        c = start_slurm(nodes=5)
+    except SlurmUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield c
+    c.stop()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _obs(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"kind": kind, "id": str(uuid.uuid4()), "observed_at": _now(), **fields}
+
+
+def test_xid79_drains_the_host_and_the_job_runs_again_elsewhere(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    job_id = cluster.submit_job(nodes=4)
+    first = cluster.wait_running(job_id)
+    service = LiveService(
+        database_url=f"sqlite:///{tmp_path / 'sentinel.db'}",
+        data_dir=tmp_path,
+        extra_env={
+            "SENTINEL_SCHEDULER__KIND": "slurm",
+            "SENTINEL_SCHEDULER__SLURM__CONF": str(cluster.conf),
+        },
+    )
+    service.start()
+    try:
+        seq: dict[str, int] = {}
+
+        def post(host: str, observations: list[dict[str, Any]]) -> None:
+            seq[host] = seq.get(host, 0) + 1
+            r = httpx.post(
+                f"{service.url}/api/v1/reports",
+                headers=service.headers("agent"),
+                json={
+                    "version": 1,
+                    "host_id": host,
+                    "agent_id": f"{host}-agent",
+                    "seq": seq[host],
+                    "sent_at": _now(),
+                    "observations": observations,
+                },
+                timeout=10,
+            )
+            assert r.status_code == 202, r.text
+
+        # The training ranks report through their hosts' agents: the job's rank → host map.
+        for n, host in enumerate(first):
+            post(
+                host,
+                [
+                    _obs(
+                        "heartbeat",
+                        job_id=job_id,
+                        rank=n * 8 + g,
+                        local_rank=g,
+                        gpu_index=g,
+                        step=1200,
+                        checkpoint_step=1000,
+                        world_size=32,
+                        last_beat_at=_now(),
+                    )
+                    for g in range(8)
+                ],
+            )
+        bad = first[1]
+        post(
+            bad,
+            [
+                _obs(
+                    "xid",
+                    xid=79,
+                    gpu_index=3,
+                    pci_bus_id="00000000:5D:00.0",
+                    source="kernel_log",
+                    message="NVRM: Xid (PCI:0000:5d:00): 79, pid=2711, name=python, GPU has "
+                    "fallen off the bus.",
+                )
+            ],
+        )
+
+        deadline = time.monotonic() + 30
+        decision: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{service.url}/api/v1/decisions", headers=service.headers(), timeout=5)
+            if r.json() and r.json()[0]["status"] in ("done", "failed"):
+                decision = r.json()[0]
+                break
+            time.sleep(0.2)
+        assert decision, "no decision carried out within 30 s"
+        assert decision["status"] == "done", decision
+        assert decision["action"] == "exclude_and_restart" and decision["exclude_hosts"] == [bad]
+        assert [(s["op"], s["ok"]) for s in decision["outcome"]["steps"]] == [
+            ("drain", True),
+            ("requeue", True),
+        ]
+        assert decision["checkpoint_step"] == 1000
+
+        node = cluster.sinfo()[bad]
+        assert "DRAIN" in node["state_flags"]
+        assert node["reason"].startswith("sentinel: faulty_gpu (RESTART_BM)")
+        again = cluster.wait_running(job_id, avoid=(bad,), restarts=1, timeout=30)
+        assert bad not in again and len(again) == 4
+
+        r = httpx.get(f"{service.url}/api/v1/incidents", headers=service.headers(), timeout=5)
+        [incident] = r.json()
+        assert (incident["category"], incident["culprit_host"], incident["state"]) == (
+            "faulty_gpu",
+            bad,
+            "mitigating",
+        )
+    finally:
+        service.stop()
