@@ -267,3 +267,17 @@ def test_duplicate_pattern_names_are_refused() -> None:
     entry = {"name": "x", "family": "x", "severity": "error", "keywords": ["a"], "regex": "a"}
     with pytest.raises(ValidationError, match="duplicate"):
         PatternFile.model_validate({"patterns": [entry, entry]})
+
+
+def test_fallen_off_the_bus_without_xid_names_the_gpu(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    ctx, _ = context()
+    ctx.state.gpu_by_pci["00000000:B3:00.0"] = 7
+    collector = KernelLogCollector(ctx, path=log, patterns=KERNEL, interval_s=1)
+    collector.poll()
+    log.write_text("[ 1843.3] NVRM: GPU 0000:b3:00.0: GPU has fallen off the bus.\n")
+    (record,) = collector.poll()
+    assert isinstance(record, LogRecord)
+    assert (record.family, record.severity, record.pci_bus_id, record.gpu_index) == (
+        "gpu", "critical", "00000000:B3:00.0", 7)
