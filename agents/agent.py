@@ -27,12 +27,20 @@ from agents.patterns import KERNEL_PATTERNS, TRAINING_PATTERNS, PatternFile, loa
 from agents.providers.base import GpuProvider
 from agents.transport.outbox import Outbox, OutboxBusy
 from agents.transport.sender import Backoff, Sender
-from sentinel.wire import CRITICAL_KINDS, AgentStatus, Observation
+from sentinel.wire import CRITICAL_KINDS, AgentStatus, LogRecord, Observation
 
 log = logging.getLogger(__name__)
 
 # A collector that keeps failing is retried at its interval doubled per failure, up to this.
 MAX_COLLECTOR_BACKOFF_S = 300.0
+
+
+def _urgent(observation: Observation) -> bool:
+    """XIDs, and log lines whose pattern is critical (a GPU off the bus, an uncorrectable
+    DIMM error, a watchdog timeout): the job is likely down, so triage should know now."""
+    return observation.kind in CRITICAL_KINDS or (
+        isinstance(observation, LogRecord) and observation.severity == "critical"
+    )
 
 
 class ConfigError(Exception):
@@ -172,9 +180,7 @@ class Agent:
         if dropped:
             self.metrics.dropped_samples.inc(dropped)
         self.metrics.outbox_depth.set(self.outbox.depth)
-        if self._sender is not None and (
-            critical or any(o.kind in CRITICAL_KINDS for o in observations)
-        ):
+        if self._sender is not None and (critical or any(map(_urgent, observations))):
             self._sender.wake()
 
     def status(self) -> AgentStatus:
