@@ -80,7 +80,7 @@ class NvmlCollector:
         for index in range(self._count):
             try:
                 self._handle(index)  # the event set needs the handles up front
-            except pynvml.NVMLError:
+            except (GpuLost, pynvml.NVMLError):
                 continue  # reported as lost by the first poll
         if self._want_xid_events:
             self._xid_thread = threading.Thread(
@@ -94,10 +94,10 @@ class NvmlCollector:
         assert self._count is not None
         out: list[Observation] = []
         for index in range(self._count):
-            newly_lost = index not in self._lost
+            was_lost = index in self._lost
             sample = self._sample(index)
             self._ctx.metrics.observe_gpu(sample)
-            if sample.lost and newly_lost:
+            if sample.lost and not was_lost:
                 self._ctx.emit([sample], critical=True)  # as urgent as an XID
             else:
                 out.append(sample)

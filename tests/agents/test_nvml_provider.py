@@ -170,3 +170,13 @@ def test_lost_gpu_and_xid_event(binding: dict[str, Any]) -> None:
     notice = events.wait(100)
     assert notice is not None and (notice.gpu_index, notice.xid) == (1, 79)
     events.close()
+
+
+def test_gpu_lost_before_the_agent_started(binding: dict[str, Any]) -> None:
+    binding["lost"].add(1)  # the handle comes back, every query says GPU_IS_LOST
+    ctx, sink = context(ManualClock())
+    collector = NvmlCollector(NvmlProvider(), ctx, interval_s=10, xid_events=False)
+    healthy = collector.poll()
+    assert [s.gpu_index for s in healthy if isinstance(s, GpuSample)] == [0]
+    (lost,) = sink.critical
+    assert isinstance(lost, GpuSample) and lost.gpu_index == 1 and lost.lost

@@ -280,4 +280,8 @@ def test_fallen_off_the_bus_without_xid_names_the_gpu(tmp_path: Path) -> None:
     (record,) = collector.poll()
     assert isinstance(record, LogRecord)
     assert (record.family, record.severity, record.pci_bus_id, record.gpu_index) == (
-        "gpu", "critical", "00000000:B3:00.0", 7)
+        "gpu",
+        "critical",
+        "00000000:B3:00.0",
+        7,
+    )
