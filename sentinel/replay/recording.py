@@ -45,6 +45,14 @@ class ExpectedIncident(BaseModel):
     after_s: float = Field(0.0, description="...and not before this (no premature verdict).")
 
 
+class ExpectedDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["none", "restart", "exclude_and_restart", "hold", "escalate"]
+    exclude_hosts: list[str] = Field(default_factory=list)
+    by_s: float
+
+
 class Expectation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +65,9 @@ class Expectation(BaseModel):
     )
     heartbeat_interval_s: float = 10.0
     incidents: list[ExpectedIncident]
+    decisions: list[ExpectedDecision] | None = Field(
+        None, description="When given: exactly these decisions, in this order."
+    )
     exact: bool = Field(True, description="No incident beyond the expected ones may open.")
 
 

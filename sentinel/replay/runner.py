@@ -22,7 +22,7 @@ from sentinel.auth import new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import Incident
+from sentinel.db.models import Decision, Incident
 from sentinel.replay.recording import (
     Expectation,
     ExpectedIncident,
@@ -48,11 +48,21 @@ class Observed:
 
 
 @dataclass
+class ObservedDecision:
+    action: str
+    exclude_hosts: list[str]
+    decided_s: float
+    rule: str
+    status: str
+
+
+@dataclass
 class Outcome:
     name: str
     path: Path
     expected: list[ExpectedIncident]
     observed: list[Observed]
+    decisions: list[ObservedDecision] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -101,6 +111,22 @@ def compare(exp: Expectation, observed: list[Observed]) -> list[str]:
     return problems
 
 
+def compare_decisions(exp: Expectation, observed: list[ObservedDecision]) -> list[str]:
+    if exp.decisions is None:
+        return []
+    want = [(d.action, sorted(d.exclude_hosts)) for d in exp.decisions]
+    got = [(d.action, sorted(d.exclude_hosts)) for d in observed]
+    if want != got:
+        return [
+            f"decisions: wanted {want}, got {got} ({', '.join(d.rule for d in observed) or 'none'})"
+        ]
+    return [
+        f"decision {d.action} at {o.decided_s:.1f} s, wanted by {d.by_s:g} s"
+        for d, o in zip(exp.decisions, observed, strict=True)
+        if o.decided_s > d.by_s
+    ]
+
+
 async def replay(case_dir: Path) -> Outcome:
     exp = load_expectation(case_dir / "expect.yaml")
     lines = load_lines(recording_path(case_dir))
@@ -135,6 +161,19 @@ async def replay(case_dir: Path) -> Outcome:
                 rows = (
                     await session.scalars(select(Incident).order_by(Incident.detected_at))
                 ).all()
+                decided = (
+                    await session.scalars(select(Decision).order_by(Decision.created_at))
+                ).all()
+                decisions = [
+                    ObservedDecision(
+                        d.action,
+                        list(d.exclude_hosts),
+                        (d.created_at - start).total_seconds(),
+                        d.rule,
+                        d.status,
+                    )
+                    for d in decided
+                ]
                 observed = [
                     Observed(
                         i.category,
@@ -147,7 +186,14 @@ async def replay(case_dir: Path) -> Outcome:
                     )
                     for i in rows
                 ]
-    return Outcome(exp.name, case_dir, exp.incidents, observed, compare(exp, observed))
+    return Outcome(
+        exp.name,
+        case_dir,
+        exp.incidents,
+        observed,
+        decisions,
+        compare(exp, observed) + compare_decisions(exp, decisions),
+    )
 
 
 class _Loops:
@@ -168,6 +214,7 @@ class _Loops:
                     await self._ctx.watchdog.run_once(session)
                 self._next_watchdog = self._clock.now() + self._watchdog_every
             await self._ctx.triage_worker.run_once()
+            await self._ctx.remediation.run_due(self._ctx.sessions)
             self._next_tick += timedelta(seconds=TICK_S)
 
 
