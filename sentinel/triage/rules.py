@@ -317,7 +317,9 @@ class SameTracebackOnManyRanksIsSoftwareBug(Rule):
         app_xids = [s for s in _software_faults(ctx) if s.xid is not None]
         evidence = [*group, *app_xids]
         symptoms = ctx.others(evidence)
-        hosts = {s.host for s in group if s.host}
+        # The app-caused XIDs count too: a bug seen on one host's tracebacks so far but
+        # raising XIDs on several hosts is no single host's.
+        hosts = {s.host for s in evidence if s.host}
         head = group[0]
         return Verdict.build(
             category=Category.SOFTWARE_BUG,
@@ -347,17 +349,26 @@ class ApplicationErrorIsSoftwareBug(Rule):
         confidence = {CRITICAL: 0.8, ERROR: 0.75, WARNING: 0.5}.get(head.severity_rank, 0.4)
         if head.family == "oom":
             confidence += 0.05
+        # The same fault (the same XID, the same message) on several hosts is the program
+        # everywhere, not the first host that happened to report it.
+        alike = [
+            s
+            for s in faults
+            if (s.xid == head.xid if head.xid is not None else s.signature == head.signature)
+        ]
+        alone = len({s.host for s in alike}) == 1
         return Verdict.build(
             category=Category.SOFTWARE_BUG,
             confidence=confidence,
             reason=f"{_what(head)} on {_where(head)} with no hardware fault beneath it"
-            f"{_symptom_note(symptoms, head.host)}.",
+            + ("" if alone else f" (and on {len({s.host for s in alike}) - 1} more host(s))")
+            + f"{_symptom_note(symptoms, head.host)}.",
             rule=self.name,
             evidence=evidence,
             symptoms=symptoms,
-            culprit_host=head.host,
-            culprit_gpu=head.gpu,
-            culprit_rank=head.rank,
+            culprit_host=head.host if alone else None,
+            culprit_gpu=head.gpu if alone and len({s.gpu for s in alike}) == 1 else None,
+            culprit_rank=head.rank if alone and len(alike) == 1 else None,
         )
 
 

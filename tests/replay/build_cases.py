@@ -215,7 +215,7 @@ def incident(
 @case
 def faulty_gpu_xid79_with_peer_timeouts(folder: Path) -> None:
     f = CaseFleet(hosts=48, seed=1)
-    noise(f, 240)
+    noise(f, 180)
     f.xid(95.0, 17, 3, 79, xid_line(f, 3, 79, "GPU has fallen off the bus.", pid=44112))
     f.gpu(95.5, 17, 3, lost=True)
     f.stall(95.0)
@@ -223,7 +223,7 @@ def faulty_gpu_xid79_with_peer_timeouts(folder: Path) -> None:
     write(
         f,
         folder,
-        240,
+        180,
         "XID 79 on one GPU; 47 peers then report NCCL watchdog timeouts. One incident, "
         "faulty_gpu on that host and GPU; the timeouts are symptoms.",
         [incident("faulty_gpu", 100, host=17, gpu=3)],
@@ -233,7 +233,7 @@ def faulty_gpu_xid79_with_peer_timeouts(folder: Path) -> None:
 @case
 def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=3)
-    noise(f, 200)
+    noise(f, 160)
     h, g = 9, 6
     f.xid(70.0, h, g, 62, xid_line(f, g, 62, "0000(0000) 00000000 00000000", pid=1905))
     f.xid(70.4, h, g, 45, xid_line(f, g, 45, "Ch 00000010", pid=1905))
@@ -262,7 +262,7 @@ def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        160,
         "XID 62 (PMU halt) on one GPU, then XID 45 and XID 154 (GPU reset required) on the same "
         "GPU and a CUDA launch failure on its rank; the peers time out a minute later.",
         [incident("faulty_gpu", 76, host=h, gpu=g)],
@@ -271,8 +271,8 @@ def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
 
 @case
 def faulty_gpu_lost_without_xid(folder: Path) -> None:
-    f = CaseFleet(hosts=32, seed=4)
-    noise(f, 200)
+    f = CaseFleet(hosts=24, seed=4)
+    noise(f, 170)
     h, g = 21, 1
     # Newer drivers may print no Xid for a GPU that dropped off the bus: NVML says GPU_IS_LOST.
     f.gpu(88.0, h, g, lost=True, temperature_c=None, power_w=None, utilization_pct=None)
@@ -287,7 +287,7 @@ def faulty_gpu_lost_without_xid(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        170,
         "A GPU is lost (NVML GPU_IS_LOST in its samples) with no Xid at all; its rank fails with "
         "'CUDA error: unknown error' and the peers time out.",
         [incident("faulty_gpu", 100, host=h, gpu=g, after_s=85)],
@@ -299,8 +299,8 @@ def faulty_gpu_lost_without_xid(folder: Path) -> None:
 
 @case
 def gpu_hbm_xid48_dbe(folder: Path) -> None:
-    f = CaseFleet(hosts=32, seed=5)
-    noise(f, 200)
+    f = CaseFleet(hosts=24, seed=5)
+    noise(f, 160)
     h, g = 12, 4
     f.xid(
         64.0,
@@ -345,7 +345,7 @@ def gpu_hbm_xid48_dbe(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        160,
         "XID 48 (double-bit ECC error) on one GPU, XID 63 row remap and XID 45 after it, the rank "
         "fails with an uncorrectable ECC CUDA error; peers time out.",
         [incident("gpu_hbm_memory", 68, host=h, gpu=g)],
@@ -355,7 +355,7 @@ def gpu_hbm_xid48_dbe(folder: Path) -> None:
 @case
 def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=6)
-    noise(f, 220)
+    noise(f, 170)
     h, g = 3, 0
     # A first remap event, harmless on its own (a warning; no incident)...
     f.xid(
@@ -387,7 +387,7 @@ def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
     write(
         f,
         folder,
-        220,
+        170,
         "XID 63 at 40 s (a remap event, no incident), then XID 64 (row remapper failure) with "
         "remap_failure in the GPU's samples at 90 s; peers time out.",
         [incident("gpu_hbm_memory", 95, host=h, gpu=g, after_s=88)],
@@ -397,10 +397,10 @@ def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
 @case
 def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=7)
-    noise(f, 200)
+    noise(f, 160)
     h, g = 17, 7
     f.observation(
-        110.0,
+        80.0,
         h,
         {
             "kind": "ecc",
@@ -411,9 +411,9 @@ def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
             "current": 2,
         },
     )
-    f.gpu(110.0, h, g, ecc_volatile_uncorrected=2)
+    f.gpu(80.0, h, g, ecc_volatile_uncorrected=2)
     f.log(
-        110.5,
+        80.5,
         h,
         traceback(
             f.rank(h, g),
@@ -424,15 +424,15 @@ def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
         ),
         rank=f.rank(h, g),
     )
-    f.stall(110.0)
-    peer_timeouts(f, 110 + NCCL_TIMEOUT_S, skip={h})
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
-        200,
+        160,
         "No Xid reaches the log: the agent sees the volatile uncorrectable ECC counter go 0 -> 2 "
         "on one GPU and its rank fails with 'uncorrectable ECC error encountered'.",
-        [incident("gpu_hbm_memory", 125, host=h, gpu=g, after_s=108)],
+        [incident("gpu_hbm_memory", 95, host=h, gpu=g, after_s=78)],
     )
 
 
@@ -442,7 +442,7 @@ def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
 @case
 def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=8)
-    noise(f, 180)
+    noise(f, 150)
     t = 95.0
     for h in range(f.hosts):
         for g in range(f.gpus):
@@ -479,7 +479,7 @@ def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
     write(
         f,
         folder,
-        180,
+        150,
         "A new MoE dispatch kernel indexes out of range: XID 13 on every GPU of every host and "
         "the same illegal-memory-access traceback on every rank. The program, not 128 GPUs.",
         [incident("software_bug", 100, after_s=94)],
@@ -489,11 +489,11 @@ def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
 @case
 def software_bug_cuda_oom_one_rank(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=9)
-    noise(f, 220)
+    noise(f, 170)
     h, g = 6, 5
     r = f.rank(h, g)
     f.log(
-        140.0,
+        90.0,
         h,
         traceback(
             r,
@@ -505,27 +505,27 @@ def software_bug_cuda_oom_one_rank(folder: Path) -> None:
         rank=r,
     )
     f.log(
-        143.0,
+        93.0,
         h,
-        "[2026-03-02 04:02:23,118] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
+        "[2026-03-02 04:01:33,118] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
         f"(exitcode: 1) local_rank: {g} (pid: 88231) of binary: /usr/bin/python3",
     )
-    f.stall(140.0)
-    peer_timeouts(f, 140 + NCCL_TIMEOUT_S, skip={h})
+    f.stall(90.0)
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
-        220,
+        170,
         "One rank runs out of GPU memory (a long sequence in the batch); torchrun reports the "
         "worker failed; the other hosts time out a minute later.",
-        [incident("software_bug", 152, host=h, after_s=139)],
+        [incident("software_bug", 102, host=h, after_s=89)],
     )
 
 
 @case
 def software_bug_illegal_memory_access(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=10)
-    noise(f, 200)
+    noise(f, 160)
     h, g = 14, 2
     r = f.rank(h, g)
     f.xid(
@@ -558,7 +558,7 @@ def software_bug_illegal_memory_access(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        160,
         "XID 31 (MMU fault, an application illegal address) on one GPU and the illegal memory "
         "access abort on its rank; peers time out.",
         [incident("software_bug", 80, host=h, gpu=g)],
@@ -571,7 +571,7 @@ def software_bug_illegal_memory_access(folder: Path) -> None:
 @case
 def network_flap_one_rack(folder: Path) -> None:
     f = CaseFleet(hosts=32, seed=11)
-    noise(f, 220)
+    noise(f, 180)
     rack = range(16, 24)
     for h in rack:
         g = h % 8
@@ -596,7 +596,7 @@ def network_flap_one_rack(folder: Path) -> None:
     write(
         f,
         folder,
-        220,
+        180,
         "The leaf switch of one rack flaps: all 8 hosts of the rack log Link DOWN then ACTIVE, "
         "hosts inside and outside the rack get IB retry-exceeded completions from various peers.",
         [incident("network_switch_cable", 112, after_s=99)],
@@ -605,8 +605,8 @@ def network_flap_one_rack(folder: Path) -> None:
 
 @case
 def nic_port_down_one_host(folder: Path) -> None:
-    f = CaseFleet(hosts=32, seed=12)
-    noise(f, 220)
+    f = CaseFleet(hosts=24, seed=12)
+    noise(f, 160)
     h, g = 6, 3
     dev = f"mlx5_core 0000:{NIC_BUS[g]:02x}:00.0"
     f.log(
@@ -635,7 +635,7 @@ def nic_port_down_one_host(folder: Path) -> None:
     write(
         f,
         folder,
-        220,
+        160,
         "One host's ConnectX cable is pulled (module event, Link DOWN); four peers report IB "
         "completion errors naming that host's address; the rest time out.",
         [incident("nic", 90, host=h, after_s=74)],
@@ -647,13 +647,13 @@ def nic_port_down_one_host(folder: Path) -> None:
 
 @case
 def silent_hang_no_error(folder: Path) -> None:
-    f = CaseFleet(hosts=32, seed=2, interval=10.0)
-    noise(f, 200)
+    f = CaseFleet(hosts=24, seed=2, interval=10.0)
+    noise(f, 160)
     f.stall(120.0)
     write(
         f,
         folder,
-        200,
+        160,
         "Every rank stops advancing at t=120 s with no error anywhere (a hung collective before "
         "NCCL's 10-minute watchdog): detected from heartbeats within 2 heartbeat intervals.",
         [incident("nccl_watchdog_timeout", 140, after_s=120)],
@@ -663,7 +663,7 @@ def silent_hang_no_error(folder: Path) -> None:
 @case
 def nccl_watchdog_timeout_laggard_rank(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=13)
-    noise(f, 240)
+    noise(f, 170)
     f.stall(80.0)
     # Rank 104 never entered the all-reduce the others wait in: its watchdog fires on the
     # collective before (one sequence number lower).
@@ -671,7 +671,7 @@ def nccl_watchdog_timeout_laggard_rank(folder: Path) -> None:
     write(
         f,
         folder,
-        240,
+        170,
         "The job hangs with no hardware or application error; a minute later every host's rank "
         "reports a watchdog timeout on SeqNum 88123 except node-0013's, stuck on 88122.",
         [incident("nccl_watchdog_timeout", 100, host=13, after_s=80)],
@@ -683,11 +683,11 @@ def nccl_watchdog_timeout_laggard_rank(folder: Path) -> None:
 
 @case
 def host_maintenance_silent_host(folder: Path) -> None:
-    f = CaseFleet(hosts=32, seed=14)
-    noise(f, 240)
-    h = 27
+    f = CaseFleet(hosts=24, seed=14)
+    noise(f, 180)
+    h = 19
     f.silence(90.0, h)
-    for n, peer in enumerate([26, 28]):
+    for n, peer in enumerate([18, 20]):
         f.log(
             120.0 + n,
             peer,
@@ -700,7 +700,7 @@ def host_maintenance_silent_host(folder: Path) -> None:
     write(
         f,
         folder,
-        240,
+        180,
         "A host loses power: its agent sends nothing from 90 s on, the job stalls, two neighbours "
         "see their sockets closed by it and the rest time out. Host loss, named after 60 s of "
         "silence.",
@@ -711,7 +711,7 @@ def host_maintenance_silent_host(folder: Path) -> None:
 @case
 def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=15)
-    noise(f, 240)
+    noise(f, 160)
     h = 11
     f.log(
         70.0,
@@ -732,7 +732,7 @@ def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
     write(
         f,
         folder,
-        240,
+        160,
         "A host's kernel reports a soft lockup and the host then stops answering; the job "
         "stalls and the peers time out.",
         [incident("host_maintenance", 85, host=h, after_s=69)],
@@ -784,12 +784,12 @@ def planned_maintenance_reboot(folder: Path) -> None:
 @case
 def gpu_sram_xid94_contained(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=17)
-    noise(f, 200)
+    noise(f, 160)
     h, g = 4, 7
-    f.xid(130.0, h, g, 94, xid_line(f, g, 94, "Contained ECC error", pid=1234))
-    f.xid(130.2, h, g, 45, xid_line(f, g, 45, "Ch 00000008", pid=1234))
+    f.xid(80.0, h, g, 94, xid_line(f, g, 94, "Contained ECC error", pid=1234))
+    f.xid(80.2, h, g, 45, xid_line(f, g, 45, "Ch 00000008", pid=1234))
     f.log(
-        130.5,
+        80.5,
         h,
         traceback(
             f.rank(h, g),
@@ -798,22 +798,22 @@ def gpu_sram_xid94_contained(folder: Path) -> None:
         ),
         rank=f.rank(h, g),
     )
-    f.stall(130.0)
-    peer_timeouts(f, 130 + NCCL_TIMEOUT_S, skip={h})
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
-        200,
+        160,
         "XID 94 (contained SRAM ECC error) on one GPU; CUDA reports it to the rank as an "
         "uncorrectable ECC error, which names no memory: the Xid says it is SRAM, not HBM.",
-        [incident("gpu_sram_memory", 135, host=h, gpu=g)],
+        [incident("gpu_sram_memory", 85, host=h, gpu=g)],
     )
 
 
 @case
 def gpu_sram_xid95_uncontained(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=18)
-    noise(f, 180)
+    noise(f, 150)
     h, g = 13, 2
     f.xid(
         60.0,
@@ -828,7 +828,7 @@ def gpu_sram_xid95_uncontained(folder: Path) -> None:
     write(
         f,
         folder,
-        180,
+        150,
         "XID 95 (uncontained SRAM ECC error) then XID 45 on one GPU; peers time out.",
         [incident("gpu_sram_memory", 65, host=h, gpu=g)],
     )
@@ -837,9 +837,9 @@ def gpu_sram_xid95_uncontained(folder: Path) -> None:
 @case
 def gpu_system_processor_xid119(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=19)
-    noise(f, 260)
+    noise(f, 160)
     h, g = 19, 5
-    for n, (t, fn) in enumerate([(150.0, "76 (GSP_RM_CONTROL)"), (156.0, "10 (FREE)")]):
+    for n, (t, fn) in enumerate([(70.0, "76 (GSP_RM_CONTROL)"), (76.0, "10 (FREE)")]):
         f.xid(
             t,
             h,
@@ -855,28 +855,28 @@ def gpu_system_processor_xid119(folder: Path) -> None:
             ),
         )
     f.log(
-        170.0,
+        90.0,
         h,
         f"NVRM: Rate limiting GSP RPC error prints for GPU at PCI:{f.bus(g)} (printing 1 of "
         "every 30).  The GPU likely needs to be reset.",
         source="kernel",
     )
-    f.stall(150.0)
-    peer_timeouts(f, 150 + NCCL_TIMEOUT_S, skip={h})
+    f.stall(70.0)
+    peer_timeouts(f, 70 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
-        260,
+        160,
         "XID 119 (GSP RPC timeout) twice on one GPU, then the driver rate-limits GSP errors and "
         "asks for a reset; peers time out.",
-        [incident("gpu_system_processor", 155, host=h, gpu=g)],
+        [incident("gpu_system_processor", 75, host=h, gpu=g)],
     )
 
 
 @case
 def gpu_thermal_slowdown(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=20)
-    noise(f, 200)
+    noise(f, 150)
     h, g = 15, 3
     f.gpu(60.0, h, g, temperature_c=91.0, clock_event_reasons=0x48)
     f.log(
@@ -891,7 +891,7 @@ def gpu_thermal_slowdown(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        150,
         "One GPU overheats (91 C, HW thermal slowdown in its clock event reasons) and the job "
         "stalls on it; the kernel also throttles a CPU package. Peers time out.",
         [incident("gpu_thermal", 75, host=h, gpu=g, after_s=59)],
@@ -904,17 +904,17 @@ def gpu_thermal_slowdown(folder: Path) -> None:
 @case
 def ssd_nvme_timeouts(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=21)
-    noise(f, 240)
+    noise(f, 160)
     h = 2
     # The data loader reads shards from local NVMe: its read hangs for the 30 s I/O timeout.
-    f.stall(110.0)
+    f.stall(60.0)
     for t, line in [
-        (140.0, "nvme nvme0: I/O 900 (I/O Cmd) QID 2 timeout, aborting"),
-        (140.1, "nvme nvme0: Abort status: 0x0"),
-        (170.0, "nvme nvme0: I/O 900 QID 2 timeout, reset controller"),
-        (170.1, "nvme0n1: I/O Cmd(0x2) @ LBA 1336320, 32 blocks, I/O Error (sct 0x3 / sc 0x71)"),
+        (90.0, "nvme nvme0: I/O 900 (I/O Cmd) QID 2 timeout, aborting"),
+        (90.1, "nvme nvme0: Abort status: 0x0"),
+        (120.0, "nvme nvme0: I/O 900 QID 2 timeout, reset controller"),
+        (120.1, "nvme0n1: I/O Cmd(0x2) @ LBA 1336320, 32 blocks, I/O Error (sct 0x3 / sc 0x71)"),
         (
-            170.1,
+            120.1,
             "I/O error, dev nvme0n1, sector 1336320 op 0x0:(READ) flags 0x80700 phys_seg 4 prio "
             "class 2",
         ),
@@ -922,7 +922,7 @@ def ssd_nvme_timeouts(folder: Path) -> None:
         f.log(t, h, line, source="kernel")
     r = f.rank(h, 0)
     f.log(
-        171.0,
+        121.0,
         h,
         traceback(
             r,
@@ -942,10 +942,10 @@ def ssd_nvme_timeouts(folder: Path) -> None:
     write(
         f,
         folder,
-        240,
-        "A host's NVMe drive stops answering: the job stalls on its data loader at 110 s, the "
-        "kernel logs I/O timeouts at 140 s, a controller reset and I/O errors at 170 s.",
-        [incident("ssd", 150, host=h, after_s=110)],
+        160,
+        "A host's NVMe drive stops answering: the job stalls on its data loader at 60 s, the "
+        "kernel logs I/O timeouts at 90 s, a controller reset and I/O errors at 120 s.",
+        [incident("ssd", 100, host=h, after_s=60)],
     )
 
 
@@ -983,7 +983,7 @@ def alertmanager(
 @case
 def power_supply_failure_with_power_brake(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=22)
-    noise(f, 200)
+    noise(f, 170)
     h = 10
     for g in range(f.gpus):
         f.gpu(90.0, h, g, clock_event_reasons=0x88, power_w=180.0)
@@ -1002,7 +1002,7 @@ def power_supply_failure_with_power_brake(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        170,
         "A PSU fails: all 8 GPUs of the host hit HW power brake, one falls off the bus (XID 79), "
         "and the BMC's SEL entry arrives through Alertmanager. The PSU, not the GPU.",
         [incident("power_supply", 95, host=h, after_s=89)],
@@ -1012,7 +1012,7 @@ def power_supply_failure_with_power_brake(folder: Path) -> None:
 @case
 def server_chassis_fan_failure(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=23)
-    noise(f, 200)
+    noise(f, 170)
     h = 20
     for g in range(f.gpus):
         f.gpu(95.0 + g * 0.1, h, g, temperature_c=93.0 + g * 0.2, clock_event_reasons=0x48)
@@ -1029,7 +1029,7 @@ def server_chassis_fan_failure(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        170,
         "A chassis fan dies: every GPU of the host goes into thermal slowdown and the job "
         "stalls; the BMC's SEL fan alert arrives a few seconds later. The chassis, not 8 GPUs.",
         [incident("server_chassis", 110, host=h, after_s=94)],
@@ -1039,7 +1039,7 @@ def server_chassis_fan_failure(folder: Path) -> None:
 @case
 def io_expansion_board_pcie_switch_fatal(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=24)
-    noise(f, 200)
+    noise(f, 160)
     h = 8
     for line in [
         "pcieport 0000:16:02.0: AER: Uncorrected (Fatal) error received: 0000:16:02.0",
@@ -1048,23 +1048,23 @@ def io_expansion_board_pcie_switch_fatal(folder: Path) -> None:
         "pcieport 0000:16:02.0:   device [1000:c030] error status/mask=00040000/00400000",
         "pcieport 0000:16:02.0:    [18] MalfTLP                (First)",
     ]:
-        f.log(130.0, h, line, source="kernel")
-    f.stall(130.0)
-    peer_timeouts(f, 130 + NCCL_TIMEOUT_S, skip={h})
+        f.log(80.0, h, line, source="kernel")
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
-        200,
+        160,
         "A fatal AER error on a PCIe switch port (Broadcom PEX, 1000:c030) of one host; the job "
         "stalls and the peers time out.",
-        [incident("io_expansion_board", 142, host=h, after_s=129)],
+        [incident("io_expansion_board", 92, host=h, after_s=79)],
     )
 
 
 @case
 def cpu_machine_check(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=25)
-    noise(f, 200)
+    noise(f, 170)
     h = 21
     for line in [
         "mce: [Hardware Error]: CPU 12: Machine Check: 0 Bank 5: be00000000800400",
@@ -1079,7 +1079,7 @@ def cpu_machine_check(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        170,
         "A machine check on one host's CPU (bank 5); its ranks die and the peers time out.",
         [incident("cpu", 112, host=h, after_s=99)],
     )
@@ -1088,7 +1088,7 @@ def cpu_machine_check(folder: Path) -> None:
 @case
 def system_memory_edac_ue(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=26)
-    noise(f, 200)
+    noise(f, 160)
     # A healthy host logs corrected DIMM errors now and then: noise, not the cause.
     f.log(
         30.0,
@@ -1107,17 +1107,17 @@ def system_memory_edac_ue(folder: Path) -> None:
         "Memory failure: 0x2c2cbc8: Sending SIGBUS to python:88412 due to hardware memory "
         "corruption",
     ]:
-        f.log(120.0, h, line, source="kernel")
-    f.log(121.0, h, f"[rank{f.rank(h, 4)}]: Bus error (core dumped)", rank=f.rank(h, 4))
-    f.stall(120.0)
-    peer_timeouts(f, 120 + NCCL_TIMEOUT_S, skip={h})
+        f.log(80.0, h, line, source="kernel")
+    f.log(81.0, h, f"[rank{f.rank(h, 4)}]: Bus error (core dumped)", rank=f.rank(h, 4))
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
-        200,
+        160,
         "An uncorrectable DIMM error on one host: EDAC UE, the kernel kills the rank with "
         "SIGBUS ('Bus error (core dumped)'); another host's corrected errors are noise.",
-        [incident("system_memory", 132, host=h, after_s=119)],
+        [incident("system_memory", 92, host=h, after_s=79)],
     )
 
 
@@ -1127,9 +1127,9 @@ def system_memory_edac_ue(folder: Path) -> None:
 @case
 def dependency_lustre_down(folder: Path) -> None:
     f = CaseFleet(hosts=32, seed=27)
-    noise(f, 220)
+    noise(f, 150)
     for h in range(0, 32, 2):
-        t = 150.0 + h * 0.2
+        t = 90.0 + h * 0.2
         f.log(
             t,
             h,
@@ -1145,21 +1145,21 @@ def dependency_lustre_down(folder: Path) -> None:
             "recovery to complete",
             source="kernel",
         )
-    f.stall(150.0)
+    f.stall(90.0)
     write(
         f,
         folder,
-        220,
+        150,
         "The Lustre file system the job checkpoints to goes away: half the hosts log LustreError "
         "and lost MDT connections during a checkpoint write, and the job stalls.",
-        [incident("dependency", 162, after_s=149)],
+        [incident("dependency", 102, after_s=89)],
     )
 
 
 @case
 def dependency_object_store_refused(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=28)
-    noise(f, 200)
+    noise(f, 150)
     for h in range(f.hosts):
         r = f.rank(h, 0)
         f.log(
@@ -1185,7 +1185,7 @@ def dependency_object_store_refused(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        150,
         "The object store the data loaders stream shards from refuses connections: every "
         "host's loader fails to reach it and the job stalls.",
         [incident("dependency", 125, after_s=109)],
@@ -1195,11 +1195,11 @@ def dependency_object_store_refused(folder: Path) -> None:
 @case
 def silent_data_corruption_nan_grad(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=29)
-    noise(f, 200)
+    noise(f, 160)
     h, g = 5, 2
     r = f.rank(h, g)
     f.log(
-        120.0,
+        80.0,
         h,
         traceback(
             r,
@@ -1217,15 +1217,15 @@ def silent_data_corruption_nan_grad(folder: Path) -> None:
         ),
         rank=r,
     )
-    f.stall(120.0)
-    peer_timeouts(f, 120 + NCCL_TIMEOUT_S, skip={h})
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
-        200,
+        160,
         "Megatron's NaN check fires on one rank (NaN in its local grad norm) with no hardware "
         "error anywhere; that rank exits and the others hang until their watchdogs fire.",
-        [incident("silent_data_corruption", 140, host=h, after_s=119)],
+        [incident("silent_data_corruption", 100, host=h, after_s=79)],
     )
 
 
@@ -1234,8 +1234,8 @@ def silent_data_corruption_nan_grad(folder: Path) -> None:
 
 @case
 def two_faults_xid48_and_nvme(folder: Path) -> None:
-    f = CaseFleet(hosts=32, seed=30)
-    noise(f, 220)
+    f = CaseFleet(hosts=24, seed=30)
+    noise(f, 170)
     f.xid(
         80.0,
         5,
@@ -1261,7 +1261,7 @@ def two_faults_xid48_and_nvme(folder: Path) -> None:
     write(
         f,
         folder,
-        220,
+        170,
         "XID 48 on node-0005 stops the job; 50 s later node-0022's NVMe controller goes down. "
         "Two unrelated faults in one window: two incidents.",
         [
@@ -1274,7 +1274,7 @@ def two_faults_xid48_and_nvme(folder: Path) -> None:
 @case
 def two_faults_xid79_and_edac_ue(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=31)
-    noise(f, 200)
+    noise(f, 150)
     f.xid(60.0, 3, 5, 79, xid_line(f, 5, 79, "GPU has fallen off the bus."))
     f.gpu(60.5, 3, 5, lost=True)
     f.log(
@@ -1289,7 +1289,7 @@ def two_faults_xid79_and_edac_ue(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        150,
         "Within two seconds a GPU of node-0003 falls off the bus and node-0018 logs an "
         "uncorrectable DIMM error: two faults, two incidents.",
         [
@@ -1302,7 +1302,7 @@ def two_faults_xid79_and_edac_ue(folder: Path) -> None:
 @case
 def noisy_healthy_fleet(folder: Path) -> None:
     f = CaseFleet(hosts=32, seed=32)
-    noise(f, 200, hosts=range(0, 32, 3))
+    noise(f, 150, hosts=range(0, 32, 3))
     f.log(
         50.0,
         9,
@@ -1337,7 +1337,7 @@ def noisy_healthy_fleet(folder: Path) -> None:
     write(
         f,
         folder,
-        200,
+        150,
         "A healthy fleet's everyday noise: corrected PCIe AER, corrected DIMM errors, "
         "nvidia-peermem chatter, NCCL INFO, checkpoint messages. No incident.",
         [],

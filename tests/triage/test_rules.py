@@ -382,3 +382,30 @@ def test_peers_blaming_a_known_host_name_keep_that_name() -> None:
     text = "\n".join(_ib_error(host(i), host(9)) for i in (5, 7, 14))
     verdict = classify_signals(extract_signals(text))
     assert (verdict.category, verdict.culprit_host) == (Category.NIC, host(9))
+
+
+def test_an_app_caused_xid_on_several_hosts_names_no_single_host() -> None:
+    xids = [xid_signal(13, host=host(h), gpu=f"0000:{0x18 + g:02x}:00.0", time=T0)
+            for h in range(3) for g in range(2)]  # fmt: skip
+    verdict = classify_signals(xids)
+    assert verdict.category == Category.SOFTWARE_BUG
+    assert (verdict.culprit_host, verdict.culprit_gpu) == (None, None)
+
+
+def test_same_traceback_on_one_host_so_far_with_xids_on_others_names_no_host() -> None:
+    tracebacks = [
+        s
+        for r in range(8)
+        for s in log_signals(
+            f"[rank{48 + r}]: Traceback (most recent call last):\n"
+            f'[rank{48 + r}]:   File "/app/moe.py", line 233, in forward\n'
+            f"[rank{48 + r}]:     out = self.dispatch(x)\n"
+            f"[rank{48 + r}]: RuntimeError: CUDA error: an illegal memory access was encountered",
+            host=host(6),
+            time=T0,
+        )
+    ]
+    xids = [xid_signal(13, host=host(h), gpu="0000:18:00.0", time=T0) for h in (0, 1, 6)]
+    verdict = classify_signals([*tracebacks, *xids])
+    assert verdict.rule == "SameTracebackOnManyRanksIsSoftwareBug"
+    assert verdict.culprit_host is None
