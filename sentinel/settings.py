@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sentinel.alerting.settings import AlertingSettings
 from sentinel.schedulers.settings import SchedulerSettings
 
 Role = Literal["agent", "operator", "viewer"]
@@ -58,7 +59,6 @@ class ServerSettings(_Section):
     port: int = Field(8600, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_dump_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    public_url: str | None = Field(None, description="Used in links sent to Slack and pagers.")
 
 
 class AuthSettings(_Section):
@@ -189,6 +189,7 @@ class Settings(BaseSettings):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     remediation: RemediationSettings = Field(default_factory=RemediationSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
 
     @field_validator("data_dir")
     @classmethod

@@ -10,7 +10,12 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from sentinel.alerting.incidents import alerts_for_incident
+from sentinel.alerting.service import push_alerts
+from sentinel.alerting.wiring import add_flush_job, build_dispatcher, http_client
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
 from sentinel.api.routes import alerts, decisions, dumps, hosts, incidents, jobs, ops, reports
@@ -18,7 +23,8 @@ from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
-from sentinel.incidents.service import TriageService
+from sentinel.db.models import Decision
+from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
@@ -28,6 +34,7 @@ from sentinel.schedulers.factory import make_scheduler
 from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
+from sentinel.triage.verdict import Evidence
 from sentinel.wire import WIRE_VERSION, Batch
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     sessions = make_sessionmaker(engine)
     metrics = ServiceMetrics()
     triage = TriageService(clock, settings.triage, metrics)
+    alert_http = http_client(settings.alerting)
     worker = TriageWorker(sessions, clock, triage, settings.triage)
     ctx = AppContext(
         settings=settings,
@@ -68,9 +76,12 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         remediation=RemediationService(
             clock, settings.remediation, make_scheduler(settings.scheduler, clock=clock), triage
         ),
+        dispatcher=build_dispatcher(settings.alerting, sessions, alert_http),
+        alert_http=alert_http,
     )
     ctx.ingest.listeners.append(worker.on_ingest)
     triage.listeners.append(ctx.remediation.on_incident_change)
+    triage.listeners.append(lambda session, change: alert_on_change(ctx, session, change))
     return ctx
 
 
@@ -84,6 +95,15 @@ async def _ensure_schema(ctx: AppContext) -> None:
     import asyncio
 
     await asyncio.to_thread(migrate.upgrade, ctx.settings.database_url())
+
+
+async def alert_on_change(ctx: AppContext, session: AsyncSession, change: IncidentChange) -> None:
+    """Every incident change (re)states its alerts: the cause, and its symptoms to be muted."""
+    incident = change.incident
+    symptoms = [Evidence.model_validate(s) for s in (incident.verdict or {}).get("symptoms", [])]
+    decision = await session.scalar(select(Decision).where(Decision.incident_id == incident.id))
+    alerts = alerts_for_incident(incident, symptoms, decision=decision)
+    await push_alerts(session, ctx.dispatcher.config, alerts, ctx.clock.now())
 
 
 def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
@@ -108,6 +128,7 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
         if await ctx.triage_worker.run_once():
             await ctx.remediation.run_due(ctx.sessions)
 
+    add_flush_job(scheduler, ctx.dispatcher, ctx.clock, ctx.settings.alerting.flush_interval_s)
     for job, seconds in (
         (retention, ctx.settings.retention.interval_s),
         (triage, ctx.settings.triage.poll_s),
@@ -145,6 +166,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             if elector is not None:
                 await elector.stop()
             await ctx.ingest.stop()
+            await ctx.alert_http.aclose()
             await ctx.engine.dispose()
 
     app = FastAPI(

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import httpx
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sentinel import auth
+from sentinel.alerting.dispatcher import Dispatcher
 from sentinel.auth import Principal, TokenStore
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
@@ -38,6 +40,8 @@ class AppContext:
     triage_worker: TriageWorker
     watchdog: Watchdog
     remediation: RemediationService
+    dispatcher: Dispatcher
+    alert_http: httpx.AsyncClient
 
 
 async def get_ctx(request: Request) -> AppContext:
