@@ -132,6 +132,11 @@ class TriageSettings(_Section):
     straggler_factor: float = Field(
         1.5, gt=1, description="A rank whose step time stays this far above the median straggles."
     )
+    fr_settle_s: float = Field(
+        10.0,
+        gt=0,
+        description="Analyse a job's flight-recorder dumps once none came for so long.",
+    )
     resolve_fraction: float = Field(
         0.9, gt=0, le=1, description="Share of ranks that must advance to resolve an incident."
     )

@@ -24,6 +24,7 @@ from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
 from sentinel.db.models import Decision
+from sentinel.incidents.flightrec import FlightRecorderAnalyzer
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
@@ -76,6 +77,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         remediation=RemediationService(
             clock, settings.remediation, make_scheduler(settings.scheduler, clock=clock), triage
         ),
+        flight_recorder=FlightRecorderAnalyzer(clock, settings.triage.fr_settle_s),
         dispatcher=build_dispatcher(settings.alerting, sessions, alert_http),
         alert_http=alert_http,
     )
@@ -119,6 +121,10 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
         async with unit_of_work(ctx.sessions) as session:
             await ctx.watchdog.run_once(session)
 
+    async def flight_recorder() -> None:
+        async with unit_of_work(ctx.sessions) as session:
+            await ctx.flight_recorder.run_once(session)
+
     async def remediation() -> None:
         await ctx.remediation.run_due(ctx.sessions)
 
@@ -133,6 +139,7 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
         (retention, ctx.settings.retention.interval_s),
         (triage, ctx.settings.triage.poll_s),
         (remediation, 1.0),
+        (flight_recorder, 5.0),
         (watchdog, ctx.settings.triage.heartbeat_interval_s / 4),
     ):
         scheduler.add_job(

@@ -16,6 +16,7 @@ from sentinel.alerting.dispatcher import Dispatcher
 from sentinel.auth import Principal, TokenStore
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
+from sentinel.incidents.flightrec import FlightRecorderAnalyzer
 from sentinel.incidents.service import TriageService
 from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
@@ -40,6 +41,7 @@ class AppContext:
     triage_worker: TriageWorker
     watchdog: Watchdog
     remediation: RemediationService
+    flight_recorder: FlightRecorderAnalyzer
     dispatcher: Dispatcher
     alert_http: httpx.AsyncClient
 

@@ -1,0 +1,90 @@
+"""Dumps uploaded by the agents are analysed once complete; the hung rank's host is blamed."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import httpx
+from builders import batch, heartbeat, obs
+from conftest import auth
+from sqlalchemy import select
+
+from sentinel.clock import VirtualClock
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import Event, Incident
+
+DUMPS = Path(__file__).parents[1] / "fixtures" / "flight-recorder" / "hang" / "raw"
+HOSTS = ["fr-host-a", "fr-host-b"]  # ranks 0-3 on a, 4-7 on b: rank 5 is b's GPU 1
+
+
+async def test_hung_rank_names_its_host(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    ctx = app_client.app.state.ctx  # type: ignore[attr-defined]
+    agent = auth(tokens["agent"])
+    for h, host in enumerate(HOSTS):
+        beats = [
+            heartbeat(
+                job="job-fr",
+                rank=h * 4 + g,
+                local_rank=g,
+                gpu_index=g,
+                step=10,
+                when=clock.now(),
+                world_size=8,
+            )
+            for g in range(4)
+        ]
+        assert (
+            await app_client.post("/api/v1/reports", json=batch(host, 1, beats), headers=agent)
+        ).status_code == 202
+    clock.advance(600)
+    # The other seven ranks time out in the collective rank 5 never joined...
+    for h, host in enumerate(HOSTS):
+        logs = [
+            obs(
+                "log",
+                clock.now(),
+                source="application",
+                job_id="job-fr",
+                rank=r,
+                message=f"[rank{r}]:[E1128 03:10:00.000 ProcessGroupNCCL.cpp:616] [Rank {r}] "
+                "Watchdog caught collective operation timeout: WorkNCCL(SeqNum=7, "
+                "OpType=ALLREDUCE, NumelIn=4, NumelOut=4, Timeout(ms)=15000) ran for "
+                "15010 milliseconds before timing out.",
+            )
+            for r in range(h * 4, h * 4 + 4)
+            if r != 5
+        ]
+        await app_client.post("/api/v1/reports", json=batch(host, 2, logs), headers=agent)
+    # ...and every rank dumps its flight recorder, which the agents upload.
+    for path in sorted(DUMPS.iterdir()):
+        rank = int(path.name.rsplit("_", 1)[1])
+        r = await app_client.post(
+            "/api/v1/flight-recorder/dumps",
+            content=gzip.compress(path.read_bytes()),
+            params={
+                "host_id": HOSTS[rank // 4],
+                "rank": rank,
+                "job_id": "job-fr",
+                "file_name": path.name,
+            },
+            headers=agent | {"Content-Type": "application/gzip"},
+        )
+        assert r.status_code == 201, r.text
+    async with unit_of_work(ctx.sessions) as s:
+        assert await ctx.flight_recorder.run_once(s) == []  # still settling
+    clock.advance(11)
+    async with unit_of_work(ctx.sessions) as s:
+        [verdict] = await ctx.flight_recorder.run_once(s)
+        assert verdict.culprit_ranks == [5]
+        assert await ctx.flight_recorder.run_once(s) == []  # analysed once
+    await ctx.triage_worker.run_once()
+    async with unit_of_work(ctx.sessions) as s:
+        [incident] = (await s.scalars(select(Incident))).all()
+        fr = (await s.scalars(select(Event).where(Event.kind == "fr_verdict"))).one()
+    assert fr.host_id == "fr-host-b" and fr.payload["rank"] == 5
+    assert incident.category == "nccl_watchdog_timeout"
+    assert (incident.culprit_host, incident.culprit_rank) == ("fr-host-b", 5)
+    assert "flight recorder" in incident.reason
