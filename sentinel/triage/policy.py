@@ -12,7 +12,7 @@ from sentinel.triage.rules import (
     BlameHostHardwareOverPeerTimeouts,
     BlamePowerOrChassisOverWhatItTookDown,
     CollectiveErrorWithNothingDeeper,
-    CrashedWorkerWithNothingDeeperIsSoftwareBug,
+    CrashedWorkerBeforeAnyTimeout,
     LinkErrorsOnManyHostsAreTheFabric,
     LinkErrorsOnOneHostAreItsNic,
     LinkErrorsWithoutHostsFollowTheirPattern,
@@ -88,10 +88,10 @@ DEFAULT_POLICY = Policy(
         ApplicationErrorIsSoftwareBug(),
         NumericBlowupWithoutHardwareIsSilentDataCorruption(),
         MostSevereRemainingCauseWins(),
+        CrashedWorkerBeforeAnyTimeout(),
         WatchdogTimeoutWithNothingDeeper(),
         SymptomPointsToACause(),
         CollectiveErrorWithNothingDeeper(),
-        CrashedWorkerWithNothingDeeperIsSoftwareBug(),
         ThinEvidenceIsUnknown(),
     ]
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 # Prefixes that log collectors put in front of a message. Each is stripped in turn so that
@@ -112,9 +112,12 @@ class Record:
 
 def _parse_time(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace(",", ".").replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text.replace(",", ".").replace("Z", "+00:00"))
     except ValueError:
         return None
+    # Rules compare times across lines and events; a zone-less stamp is taken as UTC so that
+    # it compares with the others instead of raising.
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_line(raw: str) -> Line:

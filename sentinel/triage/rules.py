@@ -686,31 +686,81 @@ class CollectiveErrorWithNothingDeeper(Rule):
         )
 
 
-class CrashedWorkerWithNothingDeeperIsSoftwareBug(Rule):
-    """The launcher saw a worker die and nothing says why: most often the program itself."""
+# Exits by which the program stopped itself (abort, crash): its own fault. Exit code 1 or a
+# SIGKILL/SIGTERM from outside says nothing about why.
+_SELF_INFLICTED: Final = frozenset(
+    {"SIGABRT", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "-6", "-11", "-7", "-8", "-4", "6", "11"}
+)
+
+
+class CrashedWorkerBeforeAnyTimeout(Rule):
+    """A worker died before any collective timed out, and nothing says why: the stalls and
+    timeouts that followed are its shadow. An abort or crash of its own is the program's
+    fault; a bare non-zero exit is not enough to name a cause (unknown, on that host)."""
 
     @staticmethod
     def crashes(ctx: TriageContext) -> list[Signal]:
         return [s for s in ctx.symptoms if s.family == "launcher" and s.category_hint]
 
+    @staticmethod
+    def first(ctx: TriageContext, crashes: Sequence[Signal]) -> bool:
+        """No timeout is known to precede the first crash (a watchdog timeout kills its rank
+        with SIGABRT: that crash follows the hang and explains nothing)."""
+        timeouts = [
+            s
+            for s in ctx.symptoms
+            if s.category_hint == Category.NCCL_WATCHDOG_TIMEOUT and s.family != "heartbeat"
+        ]
+        if not timeouts:
+            return True
+        times = [s.time for s in crashes if s.time]
+        return bool(times) and all(t.time is not None and t.time > min(times) for t in timeouts)
+
     def applies(self, ctx: TriageContext) -> bool:
-        return bool(self.crashes(ctx))
+        crashes = self.crashes(ctx)
+        # A symptom that hints at a cause (NCCL's "unhandled cuda error") says more.
+        hinted = [
+            s
+            for s in SymptomPointsToACause.hinted(ctx)
+            if s.category_hint != Category.NCCL_WATCHDOG_TIMEOUT
+        ]
+        return bool(crashes) and not hinted and self.first(ctx, crashes)
 
     def verdict(self, ctx: TriageContext) -> Verdict | None:
         crashes = self.crashes(ctx)
         roots = [s for s in ctx.signals if s.pattern == "elastic_root_cause"]
         root = roots[0] if roots else None
+        exits = [
+            s for s in ctx.signals if s.family == "launcher" or s.pattern == "elastic_root_cause"
+        ]
+        codes = {v for s in exits for k in ("exitcode", "status", "event") if (v := s.attrs.get(k))}
+        evidence = [*crashes, *roots]
+        where = root or crashes[0]
+        shown = f" ({root.text[:160]})" if root else f" ({crashes[0].text.strip()[:160]})"
+        if codes & _SELF_INFLICTED:
+            return Verdict.build(
+                category=Category.SOFTWARE_BUG,
+                confidence=0.3,
+                reason="A worker process aborted or crashed by itself and nothing shows a cause "
+                f"beneath it{shown}; look for the first rank's traceback.",
+                rule=self.name,
+                evidence=evidence,
+                symptoms=ctx.others(crashes),
+                culprit_host=where.host,
+                culprit_rank=where.rank,
+            )
         return Verdict.build(
-            category=Category.SOFTWARE_BUG,
-            confidence=0.3,
-            reason="A worker process exited with an error and the excerpt shows no cause beneath it"
-            + (f" ({root.text[:160]})" if root else "")
-            + "; look for the first rank's traceback.",
+            category=Category.UNKNOWN,
+            confidence=0.15,
+            reason="A worker process exited"
+            + (f" with code {', '.join(sorted(codes))}" if codes else "")
+            + f" before anything timed out, and nothing says why{shown}: not enough evidence "
+            "to name a cause. Its host's logs around the exit are the next place to look.",
             rule=self.name,
-            evidence=[*crashes, *roots],
+            evidence=evidence,
             symptoms=ctx.others(crashes),
-            culprit_host=root.host if root else None,
-            culprit_rank=root.rank if root else None,
+            culprit_host=where.host,
+            culprit_rank=where.rank,
         )
 
 

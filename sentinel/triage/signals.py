@@ -294,7 +294,9 @@ def log_signals(
 ) -> list[Signal]:
     """Signals from one stored log record of a known host (time and id from the event)."""
     signals = extract_signals(text, default_host=host, knowledge=knowledge)
-    return [replace(s, time=s.time or time, event_id=event_id) for s in signals]
+    # The agent's observed_at is when the line was read, in a known zone; a stamp inside the
+    # line is the host's clock in the host's zone. Prefer the event's.
+    return [replace(s, time=time or s.time, event_id=event_id) for s in signals]
 
 
 # ---------------------------------------------------------------- pasted excerpts

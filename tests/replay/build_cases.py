@@ -1229,6 +1229,39 @@ def silent_data_corruption_nan_grad(folder: Path) -> None:
     )
 
 
+@case
+def unknown_worker_exit_without_reason(folder: Path) -> None:
+    f = CaseFleet(hosts=24, seed=33)
+    noise(f, 160)
+    h, g = 9, 3
+    r = f.rank(h, g)
+    # The rank's last words say nothing usable; torchrun sees it exit with code 1.
+    f.log(89.5, h, f"[rank{r}]: step 12045: giving up, exiting", rank=r, severity="info")
+    f.log(
+        90.0,
+        h,
+        "[2026-03-02 04:01:30,441] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
+        f"(exitcode: 1) local_rank: {g} (pid: 8812) of binary: /usr/bin/python3",
+    )
+    f.log(
+        90.1,
+        h,
+        "[2026-03-02 04:01:30,512] torch.distributed.elastic.multiprocessing.api: [WARNING] "
+        "Sending process 8813 closing signal SIGTERM",
+        severity="warning",
+    )
+    f.stall(90.0)
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        160,
+        "One worker exits with code 1 and nothing says why (no traceback, no kernel or GPU "
+        "error); the job stalls and the peers time out a minute later. Unknown, on that host.",
+        [incident("unknown", 110, host=h, after_s=89)],
+    )
+
+
 # ==================================================================== several faults, none
 
 

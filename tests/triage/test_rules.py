@@ -409,3 +409,48 @@ def test_same_traceback_on_one_host_so_far_with_xids_on_others_names_no_host() -
     verdict = classify_signals([*tracebacks, *xids])
     assert verdict.rule == "SameTracebackOnManyRanksIsSoftwareBug"
     assert verdict.culprit_host is None
+
+
+def _worker_exit(code: int, at: datetime) -> list[Signal]:
+    return log_signals(
+        "[2026-03-02 04:01:40,441] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
+        f"(exitcode: {code}) local_rank: 3 (pid: 8812) of binary: /usr/bin/python3",
+        host=host(9),
+        time=at,
+    )
+
+
+def test_a_worker_exit_with_nothing_said_before_the_hang_is_unknown_on_its_host() -> None:
+    later = T0 + timedelta(seconds=60)
+    timeouts = [
+        s
+        for i in range(4)
+        for s in log_signals(
+            f"[rank{i * 8}]:[E0302 04:02:40.000 ProcessGroupNCCL.cpp:616] [Rank {i * 8}] "
+            "Watchdog caught collective operation timeout: WorkNCCL(SeqNum=7, OpType=ALLREDUCE, "
+            "NumelIn=1, NumelOut=1, Timeout(ms)=60000) ran for 60012 milliseconds before timing "
+            "out.",
+            host=host(i),
+            time=later,
+        )
+    ]
+    verdict = classify_signals([*_worker_exit(1, T0), *_stalls(), *timeouts])
+    assert (verdict.category, verdict.culprit_host) == (Category.UNKNOWN, host(9))
+    assert verdict.rule == "CrashedWorkerBeforeAnyTimeout"
+
+
+def test_a_worker_aborted_by_its_watchdog_after_the_timeout_is_still_a_hang() -> None:
+    timeout = log_signals(
+        "[rank72]:[E0302 04:01:40.000 ProcessGroupNCCL.cpp:616] [Rank 72] Watchdog caught "
+        "collective operation timeout: WorkNCCL(SeqNum=7, OpType=ALLREDUCE, NumelIn=1, "
+        "NumelOut=1, Timeout(ms)=60000) ran for 60012 milliseconds before timing out.",
+        host=host(9),
+        time=T0,
+    )
+    exit_ = _worker_exit(-6, T0 + timedelta(seconds=1))
+    assert classify_signals([*timeout, *exit_]).category == Category.NCCL_WATCHDOG_TIMEOUT
+
+
+def test_a_worker_that_aborted_itself_first_is_a_software_bug() -> None:
+    verdict = classify_signals([*_worker_exit(-6, T0), *_stalls()])
+    assert (verdict.category, verdict.culprit_host) == (Category.SOFTWARE_BUG, host(9))

@@ -163,3 +163,10 @@ def test_unknown_xid_is_a_weak_gpu_signal() -> None:
 def test_huge_lines_are_cut_not_choked_on() -> None:
     text = "x" * 2_000_000 + "\nNVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus"
     assert [s.xid for s in extract_signals(text)] == [79]
+
+
+def test_a_zone_less_timestamp_is_utc_so_that_times_compare() -> None:
+    naive = parse_line("[2026-03-02 04:01:40,441] torch.distributed.elastic: [ERROR] failed")
+    zulu = parse_line("2026-03-02T04:01:41Z gpu-0001 kernel: EDAC MC0: 1 UE memory read error")
+    assert naive.time is not None and zulu.time is not None
+    assert naive.time < zulu.time
