@@ -25,10 +25,13 @@ console = Console()
 def _mount_subcommands() -> None:
     # Imported lazily inside the sub-apps' commands; mounting costs only the typer objects.
     from sentinel.flightrec.cli import app as fr_app
+    from sentinel.reports.cli import report, simulate
     from sentinel.triage.cli import classify
 
     app.add_typer(fr_app, name="fr", help="Flight-recorder dumps: analyse a job's hang.")
     app.command("classify")(classify)
+    app.command("report")(report)
+    app.command("simulate")(simulate)
 
 
 _mount_subcommands()

@@ -1,0 +1,1 @@
+"""Reports over the incident record: root causes, MTTF, time lost and ETTR (polars)."""

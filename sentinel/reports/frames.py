@@ -1,0 +1,154 @@
+"""Load the incident record into polars frames: one query per table, aggregates in SQL.
+
+The same statements serve the CLI (sync engine) and the /metrics scrape (async session).
+Times become float seconds since the epoch, so that the arithmetic is plain and exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Select, create_engine, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentinel.db.engine import sync_url
+from sentinel.db.models import Decision, Incident, Job, JobRank
+
+INCIDENT_SCHEMA: dict[str, Any] = {
+    "id": pl.String,
+    "job_id": pl.String,
+    "category": pl.String,
+    "state": pl.String,
+    "culprit_host": pl.String,
+    "opened_s": pl.Float64,
+    "detected_s": pl.Float64,
+    "resolved_s": pl.Float64,
+    "action": pl.String,
+    "status": pl.String,
+    "steps_lost": pl.Int64,
+    "decided_s": pl.Float64,
+    "decision_updated_s": pl.Float64,
+}
+JOB_SCHEMA: dict[str, Any] = {
+    "job_id": pl.String,
+    "first_seen_s": pl.Float64,
+    "last_seen_s": pl.Float64,
+    "world_size": pl.Int64,
+    "state": pl.String,
+    "step_time_s": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class History:
+    """The incidents (each with its decision, if any) and the jobs of one window."""
+
+    incidents: pl.DataFrame
+    jobs: pl.DataFrame
+    since_s: float | None
+    until_s: float | None
+
+
+def _s(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def incidents_query(
+    since: datetime | None, until: datetime | None, job_ids: Sequence[str] | None = None
+) -> Select[*tuple[Any, ...]]:
+    q = select(
+        Incident.id,
+        Incident.job_id,
+        Incident.category,
+        Incident.state,
+        Incident.culprit_host,
+        Incident.opened_at,
+        Incident.detected_at,
+        Incident.resolved_at,
+        Decision.action,
+        Decision.status,
+        Decision.steps_lost,
+        Decision.created_at,
+        Decision.updated_at,
+    ).outerjoin(Decision, Decision.incident_id == Incident.id)
+    if since is not None:
+        q = q.where(Incident.opened_at >= since)
+    if until is not None:
+        q = q.where(Incident.opened_at < until)
+    if job_ids is not None:
+        q = q.where(Incident.job_id.in_(job_ids))
+    return q.order_by(Incident.opened_at)
+
+
+def jobs_query(job_ids: Sequence[str] | None = None) -> Select[*tuple[Any, ...]]:
+    # The job's step time is the mean over its ranks: one aggregate row per job, not 16,384.
+    step_time = (
+        select(JobRank.job_id, func.avg(JobRank.step_time_s).label("step_time_s"))
+        .group_by(JobRank.job_id)
+        .subquery()
+    )
+    q = select(
+        Job.id, Job.first_seen, Job.last_seen, Job.world_size, Job.state, step_time.c.step_time_s
+    ).outerjoin(step_time, step_time.c.job_id == Job.id)
+    if job_ids is not None:
+        q = q.where(Job.id.in_(job_ids))
+    return q.order_by(Job.id)
+
+
+def _incident_frame(rows: Sequence[Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            (
+                str(r[0]),
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                _s(r[5]),
+                _s(r[6]),
+                _s(r[7]),
+                r[8],
+                r[9],
+                r[10],
+                _s(r[11]),
+                _s(r[12]),
+            )
+            for r in rows
+        ],
+        schema=INCIDENT_SCHEMA,
+        orient="row",
+    )
+
+
+def _job_frame(rows: Sequence[Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            (r[0], _s(r[1]), _s(r[2]), r[3], r[4], float(r[5]) if r[5] is not None else None)
+            for r in rows
+        ],
+        schema=JOB_SCHEMA,
+        orient="row",
+    )
+
+
+def load_history(url: str, since: datetime | None = None, until: datetime | None = None) -> History:
+    """The CLI's path: a short-lived sync engine on the URL."""
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            incidents = conn.execute(incidents_query(since, until)).all()
+            jobs = conn.execute(jobs_query()).all()
+    finally:
+        engine.dispose()
+    return History(_incident_frame(incidents), _job_frame(jobs), _s(since), _s(until))
+
+
+async def load_job_history(session: AsyncSession, job_ids: Sequence[str]) -> History:
+    """The scrape's path: these jobs over their whole lives."""
+    incidents = (await session.execute(incidents_query(None, None, job_ids))).all()
+    jobs = (await session.execute(jobs_query(job_ids))).all()
+    return History(_incident_frame(incidents), _job_frame(jobs), None, None)
