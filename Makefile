@@ -45,8 +45,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check sentinel agents
 	$(VENV)/bin/mypy sentinel agents
 
+# Each script prints its figures and the command that produced them.
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/ingest.py --hosts 2048 --seconds 30
+	$(PY) benchmarks/detect_to_restart.py --trials 5
+	$(PY) benchmarks/flight_recorder.py --ranks 1024
+	$(PY) benchmarks/agent_overhead.py --seconds 30
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

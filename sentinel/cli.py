@@ -90,6 +90,8 @@ def serve(
             err.print(f"[red]refusing to start:[/red] {status.advice()}")
             raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per loop run is noise; its warnings and errors still show.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     uvicorn.run(
         create_app(settings),
         host=host or settings.server.host,
