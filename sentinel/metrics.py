@@ -70,3 +70,29 @@ class ServiceMetrics:
         self.hosts = Gauge(
             "sentinel_hosts", "Hosts by health (as of the last scrape).", ["health"], registry=r
         )
+        # Filled from the database at scrape time (api/routes/ops.py), like sentinel_hosts.
+        self.incidents = Gauge(
+            "sentinel_incidents",
+            "Incidents by root-cause category and state (open, mitigating, resolved).",
+            ["category", "state"],
+            registry=r,
+        )
+        self.incident_oldest_open = Gauge(
+            "sentinel_incident_oldest_open_seconds",
+            "Age of the oldest incident not yet resolved, by category.",
+            ["category"],
+            registry=r,
+        )
+        self.decisions = Gauge(
+            "sentinel_decisions",
+            "Remediation decisions by action and status (their outcome so far).",
+            ["action", "status"],
+            registry=r,
+        )
+        self.job_ettr = Gauge(
+            "sentinel_job_ettr_ratio",
+            "Effective training time ratio of each running job over its life (reports.tables).",
+            # Not "job": Prometheus's own target label would rename it to exported_job.
+            ["job_id"],
+            registry=r,
+        )

@@ -6,14 +6,18 @@ from collections import Counter
 
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from sentinel.api.deps import Ctx
 from sentinel.db.engine import unit_of_work
 from sentinel.db.migrate import schema_status
-from sentinel.db.models import Gpu, Host
+from sentinel.db.models import Decision, Gpu, Host, Incident, Job
 from sentinel.health import HealthState, host_health
+from sentinel.incidents.service import OPEN_STATES
+from sentinel.reports.frames import load_job_history
+from sentinel.reports.tables import ReportParams, job_ettr
+from sentinel.triage.taxonomy import Category
 
 router = APIRouter(tags=["operations"])
 
@@ -50,11 +54,54 @@ async def _refresh_gauges(ctx: Ctx) -> None:
             gpus: dict[str, list[Gpu]] = {}
             for g in (await session.scalars(select(Gpu))).all():
                 gpus.setdefault(g.host_id, []).append(g)
+            # Aggregates only: a handful of rows however many incidents and decisions exist.
+            incidents = (
+                await session.execute(
+                    select(Incident.category, Incident.state, func.count()).group_by(
+                        Incident.category, Incident.state
+                    )
+                )
+            ).all()
+            oldest = (
+                await session.execute(
+                    select(Incident.category, func.min(Incident.opened_at))
+                    .where(Incident.state.in_(OPEN_STATES))
+                    .group_by(Incident.category)
+                )
+            ).all()
+            decisions = (
+                await session.execute(
+                    select(Decision.action, Decision.status, func.count()).group_by(
+                        Decision.action, Decision.status
+                    )
+                )
+            ).all()
+            running = (await session.scalars(select(Job.id).where(Job.state == "running"))).all()
+            history = await load_job_history(session, running) if running else None
     except SQLAlchemyError:
         return
     now = ctx.clock.now()
+    m = ctx.metrics
     counts = Counter(
         host_health(h, gpus.get(h.id, []), now, ctx.settings.health).state for h in hosts
     )
     for state in HealthState:
-        ctx.metrics.hosts.labels(state.value).set(counts.get(state, 0))
+        m.hosts.labels(state.value).set(counts.get(state, 0))
+    # No await from here on: a concurrent scrape never sees a gauge half cleared.
+    m.incidents.clear()
+    for known in Category:
+        for incident_state in (*OPEN_STATES, "resolved"):
+            m.incidents.labels(known.value, incident_state).set(0)
+    for category, incident_state, n in incidents:
+        m.incidents.labels(category, incident_state).set(n)
+    m.incident_oldest_open.clear()
+    for category, opened_at in oldest:
+        m.incident_oldest_open.labels(category).set(max(0.0, (now - opened_at).total_seconds()))
+    m.decisions.clear()
+    for action, status_, n in decisions:
+        m.decisions.labels(action, status_).set(n)
+    m.job_ettr.clear()
+    if history is not None:
+        ettr = job_ettr(history, ReportParams(), now.timestamp())
+        for job, pct in ettr.select("job_id", "ettr_pct").iter_rows():
+            m.job_ettr.labels(job).set(pct / 100)
