@@ -131,14 +131,15 @@ def test_xid_arrives_through_the_event_thread_without_waiting_for_a_poll(
     )
     started = time.monotonic()
     collector.poll()  # starts the event thread; no further polls
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while not sink.items and time.monotonic() < deadline:
         time.sleep(0.01)
     collector.close()
     (event,) = [o for o in sink.items if isinstance(o, XidEvent)]
     assert event.xid == 79 and event.gpu_index == 3 and event.source == "nvml"
     assert event.pci_bus_id == "00000000:5D:00.0"
-    assert 0.9 <= time.monotonic() - started < 2.0
+    # Scripted at 1 s; the poll interval is 60 s, so only the event thread can be this quick.
+    assert 0.9 <= time.monotonic() - started < 10.0
 
 
 def test_nvlink_climb_and_thermal_slowdown_show_in_samples_and_metrics() -> None:
