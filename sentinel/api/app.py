@@ -18,7 +18,7 @@ from sentinel.alerting.service import push_alerts
 from sentinel.alerting.wiring import add_flush_job, build_dispatcher, http_client
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
-from sentinel.api.routes import alerts, decisions, dumps, hosts, incidents, jobs, ops, reports
+from sentinel.api.routes import alerts, decisions, dumps, hosts, incidents, jobs, ops, reports, web
 from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
@@ -185,7 +185,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
     # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
-    for module in (reports, decisions, hosts, jobs, dumps, incidents, ops, alerts):
+    for module in (reports, decisions, hosts, jobs, dumps, incidents, ops, alerts, web):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -1,0 +1,469 @@
+"""The dashboard's HTML pages and form handlers; state changes go through the JSON API's handlers.
+
+Authentication: the login form takes a token and keeps it in an HttpOnly, SameSite=Strict cookie,
+checked against the TokenStore on every request as a bearer header is. Every form that changes
+state also carries a per-session CSRF value (double-submitted: cookie and form field) and must
+come from this origin.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from importlib.resources import files
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import ValidationError
+
+from sentinel import auth
+from sentinel.alerting.schemas import AckIn, SilenceIn
+from sentinel.api.body import read_body
+from sentinel.api.deps import Ctx, Session
+from sentinel.api.errors import describe_validation_error
+from sentinel.api.routes import alerts as alerts_api
+from sentinel.api.routes import decisions as decisions_api
+from sentinel.api.routes import incidents as incidents_api
+from sentinel.api.routes import jobs as jobs_api
+from sentinel.auth import Principal
+from sentinel.db.models import Alert, Host, Incident
+from sentinel.triage.taxonomy import LLAMA3_UNEXPECTED_INTERRUPTIONS
+from sentinel.web import views
+from sentinel.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+TOKEN_COOKIE = "sentinel_token"  # noqa: S105 (a cookie name, not a secret)
+CSRF_COOKIE = "sentinel_csrf"
+FORM_LIMIT = 64 * 1024
+SECURITY_HEADERS = {
+    # Nothing inline runs: a <script> smuggled in through a log line is inert twice over.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+# What a redirect after a successful form says; a code, so that a link cannot put words there.
+DONE = {
+    "silence.create": "Silence created.",
+    "silence.expire": "Silence expired.",
+    "incident.resolve": "Incident resolved.",
+    "decision.approve": "Decision approved.",
+    "decision.cancel": "Decision cancelled.",
+    "host.repaired": "Host marked repaired.",
+    "group.ack": "Alert group acknowledged.",
+}
+NAV = [
+    ("fleet", "/fleet", "Fleet"),
+    ("incidents", "/incidents", "Incidents"),
+    ("jobs", "/jobs", "Jobs"),
+    ("root-causes", "/root-causes", "Root causes"),
+    ("alerts", "/alerts", "Alerts"),
+    ("silences", "/silences", "Silences"),
+]
+
+
+def _page(
+    request: Request, template: str, who: Principal | None, code: int = 200, **context: Any
+) -> HTMLResponse:
+    ctx = request.app.state.ctx
+    body = render(
+        template,
+        request=request,
+        who=who,
+        csrf=request.cookies.get(CSRF_COOKIE, ""),
+        now=ctx.clock.now(),
+        nav=NAV,
+        done=DONE.get(request.query_params.get("ok", "")),
+        **context,
+    )
+    return HTMLResponse(body, status_code=code, headers=SECURITY_HEADERS)
+
+
+def _login_url(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/login?next=" + quote(target, safe="")
+
+
+async def web_user(request: Request, ctx: Ctx) -> Principal:
+    token = request.cookies.get(TOKEN_COOKIE)
+    principal = ctx.tokens.authenticate(token) if token else None
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_303_SEE_OTHER, "log in first", headers={"Location": _login_url(request)}
+        )
+    if principal.role not in auth.READ:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role!r} may not read")
+    return principal
+
+
+WebUser = Annotated[Principal, Depends(web_user)]
+
+
+def _same_origin(request: Request) -> bool:
+    # Browsers send Origin on every POST; Referer is the fallback of older ones.
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if source is None:
+        return True
+    return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+@dataclass
+class OperatorForm:
+    who: Principal
+    fields: dict[str, str]
+
+
+async def operator_form(request: Request, who: WebUser) -> OperatorForm:
+    if who.role not in auth.OPERATE:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"role {who.role!r} may not do this; needs one of {sorted(auth.OPERATE)}",
+        )
+    fields = await _form(request)
+    expected = request.cookies.get(CSRF_COOKIE, "")
+    if (
+        not _same_origin(request)
+        or not expected
+        or not hmac.compare_digest(expected, fields.get("csrf", ""))
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused (CSRF check)")
+    return OperatorForm(who, fields)
+
+
+Form = Annotated[OperatorForm, Depends(operator_form)]
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await read_body(request, FORM_LIMIT)
+    try:
+        parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed form: {exc}") from None
+    return {k: v[-1] for k, v in parsed.items()}
+
+
+async def _act(
+    request: Request, who: Principal, back: str, code: str, call: Callable[[], Awaitable[Any]]
+) -> Response:
+    """Run one of the JSON API's handlers for a form; show its refusal as a page."""
+    try:
+        await call()
+    except HTTPException as exc:
+        return _page(request, "error.html", who, exc.status_code, message=exc.detail, back=back)
+    except (ValidationError, ValueError) as exc:
+        message = (
+            describe_validation_error(exc)[1] if isinstance(exc, ValidationError) else str(exc)
+        )
+        return _page(request, "error.html", who, 422, message=message, back=back)
+    return RedirectResponse(f"{back}?ok={code}", status.HTTP_303_SEE_OTHER)
+
+
+# ---------------------------------------------------------------------------- login
+
+
+@router.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("/fleet", status.HTTP_303_SEE_OTHER)
+
+
+def _safe_next(value: str | None) -> str:
+    # Only a path on this site: an open redirect would make the login page a phishing aid.
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/fleet"
+    return value
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return _page(request, "login.html", None, next=_safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request, ctx: Ctx) -> Response:
+    fields = await _form(request)
+    target = _safe_next(fields.get("next"))
+    if not _same_origin(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site login refused")
+    principal = ctx.tokens.authenticate(fields.get("token", "").strip())
+    if principal is None or principal.role not in auth.READ:
+        error = "Unknown token." if principal is None else "Agent tokens cannot open the dashboard."
+        return _page(request, "login.html", None, 401, next=target, error=error)
+    response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+    secure = request.url.scheme == "https"
+    for name, value in (
+        (TOKEN_COOKIE, fields["token"].strip()),
+        (CSRF_COOKIE, secrets.token_urlsafe(32)),
+    ):
+        response.set_cookie(
+            name, value, httponly=True, samesite="strict", secure=secure, max_age=12 * 3600
+        )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    if not _same_origin(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site logout refused")
+    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(TOKEN_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+    return response
+
+
+# ---------------------------------------------------------------------------- fleet and hosts
+
+StateFilter = Annotated[str | None, Query(pattern="^(healthy|degraded|unhealthy|silent|drained)$")]
+
+
+@router.get("/fleet")
+async def fleet_page(
+    request: Request, ctx: Ctx, session: Session, who: WebUser, state: StateFilter = None
+) -> HTMLResponse:
+    fleet = await views.fleet(session, ctx.clock.now(), ctx.settings.health, state)
+    return _page(request, "fleet.html", who, fleet=fleet, state=state, states=views.STATES)
+
+
+@router.get("/fleet.json")
+async def fleet_json(
+    ctx: Ctx, session: Session, _: WebUser, state: StateFilter = None
+) -> JSONResponse:
+    """What the fleet page polls: every host's cells, a few bytes each."""
+    fleet = await views.fleet(session, ctx.clock.now(), ctx.settings.health, state)
+    return JSONResponse(
+        {
+            "counts": fleet.counts,
+            "gpu_counts": fleet.gpu_counts,
+            "hosts": {h.id: [h.cells, h.state, h.reason, h.culprit] for h in fleet.hosts},
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _host(session: Session, host_id: str) -> Host:
+    host = await session.get(Host, host_id)
+    if host is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no host {host_id!r}")
+    return host
+
+
+@router.get("/hosts/{host_id}")
+async def host_page(
+    request: Request, ctx: Ctx, session: Session, who: WebUser, host_id: str
+) -> HTMLResponse:
+    page = await views.host_page(
+        session, await _host(session, host_id), ctx.clock.now(), ctx.settings.health
+    )
+    return _page(request, "host.html", who, page=page)
+
+
+@router.post("/hosts/{host_id}/repaired")
+async def host_repaired(
+    request: Request, ctx: Ctx, session: Session, form: Form, host_id: str
+) -> Response:
+    note = decisions_api.Note(comment=form.fields.get("comment", ""))
+    return await _act(
+        request,
+        form.who,
+        f"/hosts/{quote(host_id, safe='')}",
+        "host.repaired",
+        lambda: decisions_api.repaired(ctx, session, form.who, host_id, note),
+    )
+
+
+# ---------------------------------------------------------------------------- incidents
+
+
+@router.get("/incidents")
+async def incidents_page(
+    request: Request,
+    session: Session,
+    who: WebUser,
+    state: Annotated[str | None, Query(pattern="^(open|mitigating|resolved)$")] = None,
+    category: str | None = None,
+    job_id: str | None = None,
+) -> HTMLResponse:
+    rows = await incidents_api.list_incidents(
+        session, who, state=state, job_id=job_id, category=category, limit=500
+    )
+    decisions = {
+        d.incident_id: d for d in await decisions_api.list_decisions(session, who, limit=1000)
+    }
+    return _page(
+        request,
+        "incidents.html",
+        who,
+        incidents=rows,
+        decisions=decisions,
+        state=state,
+        category=category,
+        job_id=job_id,
+    )
+
+
+async def _incident(session: Session, incident_id: uuid.UUID) -> Incident:
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id}")
+    return incident
+
+
+@router.get("/incidents/{incident_id}")
+async def incident_page(
+    request: Request, session: Session, who: WebUser, incident_id: uuid.UUID
+) -> HTMLResponse:
+    page = await views.incident_page(session, await _incident(session, incident_id))
+    return _page(request, "incident.html", who, page=page)
+
+
+@router.post("/incidents/{incident_id}/resolve")
+async def incident_resolve(
+    request: Request, ctx: Ctx, session: Session, form: Form, incident_id: uuid.UUID
+) -> Response:
+    async def call() -> None:
+        body = incidents_api.ResolveIn(reason=form.fields.get("reason", ""))
+        await incidents_api.resolve_incident(ctx, session, form.who, incident_id, body)
+
+    return await _act(request, form.who, f"/incidents/{incident_id}", "incident.resolve", call)
+
+
+@router.post("/decisions/{decision_id}/{verb}")
+async def decision_action(
+    request: Request, ctx: Ctx, session: Session, form: Form, decision_id: uuid.UUID, verb: str
+) -> Response:
+    handlers = {"approve": decisions_api.approve, "cancel": decisions_api.cancel}
+    if verb not in handlers:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision action {verb!r}")
+    decision = await decisions_api.get_decision(session, form.who, decision_id)
+    note = decisions_api.Note(comment=form.fields.get("comment", ""))
+    return await _act(
+        request,
+        form.who,
+        f"/incidents/{decision.incident_id}",
+        f"decision.{verb}",
+        lambda: handlers[verb](ctx, session, form.who, decision_id, note),
+    )
+
+
+# ---------------------------------------------------------------------------- jobs, root causes
+
+
+@router.get("/jobs")
+async def jobs_page(request: Request, session: Session, who: WebUser) -> HTMLResponse:
+    jobs = await jobs_api.list_jobs(session, who)
+    return _page(request, "jobs.html", who, jobs=jobs, restarts=await views.job_restarts(session))
+
+
+@router.get("/root-causes")
+async def root_causes_page(
+    request: Request,
+    ctx: Ctx,
+    session: Session,
+    who: WebUser,
+    days: Annotated[float, Query(gt=0, le=3660)] = 54,
+) -> HTMLResponse:
+    now = ctx.clock.now()
+    table = await views.root_causes(session, now - timedelta(days=days), now)
+    return _page(
+        request,
+        "root_causes.html",
+        who,
+        table=table,
+        days=days,
+        llama3_total=LLAMA3_UNEXPECTED_INTERRUPTIONS,
+    )
+
+
+# ---------------------------------------------------------------------------- alerts, silences
+
+
+@router.get("/alerts")
+async def alerts_page(request: Request, session: Session, who: WebUser) -> HTMLResponse:
+    groups = await alerts_api.list_groups(session, who)
+    alerts: list[Alert] = await alerts_api.list_alerts(session, who, limit=300)
+    return _page(request, "alerts.html", who, groups=groups, alerts=alerts)
+
+
+@router.post("/alert-groups/{group_id}/ack")
+async def group_ack(
+    request: Request, ctx: Ctx, session: Session, form: Form, group_id: uuid.UUID
+) -> Response:
+    async def call() -> None:
+        body = AckIn(comment=form.fields.get("comment") or None)
+        await alerts_api.ack_group(ctx, session, form.who, group_id, body)
+
+    return await _act(request, form.who, "/alerts", "group.ack", call)
+
+
+@router.get("/silences")
+async def silences_page(request: Request, ctx: Ctx, session: Session, who: WebUser) -> HTMLResponse:
+    silences = await alerts_api.list_silences(ctx, session, who)
+    return _page(request, "silences.html", who, silences=silences)
+
+
+@router.post("/silences")
+async def silence_create(request: Request, ctx: Ctx, session: Session, form: Form) -> Response:
+    async def call() -> None:
+        body = SilenceIn.model_validate(
+            {
+                "matchers": [
+                    line.strip()
+                    for line in form.fields.get("matchers", "").splitlines()
+                    if line.strip()
+                ],
+                "comment": form.fields.get("comment", ""),
+                "duration": form.fields.get("duration", "") or "2h",
+            }
+        )
+        await alerts_api.create_silence(ctx, session, form.who, body)
+
+    return await _act(request, form.who, "/silences", "silence.create", call)
+
+
+@router.post("/silences/{silence_id}/expire")
+async def silence_expire(
+    request: Request, ctx: Ctx, session: Session, form: Form, silence_id: uuid.UUID
+) -> Response:
+    return await _act(
+        request,
+        form.who,
+        "/silences",
+        "silence.expire",
+        lambda: alerts_api.expire_silence(ctx, session, form.who, silence_id),
+    )
+
+
+# ---------------------------------------------------------------------------- static assets
+
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+
+@cache
+def _assets() -> dict[str, bytes]:
+    # The files shipped in sentinel/web/static, looked up by plain name: no path reaches disk.
+    folder = files("sentinel.web").joinpath("static")
+    return {
+        f.name: f.read_bytes()
+        for f in folder.iterdir()
+        if f.is_file() and f.name.endswith(tuple(STATIC_TYPES))
+    }
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    data = _assets().get(name)
+    if data is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no static file {name!r}")
+    return Response(
+        data,
+        media_type=STATIC_TYPES["." + name.rsplit(".", 1)[1]],
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )

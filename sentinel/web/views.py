@@ -1,0 +1,458 @@
+"""What each dashboard page shows, read from the database in as few queries as the page needs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentinel.db.models import (
+    Alert,
+    AlertGroup,
+    Batch,
+    Decision,
+    Event,
+    Gpu,
+    Host,
+    Incident,
+    IncidentTransition,
+    NotificationLog,
+)
+from sentinel.health import HARD_THROTTLE_MASK, HealthState, host_health
+from sentinel.settings import HealthSettings
+from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
+from sentinel.web.charts import Chart, Series, line_chart
+
+# One letter per GPU cell of the fleet grid (also the CSS class): small pages, fast paint.
+CELL = {
+    HealthState.healthy: "h",
+    HealthState.degraded: "d",
+    HealthState.unhealthy: "u",
+    HealthState.silent: "s",
+    HealthState.drained: "x",
+}
+STATES = list(CELL)
+GPUS_PER_HOST = 8
+
+
+@dataclass
+class FleetHost:
+    id: str
+    state: str
+    reason: str
+    cells: str
+    culprit: bool
+
+
+@dataclass
+class Fleet:
+    hosts: list[FleetHost]
+    counts: dict[str, int]
+    gpu_counts: dict[str, int]
+    total: int
+
+
+def _cells(
+    host_state: HealthState, width: int, present: set[int] | None, flagged: list[Gpu]
+) -> str:
+    if host_state in (HealthState.drained, HealthState.silent):
+        return CELL[host_state] * width
+    base = "u" if host_state is HealthState.unhealthy else "h"
+    # A GPU the agent never reported is one the job cannot use: shown as silent.
+    cells = [base if present is None or i in present else "s" for i in range(width)]
+    for g in flagged:
+        if g.lost or g.remap_failure:
+            cells[g.gpu_index] = "u"
+        elif base == "h":
+            cells[g.gpu_index] = "d"
+    return "".join(cells)
+
+
+# The GPUs that can make a host anything but healthy; the rest add nothing to host_health.
+FLAGGED = or_(
+    Gpu.lost, Gpu.remap_failure, Gpu.clock_event_reasons.bitwise_and(HARD_THROTTLE_MASK) != 0
+)
+
+
+async def fleet(
+    session: AsyncSession, now: datetime, settings: HealthSettings, state: str | None = None
+) -> Fleet:
+    # Plain rows and only the GPUs that matter: building 18,432 ORM objects would take most of
+    # the 300 ms this page may spend. host_health reads only these columns, as attributes,
+    # which rows have too (hence the casts), and only the flagged GPUs can change its answer.
+    hosts = (
+        await session.execute(
+            select(
+                Host.id,
+                Host.last_seen,
+                Host.drain_state,
+                Host.drain_reason,
+                Host.last_critical_at,
+                Host.last_critical,
+            ).order_by(Host.id)
+        )
+    ).all()
+    shape = {
+        host_id: (int(n), int(top))
+        for host_id, n, top in (
+            await session.execute(
+                select(Gpu.host_id, func.count(), func.max(Gpu.gpu_index)).group_by(Gpu.host_id)
+            )
+        ).all()
+    }
+    flagged: dict[str, list[Gpu]] = defaultdict(list)
+    rows = await session.execute(
+        select(
+            Gpu.host_id, Gpu.gpu_index, Gpu.lost, Gpu.remap_failure, Gpu.clock_event_reasons
+        ).where(FLAGGED)
+    )
+    for gpu in rows.all():
+        flagged[gpu.host_id].append(cast(Gpu, gpu))
+    # Hosts with a gap in their GPU indexes are rare; only for them is each index looked up.
+    gappy = [h for h, (n, top) in shape.items() if n < max(GPUS_PER_HOST, top + 1)]
+    present: dict[str, set[int]] = defaultdict(set)
+    if gappy:
+        for host_id, index in (
+            await session.execute(select(Gpu.host_id, Gpu.gpu_index).where(Gpu.host_id.in_(gappy)))
+        ).all():
+            present[host_id].add(index)
+    culprits = set(
+        (
+            await session.scalars(
+                select(Incident.culprit_host).where(
+                    Incident.state != "resolved", Incident.culprit_host.is_not(None)
+                )
+            )
+        ).all()
+    )
+    counts: Counter[str] = Counter()
+    gpu_counts: Counter[str] = Counter()
+    out: list[FleetHost] = []
+    for host in hosts:
+        n, top = shape.get(host.id, (0, -1))
+        health = host_health(cast(Host, host), flagged[host.id], now, settings)
+        cells = _cells(
+            health.state,
+            max(GPUS_PER_HOST, top + 1),
+            present[host.id] if host.id in present or n == 0 else None,
+            flagged[host.id],
+        )
+        counts[health.state.value] += 1
+        gpu_counts.update(cells)
+        if state is None or health.state.value == state:
+            out.append(
+                FleetHost(host.id, health.state.value, health.reason, cells, host.id in culprits)
+            )
+    return Fleet(
+        out,
+        {s.value: counts[s.value] for s in STATES},
+        {s.value: gpu_counts[CELL[s]] for s in STATES},
+        len(hosts),
+    )
+
+
+@dataclass
+class HostPage:
+    host: Host
+    health: str
+    reason: str
+    gpus: list[dict[str, Any]]
+    temperature: Chart | None
+    ecc: Chart | None
+    events: list[tuple[Event, str]]
+    incidents: list[Incident]
+
+
+# An hour of history at the agents' default 5 s batch interval.
+HISTORY_BATCHES = 720
+
+
+def _event_text(event: Event) -> str:
+    payload = event.payload
+    text = payload.get("message") or payload.get("text") or ""
+    if event.kind == "xid":
+        return f"XID {payload.get('xid')}: {text}"
+    return str(text) or json.dumps(payload, sort_keys=True)[:300]
+
+
+async def host_page(
+    session: AsyncSession, host: Host, now: datetime, settings: HealthSettings
+) -> HostPage:
+    gpus = list(
+        (
+            await session.scalars(select(Gpu).where(Gpu.host_id == host.id).order_by(Gpu.gpu_index))
+        ).all()
+    )
+    health = host_health(host, gpus, now, settings)
+    batches = (
+        await session.scalars(
+            select(Batch)
+            .where(Batch.host_id == host.id)
+            .order_by(Batch.seq.desc())
+            .limit(HISTORY_BATCHES)
+        )
+    ).all()
+    temps: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+    eccs: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+    for b in reversed(batches):
+        for s in json.loads(b.samples):
+            if s.get("kind") != "gpu_sample":
+                continue
+            at = datetime.fromisoformat(s["observed_at"])
+            if s.get("temperature_c") is not None:
+                temps[s["gpu_index"]].append((at, float(s["temperature_c"])))
+            if s.get("ecc_volatile_uncorrected") is not None:
+                eccs[s["gpu_index"]].append((at, float(s["ecc_volatile_uncorrected"])))
+    events = (
+        await session.scalars(
+            select(Event)
+            .where(Event.host_id == host.id)
+            .order_by(Event.observed_at.desc())
+            .limit(50)
+        )
+    ).all()
+    incidents = (
+        await session.scalars(
+            select(Incident)
+            .where(Incident.culprit_host == host.id)
+            .order_by(Incident.opened_at.desc())
+            .limit(20)
+        )
+    ).all()
+    return HostPage(
+        host=host,
+        health=health.state.value,
+        reason=health.reason,
+        gpus=[
+            {
+                "index": g.gpu_index,
+                "uuid": g.uuid,
+                "pci_bus_id": g.pci_bus_id,
+                "temperature_c": g.temperature_c,
+                "ecc_uncorrected": g.ecc_uncorrected,
+                "lost": g.lost,
+                "remap_failure": g.remap_failure,
+                "throttled": bool((g.clock_event_reasons or 0) & HARD_THROTTLE_MASK),
+                "updated_at": g.updated_at,
+            }
+            for g in gpus
+        ],
+        temperature=line_chart(
+            [Series(f"GPU {i}", pts) for i, pts in sorted(temps.items())], unit="°C"
+        ),
+        ecc=line_chart([Series(f"GPU {i}", pts) for i, pts in sorted(eccs.items())], unit="errors"),
+        events=[(e, _event_text(e)) for e in events],
+        incidents=list(incidents),
+    )
+
+
+@dataclass
+class SymptomGroup:
+    family: str
+    pattern: str | None
+    count: int
+    hosts: int
+    example: str
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime | None
+    role: str
+    family: str
+    host: str | None
+    gpu: str | None
+    rank: int | None
+    text: str
+
+
+@dataclass
+class IncidentPage:
+    incident: Incident
+    decision: Decision | None
+    transitions: list[IncidentTransition]
+    timeline: list[TimelineEntry]
+    symptoms: list[SymptomGroup]
+    symptoms_total: int
+    evidence_total: int
+    rules_fired: list[str]
+    alerts: list[Alert]
+    groups: list[AlertGroup]
+    notifications: list[NotificationLog]
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPage:
+    verdict = incident.verdict or {}
+    evidence = verdict.get("evidence", [])
+    symptoms = verdict.get("symptoms", [])
+    ids = []
+    for item in [*evidence, *symptoms]:
+        try:
+            ids.append(uuid.UUID(str(item.get("event_id"))))
+        except ValueError:
+            continue
+    seen: dict[str, datetime] = {}
+    if ids:
+        rows = await session.execute(
+            select(Event.id, Event.observed_at).where(Event.id.in_(ids[:500]))
+        )
+        seen = {str(i): at for i, at in rows.all()}
+    timeline = [
+        TimelineEntry(
+            seen.get(str(item.get("event_id"))),
+            str(item.get("role", "")),
+            str(item.get("family", "")),
+            item.get("host"),
+            item.get("gpu"),
+            item.get("rank"),
+            str(item.get("text", "")),
+        )
+        for item in [*evidence, *symptoms]
+    ]
+    timeline.sort(key=lambda e: (e.at is None, e.at or incident.opened_at))
+    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
+    for s in symptoms:
+        groups[(str(s.get("family", "")), s.get("pattern"))].append(s)
+    symptom_groups = sorted(
+        (
+            SymptomGroup(
+                family,
+                pattern,
+                len(items),
+                len({i.get("host") for i in items if i.get("host")}),
+                str(items[0].get("text", "")),
+            )
+            for (family, pattern), items in groups.items()
+        ),
+        key=lambda g: -g.count,
+    )
+    decision = await session.scalar(select(Decision).where(Decision.incident_id == incident.id))
+    transitions = (
+        await session.scalars(
+            select(IncidentTransition)
+            .where(IncidentTransition.incident_id == incident.id)
+            .order_by(IncidentTransition.at, IncidentTransition.id)
+        )
+    ).all()
+    alerts = (
+        await session.scalars(
+            select(Alert).where(Alert.incident_id == incident.id).order_by(Alert.starts_at)
+        )
+    ).all()
+    keys = {a.group_key for a in alerts}
+    alert_groups = (
+        (await session.scalars(select(AlertGroup).where(AlertGroup.group_key.in_(keys)))).all()
+        if keys
+        else []
+    )
+    notifications = (
+        (
+            await session.scalars(
+                select(NotificationLog)
+                .where(NotificationLog.group_key.in_(keys))
+                .order_by(NotificationLog.at)
+            )
+        ).all()
+        if keys
+        else []
+    )
+    return IncidentPage(
+        incident=incident,
+        decision=decision,
+        transitions=list(transitions),
+        timeline=timeline,
+        symptoms=symptom_groups,
+        symptoms_total=int(verdict.get("symptoms_total", len(symptoms))),
+        evidence_total=int(verdict.get("evidence_total", len(evidence))),
+        rules_fired=list(verdict.get("rules_fired", [])),
+        alerts=list(alerts),
+        groups=list(alert_groups),
+        notifications=list(notifications),
+        steps=list((decision.outcome or {}).get("steps", [])) if decision else [],
+    )
+
+
+@dataclass
+class JobRestarts:
+    restarts: int
+    pending: int
+    last_decision: Decision | None
+
+
+RESTART_ACTIONS = ("restart", "exclude_and_restart")
+
+
+async def job_restarts(session: AsyncSession) -> dict[str, JobRestarts]:
+    decisions = (await session.scalars(select(Decision).order_by(Decision.created_at))).all()
+    out: dict[str, JobRestarts] = {}
+    for d in decisions:
+        if d.job_id is None:
+            continue
+        row = out.setdefault(d.job_id, JobRestarts(0, 0, None))
+        if d.action in RESTART_ACTIONS and d.status == "done":
+            row.restarts += 1
+        if d.status in ("proposed", "held", "approved", "pending"):
+            row.pending += 1
+        row.last_decision = d
+    return out
+
+
+@dataclass
+class RootCauseRow:
+    category: str
+    count: int
+    share: float | None
+    llama3_count: int | None
+    llama3_share: float | None
+
+
+@dataclass
+class RootCauses:
+    rows: list[RootCauseRow]
+    unexpected: int
+    planned: int
+    since: datetime
+    until: datetime
+
+
+async def root_causes(session: AsyncSession, since: datetime, until: datetime) -> RootCauses:
+    counted = dict(
+        (
+            await session.execute(
+                select(Incident.category, func.count())
+                .where(Incident.opened_at >= since, Incident.opened_at < until)
+                .group_by(Incident.category)
+            )
+        ).all()
+    )
+    planned = int(counted.get(Category.PLANNED.value, 0))
+    # As in Llama 3's Table 5: shares are of the unexpected interruptions only.
+    unexpected = sum(int(n) for c, n in counted.items() if c != Category.PLANNED.value)
+    rows = []
+    for category in Category:
+        n = int(counted.get(category.value, 0))
+        ref = LLAMA3_TABLE5.get(category)
+        rows.append(
+            RootCauseRow(
+                category.value,
+                n,
+                None
+                if category is Category.PLANNED
+                else (100.0 * n / unexpected if unexpected else 0.0),
+                ref[0] if ref else None,
+                ref[1] if ref else None,
+            )
+        )
+    rows.sort(key=lambda r: (-r.count, -(r.llama3_count or 0)))
+    return RootCauses(rows, unexpected, planned, since, until)
+
+
+def window(days: float, now: datetime) -> tuple[datetime, datetime]:
+    return now - timedelta(days=days), now + timedelta(seconds=1)
