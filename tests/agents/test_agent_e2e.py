@@ -204,3 +204,52 @@ async def test_poison_answers_do_not_loop(tmp_path: Path, receiver: Receiver, st
         await wait_for(lambda: len(receiver.batches) >= 2)
     assert receiver.statuses.count(status) == 1
     assert agent.metrics.registry.get_sample_value("sentinel_agent_dead_letters_total") == 1
+
+
+async def test_full_outbox_drops_samples_keeps_events_and_says_so(
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    receiver.fail(503, 10_000)
+    scenario = tmp_path / "early.yaml"
+    scenario.write_text(
+        "timeline:\n"
+        "  - {at: 0.05, gpu: 5, xid: 48, add: {ecc_volatile_uncorrected: 1}}\n"
+        "  - {at: 0.1, gpu: 5, xid: 63, set: {remap_pending: true}, "
+        "add: {remapped_rows_uncorrectable: 1}}\n"
+        "  - {at: 0.15, gpu: 5, xid: 64, set: {remap_failure: true}}\n"
+    )
+    config = agent_config(
+        tmp_path,
+        receiver.url,
+        receiver.agent_token,
+        **{
+            "outbox.max_bytes": 64 * 1024,
+            "intervals.gpu_s": 0.02,
+            "intervals.status_s": 0.2,
+            "collectors.nvml.scenario": str(scenario),
+        },
+    )
+    agent = Agent(config)
+    queued: set[str] = set()
+    put = agent.outbox.put
+
+    def recording_put(observations: Any) -> int:
+        queued.update(str(o.id) for o in observations if o.kind in ("xid", "ecc"))
+        return put(observations)
+
+    agent.outbox.put = recording_put  # type: ignore[method-assign]
+    async with running(agent):
+        await wait_for(lambda: agent.outbox.dropped_samples > 0)
+        receiver.faults.clear()
+        await wait_for(
+            lambda: (
+                len(receiver.observations("xid")) == 3
+                and any(s.outbox_dropped_samples > 0 for s in receiver.observations("agent_status"))
+            )
+        )
+    assert sorted(x.xid for x in receiver.observations("xid")) == [48, 63, 64]
+    delivered = {str(o.id) for o in receiver.observations() if o.kind in ("xid", "ecc")}
+    assert delivered == queued  # events are never dropped
+    dropped = agent.metrics.registry.get_sample_value("sentinel_agent_dropped_samples_total")
+    assert dropped is not None and dropped >= agent.outbox.dropped_samples > 0
