@@ -1,0 +1,25 @@
+# Sentinel's central service. docker-compose.yml runs `sentinel migrate` then `sentinel serve`.
+FROM python:3.11.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+# Dependencies first (pinned in pyproject.toml), so that a code change does not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir -p sentinel agents && touch sentinel/__init__.py agents/__init__.py \
+    && pip install '.[server]' && pip uninstall -y sentinel-gpu
+
+COPY alembic.ini ./
+COPY migrations ./migrations
+COPY sentinel ./sentinel
+COPY agents ./agents
+# Editable: migrations/ is found beside the package (sentinel/db/migrate.py).
+RUN pip install --no-deps -e . \
+    && useradd --system --uid 10001 --home-dir /app sentinel \
+    && mkdir -p /data && chown sentinel /data
+USER sentinel
+
+ENV SENTINEL_DATA_DIR=/data SENTINEL_SERVER__HOST=0.0.0.0 SENTINEL_SERVER__PORT=8600
+EXPOSE 8600
+HEALTHCHECK --interval=15s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8600/healthz', timeout=2)"
+CMD ["sh", "-c", "sentinel migrate && exec sentinel serve"]
