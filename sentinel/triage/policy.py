@@ -10,6 +10,7 @@ from sentinel.triage.rules import (
     ApplicationErrorIsSoftwareBug,
     BlameHardGpuXidOverPeerTimeouts,
     BlameHostHardwareOverPeerTimeouts,
+    BlamePcieSwitchOverTheGpusBehindIt,
     BlamePowerOrChassisOverWhatItTookDown,
     CollectiveErrorWithNothingDeeper,
     CrashedWorkerBeforeAnyTimeout,
@@ -76,6 +77,7 @@ DEFAULT_POLICY = Policy(
     [
         AnnouncedMaintenanceIsPlanned(),
         BlamePowerOrChassisOverWhatItTookDown(),
+        BlamePcieSwitchOverTheGpusBehindIt(),
         BlameHardGpuXidOverPeerTimeouts(),
         BlameHostHardwareOverPeerTimeouts(),
         SameTracebackOnManyRanksIsSoftwareBug(),

@@ -252,6 +252,21 @@ class BlamePowerOrChassisOverWhatItTookDown(_HardwareOverSymptoms):
     categories = UPSTREAM_CATEGORIES
 
 
+class BlamePcieSwitchOverTheGpusBehindIt(_HardwareOverSymptoms):
+    """Several GPUs of one host failing together beside a fatal PCIe switch/port error: they
+    sit behind that switch (an HGX board hangs two GPUs and two NICs off each), so it is the
+    switch. One GPU with an AER line is left to the GPU rule: the port reports its GPU's fall."""
+
+    categories = (Category.IO_EXPANSION_BOARD,)
+
+    def candidates(self, ctx: TriageContext) -> list[Signal]:
+        gpus: dict[str | None, set[str]] = defaultdict(set)
+        for s in ctx.causes_in(GPU_PRECEDENCE, ERROR):
+            if s.gpu:
+                gpus[s.host].add(s.gpu)
+        return [s for s in super().candidates(ctx) if s.host and len(gpus[s.host]) >= 2]
+
+
 class BlameHardGpuXidOverPeerTimeouts(_HardwareOverSymptoms):
     """One GPU's hard fault (XID 79, DBE, GSP...) explains every peer's NCCL timeout."""
 

@@ -1055,14 +1055,19 @@ def io_expansion_board_pcie_switch_fatal(folder: Path) -> None:
         "pcieport 0000:16:02.0:    [18] MalfTLP                (First)",
     ]:
         f.log(80.0, h, line, source="kernel")
+    # The two GPUs behind that switch drop off the bus with it.
+    for g in (0, 1):
+        f.xid(80.3, h, g, 79, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+        f.gpu(80.5, h, g, lost=True)
     f.stall(80.0)
     peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
     write(
         f,
         folder,
         160,
-        "A fatal AER error on a PCIe switch port (Broadcom PEX, 1000:c030) of one host; the job "
-        "stalls and the peers time out.",
+        "A fatal AER error on a PCIe switch port (Broadcom PEX, 1000:c030) of one host and the "
+        "two GPUs behind it fall off the bus (XID 79 on both); the peers time out. The switch, "
+        "not two GPUs.",
         [incident("io_expansion_board", 92, host=h, after_s=79)],
     )
 

@@ -454,3 +454,27 @@ def test_a_worker_aborted_by_its_watchdog_after_the_timeout_is_still_a_hang() ->
 def test_a_worker_that_aborted_itself_first_is_a_software_bug() -> None:
     verdict = classify_signals([*_worker_exit(-6, T0), *_stalls()])
     assert (verdict.category, verdict.culprit_host) == (Category.SOFTWARE_BUG, host(9))
+
+
+def test_two_gpus_falling_off_behind_a_fatal_pcie_switch_error_is_the_switch() -> None:
+    text = "\n".join(
+        [
+            "pcieport 0000:16:02.0: AER: Uncorrected (Fatal) error received: 0000:16:02.0",
+            "NVRM: Xid (PCI:0000:18:00): 79, pid=0, GPU has fallen off the bus.",
+            "NVRM: Xid (PCI:0000:2a:00): 79, pid=0, GPU has fallen off the bus.",
+        ]
+    )
+    verdict = classify_signals(extract_signals(text, default_host=host(8)))
+    assert (verdict.category, verdict.culprit_host) == (Category.IO_EXPANSION_BOARD, host(8))
+    assert verdict.rule == "BlamePcieSwitchOverTheGpusBehindIt"
+
+
+def test_one_gpu_falling_off_with_its_port_reporting_it_is_the_gpu() -> None:
+    text = "\n".join(
+        [
+            "pcieport 0000:16:02.0: AER: Uncorrected (Fatal) error received: 0000:18:00.0",
+            "NVRM: Xid (PCI:0000:18:00): 79, pid=0, GPU has fallen off the bus.",
+        ]
+    )
+    verdict = classify_signals(extract_signals(text, default_host=host(8)))
+    assert (verdict.category, verdict.culprit_gpu) == (Category.FAULTY_GPU, "0000:18:00.0")
