@@ -43,7 +43,7 @@ async def scrape(settings: Settings, clock: VirtualClock) -> str:
 
 
 async def test_the_simulated_history_on_metrics(simulated: Any, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, database={"url": simulated.url}, run_loops=False)  # type: ignore[arg-type]
+    settings = Settings(data_dir=tmp_path, database={"url": simulated.url}, run_loops=False)
     sentinel = simulated.outcome.sentinel
     text = await scrape(settings, VirtualClock(T0 + timedelta(days=60)))
     by_category = Counter(i.fault.category.value for i in sentinel.interruptions)
