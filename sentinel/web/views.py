@@ -61,9 +61,10 @@ class Fleet:
 def _cells(
     host_state: HealthState, width: int, present: set[int] | None, flagged: list[Gpu]
 ) -> str:
-    if host_state in (HealthState.drained, HealthState.silent):
+    if host_state is HealthState.silent:
         return CELL[host_state] * width
-    base = "u" if host_state is HealthState.unhealthy else "h"
+    # A drained host still shows which GPU put it there: that is what goes to repair.
+    base = {HealthState.unhealthy: "u", HealthState.drained: "x"}.get(host_state, "h")
     # A GPU the agent never reported is one the job cannot use: shown as silent.
     cells = [base if present is None or i in present else "s" for i in range(width)]
     for g in flagged:

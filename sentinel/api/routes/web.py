@@ -255,7 +255,7 @@ async def _host(session: Session, host_id: str) -> Host:
     return host
 
 
-@router.get("/hosts/{host_id}")
+@router.get("/hosts/{host_id:path}")
 async def host_page(
     request: Request, ctx: Ctx, session: Session, who: WebUser, host_id: str
 ) -> HTMLResponse:
@@ -265,7 +265,7 @@ async def host_page(
     return _page(request, "host.html", who, page=page)
 
 
-@router.post("/hosts/{host_id}/repaired")
+@router.post("/hosts/{host_id:path}/repaired")
 async def host_repaired(
     request: Request, ctx: Ctx, session: Session, form: Form, host_id: str
 ) -> Response:

@@ -1,0 +1,260 @@
+"""The dashboard's HTML routes through the ASGI app: login, every page, role checks, escaping."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from web_scenario import CULPRIT, HOSTILE, HOSTILE_HOST, THROTTLED, client_for
+
+from sentinel.api.routes.web import CSRF_COOKIE, TOKEN_COOKIE
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import AuditEntry, Decision, Incident, Silence
+
+PAGES = [
+    "/fleet",
+    "/fleet?state=unhealthy",
+    "/incidents",
+    "/jobs",
+    "/root-causes",
+    "/alerts",
+    "/silences",
+]
+
+
+async def _incident(app: FastAPI) -> Incident:
+    async with unit_of_work(app.state.ctx.sessions) as session:
+        incident = await session.scalar(select(Incident).where(Incident.culprit_host == CULPRIT))
+    assert incident is not None, "the scenario's XID 79 opened no incident"
+    return incident
+
+
+async def _pages(app: FastAPI) -> list[str]:
+    incident = await _incident(app)
+    return [*PAGES, f"/hosts/{CULPRIT}", f"/hosts/{THROTTLED}", f"/incidents/{incident.id}"]
+
+
+async def test_root_redirects_to_the_fleet(web_app: FastAPI, tokens: dict[str, str]) -> None:
+    async with client_for(web_app, tokens["viewer"]) as client:
+        r = await client.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/fleet"
+
+
+async def test_every_page_renders_for_a_viewer(web_app: FastAPI, tokens: dict[str, str]) -> None:
+    async with client_for(web_app, tokens["viewer"]) as client:
+        for path in await _pages(web_app):
+            r = await client.get(path)
+            assert r.status_code == 200, (path, r.text[:500])
+            assert r.headers["content-type"].startswith("text/html")
+            assert "script-src" not in r.headers["content-security-policy"]  # 'self' only
+            assert "default-src 'self'" in r.headers["content-security-policy"]
+
+
+async def test_without_a_token_pages_send_you_to_login(web_app: FastAPI) -> None:
+    async with client_for(web_app, None) as client:
+        for path in await _pages(web_app):
+            r = await client.get(path)
+            assert r.status_code == 303, path
+            assert r.headers["location"].startswith("/login?next=%2F"), path
+    async with client_for(web_app, "not-a-token") as client:
+        assert (await client.get("/fleet")).status_code == 303
+
+
+async def test_login_sets_an_httponly_strict_cookie(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    async with client_for(web_app, None) as client:
+        r = await client.post(
+            "/login",
+            data={"token": tokens["operator"], "next": "/incidents"},
+            headers={"Origin": "http://sentinel"},
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/incidents"
+        cookies = r.headers.get_list("set-cookie")
+        token_cookie = next(c for c in cookies if c.startswith(f"{TOKEN_COOKIE}="))
+        assert "HttpOnly" in token_cookie and "SameSite=strict" in token_cookie
+        assert any(c.startswith(f"{CSRF_COOKIE}=") for c in cookies)
+        assert (await client.get("/incidents")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("token", "message"), [("wrong", "Unknown token"), ("agent", "Agent tokens cannot")]
+)
+async def test_login_refuses_unknown_and_agent_tokens(
+    web_app: FastAPI, tokens: dict[str, str], token: str, message: str
+) -> None:
+    async with client_for(web_app, None) as client:
+        r = await client.post("/login", data={"token": tokens.get(token, token)})
+    assert r.status_code == 401 and message in r.text
+    assert TOKEN_COOKIE not in r.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil"])
+async def test_login_never_redirects_off_site(
+    web_app: FastAPI, tokens: dict[str, str], target: str
+) -> None:
+    async with client_for(web_app, None) as client:
+        r = await client.post("/login", data={"token": tokens["viewer"], "next": target})
+    assert r.headers["location"] == "/fleet"
+
+
+async def test_fleet_shows_every_host_and_its_state(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get("/fleet")).text
+        data = (await client.get("/fleet.json")).json()
+        drained = (await client.get("/fleet?state=drained")).text
+    assert page.count('class="hb') == 25  # 24 hosts of the fleet and the hostile one
+    cells, state, _reason, culprit = data["hosts"][CULPRIT]
+    # Remediation drained the culprit; its lost GPU still stands out.
+    assert (cells, state, culprit) == ("xxxuxxxx", "drained", True), data["hosts"][CULPRIT]
+    assert data["hosts"]["node-0001"] == ["hhhhhhhh", "healthy", "", False]
+    assert data["counts"] == {
+        "healthy": 22,
+        "degraded": 0,
+        "unhealthy": 1,
+        "silent": 0,
+        "drained": 2,
+    }
+    assert f'data-h="{CULPRIT}"' in drained and 'data-h="node-0001"' not in drained
+
+
+async def test_incident_page_shows_verdict_culprit_symptoms_and_decision(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    incident = await _incident(web_app)
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get(f"/incidents/{incident.id}")).text
+    assert incident.category == "faulty_gpu"
+    assert "faulty_gpu" in page and CULPRIT in page and incident.rule in page
+    assert "Watchdog caught collective" in page  # the symptoms, counted
+    assert re.search(r"<td><b>\d+</b></td>", page)
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        decision = await session.scalar(select(Decision).where(Decision.incident_id == incident.id))
+    if decision is not None:
+        assert decision.action in page and decision.rule in page
+
+
+async def test_hostile_strings_are_escaped(web_app: FastAPI, tokens: dict[str, str]) -> None:
+    incident = await _incident(web_app)
+    async with client_for(web_app, tokens["viewer"]) as client:
+        pages = [
+            (await client.get(p)).text
+            for p in ("/fleet", f"/incidents/{incident.id}", f"/hosts/{CULPRIT}")
+        ]
+        pages.append((await client.get(f"/hosts/{HOSTILE_HOST}")).text)
+    for page in pages:
+        assert HOSTILE not in page
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in pages[1]  # evidence text
+    assert "&lt;script&gt;" in pages[0] and "&lt;script&gt;" in pages[3]
+
+
+async def test_viewers_see_no_operator_forms_and_are_refused(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    incident = await _incident(web_app)
+    async with client_for(web_app, tokens["viewer"]) as client:
+        client.cookies.set(CSRF_COOKIE, "c" * 20)
+        for path in ("/silences", f"/incidents/{incident.id}", "/alerts"):
+            assert 'method="post" action="/silences"' not in (await client.get(path)).text
+            assert "Resolve incident" not in (await client.get(path)).text
+        for path, data in [
+            ("/silences", {"matchers": 'host="x"', "comment": "no", "duration": "1h"}),
+            (f"/incidents/{incident.id}/resolve", {"reason": "not mine to resolve"}),
+            (f"/hosts/{CULPRIT}/repaired", {"comment": "no"}),
+        ]:
+            r = await client.post(path, data={**data, "csrf": "c" * 20})
+            assert r.status_code == 403, (path, r.text)
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        assert (await session.scalars(select(Silence))).all() == []
+        assert (await session.get(Incident, incident.id)).state != "resolved"  # type: ignore[union-attr]
+
+
+async def _operator(app: FastAPI, tokens: dict[str, str]):  # type: ignore[no-untyped-def]
+    client = client_for(app, tokens["operator"])
+    client.cookies.set(CSRF_COOKIE, "k" * 32)
+    return client
+
+
+async def test_operator_creates_and_expires_a_silence(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    async with await _operator(web_app, tokens) as client:
+        page = (await client.get("/silences")).text
+        assert 'name="csrf" value="' + "k" * 32 in page
+        r = await client.post(
+            "/silences",
+            data={
+                "csrf": "k" * 32,
+                "matchers": f'host="{CULPRIT}"\nseverity="critical"',
+                "comment": "GPU swap under way",
+                "duration": "4h",
+            },
+            headers={"Origin": "http://sentinel"},
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/silences?ok=silence.create"
+        page = (await client.get(r.headers["location"])).text
+        assert "Silence created." in page and "GPU swap under way" in page and "active" in page
+        async with unit_of_work(web_app.state.ctx.sessions) as session:
+            silence = (await session.scalars(select(Silence))).one()
+            audit = (await session.scalars(select(AuditEntry))).all()
+        assert silence.author == "operator" and len(silence.matchers) == 2
+        assert [a.action for a in audit if a.actor == "operator"] == ["silence.create"]
+        r = await client.post(f"/silences/{silence.id}/expire", data={"csrf": "k" * 32})
+        assert r.status_code == 303
+        assert "expired" in (await client.get("/silences")).text
+
+
+async def test_operator_forms_need_the_csrf_value_and_this_origin(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    form = {"matchers": 'host="x"', "comment": "c", "duration": "1h"}
+    async with await _operator(web_app, tokens) as client:
+        assert (await client.post("/silences", data=form)).status_code == 403
+        assert (await client.post("/silences", data={**form, "csrf": "wrong"})).status_code == 403
+        r = await client.post(
+            "/silences", data={**form, "csrf": "k" * 32}, headers={"Origin": "https://evil.example"}
+        )
+        assert r.status_code == 403
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        assert (await session.scalars(select(Silence))).all() == []
+
+
+async def test_a_refused_operation_is_shown_not_raised(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    async with await _operator(web_app, tokens) as client:
+        r = await client.post(
+            "/silences", data={"csrf": "k" * 32, "matchers": "not a matcher", "comment": "x"}
+        )
+        assert r.status_code == 422 and "Not done" in r.text
+        incident = await _incident(web_app)
+        r = await client.post(
+            f"/incidents/{incident.id}/resolve",
+            data={"csrf": "k" * 32, "reason": "fixed: GPU replaced"},
+        )
+        assert r.status_code == 303
+        r = await client.post(
+            f"/incidents/{incident.id}/resolve", data={"csrf": "k" * 32, "reason": "again"}
+        )
+        assert r.status_code == 409 and "already resolved" in r.text
+
+
+async def test_static_assets_are_served_and_nothing_else(web_app: FastAPI) -> None:
+    async with client_for(web_app, None) as client:
+        assert (await client.get("/static/app.css")).headers["content-type"].startswith("text/css")
+        assert (await client.get("/static/app.js")).status_code == 200
+        for name in ("..%2F__init__.py", "missing.css", "views.py"):
+            assert (await client.get(f"/static/{name}")).status_code == 404
+
+
+async def test_html_routes_are_not_in_the_api_schema(web_app: FastAPI) -> None:
+    paths = web_app.openapi()["paths"]
+    assert not [
+        p
+        for p in paths
+        if not p.startswith("/api/") and p not in ("/healthz", "/readyz", "/metrics")
+    ]
