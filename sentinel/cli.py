@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import sys
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,85 +116,38 @@ def token(
     console.print(f"- {{name: {name}, role: {role}, sha256: {digest(secret)}}}", soft_wrap=True)
 
 
-def example_batch(host_id: str = "demo-host-001", seq: int = 1) -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
-    return {
-        "version": 1,
-        "host_id": host_id,
-        "agent_id": f"{host_id}-agent",
-        "seq": seq,
-        "sent_at": now,
-        "observations": [
-            {
-                "kind": "gpu_sample",
-                "id": str(uuid.uuid4()),
-                "observed_at": now,
-                "gpu_index": 0,
-                "pci_bus_id": "00000000:3B:00.0",
-                "temperature_c": 61.0,
-                "power_w": 512.5,
-                "utilization_pct": 98.0,
-                "ecc_volatile_uncorrected": 0,
-            },
-            {
-                "kind": "xid",
-                "id": str(uuid.uuid4()),
-                "observed_at": now,
-                "xid": 79,
-                "gpu_index": 0,
-                "pci_bus_id": "00000000:3B:00.0",
-                "source": "kernel_log",
-                "message": "NVRM: Xid (PCI:0000:3b:00): 79, pid=2711, name=python, "
-                "GPU has fallen off the bus.",
-            },
-        ],
-    }
-
-
 @app.command()
 def demo(
+    hosts: Annotated[
+        int, typer.Option(help="Simulated GPU hosts (2048: the Llama 3 fleet).")
+    ] = 256,
     port: Annotated[int, typer.Option(help="Port for the demo service.")] = 8600,
-    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its SQLite file.")] = Path(
+    data_dir: Annotated[Path, typer.Option(help="Scratch folder (wiped at start).")] = Path(
         "./data/demo"
     ),
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    fault_every: Annotated[float, typer.Option(help="Seconds between injected failures.")] = 15.0,
+    seed: Annotated[int, typer.Option(help="Seed of the failure draw.")] = 405,
 ) -> None:
-    """Start the service on SQLite with fresh tokens and show how to post a report."""
-    import uvicorn
+    """The service on SQLite, a simulated fleet of real agents, failures from Llama 3's mix."""
+    import asyncio
 
-    from sentinel.api.app import create_app
-    from sentinel.auth import new_token
-    from sentinel.db import migrate as m
-    from sentinel.settings import TokenSpec
+    from sentinel.demo.run import Demo
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tokens = {role: new_token() for role in ("agent", "operator", "viewer")}
-    settings = _settings(
+    logging.basicConfig(level=logging.WARNING)
+    runner = Demo(
+        hosts=hosts,
+        port=port,
         data_dir=data_dir,
-        auth={"tokens": [TokenSpec(name=f"demo-{r}", role=r, token=t) for r, t in tokens.items()]},
+        duration_s=duration,
+        fault_every_s=fault_every,
+        seed=seed,
+        console=console,
     )
-    m.upgrade(settings.database_url())
-    batch_file = data_dir / "example-batch.json"
-    batch_file.write_text(json.dumps(example_batch(), indent=2))
-    url = f"http://127.0.0.1:{port}"
-    console.rule("[bold]Sentinel demo")
-    console.print(f"service:        [bold]{url}[/bold]   (API docs: {url}/docs)")
-    console.print(f"database:       {settings.database_url()}")
-    for role, secret in tokens.items():
-        console.print(f"{role + ' token:':15} {secret}")
-    console.print("\npost a report (202; run it twice and the second is a duplicate):")
-    console.print(
-        f"  curl -s -X POST {url}/api/v1/reports -H 'Authorization: Bearer {tokens['agent']}' "
-        f"-H 'Content-Type: application/json' --data @{batch_file}",
-        soft_wrap=True,
-    )
-    console.print("\nsee the host:")
-    console.print(
-        f"  curl -s {url}/api/v1/hosts -H 'Authorization: Bearer {tokens['viewer']}'",
-        soft_wrap=True,
-    )
-    console.print("\nCtrl-C stops the service.")
-    sys.stdout.flush()
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(runner.run())
 
 
 @app.command()

@@ -54,12 +54,16 @@ class ServiceMetrics:
             registry=r,
         )
         self.incidents_opened = Counter(
-            "sentinel_incidents_opened_total", "Incidents opened, by root-cause category.",
-            ["category"], registry=r,
+            "sentinel_incidents_opened_total",
+            "Incidents opened, by root-cause category.",
+            ["category"],
+            registry=r,
         )
         self.incidents_resolved = Counter(
-            "sentinel_incidents_resolved_total", "Incidents resolved, by root-cause category.",
-            ["category"], registry=r,
+            "sentinel_incidents_resolved_total",
+            "Incidents resolved, by root-cause category.",
+            ["category"],
+            registry=r,
         )
         self.detection_latency = Histogram(
             "sentinel_detection_latency_seconds",

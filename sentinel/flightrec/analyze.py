@@ -53,18 +53,27 @@ class Context:
         """One row per (group, seq): the spread of ops, signatures and states."""
         if self._per_collective is None:
             ops = pl.col("op").cast(pl.String)
-            in_sig = pl.when(ops.is_in(list(INPUT_SIZES_MAY_DIFFER))).then(None).otherwise(
-                pl.col("in_sig").to_physical())
-            out_sig = pl.when(ops.is_in(list(OUTPUT_SIZES_MAY_DIFFER))).then(None).otherwise(
-                pl.col("out_sig").to_physical())
+            in_sig = (
+                pl.when(ops.is_in(list(INPUT_SIZES_MAY_DIFFER)))
+                .then(None)
+                .otherwise(pl.col("in_sig").to_physical())
+            )
+            out_sig = (
+                pl.when(ops.is_in(list(OUTPUT_SIZES_MAY_DIFFER)))
+                .then(None)
+                .otherwise(pl.col("out_sig").to_physical())
+            )
             # min != max is a cheaper "more than one value" than n_unique on 30M rows
             self._per_collective = self.collectives.group_by("pg", "seq").agg(
                 n=pl.len(),
                 op_lo=pl.col("op").to_physical().min(),
                 op_hi=pl.col("op").to_physical().max(),
-                in_lo=in_sig.min(), in_hi=in_sig.max(),
-                out_lo=out_sig.min(), out_hi=out_sig.max(),
-                st_lo=pl.col("state").min(), st_hi=pl.col("state").max(),
+                in_lo=in_sig.min(),
+                in_hi=in_sig.max(),
+                out_lo=out_sig.min(),
+                out_hi=out_sig.max(),
+                st_lo=pl.col("state").min(),
+                st_hi=pl.col("state").max(),
             )
         return self._per_collective
 
@@ -77,10 +86,10 @@ class Context:
             schema={"pg": pl.String, "seq": pl.Int64},
         )
         found = self.collectives.with_columns(pl.col("pg").cast(pl.String)).join(
-            wanted, on=["pg", "seq"])
+            wanted, on=["pg", "seq"]
+        )
         out: dict[tuple[str, int], list[dict[str, object]]] = defaultdict(list)
-        for row in found.with_columns(pl.col(pl.Categorical).cast(pl.String)).iter_rows(
-                named=True):
+        for row in found.with_columns(pl.col(pl.Categorical).cast(pl.String)).iter_rows(named=True):
             out[(str(row["pg"]), int(row["seq"]))].append(row)
         return out
 
@@ -126,22 +135,30 @@ class CallDiffersFromMajority:
         keys = [(str(g), int(s)) for g, s in first.iter_rows()]
         findings = []
         for (group, seq), rows in ctx.rows(keys).items():
-            call = {int(str(r["rank"])): f"{r['op']} in {r['in_sig']} out {r['out_sig']}"
-                    for r in rows}
+            call = {
+                int(str(r["rank"])): f"{r['op']} in {r['in_sig']} out {r['out_sig']}" for r in rows
+            }
             expected, culprits, tie = _majority(call)
             evidence = [
                 f"{ctx.describe(group)} collective #{seq}: {len(call) - len(culprits)} of "
-                f"{len(call)} ranks called {expected}"
-                + (" (a tie: no majority)" if tie else "")
+                f"{len(call)} ranks called {expected}" + (" (a tie: no majority)" if tie else "")
             ]
             by_call: dict[str, list[int]] = defaultdict(list)
             for rank in culprits:
                 by_call[call[rank]].append(rank)
             evidence += [f"rank(s) {_ranks_text(r)} called {c}" for c, r in by_call.items()]
-            findings.append(FrFinding(
-                kind=self.kind, group=group, group_desc=ctx.groups[group].desc, seq=seq,
-                op=expected.split(" ", 1)[0], culprit_ranks=culprits,
-                waiting_ranks=sorted(set(call) - set(culprits)), evidence=evidence))
+            findings.append(
+                FrFinding(
+                    kind=self.kind,
+                    group=group,
+                    group_desc=ctx.groups[group].desc,
+                    seq=seq,
+                    op=expected.split(" ", 1)[0],
+                    culprit_ranks=culprits,
+                    waiting_ranks=sorted(set(call) - set(culprits)),
+                    evidence=evidence,
+                )
+            )
         return findings
 
 
@@ -158,21 +175,30 @@ class RankBehindPeersInState:
         first = per.group_by("pg").agg(pl.col("seq").min())
         findings = []
         for (group, seq), rows in ctx.rows(
-                [(str(g), int(s)) for g, s in first.iter_rows()]).items():
+            [(str(g), int(s)) for g, s in first.iter_rows()]
+        ).items():
             state = {int(str(r["rank"])): int(str(r["state"])) for r in rows}
             common = Counter(state.values()).most_common(1)[0][0]
             behind = sorted(r for r, s in state.items() if s < common)
             if not behind:
                 continue  # a minority ahead is only async progress, not a hang
             op = str(rows[0]["op"])
-            findings.append(FrFinding(
-                kind=self.kind, group=group, group_desc=ctx.groups[group].desc, seq=seq,
-                op=op, culprit_ranks=behind,
-                waiting_ranks=sorted(r for r, s in state.items() if s >= common),
-                evidence=[
-                    f"{ctx.describe(group)} collective #{seq} {op}: most ranks are "
-                    f"'{STATE_NAMES[common]}', rank(s) {_ranks_text(behind)} only "
-                    f"'{STATE_NAMES[min(state[r] for r in behind)]}'"]))
+            findings.append(
+                FrFinding(
+                    kind=self.kind,
+                    group=group,
+                    group_desc=ctx.groups[group].desc,
+                    seq=seq,
+                    op=op,
+                    culprit_ranks=behind,
+                    waiting_ranks=sorted(r for r, s in state.items() if s >= common),
+                    evidence=[
+                        f"{ctx.describe(group)} collective #{seq} {op}: most ranks are "
+                        f"'{STATE_NAMES[common]}', rank(s) {_ranks_text(behind)} only "
+                        f"'{STATE_NAMES[min(state[r] for r in behind)]}'"
+                    ],
+                )
+            )
         return findings
 
 
@@ -191,23 +217,38 @@ class RankMissingFromCollective:
             if seq > top:
                 continue
             present = sorted(r for r, s in reached.items() if s >= seq)
-            absent = sorted(r for r, s in reached.items() if s < seq and self._knowable(
-                ctx, r, group, present))
+            absent = sorted(
+                r for r, s in reached.items() if s < seq and self._knowable(ctx, r, group, present)
+            )
             # A minority that ran ahead is ordinary asynchrony; a majority waiting is not.
             if not absent or len(present) < len(absent):
                 continue
             rows = ctx.rows([(group, seq)]).get((group, seq), [])
             op = str(rows[0]["op"]) if rows else "?"
-            evidence = [f"{ctx.describe(group)} collective #{seq} {op}: {len(present)} of "
-                        f"{len(reached)} ranks joined; rank(s) {_ranks_text(absent)} never did"]
+            evidence = [
+                f"{ctx.describe(group)} collective #{seq} {op}: {len(present)} of "
+                f"{len(reached)} ranks joined; rank(s) {_ranks_text(absent)} never did"
+            ]
             for rank in absent[:8]:
                 evidence.append(
-                    f"rank {rank}: no dump file" if rank not in ctx.dumped else
-                    f"rank {rank}: last collective in this group is #{reached[rank]}"
-                    if reached[rank] else f"rank {rank}: no collective recorded in this group")
-            findings.append(FrFinding(
-                kind=self.kind, group=group, group_desc=info.desc, seq=seq, op=op,
-                culprit_ranks=absent, waiting_ranks=present, evidence=evidence))
+                    f"rank {rank}: no dump file"
+                    if rank not in ctx.dumped
+                    else f"rank {rank}: last collective in this group is #{reached[rank]}"
+                    if reached[rank]
+                    else f"rank {rank}: no collective recorded in this group"
+                )
+            findings.append(
+                FrFinding(
+                    kind=self.kind,
+                    group=group,
+                    group_desc=info.desc,
+                    seq=seq,
+                    op=op,
+                    culprit_ranks=absent,
+                    waiting_ranks=present,
+                    evidence=evidence,
+                )
+            )
         return findings
 
     @staticmethod
@@ -242,7 +283,8 @@ class UnmatchedSendRecv:
         counts = (
             ctx.p2p.filter(pl.col("peer").is_not_null() & (pl.col("state") < 2))
             .with_columns(pl.col(pl.Categorical).cast(pl.String))
-            .group_by("pg", "rank", "op", "peer").agg(n=pl.len(), seq=pl.col("p2p_seq").max())
+            .group_by("pg", "rank", "op", "peer")
+            .agg(n=pl.len(), seq=pl.col("p2p_seq").max())
         )
         posted: dict[tuple[str, int, int, str], tuple[int, int]] = {}
         for group, rank, op, peer, n, seq in counts.iter_rows():
@@ -258,14 +300,23 @@ class UnmatchedSendRecv:
             received = posted.get((group, src, dst, "recv"), (0, 0))[0]
             if n == received or {src, dst} - ctx.dumped:
                 continue
-            culprit, waiter, what = (dst, src, "receives") if n > received else (
-                src, dst, "sends")
-            findings.append(FrFinding(
-                kind=self.kind, group=group, group_desc=ctx.groups[group].desc, seq=seq,
-                op="send/recv", culprit_ranks=[culprit], waiting_ranks=[waiter],
-                evidence=[f"{ctx.describe(group)}: rank {src} has {n} pending send(s) to rank "
-                          f"{dst}, which has {received} pending receive(s) from it: rank "
-                          f"{culprit} is missing {what}"]))
+            culprit, waiter, what = (dst, src, "receives") if n > received else (src, dst, "sends")
+            findings.append(
+                FrFinding(
+                    kind=self.kind,
+                    group=group,
+                    group_desc=ctx.groups[group].desc,
+                    seq=seq,
+                    op="send/recv",
+                    culprit_ranks=[culprit],
+                    waiting_ranks=[waiter],
+                    evidence=[
+                        f"{ctx.describe(group)}: rank {src} has {n} pending send(s) to rank "
+                        f"{dst}, which has {received} pending receive(s) from it: rank "
+                        f"{culprit} is missing {what}"
+                    ],
+                )
+            )
         return findings
 
 
@@ -278,23 +329,32 @@ class RankArrivesLateToCollectives:
     min_collectives: ClassVar[int] = 5
 
     def find(self, ctx: Context) -> list[FrFinding]:
-        timed = ctx.collectives.filter(pl.col("state") == 2).with_columns(
-            wait=pl.coalesce(
-                pl.col("duration_ms"),
-                (pl.col("t_completed") - pl.col("t_started")) / 1e6,
+        timed = (
+            ctx.collectives.filter(pl.col("state") == 2)
+            .with_columns(
+                wait=pl.coalesce(
+                    pl.col("duration_ms"),
+                    (pl.col("t_completed") - pl.col("t_started")) / 1e6,
+                )
             )
-        ).filter(pl.col("wait").is_not_null())
+            .filter(pl.col("wait").is_not_null())
+        )
         if timed.is_empty():
             return []
         # The last rank to arrive spends the least time inside the collective; the
         # others' extra time is what it cost them. Durations need no clock sync.
-        per = timed.group_by("pg", "seq").agg(
-            late=pl.col("rank").sort_by("wait").first(),
-            cost=pl.col("wait").median() - pl.col("wait").min(),
-            n=pl.len(),
-        ).filter(pl.col("n") > 1)
+        per = (
+            timed.group_by("pg", "seq")
+            .agg(
+                late=pl.col("rank").sort_by("wait").first(),
+                cost=pl.col("wait").median() - pl.col("wait").min(),
+                n=pl.len(),
+            )
+            .filter(pl.col("n") > 1)
+        )
         stats = per.group_by("late").agg(
-            times=(pl.col("cost") > self.min_wait_ms).sum(), mean_cost=pl.col("cost").mean())
+            times=(pl.col("cost") > self.min_wait_ms).sum(), mean_cost=pl.col("cost").mean()
+        )
         joined = timed.group_by("rank").agg(total=pl.col("seq").n_unique())
         stats = stats.join(joined, left_on="late", right_on="rank")
         slow = stats.filter(
@@ -303,12 +363,22 @@ class RankArrivesLateToCollectives:
         )
         findings = []
         for rank, times, mean_cost, total in slow.select(
-                "late", "times", "mean_cost", "total").iter_rows():
-            findings.append(FrFinding(
-                kind=self.kind, group="*", seq=0, op="*", culprit_ranks=[int(rank)],
-                evidence=[f"rank {rank} arrived last, keeping its peers waiting over "
-                          f"{self.min_wait_ms:.0f} ms, in {times} of {total} completed "
-                          f"collectives (on average {mean_cost:.0f} ms)"]))
+            "late", "times", "mean_cost", "total"
+        ).iter_rows():
+            findings.append(
+                FrFinding(
+                    kind=self.kind,
+                    group="*",
+                    seq=0,
+                    op="*",
+                    culprit_ranks=[int(rank)],
+                    evidence=[
+                        f"rank {rank} arrived last, keeping its peers waiting over "
+                        f"{self.min_wait_ms:.0f} ms, in {times} of {total} completed "
+                        f"collectives (on average {mean_cost:.0f} ms)"
+                    ],
+                )
+            )
         return findings
 
 
@@ -331,9 +401,12 @@ def analyze_dumps(dumps: Iterable[ParsedDump], rank_map: RankMap | None = None) 
         findings = [f for rule in HEALTH_RULES for f in rule.find(ctx)]
     rows = ctx.collectives.height + ctx.p2p.height
     if not findings:
-        return FrVerdict(kind=VerdictKind.healthy, ranks_analysed=len(ctx.dumped),
-                         entries_analysed=rows,
-                         evidence=[f"{len(ctx.groups)} groups agree on every collective"])
+        return FrVerdict(
+            kind=VerdictKind.healthy,
+            ranks_analysed=len(ctx.dumped),
+            entries_analysed=rows,
+            evidence=[f"{len(ctx.groups)} groups agree on every collective"],
+        )
     verdict = _resolve(ctx, findings)
     verdict.ranks_analysed = len(ctx.dumped)
     verdict.entries_analysed = rows
@@ -354,12 +427,14 @@ def build_context(dumps: list[ParsedDump]) -> Context:
             raise FrParseError(f"{dump.name} and {seen[dump.rank]} are both rank {dump.rank}")
         seen[dump.rank] = dump.name
     frames = [d.entries.with_columns(rank=pl.lit(d.rank, pl.Int32)) for d in dumps]
-    entries = pl.concat(frames, how="vertical") if frames else pl.DataFrame(
-        schema={**ENTRY_SCHEMA, "rank": pl.Int32()})
+    entries = (
+        pl.concat(frames, how="vertical")
+        if frames
+        else pl.DataFrame(schema={**ENTRY_SCHEMA, "rank": pl.Int32()})
+    )
     collectives = entries.filter(~pl.col("is_p2p"))
     progress: dict[str, dict[int, int]] = defaultdict(dict)
-    for group, rank, top in collectives.group_by("pg", "rank").agg(
-            pl.col("seq").max()).iter_rows():
+    for group, rank, top in collectives.group_by("pg", "rank").agg(pl.col("seq").max()).iter_rows():
         progress[str(group)][int(rank)] = int(top)
     oldest = dict(entries.group_by("rank").agg(pl.col("t_created").min()).iter_rows())
     return Context(
@@ -387,7 +462,8 @@ def _groups(dumps: list[ParsedDump], entries: pl.DataFrame) -> dict[str, Group]:
                 votes[name][cfg.ranks] += 1
             descs.setdefault(name, cfg.desc)
     seen = entries.group_by("pg").agg(
-        pl.col("rank").unique().sort(), pl.col("pg_desc").cast(pl.String).first())
+        pl.col("rank").unique().sort(), pl.col("pg_desc").cast(pl.String).first()
+    )
     groups = {}
     for name, ranks, desc in seen.iter_rows():
         name = str(name)
@@ -456,13 +532,29 @@ def _resolve(ctx: Context, findings: list[FrFinding]) -> FrVerdict:
         f.model_copy(update={"role": "origin" if set(f.culprit_ranks) & origins else "cascade"})
         for f in findings
     ]
-    kind_rank = {k: i for i, k in enumerate(
-        (VerdictKind.mismatch, VerdictKind.stuck, VerdictKind.p2p, VerdictKind.missing,
-         VerdictKind.straggler))}
+    kind_rank = {
+        k: i
+        for i, k in enumerate(
+            (
+                VerdictKind.mismatch,
+                VerdictKind.stuck,
+                VerdictKind.p2p,
+                VerdictKind.missing,
+                VerdictKind.straggler,
+            )
+        )
+    }
     heads = [f for f in resolved if f.role == "origin"]
-    head = min(heads, key=lambda f: (
-        kind_rank[f.kind], -_blocked_behind(waits, set(f.culprit_ranks) & origins),
-        _created(ctx, f), _group_sort_key(f.group), f.seq))
+    head = min(
+        heads,
+        key=lambda f: (
+            kind_rank[f.kind],
+            -_blocked_behind(waits, set(f.culprit_ranks) & origins),
+            _created(ctx, f),
+            _group_sort_key(f.group),
+            f.seq,
+        ),
+    )
     culprits = sorted(set(head.culprit_ranks) & origins)
     victims = sorted(blamed - origins)
     evidence = list(head.evidence)
@@ -471,9 +563,16 @@ def _resolve(ctx: Context, findings: list[FrFinding]) -> FrVerdict:
     evidence += _victim_evidence(ctx, resolved, victims, waits)
     evidence += _last_op_evidence(ctx, culprits)
     return FrVerdict(
-        kind=head.kind, group=head.group, group_desc=head.group_desc, seq=head.seq,
-        op=head.op, culprit_ranks=culprits, victim_ranks=victims, evidence=evidence,
-        findings=resolved)
+        kind=head.kind,
+        group=head.group,
+        group_desc=head.group_desc,
+        seq=head.seq,
+        op=head.op,
+        culprit_ranks=culprits,
+        victim_ranks=victims,
+        evidence=evidence,
+        findings=resolved,
+    )
 
 
 def _blocked_behind(waits: dict[int, set[int]], culprits: set[int]) -> int:
@@ -505,10 +604,13 @@ def _victim_evidence(
 ) -> list[str]:
     lines = []
     for rank in victims[:8]:
-        blamed_in = [f"{ctx.describe(f.group)} #{f.seq}" for f in findings
-                     if rank in f.culprit_ranks]
-        lines.append(f"rank {rank} is a victim: blamed in {', '.join(blamed_in)}, but it "
-                     f"was itself waiting on rank(s) {_ranks_text(waits.get(rank, set()))}")
+        blamed_in = [
+            f"{ctx.describe(f.group)} #{f.seq}" for f in findings if rank in f.culprit_ranks
+        ]
+        lines.append(
+            f"rank {rank} is a victim: blamed in {', '.join(blamed_in)}, but it "
+            f"was itself waiting on rank(s) {_ranks_text(waits.get(rank, set()))}"
+        )
     if len(victims) > 8:
         lines.append(f"{len(victims) - 8} more victims")
     return lines
@@ -517,14 +619,20 @@ def _victim_evidence(
 def _last_op_evidence(ctx: Context, culprits: list[int]) -> list[str]:
     lines = []
     for rank in culprits[:4]:
-        last = (ctx.collectives.filter(pl.col("rank") == rank)
-                .sort("record_id").tail(1).with_columns(pl.col(pl.Categorical).cast(pl.String)))
+        last = (
+            ctx.collectives.filter(pl.col("rank") == rank)
+            .sort("record_id")
+            .tail(1)
+            .with_columns(pl.col(pl.Categorical).cast(pl.String))
+        )
         if last.is_empty():
             continue
         row = last.row(0, named=True)
-        lines.append(f"rank {rank}'s last collective: {row['op']} #{row['seq']} in "
-                     f"{ctx.describe(str(row['pg']))}, state "
-                     f"'{STATE_NAMES.get(int(row['state']), '?')}'")
+        lines.append(
+            f"rank {rank}'s last collective: {row['op']} #{row['seq']} in "
+            f"{ctx.describe(str(row['pg']))}, state "
+            f"'{STATE_NAMES.get(int(row['state']), '?')}'"
+        )
         stack = ctx.frames.get(rank, {}).get(int(row["record_id"]))
         if stack:
             lines.append("  called from: " + " <- ".join(stack[:6]))
@@ -532,5 +640,8 @@ def _last_op_evidence(ctx: Context, culprits: list[int]) -> list[str]:
 
 
 def _locate(ranks: list[int], rank_map: RankMap) -> list[RankLocation]:
-    return [RankLocation(rank=r, host=rank_map[r][0], gpu=rank_map[r][1])
-            for r in ranks if r in rank_map]
+    return [
+        RankLocation(rank=r, host=rank_map[r][0], gpu=rank_map[r][1])
+        for r in ranks
+        if r in rank_map
+    ]

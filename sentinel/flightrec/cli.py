@@ -37,7 +37,8 @@ def analyze(
         Path | None, typer.Option(help='JSON {"rank": ["host", gpu]} to name hosts and GPUs.')
     ] = None,
     workers: Annotated[int, typer.Option(help="Processes that parse dumps.")] = min(
-        2, os.cpu_count() or 1),
+        2, os.cpu_count() or 1
+    ),
 ) -> None:
     """Exit 0 when healthy, 1 when a problem is found, 2 on bad input."""
     err = Console(stderr=True, soft_wrap=True)
@@ -45,8 +46,12 @@ def analyze(
         mapping = load_rank_map(rank_map) if rank_map else None
         paths = dump_paths(directory)
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=err, transient=True,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
         ) as progress:
             task = progress.add_task("reading dumps", total=len(paths))
             dumps = read_dumps(paths, workers, lambda n: progress.advance(task, n))
@@ -63,8 +68,10 @@ def analyze(
 
 def _print(verdict: FrVerdict, out: Console) -> None:
     if verdict.healthy:
-        out.print(f"[green]healthy[/green]: {verdict.ranks_analysed} ranks, "
-                  f"{verdict.entries_analysed} entries; " + "; ".join(verdict.evidence))
+        out.print(
+            f"[green]healthy[/green]: {verdict.ranks_analysed} ranks, "
+            f"{verdict.entries_analysed} entries; " + "; ".join(verdict.evidence)
+        )
         return
     where = f" in group {verdict.group} ({verdict.group_desc}) #{verdict.seq} {verdict.op}"
     out.print(f"[bold red]{verdict.kind.value}[/bold red]{where if verdict.group else ''}")
@@ -72,7 +79,8 @@ def _print(verdict: FrVerdict, out: Console) -> None:
     for loc in verdict.culprit_locations:
         out.print(f"  rank {loc.rank}: host {loc.host} gpu {loc.gpu}", highlight=False)
     if verdict.victim_ranks:
-        out.print(f"victim rank(s) (waited on the culprit): {verdict.victim_ranks}",
-                  highlight=False)
+        out.print(
+            f"victim rank(s) (waited on the culprit): {verdict.victim_ranks}", highlight=False
+        )
     for line in verdict.evidence:
         out.print(f"  - {line}", highlight=False, markup=False)

@@ -26,8 +26,7 @@ def _stack(op: str, line: int, caller: str) -> list[dict[str, Any]]:
         {"name": op, "filename": f"{_SITE}/torch/distributed/distributed_c10d.py", "line": line},
         {"name": "wrapper", "filename": f"{_SITE}/torch/distributed/c10d_logger.py", "line": 83},
         {"name": caller, "filename": f"{_SITE}/megatron/core/parallel_state_ops.py", "line": 212},
-        {"name": "forward_backward_step", "filename": "/workspace/train/schedules.py",
-         "line": 431},
+        {"name": "forward_backward_step", "filename": "/workspace/train/schedules.py", "line": 431},
         {"name": "train_step", "filename": "/workspace/train/training.py", "line": 1187},
         {"name": "train", "filename": "/workspace/train/training.py", "line": 1523},
         {"name": "main", "filename": "/workspace/train/pretrain_gpt.py", "line": 302},
@@ -42,8 +41,13 @@ _STEP: list[tuple[str, str, list[list[int]], list[list[int]] | None, list[dict[s
     ("pp", "send", [[1, 4096, 8192]], [[1, 4096, 8192]], _stack("send", 2310, "send_fwd")),
     ("pp", "recv", [[1, 4096, 8192]], [[1, 4096, 8192]], _stack("recv", 2390, "recv_fwd")),
     ("tp", "all_reduce", [[4096, 8192]], [[4096, 8192]], _stack("all_reduce", 3245, "tp_bwd")),
-    ("dp", "reduce_scatter_tensor_coalesced", [[262144]], None,
-     _stack("reduce_scatter_tensor", 4620, "grad_sync")),
+    (
+        "dp",
+        "reduce_scatter_tensor_coalesced",
+        [[262144]],
+        None,
+        _stack("reduce_scatter_tensor", 4620, "grad_sync"),
+    ),
     ("default", "all_reduce", [[1]], [[1]], _stack("all_reduce", 3245, "loss_sync")),
 ]
 
@@ -69,10 +73,16 @@ class Layout:
         tp, pp, dp = self.tp, self.pp, self.dp
         made: list[tuple[str, tuple[int, ...]]] = [("default_pg", tuple(range(self.world)))]
         made += [("tp", tuple(range(h * tp, (h + 1) * tp))) for h in range(self.world // tp)]
-        made += [("pp", tuple(d * tp * pp + s * tp + t for s in range(pp)))
-                 for d in range(dp) for t in range(tp)]
-        made += [("dp", tuple(d * tp * pp + s * tp + t for d in range(dp)))
-                 for s in range(pp) for t in range(tp)]
+        made += [
+            ("pp", tuple(d * tp * pp + s * tp + t for s in range(pp)))
+            for d in range(dp)
+            for t in range(tp)
+        ]
+        made += [
+            ("dp", tuple(d * tp * pp + s * tp + t for d in range(dp)))
+            for s in range(pp)
+            for t in range(tp)
+        ]
         return {str(i): g for i, g in enumerate(made)}
 
     def rank_groups(self, rank: int) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -92,8 +102,9 @@ class Plan:
     culprit: int = 5
 
 
-def synthesize(plan: Plan, rank: int, groups: dict[str, tuple[str, tuple[int, ...]]]
-               ) -> dict[str, Any]:
+def synthesize(
+    plan: Plan, rank: int, groups: dict[str, tuple[str, tuple[int, ...]]]
+) -> dict[str, Any]:
     """One rank's dump: the last `plan.entries` operations, ending in the planted failure.
 
     Every rank runs the same steps; the failure is planted in the final step's default
@@ -132,37 +143,43 @@ def synthesize(plan: Plan, rank: int, groups: dict[str, tuple[str, tuple[int, ..
             if final and failing and rank == plan.culprit and plan.kind == "mismatch":
                 sizes = [[2]]
             if final and failing:
-                state = "scheduled" if rank == plan.culprit and plan.kind == "stuck" else (
-                    "started")
+                state = (
+                    "scheduled" if rank == plan.culprit and plan.kind == "stuck" else ("started")
+                )
             else:
                 state = "completed"
             out_sizes = outs if outs is not None else [[ins[0][0] // max(len(ranks), 1)]]
-            ops.append({
-                "frames": list(frames),
-                "record_id": len(ops),
-                "pg_id": 0,
-                "process_group": (name, _desc(kind)),
-                "thread_id": "140261913721728",
-                "thread_name": "pt_main_thread",
-                "collective_seq_id": coll_seq.get(name, 0) if not is_p2p else 0,
-                "p2p_seq_id": p2p_seq.get(name, 0) if is_p2p else 0,
-                "op_id": len(ops) + 1,
-                "profiling_name": profiling,
-                "time_created_ns": created,
-                "input_sizes": sizes,
-                "input_dtypes": ["BFloat16"],
-                "output_sizes": sizes if final else out_sizes,
-                "output_dtypes": ["BFloat16"],
-                "state": state,
-                "time_discovered_started_ns": created + 20_000 if state != "scheduled" else None,
-                "time_discovered_completed_ns": created + 9_000_000 if state == "completed"
-                else None,
-                "retired": state == "completed",
-                "timeout_ms": _TIMEOUT_MS,
-                "is_p2p": is_p2p,
-                "duration_ms": 8.9 if state == "completed" else None,
-            })
-    tail = ops[-plan.entries:]
+            ops.append(
+                {
+                    "frames": list(frames),
+                    "record_id": len(ops),
+                    "pg_id": 0,
+                    "process_group": (name, _desc(kind)),
+                    "thread_id": "140261913721728",
+                    "thread_name": "pt_main_thread",
+                    "collective_seq_id": coll_seq.get(name, 0) if not is_p2p else 0,
+                    "p2p_seq_id": p2p_seq.get(name, 0) if is_p2p else 0,
+                    "op_id": len(ops) + 1,
+                    "profiling_name": profiling,
+                    "time_created_ns": created,
+                    "input_sizes": sizes,
+                    "input_dtypes": ["BFloat16"],
+                    "output_sizes": sizes if final else out_sizes,
+                    "output_dtypes": ["BFloat16"],
+                    "state": state,
+                    "time_discovered_started_ns": created + 20_000
+                    if state != "scheduled"
+                    else None,
+                    "time_discovered_completed_ns": created + 9_000_000
+                    if state == "completed"
+                    else None,
+                    "retired": state == "completed",
+                    "timeout_ms": _TIMEOUT_MS,
+                    "is_p2p": is_p2p,
+                    "duration_ms": 8.9 if state == "completed" else None,
+                }
+            )
+    tail = ops[-plan.entries :]
     first = tail[0]["record_id"] if tail else 0
     for entry in tail:
         entry["record_id"] -= first
@@ -173,8 +190,11 @@ def synthesize(plan: Plan, rank: int, groups: dict[str, tuple[str, tuple[int, ..
             for kind, (name, ranks) in groups.items()
         },
         "pg_status": {
-            name: {"last_enqueued_collective": coll_seq.get(name, 0),
-                   "last_started_collective": -1, "last_completed_collective": -1}
+            name: {
+                "last_enqueued_collective": coll_seq.get(name, 0),
+                "last_started_collective": -1,
+                "last_completed_collective": -1,
+            }
             for name, _ranks in groups.values()
         },
         "comm_lib_version": "2.27.5",
@@ -186,8 +206,12 @@ def _desc(kind: str) -> str:
     return "default_pg" if kind == "default" else kind
 
 
-def dump_bytes(plan: Plan, rank: int, fmt: Literal["pickle", "json"] = "pickle",
-               groups: dict[str, tuple[str, tuple[int, ...]]] | None = None) -> bytes:
+def dump_bytes(
+    plan: Plan,
+    rank: int,
+    fmt: Literal["pickle", "json"] = "pickle",
+    groups: dict[str, tuple[str, tuple[int, ...]]] | None = None,
+) -> bytes:
     dump = synthesize(plan, rank, groups or plan.layout.rank_groups(rank))
     if fmt == "json":
         return json.dumps(dump).encode()
@@ -195,15 +219,20 @@ def dump_bytes(plan: Plan, rank: int, fmt: Literal["pickle", "json"] = "pickle",
     return pickle.dumps(dump, protocol=2)
 
 
-def iter_dumps(plan: Plan, fmt: Literal["pickle", "json"] = "pickle"
-               ) -> Iterator[tuple[str, bytes]]:
+def iter_dumps(
+    plan: Plan, fmt: Literal["pickle", "json"] = "pickle"
+) -> Iterator[tuple[str, bytes]]:
     """(file name, bytes) for every rank."""
     for rank in range(plan.layout.world):
         yield f"{DUMP_PREFIX}{rank}", dump_bytes(plan, rank, fmt)
 
 
-def write_dumps(plan: Plan, directory: Path, ranks: range | None = None,
-                fmt: Literal["pickle", "json"] = "pickle") -> None:
+def write_dumps(
+    plan: Plan,
+    directory: Path,
+    ranks: range | None = None,
+    fmt: Literal["pickle", "json"] = "pickle",
+) -> None:
     """Write one file per rank (optionally only some ranks, to split work across processes)."""
     directory.mkdir(parents=True, exist_ok=True)
     all_groups = plan.layout.groups()

@@ -8,6 +8,8 @@ the job's incident that had none yet (NCCL timeouts first, the XID that explains
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -92,19 +94,24 @@ class TriageService:
                 start,
                 min(i.opened_at for i in incidents) - timedelta(seconds=self._settings.lookback_s),
             )
+        # What arrived before the job's last incident was resolved belonged to that incident;
+        # what arrives after is new, even if it was observed a moment earlier.
         last_resolved = await self._last_resolved_at(session, scope)
-        if last_resolved is not None and last_resolved > start:
-            start = last_resolved
-        events = await self._events(session, scope, start)
-        signals = signals_of(events)
+        events = await self._events(session, scope, start, last_resolved)
+        # Parsing and classifying thousands of log lines is CPU work: off the event loop, so
+        # that ingest keeps answering the agents meanwhile.
+        signals = await asyncio.to_thread(signals_of, events)
         if not any(weighs(s) for s in signals):
             return []
         signals += await self._maintenance(session, scope, start, now)
-        verdicts = classify_signals_all(
-            signals,
-            job_hosts=len(scope.hosts) if scope.job_id else None,
-            job_ranks=await self._rank_count(session, scope),
-            hosts_seen=scope.hosts,
+        verdicts = await asyncio.to_thread(
+            functools.partial(
+                classify_signals_all,
+                signals,
+                job_hosts=len(scope.hosts) if scope.job_id else None,
+                job_ranks=await self._rank_count(session, scope),
+                hosts_seen=scope.hosts,
+            )
         )
         changes: list[IncidentChange] = []
         for n, verdict in enumerate(verdicts):
@@ -242,9 +249,13 @@ class TriageService:
             q = q.where(Incident.job_id.is_(None), Incident.culprit_host.in_(scope.hosts))
         return await session.scalar(q.order_by(Incident.resolved_at.desc()).limit(1))
 
-    async def _events(self, session: AsyncSession, scope: Scope, start: datetime) -> list[Event]:
+    async def _events(
+        self, session: AsyncSession, scope: Scope, start: datetime, after: datetime | None
+    ) -> list[Event]:
         hosts = [*scope.hosts, "-"] if scope.job_id else list(scope.hosts)
         q = select(Event).where(Event.host_id.in_(hosts), Event.observed_at >= start)
+        if after is not None:
+            q = q.where(Event.received_at > after)
         if scope.job_id:
             # Job-wide synthetic events ("-") must be this job's.
             q = q.where((Event.host_id != "-") | (Event.job_id == scope.job_id))

@@ -100,10 +100,13 @@ class Watchdog:
         if not stalled:
             return []
         top = max(r.step for r in members)
+        # The episode is named by the moment the job last made progress: the same hang seen
+        # by later sweeps is the same event, a hang after a restart is a new one.
+        last_progress = max(r.step_changed_at for r in members).isoformat()
         rows = [
             synthetic_row(
                 "heartbeat_stall",
-                key=(job.id, "job", top),
+                key=(job.id, "job", last_progress),
                 host="-",
                 job_id=job.id,
                 at=now,
@@ -117,17 +120,21 @@ class Watchdog:
                 f"past step {top} for over {threshold:.0f} s",
             )
         ]
-        # Ranks stuck behind the others are the likely culprits of a hang: name their hosts.
+        # Ranks stuck behind the others are the likely culprits of a hang, but only when they
+        # are few: many hosts one beat behind are just the agents' send interval.
         behind = [r for r in stalled if r.step < top]
         by_host: dict[str, list[JobRank]] = defaultdict(list)
         for r in behind:
             by_host[r.host_id].append(r)
+        hosts_in_job = len({r.host_id for r in members})
+        if len(by_host) > max(1, hosts_in_job // 20):
+            return rows
         for host, rs in sorted(by_host.items()):
             first = min(rs, key=lambda r: r.rank)
             rows.append(
                 synthetic_row(
                     "heartbeat_stall",
-                    key=(job.id, host, first.step),
+                    key=(job.id, host, last_progress),
                     host=host,
                     job_id=job.id,
                     at=now,

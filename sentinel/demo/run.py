@@ -1,0 +1,283 @@
+"""Run the demo: a service process, N real agents (scripted NVML) in this process, and a fault
+injector that writes real-format log lines into the hosts' kernel and training logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from agents.agent import Agent
+from agents.config import AgentConfig, KernelLogConfig, TrainingLogsConfig
+from agents.sim import fleet_configs
+from sentinel.demo.faults import FAULTS, Fault
+from sentinel.testing.service import LiveService
+from sentinel.triage.taxonomy import llama3_share
+from sentinel.wire import HeartbeatSummary
+
+JOB = "llama3-405b-demo"
+RACK = 8  # hosts per rack: a fabric fault hits a rack at once
+# The scripted provider's PCI bus ids (dmesg form) by GPU index: what a culprit GPU is called.
+BUSES = (
+    "0000:18:00",
+    "0000:2a:00",
+    "0000:3a:00",
+    "0000:5d:00",
+    "0000:9a:00",
+    "0000:ab:00",
+    "0000:ba:00",
+    "0000:db:00",
+)
+
+
+@dataclass
+class Job:
+    """The simulated training job: it advances, stops at a fault, restarts from a checkpoint."""
+
+    step: int = 0
+    checkpoint: int = 0
+    stalled_since: float | None = None
+    restart_at: float | None = None
+
+    def tick(self, now: float, steps: int) -> None:
+        if self.restart_at is not None and now >= self.restart_at:
+            self.step, self.stalled_since, self.restart_at = self.checkpoint, None, None
+        if self.stalled_since is None:
+            self.step += steps
+            if self.step - self.checkpoint >= 50:
+                self.checkpoint = self.step - self.step % 50
+
+
+@dataclass
+class Demo:
+    hosts: int
+    port: int
+    data_dir: Path
+    duration_s: float | None
+    fault_every_s: float
+    seed: int
+    console: Console
+    job: Job = field(default_factory=Job)
+
+    def host(self, i: int) -> str:
+        return f"gpu-{i:04d}"
+
+    def logs(self, host: str) -> tuple[Path, Path]:
+        folder = self.data_dir / "logs" / host
+        return folder / "kern.log", folder / "train.log"
+
+    def configs(self, service: LiveService) -> list[AgentConfig]:
+        configs = fleet_configs(
+            self.hosts,
+            service_url=service.url,
+            token=service.agent_token,
+            workdir=self.data_dir / "fleet",
+            host_prefix="gpu-",
+            gpu_interval_s=10.0,
+            send_interval_s=5.0,
+            heartbeat_interval_s=5.0,
+        )
+        out = []
+        for config in configs:
+            kern, train = self.logs(config.host_id)
+            kern.parent.mkdir(parents=True, exist_ok=True)
+            kern.touch()
+            train.touch()
+            collectors = config.collectors.model_copy(
+                update={
+                    "kernel_log": KernelLogConfig(enabled=True, path=kern),
+                    "training_logs": TrainingLogsConfig(enabled=True, paths=[str(train)]),
+                }
+            )
+            out.append(config.model_copy(update={"collectors": collectors}))
+        return out
+
+    def inject(self, rng: random.Random, fault: Fault) -> str:
+        culprit = rng.randrange(self.hosts)
+        gpu = rng.randrange(8)
+        if fault.spread == "all":
+            victims = range(self.hosts)
+        elif fault.spread == "rack":
+            start = (culprit // RACK) * RACK
+            victims = range(start, min(start + RACK, self.hosts))
+        else:
+            victims = range(culprit, culprit + 1)
+        stamp = datetime.now(UTC).strftime("%b %d %H:%M:%S")
+        for h in victims:
+            host = self.host(h)
+            kern, train = self.logs(host)
+            values = {
+                "host": host,
+                "bus": BUSES[gpu],
+                "pid": 4000 + h,
+                "rank": h * 8 + gpu,
+                "peer": f"{3 + h % 4}.{17 + h % 200}",
+            }
+            lines = [line.format(**values) for line in fault.lines]
+            if fault.log == "kernel":
+                text = "".join(f"{stamp} {host} kernel: {line}\n" for line in lines)
+                with kern.open("a") as f:
+                    f.write(text)
+            else:
+                with train.open("a") as f:
+                    f.write("".join(line + "\n" for line in lines))
+        where = (
+            self.host(culprit)
+            if fault.spread == "culprit"
+            else (f"rack of {self.host(culprit)}" if fault.spread == "rack" else "every host")
+        )
+        return f"{fault.category.value} on {where}"
+
+    async def injector(self, stop: asyncio.Event) -> None:
+        rng = random.Random(self.seed)
+        weights = [llama3_share(f.category) or 1.0 for f in FAULTS]
+        # The first fault comes once the agents have reported their ranks (the job's map).
+        delay = 12.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            if stop.is_set():
+                return
+            fault = rng.choices(FAULTS, weights=weights)[0]
+            what = self.inject(rng, fault)
+            # Every failure in the mix interrupts the job: its ranks stop advancing.
+            self.job.stalled_since = self.job.stalled_since or time.monotonic()
+            self.console.print(f"[dim]{time.strftime('%H:%M:%S')}  injected: {what}[/dim]")
+            delay = self.fault_every_s
+
+    async def watch(self, service: LiveService, stop: asyncio.Event) -> None:
+        """Print each new incident and decision as Sentinel records it."""
+        seen: set[str] = set()
+        async with httpx.AsyncClient(
+            base_url=service.url, headers=service.headers(), timeout=5
+        ) as client:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=2.0)
+                with contextlib.suppress(httpx.HTTPError):
+                    incidents = (await client.get("/api/v1/incidents")).json()
+                    decisions = {
+                        d["incident_id"]: d for d in (await client.get("/api/v1/decisions")).json()
+                    }
+                    for inc in reversed(incidents):
+                        d = decisions.get(inc["id"])
+                        key = f"{inc['id']}:{d['status'] if d else ''}:{inc['category']}"
+                        if key in seen or d is None:
+                            continue
+                        seen.add(key)
+                        self._restart_after(d)
+                        culprit = inc["culprit_host"] or "-"
+                        self.console.print(
+                            f"{time.strftime('%H:%M:%S')}  [bold]{inc['category']}[/bold] "
+                            f"culprit [cyan]{culprit}[/cyan] → {d['action']} ({d['status']}): "
+                            f"{d['reason'][:90]}"
+                        )
+
+    def _restart_after(self, decision: dict[str, object]) -> None:
+        """The job comes back: a few seconds after an automatic restart, later after a human."""
+        if self.job.stalled_since is None or self.job.restart_at is not None:
+            return
+        human = decision["action"] in ("escalate", "hold")
+        self.job.restart_at = time.monotonic() + (30.0 if human else 5.0)
+
+    async def fleet(self, configs: list[AgentConfig], stop: asyncio.Event) -> None:
+        agents = [Agent(config) for config in configs]
+        tasks = [asyncio.create_task(agent.run(stop)) for agent in agents]
+        tasks.append(asyncio.create_task(self.train(agents, stop)))
+        await asyncio.gather(*tasks)
+
+    async def train(self, agents: list[Agent], stop: asyncio.Event, every: float = 5.0) -> None:
+        """Each host's 8 ranks beat through its agent, as the heartbeat client would."""
+        world = len(agents) * 8
+        while not stop.is_set():
+            self.job.tick(time.monotonic(), steps=int(every))
+            if self.job.stalled_since is None:  # hung ranks do not beat
+                now = datetime.now(UTC)
+                for h, agent in enumerate(agents):
+                    agent.emit(
+                        [
+                            HeartbeatSummary(
+                                id=uuid.uuid4(),
+                                observed_at=now,
+                                job_id=JOB,
+                                rank=h * 8 + g,
+                                local_rank=g,
+                                gpu_index=g,
+                                step=self.job.step,
+                                step_time_s=1.0,
+                                checkpoint_step=self.job.checkpoint,
+                                checkpoint_path=f"/checkpoints/{JOB}/step-{self.job.checkpoint}",
+                                beats=int(every),
+                                last_beat_at=now,
+                                world_size=world,
+                            )
+                            for g in range(8)
+                        ]
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+
+    async def run(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.data_dir.mkdir(parents=True)
+        service = LiveService(
+            database_url=f"sqlite:///{(self.data_dir / 'sentinel.db').resolve()}",
+            data_dir=self.data_dir / "service",
+            port=self.port,
+            extra_env={
+                "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "5",
+                "SENTINEL_ALERTING__PUBLIC_URL": f"http://127.0.0.1:{self.port}",
+            },
+        )
+        service.start()
+        stop = asyncio.Event()
+        try:
+            self._banner(service)
+            tasks = [
+                asyncio.create_task(self.fleet(self.configs(service), stop)),
+                asyncio.create_task(self.injector(stop)),
+                asyncio.create_task(self.watch(service, stop)),
+            ]
+            try:
+                if self.duration_s is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self.duration_s)
+                else:
+                    await stop.wait()
+            finally:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            service.stop()
+            self.console.print("demo stopped: service and agents are down")
+
+    def _banner(self, service: LiveService) -> None:
+        c = self.console
+        c.rule("[bold]Sentinel demo")
+        c.print(f"dashboard:      [bold]{service.url}/[/bold]   (API docs: {service.url}/docs)")
+        c.print(f"viewer token:   {service.viewer_token}")
+        c.print(f"operator token: {service.operator_token}")
+        c.print(f"agent token:    {service.agent_token}")
+        c.print(
+            f"fleet:          {self.hosts} hosts x 8 GPUs, real agents with scripted NVML, "
+            f"job {JOB} on all of them"
+        )
+        c.print(
+            f"failures:       one every {self.fault_every_s:g} s, drawn from Llama 3's "
+            "root-cause mix, written into the hosts' kernel and training logs"
+        )
+        c.print("scheduler:      dry run (decisions are recorded and shown, nothing is drained)")
+        c.print(
+            f"post a report:  curl -X POST {service.url}/api/v1/reports -H 'Authorization: "
+            f"Bearer {service.agent_token}' -H 'Content-Type: application/json' -d @batch.json"
+        )
+        c.print("Ctrl-C stops everything.\n")
