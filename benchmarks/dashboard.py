@@ -38,12 +38,14 @@ from sentinel.settings import Settings, TokenSpec  # noqa: E402
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 
 
-def fleet_rows(hosts: int, now: datetime, seed: int = 0) -> tuple[list[Host], list[Gpu]]:
+def fleet_rows(
+    hosts: int, now: datetime, seed: int = 0, first: int = 0
+) -> tuple[list[Host], list[Gpu]]:
     """A fleet like a real one at 3 a.m.: nearly all healthy, a handful of each kind of trouble."""
     rng = random.Random(seed)
     host_rows: list[Host] = []
     gpu_rows: list[Gpu] = []
-    for h in range(hosts):
+    for h in range(first, first + hosts):
         name = f"node-{h:04d}"
         roll = rng.random()
         silent = roll < 0.003

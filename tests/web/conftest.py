@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from web_scenario import (
     LiveServer,
     Scenario,
+    add_hosts,
     build,
     free_port,
     scenario_copy,
@@ -51,12 +54,9 @@ async def web_app(
         yield app
 
 
-@pytest.fixture
-def live_server(scenario: Scenario, tokens: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]:
-    """The real app under uvicorn on loopback, in a thread, on the scenario's virtual clock."""
-    app = create_app(
-        web_settings(scenario_copy(scenario, tmp_path), tokens), VirtualClock(scenario.now)
-    )
+def _serve(path: Path, tokens: dict[str, str], now: datetime) -> Iterator[LiveServer]:
+    """The real app under uvicorn on loopback, in a thread, on a virtual clock."""
+    app = create_app(web_settings(path, tokens), VirtualClock(now))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -68,3 +68,20 @@ def live_server(scenario: Scenario, tokens: dict[str, str], tmp_path: Path) -> I
     yield LiveServer(f"http://127.0.0.1:{port}", tokens)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(scenario: Scenario, tokens: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]:
+    yield from _serve(scenario_copy(scenario, tmp_path), tokens, scenario.now)
+
+
+@pytest.fixture
+def big_live_server(
+    scenario: Scenario, tokens: dict[str, str], tmp_path: Path
+) -> Iterator[LiveServer]:
+    """The scenario grown to the full 2,048 hosts, as the benchmark fills it."""
+    path = scenario_copy(scenario, tmp_path)
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, add_hosts(path, tokens, scenario.now, 2048 - 24)).result()
+    yield from _serve(path, tokens, scenario.now)

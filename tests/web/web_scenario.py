@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -120,6 +121,22 @@ async def build(path: Path, tokens: dict[str, str]) -> Scenario:
                 )
             )
     return Scenario(path, clock.now())
+
+
+async def add_hosts(path: Path, tokens: dict[str, str], now: datetime, n: int) -> None:
+    """More hosts after the scenario's 24, as benchmarks/dashboard.py makes them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from dashboard import fleet_rows
+
+    hosts, gpus = fleet_rows(n, now, seed=3, first=24)
+    app = create_app(web_settings(path, tokens), VirtualClock(now))
+    async with (
+        app.router.lifespan_context(app),
+        unit_of_work(app.state.ctx.sessions) as session,
+    ):
+        session.add_all(hosts)
+        await session.flush()
+        session.add_all(gpus)
 
 
 def scenario_copy(scenario: Scenario, folder: Path) -> Path:

@@ -1,0 +1,116 @@
+"""The dashboard in headless Chromium against a live server: what a person on call does.
+
+Needs Debian's chromium and the playwright package (never `playwright install`); skipped
+without them. Saves the screenshots the README shows (docs/screenshots/).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from web_scenario import CULPRIT, LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if shutil.which(CHROMIUM) is None:
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _login(browser: object, server: LiveServer, role: str) -> object:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    errors: list[str] = []
+    # A CSP violation or a script error shows up here: the pages must run clean.
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = errors
+    page.goto(f"{server.url}/fleet")
+    assert "/login" in page.url
+    page.fill("input[name=token]", server.tokens[role])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/fleet")
+    return page
+
+
+def test_operator_triages_an_incident_and_silences_its_host(
+    browser: object, live_server: LiveServer
+) -> None:
+    page = _login(browser, live_server, "operator")
+    assert page.locator("#grid .hb").count() == 25
+    assert page.locator(f'#grid .hb.cul[data-h="{CULPRIT}"]').count() == 1
+    # The page stays live: the poll comes back and says so.
+    page.wait_for_function(
+        "document.getElementById('live').textContent.startsWith('live · ') && "
+        "!document.getElementById('live').textContent.includes('UTC ·')",
+        timeout=8000,
+    )
+    page.goto(f"{live_server.url}/incidents")
+    page.click("table.list tbody tr:has-text('faulty_gpu') a >> nth=0")
+    page.wait_for_selector(".verdict")
+    verdict = page.inner_text(".verdict")
+    assert "faulty_gpu" in verdict and f"Culprit: {CULPRIT}" in verdict
+    assert "<script>" in page.inner_text("table.timeline")  # shown as text, never run
+    page.goto(f"{live_server.url}/silences")
+    page.fill("textarea[name=matchers]", f'host="{CULPRIT}"')
+    page.fill("input[name=comment]", "GPU 3 swap, RMA 4411")
+    page.click("#new-silence button[type=submit]")
+    page.wait_for_selector(".flash.ok")
+    assert "Silence created." in page.inner_text(".flash.ok")
+    row = page.inner_text("#silences tbody tr >> nth=0")
+    assert "GPU 3 swap" in row and "active" in row and "operator" in row
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_viewer_cannot_create_a_silence(browser: object, live_server: LiveServer) -> None:
+    page = _login(browser, live_server, "viewer")
+    page.goto(f"{live_server.url}/silences")
+    assert page.locator("#new-silence").count() == 0
+    r = page.request.post(
+        f"{live_server.url}/silences",
+        form={"matchers": 'host="node-0001"', "comment": "sneaky", "duration": "1h"},
+        headers={"Origin": live_server.url},
+    )
+    assert r.status == 403
+    page.reload()
+    assert "sneaky" not in page.content()
+
+
+def test_screenshots(browser: object, big_live_server: LiveServer) -> None:
+    """The fleet page at full scale and an incident page, for the README."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = _login(browser, big_live_server, "viewer")
+    assert page.locator("#grid .hb").count() > 2000
+    page.screenshot(path=str(SHOTS / "fleet.png"), full_page=False)
+    page.goto(f"{big_live_server.url}/incidents?state=mitigating")
+    page.click("table.list tbody tr:has-text('faulty_gpu') a >> nth=0")
+    page.wait_for_selector(".verdict")
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    page.screenshot(path=str(SHOTS / "incident.png"), full_page=False)
+    assert page.errors == []  # type: ignore[attr-defined]
+    assert sys.getsizeof((SHOTS / "fleet.png").read_bytes()) > 10_000
