@@ -955,6 +955,32 @@ def ssd_nvme_timeouts(folder: Path) -> None:
     )
 
 
+@held_back(
+    "the watchdog resolves the ssd incident 10 s after it opens because the ranks still advance "
+    "(watchdog._resolve_recovered); the controller reset and stall 30 s later open a second "
+    "incident for the same fault (service._match joins open incidents only, and the window "
+    "starts at the resolution)"
+)
+def ssd_nvme_timeout_while_still_training(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=34)
+    noise(f, 170)
+    h = 9
+    # The first read times out while the job still trains on prefetched batches; the loader
+    # runs dry and the job stalls on it 30 s later.
+    f.log(60.0, h, "nvme nvme0: I/O 900 (I/O Cmd) QID 2 timeout, aborting", source="kernel")
+    f.log(90.0, h, "nvme nvme0: I/O 900 QID 2 timeout, reset controller", source="kernel")
+    f.stall(90.0)
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        170,
+        "A host's NVMe drive times out at 60 s while the job still trains on prefetched data; "
+        "at 90 s the controller is reset and the job stalls on it. One ssd incident.",
+        [incident("ssd", 75, host=h, after_s=59)],
+    )
+
+
 def alertmanager(
     f: CaseFleet, t: float, host: int, alertname: str, summary: str, description: str
 ) -> None:
