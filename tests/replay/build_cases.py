@@ -784,6 +784,41 @@ def planned_maintenance_reboot(folder: Path) -> None:
     )
 
 
+@case
+def planned_stop_for_config_change(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=35)
+    noise(f, 160)
+    f.api(
+        20.0,
+        "POST",
+        "/api/v1/maintenance",
+        {
+            "job_id": f.job,
+            "starts_at": f.at(95).isoformat(),
+            "ends_at": f.at(95 + 1800).isoformat(),
+            "reason": "planned stop: switch the data mix to phase 2 and raise the LR warmup "
+            "(change CHG-2231)",
+        },
+    )
+    for h in range(f.hosts):
+        f.log(
+            100.0 + h * 0.05,
+            h,
+            f"slurmstepd: error: *** STEP 812345.0 ON {f.name(h)} CANCELLED AT "
+            "2026-03-02T04:01:40 BY mlops ***",
+            rank=f.rank(h, 0),
+        )
+    f.stall(100.0)
+    write(
+        f,
+        folder,
+        160,
+        "The training team announces a stop of the whole job for a config and data-mix change; "
+        "at 100 s the job step is cancelled on every host and the ranks stop. Planned.",
+        [incident("planned", 120, after_s=99)],
+    )
+
+
 # ==================================================================== other GPU parts
 
 
