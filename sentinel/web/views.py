@@ -63,8 +63,15 @@ def _cells(
 ) -> str:
     if host_state is HealthState.silent:
         return CELL[host_state] * width
-    # A drained host still shows which GPU put it there: that is what goes to repair.
-    base = {HealthState.unhealthy: "u", HealthState.drained: "x"}.get(host_state, "h")
+    # A GPU at fault is the one square in red, on a drained host too: that is what goes to
+    # repair. A host-wide cause (a critical event with no GPU at fault) reddens the host.
+    gpu_fault = any(g.lost or g.remap_failure for g in flagged)
+    if host_state is HealthState.drained:
+        base = "x"
+    elif host_state is HealthState.unhealthy and not gpu_fault:
+        base = "u"
+    else:
+        base = "h"
     # A GPU the agent never reported is one the job cannot use: shown as silent.
     cells = [base if present is None or i in present else "s" for i in range(width)]
     for g in flagged:
@@ -156,6 +163,16 @@ async def fleet(
         {s.value: gpu_counts[CELL[s]] for s in STATES},
         len(hosts),
     )
+
+
+async def active_incidents(session: AsyncSession, limit: int = 20) -> list[Incident]:
+    rows = await session.scalars(
+        select(Incident)
+        .where(Incident.state != "resolved")
+        .order_by(Incident.opened_at.desc())
+        .limit(limit)
+    )
+    return list(rows.all())
 
 
 @dataclass
@@ -273,12 +290,16 @@ class TimelineEntry:
     text: str
 
 
+TIMELINE_SYMPTOMS = 6
+
+
 @dataclass
 class IncidentPage:
     incident: Incident
     decision: Decision | None
     transitions: list[IncidentTransition]
     timeline: list[TimelineEntry]
+    timeline_more: list[TimelineEntry]
     symptoms: list[SymptomGroup]
     symptoms_total: int
     evidence_total: int
@@ -318,6 +339,12 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         for item in [*evidence, *symptoms]
     ]
     timeline.sort(key=lambda e: (e.at is None, e.at or incident.opened_at))
+    # The causes and the first symptoms tell the story; 2,000 peers' timeouts would bury it.
+    head: list[TimelineEntry] = []
+    more: list[TimelineEntry] = []
+    for entry in timeline:
+        shown = sum(e.role == "symptom" for e in head)
+        (more if entry.role == "symptom" and shown >= TIMELINE_SYMPTOMS else head).append(entry)
     groups: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
     for s in symptoms:
         groups[(str(s.get("family", "")), s.get("pattern"))].append(s)
@@ -368,7 +395,8 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         incident=incident,
         decision=decision,
         transitions=list(transitions),
-        timeline=timeline,
+        timeline=head,
+        timeline_more=more,
         symptoms=symptom_groups,
         symptoms_total=int(verdict.get("symptoms_total", len(symptoms))),
         evidence_total=int(verdict.get("evidence_total", len(evidence))),

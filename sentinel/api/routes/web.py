@@ -229,7 +229,15 @@ async def fleet_page(
     request: Request, ctx: Ctx, session: Session, who: WebUser, state: StateFilter = None
 ) -> HTMLResponse:
     fleet = await views.fleet(session, ctx.clock.now(), ctx.settings.health, state)
-    return _page(request, "fleet.html", who, fleet=fleet, state=state, states=views.STATES)
+    return _page(
+        request,
+        "fleet.html",
+        who,
+        fleet=fleet,
+        state=state,
+        states=views.STATES,
+        active=await views.active_incidents(session),
+    )
 
 
 @router.get("/fleet.json")
@@ -238,8 +246,11 @@ async def fleet_json(
 ) -> JSONResponse:
     """What the fleet page polls: every host's cells, a few bytes each."""
     fleet = await views.fleet(session, ctx.clock.now(), ctx.settings.health, state)
+    active = await views.active_incidents(session)
     return JSONResponse(
         {
+            # The page reloads when this changes: a new incident is worth the full repaint.
+            "incidents": [str(i.id) for i in active],
             "counts": fleet.counts,
             "gpu_counts": fleet.gpu_counts,
             "hosts": {h.id: [h.cells, h.state, h.reason, h.culprit] for h in fleet.hosts},

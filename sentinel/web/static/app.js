@@ -23,6 +23,11 @@
     return fetch("/fleet.json" + location.search, { credentials: "same-origin" })
       .then(function (r) { if (!r.ok || r.redirected) throw new Error(r.status); return r.json(); })
       .then(function (data) {
+        var known = document.getElementById("active");
+        if (known && known.dataset.incidents !== data.incidents.join(",")) {
+          location.reload();
+          return;
+        }
         Object.keys(data.counts).forEach(function (s) {
           var tile = document.querySelector('[data-count="' + s + '"] b');
           if (tile) tile.textContent = data.counts[s];
