@@ -11,7 +11,7 @@ from web_scenario import CULPRIT, HOSTILE, HOSTILE_HOST, THROTTLED, client_for
 
 from sentinel.api.routes.web import CSRF_COOKIE, TOKEN_COOKIE
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, Decision, Incident, Silence
+from sentinel.db.models import AlertGroup, AuditEntry, Decision, Incident, Silence
 
 PAGES = [
     "/fleet",
@@ -258,3 +258,24 @@ async def test_html_routes_are_not_in_the_api_schema(web_app: FastAPI) -> None:
         for p in paths
         if not p.startswith("/api/") and p not in ("/healthz", "/readyz", "/metrics")
     ]
+
+
+async def test_operator_acknowledges_an_alert_group_and_sees_refusals(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        group = await session.scalar(select(AlertGroup).where(AlertGroup.state == "firing"))
+        decision = await session.scalar(select(Decision))
+    assert group is not None and decision is not None
+    async with await _operator(web_app, tokens) as client:
+        assert f"/alert-groups/{group.id}/ack" in (await client.get("/alerts")).text
+        r = await client.post(f"/alert-groups/{group.id}/ack", data={"csrf": "k" * 32})
+        assert r.status_code == 303 and r.headers["location"] == "/alerts?ok=group.ack"
+        page = (await client.get("/alerts?ok=group.ack")).text
+        assert "Alert group acknowledged." in page and f"/alert-groups/{group.id}/ack" not in page
+        # The decision was carried out already: the API's 409 comes back as a page.
+        r = await client.post(f"/decisions/{decision.id}/cancel", data={"csrf": "k" * 32})
+        assert r.status_code == 409 and "cannot cancel" in r.text
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        acked = await session.get(AlertGroup, group.id)
+    assert acked is not None and acked.acked_by == "operator"

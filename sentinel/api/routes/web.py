@@ -198,7 +198,8 @@ async def login(request: Request, ctx: Ctx) -> Response:
         error = "Unknown token." if principal is None else "Agent tokens cannot open the dashboard."
         return _page(request, "login.html", None, 401, next=target, error=error)
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
-    secure = request.url.scheme == "https"
+    # Behind a TLS-terminating proxy the request itself looks like plain http.
+    secure = request.url.scheme == "https" or ctx.settings.alerting.public_url.startswith("https:")
     for name, value in (
         (TOKEN_COOKIE, fields["token"].strip()),
         (CSRF_COOKIE, secrets.token_urlsafe(32)),
