@@ -4,6 +4,7 @@ breakdown, MTTF and ETTR; the simulation is seeded and puts Sentinel's policy in
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -60,7 +61,10 @@ def test_report_prints_the_root_cause_breakdown_mttf_and_ettr(simulated: Any) ->
                     "Effective training time ratio", "Repeat-offender hosts"):  # fmt: skip
         assert heading in out
     assert f"ETTR llama3-405b-pretrain: {ettr:.2f}%" in out
-    assert "MTTF (unexpected): 3.1" in out and "(Llama 3: 3.09 h)" in out
+    mttf = re.search(r"MTTF \(unexpected\): ([0-9.]+) h", out)
+    # About 419 unexpected failures in 54 days, as in Llama 3: one every ~3.1 h.
+    assert mttf is not None and 2.9 <= float(mttf.group(1)) <= 3.3
+    assert "(Llama 3: 3.09 h)" in out
     for category in Category:
         if category != Category.UNKNOWN:
             assert category.value in out
