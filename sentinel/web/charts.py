@@ -45,8 +45,8 @@ def line_chart(series: list[Series], unit: str) -> Chart | None:
     times = [t for s in series for t, _ in s.points]
     y_min, y_max = min(values), max(values)
     if y_max - y_min < 1:
-        # A flat line sits mid-chart instead of dividing by zero.
-        y_min, y_max = y_min - 1, y_max + 1
+        # A flat line gets a unit of room instead of a division by zero; counts stay >= 0.
+        y_min, y_max = (y_min - 1 if y_min >= 1 or y_min < 0 else 0.0), y_max + 1
     t_min, t_max = min(times), max(times)
     span = max((t_max - t_min).total_seconds(), 1.0)
     inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD

@@ -193,7 +193,7 @@ HISTORY_BATCHES = 720
 
 def _event_text(event: Event) -> str:
     payload = event.payload
-    text = payload.get("message") or payload.get("text") or ""
+    text = payload.get("message") or payload.get("detail") or payload.get("text") or ""
     if event.kind == "xid":
         return f"XID {payload.get('xid')}: {text}"
     return str(text) or json.dumps(payload, sort_keys=True)[:300]
