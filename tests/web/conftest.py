@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 # The test modules share builders through web_scenario, found on this folder's path.
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(str(Path(__file__).parent))
 
 from web_scenario import (
     LiveServer,

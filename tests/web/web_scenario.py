@@ -125,7 +125,7 @@ async def build(path: Path, tokens: dict[str, str]) -> Scenario:
 
 async def add_hosts(path: Path, tokens: dict[str, str], now: datetime, n: int) -> None:
     """More hosts after the scenario's 24, as benchmarks/dashboard.py makes them."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from dashboard import fleet_rows
 
     hosts, gpus = fleet_rows(n, now, seed=3, first=24)
