@@ -91,7 +91,15 @@ def write(
     f.write(
         folder,
         duration,
-        {"name": folder.name, "description": description, "incidents": incidents, **extra},
+        # Past the recording's end every host falls silent and every rank looks stalled, which
+        # no case is about: run just long enough for the last lines to be triaged.
+        {
+            "name": folder.name,
+            "description": description,
+            "incidents": incidents,
+            "run_for_s": 10,
+            **extra,
+        },
     )
     # gzip stamps the time it wrote; a rebuild that changes nothing should change no byte.
     path = folder / "recording.jsonl.gz"
@@ -1446,9 +1454,9 @@ def noisy_healthy_fleet(folder: Path) -> None:
         "A healthy fleet's everyday noise: corrected PCIe AER, corrected DIMM errors, "
         "nvidia-peermem chatter, NCCL INFO, checkpoint messages. No incident.",
         [],
-        # Past the recording's end the agents are silent and the ranks look stalled; a healthy
-        # fleet must be judged on the recording, not on its end.
-        run_for_s=5,
+        # Ranks count as stalled 15 s after their last step, and the last beats are up to one
+        # interval (10 s) before the end: stop before the recording's end looks like a hang.
+        run_for_s=4,
     )
 
 
