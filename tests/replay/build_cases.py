@@ -308,6 +308,41 @@ def faulty_gpu_lost_without_xid(folder: Path) -> None:
     )
 
 
+@case
+def faulty_gpu_xid79_then_gsp_timeouts(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=36)
+    noise(f, 160)
+    h, g = 4, 5
+    f.xid(70.0, h, g, 79, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+    f.gpu(70.5, h, g, lost=True)
+    # nvidia-smi and the DCGM exporter keep polling the dead GPU: its GSP never answers.
+    for n in range(3):
+        f.xid(
+            76.0 + 6 * n,
+            h,
+            g,
+            119,
+            xid_line(
+                f,
+                g,
+                119,
+                f"Timeout after 6s of waiting for RPC response from GPU{g} GSP! Expected "
+                "function 103 (GSP_RM_ALLOC) (0x2081 0x4).",
+                pid=2024380 + n,
+            ).replace("name=python", "name=nvidia-smi"),
+        )
+    f.stall(70.0)
+    peer_timeouts(f, 70 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        160,
+        "XID 79 on one GPU, then XID 119 GSP RPC timeouts on the same GPU as nvidia-smi keeps "
+        "polling it: the GSP timeouts are the dead GPU's, not the cause.",
+        [incident("faulty_gpu", 75, host=h, gpu=g)],
+    )
+
+
 # ==================================================================== gpu_hbm_memory
 
 
@@ -533,6 +568,38 @@ def software_bug_cuda_oom_one_rank(folder: Path) -> None:
         "One rank runs out of GPU memory (a long sequence in the batch); torchrun reports the "
         "worker failed; the other hosts time out a minute later.",
         [incident("software_bug", 102, host=h, after_s=89)],
+    )
+
+
+@case
+def software_bug_host_oom_killer(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=37)
+    noise(f, 160)
+    h = 12
+    # The data loader workers' pinned-memory queues grow until the kernel kills a rank.
+    for line in [
+        "python invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, "
+        "oom_score_adj=0",
+        "Out of memory: Killed process 412231 (python) total-vm:1834522112kB, "
+        "anon-rss:1972334128kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:3921012kB "
+        "oom_score_adj:0",
+    ]:
+        f.log(85.0, h, line, source="kernel")
+    f.log(
+        86.0,
+        h,
+        "[2026-03-02 04:01:26,002] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
+        "(exitcode: -9) local_rank: 2 (pid: 412231) of binary: /usr/bin/python3",
+    )
+    f.stall(85.0)
+    peer_timeouts(f, 85 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        160,
+        "The host's OOM killer kills a rank (the data loaders' pinned memory grew unbounded); "
+        "torchrun reports exit -9 and the peers time out. The program, on that host.",
+        [incident("software_bug", 98, host=h, after_s=84)],
     )
 
 
