@@ -152,18 +152,27 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 async def _act(
-    request: Request, who: Principal, back: str, code: str, call: Callable[[], Awaitable[Any]]
+    request: Request,
+    session: Session,
+    who: Principal,
+    back: str,
+    code: str,
+    call: Callable[[], Awaitable[Any]],
 ) -> Response:
     """Run one of the JSON API's handlers for a form; show its refusal as a page."""
     try:
         await call()
-    except HTTPException as exc:
-        return _page(request, "error.html", who, exc.status_code, message=exc.detail, back=back)
-    except (ValidationError, ValueError) as exc:
-        message = (
-            describe_validation_error(exc)[1] if isinstance(exc, ValidationError) else str(exc)
-        )
-        return _page(request, "error.html", who, 422, message=message, back=back)
+    except (HTTPException, ValidationError, ValueError) as exc:
+        # The page is an answer, not an error, so the unit of work would commit: a refused
+        # operation must leave nothing behind.
+        await session.rollback()
+        if isinstance(exc, HTTPException):
+            code_, message = exc.status_code, str(exc.detail)
+        elif isinstance(exc, ValidationError):
+            code_, message = describe_validation_error(exc)
+        else:
+            code_, message = status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)
+        return _page(request, "error.html", who, code_, message=message, back=back)
     return RedirectResponse(f"{back}?ok={code}", status.HTTP_303_SEE_OTHER)
 
 
@@ -284,6 +293,7 @@ async def host_repaired(
     note = decisions_api.Note(comment=form.fields.get("comment", ""))
     return await _act(
         request,
+        session,
         form.who,
         f"/hosts/{quote(host_id, safe='')}",
         "host.repaired",
@@ -344,7 +354,9 @@ async def incident_resolve(
         body = incidents_api.ResolveIn(reason=form.fields.get("reason", ""))
         await incidents_api.resolve_incident(ctx, session, form.who, incident_id, body)
 
-    return await _act(request, form.who, f"/incidents/{incident_id}", "incident.resolve", call)
+    return await _act(
+        request, session, form.who, f"/incidents/{incident_id}", "incident.resolve", call
+    )
 
 
 @router.post("/decisions/{decision_id}/{verb}")
@@ -358,6 +370,7 @@ async def decision_action(
     note = decisions_api.Note(comment=form.fields.get("comment", ""))
     return await _act(
         request,
+        session,
         form.who,
         f"/incidents/{decision.incident_id}",
         f"decision.{verb}",
@@ -412,7 +425,7 @@ async def group_ack(
         body = AckIn(comment=form.fields.get("comment") or None)
         await alerts_api.ack_group(ctx, session, form.who, group_id, body)
 
-    return await _act(request, form.who, "/alerts", "group.ack", call)
+    return await _act(request, session, form.who, "/alerts", "group.ack", call)
 
 
 @router.get("/silences")
@@ -437,7 +450,7 @@ async def silence_create(request: Request, ctx: Ctx, session: Session, form: For
         )
         await alerts_api.create_silence(ctx, session, form.who, body)
 
-    return await _act(request, form.who, "/silences", "silence.create", call)
+    return await _act(request, session, form.who, "/silences", "silence.create", call)
 
 
 @router.post("/silences/{silence_id}/expire")
@@ -446,6 +459,7 @@ async def silence_expire(
 ) -> Response:
     return await _act(
         request,
+        session,
         form.who,
         "/silences",
         "silence.expire",
