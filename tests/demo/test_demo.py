@@ -1,0 +1,74 @@
+"""`sentinel demo` headless for a bounded time: incidents triaged and decided within 60 s."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sentinel.testing.postgres import free_port
+
+
+def test_demo_shows_incidents_within_a_minute(tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "demo.out"
+    with out.open("w") as f:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sentinel.cli",
+                "demo",
+                "--hosts",
+                "32",
+                "--port",
+                str(port),
+                "--duration",
+                "75",
+                "--fault-every",
+                "10",
+                "--data-dir",
+                str(tmp_path / "demo"),
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=os.environ | {"COLUMNS": "200"},
+        )
+    started = time.monotonic()
+    try:
+        token = None
+        while token is None and time.monotonic() - started < 30:
+            found = re.search(r"viewer token:\s+(\S+)", out.read_text())
+            token = found.group(1) if found else None
+            time.sleep(0.2)
+        assert token, out.read_text()
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {token}"}
+        decided: list[dict[str, object]] = []
+        while time.monotonic() - started < 60 and not decided:
+            with contextlib.suppress(httpx.HTTPError):
+                decided = httpx.get(f"{url}/api/v1/decisions", headers=headers, timeout=5).json()
+            time.sleep(1)
+        assert decided, "no decision within 60 s:\n" + out.read_text()
+        incidents = httpx.get(f"{url}/api/v1/incidents", headers=headers, timeout=5).json()
+        assert incidents and incidents[-1]["category"] != "unknown"
+        hosts = httpx.get(f"{url}/api/v1/hosts", headers=headers, timeout=5).json()
+        assert len(hosts) == 32
+        # Ctrl-C stops everything cleanly: agents, service, and the port is free again.
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert "demo stopped" in out.read_text()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/healthz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
