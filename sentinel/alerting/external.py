@@ -24,7 +24,9 @@ from sentinel.db.upsert import dialect_of, insert_for
 log = logging.getLogger(__name__)
 
 EVENT_KIND = "alertmanager"
-HOST_LABELS = ("Hostname", "instance", "host")
+# The machine an alert is about: dcgm-exporter's Hostname first, then the usual node labels;
+# instance (the scrape target, often an exporter's address) only when nothing better exists.
+HOST_LABELS = ("Hostname", "hostname", "node", "nodename", "host", "kubernetes_node", "instance")
 _NAMESPACE = uuid.UUID("6f1f7c8e-3c59-4a55-9d0e-8f6a1e0e7a41")
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from alerting.timeline import alert
 from sentinel.alerting.config import load_routing
-from sentinel.alerting.external import on_external_alert
+from sentinel.alerting.external import host_of, on_external_alert
 from sentinel.alerting.service import push_alerts
 from sentinel.api.deps import AppContext
 from sentinel.db.engine import unit_of_work
@@ -108,7 +108,8 @@ async def test_recorded_alertmanager_payload_is_accepted(
     assert r.status_code == 202, r.text
     async with unit_of_work(_ctx(app_client).sessions) as s:
         (event,) = (await s.scalars(select(Event))).all()
-    assert event.host_id == "127.0.0.1"  # from instance, port dropped
+    assert event.host_id == "node1"  # the node label names the machine; instance is the exporter
+    assert host_of({"instance": "10.0.0.5:9400"}) == "10.0.0.5"  # the fallback, port dropped
 
 
 @pytest.mark.parametrize(
