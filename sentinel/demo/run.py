@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import shutil
 import time
@@ -37,6 +38,40 @@ BUSES = (
     "0000:ba:00",
     "0000:db:00",
 )
+
+
+def example_batch(host_id: str = "demo-host-001", seq: int = 1) -> dict[str, object]:
+    """One agent batch as the wire contract has it: a GPU sample and an XID 79."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "version": 1,
+        "host_id": host_id,
+        "agent_id": f"{host_id}-agent",
+        "seq": seq,
+        "sent_at": now,
+        "observations": [
+            {
+                "kind": "gpu_sample",
+                "id": str(uuid.uuid4()),
+                "observed_at": now,
+                "gpu_index": 0,
+                "pci_bus_id": "00000000:3B:00.0",
+                "temperature_c": 61.0,
+                "power_w": 512.5,
+            },
+            {
+                "kind": "xid",
+                "id": str(uuid.uuid4()),
+                "observed_at": now,
+                "xid": 79,
+                "gpu_index": 0,
+                "pci_bus_id": "00000000:3B:00.0",
+                "source": "kernel_log",
+                "message": "NVRM: Xid (PCI:0000:3b:00): 79, pid=2711, name=python, GPU has fallen "
+                "off the bus.",
+            },
+        ],
+    }
 
 
 @dataclass
@@ -276,8 +311,12 @@ class Demo:
             "root-cause mix, written into the hosts' kernel and training logs"
         )
         c.print("scheduler:      dry run (decisions are recorded and shown, nothing is drained)")
+        example = (self.data_dir / "example-batch.json").resolve()
+        example.write_text(json.dumps(example_batch(), indent=2))
+        c.print("post a report by hand (202; again: a duplicate, stored once):")
         c.print(
-            f"post a report:  curl -X POST {service.url}/api/v1/reports -H 'Authorization: "
-            f"Bearer {service.agent_token}' -H 'Content-Type: application/json' -d @batch.json"
+            f"  curl -s -X POST {service.url}/api/v1/reports -H 'Authorization: Bearer "
+            f"{service.agent_token}' -H 'Content-Type: application/json' --data @{example}",
+            soft_wrap=True,
         )
         c.print("Ctrl-C stops everything.\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -62,6 +63,23 @@ def test_demo_shows_incidents_within_a_minute(tmp_path: Path) -> None:
         assert incidents and incidents[-1]["category"] != "unknown"
         hosts = httpx.get(f"{url}/api/v1/hosts", headers=headers, timeout=5).json()
         assert len(hosts) == 32
+
+        # The example batch the banner offers: accepted once, then a duplicate; a broken one
+        # is refused naming the field; a viewer cannot post.
+        agent = re.search(r"agent token:\s+(\S+)", out.read_text())
+        assert agent is not None
+        example = json.loads((tmp_path / "demo" / "example-batch.json").read_text())
+        post = {"Authorization": f"Bearer {agent.group(1)}"}
+        first = httpx.post(f"{url}/api/v1/reports", json=example, headers=post, timeout=10)
+        again = httpx.post(f"{url}/api/v1/reports", json=example, headers=post, timeout=10)
+        assert (first.status_code, first.json()["duplicate"]) == (202, False)
+        assert (again.status_code, again.json()["duplicate"]) == (202, True)
+        bad = httpx.post(
+            f"{url}/api/v1/reports", json=example | {"seq": "one"}, headers=post, timeout=10
+        )
+        assert bad.status_code == 422 and "seq" in bad.json()["detail"]
+        viewer = httpx.post(f"{url}/api/v1/reports", json=example, headers=headers, timeout=10)
+        assert viewer.status_code == 403
         # Ctrl-C stops everything cleanly: agents, service, and the port is free again.
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
