@@ -35,18 +35,43 @@ from sentinel.testing.service import LiveService
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _tree(pid: int) -> list[int]:
+    """The service process and its children (uvicorn's workers, when there are several)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return [pid, *kids]
+
+
 def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def proc_rss_mib(pid: int) -> tuple[float, float]:
+    """Resident memory of the process tree: now, and the sum of each process's peak."""
     rss = hwm = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-        elif line.startswith("VmHWM:"):
-            hwm = int(line.split()[1]) / 1024
+    for p in _tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss += int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                hwm += int(line.split()[1]) / 1024
     return rss, hwm
 
 
@@ -251,7 +276,10 @@ def bench(db: str, args: argparse.Namespace, workdir: Path) -> None:
         url = f"sqlite:///{workdir / 'bench.db'}"
     migrate.upgrade(url)
     service = LiveService(
-        database_url=url, data_dir=workdir / f"data-{db}", extra_env={"SENTINEL_RUN_LOOPS": "false"}
+        database_url=url,
+        data_dir=workdir / f"data-{db}",
+        extra_env={"SENTINEL_RUN_LOOPS": "false"},
+        workers=args.workers,
     )
     service.start()
     assert service.proc is not None
@@ -315,10 +343,14 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between a host's batches")
     p.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     p.add_argument("--connections", type=int, default=128, help="keep-alive connections")
+    p.add_argument("--workers", type=int, default=1, help="service worker processes")
     p.add_argument("--event-every", type=int, default=20, help="one batch in N carries an event")
     args = p.parse_args()
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
-    print(f"machine: {os.cpu_count()} CPUs; server: one uvicorn process (uvloop, httptools)")
+    print(
+        f"machine: {os.cpu_count()} CPUs; server: uvicorn (uvloop, httptools), "
+        f"{args.workers} worker process(es)"
+    )
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-") as tmp:
         for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
             bench(db, args, Path(tmp))

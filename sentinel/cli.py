@@ -69,8 +69,11 @@ def migrate(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes; the loops run in the elected leader only.")
+    ] = 1,
 ) -> None:
-    """Run the service (uvicorn, one process)."""
+    """Run the service (uvicorn)."""
     import uvicorn
     from sqlalchemy.exc import OperationalError
 
@@ -90,13 +93,18 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # One line per loop run is noise; its warnings and errors still show.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.server.host,
-        port=port if port is not None else settings.server.port,
-        log_level="warning",
-        access_log=False,
-    )
+    bind = {
+        "host": host or settings.server.host,
+        "port": port if port is not None else settings.server.port,
+        "log_level": "warning",
+        "access_log": False,
+    }
+    if workers > 1:
+        # Each worker builds its app from the same environment; the database elects one of
+        # them to run the loop services, so nothing runs twice.
+        uvicorn.run("sentinel.api.app:app_from_environment", factory=True, workers=workers, **bind)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **bind)  # type: ignore[arg-type]
 
 
 @app.command()

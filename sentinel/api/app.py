@@ -203,3 +203,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app from SENTINEL_* settings: the factory each uvicorn worker process calls."""
+    from sentinel.settings import load_settings
+
+    return create_app(load_settings())

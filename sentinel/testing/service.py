@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +18,16 @@ from sentinel.auth import new_token
 from sentinel.testing.postgres import free_port
 
 
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM if the process that started us dies (Linux), so that a
+    killed test run or demo never leaves a service behind."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 @dataclass
 class LiveService:
     database_url: str
@@ -25,6 +37,7 @@ class LiveService:
     operator_token: str = field(default_factory=new_token)
     viewer_token: str = field(default_factory=new_token)
     extra_env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
@@ -64,8 +77,11 @@ class LiveService:
                     "127.0.0.1",
                     "--port",
                     str(self.port),
+                    "--workers",
+                    str(self.workers),
                 ],
                 env=self.env(),
+                preexec_fn=_die_with_parent,  # only a prctl: safe between fork and exec
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
