@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
@@ -200,7 +200,9 @@ class Watchdog:
     async def _resolve_recovered(
         self, session: AsyncSession, ranks: dict[str, list[JobRank]], now: datetime
     ) -> None:
-        """An incident is over when the job trains again: most ranks advanced since it began."""
+        """An incident is over when the job trains again after it was interrupted: most ranks
+        advanced since the job stalled or was restarted. A job that never stopped (a warning
+        that did not interrupt it) keeps its incident until an operator resolves it."""
         incidents = (
             await session.scalars(
                 select(Incident).where(
@@ -212,7 +214,12 @@ class Watchdog:
             members = ranks.get(incident.job_id or "", [])
             if not members:
                 continue
-            since = incident.detected_at.timestamp() + self._triage.heartbeat_interval_s
+            interrupted = await self._interrupted_at(session, incident)
+            if interrupted is None:
+                continue
+            since = max(interrupted, incident.detected_at).timestamp() + (
+                self._triage.heartbeat_interval_s
+            )
             moved = [r for r in members if r.step_changed_at.timestamp() > since]
             if len(moved) >= self._triage.resolve_fraction * len(members):
                 top = max(r.step for r in moved)
@@ -221,6 +228,19 @@ class Watchdog:
                     incident,
                     "resolved",
                     f"job advanced again: {len(moved)} of {len(members)} ranks progressed "
-                    f"(up to step {top}) after the incident",
+                    f"(up to step {top}) after the interruption",
                     "watchdog",
                 )
+
+    async def _interrupted_at(self, session: AsyncSession, incident: Incident) -> datetime | None:
+        """When the job was last seen stopped for this incident, if it was. A restart stops it
+        too (the old ranks die, the new ones load a checkpoint), so this covers requeues."""
+        lookback = incident.opened_at - timedelta(seconds=self._triage.lookback_s)
+        stalled: datetime | None = await session.scalar(
+            select(func.max(Event.observed_at)).where(
+                Event.kind == "heartbeat_stall",
+                Event.job_id == incident.job_id,
+                Event.observed_at >= lookback,
+            )
+        )
+        return stalled

@@ -128,8 +128,14 @@ class RemediationService:
         assert decision is not None
         log.info("decision for incident %s: %s (%s)", incident.id, proposal.action, proposal.rule)
         if proposal.action == Action.none:
+            # Nothing to do, but the interruption is not over until the job trains again: the
+            # incident stays open (mitigating) so that the rest of the planned work joins it.
             await self._triage.transition(
-                session, incident, "resolved", f"{proposal.rule}: {proposal.reason}", "remediation"
+                session,
+                incident,
+                "mitigating",
+                f"{proposal.rule}: {proposal.reason}",
+                "remediation",
             )
         return decision
 

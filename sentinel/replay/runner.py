@@ -156,7 +156,11 @@ async def replay(case_dir: Path) -> Outcome:
                     await loops.tick_until(tick[0].at)
                     clock.set(max(clock.now(), tick[-1].at))
                     await asyncio.gather(*(_play(client, tokens, line) for line in tick))
-                await loops.tick_until(clock.now() + timedelta(seconds=exp.run_for_s))
+                # Past the last line the agents have gone quiet because the recording ended, not
+                # because the job hung: triage keeps running, the watchdogs do not.
+                await loops.tick_until(
+                    clock.now() + timedelta(seconds=exp.run_for_s), watchdog=False
+                )
             async with unit_of_work(ctx.sessions) as session:
                 rows = (
                     await session.scalars(select(Incident).order_by(Incident.detected_at))
@@ -206,10 +210,10 @@ class _Loops:
         self._next_tick = clock.now()
         self._next_watchdog = clock.now()
 
-    async def tick_until(self, when: datetime) -> None:
+    async def tick_until(self, when: datetime, *, watchdog: bool = True) -> None:
         while self._next_tick <= when:
             self._clock.set(max(self._clock.now(), self._next_tick))
-            if self._clock.now() >= self._next_watchdog:
+            if watchdog and self._clock.now() >= self._next_watchdog:
                 async with unit_of_work(self._ctx.sessions) as session:
                     await self._ctx.watchdog.run_once(session)
                 self._next_watchdog = self._clock.now() + self._watchdog_every

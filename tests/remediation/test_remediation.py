@@ -62,6 +62,20 @@ class Timeline:
         await self.ctx.triage_worker.run_once()
         await self.ctx.remediation.run_due(self.ctx.sessions)
 
+    async def watchdog(self) -> None:
+        async with unit_of_work(self.ctx.sessions) as s:
+            await self.ctx.watchdog.run_once(s)
+
+    async def down_then_back(self, down_s: float = 30) -> None:
+        """The job is down a while (the watchdog sees it stalled), then trains again."""
+        self.clock.advance(down_s)
+        await self.watchdog()
+        for _ in range(3):
+            self.clock.advance(10)
+            await self.beats()
+            await self.watchdog()
+            await self.loops()
+
     async def decisions(self) -> list[Decision]:
         async with unit_of_work(self.ctx.sessions) as s:
             return list((await s.scalars(select(Decision).order_by(Decision.created_at))).all())
@@ -132,12 +146,7 @@ async def test_xid79_drains_the_host_and_restarts_without_it(tl: Timeline) -> No
 
     # The job trains again on the others: the incident resolves, and a second pass decides
     # nothing new (exactly once per incident).
-    for _ in range(3):
-        tl.clock.advance(10)
-        await tl.beats()
-        async with unit_of_work(tl.ctx.sessions) as s:
-            await tl.ctx.watchdog.run_once(s)
-        await tl.loops()
+    await tl.down_then_back()
     [incident] = await tl.incidents()
     assert incident.state == "resolved"
     assert len(await tl.decisions()) == 1 and await tl.requeues() == 1
@@ -173,14 +182,7 @@ async def test_crash_loop_escalates_after_the_allowed_restarts(tl: Timeline) -> 
             )
         await tl.loops()
         # the failed job comes back (restarted, or by hand) and trains a little
-        tl.clock.advance(60)
-        await tl.beats()
-        async with unit_of_work(tl.ctx.sessions) as s:
-            await tl.ctx.watchdog.run_once(s)
-        tl.clock.advance(30)
-        await tl.beats()
-        async with unit_of_work(tl.ctx.sessions) as s:
-            await tl.ctx.watchdog.run_once(s)
+        await tl.down_then_back(60)
         incidents = await tl.incidents()
         assert len(incidents) == attempt + 1, [i.category for i in incidents]
     decisions = await tl.decisions()
@@ -206,10 +208,12 @@ async def test_planned_maintenance_needs_nothing(tl: Timeline) -> None:
         await tl.ctx.watchdog.run_once(s)
     await tl.loops()
     incidents = await tl.incidents()
-    assert [(i.category, i.state) for i in incidents] == [("planned", "resolved")]
+    assert [(i.category, i.state) for i in incidents] == [("planned", "mitigating")]
     [d] = await tl.decisions()
     assert (d.action, d.status) == ("none", "noop")
     assert await tl.requeues() == 0
+    await tl.down_then_back()  # the node is back from its BIOS update, the job trains again
+    assert [(i.category, i.state) for i in await tl.incidents()] == [("planned", "resolved")]
 
 
 async def test_operator_approval_mode(tl: Timeline) -> None:

@@ -820,11 +820,7 @@ def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
     )
 
 
-@held_back(
-    "remediation resolves a planned incident at once (Action.none); the host's silence and the "
-    "peers' timeouts that follow then open a new 'planned' incident each (service._match only "
-    "joins open incidents)"
-)
+@case
 def planned_maintenance_reboot(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=16)
     noise(f, 240)
@@ -1065,12 +1061,7 @@ def ssd_nvme_timeouts(folder: Path) -> None:
     )
 
 
-@held_back(
-    "the watchdog resolves the ssd incident 10 s after it opens because the ranks still advance "
-    "(watchdog._resolve_recovered); the controller reset and stall 30 s later open a second "
-    "incident for the same fault (service._match joins open incidents only, and the window "
-    "starts at the resolution)"
-)
+@case
 def ssd_nvme_timeout_while_still_training(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=34)
     noise(f, 170)
