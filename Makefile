@@ -1,7 +1,7 @@
 # Sentinel: make demo · make test · make bench · make lint
 # Each target creates .venv when missing and installs what it needs; `make test` also installs
-# the Debian packages the suite runs for real (PostgreSQL, Slurm, Prometheus, Alertmanager)
-# when they are missing.
+# the Debian packages the suite runs for real (PostgreSQL, Slurm, Prometheus, Alertmanager,
+# Chromium) when they are missing.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -11,7 +11,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT    := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint system-deps clean
+.PHONY: demo test bench lint screenshots system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ system-deps:
 	command -v munged >/dev/null || missing="$$missing munge"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && $(APT) $$missing; \
@@ -38,7 +39,12 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy sentinel agents
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Refresh the README's screenshots from the browser tests.
+screenshots: $(STAMP) system-deps
+	SENTINEL_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest tests/web/test_browser.py -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
