@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import ValidationError
 
 from sentinel.api.body import read_body
@@ -32,7 +32,7 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
         503: {"description": "Overloaded or database unavailable; retry with backoff"},
     },
 )
-async def post_report(request: Request, ctx: Ctx, principal: Agent) -> BatchAck:
+async def post_report(request: Request, ctx: Ctx, principal: Agent) -> Response:
     # Parsed here, not by FastAPI: validating straight from JSON keeps strict mode meaningful
     # (ISO datetimes allowed, `false` still not an int) and is the fastest path in pydantic.
     body = await read_body(request, ctx.settings.server.max_body_bytes)
@@ -43,8 +43,10 @@ async def post_report(request: Request, ctx: Ctx, principal: Agent) -> BatchAck:
         ctx.metrics.rejected.labels("invalid").inc()
         raise HTTPException(code, message) from None
     try:
-        return await ctx.ingest.submit(batch)
+        ack = await ctx.ingest.submit(batch)
     except IngestUnavailable as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "5"}
         ) from None
+    # Serialised here, in pydantic's core: re-validating the answer costs more than the answer.
+    return Response(ack.model_dump_json(), status_code=202, media_type="application/json")
