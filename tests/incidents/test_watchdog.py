@@ -1,0 +1,76 @@
+"""The watchdogs on the virtual clock: stragglers named with host and GPU, silent hosts, hangs."""
+
+from __future__ import annotations
+
+import httpx
+from builders import batch, heartbeat
+from conftest import auth
+from sqlalchemy import select
+
+from sentinel.clock import VirtualClock
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import Event
+
+
+async def _post_beats(
+    client: httpx.AsyncClient,
+    tokens: dict[str, str],
+    clock: VirtualClock,
+    seq: int,
+    slow: dict[int, float] | None = None,
+    step: int = 100,
+    hosts: tuple[str, ...] = ("w1", "w2"),
+) -> None:
+    for h, host in enumerate(hosts):
+        beats = [
+            heartbeat(
+                rank=h * 8 + g,
+                gpu_index=g,
+                step=step,
+                when=clock.now(),
+                step_time_s=(slow or {}).get(h * 8 + g, 2.0),
+            )
+            for g in range(8)
+        ]
+        r = await client.post(
+            "/api/v1/reports",
+            json=batch(host, seq, beats, clock.now()),
+            headers=auth(tokens["agent"]),
+        )
+        assert r.status_code == 202
+
+
+async def _sweep(client: httpx.AsyncClient) -> list[Event]:
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    async with unit_of_work(ctx.sessions) as s:
+        await ctx.watchdog.run_once(s)
+        return list((await s.scalars(select(Event).order_by(Event.kind))).all())
+
+
+async def test_a_straggler_is_named_with_host_and_gpu(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    await _post_beats(app_client, tokens, clock, 1, slow={13: 6.5})
+    events = await _sweep(app_client)
+    [straggler] = [e for e in events if e.kind == "straggler"]
+    assert (straggler.host_id, straggler.gpu_index, straggler.payload["rank"]) == ("w2", 5, 13)
+    assert "6.50 s vs median 2.00 s" in straggler.payload["text"]
+    assert len([e for e in await _sweep(app_client) if e.kind == "straggler"]) == 1  # once
+
+
+async def test_a_hang_and_a_silent_host_become_signals(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    await _post_beats(app_client, tokens, clock, 1)
+    clock.advance(10)
+    await _post_beats(app_client, tokens, clock, 2, step=105)
+    assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+    # Only w1's agent keeps reporting, and no rank advances: a hang; later w2 is silent.
+    for n in range(7):
+        clock.advance(10)
+        await _post_beats(app_client, tokens, clock, 3 + n, step=105, hosts=("w1",))
+    events = await _sweep(app_client)
+    stall = [e for e in events if e.kind == "heartbeat_stall" and e.host_id == "-"]
+    assert stall and stall[0].payload["ranks_stalled"] == 16
+    [silent] = [e for e in events if e.kind == "host_silent"]
+    assert silent.host_id == "w2" and silent.payload["seconds"] > 60
