@@ -204,9 +204,16 @@ class RemediationService:
             current_step=max((r.step for r in ranks), default=None),
             past=tuple(past),
             drains_last_hour=drains,
-            spare_hosts=None,
+            spare_hosts=await self._spare_hosts(incident),
             settings=self._settings,
         )
+
+    async def _spare_hosts(self, incident: Incident) -> int | None:
+        """Idle hosts the scheduler reports, when it reports any (a dry run does not)."""
+        if incident.culprit_host is None:
+            return None
+        result = await self.scheduler.nodes()
+        return result.counts().idle if result.ok and result.nodes else None
 
     # ------------------------------------------------------------------ executing
 

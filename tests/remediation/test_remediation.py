@@ -320,3 +320,13 @@ async def test_drain_cap_stops_a_fleet_wide_drain(tl: Timeline) -> None:
             select(func.count()).select_from(Host).where(Host.drain_state == "drained")
         )
     assert drained == 1
+
+
+async def test_no_spare_host_escalates_instead_of_shrinking_the_job(tl: Timeline) -> None:
+    tl.fake.submit("other-job", 2)  # node5 and node6 busy: nothing left to replace node3
+    tl.clock.advance(10)
+    await tl.post("node3", [xid(79, gpu=2, when=tl.clock.now())])
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert (d.action, d.rule, d.exclude_hosts) == ("escalate", "WaitWhenNoSpareHost", ["node3"])
+    assert await tl.requeues() == 0
