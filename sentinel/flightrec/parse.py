@@ -206,7 +206,30 @@ def _entry_columns(entries: list[Any], name: str) -> pl.DataFrame:
             v if v is not None else op in _P2P_OPS for v, op in zip(is_p2p_raw, op_col, strict=True)
         ]
     durations = list(map(methodcaller("get", "duration_ms"), entries))
+    if not set(map(type, durations)) <= {float, int, type(None)}:
+        raise FrParseError(f"{name}: 'duration_ms' must be a number")
+    # One type per column before polars sees it (its mixed-type fallbacks are the risky path).
+    try:
+        durations = [None if d is None else float(d) for d in durations]
+    except OverflowError:
+        raise FrParseError(f"{name}: 'duration_ms' is out of range") from None
 
+    # Every value is checked in Python before polars sees it: polars (2.1) can crash the whole
+    # process on some hostile mixes of types and sizes instead of raising.
+    _check_ints(rid, name, "record_id", nullable=False)
+    for field, values in (
+        ("collective_seq_id", seq),
+        ("p2p_seq_id", p2p_seq),
+        ("time_created_ns", t0),
+        ("time_discovered_started_ns", t1),
+        ("time_discovered_completed_ns", t2),
+    ):
+        _check_ints(values, name, field, nullable=True)
+    for field, values in (("process_group name", pg_names), ("process_group desc", pg_descs)):
+        if not set(map(type, values)) <= {str}:
+            raise FrParseError(f"{name}: '{field}' must be a string")
+    if not set(map(type, is_p2p_raw)) <= {bool}:
+        raise FrParseError(f"{name}: 'is_p2p' must be a boolean")
     state_codes = _states(state, name)
     in_sig = _signatures(ins, in_dt, name, "input")
     out_sig = _signatures(outs, out_dt, name, "output")
@@ -241,13 +264,25 @@ def _entry_columns(entries: list[Any], name: str) -> pl.DataFrame:
     ).select(list(ENTRY_SCHEMA))
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _check_ints(values: Sequence[object], name: str, field: str, *, nullable: bool) -> None:
+    allowed = {int, type(None)} if nullable else {int}
+    if not set(map(type, values)) <= allowed:  # bool is not int here: type() is exact
+        raise FrParseError(f"{name}: '{field}' must be an integer")
+    present = [v for v in values if isinstance(v, int)]
+    if present and (min(present) < _INT64_MIN or max(present) > _INT64_MAX):
+        raise FrParseError(f"{name}: '{field}' is out of the 64-bit range")
+
+
 def _op_and_peer(profiling_name: str) -> tuple[str, int | None]:
     """'nccl:send 0->1' is a send to group rank 1, 'nccl:recv 1<-0' a receive from 0."""
     op, _, meta = profiling_name.partition(":")[2].partition(" ")
     arrow = {"send": "->", "recv": "<-"}.get(op)
     if arrow and arrow in meta:
         peer = meta.partition(arrow)[2].strip()
-        if peer.isdigit():
+        if peer.isdigit() and len(peer) <= 9:  # a group rank fits an Int32 column
             return op, int(peer)
     return op, None
 

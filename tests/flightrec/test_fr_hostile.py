@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -163,3 +164,26 @@ def test_fuzz_mutated_real_dumps(data: bytes, edits: list[tuple[int, int]]) -> N
     for where, byte in edits:
         mutated[where % len(mutated)] = byte
     _parses_or_refuses(bytes(mutated))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("record_id", 2**70, "record_id' is out of the 64-bit range"),
+        ("record_id", True, "record_id' must be an integer"),
+        ("collective_seq_id", "7", "collective_seq_id' must be an integer"),
+        ("time_created_ns", -(2**64), "time_created_ns' is out of the 64-bit range"),
+        ("duration_ms", 10**400, "duration_ms' is out of range"),
+        ("duration_ms", "fast", "duration_ms' must be a number"),
+        ("is_p2p", 1, "is_p2p' must be a boolean"),
+    ],
+)
+def test_wrong_values_are_refused_before_polars_sees_them(
+    field: str, value: object, message: str
+) -> None:
+    # Types and ranges are checked in Python first: polars can crash the process on some
+    # hostile mixes instead of raising, and a dump is untrusted input.
+    doc = json.loads(REAL[2].read_bytes())  # the JSON form: no pickle is ever loaded here
+    doc["entries"][0][field] = value
+    with pytest.raises(FrParseError, match=message):
+        parse_dump(json.dumps(doc).encode(), "hostile")
