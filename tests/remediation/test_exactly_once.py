@@ -23,7 +23,8 @@ from sentinel.schedulers.fake import FakeScheduler
 from sentinel.settings import RemediationSettings, TriageSettings
 
 TRIALS = 100
-NODES = [f"node{i}" for i in range(1, 6)]
+# Enough spare nodes that every decision can exclude its host (no WaitWhenNoSpareHost).
+NODES = [f"node{i}" for i in range(1, 13)]
 
 
 class CountingScheduler(FakeScheduler):
@@ -123,9 +124,10 @@ def test_two_processes_one_decision_and_one_requeue(pg_cluster, pg_template) -> 
     url = pg_cluster.url(name)
     ids = [uuid.uuid4() for _ in range(TRIALS)]
     asyncio.run(_seed(url, ids))
-    # Forked children: two processes with their own pools and loops, as two replicas are; a
+    # Spawned children (not forked: the test process has threads, and a fork copies their
+    # locks held): two processes with their own pools and loops, as two replicas are; a
     # barrier starts each trial in both at the same moment.
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)
     out: mp.Queue[int] = ctx.Queue()
     procs = [
