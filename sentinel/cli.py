@@ -17,7 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+# No emoji codes: PCI addresses such as 0000:ab:00.0 would turn into pictures.
+console = Console(emoji=False)
 
 
 def _mount_subcommands() -> None:
@@ -33,7 +34,7 @@ def _mount_subcommands() -> None:
 
 
 _mount_subcommands()
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)
 
 
 def _settings(**overrides: Any) -> Any:

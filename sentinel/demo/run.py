@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from agents.agent import Agent
 from agents.config import AgentConfig, KernelLogConfig, TrainingLogsConfig
@@ -26,6 +27,9 @@ from sentinel.triage.taxonomy import llama3_share
 from sentinel.wire import HeartbeatSummary
 
 JOB = "llama3-405b-demo"
+# Real agents run in this process, each a few threads and an outbox: 256 fit on two cores.
+# Hosts beyond them post the same wire batches from one light loop (no collectors).
+MAX_AGENTS = 256
 RACK = 8  # hosts per rack: a fabric fault hits a rack at once
 # The scripted provider's PCI bus ids (dmesg form) by GPU index: what a culprit GPU is called.
 BUSES = (
@@ -103,6 +107,10 @@ class Demo:
     console: Console
     job: Job = field(default_factory=Job)
 
+    @property
+    def agents(self) -> int:
+        return min(self.hosts, MAX_AGENTS)
+
     def host(self, i: int) -> str:
         return f"gpu-{i:04d}"
 
@@ -112,7 +120,7 @@ class Demo:
 
     def configs(self, service: LiveService) -> list[AgentConfig]:
         configs = fleet_configs(
-            self.hosts,
+            self.agents,
             service_url=service.url,
             token=service.agent_token,
             workdir=self.data_dir / "fleet",
@@ -137,13 +145,14 @@ class Demo:
         return out
 
     def inject(self, rng: random.Random, fault: Fault) -> str:
-        culprit = rng.randrange(self.hosts)
+        # Faults go to hosts with a real agent: their lines take the real parsing path.
+        culprit = rng.randrange(self.agents)
         gpu = rng.randrange(8)
         if fault.spread == "all":
-            victims = range(self.hosts)
+            victims = range(self.agents)
         elif fault.spread == "rack":
             start = (culprit // RACK) * RACK
-            victims = range(start, min(start + RACK, self.hosts))
+            victims = range(start, min(start + RACK, self.agents))
         else:
             victims = range(culprit, culprit + 1)
         stamp = datetime.now(UTC).strftime("%b %d %H:%M:%S")
@@ -186,7 +195,7 @@ class Demo:
             what = self.inject(rng, fault)
             # Every failure in the mix interrupts the job: its ranks stop advancing.
             self.job.stalled_since = self.job.stalled_since or time.monotonic()
-            self.console.print(f"[dim]{time.strftime('%H:%M:%S')}  injected: {what}[/dim]")
+            self.console.print(f"[dim]{time.strftime('%H:%M:%S')}  injected: {escape(what)}[/dim]")
             delay = self.fault_every_s
 
     async def watch(self, service: LiveService, stop: asyncio.Event) -> None:
@@ -210,11 +219,12 @@ class Demo:
                             continue
                         seen.add(key)
                         self._restart_after(d)
-                        culprit = inc["culprit_host"] or "-"
+                        # What the service says came from logs: print it as text, not markup.
+                        culprit = escape(inc["culprit_host"] or "-")
                         self.console.print(
-                            f"{time.strftime('%H:%M:%S')}  [bold]{inc['category']}[/bold] "
-                            f"culprit [cyan]{culprit}[/cyan] → {d['action']} ({d['status']}): "
-                            f"{d['reason'][:90]}"
+                            f"{time.strftime('%H:%M:%S')}  [bold]{escape(inc['category'])}"
+                            f"[/bold] culprit [cyan]{culprit}[/cyan] → {escape(d['action'])} "
+                            f"({escape(d['status'])}): {escape(d['reason'][:90])}"
                         )
 
     def _restart_after(self, decision: dict[str, object]) -> None:
@@ -232,7 +242,7 @@ class Demo:
 
     async def train(self, agents: list[Agent], stop: asyncio.Event, every: float = 5.0) -> None:
         """Each host's 8 ranks beat through its agent, as the heartbeat client would."""
-        world = len(agents) * 8
+        world = self.hosts * 8
         while not stop.is_set():
             self.job.tick(time.monotonic(), steps=int(every))
             if self.job.stalled_since is None:  # hung ranks do not beat
@@ -261,6 +271,81 @@ class Demo:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every)
 
+    async def light_hosts(
+        self, service: LiveService, stop: asyncio.Event, every: float = 5.0
+    ) -> None:
+        """The hosts beyond MAX_AGENTS: GPU samples and their ranks' heartbeats, every 5 s."""
+        light = range(self.agents, self.hosts)
+        if not light:
+            return
+        seq = int(time.time())
+        gate = asyncio.Semaphore(32)
+        headers = {"Authorization": f"Bearer {service.agent_token}"}
+        async with httpx.AsyncClient(base_url=service.url, headers=headers, timeout=10) as client:
+
+            async def post(body: dict[str, object]) -> None:
+                async with gate:
+                    with contextlib.suppress(httpx.HTTPError):
+                        await client.post("/api/v1/reports", json=body)
+
+            pending: set[asyncio.Task[None]] = set()
+            while not stop.is_set():
+                seq += 1
+                for h in light:
+                    if stop.is_set():
+                        break
+                    task = asyncio.create_task(post(self._light_batch(h, seq)))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    await asyncio.sleep(every / len(light))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _light_batch(self, h: int, seq: int) -> dict[str, object]:
+        now = datetime.now(UTC).isoformat()
+        host = self.host(h)
+        obs: list[dict[str, object]] = [
+            {
+                "kind": "gpu_sample",
+                "id": str(uuid.uuid4()),
+                "observed_at": now,
+                "gpu_index": g,
+                "pci_bus_id": f"0000{BUSES[g]}.0".upper(),
+                "temperature_c": 60.0 + (h + g) % 9,
+                "power_w": 600.0,
+                "utilization_pct": 98.0,
+                "clock_event_reasons": 0,
+                "ecc_volatile_uncorrected": 0,
+            }
+            for g in range(8)
+        ]
+        if self.job.stalled_since is None:
+            obs += [
+                {
+                    "kind": "heartbeat",
+                    "id": str(uuid.uuid4()),
+                    "observed_at": now,
+                    "job_id": JOB,
+                    "rank": h * 8 + g,
+                    "local_rank": g,
+                    "gpu_index": g,
+                    "step": self.job.step,
+                    "step_time_s": 1.0,
+                    "checkpoint_step": self.job.checkpoint,
+                    "beats": 5,
+                    "last_beat_at": now,
+                    "world_size": self.hosts * 8,
+                }
+                for g in range(8)
+            ]
+        return {
+            "version": 1,
+            "host_id": host,
+            "agent_id": f"{host}-sim",
+            "seq": seq,
+            "sent_at": now,
+            "observations": obs,
+        }
+
     async def run(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
@@ -279,6 +364,7 @@ class Demo:
             self._banner(service)
             tasks = [
                 asyncio.create_task(self.fleet(self.configs(service), stop)),
+                asyncio.create_task(self.light_hosts(service, stop)),
                 asyncio.create_task(self.injector(stop)),
                 asyncio.create_task(self.watch(service, stop)),
             ]
@@ -303,8 +389,14 @@ class Demo:
         c.print(f"operator token: {service.operator_token}")
         c.print(f"agent token:    {service.agent_token}")
         c.print(
-            f"fleet:          {self.hosts} hosts x 8 GPUs, real agents with scripted NVML, "
-            f"job {JOB} on all of them"
+            f"fleet:          {self.hosts} hosts x 8 GPUs: {self.agents} real agents with "
+            f"scripted NVML"
+            + (
+                f", {self.hosts - self.agents} light simulated hosts"
+                if self.hosts > self.agents
+                else ""
+            )
+            + f"; job {JOB} on all of them"
         )
         c.print(
             f"failures:       one every {self.fault_every_s:g} s, drawn from Llama 3's "

@@ -41,7 +41,7 @@ def analyze(
     ),
 ) -> None:
     """Exit 0 when healthy, 1 when a problem is found, 2 on bad input."""
-    err = Console(stderr=True, soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True, emoji=False)
     try:
         mapping = load_rank_map(rank_map) if rank_map else None
         paths = dump_paths(directory)
@@ -62,7 +62,7 @@ def analyze(
     if as_json:
         typer.echo(verdict.model_dump_json(indent=2))
     else:
-        _print(verdict, Console(soft_wrap=True))
+        _print(verdict, Console(soft_wrap=True, emoji=False))
     raise typer.Exit(EXIT_HEALTHY if verdict.healthy else EXIT_PROBLEM)
 
 

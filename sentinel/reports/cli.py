@@ -12,8 +12,8 @@ from rich.console import Console
 
 from sentinel.reports.render import Format
 
-console = Console(highlight=False)
-err = Console(stderr=True)
+console = Console(highlight=False, emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 def _when(value: datetime | None) -> datetime | None:

@@ -75,7 +75,7 @@ def classify(
         document["secondary"] = [v.model_dump(mode="json") for v in secondary]
         typer.echo(json.dumps(document, indent=2))
         return
-    console = Console()
+    console = Console(emoji=False)  # PCI addresses like 0000:ab:00 are not emoji codes
     _print_verdict(console, primary, "Root cause")
     for verdict in secondary:
         _print_verdict(console, verdict, "Also")
