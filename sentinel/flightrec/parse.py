@@ -13,7 +13,7 @@ from itertools import chain, repeat
 from multiprocessing import get_context
 from operator import itemgetter, methodcaller
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -269,9 +269,13 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def _check_ints(values: Sequence[object], name: str, field: str, *, nullable: bool) -> None:
     allowed = {int, type(None)} if nullable else {int}
-    if not set(map(type, values)) <= allowed:  # bool is not int here: type() is exact
+    types = set(map(type, values))
+    if not types <= allowed:  # bool is not int here: type() is exact
         raise FrParseError(f"{name}: '{field}' must be an integer")
-    present = [v for v in values if isinstance(v, int)]
+    # Copy out the Nones only when there are any: this runs over every entry of every rank.
+    present = cast(
+        "Sequence[int]", [v for v in values if v is not None] if type(None) in types else values
+    )
     if present and (min(present) < _INT64_MIN or max(present) > _INT64_MAX):
         raise FrParseError(f"{name}: '{field}' is out of the 64-bit range")
 
