@@ -10,9 +10,9 @@ from enum import StrEnum
 from sentinel.db.models import Gpu, Host
 from sentinel.settings import HealthSettings
 
-# Bits of nvmlClocksEventReasons that mean the GPU is slowing itself down to survive
-# (HW slowdown 0x8, HW thermal 0x40, HW power brake 0x80, SW thermal 0x20).
-HARD_THROTTLE_MASK = 0x08 | 0x20 | 0x40 | 0x80
+# Bits of nvmlClocksEventReasons (nvml.h) that mean the GPU is slowing itself down to survive.
+HW_SLOWDOWN, SW_THERMAL, HW_THERMAL, HW_POWER_BRAKE = 0x08, 0x20, 0x40, 0x80
+HARD_THROTTLE_MASK = HW_SLOWDOWN | SW_THERMAL | HW_THERMAL | HW_POWER_BRAKE
 
 
 class HealthState(StrEnum):

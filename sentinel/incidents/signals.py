@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sentinel.db.models import Event
+from sentinel.health import HW_POWER_BRAKE, HW_THERMAL, SW_THERMAL
 from sentinel.triage.signals import (
     GpuCondition,
     Signal,
@@ -26,8 +27,6 @@ from sentinel.wire import GpuSample
 # replicas, or two evaluations, never store the same fact twice.
 SYNTHETIC_NS: Final = uuid.UUID("5e171e1a-0000-4000-8000-000000000000")
 
-# nvmlClocksEventReasons bits (nvml.h): HW slowdown, SW thermal, HW thermal, HW power brake.
-_HW_SLOWDOWN, _SW_THERMAL, _HW_THERMAL, _POWER_BRAKE = 0x08, 0x20, 0x40, 0x80
 
 _ECC_CONDITIONS: Final[dict[str, GpuCondition]] = {
     "ecc_volatile_uncorrected": "uncorrectable_ecc",
@@ -50,14 +49,14 @@ def gpu_conditions(sample: GpuSample) -> list[tuple[GpuCondition, str]]:
     if sample.remap_failure:
         found.append(("row_remap_failure", "row remapping failed"))
     reasons = sample.clock_event_reasons or 0
-    if reasons & (_HW_THERMAL | _SW_THERMAL):
+    if reasons & (HW_THERMAL | SW_THERMAL):
         found.append(
             (
                 "thermal_slowdown",
                 f"clock event reasons {reasons:#x}, {sample.temperature_c or '?'} C",
             )
         )
-    elif reasons & _POWER_BRAKE:
+    elif reasons & HW_POWER_BRAKE:
         found.append(("power_brake", f"clock event reasons {reasons:#x}"))
     return found
 

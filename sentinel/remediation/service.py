@@ -8,7 +8,6 @@ decision from 'approved' to 'executing' in one conditional UPDATE that a single 
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -17,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sentinel.checkpoints import durable_checkpoint
 from sentinel.clock import Clock
 from sentinel.db.models import AuditEntry, Decision, Event, Host, Incident, Job, JobRank
 from sentinel.db.upsert import dialect_of, insert_for
@@ -31,6 +31,7 @@ from sentinel.remediation.policy import (
 )
 from sentinel.schedulers.base import OpResult, SchedulerAdapter
 from sentinel.settings import RemediationSettings
+from sentinel.triage.signals import blank_numbers
 from sentinel.triage.taxonomy import Category
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,7 @@ class RemediationService:
             ranks = (
                 await session.scalars(select(JobRank).where(JobRank.job_id == incident.job_id))
             ).all()
-        ckpts = [r.checkpoint_step for r in ranks]
-        durable = min(ckpts) if ckpts and all(c is not None for c in ckpts) else None  # type: ignore[type-var]
+        durable = durable_checkpoint(r.checkpoint_step for r in ranks)
         drains = int(
             await session.scalar(
                 select(func.count())
@@ -345,7 +345,7 @@ def _signature(verdict: dict[str, Any]) -> str | None:
     """The first cause line with numbers blanked: 'the same error' across ranks and runs."""
     evidence = verdict.get("evidence", [])
     text = next((e["text"] for e in evidence if e.get("role") == "cause"), None)
-    return re.sub(r"0x[0-9a-fA-F]+|\d+", "N", text) if text else None
+    return blank_numbers(text) if text else None
 
 
 def _drain_reason(decision: Decision) -> str:

@@ -69,6 +69,11 @@ class Signal:
         )
 
 
+def blank_numbers(text: str) -> str:
+    """The same message with its numbers (ranks, addresses, counts) blanked out."""
+    return _VOLATILE.sub("N", text)
+
+
 def normalize_pci(text: str) -> str:
     """One spelling for a PCI address: NVML's 00000000:9B:00.0 and dmesg's 0000:9b:00 agree."""
     match = _PCI.match(text.strip())

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from sentinel.api.deps import Session, Viewer
 from sentinel.api.schemas import JobDetail, JobOut, RankOut
+from sentinel.checkpoints import durable_checkpoint
 from sentinel.db.models import Job, JobRank
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -17,9 +18,7 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 def _job_out(job: Job, ranks: list[JobRank]) -> dict[str, Any]:
     steps = [r.step for r in ranks]
-    ckpts = [r.checkpoint_step for r in ranks]
-    # A checkpoint is durable for the job only when every rank has reported it.
-    durable = min(ckpts) if ckpts and all(c is not None for c in ckpts) else None  # type: ignore[type-var]
+    durable = durable_checkpoint(r.checkpoint_step for r in ranks)
     return {
         "id": job.id,
         "state": job.state,
