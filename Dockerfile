@@ -19,7 +19,9 @@ RUN pip install --no-deps -e . \
     && mkdir -p /data && chown sentinel /data
 USER sentinel
 
-ENV SENTINEL_DATA_DIR=/data SENTINEL_SERVER__HOST=0.0.0.0 SENTINEL_SERVER__PORT=8600
+# NUMBA_CACHE_DIR: the flight-recorder fast path compiles once, then loads from here.
+ENV SENTINEL_DATA_DIR=/data SENTINEL_SERVER__HOST=0.0.0.0 SENTINEL_SERVER__PORT=8600 \
+    NUMBA_CACHE_DIR=/data/numba-cache
 EXPOSE 8600
 HEALTHCHECK --interval=15s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8600/healthz', timeout=2)"
 CMD ["sh", "-c", "sentinel migrate && exec sentinel serve"]

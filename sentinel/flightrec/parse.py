@@ -15,8 +15,11 @@ from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
+from sentinel.flightrec import scan
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
     STATE_CODES,
@@ -27,6 +30,9 @@ from sentinel.flightrec.models import (
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES, load_plain
 
 MAX_JSON_BYTES = 256 * 1024 * 1024
+# Pickles up to this size take the compiled path (its arrays cost ~25 bytes per input
+# byte); a 2,000-entry dump is well under 1 MB, and larger ones take the checked path.
+FAST_MAX_BYTES = 16 * 1024 * 1024
 # PyTorch keeps 2,000 entries by default (TORCH_FR_BUFFER_SIZE); allow generous headroom.
 MAX_ENTRIES = 200_000
 # Bounds on what one entry may carry, so a hostile dump cannot make us expand a shared
@@ -82,6 +88,10 @@ def parse_dump(data: bytes, name: str) -> ParsedDump:
 def _parse(data: bytes, name: str) -> ParsedDump:
     head = data[:1]
     if head == b"\x80":
+        if len(data) <= FAST_MAX_BYTES:
+            fast = _parse_fast(data, name)
+            if fast is not None:
+                return fast
         doc = load_plain(data, name)
     elif data.lstrip()[:1] == b"{":
         doc = _load_json(data, name)
@@ -90,6 +100,90 @@ def _parse(data: bytes, name: str) -> ParsedDump:
     else:
         raise FrParseError(f"{name}: neither a pickle (protocol 2+) nor a JSON object")
     return _to_parsed(doc, name)
+
+
+def _parse_fast(data: bytes, name: str) -> ParsedDump | None:
+    """The compiled path (`scan`): the same ParsedDump as the checked path, or None.
+
+    None hands the file to the restricted unpickler and `_to_parsed`, which give the
+    exact error for anything the fast path declined; so every check below only needs to
+    recognise a well-formed dump, never to word a refusal.
+    """
+    scanned = scan.parse_pickle(data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR)
+    if scanned is None:
+        return None
+    nodes, doc, cols = scanned
+    version = doc.get("version")
+    n = len(cols.ints)
+    if not isinstance(version, str) or not version.startswith("2.") or not 0 < n <= MAX_ENTRIES:
+        return None
+    ints, nulls = cols.ints, cols.nulls
+    try:
+        pg_names, pg_idx = nodes.strings(ints[:, 1])
+        pg_descs, desc_idx = nodes.strings(ints[:, 2])
+        pnames, pname_idx = nodes.strings(ints[:, 5])
+        states, state_idx = nodes.strings(ints[:, 6])
+        frames = _fast_tail_frames(nodes, ints[-FRAMES_KEPT:, [0, 11]], name)
+        if frames is None:
+            return None
+        in_sig = _fast_signatures(nodes, cols, 0)
+        out_sig = _fast_signatures(nodes, cols, 1)
+    except (UnicodeError, OverflowError, FrParseError):
+        return None
+    if not set(states) <= STATE_CODES.keys():
+        return None
+    ops, peers = zip(*map(_op_and_peer, pnames), strict=True)
+    state_codes = np.array([STATE_CODES[s] for s in states], np.int8)[state_idx]
+    # Older 2.x dumps lack is_p2p: send and recv are the only p2p operations.
+    op_is_p2p = np.array([op in _P2P_OPS for op in ops], np.bool_)[pname_idx]
+    is_p2p = np.where(ints[:, 10] == -1, op_is_p2p, ints[:, 10] == 1)
+    # JSON dumps write a missing timestamp as 0, pickles as None: one spelling, null.
+    nulls[:, 3] |= ints[:, 8] == 0
+    nulls[:, 4] |= ints[:, 9] == 0
+
+    def category(values: Sequence[str], codes: npt.NDArray[np.uint32]) -> pl.Series:
+        return pl.Series(values, dtype=pl.Categorical)[codes]  # [] skips gather's lazy plan
+
+    def nullable(values: npt.NDArray[Any], null: npt.NDArray[np.bool_], dtype: Any) -> pl.Series:
+        series = pl.Series(values, dtype=dtype)
+        return series.scatter(np.flatnonzero(null), None) if null.any() else series
+
+    columns = {
+        "record_id": pl.Series(ints[:, 0], dtype=pl.Int64),
+        "pg": category(pg_names, pg_idx),
+        "pg_desc": category(pg_descs, desc_idx),
+        "seq": nullable(ints[:, 3], nulls[:, 0], pl.Int64),
+        "p2p_seq": nullable(ints[:, 4], nulls[:, 1], pl.Int64),
+        "is_p2p": pl.Series(is_p2p, dtype=pl.Boolean),
+        "op": category(ops, pname_idx),
+        "peer": pl.Series(peers, dtype=pl.Int32)[pname_idx],
+        "in_sig": in_sig,
+        "out_sig": out_sig,
+        "state": pl.Series(state_codes, dtype=pl.Int8),
+        "t_created": nullable(ints[:, 7], nulls[:, 2], pl.Int64),
+        "t_started": nullable(ints[:, 8], nulls[:, 3], pl.Int64),
+        "t_completed": nullable(ints[:, 9], nulls[:, 4], pl.Int64),
+        "duration_ms": nullable(cols.durations, nulls[:, 5], pl.Float64),
+    }
+    return ParsedDump(
+        name=name,
+        rank=rank_from_name(name),
+        version=version,
+        backend=pnames[pname_idx[0]].partition(":")[0],
+        pg_config=_pg_config(doc.get("pg_config"), name),
+        entries=pl.DataFrame([columns[c].alias(c) for c in ENTRY_SCHEMA]),
+        frames=frames,
+    )
+
+
+def _fast_signatures(nodes: scan.Nodes, cols: scan.EntryColumns, which: int) -> pl.Series:
+    """Render each distinct (sizes, dtypes) once, exactly as `_signatures` does."""
+    rows, codes = cols.signature_rows(which)
+    texts = [
+        _signature_text(nodes.value(sizes), nodes.value(dtypes))
+        for sizes, dtypes in cols.ints[rows][:, [12 + which, 14 + which]].tolist()
+    ]
+    return pl.Series(texts, dtype=pl.Categorical)[codes]
 
 
 def _load_json(data: bytes, name: str) -> object:
@@ -256,6 +350,10 @@ def _entry_columns(entries: list[Any], name: str) -> pl.DataFrame:
     except (TypeError, OverflowError, pl.exceptions.PolarsError) as exc:
         raise FrParseError(f"{name}: an entry field has the wrong type: {exc}") from None
     assert frame.height == n
+    return _finish_columns(frame)
+
+
+def _finish_columns(frame: pl.DataFrame) -> pl.DataFrame:
     # JSON dumps write a missing timestamp as 0, pickles as None: one spelling, null.
     return frame.with_columns(
         pl.col("t_started").replace(0, None),
@@ -328,8 +426,12 @@ def _signatures(sizes: Sequence[Any], dtypes: Sequence[Any], name: str, which: s
     keys = list(map(marshal.dumps, zip(sizes, dtypes, strict=True), repeat(2, n)))
     # render each distinct value once, from (the last) entry that has it
     where = dict(zip(keys, range(n), strict=True))
-    text = {key: f"{[list(t) for t in sizes[i]]} {list(dtypes[i])}" for key, i in where.items()}
+    text = {key: _signature_text(sizes[i], dtypes[i]) for key, i in where.items()}
     return list(map(text.__getitem__, keys))
+
+
+def _signature_text(sizes: Sequence[Any], dtypes: Sequence[Any]) -> str:
+    return f"{[list(t) for t in sizes]} {list(dtypes)}"
 
 
 def _tail_frames(entries: list[Any], name: str) -> dict[int, tuple[str, ...]]:
@@ -339,19 +441,44 @@ def _tail_frames(entries: list[Any], name: str) -> dict[int, tuple[str, ...]]:
         if frames is None:
             continue
         if not isinstance(frames, list) or len(frames) > MAX_FRAMES_PER_ENTRY:
-            raise FrParseError(
-                f"{name}: 'frames' must be a list of at most {MAX_FRAMES_PER_ENTRY} frames"
-            )
-        lines = []
-        for frame in frames:
-            if not isinstance(frame, dict):
-                raise FrParseError(f"{name}: a stack frame must be a dict")
-            fn, file, line = frame.get("name"), frame.get("filename"), frame.get("line")
-            if not (isinstance(fn, str) and isinstance(file, str) and type(line) is int):
-                raise FrParseError(f"{name}: a stack frame needs name, filename and line")
-            lines.append(f"{fn} at {file}:{line}")
-        kept[int(entry["record_id"])] = tuple(lines)
+            raise _bad_frames(name)
+        kept[int(entry["record_id"])] = tuple(_frame_line(frame, name) for frame in frames)
     return kept
+
+
+def _bad_frames(name: str) -> FrParseError:
+    return FrParseError(f"{name}: 'frames' must be a list of at most {MAX_FRAMES_PER_ENTRY} frames")
+
+
+def _frame_line(frame: object, name: str) -> str:
+    if not isinstance(frame, dict):
+        raise FrParseError(f"{name}: a stack frame must be a dict")
+    fn, file, line = frame.get("name"), frame.get("filename"), frame.get("line")
+    if not (isinstance(fn, str) and isinstance(file, str) and type(line) is int):
+        raise FrParseError(f"{name}: a stack frame needs name, filename and line")
+    return f"{fn} at {file}:{line}"
+
+
+def _fast_tail_frames(
+    nodes: scan.Nodes, rows: npt.NDArray[np.int64], name: str
+) -> dict[int, tuple[str, ...]] | None:
+    """`_tail_frames` over nodes, or None where it would refuse the dump.
+
+    PyTorch shares each frame dict among the entries that have it, so each distinct
+    frame is rendered once."""
+    stacks = nodes.stacks(rows[:, 1], MAX_FRAMES_PER_ENTRY)
+    if stacks is None:
+        return None
+    distinct = sorted({frame for stack in stacks if stack for frame in stack})
+    rendered = nodes.frame_lines(distinct)
+    if rendered is None:
+        return None
+    lines = dict(zip(distinct, rendered, strict=True))
+    return {
+        rid: tuple(map(lines.__getitem__, stack))
+        for rid, stack in zip(rows[:, 0].tolist(), stacks, strict=True)
+        if stack is not None
+    }
 
 
 def dump_paths(directory: Path) -> list[Path]:
