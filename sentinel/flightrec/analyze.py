@@ -10,8 +10,8 @@ from typing import ClassVar, Protocol
 import polars as pl
 
 from sentinel.flightrec.models import (
-    ENTRY_SCHEMA,
     STATE_NAMES,
+    DumpSet,
     FrFinding,
     FrParseError,
     FrVerdict,
@@ -48,6 +48,7 @@ class Context:
     oldest_entry_ns: dict[int, int]
     frames: dict[int, dict[int, tuple[str, ...]]]
     _per_collective: pl.DataFrame | None = field(default=None, repr=False)
+    _rows: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict, repr=False)
 
     def per_collective(self) -> pl.DataFrame:
         """One row per (group, seq): the spread of ops, signatures and states."""
@@ -63,8 +64,11 @@ class Context:
                 .then(None)
                 .otherwise(pl.col("out_sig").to_physical())
             )
-            # min != max is a cheaper "more than one value" than n_unique on 30M rows
-            self._per_collective = self.collectives.group_by("pg", "seq").agg(
+            # min != max is a cheaper "more than one value" than n_unique on 30M rows,
+            # and one integer key hashes faster than (categorical, int).
+            self._per_collective = self.collectives.group_by("key").agg(
+                pl.col("pg").first(),
+                pl.col("seq").first(),
                 n=pl.len(),
                 op_lo=pl.col("op").to_physical().min(),
                 op_hi=pl.col("op").to_physical().max(),
@@ -78,20 +82,22 @@ class Context:
         return self._per_collective
 
     def rows(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[dict[str, object]]]:
-        """The entries of a few collectives, by (group, seq)."""
-        if not keys:
-            return {}
-        wanted = pl.DataFrame(
-            {"pg": [k[0] for k in keys], "seq": [k[1] for k in keys]},
-            schema={"pg": pl.String, "seq": pl.Int64},
-        )
-        found = self.collectives.with_columns(pl.col("pg").cast(pl.String)).join(
-            wanted, on=["pg", "seq"]
-        )
-        out: dict[tuple[str, int], list[dict[str, object]]] = defaultdict(list)
-        for row in found.with_columns(pl.col(pl.Categorical).cast(pl.String)).iter_rows(named=True):
-            out[(str(row["pg"]), int(row["seq"]))].append(row)
-        return out
+        """The entries of a few collectives, by (group, seq); each looked up once."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self._rows]
+        if missing:
+            # By number first (an integer filter over every row is cheap), then the group
+            # among the few rows left.
+            seqs = pl.Series([s for _, s in missing], dtype=pl.Int64).implode()
+            found = self.collectives.filter(pl.col("seq").is_in(seqs)).with_columns(
+                pl.col(pl.Categorical).cast(pl.String)
+            )
+            for key in missing:
+                self._rows[key] = []
+            for row in found.iter_rows(named=True):
+                key = (str(row["pg"]), int(row["seq"]))
+                if key in self._rows:
+                    self._rows[key].append(row)
+        return {k: self._rows[k] for k in keys if self._rows.get(k)}
 
     def describe(self, group: str) -> str:
         desc = self.groups[group].desc if group in self.groups else ""
@@ -393,9 +399,11 @@ DISAGREEMENT_RULES: tuple[Rule, ...] = (
 HEALTH_RULES: tuple[Rule, ...] = (UnmatchedSendRecv(), RankArrivesLateToCollectives())
 
 
-def analyze_dumps(dumps: Iterable[ParsedDump], rank_map: RankMap | None = None) -> FrVerdict:
+def analyze_dumps(
+    dumps: Iterable[ParsedDump] | DumpSet, rank_map: RankMap | None = None
+) -> FrVerdict:
     """Analyse one dump per rank to a verdict; the order of `dumps` never matters."""
-    ctx = build_context(list(dumps))
+    ctx = build_context(dumps)
     findings = _first_per_group(ctx)
     if not findings:
         findings = [f for rule in HEALTH_RULES for f in rule.find(ctx)]
@@ -416,39 +424,77 @@ def analyze_dumps(dumps: Iterable[ParsedDump], rank_map: RankMap | None = None) 
     return verdict
 
 
-def build_context(dumps: list[ParsedDump]) -> Context:
-    if not dumps:
+# Sequence numbers below 2**40 (a million collectives a second for twelve days) keep
+# the group in the key's upper bits.
+_SEQ_SPAN = 1 << 40
+_KEY = pl.col("pg").to_physical().cast(pl.Int64) * _SEQ_SPAN + pl.col("seq")
+
+
+def _collective_key(collectives: pl.DataFrame) -> pl.Expr:
+    seqs = collectives["seq"]
+    if seqs.is_empty() or ((seqs.min() or 0) >= 0 and (seqs.max() or 0) < _SEQ_SPAN):  # type: ignore[operator]
+        return _KEY
+    # Out-of-range numbers (a hostile or broken dump) still get a distinct key, slower.
+    return pl.struct("pg", "seq").rank("dense").cast(pl.Int64)
+
+
+def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
+    dump_set = dumps if isinstance(dumps, DumpSet) else DumpSet.of(dumps)
+    if not dump_set.dumps:
         raise FrParseError("no dumps to analyse")
     seen: dict[int, str] = {}
-    for dump in dumps:
+    for dump in dump_set.dumps:
         if dump.rank is None:
             raise FrParseError(f"{dump.name}: cannot tell the rank (the name must end in it)")
         if dump.rank in seen:
             raise FrParseError(f"{dump.name} and {seen[dump.rank]} are both rank {dump.rank}")
         seen[dump.rank] = dump.name
-    frames = [d.entries.with_columns(rank=pl.lit(d.rank, pl.Int32)) for d in dumps]
-    entries = (
-        pl.concat(frames, how="vertical")
-        if frames
-        else pl.DataFrame(schema={**ENTRY_SCHEMA, "rank": pl.Int32()})
-    )
-    collectives = entries.filter(~pl.col("is_p2p"))
+    collectives = dump_set.collectives.with_columns(key=_collective_key(dump_set.collectives))
+    per_rank = _per_group_and_rank(collectives, dump_set.p2p)
     progress: dict[str, dict[int, int]] = defaultdict(dict)
-    for group, rank, top in collectives.group_by("pg", "rank").agg(pl.col("seq").max()).iter_rows():
-        progress[str(group)][int(rank)] = int(top)
-    oldest = dict(entries.group_by("rank").agg(pl.col("t_created").min()).iter_rows())
+    oldest: dict[int, int] = {}
+    for group, rank, top, first in per_rank.select("pg", "rank", "top", "oldest").iter_rows():
+        if top is not None:
+            progress[str(group)][int(rank)] = int(top)
+        if first is not None:
+            oldest[int(rank)] = min(int(first), oldest.get(int(rank), int(first)))
     return Context(
         collectives=collectives,
-        p2p=entries.filter(pl.col("is_p2p")),
-        groups=_groups(dumps, entries),
+        p2p=dump_set.p2p,
+        groups=_groups(dump_set.dumps, per_rank),
         dumped=frozenset(seen),
         progress=dict(progress),
-        oldest_entry_ns={int(k): int(v) for k, v in oldest.items() if v is not None},
-        frames={d.rank: d.frames for d in dumps if d.rank is not None},
+        oldest_entry_ns=oldest,
+        frames={d.rank: d.frames for d in dump_set.dumps if d.rank is not None},
     )
 
 
-def _groups(dumps: list[ParsedDump], entries: pl.DataFrame) -> dict[str, Group]:
+def _per_group_and_rank(collectives: pl.DataFrame, p2p: pl.DataFrame) -> pl.DataFrame:
+    """One row per (group, rank) that recorded anything: its highest collective seq
+    (null if only p2p), its oldest entry, and the group's description."""
+    member = pl.col("pg").to_physical().cast(pl.Int64) * (1 << 32) + pl.col("rank")
+
+    def per(table: pl.DataFrame, top: pl.Expr) -> pl.DataFrame:
+        return (
+            table.with_columns(member=member)
+            .group_by("member")
+            .agg(
+                pl.col("pg").first(),
+                pl.col("rank").first(),
+                pl.col("pg_desc").first(),
+                top=top,
+                oldest=pl.col("t_created").min(),
+            )
+            .drop("member")
+        )
+
+    both = pl.concat([per(collectives, pl.col("seq").max()), per(p2p, pl.lit(None, pl.Int64))])
+    return both.group_by("pg", "rank").agg(
+        pl.col("top").max(), pl.col("oldest").min(), pl.col("pg_desc").first()
+    )
+
+
+def _groups(dumps: list[ParsedDump], per_rank: pl.DataFrame) -> dict[str, Group]:
     """Group membership: pg_config where ranks agree on it, else who recorded entries.
 
     The majority of dumps decides the config, so one rank's broken pg_config (gloo's
@@ -461,7 +507,7 @@ def _groups(dumps: list[ParsedDump], entries: pl.DataFrame) -> dict[str, Group]:
             if cfg.ranks is not None:
                 votes[name][cfg.ranks] += 1
             descs.setdefault(name, cfg.desc)
-    seen = entries.group_by("pg").agg(
+    seen = per_rank.group_by("pg").agg(
         pl.col("rank").unique().sort(), pl.col("pg_desc").cast(pl.String).first()
     )
     groups = {}

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from sentinel.flightrec.analyze import RankMap, analyze_dumps
 from sentinel.flightrec.models import FrParseError, FrVerdict
-from sentinel.flightrec.parse import dump_paths, read_dumps
+from sentinel.flightrec.parse import dump_paths, read_dump_set
 
 app = typer.Typer(help="Flight-recorder dumps: which rank and collective stopped the job.")
 
@@ -54,7 +54,7 @@ def analyze(
             transient=True,
         ) as progress:
             task = progress.add_task("reading dumps", total=len(paths))
-            dumps = read_dumps(paths, workers, lambda n: progress.advance(task, n))
+            dumps = read_dump_set(paths, workers, lambda n: progress.advance(task, n))
         verdict = analyze_dumps(dumps, mapping)
     except FrParseError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import polars as pl
@@ -49,6 +50,34 @@ class ParsedDump:
     frames: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass
+class DumpSet:
+    """Many ranks' dumps read for one analysis: each rank's metadata, and the entries of
+    all of them in two tables (collectives, point-to-point), each with a `rank` column.
+
+    At 16k ranks the entries are 30M rows: one table each (filled by the parsing
+    workers chunk by chunk) instead of 16k small frames to concatenate and then split.
+    """
+
+    dumps: list[ParsedDump]  # metadata only: their own `entries` are empty
+    collectives: pl.DataFrame
+    p2p: pl.DataFrame
+
+    @classmethod
+    def of(cls, dumps: Iterable[ParsedDump]) -> DumpSet:
+        parsed = list(dumps)
+        tables = [
+            d.entries.with_columns(rank=pl.lit(-1 if d.rank is None else d.rank, pl.Int32))
+            for d in parsed
+        ]
+        entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
+        return cls(
+            dumps=[replace(d, entries=entries.clear().drop("rank")) for d in parsed],
+            collectives=entries.filter(~pl.col("is_p2p")),
+            p2p=entries.filter(pl.col("is_p2p")),
+        )
+
+
 # State order: a rank whose entry is in an earlier state than its peers' is behind them.
 STATE_CODES: dict[str, int] = {"scheduled": 0, "started": 1, "completed": 2}
 STATE_NAMES: dict[int, str] = {code: name for name, code in STATE_CODES.items()}
@@ -70,6 +99,8 @@ ENTRY_SCHEMA: dict[str, pl.DataType] = {
     "t_completed": pl.Int64(),
     "duration_ms": pl.Float64(),
 }
+# Entries of many ranks in one table.
+RANKED_SCHEMA: dict[str, pl.DataType] = {**ENTRY_SCHEMA, "rank": pl.Int32()}
 
 
 class FrFinding(BaseModel):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import marshal
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain, repeat
 from multiprocessing import get_context
 from operator import itemgetter, methodcaller
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +24,9 @@ import polars as pl
 from sentinel.flightrec import scan
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
+    RANKED_SCHEMA,
     STATE_CODES,
+    DumpSet,
     FrParseError,
     GroupConfig,
     ParsedDump,
@@ -102,8 +106,36 @@ def _parse(data: bytes, name: str) -> ParsedDump:
     return _to_parsed(doc, name)
 
 
+@dataclass
+class _Scanned:
+    """One dump read by the fast path: its metadata, and its entries still as arrays.
+
+    Entries become a DataFrame in `_assemble`, for one dump or for a worker's whole
+    chunk at once: building a polars frame costs about as much as scanning the dump.
+    """
+
+    meta: ParsedDump  # with empty `entries`
+    ints: npt.NDArray[np.int64]  # scan.EntryColumns.ints
+    nulls: npt.NDArray[np.bool_]  # seq, p2p seq, t_created, t_started, t_completed, duration
+    durations: npt.NDArray[np.float64]
+    is_p2p: npt.NDArray[np.bool_]
+    state: npt.NDArray[np.int8]
+    # (distinct values, each row's code) for the dictionary-encoded columns
+    pg: tuple[list[str], npt.NDArray[np.uint32]]
+    pg_desc: tuple[list[str], npt.NDArray[np.uint32]]
+    op: tuple[list[str], npt.NDArray[np.uint32]]  # one value per distinct profiling name
+    peer: list[int | None]  # ditto
+    in_sig: tuple[list[str], npt.NDArray[np.uint32]]
+    out_sig: tuple[list[str], npt.NDArray[np.uint32]]
+
+
 def _parse_fast(data: bytes, name: str) -> ParsedDump | None:
-    """The compiled path (`scan`): the same ParsedDump as the checked path, or None.
+    scanned = _scan_fast(data, name)
+    return None if scanned is None else _with_entries(scanned.meta, _assemble([scanned]))
+
+
+def _scan_fast(data: bytes, name: str) -> _Scanned | None:
+    """The compiled path (`scan`): the same dump as the checked path reads, or None.
 
     None hands the file to the restricted unpickler and `_to_parsed`, which give the
     exact error for anything the fast path declined; so every check below only needs to
@@ -119,8 +151,8 @@ def _parse_fast(data: bytes, name: str) -> ParsedDump | None:
         return None
     ints, nulls = cols.ints, cols.nulls
     try:
-        pg_names, pg_idx = nodes.strings(ints[:, 1])
-        pg_descs, desc_idx = nodes.strings(ints[:, 2])
+        pg = nodes.strings(ints[:, 1])
+        pg_desc = nodes.strings(ints[:, 2])
         pnames, pname_idx = nodes.strings(ints[:, 5])
         states, state_idx = nodes.strings(ints[:, 6])
         frames = _fast_tail_frames(nodes, ints[-FRAMES_KEPT:, [0, 11]], name)
@@ -128,62 +160,111 @@ def _parse_fast(data: bytes, name: str) -> ParsedDump | None:
             return None
         in_sig = _fast_signatures(nodes, cols, 0)
         out_sig = _fast_signatures(nodes, cols, 1)
+        pg_config = _pg_config(doc.get("pg_config"), name)
     except (UnicodeError, OverflowError, FrParseError):
         return None
     if not set(states) <= STATE_CODES.keys():
         return None
     ops, peers = zip(*map(_op_and_peer, pnames), strict=True)
-    state_codes = np.array([STATE_CODES[s] for s in states], np.int8)[state_idx]
     # Older 2.x dumps lack is_p2p: send and recv are the only p2p operations.
     op_is_p2p = np.array([op in _P2P_OPS for op in ops], np.bool_)[pname_idx]
-    is_p2p = np.where(ints[:, 10] == -1, op_is_p2p, ints[:, 10] == 1)
     # JSON dumps write a missing timestamp as 0, pickles as None: one spelling, null.
     nulls[:, 3] |= ints[:, 8] == 0
     nulls[:, 4] |= ints[:, 9] == 0
+    meta = ParsedDump(
+        name=name,
+        rank=rank_from_name(name),
+        version=version,
+        backend=pnames[pname_idx[0]].partition(":")[0],
+        pg_config=pg_config,
+        entries=_NO_ENTRIES,
+        frames=frames,
+    )
+    return _Scanned(
+        meta=meta,
+        ints=ints,
+        nulls=nulls,
+        durations=cols.durations,
+        is_p2p=np.where(ints[:, 10] == -1, op_is_p2p, ints[:, 10] == 1),
+        state=np.array([STATE_CODES[s] for s in states], np.int8)[state_idx],
+        pg=pg,
+        pg_desc=pg_desc,
+        op=(list(ops), pname_idx),
+        peer=list(peers),
+        in_sig=in_sig,
+        out_sig=out_sig,
+    )
 
-    def category(values: Sequence[str], codes: npt.NDArray[np.uint32]) -> pl.Series:
-        return pl.Series(values, dtype=pl.Categorical)[codes]  # [] skips gather's lazy plan
+
+_NO_ENTRIES = pl.DataFrame(schema=ENTRY_SCHEMA)
+
+
+def _with_entries(meta: ParsedDump, entries: pl.DataFrame) -> ParsedDump:
+    return dataclasses.replace(meta, entries=entries)
+
+
+def _assemble(items: Sequence[_Scanned], rank: bool = False) -> pl.DataFrame:
+    """One DataFrame (ENTRY_SCHEMA, and a `rank` column if asked) for scanned dumps."""
+
+    def cat(field: str) -> pl.Series:
+        values: list[str] = []
+        codes = []
+        for item in items:
+            distinct, rows = getattr(item, field)
+            codes.append(rows + np.uint32(len(values)))  # into the concatenated values
+            values.extend(distinct)
+        # [] gathers without the lazy plan that .gather builds
+        return pl.Series(values, dtype=pl.Categorical)[np.concatenate(codes)]
 
     def nullable(values: npt.NDArray[Any], null: npt.NDArray[np.bool_], dtype: Any) -> pl.Series:
         series = pl.Series(values, dtype=dtype)
         return series.scatter(np.flatnonzero(null), None) if null.any() else series
 
+    ints = np.concatenate([item.ints for item in items]) if len(items) > 1 else items[0].ints
+    nulls = np.concatenate([item.nulls for item in items]) if len(items) > 1 else items[0].nulls
+    peer_values = [-1 if p is None else p for item in items for p in item.peer]
+    op_offsets = np.cumsum([0, *(len(item.peer) for item in items)])[:-1]
+    peer_rows = np.concatenate(
+        [item.op[1].astype(np.int64) + off for item, off in zip(items, op_offsets, strict=True)]
+    )
+    peers = np.array(peer_values, np.int32)[peer_rows]
     columns = {
         "record_id": pl.Series(ints[:, 0], dtype=pl.Int64),
-        "pg": category(pg_names, pg_idx),
-        "pg_desc": category(pg_descs, desc_idx),
+        "pg": cat("pg"),
+        "pg_desc": cat("pg_desc"),
         "seq": nullable(ints[:, 3], nulls[:, 0], pl.Int64),
         "p2p_seq": nullable(ints[:, 4], nulls[:, 1], pl.Int64),
-        "is_p2p": pl.Series(is_p2p, dtype=pl.Boolean),
-        "op": category(ops, pname_idx),
-        "peer": pl.Series(peers, dtype=pl.Int32)[pname_idx],
-        "in_sig": in_sig,
-        "out_sig": out_sig,
-        "state": pl.Series(state_codes, dtype=pl.Int8),
+        "is_p2p": pl.Series(np.concatenate([item.is_p2p for item in items]), dtype=pl.Boolean),
+        "op": cat("op"),
+        "peer": nullable(peers, peers == -1, pl.Int32),
+        "in_sig": cat("in_sig"),
+        "out_sig": cat("out_sig"),
+        "state": pl.Series(np.concatenate([item.state for item in items]), dtype=pl.Int8),
         "t_created": nullable(ints[:, 7], nulls[:, 2], pl.Int64),
         "t_started": nullable(ints[:, 8], nulls[:, 3], pl.Int64),
         "t_completed": nullable(ints[:, 9], nulls[:, 4], pl.Int64),
-        "duration_ms": nullable(cols.durations, nulls[:, 5], pl.Float64),
+        "duration_ms": nullable(
+            np.concatenate([item.durations for item in items]), nulls[:, 5], pl.Float64
+        ),
     }
-    return ParsedDump(
-        name=name,
-        rank=rank_from_name(name),
-        version=version,
-        backend=pnames[pname_idx[0]].partition(":")[0],
-        pg_config=_pg_config(doc.get("pg_config"), name),
-        entries=pl.DataFrame([columns[c].alias(c) for c in ENTRY_SCHEMA]),
-        frames=frames,
-    )
+    series = [columns[c].alias(c) for c in ENTRY_SCHEMA]
+    if rank:
+        ranks = [-1 if item.meta.rank is None else item.meta.rank for item in items]
+        counts = [len(item.ints) for item in items]
+        series.append(pl.Series("rank", np.repeat(np.array(ranks, np.int32), counts)))
+    return pl.DataFrame(series)
 
 
-def _fast_signatures(nodes: scan.Nodes, cols: scan.EntryColumns, which: int) -> pl.Series:
+def _fast_signatures(
+    nodes: scan.Nodes, cols: scan.EntryColumns, which: int
+) -> tuple[list[str], npt.NDArray[np.uint32]]:
     """Render each distinct (sizes, dtypes) once, exactly as `_signatures` does."""
     rows, codes = cols.signature_rows(which)
     texts = [
         _signature_text(nodes.value(sizes), nodes.value(dtypes))
         for sizes, dtypes in cols.ints[rows][:, [12 + which, 14 + which]].tolist()
     ]
-    return pl.Series(texts, dtype=pl.Categorical)[codes]
+    return texts, codes
 
 
 def _load_json(data: bytes, name: str) -> object:
@@ -497,18 +578,46 @@ def dump_paths(directory: Path) -> list[Path]:
 
 def read_dump(path: Path) -> ParsedDump:
     """Read and parse one file, refusing oversized files before reading them."""
+    return parse_dump(_read_bytes(path), str(path))
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
         size = path.stat().st_size
         if size > max(MAX_PICKLE_BYTES, MAX_JSON_BYTES):
             raise FrParseError(f"{path}: {size} bytes is over the size limit")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise FrParseError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return parse_dump(data, str(path))
 
 
 def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
     return [read_dump(p) for p in paths]
+
+
+def _read_chunk_set(paths: Sequence[Path]) -> DumpSet:
+    """A worker's share of `read_dump_set`: one table for all its dumps' entries."""
+    scanned: list[_Scanned] = []
+    checked: list[ParsedDump] = []
+    for path in paths:
+        data = _read_bytes(path)
+        fast = None
+        if data[:1] == b"\x80" and len(data) <= FAST_MAX_BYTES:
+            fast = _scan_fast(data, str(path))
+        if fast is not None:
+            scanned.append(fast)
+        else:
+            checked.append(parse_dump(data, str(path)))
+    tables = [_assemble(scanned, rank=True)] if scanned else []
+    if checked:
+        slow = DumpSet.of(checked)
+        tables += [slow.collectives, slow.p2p]
+    entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
+    return DumpSet(
+        dumps=[s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked],
+        collectives=entries.filter(~pl.col("is_p2p")),
+        p2p=entries.filter(pl.col("is_p2p")),
+    )
 
 
 def read_dumps(
@@ -516,24 +625,52 @@ def read_dumps(
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[ParsedDump]:
-    """Parse many files, in `workers` processes when there are enough to pay for them.
+    """Parse many files, each to its own ParsedDump (see `read_dump_set` for analysis)."""
+    out: list[ParsedDump] = []
+    for chunk in _map_chunks(_read_chunk, paths, workers):
+        out.extend(chunk)
+        if on_progress:
+            on_progress(len(chunk))
+    return out
+
+
+def read_dump_set(
+    paths: Sequence[Path],
+    workers: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+) -> DumpSet:
+    """Read many ranks' dumps for one analysis, their entries as two tables."""
+    parts: list[DumpSet] = []
+    for part in _map_chunks(_read_chunk_set, paths, workers):
+        parts.append(part)
+        if on_progress:
+            on_progress(len(part.dumps))
+    if not parts:
+        return DumpSet.of([])
+    return DumpSet(
+        dumps=[d for part in parts for d in part.dumps],
+        collectives=pl.concat([part.collectives for part in parts]),
+        p2p=pl.concat([part.p2p for part in parts]),
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _map_chunks(
+    work: Callable[[Sequence[Path]], _T], paths: Sequence[Path], workers: int
+) -> Iterator[_T]:
+    """`work` over chunks of `paths`, in `workers` processes when there are enough files.
 
     Parsing is CPU-bound Python (the GIL rules out threads); chunks amortise the cost
     of shipping results back, which travel as Arrow buffers inside the DataFrames.
     """
-    report = on_progress or (lambda _n: None)
     if workers <= 1 or len(paths) < 64:
-        out = []
-        for path in paths:
-            out.append(read_dump(path))
-            report(1)
-        return out
-    chunk = max(8, min(128, len(paths) // (workers * 8)))
-    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
-    results: list[ParsedDump] = []
+        for i in range(0, len(paths), 16):
+            yield work(paths[i : i + 16])
+        return
+    size = max(8, min(128, len(paths) // (workers * 8)))
+    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
     # spawn, not fork: forking a process that has started polars' thread pool can deadlock.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        for parsed in pool.map(_read_chunk, chunks):
-            results.extend(parsed)
-            report(len(parsed))
-    return results
+        yield from pool.map(work, chunks)

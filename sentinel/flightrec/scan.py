@@ -299,6 +299,51 @@ def _le(data: npt.NDArray[np.uint8], pos: int, width: int) -> int:
     return v
 
 
+@_compiled()
+def _strings_valid(
+    data: npt.NDArray[np.uint8],
+    kind: npt.NDArray[np.int8],
+    val: npt.NDArray[np.int64],
+    aux: npt.NDArray[np.int32],
+    used: int,
+) -> bool:
+    """Whether every string is UTF-8 as pickle reads it (lone surrogates allowed): the
+    unpickler refuses a file with one bad string anywhere, so the fast path must too."""
+    for node in range(used):
+        if kind[node] != _STR:
+            continue
+        i = val[node]
+        end = i + aux[node]
+        while i < end:
+            b = data[i]
+            if b < 0x80:
+                i += 1
+                continue
+            if 0xC2 <= b <= 0xDF:
+                need, lo, hi = 1, 0x80, 0xBF
+            elif b == 0xE0:
+                need, lo, hi = 2, 0xA0, 0xBF
+            elif 0xE1 <= b <= 0xEF:  # 0xED included: surrogatepass lets surrogates through
+                need, lo, hi = 2, 0x80, 0xBF
+            elif b == 0xF0:
+                need, lo, hi = 3, 0x90, 0xBF
+            elif 0xF1 <= b <= 0xF3:
+                need, lo, hi = 3, 0x80, 0xBF
+            elif b == 0xF4:
+                need, lo, hi = 3, 0x80, 0x8F
+            else:
+                return False
+            if i + need >= end:  # the sequence runs past the string
+                return False
+            if not lo <= data[i + 1] <= hi:
+                return False
+            for k in range(2, need + 1):
+                if not 0x80 <= data[i + k] <= 0xBF:
+                    return False
+            i += need + 1
+    return True
+
+
 @_compiled(inline=True)
 def _keys_hashable(
     kind: npt.NDArray[np.int8], stack: npt.NDArray[np.int32], start: int, stop: int
@@ -713,7 +758,7 @@ class Nodes:
 
     # A walk stops past this many values: a shared-reference "memo bomb" expands
     # exponentially when walked, though its pickle is tiny.
-    WALK_BUDGET = 1_000_000
+    WALK_BUDGET = 100_000
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -735,7 +780,9 @@ class Nodes:
             self.raw, self.kind, self.val, self.aux, self.enode, self.enext
         )
         self.root, self.used = int(root), int(used)
-        return bool(status == _OK)
+        return bool(
+            status == _OK and _strings_valid(self.raw, self.kind, self.val, self.aux, self.used)
+        )
 
     def items(self, node: int) -> list[int]:
         out = []

@@ -225,3 +225,32 @@ def test_mutated_dumps_read_the_same_or_are_declined(data: st.DataObject) -> Non
         return
     if fast is not None:
         assert_same(fast, checked)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "ünïcödé", "日本語", "😀 emoji", "\udc80 lone surrogate", "\U0010ffff"],
+)
+def test_strings_pickle_accepts_are_accepted(text: str) -> None:
+    data = pickle.dumps([text, text + "x"], protocol=2)
+    nodes = scan.Nodes(data)
+    assert nodes.run()
+    assert nodes.value(nodes.root) == [text, text + "x"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x80",
+        b"\xc0\xaf",
+        b"\xe0\x80\xaf",
+        b"\xf4\x90\x80\x80",
+        b"\xf5\x80\x80\x80",
+        b"ab\xe6\x97",
+    ],
+)
+def test_invalid_utf8_anywhere_is_declined(raw: bytes) -> None:
+    data = b"\x80\x02]q\x00X" + len(raw).to_bytes(4, "little") + raw + b"a."
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(data)
+    assert not scan.Nodes(data).run()

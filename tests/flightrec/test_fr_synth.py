@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from sentinel.flightrec.analyze import analyze_dumps
 from sentinel.flightrec.models import VerdictKind
-from sentinel.flightrec.parse import dump_paths, parse_dump, read_dumps
-from sentinel.flightrec.synth import Layout, Plan, iter_dumps, write_dumps
+from sentinel.flightrec.parse import dump_paths, parse_dump, read_dump_set, read_dumps
+from sentinel.flightrec.synth import Layout, Plan, dump_bytes, iter_dumps, write_dumps
 
 LAYOUTS = {16: Layout(16, tp=8, pp=2), 64: Layout(64)}
 
@@ -66,3 +68,34 @@ def test_files_read_in_parallel_give_the_same_verdict(tmp_path: Path) -> None:
     assert parallel == serial
     assert parallel.culprit_ranks == [9]
     assert sum(progress) == 64
+
+
+def test_a_dump_set_gives_the_same_verdict_as_single_dumps(tmp_path: Path) -> None:
+    """read_dump_set (one table per worker chunk) against one frame per dump, with a
+    JSON dump among the pickles so that both parsing paths meet in one set."""
+    plan = Plan(LAYOUTS[64], entries=50, kind="mismatch", culprit=17)
+    write_dumps(plan, tmp_path)
+    (tmp_path / "nccl_trace_rank_3").write_bytes(dump_bytes(plan, 3, "json"))
+    paths = dump_paths(tmp_path)
+    progress: list[int] = []
+
+    dump_set = read_dump_set(paths, workers=2, on_progress=progress.append)
+    single = read_dumps(paths, workers=1)
+
+    assert sum(progress) == 64 and len(dump_set.dumps) == 64
+    assert dump_set.collectives.height + dump_set.p2p.height == sum(
+        d.entries.height for d in single
+    )
+    assert analyze_dumps(dump_set) == analyze_dumps(single)
+    assert analyze_dumps(read_dump_set(paths, workers=1)).culprit_ranks == [17]
+
+
+def test_sequence_numbers_out_of_the_key_range_still_compare_exactly() -> None:
+    plan = Plan(LAYOUTS[64], entries=50, kind="stuck", culprit=9)
+    dumps = [parse_dump(data, name) for name, data in iter_dumps(plan)]
+    shifted = [
+        dataclasses.replace(d, entries=d.entries.with_columns(pl.col("seq") - 10**6)) for d in dumps
+    ]
+    verdict, base = analyze_dumps(shifted), analyze_dumps(dumps)
+    assert verdict.culprit_ranks == base.culprit_ranks == [9]
+    assert verdict.seq == base.seq - 10**6
