@@ -141,7 +141,9 @@ def _scan_fast(data: bytes, name: str) -> _Scanned | None:
     exact error for anything the fast path declined; so every check below only needs to
     recognise a well-formed dump, never to word a refusal.
     """
-    scanned = scan.parse_pickle(data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR)
+    scanned = scan.parse_pickle(
+        data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR, frozenset({"version", "pg_config"})
+    )
     if scanned is None:
         return None
     nodes, doc, cols = scanned

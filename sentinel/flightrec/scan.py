@@ -871,19 +871,24 @@ class Nodes:
             return self.data[start : start + int(self.aux[node])]
         return {_NONE: None, _TRUE: True, _FALSE: False}[k]
 
-    def top_level(self) -> tuple[dict[Any, Any], int] | None:
-        """The dump's dict without its entries (as values), and the entries' list node."""
+    def top_level(self, wanted: frozenset[str]) -> tuple[dict[str, Any], int] | None:
+        """The `wanted` keys of the dump's dict (as values), and the entries' list node.
+
+        Other keys (pg_status, comm_lib_version, ...) are not walked: the parser never
+        reads them, and the machine has already checked that they are plain data.
+        """
         if self.kind[self.root] != _DICT:
             return None
         flat = self.items(self.root)
-        doc: dict[Any, Any] = {}
+        doc: dict[str, Any] = {}
         entries = -1
         for i in range(0, len(flat), 2):
-            key = self.value(flat[i])
+            if self.kind[flat[i]] != _STR:
+                continue
+            key = self.string(flat[i])
             if key == "entries":
                 entries = flat[i + 1]
-                doc.pop("entries", None)
-            else:
+            elif key in wanted:
                 doc[key] = self.value(flat[i + 1])
         if entries == -1 or self.kind[entries] != _LIST:
             return None
@@ -922,17 +927,18 @@ class EntryColumns(NamedTuple):
 
 
 def parse_pickle(
-    data: bytes, max_tensors: int, max_dims: int
-) -> tuple[Nodes, dict[Any, Any], EntryColumns] | None:
+    data: bytes, max_tensors: int, max_dims: int, wanted: frozenset[str]
+) -> tuple[Nodes, dict[str, Any], EntryColumns] | None:
     """Run the fast path over one pickle: None where the checked path must decide.
 
-    `max_tensors` and `max_dims` bound an entry's sizes lists, as the checked path does.
+    `max_tensors` and `max_dims` bound an entry's sizes lists, as the checked path does;
+    `wanted` names the top-level keys to return as values (besides the entries).
     """
     nodes = Nodes(data)
     if not nodes.run():
         return None
     try:
-        top = nodes.top_level()
+        top = nodes.top_level(wanted)
     except (OverflowError, UnicodeError, TypeError):  # TypeError: an unhashable key
         return None
     if top is None:
