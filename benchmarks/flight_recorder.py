@@ -3,18 +3,22 @@
     .venv/bin/python benchmarks/flight_recorder.py                  # 1,024 and 4,096 ranks
     .venv/bin/python benchmarks/flight_recorder.py --ranks 16384    # the 16k target
     .venv/bin/python benchmarks/flight_recorder.py --ranks 1024 --torch-python PY
-        # also runs torchfrtrace from the torch env PY on the same dumps and prints the ratio
+        # also runs torchfrtrace from the torch env PY on the same dumps, as a user runs it and
+        # over every entry, and prints what it concluded and the ratio
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sentinel.flightrec.synth import DUMP_PREFIX, Layout, Plan, write_dumps
@@ -26,8 +30,8 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from sentinel.flightrec.analyze import analyze_dumps
-from sentinel.flightrec.parse import dump_paths, read_dumps
-dumps = read_dumps(dump_paths(Path(sys.argv[1])), int(sys.argv[2]))
+from sentinel.flightrec.parse import dump_paths, read_dump_set
+dumps = read_dump_set(dump_paths(Path(sys.argv[1])), int(sys.argv[2]))
 t1 = time.perf_counter()
 v = analyze_dumps(dumps)
 t2 = time.perf_counter()
@@ -59,22 +63,152 @@ def analyse(out: Path, workers: int) -> tuple[float, dict[str, object]]:
     return wall, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def torchfrtrace(python: str, out: Path) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KB) and the first lines of PyTorch's own analyzer."""
-    probe = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "p = subprocess.run([sys.executable, '-m', "
-        "'torch.distributed.flight_recorder.fr_trace', sys.argv[1], '-p', sys.argv[2]], "
-        "capture_output=True, text=True); "
-        "print(time.perf_counter() - t, "
-        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-        "print(p.stdout[:2000]); print(p.stderr[-2000:])"
-    )
-    done = subprocess.run([python, "-c", probe, str(out), DUMP_PREFIX],
-                          check=True, capture_output=True, text=True)
-    first, _, rest = done.stdout.partition("\n")
-    seconds, rss = first.split()
-    return float(seconds), int(rss), rest.strip()
+# PyTorch's own analyzer, run as its CLI runs (`python -m torch.distributed.flight_recorder.
+# fr_trace DIR -p PREFIX`), in a child of a probe whose RUSAGE_CHILDREN is then that child's
+# peak RSS. The child wraps two of torch's functions only to count entries: how many the dumps
+# hold, how many torch keeps after aligning the ranks by record_id, and how many it went
+# through before build_collectives returned. Torch stops matching as soon as one group has
+# more than --mismatch_cap (default 10) mismatches ("Too many mismatches for process_group ...
+# aborting", torch/distributed/flight_recorder/components/builder.py) and leaves every rank's
+# remaining entries unread, so it runs twice: as a user runs it, and with the cap out of reach,
+# which makes it go through every entry it kept: the like-for-like timing.
+_TORCH_RUN = """
+import runpy, sys
+from torch.distributed.flight_recorder.components import builder
+align, match = builder.align_trace_from_beginning, builder.build_collectives
+def aligned(entries):
+    print("sentinel-probe: dumps", sum(map(len, entries.values())), file=sys.stderr)
+    return align(entries)
+def counted(entries, *args, **kwargs):
+    kept = sum(map(len, entries.values()))
+    try:
+        return match(entries, *args, **kwargs)
+    finally:
+        left = sum(map(len, entries.values()))
+        print("sentinel-probe: kept", kept, "through", kept - left, file=sys.stderr)
+builder.align_trace_from_beginning, builder.build_collectives = aligned, counted
+sys.argv[0] = "fr_trace"
+runpy.run_module("torch.distributed.flight_recorder.fr_trace", run_name="__main__")
+"""
+_TORCH_PROBE = """
+import json, resource, subprocess, sys, time
+log, limit, run, args = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+t0 = time.perf_counter()
+with open(log, "wb") as sink:
+    try:
+        rc = subprocess.run([sys.executable, "-c", run, *args], stdout=sink,
+                            stderr=subprocess.STDOUT, timeout=limit).returncode
+    except subprocess.TimeoutExpired:
+        rc = None
+print(json.dumps({"wall_s": time.perf_counter() - t0, "rc": rc,
+                  "rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+_TORCH_TIMEOUT_S = 3600
+_TORCH_CAPS = (10, 10**9)  # --mismatch_cap: torch's default, and one out of reach
+_FINDING = re.compile(
+    r"Not all ranks joining collective|Collective sequence number: \d+ has errors"
+    r"|Input/output mismatch in the collective sequence number"
+)
+
+
+@dataclass
+class TorchRun:
+    """One torchfrtrace run: its probe's figures and what its log says."""
+
+    cap: int
+    wall_s: float
+    rss_kb: int
+    rc: int | None  # None: killed after _TORCH_TIMEOUT_S
+    in_dumps: int = 0  # entries in the dumps
+    kept: int = 0  # entries left after its alignment by record_id
+    through: int = -1  # entries build_collectives went through; -1: it never returned
+    gave_up_on: str = ""  # desc of the group whose mismatches stopped it
+    findings: Counter[str] = field(default_factory=Counter)  # per group desc
+    on_p2p: int = 0  # findings on a send or recv
+    named: list[tuple[str, frozenset[int]]] = field(default_factory=list)  # (desc, ranks)
+    tail: str = ""  # the end of its log
+
+    @property
+    def complete(self) -> bool:
+        return self.rc == 0 and self.through == self.kept
+
+    def summary(self, culprit: int) -> str:
+        if self.rc is None:
+            return f"killed after {_TORCH_TIMEOUT_S} s"
+        if self.rc != 0 or self.through < 0:
+            return f"failed (exit {self.rc}):\n{self.tail}"
+        kept = f"{self.kept:,} entries it kept of {self.in_dumps:,} (after aligning record_ids)"
+        if self.gave_up_on:
+            done = (
+                f"gave up (more than {self.cap} mismatches in a '{self.gave_up_on}' group) "
+                f"after {self.through:,} of the {kept}"
+            )
+        else:
+            done = f"went through all {kept}"
+        total = sum(self.findings.values())
+        found = f"{total:,} findings"
+        if total:
+            found += " (" + ", ".join(f"{d} {n:,}" for d, n in self.findings.most_common()) + ")"
+        if self.on_p2p:
+            found += f", {self.on_p2p:,} of them on send/recv"
+        alone = sorted({d for d, ranks in self.named if ranks == {culprit}})
+        if alone:
+            verdict = f"names planted rank {culprit} alone in a finding ({', '.join(alone)})"
+        else:
+            verdict = f"names planted rank {culprit} alone in no finding"
+        return f"{done}; {found}; {verdict}"
+
+
+def _read_torch_log(run: TorchRun, log: Path) -> None:
+    desc, ranks, open_finding = "", set[int](), False
+    last: deque[str] = deque(maxlen=15)
+
+    def close() -> None:
+        if open_finding:
+            run.findings[desc] += 1
+            run.named.append((desc, frozenset(ranks)))
+
+    with log.open(errors="replace") as lines:
+        for line in lines:
+            last.append(line)
+            if _FINDING.match(line):
+                close()
+                desc, ranks, open_finding = "", set(), True
+            elif line.startswith("group info: "):  # "group info: <name>:<desc>"
+                desc = line.split(": ", 1)[1].strip().split(":", 1)[-1]
+            elif line.startswith(("collective: nccl:send", "collective: nccl:recv")):
+                run.on_p2p += 1
+            elif line.startswith("missing ranks: "):
+                ranks.update(map(int, re.findall(r"\d+", line)))
+            elif line.startswith("error msg: "):
+                ranks.update(map(int, re.findall(r"Culprit rank (\d+)", line)))
+            elif line.startswith("Too many mismatches for process_group"):
+                run.gave_up_on = line.strip().removesuffix(" aborting").rsplit(": ", 1)[-1]
+            elif line.startswith("sentinel-probe: dumps "):
+                run.in_dumps = int(line.split()[-1])
+            elif line.startswith("sentinel-probe: kept "):
+                run.kept, run.through = int(line.split()[2]), int(line.split()[4])
+    close()
+    run.tail = "".join(last).rstrip()
+
+
+def torchfrtrace(python: str, out: Path) -> list[TorchRun]:
+    """PyTorch's analyzer on the dumps in `out`: as a user runs it, then over every entry."""
+    runs = []
+    for cap in _TORCH_CAPS:
+        log = out / f"torchfrtrace-cap{cap}.log"  # torch skips it: no DUMP_PREFIX in the name
+        args = [str(out), "-p", DUMP_PREFIX, "--mismatch_cap", str(cap)]
+        done = subprocess.run(
+            [python, "-c", _TORCH_PROBE, str(log), str(_TORCH_TIMEOUT_S), _TORCH_RUN, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        fig = json.loads(done.stdout.strip().splitlines()[-1])
+        run = TorchRun(cap, fig["wall_s"], fig["rss_kb"], fig["rc"])
+        _read_torch_log(run, log)
+        runs.append(run)
+    return runs
 
 
 def main() -> None:
@@ -108,9 +242,15 @@ def main() -> None:
                   f"{fig['kind']} rank(s) {fig['culprits']} in group {fig['group']} "
                   f"#{fig['seq']} ({'planted culprit found' if found else 'WRONG VERDICT'})")
             if args.torch_python:
-                seconds, rss, text = torchfrtrace(args.torch_python, out)
-                print(f"        torchfrtrace: {seconds:.1f} s, peak RSS {rss / 2**20:.2f} GiB;"
-                      f" ratio {seconds / wall:.1f}x\n{text}")
+                runs = torchfrtrace(args.torch_python, out)
+                for run in runs:
+                    ratio = f", {run.wall_s / wall:.1f}x our time" if run.complete else ""
+                    print(f"        torchfrtrace --mismatch_cap {run.cap}: {run.wall_s:.1f} s, "
+                          f"peak RSS {run.rss_kb / 2**20:.2f} GiB{ratio}; {run.summary(culprit)}")
+                if any(run.on_p2p for run in runs):
+                    print("        (torchfrtrace matches a send or recv against every member of "
+                          "its group, not only the peer: in a pp group of more than 2 ranks, "
+                          "p2p ops count as mismatches)")
         finally:
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)

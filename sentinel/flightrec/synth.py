@@ -110,11 +110,25 @@ def synthesize(
     Every rank runs the same steps; the failure is planted in the final step's default
     all_reduce: the culprit never calls it (missing), calls it but never starts it
     (stuck: its stream is blocked), or calls it with another size (mismatch).
+
+    The ids are PyTorch's: the job started with the first step, so `record_id` counts
+    every entry this rank recorded (the ring keeps the last ones: a dump's ids start
+    where its ring starts, not at 0, and ranks that record more operations, the middle
+    pp stages, have higher ids); `pg_id` is the group's local uid (this rank's groups in
+    creation order), `op_id` counts the group's operations, and `pg_status` is keyed by
+    `pg_id` as ProcessGroupNCCL writes it.
     """
     steps = plan.entries // (len(_STEP) - 1) + 2  # edge pp stages skip one p2p op
     ops: list[dict[str, Any]] = []
     coll_seq: dict[str, int] = {}
     p2p_seq: dict[str, int] = {}
+    op_ids: dict[str, int] = {}
+    # The uid ProcessGroupNCCL gives each group it is a member of, in creation order.
+    made = sorted(groups.values(), key=lambda g: int(g[0]) if g[0].isdigit() else 0)
+    pg_ids = {name: i for i, (name, _ranks) in enumerate(made)}
+    enqueued: dict[str, int] = {}  # collective seq per group (PGStatus), -1 when none
+    started: dict[str, int] = {}
+    completed: dict[str, int] = {}
     stage = groups["pp"][1].index(rank)
     pp_ranks = groups["pp"][1]
     failing = plan.kind != "healthy"
@@ -149,17 +163,26 @@ def synthesize(
             else:
                 state = "completed"
             out_sizes = outs if outs is not None else [[ins[0][0] // max(len(ranks), 1)]]
+            op_ids[name] = op_ids.get(name, 0) + 1
+            if not is_p2p:
+                seq = coll_seq[name]
+                enqueued[name] = seq
+                if state != "scheduled":
+                    started[name] = seq
+                if state == "completed":
+                    completed[name] = seq
             ops.append(
                 {
                     "frames": list(frames),
                     "record_id": len(ops),
-                    "pg_id": 0,
+                    "pg_id": pg_ids[name],
                     "process_group": (name, _desc(kind)),
                     "thread_id": "140261913721728",
                     "thread_name": "pt_main_thread",
-                    "collective_seq_id": coll_seq.get(name, 0) if not is_p2p else 0,
-                    "p2p_seq_id": p2p_seq.get(name, 0) if is_p2p else 0,
-                    "op_id": len(ops) + 1,
+                    # both counters as the group has them (p2p ops do not bump the first)
+                    "collective_seq_id": coll_seq.get(name, 0),
+                    "p2p_seq_id": p2p_seq.get(name, 0),
+                    "op_id": op_ids[name],
                     "profiling_name": profiling,
                     "time_created_ns": created,
                     "input_sizes": sizes,
@@ -180,9 +203,6 @@ def synthesize(
                 }
             )
     tail = ops[-plan.entries :]
-    first = tail[0]["record_id"] if tail else 0
-    for entry in tail:
-        entry["record_id"] -= first
     return {
         "version": "2.10",
         "pg_config": {
@@ -190,12 +210,12 @@ def synthesize(
             for kind, (name, ranks) in groups.items()
         },
         "pg_status": {
-            name: {
-                "last_enqueued_collective": coll_seq.get(name, 0),
-                "last_started_collective": -1,
-                "last_completed_collective": -1,
+            str(pg_ids[name]): {
+                "last_enqueued_collective": enqueued.get(name, -1),
+                "last_started_collective": started.get(name, -1),
+                "last_completed_collective": completed.get(name, -1),
             }
-            for name, _ranks in groups.values()
+            for name, _ranks in made
         },
         "comm_lib_version": "2.27.5",
         "entries": tail,
