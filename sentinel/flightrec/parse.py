@@ -7,6 +7,7 @@ import gc
 import json
 import marshal
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -129,6 +130,10 @@ class _Scanned:
     out_sig: tuple[list[str], npt.NDArray[np.uint32]]
 
 
+# The fast path's working arrays, reused across dumps (the service parses in threads).
+_per_thread = threading.local()
+
+
 def _parse_fast(data: bytes, name: str) -> ParsedDump | None:
     scanned = _scan_fast(data, name)
     return None if scanned is None else _with_entries(scanned.meta, _assemble([scanned]))
@@ -141,8 +146,15 @@ def _scan_fast(data: bytes, name: str) -> _Scanned | None:
     exact error for anything the fast path declined; so every check below only needs to
     recognise a well-formed dump, never to word a refusal.
     """
+    scratch = getattr(_per_thread, "scratch", None)
+    if scratch is None:
+        scratch = _per_thread.scratch = scan.Scratch()
     scanned = scan.parse_pickle(
-        data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR, frozenset({"version", "pg_config"})
+        data,
+        MAX_TENSORS_PER_ENTRY,
+        MAX_DIMS_PER_TENSOR,
+        frozenset({"version", "pg_config"}),
+        scratch,
     )
     if scanned is None:
         return None

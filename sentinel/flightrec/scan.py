@@ -85,8 +85,14 @@ def _run(
     aux: npt.NDArray[np.int32],
     enode: npt.NDArray[np.int32],
     enext: npt.NDArray[np.int32],
+    stack: npt.NDArray[np.int32],
+    marks: npt.NDArray[np.int32],
+    memo: npt.NDArray[np.int32],
 ) -> tuple[int, int, int, int]:
     """Run the pickle machine: (status, root node, nodes used, edges used).
+
+    Every array holds at least len(data) + 1 slots: each node, edge, stack slot, mark and
+    memo entry costs at least one opcode byte. They are the caller's, to be reused.
 
     Nodes: kind; val (int value, a float's IEEE bits, string/bytes offset, or a
     container's first edge); aux (string length, or a container's last edge). Containers
@@ -94,10 +100,8 @@ def _run(
     Opcodes are tested most frequent first (BINGET is half of a PyTorch dump).
     """
     n = data.shape[0]
-    cap = kind.shape[0]
-    stack = np.empty(cap, np.int32)
-    marks = np.empty(cap, np.int32)
-    memo = np.full(cap, -1, np.int32)
+    cap = n + 1
+    memo[:cap] = -1
     pos = 0
     nn = 0  # nodes used
     ne = 0  # edges used
@@ -753,6 +757,32 @@ def _frame_fields(
     return out
 
 
+class Scratch:
+    """The machine's working arrays, kept from one dump to the next.
+
+    They take ~30 bytes per input byte; allocating them afresh for each of thousands of
+    files costs more in page faults (kernel time) than the scan itself. One Scratch
+    serves one Nodes at a time: keep one per thread.
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.ensure(1)
+
+    def ensure(self, size: int) -> None:
+        if size <= self.size:
+            return
+        self.size = max(size, self.size + self.size // 2)
+        self.kind = np.empty(self.size, np.int8)
+        self.val = np.empty(self.size, np.int64)
+        self.aux = np.empty(self.size, np.int32)
+        self.enode = np.empty(self.size, np.int32)
+        self.enext = np.empty(self.size, np.int32)
+        self.stack = np.empty(self.size, np.int32)
+        self.marks = np.empty(self.size, np.int32)
+        self.memo = np.empty(self.size, np.int32)
+
+
 class Nodes:
     """The machine's result, and a bounded walk from a node back to Python values."""
 
@@ -760,24 +790,34 @@ class Nodes:
     # exponentially when walked, though its pickle is tiny.
     WALK_BUDGET = 100_000
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, scratch: Scratch | None = None) -> None:
+        """`scratch`: arrays to reuse, which this Nodes owns until the next one takes them."""
         self.data = data
         self.raw = np.frombuffer(data, dtype=np.uint8)
-        # Every node, edge, stack slot and memo entry costs at least one opcode byte.
-        cap = len(data) + 1
-        self.kind = np.empty(cap, np.int8)
-        self.val = np.empty(cap, np.int64)
-        self.aux = np.empty(cap, np.int32)
-        self.enode = np.empty(cap, np.int32)
-        self.enext = np.empty(cap, np.int32)
+        self._scratch = scratch or Scratch()
+        self._scratch.ensure(len(data) + 1)
+        self.kind = self._scratch.kind
+        self.val = self._scratch.val
+        self.aux = self._scratch.aux
+        self.enode = self._scratch.enode
+        self.enext = self._scratch.enext
         self.root = -1
         self.used = 0
         self._budget = 0
         self._strings: dict[int, str] = {}
 
     def run(self) -> bool:
+        work = self._scratch
         status, root, used, _edges = _run(
-            self.raw, self.kind, self.val, self.aux, self.enode, self.enext
+            self.raw,
+            self.kind,
+            self.val,
+            self.aux,
+            self.enode,
+            self.enext,
+            work.stack,
+            work.marks,
+            work.memo,
         )
         self.root, self.used = int(root), int(used)
         return bool(
@@ -927,14 +967,18 @@ class EntryColumns(NamedTuple):
 
 
 def parse_pickle(
-    data: bytes, max_tensors: int, max_dims: int, wanted: frozenset[str]
+    data: bytes,
+    max_tensors: int,
+    max_dims: int,
+    wanted: frozenset[str],
+    scratch: Scratch | None = None,
 ) -> tuple[Nodes, dict[str, Any], EntryColumns] | None:
     """Run the fast path over one pickle: None where the checked path must decide.
 
     `max_tensors` and `max_dims` bound an entry's sizes lists, as the checked path does;
     `wanted` names the top-level keys to return as values (besides the entries).
     """
-    nodes = Nodes(data)
+    nodes = Nodes(data, scratch)
     if not nodes.run():
         return None
     try:
