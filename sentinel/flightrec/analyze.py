@@ -9,6 +9,7 @@ from typing import ClassVar, Protocol
 
 import polars as pl
 
+from sentinel.flightrec.grouping import min_max_by_key
 from sentinel.flightrec.models import (
     STATE_NAMES,
     DumpSet,
@@ -53,31 +54,32 @@ class Context:
     def per_collective(self) -> pl.DataFrame:
         """One row per (group, seq): the spread of ops, signatures and states."""
         if self._per_collective is None:
-            ops = pl.col("op").cast(pl.String)
-            in_sig = (
-                pl.when(ops.is_in(list(INPUT_SIZES_MAY_DIFFER)))
-                .then(None)
-                .otherwise(pl.col("in_sig").to_physical())
+            table = self.collectives
+            if table["seq"].null_count():
+                table = table.filter(pl.col("seq").is_not_null())
+            op = pl.col("op")
+            # min != max is a cheaper "more than one value" than n_unique on 30M rows.
+            spread = min_max_by_key(
+                table,
+                pl.col("key"),
+                [
+                    op.to_physical(),
+                    _sig_unless(op.is_in(list(INPUT_SIZES_MAY_DIFFER)), "in_sig"),
+                    _sig_unless(op.is_in(list(OUTPUT_SIZES_MAY_DIFFER)), "out_sig"),
+                    pl.col("state"),
+                ],
             )
-            out_sig = (
-                pl.when(ops.is_in(list(OUTPUT_SIZES_MAY_DIFFER)))
-                .then(None)
-                .otherwise(pl.col("out_sig").to_physical())
-            )
-            # min != max is a cheaper "more than one value" than n_unique on 30M rows,
-            # and one integer key hashes faster than (categorical, int).
-            self._per_collective = self.collectives.group_by("key").agg(
-                pl.col("pg").first(),
-                pl.col("seq").first(),
-                n=pl.len(),
-                op_lo=pl.col("op").to_physical().min(),
-                op_hi=pl.col("op").to_physical().max(),
-                in_lo=in_sig.min(),
-                in_hi=in_sig.max(),
-                out_lo=out_sig.min(),
-                out_hi=out_sig.max(),
-                st_lo=pl.col("state").min(),
-                st_hi=pl.col("state").max(),
+            lo, hi = spread.lo, spread.hi
+            self._per_collective = table.select("pg", "seq")[spread.first].with_columns(
+                n=pl.Series(spread.rows),
+                op_lo=pl.Series(lo[:, 0]),
+                op_hi=pl.Series(hi[:, 0]),
+                in_lo=pl.Series(lo[:, 1]),
+                in_hi=pl.Series(hi[:, 1]),
+                out_lo=pl.Series(lo[:, 2]),
+                out_hi=pl.Series(hi[:, 2]),
+                st_lo=pl.Series(lo[:, 3]),
+                st_hi=pl.Series(hi[:, 3]),
             )
         return self._per_collective
 
@@ -102,6 +104,11 @@ class Context:
     def describe(self, group: str) -> str:
         desc = self.groups[group].desc if group in self.groups else ""
         return f"group {group} ({desc})" if desc else f"group {group}"
+
+
+def _sig_unless(skip: pl.Expr, column: str) -> pl.Expr:
+    """A signature column's category id, or -1 where sizes may legitimately differ."""
+    return pl.when(skip).then(-1).otherwise(pl.col(column).to_physical().cast(pl.Int64))
 
 
 class Rule(Protocol):
@@ -472,23 +479,20 @@ def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
 def _per_group_and_rank(collectives: pl.DataFrame, p2p: pl.DataFrame) -> pl.DataFrame:
     """One row per (group, rank) that recorded anything: its highest collective seq
     (null if only p2p), its oldest entry, and the group's description."""
-    member = pl.col("pg").to_physical().cast(pl.Int64) * (1 << 32) + pl.col("rank")
+    # ranks are >= -1 (-1: unknown), so rank + 1 fits the low 32 bits
+    member = pl.col("pg").to_physical().cast(pl.Int64) * (1 << 32) + pl.col("rank") + 1
+    low, high = -(2**63), 2**63 - 1
 
     def per(table: pl.DataFrame, top: pl.Expr) -> pl.DataFrame:
-        return (
-            table.with_columns(member=member)
-            .group_by("member")
-            .agg(
-                pl.col("pg").first(),
-                pl.col("rank").first(),
-                pl.col("pg_desc").first(),
-                top=top,
-                oldest=pl.col("t_created").min(),
-            )
-            .drop("member")
+        spread = min_max_by_key(
+            table, member, [top.fill_null(low), pl.col("t_created").fill_null(high)]
+        )
+        return table.select("pg", "rank", "pg_desc")[spread.first].with_columns(
+            top=pl.Series(spread.hi[:, 0]).replace(low, None),
+            oldest=pl.Series(spread.lo[:, 1]).replace(high, None),
         )
 
-    both = pl.concat([per(collectives, pl.col("seq").max()), per(p2p, pl.lit(None, pl.Int64))])
+    both = pl.concat([per(collectives, pl.col("seq")), per(p2p, pl.lit(low, pl.Int64))])
     return both.group_by("pg", "rank").agg(
         pl.col("top").max(), pl.col("oldest").min(), pl.col("pg_desc").first()
     )
@@ -500,13 +504,21 @@ def _groups(dumps: list[ParsedDump], per_rank: pl.DataFrame) -> dict[str, Group]
     The majority of dumps decides the config, so one rank's broken pg_config (gloo's
     is always broken) cannot redefine a group.
     """
-    votes: dict[str, Counter[tuple[int, ...]]] = defaultdict(Counter)
+    # Counted by identity first: at 16k ranks every dump lists the default group's 16k
+    # ranks, and the parser shares equal lists, so hashing each one would cost seconds.
+    by_id: dict[str, Counter[int]] = defaultdict(Counter)
+    lists: dict[int, tuple[int, ...]] = {}
     descs: dict[str, str] = {}
     for dump in dumps:
         for name, cfg in dump.pg_config.items():
             if cfg.ranks is not None:
-                votes[name][cfg.ranks] += 1
+                by_id[name][id(cfg.ranks)] += 1
+                lists[id(cfg.ranks)] = cfg.ranks
             descs.setdefault(name, cfg.desc)
+    votes: dict[str, Counter[tuple[int, ...]]] = defaultdict(Counter)
+    for name, counts in by_id.items():
+        for ident, n in counts.items():
+            votes[name][lists[ident]] += n
     seen = per_rank.group_by("pg").agg(
         pl.col("rank").unique().sort(), pl.col("pg_desc").cast(pl.String).first()
     )

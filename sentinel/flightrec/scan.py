@@ -17,21 +17,12 @@ what an error says. Every read is bounds-checked, both by the code and by numba.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple
 
-# numba caches compiled code beside the module, or else in the user's cache folder, and
-# fails at the first call when neither is writable (an installed package run by a
-# system user); a temporary folder then still saves every later process the compile.
-if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, os.W_OK):
-    os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / "sentinel-numba-cache")
-
-import numba as nb  # reads NUMBA_CACHE_DIR when first imported
 import numpy as np
 import numpy.typing as npt
+
+from sentinel.flightrec.jit import compiled as _compiled
 
 # Node kinds.
 _NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _BYTES, _LIST, _TUPLE, _DICT = range(10)
@@ -59,22 +50,6 @@ FIELDS = (
 )
 _KEY_BYTES = np.frombuffer(b"".join(f.encode() for f in FIELDS), dtype=np.uint8)
 _KEY_OFFSETS = np.cumsum([0, *(len(f) for f in FIELDS)]).astype(np.int64)
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _compiled(*, inline: bool = False) -> Callable[[_F], _F]:
-    """numba's njit, cached on disk. Helpers are inlined into their callers: a compiled
-    call with array arguments reference-counts each array, which costs more than a
-    helper's body. Bounds are checked by the code itself (numba's own check costs 30%)."""
-
-    def wrap(fn: _F) -> _F:
-        jitted = nb.njit(
-            fn, cache=True, nogil=True, boundscheck=False, inline="always" if inline else "never"
-        )
-        return cast("_F", jitted)
-
-    return wrap
 
 
 @_compiled()
