@@ -63,6 +63,8 @@ def _run(
     stack: npt.NDArray[np.int32],
     marks: npt.NDArray[np.int32],
     memo: npt.NDArray[np.int32],
+    memo_gen: npt.NDArray[np.int32],
+    gen: int,
 ) -> tuple[int, int, int, int]:
     """Run the pickle machine: (status, root node, nodes used, edges used).
 
@@ -76,7 +78,7 @@ def _run(
     """
     n = data.shape[0]
     cap = n + 1
-    memo[:cap] = -1
+    # A memo slot is set in this run iff memo_gen[slot] == gen: no clearing per file.
     pos = 0
     nn = 0  # nodes used
     ne = 0  # edges used
@@ -92,7 +94,7 @@ def _run(
                 return _DECLINE, -1, nn, ne
             idx = _le(data, pos, width)
             pos += width
-            if idx >= cap or memo[idx] == -1:
+            if idx >= cap or memo_gen[idx] != gen:
                 return _DECLINE, -1, nn, ne
             stack[sp] = memo[idx]
             sp += 1
@@ -110,8 +112,9 @@ def _run(
                 pos += width
             if idx >= cap:
                 return _DECLINE, -1, nn, ne
-            if memo[idx] == -1:
+            if memo_gen[idx] != gen:
                 memo_len += 1
+                memo_gen[idx] = gen
             memo[idx] = stack[sp - 1]
             continue
         if op == 0x28:  # MARK
@@ -482,9 +485,13 @@ def _columns(
         item = val[entry]
         while item != -1:
             key = enode[item]
-            value_edge = enext[item]
-            if value_edge == -1:
-                return _DECLINE, ints, nulls, sigs, dur
+            # A dict's items are usually consecutive edges (one SETITEMS): testing for
+            # that turns a chain of dependent loads into a predictable branch.
+            value_edge = item + 1
+            if enext[item] != value_edge:
+                value_edge = enext[item]
+                if value_edge == -1:
+                    return _DECLINE, ints, nulls, sigs, dur
             if kind[key] == _STR:
                 f = field_of[key]
                 if f == -2:
@@ -492,7 +499,10 @@ def _columns(
                     field_of[key] = f
                 if f >= 0:
                     node_of[f] = enode[value_edge]  # the last one wins, as in a dict
-            item = enext[value_edge]
+            following = enext[value_edge]
+            item = value_edge + 1
+            if following != item:
+                item = following
         for f in range(13):  # the required fields
             if node_of[f] == -1:
                 return _DECLINE, ints, nulls, sigs, dur
@@ -756,6 +766,16 @@ class Scratch:
         self.stack = np.empty(self.size, np.int32)
         self.marks = np.empty(self.size, np.int32)
         self.memo = np.empty(self.size, np.int32)
+        self.memo_gen = np.zeros(self.size, np.int32)
+        self.generation = 0
+
+    def next_generation(self) -> int:
+        """A fresh stamp for the memo; wrapping round clears the stamps once."""
+        self.generation += 1
+        if self.generation >= 2**31 - 1:
+            self.memo_gen[:] = 0
+            self.generation = 1
+        return self.generation
 
 
 class Nodes:
@@ -793,6 +813,8 @@ class Nodes:
             work.stack,
             work.marks,
             work.memo,
+            work.memo_gen,
+            work.next_generation(),
         )
         self.root, self.used = int(root), int(used)
         return bool(
