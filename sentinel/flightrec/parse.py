@@ -623,15 +623,13 @@ def _read_chunk_set(paths: Sequence[Path]) -> DumpSet:
         else:
             checked.append(parse_dump(data, str(path)))
     tables = [_assemble(scanned, rank=True)] if scanned else []
-    if checked:
-        slow = DumpSet.of(checked)
-        tables += [slow.collectives, slow.p2p]
+    tables += [
+        d.entries.with_columns(rank=pl.lit(-1 if d.rank is None else d.rank, pl.Int32))
+        for d in checked
+    ]
     entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
-    return DumpSet(
-        dumps=[s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked],
-        collectives=entries.filter(~pl.col("is_p2p")),
-        p2p=entries.filter(pl.col("is_p2p")),
-    )
+    metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
+    return DumpSet.split(metas, entries)
 
 
 def read_dumps(
