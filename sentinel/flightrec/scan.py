@@ -785,7 +785,7 @@ class Nodes:
     # exponentially when walked, though its pickle is tiny.
     WALK_BUDGET = 100_000
 
-    def __init__(self, data: bytes, scratch: Scratch | None = None) -> None:
+    def __init__(self, data: bytes | memoryview, scratch: Scratch | None = None) -> None:
         """`scratch`: arrays to reuse, which this Nodes owns until the next one takes them."""
         self.data = data
         self.raw = np.frombuffer(data, dtype=np.uint8)
@@ -834,7 +834,8 @@ class Nodes:
         text = self._strings.get(node)
         if text is None:
             start = int(self.val[node])
-            text = self.data[start : start + int(self.aux[node])].decode("utf-8", "surrogatepass")
+            end = start + int(self.aux[node])
+            text = str(self.data[start:end], "utf-8", "surrogatepass")
             self._strings[node] = text
         return text
 
@@ -905,7 +906,7 @@ class Nodes:
             return float(np.array([self.val[node]], np.int64).view(np.float64)[0])
         if k == _BYTES:
             start = int(self.val[node])
-            return self.data[start : start + int(self.aux[node])]
+            return bytes(self.data[start : start + int(self.aux[node])])
         return {_NONE: None, _TRUE: True, _FALSE: False}[k]
 
     def top_level(self, wanted: frozenset[str]) -> tuple[dict[str, Any], int] | None:
@@ -964,7 +965,7 @@ class EntryColumns(NamedTuple):
 
 
 def parse_pickle(
-    data: bytes,
+    data: bytes | memoryview,
     max_tensors: int,
     max_dims: int,
     wanted: frozenset[str],
