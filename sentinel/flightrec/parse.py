@@ -52,21 +52,7 @@ MAX_FRAMES_PER_ENTRY = 512
 _RANK_SUFFIX = re.compile(r"(\d+)$")
 
 # Fields every 2.x entry carries, in the order the columns are built.
-_REQUIRED = (
-    "record_id",
-    "process_group",
-    "collective_seq_id",
-    "p2p_seq_id",
-    "profiling_name",
-    "input_sizes",
-    "output_sizes",
-    "input_dtypes",
-    "output_dtypes",
-    "state",
-    "time_created_ns",
-    "time_discovered_started_ns",
-    "time_discovered_completed_ns",
-)
+_REQUIRED = scan.REQUIRED_FIELDS
 _get_required = itemgetter(*_REQUIRED)
 
 _P2P_OPS = frozenset({"send", "recv"})

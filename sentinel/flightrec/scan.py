@@ -29,8 +29,9 @@ _NONE, _FALSE, _TRUE, _INT, _FLOAT, _STR, _BYTES, _LIST, _TUPLE, _DICT = range(1
 
 _OK, _DECLINE = 0, 1
 
-# Entry fields the kernel extracts, by position in this tuple.
-FIELDS = (
+# Fields every 2.x entry carries, then the optional ones; the kernel extracts them by
+# position in FIELDS.
+REQUIRED_FIELDS = (
     "record_id",
     "process_group",
     "collective_seq_id",
@@ -44,10 +45,9 @@ FIELDS = (
     "time_created_ns",
     "time_discovered_started_ns",
     "time_discovered_completed_ns",
-    "is_p2p",
-    "duration_ms",
-    "frames",
 )
+FIELDS = (*REQUIRED_FIELDS, "is_p2p", "duration_ms", "frames")
+_N_REQUIRED = len(REQUIRED_FIELDS)
 _KEY_BYTES = np.frombuffer(b"".join(f.encode() for f in FIELDS), dtype=np.uint8)
 _KEY_OFFSETS = np.cumsum([0, *(len(f) for f in FIELDS)]).astype(np.int64)
 
@@ -503,7 +503,7 @@ def _columns(
             item = value_edge + 1
             if following != item:
                 item = following
-        for f in range(13):  # the required fields
+        for f in range(_N_REQUIRED):
             if node_of[f] == -1:
                 return _DECLINE, ints, nulls, sigs, dur
 
