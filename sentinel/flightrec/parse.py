@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain, repeat
@@ -66,12 +67,19 @@ def rank_from_name(name: str) -> int | None:
 
 def parse_dump(data: bytes, name: str) -> ParsedDump:
     """Parse one dump; pickle or JSON is told by the content, never by the file name."""
-    # A dump is tens of thousands of acyclic containers, allocated then dropped at once;
-    # the cycle collector would scan them repeatedly for nothing (a third of the time).
+    with _no_cycle_collection():
+        return _parse(data, name)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Dumps are read into many acyclic objects (a checked dump: tens of thousands of
+    containers; a set: each rank's stacks and configs), which the cycle collector would
+    scan again and again for nothing as they pile up (a third of the time)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse(data, name)
+        yield
     finally:
         if enabled:
             gc.enable()
@@ -629,6 +637,11 @@ def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
 
 def _read_chunk_set(paths: Sequence[Path]) -> DumpSet:
     """A worker's share of `read_dump_set`: one table for all its dumps' entries."""
+    with _no_cycle_collection():
+        return _read_chunk_set_unguarded(paths)
+
+
+def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
     scanned: list[_Scanned] = []
     checked: list[ParsedDump] = []
     reader = _ReadBuffer()
@@ -672,10 +685,11 @@ def read_dump_set(
 ) -> DumpSet:
     """Read many ranks' dumps for one analysis, their entries as two tables."""
     parts: list[DumpSet] = []
-    for part in _map_chunks(_read_chunk_set, paths, workers):
-        parts.append(part)
-        if on_progress:
-            on_progress(len(part.dumps))
+    with _no_cycle_collection():
+        for part in _map_chunks(_read_chunk_set, paths, workers):
+            parts.append(part)
+            if on_progress:
+                on_progress(len(part.dumps))
     if not parts:
         return DumpSet.of([])
     return DumpSet(
