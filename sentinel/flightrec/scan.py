@@ -300,6 +300,8 @@ def _strings_valid(
             b = data[i]
             if b < 0x80:
                 i += 1
+                while i < end and data[i] < 0x80:  # the common case, a tight loop
+                    i += 1
                 continue
             if 0xC2 <= b <= 0xDF:
                 need, lo, hi = 1, 0x80, 0xBF
@@ -594,8 +596,14 @@ def _distinct_strings(
     firsts = np.empty(strings.shape[0], np.int64)  # code -> its first node
     codes = np.empty(strings.shape[0], np.uint32)
     distinct = 0
+    # PyTorch's rows mostly repeat one string node: remember the last code per node slot
+    recent_node = np.full(64, -1, np.int64)
+    recent_code = np.empty(64, np.uint32)
     for i in range(strings.shape[0]):
         node = strings[i]
+        if recent_node[node & 63] == node:
+            codes[i] = recent_code[node & 63]
+            continue
         start = val[node]
         length = aux[node]
         h = _FNV_OFFSET
@@ -617,6 +625,8 @@ def _distinct_strings(
                 codes[i] = code
                 break
             slot = (slot + 1) & mask
+        recent_node[node & 63] = node
+        recent_code[node & 63] = codes[i]
     return codes, firsts[:distinct].copy()
 
 
