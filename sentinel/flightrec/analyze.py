@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol
 
 import polars as pl
 
-from sentinel.flightrec.grouping import min_max_by_key
+from sentinel.flightrec.grouping import min_max_by_key, per_group_and_rank
 from sentinel.flightrec.models import (
     STATE_NAMES,
     DumpSet,
@@ -457,7 +457,9 @@ def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
             raise FrParseError(f"{dump.name} and {seen[dump.rank]} are both rank {dump.rank}")
         seen[dump.rank] = dump.name
     collectives = dump_set.collectives.with_columns(key=_collective_key(dump_set.collectives))
-    per_rank = _per_group_and_rank(collectives, dump_set.p2p)
+    per_rank = dump_set.members
+    if per_rank is None:
+        per_rank = per_group_and_rank(dump_set.collectives, dump_set.p2p)
     progress: dict[str, dict[int, int]] = defaultdict(dict)
     oldest: dict[int, int] = {}
     for group, rank, top, first in per_rank.select("pg", "rank", "top", "oldest").iter_rows():
@@ -473,28 +475,6 @@ def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
         progress=dict(progress),
         oldest_entry_ns=oldest,
         frames={d.rank: d.frames for d in dump_set.dumps if d.rank is not None},
-    )
-
-
-def _per_group_and_rank(collectives: pl.DataFrame, p2p: pl.DataFrame) -> pl.DataFrame:
-    """One row per (group, rank) that recorded anything: its highest collective seq
-    (null if only p2p), its oldest entry, and the group's description."""
-    # ranks are >= -1 (-1: unknown), so rank + 1 fits the low 32 bits
-    member = pl.col("pg").to_physical().cast(pl.Int64) * (1 << 32) + pl.col("rank") + 1
-    low, high = -(2**63), 2**63 - 1
-
-    def per(table: pl.DataFrame, top: pl.Expr) -> pl.DataFrame:
-        spread = min_max_by_key(
-            table, member, [top.fill_null(low), pl.col("t_created").fill_null(high)]
-        )
-        return table.select("pg", "rank", "pg_desc")[spread.first].with_columns(
-            top=pl.Series(spread.hi[:, 0]).replace(low, None),
-            oldest=pl.Series(spread.lo[:, 1]).replace(high, None),
-        )
-
-    both = pl.concat([per(collectives, pl.col("seq")), per(p2p, pl.lit(low, pl.Int64))])
-    return both.group_by("pg", "rank").agg(
-        pl.col("top").max(), pl.col("oldest").min(), pl.col("pg_desc").first()
     )
 
 

@@ -136,3 +136,25 @@ def min_max_by_key(table: pl.DataFrame, key: pl.Expr, values: list[pl.Expr]) -> 
     arrays = tuple(_read_only(columns.get_column(c).to_numpy()) for c in columns.columns[1:])
     _keys, first, count, lo, hi = _min_max_by_key(keys, arrays)
     return Spread(first, count, lo, hi)
+
+
+def per_group_and_rank(collectives: pl.DataFrame, p2p: pl.DataFrame) -> pl.DataFrame:
+    """One row per (group, rank) that recorded anything: its highest collective seq
+    (null if only p2p), its oldest entry, and the group's description."""
+    # ranks are >= -1 (-1: unknown), so rank + 1 fits the low 32 bits
+    member = pl.col("pg").to_physical().cast(pl.Int64) * (1 << 32) + pl.col("rank") + 1
+    low, high = -(2**63), 2**63 - 1
+
+    def per(table: pl.DataFrame, top: pl.Expr) -> pl.DataFrame:
+        spread = min_max_by_key(
+            table, member, [top.fill_null(low), pl.col("t_created").fill_null(high)]
+        )
+        return table.select("pg", "rank", "pg_desc")[spread.first].with_columns(
+            top=pl.Series(spread.hi[:, 0]).replace(low, None),
+            oldest=pl.Series(spread.lo[:, 1]).replace(high, None),
+        )
+
+    both = pl.concat([per(collectives, pl.col("seq")), per(p2p, pl.lit(low, pl.Int64))])
+    return both.group_by("pg", "rank").agg(
+        pl.col("top").max(), pl.col("oldest").min(), pl.col("pg_desc").first()
+    )

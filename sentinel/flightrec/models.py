@@ -62,6 +62,10 @@ class DumpSet:
     dumps: list[ParsedDump]  # metadata only: their own `entries` are empty
     collectives: pl.DataFrame  # COLLECTIVE_COLUMNS
     p2p: pl.DataFrame  # P2P_COLUMNS
+    # One row per (group, rank) that recorded anything: pg, rank, pg_desc, top (highest
+    # collective seq), oldest (earliest t_created). A rank's rows never span two
+    # workers' chunks, so each worker computes its own; None: the analyzer will.
+    members: pl.DataFrame | None = None
 
     @classmethod
     def of(cls, dumps: Iterable[ParsedDump]) -> DumpSet:

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import polars as pl
 
 from sentinel.flightrec import scan
+from sentinel.flightrec.grouping import per_group_and_rank
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
     RANKED_SCHEMA,
@@ -661,7 +662,9 @@ def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
     ]
     entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
     metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
-    return DumpSet.split(metas, entries)
+    part = DumpSet.split(metas, entries)
+    part.members = per_group_and_rank(part.collectives, part.p2p)
+    return part
 
 
 def read_dumps(
@@ -696,6 +699,7 @@ def read_dump_set(
         dumps=[d for part in parts for d in part.dumps],
         collectives=pl.concat([part.collectives for part in parts]),
         p2p=pl.concat([part.p2p for part in parts]),
+        members=pl.concat([p.members for p in parts if p.members is not None]),
     )
 
 

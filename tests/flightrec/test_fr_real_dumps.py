@@ -82,7 +82,8 @@ def test_rank_map_names_host_and_gpu() -> None:
     verdict = analyze_dumps(load("hang_cascade", "raw", "sorted"), rank_map)
 
     assert [(loc.rank, loc.host, loc.gpu) for loc in verdict.culprit_locations] == [
-        (5, "host-1", 1)]
+        (5, "host-1", 1)
+    ]
     assert [loc.rank for loc in verdict.victim_locations] == [4]
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from sentinel.flightrec.analyze import analyze_dumps
+from sentinel.flightrec.grouping import per_group_and_rank
 from sentinel.flightrec.models import VerdictKind
 from sentinel.flightrec.parse import dump_paths, parse_dump, read_dump_set, read_dumps
 from sentinel.flightrec.synth import Layout, Plan, dump_bytes, iter_dumps, write_dumps
@@ -87,6 +89,15 @@ def test_a_dump_set_gives_the_same_verdict_as_single_dumps(tmp_path: Path) -> No
         d.entries.height for d in single
     )
     assert analyze_dumps(dump_set) == analyze_dumps(single)
+    # the workers' (group, rank) summaries are those of the whole set
+    assert dump_set.members is not None
+    whole = per_group_and_rank(dump_set.collectives, dump_set.p2p)
+    assert_frame_equal(
+        dump_set.members.sort("pg", "rank"),
+        whole.sort("pg", "rank"),
+        check_column_order=False,
+        categorical_as_str=True,
+    )
     assert analyze_dumps(read_dump_set(paths, workers=1)).culprit_ranks == [17]
 
 
