@@ -643,28 +643,47 @@ def _read_chunk_set(paths: Sequence[Path]) -> DumpSet:
 
 
 def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
-    scanned: list[_Scanned] = []
-    checked: list[ParsedDump] = []
+    builder = DumpSetBuilder()
     reader = _ReadBuffer()
     for path in paths:
-        data = reader.read(path)
+        builder.add(reader.read(path), str(path))
+    return builder.build()
+
+
+class DumpSetBuilder:
+    """Collects dumps one at a time into a DumpSet without a DataFrame per dump.
+
+    For callers that read dumps themselves (the service decompresses uploads and keeps
+    going past a bad file): `add` raises FrParseError for a bad dump and keeps nothing
+    of it; `build` makes the tables once.
+    """
+
+    def __init__(self) -> None:
+        self._scanned: list[_Scanned] = []
+        self._checked: list[ParsedDump] = []
+
+    def add(self, data: bytes | memoryview, name: str) -> None:
+        """Parse one dump; `data` may be reused by the caller once this returns."""
         fast = None
         if len(data) and data[0] == 0x80 and len(data) <= FAST_MAX_BYTES:
-            fast = _scan_fast(data, str(path))
+            fast = _scan_fast(data, name)
         if fast is not None:
-            scanned.append(fast)
+            self._scanned.append(fast)
         else:
-            checked.append(parse_dump(bytes(data), str(path)))
-    tables = [_assemble(scanned, rank=True)] if scanned else []
-    tables += [
-        d.entries.with_columns(rank=pl.lit(-1 if d.rank is None else d.rank, pl.Int32))
-        for d in checked
-    ]
-    entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
-    metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
-    part = DumpSet.split(metas, entries)
-    part.members = per_group_and_rank(part.collectives, part.p2p)
-    return part
+            self._checked.append(parse_dump(bytes(data), name))
+
+    def build(self) -> DumpSet:
+        scanned, checked = self._scanned, self._checked
+        tables = [_assemble(scanned, rank=True)] if scanned else []
+        tables += [
+            d.entries.with_columns(rank=pl.lit(-1 if d.rank is None else d.rank, pl.Int32))
+            for d in checked
+        ]
+        entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
+        metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
+        part = DumpSet.split(metas, entries)
+        part.members = per_group_and_rank(part.collectives, part.p2p)
+        return part
 
 
 def read_dumps(

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.clock import Clock
 from sentinel.db.models import Event, FlightRecorderUpload, JobRank
 from sentinel.flightrec.analyze import analyze_dumps
-from sentinel.flightrec.models import FrParseError, FrVerdict, ParsedDump, VerdictKind
-from sentinel.flightrec.parse import parse_dump
+from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, VerdictKind
+from sentinel.flightrec.parse import DumpSetBuilder
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
 
@@ -34,16 +34,17 @@ log = logging.getLogger(__name__)
 _MISMATCH = frozenset({VerdictKind.mismatch, VerdictKind.p2p})
 
 
-def _load(paths: list[tuple[int, str]]) -> tuple[list[ParsedDump], list[str]]:
-    dumps: list[ParsedDump] = []
+def _load(paths: list[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
+    """The job's dumps as one set (no DataFrame per rank), and what could not be read."""
+    builder = DumpSetBuilder()
     errors: list[str] = []
     for rank, path in paths:
         try:
             data = gzip.decompress(Path(path).read_bytes())
-            dumps.append(parse_dump(data, f"nccl_trace_rank_{rank}"))
+            builder.add(data, f"nccl_trace_rank_{rank}")
         except (OSError, EOFError, FrParseError, ValueError) as exc:
             errors.append(f"rank {rank}: {exc}")
-    return dumps, errors
+    return builder.build(), errors
 
 
 class FlightRecorderAnalyzer:

@@ -88,3 +88,22 @@ async def test_hung_rank_names_its_host(
     assert incident.category == "nccl_watchdog_timeout"
     assert (incident.culprit_host, incident.culprit_rank) == ("fr-host-b", 5)
     assert "flight recorder" in incident.reason
+
+
+def test_an_unreadable_upload_is_reported_and_the_rest_analysed(tmp_path: Path) -> None:
+    from sentinel.flightrec.analyze import analyze_dumps
+    from sentinel.incidents.flightrec import _load
+
+    paths = []
+    for path in sorted(DUMPS.iterdir()):
+        rank = int(path.name.rsplit("_", 1)[1])
+        data = path.read_bytes() if rank != 2 else b"\x80\x02garbage"
+        stored = tmp_path / f"{rank}.gz"
+        stored.write_bytes(gzip.compress(data))
+        paths.append((rank, str(stored)))
+
+    dump_set, errors = _load(paths)
+
+    assert [e.split(":")[0] for e in errors] == ["rank 2"]
+    assert sorted(d.rank for d in dump_set.dumps if d.rank is not None) == [0, 1, 3, 4, 5, 6, 7]
+    assert analyze_dumps(dump_set).culprit_ranks == [5]
