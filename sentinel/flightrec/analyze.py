@@ -101,6 +101,11 @@ class Context:
                     self._rows[key].append(row)
         return {k: self._rows[k] for k in keys if self._rows.get(k)}
 
+    def first_per_group(self, condition: pl.Expr) -> dict[tuple[str, int], list[dict[str, object]]]:
+        """The entries of each group's first collective whose spread meets `condition`."""
+        first = self.per_collective().filter(condition).group_by("pg").agg(pl.col("seq").min())
+        return self.rows([(str(g), int(s)) for g, s in first.iter_rows()])
+
     def describe(self, group: str) -> str:
         desc = self.groups[group].desc if group in self.groups else ""
         return f"group {group} ({desc})" if desc else f"group {group}"
@@ -139,15 +144,13 @@ class CallDiffersFromMajority:
     kind: ClassVar[VerdictKind] = VerdictKind.mismatch
 
     def find(self, ctx: Context) -> list[FrFinding]:
-        per = ctx.per_collective().filter(
+        differ = (
             (pl.col("op_lo") != pl.col("op_hi"))
             | (pl.col("in_lo") != pl.col("in_hi"))
             | (pl.col("out_lo") != pl.col("out_hi"))
         )
-        first = per.group_by("pg").agg(pl.col("seq").min())
-        keys = [(str(g), int(s)) for g, s in first.iter_rows()]
         findings = []
-        for (group, seq), rows in ctx.rows(keys).items():
+        for (group, seq), rows in ctx.first_per_group(differ).items():
             call = {
                 int(str(r["rank"])): f"{r['op']} in {r['in_sig']} out {r['out_sig']}" for r in rows
             }
@@ -184,12 +187,8 @@ class RankBehindPeersInState:
     kind: ClassVar[VerdictKind] = VerdictKind.stuck
 
     def find(self, ctx: Context) -> list[FrFinding]:
-        per = ctx.per_collective().filter(pl.col("st_lo") != pl.col("st_hi"))
-        first = per.group_by("pg").agg(pl.col("seq").min())
         findings = []
-        for (group, seq), rows in ctx.rows(
-            [(str(g), int(s)) for g, s in first.iter_rows()]
-        ).items():
+        for (group, seq), rows in ctx.first_per_group(pl.col("st_lo") != pl.col("st_hi")).items():
             state = {int(str(r["rank"])): int(str(r["state"])) for r in rows}
             common = Counter(state.values()).most_common(1)[0][0]
             behind = sorted(r for r, s in state.items() if s < common)

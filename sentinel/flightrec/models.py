@@ -49,6 +49,11 @@ class ParsedDump:
     entries: pl.DataFrame
     frames: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
+    def ranked_entries(self) -> pl.DataFrame:
+        """`entries` with a `rank` column (-1 when the name does not tell the rank)."""
+        rank = -1 if self.rank is None else self.rank
+        return self.entries.with_columns(rank=pl.lit(rank, pl.Int32))
+
 
 @dataclass
 class DumpSet:
@@ -70,10 +75,7 @@ class DumpSet:
     @classmethod
     def of(cls, dumps: Iterable[ParsedDump]) -> DumpSet:
         parsed = list(dumps)
-        tables = [
-            d.entries.with_columns(rank=pl.lit(-1 if d.rank is None else d.rank, pl.Int32))
-            for d in parsed
-        ]
+        tables = [d.ranked_entries() for d in parsed]
         entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
         empty = entries.clear().drop("rank")
         return cls.split([replace(d, entries=empty) for d in parsed], entries)

@@ -126,6 +126,8 @@ class _Scanned:
     out_sig: tuple[list[str], npt.NDArray[np.uint32]]
 
 
+# The top-level keys the parser reads besides `entries`.
+_TOP_LEVEL_READ = frozenset({"version", "pg_config"})
 # The fast path's working arrays, reused across dumps (the service parses in threads).
 _per_thread = threading.local()
 
@@ -149,7 +151,7 @@ def _scan_fast(data: bytes | memoryview, name: str) -> _Scanned | None:
         data,
         MAX_TENSORS_PER_ENTRY,
         MAX_DIMS_PER_TENSOR,
-        frozenset({"version", "pg_config"}),
+        _TOP_LEVEL_READ,
         scratch,
     )
     if scanned is None:
@@ -593,12 +595,20 @@ def read_dump(path: Path) -> ParsedDump:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        size = path.stat().st_size
-        if size > max(MAX_PICKLE_BYTES, MAX_JSON_BYTES):
-            raise FrParseError(f"{path}: {size} bytes is over the size limit")
+        _check_size(path, path.stat().st_size)
         return path.read_bytes()
     except OSError as exc:
-        raise FrParseError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise _unreadable(path, exc) from None
+
+
+def _check_size(path: Path, size: int) -> None:
+    """Refuse an oversized file before reading it."""
+    if size > max(MAX_PICKLE_BYTES, MAX_JSON_BYTES):
+        raise FrParseError(f"{path}: {size} bytes is over the size limit")
+
+
+def _unreadable(path: Path, exc: OSError) -> FrParseError:
+    return FrParseError(f"{path}: cannot read: {exc.strerror or exc}")
 
 
 class _ReadBuffer:
@@ -614,8 +624,7 @@ class _ReadBuffer:
         try:
             with path.open("rb", buffering=0) as f:
                 size = os.fstat(f.fileno()).st_size
-                if size > max(MAX_PICKLE_BYTES, MAX_JSON_BYTES):
-                    raise FrParseError(f"{path}: {size} bytes is over the size limit")
+                _check_size(path, size)
                 if len(self.buffer) <= size:
                     self.buffer = bytearray(size + size // 4 + 1)
                 n = 0
@@ -629,7 +638,7 @@ class _ReadBuffer:
                         bigger[:n] = self.buffer
                         self.buffer = bigger
         except OSError as exc:
-            raise FrParseError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            raise _unreadable(path, exc) from None
 
 
 def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
@@ -675,10 +684,7 @@ class DumpSetBuilder:
     def build(self) -> DumpSet:
         scanned, checked = self._scanned, self._checked
         tables = [_assemble(scanned, rank=True)] if scanned else []
-        tables += [
-            d.entries.with_columns(rank=pl.lit(-1 if d.rank is None else d.rank, pl.Int32))
-            for d in checked
-        ]
+        tables += [d.ranked_entries() for d in checked]
         entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
         metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
         part = DumpSet.split(metas, entries)
