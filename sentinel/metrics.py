@@ -71,6 +71,27 @@ class ServiceMetrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
         )
+        self.triage_lag = Gauge(
+            "sentinel_triage_lag_seconds",
+            "How long the oldest stored event not yet weighed by triage has waited (0: none).",
+            registry=r,
+        )
+        self.triage_backlog = Gauge(
+            "sentinel_triage_backlog_events",
+            "Stored events waiting to be weighed by triage.",
+            registry=r,
+        )
+        self.triage_pass = Histogram(
+            "sentinel_triage_pass_seconds",
+            "Duration of one triage pass (new events in, incidents out).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        self.unaccounted = Gauge(
+            "sentinel_unaccounted_hard_faults",
+            "Hard-fault events neither linked to an incident nor dismissed within the bound.",
+            registry=r,
+        )
         self.hosts = Gauge(
             "sentinel_hosts", "Hosts by health (as of the last scrape).", ["health"], registry=r
         )

@@ -140,6 +140,23 @@ class TriageSettings(_Section):
     resolve_fraction: float = Field(
         0.9, gt=0, le=1, description="Share of ranks that must advance to resolve an incident."
     )
+    max_verdicts: int = Field(
+        16,
+        ge=1,
+        description="Most verdicts (the primary and unrelated secondary ones) one evaluation of "
+        "a job gives: several faults may be open in one job at once.",
+    )
+    accountable_s: float = Field(
+        60.0,
+        gt=0,
+        description="A hard-fault event still neither linked to an incident nor dismissed this "
+        "long after triage first weighed it is listed as unaccounted.",
+    )
+    lag_alert_s: float = Field(
+        30.0,
+        gt=0,
+        description="Triage lag (oldest event waiting to be weighed) above which an alert fires.",
+    )
 
 
 class RemediationSettings(_Section):

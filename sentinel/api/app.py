@@ -19,7 +19,18 @@ from sentinel.alerting.service import push_alerts
 from sentinel.alerting.wiring import add_flush_job, build_dispatcher, http_client
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
-from sentinel.api.routes import alerts, decisions, dumps, hosts, incidents, jobs, ops, reports, web
+from sentinel.api.routes import (
+    alerts,
+    decisions,
+    dumps,
+    events,
+    hosts,
+    incidents,
+    jobs,
+    ops,
+    reports,
+    web,
+)
 from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
@@ -56,7 +67,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     metrics = ServiceMetrics()
     triage = TriageService(clock, settings.triage, metrics)
     alert_http = http_client(settings.alerting)
-    worker = TriageWorker(sessions, clock, triage, settings.triage)
+    worker = TriageWorker(sessions, clock, triage, settings.triage, metrics)
     ctx = AppContext(
         settings=settings,
         clock=clock,
@@ -192,7 +203,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
     # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
-    for module in (reports, decisions, hosts, jobs, dumps, incidents, ops, alerts, web):
+    for module in (reports, decisions, hosts, jobs, dumps, incidents, events, ops, alerts, web):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

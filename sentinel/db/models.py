@@ -178,6 +178,30 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None]
 
 
+class EventDisposition(Base):
+    """What became of a hard-fault event: linked to an incident (as its cause or a symptom) or
+    dismissed with a reason. ``pending`` rows are the ones still owed an answer; the
+    accountability query lists those past their bound."""
+
+    __tablename__ = "event_dispositions"
+    __table_args__ = (Index("ix_event_dispositions_role_seen", "role", "seen_at"),)
+
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    host_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(Text)
+    observed_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
+    role: Mapped[str] = mapped_column(String(16))  # pending | cause | symptom | dismissed
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime | None]
+
+
 class IncidentTransition(Base):
     __tablename__ = "incident_transitions"
 

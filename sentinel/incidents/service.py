@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
 from sentinel.db.models import Event, Incident, IncidentTransition, Job, JobRank, Maintenance
-from sentinel.incidents.signals import signals_of, weighs
+from sentinel.incidents.accountability import Disposition
+from sentinel.incidents.signals import weighs
 from sentinel.metrics import ServiceMetrics
 from sentinel.settings import TriageSettings
 from sentinel.triage.classify import classify_signals_all
@@ -47,6 +48,21 @@ class IncidentChange:
 
 
 Listener = Callable[[AsyncSession, IncidentChange], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The events of a scope that still count (see TriageService.horizon)."""
+
+    start: datetime
+    resolved: datetime | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    changes: list[IncidentChange]
+    # By event id: the incident (and role) or the dismissal each weighed signal ended in.
+    outcomes: dict[str, Disposition]
 
 
 @dataclass(frozen=True)
@@ -85,7 +101,10 @@ class TriageService:
         self._metrics = metrics
         self.listeners: list[Listener] = []
 
-    async def evaluate(self, session: AsyncSession, scope: Scope) -> list[IncidentChange]:
+    async def horizon(self, session: AsyncSession, scope: Scope) -> Horizon:
+        """Which of a scope's events still count: observed since the window's start (earlier
+        while an incident is open), and received after the scope's last incident was resolved
+        (what arrived before belonged to that incident)."""
         now = self._clock.now()
         incidents = await self._open_incidents(session, scope)
         start = now - timedelta(seconds=self._settings.window_s)
@@ -94,16 +113,25 @@ class TriageService:
                 start,
                 min(i.opened_at for i in incidents) - timedelta(seconds=self._settings.lookback_s),
             )
-        # What arrived before the job's last incident was resolved belonged to that incident;
-        # what arrives after is new, even if it was observed a moment earlier.
-        last_resolved = await self._last_resolved_at(session, scope)
-        events = await self._events(session, scope, start, last_resolved)
-        # Parsing and classifying thousands of log lines is CPU work: off the event loop, so
-        # that ingest keeps answering the agents meanwhile.
-        signals = await asyncio.to_thread(signals_of, events)
+        return Horizon(start, await self._last_resolved_at(session, scope))
+
+    async def load_events(
+        self, session: AsyncSession, scope: Scope, horizon: Horizon
+    ) -> list[Event]:
+        """The scope's events within the horizon: what a new leader rebuilds its state from."""
+        return await self._events(session, scope, horizon.start, horizon.resolved)
+
+    async def evaluate(
+        self, session: AsyncSession, scope: Scope, signals: Sequence[Signal]
+    ) -> Evaluation:
+        """Weigh a scope's signals: open, join or refine incidents; say what became of each
+        signal that a verdict accounts for (the accountability of hard faults)."""
+        now = self._clock.now()
         if not any(weighs(s) for s in signals):
-            return []
-        signals += await self._maintenance(session, scope, start, now)
+            return Evaluation([], {})
+        incidents = await self._open_incidents(session, scope)
+        horizon = await self.horizon(session, scope)
+        signals = [*signals, *await self._maintenance(session, scope, horizon.start, now)]
         verdicts = await asyncio.to_thread(
             functools.partial(
                 classify_signals_all,
@@ -111,15 +139,30 @@ class TriageService:
                 job_hosts=len(scope.hosts) if scope.job_id else None,
                 job_ranks=await self._rank_count(session, scope),
                 hosts_seen=scope.hosts,
+                limit=self._settings.max_verdicts,
             )
         )
+        by_id = {id(s): s for s in signals}
         changes: list[IncidentChange] = []
+        outcomes: dict[str, Disposition] = {}
         for n, verdict in enumerate(verdicts):
+            explained = [by_id[i] for i in verdict.explained if i in by_id]
             if n > 0 and not _stands_alone(verdict, signals):
+                for s in explained:
+                    if s.event_id:
+                        outcomes.setdefault(
+                            s.event_id,
+                            Disposition(
+                                "dismissed",
+                                None,
+                                f"below threshold: {verdict.category.value} without cause "
+                                f"evidence of its own ({verdict.rule})",
+                            ),
+                        )
                 continue
-            target = _match(verdict, incidents, primary=n == 0)
+            target = _match(verdict, incidents, {s.event_id for s in explained if s.event_id})
             if target is None:
-                incident = self._open(session, scope, verdict, signals, now)
+                incident = self._open(session, scope, verdict, explained, now)
                 incidents.append(incident)
                 changes.append(IncidentChange(incident, "opened"))
             elif _differs(target, verdict):
@@ -128,10 +171,19 @@ class TriageService:
             else:
                 target.verdict = _verdict_json(verdict)
                 target.updated_at = now
+            incident_id = (incidents[-1] if target is None else target).id
+            for s in explained:
+                if s.event_id:
+                    role: Literal["cause", "symptom"] = (
+                        "cause" if id(s) in verdict.causes else "symptom"
+                    )
+                    outcomes.setdefault(
+                        s.event_id, Disposition(role, incident_id, f"{verdict.rule}")
+                    )
         await session.flush()
         for change in changes:
             await self._notify(session, change)
-        return changes
+        return Evaluation(changes, outcomes)
 
     async def transition(
         self, session: AsyncSession, incident: Incident, to_state: str, reason: str, actor: str
@@ -165,10 +217,12 @@ class TriageService:
         session: AsyncSession,
         scope: Scope,
         verdict: Verdict,
-        signals: Sequence[Signal],
+        explained: Sequence[Signal],
         now: datetime,
     ) -> Incident:
-        times = [s.time for s in signals if s.time is not None and weighs(s)]
+        # The incident's own earliest evidence, never another incident's in the same window.
+        times = [s.time for s in explained if s.time is not None and weighs(s)]
+        times = times or [s.time for s in explained if s.time is not None]
         opened = min(times) if times else now
         incident = Incident(
             id=uuid.uuid4(),
@@ -314,17 +368,37 @@ def _stands_alone(verdict: Verdict, signals: Sequence[Signal]) -> bool:
     )
 
 
-def _match(verdict: Verdict, incidents: Sequence[Incident], *, primary: bool) -> Incident | None:
+def _match(verdict: Verdict, incidents: Sequence[Incident], explained: set[str]) -> Incident | None:
+    """The open incident a verdict belongs to, if any.
+
+    The same fault seen again (same culprit, or none, and same category) joins its incident; a
+    better verdict refines an incident only when it accounts for that incident's own evidence:
+    a late XID explains the peers' timeouts, an unrelated fault elsewhere explains nothing of
+    them.
+    """
+    category = verdict.category.value
     for incident in incidents:
-        if verdict.culprit_host and incident.culprit_host == verdict.culprit_host:
+        if incident.culprit_host == verdict.culprit_host and incident.category == category:
             return incident
-    if primary:
-        for incident in incidents:
-            if incident.culprit_host is None or Category(incident.category) in _PROVISIONAL:
-                return incident
-        if len(incidents) == 1 and not verdict.culprit_host:
-            return incidents[0]
+    for incident in incidents:
+        # A provisional incident is refined by what explains any of its evidence (a late XID
+        # explains the peers' timeouts); another only by what explains its cause (one host's
+        # link errors first, then the whole rack's: the fabric).
+        provisional = Category(incident.category) in _PROVISIONAL
+        if explained & _evidence_ids(incident, causes_only=not provisional):
+            return incident
     return None
+
+
+def _evidence_ids(incident: Incident, *, causes_only: bool) -> set[str]:
+    verdict = incident.verdict or {}
+    keys = ("evidence",) if causes_only else ("evidence", "symptoms")
+    return {
+        str(e["event_id"])
+        for key in keys
+        for e in verdict.get(key, [])
+        if e.get("event_id") and (not causes_only or e.get("role") == "cause")
+    }
 
 
 def _differs(incident: Incident, verdict: Verdict) -> bool:

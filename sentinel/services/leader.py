@@ -1,7 +1,8 @@
-"""Leader election through the database: the leader alone runs the APScheduler loop services.
+"""Leader election through the database: the leader alone runs the loop services.
 
-Every replica runs an elector; the one holding the ``leader`` lease starts its scheduler, and
-stops it the moment a renewal fails. A dead leader's lease expires after ``ttl`` and another
+Every replica runs an elector; the one holding the ``leader`` lease starts its loops (the
+APScheduler interval jobs, and the loops that run back to back such as triage), and stops them
+the moment a renewal fails. A dead leader's lease expires after ``ttl`` and another
 replica takes over, so the loops fail over without home-made clustering.
 """
 
@@ -13,8 +14,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +29,9 @@ from sentinel.services import leases
 log = logging.getLogger(__name__)
 
 LEADER_LEASE = "leader"
+
+# A loop that runs until its stop event is set (e.g. TriageWorker.run_forever).
+Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def process_identity() -> str:
@@ -42,6 +47,7 @@ class LeaderElector:
         *,
         ttl_s: float = 15.0,
         identity: str | None = None,
+        loops: Sequence[Loop] = (),
     ) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -50,6 +56,9 @@ class LeaderElector:
         self.identity = identity or process_identity()
         self._scheduler: AsyncIOScheduler | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loops = tuple(loops)
+        self._loop_stop = asyncio.Event()
+        self._loop_tasks: list[asyncio.Task[None]] = []
 
     @property
     def is_leader(self) -> bool:
@@ -69,6 +78,11 @@ class LeaderElector:
             log.info("%s is now the leader: starting loop services", self.identity)
             self._scheduler = self._make_scheduler()
             self._scheduler.start()
+            self._loop_stop = asyncio.Event()
+            self._loop_tasks = [
+                asyncio.create_task(loop(self._loop_stop), name=f"leader-loop-{n}")
+                for n, loop in enumerate(self._loops)
+            ]
         elif not held and self._scheduler is not None:
             log.warning("%s lost the leader lease: stopping loop services", self.identity)
             self._stop_scheduler()
@@ -78,6 +92,9 @@ class LeaderElector:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
+        # A loop mid-pass finishes its unit of work (it commits or rolls back) and then stops.
+        self._loop_stop.set()
+        self._loop_tasks = []
 
     async def _run(self) -> None:
         while True:
@@ -95,7 +112,9 @@ class LeaderElector:
                 await self._task
             self._task = None
         if self._scheduler is not None:
+            tasks = self._loop_tasks
             self._stop_scheduler()
+            await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(SQLAlchemyError):
                 async with unit_of_work(self._sessions) as session:
                     await leases.release(session, LEADER_LEASE, self.identity)

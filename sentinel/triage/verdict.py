@@ -59,6 +59,8 @@ class Verdict(BaseModel):
 
     # The signals this verdict accounts for, so that classify_all can look past them.
     _explained: frozenset[int] = PrivateAttr(default_factory=frozenset)
+    # Of those, the ones it names as the cause (the rest are symptoms).
+    _causes: frozenset[int] = PrivateAttr(default_factory=frozenset)
 
     @classmethod
     def build(
@@ -89,8 +91,13 @@ class Verdict(BaseModel):
             symptoms_total=len(symptoms),
         )
         verdict._explained = frozenset(id(s) for s in [*evidence, *symptoms])
+        verdict._causes = frozenset(id(s) for s in evidence)
         return verdict
 
     @property
     def explained(self) -> frozenset[int]:
         return self._explained
+
+    @property
+    def causes(self) -> frozenset[int]:
+        return self._causes

@@ -14,6 +14,7 @@ from sentinel.db.engine import unit_of_work
 from sentinel.db.migrate import schema_status
 from sentinel.db.models import Decision, Gpu, Host, Incident, Job
 from sentinel.health import HealthState, host_health
+from sentinel.incidents.accountability import count_unaccounted
 from sentinel.incidents.service import OPEN_STATES
 from sentinel.reports.frames import load_job_history
 from sentinel.reports.tables import ReportParams, job_ettr
@@ -77,6 +78,9 @@ async def _refresh_gauges(ctx: Ctx) -> None:
                 )
             ).all()
             running = (await session.scalars(select(Job.id).where(Job.state == "running"))).all()
+            unaccounted = await count_unaccounted(
+                session, ctx.clock.now(), ctx.settings.triage.accountable_s
+            )
             history = await load_job_history(session, running) if running else None
     except SQLAlchemyError:
         return
@@ -97,6 +101,7 @@ async def _refresh_gauges(ctx: Ctx) -> None:
     m.incident_oldest_open.clear()
     for category, opened_at in oldest:
         m.incident_oldest_open.labels(category).set(max(0.0, (now - opened_at).total_seconds()))
+    m.unaccounted.set(unaccounted)
     m.decisions.clear()
     for action, status_, n in decisions:
         m.decisions.labels(action, status_).set(n)

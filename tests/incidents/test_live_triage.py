@@ -1,0 +1,239 @@
+"""Live triage as timelines: incremental passes, one incident per fault, its own opening time,
+and every hard fault accounted for (linked to an incident or dismissed with a reason)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from builders import at, batch, heartbeat, obs, xid
+from conftest import auth
+from sqlalchemy import select
+
+import sentinel.incidents.worker as worker_module
+from sentinel.clock import VirtualClock
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import EventDisposition, Incident
+from sentinel.incidents.worker import TriageWorker
+
+HOSTS = [f"h{i:03d}" for i in range(1, 9)]
+LUSTRE = (
+    "LustreError: 11-0: scratch-OST0001-osc-ffff8803bd1d9800: operation ost_write to node "
+    "10.0.0.1@o2ib failed: rc = -107"
+)
+NVME = "nvme nvme0: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0xffff"
+WATCHDOG = (
+    "[rank{rank}]:[E1128 03:10:00.000000 ProcessGroupNCCL.cpp:616] [Rank {rank}] Watchdog caught "
+    "collective operation timeout: WorkNCCL(SeqNum=88123, OpType=ALLREDUCE, NumelIn=262144, "
+    "NumelOut=262144, Timeout(ms)=600000) ran for 600015 milliseconds before timing out."
+)
+
+
+class Timeline:
+    """A job of eight hosts on the virtual clock: post what hosts report, run triage passes."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+    ) -> None:
+        self.client, self.clock = client, clock
+        self.token, self.viewer = tokens["agent"], tokens["viewer"]
+        self.ctx = client.app.state.ctx  # type: ignore[attr-defined]
+        self.seq: dict[str, int] = {}
+
+    async def post(self, host: str, observations: Sequence[dict[str, Any]]) -> None:
+        self.seq[host] = self.seq.get(host, 0) + 1
+        r = await self.client.post(
+            "/api/v1/reports",
+            json=batch(host, self.seq[host], list(observations), self.clock.now()),
+            headers=auth(self.token),
+        )
+        assert r.status_code == 202, r.text
+
+    async def start_job(self) -> None:
+        for n, host in enumerate(HOSTS):
+            beats = [
+                heartbeat(rank=n * 8 + g, gpu_index=g, when=self.clock.now()) for g in range(8)
+            ]
+            await self.post(host, beats)
+
+    async def at(self, seconds: float) -> None:
+        self.clock.set(max(self.clock.now(), at(seconds)))
+
+    async def triage(self, passes: int = 1) -> None:
+        for _ in range(passes):
+            await self.ctx.triage_worker.run_once()
+
+    async def incidents(self) -> list[Incident]:
+        async with unit_of_work(self.ctx.sessions) as s:
+            return list((await s.scalars(select(Incident).order_by(Incident.opened_at))).all())
+
+    async def dispositions(self) -> dict[str, EventDisposition]:
+        async with unit_of_work(self.ctx.sessions) as s:
+            rows = (await s.scalars(select(EventDisposition))).all()
+        return {str(r.event_id): r for r in rows}
+
+
+def log(message: str, when: datetime, source: str = "kernel", **fields: Any) -> dict[str, Any]:
+    return obs("log", when, source=source, message=message, **fields)
+
+
+@pytest.fixture
+async def timeline(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> Timeline:
+    t = Timeline(app_client, tokens, clock)
+    await t.start_job()
+    await t.triage()
+    return t
+
+
+async def test_each_incident_opens_at_its_own_earliest_evidence(timeline: Timeline) -> None:
+    await timeline.at(5)
+    await timeline.post("h002", [xid(79, gpu=2, when=at(5))])
+    await timeline.triage()
+    await timeline.at(65)
+    await timeline.post("h006", [xid(48, gpu=1, when=at(64))])
+    await timeline.triage()
+    first, second = await timeline.incidents()
+    assert (first.category, first.culprit_host, first.opened_at) == ("faulty_gpu", "h002", at(5))
+    assert (second.category, second.culprit_host) == ("gpu_hbm_memory", "h006")
+    assert second.opened_at == at(64), "not the first incident's opening time"
+
+
+async def test_a_late_cause_refines_the_provisional_incident_and_keeps_its_opening(
+    timeline: Timeline,
+) -> None:
+    await timeline.at(600)
+    for n, host in enumerate(HOSTS):
+        if host != "h004":
+            message = WATCHDOG.format(rank=n * 8)
+            await timeline.post(host, [log(message, at(600), source="application", rank=n * 8)])
+    await timeline.triage()
+    [provisional] = await timeline.incidents()
+    assert provisional.category == "nccl_watchdog_timeout"
+    # The XID happened first, at t=2; its host's agent delivers it ten minutes late.
+    await timeline.at(610)
+    await timeline.post("h004", [xid(79, gpu=3, when=at(2))])
+    await timeline.triage(passes=3)
+    [incident] = await timeline.incidents()
+    assert incident.id == provisional.id
+    assert (incident.category, incident.culprit_host) == ("faulty_gpu", "h004")
+    assert incident.opened_at == provisional.opened_at == at(600)
+
+
+async def test_a_fleet_wide_outage_is_one_incident_beside_a_local_disk_fault(
+    timeline: Timeline,
+) -> None:
+    for t in range(10, 310, 10):  # thirty evaluations of an outage that goes on
+        await timeline.at(t)
+        for host in HOSTS:
+            await timeline.post(host, [log(LUSTRE, at(t))])
+        if t == 100:
+            await timeline.post("h003", [log(NVME, at(t))])
+        await timeline.triage()
+    found = sorted((i.category, i.culprit_host or "-") for i in await timeline.incidents())
+    assert found == [("dependency", "-"), ("ssd", "h003")]
+
+
+async def test_every_hard_fault_is_linked_to_its_incident(timeline: Timeline) -> None:
+    await timeline.at(5)
+    hard = xid(79, gpu=2, when=at(5))
+    await timeline.post("h002", [hard])
+    await timeline.at(35)
+    # The peers' timeouts are symptoms of it.
+    for n, host in enumerate(HOSTS[2:], start=2):
+        await timeline.post(host, [log(WATCHDOG.format(rank=n * 8), at(35), source="application")])
+    await timeline.triage(passes=2)
+    [incident] = await timeline.incidents()
+    linked = (await timeline.dispositions())[hard["id"]]
+    assert (linked.role, linked.incident_id) == ("cause", incident.id)
+    await timeline.at(600)
+    r = await timeline.client.get("/api/v1/events/unaccounted", headers=auth(timeline.viewer))
+    assert r.status_code == 200 and r.json() == []
+
+
+async def test_a_hard_fault_that_triage_never_answered_is_listed(timeline: Timeline) -> None:
+    await timeline.at(5)
+    hard = xid(79, gpu=2, when=at(5))
+    await timeline.post("h002", [hard])
+    # Triage weighs it (pending) but the pass dies before the incident is written.
+    worker: TriageWorker = timeline.ctx.triage_worker
+    evaluate = timeline.ctx.triage.evaluate
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("leader died mid-pass")
+
+    timeline.ctx.triage.evaluate = crash
+    with pytest.raises(RuntimeError):
+        await worker.run_once()
+    timeline.ctx.triage.evaluate = evaluate
+    async with unit_of_work(timeline.ctx.sessions) as s:
+        await worker.accountant.note(
+            s,
+            [
+                s2
+                for s2 in worker_module.event_signals(
+                    await s.get(worker_module.Event, uuid.UUID(hard["id"]))  # type: ignore[arg-type]
+                )
+            ],
+            timeline.clock.now(),
+        )
+    await timeline.at(120)
+    r = await timeline.client.get("/api/v1/events/unaccounted", headers=auth(timeline.viewer))
+    assert [e["event_id"] for e in r.json()] == [hard["id"]]
+    metrics = (await timeline.client.get("/metrics")).text
+    assert "sentinel_unaccounted_hard_faults 1.0" in metrics
+
+
+async def test_a_pass_weighs_only_what_arrived_and_a_new_leader_rebuilds_the_scope(
+    timeline: Timeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    original = worker_module.event_signals
+
+    def counting(ev: Any) -> Any:
+        parsed.append(str(ev.id))
+        return original(ev)
+
+    monkeypatch.setattr(worker_module, "event_signals", counting)
+    await timeline.at(5)
+    for n, host in enumerate(HOSTS):
+        await timeline.post(host, [log(WATCHDOG.format(rank=n * 8), at(5), source="application")])
+    await timeline.triage()
+    assert len(parsed) == len(HOSTS)
+    parsed.clear()
+    await timeline.at(20)
+    late = xid(79, gpu=3, when=at(1))
+    await timeline.post("h004", [late])
+    await timeline.triage()
+    assert parsed == [late["id"]], "a pass parses what arrived since the last one, once"
+    [incident] = await timeline.incidents()
+    # Failover: a fresh worker (a new leader) rebuilds the job's signals from the database.
+    ctx = timeline.ctx
+    fresh = TriageWorker(ctx.sessions, ctx.clock, ctx.triage, ctx.settings.triage)
+    ctx.triage_worker = fresh
+    parsed.clear()
+    await timeline.at(30)
+    await timeline.post("h005", [log(WATCHDOG.format(rank=33), at(30), source="application")])
+    await timeline.triage()
+    assert len(parsed) == len(HOSTS) + 2  # rebuilt once: the window's events and the new one
+    [same] = await timeline.incidents()
+    assert same.id == incident.id and same.culprit_host == "h004"
+
+
+async def test_the_triage_lag_counts_what_waits_and_drops_once_weighed(
+    timeline: Timeline,
+) -> None:
+    worker: TriageWorker = timeline.ctx.triage_worker
+    await timeline.at(5)
+    await timeline.post("h002", [xid(79, gpu=2, when=at(5))])
+    await timeline.at(8)
+    assert worker.waiting == 1 and worker.lag_seconds() == pytest.approx(3.0)
+    metrics = (await timeline.client.get("/metrics")).text
+    assert "sentinel_triage_lag_seconds 3.0" in metrics
+    await timeline.triage()
+    assert worker.waiting == 0 and worker.lag_seconds() == 0.0
