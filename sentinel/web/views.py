@@ -25,8 +25,10 @@ from sentinel.db.models import (
     NotificationLog,
 )
 from sentinel.health import HARD_THROTTLE_MASK, HealthState, host_health
+from sentinel.incidents.verdicts import verdict_of
 from sentinel.settings import HealthSettings
 from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
+from sentinel.triage.verdict import Evidence
 from sentinel.web.charts import Chart, Series, line_chart
 
 # One letter per GPU cell of the fleet grid (also the CSS class): small pages, fast paint.
@@ -311,13 +313,12 @@ class IncidentPage:
 
 
 async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPage:
-    verdict = incident.verdict or {}
-    evidence = verdict.get("evidence", [])
-    symptoms = verdict.get("symptoms", [])
+    verdict = verdict_of(incident)
+    items = [*verdict.evidence, *verdict.symptoms]
     ids = []
-    for item in [*evidence, *symptoms]:
+    for item in items:
         try:
-            ids.append(uuid.UUID(str(item.get("event_id"))))
+            ids.append(uuid.UUID(str(item.event_id)))
         except ValueError:
             continue
     seen: dict[str, datetime] = {}
@@ -328,15 +329,15 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         seen = {str(i): at for i, at in rows.all()}
     timeline = [
         TimelineEntry(
-            seen.get(str(item.get("event_id"))),
-            str(item.get("role", "")),
-            str(item.get("family", "")),
-            item.get("host"),
-            item.get("gpu"),
-            item.get("rank"),
-            str(item.get("text", "")),
+            seen.get(str(item.event_id)),
+            item.role,
+            item.family,
+            item.host,
+            item.gpu,
+            item.rank,
+            item.text,
         )
-        for item in [*evidence, *symptoms]
+        for item in items
     ]
     timeline.sort(key=lambda e: (e.at is None, e.at or incident.opened_at))
     # The causes and the first symptoms tell the story; 2,000 peers' timeouts would bury it.
@@ -345,19 +346,19 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
     for entry in timeline:
         shown = sum(e.role == "symptom" for e in head)
         (more if entry.role == "symptom" and shown >= TIMELINE_SYMPTOMS else head).append(entry)
-    groups: dict[tuple[str, str | None], list[dict[str, Any]]] = defaultdict(list)
-    for s in symptoms:
-        groups[(str(s.get("family", "")), s.get("pattern"))].append(s)
+    groups: dict[tuple[str, str | None], list[Evidence]] = defaultdict(list)
+    for s in verdict.symptoms:
+        groups[(s.family, s.pattern)].append(s)
     symptom_groups = sorted(
         (
             SymptomGroup(
                 family,
                 pattern,
-                len(items),
-                len({i.get("host") for i in items if i.get("host")}),
-                str(items[0].get("text", "")),
+                len(members),
+                len({m.host for m in members if m.host}),
+                members[0].text,
             )
-            for (family, pattern), items in groups.items()
+            for (family, pattern), members in groups.items()
         ),
         key=lambda g: -g.count,
     )
@@ -398,9 +399,9 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         timeline=head,
         timeline_more=more,
         symptoms=symptom_groups,
-        symptoms_total=int(verdict.get("symptoms_total", len(symptoms))),
-        evidence_total=int(verdict.get("evidence_total", len(evidence))),
-        rules_fired=list(verdict.get("rules_fired", [])),
+        symptoms_total=verdict.symptoms_total,
+        evidence_total=verdict.evidence_total,
+        rules_fired=list(verdict.rules_fired),
         alerts=list(alerts),
         groups=list(alert_groups),
         notifications=list(notifications),

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Incident
+from sentinel.incidents.verdicts import verdict_of
 
 # What Alertmanager 0.25 really posted when a rule on an XID metric fired (shared/infra).
 PAYLOAD = Path(__file__).parents[1] / "fixtures" / "alertmanager" / "alertmanager-webhook-v4.json"
@@ -53,5 +54,5 @@ async def test_alertmanager_alert_joins_the_incident_the_agent_opened(
     await app_client.post("/api/v1/alertmanager", json=payload, headers=auth(tokens["agent"]))
     [incident] = await _incidents(app_client)
     assert incident.id == first.id and incident.culprit_host == "node1"
-    texts = [e["text"] for e in incident.verdict["evidence"]]
+    texts = [e.text for e in verdict_of(incident).evidence]
     assert any("GpuXidError" in t for t in texts), texts
