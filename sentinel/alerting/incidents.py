@@ -5,8 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sentinel.alerting.config import RoutingConfig
 from sentinel.alerting.model import AlertIn
+from sentinel.alerting.service import push_alerts
+from sentinel.clock import Clock
+from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Decision, Incident
+from sentinel.incidents.service import IncidentChange
+from sentinel.incidents.verdicts import verdict_of
 
 CAUSE_ALERT = "SentinelIncident"
 SYMPTOM_ALERT = "SentinelSymptom"
@@ -48,14 +57,11 @@ class SymptomLike(Protocol):
 
 
 def _evidence(incident: Incident) -> list[str]:
-    items: list[Any] = list((incident.verdict or {}).get("evidence") or [])
-    lines = []
-    for item in items[:EVIDENCE_SHOWN]:
-        text = item.get("text") if isinstance(item, dict) else str(item)
-        host = item.get("host") if isinstance(item, dict) else None
-        if text:
-            lines.append(f"{host}: {text}" if host and host not in text else str(text))
-    return lines
+    return [
+        f"{e.host}: {e.text}" if e.host and e.host not in e.text else e.text
+        for e in verdict_of(incident).evidence[:EVIDENCE_SHOWN]
+        if e.text
+    ]
 
 
 def _decision_text(decision: Decision | None) -> str | None:
@@ -138,3 +144,26 @@ def alerts_for_incident(
             )
         )
     return alerts
+
+
+class StateIncidentAlerts:
+    """Incident stage: every change (re)states the incident's alerts, the cause with the decision
+    made on it and one symptom per other host for inhibition to mute. It changes no incident."""
+
+    def __init__(self, config: RoutingConfig, clock: Clock) -> None:
+        self._config = config
+        self._clock = clock
+
+    async def __call__(
+        self, sessions: async_sessionmaker[AsyncSession], change: IncidentChange
+    ) -> list[IncidentChange]:
+        async with unit_of_work(sessions) as session:
+            incident = await session.get(Incident, change.incident.id)
+            if incident is None:
+                return []
+            decision = await session.scalar(
+                select(Decision).where(Decision.incident_id == incident.id)
+            )
+            alerts = alerts_for_incident(incident, verdict_of(incident).symptoms, decision=decision)
+            await push_alerts(session, self._config, alerts, self._clock.now())
+        return []

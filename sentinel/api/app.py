@@ -11,11 +11,8 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentinel.alerting.incidents import alerts_for_incident
-from sentinel.alerting.service import push_alerts
+from sentinel.alerting.incidents import StateIncidentAlerts
 from sentinel.alerting.wiring import add_flush_job, build_dispatcher, http_client
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
@@ -35,19 +32,18 @@ from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
-from sentinel.db.models import Decision
 from sentinel.incidents.flightrec import FlightRecorderAnalyzer
-from sentinel.incidents.service import IncidentChange, TriageService
+from sentinel.incidents.service import TriageService
 from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
+from sentinel.pipeline import IncidentStages
 from sentinel.remediation.service import RemediationService
 from sentinel.schedulers.factory import make_scheduler
 from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
-from sentinel.triage.verdict import Evidence
 from sentinel.wire import WIRE_VERSION, Batch
 
 log = logging.getLogger(__name__)
@@ -68,6 +64,10 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     triage = TriageService(clock, settings.triage, metrics)
     alert_http = http_client(settings.alerting)
     worker = TriageWorker(sessions, clock, triage, settings.triage, metrics)
+    remediation = RemediationService(
+        clock, settings.remediation, make_scheduler(settings.scheduler, clock=clock), triage
+    )
+    dispatcher = build_dispatcher(settings.alerting, sessions, alert_http)
     ctx = AppContext(
         settings=settings,
         clock=clock,
@@ -86,16 +86,17 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         triage=triage,
         triage_worker=worker,
         watchdog=Watchdog(clock, settings.triage, settings.health, triage),
-        remediation=RemediationService(
-            clock, settings.remediation, make_scheduler(settings.scheduler, clock=clock), triage
+        remediation=remediation,
+        stages=IncidentStages(
+            sessions,
+            decide=remediation.on_incident_change,
+            alert=StateIncidentAlerts(dispatcher.config, clock),
         ),
         flight_recorder=FlightRecorderAnalyzer(clock, settings.triage.fr_settle_s),
-        dispatcher=build_dispatcher(settings.alerting, sessions, alert_http),
+        dispatcher=dispatcher,
         alert_http=alert_http,
     )
     ctx.ingest.listeners.append(worker.on_ingest)
-    triage.listeners.append(ctx.remediation.on_incident_change)
-    triage.listeners.append(lambda session, change: alert_on_change(ctx, session, change))
     return ctx
 
 
@@ -111,15 +112,6 @@ async def _ensure_schema(ctx: AppContext) -> None:
     await asyncio.to_thread(migrate.upgrade, ctx.settings.database_url())
 
 
-async def alert_on_change(ctx: AppContext, session: AsyncSession, change: IncidentChange) -> None:
-    """Every incident change (re)states its alerts: the cause, and its symptoms to be muted."""
-    incident = change.incident
-    symptoms = [Evidence.model_validate(s) for s in (incident.verdict or {}).get("symptoms", [])]
-    decision = await session.scalar(select(Decision).where(Decision.incident_id == incident.id))
-    alerts = alerts_for_incident(incident, symptoms, decision=decision)
-    await push_alerts(session, ctx.dispatcher.config, alerts, ctx.clock.now())
-
-
 def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone="UTC")
 
@@ -131,20 +123,23 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
 
     async def watchdog() -> None:
         async with unit_of_work(ctx.sessions) as session:
-            await ctx.watchdog.run_once(session)
+            resolved = await ctx.watchdog.run_once(session)
+        await ctx.stages.run(resolved)
 
     async def flight_recorder() -> None:
         async with unit_of_work(ctx.sessions) as session:
             await ctx.flight_recorder.run_once(session)
 
     async def remediation() -> None:
-        await ctx.remediation.run_due(ctx.sessions)
+        await ctx.stages.run(await ctx.remediation.run_due(ctx.sessions))
 
     async def triage() -> None:
+        changes = await ctx.triage_worker.run_once()
+        await ctx.stages.run(changes)
         # A decision on an incident opened in this round is carried out in the same round:
         # detection to restart is not one poll interval longer than it needs to be.
-        if await ctx.triage_worker.run_once():
-            await ctx.remediation.run_due(ctx.sessions)
+        if changes:
+            await remediation()
 
     add_flush_job(scheduler, ctx.dispatcher, ctx.clock, ctx.settings.alerting.flush_interval_s)
     for job, seconds in (

@@ -22,6 +22,7 @@ from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
+from sentinel.pipeline import IncidentStages
 from sentinel.remediation.service import RemediationService
 from sentinel.settings import Role, Settings
 
@@ -41,6 +42,7 @@ class AppContext:
     triage_worker: TriageWorker
     watchdog: Watchdog
     remediation: RemediationService
+    stages: IncidentStages
     flight_recorder: FlightRecorderAnalyzer
     dispatcher: Dispatcher
     alert_http: httpx.AsyncClient

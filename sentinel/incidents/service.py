@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -43,11 +43,11 @@ ChangeKind = Literal["opened", "reclassified", "mitigating", "resolved"]
 
 @dataclass(frozen=True)
 class IncidentChange:
+    """What happened to an incident, handed on once its transaction has committed (the
+    incident is a snapshot from a closed session: later readers load it again by id)."""
+
     incident: Incident
     kind: ChangeKind
-
-
-Listener = Callable[[AsyncSession, IncidentChange], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,6 @@ class TriageService:
         self._clock = clock
         self._settings = settings
         self._metrics = metrics
-        self.listeners: list[Listener] = []
 
     async def horizon(self, session: AsyncSession, scope: Scope) -> Horizon:
         """Which of a scope's events still count: observed since the window's start (earlier
@@ -181,13 +180,18 @@ class TriageService:
                         s.event_id, Disposition(role, incident_id, f"{verdict.rule}")
                     )
         await session.flush()
-        for change in changes:
-            await self._notify(session, change)
         return Evaluation(changes, outcomes)
 
     async def transition(
-        self, session: AsyncSession, incident: Incident, to_state: str, reason: str, actor: str
-    ) -> None:
+        self,
+        session: AsyncSession,
+        incident: Incident,
+        to_state: Literal["mitigating", "resolved"],
+        reason: str,
+        actor: str,
+    ) -> IncidentChange:
+        """Move an incident to a state, with the reason. The caller hands the returned change
+        to the incident stages once its transaction has committed."""
         now = self._clock.now()
         session.add(
             IncidentTransition(
@@ -205,12 +209,7 @@ class TriageService:
             incident.resolved_at = now
             self._metrics.incidents_resolved.labels(incident.category).inc()
         await session.flush()
-        if to_state in ("mitigating", "resolved"):
-            await self._notify(session, IncidentChange(incident, to_state))  # type: ignore[arg-type]
-
-    async def _notify(self, session: AsyncSession, change: IncidentChange) -> None:
-        for listener in self.listeners:
-            await listener(session, change)
+        return IncidentChange(incident, to_state)
 
     def _open(
         self,

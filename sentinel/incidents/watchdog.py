@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.clock import Clock
 from sentinel.db.models import Event, Host, Incident, Job, JobRank
 from sentinel.db.upsert import dialect_of, insert_for
-from sentinel.incidents.service import OPEN_STATES, TriageService
+from sentinel.incidents.service import OPEN_STATES, IncidentChange, TriageService
 from sentinel.incidents.signals import synthetic_id
 from sentinel.settings import HealthSettings, TriageSettings
 
@@ -68,8 +68,9 @@ class Watchdog:
         self._health = health
         self._service = service
 
-    async def run_once(self, session: AsyncSession) -> int:
-        """One sweep over running jobs; returns how many new signals it wrote."""
+    async def run_once(self, session: AsyncSession) -> list[IncidentChange]:
+        """One sweep over running jobs: new signals written, recovered jobs' incidents resolved.
+        Returns the resolutions, for the incident stages once the caller has committed."""
         now = self._clock.now()
         jobs = (await session.scalars(select(Job).where(Job.state == "running"))).all()
         ranks: dict[str, list[JobRank]] = defaultdict(list)
@@ -83,9 +84,8 @@ class Watchdog:
                 rows += self._stalls(job, members, hosts, now)
                 rows += self._stragglers(job, members, now)
         rows += self._silent_hosts(ranks, hosts, now)
-        written = await add_synthetic_events(session, rows)
-        await self._resolve_recovered(session, ranks, now)
-        return written
+        await add_synthetic_events(session, rows)
+        return await self._resolve_recovered(session, ranks, now)
 
     def _stall_threshold(self, members: list[JobRank]) -> float:
         times = [r.step_time_s for r in members if r.step_time_s]
@@ -199,7 +199,7 @@ class Watchdog:
 
     async def _resolve_recovered(
         self, session: AsyncSession, ranks: dict[str, list[JobRank]], now: datetime
-    ) -> None:
+    ) -> list[IncidentChange]:
         """An incident is over when the job trains again after it was interrupted: most ranks
         advanced since the job stalled or was restarted. A job that never stopped (a warning
         that did not interrupt it) keeps its incident until an operator resolves it."""
@@ -210,6 +210,7 @@ class Watchdog:
                 )
             )
         ).all()
+        resolved: list[IncidentChange] = []
         for incident in incidents:
             members = ranks.get(incident.job_id or "", [])
             if not members:
@@ -223,14 +224,17 @@ class Watchdog:
             moved = [r for r in members if r.step_changed_at.timestamp() > since]
             if len(moved) >= self._triage.resolve_fraction * len(members):
                 top = max(r.step for r in moved)
-                await self._service.transition(
-                    session,
-                    incident,
-                    "resolved",
-                    f"job advanced again: {len(moved)} of {len(members)} ranks progressed "
-                    f"(up to step {top}) after the interruption",
-                    "watchdog",
+                resolved.append(
+                    await self._service.transition(
+                        session,
+                        incident,
+                        "resolved",
+                        f"job advanced again: {len(moved)} of {len(members)} ranks progressed "
+                        f"(up to step {top}) after the interruption",
+                        "watchdog",
+                    )
                 )
+        return resolved
 
     async def _interrupted_at(self, session: AsyncSession, incident: Incident) -> datetime | None:
         """When the job was last seen stopped for this incident, if it was. A restart stops it

@@ -3,6 +3,9 @@
 Exactly once, also with several replicas on one PostgreSQL: a decision is inserted with
 ON CONFLICT DO NOTHING on its unique incident_id, and an execution starts only by moving the
 decision from 'approved' to 'executing' in one conditional UPDATE that a single process wins.
+No scheduler command (sinfo, scontrol) runs inside a database transaction: the spare hosts are
+asked for before the decision's transaction opens, and an execution is claim (committed) →
+scheduler steps → outcome recorded in a new transaction.
 """
 
 from __future__ import annotations
@@ -10,17 +13,20 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.clock import Clock
+from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, Decision, Event, Host, Incident, Job, JobRank
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import IncidentChange, TriageService
+from sentinel.incidents.verdicts import verdict_of
 from sentinel.remediation.policy import (
     DEFAULT_POLICY,
     Action,
@@ -33,6 +39,7 @@ from sentinel.schedulers.base import OpResult, SchedulerAdapter
 from sentinel.settings import RemediationSettings
 from sentinel.triage.signals import blank_numbers
 from sentinel.triage.taxonomy import Category
+from sentinel.triage.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,17 @@ PROVISIONAL = frozenset({Category.NCCL_WATCHDOG_TIMEOUT, Category.UNKNOWN})
 # held (waiting for a condition) → approved; escalated, cancelled, recorded (dry run) and
 # noop are final without execution.
 FINAL = frozenset({"done", "failed", "escalated", "cancelled", "recorded", "noop"})
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class Decided:
+    """The decision recorded (None when one existed already) and the incident changes it made
+    (a 'mitigating' transition when there is nothing to do), committed."""
+
+    decision: Decision | None
+    changes: list[IncidentChange] = field(default_factory=list)
 
 
 class RemediationService:
@@ -61,34 +79,41 @@ class RemediationService:
 
     # ------------------------------------------------------------------ deciding
 
-    async def on_incident_change(self, session: AsyncSession, change: IncidentChange) -> None:
-        """Triage listener: decide at once on a firm verdict; provisional ones wait to settle."""
+    async def on_incident_change(
+        self, sessions: Sessions, change: IncidentChange
+    ) -> list[IncidentChange]:
+        """Incident stage: decide at once on a firm verdict; provisional ones wait to settle
+        (run_due). Returns the changes the decision made."""
         if change.kind in ("opened", "reclassified") and not self._provisional(change.incident):
-            await self.decide(session, change.incident)
+            return (await self.decide(sessions, change.incident.id)).changes
+        return []
 
     def _provisional(self, incident: Incident) -> bool:
         return Category(incident.category) in PROVISIONAL and incident.culprit_host is None
 
-    async def decide_settled(self, session: AsyncSession) -> list[Decision]:
-        """Loop step: provisional incidents get their decision once they have settled."""
-        cutoff = self._clock.now() - timedelta(seconds=self._settings.settle_s)
-        waiting = (
-            await session.scalars(
-                select(Incident)
-                .where(Incident.state == "open", Incident.detected_at <= cutoff)
-                .where(~select(Decision.id).where(Decision.incident_id == Incident.id).exists())
-            )
-        ).all()
-        out = []
-        for incident in waiting:
-            decision = await self.decide(session, incident)
-            if decision is not None:
-                out.append(decision)
-        return out
+    async def decide(self, sessions: Sessions, incident_id: uuid.UUID) -> Decided:
+        """Record the decision for this incident, unless one exists."""
+        async with unit_of_work(sessions) as session:
+            incident = await session.get(Incident, incident_id)
+            if incident is None or await self._decided(session, incident_id):
+                return Decided(None)
+        # sinfo runs here, between the transactions, never inside one.
+        spare_hosts = await self._spare_hosts(incident.culprit_host)
+        async with unit_of_work(sessions) as session:
+            incident = await session.get(Incident, incident_id)
+            if incident is None:
+                return Decided(None)
+            return await self._decide(session, incident, spare_hosts)
 
-    async def decide(self, session: AsyncSession, incident: Incident) -> Decision | None:
-        """Record the decision for this incident, unless one exists (then return None)."""
-        ctx = await self._context(session, incident)
+    async def _decided(self, session: AsyncSession, incident_id: uuid.UUID) -> bool:
+        return (
+            await session.scalar(select(Decision.id).where(Decision.incident_id == incident_id))
+        ) is not None
+
+    async def _decide(
+        self, session: AsyncSession, incident: Incident, spare_hosts: int | None
+    ) -> Decided:
+        ctx = await self._context(session, incident, spare_hosts)
         proposal = self._policy.decide(ctx)
         now = self._clock.now()
         status = self._initial_status(proposal)
@@ -124,21 +149,18 @@ class RemediationService:
             [row],
         )
         if not result.all():
-            return None  # another process (or an earlier call) decided first
+            return Decided(None)  # another process (or an earlier call) decided first
         decision = await session.get(Decision, decision_id)
         assert decision is not None
         log.info("decision for incident %s: %s (%s)", incident.id, proposal.action, proposal.rule)
-        if proposal.action == Action.none:
-            # Nothing to do, but the interruption is not over until the job trains again: the
-            # incident stays open (mitigating) so that the rest of the planned work joins it.
-            await self._triage.transition(
-                session,
-                incident,
-                "mitigating",
-                f"{proposal.rule}: {proposal.reason}",
-                "remediation",
-            )
-        return decision
+        if proposal.action != Action.none:
+            return Decided(decision)
+        # Nothing to do, but the interruption is not over until the job trains again: the
+        # incident stays open (mitigating) so that the rest of the planned work joins it.
+        change = await self._triage.transition(
+            session, incident, "mitigating", f"{proposal.rule}: {proposal.reason}", "remediation"
+        )
+        return Decided(decision, [change])
 
     def _initial_status(self, proposal: Proposal) -> str:
         if proposal.action == Action.none:
@@ -155,18 +177,19 @@ class RemediationService:
         """What an approved decision waits as: for our executor, or for an outside puller."""
         return "pending" if self._settings.executor == "pull" else "approved"
 
-    async def _context(self, session: AsyncSession, incident: Incident) -> RemediationContext:
+    async def _context(
+        self, session: AsyncSession, incident: Incident, spare_hosts: int | None
+    ) -> RemediationContext:
         now = self._clock.now()
         window_start = now - timedelta(seconds=self._settings.restart_window_s)
-        verdict = incident.verdict or {}
-        evidence = verdict.get("evidence", [])
-        xids = tuple(sorted({int(e["xid"]) for e in evidence if e.get("xid") is not None}))
+        verdict = verdict_of(incident)
+        xids = tuple(sorted({e.xid for e in verdict.evidence if e.xid is not None}))
         past: list[PastDecision] = []
         ranks: Sequence[JobRank] = []
         if incident.job_id is not None:
             rows = (
                 await session.execute(
-                    select(Decision, Incident.category, Incident.verdict)
+                    select(Decision, Incident)
                     .join(Incident, Incident.id == Decision.incident_id)
                     .where(
                         Decision.job_id == incident.job_id,
@@ -176,8 +199,10 @@ class RemediationService:
                 )
             ).all()
             past = [
-                PastDecision(category, d.action, d.status, d.created_at, _signature(v or {}))
-                for d, category, v in rows
+                PastDecision(
+                    i.category, d.action, d.status, d.created_at, _signature(verdict_of(i))
+                )
+                for d, i in rows
             ]
             ranks = (
                 await session.scalars(select(JobRank).where(JobRank.job_id == incident.job_id))
@@ -204,13 +229,14 @@ class RemediationService:
             current_step=max((r.step for r in ranks), default=None),
             past=tuple(past),
             drains_last_hour=drains,
-            spare_hosts=await self._spare_hosts(incident),
+            spare_hosts=spare_hosts,
             settings=self._settings,
         )
 
-    async def _spare_hosts(self, incident: Incident) -> int | None:
-        """Idle hosts the scheduler reports, when it reports any (a dry run does not)."""
-        if incident.culprit_host is None:
+    async def _spare_hosts(self, culprit_host: str | None) -> int | None:
+        """Idle hosts the scheduler reports, when it reports any (a dry run does not); asked
+        only when there is a host to replace."""
+        if culprit_host is None:
             return None
         result = await self.scheduler.nodes()
         return result.counts().idle if result.ok and result.nodes else None
@@ -226,29 +252,57 @@ class RemediationService:
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    async def execute(self, session: AsyncSession, decision: Decision) -> None:
-        """Carry out a claimed decision; every step's result lands in decision.outcome."""
-        await session.refresh(decision)
+    async def execute(self, sessions: Sessions, decision_id: uuid.UUID) -> list[IncidentChange]:
+        """Carry out an approved decision if this process claims it: the claim commits, the
+        scheduler steps run with no transaction open, and their results land in
+        decision.outcome in a new one. Returns the incident changes made."""
+        async with unit_of_work(sessions) as session:
+            if not await self.claim(session, decision_id):
+                return []
+            decision = await session.get(Decision, decision_id)
+            assert decision is not None
+            job = await session.get(Job, decision.job_id) if decision.job_id else None
+        steps, drained = await self._carry_out(decision, job)
+        async with unit_of_work(sessions) as session:
+            return await self._record(session, decision_id, steps, drained)
+
+    async def _carry_out(
+        self, decision: Decision, job: Job | None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """The scheduler steps: drain the excluded hosts, then requeue; the steps' results and
+        the hosts drained."""
         steps: list[dict[str, Any]] = []
-        ok = True
-        job = await session.get(Job, decision.job_id) if decision.job_id else None
+        drained: list[str] = []
         for host in decision.exclude_hosts:
             res = await self.scheduler.drain(host, _drain_reason(decision))
             steps.append(_step(res))
             if res.ok:
-                await self._mark_drained(session, host, decision)
-            ok &= res.ok
-        if ok and decision.action in (Action.restart, Action.exclude_and_restart):
+                drained.append(host)
+        if all(s["ok"] for s in steps) and decision.action in (
+            Action.restart,
+            Action.exclude_and_restart,
+        ):
             if job is None:
                 steps.append({"op": "requeue", "ok": False, "error": "incident has no job"})
-                ok = False
             else:
                 res = await self.scheduler.requeue(
                     job.scheduler_job_id or job.id, decision.exclude_hosts
                 )
                 steps.append(_step(res))
-                ok = res.ok
-        now = self._clock.now()
+        return steps, drained
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        decision_id: uuid.UUID,
+        steps: list[dict[str, Any]],
+        drained: list[str],
+    ) -> list[IncidentChange]:
+        decision = await session.get(Decision, decision_id)
+        assert decision is not None
+        for host in drained:
+            await self._mark_drained(session, host, decision)
+        ok = all(s["ok"] for s in steps)
         decision.outcome = {
             **decision.outcome,
             "steps": [*decision.outcome.get("steps", []), *steps],
@@ -257,17 +311,18 @@ class RemediationService:
         decision.error = (
             None if ok else next((s.get("error") for s in steps if not s["ok"]), "failed")
         )
-        decision.updated_at = now
+        decision.updated_at = self._clock.now()
         incident = await session.get(Incident, decision.incident_id)
-        if ok and incident is not None and incident.state == "open":
-            await self._triage.transition(
-                session,
-                incident,
-                "mitigating",
-                f"decision {decision.action} carried out by {self.scheduler.name}",
-                "remediation",
-            )
-        await session.flush()
+        if not ok or incident is None or incident.state != "open":
+            return []
+        change = await self._triage.transition(
+            session,
+            incident,
+            "mitigating",
+            f"decision {decision.action} carried out by {self.scheduler.name}",
+            "remediation",
+        )
+        return [change]
 
     async def _mark_drained(self, session: AsyncSession, host_id: str, decision: Decision) -> None:
         host = await session.get(Host, host_id)
@@ -285,12 +340,16 @@ class RemediationService:
             )
         )
 
-    async def run_due(self, session_factory: Any) -> int:
-        """Loop step: release held restarts whose condition holds, execute approved decisions."""
-        from sentinel.db.engine import unit_of_work
-
-        async with unit_of_work(session_factory) as session:
-            await self.decide_settled(session)
+    async def run_due(self, sessions: Sessions) -> list[IncidentChange]:
+        """Loop step: decide on incidents that have settled, release held restarts whose
+        condition holds, execute approved decisions. Returns the incident changes made, for the
+        incident stages."""
+        changes: list[IncidentChange] = []
+        async with unit_of_work(sessions) as session:
+            settled = await self._settled(session)
+        for incident_id in settled:
+            changes += (await self.decide(sessions, incident_id)).changes
+        async with unit_of_work(sessions) as session:
             await self._release_held(session)
             due = (
                 await session.scalars(
@@ -299,28 +358,31 @@ class RemediationService:
                     .order_by(Decision.created_at)
                 )
             ).all()
-        done = 0
         for decision_id in due:
-            async with unit_of_work(session_factory) as session:
-                if not await self.claim(session, decision_id):
-                    continue
-            async with unit_of_work(session_factory) as session:
-                decision = await session.get(Decision, decision_id)
-                assert decision is not None
-                await self.execute(session, decision)
-                done += 1
-        return done
+            changes += await self.execute(sessions, decision_id)
+        return changes
+
+    async def _settled(self, session: AsyncSession) -> list[uuid.UUID]:
+        """Open incidents without a decision detected at least settle_s ago: provisional ones
+        waited for their cause; a firm one missed its stage."""
+        cutoff = self._clock.now() - timedelta(seconds=self._settings.settle_s)
+        return list(
+            (
+                await session.scalars(
+                    select(Incident.id)
+                    .where(Incident.state == "open", Incident.detected_at <= cutoff)
+                    .where(~select(Decision.id).where(Decision.incident_id == Incident.id).exists())
+                )
+            ).all()
+        )
 
     async def _release_held(self, session: AsyncSession) -> None:
         held = (await session.scalars(select(Decision).where(Decision.status == "held"))).all()
         quiet_since = self._clock.now() - timedelta(seconds=self._settings.fabric_quiet_s)
         for decision in held:
             incident = await session.get(Incident, decision.incident_id)
-            hosts = {
-                e.get("host")
-                for e in (incident.verdict if incident else {}).get("evidence", [])
-                if e.get("host")
-            }
+            evidence = verdict_of(incident).evidence if incident is not None else []
+            hosts = {e.host for e in evidence if e.host}
             recent = await session.scalar(
                 select(func.count())
                 .select_from(Event)
@@ -341,10 +403,9 @@ class RemediationService:
                 decision.updated_at = self._clock.now()
 
 
-def _signature(verdict: dict[str, Any]) -> str | None:
+def _signature(verdict: Verdict) -> str | None:
     """The first cause line with numbers blanked: 'the same error' across ranks and runs."""
-    evidence = verdict.get("evidence", [])
-    text = next((e["text"] for e in evidence if e.get("role") == "cause"), None)
+    text = next((e.text for e in verdict.evidence if e.role == "cause"), None)
     return blank_numbers(text) if text else None
 
 

@@ -215,10 +215,11 @@ class _Loops:
             self._clock.set(max(self._clock.now(), self._next_tick))
             if watchdog and self._clock.now() >= self._next_watchdog:
                 async with unit_of_work(self._ctx.sessions) as session:
-                    await self._ctx.watchdog.run_once(session)
+                    resolved = await self._ctx.watchdog.run_once(session)
+                await self._ctx.stages.run(resolved)
                 self._next_watchdog = self._clock.now() + self._watchdog_every
-            await self._ctx.triage_worker.run_once()
-            await self._ctx.remediation.run_due(self._ctx.sessions)
+            await self._ctx.stages.run(await self._ctx.triage_worker.run_once())
+            await self._ctx.stages.run(await self._ctx.remediation.run_due(self._ctx.sessions))
             self._next_tick += timedelta(seconds=TICK_S)
 
 

@@ -21,8 +21,27 @@ from sentinel.remediation.service import RemediationService
 from sentinel.schedulers.base import OpResult
 from sentinel.schedulers.fake import FakeScheduler
 from sentinel.settings import RemediationSettings, TriageSettings
+from sentinel.triage.taxonomy import Category
+from sentinel.triage.verdict import Evidence, Verdict
 
 TRIALS = 100
+XID79 = Verdict(
+    category=Category.FAULTY_GPU,
+    confidence=0.9,
+    reason="XID 79",
+    rule="BlameHardGpuXidOverPeerTimeouts",
+    evidence=[
+        Evidence(
+            text="Xid 79",
+            pattern=None,
+            family="xid",
+            role="cause",
+            host=None,
+            event_id=None,
+            xid=79,
+        )
+    ],
+)
 # Enough spare nodes that every decision can exclude its host (no WaitWhenNoSpareHost).
 NODES = [f"node{i}" for i in range(1, 13)]
 
@@ -50,10 +69,7 @@ def _process(url: str, ids: list[str], barrier: mp.synchronize.Barrier, out: mp.
         service = RemediationService(clock, settings, fake, triage)
         for incident_id in ids:
             await asyncio.to_thread(barrier.wait)
-            async with unit_of_work(sessions) as session:
-                incident = await session.get(Incident, uuid.UUID(incident_id))
-                assert incident is not None
-                await service.decide(session, incident)
+            await service.decide(sessions, uuid.UUID(incident_id))
             await service.run_due(sessions)
         await engine.dispose()
         return fake.requeue_calls
@@ -95,7 +111,7 @@ async def _seed(url: str, ids: list[uuid.UUID]) -> None:
                     culprit_rank=None,
                     rule="BlameHardGpuXidOverPeerTimeouts",
                     reason="XID 79",
-                    verdict={"evidence": [{"xid": 79, "role": "cause", "text": "Xid 79"}]},
+                    verdict=XID79.model_dump(mode="json"),
                     opened_at=now,
                     detected_at=now,
                     updated_at=now,

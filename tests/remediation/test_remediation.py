@@ -2,101 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
-from builders import at, batch, heartbeat, obs, xid
+from builders import at, obs, xid
 from conftest import auth
 from sqlalchemy import func, select
 
+from remediation.timeline import HOSTS, Timeline
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, Decision, Host, Incident
-from sentinel.schedulers.fake import FakeScheduler
-
-HOSTS = [f"node{i}" for i in range(1, 7)]  # job on node1-4, node5-6 spare
-
-
-class Timeline:
-    """Drive the app like agents and the leader's loops would, on the virtual clock."""
-
-    def __init__(self, client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock):
-        self.client, self.tokens, self.clock = client, tokens, clock
-        self.ctx = client.app.state.ctx  # type: ignore[attr-defined]
-        self.seq: dict[str, int] = {}
-        self.fake = FakeScheduler(HOSTS)
-        self.fake.submit("job-1", 4)
-        self.ctx.remediation.scheduler = self.fake
-        self.step = 100
-
-    async def post(self, host: str, observations: list[dict[str, Any]]) -> None:
-        self.seq[host] = self.seq.get(host, 0) + 1
-        r = await self.client.post(
-            "/api/v1/reports",
-            json=batch(host, self.seq[host], observations, self.clock.now()),
-            headers=auth(self.tokens["agent"]),
-        )
-        assert r.status_code == 202, r.text
-
-    async def beats(self, advance: bool = True) -> None:
-        if advance:
-            self.step += 5
-        for h, host in enumerate(HOSTS[:4]):
-            await self.post(
-                host,
-                [
-                    heartbeat(
-                        rank=h * 8 + g,
-                        step=self.step,
-                        when=self.clock.now(),
-                        gpu_index=g,
-                        checkpoint_step=100,
-                        world_size=32,
-                    )
-                    for g in range(8)
-                ],
-            )
-
-    async def loops(self) -> None:
-        await self.ctx.triage_worker.run_once()
-        await self.ctx.remediation.run_due(self.ctx.sessions)
-
-    async def watchdog(self) -> None:
-        async with unit_of_work(self.ctx.sessions) as s:
-            await self.ctx.watchdog.run_once(s)
-
-    async def down_then_back(self, down_s: float = 30) -> None:
-        """The job is down a while (the watchdog sees it stalled), then trains again."""
-        self.clock.advance(down_s)
-        await self.watchdog()
-        for _ in range(3):
-            self.clock.advance(10)
-            await self.beats()
-            await self.watchdog()
-            await self.loops()
-
-    async def decisions(self) -> list[Decision]:
-        async with unit_of_work(self.ctx.sessions) as s:
-            return list((await s.scalars(select(Decision).order_by(Decision.created_at))).all())
-
-    async def incidents(self) -> list[Incident]:
-        async with unit_of_work(self.ctx.sessions) as s:
-            return list((await s.scalars(select(Incident).order_by(Incident.opened_at))).all())
-
-    async def requeues(self) -> int:
-        job = (await self.fake.job_state("job-1")).job
-        assert job is not None
-        return job.restarts
-
-    async def drained(self, host: str) -> bool:
-        node = (await self.fake.nodes()).node(host)
-        return node is not None and node.state in ("draining", "drained")
-
-    async def job_nodes(self) -> tuple[str, ...]:
-        job = (await self.fake.job_state("job-1")).job
-        assert job is not None
-        return job.nodes
+from sentinel.db.models import AuditEntry, Host, Incident
 
 
 @pytest.fixture
@@ -204,8 +119,7 @@ async def test_planned_maintenance_needs_nothing(tl: Timeline) -> None:
     )
     assert r.status_code == 201, r.text
     tl.clock.advance(120)
-    async with unit_of_work(tl.ctx.sessions) as s:  # node2 went quiet for its reboot
-        await tl.ctx.watchdog.run_once(s)
+    await tl.watchdog()  # node2 went quiet for its reboot
     await tl.loops()
     incidents = await tl.incidents()
     assert [(i.category, i.state) for i in incidents] == [("planned", "mitigating")]

@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from sentinel.api.app import create_app
+from sentinel.api.deps import AppContext
 from sentinel.api.routes.web import TOKEN_COOKIE
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
@@ -93,11 +94,12 @@ async def _play(app: FastAPI, clock: VirtualClock, fleet: Fleet, agent_token: st
             await _loops(ctx)
 
 
-async def _loops(ctx: object) -> None:
-    async with unit_of_work(ctx.sessions) as session:  # type: ignore[attr-defined]
-        await ctx.watchdog.run_once(session)  # type: ignore[attr-defined]
-    await ctx.triage_worker.run_once()  # type: ignore[attr-defined]
-    await ctx.remediation.run_due(ctx.sessions)  # type: ignore[attr-defined]
+async def _loops(ctx: AppContext) -> None:
+    async with unit_of_work(ctx.sessions) as session:
+        resolved = await ctx.watchdog.run_once(session)
+    await ctx.stages.run(resolved)
+    await ctx.stages.run(await ctx.triage_worker.run_once())
+    await ctx.stages.run(await ctx.remediation.run_due(ctx.sessions))
 
 
 async def build(path: Path, tokens: dict[str, str]) -> Scenario:

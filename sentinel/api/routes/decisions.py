@@ -10,9 +10,11 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.api.deps import Ctx, Operator, Session, Viewer
 from sentinel.auth import Principal
+from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, Decision, Host
 from sentinel.remediation.policy import Action
 from sentinel.schedulers.hostlist import compress
@@ -76,7 +78,12 @@ async def get_decision(session: Session, _: Viewer, decision_id: uuid.UUID) -> D
 
 
 def _audit(
-    ctx: Ctx, session: Session, who: Principal, action: str, target: str, detail: dict[str, Any]
+    ctx: Ctx,
+    session: AsyncSession,
+    who: Principal,
+    action: str,
+    target: str,
+    detail: dict[str, Any],
 ) -> None:
     session.add(
         AuditEntry(
@@ -232,33 +239,40 @@ async def excluded_hosts(
     ]
 
 
+async def _host(session: AsyncSession, host_id: str) -> Host:
+    host = await session.get(Host, host_id)
+    if host is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no host {host_id!r}")
+    return host
+
+
 @router.post(
     "/hosts/{host_id}/repaired",
     response_model=ExcludedHost,
     summary="Mark a drained host repaired: resume it in the scheduler (operator)",
 )
-async def repaired(
-    ctx: Ctx, session: Session, who: Operator, host_id: str, body: Note
-) -> ExcludedHost:
-    host = await session.get(Host, host_id)
-    if host is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no host {host_id!r}")
+async def repaired(ctx: Ctx, who: Operator, host_id: str, body: Note) -> ExcludedHost:
+    # scontrol runs between two units of work, never inside a transaction.
+    async with unit_of_work(ctx.sessions) as session:
+        await _host(session, host_id)
     result = await ctx.remediation.scheduler.resume(host_id)
     if not result.ok:
         raise HTTPException(
             status.HTTP_502_BAD_GATEWAY,
             f"scheduler {result.adapter} refused to resume {host_id}: {result.error}",
         )
-    host.drain_state = "none"
-    host.drain_reason = None
-    host.last_critical_at = None
-    host.last_critical = None
-    _audit(
-        ctx,
-        session,
-        who,
-        "host.repaired",
-        f"host:{host_id}",
-        {"comment": body.comment, "commands": list(result.commands)},
-    )
-    return ExcludedHost(id=host.id, drain_state=host.drain_state, drain_reason=None)
+    async with unit_of_work(ctx.sessions) as session:
+        host = await _host(session, host_id)
+        host.drain_state = "none"
+        host.drain_reason = None
+        host.last_critical_at = None
+        host.last_critical = None
+        _audit(
+            ctx,
+            session,
+            who,
+            "host.repaired",
+            f"host:{host_id}",
+            {"comment": body.comment, "commands": list(result.commands)},
+        )
+    return ExcludedHost(id=host_id, drain_state="none", drain_reason=None)

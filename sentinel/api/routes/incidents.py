@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.api.deps import Ctx, Operator, Session, Viewer
+from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, Incident, IncidentTransition, Maintenance
+from sentinel.incidents.verdicts import verdict_of
 from sentinel.triage.classify import classify_all
 from sentinel.triage.verdict import Verdict
 from sentinel.wire.v1 import Name
@@ -45,7 +48,7 @@ class IncidentOut(BaseModel):
 
 
 class IncidentDetail(IncidentOut):
-    verdict: dict[str, Any]
+    verdict: Verdict
     transitions: list[TransitionOut]
 
 
@@ -73,7 +76,7 @@ async def list_incidents(
     return [_out(i) for i in rows]
 
 
-async def _incident(session: Session, incident_id: uuid.UUID) -> Incident:
+async def _incident(session: AsyncSession, incident_id: uuid.UUID) -> Incident:
     incident = await session.get(Incident, incident_id)
     if incident is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id}")
@@ -96,7 +99,7 @@ async def get_incident(session: Session, _: Viewer, incident_id: uuid.UUID) -> I
     ).all()
     return IncidentDetail(
         **_out(incident).model_dump(),
-        verdict=incident.verdict,
+        verdict=verdict_of(incident),
         transitions=[TransitionOut.model_validate(t, from_attributes=True) for t in transitions],
     )
 
@@ -111,24 +114,27 @@ class ResolveIn(BaseModel):
     summary="Resolve an incident by hand (operator)",
 )
 async def resolve_incident(
-    ctx: Ctx, session: Session, who: Operator, incident_id: uuid.UUID, body: ResolveIn
+    ctx: Ctx, who: Operator, incident_id: uuid.UUID, body: ResolveIn
 ) -> IncidentOut:
-    incident = await _incident(session, incident_id)
-    if incident.state == "resolved":
-        raise HTTPException(status.HTTP_409_CONFLICT, "incident is already resolved")
-    await ctx.triage.transition(
-        session, incident, "resolved", f"by {who.name}: {body.reason}", who.name
-    )
-    session.add(
-        AuditEntry(
-            actor=who.name,
-            role=who.role,
-            action="incident.resolve",
-            target=f"incident:{incident.id}",
-            detail={"reason": body.reason},
-            at=ctx.clock.now(),
+    # Its own unit of work: the change goes to the incident stages once it has committed.
+    async with unit_of_work(ctx.sessions) as session:
+        incident = await _incident(session, incident_id)
+        if incident.state == "resolved":
+            raise HTTPException(status.HTTP_409_CONFLICT, "incident is already resolved")
+        change = await ctx.triage.transition(
+            session, incident, "resolved", f"by {who.name}: {body.reason}", who.name
         )
-    )
+        session.add(
+            AuditEntry(
+                actor=who.name,
+                role=who.role,
+                action="incident.resolve",
+                target=f"incident:{incident.id}",
+                detail={"reason": body.reason},
+                at=ctx.clock.now(),
+            )
+        )
+    await ctx.stages.run([change])
     return _out(incident)
 
 

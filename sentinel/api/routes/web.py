@@ -297,7 +297,7 @@ async def host_repaired(
         form.who,
         f"/hosts/{quote(host_id, safe='')}",
         "host.repaired",
-        lambda: decisions_api.repaired(ctx, session, form.who, host_id, note),
+        lambda: decisions_api.repaired(ctx, form.who, host_id, note),
     )
 
 
@@ -352,7 +352,7 @@ async def incident_resolve(
 ) -> Response:
     async def call() -> None:
         body = incidents_api.ResolveIn(reason=form.fields.get("reason", ""))
-        await incidents_api.resolve_incident(ctx, session, form.who, incident_id, body)
+        await incidents_api.resolve_incident(ctx, form.who, incident_id, body)
 
     return await _act(
         request, session, form.who, f"/incidents/{incident_id}", "incident.resolve", call
