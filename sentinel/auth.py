@@ -1,13 +1,21 @@
-"""Bearer tokens with roles; only their SHA-256 digests are kept, compared in constant time."""
+"""Bearer tokens with roles; only their SHA-256 digests are kept, compared in constant time.
+
+An agent token may be bound to the hosts it speaks for (glob patterns); one without a binding
+is fleet-wide, as tokens were before bindings existed, and the service says so at start.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from sentinel.settings import Role, TokenSpec
+
+log = logging.getLogger(__name__)
 
 # Which roles may do what. An operator can read everything a viewer can; an agent only reports.
 READ: frozenset[Role] = frozenset({"viewer", "operator"})
@@ -19,11 +27,29 @@ REPORT: frozenset[Role] = frozenset({"agent"})
 class Principal:
     name: str
     role: Role
+    # Glob patterns of the hosts an agent token speaks for; None: any host.
+    hosts: tuple[str, ...] | None = None
+
+    def may_speak_for(self, host_id: str) -> bool:
+        return self.hosts is None or any(fnmatchcase(host_id, p) for p in self.hosts)
 
 
 class TokenStore:
     def __init__(self, specs: list[TokenSpec]) -> None:
-        self._entries = [(bytes.fromhex(s.digest()), Principal(s.name, s.role)) for s in specs]
+        self._entries = [
+            (
+                bytes.fromhex(s.digest()),
+                Principal(s.name, s.role, None if s.hosts is None else tuple(s.hosts)),
+            )
+            for s in specs
+        ]
+        for s in specs:
+            if s.role == "agent" and s.hosts is None:
+                log.warning(
+                    "agent token %r is not bound to hosts: it may post as any host; give it "
+                    "'hosts' (glob patterns), or hosts: ['*'] to keep it fleet-wide",
+                    s.name,
+                )
 
     def __len__(self) -> int:
         return len(self._entries)

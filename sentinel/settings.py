@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -28,6 +28,12 @@ class TokenSpec(_Section):
     role: Role
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     token: SecretStr | None = None
+    hosts: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        None,
+        description="Agent tokens: the hosts (glob patterns, e.g. 'gpu-0[0-3]*') it may post "
+        "for; ['*'] for the whole fleet. Unset, an agent token is fleet-wide as before and the "
+        "service warns at start.",
+    )
 
     @model_validator(mode="after")
     def _one_secret(self) -> TokenSpec:
@@ -35,6 +41,8 @@ class TokenSpec(_Section):
             raise ValueError(f"token {self.name!r}: give exactly one of 'sha256' or 'token'")
         if self.token is not None and len(self.token.get_secret_value()) < 16:
             raise ValueError(f"token {self.name!r}: a token needs at least 16 characters")
+        if self.hosts is not None and self.role != "agent":
+            raise ValueError(f"token {self.name!r}: only an agent token speaks for hosts")
         return self
 
     def digest(self) -> str:
@@ -57,8 +65,15 @@ class DatabaseSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8600, ge=0, le=65535)
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Agent batches, Alertmanager posts, classify, maintenance.",
+    )
     max_dump_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_api_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Every other request body (the API's small JSON)."
+    )
 
 
 class AuthSettings(_Section):
@@ -87,6 +102,25 @@ class IngestSettings(_Section):
     )
     linger_ms: float = Field(
         4.0, ge=0, le=1000, description="How long the writer waits to gather a bigger group."
+    )
+    max_inflight_requests: int = Field(
+        64,
+        ge=1,
+        description="Agent uploads (batches, dumps, Alertmanager posts) admitted at once, from "
+        "their headers to their answer; one more gets 429 before its body is read.",
+    )
+    max_inflight_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Body bytes those admitted uploads may declare together (a body without "
+        "Content-Length counts as its route's limit); one upload alone is always admitted.",
+    )
+    retry_after_s: int = Field(
+        10,
+        ge=1,
+        le=600,
+        description="A shed upload is told to retry after a random 1 to this many seconds, "
+        "so that a crowd of agents does not come back at one moment.",
     )
 
 

@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 
 from sentinel.alerting.incidents import StateIncidentAlerts
 from sentinel.alerting.wiring import add_flush_job, build_dispatcher, http_client
+from sentinel.api.admission import install_admission
 from sentinel.api.deps import AppContext
 from sentinel.api.errors import install_error_handlers
 from sentinel.api.routes import (
@@ -197,6 +198,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    install_admission(app)
     # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
     for module in (reports, decisions, hosts, jobs, dumps, incidents, events, ops, alerts, web):
         app.include_router(module.router)

@@ -87,6 +87,8 @@ class Batch(Base):
     n_observations: Mapped[int] = mapped_column(Integer)
     # A JSON array of the periodic observations, as text (see Gpu.sample).
     samples: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the batch's bytes (after gzip): a resend is identical, a reused seq is not.
+    digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class Event(Base):

@@ -1,4 +1,9 @@
-"""Stores groups of batches with a handful of multi-row statements; flushes, never commits."""
+"""Stores groups of batches with a handful of multi-row statements; flushes, never commits.
+
+Dedup keys: a batch is (host, seq) with the digest of its bytes, so an identical resend is a
+duplicate and other content under a used seq is a conflict; an event is (host, its id), so no
+host can shadow another's event by reusing its id.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import case
+from sqlalchemy import case, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.db.models import Batch as BatchRow
@@ -26,16 +31,30 @@ from sentinel.wire import (
 )
 
 _SAMPLES: TypeAdapter[list[Observation]] = TypeAdapter(list[Observation])
+# Where an event whose id another host already holds is kept: a name of its own per host.
+_HOST_EVENTS = uuid.UUID("5d1f7f0e-4a4e-5e38-9a1c-2b8c3f1e6a07")
+
+
+def host_scoped_id(host_id: str, event_id: uuid.UUID) -> uuid.UUID:
+    """The stored id of host ``host_id``'s event ``event_id`` when another host holds that id."""
+    return uuid.uuid5(_HOST_EVENTS, f"{host_id}|{event_id}")
 
 
 @dataclass
 class StoredBatch:
     batch: Batch
     received_at: datetime
+    digest: str
     duplicate: bool = False
+    conflict: bool = False
     accepted: int = 0
     duplicates: int = 0
     new_event_ids: set[uuid.UUID] = field(default_factory=set)
+
+    def reset(self) -> None:
+        self.duplicate = self.conflict = False
+        self.accepted = self.duplicates = 0
+        self.new_event_ids = set()
 
 
 def _critical_summary(batch: Batch) -> tuple[datetime, str] | None:
@@ -53,16 +72,18 @@ def _critical_summary(batch: Batch) -> tuple[datetime, str] | None:
 
 
 async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> None:
-    """Store new batches, marking the ones seen before (same host and seq) as duplicates."""
-    # A batch repeated inside one group is a duplicate of its first copy.
-    seen: set[tuple[str, int]] = set()
+    """Store new batches; mark the ones seen before (same host, seq and bytes) as duplicates and
+    the ones that reuse a stored (host, seq) for other bytes as conflicts."""
+    # A batch repeated inside one group is judged against its first copy.
+    seen: dict[tuple[str, int], str] = {}
     fresh: list[StoredBatch] = []
     for item in items:
         key = (item.batch.host_id, item.batch.seq)
         if key in seen:
-            item.duplicate = True
+            item.duplicate = seen[key] == item.digest
+            item.conflict = not item.duplicate
         else:
-            seen.add(key)
+            seen[key] = item.digest
             fresh.append(item)
     if not fresh:
         return
@@ -78,17 +99,17 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
             "samples": _SAMPLES.dump_json(
                 [o for o in it.batch.observations if o.kind in PERIODIC_KINDS], exclude_none=True
             ).decode(),
+            "digest": it.digest,
         }
         for it in fresh
     ]
     result = await session.execute(_insert_batches(dialect_of(session)), batch_rows)
     new_keys = {(h, s) for h, s in result.all()}
     new: list[StoredBatch] = []
+    repeats: list[StoredBatch] = []
     for it in fresh:
-        if (it.batch.host_id, it.batch.seq) in new_keys:
-            new.append(it)
-        else:
-            it.duplicate = True
+        (new if (it.batch.host_id, it.batch.seq) in new_keys else repeats).append(it)
+    await _judge_repeats(session, repeats)
     if not new:
         return
 
@@ -98,18 +119,43 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
     await _upsert_heartbeats(session, new)
 
 
+async def _judge_repeats(session: AsyncSession, repeats: list[StoredBatch]) -> None:
+    """Batches whose (host, seq) was stored before: duplicates if the bytes are the same."""
+    if not repeats:
+        return
+    keys = [(it.batch.host_id, it.batch.seq) for it in repeats]
+    rows = await session.execute(
+        select(BatchRow.host_id, BatchRow.seq, BatchRow.digest).where(
+            tuple_(BatchRow.host_id, BatchRow.seq).in_(keys)
+        )
+    )
+    stored = {(h, s): d for h, s, d in rows.all()}
+    for it in repeats:
+        # No digest: stored before digests were kept (or pruned meanwhile); trust the resend.
+        known = stored.get((it.batch.host_id, it.batch.seq))
+        it.conflict = known is not None and known != it.digest
+        it.duplicate = not it.conflict
+
+
 async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None:
     rows: list[dict[str, Any]] = []
-    owner: dict[uuid.UUID, StoredBatch] = {}
+    # Each row's (host, the agent's event id), in row order.
+    keys: list[tuple[str, uuid.UUID]] = []
+    owner: dict[tuple[str, uuid.UUID], StoredBatch] = {}
+    holder: dict[uuid.UUID, str] = {}
     for it in items:
+        host = it.batch.host_id
         for obs in it.batch.observations:
-            if obs.kind in PERIODIC_KINDS or obs.id in owner:
+            if obs.kind in PERIODIC_KINDS or (host, obs.id) in owner:
                 continue
-            owner[obs.id] = it
+            owner[(host, obs.id)] = it
+            keys.append((host, obs.id))
+            # Two hosts with one id in this group: the first keeps it, as it would across groups.
+            own = holder.setdefault(obs.id, host) == host
             rows.append(
                 {
-                    "id": obs.id,
-                    "host_id": it.batch.host_id,
+                    "id": obs.id if own else host_scoped_id(host, obs.id),
+                    "host_id": host,
                     "seq": it.batch.seq,
                     "kind": obs.kind,
                     "observed_at": obs.observed_at,
@@ -120,17 +166,47 @@ async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None
                     "payload": obs.model_dump(mode="json", exclude_none=True),
                 }
             )
-    stored: set[uuid.UUID] = set()
+    stored: set[tuple[str, uuid.UUID]] = set()
     if rows:
-        result = await session.execute(_insert_events(dialect_of(session)), rows)
-        stored = {row[0] for row in result.all()}
+        stored = await _insert_events_per_host(session, rows, keys)
     for it in items:
+        host = it.batch.host_id
         periodic = sum(1 for o in it.batch.observations if o.kind in PERIODIC_KINDS)
         events = [o.id for o in it.batch.observations if o.kind not in PERIODIC_KINDS]
-        mine = {e for e in events if e in stored and owner.get(e) is it}
+        mine = {e for e in events if (host, e) in stored and owner.get((host, e)) is it}
         it.new_event_ids = mine
         it.accepted = periodic + len(mine)
         it.duplicates = len(events) - len(mine)
+
+
+async def _insert_events_per_host(
+    session: AsyncSession, rows: list[dict[str, Any]], keys: list[tuple[str, uuid.UUID]]
+) -> set[tuple[str, uuid.UUID]]:
+    """Insert the rows; the (host, event id) of each one stored now.
+
+    An event keeps the agent's id unless another host's event holds it; then it is stored under
+    its host-scoped id, so a resend of either host's event is still found as a duplicate.
+    """
+    stmt = _insert_events(dialect_of(session))
+    stored_ids = {row[0] for row in (await session.execute(stmt, rows)).all()}
+    taken = [i for i, row in enumerate(rows) if row["id"] not in stored_ids]
+    if taken:
+        ids = [rows[i]["id"] for i in taken]
+        holders = dict(
+            (await session.execute(select(Event.id, Event.host_id).where(Event.id.in_(ids)))).all()
+        )
+        moved = [
+            i
+            for i in taken
+            if rows[i]["id"] == keys[i][1]
+            and holders.get(rows[i]["id"], rows[i]["host_id"]) != rows[i]["host_id"]
+        ]
+        for i in moved:
+            rows[i]["id"] = host_scoped_id(*keys[i])
+        if moved:
+            result = await session.execute(stmt, [rows[i] for i in moved])
+            stored_ids |= {row[0] for row in result.all()}
+    return {key for key, row in zip(keys, rows, strict=True) if row["id"] in stored_ids}
 
 
 async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None:

@@ -3,16 +3,24 @@
 Each request waits for the commit of the group that holds its batch, so a 202 means the batch
 is durable. One writer per process also keeps SQLite free of "database is locked" errors;
 on PostgreSQL several replicas each run their own writer and the unique keys keep dedup exact.
+
+A batch is known by the SHA-256 of its bytes. A resend (the agent's outbox resends the same
+bytes) is answered from memory without being parsed, and copies that arrive while the first is
+being stored wait for its answer instead of being stored again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, TypeVar
 
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
@@ -24,10 +32,63 @@ from sentinel.wire import PERIODIC_KINDS, Batch, BatchAck
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Sequence[StoredBatch]], Awaitable[None]]
+_Queued = tuple[StoredBatch, "asyncio.Future[StoredBatch]", float]
+V = TypeVar("V")
+
+# Stored batches remembered by digest (about 200 bytes each), so that a resend is answered
+# without being parsed: resends come soon after the first copy, when its answer was lost.
+_RECENT_KEPT: Final = 20_000
+# Batches the database refused, remembered so that their resends are answered at once.
+_REFUSED_KEPT: Final = 1_000
 
 
 class IngestUnavailable(Exception):
     """The writer cannot take the batch now (queue full, database down); the agent retries."""
+
+
+class BatchRefused(Exception):
+    """The database refused this batch alone: the same bytes will never be stored (4xx)."""
+
+
+class HostForbidden(Exception):
+    """The caller may not speak for the batch's host."""
+
+    def __init__(self, host_id: str) -> None:
+        super().__init__(host_id)
+        self.host_id = host_id
+
+
+class SeqConflict(Exception):
+    """The batch reuses a stored (host, seq) for other content."""
+
+    def __init__(self, host_id: str, seq: int) -> None:
+        super().__init__(f"seq {seq} of host {host_id!r} was already used for another batch")
+        self.host_id, self.seq = host_id, seq
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A failure that storing the same values again would repeat (not a connection's): a value
+    a driver could not bind, or one the database called a data or constraint error."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, DataError | IntegrityError):
+            return True
+        # SQLSTATE class 22: data exception; 23: integrity constraint violation.
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):
+            return True
+        if isinstance(cause, ValueError | OverflowError | TypeError | UnicodeError):
+            return True
+        orig = getattr(cause, "orig", None)
+        cause = orig if isinstance(orig, BaseException) else cause.__cause__
+    return False
+
+
+def _transient(exc: BaseException) -> bool:
+    """The database (or the way to it) failed, not the batch."""
+    return not _permanent(exc) and isinstance(exc, DBAPIError | OSError | TimeoutError)
 
 
 class IngestService:
@@ -46,11 +107,17 @@ class IngestService:
         self._metrics = metrics
         self._max_group = max_group
         self._linger_s = linger_s
-        self._queue: asyncio.Queue[tuple[StoredBatch, asyncio.Future[StoredBatch], float]] = (
-            asyncio.Queue(maxsize=queue_limit)
-        )
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(maxsize=queue_limit)
         self._task: asyncio.Task[None] | None = None
         self.listeners: list[Listener] = []
+        # digest -> (host, seq) of batches stored (or found stored) lately.
+        self._recent: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        # digest -> a future done when the copy being handled now has its answer.
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        # digest -> why the database refused it; and digests that failed alone for a reason
+        # not known to be theirs: those are committed alone, never again in a group.
+        self._refused: OrderedDict[str, str] = OrderedDict()
+        self._alone: OrderedDict[str, None] = OrderedDict()
 
     async def start(self) -> None:
         if self._task is None:
@@ -67,10 +134,51 @@ class IngestService:
             if not fut.done():
                 fut.set_exception(IngestUnavailable("the service is shutting down"))
 
-    async def submit(self, batch: Batch) -> BatchAck:
+    async def receive(self, body: bytes, may_speak_for: Callable[[str], bool]) -> BatchAck:
+        """Store the batch in ``body`` (JSON, already inflated) for a caller allowed to speak
+        for the hosts ``may_speak_for`` accepts.
+
+        Raises pydantic's ValidationError, HostForbidden, SeqConflict, BatchRefused or
+        IngestUnavailable.
+        """
+        key = hashlib.sha256(body).hexdigest()
+        while True:
+            known = self._recent.get(key)
+            if known is not None:
+                host, seq = known
+                if not may_speak_for(host):
+                    raise HostForbidden(host)
+                self._metrics.batches.labels("duplicate").inc()
+                return BatchAck(
+                    host_id=host,
+                    seq=seq,
+                    duplicate=True,
+                    accepted=0,
+                    duplicates=0,
+                    received_at=self._clock.now(),
+                )
+            if key in self._refused:
+                raise BatchRefused(self._refused[key])
+            pending = self._pending.get(key)
+            if pending is None:
+                break
+            # Another copy is being handled: its outcome (above) answers this one too.
+            await asyncio.shield(pending)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[key] = done
+        try:
+            batch = Batch.model_validate_json(body)
+            if not may_speak_for(batch.host_id):
+                raise HostForbidden(batch.host_id)
+            return await self.submit(batch, key)
+        finally:
+            del self._pending[key]
+            done.set_result(None)
+
+    async def submit(self, batch: Batch, key: str) -> BatchAck:
         if self._task is None:
             raise IngestUnavailable("the ingest writer is not running")
-        item = StoredBatch(batch=batch, received_at=self._clock.now())
+        item = StoredBatch(batch=batch, received_at=self._clock.now(), digest=key)
         fut: asyncio.Future[StoredBatch] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((item, fut, time.perf_counter()))
@@ -79,6 +187,9 @@ class IngestService:
             raise IngestUnavailable("ingest queue is full; retry later") from None
         self._metrics.queue_depth.set(self._queue.qsize())
         done = await fut
+        if done.conflict:
+            raise SeqConflict(batch.host_id, batch.seq)
+        _remember(self._recent, key, (batch.host_id, batch.seq), _RECENT_KEPT)
         return BatchAck(
             host_id=batch.host_id,
             seq=batch.seq,
@@ -98,34 +209,47 @@ class IngestService:
             while len(group) < self._max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
             self._metrics.queue_depth.set(self._queue.qsize())
-            await self._commit(group)
+            # A batch that once failed alone for a reason not known to be its own is committed
+            # alone from then on: it can cost no neighbour a second time.
+            together = [g for g in group if g[0].digest not in self._alone]
+            if together:
+                await self._commit(together)
+            for single in group:
+                if single[0].digest in self._alone:
+                    await self._commit([single])
 
-    async def _commit(
-        self, group: list[tuple[StoredBatch, asyncio.Future[StoredBatch], float]]
-    ) -> None:
+    async def _commit(self, group: list[_Queued]) -> None:
         items = [g[0] for g in group]
         try:
             async with unit_of_work(self._sessions) as session:
                 await store_group(session, items)
-        except Exception:
-            if len(group) > 1:
-                # One bad batch must not sink its neighbours: retry them one by one.
-                log.exception("group commit of %d batches failed; retrying singly", len(group))
+        except Exception as exc:
+            if _transient(exc):
+                log.error(
+                    "the database is unavailable (%s): %d batches answered 503", exc, len(group)
+                )
+                self._answer(group, IngestUnavailable("the database is unavailable; retry later"))
+            elif len(group) > 1:
+                # One bad batch must not sink its neighbours: each goes again on its own.
+                log.warning(
+                    "group commit of %d batches failed (%s); storing them one by one",
+                    len(group),
+                    _first_line(exc),
+                )
                 for single in group:
-                    single[0].duplicate, single[0].accepted, single[0].duplicates = False, 0, 0
+                    single[0].reset()
                     await self._commit([single])
-                return
-            log.exception("storing batch %s/%s failed", items[0].batch.host_id, items[0].batch.seq)
-            self._metrics.batches.labels("unavailable").inc()
-            if not group[0][1].done():
-                group[0][1].set_exception(IngestUnavailable("the database refused the batch"))
+            else:
+                self._refuse(group[0], exc)
             return
         self._metrics.group_size.observe(len(group))
         # Latency is a measurement of this process, not domain time: the real clock.
         now = time.perf_counter()
         for item, fut, started in group:
             self._metrics.latency.observe(max(0.0, now - started))
-            if item.duplicate:
+            if item.conflict:
+                self._metrics.rejected.labels("seq_conflict").inc()
+            elif item.duplicate:
                 self._metrics.batches.labels("duplicate").inc()
             else:
                 self._metrics.batches.labels("accepted").inc()
@@ -135,9 +259,48 @@ class IngestService:
             self._metrics.duplicate_events.inc(item.duplicates)
             if not fut.done():
                 fut.set_result(item)
-        stored = [it for it in items if not it.duplicate]
+        stored = [it for it in items if not it.duplicate and not it.conflict]
         for listener in self.listeners:
             try:
                 await listener(stored)
             except Exception:
                 log.exception("ingest listener %r failed", listener)
+
+    def _refuse(self, single: _Queued, exc: Exception) -> None:
+        """Answer a batch that failed on its own with its own error."""
+        item = single[0]
+        where = f"batch {item.batch.host_id}/{item.batch.seq}"
+        if _permanent(exc):
+            # The same bytes would fail the same way: a 4xx, which the agent does not resend.
+            reason = f"the database cannot store {where}: {_first_line(exc)}"
+            log.error("%s", reason)
+            self._alone.pop(item.digest, None)
+            _remember(self._refused, item.digest, reason, _REFUSED_KEPT)
+            self._metrics.rejected.labels("unstorable").inc()
+            self._answer([single], BatchRefused(reason))
+            return
+        log.error("storing %s failed", where, exc_info=exc)
+        _remember(self._alone, item.digest, None, _REFUSED_KEPT)
+        self._answer([single], IngestUnavailable("the database refused the batch; retry later"))
+
+    def _answer(self, group: list[_Queued], exc: Exception) -> None:
+        if isinstance(exc, IngestUnavailable):
+            self._metrics.batches.labels("unavailable").inc(len(group))
+        for _, fut, _ in group:
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+def _remember(memo: OrderedDict[str, V], key: str, value: V, limit: int) -> None:
+    """Keep ``key`` as the newest of at most ``limit`` entries."""
+    if limit <= 0:
+        return
+    memo[key] = value
+    memo.move_to_end(key)
+    while len(memo) > limit:
+        memo.popitem(last=False)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

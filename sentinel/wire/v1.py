@@ -3,11 +3,16 @@
 Strict on purpose: ``false`` is not an int, unknown fields are refused, and every
 observation names its ``kind`` so the union is resolved without guessing. A change that
 an old agent or service could misread gets a new version module, never an edit here.
+
+Every value is also one the database can store: integers within their column (64-bit signed,
+32-bit for ranks), text without NUL, times that stay within the calendar once converted to
+UTC. A batch the service could never store is refused here, by name, rather than resent for
+ever; that narrowing changes the meaning of nothing that could be stored before.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 from uuid import UUID
 
@@ -16,13 +21,23 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 WIRE_VERSION: Final = 1
 MAX_OBSERVATIONS_PER_BATCH: Final = 5_000
 
+# The storage limits: BIGINT and INTEGER columns are signed; PostgreSQL text holds no NUL.
+INT64_MAX: Final = 2**63 - 1
+INT32_MAX: Final = 2**31 - 1
+_NO_NUL = r"^[^\x00]*$"
+# A day inside the calendar's ends, so that no UTC offset carries a time past them.
+EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
+
 # Host and job names end up in Slurm hostlists, URLs and labels: keep them to a safe alphabet.
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
-PciBusId = Annotated[str, StringConstraints(max_length=32)]
-Text = Annotated[str, StringConstraints(max_length=65_536)]
-ShortText = Annotated[str, StringConstraints(max_length=512)]
+PciBusId = Annotated[str, StringConstraints(max_length=32, pattern=_NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=65_536, pattern=_NO_NUL)]
+ShortText = Annotated[str, StringConstraints(max_length=512, pattern=_NO_NUL)]
 GpuIndex = Annotated[int, Field(ge=0, le=255)]
-Count = Annotated[int, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Rank = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Timestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, le=LATEST)]
 
 
 class _Strict(BaseModel):
@@ -31,7 +46,7 @@ class _Strict(BaseModel):
 
 class _Observation(_Strict):
     id: UUID = Field(description="Unique per event, chosen by the agent; the dedup key.")
-    observed_at: AwareDatetime
+    observed_at: Timestamp
 
 
 class NvlinkCounters(_Strict):
@@ -113,7 +128,7 @@ class LogRecord(_Observation):
     path: ShortText | None = None
     gpu_index: GpuIndex | None = None
     pci_bus_id: PciBusId | None = None
-    rank: Count | None = None
+    rank: Rank | None = None
     job_id: Name | None = None
 
 
@@ -122,8 +137,8 @@ class HeartbeatSummary(_Observation):
 
     kind: Literal["heartbeat"] = "heartbeat"
     job_id: Name
-    rank: Count
-    local_rank: Count
+    rank: Rank
+    local_rank: Rank
     gpu_index: GpuIndex | None = None
     step: Count
     step_time_s: Annotated[float, Field(ge=0)] | None = None
@@ -132,8 +147,8 @@ class HeartbeatSummary(_Observation):
     checkpoint_step: Count | None = None
     checkpoint_path: ShortText | None = None
     beats: Count = Field(1, description="Heartbeats folded into this summary.")
-    last_beat_at: AwareDatetime
-    world_size: Annotated[int, Field(ge=1)] | None = None
+    last_beat_at: Timestamp
+    world_size: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
 
 
 class FlightRecorderDump(_Observation):
@@ -141,7 +156,7 @@ class FlightRecorderDump(_Observation):
 
     kind: Literal["flight_recorder_dump"] = "flight_recorder_dump"
     job_id: Name | None = None
-    rank: Count
+    rank: Rank
     file_name: ShortText
     size_bytes: Count
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -180,8 +195,10 @@ class Batch(_Strict):
     version: Literal[1] = WIRE_VERSION
     host_id: Name
     agent_id: Name
-    seq: Annotated[int, Field(ge=0, description="Per host, +1 for every batch, never reused.")]
-    sent_at: AwareDatetime
+    seq: Annotated[
+        int, Field(ge=0, le=INT64_MAX, description="Per host, +1 for every batch, never reused.")
+    ]
+    sent_at: Timestamp
     observations: list[Observation] = Field(max_length=MAX_OBSERVATIONS_PER_BATCH)
 
 

@@ -37,12 +37,16 @@ async def upload_dump(
     response: Response,
     ctx: Ctx,
     session: Session,
-    _: Agent,
+    agent: Agent,
     host_id: Annotated[str, Query(pattern=Name.__metadata__[0].pattern)],
     rank: Annotated[int, Query(ge=0, le=10_000_000)],
     file_name: Annotated[str, Query(min_length=1, max_length=255)],
     job_id: Annotated[str | None, Query(pattern=Name.__metadata__[0].pattern)] = None,
 ) -> FlightRecorderUploadOut:
+    if not agent.may_speak_for(host_id):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"token {agent.name!r} may not post for host {host_id!r}"
+        )
     limit = ctx.settings.server.max_dump_bytes
     compressed = bytearray()
     async for chunk in request.stream():

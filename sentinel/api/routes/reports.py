@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from sentinel.api.body import read_body
 from sentinel.api.deps import Agent, Ctx
 from sentinel.api.errors import describe_validation_error
-from sentinel.ingest.service import IngestUnavailable
-from sentinel.wire import Batch, BatchAck
+from sentinel.ingest.service import BatchRefused, HostForbidden, IngestUnavailable, SeqConflict
+from sentinel.wire import BatchAck
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -27,23 +27,35 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
     },
     responses={
         400: {"description": "Malformed JSON or gzip"},
+        403: {"description": "The token may not speak for the batch's host"},
+        409: {"description": "The batch's (host, seq) was used for another batch"},
         413: {"description": "Body too large"},
-        422: {"description": "Schema error; the message names the field"},
-        503: {"description": "Overloaded or database unavailable; retry with backoff"},
+        422: {"description": "Schema error, or a value the database cannot store; named"},
+        429: {"description": "Overloaded: retry after Retry-After"},
+        503: {"description": "Database unavailable; retry with backoff"},
     },
 )
 async def post_report(request: Request, ctx: Ctx, principal: Agent) -> Response:
-    # Parsed here, not by FastAPI: validating straight from JSON keeps strict mode meaningful
-    # (ISO datetimes allowed, `false` still not an int) and is the fastest path in pydantic.
+    # Parsed by the ingest service, not by FastAPI: validating straight from JSON keeps strict
+    # mode meaningful (ISO datetimes allowed, `false` still not an int) and is the fastest path
+    # in pydantic; a resend is recognised by its bytes before any parsing.
     body = await read_body(request, ctx.settings.server.max_body_bytes)
     try:
-        batch = Batch.model_validate_json(body)
+        ack = await ctx.ingest.receive(body, principal.may_speak_for)
     except ValidationError as exc:
         code, message = describe_validation_error(exc)
         ctx.metrics.rejected.labels("invalid").inc()
         raise HTTPException(code, message) from None
-    try:
-        ack = await ctx.ingest.submit(batch)
+    except HostForbidden as exc:
+        ctx.metrics.rejected.labels("forbidden_host").inc()
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"token {principal.name!r} may not post for host {exc.host_id!r}",
+        ) from None
+    except SeqConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except BatchRefused as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except IngestUnavailable as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "5"}

@@ -1,0 +1,171 @@
+"""Admission at the door: token, body size and the uploads' budget, judged from the headers.
+
+An ASGI middleware, so that it runs before FastAPI reads or parses any body:
+
+* every body-carrying ``/api/`` request must name a known token (else 401);
+* every request has a body limit, the API's small default or a route's larger one; a declared
+  length over it is a 413 at once, and a streamed body is cut off at the limit;
+* agent uploads (batches, dumps, Alertmanager posts) are admitted within a budget of requests
+  and declared bytes in flight, counted until their answer; past it they get 429 with a
+  randomised Retry-After, so that a crowd of agents coming back after an outage is spread out
+  and the service drains it instead of collapsing.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from fastapi import FastAPI, HTTPException, status
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sentinel.api.deps import AppContext, authenticate
+from sentinel.metrics import ServiceMetrics
+from sentinel.settings import IngestSettings, ServerSettings
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_UPLOADS = frozenset({"/api/v1/reports", "/api/v1/alertmanager", "/api/v1/flight-recorder/dumps"})
+
+
+def body_limits(server: ServerSettings) -> dict[str, int]:
+    """The routes whose bodies may be larger than ``server.max_api_body_bytes``."""
+    return {
+        "/api/v1/reports": server.max_body_bytes,
+        "/api/v1/alertmanager": server.max_body_bytes,
+        "/api/v1/flight-recorder/dumps": server.max_dump_bytes,
+        "/api/v1/classify": server.max_body_bytes,  # a pasted log, up to 2 million characters
+        "/api/v1/maintenance": server.max_body_bytes,  # up to 20,000 host names
+    }
+
+
+@dataclass
+class UploadBudget:
+    """Requests and bytes in flight; one upload alone is always admitted."""
+
+    max_requests: int
+    max_bytes: int
+    requests: int = 0
+    bytes: int = 0
+
+    def take(self, size: int) -> bool:
+        if self.requests and (
+            self.requests + 1 > self.max_requests or self.bytes + size > self.max_bytes
+        ):
+            return False
+        self.requests += 1
+        self.bytes += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.requests -= 1
+        self.bytes -= size
+
+
+class Admission:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        ctx: AppContext,
+        server: ServerSettings,
+        ingest: IngestSettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.app = app
+        self._ctx = ctx
+        self._metrics: ServiceMetrics = ctx.metrics
+        self._default_limit = server.max_api_body_bytes
+        self._limits = body_limits(server)
+        self._budget = UploadBudget(ingest.max_inflight_requests, ingest.max_inflight_bytes)
+        self._retry_after_s = ingest.retry_after_s
+        self._rng = rng or random.Random()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = {k.lower(): v for k, v in scope["headers"] if k.lower() in _WANTED}
+        try:
+            if path.startswith("/api/") and scope["method"] in _BODY_METHODS:
+                authenticate(self._ctx.tokens, _header(headers, b"authorization"))
+            limit = self._limits.get(path, self._default_limit)
+            declared = _content_length(headers)
+            if declared is not None and declared > limit:
+                raise HTTPException(
+                    status.HTTP_413_CONTENT_TOO_LARGE,
+                    f"body of {declared} bytes exceeds {limit} bytes",
+                )
+        except HTTPException as exc:
+            reason = {401: "unauthenticated", 413: "too_large"}.get(exc.status_code, "bad_request")
+            self._metrics.rejected.labels(reason).inc()
+            await _refuse(exc, scope, receive, send)
+            return
+        bounded = _bounded(receive, limit)
+        if path not in _UPLOADS or scope["method"] != "POST":
+            await self.app(scope, bounded, send)
+            return
+        size = limit if declared is None else declared
+        if not self._budget.take(size):
+            self._metrics.rejected.labels("overloaded").inc()
+            retry_after = self._rng.randint(1, self._retry_after_s)
+            shed = HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "the service is at its upload budget; retry later",
+                headers={"Retry-After": str(retry_after)},
+            )
+            await _refuse(shed, scope, receive, send)
+            return
+        try:
+            await self.app(scope, bounded, send)
+        finally:
+            self._budget.give_back(size)
+
+
+_WANTED = frozenset({b"authorization", b"content-length"})
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
+
+
+def _content_length(headers: dict[bytes, bytes]) -> int | None:
+    value = _header(headers, b"content-length")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "bad Content-Length header")
+    return int(value)
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses (413) a body once more than ``limit`` bytes of it arrived."""
+    received = 0
+
+    async def bounded() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(
+                    status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes"
+                )
+        return message
+
+    return bounded
+
+
+async def _refuse(exc: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
+    # The body was not read: the connection closes rather than waiting to drain it.
+    headers = {**(exc.headers or {}), "Connection": "close"}
+    response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    await response(scope, receive, send)
+
+
+def install_admission(app: FastAPI) -> None:
+    """Put admission in front of everything the app does with a request."""
+    ctx: AppContext = app.state.ctx
+    app.add_middleware(Admission, ctx=ctx, server=ctx.settings.server, ingest=ctx.settings.ingest)
