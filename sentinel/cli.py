@@ -80,6 +80,7 @@ def serve(
 
     from sentinel.api.app import create_app
     from sentinel.db import migrate as m
+    from sentinel.logs import configure_logging
 
     settings = _settings()
     if not settings.auto_migrate:
@@ -91,14 +92,14 @@ def serve(
         if not status.up_to_date:
             err.print(f"[red]refusing to start:[/red] {status.advice()}")
             raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # One line per loop run is noise; its warnings and errors still show.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # Here and, through uvicorn, in every worker process: no secret in any line.
+    log_config = configure_logging(settings)
     bind = {
         "host": host or settings.server.host,
         "port": port if port is not None else settings.server.port,
         "log_level": "warning",
         "access_log": False,
+        "log_config": log_config,
     }
     if workers > 1:
         # Each worker builds its app from the same environment; the database elects one of
