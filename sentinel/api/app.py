@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -34,7 +36,7 @@ from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
 from sentinel.incidents.flightrec import FlightRecorderAnalyzer
-from sentinel.incidents.service import TriageService
+from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
 from sentinel.ingest.service import IngestService
@@ -108,7 +110,6 @@ async def _ensure_schema(ctx: AppContext) -> None:
     if not ctx.settings.auto_migrate:
         raise SchemaOutOfDate(status.advice())
     log.warning("migrating database schema from %s to %s", status.current, status.head)
-    import asyncio
 
     await asyncio.to_thread(migrate.upgrade, ctx.settings.database_url())
 
@@ -134,18 +135,9 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
     async def remediation() -> None:
         await ctx.stages.run(await ctx.remediation.run_due(ctx.sessions))
 
-    async def triage() -> None:
-        changes = await ctx.triage_worker.run_once()
-        await ctx.stages.run(changes)
-        # A decision on an incident opened in this round is carried out in the same round:
-        # detection to restart is not one poll interval longer than it needs to be.
-        if changes:
-            await remediation()
-
     add_flush_job(scheduler, ctx.dispatcher, ctx.clock, ctx.settings.alerting.flush_interval_s)
     for job, seconds in (
         (retention, ctx.settings.retention.interval_s),
-        (triage, ctx.settings.triage.poll_s),
         (remediation, 1.0),
         (flight_recorder, 5.0),
         (watchdog, ctx.settings.triage.heartbeat_interval_s / 4),
@@ -154,6 +146,19 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
             job, "interval", seconds=seconds, id=job.__name__, max_instances=1, coalesce=True
         )
     return scheduler
+
+
+async def _triage_loop(ctx: AppContext, stop: asyncio.Event) -> None:
+    """Triage runs back to back on the leader (not an interval job that could be skipped)."""
+
+    async def after(changes: list[IncidentChange]) -> None:
+        await ctx.stages.run(changes)
+        # A decision on an incident opened in this pass is carried out at once: detection to
+        # restart is not one remediation interval longer than it needs to be.
+        if changes:
+            await ctx.stages.run(await ctx.remediation.run_due(ctx.sessions))
+
+    await ctx.triage_worker.run_forever(stop, after)
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -173,7 +178,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         await ctx.ingest.start()
         elector = (
             LeaderElector(
-                ctx.sessions, ctx.clock, lambda: _scheduler(ctx), ttl_s=settings.leader_ttl_s
+                ctx.sessions,
+                ctx.clock,
+                lambda: _scheduler(ctx),
+                ttl_s=settings.leader_ttl_s,
+                loops=[functools.partial(_triage_loop, ctx)],
             )
             if settings.run_loops
             else None

@@ -24,6 +24,7 @@ from sentinel.clock import Clock
 from sentinel.db.models import Event, Incident, IncidentTransition, Job, JobRank, Maintenance
 from sentinel.incidents.accountability import Disposition
 from sentinel.incidents.signals import weighs
+from sentinel.incidents.verdicts import verdict_of
 from sentinel.metrics import ServiceMetrics
 from sentinel.settings import TriageSettings
 from sentinel.triage.classify import classify_signals_all
@@ -390,14 +391,9 @@ def _match(verdict: Verdict, incidents: Sequence[Incident], explained: set[str])
 
 
 def _evidence_ids(incident: Incident, *, causes_only: bool) -> set[str]:
-    verdict = incident.verdict or {}
-    keys = ("evidence",) if causes_only else ("evidence", "symptoms")
-    return {
-        str(e["event_id"])
-        for key in keys
-        for e in verdict.get(key, [])
-        if e.get("event_id") and (not causes_only or e.get("role") == "cause")
-    }
+    verdict = verdict_of(incident)
+    shown = verdict.evidence if causes_only else [*verdict.evidence, *verdict.symptoms]
+    return {e.event_id for e in shown if e.event_id and (not causes_only or e.role == "cause")}
 
 
 def _differs(incident: Incident, verdict: Verdict) -> bool:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -143,11 +143,18 @@ class TriageWorker:
                 self._metrics.triage_pass.observe(time.perf_counter() - started)
             return changes
 
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """The leader's loop: passes back to back, pausing poll_s when there was nothing new."""
+    async def run_forever(
+        self,
+        stop: asyncio.Event,
+        after: Callable[[list[IncidentChange]], Awaitable[None]],
+    ) -> None:
+        """The leader's loop: passes back to back while events keep coming (a long pass never
+        makes the next be skipped), pausing poll_s when a pass found nothing new. ``after``
+        takes each pass's committed changes (the incident stages)."""
         while not stop.is_set():
             try:
                 changes = await self.run_once()
+                await after(changes)
             except Exception:
                 log.exception("triage pass failed; retrying")
                 changes = []
