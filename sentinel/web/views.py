@@ -18,6 +18,7 @@ from sentinel.db.models import (
     Batch,
     Decision,
     Event,
+    EventDisposition,
     Gpu,
     Host,
     Incident,
@@ -25,6 +26,7 @@ from sentinel.db.models import (
     NotificationLog,
 )
 from sentinel.health import HARD_THROTTLE_MASK, HealthState, host_health
+from sentinel.incidents.accountability import count_unaccounted, unaccounted
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.settings import HealthSettings
 from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
@@ -165,6 +167,33 @@ async def fleet(
         {s.value: gpu_counts[CELL[s]] for s in STATES},
         len(hosts),
     )
+
+
+@dataclass
+class TriageHealth:
+    """Whether triage keeps up: its lag and backlog, and hard faults it has not answered."""
+
+    lag_s: float
+    waiting: int
+    lagging: bool
+    unaccounted: list[EventDisposition]
+    unaccounted_total: int
+
+
+async def triage_health(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    lag_s: float,
+    waiting: int,
+    lag_alert_s: float,
+    accountable_s: float,
+) -> TriageHealth:
+    shown = await unaccounted(session, now, accountable_s, limit=20)
+    total = len(shown)
+    if total == 20:
+        total = await count_unaccounted(session, now, accountable_s)
+    return TriageHealth(lag_s, waiting, lag_s > lag_alert_s, shown, total)
 
 
 async def active_incidents(session: AsyncSession, limit: int = 20) -> list[Incident]:

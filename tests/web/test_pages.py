@@ -279,3 +279,35 @@ async def test_operator_acknowledges_an_alert_group_and_sees_refusals(
     async with unit_of_work(web_app.state.ctx.sessions) as session:
         acked = await session.get(AlertGroup, group.id)
     assert acked is not None and acked.acked_by == "operator"
+
+
+async def test_the_fleet_page_shows_triage_lag_and_unaccounted_hard_faults(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    from datetime import timedelta
+
+    from sentinel.db.models import Event, EventDisposition
+
+    ctx = web_app.state.ctx
+    now = ctx.clock.now()
+    async with unit_of_work(ctx.sessions) as session:
+        event = await session.scalar(select(Event).limit(1))
+        assert event is not None
+        session.add(
+            EventDisposition(
+                event_id=event.id,
+                host_id=event.host_id,
+                kind="xid",
+                summary="NVRM: Xid 79 <b>never answered</b>",
+                observed_at=now - timedelta(minutes=5),
+                seen_at=now - timedelta(minutes=5),
+                role="pending",
+            )
+        )
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get("/fleet")).text
+        polled = (await client.get("/fleet.json")).json()
+    assert re.search(r'data-triage="unaccounted">1<', page), "the count of unanswered hard faults"
+    assert "&lt;b&gt;never answered&lt;/b&gt;" in page  # the line as printed, escaped
+    assert 'class="triage behind"' in page
+    assert polled["triage"] == {"lag_s": 0.0, "waiting": 0, "unaccounted": 1}

@@ -247,6 +247,19 @@ async def fleet_page(
         state=state,
         states=views.STATES,
         active=await views.active_incidents(session),
+        triage=await _triage_health(ctx, session),
+    )
+
+
+async def _triage_health(ctx: Ctx, session: Session) -> views.TriageHealth:
+    worker, settings = ctx.triage_worker, ctx.settings.triage
+    return await views.triage_health(
+        session,
+        ctx.clock.now(),
+        lag_s=worker.lag_seconds(),
+        waiting=worker.waiting,
+        lag_alert_s=settings.lag_alert_s,
+        accountable_s=settings.accountable_s,
     )
 
 
@@ -257,10 +270,16 @@ async def fleet_json(
     """What the fleet page polls: every host's cells, a few bytes each."""
     fleet = await views.fleet(session, ctx.clock.now(), ctx.settings.health, state)
     active = await views.active_incidents(session)
+    triage = await _triage_health(ctx, session)
     return JSONResponse(
         {
             # The page reloads when this changes: a new incident is worth the full repaint.
             "incidents": [str(i.id) for i in active],
+            "triage": {
+                "lag_s": round(triage.lag_s, 1),
+                "waiting": triage.waiting,
+                "unaccounted": triage.unaccounted_total,
+            },
             "counts": fleet.counts,
             "gpu_counts": fleet.gpu_counts,
             "hosts": {h.id: [h.cells, h.state, h.reason, h.culprit] for h in fleet.hosts},

@@ -28,6 +28,12 @@
           location.reload();
           return;
         }
+        if (data.triage) {
+          Object.keys(data.triage).forEach(function (k) {
+            var b = document.querySelector('[data-triage="' + k + '"]');
+            if (b) b.textContent = k === "lag_s" ? data.triage[k].toFixed(1) : data.triage[k];
+          });
+        }
         Object.keys(data.counts).forEach(function (s) {
           var tile = document.querySelector('[data-count="' + s + '"] b');
           if (tile) tile.textContent = data.counts[s];
