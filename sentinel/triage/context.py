@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from sentinel.triage.knowledge import SEVERITY_RANK
 from sentinel.triage.signals import Signal
 from sentinel.triage.taxonomy import Category
 
@@ -48,6 +49,42 @@ class TriageContext:
     def hosts(self) -> frozenset[str]:
         """Hosts that reported anything in this window."""
         return frozenset(s.host for s in self.signals if s.host)
+
+    @cached_property
+    def implicated_hosts(self) -> frozenset[str]:
+        """Hosts the window's effects single out: whose ranks stopped first or straggle (the
+        watchdog's findings from the heartbeats), the flight recorder's stuck rank, a peer that
+        NCCL names, a host whose own ranks report the failure. Reports that every peer makes
+        (watchdog timeouts, a job-wide stall) single out none."""
+        hosts: set[str] = set()
+        for s in self.signals:
+            if s.kind == "fr_verdict" and s.attrs.get("stuck_rank") and s.host:
+                hosts.add(s.host)
+            if s.role != "symptom":
+                continue
+            if s.family == "heartbeat":
+                if s.host and (s.kind == "straggler" or s.attrs.get("stopped_first")):
+                    hosts.add(s.host)
+            elif (named := s.attrs.get("host") or s.attrs.get("peer")) is not None:
+                hosts.add(named)
+            elif s.host and s.category_hint != Category.NCCL_WATCHDOG_TIMEOUT:
+                hosts.add(s.host)
+        return frozenset(hosts)
+
+    @cached_property
+    def _symptom_hosts(self) -> frozenset[str | None]:
+        return frozenset(s.host for s in self.symptoms)
+
+    def explains_effects(self, cause: Signal) -> bool:
+        """Whether a cause can account for what went wrong in this window. An error-level fault
+        can (a dead GPU stops every collective); a lesser sign (a corrected DIMM error, a
+        warning-level Xid) only on a host the effects single out, or where nothing went wrong
+        beyond its own host: healthy hosts log such signs all day."""
+        if cause.severity_rank >= SEVERITY_RANK["error"]:
+            return True
+        if cause.host is None:
+            return not self.symptoms
+        return self._symptom_hosts <= {cause.host} or cause.host in self.implicated_hosts
 
     def causes_in(self, categories: Iterable[Category], min_rank: int = 0) -> list[Signal]:
         wanted = frozenset(categories)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from sentinel.triage.context import TriageContext
@@ -42,6 +43,30 @@ GPU_PRECEDENCE: Final = (
     Category.GPU_SYSTEM_PROCESSOR,
 )
 COLLECTIVE_FAMILIES: Final = frozenset({"nccl", "pytorch"})
+# Faults that take a host's ranks down (a dead GPU, a lost host, a crash): their peers' failed
+# completions toward that host follow.
+RANK_STOPPERS: Final = (
+    *UPSTREAM_CATEGORIES,
+    *GPU_PRECEDENCE,
+    *HOST_PART_CATEGORIES,
+    Category.HOST_MAINTENANCE,
+    Category.SOFTWARE_BUG,
+)
+# How a host reports that its peer stopped answering (a failed completion, the transport's
+# retries exhausted): the fault is at the far end or between, not on the reporter.
+PEER_REPORTS: Final = frozenset(
+    {
+        "nccl_ib_completion_error",
+        "nccl_ofi_completion_error",
+        "ib_retry_exceeded",
+        "mpi_ib_retry_exceeded",
+        "ib_ucx_endpoint_timeout",
+    }
+)
+# How long after a host failed its peers' failed completions toward it may still arrive: IB
+# gives up after its retries, ~30 s at NCCL's defaults (NCCL_IB_TIMEOUT=20, NCCL_IB_RETRY_CNT=7)
+# and a few minutes at the highest timeouts.
+SHADOW_S: Final = 300.0
 # Where the driver or NVML itself reports a GPU fault (as opposed to the CUDA runtime).
 _DRIVER_FAMILIES: Final = frozenset({"kernel_xid", "gsp", "gpu_sample", "nvidia_smi"})
 
@@ -134,6 +159,12 @@ def _what(signal: Signal) -> str:
     return f"{signal.pattern or signal.kind} ({signal.family})"
 
 
+def _hosts(hosts: Iterable[str]) -> str:
+    """'3 hosts (a, b, c)', the first five named."""
+    named = sorted(hosts)
+    return f"{len(named)} hosts ({', '.join(named[:5])}{', ...' if len(named) > 5 else ''})"
+
+
 def _symptom_note(symptoms: Sequence[Signal], culprit_host: str | None) -> str:
     if not symptoms:
         return ""
@@ -143,11 +174,39 @@ def _symptom_note(symptoms: Sequence[Signal], culprit_host: str | None) -> str:
 
 
 def _same_host(ctx: TriageContext, host: str | None, used: Sequence[Signal]) -> list[Signal]:
-    """Other signals from the culprit's host (a named one): consequences of the same fault."""
+    """Other signals from the culprit's host (a named one): consequences of the same fault. An
+    outside service failing (shared storage down on every host) is not the host's doing."""
     if host is None:
         return []
     ids = {id(s) for s in used}
-    return [s for s in ctx.signals if s.host == host and id(s) not in ids]
+    return [
+        s
+        for s in ctx.signals
+        if s.host == host
+        and id(s) not in ids
+        and not (s.role == "cause" and s.category_hint == Category.DEPENDENCY)
+    ]
+
+
+def _shadows(ctx: TriageContext, host: str, fault: Sequence[Signal]) -> list[Signal]:
+    """Peers' failed completions after `host` failed: the dead end of their connections to it
+    (its ranks and queue pairs are gone), not a fault of theirs nor of the fabric. NCCL names
+    the peer by an address the job does not know; a report naming another known host is not
+    this host's shadow, nor is one that cannot be placed after the fault (no time)."""
+    times = [s.time for s in fault if s.time is not None]
+    if not times:
+        return []
+    start = min(times)
+    known = ctx.hosts | ctx.hosts_seen
+    return [
+        s
+        for s in ctx.causes_in(LINK_CATEGORIES)
+        if s.pattern in PEER_REPORTS
+        and s.host != host
+        and s.time is not None
+        and 0 <= (s.time - start).total_seconds() <= SHADOW_S
+        and not ((peer := s.attrs.get("peer")) is not None and peer != host and peer in known)
+    ]
 
 
 def _culprit_gpu(head: Signal, evidence: Sequence[Signal]) -> str | None:
@@ -227,6 +286,8 @@ class _HardwareOverSymptoms(Rule):
         symptoms = list(
             {id(s): s for s in symptoms if s.role != "cause" or s.host == host}.values()
         )
+        if host:
+            symptoms += _shadows(ctx, host, evidence)
         confidence = _confidence(head, self.confidence_by_severity)
         if head.attrs.get("cause") == "either":
             confidence -= 0.1
@@ -372,6 +433,9 @@ class ApplicationErrorIsSoftwareBug(Rule):
             if (s.xid == head.xid if head.xid is not None else s.signature == head.signature)
         ]
         alone = len({s.host for s in alike}) == 1
+        if alone and head.host:
+            # A crashed rank's queue pairs are gone: its peers' failed completions follow it.
+            symptoms = [*symptoms, *_shadows(ctx, head.host, evidence)]
         return Verdict.build(
             category=Category.SOFTWARE_BUG,
             confidence=confidence,
@@ -416,11 +480,46 @@ class SilentHostIsHostLoss(Rule):
 
 
 def _link_faults(ctx: TriageContext) -> list[Signal]:
-    return ctx.causes_in(LINK_CATEGORIES, WARNING)
+    """Link errors that may be a link's fault: not a lesser sign far from the trouble, nor the
+    peers' failed completions toward the one host whose ranks a fault of its own took down."""
+    dead_ends = {id(s) for s in _dead_host_shadows(ctx)}
+    return [
+        s
+        for s in ctx.causes_in(LINK_CATEGORIES, WARNING)
+        if ctx.explains_effects(s) and id(s) not in dead_ends
+    ]
+
+
+def _dead_host_shadows(ctx: TriageContext) -> list[Signal]:
+    faults = ctx.causes_in(RANK_STOPPERS, ERROR)
+    hosts = {s.host for s in faults}
+    if len(hosts) != 1 or None in hosts:
+        return []
+    host = faults[0].host
+    assert host is not None
+    return _shadows(ctx, host, faults)
+
+
+def _port_shadow(ctx: TriageContext) -> tuple[str | None, list[Signal]]:
+    """One host's own port failing (link down, a module event) and, after it, its peers'
+    failed completions: those are the port's shadow, not link errors of theirs."""
+    own = [
+        s
+        for s in _link_faults(ctx)
+        if s.host and s.pattern not in PEER_REPORTS and s.severity_rank >= ERROR
+    ]
+    hosts = {s.host for s in own}
+    if len(hosts) != 1:
+        return None, []
+    host = own[0].host
+    assert host is not None
+    return host, _shadows(ctx, host, own)
 
 
 def _link_hosts(ctx: TriageContext) -> set[str]:
-    return {s.host for s in _link_faults(ctx) if s.host}
+    """Hosts whose links failed, less peers that only report one failed host's port."""
+    shadows = {id(s) for s in _port_shadow(ctx)[1]}
+    return {s.host for s in _link_faults(ctx) if s.host and id(s) not in shadows}
 
 
 class PeersBlamingOneHostIsItsNic(Rule):
@@ -479,8 +578,7 @@ class LinkErrorsOnManyHostsAreTheFabric(Rule):
         return Verdict.build(
             category=Category.NETWORK_SWITCH_CABLE,
             confidence=min(0.9, 0.6 + 0.05 * len(hosts)),
-            reason=f"Link errors on {len(hosts)} hosts ({', '.join(sorted(hosts)[:5])}"
-            f"{', ...' if len(hosts) > 5 else ''}): the fabric, not one NIC.",
+            reason=f"Link errors on {_hosts(hosts)}: the fabric, not one NIC.",
             rule=self.name,
             evidence=faults,
             symptoms=ctx.others(faults),
@@ -494,15 +592,19 @@ class LinkErrorsOnOneHostAreItsNic(Rule):
         return len(_link_hosts(ctx)) == 1
 
     def verdict(self, ctx: TriageContext) -> Verdict | None:
-        faults = [s for s in _link_faults(ctx) if s.host]
-        head = _strongest(faults, ctx)
+        _, shadows = _port_shadow(ctx)
+        ids = {id(s) for s in shadows}
+        faults = [s for s in _link_faults(ctx) if id(s) not in ids]
+        head = _strongest([s for s in faults if s.host], ctx)
+        evidence = [head, *(s for s in faults if s is not head)]
         return Verdict.build(
             category=Category.NIC,
             confidence=0.75 if head.severity_rank >= ERROR else 0.55,
-            reason=f"{_what(head)}: link errors on {_where(head)} only, so its NIC or port.",
+            reason=f"{_what(head)}: link errors on {_where(head)} only, so its NIC or port"
+            + (f"; {len(shadows)} peer report(s) after it are its shadow." if shadows else "."),
             rule=self.name,
-            evidence=[head, *(s for s in _link_faults(ctx) if s is not head)],
-            symptoms=ctx.others(faults),
+            evidence=evidence,
+            symptoms=[*shadows, *ctx.others(evidence)],
             culprit_host=head.host,
             culprit_gpu=None,
         )
@@ -585,8 +687,13 @@ class MostSevereRemainingCauseWins(Rule):
     @staticmethod
     def leads(ctx: TriageContext) -> list[Signal]:
         # Info-level causes (a corrected PCIe error, "machine check events logged") happen on
-        # healthy hosts all day: never a lead, else any hang would be blamed on them.
-        return [s for s in ctx.causes if s.category_hint and s.severity_rank >= WARNING]
+        # healthy hosts all day: never a lead, else any hang would be blamed on them. A
+        # warning-level one (a corrected DIMM error) is a lead only where the trouble is.
+        return [
+            s
+            for s in ctx.causes
+            if s.category_hint and s.severity_rank >= WARNING and ctx.explains_effects(s)
+        ]
 
     def applies(self, ctx: TriageContext) -> bool:
         return bool(self.leads(ctx))
@@ -611,43 +718,139 @@ class MostSevereRemainingCauseWins(Rule):
 # ---------------------------------------------------------------- symptoms only
 
 
-def _laggard(ctx: TriageContext, timeouts: Sequence[Signal]) -> tuple[str | None, int | None, str]:
-    """The rank the others waited for: the flight recorder's, else the odd sequence number out."""
+@dataclass(frozen=True)
+class _Laggard:
+    """Where a hang began, by what evidence (none found: no host, no note)."""
+
+    host: str | None = None
+    rank: int | None = None
+    note: str = ""
+    evidence: tuple[Signal, ...] = ()
+
+
+def _stragglers(ctx: TriageContext) -> list[Signal]:
+    return [s for s in ctx.symptoms if s.kind == "straggler"]
+
+
+def _one_host(signals: Sequence[Signal]) -> str | None:
+    hosts = {s.host for s in signals}
+    return next(iter(hosts)) if len(hosts) == 1 else None
+
+
+def _laggard(ctx: TriageContext, timeouts: Sequence[Signal]) -> _Laggard:
+    """The rank the others waited for: the flight recorder's, else the odd sequence number out,
+    else the one host whose ranks stopped well before the rest (heartbeats), else the one host
+    that straggled. Several hosts stopping first, or straggling, name none."""
     stuck = [s for s in ctx.signals if s.kind == "fr_verdict" and s.rank is not None]
     if stuck:
-        return stuck[0].host, stuck[0].rank, f"; the flight recorder names rank {stuck[0].rank}"
-    by_seq: dict[str, set[tuple[str | None, int | None]]] = defaultdict(set)
+        head = stuck[0]
+        return _Laggard(
+            head.host, head.rank, f"; the flight recorder names rank {head.rank}", (head,)
+        )
+    by_seq: dict[str, list[Signal]] = defaultdict(list)
     for s in timeouts:
         if s.attrs.get("seqnum") and s.rank is not None:
-            by_seq[s.attrs["seqnum"]].add((s.host, s.rank))
+            by_seq[s.attrs["seqnum"]].append(s)
     if len(by_seq) >= 2:
-        odd = min(by_seq.values(), key=len)
-        if len(odd) == 1 and sum(len(v) for v in by_seq.values()) >= 3:
-            host, rank = next(iter(odd))
-            return host, rank, f"; rank {rank} timed out on a different collective than the rest"
-    return None, None, ""
+        streams = {seq: {(s.host, s.rank) for s in g} for seq, g in by_seq.items()}
+        seq = min(streams, key=lambda k: len(streams[k]))
+        odd = by_seq[seq]
+        if len(streams[seq]) == 1 and sum(map(len, streams.values())) >= 3:
+            rank = odd[0].rank
+            return _Laggard(
+                odd[0].host,
+                rank,
+                f"; rank {rank} timed out on a different collective than the rest",
+                tuple(odd),
+            )
+    first = [s for s in ctx.symptoms if s.attrs.get("stopped_first")]
+    if first:
+        host = _one_host(first)
+        if host is None:
+            named = {s.host for s in first if s.host}
+            return _Laggard(
+                note=f"; ranks on {_hosts(named)} stopped before the rest, none clearly first"
+            )
+        # The latest report compares it with where the rest of the job stopped in the end.
+        latest = first[-1]
+        return _Laggard(host, latest.rank, f"; the heartbeats show {latest.text}", tuple(first))
+    slow = _stragglers(ctx)
+    host = _one_host(slow)
+    if host is not None:
+        return _Laggard(host, slow[0].rank, f"; {slow[0].text} before the hang", tuple(slow))
+    return _Laggard()
+
+
+def _hang(timeouts: Sequence[Signal]) -> str:
+    """What a hang looked like: the NCCL watchdog's timeouts, heartbeats that stopped, or both."""
+    nccl = [s for s in timeouts if s.family != "heartbeat"]
+    seen = []
+    if nccl:
+        ranks = {s.rank for s in nccl if s.rank is not None}
+        seen.append(f"NCCL watchdog timeouts on {len(ranks) or len(nccl)} rank(s)")
+    if len(nccl) < len(timeouts):
+        seen.append("ranks stopped making progress (heartbeats)")
+    return " and ".join(seen)
 
 
 class WatchdogTimeoutWithNothingDeeper(Rule):
-    """NCCL watchdog timeouts and no deeper cause anywhere: a collective hang, named as such."""
+    """NCCL watchdog timeouts (or stalled heartbeats) and no deeper cause anywhere: a collective
+    hang, named as such, on the rank or host where it began when the evidence shows it."""
+
+    @staticmethod
+    def timeouts(ctx: TriageContext) -> list[Signal]:
+        return [
+            s
+            for s in ctx.symptoms
+            if s.category_hint == Category.NCCL_WATCHDOG_TIMEOUT and s.kind != "straggler"
+        ]
 
     def applies(self, ctx: TriageContext) -> bool:
-        return any(s.category_hint == Category.NCCL_WATCHDOG_TIMEOUT for s in ctx.symptoms)
+        return bool(self.timeouts(ctx))
 
     def verdict(self, ctx: TriageContext) -> Verdict | None:
-        timeouts = [s for s in ctx.symptoms if s.category_hint == Category.NCCL_WATCHDOG_TIMEOUT]
-        ranks = {s.rank for s in timeouts if s.rank is not None}
-        host, rank, note = _laggard(ctx, timeouts)
+        timeouts = self.timeouts(ctx)
+        laggard = _laggard(ctx, timeouts)
+        evidence = list({id(s): s for s in [*laggard.evidence, *timeouts]}.values())
         return Verdict.build(
             category=Category.NCCL_WATCHDOG_TIMEOUT,
-            confidence=0.6,
-            reason=f"NCCL watchdog timeouts on {len(ranks) or len(timeouts)} rank(s) and no "
-            f"hardware, network or application fault found beneath them{note}.",
+            confidence=0.65 if laggard.host else 0.6,
+            reason=f"The job hung: {_hang(timeouts)}, and no hardware, network or application "
+            f"fault was found beneath it{laggard.note}.",
             rule=self.name,
-            evidence=timeouts,
-            symptoms=ctx.others(timeouts),
+            evidence=evidence,
+            symptoms=ctx.others(evidence),
+            culprit_host=laggard.host,
+            culprit_rank=laggard.rank,
+        )
+
+
+class StragglersSlowEveryCollective(Rule):
+    """Ranks far slower than the rest, no error anywhere and the job still running: every
+    collective waits on them. Named like a hang (nccl_watchdog_timeout), on their host when
+    they are one host's, whose exclusion at the next restart is the remedy; a thermal, power or
+    link sign on that host names the part instead (the rules above)."""
+
+    def applies(self, ctx: TriageContext) -> bool:
+        return bool(_stragglers(ctx)) and not WatchdogTimeoutWithNothingDeeper.timeouts(ctx)
+
+    def verdict(self, ctx: TriageContext) -> Verdict | None:
+        slow = _stragglers(ctx)
+        host = _one_host(slow)
+        worst = max(slow, key=lambda s: float(s.attrs.get("step_time_s", 0)))
+        ranks = {s.rank for s in slow if s.rank is not None}
+        where = host or _hosts({s.host for s in slow if s.host})
+        return Verdict.build(
+            category=Category.NCCL_WATCHDOG_TIMEOUT,
+            confidence=0.55 if host else 0.45,
+            reason=f"{len(ranks) or len(slow)} rank(s) on {where} straggle ({worst.text}) and "
+            "no hardware, network or application fault explains it: every collective waits "
+            "on them.",
+            rule=self.name,
+            evidence=slow,
+            symptoms=ctx.others(slow),
             culprit_host=host,
-            culprit_rank=rank,
+            culprit_rank=worst.rank if host and len(ranks) == 1 else None,
         )
 
 

@@ -198,12 +198,35 @@ def heartbeat_stall_signal(
     seconds: float,
     time: datetime | None = None,
     event_id: str | None = None,
+    stopped_first: Mapping[str, object] | None = None,
 ) -> Signal:
-    """A rank that stopped reporting progress while its host is still alive."""
+    """A rank that stopped reporting progress while its host is still alive.
+
+    `stopped_first` (the watchdog's `step`, `at`, `rest_step`, `rest_at`) says that this host's
+    ranks stopped clearly before the rest of the job: where the hang began, with the evidence.
+    """
+    text = f"rank {rank} on {host} made no progress for {seconds:.0f} s"
+    attrs: dict[str, str] = {}
+    early = _early_stop(stopped_first) if host else None
+    if early is not None:
+        step, at, rest_step, rest_at = early
+        lead = (rest_at - at).total_seconds()
+        text = (
+            f"ranks on {host} stopped first: rank {rank} at step {step} at {at:%H:%M:%S}, "
+            f"{lead:.0f} s before the rest of the job (step {rest_step} at {rest_at:%H:%M:%S})"
+        )
+        attrs = {
+            "stopped_first": "true",
+            "step": str(step),
+            "stopped_at": at.isoformat(),
+            "rest_step": str(rest_step),
+            "rest_stopped_at": rest_at.isoformat(),
+            "lead_s": f"{lead:.1f}",
+        }
     return Signal(
         kind="heartbeat_stall",
         family="heartbeat",
-        text=f"rank {rank} on {host} made no progress for {seconds:.0f} s",
+        text=text,
         category_hint=Category.NCCL_WATCHDOG_TIMEOUT,
         role="symptom",
         severity="error",
@@ -211,6 +234,50 @@ def heartbeat_stall_signal(
         rank=rank,
         time=time,
         event_id=event_id,
+        attrs=attrs,
+    )
+
+
+def _early_stop(
+    payload: Mapping[str, object] | None,
+) -> tuple[int, datetime, int, datetime] | None:
+    """(step, stopped at, the rest's step, the rest's last progress) from a watchdog payload."""
+    if not payload:
+        return None
+    try:
+        step, rest_step = int(str(payload["step"])), int(str(payload["rest_step"]))
+        at = datetime.fromisoformat(str(payload["at"]))
+        rest_at = datetime.fromisoformat(str(payload["rest_at"]))
+    except (KeyError, ValueError):
+        return None
+    return (step, at, rest_step, rest_at) if rest_at > at else None
+
+
+def straggler_signal(
+    *,
+    host: str,
+    rank: int | None,
+    step_time_s: float,
+    median_s: float,
+    gpu: str | None = None,
+    time: datetime | None = None,
+    event_id: str | None = None,
+) -> Signal:
+    """A rank whose steps take far longer than the job's median: every collective waits on it."""
+    return Signal(
+        kind="straggler",
+        family="heartbeat",
+        text=f"rank {rank} on {host} straggles: step time {step_time_s:.2f} s vs the job's "
+        f"median {median_s:.2f} s",
+        category_hint=Category.NCCL_WATCHDOG_TIMEOUT,
+        role="symptom",
+        severity="error",
+        host=host,
+        gpu=_gpu(gpu),
+        rank=rank,
+        time=time,
+        event_id=event_id,
+        attrs={"step_time_s": f"{step_time_s:.3f}", "median_s": f"{median_s:.3f}"},
     )
 
 

@@ -12,6 +12,7 @@ from sentinel.triage import (
     Category,
     Policy,
     Signal,
+    TriageContext,
     classify_all,
     classify_signals,
     classify_signals_all,
@@ -25,7 +26,15 @@ from sentinel.triage import (
     maintenance_signal,
     xid_signal,
 )
-from sentinel.triage.rules import ThinEvidenceIsUnknown, WatchdogTimeoutWithNothingDeeper
+from sentinel.triage.rules import (
+    BlameHardGpuXidOverPeerTimeouts,
+    LinkErrorsOnManyHostsAreTheFabric,
+    MostSevereRemainingCauseWins,
+    StragglersSlowEveryCollective,
+    ThinEvidenceIsUnknown,
+    WatchdogTimeoutWithNothingDeeper,
+)
+from sentinel.triage.signals import straggler_signal
 
 T0 = datetime(2024, 7, 1, 3, 0, tzinfo=UTC)
 
@@ -478,3 +487,219 @@ def test_one_gpu_falling_off_with_its_port_reporting_it_is_the_gpu() -> None:
     )
     verdict = classify_signals(extract_signals(text, default_host=host(8)))
     assert (verdict.category, verdict.culprit_gpu) == (Category.FAULTY_GPU, "0000:18:00.0")
+
+
+# ---------------------------------------------------------------- the right culprit
+
+
+def _corrected_dimm_error(on: str, at: datetime = T0) -> list[Signal]:
+    return log_signals(
+        "EDAC MC0: 3 CE memory read error on CPU_SrcID#0_MC#0_Chan#1_DIMM#0 (channel:1 slot:0 "
+        "page:0x4f2a1 offset:0x540 grain:32 syndrome:0x0)",
+        host=on,
+        time=at,
+    )
+
+
+def _job_stall(at: datetime = T0) -> Signal:
+    return heartbeat_stall_signal(host=None, rank=None, seconds=20, time=at)
+
+
+def _stopped_first(on: str, lead_s: float = 23.0) -> Signal:
+    return heartbeat_stall_signal(
+        host=on,
+        rank=11016,
+        seconds=20,
+        time=T0,
+        stopped_first={
+            "step": 6,
+            "at": T0.isoformat(),
+            "rest_step": 17,
+            "rest_at": (T0 + timedelta(seconds=lead_s)).isoformat(),
+        },
+    )
+
+
+def test_a_corrected_dimm_error_elsewhere_is_no_lead_for_a_hang() -> None:
+    ctx = TriageContext.of([_job_stall(), *_corrected_dimm_error(host(5))])
+    assert not MostSevereRemainingCauseWins().applies(ctx)
+    verdicts = classify_signals_all(ctx.signals)
+    assert (verdicts[0].category, verdicts[0].culprit_host) == (
+        Category.NCCL_WATCHDOG_TIMEOUT,
+        None,
+    )
+    # What is left is a secondary lead with nothing above warning: it opens nothing.
+    assert all(e.role == "cause" for v in verdicts[1:] for e in v.evidence)
+    assert all(v.evidence_total == 1 for v in verdicts[1:])
+
+
+def test_a_lesser_sign_on_the_host_where_the_hang_began_is_a_lead() -> None:
+    ctx = TriageContext.of([_job_stall(), _stopped_first(host(5)), *_corrected_dimm_error(host(5))])
+    assert MostSevereRemainingCauseWins().applies(ctx)
+    verdict = DEFAULT_POLICY.decide(ctx)
+    assert (verdict.category, verdict.culprit_host) == (Category.SYSTEM_MEMORY, host(5))
+
+
+def test_a_hang_names_the_host_whose_ranks_stopped_first_with_its_step_and_time() -> None:
+    ctx = TriageContext.of([_job_stall(), _stopped_first("node-1377")])
+    verdict = WatchdogTimeoutWithNothingDeeper().verdict(ctx)
+    assert verdict is not None
+    assert (verdict.culprit_host, verdict.culprit_rank) == ("node-1377", 11016)
+    assert "stopped first: rank 11016 at step 6 at 03:00:00, 23 s before the rest of the job " in (
+        verdict.reason
+    )
+    assert "(step 17 at 03:00:23)" in verdict.reason
+    assert DEFAULT_POLICY.decide(ctx).culprit_host == "node-1377"
+
+
+def test_several_hosts_stopping_first_name_none() -> None:
+    ctx = TriageContext.of([_job_stall(), _stopped_first(host(1)), _stopped_first(host(2))])
+    verdict = DEFAULT_POLICY.decide(ctx)
+    assert (verdict.category, verdict.culprit_host) == (Category.NCCL_WATCHDOG_TIMEOUT, None)
+    assert "ranks on 2 hosts (gpu-0001, gpu-0002) stopped before the rest" in verdict.reason
+
+
+def _stragglers(on: str, ranks: range = range(72, 80)) -> list[Signal]:
+    return [
+        straggler_signal(host=on, rank=r, step_time_s=6.0, median_s=2.0, time=T0) for r in ranks
+    ]
+
+
+def test_one_host_straggling_with_nothing_deeper_is_named() -> None:
+    ctx = TriageContext.of(_stragglers(host(9)))
+    rule = StragglersSlowEveryCollective()
+    assert rule.applies(ctx)
+    verdict = DEFAULT_POLICY.decide(ctx)
+    assert verdict.rule == rule.name
+    assert (verdict.category, verdict.culprit_host) == (Category.NCCL_WATCHDOG_TIMEOUT, host(9))
+    assert "step time 6.00 s vs the job's median 2.00 s" in verdict.reason
+
+
+def test_stragglers_on_several_hosts_name_none() -> None:
+    ctx = TriageContext.of(
+        [*_stragglers(host(9), range(72, 73)), *_stragglers(host(3), range(24, 25))]
+    )
+    verdict = DEFAULT_POLICY.decide(ctx)
+    assert (verdict.rule, verdict.culprit_host) == ("StragglersSlowEveryCollective", None)
+
+
+def test_a_straggler_running_hot_is_its_gpu_overheating() -> None:
+    hot = gpu_sample_signal("thermal_slowdown", host=host(9), gpu="00000000:5D:00.0", time=T0)
+    verdict = classify_signals([*_stragglers(host(9)), hot])
+    assert (verdict.category, verdict.culprit_host) == (Category.GPU_THERMAL, host(9))
+
+
+def test_a_hang_after_one_host_straggled_names_that_host() -> None:
+    verdict = classify_signals([*_stragglers(host(9)), _job_stall()])
+    assert verdict.rule == "WatchdogTimeoutWithNothingDeeper"
+    assert verdict.culprit_host == host(9)
+
+
+def _retry_exceeded(reporter: int, peer: str, at: datetime) -> list[Signal]:
+    return log_signals(
+        f"{host(reporter)}:3468:3905 [4] ib_plugin.c:1615 NCCL WARN NET/IB : Got completion "
+        f"from peer {peer}<54862> with status=12 opcode=0 len=0 vendor err 129 (Recv) "
+        f"localGid ::ffff:10.129.0.{reporter} remoteGids::ffff:{peer}",
+        host=host(reporter),
+        time=at,
+    )
+
+
+def _dead_host_and_its_peers(delay_s: float) -> list[Signal]:
+    """XID 79 on gpu-0021; six peers' completions naming its addresses on three rails."""
+    xid = xid_signal(79, host=host(21), gpu="0000:9a:00.0", time=T0)
+    later = T0 + timedelta(seconds=delay_s)
+    reports = [
+        s
+        for n, peer in enumerate((2, 5, 7, 10, 12, 15))
+        for s in _retry_exceeded(peer, f"10.{128 + n % 3}.2.15", later)
+    ]
+    return [xid, *reports]
+
+
+def test_peers_completions_after_a_gpu_fell_off_are_its_shadow() -> None:
+    ctx = TriageContext.of(_dead_host_and_its_peers(30), hosts_seen=[host(i) for i in range(32)])
+    verdict = BlameHardGpuXidOverPeerTimeouts().verdict(ctx)
+    assert verdict is not None
+    assert (verdict.category, verdict.culprit_host) == (Category.FAULTY_GPU, host(21))
+    assert verdict.symptoms_total == 6
+    [only] = DEFAULT_POLICY.decide_all(ctx)
+    assert only.culprit_host == host(21)
+
+
+def test_peers_completions_before_the_gpu_fault_are_not_its_shadow() -> None:
+    verdicts = classify_signals_all(_dead_host_and_its_peers(-30))
+    assert [v.category for v in verdicts] == [
+        Category.FAULTY_GPU,
+        Category.NETWORK_SWITCH_CABLE,
+    ]
+
+
+def test_a_completion_naming_another_known_host_is_not_the_dead_hosts_shadow() -> None:
+    signals = [
+        xid_signal(79, host=host(21), gpu="0000:9a:00.0", time=T0),
+        *_retry_exceeded(2, host(30), T0 + timedelta(seconds=30)),
+        *_retry_exceeded(5, host(30), T0 + timedelta(seconds=30)),
+    ]
+    verdicts = classify_signals_all(signals, hosts_seen=[host(i) for i in range(32)])
+    assert [(v.category, v.culprit_host) for v in verdicts] == [
+        (Category.FAULTY_GPU, host(21)),
+        (Category.NIC, host(30)),
+    ]
+
+
+def test_peers_completions_after_a_crashed_rank_are_its_shadow() -> None:
+    crash = log_signals(
+        "[rank170]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.",
+        host=host(21),
+        time=T0,
+    )
+    reports = [
+        s
+        for peer in (2, 5, 7)
+        for s in _retry_exceeded(peer, "10.128.2.15", T0 + timedelta(seconds=30))
+    ]
+    ctx = TriageContext.of([*crash, *reports, _job_stall()])
+    [only] = DEFAULT_POLICY.decide_all(ctx)
+    assert (only.category, only.culprit_host) == (Category.SOFTWARE_BUG, host(21))
+
+
+def test_peers_completions_after_one_hosts_port_went_down_are_that_nics_shadow() -> None:
+    down = log_signals("mlx5_core 0000:5f:00.0 mlx5_3: Port: 1 Link DOWN", host=host(6), time=T0)
+    later = T0 + timedelta(seconds=30)
+    # Two addresses: NCCL names the peer by whichever of its ports the queue pair used.
+    reports = [
+        *_retry_exceeded(5, "10.131.0.16", later),
+        *_retry_exceeded(7, "10.131.0.16", later),
+        *_retry_exceeded(14, "10.128.0.16", later),
+    ]
+    ctx = TriageContext.of([*down, *reports])
+    assert not LinkErrorsOnManyHostsAreTheFabric().applies(ctx)
+    verdict = DEFAULT_POLICY.decide(ctx)
+    assert (verdict.rule, verdict.culprit_host) == ("LinkErrorsOnOneHostAreItsNic", host(6))
+    assert verdict.symptoms_total == 3
+    assert len(DEFAULT_POLICY.decide_all(ctx)) == 1
+
+
+def test_a_shared_storage_outage_is_not_the_symptom_of_a_local_disk_fault() -> None:
+    lustre = [
+        s
+        for h in range(4)
+        for s in log_signals(
+            "LustreError: 11-0: scratch-OST0003-osc-ffff9a4c3e5f1000: operation ost_write to "
+            "node 10.0.0.3@o2ib failed: rc = -110",
+            host=host(h),
+            time=T0,
+        )
+    ]
+    nvme = log_signals(
+        "nvme nvme0: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0xffff",
+        host=host(3),
+        time=T0 + timedelta(seconds=40),
+    )
+    verdicts = classify_signals_all([*lustre, *nvme, _job_stall()])
+    assert [(v.category, v.culprit_host) for v in verdicts] == [
+        (Category.SSD, host(3)),
+        (Category.DEPENDENCY, None),
+    ]
+    assert verdicts[1].evidence_total == 4
