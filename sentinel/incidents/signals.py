@@ -18,6 +18,7 @@ from sentinel.triage.signals import (
     host_silent_signal,
     log_signals,
     maintenance_signal,
+    straggler_signal,
     xid_signal,
 )
 from sentinel.wire import GpuSample
@@ -129,6 +130,18 @@ def event_signals(ev: Event) -> list[Signal]:
                     host=host,
                     rank=p.get("rank"),
                     seconds=float(p["seconds"]),
+                    time=when,
+                    event_id=eid,
+                    stopped_first=p.get("stopped_first"),
+                )
+            ]
+        case "straggler":
+            return [
+                straggler_signal(
+                    host=host or "?",
+                    rank=p.get("rank"),
+                    step_time_s=float(p["step_time_s"]),
+                    median_s=float(p["median_s"]),
                     time=when,
                     event_id=eid,
                 )

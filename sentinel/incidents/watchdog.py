@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,6 +59,30 @@ def synthetic_row(
     }
 
 
+class RankProgress(NamedTuple):
+    """What the watchdogs read of a rank. Plain rows, not ORM objects: a sweep reads every rank
+    of every job (16,384 for the full fleet) every quarter of a heartbeat interval."""
+
+    job_id: str
+    host_id: str
+    rank: int
+    gpu_index: int | None
+    step: int
+    step_time_s: float | None
+    step_changed_at: datetime
+
+
+_PROGRESS = select(
+    JobRank.job_id,
+    JobRank.host_id,
+    JobRank.rank,
+    JobRank.gpu_index,
+    JobRank.step,
+    JobRank.step_time_s,
+    JobRank.step_changed_at,
+)
+
+
 class Watchdog:
     def __init__(
         self, clock: Clock, triage: TriageSettings, health: HealthSettings, service: TriageService
@@ -73,46 +97,50 @@ class Watchdog:
         Returns the resolutions, for the incident stages once the caller has committed."""
         now = self._clock.now()
         jobs = (await session.scalars(select(Job).where(Job.state == "running"))).all()
-        ranks: dict[str, list[JobRank]] = defaultdict(list)
-        for r in (await session.scalars(select(JobRank))).all():
-            ranks[r.job_id].append(r)
-        hosts = {h.id: h for h in (await session.scalars(select(Host))).all()}
+        ranks: dict[str, list[RankProgress]] = defaultdict(list)
+        for row in (await session.execute(_PROGRESS)).all():
+            ranks[row.job_id].append(RankProgress._make(row))
+        hosts = (await session.execute(select(Host.id, Host.last_seen))).all()
+        last_seen = {host_id: seen for host_id, seen in hosts}
         rows: list[dict[str, Any]] = []
         for job in jobs:
             members = ranks.get(job.id, [])
             if members:
-                rows += self._stalls(job, members, hosts, now)
-                rows += self._stragglers(job, members, now)
-        rows += self._silent_hosts(ranks, hosts, now)
+                times = [r.step_time_s for r in members if r.step_time_s]
+                median = statistics.median(times) if times else None
+                rows += self._stalls(job, members, median, now)
+                if len(times) >= 4 and median is not None:
+                    rows += self._stragglers(job, members, median, now)
+        rows += self._silent_hosts(ranks, last_seen, now)
         await add_synthetic_events(session, rows)
         return await self._resolve_recovered(session, ranks, now)
 
-    def _stall_threshold(self, members: list[JobRank]) -> float:
-        times = [r.step_time_s for r in members if r.step_time_s]
+    def _stall_threshold(self, median_step_s: float | None) -> float:
         base = self._triage.stall_intervals * self._triage.heartbeat_interval_s
-        return max(base, 3 * statistics.median(times)) if times else base
+        return max(base, 3 * median_step_s) if median_step_s else base
 
     def _stalls(
-        self, job: Job, members: list[JobRank], hosts: dict[str, Host], now: datetime
+        self, job: Job, members: list[RankProgress], median_step_s: float | None, now: datetime
     ) -> list[dict[str, Any]]:
-        threshold = self._stall_threshold(members)
-        stalled = [r for r in members if (now - r.step_changed_at).total_seconds() > threshold]
+        threshold = self._stall_threshold(median_step_s)
+        cutoff = now - timedelta(seconds=threshold)
+        stalled = [r for r in members if r.step_changed_at < cutoff]
         if not stalled:
             return []
         top = max(r.step for r in members)
         # The episode is named by the moment the job last made progress: the same hang seen
         # by later sweeps is the same event, a hang after a restart is a new one.
-        last_progress = max(r.step_changed_at for r in members).isoformat()
+        last_progress = max(r.step_changed_at for r in members)
         rows = [
             synthetic_row(
                 "heartbeat_stall",
-                key=(job.id, "job", last_progress),
+                key=(job.id, "job", last_progress.isoformat()),
                 host="-",
                 job_id=job.id,
                 at=now,
                 received=now,
                 rank=None,
-                seconds=max((now - r.step_changed_at).total_seconds() for r in stalled),
+                seconds=(now - min(r.step_changed_at for r in stalled)).total_seconds(),
                 ranks_stalled=len(stalled),
                 ranks=len(members),
                 step=top,
@@ -120,21 +148,38 @@ class Watchdog:
                 f"past step {top} for over {threshold:.0f} s",
             )
         ]
-        # Ranks stuck behind the others are the likely culprits of a hang, but only when they
-        # are few: many hosts one beat behind are just the agents' send interval.
-        behind = [r for r in stalled if r.step < top]
-        by_host: dict[str, list[JobRank]] = defaultdict(list)
-        for r in behind:
-            by_host[r.host_id].append(r)
-        hosts_in_job = len({r.host_id for r in members})
-        if len(by_host) > max(1, hosts_in_job // 20):
-            return rows
-        for host, rs in sorted(by_host.items()):
-            first = min(rs, key=lambda r: r.rank)
+        return rows + self._stopped_first(job, members, stalled, last_progress, now)
+
+    def _stopped_first(
+        self,
+        job: Job,
+        members: list[RankProgress],
+        stalled: list[RankProgress],
+        last_progress: datetime,
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        """Hosts whose ranks stopped well before the job last progressed: where a hang began.
+
+        A rank's last step change is its own beat's time, so a rank still stepping is never a
+        whole heartbeat interval behind the job's last progress; one that far behind stopped
+        first. Only a few such hosts say where; many are the job slowing down as a whole.
+        """
+        before = last_progress - timedelta(seconds=self._triage.heartbeat_interval_s)
+        early: dict[str, list[RankProgress]] = defaultdict(list)
+        for r in stalled:
+            if r.step_changed_at <= before:
+                early[r.host_id].append(r)
+        if not early or len(early) > max(1, len({r.host_id for r in members}) // 20):
+            return []
+        top = max(r.step for r in members)
+        episode = last_progress.isoformat()
+        rows = []
+        for host, rs in sorted(early.items()):
+            first = min(rs, key=lambda r: (r.step_changed_at, r.rank))
             rows.append(
                 synthetic_row(
                     "heartbeat_stall",
-                    key=(job.id, host, last_progress),
+                    key=(job.id, host, episode),
                     host=host,
                     job_id=job.id,
                     at=now,
@@ -143,15 +188,19 @@ class Watchdog:
                     gpu=first.gpu_index,
                     seconds=(now - first.step_changed_at).total_seconds(),
                     step=first.step,
+                    stopped_first={
+                        "step": first.step,
+                        "at": first.step_changed_at.isoformat(),
+                        "rest_step": top,
+                        "rest_at": episode,
+                    },
                 )
             )
         return rows
 
-    def _stragglers(self, job: Job, members: list[JobRank], now: datetime) -> list[dict[str, Any]]:
-        times = [r.step_time_s for r in members if r.step_time_s]
-        if len(times) < 4:
-            return []
-        median = statistics.median(times)
+    def _stragglers(
+        self, job: Job, members: list[RankProgress], median: float, now: datetime
+    ) -> list[dict[str, Any]]:
         hour = now.strftime("%Y%m%d%H")
         return [
             synthetic_row(
@@ -173,32 +222,32 @@ class Watchdog:
         ]
 
     def _silent_hosts(
-        self, ranks: dict[str, list[JobRank]], hosts: dict[str, Host], now: datetime
+        self, ranks: dict[str, list[RankProgress]], last_seen: dict[str, datetime], now: datetime
     ) -> list[dict[str, Any]]:
         in_jobs = {r.host_id for rs in ranks.values() for r in rs}
         rows = []
         for host_id in sorted(in_jobs):
-            host = hosts.get(host_id)
-            if host is None:
+            seen = last_seen.get(host_id)
+            if seen is None:
                 continue
-            silent = (now - host.last_seen).total_seconds()
+            silent = (now - seen).total_seconds()
             if silent > self._health.silent_after_s:
                 rows.append(
                     synthetic_row(
                         "host_silent",
-                        key=(host_id, host.last_seen.isoformat()),
+                        key=(host_id, seen.isoformat()),
                         host=host_id,
                         at=now,
                         received=now,
                         critical=True,
                         seconds=silent,
-                        last_seen=host.last_seen.isoformat(),
+                        last_seen=seen.isoformat(),
                     )
                 )
         return rows
 
     async def _resolve_recovered(
-        self, session: AsyncSession, ranks: dict[str, list[JobRank]], now: datetime
+        self, session: AsyncSession, ranks: dict[str, list[RankProgress]], now: datetime
     ) -> list[IncidentChange]:
         """An incident is over when the job trains again after it was interrupted: most ranks
         advanced since the job stalled or was restarted. A job that never stopped (a warning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 from builders import batch, heartbeat
 from conftest import auth
@@ -74,3 +76,57 @@ async def test_a_hang_and_a_silent_host_become_signals(
     assert stall and stall[0].payload["ranks_stalled"] == 16
     [silent] = [e for e in events if e.kind == "host_silent"]
     assert silent.host_id == "w2" and silent.payload["seconds"] > 60
+
+
+async def _beat_hosts(
+    client: httpx.AsyncClient,
+    tokens: dict[str, str],
+    clock: VirtualClock,
+    seq: int,
+    steps: dict[str, int],
+) -> None:
+    """Each named host's 8 ranks (host wN has ranks 8N..8N+7) at a step."""
+    for host, step in steps.items():
+        first = int(host[1:]) * 8
+        beats = [
+            heartbeat(rank=first + g, gpu_index=g, step=step, when=clock.now()) for g in range(8)
+        ]
+        r = await client.post(
+            "/api/v1/reports",
+            json=batch(host, seq, beats, clock.now()),
+            headers=auth(tokens["agent"]),
+        )
+        assert r.status_code == 202
+
+
+async def test_the_host_whose_ranks_stopped_first_is_named_with_its_step_and_time(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    start = clock.now()
+    await _beat_hosts(app_client, tokens, clock, 1, {"w1": 100, "w2": 100, "w3": 100})
+    clock.advance(5)
+    await _beat_hosts(app_client, tokens, clock, 2, {"w3": 101})
+    # w3 says nothing new from here on; w1 and w2 keep stepping for 15 s more.
+    for n, step in enumerate((105, 110)):
+        clock.advance(10)
+        await _beat_hosts(app_client, tokens, clock, 3 + n, {"w1": step, "w2": step})
+    clock.advance(5)
+    events = await _sweep(app_client)
+    [first] = [e for e in events if e.kind == "heartbeat_stall" and e.host_id != "-"]
+    assert first.host_id == "w3"
+    assert first.payload["stopped_first"] == {
+        "step": 101,
+        "at": (start + timedelta(seconds=5)).isoformat(),
+        "rest_step": 110,
+        "rest_at": (start + timedelta(seconds=25)).isoformat(),
+    }
+
+
+async def test_a_job_whose_ranks_all_stop_together_names_no_host(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    await _post_beats(app_client, tokens, clock, 1, step=100)
+    clock.advance(30)
+    await _post_beats(app_client, tokens, clock, 2, step=100)
+    events = [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+    assert [e.host_id for e in events] == ["-"]
