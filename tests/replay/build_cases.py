@@ -19,6 +19,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,23 @@ def held_back(reason: str) -> Callable[[Callable[[Path], None]], Callable[[Path]
     return mark
 
 
+@dataclass
 class CaseFleet(Fleet):
     """A Fleet whose observation ids are a counter: reproducible recordings that compress well.
 
     Agents choose random UUIDs; here random ones would be ~40% of a recording's gzipped size
     and change on every rebuild. Triage never reads ids, it only needs them unique.
+
+    Beyond the base fleet: host numbers may start past 0 (a second job's hosts), other jobs'
+    fleets may share the recording, an event may reach the service late, and a host's ranks
+    may slow down (a straggler).
     """
 
+    first_host: int = 0
+    also: list[CaseFleet] = field(default_factory=list)
     _ids: itertools.count[int] | None = None
+    _late: list[tuple[float, float, int, dict[str, Any]]] = field(default_factory=list)
+    _slow: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def _obs(self, t: float, obs: dict[str, Any]) -> dict[str, Any]:
         if self._ids is None:
@@ -67,14 +77,46 @@ class CaseFleet(Fleet):
         oid = uuid.UUID(int=(self.seed << 64) | next(self._ids))
         return {"id": str(oid), "observed_at": self.at(t).isoformat(), **obs}
 
+    def late(self, t: float, delivered: float, host: int, obs: dict[str, Any]) -> None:
+        """An observation made at t that reaches the service only at `delivered`."""
+        self._late.append((t, delivered, host, obs))
+
+    def slow_down(self, t: float, host: int, factor: float) -> None:
+        """From time t the host's ranks take `factor` times as long per step (a straggler)."""
+        self._slow[host] = (t, factor)
+
+    def lines(self, duration: float) -> list[dict[str, Any]]:
+        out = super().lines(duration)
+        # Out of the agent's usual sequence, so it is no duplicate of a regular batch.
+        for n, (t, delivered, h, obs) in enumerate(self._late, 1):
+            out.append(self._line(h, 1_000_000 + n, delivered, [self._obs(t, obs)]))
+        for other in self.also:
+            out += other.lines(duration)
+        return sorted(out, key=lambda x: x["at"])
+
+    def _beats(self, h: int, t: float) -> list[dict[str, Any]]:
+        beats = super()._beats(h, t)
+        since, factor = self._slow.get(h, (t, 1.0))
+        progress = min(t, self._stalls.get(h, t))
+        if not beats or progress <= since:
+            return beats
+        slow = self.step_time * factor
+        step = int(since / self.step_time) + int((progress - since) / slow)
+        return [b | {"step": step, "step_time_s": slow} for b in beats]
+
     # ---------------------------------------------------------------- names as tools print them
+
+    def name(self, host: int) -> str:
+        return f"node-{self.first_host + host:04d}"
 
     def bus(self, gpu: int) -> str:
         """The GPU's address as dmesg prints it in an Xid line: 0000:5d:00."""
         return self.pci(gpu)[4:].lower()[:10]
 
-    def ip(self, host: int) -> str:
-        return f"10.128.{host // 8}.{host % 8 + 10}"
+    def ip(self, host: int, port: int = 0) -> str:
+        """The address of one of the host's eight IB ports (one subnet per rail)."""
+        n = self.first_host + host
+        return f"10.{128 + port}.{n // 8}.{n % 8 + 10}"
 
     def rank(self, host: int, gpu: int) -> int:
         return host * self.gpus + gpu
@@ -115,18 +157,30 @@ def torch_ts(f: Fleet, t: float) -> str:
     return f.at(t).strftime("%m%d %H:%M:%S.%f")
 
 
-def nccl_timeout(f: Fleet, t: float, rank: int, seq: int = 88123, op: str = "ALLREDUCE") -> str:
-    ran = int(NCCL_TIMEOUT_S * 1000) + rank % 97
+def nccl_timeout(
+    f: Fleet,
+    t: float,
+    rank: int,
+    seq: int = 88123,
+    op: str = "ALLREDUCE",
+    timeout_s: float = NCCL_TIMEOUT_S,
+) -> str:
+    ran = int(timeout_s * 1000) + rank % 97
     return (
         f"[rank{rank}]:[E{torch_ts(f, t)} ProcessGroupNCCL.cpp:616] [Rank {rank}] Watchdog "
         f"caught collective operation timeout: WorkNCCL(SeqNum={seq}, OpType={op}, "
-        f"NumelIn=262144, NumelOut=262144, Timeout(ms)={int(NCCL_TIMEOUT_S * 1000)}) ran for "
+        f"NumelIn=262144, NumelOut=262144, Timeout(ms)={int(timeout_s * 1000)}) ran for "
         f"{ran} milliseconds before timing out."
     )
 
 
 def peer_timeouts(
-    f: CaseFleet, t: float, skip: Iterable[int] = (), seq: int = 88123, odd: int | None = None
+    f: CaseFleet,
+    t: float,
+    skip: Iterable[int] = (),
+    seq: int = 88123,
+    odd: int | None = None,
+    timeout_s: float = NCCL_TIMEOUT_S,
 ) -> None:
     """The symptom flood: every other host's first rank times out in the collective."""
     skipped = set(skip)
@@ -135,7 +189,7 @@ def peer_timeouts(
             continue
         when = t + (h % 7) * 0.3
         r = f.rank(h, 0)
-        f.log(when, h, nccl_timeout(f, when, r, seq - (h == odd)), rank=r)
+        f.log(when, h, nccl_timeout(f, when, r, seq - (h == odd), timeout_s=timeout_s), rank=r)
 
 
 def traceback(rank: int, frames: list[tuple[str, int, str, str]], exception: str) -> str:
@@ -1515,6 +1569,271 @@ def noisy_healthy_fleet(folder: Path) -> None:
         # Ranks count as stalled 15 s after their last step, and the last beats are up to one
         # interval (10 s) before the end: stop before the recording's end looks like a hang.
         run_for_s=4,
+    )
+
+
+# ==================================================================== the right culprit
+
+
+@case
+def faulty_gpu_xid79_delivered_after_the_peer_timeouts(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=40)
+    noise(f, 75)
+    h, g = 11, 2
+    f.stall(60.0)
+    # NCCL's default 10-minute watchdog: the peers time out 600 s after the hang began.
+    peer_timeouts(f, 60 + 600, skip={h}, timeout_s=600)
+    # The culprit's kernel-log collector was stuck behind the driver tearing the GPU down (its
+    # NVML collector hung on the lost GPU too): the Xid it saw at 60 s is shipped at 672 s.
+    f.late(
+        60.0,
+        672.0,
+        h,
+        {
+            "kind": "xid",
+            "xid": 79,
+            "gpu_index": g,
+            "pci_bus_id": f.pci(g),
+            "message": xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0),
+            "source": "kernel_log",
+        },
+    )
+    write(
+        f,
+        folder,
+        690,
+        "The job hangs at 60 s with no error (a provisional hang incident from the heartbeats); "
+        "the peers' NCCL watchdogs fire 600 s later; then the culprit's XID 79, observed at "
+        "60 s, is delivered. The hang incident is refined to faulty_gpu on that GPU: one "
+        "incident, opened at the hang.",
+        [incident("faulty_gpu", 80, host=h, gpu=g, after_s=60)],
+    )
+
+
+@case
+def silent_hang_with_corrected_dimm_errors_elsewhere(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=41)
+    noise(f, 95)
+    f.stall(100.0)
+    # A healthy host's DIMM corrects a few errors while the job hangs: it explains nothing.
+    for t in (108.0, 131.0):
+        f.log(
+            t,
+            5,
+            "EDAC MC0: 3 CE memory read error on CPU_SrcID#0_MC#0_Chan#1_DIMM#0 (channel:1 "
+            "slot:0 page:0x4f2a1 offset:0x540 grain:32 syndrome:0x0 - err_code:0x0000:0x009f "
+            "socket:0 imc:0 rank:1 bg:2 ba:1 row:3e1 col:2a8)",
+            source="kernel",
+            severity="warning",
+        )
+    write(
+        f,
+        folder,
+        150,
+        "Every rank stops at 100 s with no error; node-0005 logs corrected DIMM errors during "
+        "the hang. The hang incident (no culprit), not system_memory on a healthy host.",
+        [incident("nccl_watchdog_timeout", 120, after_s=100)],
+    )
+
+
+@case
+def dependency_lustre_down_everywhere_and_one_nvme_fault(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=42)
+    noise(f, 75)
+    oss = "scratch-OST0003-osc-ffff9a4c3e5f1000"
+    # The OSS holding the checkpoint's stripes stops answering at 80 s: every client logs it,
+    # and keeps logging its reconnection attempts for minutes.
+    for n in range(6):
+        for h in range(f.hosts):
+            t = 80.0 + 30 * n + h * 0.1
+            if n == 0:
+                line = (
+                    f"LustreError: 11-0: {oss}: operation ost_write to node 10.0.0.3@o2ib "
+                    "failed: rc = -110"
+                )
+            elif n % 2:
+                line = (
+                    f"Lustre: {oss}: Connection to scratch-OST0003 (at 10.0.0.3@o2ib) was "
+                    "lost; in progress operations using this service will wait for recovery "
+                    "to complete"
+                )
+            else:
+                line = (
+                    f"Lustre: 3254:0:(client.c:2133:ptlrpc_expire_one_request()) @@@ Request "
+                    f"sent has timed out for slow reply: [sent {1772424080 + 30 * n}/real "
+                    f"{1772424080 + 30 * n}]  req@ffff9a4c1e5b{h:04x} x17925544{n:05d}/t0(0) "
+                    f"o4->{oss}@10.0.0.3@o2ib:6/4 lens 488/448 e 0 to 1 dl "
+                    f"{1772424087 + 30 * n} ref 2 fl Rpc:X/0/ffffffff rc 0/-1"
+                )
+            f.log(t, h, line, source="kernel")
+    f.stall(82.0)
+    # Meanwhile node-0013's local NVMe (its shard cache) fails: a fault of its own.
+    h = 13
+    for t, line in [
+        (120.0, "nvme nvme0: I/O 417 QID 5 timeout, aborting"),
+        (150.0, "nvme nvme0: I/O 417 QID 5 timeout, reset controller"),
+        (150.4, "nvme nvme0: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0xffff"),
+        (150.5, "nvme0n1: I/O Cmd(0x2) @ LBA 20480, 256 blocks, I/O Error (sct 0x3 / sc 0x71)"),
+        (
+            150.5,
+            "blk_update_request: I/O error, dev nvme0n1, sector 20480 op 0x0:(READ) flags "
+            "0x80700 phys_seg 32 prio class 0",
+        ),
+    ]:
+        f.log(t, h, line, source="kernel")
+    write(
+        f,
+        folder,
+        250,
+        "Shared Lustre goes away at 80 s: all 32 hosts log it every 30 s for minutes and the "
+        "job stalls; at 120 s node-0013's local NVMe times out, then its controller goes down. "
+        "One dependency incident (no culprit) and one ssd incident on node-0013, and no more "
+        "through every later evaluation.",
+        [
+            incident("dependency", 95, after_s=79),
+            incident("ssd", 135, host=h, after_s=119),
+        ],
+        run_for_s=50,
+    )
+
+
+@case
+def faulty_gpu_xid79_then_peers_ib_retry_exceeded(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=43)
+    noise(f, 85)
+    h, g = 21, 4
+    f.xid(90.0, h, g, 79, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+    f.gpu(90.5, h, g, lost=True)
+    f.stall(90.0)
+    # Its ranks are gone, so are their queue pairs: IB retries toward all eight of its ports
+    # run out 30 s later on the peers (retry exceeded, then the flushed work requests).
+    for n, peer in enumerate([2, 5, 7, 10, 12, 15, 18, 20, 23, 26, 28, 31]):
+        port = (3 * n) % 8
+        for k, (status, opcode, err) in enumerate([(12, 0, 129), (5, 32616, 249)]):
+            t = 90 + IB_RETRY_S + n * 0.6 + k * 0.01
+            f.log(
+                t,
+                peer,
+                f"{f.name(peer)}:{3100 + peer}:{3180 + peer} [{port}] ib_plugin.c:1615 NCCL "
+                f"WARN NET/IB : Got completion from peer {f.ip(h, port)}<{50000 + n}> with "
+                f"status={status} opcode={opcode} len=0 vendor err {err} (Recv) localGid "
+                f"::ffff:{f.ip(peer, port)} remoteGids::ffff:{f.ip(h, port)}",
+                source="nccl",
+                rank=f.rank(peer, port),
+            )
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        170,
+        "XID 79 on node-0021; 30 s later twelve peers report IB retry-exceeded (status 12) and "
+        "flushed completions naming node-0021's addresses on several rails. One faulty_gpu "
+        "incident on node-0021: the completions are its shadow, not the peers' NICs nor the "
+        "fabric.",
+        [incident("faulty_gpu", 95, host=h, gpu=g, after_s=89)],
+        decisions=[{"action": "exclude_and_restart", "exclude_hosts": [f.name(h)], "by_s": 100}],
+    )
+
+
+@held_back(
+    "the runner posts a tick's lines at once (~205 batches a tick for 2,048 hosts) and fails "
+    "on the 429 that ingest's upload budget (max_inflight_requests, 64) answers past it; it "
+    "passes once the runner posts within the budget or retries a 429 as an agent does"
+)
+def nccl_watchdog_timeout_2048_hosts_one_stops_first(folder: Path) -> None:
+    f = CaseFleet(hosts=2048, seed=44)
+    h = 1377
+    # Its ranks stop stepping at 12 s; the rest of the job runs on for 23 s before every
+    # collective waits on it. No error anywhere. (Kept short: 2,048 hosts' batches every 10 s.)
+    f.stall(12.0, host=h)
+    f.stall(35.0)
+    write(
+        f,
+        folder,
+        55,
+        "2,048 hosts of 8 ranks train; node-1377's ranks stop at 12 s, the other 2,047 hosts' "
+        "23 s later, and nothing reports an error. One hang incident naming node-1377, from "
+        "the heartbeats (its last step and beat against the rest's), detected within two "
+        "heartbeat intervals of its stop and still one incident once the whole job has stalled.",
+        [incident("nccl_watchdog_timeout", 32, host=h, after_s=26)],
+    )
+
+
+@case
+def two_jobs_fail_at_once_xid48_and_a_bug(folder: Path) -> None:
+    moe = CaseFleet(hosts=16, seed=46, job="moe-32x8b", first_host=16)
+    f = CaseFleet(hosts=16, seed=45, also=[moe])
+    noise(f, 65)
+    noise(moe, 65)
+    h, g = 6, 1
+    f.xid(
+        70.0,
+        h,
+        g,
+        48,
+        xid_line(
+            f,
+            g,
+            48,
+            "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer "
+            "at partition 1, subpartition 0.",
+        ),
+    )
+    f.stall(70.0)
+    peer_timeouts(f, 70 + NCCL_TIMEOUT_S, skip={h})
+    # In the same seconds the other job's new data pipeline fails on every rank.
+    for mh in range(moe.hosts):
+        for mg in range(moe.gpus):
+            r = moe.rank(mh, mg)
+            moe.log(
+                70.4 + mh * 0.05,
+                mh,
+                traceback(
+                    r,
+                    [
+                        *TRAIN_STEP[:2],
+                        (
+                            "/workspace/moe/data/packing.py",
+                            88,
+                            "pack",
+                            'seq = doc["tokens"][: self.seq_len]',
+                        ),
+                    ],
+                    "KeyError: 'tokens'",
+                ),
+                rank=r,
+            )
+    moe.stall(70.4)
+    write(
+        f,
+        folder,
+        150,
+        "Two jobs on disjoint hosts: XID 48 on node-0006 in llama3-405b and, in the same "
+        "second, the same KeyError traceback on every rank of moe-32x8b (node-0016..0031). "
+        "Two incidents, one per job.",
+        [
+            incident("gpu_hbm_memory", 75, host=h, gpu=g, job_id=f.job, after_s=69),
+            incident("software_bug", 85, job_id=moe.job, after_s=69),
+        ],
+    )
+
+
+@case
+def straggler_one_host_slow_without_error(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=47)
+    noise(f, 150)
+    h = 9
+    # From 60 s node-0009's ranks take three times as long per step; nothing logs an error.
+    f.slow_down(60.0, h, 3.0)
+    write(
+        f,
+        folder,
+        150,
+        "node-0009's ranks slow to a third of the job's pace at 60 s (step time 6 s vs 2 s, "
+        "their steps falling behind) with no error, thermal or link sign anywhere: the job "
+        "waits on it in every collective. One incident naming node-0009.",
+        [incident("nccl_watchdog_timeout", 85, host=h, after_s=60)],
+        decisions=[{"action": "exclude_and_restart", "exclude_hosts": [f.name(h)], "by_s": 90}],
     )
 
 
