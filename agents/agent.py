@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ import pydantic
 
 from agents import __version__
 from agents.clock import Clock, SystemClock
-from agents.collectors.base import Collector, Context, HostState
+from agents.collectors.base import Collector, Context, HostState, Positioned
 from agents.collectors.flight_recorder import FlightRecorderCollector
 from agents.collectors.heartbeat import HeartbeatCollector
 from agents.collectors.kernel_log import KernelLogCollector
@@ -25,14 +26,17 @@ from agents.config import AgentConfig
 from agents.metrics import AgentMetrics
 from agents.patterns import KERNEL_PATTERNS, TRAINING_PATTERNS, PatternFile, load_patterns
 from agents.providers.base import GpuProvider
-from agents.transport.outbox import Outbox, OutboxBusy
-from agents.transport.sender import Backoff, Sender
+from agents.transport.outbox import WRITE_ERRORS, Outbox, OutboxBusy, Row, encode
+from agents.transport.sender import OUTBOX_RETRY_S, Backoff, Sender
+from agents.transport.spill import Spill
 from sentinel.wire import CRITICAL_KINDS, AgentStatus, LogRecord, Observation
 
 log = logging.getLogger(__name__)
 
 # A collector that keeps failing is retried at its interval doubled per failure, up to this.
 MAX_COLLECTOR_BACKOFF_S = 300.0
+# How AgentStatus names the outbox among the collectors: failing while it refuses writes.
+OUTBOX_COMPONENT = "outbox"
 
 
 def _urgent(observation: Observation) -> bool:
@@ -94,16 +98,24 @@ class Agent:
                 max_bytes=config.outbox.max_bytes,
                 max_batch_observations=config.outbox.max_batch_observations,
                 max_batch_bytes=config.outbox.max_batch_bytes,
+                metrics=self.metrics,
             )
+            saved_positions = self.outbox.positions()
         except (OutboxBusy, OSError, sqlite3.Error) as exc:
             raise ConfigError(f"outbox.path: {exc}") from exc
+        # What the outbox refused to store (a full disk) waits here, in order, for it.
+        self._spill = Spill(config.outbox.spill_max_bytes)
+        self._store_lock = threading.Lock()
+        self._stored_positions: dict[str, str | None] = dict(saved_positions)
         # Only the flight-recorder watcher uploads; a simulated fleet runs without one.
         self._upload_client: httpx.Client | None = None
         self._sender: Sender | None = None
         self._failing: dict[str, int] = {}
-        self.collectors = self._build_collectors(provider)
+        self.collectors = self._build_collectors(provider, saved_positions)
 
-    def _build_collectors(self, provider: GpuProvider | None) -> list[Collector]:
+    def _build_collectors(
+        self, provider: GpuProvider | None, positions: Mapping[str, str]
+    ) -> list[Collector]:
         c, i = self.config.collectors, self.config.intervals
         ctx = Context(
             host_id=self.config.host_id,
@@ -111,6 +123,7 @@ class Agent:
             emit=self.emit,
             metrics=self.metrics,
             state=self.state,
+            positions=positions,
         )
         out: list[Collector] = []
         if c.nvml.enabled:
@@ -174,33 +187,114 @@ class Agent:
 
     def emit(self, observations: Sequence[Observation], *, critical: bool = False) -> None:
         """Durably queue observations; wake the sender for critical ones. Thread-safe."""
-        if not observations:
-            return
-        dropped = self.outbox.put(observations)
+        if observations:
+            self._store(
+                encode(observations), {}, urgent=critical or any(map(_urgent, observations))
+            )
+
+    def _store(
+        self, rows: Sequence[Row], positions: Mapping[str, str | None], *, urgent: bool
+    ) -> None:
+        """Write rows and read positions to the outbox, or hold them while it refuses.
+
+        Never raises for a failing disk: a collector's lines must not be lost because the
+        outbox could not take them (their positions wait with them, so a crash meanwhile
+        makes the collector read them again).
+        """
+        with self._store_lock:
+            changed = {k: v for k, v in positions.items() if self._stored_positions.get(k) != v}
+            if not rows and not changed:
+                return
+            if self._spill:  # older observations wait in memory: keep the order
+                self._hold(rows, changed, urgent=urgent)
+                return
+            try:
+                dropped = self.outbox.write(rows, changed)
+            except WRITE_ERRORS:  # logged and counted by the outbox
+                self._hold(rows, changed, urgent=urgent)
+                return
+            self._stored_positions.update(changed)
         if dropped:
             self.metrics.dropped_samples.inc(dropped)
         self.metrics.outbox_depth.set(self.outbox.depth)
-        if self._sender is not None and (critical or any(map(_urgent, observations))):
+        if urgent and self._sender is not None:
             self._sender.wake()
+
+    def _hold(
+        self, rows: Sequence[Row], positions: Mapping[str, str | None], *, urgent: bool
+    ) -> None:
+        dropped = self._spill.add(rows, positions, urgent=urgent)
+        if dropped.samples:
+            self.metrics.dropped_samples.inc(dropped.samples)
+        if dropped.events:
+            self.metrics.dropped_events.inc(dropped.events)
+            log.error(
+                "the outbox has refused writes for so long that %d events did not fit in the "
+                "%d bytes held for it in memory: they are lost",
+                dropped.events,
+                self._spill.max_bytes,
+            )
+        self.metrics.spilled.set(len(self._spill.rows))
+        self.metrics.outbox_degraded.set(1)
+
+    def _write_spill(self) -> None:
+        """Try to store what waits in memory; on success the agent is healthy again."""
+        with self._store_lock:
+            if not self._spill:
+                return
+            spill = self._spill
+            try:
+                self.outbox.write(
+                    spill.rows, spill.positions, dropped_elsewhere=spill.dropped_samples
+                )
+            except WRITE_ERRORS:
+                return
+            log.warning(
+                "outbox %s stored the %d observations held in memory while it refused writes",
+                self.config.outbox.path,
+                len(spill.rows),
+            )
+            self._stored_positions.update(spill.positions)
+            urgent = spill.urgent
+            spill.clear()
+        self.metrics.spilled.set(0)
+        self.metrics.outbox_degraded.set(0)
+        self.metrics.outbox_depth.set(self.outbox.depth)
+        if urgent and self._sender is not None:
+            self._sender.wake()
+
+    @property
+    def degraded(self) -> bool:
+        """The outbox refuses writes, or observations wait in memory for it."""
+        return self.outbox.refusing_writes or bool(self._spill)
 
     def status(self) -> AgentStatus:
         names = [c.name for c in self.collectors]
+        failing = {n for n in names if n in self._failing}
+        if self.degraded:
+            failing.add(OUTBOX_COMPONENT)
         return AgentStatus(
             id=uuid.uuid4(),
             observed_at=self.clock.now(),
             version=__version__,
-            collectors_ok=[n for n in names if n not in self._failing],
-            collectors_failing=[n for n in names if n in self._failing],
+            collectors_ok=[n for n in [*names, OUTBOX_COMPONENT] if n not in failing],
+            collectors_failing=[n for n in [*names, OUTBOX_COMPONENT] if n in failing],
             outbox_depth=self.outbox.depth,
-            outbox_dropped_samples=self.outbox.dropped_samples,
+            outbox_dropped_samples=self.outbox.dropped_samples + self._spill.dropped_samples,
         )
+
+    @staticmethod
+    def _poll(collector: Collector) -> tuple[Sequence[Observation], Mapping[str, str | None]]:
+        observations = collector.poll()
+        positions = collector.positions() if isinstance(collector, Positioned) else {}
+        return observations, positions
 
     async def _run_collector(self, collector: Collector, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             try:
-                observations = await asyncio.to_thread(collector.poll)
-                self.emit(observations)
+                observations, positions = await asyncio.to_thread(self._poll, collector)
+                self._store(encode(observations), positions, urgent=any(map(_urgent, observations)))
                 if failures:
                     log.info("collector %s recovered after %d failures", collector.name, failures)
                 failures = 0
@@ -219,6 +313,13 @@ class Agent:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def _retry_spill(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self._spill:
+                await asyncio.to_thread(self._write_spill)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=OUTBOX_RETRY_S)
 
     async def _report_status(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -260,7 +361,10 @@ class Agent:
                 self.outbox.depth,
             )
             sender = asyncio.create_task(self._sender.run(), name="sender")
-            tasks = [asyncio.create_task(self._report_status(stop), name="status")]
+            tasks = [
+                asyncio.create_task(self._report_status(stop), name="status"),
+                asyncio.create_task(self._retry_spill(stop), name="spill"),
+            ]
             tasks += [
                 asyncio.create_task(self._run_collector(c, stop), name=c.name)
                 for c in self.collectors
@@ -269,6 +373,7 @@ class Agent:
             # Collectors finish their current poll first, so the sender's final drain
             # includes what they saw last.
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self._write_spill)
             self._sender.stop()
             await asyncio.gather(sender, return_exceptions=True)
             self._sender = None
@@ -279,5 +384,11 @@ class Agent:
                 log.exception("closing collector %s failed", collector.name)
         if self._upload_client is not None:
             self._upload_client.close()
+        if self._spill:
+            # Lines behind them are read again at the next start (their positions were not
+            # stored either); other observations are lost.
+            log.error(
+                "stopping with %d observations the outbox never accepted", len(self._spill.rows)
+            )
         self.outbox.close()
         log.info("agent %s stopped", cfg.host_id)

@@ -127,6 +127,11 @@ class OutboxConfig(_Section):
     max_batch_bytes: int = Field(4 * MiB, ge=64 * 1024)
     backoff_initial_s: float = Field(1.0, gt=0)
     backoff_max_s: float = Field(60.0, gt=0)
+    spill_max_bytes: int = Field(
+        16 * MiB,
+        ge=64 * 1024,
+        description="Memory for observations while the outbox refuses writes (a full disk).",
+    )
 
 
 class MetricsConfig(_Section):

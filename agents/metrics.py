@@ -162,7 +162,33 @@ class AgentMetrics:
         )
         self.dropped_samples = Counter(
             "sentinel_agent_dropped_samples",
-            "Periodic samples dropped because the outbox was full.",
+            "Periodic samples dropped because the outbox (or the memory held for it) was full.",
+            registry=r,
+        )
+        self.outbox_write_errors = Counter(
+            "sentinel_agent_outbox_write_errors",
+            "Outbox writes that failed (a full or failing disk); each was rolled back.",
+            registry=r,
+        )
+        self.outbox_degraded = Gauge(
+            "sentinel_agent_outbox_degraded",
+            "1 while the outbox refuses writes or observations wait in memory for it.",
+            registry=r,
+        )
+        self.spilled = Gauge(
+            "sentinel_agent_spilled_observations",
+            "Observations held in memory because the outbox refused to store them.",
+            registry=r,
+        )
+        self.dropped_events = Counter(
+            "sentinel_agent_dropped_events",
+            "Events (XIDs, log lines...) dropped because the outbox refused writes for so long "
+            "that the memory held for them was full.",
+            registry=r,
+        )
+        self.batches_split = Counter(
+            "sentinel_agent_batches_split",
+            "Batches the service refused as too large or invalid, resent as two halves.",
             registry=r,
         )
         self.heartbeats_bad = Counter(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from agents.clock import Clock
 from agents.metrics import AgentMetrics
@@ -35,6 +35,19 @@ class Collector(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Positioned(Protocol):
+    """A collector that reads a source it can resume: log files, /dev/kmsg.
+
+    After each ``poll`` the agent asks for the read positions and stores them in the outbox
+    in the same transaction as what ``poll`` returned, so that after a crash the collector
+    resumes exactly after the lines whose observations were stored. Keys are the
+    collector's own (name them ``<collector>:<path>``); ``None`` forgets a key.
+    """
+
+    def positions(self) -> Mapping[str, str | None]: ...
+
+
 @dataclass
 class HostState:
     """Facts one collector learns and another needs, e.g. which GPU sits at a PCI address."""
@@ -50,3 +63,5 @@ class Context:
     emit: Emit
     metrics: AgentMetrics
     state: HostState
+    # Read positions the previous run stored (see Positioned), by key.
+    positions: Mapping[str, str] = field(default_factory=dict)

@@ -16,7 +16,7 @@ import httpx
 
 from agents.clock import Clock
 from agents.metrics import AgentMetrics
-from agents.transport.outbox import FormedBatch, Outbox
+from agents.transport.outbox import WRITE_ERRORS, FormedBatch, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,20 @@ REPORTS_PATH = "/api/v1/reports"
 _GZIP_MIN_BYTES = 1024
 # A Retry-After longer than this is more likely a misconfiguration than a plan.
 _MAX_RETRY_AFTER_S = 600.0
+# An outbox that failed a write (a full disk) is tried again this often: the error is local
+# and cheap to retry, and the service must not see a silent host for longer than needed.
+OUTBOX_RETRY_S = 1.0
+# "Later", not "never": timeouts and load (408, 429), a token the operator has to fix
+# (401, 403; dead-lettering would throw away every batch until then), a conflict (409).
+_RETRY_4XX = frozenset({401, 403, 408, 409, 429})
+# The body is too large, or something in it is refused: in halves, the rest gets through.
+_SPLIT_4XX = frozenset({413, 422})
 
 
 class Outcome(Enum):
     ACKED = "acked"
     RETRY = "retry"
+    SPLIT = "split"  # resend as two halves; a single observation is dead-lettered
     POISON = "poison"
 
 
@@ -60,14 +69,20 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
 def classify(status: int) -> Outcome:
     if status == 202:
         return Outcome.ACKED
-    # 408 and 429 say "later"; any other 4xx will never succeed with the same bytes.
-    if 400 <= status < 500 and status not in (408, 429):
+    if status in _SPLIT_4XX:
+        return Outcome.SPLIT
+    # Any other 4xx will never succeed with the same bytes.
+    if 400 <= status < 500 and status not in _RETRY_4XX:
         return Outcome.POISON
     return Outcome.RETRY
 
 
 class Backoff:
-    """Exponential backoff with jitter: half the step fixed, half random, capped."""
+    """Exponential backoff with full jitter: a uniform draw below a doubling, capped step.
+
+    Full jitter spreads a fleet that failed at the same moment (a service outage) over the
+    whole step, so its retries do not arrive in waves.
+    """
 
     def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
         self.initial_s = initial_s
@@ -78,7 +93,7 @@ class Backoff:
     def next_delay(self) -> float:
         step = min(self.max_s, self.initial_s * 2.0 ** min(self.failures, 30))
         self.failures += 1
-        return step / 2 + self._rng.uniform(0, step / 2)
+        return self._rng.uniform(0, step)
 
     def reset(self) -> None:
         self.failures = 0
@@ -139,7 +154,13 @@ class Sender:
             if hold > 0:
                 delay = hold
                 continue
-            delay = await self.flush()
+            try:
+                delay = await self.flush()
+            except Exception:
+                # Whatever went wrong, the sender must outlive it: a dead sender behind a
+                # "running" process is a silent host, and the service drains it.
+                log.exception("sending failed unexpectedly; trying again")
+                delay = self._backoff.next_delay()
         # On a clean stop, ship what is queued while the service answers; a service that is
         # down (or asked for quiet) must not hold up the shutdown. The rest stays on disk.
         if self._drain_s > 0 and not self._backoff.failures and not self._holding():
@@ -152,43 +173,70 @@ class Sender:
     async def flush(self, *, draining: bool = False) -> float:
         """Send every waiting batch; returns how long to wait before the next round."""
         while draining or not self._stopping:
-            batch = self._outbox.next_batch()
+            try:
+                batch = self._outbox.next_batch()
+            except WRITE_ERRORS:
+                return OUTBOX_RETRY_S  # the outbox logged and counted it
             self._metrics.outbox_depth.set(self._outbox.depth)
             self._metrics.outbox_bytes.set(self._outbox.size_bytes)
             if batch is None:
                 self._backoff.reset()
                 return self._interval
             result = await self.send(batch)
-            if result.outcome is Outcome.ACKED:
-                self._outbox.ack(batch.seq)
-                self._metrics.batches_sent.inc()
-                self._backoff.reset()
-                continue
-            if result.outcome is Outcome.POISON:
-                log.error(
-                    "service refused batch seq=%d (%d observations) with HTTP %s: %s; "
-                    "moved to dead letters, it will not be retried",
-                    batch.seq,
-                    batch.observations,
-                    result.status,
-                    result.detail,
-                )
-                self._outbox.dead_letter(batch.seq, result.status or 0, result.detail)
-                self._metrics.dead_letters.inc()
-                continue
-            self._metrics.send_failures.inc()
-            delay = self._backoff.next_delay()
-            if result.retry_after_s is not None:
-                delay = max(delay, result.retry_after_s)
-                self._hold_until = self._clock.monotonic() + result.retry_after_s
-            log.warning(
-                "send of batch seq=%d failed (%s); retrying in %.1f s",
-                batch.seq,
-                result.detail,
-                delay,
-            )
-            return delay
+            try:
+                delay = self._settle(batch, result)
+            except WRITE_ERRORS:
+                return OUTBOX_RETRY_S
+            if delay is not None:
+                return delay
         return self._interval
+
+    def _settle(self, batch: FormedBatch, result: SendResult) -> float | None:
+        """Record the service's answer; returns the wait before retrying, None to go on."""
+        if result.outcome is Outcome.ACKED:
+            self._outbox.ack(batch.seq)
+            self._metrics.batches_sent.inc()
+            self._backoff.reset()
+            return None
+        if result.outcome is Outcome.SPLIT and self._outbox.split(batch.seq):
+            log.warning(
+                "service refused batch seq=%d (%d observations) with HTTP %s: %s; "
+                "resending it as two halves",
+                batch.seq,
+                batch.observations,
+                result.status,
+                result.detail,
+            )
+            self._metrics.batches_split.inc()
+            return None
+        if result.outcome in (Outcome.SPLIT, Outcome.POISON):
+            log.error(
+                "service refused batch seq=%d (%d observations) with HTTP %s: %s; "
+                "moved to dead letters, it will not be retried",
+                batch.seq,
+                batch.observations,
+                result.status,
+                result.detail,
+            )
+            self._outbox.dead_letter(batch.seq, result.status or 0, result.detail)
+            self._metrics.dead_letters.inc()
+            return None
+        self._metrics.send_failures.inc()
+        delay = self._backoff.next_delay()
+        if result.retry_after_s is not None:
+            # Not before the service asked, then spread like any retry: a fleet told
+            # "5 s" all at once must not come back all at once.
+            delay += result.retry_after_s
+            self._hold_until = self._clock.monotonic() + result.retry_after_s
+        level = logging.ERROR if result.status in (401, 403) else logging.WARNING
+        log.log(
+            level,
+            "send of batch seq=%d failed (%s); retrying in %.1f s",
+            batch.seq,
+            result.detail,
+            delay,
+        )
+        return delay
 
     async def send(self, batch: FormedBatch) -> SendResult:
         headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}

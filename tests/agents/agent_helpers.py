@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +19,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 from agents.clock import ManualClock
 from agents.collectors.base import Context, HostState
@@ -35,6 +41,28 @@ class Fault:
     delay_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class Post:
+    """One report as the receiver saw it: when it arrived (monotonic), from whom, and the
+    answer it got."""
+
+    at: float
+    host_id: str | None
+    seq: int | None
+    observations: int
+    body_bytes: int
+    status: int
+
+
+def _peek(headers: Any, body: bytes) -> tuple[str | None, int | None, int]:
+    try:
+        raw = gzip.decompress(body) if headers.get("Content-Encoding") == "gzip" else body
+        doc = json.loads(raw)
+        return doc.get("host_id"), doc.get("seq"), len(doc.get("observations", []))
+    except (OSError, ValueError, AttributeError):
+        return None, None, 0
+
+
 @dataclass
 class Receiver:
     """Answers like the service: 202 + BatchAck for reports, 201 for flight-recorder dumps."""
@@ -49,6 +77,7 @@ class Receiver:
     faults: list[Fault] = field(default_factory=list)
     seen_seqs: dict[tuple[str, int], bytes] = field(default_factory=dict)
     seen_ids: set[str] = field(default_factory=set)
+    posts: list[Post] = field(default_factory=list)  # every report, answered or refused
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(
@@ -103,8 +132,15 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
+            report = getattr(self, "_report_body", None)
+            arrived = getattr(self, "_arrived", time.monotonic())
+            host, seq, count = (
+                _peek(self.headers, report) if report is not None else (None, None, 0)
+            )
             with receiver.lock:
                 receiver.statuses.append(status)
+                if report is not None:
+                    receiver.posts.append(Post(arrived, host, seq, count, len(report), status))
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding") == "chunked":
@@ -120,7 +156,12 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(int(self.headers.get("Content-Length", "0")))
 
         def do_POST(self) -> None:
+            self._arrived = time.monotonic()
             body = self._body()
+            self._report_body = body if urlsplit(self.path).path == "/api/v1/reports" else None
+            self._post(body)
+
+        def _post(self, body: bytes) -> None:
             fault = receiver._fault()
             if fault is not None:
                 time.sleep(fault.delay_s)
@@ -276,3 +317,98 @@ def agent_config(tmp_path: Path, url: str, token: str, **over: Any) -> AgentConf
             node = node.setdefault(p, {})
         node[leaf] = value
     return AgentConfig.model_validate(data)
+
+
+# -- real agent processes against the real service ------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def agent_process_config(tmp_path: Path, service: Any, host_id: str, **over: Any) -> dict[str, Any]:
+    """A config for ``python -m agents run``: fast intervals, every collector off unless
+    turned on in ``over`` (dotted keys, as for agent_config)."""
+    data: dict[str, Any] = {
+        "host_id": host_id,
+        "service": {"url": service.url, "token": service.agent_token, "compress": False},
+        "intervals": {"gpu_s": 0.5, "logs_s": 0.1, "status_s": 0.5, "send_s": 0.2},
+        "collectors": {
+            "nvml": {"enabled": False},
+            "kernel_log": {"enabled": False},
+            "training_logs": {"enabled": False},
+            "heartbeat": {"enabled": False},
+            "flight_recorder": {"enabled": False},
+        },
+        "outbox": {
+            "path": str(tmp_path / "outbox.db"),
+            "backoff_initial_s": 0.1,
+            "backoff_max_s": 0.5,
+        },
+        "metrics": {"enabled": False},
+    }
+    for key, value in over.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return data
+
+
+def start_agent(
+    config: Path, log: Path, *, argv_prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """``python -m agents run --config CONFIG``, its output appended to ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [*argv_prefix, sys.executable, "-m", "agents", "run", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def service_observations(service: Any, host: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """What the service stored for a host (newest first), as its REST API shows it."""
+    params: dict[str, Any] = {"limit": 10_000}
+    if kind is not None:
+        params["kind"] = kind
+    response = httpx.get(
+        f"{service.url}/api/v1/hosts/{host}/observations",
+        params=params,
+        headers={"Authorization": f"Bearer {service.viewer_token}"},
+        timeout=10,
+    )
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    return list(response.json())
+
+
+def metric(port: int, name: str) -> float | None:
+    """One unlabelled sample from an agent's /metrics, or None if absent."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def eventually(
+    predicate: Callable[[], Any], timeout: float, what: str, log: Path | None = None
+) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail naming ``what`` (and the log)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+        time.sleep(0.1)

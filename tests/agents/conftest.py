@@ -25,10 +25,15 @@ sys.path.append(str(Path(__file__).parent))
 from agent_helpers import Receiver, _handler  # noqa: E402 - needs the path set above
 
 
+class _Server(ThreadingHTTPServer):
+    # A fleet connects at once; the default backlog of 5 would delay some by a SYN retry (1 s).
+    request_queue_size = 128
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     rec = Receiver()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(rec))
+    server = _Server(("127.0.0.1", 0), _handler(rec))
     server.daemon_threads = True
     rec.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

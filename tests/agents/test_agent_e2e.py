@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
 import urllib.request
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import SCENARIOS, Receiver, agent_config
+from agent_helpers import SCENARIOS, Receiver, agent_config, ecc, xid
 
 from agents.agent import Agent
 from agents.heartbeat import Heartbeat
@@ -195,7 +196,7 @@ async def test_service_down_then_up_delivers_everything_once(
     assert seqs == sorted(seqs) and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
 
-@pytest.mark.parametrize("status", [401, 413, 422])
+@pytest.mark.parametrize("status", [400, 404])
 async def test_poison_answers_do_not_loop(tmp_path: Path, receiver: Receiver, status: int) -> None:
     receiver.fail(status, 1)
     config = agent_config(tmp_path, receiver.url, receiver.agent_token)
@@ -204,6 +205,23 @@ async def test_poison_answers_do_not_loop(tmp_path: Path, receiver: Receiver, st
         await wait_for(lambda: len(receiver.batches) >= 2)
     assert receiver.statuses.count(status) == 1
     assert agent.metrics.registry.get_sample_value("sentinel_agent_dead_letters_total") == 1
+
+
+@pytest.mark.parametrize("status", [401, 403, 409, 413, 422])
+async def test_answers_that_are_not_final_lose_nothing(
+    tmp_path: Path, receiver: Receiver, status: int
+) -> None:
+    """401/403/409 are retried; 413/422 split the batch, whose halves then get through."""
+    config = agent_config(tmp_path, receiver.url, receiver.agent_token)
+    agent = Agent(config)
+    agent.outbox.put([xid(), ecc(), xid()])
+    receiver.fail(status, 1)
+    async with running(agent):
+        await wait_for(
+            lambda: len(receiver.observations("xid")) == 2 and receiver.observations("ecc")
+        )
+    assert receiver.statuses[0] == status
+    assert agent.metrics.registry.get_sample_value("sentinel_agent_dead_letters_total") == 0
 
 
 async def test_full_outbox_drops_samples_keeps_events_and_says_so(
@@ -232,13 +250,13 @@ async def test_full_outbox_drops_samples_keeps_events_and_says_so(
     )
     agent = Agent(config)
     queued: set[str] = set()
-    put = agent.outbox.put
+    write = agent.outbox.write
 
-    def recording_put(observations: Any) -> int:
-        queued.update(str(o.id) for o in observations if o.kind in ("xid", "ecc"))
-        return put(observations)
+    def recording_write(rows: Any, *args: Any, **kwargs: Any) -> int:
+        queued.update(json.loads(r.body)["id"] for r in rows if r.kind in ("xid", "ecc"))
+        return write(rows, *args, **kwargs)
 
-    agent.outbox.put = recording_put  # type: ignore[method-assign]
+    agent.outbox.write = recording_write  # type: ignore[method-assign]
     async with running(agent):
         await wait_for(lambda: agent.outbox.dropped_samples > 0)
         receiver.faults.clear()

@@ -18,9 +18,11 @@ from agents.transport.sender import Backoff, Outcome, Sender, classify, retry_af
 
 def test_classification() -> None:
     assert classify(202) is Outcome.ACKED
-    for status in (400, 401, 403, 404, 413, 422):
+    for status in (400, 404, 405, 410, 415):
         assert classify(status) is Outcome.POISON
-    for status in (408, 429, 500, 502, 503, 504):
+    for status in (413, 422):
+        assert classify(status) is Outcome.SPLIT
+    for status in (401, 403, 408, 409, 429, 500, 502, 503, 504):
         assert classify(status) is Outcome.RETRY
 
 
@@ -33,13 +35,19 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds(None, now) is None
 
 
-def test_backoff_grows_with_jitter_and_caps() -> None:
+def test_backoff_grows_with_full_jitter_and_caps() -> None:
     b = Backoff(1.0, 8.0)
     delays = [b.next_delay() for _ in range(8)]
-    assert 0.5 <= delays[0] <= 1.0 and 1.0 <= delays[1] <= 2.0
-    assert all(4.0 <= d <= 8.0 for d in delays[4:])
+    assert 0 <= delays[0] <= 1.0 and 0 <= delays[1] <= 2.0
+    assert all(0 <= d <= 8.0 for d in delays[4:])
     b.reset()
     assert b.next_delay() <= 1.0
+    # Full jitter: draws cover the whole step, not only its upper half.
+    draws = []
+    for _ in range(200):
+        b.reset()
+        draws.append(b.next_delay())
+    assert min(draws) < 0.1 and max(draws) > 0.9
 
 
 async def _run(
@@ -111,17 +119,25 @@ async def test_poison_batch_goes_to_dead_letters_and_the_rest_flows(
 ) -> None:
     box = _box(tmp_path)
     box.put([xid(), xid(), xid()])
-    receiver.fail(422, 1)
+    receiver.fail(400, 1)
     await _run(box, receiver.url, receiver.agent_token, lambda: box.depth == 0)
-    assert len(box.dead_letters()) == 1 and box.dead_letters()[0][1] == 422
+    assert len(box.dead_letters()) == 1 and box.dead_letters()[0][1] == 400
     assert len(receiver.observations()) == 1  # the second batch arrived, the first is aside
 
 
-async def test_bad_token_is_poison_not_a_loop(tmp_path: Path, receiver: Receiver) -> None:
+async def test_bad_token_is_retried_until_the_service_takes_it(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A rotated or mistyped token is the operator's to fix; dead-lettering would throw away
+    everything the host reports until then."""
     box = _box(tmp_path)
     box.put([xid()])
-    await _run(box, receiver.url, "wrong", lambda: box.depth == 0, timeout=3)
-    assert receiver.statuses == [401] and box.dead_letters()[0][1] == 401
+    good, receiver.agent_token = receiver.agent_token, "the-new-token"
+    await _run(box, receiver.url, good, lambda: receiver.statuses.count(401) >= 3, timeout=5)
+    assert box.depth == 1 and not box.dead_letters()
+    receiver.agent_token = good  # the service takes the agent's token again
+    await _run(box, receiver.url, good, lambda: box.depth == 0)
+    assert len(receiver.observations("xid")) == 1 and not box.dead_letters()
 
 
 async def test_large_batches_are_gzipped(tmp_path: Path, receiver: Receiver) -> None:
