@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from agents.collectors.base import Context
@@ -32,16 +32,22 @@ class KernelLogCollector:
         self._from_start = from_start
         self._matcher = Matcher(patterns.patterns)
         self._source: LineSource | None = None
+        self._key = f"{self.name}:{path}"
 
     def poll(self) -> Sequence[Observation]:
         if self._source is None:
-            self._source = open_source(self._path, from_start=self._from_start)
+            self._source = open_source(
+                self._path, from_start=self._from_start, resume=self._ctx.positions.get(self._key)
+            )
         out: list[Observation] = []
         for line in self._source.read_lines():
             found = self._matcher.match(line)
             if found is not None:
                 out.append(self._observation(line, found))
         return out
+
+    def positions(self) -> Mapping[str, str | None]:
+        return {} if self._source is None else {self._key: self._source.position()}
 
     def _observation(self, line: str, found: Match) -> Observation:
         pattern, groups = found.pattern, found.groups

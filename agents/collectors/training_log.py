@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
+import json
+import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +16,8 @@ from agents.collectors.base import Context
 from agents.patterns import Matcher, PatternFile
 from agents.tail import FileTailer
 from sentinel.wire import LogRecord, Observation
+
+log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 60_000
 MAX_TRACEBACK_LINES = 400
@@ -68,6 +73,16 @@ class TrainingLogCollector:
         )
         self._files: dict[str, _File] = {}
         self._polls = 0
+        prefix = f"{self.name}:"
+        # Where the previous run stopped, by file; a file rotated away while the agent was
+        # down is followed by its old name until its rest is read.
+        self._saved = {
+            key[len(prefix) :]: value
+            for key, value in ctx.positions.items()
+            if key.startswith(prefix)
+            and any(fnmatch.fnmatchcase(key[len(prefix) :], spec) for spec in paths)
+        }
+        self._forgotten: set[str] = set()
 
     def _discover(self) -> None:
         found: set[str] = set()
@@ -78,11 +93,39 @@ class TrainingLogCollector:
                 if name not in self._files:
                     # Files found after start-up are new: read them from their beginning.
                     from_start = self._from_start or self._polls > 0
-                    self._files[name] = _File(FileTailer(Path(name), from_start=from_start))
+                    self._files[name] = self._follow(name, from_start, self._saved.pop(name, None))
+        for name, saved in self._saved.items():  # gone from the path: finish the rotated file
+            self._files[name] = self._follow(name, self._from_start, saved)
+            found.add(name)
+        self._saved.clear()
         # Jobs come and go: forget files that are gone and have nothing left to finish.
         for name in [n for n, f in self._files.items() if n not in found and not f.tracebacks]:
             if not Path(name).exists():
                 self._files.pop(name).tailer.close()
+                self._forgotten.add(name)
+
+    def _follow(self, name: str, from_start: bool, saved: str | None) -> _File:
+        try:
+            data = json.loads(saved) if saved else {}
+            tail, open_ = data.get("tail"), data.get("open", [])
+            now = self._ctx.clock.monotonic()
+            tracebacks = {k: _Traceback(list(lines), now, now, end) for k, lines, end in open_}
+        except (ValueError, TypeError, AttributeError):
+            log.warning("ignoring the unreadable stored position of %s", name)
+            tail, tracebacks = None, {}
+        return _File(FileTailer(Path(name), from_start=from_start, resume=tail), tracebacks)
+
+    def positions(self) -> Mapping[str, str | None]:
+        """Each file's read position with the tracebacks still open at it: their lines were
+        read before the position, so they are stored with it."""
+        out: dict[str, str | None] = {f"{self.name}:{n}": None for n in self._forgotten}
+        self._forgotten.clear()
+        for name, state in self._files.items():
+            open_ = [[key, tb.lines, tb.ended] for key, tb in state.tracebacks.items()]
+            out[f"{self.name}:{name}"] = json.dumps(
+                {"tail": state.tailer.position(), "open": open_}, separators=(",", ":")
+            )
+        return out
 
     def poll(self) -> Sequence[Observation]:
         if self._polls % _RESCAN_EVERY == 0:
