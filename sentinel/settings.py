@@ -106,8 +106,15 @@ class IngestSettings(_Section):
     max_inflight_requests: int = Field(
         64,
         ge=1,
-        description="Agent uploads (batches, dumps, Alertmanager posts) admitted at once, from "
-        "their headers to their answer; one more gets 429 before its body is read.",
+        description="Most agent uploads (batches, dumps, Alertmanager posts) admitted at once, "
+        "from their headers to their answer; one more gets 429 before its body is read. The "
+        "limit in force adapts below this to keep admitted uploads within target_latency_s.",
+    )
+    target_latency_s: float = Field(
+        0.25,
+        gt=0,
+        description="Admitted uploads slower than this shrink the number admitted at once; "
+        "faster ones let it grow back.",
     )
     max_inflight_bytes: int = Field(
         256 * 1024 * 1024,

@@ -14,6 +14,7 @@ An ASGI middleware, so that it runs before FastAPI reads or parses any body:
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 
 from fastapi import FastAPI, HTTPException, status
@@ -26,6 +27,8 @@ from sentinel.settings import IngestSettings, ServerSettings
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _UPLOADS = frozenset({"/api/v1/reports", "/api/v1/alertmanager", "/api/v1/flight-recorder/dumps"})
+# Uploads admitted at once by a fresh service, before it has measured itself.
+_START_LIMIT = 8
 
 
 def body_limits(server: ServerSettings) -> dict[str, int]:
@@ -41,25 +44,41 @@ def body_limits(server: ServerSettings) -> dict[str, int]:
 
 @dataclass
 class UploadBudget:
-    """Requests and bytes in flight; one upload alone is always admitted."""
+    """Uploads and their declared bytes in flight; one upload alone is always admitted.
+
+    The number admitted at once adapts below its ceiling, as TCP's window does: a quarter less
+    (once per round) when an upload admitted since the last cut took longer than the target,
+    one more per round of uploads that were faster. It starts low, so that a fresh service
+    meets a crowd with a short queue rather than a long one that times its agents out.
+    """
 
     max_requests: int
     max_bytes: int
+    target_s: float
+    limit: float = 0.0
     requests: int = 0
     bytes: int = 0
+    cut_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        self.limit = float(min(self.max_requests, _START_LIMIT))
 
     def take(self, size: int) -> bool:
-        if self.requests and (
-            self.requests + 1 > self.max_requests or self.bytes + size > self.max_bytes
-        ):
+        if self.requests and (self.requests + 1 > self.limit or self.bytes + size > self.max_bytes):
             return False
         self.requests += 1
         self.bytes += size
         return True
 
-    def give_back(self, size: int) -> None:
+    def give_back(self, size: int, admitted_at: float, now: float) -> None:
         self.requests -= 1
         self.bytes -= size
+        if now - admitted_at <= self.target_s:
+            self.limit = min(float(self.max_requests), self.limit + 1 / self.limit)
+        elif admitted_at >= self.cut_at:
+            # Uploads admitted before the last cut were admitted under the old limit.
+            self.limit = max(1.0, self.limit * 0.75)
+            self.cut_at = now
 
 
 class Admission:
@@ -77,7 +96,9 @@ class Admission:
         self._metrics: ServiceMetrics = ctx.metrics
         self._default_limit = server.max_api_body_bytes
         self._limits = body_limits(server)
-        self._budget = UploadBudget(ingest.max_inflight_requests, ingest.max_inflight_bytes)
+        self._budget = UploadBudget(
+            ingest.max_inflight_requests, ingest.max_inflight_bytes, ingest.target_latency_s
+        )
         self._retry_after_s = ingest.retry_after_s
         self._rng = rng or random.Random()
 
@@ -117,10 +138,11 @@ class Admission:
             )
             await _refuse(shed, scope, receive, send)
             return
+        admitted_at = time.monotonic()
         try:
             await self.app(scope, bounded, send)
         finally:
-            self._budget.give_back(size)
+            self._budget.give_back(size, admitted_at, time.monotonic())
 
 
 _WANTED = frozenset({b"authorization", b"content-length"})

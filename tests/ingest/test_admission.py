@@ -15,6 +15,7 @@ import pytest
 from builders import batch, gpu_sample, xid
 from conftest import auth
 
+from sentinel.api.admission import UploadBudget
 from sentinel.testing.rawhttp import RawRequest
 from sentinel.wire import Batch
 
@@ -96,3 +97,20 @@ async def test_a_resent_batch_is_answered_as_a_duplicate_without_being_parsed(
     again = await post()
     assert again.status_code == 202 and again.json()["duplicate"] is True
     assert len(parsed) == 1
+
+
+def test_the_upload_limit_adapts_to_the_latency_of_admitted_uploads() -> None:
+    budget = UploadBudget(max_requests=64, max_bytes=1 << 30, target_s=0.25)
+    assert budget.limit == 8  # a fresh service meets a crowd with a short queue
+    # Eight slow uploads admitted together: one cut for the round, not eight.
+    assert all(budget.take(1000) for _ in range(8)) and not budget.take(1000)
+    for _ in range(8):
+        budget.give_back(1000, admitted_at=0.0, now=2.0)
+    assert budget.limit == 6
+    # Fast uploads let it grow back, one per round, up to the ceiling.
+    for _ in range(3000):
+        assert budget.take(10)
+        budget.give_back(10, admitted_at=3.0, now=3.01)
+    assert budget.limit == 64
+    # Bytes have their own budget; one upload alone is always admitted.
+    assert budget.take(1 << 30) and not budget.take(1)
