@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
@@ -12,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -22,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from agents.agent import Agent
 from agents.clock import ManualClock
 from agents.collectors.base import Context, HostState
 from agents.config import AgentConfig
@@ -412,3 +415,26 @@ def eventually(
             tail = log.read_text()[-4000:] if log is not None and log.exists() else ""
             raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
         time.sleep(0.1)
+
+
+# -- an Agent in this process ----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(agent: Agent) -> AsyncIterator[asyncio.Event]:
+    """The agent runs while inside; leaving stops it cleanly (its final drain included)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)

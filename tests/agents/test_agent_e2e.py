@@ -3,53 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
-import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import SCENARIOS, Receiver, agent_config, ecc, xid
+from agent_helpers import (
+    SCENARIOS,
+    Receiver,
+    agent_config,
+    ecc,
+    free_port,
+    running,
+    wait_for,
+    xid,
+)
 
 from agents.agent import Agent
 from agents.heartbeat import Heartbeat
 from sentinel.wire import AgentStatus
 
 
-@contextlib.asynccontextmanager
-async def running(agent: Agent) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_every_source_arrives(tmp_path: Path, receiver: Receiver) -> None:
     (tmp_path / "kern.log").write_text("")
     (tmp_path / "train-0.log").write_text("")
     (tmp_path / "fr").mkdir()
-    port = _free_port()
+    port = free_port()
     config = agent_config(
         tmp_path,
         receiver.url,

@@ -10,17 +10,12 @@ takes writes again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno
 import logging
 import shutil
-import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -32,8 +27,10 @@ from agent_helpers import (
     eventually,
     free_port,
     metric,
+    running,
     service_observations,
     start_agent,
+    wait_for,
 )
 
 from agents.agent import Agent
@@ -72,19 +69,9 @@ def _fill(path: Path) -> None:
             assert exc.errno == errno.ENOSPC, exc
 
 
-@pytest.fixture
-def agent_proc() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
-
-
 @pytest.mark.slow
 def test_a_real_enospc_on_the_outbox_disk_loses_nothing_and_heals(
-    live_service: LiveService, tmp_path: Path, agent_proc: list[subprocess.Popen[bytes]]
+    live_service: LiveService, tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
     state = tmp_path / "state"
     state.mkdir()
@@ -112,7 +99,7 @@ def test_a_real_enospc_on_the_outbox_disk_loses_nothing_and_heals(
     # The agent's state folder is an 8 MiB tmpfs of its own: a disk that can really fill up.
     mount = [*_UNSHARE, "sh", "-c", _MOUNT_THEN_EXEC, "sh", str(state)]
     agent = start_agent(config, log, argv_prefix=mount)
-    agent_proc.append(agent)
+    agent_processes.append(agent)
     eventually(lambda: service_observations(live_service, HOST), 20, "the agent's start", log)
     filler = Path(f"/proc/{agent.pid}/root") / state.relative_to("/") / "filler"
     _fill(filler)
@@ -158,23 +145,6 @@ def test_a_real_enospc_on_the_outbox_disk_loses_nothing_and_heals(
     assert "cannot rollback" not in text  # ...not a ROLLBACK error in its place
 
 
-@contextlib.asynccontextmanager
-async def _running(agent: Agent) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
 def _disk_full(agent: Agent, full: bool) -> None:
     """SQLite's own SQLITE_FULL: while ``full`` the database may not grow by a page (SQLite
     clamps the limit to the current size)."""
@@ -202,22 +172,22 @@ async def test_a_full_outbox_in_process_holds_lines_and_recovers(
     agent = Agent(config)
     value = agent.metrics.registry.get_sample_value
     caplog.set_level(logging.INFO)
-    async with _running(agent):
-        await _until(lambda: receiver.observations("gpu_sample"))
+    async with running(agent):
+        await wait_for(lambda: receiver.observations("gpu_sample"))
         _disk_full(agent, True)
-        await _until(lambda: value("sentinel_agent_outbox_degraded") == 1)
+        await wait_for(lambda: value("sentinel_agent_outbox_degraded") == 1)
         with (tmp_path / "train-0.log").open("a") as f:
             f.write("".join(line + "\n" for line in LINES))
-        await _until(lambda: (value("sentinel_agent_spilled_observations") or 0) >= len(LINES))
+        await wait_for(lambda: (value("sentinel_agent_spilled_observations") or 0) >= len(LINES))
         assert "outbox" in agent.status().collectors_failing
         _disk_full(agent, False)
-        await _until(
+        await wait_for(
             lambda: (
                 {o.message for o in receiver.observations("log")} >= set(LINES)
                 and value("sentinel_agent_outbox_degraded") == 0
             )
         )
-        await _until(lambda: "outbox" in receiver.observations("agent_status")[-1].collectors_ok)
+        await wait_for(lambda: "outbox" in receiver.observations("agent_status")[-1].collectors_ok)
     assert any("outbox" in s.collectors_failing for s in receiver.observations("agent_status"))
     assert (value("sentinel_agent_outbox_write_errors_total") or 0) >= 1
     logged = [r.getMessage() for r in caplog.records]

@@ -3,20 +3,16 @@ is restarted, the service comes back -- every event arrives exactly once, in ord
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from agent_helpers import REPO
+from agent_helpers import service_observations, start_agent
 
 # Three XIDs and four ECC changes early in each agent run.
 SCENARIO = {
@@ -34,18 +30,6 @@ SCENARIO = {
     ],
 }
 XIDS_PER_RUN, ECC_PER_RUN = 3, 4
-
-
-def _start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "agents", "run", "--config", str(config)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _queued(outbox: Path, kind: str) -> int:
@@ -71,19 +55,6 @@ def _wait_queued(outbox: Path, xids: int, eccs: int, log: Path) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"agent did not queue its events; log:\n{log.read_text()[-3000:]}")
-
-
-def _observations(service: Any, host: str) -> list[dict[str, Any]]:
-    response = httpx.get(
-        f"{service.url}/api/v1/hosts/{host}/observations",
-        params={"limit": 10_000},
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    if response.status_code == 404:
-        return []
-    response.raise_for_status()
-    return list(response.json())
 
 
 @pytest.mark.slow
@@ -117,23 +88,23 @@ def test_events_survive_service_outage_and_agent_restarts(
     log = tmp_path / "agent.log"
     live_service.stop()
     outbox = tmp_path / "outbox.db"
-    agent = _start_agent(config, log)
+    agent = start_agent(config, log)
     _wait_queued(outbox, XIDS_PER_RUN, ECC_PER_RUN, log)
     agent.send_signal(signal.SIGKILL)  # a crash, not a clean stop
     agent.wait(10)
-    agent = _start_agent(config, log)  # run 2: same outbox, the scenario plays again
+    agent = start_agent(config, log)  # run 2: same outbox, the scenario plays again
     try:
         _wait_queued(outbox, 2 * XIDS_PER_RUN, 2 * ECC_PER_RUN, log)
         live_service.start()  # the service comes back on the same database and port
         deadline = time.monotonic() + 20
         obs: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            obs = _observations(live_service, "restart-host")
+            obs = service_observations(live_service, "restart-host")
             if sum(o["kind"] == "xid" for o in obs) >= 2 * XIDS_PER_RUN:
                 break
             time.sleep(0.3)
         time.sleep(1.0)  # anything still in flight would show up as an extra now
-        obs = _observations(live_service, "restart-host")
+        obs = service_observations(live_service, "restart-host")
     finally:
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(10) == 0

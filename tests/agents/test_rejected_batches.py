@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import sqlite3
 import subprocess
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from agent_helpers import (
     agent_process_config,
@@ -42,16 +39,6 @@ XID_LINE = (
     "[ 5032.3] NVRM: Xid (PCI:0000:3b:00): 79, pid={pid}, name=python, "
     "GPU has fallen off the bus.\n"
 )
-
-
-@pytest.fixture
-def agent_run(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(10)
 
 
 def _write_config(tmp_path: Path, service: Any, **over: Any) -> Path:
@@ -81,7 +68,7 @@ def _refused_row() -> tuple[str, tuple[str, bool, str]]:
 
 
 def test_a_refused_observation_is_dead_lettered_alone_and_the_xids_get_through(
-    live_service: LiveService, tmp_path: Path, agent_run: list[subprocess.Popen[bytes]]
+    live_service: LiveService, tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
     # Queued during an outage, so they travel in one batch: the refused line, then an XID.
     queued_xid = XidEvent(id=uuid.uuid4(), observed_at=datetime.now(UTC), xid=79, gpu_index=3)
@@ -105,7 +92,7 @@ def test_a_refused_observation_is_dead_lettered_alone_and_the_xids_get_through(
         },
     )
     log = tmp_path / "agent.log"
-    agent_run.append(start_agent(config, log))
+    agent_processes.append(start_agent(config, log))
 
     def xid_ids() -> set[str]:
         return {o["id"] for o in service_observations(live_service, HOST, "xid")}
@@ -133,7 +120,7 @@ def test_a_refused_observation_is_dead_lettered_alone_and_the_xids_get_through(
 
 
 def test_a_batch_over_the_services_body_limit_is_split_not_thrown_away(
-    tmp_path: Path, agent_run: list[subprocess.Popen[bytes]]
+    tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
     data = tmp_path / "service"
     service = LiveService(
@@ -151,7 +138,7 @@ def test_a_batch_over_the_services_body_limit_is_split_not_thrown_away(
             **{"collectors.training_logs": {"enabled": True, "paths": [str(train)]}},
         )
         log = tmp_path / "agent.log"
-        agent_run.append(start_agent(config, log))
+        agent_processes.append(start_agent(config, log))
         eventually(lambda: service_observations(service, HOST), 15, "the agent's first batch", log)
         # Read in one poll, so they leave in one batch of about 60 KiB.
         lines = [f"[rank{i % 8}]:host NCCL WARN line {i} " + "x" * 200 for i in range(250)]

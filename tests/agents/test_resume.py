@@ -16,7 +16,6 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +35,6 @@ from agents.tail import FileTailer, KmsgPosition, KmsgReader, decode_position, o
 from sentinel.testing.service import LiveService
 
 HOST = "resume-host"
-
-
-@pytest.fixture
-def agents_started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def _config(tmp_path: Path, service: Any, collector: dict[str, Any], name: str) -> Path:
@@ -87,7 +76,7 @@ class Writer(threading.Thread):
 def test_lines_written_around_a_kill_9_arrive_exactly_once(
     live_service: LiveService,
     tmp_path: Path,
-    agents_started: list[subprocess.Popen[bytes]],
+    agent_processes: list[subprocess.Popen[bytes]],
     from_start: bool,
 ) -> None:
     train = tmp_path / "train.log"
@@ -101,15 +90,15 @@ def test_lines_written_around_a_kill_9_arrive_exactly_once(
     )
     log = tmp_path / "agent.log"
     writer = Writer(train)
-    agents_started.append(start_agent(config, log))
+    agent_processes.append(start_agent(config, log))
     eventually(lambda: service_observations(live_service, HOST), 20, "the agent's start", log)
     time.sleep(0.5)  # its tailer has opened the file: lines from now on are new
     writer.start()
     eventually(lambda: len(_messages(live_service, "log")) >= 50, 20, "the first lines", log)
-    agents_started[0].send_signal(signal.SIGKILL)  # a crash, mid-stream
-    agents_started[0].wait(10)
+    agent_processes[0].send_signal(signal.SIGKILL)  # a crash, mid-stream
+    agent_processes[0].wait(10)
     time.sleep(1.5)  # lines keep coming while the agent is down
-    agents_started.append(start_agent(config, log))
+    agent_processes.append(start_agent(config, log))
     time.sleep(1.5)
     expected = (before if from_start else []) + writer.stop()
     eventually(
@@ -137,7 +126,7 @@ def _append(path: Path, numbers: range) -> None:
 def test_a_log_rotated_while_the_agent_was_down_is_finished_then_followed(
     live_service: LiveService,
     tmp_path: Path,
-    agents_started: list[subprocess.Popen[bytes]],
+    agent_processes: list[subprocess.Popen[bytes]],
     old_file_kept: bool,
 ) -> None:
     kern = tmp_path / "kern.log"
@@ -148,20 +137,20 @@ def test_a_log_rotated_while_the_agent_was_down_is_finished_then_followed(
     def pids() -> Counter[int]:
         return Counter(o["data"]["pid"] for o in service_observations(live_service, HOST, "xid"))
 
-    agents_started.append(start_agent(config, log))
+    agent_processes.append(start_agent(config, log))
     eventually(lambda: service_observations(live_service, HOST), 20, "the agent's start", log)
     time.sleep(0.5)
     _append(kern, range(1, 6))
     eventually(lambda: len(pids()) == 5, 10, "XIDs 1-5", log)
-    agents_started[0].send_signal(signal.SIGKILL)
-    agents_started[0].wait(10)
+    agent_processes[0].send_signal(signal.SIGKILL)
+    agent_processes[0].wait(10)
     # While the agent is down: more lines, then logrotate moves the file and starts anew.
     _append(kern, range(6, 9))
     os.rename(kern, tmp_path / "kern.log.1")
     if not old_file_kept:  # compressed or deleted: what it held after the position is gone
         os.unlink(tmp_path / "kern.log.1")
     _append(kern, range(9, 11))
-    agents_started.append(start_agent(config, log))
+    agent_processes.append(start_agent(config, log))
     _append(kern, range(11, 13))
     expected = set(range(1, 13)) if old_file_kept else set(range(1, 6)) | set(range(9, 13))
     eventually(lambda: set(pids()) >= expected, 15, f"XIDs {sorted(expected)}", log)
