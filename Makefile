@@ -57,6 +57,7 @@ bench: $(STAMP) system-deps
 	$(PY) benchmarks/detect_to_restart.py --trials 5
 	$(PY) benchmarks/flight_recorder.py --ranks 1024
 	$(PY) benchmarks/agent_overhead.py --seconds 30
+	$(PY) benchmarks/soak.py --minutes 3 --quiet
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

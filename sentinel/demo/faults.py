@@ -21,6 +21,24 @@ class Fault:
     spread: Literal["culprit", "rack", "all"] = "culprit"
 
 
+@dataclass(frozen=True)
+class Injection:
+    """One fault as the injector wrote it: when, what, which host is to blame, where it went."""
+
+    at: float  # wall-clock time (time.time()) just before the first line was written
+    fault: Fault
+    culprit: str | None  # the one host at fault; None for rack-wide and fleet-wide faults
+    hosts: tuple[str, ...]  # the hosts whose logs got the lines
+    where: str  # for people: "gpu-0042", "rack of gpu-0042", "every host"
+
+    @property
+    def category(self) -> Category:
+        return self.fault.category
+
+    def describe(self) -> str:
+        return f"{self.fault.category.value} on {self.where}"
+
+
 # Placeholders: {host}, {bus} (GPU PCI bus, dmesg form "0000:5d:00"), {pid}, {rank}, and
 # {peer} (the tail of a peer's IP address: each host has its own peers).
 FAULTS: Final[tuple[Fault, ...]] = (

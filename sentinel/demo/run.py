@@ -10,6 +10,7 @@ import random
 import shutil
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from rich.markup import escape
 from agents.agent import Agent
 from agents.config import AgentConfig, KernelLogConfig, TrainingLogsConfig
 from agents.sim import fleet_configs
-from sentinel.demo.faults import FAULTS, Fault
+from sentinel.demo.faults import FAULTS, Fault, Injection
 from sentinel.testing.service import LiveService
 from sentinel.triage.taxonomy import llama3_share
 from sentinel.wire import HeartbeatSummary
@@ -31,6 +32,7 @@ JOB = "llama3-405b-demo"
 # Hosts beyond them post the same wire batches from one light loop (no collectors).
 MAX_AGENTS = 256
 RACK = 8  # hosts per rack: a fabric fault hits a rack at once
+FIRST_FAULT_AFTER_S = 12.0  # by then the agents have usually reported the job's ranks
 # The scripted provider's PCI bus ids (dmesg form) by GPU index: what a culprit GPU is called.
 BUSES = (
     "0000:18:00",
@@ -106,6 +108,15 @@ class Demo:
     seed: int
     console: Console
     job: Job = field(default_factory=Job)
+    # Told of each fault as it is written (the soak benchmark keeps the list).
+    on_inject: Callable[[Injection], None] | None = None
+    # Stop injecting this long after the first fault (None: never); the fleet keeps running.
+    inject_for_s: float | None = None
+    # Then also wait (up to this long) until the service knows every rank of the job.
+    ranks_wait_s: float = 0.0
+    banner: bool = True
+    ranks_at_first_fault: int | None = None  # what the service knew (when ranks_wait_s > 0)
+    injecting_done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def agents(self) -> int:
@@ -144,7 +155,7 @@ class Demo:
             out.append(config.model_copy(update={"collectors": collectors}))
         return out
 
-    def inject(self, rng: random.Random, fault: Fault) -> str:
+    def inject(self, rng: random.Random, fault: Fault) -> Injection:
         # Faults go to hosts with a real agent: their lines take the real parsing path.
         culprit = rng.randrange(self.agents)
         gpu = rng.randrange(8)
@@ -155,7 +166,8 @@ class Demo:
             victims = range(start, min(start + RACK, self.agents))
         else:
             victims = range(culprit, culprit + 1)
-        stamp = datetime.now(UTC).strftime("%b %d %H:%M:%S")
+        at = time.time()
+        stamp = datetime.fromtimestamp(at, UTC).strftime("%b %d %H:%M:%S")
         for h in victims:
             host = self.host(h)
             kern, train = self.logs(host)
@@ -179,24 +191,71 @@ class Demo:
             if fault.spread == "culprit"
             else (f"rack of {self.host(culprit)}" if fault.spread == "rack" else "every host")
         )
-        return f"{fault.category.value} on {where}"
+        return Injection(
+            at=at,
+            fault=fault,
+            culprit=self.host(culprit) if fault.spread == "culprit" else None,
+            hosts=tuple(self.host(h) for h in victims),
+            where=where,
+        )
 
-    async def injector(self, stop: asyncio.Event) -> None:
+    async def ranks_known(self, service: LiveService, stop: asyncio.Event) -> int | None:
+        """Wait until the service has the job's rank map (every host's ranks), or ranks_wait_s.
+        Returns the ranks it last reported (None: never asked, or never answered)."""
+        want = self.hosts * 8
+        known: int | None = None
+        if self.ranks_wait_s <= 0:
+            return known
+        deadline = time.monotonic() + self.ranks_wait_s
+        async with httpx.AsyncClient(
+            base_url=service.url, headers=service.headers(), timeout=5
+        ) as client:
+            while not stop.is_set() and time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                    r = await client.get(f"/api/v1/jobs/{JOB}")
+                    if r.status_code == 200:
+                        known = int(r.json()["ranks_reporting"])
+                        if known >= want:
+                            return known
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+        return known
+
+    async def injector(self, service: LiveService, stop: asyncio.Event) -> None:
+        try:
+            await self._inject_loop(service, stop)
+        finally:
+            self.injecting_done.set()
+
+    async def _inject_loop(self, service: LiveService, stop: asyncio.Event) -> None:
         rng = random.Random(self.seed)
         weights = [llama3_share(f.category) or 1.0 for f in FAULTS]
         # The first fault comes once the agents have reported their ranks (the job's map).
-        delay = 12.0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=FIRST_FAULT_AFTER_S)
+        self.ranks_at_first_fault = await self.ranks_known(service, stop)
+        # On a fixed beat (fault k at first + k * fault_every_s): writing the lines into
+        # hundreds of logs does not stretch the period.
+        first = time.monotonic()
+        k = 0
         while not stop.is_set():
+            due = first + k * self.fault_every_s
+            if self.inject_for_s is not None and due - first >= self.inject_for_s:
+                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - time.monotonic()))
             if stop.is_set():
                 return
+            k += 1
             fault = rng.choices(FAULTS, weights=weights)[0]
-            what = self.inject(rng, fault)
+            injection = self.inject(rng, fault)
             # Every failure in the mix interrupts the job: its ranks stop advancing.
             self.job.stalled_since = self.job.stalled_since or time.monotonic()
-            self.console.print(f"[dim]{time.strftime('%H:%M:%S')}  injected: {escape(what)}[/dim]")
-            delay = self.fault_every_s
+            if self.on_inject is not None:
+                self.on_inject(injection)
+            self.console.print(
+                f"[dim]{time.strftime('%H:%M:%S')}  injected: {escape(injection.describe())}[/dim]"
+            )
 
     async def watch(self, service: LiveService, stop: asyncio.Event) -> None:
         """Print each new incident and decision as Sentinel records it."""
@@ -346,7 +405,12 @@ class Demo:
             "observations": obs,
         }
 
-    async def run(self) -> None:
+    async def run(
+        self, driver: Callable[[LiveService, asyncio.Event], Awaitable[None]] | None = None
+    ) -> None:
+        """Start the service and the fleet, inject faults; stop after duration_s, on Ctrl-C,
+        or (with a driver) when the driver returns: it runs beside the demo with the service
+        up, e.g. to measure it."""
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
         service = LiveService(
@@ -361,15 +425,18 @@ class Demo:
         service.start()
         stop = asyncio.Event()
         try:
-            self._banner(service)
+            if self.banner:
+                self._banner(service)
             tasks = [
                 asyncio.create_task(self.fleet(self.configs(service), stop)),
                 asyncio.create_task(self.light_hosts(service, stop)),
-                asyncio.create_task(self.injector(stop)),
+                asyncio.create_task(self.injector(service, stop)),
                 asyncio.create_task(self.watch(service, stop)),
             ]
             try:
-                if self.duration_s is not None:
+                if driver is not None:
+                    await driver(service, stop)
+                elif self.duration_s is not None:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=self.duration_s)
                 else:
