@@ -106,6 +106,8 @@ class Agent:
         # What the outbox refused to store (a full disk) waits here, in order, for it.
         self._spill = Spill(config.outbox.spill_max_bytes)
         self._store_lock = threading.Lock()
+        self.metrics.outbox_degraded.set_function(lambda: float(self.degraded))
+        self.metrics.spilled.set_function(lambda: len(self._spill.rows))
         self._stored_positions: dict[str, str | None] = dict(saved_positions)
         # Only the flight-recorder watcher uploads; a simulated fleet runs without one.
         self._upload_client: httpx.Client | None = None
@@ -234,8 +236,6 @@ class Agent:
                 dropped.events,
                 self._spill.max_bytes,
             )
-        self.metrics.spilled.set(len(self._spill.rows))
-        self.metrics.outbox_degraded.set(1)
 
     def _write_spill(self) -> None:
         """Try to store what waits in memory; on success the agent is healthy again."""
@@ -257,8 +257,6 @@ class Agent:
             self._stored_positions.update(spill.positions)
             urgent = spill.urgent
             spill.clear()
-        self.metrics.spilled.set(0)
-        self.metrics.outbox_degraded.set(0)
         self.metrics.outbox_depth.set(self.outbox.depth)
         if urgent and self._sender is not None:
             self._sender.wake()

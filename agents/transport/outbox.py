@@ -215,8 +215,6 @@ class Outbox:
                 time.monotonic() - self._refusing_since,
             )
             self._refusing_since = None
-            if self._metrics is not None:
-                self._metrics.outbox_degraded.set(0)
 
     def _write_failed(self, what: str, exc: BaseException) -> None:
         self._write_errors += 1
@@ -226,7 +224,6 @@ class Outbox:
             self._refusing_since = now
         if self._metrics is not None:
             self._metrics.outbox_write_errors.inc()
-            self._metrics.outbox_degraded.set(1)
         if first or now - self._error_logged_at >= _ERROR_LOG_EVERY_S:
             self._error_logged_at = now
             log.error(
