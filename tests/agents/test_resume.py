@@ -33,6 +33,7 @@ from agents.collectors.training_log import TrainingLogCollector
 from agents.patterns import TRAINING_PATTERNS, load_patterns
 from agents.tail import FileTailer, KmsgPosition, KmsgReader, decode_position, open_source
 from sentinel.testing.service import LiveService
+from sentinel.wire import LogRecord
 
 HOST = "resume-host"
 
@@ -232,6 +233,7 @@ def test_an_open_traceback_survives_a_restart(tmp_path: Path) -> None:
     with path.open("a") as f:
         f.write("[rank2]: RuntimeError: CUDA error: an illegal memory access was encountered\n")
     (record,) = second.poll()
+    assert isinstance(record, LogRecord)
     assert record.message.startswith("Traceback") and record.message.count("\n") == 2
     assert record.rank == 2 and record.pattern == "cuda_illegal_address"
 
