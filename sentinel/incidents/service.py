@@ -38,6 +38,8 @@ OPEN_STATES = ("open", "mitigating")
 # Categories that say "something is wrong, cause not yet known": a later, better verdict
 # refines such an incident instead of opening a second one.
 _PROVISIONAL = frozenset({Category.UNKNOWN, Category.NCCL_WATCHDOG_TIMEOUT})
+# Hosts' clocks disagree by a few seconds: a cause "no later than" an opening allows this much.
+_REFINE_SLACK = timedelta(seconds=10)
 
 ChangeKind = Literal["opened", "reclassified", "mitigating", "resolved"]
 
@@ -160,7 +162,12 @@ class TriageService:
                             ),
                         )
                 continue
-            target = _match(verdict, incidents, {s.event_id for s in explained if s.event_id})
+            target = _match(
+                verdict,
+                incidents,
+                {s.event_id for s in explained if s.event_id},
+                _first_seen(verdict, explained),
+            )
             if target is None:
                 incident = self._open(session, scope, verdict, explained, now)
                 incidents.append(incident)
@@ -221,9 +228,7 @@ class TriageService:
         now: datetime,
     ) -> Incident:
         # The incident's own earliest evidence, never another incident's in the same window.
-        times = [s.time for s in explained if s.time is not None and weighs(s)]
-        times = times or [s.time for s in explained if s.time is not None]
-        opened = min(times) if times else now
+        opened = _first_seen(verdict, explained) or now
         incident = Incident(
             id=uuid.uuid4(),
             job_id=scope.job_id,
@@ -368,26 +373,46 @@ def _stands_alone(verdict: Verdict, signals: Sequence[Signal]) -> bool:
     )
 
 
-def _match(verdict: Verdict, incidents: Sequence[Incident], explained: set[str]) -> Incident | None:
+def _match(
+    verdict: Verdict,
+    incidents: Sequence[Incident],
+    explained: set[str],
+    first_seen: datetime | None,
+) -> Incident | None:
     """The open incident a verdict belongs to, if any.
 
     The same fault seen again (same culprit, or none, and same category) joins its incident; a
     better verdict refines an incident only when it accounts for that incident's own evidence:
-    a late XID explains the peers' timeouts, an unrelated fault elsewhere explains nothing of
-    them.
+    a late-delivered XID explains the peers' timeouts, and a fault that happened after a
+    (non-provisional) incident opened is a new fault, not that incident's cause.
     """
     category = verdict.category.value
     for incident in incidents:
         if incident.culprit_host == verdict.culprit_host and incident.category == category:
             return incident
     for incident in incidents:
-        # A provisional incident is refined by what explains any of its evidence (a late XID
-        # explains the peers' timeouts); another only by what explains its cause (one host's
-        # link errors first, then the whole rack's: the fabric).
+        # A provisional incident (a hang, an unknown) is refined by what explains any of its
+        # evidence: the cause of a hang often shows after the heartbeats stopped (a host is
+        # declared silent a minute later, an NVMe timeout after 30 s). Another incident only by
+        # what explains its cause and was seen by the time it opened (one host's link errors
+        # first, then the whole rack's: the fabric).
         provisional = Category(incident.category) in _PROVISIONAL
+        if not provisional and (
+            first_seen is None or first_seen > incident.opened_at + _REFINE_SLACK
+        ):
+            continue
         if explained & _evidence_ids(incident, causes_only=not provisional):
             return incident
     return None
+
+
+def _first_seen(verdict: Verdict, explained: Sequence[Signal]) -> datetime | None:
+    """When a verdict's fault was first seen: its earliest cause; with no cause (a hang), its
+    earliest symptom. Symptoms older than the cause belong to something else."""
+    causes = [s.time for s in explained if s.time is not None and id(s) in verdict.causes]
+    weighing = [s.time for s in explained if s.time is not None and weighs(s)]
+    times = causes or weighing or [s.time for s in explained if s.time is not None]
+    return min(times) if times else None
 
 
 def _evidence_ids(incident: Incident, *, causes_only: bool) -> set[str]:

@@ -237,3 +237,31 @@ async def test_the_triage_lag_counts_what_waits_and_drops_once_weighed(
     assert "sentinel_triage_lag_seconds 3.0" in metrics
     await timeline.triage()
     assert worker.waiting == 0 and worker.lag_seconds() == 0.0
+
+
+TRACEBACK = (
+    "[rank{rank}]: Traceback (most recent call last):\n"
+    '[rank{rank}]:   File "/workspace/llama/train.py", line 412, in <module>\n'
+    "[rank{rank}]:     main()\n"
+    "[rank{rank}]: RuntimeError: The size of tensor a (8192) must match the size of tensor b "
+    "(4096) at non-singleton dimension 3"
+)
+
+
+async def test_a_fault_after_an_incident_opened_is_a_new_incident_not_a_refinement(
+    timeline: Timeline,
+) -> None:
+    await timeline.at(5)
+    for n, host in enumerate(HOSTS):
+        message = TRACEBACK.format(rank=n * 8)
+        await timeline.post(host, [log(message, at(5), source="application", rank=n * 8)])
+    await timeline.triage()
+    [bug] = await timeline.incidents()
+    assert bug.category == "software_bug"
+    await timeline.at(40)
+    await timeline.post("h003", [xid(48, gpu=1, when=at(40))])
+    await timeline.triage(passes=2)
+    found = sorted(
+        (i.category, i.culprit_host or "-", i.opened_at) for i in await timeline.incidents()
+    )
+    assert found == [("gpu_hbm_memory", "h003", at(40)), ("software_bug", "-", at(5))]
