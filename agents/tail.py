@@ -81,6 +81,13 @@ def decode_position(text: str | None) -> FilePosition | KmsgPosition | None:
     return None
 
 
+def _clean(data: bytes) -> str:
+    """Text as the wire can carry it. NUL bytes go: no log means them (a crash leaves runs of
+    them in files it was writing), the wire refuses them and PostgreSQL cannot store them,
+    and one must not cost the XID read beside it."""
+    return data.replace(b"\0", b"").decode("utf-8", "replace")
+
+
 def _head_digest(fd: int, length: int) -> str:
     return hashlib.sha256(os.pread(fd, length, 0)).hexdigest()
 
@@ -240,7 +247,7 @@ class FileTailer:
             return ""
         # Lines are not cut here (collectors cut what they ship); only an unterminated
         # line is bounded, above, so a runaway writer cannot grow the buffer.
-        text = buffer[:cut].decode("utf-8", "replace")
+        text = _clean(buffer[:cut])
         return text if text.endswith("\n") else text + "\n"
 
     def close(self) -> None:
@@ -300,7 +307,7 @@ class KmsgReader:
                 raise
             if not record:
                 break
-            text = record.decode("utf-8", "replace")
+            text = _clean(record)
             header, _, message = text.partition(";")
             fields = header.split(",")
             seq = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None

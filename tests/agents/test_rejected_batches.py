@@ -13,6 +13,7 @@ import contextlib
 import json
 import sqlite3
 import subprocess
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -152,5 +153,40 @@ def test_a_batch_over_the_services_body_limit_is_split_not_thrown_away(
         with contextlib.closing(sqlite3.connect(tmp_path / "outbox.db", timeout=5)) as db:
             assert db.execute("SELECT COUNT(*) FROM dead_letters").fetchone() == (0,)
         assert "resending it as two halves" in log.read_text()
+    finally:
+        service.stop()
+
+
+def test_a_kernel_line_with_nul_bytes_does_not_cost_the_xids_around_it(
+    db_url: str, tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """The issue's measurement, on both databases: NUL bytes in a kernel line (PostgreSQL
+    cannot store them, the wire refuses them), an XID in the same read, another after."""
+    data = tmp_path / "service"
+    service = LiveService(database_url=db_url, data_dir=data)
+    service.start()
+    try:
+        kern = tmp_path / "kern.log"
+        kern.write_text("")
+        config = _write_config(
+            tmp_path, service, **{"collectors.kernel_log": {"enabled": True, "path": str(kern)}}
+        )
+        log = tmp_path / "agent.log"
+        agent_processes.append(start_agent(config, log))
+        eventually(lambda: service_observations(service, HOST), 20, "the agent's start", log)
+        time.sleep(0.5)  # its tailer has opened the file
+        with kern.open("ab") as f:
+            f.write(b"[87201.44] EDAC MC1: 1 UE memory read error on CPU_SrcID#1\0\0\0 (chan:2)\n")
+            f.write(XID_LINE.format(pid=1).encode())
+        time.sleep(1.0)
+        with kern.open("a") as f:
+            f.write(XID_LINE.format(pid=2))
+
+        def pids() -> list[int]:
+            return sorted(o["data"]["pid"] for o in service_observations(service, HOST, "xid"))
+
+        eventually(lambda: pids() == [1, 2], 10, "both XIDs", log)
+        (edac,) = service_observations(service, HOST, "log")
+        assert edac["data"]["message"].endswith("CPU_SrcID#1 (chan:2)")  # the line, minus NULs
     finally:
         service.stop()
