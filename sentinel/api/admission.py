@@ -22,10 +22,12 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentinel.api.deps import AppContext, authenticate
+from sentinel.auth import TokenStore
 from sentinel.metrics import ServiceMetrics
 from sentinel.settings import IngestSettings, ServerSettings
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_WANTED = frozenset({b"authorization", b"content-length"})
 _UPLOADS = frozenset({"/api/v1/reports", "/api/v1/alertmanager", "/api/v1/flight-recorder/dumps"})
 # Uploads admitted at once by a fresh service, before it has measured itself.
 _START_LIMIT = 8
@@ -86,21 +88,21 @@ class Admission:
         self,
         app: ASGIApp,
         *,
-        ctx: AppContext,
+        tokens: TokenStore,
+        metrics: ServiceMetrics,
         server: ServerSettings,
         ingest: IngestSettings,
-        rng: random.Random | None = None,
     ) -> None:
         self.app = app
-        self._ctx = ctx
-        self._metrics: ServiceMetrics = ctx.metrics
+        self._tokens = tokens
+        self._metrics = metrics
         self._default_limit = server.max_api_body_bytes
         self._limits = body_limits(server)
         self._budget = UploadBudget(
             ingest.max_inflight_requests, ingest.max_inflight_bytes, ingest.target_latency_s
         )
         self._retry_after_s = ingest.retry_after_s
-        self._rng = rng or random.Random()
+        self._rng = random.Random()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,7 +112,7 @@ class Admission:
         headers = {k.lower(): v for k, v in scope["headers"] if k.lower() in _WANTED}
         try:
             if path.startswith("/api/") and scope["method"] in _BODY_METHODS:
-                authenticate(self._ctx.tokens, _header(headers, b"authorization"))
+                authenticate(self._tokens, _header(headers, b"authorization"))
             limit = self._limits.get(path, self._default_limit)
             declared = _content_length(headers)
             if declared is not None and declared > limit:
@@ -143,9 +145,6 @@ class Admission:
             await self.app(scope, bounded, send)
         finally:
             self._budget.give_back(size, admitted_at, time.monotonic())
-
-
-_WANTED = frozenset({b"authorization", b"content-length"})
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
@@ -190,4 +189,10 @@ async def _refuse(exc: HTTPException, scope: Scope, receive: Receive, send: Send
 def install_admission(app: FastAPI) -> None:
     """Put admission in front of everything the app does with a request."""
     ctx: AppContext = app.state.ctx
-    app.add_middleware(Admission, ctx=ctx, server=ctx.settings.server, ingest=ctx.settings.ingest)
+    app.add_middleware(
+        Admission,
+        tokens=ctx.tokens,
+        metrics=ctx.metrics,
+        server=ctx.settings.server,
+        ingest=ctx.settings.ingest,
+    )
