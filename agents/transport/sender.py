@@ -99,6 +99,12 @@ class Backoff:
         self.failures = 0
 
 
+def retry_delay(backoff: Backoff, retry_after_s: float | None) -> float:
+    """The wait before the next try: not before the service's Retry-After, then spread like
+    any retry, so that a fleet told "5 s" all at once does not come back all at once."""
+    return (retry_after_s or 0.0) + backoff.next_delay()
+
+
 class Sender:
     def __init__(
         self,
@@ -222,11 +228,8 @@ class Sender:
             self._metrics.dead_letters.inc()
             return None
         self._metrics.send_failures.inc()
-        delay = self._backoff.next_delay()
+        delay = retry_delay(self._backoff, result.retry_after_s)
         if result.retry_after_s is not None:
-            # Not before the service asked, then spread like any retry: a fleet told
-            # "5 s" all at once must not come back all at once.
-            delay += result.retry_after_s
             self._hold_until = self._clock.monotonic() + result.retry_after_s
         level = logging.ERROR if result.status in (401, 403) else logging.WARNING
         log.log(
