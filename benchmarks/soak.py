@@ -2,21 +2,33 @@
 
 The demo fleet for real (`sentinel.demo.run.Demo`): the service as a subprocess (`sentinel
 serve`, SQLite, dry-run scheduler), real agents in this process (scripted NVML) tailing real
-kernel and training log files, the demo's simulated job (its ranks beat through the agents,
-stall at a fault and come back from the checkpoint a few seconds after a decision), and a fault
-drawn from Llama 3's root-cause mix written into the hosts' logs every 15 s for --minutes.
+kernel and training log files, --jobs simulated training jobs on disjoint hosts (8: 32 hosts
+each, 4 racks of 8; each job's ranks beat through its hosts' agents, stall at a fault and come
+back from the job's checkpoint a few seconds after a decision on that job), and a fault drawn
+from Llama 3's root-cause mix written into the logs of one job's hosts every 15 s for --minutes.
+
+Llama 3's mix is per interruption of a *running* job: a job that is down cannot be interrupted
+again. So each fault goes to a job picked uniformly among those that train (not stalled, not
+waiting for a restart, back for a while since their last one) and whose last fault is at least
+--min-job-gap old (default 4 beats: its previous incident decided, the job restarted, and the
+incident resolved as training resumed). A beat that finds no such job waits for one: it is
+counted as late. A fault's spread is within its job: its culprit, the culprit's rack, or every
+host of the job.
+
 The fleet then runs --settle seconds more with no faults, and every incident the service
-recorded is matched against the faults injected:
+recorded is matched against the faults injected, job by job (an incident can only match a
+fault of its own job_id):
 
 - each fault expects its template's category, and its host as the culprit when it is a
-  single-host fault (rack-wide and fleet-wide faults expect no particular host: any culprit,
+  single-host fault (rack-wide and job-wide faults expect no particular host: any culprit,
   or none, is accepted);
 - an incident can match a fault if it was detected (detected_at) after the injection and its
-  evidence starts (opened_at) before the next fault that could explain it; faults are taken in
-  injection order and each takes the earliest-detected incident left (greedy, one to one):
-  first with the right category and culprit ("matched"), then, for the faults left, the right
-  category but another culprit ("wrong culprit"), then an incident on one of the fault's hosts
-  (or naming none) with another category, before the next fault of any kind ("wrong category");
+  evidence starts (opened_at) before the next fault in that job that could explain it; faults
+  are taken in injection order and each takes the earliest-detected incident left (greedy, one
+  to one): first with the right category and culprit ("matched"), then, for the faults left,
+  the right category but another culprit ("wrong culprit"), then an incident on one of the
+  fault's hosts (or naming none) with another category, before the job's next fault of any
+  kind ("wrong category");
 - a fault with none of these is "missed"; an incident no fault took is "extra".
 
 While it runs, GET /metrics is scraped every second (sentinel_triage_lag_seconds and
@@ -28,7 +40,7 @@ a fault and later reclassified into that fault's verdict does not match it (it w
 something else, and decided on that): it is extra, the fault missed, and its transitions are
 printed.
 
-    python benchmarks/soak.py --minutes 20 [--hosts 256] [--strict]
+    python benchmarks/soak.py --minutes 20 [--hosts 256] [--jobs 8] [--strict]
 
 --strict: exit 1 if any fault is missed, matched with a wrong culprit or category, or any
 incident is extra. Progress (each fault, each decision) goes to stderr; the report to stdout.
@@ -60,7 +72,7 @@ import httpx
 from rich.console import Console
 
 from sentinel.demo.faults import Injection
-from sentinel.demo.run import Demo
+from sentinel.demo.run import BY_HAND_AFTER_S, Demo
 from sentinel.testing.postgres import free_port
 from sentinel.testing.service import LiveService
 from sentinel.triage.taxonomy import Category
@@ -158,6 +170,7 @@ def gauge(text: str, name: str) -> float | None:
 @dataclass(frozen=True)
 class Incident:
     id: str
+    job_id: str | None
     category: str
     culprit: str | None
     rule: str
@@ -186,6 +199,7 @@ class Incident:
         )
         return cls(
             id=str(d["id"]),
+            job_id=d.get("job_id"),
             category=d["category"],
             culprit=d.get("culprit_host"),
             rule=d.get("rule", ""),
@@ -279,8 +293,8 @@ PASSES: tuple[tuple[str, Fits, Same], ...] = (
 
 def match(faults: Sequence[Injection], incidents: Sequence[Incident]) -> Matching:
     """Greedy, one to one, faults in injection order: each takes the earliest-detected incident
-    left that fits it, detected after the injection, with evidence from before the next fault
-    that could explain it."""
+    of its job left that fits it, detected after the injection, with evidence from before the
+    job's next fault that could explain it."""
     faults = sorted(faults, key=lambda f: f.at)
     left = sorted(incidents, key=lambda i: (i.detected, i.opened))
     taken: set[str] = set()
@@ -289,9 +303,13 @@ def match(faults: Sequence[Injection], incidents: Sequence[Incident]) -> Matchin
         for i, f in enumerate(faults):
             if i in pairs:
                 continue
-            until = next((g.at for g in faults[i + 1 :] if same(f, g)), math.inf)
+            until = next(
+                (g.at for g in faults[i + 1 :] if g.job_id == f.job_id and same(f, g)), math.inf
+            )
             for inc in left:
-                if inc.id in taken or inc.detected < f.at or inc.opened >= until:
+                if inc.id in taken or inc.job_id != f.job_id:
+                    continue
+                if inc.detected < f.at or inc.opened >= until:
                     continue
                 if fits(f, inc):
                     taken.add(inc.id)
@@ -423,6 +441,13 @@ def report(args: argparse.Namespace, demo: Demo, m: Measured) -> int:
         f"machine: {os.cpu_count()} CPUs; service: sentinel serve (SQLite, 1 worker, dry-run "
         f"scheduler); fleet: {demo.hosts} hosts, {demo.agents} real agents in this process"
     )
+    sizes = sorted({len(j.hosts) for j in demo.sims})
+    print(
+        f"jobs: {len(demo.sims)} on disjoint hosts ({demo.sims[0].name}"
+        + (f" .. {demo.sims[-1].name}" if len(demo.sims) > 1 else "")
+        + f"), {'/'.join(map(str, sizes))} hosts each; a fault goes to a job that is training, "
+        f"back {demo.resumed_s:g} s since a restart and not hit in the last {demo.gap_s:g} s"
+    )
     if m.load:
         print(
             f"load average (1 min) during the run: median {pct(m.load, 50):.1f}, "
@@ -442,6 +467,13 @@ def report(args: argparse.Namespace, demo: Demo, m: Measured) -> int:
             f"{demo.hosts * 8} ranks then"
         )
     print(f"  faults injected              {len(faults)}")
+    beats = len(faults) + demo.skipped_beats
+    late = demo.late_beats
+    print(
+        f"  late beats (no job to hit)   {len(late)} of {beats}"
+        + (f", waited p50 {pct(late, 50):.1f} s, max {max(late):.1f} s for a job" if late else "")
+        + (f"; {demo.skipped_beats} found none before the end" if demo.skipped_beats else "")
+    )
     relabelled = [p for p in matched if p.incident.reclassified]
     print(
         f"  matched (category, culprit)  {len(matched)}"
@@ -491,6 +523,11 @@ def report(args: argparse.Namespace, demo: Demo, m: Measured) -> int:
             f"(sampled {s.rss_peak / 2**20:.0f}, VmHWM {m.rss_hwm / 2**20:.0f}); "
             f"at the end {s.rss_last / 2**20:.0f} MiB"
         )
+    by_hand = sum(j.restarts_by_hand for j in demo.sims)
+    print(
+        f"  job restarts                 {sum(j.restarts for j in demo.sims)} ({by_hand} by hand: "
+        f"no decision on the job {BY_HAND_AFTER_S:g} s after its fault)"
+    )
     me = resource.getrusage(resource.RUSAGE_SELF)
     print(
         f"  this process (agents, job)   {me.ru_utime + me.ru_stime:.1f} s CPU, "
@@ -511,6 +548,30 @@ def report(args: argparse.Namespace, demo: Demo, m: Measured) -> int:
             f" {n(wrong_culprit):>14} {n(wrong_category):>14}"
             f" {sum(f.category.value == cat for f in matching.missed):>6}"
         )
+    print(
+        "\n  by job                       injected matched  wrong-culprit wrong-category missed"
+        "  extra incidents restarts"
+    )
+    for job in demo.sims:
+
+        def k(rows: Sequence[Pair], name: str = job.name) -> int:
+            return sum(p.fault.job_id == name for p in rows)
+
+        print(
+            f"    {job.name:<26} {sum(f.job_id == job.name for f in faults):>8} {k(matched):>7}"
+            f" {k(wrong_culprit):>14} {k(wrong_category):>14}"
+            f" {sum(f.job_id == job.name for f in matching.missed):>6}"
+            f" {sum(i.job_id == job.name for i in matching.extra):>6}"
+            f" {sum(i.job_id == job.name for i in m.incidents):>9}"
+            f" {job.restarts:>8}"
+        )
+    ours = {j.name for j in demo.sims}
+    other = [i for i in m.incidents if i.job_id not in ours]
+    if other:
+        print(
+            f"    {'(no job / another job)':<26} {'':>8} {'':>7} {'':>14} {'':>14} {'':>6}"
+            f" {sum(i in other for i in matching.extra):>6} {len(other):>9}"
+        )
     if m.incidents:
         print(
             "  incidents by category: "
@@ -523,7 +584,8 @@ def report(args: argparse.Namespace, demo: Demo, m: Measured) -> int:
         n = faults.index(f) + 1
         culprit = f.culprit or "any host"
         return (
-            f"fault #{n} at {rel(f.at)}: {f.category.value} on {f.where} (expect culprit {culprit})"
+            f"fault #{n} at {rel(f.at)}: {f.category.value} on {f.where} of {f.job_id} "
+            f"(expect culprit {culprit})"
         )
 
     def cut(text: str, n: int = 160) -> str:
@@ -532,7 +594,8 @@ def report(args: argparse.Namespace, demo: Demo, m: Measured) -> int:
     def inc_text(i: Incident) -> str:
         named = f" named {rel(i.named)}" if i.reclassified else ""
         return (
-            f"incident {i.id[:8]} {i.category} culprit {i.culprit or '-'} [{i.state}] "
+            f"incident {i.id[:8]} {i.job_id or '(no job)'} {i.category} culprit "
+            f"{i.culprit or '-'} [{i.state}] "
             f"opened {rel(i.opened)} detected {rel(i.detected)}{named} rule {i.rule}: "
             f"{cut(i.reason)}"
         )
@@ -553,8 +616,13 @@ def report(args: argparse.Namespace, demo: Demo, m: Measured) -> int:
     for f in matching.missed:
         print(f"    MISSED: {fault_text(f)}")
     for i in matching.extra:
-        before = [f for f in faults if f.at <= i.detected]
-        after = f"; last fault before it: #{len(before)} {before[-1].describe()}" if before else ""
+        before = [f for f in faults if f.at <= i.detected and f.job_id == i.job_id]
+        after = (
+            f"; the job's last fault before it: #{faults.index(before[-1]) + 1} "
+            f"{before[-1].describe()} at {rel(before[-1].at)}"
+            if before
+            else ""
+        )
         print(f"    EXTRA: {inc_text(i)}{after}")
         history(i)
     if relabelled:
@@ -578,6 +646,12 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=20.0, help="how long faults are injected")
     p.add_argument("--fault-every", type=float, default=15.0, help="seconds between faults")
     p.add_argument("--hosts", type=int, default=256, help="demo fleet size (real agents: <=256)")
+    p.add_argument("--jobs", type=int, default=8, help="training jobs on disjoint hosts")
+    p.add_argument(
+        "--min-job-gap",
+        type=float,
+        help="seconds before a job can be hit again (default: 4 x --fault-every)",
+    )
     p.add_argument("--settle", type=float, default=60.0, help="seconds after the last fault")
     p.add_argument("--seed", type=int, default=405, help="seed of the fault draw")
     p.add_argument(
@@ -606,6 +680,8 @@ def main() -> None:
         fault_every_s=args.fault_every,
         seed=args.seed,
         console=Console(stderr=True, quiet=args.quiet, emoji=False),
+        jobs=args.jobs,
+        min_job_gap_s=args.min_job_gap,
         on_inject=measured.faults.append,
         inject_for_s=args.minutes * 60,
         ranks_wait_s=args.ranks_wait,
@@ -624,6 +700,7 @@ def main() -> None:
                         "faults": [
                             {
                                 "at": f.at,
+                                "job_id": f.job_id,
                                 "category": f.category.value,
                                 "culprit": f.culprit,
                                 "where": f.where,
@@ -632,6 +709,17 @@ def main() -> None:
                             for f in measured.faults
                         ],
                         "incidents": [dataclasses.asdict(i) for i in measured.incidents],
+                        "jobs": [
+                            {
+                                "name": j.name,
+                                "hosts": [demo.host(h) for h in j.hosts],
+                                "faults": j.faults,
+                                "restarts": j.restarts,
+                                "restarts_by_hand": j.restarts_by_hand,
+                            }
+                            for j in demo.sims
+                        ],
+                        "late_beats": demo.late_beats,
                     },
                     indent=1,
                 )

@@ -138,8 +138,17 @@ def demo(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
     ] = None,
-    fault_every: Annotated[float, typer.Option(help="Seconds between injected failures.")] = 15.0,
+    fault_every: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between injected failures (each into a job that is training, not one "
+            "hit in the last 4 of these)."
+        ),
+    ] = 15.0,
     seed: Annotated[int, typer.Option(help="Seed of the failure draw.")] = 405,
+    jobs: Annotated[
+        int, typer.Option(help="Training jobs on disjoint hosts (1: one job on every host).")
+    ] = 1,
 ) -> None:
     """The service on SQLite, a simulated fleet of real agents, failures from Llama 3's mix."""
     import asyncio
@@ -147,15 +156,19 @@ def demo(
     from sentinel.demo.run import Demo
 
     logging.basicConfig(level=logging.WARNING)
-    runner = Demo(
-        hosts=hosts,
-        port=port,
-        data_dir=data_dir,
-        duration_s=duration,
-        fault_every_s=fault_every,
-        seed=seed,
-        console=console,
-    )
+    try:
+        runner = Demo(
+            hosts=hosts,
+            port=port,
+            data_dir=data_dir,
+            duration_s=duration,
+            fault_every_s=fault_every,
+            seed=seed,
+            console=console,
+            jobs=jobs,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--jobs") from e
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(runner.run())
 

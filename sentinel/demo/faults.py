@@ -1,8 +1,9 @@
 """Fault templates for the demo: real-format lines a failing host writes, by root cause.
 
 Each template says which log it goes to (the kernel log or the training job's log) and
-whether it appears on the culprit alone or on every host (a bug in the code, a fabric
-fault). The agents tail these files exactly as on a real host; nothing bypasses them.
+whether it appears on the culprit alone, on the culprit's rack (a fabric fault) or on every
+host of the job it interrupts (a bug in the code). The agents tail these files exactly as on a
+real host; nothing bypasses them.
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ class Injection:
 
     at: float  # wall-clock time (time.time()) just before the first line was written
     fault: Fault
-    culprit: str | None  # the one host at fault; None for rack-wide and fleet-wide faults
+    culprit: str | None  # the one host at fault; None for rack-wide and job-wide faults
     hosts: tuple[str, ...]  # the hosts whose logs got the lines
-    where: str  # for people: "gpu-0042", "rack of gpu-0042", "every host"
+    where: str  # for people: "gpu-0042", "rack of gpu-0042", "every host" (of its job)
+    job_id: str  # the training job it interrupted (its hosts are that job's)
 
     @property
     def category(self) -> Category:
         return self.fault.category
 
     def describe(self) -> str:
-        return f"{self.fault.category.value} on {self.where}"
+        return f"{self.fault.category.value} on {self.where} of {self.job_id}"
 
 
 # Placeholders: {host}, {bus} (GPU PCI bus, dmesg form "0000:5d:00"), {pid}, {rank}, and

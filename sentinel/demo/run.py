@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -33,6 +35,18 @@ JOB = "llama3-405b-demo"
 MAX_AGENTS = 256
 RACK = 8  # hosts per rack: a fabric fault hits a rack at once
 FIRST_FAULT_AFTER_S = 12.0  # by then the agents have usually reported the job's ranks
+# Each host's ranks beat every BEAT_S through its agent, which sends every BEAT_S: a beat
+# reaches the service up to two of them after it was made. The service is told so (its
+# heartbeat interval, the Sentinel default): a training job is not taken for stalled (no step
+# for 1.5 intervals) between two deliveries, which would also keep its incidents from resolving.
+BEAT_S = 5.0
+SERVICE_HEARTBEAT_S = 2 * BEAT_S
+# A job comes back no sooner than this after its fault: the service must have seen it stopped
+# (no step for 1.5 heartbeat intervals, swept every quarter interval) for its incident to
+# resolve once the restarted ranks advance (sentinel/incidents/watchdog.py, _resolve_recovered).
+DOWN_AT_LEAST_S = 2 * SERVICE_HEARTBEAT_S
+# A job stopped this long with no decision (a fault triage missed) is restarted by hand.
+BY_HAND_AFTER_S = 120.0
 # The scripted provider's PCI bus ids (dmesg form) by GPU index: what a culprit GPU is called.
 BUSES = (
     "0000:18:00",
@@ -82,20 +96,102 @@ def example_batch(host_id: str = "demo-host-001", seq: int = 1) -> dict[str, obj
 
 @dataclass
 class Job:
-    """The simulated training job: it advances, stops at a fault, restarts from a checkpoint."""
+    """One simulated training job on its own hosts: it advances, stops at a fault, restarts
+    from its checkpoint once Sentinel decided (or by hand, if no decision comes)."""
 
+    name: str = JOB
+    # The job's hosts (fleet indices), those with a real agent first; local index i is
+    # hosts[i], its ranks i * 8 .. i * 8 + 7.
+    hosts: tuple[int, ...] = ()
+    agents: int = 0  # how many of `hosts` run a real agent (faults go only to those)
     step: int = 0
     checkpoint: int = 0
-    stalled_since: float | None = None
-    restart_at: float | None = None
+    stalled_since: float | None = None  # monotonic
+    stalled_at: float | None = None  # wall clock of the fault that stopped it
+    restart_at: float | None = None  # monotonic
+    running_since: float = 0.0  # monotonic: when it (re)started
+    last_fault: float | None = None  # monotonic
+    faults: int = 0
+    restarts: int = 0
+    restarts_by_hand: int = 0
+
+    @property
+    def world_size(self) -> int:
+        return len(self.hosts) * 8
+
+    @property
+    def running(self) -> bool:
+        return self.stalled_since is None and self.restart_at is None
 
     def tick(self, now: float, steps: int) -> None:
         if self.restart_at is not None and now >= self.restart_at:
             self.step, self.stalled_since, self.restart_at = self.checkpoint, None, None
+            self.stalled_at, self.running_since = None, now
+            self.restarts += 1
         if self.stalled_since is None:
             self.step += steps
             if self.step - self.checkpoint >= 50:
                 self.checkpoint = self.step - self.step % 50
+
+    def interrupt(self, now: float, wall: float) -> None:
+        """A fault: the ranks stop advancing (every failure in the mix interrupts the job)."""
+        self.stalled_since = self.stalled_since or now
+        self.stalled_at = self.stalled_at or wall
+        self.last_fault = now
+        self.faults += 1
+
+    def restart_after(self, now: float, delay_s: float) -> bool:
+        """Come back from the checkpoint delay_s from now; never before the service could see
+        the job stopped (its stall rule), so that the incident can resolve once the restarted
+        ranks advance. False if it is not down or already coming back."""
+        if self.stalled_since is None or self.restart_at is not None:
+            return False
+        self.restart_at = max(now + delay_s, self.stalled_since + DOWN_AT_LEAST_S)
+        return True
+
+    def eligible(self, now: float, min_gap_s: float, resumed_s: float) -> bool:
+        """Can a fault interrupt it now: it trains (not stalled, not waiting for its restart),
+        has trained for resumed_s since it came back, and its last fault is min_gap_s old."""
+        return (
+            self.running
+            and self.agents > 0
+            and now - self.running_since >= resumed_s
+            and (self.last_fault is None or now - self.last_fault >= min_gap_s)
+        )
+
+    def victims(self, culprit: int, spread: str) -> list[int]:
+        """The job's local host indices whose logs get a fault's lines: the culprit, its rack
+        (within the job), or every host of the job; only hosts with a real agent."""
+        if spread == "all":
+            return list(range(self.agents))
+        if spread == "rack":
+            start = (culprit // RACK) * RACK
+            return list(range(start, min(start + RACK, self.agents)))
+        return [culprit]
+
+
+def pick_job(
+    rng: random.Random, jobs: Sequence[Job], now: float, min_gap_s: float, resumed_s: float
+) -> Job | None:
+    """Uniformly among the jobs a fault can interrupt now (Job.eligible); None if none can."""
+    ready = [j for j in jobs if j.eligible(now, min_gap_s, resumed_s)]
+    if len(ready) <= 1:  # no draw: one job gets today's fault sequence from the seed
+        return ready[0] if ready else None
+    return rng.choice(ready)
+
+
+def layout(hosts: int, agents: int, jobs: int) -> list[tuple[int, ...]]:
+    """Disjoint jobs over the whole fleet: the real-agent hosts (0 .. agents-1) and the light
+    ones split alike, each job contiguous slices of both (256 hosts, 8 jobs: 32 hosts each,
+    4 racks of 8; 2,048 hosts: 32 real + 224 light each)."""
+    if not 1 <= jobs <= agents:
+        raise ValueError(f"jobs must be 1 .. {agents} (each needs a host with a real agent)")
+
+    def part(start: int, n: int, k: int) -> range:
+        return range(start + n * k // jobs, start + n * (k + 1) // jobs)
+
+    light = hosts - agents
+    return [(*part(0, agents, k), *part(agents, light, k)) for k in range(jobs)]
 
 
 @dataclass
@@ -107,20 +203,52 @@ class Demo:
     fault_every_s: float
     seed: int
     console: Console
-    job: Job = field(default_factory=Job)
+    # Training jobs on disjoint hosts (layout()): 1 is one job, JOB, on every host.
+    jobs: int = 1
+    # A fault goes to a job that trains (Job.eligible) and whose last fault is min_job_gap_s
+    # old (None: 4 beats: time for the previous incident to be decided, the job restarted and
+    # the incident resolved as training resumes), back for resumed_s since its restart (the
+    # service has seen its ranks advance past the interruption and one heartbeat interval).
+    min_job_gap_s: float | None = None
+    resumed_s: float = 20.0
     # Told of each fault as it is written (the soak benchmark keeps the list).
     on_inject: Callable[[Injection], None] | None = None
     # Stop injecting this long after the first fault (None: never); the fleet keeps running.
     inject_for_s: float | None = None
-    # Then also wait (up to this long) until the service knows every rank of the job.
+    # Then also wait (up to this long) until the service knows every rank of the jobs.
     ranks_wait_s: float = 0.0
     banner: bool = True
     ranks_at_first_fault: int | None = None  # what the service knew (when ranks_wait_s > 0)
     injecting_done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Beats that found no job to interrupt: how long each waited for one (seconds).
+    late_beats: list[float] = field(default_factory=list)
+    skipped_beats: int = 0  # beats that found none before injecting ended
+    sims: list[Job] = field(init=False)  # the jobs, in layout order
+    _member: list[tuple[Job, int]] = field(init=False)  # by fleet host: its job, local index
+
+    def __post_init__(self) -> None:
+        names = [JOB] if self.jobs == 1 else [f"{JOB}-{k}" for k in range(self.jobs)]
+        self.sims = []
+        member: dict[int, tuple[Job, int]] = {}
+        for name, hosts in zip(names, layout(self.hosts, self.agents, self.jobs), strict=True):
+            job = Job(name=name, hosts=hosts, agents=sum(h < self.agents for h in hosts))
+            self.sims.append(job)
+            member.update({h: (job, i) for i, h in enumerate(hosts)})
+        self._member = [member[h] for h in range(self.hosts)]
 
     @property
     def agents(self) -> int:
         return min(self.hosts, MAX_AGENTS)
+
+    @property
+    def gap_s(self) -> float:
+        return 4 * self.fault_every_s if self.min_job_gap_s is None else self.min_job_gap_s
+
+    def job_of(self, name: str | None) -> Job | None:
+        """The job a decision is about; a decision naming no job is the only job's, if one."""
+        if name is None:
+            return self.sims[0] if len(self.sims) == 1 else None
+        return next((j for j in self.sims if j.name == name), None)
 
     def host(self, i: int) -> str:
         return f"gpu-{i:04d}"
@@ -137,8 +265,8 @@ class Demo:
             workdir=self.data_dir / "fleet",
             host_prefix="gpu-",
             gpu_interval_s=10.0,
-            send_interval_s=5.0,
-            heartbeat_interval_s=5.0,
+            send_interval_s=BEAT_S,
+            heartbeat_interval_s=BEAT_S,
         )
         out = []
         for config in configs:
@@ -155,27 +283,24 @@ class Demo:
             out.append(config.model_copy(update={"collectors": collectors}))
         return out
 
-    def inject(self, rng: random.Random, fault: Fault) -> Injection:
-        # Faults go to hosts with a real agent: their lines take the real parsing path.
-        culprit = rng.randrange(self.agents)
+    def inject(self, rng: random.Random, fault: Fault, job: Job) -> Injection:
+        """Write the fault's lines into the logs of its hosts in `job`: its culprit is one of
+        the job's hosts with a real agent (their lines take the real parsing path)."""
+        culprit = rng.randrange(job.agents)
         gpu = rng.randrange(8)
-        if fault.spread == "all":
-            victims = range(self.agents)
-        elif fault.spread == "rack":
-            start = (culprit // RACK) * RACK
-            victims = range(start, min(start + RACK, self.agents))
-        else:
-            victims = range(culprit, culprit + 1)
+        victims = job.victims(culprit, fault.spread)
         at = time.time()
+        job.interrupt(time.monotonic(), at)
         stamp = datetime.fromtimestamp(at, UTC).strftime("%b %d %H:%M:%S")
-        for h in victims:
+        for i in victims:
+            h = job.hosts[i]
             host = self.host(h)
             kern, train = self.logs(host)
             values = {
                 "host": host,
                 "bus": BUSES[gpu],
                 "pid": 4000 + h,
-                "rank": h * 8 + gpu,
+                "rank": i * 8 + gpu,
                 "peer": f"{3 + h % 4}.{17 + h % 200}",
             }
             lines = [line.format(**values) for line in fault.lines]
@@ -186,21 +311,23 @@ class Demo:
             else:
                 with train.open("a") as f:
                     f.write("".join(line + "\n" for line in lines))
+        name = self.host(job.hosts[culprit])
         where = (
-            self.host(culprit)
+            name
             if fault.spread == "culprit"
-            else (f"rack of {self.host(culprit)}" if fault.spread == "rack" else "every host")
+            else (f"rack of {name}" if fault.spread == "rack" else "every host")
         )
         return Injection(
             at=at,
             fault=fault,
-            culprit=self.host(culprit) if fault.spread == "culprit" else None,
-            hosts=tuple(self.host(h) for h in victims),
+            culprit=name if fault.spread == "culprit" else None,
+            hosts=tuple(self.host(job.hosts[i]) for i in victims),
             where=where,
+            job_id=job.name,
         )
 
     async def ranks_known(self, service: LiveService, stop: asyncio.Event) -> int | None:
-        """Wait until the service has the job's rank map (every host's ranks), or ranks_wait_s.
+        """Wait until the service has the jobs' rank maps (every host's ranks), or ranks_wait_s.
         Returns the ranks it last reported (None: never asked, or never answered)."""
         want = self.hosts * 8
         known: int | None = None
@@ -212,9 +339,10 @@ class Demo:
         ) as client:
             while not stop.is_set() and time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-                    r = await client.get(f"/api/v1/jobs/{JOB}")
+                    r = await client.get("/api/v1/jobs")
                     if r.status_code == 200:
-                        known = int(r.json()["ranks_reporting"])
+                        ours = {j.name for j in self.sims}
+                        known = sum(int(j["ranks_reporting"]) for j in r.json() if j["id"] in ours)
                         if known >= want:
                             return known
                 with contextlib.suppress(TimeoutError):
@@ -248,14 +376,34 @@ class Demo:
                 return
             k += 1
             fault = rng.choices(FAULTS, weights=weights)[0]
-            injection = self.inject(rng, fault)
-            # Every failure in the mix interrupts the job: its ranks stop advancing.
-            self.job.stalled_since = self.job.stalled_since or time.monotonic()
+            # Llama 3's mix is per interruption of a running job: one that is down (stalled,
+            # waiting for its restart) cannot be interrupted again. Wait for one if none is.
+            job = pick_job(rng, self.sims, time.monotonic(), self.gap_s, self.resumed_s)
+            if job is None:
+                job = await self._wait_for_job(rng, stop, first)
+                if job is None:
+                    self.skipped_beats += 1
+                    return
+                self.late_beats.append(time.monotonic() - due)
+            injection = self.inject(rng, fault, job)
             if self.on_inject is not None:
                 self.on_inject(injection)
             self.console.print(
                 f"[dim]{time.strftime('%H:%M:%S')}  injected: {escape(injection.describe())}[/dim]"
             )
+
+    async def _wait_for_job(
+        self, rng: random.Random, stop: asyncio.Event, first: float
+    ) -> Job | None:
+        """The first job a fault can interrupt; None if the demo stops or injecting ends."""
+        end = math.inf if self.inject_for_s is None else first + self.inject_for_s
+        while not stop.is_set() and time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.25)
+            job = pick_job(rng, self.sims, time.monotonic(), self.gap_s, self.resumed_s)
+            if job is not None and not stop.is_set():
+                return job
+        return None
 
     async def watch(self, service: LiveService, stop: asyncio.Event) -> None:
         """Print each new incident and decision as Sentinel records it."""
@@ -277,7 +425,7 @@ class Demo:
                         if key in seen or d is None:
                             continue
                         seen.add(key)
-                        self._restart_after(d)
+                        self._restart_after(d, inc)
                         # What the service says came from logs: print it as text, not markup.
                         culprit = escape(inc["culprit_host"] or "-")
                         self.console.print(
@@ -286,12 +434,32 @@ class Demo:
                             f"({escape(d['status'])}): {escape(d['reason'][:90])}"
                         )
 
-    def _restart_after(self, decision: dict[str, object]) -> None:
-        """The job comes back: a few seconds after an automatic restart, later after a human."""
-        if self.job.stalled_since is None or self.job.restart_at is not None:
+    def _restart_after(self, decision: dict[str, Any], incident: dict[str, Any]) -> None:
+        """The decision's job comes back: a few seconds after an automatic restart, later after
+        a human. Only a decision made after the fault that stopped it: a late word on an older
+        incident of the job does not restart it."""
+        job = self.job_of(decision.get("job_id") or incident.get("job_id"))
+        if job is None or job.stalled_at is None:
+            return
+        made = datetime.fromisoformat(str(decision["created_at"]))
+        if made.tzinfo is None:  # the API's times are UTC
+            made = made.replace(tzinfo=UTC)
+        if made.timestamp() < job.stalled_at:
             return
         human = decision["action"] in ("escalate", "hold")
-        self.job.restart_at = time.monotonic() + (30.0 if human else 5.0)
+        job.restart_after(time.monotonic(), 30.0 if human else 5.0)
+
+    def _by_hand(self, now: float) -> None:
+        """A job down with no decision for BY_HAND_AFTER_S: an operator restarts it."""
+        for job in self.sims:
+            down = job.stalled_since
+            if down is not None and job.restart_at is None and now - down >= BY_HAND_AFTER_S:
+                job.restart_after(now, 0.0)
+                job.restarts_by_hand += 1
+                self.console.print(
+                    f"[dim]{time.strftime('%H:%M:%S')}  no decision for {job.name} in "
+                    f"{BY_HAND_AFTER_S:g} s: restarted by hand[/dim]"
+                )
 
     async def fleet(self, configs: list[AgentConfig], stop: asyncio.Event) -> None:
         agents = [Agent(config) for config in configs]
@@ -299,39 +467,44 @@ class Demo:
         tasks.append(asyncio.create_task(self.train(agents, stop)))
         await asyncio.gather(*tasks)
 
-    async def train(self, agents: list[Agent], stop: asyncio.Event, every: float = 5.0) -> None:
-        """Each host's 8 ranks beat through its agent, as the heartbeat client would."""
-        world = self.hosts * 8
+    async def train(self, agents: list[Agent], stop: asyncio.Event, every: float = BEAT_S) -> None:
+        """Each host's 8 ranks beat through its agent, as the heartbeat client would; ranks
+        are numbered within the host's job."""
         while not stop.is_set():
-            self.job.tick(time.monotonic(), steps=int(every))
-            if self.job.stalled_since is None:  # hung ranks do not beat
-                now = datetime.now(UTC)
-                for h, agent in enumerate(agents):
-                    agent.emit(
-                        [
-                            HeartbeatSummary(
-                                id=uuid.uuid4(),
-                                observed_at=now,
-                                job_id=JOB,
-                                rank=h * 8 + g,
-                                local_rank=g,
-                                gpu_index=g,
-                                step=self.job.step,
-                                step_time_s=1.0,
-                                checkpoint_step=self.job.checkpoint,
-                                checkpoint_path=f"/checkpoints/{JOB}/step-{self.job.checkpoint}",
-                                beats=int(every),
-                                last_beat_at=now,
-                                world_size=world,
-                            )
-                            for g in range(8)
-                        ]
-                    )
+            mono = time.monotonic()
+            self._by_hand(mono)
+            for job in self.sims:
+                job.tick(mono, steps=int(every))
+            now = datetime.now(UTC)
+            for h, agent in enumerate(agents):
+                job, i = self._member[h]
+                if not job.running:  # hung ranks do not beat
+                    continue
+                agent.emit(
+                    [
+                        HeartbeatSummary(
+                            id=uuid.uuid4(),
+                            observed_at=now,
+                            job_id=job.name,
+                            rank=i * 8 + g,
+                            local_rank=g,
+                            gpu_index=g,
+                            step=job.step,
+                            step_time_s=1.0,
+                            checkpoint_step=job.checkpoint,
+                            checkpoint_path=f"/checkpoints/{job.name}/step-{job.checkpoint}",
+                            beats=int(every),
+                            last_beat_at=now,
+                            world_size=job.world_size,
+                        )
+                        for g in range(8)
+                    ]
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every)
 
     async def light_hosts(
-        self, service: LiveService, stop: asyncio.Event, every: float = 5.0
+        self, service: LiveService, stop: asyncio.Event, every: float = BEAT_S
     ) -> None:
         """The hosts beyond MAX_AGENTS: GPU samples and their ranks' heartbeats, every 5 s."""
         light = range(self.agents, self.hosts)
@@ -377,22 +550,23 @@ class Demo:
             }
             for g in range(8)
         ]
-        if self.job.stalled_since is None:
+        job, i = self._member[h]
+        if job.running:
             obs += [
                 {
                     "kind": "heartbeat",
                     "id": str(uuid.uuid4()),
                     "observed_at": now,
-                    "job_id": JOB,
-                    "rank": h * 8 + g,
+                    "job_id": job.name,
+                    "rank": i * 8 + g,
                     "local_rank": g,
                     "gpu_index": g,
-                    "step": self.job.step,
+                    "step": job.step,
                     "step_time_s": 1.0,
-                    "checkpoint_step": self.job.checkpoint,
-                    "beats": 5,
+                    "checkpoint_step": job.checkpoint,
+                    "beats": int(BEAT_S),
                     "last_beat_at": now,
-                    "world_size": self.hosts * 8,
+                    "world_size": job.world_size,
                 }
                 for g in range(8)
             ]
@@ -418,7 +592,7 @@ class Demo:
             data_dir=self.data_dir / "service",
             port=self.port,
             extra_env={
-                "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "5",
+                "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": f"{SERVICE_HEARTBEAT_S:g}",
                 "SENTINEL_ALERTING__PUBLIC_URL": f"http://127.0.0.1:{self.port}",
             },
         )
@@ -463,11 +637,17 @@ class Demo:
                 if self.hosts > self.agents
                 else ""
             )
-            + f"; job {JOB} on all of them"
+            + (
+                f"; job {JOB} on all of them"
+                if len(self.sims) == 1
+                else f"; {len(self.sims)} jobs ({self.sims[0].name} .. {self.sims[-1].name}) "
+                f"of {len(self.sims[0].hosts)} hosts"
+            )
         )
         c.print(
-            f"failures:       one every {self.fault_every_s:g} s, drawn from Llama 3's "
-            "root-cause mix, written into the hosts' kernel and training logs"
+            f"failures:       one every {self.fault_every_s:g} s into a job that is training "
+            f"(none again within {self.gap_s:g} s), drawn from Llama 3's root-cause mix, "
+            "written into the hosts' kernel and training logs"
         )
         c.print("scheduler:      dry run (decisions are recorded and shown, nothing is drained)")
         example = (self.data_dir / "example-batch.json").resolve()
