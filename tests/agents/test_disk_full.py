@@ -174,6 +174,9 @@ async def test_a_full_outbox_in_process_holds_lines_and_recovers(
     caplog.set_level(logging.INFO)
     async with running(agent):
         await wait_for(lambda: receiver.observations("gpu_sample"))
+        # Nothing acknowledged meanwhile either, so no page is freed for reuse: the outbox
+        # must grow, and cannot.
+        receiver.fail(503, 100_000)
         _disk_full(agent, True)
         await wait_for(lambda: value("sentinel_agent_outbox_degraded") == 1)
         with (tmp_path / "train-0.log").open("a") as f:
@@ -181,6 +184,7 @@ async def test_a_full_outbox_in_process_holds_lines_and_recovers(
         await wait_for(lambda: (value("sentinel_agent_spilled_observations") or 0) >= len(LINES))
         assert "outbox" in agent.status().collectors_failing
         _disk_full(agent, False)
+        receiver.faults.clear()
         await wait_for(
             lambda: (
                 {o.message for o in receiver.observations("log")} >= set(LINES)
