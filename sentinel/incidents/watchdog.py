@@ -108,7 +108,7 @@ class Watchdog:
             if members:
                 times = [r.step_time_s for r in members if r.step_time_s]
                 median = statistics.median(times) if times else None
-                rows += self._stalls(job, members, median, now)
+                rows += self._stalls(job, members, median, now, last_seen)
                 if len(times) >= 4 and median is not None:
                     rows += self._stragglers(job, members, median, now)
         rows += self._silent_hosts(ranks, last_seen, now)
@@ -120,11 +120,27 @@ class Watchdog:
         return max(base, 3 * median_step_s) if median_step_s else base
 
     def _stalls(
-        self, job: Job, members: list[RankProgress], median_step_s: float | None, now: datetime
+        self,
+        job: Job,
+        members: list[RankProgress],
+        median_step_s: float | None,
+        now: datetime,
+        last_seen: dict[str, datetime],
     ) -> list[dict[str, Any]]:
         threshold = self._stall_threshold(median_step_s)
         cutoff = now - timedelta(seconds=threshold)
-        stalled = [r for r in members if r.step_changed_at < cutoff]
+        wait = timedelta(seconds=self._triage.heartbeat_interval_s)
+        # A rank is stalled when its host reported again, a heartbeat interval after the rank's
+        # last progress, with nothing newer. A host whose reports are late (its agent backing
+        # off after the service shed load, a slow link) shows old steps because nothing newer
+        # has arrived: that is not a hang; a host that stopped reporting altogether is the
+        # silent-host watchdog's.
+        stalled = [
+            r
+            for r in members
+            if r.step_changed_at < cutoff
+            and last_seen.get(r.host_id, r.step_changed_at) - r.step_changed_at > wait
+        ]
         if not stalled:
             return []
         top = max(r.step for r in members)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
-from builders import batch, heartbeat
+from builders import batch, gpu_sample, heartbeat
 from conftest import auth
 from sqlalchemy import select
 
@@ -73,7 +73,9 @@ async def test_a_hang_and_a_silent_host_become_signals(
         await _post_beats(app_client, tokens, clock, 3 + n, step=105, hosts=("w1",))
     events = await _sweep(app_client)
     stall = [e for e in events if e.kind == "heartbeat_stall" and e.host_id == "-"]
-    assert stall and stall[0].payload["ranks_stalled"] == 16
+    # w1 kept reporting with no progress: its 8 ranks hang. w2's ranks are the silent-host
+    # watchdog's (nothing it said arrived, so nothing says they stopped).
+    assert stall and stall[0].payload["ranks_stalled"] == 8
     [silent] = [e for e in events if e.kind == "host_silent"]
     assert silent.host_id == "w2" and silent.payload["seconds"] > 60
 
@@ -106,10 +108,17 @@ async def test_the_host_whose_ranks_stopped_first_is_named_with_its_step_and_tim
     await _beat_hosts(app_client, tokens, clock, 1, {"w1": 100, "w2": 100, "w3": 100})
     clock.advance(5)
     await _beat_hosts(app_client, tokens, clock, 2, {"w3": 101})
-    # w3 says nothing new from here on; w1 and w2 keep stepping for 15 s more.
+    # w3's ranks beat no more (its agent still reports its GPUs); w1 and w2 keep stepping
+    # for 15 s more.
     for n, step in enumerate((105, 110)):
         clock.advance(10)
         await _beat_hosts(app_client, tokens, clock, 3 + n, {"w1": step, "w2": step})
+        r = await app_client.post(
+            "/api/v1/reports",
+            json=batch("w3", 3 + n, [gpu_sample(0, clock.now())], clock.now()),
+            headers=auth(tokens["agent"]),
+        )
+        assert r.status_code == 202
     clock.advance(5)
     events = await _sweep(app_client)
     [first] = [e for e in events if e.kind == "heartbeat_stall" and e.host_id != "-"]
@@ -130,3 +139,21 @@ async def test_a_job_whose_ranks_all_stop_together_names_no_host(
     await _post_beats(app_client, tokens, clock, 2, step=100)
     events = [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
     assert [e.host_id for e in events] == ["-"]
+
+
+async def test_reports_held_back_by_the_service_are_not_a_hang(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    """A host whose agent backs off (the service shed its uploads) reports late: its ranks' last
+    steps are old because nothing newer has arrived yet, not because they stopped."""
+    for n in range(3):
+        await _post_beats(app_client, tokens, clock, 1 + n, step=100 + 5 * n)
+        clock.advance(5)
+    # w2's agent is told to retry later: 18 s pass with only w1's reports arriving...
+    for n in range(3):
+        clock.advance(6)
+        await _post_beats(app_client, tokens, clock, 4 + n, step=115 + 5 * n, hosts=("w1",))
+    assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+    # ...then w2's held-back batch arrives, its ranks having advanced all along.
+    await _post_beats(app_client, tokens, clock, 7, step=130)
+    assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
