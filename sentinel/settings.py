@@ -110,6 +110,12 @@ class IngestSettings(_Section):
         "from their headers to their answer; one more gets 429 before its body is read. The "
         "limit in force adapts below this to keep admitted uploads within target_latency_s.",
     )
+    start_inflight_requests: int = Field(
+        8,
+        ge=1,
+        description="Uploads admitted at once by a fresh service, before it has measured "
+        "itself (at most max_inflight_requests).",
+    )
     target_latency_s: float = Field(
         0.25,
         gt=0,

@@ -29,8 +29,6 @@ from sentinel.settings import IngestSettings, ServerSettings
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WANTED = frozenset({b"authorization", b"content-length"})
 _UPLOADS = frozenset({"/api/v1/reports", "/api/v1/alertmanager", "/api/v1/flight-recorder/dumps"})
-# Uploads admitted at once by a fresh service, before it has measured itself.
-_START_LIMIT = 8
 
 
 def body_limits(server: ServerSettings) -> dict[str, int]:
@@ -57,13 +55,14 @@ class UploadBudget:
     max_requests: int
     max_bytes: int
     target_s: float
+    start: int = 8
     limit: float = 0.0
     requests: int = 0
     bytes: int = 0
     cut_at: float = float("-inf")
 
     def __post_init__(self) -> None:
-        self.limit = float(min(self.max_requests, _START_LIMIT))
+        self.limit = float(min(self.max_requests, self.start))
 
     def take(self, size: int) -> bool:
         if self.requests and (self.requests + 1 > self.limit or self.bytes + size > self.max_bytes):
@@ -99,7 +98,10 @@ class Admission:
         self._default_limit = server.max_api_body_bytes
         self._limits = body_limits(server)
         self._budget = UploadBudget(
-            ingest.max_inflight_requests, ingest.max_inflight_bytes, ingest.target_latency_s
+            ingest.max_inflight_requests,
+            ingest.max_inflight_bytes,
+            ingest.target_latency_s,
+            ingest.start_inflight_requests,
         )
         self._retry_after_s = ingest.retry_after_s
         self._rng = random.Random()

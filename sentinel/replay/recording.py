@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from sentinel.wire import Batch
 
@@ -30,6 +30,19 @@ class Line(BaseModel):
     at: AwareDatetime
     batch: dict[str, Any] | None = None
     api: ApiCall | None = None
+
+    # The batch as JSON, encoded (and validated) once when the recording is loaded.
+    _batch_json: str | None = PrivateAttr(default=None)
+
+    @property
+    def batch_json(self) -> str:
+        if self._batch_json is None:
+            self._batch_json = json.dumps(self.batch)
+        return self._batch_json
+
+    @batch_json.setter
+    def batch_json(self, value: str) -> None:
+        self._batch_json = value
 
 
 class ExpectedIncident(BaseModel):
@@ -92,7 +105,8 @@ def load_lines(path: Path) -> list[Line]:
             try:
                 line = Line.model_validate(json.loads(raw))
                 if line.batch is not None:
-                    Batch.model_validate_json(json.dumps(line.batch))
+                    line.batch_json = json.dumps(line.batch)
+                    Batch.model_validate_json(line.batch_json)
             except (json.JSONDecodeError, ValidationError) as exc:
                 raise RecordingError(f"{path}:{n}: {exc}") from None
             lines.append(line)

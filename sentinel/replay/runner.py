@@ -142,7 +142,14 @@ async def replay(case_dir: Path) -> Outcome:
             run_loops=False,
             auth={"tokens": [TokenSpec(name=r, role=r, token=t) for r, t in tokens.items()]},
             triage={"heartbeat_interval_s": exp.heartbeat_interval_s},
-            ingest={"linger_ms": 0},
+            # A replay measures triage, not admission: a tick's batches are all admitted (the
+            # in-process commits are slow in real time and would shrink an adaptive budget).
+            ingest={
+                "linger_ms": 0,
+                "max_inflight_requests": 100_000,
+                "start_inflight_requests": 100_000,
+                "target_latency_s": 3600,
+            },
         )
         app = create_app(settings, clock)
         ctx = app.state.ctx
@@ -225,11 +232,7 @@ class _Loops:
 
 async def _play(client: httpx.AsyncClient, tokens: dict[str, str], line: Line) -> None:
     if line.batch is not None:
-        r = await client.post(
-            "/api/v1/reports",
-            json=line.batch,
-            headers={"Authorization": f"Bearer {tokens['agent']}"},
-        )
+        r = await _post_as_an_agent(client, line.batch_json, tokens["agent"])
         if r.status_code != 202:
             raise RuntimeError(f"batch at {line.at} refused: {r.status_code} {r.text}")
     if line.api is not None:
@@ -241,6 +244,23 @@ async def _play(client: httpx.AsyncClient, tokens: dict[str, str], line: Line) -
         )
         if r.status_code >= 400:
             raise RuntimeError(f"API call at {line.at} failed: {r.status_code} {r.text}")
+
+
+# Hosts post a tick's batches at once; ingest admits only so many at a time and asks the rest
+# to come back (429/503 with Retry-After), as an agent would: retry after a short real pause.
+_SHED = frozenset({429, 503})
+_MAX_RETRIES = 2000
+_RETRY_PAUSE_S = 0.01
+
+
+async def _post_as_an_agent(client: httpx.AsyncClient, body: str, token: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for _ in range(_MAX_RETRIES):
+        r = await client.post("/api/v1/reports", content=body, headers=headers)
+        if r.status_code not in _SHED:
+            return r
+        await asyncio.sleep(_RETRY_PAUSE_S)
+    return r
 
 
 def _by_tick(lines: list[Line], start: datetime) -> list[list[Line]]:
