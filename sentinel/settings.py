@@ -235,6 +235,15 @@ class RemediationSettings(_Section):
     fabric_quiet_s: float = Field(
         120.0, gt=0, description="A held restart waits for this long without link errors."
     )
+    lease_s: float = Field(
+        300.0,
+        gt=0,
+        description="An execution not recorded this long after its claim is taken to have "
+        "died with its process; the remediation loop takes the decision over.",
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="Executions of one decision (claims) before it fails."
+    )
 
 
 class Settings(BaseSettings):

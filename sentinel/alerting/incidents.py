@@ -19,6 +19,9 @@ from sentinel.incidents.verdicts import verdict_of
 
 CAUSE_ALERT = "SentinelIncident"
 SYMPTOM_ALERT = "SentinelSymptom"
+# A decision that could not be carried out (it failed, or was escalated after an attempt died):
+# its own alert, since a changed annotation on a firing alert notifies nobody.
+REMEDIATION_FAILED_ALERT = "SentinelRemediationFailed"
 EVIDENCE_SHOWN = 20
 
 # The severity label of an incident's alert, by root-cause category (tables are data).
@@ -122,6 +125,24 @@ def alerts_for_incident(
             incident_id=incident.id,
         )
     ]
+    if decision is not None and decision.error and decision.status in ("failed", "escalated"):
+        alerts.append(
+            AlertIn(
+                labels={
+                    "alertname": REMEDIATION_FAILED_ALERT,
+                    **{k: v for k, v in common.items() if v},
+                    "severity": "critical",
+                    "role": "remediation",
+                },
+                annotations={
+                    "summary": f"{decision.status}: {decision.error}",
+                    "decision": decided,
+                },
+                starts_at=decision.updated_at,
+                ends_at=ends_at,
+                incident_id=incident.id,
+            )
+        )
     by_host: dict[str, list[str]] = {}
     for s in symptoms:
         if s.host and s.host != incident.culprit_host:

@@ -238,6 +238,11 @@ class Decision(Base):
     steps_lost: Mapped[int | None] = mapped_column(BigInteger)
     outcome: Mapped[dict[str, Any]]
     error: Mapped[str | None] = mapped_column(Text)
+    # The execution lease: the process carrying the decision out and until when; a lease
+    # that runs out means that process died, and the remediation loop takes the decision over.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

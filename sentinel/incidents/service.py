@@ -41,7 +41,9 @@ _PROVISIONAL = frozenset({Category.UNKNOWN, Category.NCCL_WATCHDOG_TIMEOUT})
 # Hosts' clocks disagree by a few seconds: a cause "no later than" an opening allows this much.
 _REFINE_SLACK = timedelta(seconds=10)
 
-ChangeKind = Literal["opened", "reclassified", "mitigating", "resolved"]
+# "decision_failed": the incident's decision failed or was escalated while being carried out;
+# the incident's state is unchanged, but people must be told.
+ChangeKind = Literal["opened", "reclassified", "mitigating", "resolved", "decision_failed"]
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,25 @@ decision from 'approved' to 'executing' in one conditional UPDATE that a single 
 No scheduler command (sinfo, scontrol) runs inside a database transaction: the spare hosts are
 asked for before the decision's transaction opens, and an execution is claim (committed) →
 scheduler steps → outcome recorded in a new transaction.
+
+The claim is a lease (claimed_by, lease_until, attempts): an execution that raises, or whose
+process dies so that its lease runs out, is attempted again up to max_attempts when the
+scheduler may repeat its steps (the adapter's idempotent_steps), else escalated; a decision
+that fails or is escalated this way is handed to the incident stages so that people are told.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.checkpoints import durable_checkpoint
@@ -35,7 +42,7 @@ from sentinel.remediation.policy import (
     RemediationContext,
     RemediationPolicy,
 )
-from sentinel.schedulers.base import OpResult, SchedulerAdapter
+from sentinel.schedulers.base import Operation, OpResult, SchedulerAdapter
 from sentinel.settings import RemediationSettings
 from sentinel.triage.signals import blank_numbers
 from sentinel.triage.taxonomy import Category
@@ -76,6 +83,8 @@ class RemediationService:
         self.scheduler = scheduler
         self._triage = triage
         self._policy = policy
+        # Who holds an execution lease: enough to find the process in the logs.
+        self.executor_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # ------------------------------------------------------------------ deciding
 
@@ -244,10 +253,18 @@ class RemediationService:
     # ------------------------------------------------------------------ executing
 
     async def claim(self, session: AsyncSession, decision_id: uuid.UUID) -> bool:
+        """Take the execution lease of an approved decision; one process wins."""
+        now = self._clock.now()
         result = await session.execute(
             update(Decision)
             .where(Decision.id == decision_id, Decision.status == "approved")
-            .values(status="executing", updated_at=self._clock.now())
+            .values(
+                status="executing",
+                claimed_by=self.executor_id,
+                lease_until=now + timedelta(seconds=self._settings.lease_s),
+                attempts=Decision.attempts + 1,
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
@@ -255,16 +272,66 @@ class RemediationService:
     async def execute(self, sessions: Sessions, decision_id: uuid.UUID) -> list[IncidentChange]:
         """Carry out an approved decision if this process claims it: the claim commits, the
         scheduler steps run with no transaction open, and their results land in
-        decision.outcome in a new one. Returns the incident changes made."""
+        decision.outcome in a new one. An attempt that raises releases the decision for the
+        next one, when there is one. Returns the incident changes made."""
         async with unit_of_work(sessions) as session:
             if not await self.claim(session, decision_id):
                 return []
             decision = await session.get(Decision, decision_id)
             assert decision is not None
             job = await session.get(Job, decision.job_id) if decision.job_id else None
-        steps, drained = await self._carry_out(decision, job)
+        try:
+            steps, drained = await self._carry_out(decision, job)
+        except Exception as exc:
+            log.exception("executing decision %s raised", decision_id)
+            async with unit_of_work(sessions) as session:
+                decision = await session.get(Decision, decision_id)
+                assert decision is not None
+                return await self._attempt_failed(
+                    session, decision, f"attempt {decision.attempts} raised {exc!r}"
+                )
         async with unit_of_work(sessions) as session:
             return await self._record(session, decision_id, steps, drained)
+
+    async def _attempt_failed(
+        self, session: AsyncSession, decision: Decision, error: str
+    ) -> list[IncidentChange]:
+        """An attempt ended without a record of its steps (it raised, or its process died):
+        release the decision for another attempt when its steps may run again, else stop."""
+        decision.error = error
+        decision.claimed_by = None
+        decision.lease_until = None
+        decision.updated_at = self._clock.now()
+        repeated = self._steps(decision) - self.scheduler.idempotent_steps
+        if decision.attempts >= self._settings.max_attempts:
+            decision.status = "failed"
+            decision.error = f"gave up after {decision.attempts} attempts; last: {error}"
+        elif repeated:
+            decision.status = "escalated"
+            decision.error = (
+                f"{error}; not retried: {', '.join(sorted(repeated))} on "
+                f"{self.scheduler.name} may have run and is not idempotent"
+            )
+        else:
+            decision.status = "approved"
+            log.warning("decision %s released for another attempt: %s", decision.id, error)
+            return []
+        return await self._tell(session, decision)
+
+    async def _tell(self, session: AsyncSession, decision: Decision) -> list[IncidentChange]:
+        """The change that takes a failed or escalated execution through the incident stages
+        (alerting announces it)."""
+        log.error("decision %s %s: %s", decision.id, decision.status, decision.error)
+        incident = await session.get(Incident, decision.incident_id)
+        return [] if incident is None else [IncidentChange(incident, "decision_failed")]
+
+    @staticmethod
+    def _steps(decision: Decision) -> frozenset[Operation]:
+        """The scheduler steps carrying out this decision takes."""
+        steps: set[Operation] = {"drain"} if decision.exclude_hosts else set()
+        if decision.action in (Action.restart, Action.exclude_and_restart):
+            steps.add("requeue")
+        return frozenset(steps)
 
     async def _carry_out(
         self, decision: Decision, job: Job | None
@@ -311,9 +378,13 @@ class RemediationService:
         decision.error = (
             None if ok else next((s.get("error") for s in steps if not s["ok"]), "failed")
         )
+        decision.claimed_by = None
+        decision.lease_until = None
         decision.updated_at = self._clock.now()
+        if not ok:
+            return await self._tell(session, decision)
         incident = await session.get(Incident, decision.incident_id)
-        if not ok or incident is None or incident.state != "open":
+        if incident is None or incident.state != "open":
             return []
         change = await self._triage.transition(
             session,
@@ -341,14 +412,19 @@ class RemediationService:
         )
 
     async def run_due(self, sessions: Sessions) -> list[IncidentChange]:
-        """Loop step: decide on incidents that have settled, release held restarts whose
-        condition holds, execute approved decisions. Returns the incident changes made, for the
-        incident stages."""
+        """Loop step: decide on incidents that have settled, take over executions whose lease
+        ran out, release held restarts whose condition holds, execute approved decisions.
+        Returns the incident changes made, for the incident stages."""
         changes: list[IncidentChange] = []
         async with unit_of_work(sessions) as session:
             settled = await self._settled(session)
+            expired = (
+                await session.scalars(select(Decision.id).where(self._lease_expired()))
+            ).all()
         for incident_id in settled:
             changes += (await self.decide(sessions, incident_id)).changes
+        for decision_id in expired:
+            changes += await self._take_over(sessions, decision_id)
         async with unit_of_work(sessions) as session:
             await self._release_held(session)
             due = (
@@ -361,6 +437,26 @@ class RemediationService:
         for decision_id in due:
             changes += await self.execute(sessions, decision_id)
         return changes
+
+    def _lease_expired(self) -> ColumnElement[bool]:
+        return and_(Decision.status == "executing", Decision.lease_until < self._clock.now())
+
+    async def _take_over(self, sessions: Sessions, decision_id: uuid.UUID) -> list[IncidentChange]:
+        """An execution whose lease ran out: its process died between the claim and the record.
+        The row lock (and the condition read again under it) lets one process take it over."""
+        async with unit_of_work(sessions) as session:
+            decision = await session.scalar(
+                select(Decision)
+                .where(Decision.id == decision_id, self._lease_expired())
+                .with_for_update()
+            )
+            if decision is None:
+                return []
+            error = (
+                f"attempt {decision.attempts} by {decision.claimed_by} not recorded by "
+                f"{decision.lease_until:%Y-%m-%dT%H:%M:%SZ} (lease expired)"
+            )
+            return await self._attempt_failed(session, decision, error)
 
     async def _settled(self, session: AsyncSession) -> list[uuid.UUID]:
         """Open incidents without a decision detected at least settle_s ago: provisional ones

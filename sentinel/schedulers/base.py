@@ -128,6 +128,13 @@ class SchedulerAdapter(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def idempotent_steps(self) -> frozenset[Operation]:
+        """The steps that may run again when an execution died or raised half-way: running
+        one twice leaves the cluster as running it once did. A decision with any other step is
+        escalated rather than retried."""
+        ...
+
     async def drain(self, host: str, reason: str) -> OpResult:
         """Stop scheduling new work on ``host``; what runs there is left alone."""
         ...

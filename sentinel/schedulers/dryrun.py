@@ -21,6 +21,8 @@ class DryRunScheduler:
     when given (a dry run over a real cluster), else fail, since there is nothing to read."""
 
     name = "dryrun"
+    # Nothing is changed, so nothing can happen twice.
+    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume", "requeue"})
 
     def __init__(self, reads_from: SchedulerAdapter | None = None) -> None:
         self._reads_from = reads_from

@@ -44,6 +44,8 @@ class FakeScheduler:
     at once on free nodes it does not exclude, or waits for them."""
 
     name = "fake"
+    # As Slurm: a repeated requeue of a job that started again restarts it again.
+    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume"})
 
     def __init__(self, nodes: Iterable[str] = (), *, gpus_per_node: int = 8) -> None:
         self._nodes = {n: _Node(n, gpus_per_node) for n in nodes}

@@ -184,6 +184,9 @@ class SlurmScheduler:
     """Drives one Slurm cluster through its CLI (``scontrol``, ``squeue``, ``sinfo``)."""
 
     name = "slurm"
+    # Draining a drained node and resuming a node in service succeed; a requeue repeated after
+    # the job started again elsewhere would stop it a second time.
+    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume"})
 
     def __init__(
         self,

@@ -69,6 +69,9 @@ class WebhookScheduler:
     backoff (honouring Retry-After), never other 4xx: the receiver has said no."""
 
     name = "webhook"
+    # The delivery id is new for each call, so a receiver cannot tell a repeated requeue from
+    # a second one; drain and resume are states, the same however often they are asked for.
+    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume"})
 
     def __init__(
         self,
