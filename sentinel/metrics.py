@@ -114,6 +114,13 @@ class ServiceMetrics:
             ["action", "status"],
             registry=r,
         )
+        self.flightrec_failures = Counter(
+            "sentinel_flightrec_failures_total",
+            "Flight-recorder dumps that could not be read (reason unreadable_dump) and jobs "
+            "whose analysis failed (memory, timeout, worker_died, error).",
+            ["reason"],
+            registry=r,
+        )
         self.job_ettr = Gauge(
             "sentinel_job_ettr_ratio",
             "Effective training time ratio of each running job over its life (reports.tables).",

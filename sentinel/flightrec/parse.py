@@ -327,13 +327,21 @@ def _pg_config(raw: object, name: str) -> dict[str, GroupConfig]:
     if not isinstance(raw, dict):
         raise FrParseError(f"{name}: 'pg_config' is a {type(raw).__name__}, expected a dict")
     groups: dict[str, GroupConfig] = {}
+    # A pickle can share one rank list among all its groups (a memo reference costs two
+    # bytes): each distinct list is read once, or a few KB could cost groups x ranks.
+    seen: dict[int, tuple[int, ...] | None] = {}
     for key, cfg in raw.items():
         if not isinstance(key, str) or not key or not isinstance(cfg, dict):
             continue
         desc = cfg.get("desc", "")
-        groups[key] = GroupConfig(
-            name=key, desc=desc if isinstance(desc, str) else "", ranks=_ranks(cfg.get("ranks"))
-        )
+        ranks_raw = cfg.get("ranks")
+        if isinstance(ranks_raw, list):
+            if id(ranks_raw) not in seen:
+                seen[id(ranks_raw)] = _ranks(ranks_raw)
+            ranks = seen[id(ranks_raw)]
+        else:
+            ranks = _ranks(ranks_raw)
+        groups[key] = GroupConfig(name=key, desc=desc if isinstance(desc, str) else "", ranks=ranks)
     return groups
 
 

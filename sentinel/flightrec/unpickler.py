@@ -6,6 +6,7 @@ import io
 import pickle
 from typing import NoReturn
 
+from sentinel.flightrec import prescan
 from sentinel.flightrec.models import FrParseError
 
 # A real 2,000-entry dump with deep stacks is a few MB; anything far larger is hostile.
@@ -56,10 +57,23 @@ def load_plain(data: bytes, name: str, max_bytes: int = MAX_PICKLE_BYTES) -> obj
 
     Raises FrParseError (naming `name`) for anything else: globals, oversized input,
     truncated or corrupt streams. Container growth is bounded by the input size (each
-    element costs at least one opcode byte), and the size is capped by `max_bytes`.
+    element costs at least one opcode byte), and the size is capped by `max_bytes`; the
+    sizes the stream declares (lengths, frames, memo indices) are checked against the
+    input by `prescan` before the C unpickler, which trusts them, sees the stream.
     """
     if len(data) > max_bytes:
         raise FrParseError(f"{name}: {len(data)} bytes is over the {max_bytes}-byte limit")
+    status, value = prescan.check_sizes(data)
+    if status == prescan.TOO_LONG:
+        raise FrParseError(
+            f"{name}: not a valid pickle: a declared length "
+            f"({'over 2**63' if value < 0 else value} bytes) is larger than the rest of the file"
+        )
+    if status == prescan.MEMO_INDEX:
+        raise FrParseError(
+            f"{name}: not a valid pickle: memo index {value} is far past the entries "
+            "memoized before it (the unpickler would allocate a table that large)"
+        )
     try:
         return _PlainDataUnpickler(io.BytesIO(_framed(data)), name).load()
     except FrParseError:

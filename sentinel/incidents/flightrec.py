@@ -2,8 +2,18 @@
 
 Dumps arrive from many hosts within seconds of a watchdog timeout. Once a job's uploads have
 been quiet for ``settle_s``, the leader reads them (gzip, content-addressed on disk), runs the
-same analysis as `sentinel fr analyze` in a thread, and writes one synthetic ``fr_verdict``
-event naming the culprit rank's host: triage then blames that host instead of the timeouts.
+same analysis as `sentinel fr analyze`, and writes one synthetic ``fr_verdict`` event naming
+the culprit rank's host: triage then blames that host instead of the timeouts.
+
+Each job is read and analysed in a process of its own (spawned), under an address-space
+limit (`memory_budget_bytes` over what the worker holds once its imports are done) and a
+time limit (`timeout_s`): a hostile or broken dump can fail its own job, never take the
+service's memory or its loop. A dump that cannot be read is left out of its job's analysis
+(named in the verdict's evidence); a job whose analysis fails gets a synthetic ``fr_error``
+event (no signal: triage ignores the kind, the events API shows it), a log line and
+``sentinel_flightrec_failures_total{reason}``, and the loop goes on with the other jobs.
+Either event is written once per distinct set of dumps, so a failure is not retried every
+round; a new upload for the job makes a new set.
 """
 
 from __future__ import annotations
@@ -11,9 +21,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import io
 import logging
+import multiprocessing.connection
+import resource
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +40,173 @@ from sentinel.db.models import Event, FlightRecorderUpload, JobRank
 from sentinel.flightrec.analyze import analyze_dumps
 from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, VerdictKind
 from sentinel.flightrec.parse import DumpSetBuilder
+from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
+from sentinel.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
 # Kinds that blame a rank for the hang or the mismatch (a straggler only slows the job).
 _MISMATCH = frozenset({VerdictKind.mismatch, VerdictKind.p2p})
 
+# A dump decompresses to no more than the parser would read (gzip can inflate 1000x).
+MAX_DUMP_BYTES = MAX_PICKLE_BYTES
+DEFAULT_MEMORY_BUDGET = 4 * 1024**3
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class FrJobFailure(Exception):
+    """A job's analysis failed as a whole; `reason` is the metric's label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _decompress(path: str) -> bytes:
+    """The stored upload's bytes, refusing more than MAX_DUMP_BYTES once inflated."""
+    with gzip.GzipFile(fileobj=io.BytesIO(Path(path).read_bytes())) as f:
+        data = f.read(MAX_DUMP_BYTES + 1)
+    if len(data) > MAX_DUMP_BYTES:
+        raise FrParseError(f"inflates to over {MAX_DUMP_BYTES} bytes")
+    return data
+
 
 def _load(paths: list[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
-    """The job's dumps as one set (no DataFrame per rank), and what could not be read."""
+    """The job's dumps as one set (no DataFrame per rank), and what could not be read.
+
+    Any failure of one dump (corrupt gzip, a refused pickle, memory refused by the
+    worker's limit) leaves that dump out and names it; the others are still read.
+    """
     builder = DumpSetBuilder()
     errors: list[str] = []
     for rank, path in paths:
         try:
-            data = gzip.decompress(Path(path).read_bytes())
-            builder.add(data, f"nccl_trace_rank_{rank}")
-        except (OSError, EOFError, FrParseError, ValueError) as exc:
-            errors.append(f"rank {rank}: {exc}")
+            builder.add(_decompress(path), f"nccl_trace_rank_{rank}")
+        except MemoryError:
+            errors.append(f"rank {rank}: over the memory budget")
+        except Exception as exc:  # one bad dump must not sink its job
+            errors.append(f"rank {rank}: {exc}" if str(exc) else f"rank {rank}: {exc!r}")
     return builder.build(), errors
 
 
+def _analyse_job(
+    paths: list[tuple[int, str]], rank_map: dict[int, tuple[str, int]]
+) -> tuple[FrVerdict, list[str]]:
+    dumps, errors = _load(paths)
+    if errors and not dumps.dumps:
+        raise FrJobFailure(
+            "unreadable_dump", f"none of {len(errors)} dump(s) could be read: {errors[0]}"
+        )
+    return analyze_dumps(dumps, rank_map), errors
+
+
+def _vm_bytes() -> int:
+    """This process's address space now (VmSize), or 0 where /proc cannot tell."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _worker(
+    conn: multiprocessing.connection.Connection,
+    budget: int,
+    paths: list[tuple[int, str]],
+    rank_map: dict[int, tuple[str, int]],
+) -> None:
+    """The child: limit the address space to what the imports took plus `budget`, then
+    analyse and send back ("ok", (verdict, errors)) or (reason, message)."""
+    try:
+        if budget > 0:
+            limit = _vm_bytes() + budget
+            _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        reply: tuple[str, Any] = ("ok", _analyse_job(paths, rank_map))
+    except FrJobFailure as failure:
+        reply = (failure.reason, str(failure))
+    except MemoryError:
+        reply = ("memory", f"the analysis needed more than its {budget}-byte memory budget")
+    except Exception as exc:  # reported to the parent, which records it
+        reply = ("error", f"{type(exc).__name__}: {exc}")
+    try:
+        conn.send(reply)
+    except MemoryError:
+        conn.send(("memory", "the result did not fit the memory budget"))
+    conn.close()
+
+
+def analyse_isolated(
+    paths: list[tuple[int, str]],
+    rank_map: dict[int, tuple[str, int]],
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> tuple[FrVerdict, list[str]]:
+    """`_analyse_job` in a spawned process under the budget; FrJobFailure when it fails.
+
+    Spawned, not forked: the service runs threads (polars', the event loop's), and a
+    fork of a threaded process can deadlock.
+    """
+    ctx = get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_worker, args=(send, memory_budget_bytes, paths, rank_map), daemon=True
+    )
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(timeout_s):
+            raise FrJobFailure("timeout", f"the analysis ran past its {timeout_s:g} s limit")
+        try:
+            status, value = recv.recv()
+        except (EOFError, OSError):
+            proc.join(5)
+            raise FrJobFailure(
+                "worker_died", f"the analysis process died (exit code {proc.exitcode})"
+            ) from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    if status != "ok":
+        raise FrJobFailure(status, value)
+    verdict, errors = value
+    return verdict, errors
+
+
+@dataclass
+class FrJobResult:
+    """What one round did for a job: a verdict, or the failure recorded instead."""
+
+    job_id: str
+    verdict: FrVerdict | None = None
+    failure: FrJobFailure | None = None
+    unreadable: list[str] = field(default_factory=list)
+
+
 class FlightRecorderAnalyzer:
-    def __init__(self, clock: Clock, settle_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        settle_s: float = 10.0,
+        *,
+        metrics: ServiceMetrics | None = None,
+        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self._clock = clock
         self._settle = timedelta(seconds=settle_s)
+        self._metrics = metrics
+        self.memory_budget_bytes = memory_budget_bytes
+        self.timeout_s = timeout_s
+        self.last_round: list[FrJobResult] = []
 
     async def run_once(self, session: AsyncSession) -> list[FrVerdict]:
         now = self._clock.now()
@@ -63,22 +219,34 @@ class FlightRecorderAnalyzer:
         for u in uploads:
             by_job[u.job_id or ""].append(u)
         verdicts = []
+        self.last_round = []
         for job_id, items in sorted(by_job.items()):
             if now - max(u.received_at for u in items) < self._settle:
                 continue  # more dumps may be on their way
             # One analysis per distinct set of dumps: the set's digest names the event.
             digest = hashlib.sha256("".join(sorted(u.sha256 for u in items)).encode()).hexdigest()
-            event_id = synthetic_id("fr_verdict", job_id, digest)
-            if await session.get(Event, event_id) is not None:
+            if await session.get(Event, synthetic_id("fr_verdict", job_id, digest)) is not None:
                 continue
-            verdict = await self._analyse(session, job_id, items)
-            await add_synthetic_events(session, [self._event(job_id, digest, verdict)])
-            verdicts.append(verdict)
+            if await session.get(Event, synthetic_id("fr_error", job_id, digest)) is not None:
+                continue  # failed on this very set: a new upload makes a new one
+            result = await self._analyse(session, job_id, items)
+            self.last_round.append(result)
+            if result.verdict is not None:
+                await add_synthetic_events(session, [self._event(job_id, digest, result.verdict)])
+                verdicts.append(result.verdict)
+            elif result.failure is not None:
+                await add_synthetic_events(
+                    session, [self._error_event(job_id, digest, result.failure, len(items))]
+                )
         return verdicts
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        if self._metrics is not None and n:
+            self._metrics.flightrec_failures.labels(reason=reason).inc(n)
 
     async def _analyse(
         self, session: AsyncSession, job_id: str, items: list[FlightRecorderUpload]
-    ) -> FrVerdict:
+    ) -> FrJobResult:
         latest: dict[int, FlightRecorderUpload] = {}
         for u in sorted(items, key=lambda u: u.received_at):
             latest[u.rank] = u  # a rank that dumped twice: its newest dump counts
@@ -88,17 +256,54 @@ class FlightRecorderAnalyzer:
             for r in ranks
         }
         paths = [(rank, u.path) for rank, u in sorted(latest.items())]
-        dumps, errors = await asyncio.to_thread(_load, paths)
-        verdict = await asyncio.to_thread(analyze_dumps, dumps, rank_map)
+        try:
+            verdict, errors = await asyncio.to_thread(
+                analyse_isolated, paths, rank_map, self.memory_budget_bytes, self.timeout_s
+            )
+        except FrJobFailure as failure:
+            return self._failed(job_id, failure)
+        except Exception as exc:  # the worker could not even start: still this job's failure
+            log.exception("flight recorder for job %s: the analysis could not run", job_id)
+            return self._failed(job_id, FrJobFailure("error", f"{type(exc).__name__}: {exc}"))
         if errors:
             verdict.evidence.extend(f"unreadable dump: {e}" for e in errors[:20])
+            log.warning(
+                "flight recorder for job %s: %d unreadable dump(s), first: %s",
+                job_id,
+                len(errors),
+                errors[0],
+            )
+            self._count("unreadable_dump", len(errors))
         log.info(
             "flight recorder for job %s: %s, culprits %s",
             job_id,
             verdict.kind.value,
             verdict.culprit_ranks,
         )
-        return verdict
+        return FrJobResult(job_id, verdict=verdict, unreadable=errors)
+
+    def _failed(self, job_id: str, failure: FrJobFailure) -> FrJobResult:
+        log.error(
+            "flight recorder for job %s: analysis failed (%s): %s", job_id, failure.reason, failure
+        )
+        self._count(failure.reason)
+        return FrJobResult(job_id, failure=failure)
+
+    def _error_event(
+        self, job_id: str, digest: str, failure: FrJobFailure, dumps: int
+    ) -> dict[str, Any]:
+        return synthetic_row(
+            "fr_error",
+            key=(job_id, digest),
+            host="-",
+            job_id=job_id,
+            at=self._clock.now(),
+            received=self._clock.now(),
+            reason=failure.reason,
+            dumps=dumps,
+            text=f"flight recorder: analysis of {dumps} dump(s) failed ({failure.reason}): "
+            f"{failure}",
+        )
 
     def _event(self, job_id: str, digest: str, verdict: FrVerdict) -> dict[str, Any]:
         culprit = verdict.culprit_locations[0] if verdict.culprit_locations else None
