@@ -13,11 +13,12 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sentinel.alerting.model import check_labels
 from sentinel.db.models import Event
 from sentinel.db.upsert import dialect_of, insert_for
 
@@ -27,6 +28,8 @@ EVENT_KIND = "alertmanager"
 # The machine an alert is about: dcgm-exporter's Hostname first, then the usual node labels;
 # instance (the scrape target, often an exporter's address) only when nothing better exists.
 HOST_LABELS = ("Hostname", "hostname", "node", "nodename", "host", "kubernetes_node", "instance")
+# Label names as Prometheus has them and bounded values: they reach events, alerts and Slack.
+AmLabels = Annotated[dict[str, str], AfterValidator(check_labels)]
 _NAMESPACE = uuid.UUID("6f1f7c8e-3c59-4a55-9d0e-8f6a1e0e7a41")
 
 
@@ -37,7 +40,7 @@ class _Model(BaseModel):
 
 class AmAlert(_Model):
     status: Literal["firing", "resolved"]
-    labels: dict[str, str]
+    labels: AmLabels
     annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: datetime
     endsAt: datetime | None = None
@@ -52,8 +55,8 @@ class AmWebhook(_Model):
     receiver: str
     status: Literal["firing", "resolved"]
     alerts: list[AmAlert] = Field(max_length=10_000)
-    groupLabels: dict[str, str] = Field(default_factory=dict)
-    commonLabels: dict[str, str] = Field(default_factory=dict)
+    groupLabels: AmLabels = Field(default_factory=dict)
+    commonLabels: AmLabels = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
     groupKey: str

@@ -12,6 +12,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Labels = dict[str, str]
+# Prometheus's label names; a value longer than this is not a label but a payload.
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+LABEL_VALUE_MAX = 1024
+
+
+def check_labels(labels: Labels) -> Labels:
+    """Refuse a label set with a name Prometheus would not accept or an overlong value."""
+    for name, value in labels.items():
+        if not LABEL_NAME.fullmatch(name):
+            raise ValueError(f"bad label name {name!r}: must match {LABEL_NAME.pattern}")
+        if len(value) > LABEL_VALUE_MAX:
+            raise ValueError(f"label {name!r} is longer than {LABEL_VALUE_MAX} characters")
+    return labels
+
+
 MatchOp = Literal["=", "!=", "=~", "!~"]
 
 _MATCHER = re.compile(
@@ -113,11 +128,8 @@ class AlertIn(BaseModel):
 
     @field_validator("labels")
     @classmethod
-    def _label_names(cls, value: Labels) -> Labels:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"bad label name {name!r}")
-        return value
+    def _labels(cls, value: Labels) -> Labels:
+        return check_labels(value)
 
     @property
     def fingerprint(self) -> str:

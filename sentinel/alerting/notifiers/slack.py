@@ -3,11 +3,17 @@
 Limits honoured (Slack's Block Kit reference): header text 150 characters, section text
 3,000, at most 10 section fields of 2,000 each, 10 context elements, 50 blocks a message.
 The top-level ``text`` is the fallback shown in notifications.
+
+Every text Slack reads is escaped as Slack asks (``&``, ``<``, ``>`` as entities), in mrkdwn,
+plain_text and the fallback alike: exception text from a training log and label values are
+not ours, and unescaped they could form ``<!channel>``, ``<@U…>`` or a disguised
+``<http://…|click>``. Only the link to the incident is markup we write.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -36,8 +42,23 @@ _PREFIX = {
 }
 
 
+# An entity cut by truncation ("&am…") is harmless but garbled: cut before it instead.
+_CUT_ENTITY = re.compile(r"&[a-z]{0,3}…$")
+
+
+def escape(text: object) -> str:
+    """Text Slack shows as it is: no mention, link or special command can form in it."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _fit(text: str, limit: int) -> str:
+    """Escaped text truncated to ``limit`` characters without cutting an entity in two."""
+    return _CUT_ENTITY.sub("…", truncate(text, limit))
+
+
 def _mrkdwn(text: str, limit: int = SECTION_MAX) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": truncate(text, limit)}
+    """A mrkdwn object from text whose parts the caller escaped."""
+    return {"type": "mrkdwn", "text": _fit(text, limit)}
 
 
 def _code_block(lines: list[str], limit: int = SECTION_MAX) -> str:
@@ -46,13 +67,13 @@ def _code_block(lines: list[str], limit: int = SECTION_MAX) -> str:
     kept: list[str] = []
     used = len(fence) * 2 + 2
     for i, line in enumerate(lines):
-        line = line.replace(fence, "'''")
+        line = escape(line.replace(fence, "'''"))
         note = f"\n… {len(lines) - i} more lines"
         cost = len(line) + 1
         if used + cost + len(note) > limit:
             room = limit - used - len(note) - 1
             if room > 40 and not kept:
-                kept.append(truncate(line, room))
+                kept.append(_fit(line, room))
                 i += 1
             if i < len(lines):
                 kept.append(f"… {len(lines) - i} more lines")
@@ -65,18 +86,22 @@ def _code_block(lines: list[str], limit: int = SECTION_MAX) -> str:
 def build_message(group: Notification) -> dict[str, Any]:
     lead = group.lead
     labels = lead.labels
-    title = f"{_PREFIX[group.kind]}: {headline(group)}"
-    link = group.incident_url(lead)
+    title = f"{_PREFIX[group.kind]}: {escape(headline(group))}"
+    url = group.incident_url(lead)
+    link = escape(url) if url else None
+    # Slack renders entities in plain_text too, so the header is escaped like the rest.
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_MAX)}}
+        {"type": "header", "text": {"type": "plain_text", "text": _fit(title, HEADER_MAX)}}
     ]
-    summary = lead.annotations.get("summary") or lead.annotations.get("description")
+    raw_summary = lead.annotations.get("summary") or lead.annotations.get("description")
+    summary = escape(raw_summary) if raw_summary else None
     if group.kind == "acknowledged" and group.acked_by:
         summary = (
-            f"Acknowledged by *{group.acked_by}*; no repeats until it resolves or fires again."
+            f"Acknowledged by *{escape(group.acked_by)}*; "
+            "no repeats until it resolves or fires again."
         )
     if summary:
-        blocks.append({"type": "section", "text": _mrkdwn(str(summary))})
+        blocks.append({"type": "section", "text": _mrkdwn(summary)})
     culprit = labels.get("host", "—") + (f" / GPU {labels['gpu']}" if labels.get("gpu") else "")
     facts = [
         ("Category", labels.get("category") or labels.get("alertname", "—")),
@@ -93,7 +118,7 @@ def build_message(group: Notification) -> dict[str, Any]:
     blocks.append(
         {
             "type": "section",
-            "fields": [_mrkdwn(f"*{k}*\n{v}", FIELD_MAX) for k, v in facts[:FIELDS_MAX]],
+            "fields": [_mrkdwn(f"*{k}*\n{escape(v)}", FIELD_MAX) for k, v in facts[:FIELDS_MAX]],
         }
     )
     lines = evidence_lines(lead)
@@ -103,11 +128,11 @@ def build_message(group: Notification) -> dict[str, Any]:
         blocks.append({"type": "section", "text": _mrkdwn(title + code)})
     decision = lead.annotations.get("decision")
     if decision:
-        blocks.append({"type": "section", "text": _mrkdwn(f"*Decision taken*\n{decision}")})
+        blocks.append({"type": "section", "text": _mrkdwn(f"*Decision taken*\n{escape(decision)}")})
     others = [a for a in group.firing if a is not lead]
     if others:
         shown = [
-            "• " + ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items()))
+            "• " + escape(", ".join(f"{k}={v}" for k, v in sorted(a.labels.items())))
             for a in others[:OTHERS_SHOWN]
         ]
         if len(others) > OTHERS_SHOWN:
@@ -121,16 +146,19 @@ def build_message(group: Notification) -> dict[str, Any]:
         {
             "type": "context",
             "elements": [
-                _mrkdwn(f"Sentinel · group `{group.group_key}` · {group.at:%Y-%m-%d %H:%M:%S} UTC")
+                _mrkdwn(
+                    f"Sentinel · group `{escape(group.group_key)}` · "
+                    f"{group.at:%Y-%m-%d %H:%M:%S} UTC"
+                )
             ],
         }
     )
-    fallback = f"[{group.kind.upper()}] {headline(group)}"
+    fallback = f"[{group.kind.upper()}] {escape(headline(group))}"
     if summary:
         fallback += f": {summary}"
     if link:
         fallback += f" {link}"
-    return {"text": truncate(fallback, SECTION_MAX), "blocks": blocks[:BLOCKS_MAX]}
+    return {"text": _fit(fallback, SECTION_MAX), "blocks": blocks[:BLOCKS_MAX]}
 
 
 class SlackNotifier:
