@@ -107,3 +107,77 @@ def test_an_unreadable_upload_is_reported_and_the_rest_analysed(tmp_path: Path) 
     assert [e.split(":")[0] for e in errors] == ["rank 2"]
     assert sorted(d.rank for d in dump_set.dumps if d.rank is not None) == [0, 1, 3, 4, 5, 6, 7]
     assert analyze_dumps(dump_set).culprit_ranks == [5]
+
+
+async def test_a_job_whose_dumps_cannot_be_read_fails_alone(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    """Job "a-bad" sorts first and its only dump is hostile (a memo index that once made
+    the unpickler zero 32 GB): it gets an fr_error event and a failure counted, and
+    "b-good", after it, is analysed and its verdict written; neither is tried again."""
+    ctx = app_client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.flight_recorder._metrics = ctx.metrics  # until app.py passes metrics= itself
+    agent = auth(tokens["agent"])
+    # LONG_BINPUT 2**31-1: before the size checks, a 32 GB memo table
+    uploads = [("a-bad", 0, gzip.compress(b"\x80\x02}r\xff\xff\xff\x7f."))] + [
+        ("b-good", int(p.name.rsplit("_", 1)[1]), gzip.compress(p.read_bytes()))
+        for p in sorted(DUMPS.iterdir())
+    ]
+    for job, rank, body in uploads:
+        r = await app_client.post(
+            "/api/v1/flight-recorder/dumps",
+            content=body,
+            params={
+                "host_id": HOSTS[rank // 4],
+                "rank": rank,
+                "job_id": job,
+                "file_name": f"nccl_trace_rank_{rank}",
+            },
+            headers=agent | {"Content-Type": "application/gzip"},
+        )
+        assert r.status_code == 201, r.text
+    clock.advance(11)
+
+    async with unit_of_work(ctx.sessions) as s:
+        [verdict] = await ctx.flight_recorder.run_once(s)
+    assert verdict.culprit_ranks == [5]
+    bad, good = ctx.flight_recorder.last_round
+    assert bad.job_id == "a-bad" and bad.failure is not None
+    assert bad.failure.reason == "unreadable_dump"
+    assert good.job_id == "b-good" and good.verdict is verdict
+    async with unit_of_work(ctx.sessions) as s:
+        assert await ctx.flight_recorder.run_once(s) == []  # neither is tried again
+        assert ctx.flight_recorder.last_round == []
+        [err] = (await s.scalars(select(Event).where(Event.kind == "fr_error"))).all()
+        [fr] = (await s.scalars(select(Event).where(Event.kind == "fr_verdict"))).all()
+    assert (err.job_id, err.payload["reason"]) == ("a-bad", "unreadable_dump")
+    assert "could be read" in err.payload["text"]
+    assert fr.job_id == "b-good"
+    failures = ctx.metrics.flightrec_failures.labels(reason="unreadable_dump")
+    assert failures._value.get() == 1
+
+
+def test_an_analysis_over_its_budget_or_time_fails_as_a_recorded_reason(tmp_path: Path) -> None:
+    from sentinel.incidents.flightrec import FrJobFailure, analyse_isolated
+
+    paths = []
+    for path in sorted(DUMPS.iterdir()):
+        stored = tmp_path / f"{path.name}.gz"
+        stored.write_bytes(gzip.compress(path.read_bytes()))
+        paths.append((int(path.name.rsplit("_", 1)[1]), str(stored)))
+
+    verdict, errors = analyse_isolated(paths, {}, timeout_s=120)
+    assert verdict.culprit_ranks == [5] and errors == []
+    # 1 MB over the imports: polars cannot even start its tables
+    try:
+        analyse_isolated(paths, {}, memory_budget_bytes=2**20, timeout_s=120)
+    except FrJobFailure as failure:
+        assert failure.reason in ("memory", "worker_died"), failure
+    else:
+        raise AssertionError("the analysis fitted in 1 MB")
+    try:
+        analyse_isolated(paths, {}, timeout_s=0.001)
+    except FrJobFailure as failure:
+        assert failure.reason == "timeout", failure
+    else:
+        raise AssertionError("the analysis ran in 1 ms")
