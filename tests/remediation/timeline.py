@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from builders import batch, heartbeat
+from builders import batch, gpu_sample, heartbeat
 from conftest import auth
 from sqlalchemy import select
 
@@ -72,9 +72,17 @@ class Timeline:
             resolved = await self.ctx.watchdog.run_once(s)
         await self.ctx.stages.run(resolved)
 
+    async def alive(self) -> None:
+        """The hosts' agents report their GPUs (no heartbeats: the ranks are not training)."""
+        for host in HOSTS[:4]:
+            await self.post(host, [gpu_sample(0, self.clock.now())])
+
     async def down_then_back(self, down_s: float = 30) -> None:
-        """The job is down a while (the watchdog sees it stalled), then trains again."""
-        self.clock.advance(down_s)
+        """The job is down a while, its hosts' agents still reporting (the watchdog sees it
+        stalled), then trains again."""
+        for _ in range(3):
+            self.clock.advance(down_s / 3)
+            await self.alive()
         await self.watchdog()
         for _ in range(3):
             self.clock.advance(10)
