@@ -95,7 +95,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
             decide=remediation.on_incident_change,
             alert=StateIncidentAlerts(dispatcher.config, clock),
         ),
-        flight_recorder=FlightRecorderAnalyzer(clock, settings.triage.fr_settle_s),
+        flight_recorder=FlightRecorderAnalyzer(clock, settings.triage.fr_settle_s, metrics=metrics),
         dispatcher=dispatcher,
         alert_http=alert_http,
     )
