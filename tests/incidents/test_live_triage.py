@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from builders import at, batch, heartbeat, obs, xid
+from builders import at, batch, gpu_sample, heartbeat, obs, xid
 from conftest import auth
 from sqlalchemy import select
 
@@ -265,3 +265,25 @@ async def test_a_fault_after_an_incident_opened_is_a_new_incident_not_a_refineme
         (i.category, i.culprit_host or "-", i.opened_at) for i in await timeline.incidents()
     )
     assert found == [("gpu_hbm_memory", "h003", at(40)), ("software_bug", "-", at(5))]
+
+
+async def test_a_nan_loss_on_every_rank_and_the_hang_it_causes_are_silent_data_corruption(
+    timeline: Timeline,
+) -> None:
+    """What the demo's silent-data-corruption fault writes: the loss goes NaN on every rank
+    (a warning each), then the job stops; no hardware fault anywhere."""
+    await timeline.at(5)
+    for n, host in enumerate(HOSTS):
+        line = f"[rank{n * 8}]: WARNING: loss is NaN at step 48211, skipping update"
+        await timeline.post(
+            host, [log(line, at(5), source="application", severity="warning", rank=n * 8)]
+        )
+    for t in (15, 25, 35):  # the agents still report their GPUs; the ranks beat no more
+        await timeline.at(t)
+        for host in HOSTS:
+            await timeline.post(host, [gpu_sample(0, at(t))])
+        async with unit_of_work(timeline.ctx.sessions) as s:
+            await timeline.ctx.watchdog.run_once(s)
+        await timeline.triage()
+    [incident] = await timeline.incidents()
+    assert incident.category == "silent_data_corruption"
