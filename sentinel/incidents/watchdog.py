@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
-from sentinel.db.models import Event, Host, Incident, Job, JobRank
+from sentinel.db.models import Event, Gpu, Host, Incident, Job, JobRank
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import OPEN_STATES, IncidentChange, TriageService
 from sentinel.incidents.signals import synthetic_id
@@ -102,13 +102,19 @@ class Watchdog:
             ranks[row.job_id].append(RankProgress._make(row))
         hosts = (await session.execute(select(Host.id, Host.last_seen))).all()
         last_seen = {host_id: seen for host_id, seen in hosts}
+        # What each host last observed (its newest GPU sample), falling back on when it was
+        # last heard from: a late batch carries old readings, and says nothing about now.
+        sampled = await session.execute(
+            select(Gpu.host_id, func.max(Gpu.updated_at)).group_by(Gpu.host_id)
+        )
+        reported = last_seen | {host_id: at for host_id, at in sampled.all() if at is not None}
         rows: list[dict[str, Any]] = []
         for job in jobs:
             members = ranks.get(job.id, [])
             if members:
                 times = [r.step_time_s for r in members if r.step_time_s]
                 median = statistics.median(times) if times else None
-                rows += self._stalls(job, members, median, now, last_seen)
+                rows += self._stalls(job, members, median, now, reported)
                 if len(times) >= 4 and median is not None:
                     rows += self._stragglers(job, members, median, now)
         rows += self._silent_hosts(ranks, last_seen, now)
@@ -125,21 +131,21 @@ class Watchdog:
         members: list[RankProgress],
         median_step_s: float | None,
         now: datetime,
-        last_seen: dict[str, datetime],
+        reported: dict[str, datetime],
     ) -> list[dict[str, Any]]:
         threshold = self._stall_threshold(median_step_s)
         cutoff = now - timedelta(seconds=threshold)
-        wait = timedelta(seconds=self._triage.heartbeat_interval_s)
-        # A rank is stalled when its host reported again, a heartbeat interval after the rank's
-        # last progress, with nothing newer. A host whose reports are late (its agent backing
-        # off after the service shed load, a slow link) shows old steps because nothing newer
-        # has arrived: that is not a hang; a host that stopped reporting altogether is the
-        # silent-host watchdog's.
+        wait = timedelta(seconds=self._triage.heartbeat_interval_s / 2)
+        # A rank is stalled when its host reported something observed well after the rank's
+        # last progress, with no progress in it. A host whose reports are late (its agent
+        # backing off after the service shed load, a slow link) shows old steps because nothing
+        # newer has arrived: that is not a hang; a host that stopped reporting altogether is
+        # the silent-host watchdog's.
         stalled = [
             r
             for r in members
             if r.step_changed_at < cutoff
-            and last_seen.get(r.host_id, r.step_changed_at) - r.step_changed_at > wait
+            and reported.get(r.host_id, r.step_changed_at) - r.step_changed_at > wait
         ]
         if not stalled:
             return []

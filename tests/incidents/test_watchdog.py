@@ -157,3 +157,25 @@ async def test_reports_held_back_by_the_service_are_not_a_hang(
     # ...then w2's held-back batch arrives, its ranks having advanced all along.
     await _post_beats(app_client, tokens, clock, 7, step=130)
     assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+
+
+async def test_a_late_first_batch_with_old_readings_is_not_a_hang(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    """At start-up w2's first batch is shed and arrives 12 s late: its beats and GPU samples
+    are as old as the batch. It was received just now, but it observed nothing recent."""
+    start = clock.now()
+    await _post_beats(app_client, tokens, clock, 1, step=5, hosts=("w1",))
+    for n in range(1, 4):
+        clock.advance(5)
+        await _post_beats(app_client, tokens, clock, 1 + n, step=5 + 5 * n, hosts=("w1",))
+    late = [
+        heartbeat(rank=8 + g, gpu_index=g, step=5, when=start, step_time_s=2.0) for g in range(8)
+    ]
+    late += [gpu_sample(g, start) for g in range(8)]
+    r = await app_client.post(
+        "/api/v1/reports", json=batch("w2", 1, late, start), headers=auth(tokens["agent"])
+    )
+    assert r.status_code == 202
+    clock.advance(1)
+    assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
