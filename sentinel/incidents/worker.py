@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
@@ -242,7 +242,8 @@ class TriageWorker:
             state = _ScopeState(scope)
             horizon = await self._service.horizon(session, scope)
             rows = await self._service.load_events(session, scope, horizon)
-            known = {k: v for k, v in fresh.items() if k in {r.id for r in rows}}
+            stored = {r.id for r in rows}
+            known = {k: v for k, v in fresh.items() if k in stored}
             state.events = known | await asyncio.to_thread(
                 _weigh, [r for r in rows if r.id not in known]
             )
@@ -258,19 +259,6 @@ class TriageWorker:
         self._states = {
             k: v for k, v in self._states.items() if v.touched is None or v.touched >= cutoff
         }
-
-    async def backlog(self, session: AsyncSession) -> tuple[int, datetime | None]:
-        """Events stored (by any replica) after this worker's cursor: what waits to be weighed."""
-        if self._cursor is None:
-            return 0, None
-        n, oldest = (
-            await session.execute(
-                select(func.count(), func.min(Event.received_at)).where(
-                    Event.received_at > self._cursor
-                )
-            )
-        ).one()
-        return int(n or 0), oldest
 
     async def on_ingest(self, stored: Sequence[StoredBatch]) -> None:
         """Ingest listener: note what now waits for triage; GPU conditions in samples become
