@@ -13,9 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
+from sentinel.knowledge import default_knowledge
+from sentinel.knowledge.taxonomy import Category
 from sentinel.settings import RemediationSettings
-from sentinel.triage.knowledge import default_knowledge
-from sentinel.triage.taxonomy import Category
 
 
 class Action(StrEnum):

@@ -1,5 +1,7 @@
 """Failure triage: signals from logs and events → rules → a root-cause verdict with evidence."""
 
+from sentinel.knowledge import Knowledge, KnowledgeError, default_knowledge, load_knowledge
+from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.classify import (
     classify_all,
     classify_signals,
@@ -7,7 +9,6 @@ from sentinel.triage.classify import (
     classify_text,
 )
 from sentinel.triage.context import TriageContext
-from sentinel.triage.knowledge import Knowledge, KnowledgeError, default_knowledge, load_knowledge
 from sentinel.triage.policy import DEFAULT_POLICY, Policy
 from sentinel.triage.signals import (
     Signal,
@@ -21,7 +22,6 @@ from sentinel.triage.signals import (
     normalize_pci,
     xid_signal,
 )
-from sentinel.triage.taxonomy import Category
 from sentinel.triage.verdict import Evidence, Verdict
 
 __all__ = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sentinel.knowledge import Knowledge, default_knowledge
 from sentinel.triage.context import TriageContext
-from sentinel.triage.knowledge import Knowledge, default_knowledge
 from sentinel.triage.policy import DEFAULT_POLICY, Policy
 from sentinel.triage.signals import Signal, extract_signals
 from sentinel.triage.verdict import Verdict

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from sentinel.triage.knowledge import SEVERITY_RANK
+from sentinel.knowledge import SEVERITY_RANK
+from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.signals import Signal
-from sentinel.triage.taxonomy import Category
 
 
 @dataclass(frozen=True)

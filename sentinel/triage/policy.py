@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.context import TriageContext
 from sentinel.triage.rules import (
     AnnouncedMaintenanceIsPlanned,
@@ -29,7 +30,6 @@ from sentinel.triage.rules import (
     UnreachableServiceIsDependency,
     WatchdogTimeoutWithNothingDeeper,
 )
-from sentinel.triage.taxonomy import Category
 from sentinel.triage.verdict import Verdict
 
 

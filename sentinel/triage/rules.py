@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from sentinel.knowledge import SEVERITY_RANK
+from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.context import TriageContext
-from sentinel.triage.knowledge import SEVERITY_RANK
 from sentinel.triage.signals import Signal, describe
-from sentinel.triage.taxonomy import Category
 from sentinel.triage.verdict import Verdict
 
 WARNING: Final = SEVERITY_RANK["warning"]

@@ -8,15 +8,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, Literal
 
-from sentinel.triage.knowledge import (
+from sentinel.knowledge import (
     SEVERITY_RANK,
     Knowledge,
     PatternSpec,
     Severity,
     default_knowledge,
 )
-from sentinel.triage.records import Line, Record, elastic_fields, split_records
-from sentinel.triage.taxonomy import Category
+from sentinel.knowledge.lines import Line
+from sentinel.knowledge.taxonomy import Category
+from sentinel.triage.records import Record, elastic_fields, split_records
 
 Role = Literal["cause", "symptom", "context"]
 
@@ -32,8 +33,6 @@ _NOT_A_FAULT: Final = frozenset(
     {"KeyboardInterrupt", "SystemExit", "SignalException", "GeneratorExit"}
 )
 _VOLATILE: Final = re.compile(r"0x[0-9a-fA-F]+|\d+")
-# Pasted lines can be megabytes (a JSON blob); the message is in the first few KiB.
-MAX_LINE: Final = 4096
 # How many lines after an NVRM line naming a GPU a multi-line driver report may continue.
 _GPU_CONTEXT_LINES: Final = 4
 
@@ -388,18 +387,8 @@ def _match_line(
     line: Line, record_host: str | None, knowledge: Knowledge, families_done: set[str]
 ) -> list[Signal]:
     """Every pattern family's first match on one line."""
-    text = line.body[:MAX_LINE]
-    # NCCL_DEBUG=INFO floods a paste with setup chatter; failures are logged as WARN.
-    if " NCCL INFO " in text:
-        return []
-    lowered = text.lower()
     signals = []
-    for spec in knowledge.patterns.patterns:
-        if spec.family in families_done:
-            continue
-        match = spec.search(text, lowered)
-        if match is None:
-            continue
+    for spec, match in knowledge.patterns.matcher.matches(line.body, skip=families_done):
         families_done.add(spec.family)
         signals.append(_signal_from_match(spec, match, line, record_host, knowledge))
     # "RuntimeError: NCCL error ..." is the NCCL error, not a separate application fault.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.signals import Signal
-from sentinel.triage.taxonomy import Category
 
 # A job-wide hang can produce one symptom per rank; a verdict shows a sample and the count.
 MAX_ITEMS = 50

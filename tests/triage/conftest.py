@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.triage.knowledge import Knowledge, default_knowledge
+from sentinel.knowledge import Knowledge, default_knowledge
 
 EXCERPTS = Path(__file__).parent / "excerpts"
 _HEADER = re.compile(r"^# (?P<key>\w+): (?P<value>.*)$")

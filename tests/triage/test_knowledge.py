@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.triage.knowledge import (
+from sentinel.knowledge import (
     FAMILIES,
     Knowledge,
     KnowledgeError,
     load_pattern_catalog,
     load_xid_catalog,
 )
-from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category, llama3_share
+from sentinel.knowledge.taxonomy import LLAMA3_TABLE5, Category, llama3_share
 
 
 def test_packaged_knowledge_loads(knowledge: Knowledge) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from sentinel.knowledge.lines import parse_line
 from sentinel.triage import Category, extract_signals, normalize_pci, xid_signal
-from sentinel.triage.records import parse_line, split_records
+from sentinel.triage.records import split_records
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,9 @@
-"""Triage knowledge as data: the XID catalog and the log patterns, loaded and validated."""
+"""What a log line means, as data: the XID catalog and the log patterns, loaded and validated.
+
+One knowledge base for both sides: the agent ships every line a pattern matches, and triage
+reads the same patterns into signals. Only pydantic, PyYAML and the standard library are
+imported here, so a GPU host loads it without the service's dependencies.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sentinel.triage.knowledge.keywords import Keywords, required_keywords
-from sentinel.triage.taxonomy import Category
+from sentinel.knowledge.keywords import Keywords, required_keywords
+from sentinel.knowledge.matcher import Matcher
+from sentinel.knowledge.taxonomy import Category
 
 Severity = Literal["critical", "error", "warning", "info"]
 Role = Literal["cause", "symptom", "context"]
@@ -158,10 +164,16 @@ class PatternSpec(BaseModel):
         if self.kind == "xid" and "xid" not in compiled.groupindex:
             raise ValueError("an xid pattern must capture the 'xid' group")
         keywords = required_keywords(self.regex)
+        if keywords is None:
+            # Such a pattern would be tried on every line every agent reads.
+            raise ValueError(
+                "the regex has no literal word (of 3 characters or more) that every match "
+                "contains; the keyword prefilter needs one"
+            )
         for example in self.examples:
             if not compiled.search(example):
                 raise ValueError(f"example does not match: {example!r}")
-            if keywords and not any(word in example.lower() for word in keywords):
+            if not any(word in example.lower() for word in keywords):
                 raise ValueError(f"keyword prefilter {sorted(keywords)} would skip {example!r}")
         for example in self.counter_examples:
             if compiled.search(example):
@@ -173,16 +185,11 @@ class PatternSpec(BaseModel):
         return re.compile(self.regex, re.IGNORECASE if self.ignore_case else 0)
 
     @cached_property
-    def keywords(self) -> Keywords | None:
-        """Words one of which every matching line contains (lower case); None: always try."""
-        return required_keywords(self.regex)
-
-    def search(self, line: str, lowered: str) -> re.Match[str] | None:
-        """Match a line; `lowered` is the line in lower case, for the cheap keyword test."""
-        keywords = self.keywords
-        if keywords is not None and not any(word in lowered for word in keywords):
-            return None
-        return self.compiled.search(line)
+    def keywords(self) -> Keywords:
+        """Words one of which every matching line contains (lower case)."""
+        keywords = required_keywords(self.regex)
+        assert keywords is not None  # checked when the pattern was loaded
+        return keywords
 
 
 class PatternCatalog(BaseModel):
@@ -203,6 +210,10 @@ class PatternCatalog(BaseModel):
     @cached_property
     def by_name(self) -> Mapping[str, PatternSpec]:
         return {p.name: p for p in self.patterns}
+
+    @cached_property
+    def matcher(self) -> Matcher:
+        return Matcher(self.patterns)
 
 
 @dataclass(frozen=True)

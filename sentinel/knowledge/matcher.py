@@ -1,0 +1,77 @@
+"""Which knowledge patterns match a line: one search for a line that matches none.
+
+Every pattern names literal words one of which any line it matches contains (`keywords`).
+All those words form one trie-shaped regex: a line without any of them costs that one search,
+and a line with some is tried only against the patterns those words belong to. The agent
+decides with it what to ship and triage what a line means, so both read a line the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from sentinel.knowledge.keywords import trie_regex
+
+if TYPE_CHECKING:
+    from sentinel.knowledge import PatternSpec
+
+# Lines can be megabytes (a JSON blob); the message is in the first few KiB.
+MAX_LINE: Final = 4096
+# NCCL_DEBUG=INFO floods a log with setup chatter; NCCL logs its failures as WARN.
+NCCL_INFO: Final = " NCCL INFO "
+
+Found = tuple["PatternSpec", re.Match[str]]
+
+
+class Matcher:
+    """The patterns of a catalog behind one keyword prefilter, in catalog order."""
+
+    def __init__(self, patterns: Sequence[PatternSpec]) -> None:
+        self.patterns = tuple(patterns)
+        owners: dict[str, set[int]] = defaultdict(set)
+        for index, spec in enumerate(self.patterns):
+            for word in spec.keywords:
+                owners[word].add(index)
+        self.keywords: frozenset[str] = frozenset(owners)
+        trie = trie_regex(self.keywords)
+        # Searched in lower-cased text: the keywords are lower case, whatever the pattern's case.
+        self.prefilter: re.Pattern[str] = re.compile(trie)
+        # Zero-width, so that it reports the longest word starting at every position; the
+        # shorter words starting there are its prefixes, counted with it below.
+        self._every_start = re.compile(f"(?=({trie}))")
+        self._patterns_of: dict[str, tuple[int, ...]] = {}
+        for word in self.keywords:
+            prefixes = [other for other in self.keywords if word.startswith(other)]
+            self._patterns_of[word] = tuple(sorted({i for p in prefixes for i in owners[p]}))
+
+    def candidates(self, lowered: str) -> list[PatternSpec]:
+        """The patterns one of whose keywords is in the (lower-cased) line, in catalog order."""
+        first = self.prefilter.search(lowered)
+        if first is None:
+            return []
+        indices: set[int] = set()
+        for found in self._every_start.finditer(lowered, first.start()):
+            indices.update(self._patterns_of[found.group(1)])
+        return [self.patterns[i] for i in sorted(indices)]
+
+    def matches(self, text: str, skip: frozenset[str] | set[str] = frozenset()) -> list[Found]:
+        """The first matching pattern of each family not in `skip`, in catalog order.
+
+        `text` is a line's message under its prefixes (see `lines.parse_line`).
+        """
+        text = text[:MAX_LINE]
+        if NCCL_INFO in text:
+            return []
+        found: list[Found] = []
+        done = set(skip)
+        for spec in self.candidates(text.lower()):
+            if spec.family in done:
+                continue
+            match = spec.compiled.search(text)
+            if match is not None:
+                done.add(spec.family)
+                found.append((spec, match))
+        return found
