@@ -60,7 +60,15 @@ class Horizon:
     """The events of a scope that still count (see TriageService.horizon)."""
 
     start: datetime
+    # Events received up to this time belonged to the scope's last resolved incident...
     resolved: datetime | None
+    # ...except these: the evidence of the scope's incidents still open.
+    kept: frozenset[str] = frozenset()
+
+    def counts(self, event_id: str, observed_at: datetime, received_at: datetime) -> bool:
+        if observed_at < self.start:
+            return False
+        return self.resolved is None or received_at > self.resolved or event_id in self.kept
 
 
 @dataclass(frozen=True)
@@ -108,22 +116,29 @@ class TriageService:
     async def horizon(self, session: AsyncSession, scope: Scope) -> Horizon:
         """Which of a scope's events still count: observed since the window's start (earlier
         while an incident is open), and received after the scope's last incident was resolved
-        (what arrived before belonged to that incident)."""
+        (what arrived before belonged to that incident), unless an incident still open was
+        detected by then: a job's older incident can resolve after its next fault opened one
+        (the restarted ranks' beats arrive late), and that fault's evidence still counts."""
         now = self._clock.now()
         incidents = await self._open_incidents(session, scope)
         start = now - timedelta(seconds=self._settings.window_s)
-        if incidents:
-            start = min(
-                start,
-                min(i.opened_at for i in incidents) - timedelta(seconds=self._settings.lookback_s),
-            )
-        return Horizon(start, await self._last_resolved_at(session, scope))
+        resolved = await self._last_resolved_at(session, scope)
+        if not incidents:
+            return Horizon(start, resolved)
+        start = min(
+            start,
+            min(i.opened_at for i in incidents) - timedelta(seconds=self._settings.lookback_s),
+        )
+        if resolved is not None:
+            resolved = min(resolved, min(i.detected_at for i in incidents) - _REFINE_SLACK)
+        kept = frozenset(eid for i in incidents for eid in _evidence_ids(i, causes_only=False))
+        return Horizon(start, resolved, kept)
 
     async def load_events(
         self, session: AsyncSession, scope: Scope, horizon: Horizon
     ) -> list[Event]:
         """The scope's events within the horizon: what a new leader rebuilds its state from."""
-        return await self._events(session, scope, horizon.start, horizon.resolved)
+        return await self._events(session, scope, horizon)
 
     async def evaluate(
         self, session: AsyncSession, scope: Scope, signals: Sequence[Signal]
@@ -310,13 +325,12 @@ class TriageService:
             q = q.where(Incident.job_id.is_(None), Incident.culprit_host.in_(scope.hosts))
         return await session.scalar(q.order_by(Incident.resolved_at.desc()).limit(1))
 
-    async def _events(
-        self, session: AsyncSession, scope: Scope, start: datetime, after: datetime | None
-    ) -> list[Event]:
+    async def _events(self, session: AsyncSession, scope: Scope, horizon: Horizon) -> list[Event]:
         hosts = [*scope.hosts, "-"] if scope.job_id else list(scope.hosts)
-        q = select(Event).where(Event.host_id.in_(hosts), Event.observed_at >= start)
-        if after is not None:
-            q = q.where(Event.received_at > after)
+        q = select(Event).where(Event.host_id.in_(hosts), Event.observed_at >= horizon.start)
+        if horizon.resolved is not None:
+            kept = [u for u in map(_uuid_or_none, horizon.kept) if u is not None]
+            q = q.where((Event.received_at > horizon.resolved) | Event.id.in_(kept))
         if scope.job_id:
             # Job-wide synthetic events ("-") must be this job's.
             q = q.where((Event.host_id != "-") | (Event.job_id == scope.job_id))
@@ -415,6 +429,13 @@ def _first_seen(verdict: Verdict, explained: Sequence[Signal]) -> datetime | Non
     weighing = [s.time for s in explained if s.time is not None and weighs(s)]
     times = causes or weighing or [s.time for s in explained if s.time is not None]
     return min(times) if times else None
+
+
+def _uuid_or_none(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def _evidence_ids(incident: Incident, *, causes_only: bool) -> set[str]:

@@ -73,8 +73,7 @@ class _ScopeState:
         self.events = {
             k: v
             for k, v in self.events.items()
-            if v.observed_at >= horizon.start
-            and (horizon.resolved is None or v.received_at > horizon.resolved)
+            if horizon.counts(str(k), v.observed_at, v.received_at)
         }
 
     def signals(self) -> list[Signal]:

@@ -287,3 +287,38 @@ async def test_a_nan_loss_on_every_rank_and_the_hang_it_causes_are_silent_data_c
         await timeline.triage()
     [incident] = await timeline.incidents()
     assert incident.category == "silent_data_corruption"
+
+
+@pytest.mark.parametrize("failover", [False, True], ids=["kept", "rebuilt"])
+async def test_an_older_incident_resolving_does_not_orphan_an_open_incidents_evidence(
+    timeline: Timeline, failover: bool
+) -> None:
+    """The soak's one extra incident: a job's older incident resolved (its restarted ranks'
+    beats arrived late) after the job's next fault had opened; the hang that fault caused then
+    found the XID cut off by the resolution and opened a second, causeless incident."""
+    await timeline.at(5)
+    await timeline.post("h002", [xid(79, gpu=2, when=at(5))])
+    await timeline.triage()
+    await timeline.at(60)
+    await timeline.post("h006", [xid(48, gpu=1, when=at(60))])
+    await timeline.triage()
+    older, newer = await timeline.incidents()
+    await timeline.at(70)
+    async with unit_of_work(timeline.ctx.sessions) as s:
+        stored = await s.get(Incident, older.id)
+        assert stored is not None
+        await timeline.ctx.triage.transition(s, stored, "resolved", "job advanced again", "t")
+    if failover:  # a new leader rebuilds the job's signals from the database
+        ctx = timeline.ctx
+        ctx.triage_worker = TriageWorker(ctx.sessions, ctx.clock, ctx.triage, ctx.settings.triage)
+    # The job has stopped since the XID 48: its ranks beat no more, its hosts still report.
+    for t in (75, 85, 95):
+        await timeline.at(t)
+        for host in HOSTS:
+            await timeline.post(host, [gpu_sample(0, at(t))])
+        async with unit_of_work(timeline.ctx.sessions) as s:
+            await timeline.ctx.watchdog.run_once(s)
+        await timeline.triage()
+    found = sorted((i.category, i.culprit_host or "-", i.state) for i in await timeline.incidents())
+    assert found == [("faulty_gpu", "h002", "resolved"), ("gpu_hbm_memory", "h006", "open")]
+    assert newer.id in {i.id for i in await timeline.incidents()}
