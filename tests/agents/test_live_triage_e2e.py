@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ def _metric(text: str, name: str) -> float | None:
     return None
 
 
+def _reporting(service: LiveService, host: str) -> Callable[[], list[dict[str, Any]]]:
+    return lambda: service_observations(service, host)
+
+
 @pytest.mark.slow
 def test_kernel_log_faults_become_one_accounted_incident_each(
     live_service: LiveService, tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
@@ -67,7 +72,7 @@ def test_kernel_log_faults_become_one_accounted_incident_each(
         config.write_text(yaml.safe_dump(data))
         agent_processes.append(start_agent(config, home / "agent.log"))
     for host, *_ in FAULTS:
-        eventually(lambda h=host: service_observations(live_service, h), 30, f"{host}'s agent")
+        eventually(_reporting(live_service, host), 30, f"{host}'s agent")
     time.sleep(0.5)  # the tailers have opened the files: lines from now on are new
     for n, (host, xid, bus, _) in enumerate(FAULTS):
         with logs[host].open("a") as f:
