@@ -1,11 +1,11 @@
 """Overload benchmark: a fleet resends its backlog at once after an outage; does it drain?
 
 Each simulated host holds --batches batches of --samples observations (GPU samples and one
-XID event each) in its outbox, and ships them as the agent's sender does
-(agents/transport/sender.py, whose classify, Backoff and Retry-After parsing are imported):
-in sequence order, one at a time, gzip-compressed, each attempt bounded by the agent's HTTP
+XID event each) in its outbox, and ships them as the agent's sender does (agents/transport/
+sender.py, whose classify, Backoff, Retry-After parsing and retry_delay are imported): in
+sequence order, one at a time, gzip-compressed, each attempt bounded by the agent's HTTP
 timeout (agents/config.py, service.timeout_s); a 202 acknowledges, a timeout, 429 or 503 backs
-off with the agent's backoff (outbox.backoff_initial_s/backoff_max_s) and honours Retry-After.
+off with the agent's backoff (outbox.backoff_initial_s/backoff_max_s): Retry-After, then jitter.
 The service came back at t=0; every host starts within --spread seconds, its failure count as
 after a long outage. The load generator is a raw HTTP/1.1 client (one connection per host) so
 that it costs the shared cores as little as possible; the service runs in its own process.
@@ -45,6 +45,7 @@ from agents.transport.sender import (
     Outcome,
     classify,
     retry_after_seconds,
+    retry_delay,
 )
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
@@ -173,12 +174,12 @@ async def run_host(
             results.dead += 1  # a dead letter (or a split) would be a bug here: count it
             queue.pop(0)
             continue
-        delay = backoff.next_delay()
-        if status in (429, 503):
-            retry_after = retry_after_seconds(headers.get("retry-after"), datetime.now(UTC))
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-        await asyncio.sleep(delay)
+        retry_after = (
+            retry_after_seconds(headers.get("retry-after"), datetime.now(UTC))
+            if status in (429, 503)
+            else None
+        )
+        await asyncio.sleep(retry_delay(backoff, retry_after))
     conn.close()
     results.done_at.append(time.perf_counter() - start)
 
