@@ -9,7 +9,6 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import httpx
 import pydantic
@@ -24,7 +23,6 @@ from agents.collectors.nvml import NvmlCollector
 from agents.collectors.training_log import TrainingLogCollector
 from agents.config import AgentConfig
 from agents.metrics import AgentMetrics
-from agents.patterns import KERNEL_PATTERNS, TRAINING_PATTERNS, PatternFile, load_patterns
 from agents.providers.base import GpuProvider
 from agents.transport.outbox import WRITE_ERRORS, Outbox, OutboxBusy, Row, encode
 from agents.transport.sender import OUTBOX_RETRY_S, Backoff, Sender
@@ -48,14 +46,7 @@ def _urgent(observation: Observation) -> bool:
 
 
 class ConfigError(Exception):
-    """The configuration is valid YAML but names something unusable (a bad pattern file)."""
-
-
-def _patterns(path: Path | None, default: Path, field: str) -> PatternFile:
-    try:
-        return load_patterns(path or default)
-    except (OSError, ValueError) as exc:  # pydantic.ValidationError is a ValueError
-        raise ConfigError(f"{field}: {exc}") from exc
+    """The configuration is valid YAML but names something unusable (a bad scenario file)."""
 
 
 def make_provider(config: AgentConfig, clock: Clock) -> GpuProvider:
@@ -144,9 +135,7 @@ class Agent:
                     path=c.kernel_log.path,
                     interval_s=i.logs_s,
                     from_start=c.kernel_log.from_start,
-                    patterns=_patterns(
-                        c.kernel_log.patterns, KERNEL_PATTERNS, "collectors.kernel_log.patterns"
-                    ),
+                    unmatched=c.kernel_log.unmatched.limit(),
                 )
             )
         if c.training_logs.enabled:
@@ -156,11 +145,7 @@ class Agent:
                     paths=c.training_logs.paths,
                     interval_s=i.logs_s,
                     from_start=c.training_logs.from_start,
-                    patterns=_patterns(
-                        c.training_logs.patterns,
-                        TRAINING_PATTERNS,
-                        "collectors.training_logs.patterns",
-                    ),
+                    unmatched=c.training_logs.unmatched.limit(),
                 )
             )
         if c.heartbeat.enabled:

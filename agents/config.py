@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from agents.collectors.logs import RateLimit
 from sentinel.wire.v1 import Name
 
 ENV_PREFIX = "SENTINEL_AGENT_"
@@ -72,18 +73,29 @@ class NvmlCollectorConfig(_Section):
         return self
 
 
+class UnmatchedLimit(_Section):
+    """How many messages no pattern knows (errors by their priority or their look) are
+    shipped, per source: `per_s` sustained, up to `burst` at once; a count of the rest is."""
+
+    per_s: float = Field(RateLimit.per_s, gt=0)
+    burst: int = Field(RateLimit.burst, ge=1)
+
+    def limit(self) -> RateLimit:
+        return RateLimit(per_s=self.per_s, burst=self.burst)
+
+
 class KernelLogConfig(_Section):
     enabled: bool = True
     path: Path = Path("/dev/kmsg")
     from_start: bool = False
-    patterns: Path | None = Field(None, description="Pattern file; default: the built-in one.")
+    unmatched: UnmatchedLimit = Field(default_factory=UnmatchedLimit)
 
 
 class TrainingLogsConfig(_Section):
     enabled: bool = False
     paths: list[str] = Field(default_factory=list, description="Files or glob patterns.")
     from_start: bool = False
-    patterns: Path | None = None
+    unmatched: UnmatchedLimit = Field(default_factory=UnmatchedLimit)
 
 
 class HeartbeatConfig(_Section):

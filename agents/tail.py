@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,8 +265,19 @@ def _boot_id() -> str:
         return ""
 
 
+# /dev/kmsg writes a message's newlines, backslashes and non-ASCII bytes as \xNN.
+_KMSG_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+
+
+def _unescape(found: re.Match[bytes]) -> bytes:
+    return bytes([int(found.group(1), 16)])
+
+
 class KmsgReader:
     """/dev/kmsg: each read() returns one record ``prio,seq,usec,flags;message``.
+
+    Each record is returned as ``<prio>message``, its escapes undone: a message printed as
+    several lines comes back as one string with newlines.
 
     Resuming within the same boot skips the records at or below the stored sequence number;
     after a reboot (sequence numbers start again) the new boot's records are all new.
@@ -307,16 +319,20 @@ class KmsgReader:
                 raise
             if not record:
                 break
-            text = _clean(record)
-            header, _, message = text.partition(";")
-            fields = header.split(",")
+            head, semicolon, body = record.partition(b";")
+            if not semicolon:
+                out.append((None, _clean(record).rstrip("\n")))
+                continue
+            fields = _clean(head).split(",")
             seq = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
             if seq is not None:
                 if self._seq is not None and seq <= self._seq:
                     continue  # returned before a restart
                 self._seq = seq
             # Continuation lines (" KEY=value") carry device metadata, not the message.
-            out.append((seq, message.split("\n", 1)[0] if header else text.rstrip("\n")))
+            message = _KMSG_ESCAPE.sub(_unescape, body.split(b"\n", 1)[0])
+            priority = f"<{fields[0]}>" if fields[0].isdigit() else ""
+            out.append((seq, priority + _clean(message).rstrip("\n")))
         return out
 
     def read_lines(self) -> list[str]:

@@ -1,4 +1,10 @@
-"""Training job logs (stderr, NCCL_DEBUG output): NCCL, watchdog, CUDA errors, tracebacks."""
+"""Training job logs (stderr, NCCL_DEBUG output): NCCL, watchdog, CUDA errors, tracebacks.
+
+Every line a knowledge pattern matches is shipped, and so are lines that look like errors
+(`Error`, `FATAL`, an NCCL `WARN`) within a rate limit. A Python traceback (frames through
+the exception line) is one record, and so is an NCCL warning with the context lines NCCL
+prints after it.
+"""
 
 from __future__ import annotations
 
@@ -11,42 +17,72 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final, Literal
 
 from agents.collectors.base import Context
-from agents.patterns import Matcher, PatternFile
+from agents.collectors.logs import (
+    MAX_MESSAGE_LINES,
+    MESSAGE_IDLE_S,
+    SUPPRESSED,
+    UNMATCHED,
+    LogSource,
+    RateLimit,
+    UnmatchedGate,
+    best_match,
+    catalog_matcher,
+    join_message,
+)
 from agents.tail import FileTailer
+from sentinel.knowledge import PatternCatalog, Severity
+from sentinel.knowledge.keywords import trie_regex
+from sentinel.knowledge.matcher import NCCL_INFO
 from sentinel.wire import LogRecord, Observation
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 60_000
-MAX_TRACEBACK_LINES = 400
+MAX_TRACEBACK_LINES: Final = 400
 # A traceback whose exception line never comes (the process died mid-write) is shipped
 # after this long without new lines, with what it has.
-TRACEBACK_FLUSH_S = 5.0
-_RESCAN_EVERY = 10  # polls between globbing for new files
+TRACEBACK_FLUSH_S: Final = 5.0
+_RESCAN_EVERY: Final = 10  # polls between globbing for new files
 
 # torchrun and PyTorch put "[rank3]:" (or "[default3]:" with --tee) before every line.
-_RANK_PREFIX = re.compile(r"^\[(rank|default)(\d+)\]:\s?")
-_TRACEBACK_START = "Traceback (most recent call last):"
-_CHAIN_LINES = (
+_RANK_PREFIX: Final = re.compile(r"^\[(rank|default)(\d+)\]:\s?")
+_TRACEBACK_START: Final = "Traceback (most recent call last):"
+_CHAIN_LINES: Final = (
     "During handling of the above exception",
     "The above exception was the direct cause",
 )
+# Lines that look like an error though no pattern knows them.
+_ERRORISH: Final = re.compile(r"Error\b|\bERROR\b|\bFATAL\b|\bFatal\b|NCCL WARN")
+_ERROR_WORDS: Final = ("error", "fatal", "nccl warn", _TRACEBACK_START.lower())
+# NCCL's "host:pid:tid [dev]" origin; after a WARN, the same thread prints where the error
+# came back through ("NCCL INFO transport/net.cc:1049 -> 6"): the warning's context.
+_NCCL_ORIGIN: Final = re.compile(r"^\S+:\d+:\d+ \[\d+\] ")
+_UNWIND: Final = re.compile(r" -> \d+(?: \[[\w ]+\])?$")
+
+Kind = Literal["line", "traceback", "nccl"]
 
 
 @dataclass
-class _Traceback:
+class _Open:
+    """A message of several lines still being read."""
+
+    kind: Kind
     lines: list[str]
-    started: float
     last_line_at: float
-    ended: bool = False  # the exception line came; a chained traceback may still follow
+    ended: bool = False  # a traceback's exception line came; a chained one may still follow
+
+    @property
+    def idle_s(self) -> float:
+        return TRACEBACK_FLUSH_S if self.kind == "traceback" else MESSAGE_IDLE_S
 
 
 @dataclass
 class _File:
     tailer: FileTailer
-    tracebacks: dict[str, _Traceback] = field(default_factory=dict)
+    # By stream: a rank's traceback, or an NCCL thread's warning.
+    open: dict[str, _Open] = field(default_factory=dict)
 
 
 class TrainingLogCollector:
@@ -57,20 +93,19 @@ class TrainingLogCollector:
         ctx: Context,
         *,
         paths: list[str],
-        patterns: PatternFile,
         interval_s: float,
         from_start: bool = False,
+        patterns: PatternCatalog | None = None,
+        unmatched: RateLimit = RateLimit(),
     ) -> None:
         self.interval_s = interval_s
         self._ctx = ctx
         self._globs = paths
         self._from_start = from_start
-        self._matcher = Matcher(patterns.patterns)
-        # Finds the few interesting lines in a chunk with one scan instead of one per line:
-        # at 1,000 lines/s of NCCL INFO chatter this is most of the collector's cost.
-        self._candidates = re.compile(
-            "|".join(re.escape(k) for k in [*self._matcher.keywords, _TRACEBACK_START])
-        )
+        self._matcher = catalog_matcher(patterns)
+        # One search tells a line that may matter from one that does not.
+        self._interesting = re.compile(trie_regex(self._matcher.keywords | set(_ERROR_WORDS)))
+        self._gate = UnmatchedGate(unmatched, ctx.clock.monotonic)
         self._files: dict[str, _File] = {}
         self._polls = 0
         prefix = f"{self.name}:"
@@ -99,7 +134,7 @@ class TrainingLogCollector:
             found.add(name)
         self._saved.clear()
         # Jobs come and go: forget files that are gone and have nothing left to finish.
-        for name in [n for n, f in self._files.items() if n not in found and not f.tracebacks]:
+        for name in [n for n, f in self._files.items() if n not in found and not f.open]:
             if not Path(name).exists():
                 self._files.pop(name).tailer.close()
                 self._forgotten.add(name)
@@ -107,23 +142,26 @@ class TrainingLogCollector:
     def _follow(self, name: str, from_start: bool, saved: str | None) -> _File:
         try:
             data = json.loads(saved) if saved else {}
-            tail, open_ = data.get("tail"), data.get("open", [])
+            tail, held = data.get("tail"), data.get("open", [])
             now = self._ctx.clock.monotonic()
-            tracebacks = {k: _Traceback(list(lines), now, now, end) for k, lines, end in open_}
+            messages = {}
+            for key, lines, ended, *kind in held:
+                # Stored before NCCL warnings were held too: a traceback.
+                messages[key] = _Open(kind[0] if kind else "traceback", list(lines), now, ended)
         except (ValueError, TypeError, AttributeError):
             log.warning("ignoring the unreadable stored position of %s", name)
-            tail, tracebacks = None, {}
-        return _File(FileTailer(Path(name), from_start=from_start, resume=tail), tracebacks)
+            tail, messages = None, {}
+        return _File(FileTailer(Path(name), from_start=from_start, resume=tail), messages)
 
     def positions(self) -> Mapping[str, str | None]:
-        """Each file's read position with the tracebacks still open at it: their lines were
+        """Each file's read position with the messages still open at it: their lines were
         read before the position, so they are stored with it."""
         out: dict[str, str | None] = {f"{self.name}:{n}": None for n in self._forgotten}
         self._forgotten.clear()
         for name, state in self._files.items():
-            open_ = [[key, tb.lines, tb.ended] for key, tb in state.tracebacks.items()]
+            held = [[key, m.lines, m.ended, m.kind] for key, m in state.open.items()]
             out[f"{self.name}:{name}"] = json.dumps(
-                {"tail": state.tailer.position(), "open": open_}, separators=(",", ":")
+                {"tail": state.tailer.position(), "open": held}, separators=(",", ":")
             )
         return out
 
@@ -134,104 +172,124 @@ class TrainingLogCollector:
         out: list[Observation] = []
         now = self._ctx.clock.monotonic()
         for name, state in self._files.items():
-            self._scan(name, state, state.tailer.read_text(), now, out)
-            for key, tb in list(state.tracebacks.items()):
-                if tb.ended or now - tb.last_line_at >= TRACEBACK_FLUSH_S:
-                    out.append(self._traceback_record(name, key, tb))
-                    del state.tracebacks[key]
+            for raw in state.tailer.read_text().split("\n")[:-1]:
+                # The common case, a line that matters not, costs an `in` or one search.
+                if not state.open and (
+                    NCCL_INFO in raw or self._interesting.search(raw.lower()) is None
+                ):
+                    continue
+                self._line(name, state, raw.rstrip("\r"), now, out)
+            for key, message in list(state.open.items()):
+                if message.ended or now - message.last_line_at >= message.idle_s:
+                    self._ship(name, key, state.open.pop(key), out)
+        for source, suppressed in self._gate.lifted():
+            text = self._gate.describe(source, f"{source} lines that look like errors", suppressed)
+            out.append(self._record(text, None, SUPPRESSED, "info", source, None, None))
         return out
-
-    def _scan(self, name: str, state: _File, text: str, now: float, out: list[Observation]) -> None:
-        """Hand _line every line a pattern could match; all lines while a traceback is open."""
-        pos, size = 0, len(text)
-        while pos < size:
-            if state.tracebacks:
-                end = text.find("\n", pos)
-                end = size if end < 0 else end
-                self._line(name, state, text[pos:end].rstrip("\r"), now, out)
-                pos = end + 1
-                continue
-            found = self._candidates.search(text, pos)
-            if found is None:
-                return
-            newline = text.rfind("\n", pos, found.start())
-            start = pos if newline < 0 else newline + 1
-            end = text.find("\n", found.end())
-            end = size if end < 0 else end
-            self._line(name, state, text[start:end].rstrip("\r"), now, out)
-            pos = end + 1
 
     def _line(self, name: str, state: _File, raw: str, now: float, out: list[Observation]) -> None:
         prefix = _RANK_PREFIX.match(raw)
         key = prefix.group(0) if prefix else ""
         line = raw[prefix.end() :] if prefix else raw
-        tb = state.tracebacks.get(key)
-        if tb is not None:
-            continues = (
-                not line
-                or line[0] in " \t"
-                or line.startswith(_CHAIN_LINES)
-                or line.startswith(_TRACEBACK_START)
-            )
-            if tb.ended and not continues:
-                out.append(self._traceback_record(name, key, tb))
-                del state.tracebacks[key]
-            elif len(tb.lines) < MAX_TRACEBACK_LINES or not continues:
-                tb.lines.append(line)
-                tb.last_line_at = now
-                tb.ended = not continues
+        if self._continues_traceback(name, state, key, raw, line, now, out):
+            return
+        origin = _NCCL_ORIGIN.match(line)
+        stream = key + origin.group(0) if origin else ""
+        warning = state.open.get(stream) if origin else None
+        if warning is not None:
+            if (
+                NCCL_INFO in line
+                and _UNWIND.search(line)
+                and len(warning.lines) < MAX_MESSAGE_LINES
+            ):
+                warning.lines.append(raw)
+                warning.last_line_at = now
                 return
-            else:
-                return  # over the line cap: keep the head, wait for the exception line
+            self._ship(name, stream, state.open.pop(stream), out)
+        if NCCL_INFO in line or not line:
+            return
         if line.startswith(_TRACEBACK_START) or line.endswith(_TRACEBACK_START):
-            state.tracebacks[key] = _Traceback([line], now, now)
+            state.open[key] = _Open("traceback", [raw], now)
             return
-        found = self._matcher.match(line)
-        if found is None:
+        if self._interesting.search(line.lower()) is None:
             return
-        pattern = found.pattern
-        out.append(
-            LogRecord(
-                id=uuid.uuid4(),
-                observed_at=self._ctx.clock.now(),
-                source="nccl" if pattern.source == "nccl" else "application",
-                pattern=pattern.name,
-                family=pattern.family,
-                severity=pattern.severity,
-                message=raw[:MAX_MESSAGE],
-                path=name,
-                rank=_rank(key),
-                job_id=self._ctx.state.job_id,
-            )
-        )
+        if origin is not None and "NCCL WARN" in line:
+            state.open[stream] = _Open("nccl", [raw], now)
+            return
+        self._ship(name, key, _Open("nccl" if origin else "line", [raw], now, True), out)
 
-    def _traceback_record(self, name: str, key: str, tb: _Traceback) -> LogRecord:
-        last = tb.lines[-1] if tb.ended else ""
-        found = self._matcher.match(last) if last else None
+    def _continues_traceback(
+        self,
+        name: str,
+        state: _File,
+        key: str,
+        raw: str,
+        line: str,
+        now: float,
+        out: list[Observation],
+    ) -> bool:
+        """Add a line to the rank's open traceback; False: the line is not part of it."""
+        tb = state.open.get(key)
+        if tb is None or tb.kind != "traceback":
+            return False
+        continues = (
+            not line
+            or line[0] in " \t"
+            or line.startswith(_CHAIN_LINES)
+            or line.startswith(_TRACEBACK_START)
+        )
+        if tb.ended and not continues:
+            self._ship(name, key, state.open.pop(key), out)
+            return False
+        if len(tb.lines) < MAX_TRACEBACK_LINES or not continues:
+            tb.lines.append(raw)
+            tb.last_line_at = now
+            tb.ended = not continues
+        # Over the line cap: keep the head, wait for the exception line.
+        return True
+
+    def _ship(self, name: str, key: str, message: _Open, out: list[Observation]) -> None:
+        """One record for a message: what the knowledge says it is, else a line that looks
+        like an error (within the rate limit), else nothing."""
+        lines = message.lines
+        if message.kind == "traceback" and len(lines) > 1:
+            # The frames quote source code; the traceback is what its other lines say.
+            lines = [line for line in lines if not _frame(line)]
+        found = best_match(self._matcher, lines)
+        nccl = message.kind == "nccl" or any("NCCL" in line for line in message.lines)
+        source: LogSource = "nccl" if nccl else "application"
         if found is not None:
-            pattern, family, severity = (
-                found.pattern.name,
-                found.pattern.family,
-                found.pattern.severity,
-            )
+            spec = found[0]
+            pattern, family, severity = spec.name, spec.family, spec.severity
+        elif any(_ERRORISH.search(line) for line in message.lines):
+            if not self._gate.admit(source, self._ctx.clock.now()):
+                return
+            pattern, family, severity = None, UNMATCHED, "error"
         else:
-            pattern, family, severity = "python_traceback", "python_traceback", "error"
-        message = "\n".join(tb.lines)
-        if len(message) > MAX_MESSAGE:
-            # Keep the end: the exception line is the part triage reads first.
-            message = message[: MAX_MESSAGE // 2] + "\n...\n" + message[-MAX_MESSAGE // 2 :]
+            return
+        text = join_message(message.lines)
+        out.append(self._record(text, pattern, family, severity, source, name, _rank(key)))
+
+    def _record(
+        self,
+        text: str,
+        pattern: str | None,
+        family: str,
+        severity: Severity,
+        source: LogSource,
+        path: str | None,
+        rank: int | None,
+    ) -> LogRecord:
         return LogRecord(
             id=uuid.uuid4(),
             observed_at=self._ctx.clock.now(),
-            source="nccl"
-            if found is not None and found.pattern.source == "nccl"
-            else "application",
+            source=source,
             pattern=pattern,
             family=family,
             severity=severity,
-            message=message,
-            path=name,
-            rank=_rank(key),
+            message=text,
+            path=path,
+            rank=rank,
             job_id=self._ctx.state.job_id,
         )
 
@@ -240,6 +298,12 @@ class TrainingLogCollector:
             state.tailer.close()
 
 
-def _rank(prefix: str) -> int | None:
-    found = _RANK_PREFIX.match(prefix)
+def _frame(raw: str) -> bool:
+    prefix = _RANK_PREFIX.match(raw)
+    line = raw[prefix.end() :] if prefix else raw
+    return line[:1] in (" ", "\t")
+
+
+def _rank(key: str) -> int | None:
+    found = _RANK_PREFIX.match(key)
     return int(found.group(2)) if found and found.group(1) == "rank" else None

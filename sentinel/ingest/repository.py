@@ -137,6 +137,22 @@ async def _judge_repeats(session: AsyncSession, repeats: list[StoredBatch]) -> N
         it.duplicate = not it.conflict
 
 
+def event_row(host: str, seq: int, obs: Observation, received_at: datetime) -> dict[str, Any]:
+    """The `events` row an event observation is stored as (under the agent's id)."""
+    return {
+        "id": obs.id,
+        "host_id": host,
+        "seq": seq,
+        "kind": obs.kind,
+        "observed_at": obs.observed_at,
+        "received_at": received_at,
+        "gpu_index": getattr(obs, "gpu_index", None),
+        "job_id": getattr(obs, "job_id", None),
+        "critical": obs.kind in CRITICAL_KINDS,
+        "payload": obs.model_dump(mode="json", exclude_none=True),
+    }
+
+
 async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None:
     rows: list[dict[str, Any]] = []
     # Each row's (host, the agent's event id), in row order.
@@ -152,20 +168,8 @@ async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None
             keys.append((host, obs.id))
             # Two hosts with one id in this group: the first keeps it, as it would across groups.
             own = holder.setdefault(obs.id, host) == host
-            rows.append(
-                {
-                    "id": obs.id if own else host_scoped_id(host, obs.id),
-                    "host_id": host,
-                    "seq": it.batch.seq,
-                    "kind": obs.kind,
-                    "observed_at": obs.observed_at,
-                    "received_at": it.received_at,
-                    "gpu_index": getattr(obs, "gpu_index", None),
-                    "job_id": getattr(obs, "job_id", None),
-                    "critical": obs.kind in CRITICAL_KINDS,
-                    "payload": obs.model_dump(mode="json", exclude_none=True),
-                }
-            )
+            row = event_row(host, it.batch.seq, obs, it.received_at)
+            rows.append(row if own else row | {"id": host_scoped_id(host, obs.id)})
     stored: set[tuple[str, uuid.UUID]] = set()
     if rows:
         stored = await _insert_events_per_host(session, rows, keys)

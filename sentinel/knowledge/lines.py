@@ -20,9 +20,10 @@ _SYSLOG_TS: Final = r"[A-Z][a-z]{2}\s+\d{1,2}\s+\d{2}:\d{2}:\d{2}(?:\.\d+)?"
 _HOST: Final = r"[A-Za-z0-9][\w.-]*"
 
 _PREFIXES: Final[tuple[re.Pattern[str], ...]] = (
-    # pdsh/clush host tag, only when a kernel-ish message follows (else "Error: x" would match)
+    # pdsh/clush host tag, only when a kernel-ish message follows (else "Error: x" would match);
+    # "kernel: " is syslog's tag of the kernel's messages, not a host
     re.compile(
-        rf"^(?P<host>{_HOST}): (?=\[\s*\d+\.\d+\]|{_SYSLOG_TS}|\d{{4}}-\d{{2}}-\d{{2}}"
+        rf"^(?!kernel: )(?P<host>{_HOST}): (?=\[\s*\d+\.\d+\]|{_SYSLOG_TS}|\d{{4}}-\d{{2}}-\d{{2}}"
         r"|NVRM|mlx5|EDAC|mce|nvme|pcieport|kernel:)"
     ),
     # Talos / some agents: "192.168.11.119: kern: warning: [2026-04-22T21:27:51Z]: "

@@ -72,7 +72,7 @@ async def test_every_source_arrives(tmp_path: Path, receiver: Receiver) -> None:
         "00000000:9A:00.0",
     )  # mapped to the GPU NVML saw at that address
     (log,) = receiver.observations("log")
-    assert log.family == "cuda_error" and log.rank == 0 and log.job_id == "job-e2e"
+    assert log.family == "cuda" and log.rank == 0 and log.job_id == "job-e2e"
     assert sum(h.beats for h in receiver.observations("heartbeat")) == 3
     (dump,) = receiver.observations("flight_recorder_dump")
     assert dump.job_id == "job-e2e" and dump.rank == 0

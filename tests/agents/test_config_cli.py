@@ -70,6 +70,15 @@ def test_token_file(tmp_path: Path) -> None:
         ),
         ("service: {url: 'http://s', token: t}\noutbox: {max_bytes: 10}", "outbox.max_bytes"),
         ("service: {url: 'http://s', token: t}\nmetrics: {prot: 1}", "metrics.prot"),
+        (  # the agent keeps no pattern table: it ships what sentinel/knowledge knows
+            "service: {url: 'http://s', token: t}\ncollectors: {kernel_log: {patterns: p.yaml}}",
+            "collectors.kernel_log.patterns",
+        ),
+        (
+            "service: {url: 'http://s', token: t}\n"
+            "collectors: {training_logs: {unmatched: {per_s: 0}}}",
+            "collectors.training_logs.unmatched.per_s",
+        ),
     ],
 )
 def test_bad_config_exits_2_naming_the_field(tmp_path: Path, yaml_text: str, field: str) -> None:
@@ -80,18 +89,18 @@ def test_bad_config_exits_2_naming_the_field(tmp_path: Path, yaml_text: str, fie
     assert f"bad config: {field}" in result.stderr
 
 
-def test_bad_pattern_file_exits_2(tmp_path: Path) -> None:
-    patterns = tmp_path / "p.yaml"
-    patterns.write_text("patterns: [{name: x}]")
+def test_bad_scenario_file_exits_2(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("gpus: nonsense")
     path = tmp_path / "a.yaml"
     path.write_text(
         "service: {url: 'http://s', token: t}\n"
         f"outbox: {{path: '{tmp_path}/o.db'}}\nmetrics: {{enabled: false}}\n"
-        f"collectors: {{kernel_log: {{patterns: '{patterns}'}}, nvml: {{enabled: false}},"
-        " heartbeat: {enabled: false}, flight_recorder: {enabled: false}}\n"
+        f"collectors: {{nvml: {{provider: fake, scenario: '{scenario}'}}, kernel_log: "
+        "{enabled: false}, heartbeat: {enabled: false}, flight_recorder: {enabled: false}}\n"
     )
     result = _cli("run", "--config", str(path))
-    assert result.returncode == 2 and "collectors.kernel_log.patterns" in result.stderr
+    assert result.returncode == 2 and "collectors.nvml.scenario" in result.stderr
 
 
 def test_check_config_hides_the_token(tmp_path: Path) -> None:

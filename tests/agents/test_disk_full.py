@@ -42,7 +42,9 @@ HOST = "diskfull-host"
 _UNSHARE = ["unshare", "--user", "--map-root-user", "--mount"]
 # Run the rest of the command line with an 8 MiB tmpfs of its own over the folder in $1.
 _MOUNT_THEN_EXEC = 'mount -t tmpfs -o size=8m tmpfs "$1" && shift && exec "$@"'
-LINES = [f"[rank{i % 8}]:NCCL WARN written while the disk was full {i}" for i in range(30)]
+LINES = [
+    f"[rank{i % 8}]:NCCL WARN Cuda failure written while the disk was full {i}" for i in range(30)
+]
 
 
 def _can_mount_tmpfs(where: Path) -> bool:

@@ -159,7 +159,7 @@ def wired(obs: Obs) -> None:
     )
     (log,) = _of(obs, "log")
     assert (log["family"], log["source"], log["rank"], log["job_id"]) == (
-        "nccl_watchdog_timeout",
+        "pytorch",
         "nccl",
         13,
         "job-live",

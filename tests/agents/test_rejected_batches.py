@@ -142,7 +142,9 @@ def test_a_batch_over_the_services_body_limit_is_split_not_thrown_away(
         agent_processes.append(start_agent(config, log))
         eventually(lambda: service_observations(service, HOST), 15, "the agent's first batch", log)
         # Read in one poll, so they leave in one batch of about 60 KiB.
-        lines = [f"[rank{i % 8}]:host NCCL WARN line {i} " + "x" * 200 for i in range(250)]
+        lines = [
+            f"[rank{i % 8}]:host NCCL WARN Cuda failure line {i} " + "x" * 200 for i in range(250)
+        ]
         train.write_text("".join(line + "\n" for line in lines))
 
         def shipped() -> Counter[str]:
