@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -36,6 +37,9 @@ _ECC_CONDITIONS: Final[dict[str, GpuCondition]] = {
     "remap_failure": "row_remap_failure",
     "remap_pending": "row_remap_pending",
 }
+# A multi-line record (a traceback, a driver report continued on the next lines) up to this
+# size is shown whole as the evidence; a longer one shows the lines that matched.
+RECORD_SHOWN_MAX: Final = 2000
 
 
 def synthetic_id(*parts: object) -> uuid.UUID:
@@ -76,7 +80,23 @@ def _time(payload: dict[str, Any], fallback: datetime) -> datetime:
 
 
 def event_signals(ev: Event) -> list[Signal]:
-    """The signals one stored event carries (none for kinds triage does not weigh)."""
+    """The signals one stored event carries (none for kinds triage does not weigh), each
+    knowing where its line was read and, for a short multi-line record, the whole record."""
+    return [_located(s, ev.payload) for s in _signals(ev)]
+
+
+def _located(signal: Signal, payload: dict[str, Any]) -> Signal:
+    found: dict[str, str] = {}
+    where = payload.get("path") or payload.get("source")
+    if isinstance(where, str) and where:
+        found["source"] = where
+    message = payload.get("message")
+    if isinstance(message, str) and len(message) <= RECORD_SHOWN_MAX and "\n" in message.strip():
+        found["record"] = message
+    return replace(signal, attrs={**signal.attrs, **found}) if found else signal
+
+
+def _signals(ev: Event) -> list[Signal]:
     p = ev.payload
     host = None if ev.host_id == "-" else ev.host_id
     eid = str(ev.id)
@@ -180,8 +200,6 @@ def event_signals(ev: Event) -> list[Signal]:
 
 
 def _with_gpu(signal: Signal, gpu: str) -> Signal:
-    from dataclasses import replace
-
     return replace(signal, gpu=gpu)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from sentinel.knowledge.taxonomy import Category
@@ -12,11 +14,13 @@ MAX_ITEMS = 50
 
 
 class Evidence(BaseModel):
-    """One signal as a verdict shows it."""
+    """One signal as a verdict shows it: the line as the host printed it, where and when."""
 
     model_config = ConfigDict(frozen=True)
 
-    text: str
+    text: str = Field(
+        description="The raw line as the host printed it (a short multi-line record whole)."
+    )
     pattern: str | None
     family: str
     role: str
@@ -25,11 +29,18 @@ class Evidence(BaseModel):
     gpu: str | None = None
     rank: int | None = None
     xid: int | None = None
+    # Optional, so that verdicts stored before they were kept still load.
+    time: datetime | None = Field(None, description="When the line was observed.")
+    source: str | None = Field(
+        None,
+        description="The file the line was read from, else the collector that saw it "
+        "(kernel, nvml...).",
+    )
 
     @classmethod
     def of(cls, signal: Signal) -> Evidence:
         return cls(
-            text=signal.text,
+            text=signal.attrs.get("record") or signal.text,
             pattern=signal.pattern,
             family=signal.family,
             role=signal.role,
@@ -38,6 +49,8 @@ class Evidence(BaseModel):
             gpu=signal.gpu,
             rank=signal.rank,
             xid=signal.xid,
+            time=signal.time,
+            source=signal.attrs.get("source"),
         )
 
 
