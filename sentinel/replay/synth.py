@@ -98,6 +98,7 @@ class Fleet:
         source: str = "application",
         rank: int | None = None,
         severity: str = "error",
+        path: str | None = None,
     ) -> None:
         obs: dict[str, Any] = {
             "kind": "log",
@@ -105,6 +106,8 @@ class Fleet:
             "message": message,
             "severity": severity,
         }
+        if path is not None:
+            obs["path"] = path
         if rank is not None:
             obs["rank"] = rank
             obs["job_id"] = self.job

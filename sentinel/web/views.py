@@ -319,6 +319,7 @@ class TimelineEntry:
     gpu: str | None
     rank: int | None
     text: str
+    source: str | None
 
 
 TIMELINE_SYMPTOMS = 6
@@ -345,7 +346,8 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
     verdict = verdict_of(incident)
     items = [*verdict.evidence, *verdict.symptoms]
     ids = []
-    for item in items:
+    # A verdict stored before evidence kept its time: the events' own say when.
+    for item in (i for i in items if i.time is None):
         try:
             ids.append(uuid.UUID(str(item.event_id)))
         except ValueError:
@@ -358,13 +360,14 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         seen = {str(i): at for i, at in rows.all()}
     timeline = [
         TimelineEntry(
-            seen.get(str(item.event_id)),
+            item.time or seen.get(str(item.event_id)),
             item.role,
             item.family,
             item.host,
             item.gpu,
             item.rank,
             item.text,
+            item.source,
         )
         for item in items
     ]

@@ -138,6 +138,27 @@ async def test_incident_page_shows_verdict_culprit_symptoms_and_decision(
         assert decision.action in page and decision.rule in page
 
 
+async def test_each_evidence_line_is_shown_as_printed_with_its_time_host_and_source(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    incident = await _incident(web_app)
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get(f"/incidents/{incident.id}")).text
+    rows = re.findall(r'<tr class="role-(\w+)">(.*?)</tr>', page, re.S)
+    cause = next(row for role, row in rows if role == "cause" and "Xid" in row)
+    # The XID's line from the kernel log: its time, host, collector and the raw line, escaped
+    # by the template's autoescape (the line holds <script> and &).
+    assert re.search(r'<time datetime="[^"]+" title="[^"]+ UTC">\d\d:\d\d:\d\d</time>', cause)
+    assert f">{CULPRIT}</a>" in cause and "kernel_log" in cause
+    assert (
+        '<pre class="raw">NVRM: Xid (PCI:0000:5d:00): 79, pid=2711, name=python, GPU has fallen '
+        "off the bus. &lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; &amp;c</pre>"
+    ) in cause
+    # A peer's timeout, read from the training log it was printed to.
+    symptom = next(row for role, row in rows if "Watchdog caught collective" in row)
+    assert re.search(r">/var/log/train/rank\d+\.log<", symptom), symptom
+
+
 async def test_hostile_strings_are_escaped(web_app: FastAPI, tokens: dict[str, str]) -> None:
     incident = await _incident(web_app)
     async with client_for(web_app, tokens["viewer"]) as client:

@@ -43,6 +43,7 @@ def scenario_fleet() -> Fleet:
     message = (
         "NVRM: Xid (PCI:0000:5d:00): 79, pid=2711, name=python, GPU has fallen off the bus. "
         + HOSTILE
+        + " &c"
     )
     f.xid(60.0, 5, 3, 79, message)
     f.gpu(60.5, 5, 3, lost=True)
@@ -58,6 +59,7 @@ def scenario_fleet() -> Fleet:
             "operation timeout: WorkNCCL(SeqNum=88123, OpType=ALLREDUCE, NumelIn=262144, "
             "NumelOut=262144, Timeout(ms)=60000) ran for 60021 milliseconds before timing out.",
             rank=rank,
+            path=f"/var/log/train/rank{rank}.log",
         )
     return f
 
