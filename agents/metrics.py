@@ -154,6 +154,12 @@ class AgentMetrics:
             "Batches refused as poison (moved to dead letters).",
             registry=r,
         )
+        self.seq_conflicts = Counter(
+            "sentinel_agent_seq_conflicts",
+            "Batches dead-lettered because the service holds their sequence number for other "
+            "content: another agent posting as this host, or an outbox restored from a copy.",
+            registry=r,
+        )
         self.collector_errors = Counter(
             "sentinel_agent_collector_errors",
             "Collector runs that raised.",

@@ -29,8 +29,12 @@ _MAX_RETRY_AFTER_S = 600.0
 # and cheap to retry, and the service must not see a silent host for longer than needed.
 OUTBOX_RETRY_S = 1.0
 # "Later", not "never": timeouts and load (408, 429), a token the operator has to fix
-# (401, 403; dead-lettering would throw away every batch until then), a conflict (409).
-_RETRY_4XX = frozenset({401, 403, 408, 409, 429})
+# (401, 403; dead-lettering would throw away every batch until then).
+_RETRY_4XX = frozenset({401, 403, 408, 429})
+# The batch's (host, seq) is stored with other content: another agent posts as this host, or
+# this outbox is an old copy. These bytes will never be taken, so the batch is dead-lettered
+# like any refusal; renumbering would walk through the other writer's numbers, a refusal each.
+SEQ_CONFLICT = 409
 # The body is too large, or something in it is refused: in halves, the rest gets through.
 _SPLIT_4XX = frozenset({413, 422})
 
@@ -216,13 +220,19 @@ class Sender:
             self._metrics.batches_split.inc()
             return None
         if result.outcome in (Outcome.SPLIT, Outcome.POISON):
+            if result.status == SEQ_CONFLICT:
+                self._metrics.seq_conflicts.inc()
             log.error(
                 "service refused batch seq=%d (%d observations) with HTTP %s: %s; "
-                "moved to dead letters, it will not be retried",
+                "moved to dead letters, it will not be retried%s",
                 batch.seq,
                 batch.observations,
                 result.status,
                 result.detail,
+                " (its seq was used for another batch: is another agent posting as this host, "
+                "or was this outbox restored from an old copy?)"
+                if result.status == SEQ_CONFLICT
+                else "",
             )
             self._outbox.dead_letter(batch.seq, result.status or 0, result.detail)
             self._metrics.dead_letters.inc()

@@ -1,4 +1,4 @@
-"""The sender against a stand-in service that fails on cue."""
+"""The sender against a stand-in service that fails on cue (and once against the real one)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from agent_helpers import Receiver, sample, xid
+from agent_helpers import Receiver, sample, service_observations, xid
 
-from agents.clock import SystemClock
+from agents.clock import ManualClock, SystemClock
 from agents.metrics import AgentMetrics
 from agents.transport.outbox import Outbox
 from agents.transport.sender import Backoff, Outcome, Sender, classify, retry_after_seconds
+from sentinel.testing.service import LiveService
 
 
 def test_classification() -> None:
     assert classify(202) is Outcome.ACKED
-    for status in (400, 404, 405, 410, 415):
+    for status in (400, 404, 405, 409, 410, 415):
         assert classify(status) is Outcome.POISON
     for status in (413, 422):
         assert classify(status) is Outcome.SPLIT
-    for status in (401, 403, 408, 409, 429, 500, 502, 503, 504):
+    for status in (401, 403, 408, 429, 500, 502, 503, 504):
         assert classify(status) is Outcome.RETRY
 
 
@@ -123,6 +124,35 @@ async def test_poison_batch_goes_to_dead_letters_and_the_rest_flows(
     await _run(box, receiver.url, receiver.agent_token, lambda: box.depth == 0)
     assert len(box.dead_letters()) == 1 and box.dead_letters()[0][1] == 400
     assert len(receiver.observations()) == 1  # the second batch arrived, the first is aside
+
+
+async def test_a_seq_the_service_holds_for_other_content_is_dead_lettered_not_retried(
+    tmp_path: Path, live_service: LiveService
+) -> None:
+    """A 409 (another agent posting as this host used the same seq) was retried for ever, and
+    nothing the host reported after it arrived. Now it is dead-lettered once, counted, and
+    the next batch goes."""
+    clock = ManualClock(datetime(2026, 11, 28, 3, 0, tzinfo=UTC))
+    twins = [
+        Outbox(tmp_path / f"{name}.db", host_id="twin", clock=clock, max_bytes=1 << 20)
+        for name in ("first", "second")
+    ]
+    first, second = twins
+    first.put([xid()])
+    await _run(first, live_service.url, live_service.agent_token, lambda: first.depth == 0)
+    second.put([xid(31)])  # the seq `first` used, with other content
+    taken = second.next_batch()
+    assert taken is not None
+    second.put([xid(43)])
+    _, metrics = await _run(
+        second, live_service.url, live_service.agent_token, lambda: second.depth == 0
+    )
+    assert [(seq, status) for seq, status, _ in second.dead_letters()] == [(taken.seq, 409)]
+    assert metrics.seq_conflicts._value.get() == 1 and metrics.dead_letters._value.get() == 1
+    xids = sorted(o["data"]["xid"] for o in service_observations(live_service, "twin", "xid"))
+    assert xids == [43, 79]
+    for box in twins:
+        box.close()
 
 
 async def test_bad_token_is_retried_until_the_service_takes_it(
