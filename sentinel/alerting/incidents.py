@@ -10,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.alerting.config import RoutingConfig
 from sentinel.alerting.model import AlertIn
+from sentinel.alerting.notifiers.base import truncate
 from sentinel.alerting.service import push_alerts
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Decision, Incident
 from sentinel.incidents.service import IncidentChange
 from sentinel.incidents.verdicts import verdict_of
+from sentinel.triage.verdict import Verdict
 
 CAUSE_ALERT = "SentinelIncident"
 SYMPTOM_ALERT = "SentinelSymptom"
@@ -23,6 +25,8 @@ SYMPTOM_ALERT = "SentinelSymptom"
 # its own alert, since a changed annotation on a firing alert notifies nobody.
 REMEDIATION_FAILED_ALERT = "SentinelRemediationFailed"
 EVIDENCE_SHOWN = 20
+# A cause's line is one record (bounded by the verdict), but a single line may be long.
+CAUSE_LINE_MAX = 4000
 
 # The severity label of an incident's alert, by root-cause category (tables are data).
 SEVERITY_BY_CATEGORY: dict[str, str] = {
@@ -59,12 +63,28 @@ class SymptomLike(Protocol):
     def text(self) -> str: ...
 
 
-def _evidence(incident: Incident) -> list[str]:
+def _evidence(verdict: Verdict) -> list[str]:
     return [
         f"{e.host}: {e.text}" if e.host and e.host not in e.text else e.text
-        for e in verdict_of(incident).evidence[:EVIDENCE_SHOWN]
+        for e in verdict.evidence[:EVIDENCE_SHOWN]
         if e.text
     ]
+
+
+def _cause_line(verdict: Verdict) -> dict[str, str] | None:
+    """The first cause's raw line with its host, source and time (``notifiers.base.cause_line``
+    reads it back)."""
+    cause = next((e for e in verdict.evidence if e.role == "cause" and e.text), None)
+    if cause is None:
+        return None
+    line = {"text": truncate(cause.text, CAUSE_LINE_MAX)}
+    if cause.host:
+        line["host"] = cause.host
+    if cause.source:
+        line["source"] = cause.source
+    if cause.time:
+        line["at"] = cause.time.isoformat()
+    return line
 
 
 def _decision_text(decision: Decision | None) -> str | None:
@@ -107,12 +127,16 @@ def alerts_for_incident(
         "scope": "host" if incident.culprit_host else "cluster",
         "role": "cause",
     }
+    verdict = verdict_of(incident)
     annotations: dict[str, Any] = {
         "summary": incident.reason,
         "confidence": incident.confidence,
         "rule": incident.rule,
-        "evidence": _evidence(incident),
+        "evidence": _evidence(verdict),
     }
+    cause = _cause_line(verdict)
+    if cause:
+        annotations["cause_line"] = cause
     decided = _decision_text(decision)
     if decided:
         annotations["decision"] = decided

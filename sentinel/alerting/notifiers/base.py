@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from sentinel.alerting.model import Labels
@@ -114,6 +114,46 @@ def evidence_lines(alert: AlertView) -> list[str]:
     if isinstance(raw, list):
         return [str(line) for line in raw]
     return [str(raw)]
+
+
+@dataclass(frozen=True)
+class CauseLine:
+    """The raw line behind a root-cause alert as the host printed it, with where and when.
+
+    Notifiers escape it for their medium; it is never markup."""
+
+    text: str
+    host: str | None = None
+    source: str | None = None
+    at: datetime | None = None
+
+    @property
+    def where(self) -> str:
+        """``node17 · /var/log/kern.log · 2026-11-28 03:00:03 UTC``: what is known of it."""
+        when = f"{self.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if self.at else None
+        return " · ".join(part for part in (self.host, self.source, when) if part)
+
+
+def cause_line(alert: AlertView) -> CauseLine | None:
+    """The alert's ``cause_line`` annotation, if it has a well-formed one (an alert from
+    Alertmanager may carry anything under that name)."""
+    raw = alert.annotations.get("cause_line")
+    if not isinstance(raw, dict) or not isinstance(raw.get("text"), str) or not raw["text"]:
+        return None
+
+    def field(name: str) -> str | None:
+        value = raw.get(name)
+        return value if isinstance(value, str) and value else None
+
+    at = None
+    if stamp := field("at"):
+        try:
+            at = datetime.fromisoformat(stamp)
+        except ValueError:
+            at = None
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return CauseLine(raw["text"], field("host"), field("source"), at)
 
 
 def headline(group: Notification) -> str:

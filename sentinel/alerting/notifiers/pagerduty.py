@@ -14,6 +14,7 @@ import httpx
 from sentinel.alerting.notifiers.base import (
     Notification,
     NotifyResult,
+    cause_line,
     evidence_lines,
     headline,
     truncate,
@@ -22,6 +23,8 @@ from sentinel.alerting.notifiers.http import post
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024
+# PagerDuty takes up to 512 KB an event; a line this long is still read whole on a phone.
+CAUSE_LINE_MAX = 2000
 SEVERITIES = ("critical", "error", "warning", "info")
 # Severity labels that are not PagerDuty's own words.
 SEVERITY_ALIASES = {"page": "critical", "high": "error", "medium": "warning", "low": "info"}
@@ -58,6 +61,13 @@ def build_event(group: Notification, routing_key: str) -> dict[str, Any]:
         "group_key": group.group_key,
         "labels": labels,
     }
+    cause = cause_line(lead)
+    if cause:
+        # JSON carries the line as printed; PagerDuty shows custom details as text.
+        details["cause_line"] = {
+            "text": truncate(cause.text, CAUSE_LINE_MAX),
+            "where": cause.where,
+        }
     if evidence_lines(lead):
         details["evidence"] = evidence_lines(lead)[:50]
     if lead.annotations.get("decision"):

@@ -21,6 +21,7 @@ import httpx
 from sentinel.alerting.notifiers.base import (
     Notification,
     NotifyResult,
+    cause_line,
     evidence_lines,
     headline,
     truncate,
@@ -33,6 +34,9 @@ FIELD_MAX = 2000
 FIELDS_MAX = 10
 BLOCKS_MAX = 50
 OTHERS_SHOWN = 10
+# The cause's line leads the message; the evidence block below still has its own 3,000.
+CAUSE_SHOWN = 1500
+WHERE_SHOWN = 300
 
 _PREFIX = {
     "firing": ":rotating_light: FIRING",
@@ -121,6 +125,18 @@ def build_message(group: Notification) -> dict[str, Any]:
             "fields": [_mrkdwn(f"*{k}*\n{escape(v)}", FIELD_MAX) for k, v in facts[:FIELDS_MAX]],
         }
     )
+    cause = cause_line(lead)
+    if cause:
+        where = f" ({_fit(escape(cause.where), WHERE_SHOWN)})" if cause.where else ""
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    f"*Cause, as printed*{where}\n"
+                    + _code_block(cause.text.splitlines() or [cause.text], CAUSE_SHOWN)
+                ),
+            }
+        )
     lines = evidence_lines(lead)
     if lines:
         title = "*Evidence*\n"
