@@ -171,9 +171,16 @@ async def test_a_mitigating_change_made_by_the_decision_reaches_the_alerts(tl: T
 
 async def test_an_operator_resolve_resolves_the_alerts(tl: Timeline) -> None:
     tl.clock.advance(10)
-    await tl.post("node1", [xid(79, gpu=0, when=tl.clock.now())])
+    line = "NVRM: Xid (PCI:0000:18:00): 79, pid=2711, name=python, GPU has fallen off the bus."
+    seen = tl.clock.now()
+    await tl.post("node1", [xid(79, gpu=0, when=seen, message=line, source="kernel_log")])
     await tl.loops()
     [incident] = await tl.incidents()
+    r = await tl.client.get(f"/api/v1/incidents/{incident.id}", headers=auth(tl.tokens["viewer"]))
+    [cause] = r.json()["verdict"]["evidence"]
+    # The line as the host printed it, with where and when it was read.
+    assert (cause["text"], cause["source"], cause["host"]) == (line, "kernel_log", "node1")
+    assert cause["time"] == seen.isoformat().replace("+00:00", "Z")
     r = await tl.client.post(
         f"/api/v1/incidents/{incident.id}/resolve",
         headers=auth(tl.tokens["operator"]),

@@ -96,3 +96,7 @@ async def test_openapi_shows_the_versioned_wire_contract(app_client: httpx.Async
     )
     body = schema["paths"]["/api/v1/reports"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["$ref"] == "#/components/schemas/Batch"
+    # An incident's evidence: the line as printed, when and where it was read.
+    evidence = schema["components"]["schemas"]["Evidence"]["properties"]
+    assert {"text", "time", "source", "host"} <= set(evidence)
+    assert {"type": "string", "format": "date-time"} in evidence["time"]["anyOf"]
