@@ -36,12 +36,9 @@ class Matcher:
             for word in spec.keywords:
                 owners[word].add(index)
         self.keywords: frozenset[str] = frozenset(owners)
-        trie = trie_regex(self.keywords)
         # Searched in lower-cased text: the keywords are lower case, whatever the pattern's case.
-        self.prefilter: re.Pattern[str] = re.compile(trie)
-        # Zero-width, so that it reports the longest word starting at every position; the
-        # shorter words starting there are its prefixes, counted with it below.
-        self._every_start = re.compile(f"(?=({trie}))")
+        # At a position it matches the longest word starting there.
+        self.prefilter: re.Pattern[str] = re.compile(trie_regex(self.keywords))
         self._patterns_of: dict[str, tuple[int, ...]] = {}
         for word in self.keywords:
             prefixes = [other for other in self.keywords if word.startswith(other)]
@@ -49,12 +46,15 @@ class Matcher:
 
     def candidates(self, lowered: str) -> list[PatternSpec]:
         """The patterns one of whose keywords is in the (lower-cased) line, in catalog order."""
-        first = self.prefilter.search(lowered)
-        if first is None:
+        found = self.prefilter.search(lowered)
+        if found is None:
             return []
         indices: set[int] = set()
-        for found in self._every_start.finditer(lowered, first.start()):
-            indices.update(self._patterns_of[found.group(1)])
+        while found is not None:
+            # The longest word starting here; the shorter ones are its prefixes, counted with
+            # it. Searching again one character on finds the words that overlap it.
+            indices.update(self._patterns_of[found.group(0)])
+            found = self.prefilter.search(lowered, found.start() + 1)
         return [self.patterns[i] for i in sorted(indices)]
 
     def matches(self, text: str, skip: frozenset[str] | set[str] = frozenset()) -> list[Found]:

@@ -363,11 +363,27 @@ def log_signals(
     event_id: str | None = None,
     knowledge: Knowledge | None = None,
 ) -> list[Signal]:
-    """Signals from one stored log record of a known host (time and id from the event)."""
+    """Signals from one stored log record of a known host (time and id from the event).
+
+    The record is the host's that sent it: a hostname inside its text (a syslog header, NCCL's
+    `host:pid:tid`) is kept as the `line_host` attribute and never makes another host the one
+    a signal is about. (A pasted excerpt keeps the hostnames it names: `extract_signals`.)
+    """
     signals = extract_signals(text, default_host=host, knowledge=knowledge)
     # The agent's observed_at is when the line was read, in a known zone; a stamp inside the
     # line is the host's clock in the host's zone. Prefer the event's.
-    return [replace(s, time=time or s.time, event_id=event_id) for s in signals]
+    return [
+        replace(s, time=time or s.time, event_id=event_id)
+        if host is None or s.host == host
+        else replace(
+            s,
+            host=host,
+            time=time or s.time,
+            event_id=event_id,
+            attrs={**s.attrs, "line_host": s.host} if s.host else s.attrs,
+        )
+        for s in signals
+    ]
 
 
 # ---------------------------------------------------------------- pasted excerpts

@@ -59,7 +59,7 @@ def test_truncation_rereads_from_start(tmp_path: Path) -> None:
     assert tail.read_lines() == ["x"]
 
 
-def test_kmsg_records_are_read_without_their_header() -> None:
+def test_kmsg_records_are_read_without_their_header_but_with_their_priority() -> None:
     from agents.tail import KmsgReader, open_source
 
     try:
@@ -72,6 +72,8 @@ def test_kmsg_records_are_read_without_their_header() -> None:
     lines = source.read_lines()
     source.close()
     assert lines and not any(";" in line.split(" ", 1)[0] and "," in line[:12] for line in lines)
+    # Each record keeps its priority (what says it is an error), in syslog's "<N>" form.
+    assert all(line.startswith("<") and line[1 : line.index(">")].isdigit() for line in lines)
     at_end = open_source(Path("/dev/kmsg"))  # starts after the last record by default
     assert at_end.read_lines() == []
     at_end.close()

@@ -19,7 +19,7 @@ from sentinel.db.models import Event
 from sentinel.incidents.signals import event_signals
 from sentinel.ingest.repository import event_row
 from sentinel.knowledge import PatternCatalog, PatternSpec, default_knowledge
-from sentinel.triage import Signal, classify_signals, extract_signals
+from sentinel.triage import Signal, classify_signals, classify_text, extract_signals
 from sentinel.wire import LogRecord, Observation, XidEvent
 
 HOST = "gpu-0001"
@@ -120,3 +120,43 @@ def test_a_pattern_added_for_triage_is_shipped_with_no_agent_edit(tmp_path: Path
     assert ship("kernel", line, tmp_path) == []
     (record,) = ship("kernel", line, tmp_path, patterns=catalog)
     assert isinstance(record, LogRecord) and record.pattern == "frobnicator_melted"
+
+
+# ---------------------------------------------------------------- the agent's host is the host
+
+FOREIGN_KERNEL = [
+    "Dec  6 04:16:25 gpu-node-17 kernel: [ 5032.3] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, "
+    "name=python, GPU has fallen off the bus.",
+    "Dec  6 04:16:26 gpu-node-17 kernel: [ 5033.0] nvme nvme0: I/O 12 QID 3 timeout, aborting",
+    "2026-03-02T04:01:41Z gpu-node-18 kernel: EDAC MC0: 1 UE memory read error on "
+    "CPU_SrcID#0_MC#0_Chan#1_DIMM#0",
+]
+FOREIGN_NCCL = [
+    "gpu-node-99:1234:5678 [3] transport/net_ib.cc:1295 NCCL WARN NET/IB : Got completion "
+    "from peer 10.1.1.1<52035> with error 12, opcode 0, len 0, vendor err 129 (Recv)",
+    "[rank5]: gpu-node-98:4242:4343 [5] misc/socket.cc:30 NCCL WARN socketProgressOpt: Call "
+    "to recv from 10.1.1.2<52036> failed : Connection reset by peer",
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "line"),
+    [("kernel", line) for line in FOREIGN_KERNEL] + [("training", line) for line in FOREIGN_NCCL],
+)
+def test_a_hostname_in_the_line_never_makes_another_host_the_culprit(
+    kind: str, line: str, tmp_path: Path
+) -> None:
+    named = extract_signals(line)[0].host  # what a pasted excerpt says: the line's host
+    assert named is not None and named != HOST
+    (observation,) = ship(kind, line, tmp_path)
+    signals = event_signals(stored(observation))
+    assert signals and {s.host for s in signals} == {HOST}
+    if isinstance(observation, LogRecord):  # kept as what the line said
+        assert {s.attrs.get("line_host") for s in signals} == {named}
+    verdict = classify_signals(signals)
+    assert verdict.culprit_host in (HOST, None)
+
+
+def test_sentinel_classify_still_reads_the_hosts_of_a_pasted_excerpt() -> None:
+    verdict = classify_text("\n".join(FOREIGN_KERNEL[:1]))
+    assert verdict.culprit_host == "gpu-node-17"

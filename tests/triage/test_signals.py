@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sentinel.knowledge.lines import parse_line
-from sentinel.triage import Category, extract_signals, normalize_pci, xid_signal
+from sentinel.triage import Category, extract_signals, log_signals, normalize_pci, xid_signal
 from sentinel.triage.records import split_records
 
 
@@ -37,6 +37,8 @@ from sentinel.triage.records import split_records
         ),
         ("node1:1234:5678 [3] NCCL WARN x", "node1:1234:5678 [3] NCCL WARN x", "node1", None),
         ("RuntimeError: CUDA error: x", "RuntimeError: CUDA error: x", None, None),
+        # syslog's tag for the kernel's messages is not a host
+        ("kernel: NVRM: Xid x", "kernel: NVRM: Xid x", None, None),
     ],
 )
 def test_prefixes_are_stripped_and_remembered(
@@ -171,3 +173,19 @@ def test_a_zone_less_timestamp_is_utc_so_that_times_compare() -> None:
     zulu = parse_line("2026-03-02T04:01:41Z gpu-0001 kernel: EDAC MC0: 1 UE memory read error")
     assert naive.time is not None and zulu.time is not None
     assert naive.time < zulu.time
+
+
+def test_a_stored_record_is_its_hosts_whatever_hostname_its_lines_name() -> None:
+    text = (
+        "Dec  6 04:16:26 gpu-node-17 kernel: nvme nvme0: I/O 12 QID 3 timeout, aborting\n"
+        "gpu-node-99:1234:5678 [3] misc/socket.cc:30 NCCL WARN socketProgressOpt: Call to recv "
+        "from 10.1.1.2<52036> failed : Connection reset by peer"
+    )
+    pasted = extract_signals(text)
+    assert [s.host for s in pasted] == ["gpu-node-17", "gpu-node-99"]
+    stored = log_signals(text, host="gpu-0003")
+    assert [(s.host, s.attrs.get("line_host")) for s in stored] == [
+        ("gpu-0003", "gpu-node-17"),
+        ("gpu-0003", "gpu-node-99"),
+    ]
+    assert [s.host for s in log_signals("nvme nvme0: I/O 12 QID 3 timeout", host="h")] == ["h"]
