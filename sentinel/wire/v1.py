@@ -117,11 +117,17 @@ class EccEvent(_Observation):
 
 
 class LogRecord(_Observation):
-    """A log line (or a multi-line record such as a traceback) that matched an agent pattern."""
+    """A log message (one line, or a multi-line one such as a traceback), as the host printed it.
+
+    Either a knowledge pattern matched it (`pattern`, its `family` and `severity`), or it may
+    matter though none did (`pattern` None, family `unmatched`: a kernel message at priority
+    err or worse, a line that looks like an error), or it counts those a rate limit withheld
+    (`pattern` None, family `suppressed`).
+    """
 
     kind: Literal["log"] = "log"
     source: Literal["kernel", "nccl", "application"]
-    pattern: ShortText | None = Field(None, description="The agent pattern that matched.")
+    pattern: ShortText | None = Field(None, description="The knowledge pattern that matched.")
     family: ShortText | None = None
     severity: Literal["critical", "error", "warning", "info"] = "error"
     message: Text
