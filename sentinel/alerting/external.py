@@ -15,12 +15,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentinel.alerting.model import check_labels
+from sentinel.alerting.model import LABELS_SCHEMA, check_labels
 from sentinel.db.models import Event
 from sentinel.db.upsert import dialect_of, insert_for
+from sentinel.inputs import NO_NUL, EndTime, ForeignText, Time
 
 log = logging.getLogger(__name__)
 
@@ -29,37 +30,43 @@ EVENT_KIND = "alertmanager"
 # instance (the scrape target, often an exporter's address) only when nothing better exists.
 HOST_LABELS = ("Hostname", "hostname", "node", "nodename", "host", "kubernetes_node", "instance")
 # Label names as Prometheus has them and bounded values: they reach events, alerts and Slack.
-AmLabels = Annotated[dict[str, str], AfterValidator(check_labels)]
+AmLabels = Annotated[dict[str, str], AfterValidator(check_labels), WithJsonSchema(LABELS_SCHEMA)]
+AmAnnotations = dict[
+    Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL)], ForeignText
+]
+# The job an event may be linked to is a jobs row's id: a longer label cannot name one.
+_JOB_ID_MAX = 128
 _NAMESPACE = uuid.UUID("6f1f7c8e-3c59-4a55-9d0e-8f6a1e0e7a41")
 
 
 class _Model(BaseModel):
-    # Alertmanager adds fields over time; unknown ones are kept, not refused.
-    model_config = ConfigDict(extra="allow")
+    # Alertmanager adds fields over time; unknown ones are ignored, not refused (nor stored:
+    # what is stored is what was checked).
+    model_config = ConfigDict(extra="ignore")
 
 
 class AmAlert(_Model):
     status: Literal["firing", "resolved"]
     labels: AmLabels
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime
-    endsAt: datetime | None = None
-    generatorURL: str = ""
-    fingerprint: str = Field(min_length=1, max_length=64)
+    annotations: AmAnnotations = Field(default_factory=dict)
+    startsAt: Time
+    endsAt: EndTime | None = None
+    generatorURL: ForeignText = ""
+    fingerprint: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
 
 
 class AmWebhook(_Model):
     """Alertmanager's webhook payload, version 4."""
 
     version: Literal["4"]
-    receiver: str
+    receiver: ForeignText
     status: Literal["firing", "resolved"]
     alerts: list[AmAlert] = Field(max_length=10_000)
     groupLabels: AmLabels = Field(default_factory=dict)
     commonLabels: AmLabels = Field(default_factory=dict)
-    commonAnnotations: dict[str, str] = Field(default_factory=dict)
-    externalURL: str = ""
-    groupKey: str
+    commonAnnotations: AmAnnotations = Field(default_factory=dict)
+    externalURL: ForeignText = ""
+    groupKey: ForeignText
     truncatedAlerts: int = Field(0, ge=0)
 
 
@@ -73,8 +80,14 @@ def host_of(labels: dict[str, str]) -> str:
 
 
 def _gpu(labels: dict[str, str]) -> int | None:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
     value = labels.get("gpu")
-    return int(value) if value is not None and value.isdigit() else None
+    return int(value) if value is not None and re.fullmatch(r"[0-9]{1,3}", value) else None
+
+
+def _job(labels: dict[str, str]) -> str | None:
+    value = labels.get("job_id")
+    return value if value is not None and len(value) <= _JOB_ID_MAX else None
 
 
 def _observed_at(alert: AmAlert, now: datetime) -> datetime:
@@ -101,7 +114,7 @@ def event_rows(payload: AmWebhook, now: datetime) -> list[dict[str, Any]]:
                 "observed_at": _observed_at(alert, now),
                 "received_at": now,
                 "gpu_index": _gpu(alert.labels),
-                "job_id": alert.labels.get("job_id"),
+                "job_id": _job(alert.labels),
                 "critical": alert.labels.get("severity") == "critical",
                 "payload": body,
             }

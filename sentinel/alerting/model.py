@@ -11,19 +11,32 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sentinel.inputs import NO_NUL
+
 Labels = dict[str, str]
 # Prometheus's label names; a value longer than this is not a label but a payload.
 LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LABEL_VALUE_MAX = 1024
 
 
+# The same rules as a JSON schema, for the API's documentation.
+LABELS_SCHEMA = {
+    "type": "object",
+    "propertyNames": {"pattern": f"^{LABEL_NAME.pattern}$"},
+    "additionalProperties": {"type": "string", "maxLength": LABEL_VALUE_MAX, "pattern": NO_NUL},
+}
+
+
 def check_labels(labels: Labels) -> Labels:
-    """Refuse a label set with a name Prometheus would not accept or an overlong value."""
+    """Refuse a label set with a name Prometheus would not accept, an overlong value, or a
+    value with a NUL character (which PostgreSQL cannot store)."""
     for name, value in labels.items():
         if not LABEL_NAME.fullmatch(name):
             raise ValueError(f"bad label name {name!r}: must match {LABEL_NAME.pattern}")
         if len(value) > LABEL_VALUE_MAX:
             raise ValueError(f"label {name!r} is longer than {LABEL_VALUE_MAX} characters")
+        if "\x00" in value:
+            raise ValueError(f"label {name!r} holds a NUL character")
     return labels
 
 
@@ -46,7 +59,8 @@ class Matcher:
         if self.op in ("=~", "!~"):
             try:
                 re.compile(self.value)
-            except re.error as exc:
+            # A pattern too deep or with a repetition too large fails outside re.error.
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ValueError(f"bad regular expression {self.value!r}: {exc}") from None
 
     @classmethod
@@ -139,17 +153,26 @@ class AlertIn(BaseModel):
         return self.ends_at is None or self.ends_at > now
 
 
+DURATION_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h|d)"
+_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
 def parse_duration(value: Any) -> timedelta:
     """``30s``, ``5m``, ``4h``, ``1h30m``, ``2d`` or a number of seconds."""
     if isinstance(value, timedelta):
         return value
+    seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", value.strip())
+        seconds = value
+    elif isinstance(value, str):
+        parts = re.findall(DURATION_PART, value.strip())
         if parts and "".join(n + u for n, u in parts) == value.strip():
-            scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-            return timedelta(seconds=sum(float(n) * scale[u] for n, u in parts))
-    raise ValueError(f"bad duration {value!r}: use e.g. 30s, 5m, 4h, 1h30m")
+            seconds = sum(float(n) * _SCALE[u] for n, u in parts)
+    if seconds is None:
+        raise ValueError(f"bad duration {value!r}: use e.g. 30s, 5m, 4h, 1h30m")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too long") from None

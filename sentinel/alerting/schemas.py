@@ -6,9 +6,23 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
-from sentinel.alerting.model import parse_duration
+from sentinel.alerting.model import DURATION_PART, LABEL_VALUE_MAX, matcher_of, parse_duration
+from sentinel.inputs import NO_NUL, Comment, Time
+from sentinel.wire.v1 import LATEST
+
+# Longer than any silence anyone means; past it, "now + duration" could leave the calendar.
+MAX_SILENCE = timedelta(days=3660)
 
 
 class _Out(BaseModel):
@@ -56,12 +70,53 @@ class SilenceOut(_Out):
     active: bool = False
 
 
+def _parses(value: str) -> str:
+    matcher_of(value)  # a bad syntax or regular expression is a ValueError naming it
+    return value
+
+
+MatcherValue = Annotated[str, StringConstraints(max_length=LABEL_VALUE_MAX, pattern=NO_NUL)]
+
+
 class MatcherIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     op: str = Field("=", pattern=r"^(=|!=|=~|!~)$")
-    value: str
+    value: MatcherValue
+
+    @model_validator(mode="after")
+    def _compiles(self) -> MatcherIn:
+        matcher_of(self.model_dump())  # a regular expression that does not compile is named
+        return self
+
+
+# The string form, as Matcher.parse reads it; a regular expression must also compile.
+MatcherText = Annotated[
+    str,
+    StringConstraints(
+        max_length=2 * LABEL_VALUE_MAX,
+        pattern=r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*"
+        r'("(?:[^"\\\x00]|\\[^\x00])*"|[^\s"\x00]*)\s*$',
+    ),
+    AfterValidator(_parses),
+]
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    Field(le=MAX_SILENCE),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": f"^{DURATION_PART}+$", "examples": ["4h", "1h30m"]},
+                {"type": "number", "minimum": 0, "maximum": MAX_SILENCE.total_seconds()},
+            ],
+            "description": "30s, 5m, 4h, 1h30m, 2d, or a number of seconds",
+        }
+    ),
+]
 
 
 class SilenceIn(BaseModel):
@@ -69,23 +124,26 @@ class SilenceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    matchers: list[str | MatcherIn] = Field(min_length=1, max_length=50)
-    comment: str = Field(min_length=1, max_length=2000)
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
-    duration: Annotated[timedelta, BeforeValidator(parse_duration)] | None = None
+    matchers: list[MatcherText | MatcherIn] = Field(min_length=1, max_length=50)
+    comment: Annotated[Comment, Field(min_length=1)]
+    starts_at: Time | None = None
+    ends_at: Time | None = None
+    duration: Duration | None = None
 
     @model_validator(mode="after")
     def _one_end(self) -> SilenceIn:
         if (self.ends_at is None) == (self.duration is None):
             raise ValueError("give exactly one of 'ends_at' or 'duration'")
+        starts, duration = self.starts_at, self.duration
+        if starts is not None and duration is not None and starts > LATEST - duration:
+            raise ValueError(f"starts_at + duration is past {LATEST.isoformat()}")
         return self
 
 
 class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    comment: str | None = Field(None, max_length=2000)
+    comment: Comment | None = None
 
 
 class WebhookAccepted(BaseModel):

@@ -11,14 +11,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from sentinel.alerting.external import AmWebhook
 from sentinel.alerting.incidents import StateIncidentAlerts
 from sentinel.alerting.wiring import add_flush_job, build_dispatcher, http_client
 from sentinel.api.admission import install_admission
-from sentinel.api.deps import AppContext
-from sentinel.api.errors import install_error_handlers
+from sentinel.api.deps import AppContext, known_query
+from sentinel.api.errors import document_errors, install_error_handlers
 from sentinel.api.routes import (
     alerts,
     decisions,
@@ -209,7 +210,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     install_error_handlers(app)
     install_admission(app)
     # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
-    for module in (reports, decisions, hosts, jobs, dumps, incidents, events, ops, alerts, web):
+    for module in (reports, decisions, hosts, jobs, dumps, incidents, events, alerts):
+        app.include_router(module.router, dependencies=[Depends(known_query)])
+    for module in (ops, web):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:
@@ -217,10 +220,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             schema = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, routes=app.routes
             )
-            wire = Batch.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(wire.pop("$defs", {}))
-            components["Batch"] = wire
+            # The bodies that routes parse themselves (after a size check), not FastAPI.
+            for model in (Batch, AmWebhook):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            document_errors(schema)
             schema["info"]["x-wire-version"] = WIRE_VERSION
             app.openapi_schema = schema
         return app.openapi_schema

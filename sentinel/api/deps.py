@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -111,3 +112,38 @@ def require(allowed: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Princ
 Viewer = Annotated[Principal, Depends(require(auth.READ))]
 Operator = Annotated[Principal, Depends(require(auth.OPERATE))]
 Agent = Annotated[Principal, Depends(require(auth.REPORT))]
+
+
+_QUERY_NAMES: dict[str, frozenset[str]] = {}
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names = _QUERY_NAMES.get(route.unique_id)
+    if names is None:
+        found: set[str] = set()
+        dependants = [route.dependant]
+        while dependants:
+            dependant = dependants.pop()
+            found.update(param.alias for param in dependant.query_params)
+            dependants.extend(dependant.dependencies)
+        names = _QUERY_NAMES[route.unique_id] = frozenset(found)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """Refuse a query parameter the route does not take (422, named).
+
+    Ignored, a misspelt filter would answer with everything: ``?stauts=pending`` would hand a
+    scheduler every decision instead of the pending ones.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_names(route)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"unknown query parameter {', '.join(map(repr, unknown))}; this route takes: {takes}",
+        )

@@ -252,6 +252,11 @@ async def test_a_refused_operation_is_shown_not_raised(
             "/silences", data={"csrf": "k" * 32, "matchers": "not a matcher", "comment": "x"}
         )
         assert r.status_code == 422 and "Not done" in r.text
+        # A note PostgreSQL cannot store is refused by name, as a page, not a 500.
+        r = await client.post(
+            f"/hosts/{CULPRIT}/repaired", data={"csrf": "k" * 32, "comment": "new board\x00"}
+        )
+        assert r.status_code == 422 and "comment" in r.text
         incident = await _incident(web_app)
         r = await client.post(
             f"/incidents/{incident.id}/resolve",

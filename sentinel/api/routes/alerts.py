@@ -22,7 +22,7 @@ from sentinel.alerting.schemas import (
 )
 from sentinel.api.body import read_body
 from sentinel.api.deps import Agent, Ctx, Operator, Session, Viewer
-from sentinel.api.errors import describe_validation_error
+from sentinel.api.errors import describe_validation_error, error_responses
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert, AlertGroup, Silence
 
@@ -64,6 +64,7 @@ async def list_groups(
     "/alert-groups/{group_id}/ack",
     response_model=AlertGroupOut,
     summary="Acknowledge a group: no repeats until it resolves or fires again",
+    responses=error_responses(404, 409),
 )
 async def ack_group(
     ctx: Ctx,
@@ -143,7 +144,12 @@ async def create_silence(
     return _silence_out(silence, ctx)
 
 
-@router.delete("/silences/{silence_id}", response_model=SilenceOut, summary="Expire a silence")
+@router.delete(
+    "/silences/{silence_id}",
+    response_model=SilenceOut,
+    summary="Expire a silence",
+    responses=error_responses(404),
+)
 async def expire_silence(
     ctx: Ctx, session: Session, principal: Operator, silence_id: uuid.UUID
 ) -> SilenceOut:
@@ -165,11 +171,15 @@ async def expire_silence(
     summary="Alertmanager webhook (version 4): each alert becomes an 'alertmanager' event",
     description="Configure Alertmanager's webhook receiver with an agent token: "
     "`http_config: {authorization: {credentials: <agent token>}}`.",
-    responses={
-        400: {"description": "Malformed JSON"},
-        413: {"description": "Body too large"},
-        422: {"description": "Not an Alertmanager v4 payload; the message names the field"},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AmWebhook"}}},
+        }
     },
+    responses=error_responses(
+        400, 413, 415, 422, 429, **{"422": "Not an Alertmanager v4 payload; the field is named"}
+    ),
 )
 async def alertmanager_webhook(request: Request, ctx: Ctx, principal: Agent) -> dict[str, Any]:
     body = await read_body(request, ctx.settings.server.max_body_bytes)

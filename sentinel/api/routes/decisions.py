@@ -13,9 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.api.deps import Ctx, Operator, Session, Viewer
+from sentinel.api.errors import error_responses
 from sentinel.auth import Principal
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, Decision, Host
+from sentinel.inputs import NO_NUL, Comment, Detail, Reason
 from sentinel.remediation.policy import Action
 from sentinel.schedulers.hostlist import compress
 from sentinel.wire.v1 import Name
@@ -52,8 +54,8 @@ def _out(d: Decision) -> DecisionOut:
 async def list_decisions(
     session: Session,
     _: Viewer,
-    status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
-    job_id: str | None = None,
+    status_: Annotated[str | None, Query(alias="status", max_length=16, pattern=NO_NUL)] = None,
+    job_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[DecisionOut]:
     q = select(Decision)
@@ -72,7 +74,12 @@ async def _decision(session: Session, decision_id: uuid.UUID) -> Decision:
     return d
 
 
-@router.get("/decisions/{decision_id}", response_model=DecisionOut, summary="One decision")
+@router.get(
+    "/decisions/{decision_id}",
+    response_model=DecisionOut,
+    summary="One decision",
+    responses=error_responses(404),
+)
 async def get_decision(session: Session, _: Viewer, decision_id: uuid.UUID) -> DecisionOut:
     return _out(await _decision(session, decision_id))
 
@@ -106,13 +113,14 @@ def _require(d: Decision, allowed: set[str], verb: str) -> None:
 
 
 class Note(BaseModel):
-    comment: str = Field("", max_length=2000)
+    comment: Comment = ""
 
 
 @router.post(
     "/decisions/{decision_id}/approve",
     response_model=DecisionOut,
     summary="Approve a proposed decision (operator)",
+    responses=error_responses(404, 409),
 )
 async def approve(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: Note
@@ -129,6 +137,7 @@ async def approve(
     "/decisions/{decision_id}/cancel",
     response_model=DecisionOut,
     summary="Cancel a decision that has not started (operator)",
+    responses=error_responses(404, 409),
 )
 async def cancel(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: Note
@@ -145,13 +154,14 @@ async def cancel(
 class OverrideIn(BaseModel):
     action: Literal["restart", "exclude_and_restart", "escalate", "none"]
     exclude_hosts: list[Name] = Field(default_factory=list, max_length=1000)
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: Reason
 
 
 @router.post(
     "/decisions/{decision_id}/override",
     response_model=DecisionOut,
     summary="Replace a decision that has not started with the operator's (operator)",
+    responses=error_responses(404, 409),
 )
 async def override(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: OverrideIn
@@ -185,13 +195,14 @@ async def override(
 
 class AckIn(BaseModel):
     outcome: Literal["done", "failed"]
-    detail: str = Field("", max_length=10_000)
+    detail: Detail = ""
 
 
 @router.post(
     "/decisions/{decision_id}/ack",
     response_model=DecisionOut,
     summary="An outside scheduler reports the outcome of a pending decision (operator)",
+    responses=error_responses(404, 409),
 )
 async def ack(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: AckIn
@@ -250,8 +261,9 @@ async def _host(session: AsyncSession, host_id: str) -> Host:
     "/hosts/{host_id}/repaired",
     response_model=ExcludedHost,
     summary="Mark a drained host repaired: resume it in the scheduler (operator)",
+    responses=error_responses(404, 502),
 )
-async def repaired(ctx: Ctx, who: Operator, host_id: str, body: Note) -> ExcludedHost:
+async def repaired(ctx: Ctx, who: Operator, host_id: Name, body: Note) -> ExcludedHost:
     # scontrol runs between two units of work, never inside a transaction.
     async with unit_of_work(ctx.sessions) as session:
         await _host(session, host_id)

@@ -11,8 +11,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from sentinel.api.body import inflate
 from sentinel.api.deps import Agent, Ctx, Session
+from sentinel.api.errors import error_responses
 from sentinel.api.schemas import FlightRecorderUploadOut
 from sentinel.db.models import FlightRecorderUpload
+from sentinel.inputs import NO_NUL
 from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/flight-recorder", tags=["flight recorder"])
@@ -31,6 +33,10 @@ def _write(path: Path, data: bytes) -> None:
     response_model=FlightRecorderUploadOut,
     summary="Upload one rank's flight-recorder dump, gzip-compressed",
     openapi_extra={"requestBody": {"required": True, "content": {"application/gzip": {}}}},
+    responses={
+        200: {"model": FlightRecorderUploadOut, "description": "Already stored (a resend)"},
+        **error_responses(400, 403, 413, 429, **{"403": "The token may not speak for this host"}),
+    },
 )
 async def upload_dump(
     request: Request,
@@ -40,7 +46,7 @@ async def upload_dump(
     agent: Agent,
     host_id: Annotated[str, Query(pattern=Name.__metadata__[0].pattern)],
     rank: Annotated[int, Query(ge=0, le=10_000_000)],
-    file_name: Annotated[str, Query(min_length=1, max_length=255)],
+    file_name: Annotated[str, Query(min_length=1, max_length=255, pattern=NO_NUL)],
     job_id: Annotated[str | None, Query(pattern=Name.__metadata__[0].pattern)] = None,
 ) -> FlightRecorderUploadOut:
     if not agent.may_speak_for(host_id):

@@ -11,9 +11,12 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import select
 
 from sentinel.api.deps import Ctx, Session, Viewer
+from sentinel.api.errors import error_responses
 from sentinel.api.schemas import GpuOut, HostDetail, HostOut, ObservationOut
 from sentinel.db.models import Batch, Event, Gpu, Host
 from sentinel.health import host_health
+from sentinel.inputs import NO_NUL, TimeBound
+from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/hosts", tags=["hosts"])
 
@@ -55,8 +58,13 @@ async def _get_host(session: Session, host_id: str) -> Host:
     return host
 
 
-@router.get("/{host_id}", response_model=HostDetail, summary="One host and its GPUs")
-async def get_host(ctx: Ctx, session: Session, _: Viewer, host_id: str) -> dict[str, Any]:
+@router.get(
+    "/{host_id}",
+    response_model=HostDetail,
+    summary="One host and its GPUs",
+    responses=error_responses(404),
+)
+async def get_host(ctx: Ctx, session: Session, _: Viewer, host_id: Name) -> dict[str, Any]:
     host = await _get_host(session, host_id)
     gpus = list(
         (
@@ -86,13 +94,14 @@ async def get_host(ctx: Ctx, session: Session, _: Viewer, host_id: str) -> dict[
     "/{host_id}/observations",
     response_model=list[ObservationOut],
     summary="One host's recent observations, newest first",
+    responses=error_responses(404),
 )
 async def host_observations(
     session: Session,
     _: Viewer,
-    host_id: str,
-    kind: Annotated[str | None, Query(max_length=32)] = None,
-    since: datetime | None = None,
+    host_id: Name,
+    kind: Annotated[str | None, Query(max_length=32, pattern=NO_NUL)] = None,
+    since: TimeBound | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
 ) -> list[ObservationOut]:
     await _get_host(session, host_id)

@@ -7,14 +7,16 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.api.deps import Ctx, Operator, Session, Viewer
+from sentinel.api.errors import error_responses
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, Incident, IncidentTransition, Maintenance
 from sentinel.incidents.verdicts import verdict_of
+from sentinel.inputs import NO_NUL, Reason, Time
 from sentinel.triage.classify import classify_all
 from sentinel.triage.verdict import Verdict
 from sentinel.wire.v1 import Name
@@ -61,8 +63,8 @@ async def list_incidents(
     session: Session,
     _: Viewer,
     state: Annotated[str | None, Query(pattern="^(open|mitigating|resolved)$")] = None,
-    job_id: str | None = None,
-    category: str | None = None,
+    job_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
+    category: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[IncidentOut]:
     q = select(Incident)
@@ -87,6 +89,7 @@ async def _incident(session: AsyncSession, incident_id: uuid.UUID) -> Incident:
     "/incidents/{incident_id}",
     response_model=IncidentDetail,
     summary="One incident with its verdict, evidence and transitions",
+    responses=error_responses(404),
 )
 async def get_incident(session: Session, _: Viewer, incident_id: uuid.UUID) -> IncidentDetail:
     incident = await _incident(session, incident_id)
@@ -105,13 +108,14 @@ async def get_incident(session: Session, _: Viewer, incident_id: uuid.UUID) -> I
 
 
 class ResolveIn(BaseModel):
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: Reason
 
 
 @router.post(
     "/incidents/{incident_id}/resolve",
     response_model=IncidentOut,
     summary="Resolve an incident by hand (operator)",
+    responses=error_responses(404, 409),
 )
 async def resolve_incident(
     ctx: Ctx, who: Operator, incident_id: uuid.UUID, body: ResolveIn
@@ -141,9 +145,9 @@ async def resolve_incident(
 class MaintenanceIn(BaseModel):
     hosts: list[Name] = Field(default_factory=list, max_length=20_000)
     job_id: Name | None = None
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-    reason: str = Field(min_length=3, max_length=2000)
+    starts_at: Time
+    ends_at: Time
+    reason: Reason
 
     @model_validator(mode="after")
     def _window(self) -> MaintenanceIn:

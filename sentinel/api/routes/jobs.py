@@ -9,9 +9,11 @@ from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select
 
 from sentinel.api.deps import Session, Viewer
+from sentinel.api.errors import error_responses
 from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.db.models import Job, JobRank
+from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -42,8 +44,13 @@ async def list_jobs(session: Session, _: Viewer) -> list[dict[str, Any]]:
     return [_job_out(j, ranks[j.id]) for j in jobs]
 
 
-@router.get("/{job_id}", response_model=JobDetail, summary="One job with its rank map")
-async def get_job(session: Session, _: Viewer, job_id: str) -> dict[str, Any]:
+@router.get(
+    "/{job_id}",
+    response_model=JobDetail,
+    summary="One job with its rank map",
+    responses=error_responses(404),
+)
+async def get_job(session: Session, _: Viewer, job_id: Name) -> dict[str, Any]:
     job = await session.get(Job, job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")

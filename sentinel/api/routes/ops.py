@@ -28,7 +28,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database reachable and schema current")
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable and schema current",
+    responses={
+        503: {
+            "description": "Database unreachable or schema out of date",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+        }
+    },
+)
 async def readyz(ctx: Ctx, response: Response) -> dict[str, str]:
     try:
         schema = await schema_status(ctx.engine)

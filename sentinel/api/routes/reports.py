@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from sentinel.api.body import read_body
 from sentinel.api.deps import Agent, Ctx
-from sentinel.api.errors import describe_validation_error
+from sentinel.api.errors import describe_validation_error, error_responses
 from sentinel.ingest.service import BatchRefused, HostForbidden, IngestUnavailable, SeqConflict
 from sentinel.wire import BatchAck
 
@@ -25,15 +25,21 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}},
         }
     },
-    responses={
-        400: {"description": "Malformed JSON or gzip"},
-        403: {"description": "The token may not speak for the batch's host"},
-        409: {"description": "The batch's (host, seq) was used for another batch"},
-        413: {"description": "Body too large"},
-        422: {"description": "Schema error, or a value the database cannot store; named"},
-        429: {"description": "Overloaded: retry after Retry-After"},
-        503: {"description": "Database unavailable; retry with backoff"},
-    },
+    responses=error_responses(
+        400,
+        403,
+        409,
+        413,
+        415,
+        422,
+        429,
+        503,
+        **{
+            "403": "The token may not speak for the batch's host",
+            "409": "The batch's (host, seq) was used for another batch",
+            "422": "Schema error, or a value the database cannot store; named",
+        },
+    ),
 )
 async def post_report(request: Request, ctx: Ctx, principal: Agent) -> Response:
     # Parsed by the ingest service, not by FastAPI: validating straight from JSON keeps strict

@@ -309,14 +309,13 @@ async def host_page(
 async def host_repaired(
     request: Request, ctx: Ctx, session: Session, form: Form, host_id: str
 ) -> Response:
-    note = decisions_api.Note(comment=form.fields.get("comment", ""))
+    # The note is validated inside the action, so that a refused one is a page, not a 500.
+    async def call() -> None:
+        note = decisions_api.Note(comment=form.fields.get("comment", ""))
+        await decisions_api.repaired(ctx, form.who, host_id, note)
+
     return await _act(
-        request,
-        session,
-        form.who,
-        f"/hosts/{quote(host_id, safe='')}",
-        "host.repaired",
-        lambda: decisions_api.repaired(ctx, form.who, host_id, note),
+        request, session, form.who, f"/hosts/{quote(host_id, safe='')}", "host.repaired", call
     )
 
 
@@ -386,14 +385,13 @@ async def decision_action(
     if verb not in handlers:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision action {verb!r}")
     decision = await decisions_api.get_decision(session, form.who, decision_id)
-    note = decisions_api.Note(comment=form.fields.get("comment", ""))
+
+    async def call() -> None:
+        note = decisions_api.Note(comment=form.fields.get("comment", ""))
+        await handlers[verb](ctx, session, form.who, decision_id, note)
+
     return await _act(
-        request,
-        session,
-        form.who,
-        f"/incidents/{decision.incident_id}",
-        f"decision.{verb}",
-        lambda: handlers[verb](ctx, session, form.who, decision_id, note),
+        request, session, form.who, f"/incidents/{decision.incident_id}", f"decision.{verb}", call
     )
 
 
