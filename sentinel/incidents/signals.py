@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sentinel.db.models import Event
 from sentinel.health import HW_POWER_BRAKE, HW_THERMAL, SW_THERMAL
+from sentinel.knowledge import SEVERITY_RANK, Severity
 from sentinel.triage.signals import (
     GpuCondition,
     Signal,
@@ -40,6 +41,10 @@ _ECC_CONDITIONS: Final[dict[str, GpuCondition]] = {
 # A multi-line record (a traceback, a driver report continued on the next lines) up to this
 # size is shown whole as the evidence; a longer one shows the lines that matched.
 RECORD_SHOWN_MAX: Final = 2000
+
+
+# What an unrecognized record shows of itself (a multi-line message is bounded by the agent).
+_MAX_UNRECOGNIZED: Final = 4_000
 
 
 def synthetic_id(*parts: object) -> uuid.UUID:
@@ -115,6 +120,8 @@ def _signals(ev: Event) -> list[Signal]:
             ]
         case "log":
             found = log_signals(str(p.get("message", "")), host=host, time=when, event_id=eid)
+            if not found and p.get("pattern") is None:
+                return [_unrecognized(p, host, when, eid)]
             gpu = _gpu_of(p)
             return [
                 s if s.gpu or gpu is None or s.host != host else _with_gpu(s, gpu) for s in found
@@ -197,6 +204,27 @@ def _signals(ev: Event) -> list[Signal]:
             )
             return log_signals(text, host=host, time=when, event_id=eid)
     return []
+
+
+def _unrecognized(p: dict[str, Any], host: str | None, when: datetime, eid: str) -> Signal:
+    """A record the agent shipped because it looked like an error though no pattern knows it
+    (or its count of those withheld by the rate limit): context that an `unknown` verdict (or
+    any verdict's symptoms) shows as what was seen; never a cause, never a hard fault owed an
+    answer, since nothing says what it means."""
+    severity = str(p.get("severity") or "warning")
+    if severity not in SEVERITY_RANK:
+        severity = "warning"
+    return Signal(
+        kind="log",
+        family=str(p.get("family") or "unmatched"),
+        text=str(p.get("message", ""))[:_MAX_UNRECOGNIZED],
+        role="context",
+        severity="error" if severity == "critical" else cast(Severity, severity),
+        host=host,
+        gpu=_gpu_of(p),
+        time=when,
+        event_id=eid,
+    )
 
 
 def _with_gpu(signal: Signal, gpu: str) -> Signal:

@@ -93,6 +93,11 @@ class TriageContext:
     def select(self, predicate: Callable[[Signal], bool]) -> list[Signal]:
         return [s for s in self.signals if predicate(s)]
 
+    def unrecognized(self) -> list[Signal]:
+        """Error lines the agents shipped that no pattern knows: what was seen where nothing
+        known explains a failure."""
+        return [s for s in self.signals if s.kind == "log" and s.pattern is None]
+
     def others(self, used: Iterable[Signal]) -> list[Signal]:
         """Symptoms not among `used`: what the named cause explains."""
         ids = {id(s) for s in used}

@@ -812,14 +812,18 @@ class WatchdogTimeoutWithNothingDeeper(Rule):
         timeouts = self.timeouts(ctx)
         laggard = _laggard(ctx, timeouts)
         evidence = list({id(s): s for s in [*laggard.evidence, *timeouts]}.values())
+        # Nothing known explains the hang: what the hosts printed that no pattern knows is
+        # the lead a human follows next.
+        seen = ctx.unrecognized()
+        unknown = f"; {len(seen)} error line(s) no pattern knows are attached" if seen else ""
         return Verdict.build(
             category=Category.NCCL_WATCHDOG_TIMEOUT,
             confidence=0.65 if laggard.host else 0.6,
             reason=f"The job hung: {_hang(timeouts)}, and no hardware, network or application "
-            f"fault was found beneath it{laggard.note}.",
+            f"fault was found beneath it{laggard.note}{unknown}.",
             rule=self.name,
             evidence=evidence,
-            symptoms=ctx.others(evidence),
+            symptoms=[*ctx.others(evidence), *seen],
             culprit_host=laggard.host,
             culprit_rank=laggard.rank,
         )

@@ -18,6 +18,7 @@ import sentinel.incidents.worker as worker_module
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import EventDisposition, Incident
+from sentinel.incidents.verdicts import verdict_of
 from sentinel.incidents.worker import TriageWorker
 
 HOSTS = [f"h{i:03d}" for i in range(1, 9)]
@@ -322,3 +323,32 @@ async def test_an_older_incident_resolving_does_not_orphan_an_open_incidents_evi
     found = sorted((i.category, i.culprit_host or "-", i.state) for i in await timeline.incidents())
     assert found == [("faulty_gpu", "h002", "resolved"), ("gpu_hbm_memory", "h006", "open")]
     assert newer.id in {i.id for i in await timeline.incidents()}
+
+
+async def test_a_line_no_pattern_knows_is_shown_with_the_hang_but_opens_nothing_alone(
+    timeline: Timeline,
+) -> None:
+    """The agent ships err-level lines no pattern knows (issue 13): alone they are context,
+    not an incident; when the job then hangs, the hang's incident shows what was seen."""
+    odd = "<3>[ 5012.100] frobnicator 0000:12:00.0: firmware assert 0x1f at fw_main.c:88"
+    await timeline.at(5)
+    await timeline.post(
+        "h003", [log(odd, at(5), pattern=None, family="unmatched", severity="critical")]
+    )
+    await timeline.triage()
+    assert await timeline.incidents() == []
+    for t in (15, 25, 35):  # the job stops: its hosts still report, its ranks beat no more
+        await timeline.at(t)
+        for host in HOSTS:
+            await timeline.post(host, [gpu_sample(0, at(t))])
+        async with unit_of_work(timeline.ctx.sessions) as s:
+            await timeline.ctx.watchdog.run_once(s)
+        await timeline.triage()
+    [incident] = await timeline.incidents()
+    shown = verdict_of(incident)
+    texts = [e.text for e in [*shown.evidence, *shown.symptoms]]
+    assert odd in texts, texts
+    r = await timeline.client.get(
+        "/api/v1/events/unaccounted", params={"older_than_s": 0}, headers=auth(timeline.viewer)
+    )
+    assert r.json() == [], "a line nobody understands is not a hard fault owed an answer"
