@@ -160,6 +160,7 @@ def _signals(ev: Event) -> list[Signal]:
                     time=when,
                     event_id=eid,
                     stopped_first=p.get("stopped_first"),
+                    summary=p.get("text"),
                 )
             ]
         case "straggler":

@@ -198,13 +198,19 @@ def heartbeat_stall_signal(
     time: datetime | None = None,
     event_id: str | None = None,
     stopped_first: Mapping[str, object] | None = None,
+    summary: str | None = None,
 ) -> Signal:
     """A rank that stopped reporting progress while its host is still alive.
 
     `stopped_first` (the watchdog's `step`, `at`, `rest_step`, `rest_at`) says that this host's
     ranks stopped clearly before the rest of the job: where the hang began, with the evidence.
     """
-    text = f"rank {rank} on {host} made no progress for {seconds:.0f} s"
+    # A job-wide stall (no host, no rank) reads as the watchdog summarised it.
+    text = (
+        summary
+        if summary and host is None and rank is None
+        else f"rank {rank} on {host} made no progress for {seconds:.0f} s"
+    )
     attrs: dict[str, str] = {}
     early = _early_stop(stopped_first) if host else None
     if early is not None:
