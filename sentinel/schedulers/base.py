@@ -71,8 +71,12 @@ class NodeInfo(BaseModel):
 
     name: str
     state: NodeState
-    raw_state: str = ""
+    raw_state: str = Field("", description="Base state and flags, e.g. IDLE+DRAIN+MAINTENANCE.")
     reason: str = ""
+    reason_by: str = Field("", description="Who set the reason: a user name, e.g. root.")
+    reason_at: int | None = Field(None, description="When the reason was set (UNIX time).")
+    reservation: str = ""
+    maintenance: bool = Field(False, description="In a maintenance reservation.")
     responding: bool = True
     cpus: int = 0
     cpus_allocated: int = 0

@@ -1,7 +1,9 @@
-"""Slurm adapter: drains, resumes and requeues through the Slurm 22.05 CLI, reads with --json.
+"""Slurm adapter: drains, resumes, requeues and reboots through the Slurm CLI, reads with --json.
 
 Every command is an exec argument list (no shell) with a timeout. slurmrestd v0.0.38 cannot
-drain or requeue and 22.05 has no ``scontrol show job --json``, so this is the CLI only.
+drain or requeue and 22.05 has no ``scontrol show job --json``, so this is the CLI only. The
+JSON of every release from 22.05 to 25.05 is read (tests/schedulers/data/README.md says where
+each recorded shape comes from).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from sentinel.schedulers.base import (
     JobInfo,
@@ -95,35 +98,213 @@ def _gpus(gres: str | None) -> int:
     return sum(int(n) for n in _GPU_COUNT.findall(gres or ""))
 
 
+_JOB_FLAG_PRECEDENCE: Final = (
+    "COMPLETING",
+    "STAGE_OUT",
+    "CONFIGURING",
+    "RESIZING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "SPECIAL_EXIT",
+    "STOPPED",
+    "REVOKED",
+    "RESV_DEL_HOLD",
+    "SIGNALING",
+)
+
+
+def _number(value: object) -> object:
+    """Slurm's optional numbers as a plain int or None. 22.05 prints a bare number (or null);
+    23.02 and later print ``{"set", "infinite", "number"}`` (plain, "Infinity" or null with
+    ``--json=complex``): unset and infinite are None."""
+    if isinstance(value, dict):
+        return value.get("number") if value.get("set") and not value.get("infinite") else None
+    if isinstance(value, str) and value.lower() in ("infinity", "infinite", "unlimited"):
+        return None
+    return value
+
+
+def _words(value: object) -> object:
+    """A state as a list of words: 22.05's single word (``"mixed"``) or 23.02+'s list."""
+    return [value] if isinstance(value, str) else value
+
+
+SlurmNumber = Annotated[int | None, BeforeValidator(_number)]
+StateWords = Annotated[list[str], BeforeValidator(_words)]
+
+
+def job_state_word(words: Sequence[str]) -> str:
+    """One word for a job state, as ``job_state_string`` has always printed it: a flag such as
+    COMPLETING or REQUEUED outranks the base state (23.11 and later list both)."""
+    upper = [w.upper() for w in words]
+    for flag in _JOB_FLAG_PRECEDENCE:
+        if flag in upper:
+            return flag
+    return upper[0] if upper else "UNKNOWN"
+
+
 class _SqueueJob(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     job_id: int
-    array_job_id: int = 0
-    array_task_id: int | None = None
+    array_job_id: SlurmNumber = None
+    array_task_id: SlurmNumber = None
     name: str = ""
-    job_state: str
+    job_state: StateWords
     state_reason: str = ""
-    nodes: str = ""
-    excluded_nodes: str = ""
+    nodes: str | None = ""
+    excluded_nodes: str | None = ""
     restart_cnt: int = 0
 
 
-class _SinfoNode(BaseModel):
+class _Node(BaseModel):
+    """One node as ``sinfo --json`` printed it in 22.05 and ``scontrol show nodes --json``
+    prints it from 23.02 on: ``state`` a word plus ``state_flags`` (22.05) or one list of
+    words (23.02+, base state first)."""
+
     model_config = ConfigDict(extra="ignore")
 
     name: str
-    state: str
+    state: StateWords
     state_flags: list[str] = []
-    reason: str = ""
+    reason: str | None = ""
+    reason_set_by_user: str | None = ""
+    reason_changed_at: SlurmNumber = None
+    reservation: str | None = ""
     cpus: int = 0
     alloc_cpus: int = 0
     gres: str | None = ""
     gres_used: str | None = ""
 
+    def rows(self) -> list[_NodeRow]:
+        return [
+            _NodeRow(
+                self.name,
+                [*self.state, *self.state_flags],
+                self.reason or "",
+                self.reason_set_by_user or "",
+                self.reason_changed_at,
+                self.reservation or "",
+                self.cpus,
+                self.alloc_cpus,
+                self.gres or "",
+                self.gres_used or "",
+            )
+        ]
+
+
+class _SinfoNodes(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    nodes: list[str] = []
+
+
+class _SinfoState(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    state: StateWords = []
+
+
+class _SinfoCpus(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    allocated: int = 0
+    total: int = 0
+
+
+class _SinfoGres(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    total: str | None = ""
+    used: str | None = ""
+
+
+class _SinfoReason(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    description: str | None = ""
+    time: SlurmNumber = None
+    user: str | None = ""
+
+
+class _SinfoRecord(BaseModel):
+    """One record of ``sinfo --json`` from 23.02 on (data_parser v0.0.39 to v0.0.43): the
+    nodes that share a state, per partition; one node per record with ``-N``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    node: _SinfoState = _SinfoState()
+    nodes: _SinfoNodes = _SinfoNodes()
+    cpus: _SinfoCpus = _SinfoCpus()
+    gres: _SinfoGres = _SinfoGres()
+    reason: _SinfoReason = _SinfoReason()
+    reservation: str | None = ""
+
+    def rows(self) -> list[_NodeRow]:
+        # Counts are the record's sums: split evenly when nodes were merged (without -N).
+        share = max(len(self.nodes.nodes), 1)
+        return [
+            _NodeRow(
+                name,
+                list(self.node.state),
+                self.reason.description or "",
+                self.reason.user or "",
+                self.reason.time or None,
+                self.reservation or "",
+                self.cpus.total // share,
+                self.cpus.allocated // share,
+                self.gres.total or "",
+                self.gres.used or "",
+            )
+            for name in self.nodes.nodes
+        ]
+
+
+@dataclass(frozen=True)
+class _NodeRow:
+    """A node's fields whatever the release printed them as."""
+
+    name: str
+    words: list[str]
+    reason: str
+    reason_by: str
+    reason_at: int | None
+    reservation: str
+    cpus: int
+    alloc_cpus: int
+    gres: str
+    gres_used: str
+
+    def info(self) -> NodeInfo:
+        words = [w.upper() for w in self.words]
+        base_word = next((w for w in words if w.lower() in _NODE_BASE), "UNKNOWN")
+        flags = sorted({w for w in words if w != base_word})
+        base = _NODE_BASE.get(base_word.lower(), "unknown")
+        state: NodeState = base
+        if "DRAIN" in flags and base not in ("down", "unknown"):
+            state = "draining" if base in ("mixed", "allocated") else "drained"
+        return NodeInfo(
+            name=self.name,
+            state=state,
+            raw_state="+".join([base_word, *flags]),
+            reason=self.reason,
+            reason_by=self.reason_by,
+            reason_at=self.reason_at or None,
+            reservation=self.reservation,
+            maintenance="MAINTENANCE" in flags,
+            responding="NOT_RESPONDING" not in flags,
+            cpus=self.cpus,
+            cpus_allocated=self.alloc_cpus,
+            gpus=_gpus(self.gres),
+            gpus_used=_gpus(self.gres_used),
+        )
+
 
 def parse_squeue(text: str) -> list[JobInfo]:
-    """Jobs from ``squeue --json`` (openapi v0.0.38, Slurm 22.05)."""
+    """Jobs from ``squeue --json``: openapi v0.0.38 (22.05), data_parser v0.0.39 (23.02,
+    ``job_state`` a word) to v0.0.43 (25.05, ``job_state`` a list; optional numbers as
+    ``{"set", "infinite", "number"}``)."""
     data = json.loads(text)
     jobs: list[JobInfo] = []
     for raw in data.get("jobs", []):
@@ -131,15 +312,16 @@ def parse_squeue(text: str) -> list[JobInfo]:
         job_id = str(job.job_id)
         if job.array_task_id is not None and job.array_job_id:
             job_id = f"{job.array_job_id}_{job.array_task_id}"
+        word = job_state_word(job.job_state)
         jobs.append(
             JobInfo(
                 job_id=job_id,
                 name=job.name,
-                state=_JOB_STATES.get(job.job_state, "failed"),
-                raw_state=job.job_state,
+                state=_JOB_STATES.get(word, "failed"),
+                raw_state=word,
                 reason="" if job.state_reason == "None" else job.state_reason,
-                nodes=tuple(expand(job.nodes)),
-                excluded_nodes=tuple(expand(job.excluded_nodes)),
+                nodes=tuple(expand(job.nodes or "")),
+                excluded_nodes=tuple(expand(job.excluded_nodes or "")),
                 restarts=job.restart_cnt,
             )
         )
@@ -147,28 +329,16 @@ def parse_squeue(text: str) -> list[JobInfo]:
 
 
 def parse_sinfo(text: str) -> list[NodeInfo]:
-    """Nodes from ``sinfo --json`` (22.05 lists each node once per partition: deduplicated)."""
+    """Nodes from ``sinfo [-N] --json`` of any release from 22.05 to 25.05 (``nodes``: one
+    entry per node and partition; ``sinfo``: records naming their nodes) or from ``scontrol
+    show nodes --json`` (23.02+); each node once."""
     data = json.loads(text)
-    nodes: dict[str, NodeInfo] = {}
+    rows: list[_NodeRow] = []
     for raw in data.get("nodes", []):
-        node = _SinfoNode.model_validate(raw)
-        flags = {f.upper() for f in node.state_flags}
-        base = _NODE_BASE.get(node.state.lower(), "unknown")
-        state: NodeState = base
-        if "DRAIN" in flags and base not in ("down", "unknown"):
-            state = "draining" if base in ("mixed", "allocated") else "drained"
-        nodes[node.name] = NodeInfo(
-            name=node.name,
-            state=state,
-            raw_state="+".join([node.state.upper(), *sorted(flags)]),
-            reason=node.reason,
-            responding="NOT_RESPONDING" not in flags,
-            cpus=node.cpus,
-            cpus_allocated=node.alloc_cpus,
-            gpus=_gpus(node.gres),
-            gpus_used=_gpus(node.gres_used),
-        )
-    return list(nodes.values())
+        rows += _Node.model_validate(raw).rows()
+    for raw in data.get("sinfo", []):
+        rows += _SinfoRecord.model_validate(raw).rows()
+    return list({row.name: row.info() for row in rows}.values())
 
 
 @dataclass(frozen=True)
@@ -333,7 +503,8 @@ class SlurmScheduler:
         )
 
     async def nodes(self) -> NodesResult:
-        run = await self._run("sinfo", "--json")
+        # -N: one record per node (23.02 and later merge alike nodes into one record).
+        run = await self._run("sinfo", "-N", "--json")
         if not run.ok:
             return NodesResult(**self._result("nodes", [run]).model_dump())
         try:

@@ -21,7 +21,7 @@ async def test_nodes_of_an_idle_cluster(slurm: SlurmCluster) -> None:
     result = await adapter(slurm).nodes()
 
     assert result.ok, result.error
-    assert result.commands == ("sinfo --json",)
+    assert result.commands == ("sinfo -N --json",)
     assert [n.name for n in result.nodes] == ["node1", "node2", "node3", "node4", "node5"]
     assert {(n.state, n.gpus, n.gpus_used, n.responding) for n in result.nodes} == {
         ("idle", 8, 0, True)

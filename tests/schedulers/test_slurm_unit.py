@@ -133,7 +133,7 @@ async def test_a_retried_requeue_finishes_the_start_now_step(tmp_path: Path) -> 
     assert result.ok, result.error
     assert (tmp_path / "calls.log").read_text().splitlines() == [
         "squeue --json",
-        "sinfo --json",
+        "sinfo -N --json",
         "scontrol update JobId=1 ExcNodeList=node2",
         "scontrol update JobId=1 StartTime=now+2",
     ]
