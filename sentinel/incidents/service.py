@@ -21,8 +21,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
-from sentinel.db.models import Event, Incident, IncidentTransition, Job, JobRank, Maintenance
-from sentinel.incidents.accountability import Disposition
+from sentinel.db.models import (
+    Event,
+    EventDisposition,
+    Incident,
+    IncidentTransition,
+    Job,
+    JobRank,
+    Maintenance,
+)
+from sentinel.incidents.accountability import PENDING, Disposition
 from sentinel.incidents.signals import weighs
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.metrics import ServiceMetrics
@@ -122,17 +130,32 @@ class TriageService:
         now = self._clock.now()
         incidents = await self._open_incidents(session, scope)
         start = now - timedelta(seconds=self._settings.window_s)
+        if incidents:
+            start = min(
+                start,
+                min(i.opened_at for i in incidents) - timedelta(seconds=self._settings.lookback_s),
+            )
         resolved = await self._last_resolved_at(session, scope)
-        if not incidents:
-            return Horizon(start, resolved)
-        start = min(
-            start,
-            min(i.opened_at for i in incidents) - timedelta(seconds=self._settings.lookback_s),
-        )
-        if resolved is not None:
+        if resolved is None:
+            return Horizon(start, None)
+        # A hard fault still owed an answer was no part of the resolved incident: one that
+        # arrived just before the resolution and was weighed just after still counts.
+        kept = await self._pending(session, scope, start)
+        if incidents:
             resolved = min(resolved, min(i.detected_at for i in incidents) - _REFINE_SLACK)
-        kept = frozenset(eid for i in incidents for eid in _evidence_ids(i, causes_only=False))
-        return Horizon(start, resolved, kept)
+            kept |= {eid for i in incidents for eid in _evidence_ids(i, causes_only=False)}
+        return Horizon(start, resolved, frozenset(kept))
+
+    async def _pending(self, session: AsyncSession, scope: Scope, start: datetime) -> set[str]:
+        hosts = [*scope.hosts, "-"] if scope.job_id else list(scope.hosts)
+        rows = await session.scalars(
+            select(EventDisposition.event_id).where(
+                EventDisposition.role == PENDING,
+                EventDisposition.host_id.in_(hosts),
+                EventDisposition.observed_at >= start,
+            )
+        )
+        return {str(e) for e in rows.all()}
 
     async def load_events(
         self, session: AsyncSession, scope: Scope, horizon: Horizon

@@ -114,7 +114,7 @@ class Watchdog:
             if members:
                 times = [r.step_time_s for r in members if r.step_time_s]
                 median = statistics.median(times) if times else None
-                rows += self._stalls(job, members, median, now, reported)
+                rows += self._stalls(job, members, median, now, reported, last_seen)
                 if len(times) >= 4 and median is not None:
                     rows += self._stragglers(job, members, median, now)
         rows += self._silent_hosts(ranks, last_seen, now)
@@ -132,6 +132,7 @@ class Watchdog:
         median_step_s: float | None,
         now: datetime,
         reported: dict[str, datetime],
+        last_seen: dict[str, datetime],
     ) -> list[dict[str, Any]]:
         threshold = self._stall_threshold(median_step_s)
         cutoff = now - timedelta(seconds=threshold)
@@ -148,6 +149,16 @@ class Watchdog:
             and reported.get(r.host_id, r.step_changed_at) - r.step_changed_at > wait
         ]
         if not stalled:
+            return []
+        # Most of the job's hosts must have told us something since their ranks last stepped
+        # (a report observed after it, or a recent step): when most have told nothing (the
+        # service shed their uploads, or they are all late), missing steps are missing news.
+        # (A host silent for good is news too: the silent-host watchdog's.)
+        silent_since = now - timedelta(seconds=self._health.silent_after_s)
+        recent = {r.host_id for r in members if r.step_changed_at >= cutoff}
+        gone = {r.host_id for r in members if last_seen.get(r.host_id, now) < silent_since}
+        informed = recent | gone | {r.host_id for r in stalled}
+        if 2 * len(informed) <= len({r.host_id for r in members}):
             return []
         top = max(r.step for r in members)
         # The episode is named by the moment the job last made progress: the same hang seen

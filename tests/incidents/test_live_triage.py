@@ -352,3 +352,30 @@ async def test_a_line_no_pattern_knows_is_shown_with_the_hang_but_opens_nothing_
         "/api/v1/events/unaccounted", params={"older_than_s": 0}, headers=auth(timeline.viewer)
     )
     assert r.json() == [], "a line nobody understands is not a hard fault owed an answer"
+
+
+async def test_a_hard_fault_received_just_before_an_older_incident_resolved_still_counts(
+    timeline: Timeline,
+) -> None:
+    """The soak's missed XID 95: it arrived 74 ms before the job's older incident was resolved
+    (its restarted ranks advanced) and was weighed just after; the horizon took it for the
+    resolved incident's leftovers and it stayed pending, owed an answer, for good."""
+    await timeline.at(5)
+    await timeline.post("h002", [xid(79, gpu=2, when=at(5))])
+    await timeline.triage()
+    [older] = await timeline.incidents()
+    await timeline.at(60)
+    await timeline.post("h006", [xid(95, gpu=1, when=at(60))])
+    await timeline.at(61)
+    async with unit_of_work(timeline.ctx.sessions) as s:
+        stored = await s.get(Incident, older.id)
+        assert stored is not None
+        await timeline.ctx.triage.transition(s, stored, "resolved", "job advanced again", "t")
+    await timeline.at(62)
+    await timeline.triage()
+    found = sorted((i.category, i.culprit_host, i.state) for i in await timeline.incidents())
+    assert found == [("faulty_gpu", "h002", "resolved"), ("gpu_sram_memory", "h006", "open")]
+    r = await timeline.client.get(
+        "/api/v1/events/unaccounted", params={"older_than_s": 0}, headers=auth(timeline.viewer)
+    )
+    assert r.json() == []

@@ -179,3 +179,32 @@ async def test_a_late_first_batch_with_old_readings_is_not_a_hang(
     assert r.status_code == 202
     clock.advance(1)
     assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+
+
+async def test_a_hang_needs_news_from_most_of_the_jobs_hosts(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    """The soak's three phantom hangs: the load generator stalled for 18 s on a loaded machine;
+    two hosts' GPU samples got through, 30 hosts told nothing. Sixteen ranks looked stalled, but
+    missing news from most of the job is not a hang; once most hosts report, it is."""
+    hosts = tuple(f"w{i}" for i in range(1, 9))
+    await _post_beats(app_client, tokens, clock, 1, step=100, hosts=hosts)
+    clock.advance(20)
+    for seq, host in enumerate(hosts[:3], start=2):  # 3 of 8 hosts report their GPUs
+        r = await app_client.post(
+            "/api/v1/reports",
+            json=batch(host, seq, [gpu_sample(0, clock.now())], clock.now()),
+            headers=auth(tokens["agent"]),
+        )
+        assert r.status_code == 202
+    assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+    for seq, host in enumerate(hosts[3:6], start=5):  # now 6 of 8: the ranks really stopped
+        r = await app_client.post(
+            "/api/v1/reports",
+            json=batch(host, seq, [gpu_sample(0, clock.now())], clock.now()),
+            headers=auth(tokens["agent"]),
+        )
+        assert r.status_code == 202
+    stalls = [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+    assert [e.host_id for e in stalls] == ["-"]
+    assert stalls[0].payload["ranks_stalled"] == 48
