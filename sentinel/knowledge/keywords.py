@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Iterable
@@ -79,6 +80,12 @@ def trie_regex(words: Iterable[str]) -> str:
 
     At any position it matches the longest of the words that starts there.
     """
+    return _trie_regex(frozenset(words))
+
+
+# Every log collector builds one from the same knowledge: a replay starts one agent per host.
+@functools.lru_cache(maxsize=8)
+def _trie_regex(words: frozenset[str]) -> str:
     root: dict[str, Any] = {}
     for word in words:
         node = root
