@@ -1,4 +1,5 @@
-"""The recording format (timestamped wire batches and API calls) and the expectation file."""
+"""The recording format (timestamped wire batches, log lines as hosts printed them, and API
+calls) and the expectation file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from sentinel.wire import Batch
 
@@ -22,13 +31,37 @@ class ApiCall(BaseModel):
     body: dict[str, Any] | None = None
 
 
+class Printed(BaseModel):
+    """Lines a host printed at once into its kernel log or one of its training logs, raw.
+
+    The replay writes them into real files that the agent's own log collectors tail, so what
+    reaches the service is what an agent would have shipped (see `sentinel.replay.agent`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    log: Literal["kernel", "training"]
+    # A training log's file name (a job may write several); the kernel log is one per host.
+    file: str | None = Field(None, pattern=r"^\w[\w.-]*$")
+    text: str
+
+    @model_validator(mode="after")
+    def _file_names_a_training_log(self) -> Printed:
+        if (self.file is None) != (self.log == "kernel"):
+            raise ValueError("a training log needs its file name; the kernel log has none")
+        return self
+
+
 class Line(BaseModel):
-    """One line of recording.jsonl: at a time, a batch arrives or someone calls the API."""
+    """One line of recording.jsonl: at a time, a batch arrives, a host prints log lines, or
+    someone calls the API."""
 
     model_config = ConfigDict(extra="forbid")
 
     at: AwareDatetime
     batch: dict[str, Any] | None = None
+    lines: Printed | None = None
     api: ApiCall | None = None
 
     # The batch as JSON, encoded (and validated) once when the recording is loaded.

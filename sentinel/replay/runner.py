@@ -2,7 +2,9 @@
 
 Between recorded lines the clock moves in small ticks, and at each tick the leader's loops run
 as they would in production (the triage worker every tick, the watchdog every quarter of a
-heartbeat interval), so a replay exercises the same code paths as a live service.
+heartbeat interval), so a replay exercises the same code paths as a live service. Log lines
+the recording has as the hosts printed them reach the service through the agent's own
+collectors (`sentinel.replay.agent`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sentinel.clock import VirtualClock
 from sentinel.db import migrate
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Decision, Incident
+from sentinel.replay.agent import through_the_agents
 from sentinel.replay.recording import (
     Expectation,
     ExpectedIncident,
@@ -129,8 +132,9 @@ def compare_decisions(exp: Expectation, observed: list[ObservedDecision]) -> lis
 
 async def replay(case_dir: Path) -> Outcome:
     exp = load_expectation(case_dir / "expect.yaml")
-    lines = load_lines(recording_path(case_dir))
-    start = lines[0].at
+    recorded = load_lines(recording_path(case_dir))
+    start = recorded[0].at
+    lines = through_the_agents(recorded)
     clock = VirtualClock(start)
     tokens = {r: new_token() for r in ("agent", "operator", "viewer")}
     with tempfile.TemporaryDirectory(prefix="sentinel-replay-") as tmp:

@@ -1,9 +1,10 @@
 """Synthesize recordings: a fleet of hosts training one job, plus injected faults.
 
 Healthy hosts send a batch every interval (their GPUs' samples and their ranks' heartbeats);
-faults are added as the agents would report them: an XID in a batch of its own at once, log
-records in the next batch, a GPU whose samples change, ranks that stop beating, a host that
-goes silent. Used to write the replay cases and by the demo.
+faults are added as the hosts print them (kernel and training log lines, which the replay reads
+through the agent's own collectors) or as the agents would report them: an XID in a batch of its
+own at once, log records in the next batch, a GPU whose samples change, ranks that stop beating,
+a host that goes silent. Used to write the replay cases and by the dashboard's tests.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Fleet:
     _stalls: dict[int, float] = field(default_factory=dict)
     _silent: dict[int, float] = field(default_factory=dict)
     _api: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    _printed: list[tuple[float, int, dict[str, str]]] = field(default_factory=list)
     _outside_job: set[int] = field(default_factory=set)
 
     def name(self, host: int) -> str:
@@ -59,6 +61,14 @@ class Fleet:
         return self.start + timedelta(seconds=t)
 
     # ------------------------------------------------------------------ injections
+
+    def kernel_log(self, t: float, host: int, *lines: str) -> None:
+        """At time t the host's kernel prints these lines (one message may span several)."""
+        self._printed.append((t, host, {"log": "kernel", "text": "\n".join(lines)}))
+
+    def training_log(self, t: float, host: int, *lines: str, file: str = "train.log") -> None:
+        """At time t the host's training job prints these lines to one of its logs."""
+        self._printed.append((t, host, {"log": "training", "file": file, "text": "\n".join(lines)}))
 
     def observation(self, t: float, host: int, obs: dict[str, Any], critical: bool = False) -> None:
         self._events[host].append(_Pending(t, obs, critical))
@@ -164,6 +174,12 @@ class Fleet:
                 seq[h] += 1
                 out.append(self._line(h, seq[h], t, obs))
                 t += self.interval
+        for t, h, printed in self._printed:
+            # A host that lost power prints nothing (nor would its agent ship it).
+            if self._silent.get(h, duration + 1) > t:
+                out.append(
+                    {"at": self.at(t).isoformat(), "lines": {"host": self.name(h), **printed}}
+                )
         for t, call in self._api:
             out.append({"at": self.at(t).isoformat(), "api": call})
         return sorted(out, key=lambda x: x["at"])
