@@ -58,6 +58,7 @@ GROUPS: Final[frozenset[str]] = frozenset(
     {
         "pci", "gpu", "rank", "xid", "seqnum", "optype", "peer", "host", "dev", "status",
         "timeout_ms", "elapsed_ms", "exitcode", "iface", "port", "driver", "server", "event",
+        "dimm", "cpu", "bank",
     }
 )  # fmt: skip
 

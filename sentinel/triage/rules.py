@@ -43,6 +43,8 @@ GPU_PRECEDENCE: Final = (
     Category.GPU_SYSTEM_PROCESSOR,
 )
 COLLECTIVE_FAMILIES: Final = frozenset({"nccl", "pytorch"})
+# Families whose `dev` and `port` groups name an HCA's port.
+LINK_FAMILIES: Final = frozenset({"ib", "mlx5", "nccl"})
 # Faults that take a host's ranks down (a dead GPU, a lost host, a crash): their peers' failed
 # completions toward that host follow.
 RANK_STOPPERS: Final = (
@@ -144,9 +146,33 @@ def _where(signal: Signal) -> str:
         parts.append(f"host {signal.host}")
     if signal.gpu:
         parts.append(f"GPU {signal.gpu}")
+    parts.extend(_part(signal))
     if signal.rank is not None:
         parts.append(f"rank {signal.rank}")
     return ", ".join(parts) if parts else "an unnamed host"
+
+
+def _part(signal: Signal) -> list[str]:
+    """The host part a line names: a DIMM, a CPU and its bank, an HCA's port."""
+    found = signal.attrs
+    parts = []
+    if found.get("dimm"):
+        parts.append(f"DIMM {found['dimm']}")
+    if found.get("cpu"):
+        bank = f" bank {_decimal(found['bank'])}" if found.get("bank") else ""
+        parts.append(f"CPU {_decimal(found['cpu'])}{bank}")
+    if found.get("dev") and found.get("port") and signal.family in LINK_FAMILIES:
+        parts.append(f"port {found['dev']}/{found['port']}")
+    return parts
+
+
+def _on(parts: Sequence[str]) -> str:
+    return f" on {', '.join(parts)}" if parts else ""
+
+
+def _decimal(number: str) -> str:
+    """rasdaemon prints CPU and bank numbers in hex (cpu=0x0000000c), mcelog in decimal."""
+    return str(int(number, 16)) if number.startswith("0x") else number
 
 
 def _what(signal: Signal) -> str:
@@ -626,7 +652,8 @@ class LinkErrorsWithoutHostsFollowTheirPattern(Rule):
         return Verdict.build(
             category=category or Category.UNKNOWN,
             confidence=0.6 if head.severity_rank >= ERROR else 0.45,
-            reason=f"{_what(head)}; no host names in the excerpt, so its pattern decides.",
+            reason=f"{_what(head)}{_on(_part(head))}; no host names in the excerpt, so its "
+            "pattern decides.",
             rule=self.name,
             evidence=[head, *(s for s in faults if s is not head)],
             symptoms=ctx.others(faults),

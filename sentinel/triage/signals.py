@@ -16,6 +16,7 @@ from sentinel.knowledge import (
     default_knowledge,
 )
 from sentinel.knowledge.lines import Line
+from sentinel.knowledge.machine_check import MCELOG_PATTERN, McelogRecord
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.records import Record, elastic_fields, split_records
 
@@ -550,6 +551,8 @@ def extract_signals(
     signals: list[Signal] = []
     # Multi-line driver reports name the GPU on one line and the fault on the next.
     last_gpu_line: dict[str | None, tuple[int, str]] = {}
+    # An mcelog record names the CPU, bank and correction on other lines than its MCA line.
+    mcelog: dict[str | None, McelogRecord] = {}
     for index, record in enumerate(split_records(text)):
         if record.kind == "traceback":
             produced = _traceback_signals(record, knowledge)
@@ -562,6 +565,10 @@ def extract_signals(
                 pci = _PCI_IN_TEXT.search(line.body)
                 if pci:
                     last_gpu_line[line.host] = (index, normalize_pci(pci.group(0)))
+            machine_check = mcelog[line.host] = mcelog.get(line.host, McelogRecord()).read(
+                line.body
+            )
+            produced = [_in_mcelog_record(s, machine_check) for s in produced]
         for signal in produced:
             if signal.gpu is None and signal.family in {"kernel_xid", "gsp"}:
                 seen = last_gpu_line.get(signal.host)
@@ -571,6 +578,16 @@ def extract_signals(
                 signal = replace(signal, host=default_host)
             signals.append(signal)
     return signals
+
+
+def _in_mcelog_record(signal: Signal, record: McelogRecord) -> Signal:
+    if signal.pattern != MCELOG_PATTERN:
+        return signal
+    return replace(
+        signal,
+        severity=record.severity(signal.severity),
+        attrs={**signal.attrs, **record.where()},
+    )
 
 
 def describe(signals: Sequence[Signal]) -> str:

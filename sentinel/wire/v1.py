@@ -8,6 +8,10 @@ Every value is also one the database can store: integers within their column (64
 32-bit for ranks), text without NUL, times that stay within the calendar once converted to
 UTC. A batch the service could never store is refused here, by name, rather than resent for
 ever; that narrowing changes the meaning of nothing that could be stored before.
+
+Additions within version 1 widen what may be sent and change the meaning of nothing sent
+before: an older agent never sends them and keeps working; an older service refuses them (422),
+so the service is upgraded first. `LOG_SOURCES_ADDED` lists them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ GpuIndex = Annotated[int, Field(ge=0, le=255)]
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Rank = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Timestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, le=LATEST)]
+
+
+LogSource = Literal[
+    "kernel", "nccl", "application", "rasdaemon", "mcelog", "edac", "infiniband", "devlink"
+]
+# Sources added to version 1 (see the module docstring).
+LOG_SOURCES_ADDED: Final = frozenset({"rasdaemon", "mcelog", "edac", "infiniband", "devlink"})
 
 
 class _Strict(BaseModel):
@@ -126,7 +137,11 @@ class LogRecord(_Observation):
     """
 
     kind: Literal["log"] = "log"
-    source: Literal["kernel", "nccl", "application"]
+    source: LogSource = Field(
+        description="Where the record was read: a log (kernel, nccl, application) or a "
+        "hardware-error source (rasdaemon's database, mcelog, EDAC counters in sysfs, "
+        "InfiniBand ports in sysfs, devlink health reporters), written as that tool prints it."
+    )
     pattern: ShortText | None = Field(None, description="The knowledge pattern that matched.")
     family: ShortText | None = None
     severity: Literal["critical", "error", "warning", "info"] = "error"
