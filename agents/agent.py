@@ -16,10 +16,15 @@ import pydantic
 from agents import __version__
 from agents.clock import Clock, SystemClock
 from agents.collectors.base import Collector, Context, HostState, Positioned
+from agents.collectors.devlink import DevlinkHealthCollector, devlink_installed
+from agents.collectors.edac import EdacCollector
 from agents.collectors.flight_recorder import FlightRecorderCollector
 from agents.collectors.heartbeat import HeartbeatCollector
+from agents.collectors.infiniband import InfinibandCollector
 from agents.collectors.kernel_log import KernelLogCollector
+from agents.collectors.mcelog import McelogCollector
 from agents.collectors.nvml import NvmlCollector
+from agents.collectors.rasdaemon import RasdaemonCollector
 from agents.collectors.training_log import TrainingLogCollector
 from agents.config import AgentConfig
 from agents.metrics import AgentMetrics
@@ -170,6 +175,43 @@ class Agent:
                     job_id=fr.job_id,
                 )
             )
+        out.extend(self._hardware_collectors(ctx))
+        return out
+
+    def _hardware_collectors(self, ctx: Context) -> list[Collector]:
+        """The sources of machine checks, memory errors and link faults; each one absent on
+        this host (no rasdaemon, no mcelog, no HCA) simply finds nothing."""
+        c, every = self.config.collectors, self.config.intervals.hardware_s
+        out: list[Collector] = []
+        if c.rasdaemon.enabled:
+            out.append(
+                RasdaemonCollector(
+                    ctx, path=c.rasdaemon.path, interval_s=every, from_start=c.rasdaemon.from_start
+                )
+            )
+        if c.mcelog.enabled:
+            out.append(
+                McelogCollector(
+                    ctx, path=c.mcelog.path, interval_s=every, from_start=c.mcelog.from_start
+                )
+            )
+        if c.edac.enabled:
+            out.append(EdacCollector(ctx, root=c.edac.root, interval_s=every))
+        if c.infiniband.enabled:
+            out.append(
+                InfinibandCollector(
+                    ctx,
+                    root=c.infiniband.root,
+                    interval_s=every,
+                    thresholds=c.infiniband.thresholds,
+                    window_s=c.infiniband.window_s,
+                )
+            )
+        if c.devlink.enabled:
+            if devlink_installed():
+                out.append(DevlinkHealthCollector(ctx, interval_s=every))
+            else:
+                log.info("devlink is not installed: no mlx5 health reporters")
         return out
 
     def emit(self, observations: Sequence[Observation], *, critical: bool = False) -> None:

@@ -11,12 +11,17 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from agents.collectors.edac import DEFAULT_ROOT as EDAC_ROOT
+from agents.collectors.infiniband import DEFAULT_ROOT as INFINIBAND_ROOT
+from agents.collectors.infiniband import DEFAULT_THRESHOLDS as IB_THRESHOLDS
 from agents.collectors.logs import RateLimit
+from agents.collectors.mcelog import DEFAULT_PATH as MCELOG_LOG
+from agents.collectors.rasdaemon import DEFAULT_PATH as RASDAEMON_DB
 from sentinel.wire.v1 import Name
 
 ENV_PREFIX = "SENTINEL_AGENT_"
@@ -57,6 +62,9 @@ class Intervals(_Section):
     heartbeat_s: float = Field(5.0, gt=0, description="Folding rank heartbeats into summaries.")
     flight_recorder_s: float = Field(2.0, gt=0, description="Looking for new dumps.")
     status_s: float = Field(60.0, gt=0, description="AgentStatus observations.")
+    hardware_s: float = Field(
+        10.0, gt=0, description="rasdaemon, mcelog, EDAC, InfiniBand ports and devlink health."
+    )
     send_s: float = Field(5.0, gt=0, description="Shipping non-critical observations.")
 
 
@@ -124,12 +132,62 @@ class FlightRecorderConfig(_Section):
     job_id: Name | None = Field(None, description="Default: the job seen in heartbeats.")
 
 
+class RasdaemonConfig(_Section):
+    enabled: bool = True
+    path: Path = RASDAEMON_DB
+    from_start: bool = Field(False, description="First start: ship the rows already recorded.")
+
+
+class McelogConfig(_Section):
+    enabled: bool = True
+    path: Path = MCELOG_LOG
+    from_start: bool = False
+
+
+class EdacConfig(_Section):
+    enabled: bool = True
+    root: Path = EDAC_ROOT
+
+
+class InfinibandConfig(_Section):
+    enabled: bool = True
+    root: Path = INFINIBAND_ROOT
+    window_s: float = Field(60.0, gt=0, description="The span an error rate is measured over.")
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: dict(IB_THRESHOLDS),
+        description="Errors per minute above which a port counter's climb is reported.",
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_counters(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(IB_THRESHOLDS))
+        if unknown:
+            raise ValueError(f"unknown counters {unknown}; known: {sorted(IB_THRESHOLDS)}")
+        if any(limit < 0 for limit in value.values()):
+            raise ValueError("a threshold must be 0 or more")
+        return value
+
+
+class DevlinkConfig(_Section):
+    enabled: bool = Field(True, description="Runs `devlink -j health show` where installed.")
+
+
+# The collectors of machine checks, memory errors and link faults (collectors.<name>).
+HARDWARE_COLLECTORS: Final = ("rasdaemon", "mcelog", "edac", "infiniband", "devlink")
+
+
 class CollectorsConfig(_Section):
     nvml: NvmlCollectorConfig = Field(default_factory=NvmlCollectorConfig)
     kernel_log: KernelLogConfig = Field(default_factory=KernelLogConfig)
     training_logs: TrainingLogsConfig = Field(default_factory=TrainingLogsConfig)
     heartbeat: HeartbeatConfig = Field(default_factory=HeartbeatConfig)
     flight_recorder: FlightRecorderConfig = Field(default_factory=FlightRecorderConfig)
+    rasdaemon: RasdaemonConfig = Field(default_factory=RasdaemonConfig)
+    mcelog: McelogConfig = Field(default_factory=McelogConfig)
+    edac: EdacConfig = Field(default_factory=EdacConfig)
+    infiniband: InfinibandConfig = Field(default_factory=InfinibandConfig)
+    devlink: DevlinkConfig = Field(default_factory=DevlinkConfig)
 
 
 class OutboxConfig(_Section):

@@ -30,7 +30,7 @@ import yaml
 
 from agents.agent import Agent
 from agents.collectors.nvml import NvmlCollector
-from agents.config import AgentConfig
+from agents.config import HARDWARE_COLLECTORS, AgentConfig
 from sentinel.wire import HeartbeatSummary
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -80,6 +80,8 @@ def fleet_configs(
                 "training_logs": {"enabled": False},
                 "heartbeat": {"enabled": False},
                 "flight_recorder": {"enabled": False},
+                # The simulating machine's own hardware is no simulated host's.
+                **{name: {"enabled": False} for name in HARDWARE_COLLECTORS},
             },
             "outbox": {"path": str(workdir / host_id / "outbox.db")},
             "metrics": {"enabled": False},
