@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sentinel.db.models import Gpu, Host
+from sentinel.db.models import OUT_OF_SERVICE, Gpu, Host
 from sentinel.settings import HealthSettings
 
 # Bits of nvmlClocksEventReasons (nvml.h) that mean the GPU is slowing itself down to survive.
@@ -30,7 +30,7 @@ class Health:
 
 
 def host_health(host: Host, gpus: Sequence[Gpu], now: datetime, settings: HealthSettings) -> Health:
-    if host.drain_state in ("draining", "drained"):
+    if host.drain_state in OUT_OF_SERVICE:
         return Health(HealthState.drained, host.drain_reason or "drained")
     silent_for = (now - host.last_seen).total_seconds()
     if silent_for > settings.silent_after_s:

@@ -232,6 +232,12 @@ class RemediationSettings(_Section):
     )
     unknown_restarts: int = Field(1, ge=0)
     max_drains_per_hour: int = Field(8, ge=0, description="Hosts drained per hour, fleet-wide.")
+    max_reboots_per_hour: int = Field(
+        4, ge=0, description="Drained hosts rebooted per hour, fleet-wide; 0: never."
+    )
+    max_gpu_resets_per_hour: int = Field(
+        8, ge=0, description="GPUs reset on drained hosts per hour, fleet-wide; 0: never."
+    )
     fabric_quiet_s: float = Field(
         120.0, gt=0, description="A held restart waits for this long without link errors."
     )

@@ -38,6 +38,10 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: Json, list[Any]: Json}
 
 
+# Drain states of a host that is out of service (excluded from jobs).
+OUT_OF_SERVICE = ("draining", "drained", "repairing")
+
+
 class Host(Base):
     __tablename__ = "hosts"
 
@@ -48,7 +52,8 @@ class Host(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_critical_at: Mapped[datetime | None]
     last_critical: Mapped[str | None] = mapped_column(String(512))
-    # Drain state is owned by remediation: none | draining | drained | repaired.
+    # Drain state is owned by remediation: none | draining | drained | repairing (a reboot or a
+    # GPU reset asked for; back to none when the host returns healthy).
     drain_state: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
     drain_reason: Mapped[str | None] = mapped_column(Text)
 

@@ -1,17 +1,19 @@
 """Remediation rules: small named classes, pure over a preloaded context, in an ordered policy.
 
 The first rule that returns a proposal wins; guards come first so that a cap or an escalation
-overrides the category's usual remedy. Thresholds are settings (RemediationSettings).
+overrides the category's usual remedy. A host taken out of a job then gets its repair from a
+second, smaller policy of the same shape (reboot, GPU reset, or a human). Thresholds are
+settings (RemediationSettings).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 from sentinel.knowledge import default_knowledge
 from sentinel.knowledge.taxonomy import Category
@@ -83,6 +85,8 @@ class RemediationContext:
     drains_last_hour: int
     spare_hosts: int | None  # None when the scheduler does not say
     settings: RemediationSettings = field(default_factory=RemediationSettings)
+    reboots_last_hour: int = 0
+    gpu_resets_last_hour: int = 0
 
     def restarts(self) -> list[PastDecision]:
         return [
@@ -104,6 +108,21 @@ class RemediationContext:
         return "INSPECT"
 
 
+Repair = Literal["reboot", "reset_gpu"]
+# NVIDIA's actions a reboot answers (a VM's reboot is the guest's; the adapter reboots the node).
+REBOOT_ACTIONS: Final = frozenset({"RESTART_BM", "RESTART_VM"})
+
+
+@dataclass(frozen=True)
+class RepairProposal:
+    """What brings an excluded host back: a scheduler step, or None (a human repairs it)."""
+
+    step: Repair | None
+    rule: str
+    reason: str
+    gpu: str | None = None
+
+
 @dataclass(frozen=True)
 class Proposal:
     action: Action
@@ -111,6 +130,7 @@ class Proposal:
     reason: str
     exclude_hosts: tuple[str, ...] = ()
     host_action: str | None = None
+    repair: RepairProposal | None = None
 
 
 class Rule(ABC):
@@ -284,16 +304,99 @@ class EscalateWhatNoRuleCovers(Rule):
         )
 
 
+class RepairRule(ABC):
+    """Says how a host that a proposal drains comes back, or passes."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None: ...
+
+    def _r(self, step: Repair | None, reason: str, gpu: str | None = None) -> RepairProposal:
+        return RepairProposal(step, self.name, reason, gpu)
+
+
+class CapRebootsPerHour(RepairRule):
+    """A fleet-wide event must not reboot the cluster host by host."""
+
+    def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
+        cap = ctx.settings.max_reboots_per_hour
+        if proposal.host_action not in REBOOT_ACTIONS or ctx.reboots_last_hour < cap:
+            return None
+        return self._r(
+            None,
+            f"{ctx.reboots_last_hour} hosts rebooted in the last hour (cap {cap}): "
+            "left drained for a human",
+        )
+
+
+class CapGpuResetsPerHour(RepairRule):
+    def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
+        cap = ctx.settings.max_gpu_resets_per_hour
+        if proposal.host_action != "RESET_GPU" or ctx.gpu_resets_last_hour < cap:
+            return None
+        return self._r(
+            None,
+            f"{ctx.gpu_resets_last_hour} GPUs reset in the last hour (cap {cap}): "
+            "left drained for a human",
+        )
+
+
+class RebootWhereNvidiaSaysRestart(RepairRule):
+    def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
+        if proposal.host_action not in REBOOT_ACTIONS:
+            return None
+        return self._r(
+            "reboot",
+            f"NVIDIA's action is {proposal.host_action}: reboot once the job has left; "
+            "in service again when it is back and its agent reports no hard fault",
+        )
+
+
+class ResetGpuWhereNvidiaSaysReset(RepairRule):
+    """Only the GPU named: without one, which GPU to reset is a guess."""
+
+    def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
+        if proposal.host_action != "RESET_GPU" or not ctx.culprit_gpu:
+            return None
+        return self._r(
+            "reset_gpu",
+            f"NVIDIA's action is RESET_GPU: reset GPU {ctx.culprit_gpu} once the job has "
+            "left; in service again when its agent reports no hard fault",
+            gpu=ctx.culprit_gpu,
+        )
+
+
+class LeaveTheRepairToAHuman(RepairRule):
+    def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
+        return self._r(
+            None, f"{proposal.host_action or 'INSPECT'}: a human repairs it and marks it repaired"
+        )
+
+
 @dataclass(frozen=True)
 class RemediationPolicy:
     rules: Sequence[Rule]
+    repair_rules: Sequence[RepairRule] = ()
 
     def decide(self, ctx: RemediationContext) -> Proposal:
         for rule in self.rules:
             proposal = rule.propose(ctx)
             if proposal is not None:
-                return proposal
+                return self._with_repair(ctx, proposal)
         raise AssertionError("unreachable: EscalateWhatNoRuleCovers always proposes")
+
+    def _with_repair(self, ctx: RemediationContext, proposal: Proposal) -> Proposal:
+        """A host this proposal drains gets its repair from the first repair rule that says."""
+        if proposal.action != Action.exclude_and_restart or not proposal.exclude_hosts:
+            return proposal
+        for rule in self.repair_rules:
+            repair = rule.propose(ctx, proposal)
+            if repair is not None:
+                return replace(proposal, repair=repair)
+        return proposal
 
 
 DEFAULT_POLICY: Final = RemediationPolicy(
@@ -309,5 +412,12 @@ DEFAULT_POLICY: Final = RemediationPolicy(
         ExcludeTheRankThatHung(),
         RestartFromCheckpoint(),
         EscalateWhatNoRuleCovers(),
-    )
+    ),
+    (
+        CapRebootsPerHour(),
+        CapGpuResetsPerHour(),
+        RebootWhereNvidiaSaysRestart(),
+        ResetGpuWhereNvidiaSaysReset(),
+        LeaveTheRepairToAHuman(),
+    ),
 )

@@ -21,7 +21,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select, update
@@ -30,7 +30,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, Decision, Event, Host, Incident, Job, JobRank
+from sentinel.db.models import (
+    AuditEntry,
+    Decision,
+    Event,
+    EventDisposition,
+    Host,
+    Incident,
+    Job,
+    JobRank,
+)
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.verdicts import verdict_of
@@ -41,6 +50,8 @@ from sentinel.remediation.policy import (
     Proposal,
     RemediationContext,
     RemediationPolicy,
+    Repair,
+    RepairProposal,
 )
 from sentinel.schedulers.base import Operation, OpResult, SchedulerAdapter
 from sentinel.settings import RemediationSettings
@@ -140,7 +151,8 @@ class RemediationService:
             "action": proposal.action.value,
             "status": status,
             "rule": proposal.rule,
-            "reason": proposal.reason,
+            "reason": proposal.reason
+            + (f"; {proposal.repair.rule}: {proposal.repair.reason}" if proposal.repair else ""),
             "exclude_hosts": list(proposal.exclude_hosts),
             "checkpoint_step": ctx.checkpoint_step,
             "steps_lost": steps_lost,
@@ -148,6 +160,7 @@ class RemediationService:
                 "host_action": proposal.host_action,
                 "steps": [],
                 "category": incident.category,
+                "repair": _repair_record(proposal.repair),
             },
             "error": None,
             "created_at": now,
@@ -217,14 +230,10 @@ class RemediationService:
                 await session.scalars(select(JobRank).where(JobRank.job_id == incident.job_id))
             ).all()
         durable = durable_checkpoint(r.checkpoint_step for r in ranks)
-        drains = int(
-            await session.scalar(
-                select(func.count())
-                .select_from(AuditEntry)
-                .where(AuditEntry.action == "host.drain", AuditEntry.at >= now - timedelta(hours=1))
-            )
-            or 0
-        )
+        drains, reboots, resets = [
+            await self._audited_last_hour(session, action)
+            for action in ("host.drain", REPAIR_AUDIT["reboot"], REPAIR_AUDIT["reset_gpu"])
+        ]
         return RemediationContext(
             category=Category(incident.category),
             culprit_host=incident.culprit_host,
@@ -240,7 +249,18 @@ class RemediationService:
             drains_last_hour=drains,
             spare_hosts=spare_hosts,
             settings=self._settings,
+            reboots_last_hour=reboots,
+            gpu_resets_last_hour=resets,
         )
+
+    async def _audited_last_hour(self, session: AsyncSession, action: str) -> int:
+        since = self._clock.now() - timedelta(hours=1)
+        count = await session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == action, AuditEntry.at >= since)
+        )
+        return int(count or 0)
 
     async def _spare_hosts(self, culprit_host: str | None) -> int | None:
         """Idle hosts the scheduler reports, when it reports any (a dry run does not); asked
@@ -331,12 +351,16 @@ class RemediationService:
         steps: set[Operation] = {"drain"} if decision.exclude_hosts else set()
         if decision.action in (Action.restart, Action.exclude_and_restart):
             steps.add("requeue")
+        repair = _repair_step(decision)
+        if repair is not None:
+            steps.add(repair)
         return frozenset(steps)
 
     async def _carry_out(
         self, decision: Decision, job: Job | None
     ) -> tuple[list[dict[str, Any]], list[str]]:
-        """The scheduler steps: drain the excluded hosts, then requeue; the steps' results and
+        """The scheduler steps: drain the excluded hosts, requeue, then the drained hosts'
+        repair (a reboot or a GPU reset, once the job has left them); the steps' results and
         the hosts drained."""
         steps: list[dict[str, Any]] = []
         drained: list[str] = []
@@ -356,6 +380,17 @@ class RemediationService:
                     job.scheduler_job_id or job.id, decision.exclude_hosts
                 )
                 steps.append(_step(res))
+        repair = _repair_step(decision)
+        if repair is not None and all(s["ok"] for s in steps):
+            reason = _drain_reason(decision)
+            gpu = decision.outcome["repair"].get("gpu") or ""
+            for host in drained:
+                res = await (
+                    self.scheduler.reboot(host, reason)
+                    if repair == "reboot"
+                    else self.scheduler.reset_gpu(host, gpu, reason)
+                )
+                steps.append({**_step(res), "host": host})
         return steps, drained
 
     async def _record(
@@ -369,7 +404,12 @@ class RemediationService:
         assert decision is not None
         for host in drained:
             await self._mark_drained(session, host, decision)
-        ok = all(s["ok"] for s in steps)
+        for step in steps:
+            if step["op"] in REPAIR_AUDIT and step["ok"]:
+                await self._mark_repairing(session, step["host"], step["op"], decision)
+        # A repair that failed leaves its host drained for a human, as before repairs were
+        # automated: the job was restarted, so the decision itself is done.
+        ok = all(s["ok"] for s in steps if s["op"] not in REPAIR_AUDIT)
         decision.outcome = {
             **decision.outcome,
             "steps": [*decision.outcome.get("steps", []), *steps],
@@ -411,6 +451,85 @@ class RemediationService:
             )
         )
 
+    async def _mark_repairing(
+        self, session: AsyncSession, host_id: str, op: str, decision: Decision
+    ) -> None:
+        host = await session.get(Host, host_id)
+        if host is not None:
+            host.drain_state = "repairing"
+        session.add(
+            AuditEntry(
+                actor="sentinel",
+                role="system",
+                action=REPAIR_AUDIT[op],
+                target=f"host:{host_id}",
+                detail={"decision": str(decision.id), **decision.outcome.get("repair", {})},
+                at=self._clock.now(),
+            )
+        )
+
+    async def follow_repairs(self, sessions: Sessions) -> list[str]:
+        """Hosts being repaired (rebooted, a GPU reset) return to service by themselves once
+        the scheduler has them back in service and their agent has reported since the repair
+        with no hard fault; returns the hosts marked repaired. ``sinfo`` runs between the
+        transactions."""
+        async with unit_of_work(sessions) as session:
+            waiting = (
+                await session.scalars(select(Host.id).where(Host.drain_state == "repairing"))
+            ).all()
+        if not waiting:
+            return []
+        listing = await self.scheduler.nodes()
+        if not listing.ok:
+            return []
+        repaired: list[str] = []
+        async with unit_of_work(sessions) as session:
+            for host_id in waiting:
+                node = listing.node(host_id)
+                if node is None or not node.schedulable or node.rebooting:
+                    continue
+                host = await session.get(Host, host_id)
+                since = await session.scalar(
+                    select(func.max(AuditEntry.at)).where(
+                        AuditEntry.target == f"host:{host_id}",
+                        AuditEntry.action.in_(REPAIR_AUDIT.values()),
+                    )
+                )
+                if host is None or host.drain_state != "repairing" or since is None:
+                    continue
+                if host.last_seen <= since or await self._hard_fault_since(session, host_id, since):
+                    continue
+                host.drain_state = "none"
+                host.drain_reason = None
+                host.last_critical_at = None
+                host.last_critical = None
+                session.add(
+                    AuditEntry(
+                        actor="sentinel",
+                        role="system",
+                        action="host.repaired",
+                        target=f"host:{host_id}",
+                        detail={
+                            "node_state": node.raw_state,
+                            "reason": "back in service after its repair; its agent reported "
+                            "since with no hard fault",
+                        },
+                        at=self._clock.now(),
+                    )
+                )
+                repaired.append(host_id)
+        for host_id in repaired:
+            log.info("host %s repaired: back in service, healthy", host_id)
+        return repaired
+
+    async def _hard_fault_since(self, session: AsyncSession, host_id: str, since: datetime) -> bool:
+        fault = await session.scalar(
+            select(EventDisposition.event_id)
+            .where(EventDisposition.host_id == host_id, EventDisposition.observed_at > since)
+            .limit(1)
+        )
+        return fault is not None
+
     async def run_due(self, sessions: Sessions) -> list[IncidentChange]:
         """Loop step: decide on incidents that have settled, take over executions whose lease
         ran out, release held restarts whose condition holds, execute approved decisions.
@@ -436,6 +555,7 @@ class RemediationService:
             ).all()
         for decision_id in due:
             changes += await self.execute(sessions, decision_id)
+        await self.follow_repairs(sessions)
         return changes
 
     def _lease_expired(self) -> ColumnElement[bool]:
@@ -497,6 +617,21 @@ class RemediationService:
                     f"; fabric quiet for {self._settings.fabric_quiet_s:g} s: restart"
                 )
                 decision.updated_at = self._clock.now()
+
+
+# The audit action each repair step records; counted for the caps per hour.
+REPAIR_AUDIT: dict[str, str] = {"reboot": "host.reboot", "reset_gpu": "host.gpu_reset"}
+
+
+def _repair_record(repair: RepairProposal | None) -> dict[str, Any]:
+    if repair is None:
+        return {}
+    return {"step": repair.step, "rule": repair.rule, "reason": repair.reason, "gpu": repair.gpu}
+
+
+def _repair_step(decision: Decision) -> Repair | None:
+    step = (decision.outcome.get("repair") or {}).get("step")
+    return "reboot" if step == "reboot" else "reset_gpu" if step == "reset_gpu" else None
 
 
 def _signature(verdict: Verdict) -> str | None:

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Operation = Literal["drain", "resume", "requeue", "job_state", "nodes"]
+Operation = Literal["drain", "resume", "requeue", "reboot", "reset_gpu", "job_state", "nodes"]
 
 # "completing" is kept apart from "running": a requeued Slurm job passes through COMPLETING on
 # its old nodes before it is pending again, and a caller polling for "running elsewhere" must
@@ -22,6 +22,10 @@ NodeState = Literal["idle", "mixed", "allocated", "draining", "drained", "down",
 # expressions, where "[", "]" and "," have meaning; this alphabet has none of them.
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 JOB_ID_RE = re.compile(r"^[0-9]{1,18}(_[0-9]{1,9})?$")
+# What ``nvidia-smi -i`` takes: an index, a PCI bus id or a UUID.
+GPU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,63}$")
+# Flags of a node whose reboot is asked for and not over.
+REBOOT_FLAGS = frozenset({"REBOOT_REQUESTED", "REBOOT_ISSUED"})
 
 
 def valid_host(host: str) -> bool:
@@ -30,6 +34,10 @@ def valid_host(host: str) -> bool:
 
 def valid_job_id(job_id: str) -> bool:
     return bool(JOB_ID_RE.match(job_id))
+
+
+def valid_gpu(gpu: str) -> bool:
+    return bool(GPU_RE.match(gpu))
 
 
 class OpResult(BaseModel):
@@ -86,6 +94,14 @@ class NodeInfo(BaseModel):
     @property
     def schedulable(self) -> bool:
         return self.responding and self.state in ("idle", "mixed", "allocated")
+
+    @property
+    def flags(self) -> frozenset[str]:
+        return frozenset(self.raw_state.split("+")[1:])
+
+    @property
+    def rebooting(self) -> bool:
+        return bool(self.flags & REBOOT_FLAGS)
 
 
 class NodeCounts(BaseModel):
@@ -150,6 +166,17 @@ class SchedulerAdapter(Protocol):
     async def requeue(self, job_id: str, exclude_hosts: Sequence[str]) -> OpResult:
         """Restart the job from its latest checkpoint, never on ``exclude_hosts``. The job's
         own script resumes from the checkpoint; a pending job only gets the exclusion."""
+        ...
+
+    async def reboot(self, host: str, reason: str) -> OpResult:
+        """Reboot ``host`` once its work has left and return it to service when it is back
+        (Slurm: ``scontrol reboot ASAP nextstate=RESUME``). A reboot already asked for and
+        not over is a success."""
+        ...
+
+    async def reset_gpu(self, host: str, gpu: str, reason: str) -> OpResult:
+        """Reset one GPU (``nvidia-smi -r -i gpu``) of a drained ``host`` whose work has left,
+        and return the host to service; a failed reset leaves it drained, saying why."""
         ...
 
     async def job_state(self, job_id: str) -> JobResult: ...

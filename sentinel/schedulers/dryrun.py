@@ -11,6 +11,7 @@ from sentinel.schedulers.base import (
     OpResult,
     SchedulerAdapter,
     invalid_hosts,
+    valid_gpu,
 )
 
 _NO_READS = "dry run: no scheduler to read from"
@@ -22,7 +23,9 @@ class DryRunScheduler:
 
     name = "dryrun"
     # Nothing is changed, so nothing can happen twice.
-    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume", "requeue"})
+    idempotent_steps: frozenset[Operation] = frozenset(
+        {"drain", "resume", "requeue", "reboot", "reset_gpu"}
+    )
 
     def __init__(self, reads_from: SchedulerAdapter | None = None) -> None:
         self._reads_from = reads_from
@@ -57,6 +60,16 @@ class DryRunScheduler:
             return self._refuse("requeue", f"invalid host names {bad!r}")
         excluded = ",".join(sorted(exclude_hosts)) or "-"
         return self._plan("requeue", f"requeue job {job_id} excluding {excluded}")
+
+    async def reboot(self, host: str, reason: str) -> OpResult:
+        if invalid_hosts([host]):
+            return self._refuse("reboot", f"invalid host name {host!r}")
+        return self._plan("reboot", f"reboot {host} reason={reason!r}")
+
+    async def reset_gpu(self, host: str, gpu: str, reason: str) -> OpResult:
+        if invalid_hosts([host]) or not valid_gpu(gpu):
+            return self._refuse("reset_gpu", f"invalid host or GPU {host!r} {gpu!r}")
+        return self._plan("reset_gpu", f"reset GPU {gpu} of {host} reason={reason!r}")
 
     async def job_state(self, job_id: str) -> JobResult:
         if self._reads_from is not None:

@@ -21,6 +21,7 @@ def make_scheduler(settings: SchedulerSettings, *, clock: Clock | None = None) -
             conf=s.conf,
             timeout_s=s.timeout_s,
             fast_requeue=s.fast_requeue,
+            nvidia_smi=s.nvidia_smi,
         )
     if settings.kind == "webhook":
         w = settings.webhook

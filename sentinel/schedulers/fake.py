@@ -25,6 +25,8 @@ class _Node:
     drain_reason: str | None = None
     down: bool = False
     job: str | None = None
+    rebooting: bool = False
+    gpu_resets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -45,7 +47,7 @@ class FakeScheduler:
 
     name = "fake"
     # As Slurm: a repeated requeue of a job that started again restarts it again.
-    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume"})
+    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume", "reboot", "reset_gpu"})
 
     def __init__(self, nodes: Iterable[str] = (), *, gpus_per_node: int = 8) -> None:
         self._nodes = {n: _Node(n, gpus_per_node) for n in nodes}
@@ -69,6 +71,16 @@ class FakeScheduler:
     def set_down(self, host: str, down: bool = True) -> None:
         self._nodes[host].down = down
         self._schedule()
+
+    def boot(self, host: str) -> None:
+        """The node comes back from the reboot it was asked for: in service again, as Slurm's
+        nextstate=RESUME does."""
+        node = self._nodes[host]
+        if node.rebooting:
+            node.rebooting = False
+            node.drain_reason = None
+            node.down = False
+            self._schedule()
 
     def fail_next(self, op: Operation, error: str, *, retryable: bool = False) -> None:
         """Make the next ``op`` call fail like the real scheduler would, without acting."""
@@ -97,6 +109,29 @@ class FakeScheduler:
         node.down = False
         self._schedule()
         return self._ok("resume", f"resume {host}")
+
+    async def reboot(self, host: str, reason: str) -> OpResult:
+        if (failed := self._begin("reboot", host, reason)) is not None:
+            return failed
+        node = self._nodes.get(host)
+        if node is None:
+            return self._fail("reboot", f"unknown host {host}")
+        node.rebooting = True
+        node.drain_reason = node.drain_reason or reason or "sentinel"
+        return self._ok("reboot", f"reboot {host}")
+
+    async def reset_gpu(self, host: str, gpu: str, reason: str) -> OpResult:
+        if (failed := self._begin("reset_gpu", host, gpu, reason)) is not None:
+            return failed
+        node = self._nodes.get(host)
+        if node is None:
+            return self._fail("reset_gpu", f"unknown host {host}")
+        if node.job is not None:
+            return self._fail("reset_gpu", f"{host} still runs job {node.job}")
+        node.gpu_resets.append(gpu)
+        node.drain_reason = None
+        self._schedule()
+        return self._ok("reset_gpu", f"reset GPU {gpu} of {host}")
 
     async def requeue(self, job_id: str, exclude_hosts: Sequence[str]) -> OpResult:
         if (failed := self._begin("requeue", job_id, tuple(exclude_hosts))) is not None:
@@ -197,7 +232,7 @@ class FakeScheduler:
         return NodeInfo(
             name=node.name,
             state=state,
-            raw_state=state.upper(),
+            raw_state="+".join([state.upper(), *(["REBOOT_REQUESTED"] if node.rebooting else [])]),
             reason=node.drain_reason or "",
             cpus=node.gpus,
             cpus_allocated=node.gpus if node.job else 0,

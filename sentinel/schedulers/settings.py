@@ -27,6 +27,11 @@ class SlurmSettings(_Section):
         description="Let a requeued job start 2 s after its old run is gone instead of after "
         "Slurm's cred_expire (120 s by default), which idles the whole job.",
     )
+    nvidia_smi: str = Field(
+        "nvidia-smi",
+        min_length=1,
+        description="nvidia-smi as the nodes find it, for a GPU reset run there with srun.",
+    )
 
 
 class WebhookSettings(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from sentinel.schedulers.base import (
     Operation,
     OpResult,
     invalid_hosts,
+    valid_gpu,
     valid_job_id,
 )
 from sentinel.schedulers.hostlist import HostlistError, compress, expand
@@ -354,9 +356,11 @@ class SlurmScheduler:
     """Drives one Slurm cluster through its CLI (``scontrol``, ``squeue``, ``sinfo``)."""
 
     name = "slurm"
-    # Draining a drained node and resuming a node in service succeed; a requeue repeated after
-    # the job started again elsewhere would stop it a second time.
-    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume"})
+    # Draining a drained node and resuming a node in service succeed; a reboot already asked
+    # for is not asked for again; a GPU reset repeated on an empty node resets it again, which
+    # harms nothing. A requeue repeated after the job started again elsewhere would stop it a
+    # second time.
+    idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume", "reboot", "reset_gpu"})
 
     def __init__(
         self,
@@ -368,7 +372,9 @@ class SlurmScheduler:
         settle_s: float = 60.0,
         poll_s: float = 0.25,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        nvidia_smi: str = "nvidia-smi",
     ) -> None:
+        self._nvidia_smi = nvidia_smi
         self._bin_dir = bin_dir
         self._conf = conf
         self._timeout_s = timeout_s
@@ -478,6 +484,92 @@ class SlurmScheduler:
                 "resume", [done], prior=listing.commands, note=f"{host} was already in service"
             )
         return self._result("resume", [run])
+
+    async def reboot(self, host: str, reason: str) -> OpResult:
+        if invalid_hosts([host]):
+            return self._failure("reboot", f"invalid host name {host!r}")
+        listing = await self.nodes()
+        node = listing.node(host)
+        if node is not None and node.rebooting:
+            done = _Run("(none)", True, "", None, False)
+            note = f"{host} is {node.raw_state}: its reboot was asked for already"
+            return self._result("reboot", [done], prior=listing.commands, note=note)
+        # ASAP: drain, reboot once the node's jobs have left; nextstate=RESUME: back in
+        # service when slurmd registers from the new boot. Unreachable for ResumeTimeout, the
+        # node goes DOWN with "reboot timed out".
+        run = await self._run(
+            "scontrol",
+            "reboot",
+            "ASAP",
+            "nextstate=RESUME",
+            f"reason={sanitize_reason(reason)}",
+            host,
+        )
+        return self._result("reboot", [run], prior=listing.commands)
+
+    async def reset_gpu(self, host: str, gpu: str, reason: str) -> OpResult:
+        """A drained node takes no job, not even srun's, so the reset runs in a maintenance
+        reservation of the node for this user: the node is resumed inside it (no one else's
+        work can land), ``nvidia-smi -r`` runs there with srun, and the reservation is deleted,
+        which returns the node to service; a failed reset drains the node again first."""
+        if invalid_hosts([host]):
+            return self._failure("reset_gpu", f"invalid host name {host!r}")
+        if not valid_gpu(gpu):
+            return self._failure("reset_gpu", f"invalid GPU {gpu!r}")
+        resv = f"sentinel-reset-{host}"
+        runs = [
+            await self._run(
+                "scontrol",
+                "create",
+                "reservation",
+                f"ReservationName={resv}",
+                f"Nodes={host}",
+                f"Users={getpass.getuser()}",
+                "StartTime=now",
+                "Duration=10",
+                "Flags=MAINT,IGNORE_JOBS",
+            )
+        ]
+        if not runs[-1].ok and "duplicate" not in (runs[-1].error or "").lower():
+            return self._result("reset_gpu", runs)
+        runs[-1] = _Run(runs[-1].command, True, runs[-1].output, None, False)
+        resumed = await self.resume(host)
+        runs.append(_Run(" ; ".join(resumed.commands), resumed.ok, "", resumed.error, False))
+        reset: _Run | None = None
+        if resumed.ok:
+            reset = await self._run(
+                "srun",
+                f"--reservation={resv}",
+                f"--nodelist={host}",
+                "--nodes=1",
+                "--ntasks=1",
+                "--time=5",
+                f"--immediate={max(int(self._timeout_s) - 2, 1)}",
+                "--job-name=sentinel-gpu-reset",
+                self._nvidia_smi,
+                "-r",
+                "-i",
+                gpu,
+            )
+            runs.append(reset)
+        failed = reset is None or not reset.ok
+        if failed:
+            why = runs[-1].error or "failed"
+            runs.append(
+                await self._run(
+                    "scontrol",
+                    "update",
+                    f"NodeName={host}",
+                    "State=DRAIN",
+                    f"Reason={sanitize_reason(f'sentinel: GPU {gpu} reset failed: {why}')}",
+                )
+            )
+        runs.append(await self._run("scontrol", "delete", f"ReservationName={resv}"))
+        result = self._result("reset_gpu", runs)
+        if failed:
+            # The last command (the cleanup) may have worked: the step did not.
+            return result.model_copy(update={"ok": False, "error": f"GPU {gpu} reset: {why}"})
+        return result
 
     async def job_state(self, job_id: str) -> JobResult:
         if not valid_job_id(job_id):

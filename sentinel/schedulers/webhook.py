@@ -27,6 +27,7 @@ from sentinel.schedulers.base import (
     Operation,
     OpResult,
     invalid_hosts,
+    valid_gpu,
     valid_job_id,
 )
 
@@ -65,12 +66,14 @@ def verify(
 
 
 class WebhookScheduler:
-    """POSTs drain/resume/requeue to ``url``; retries 5xx, 429 and timeouts with exponential
-    backoff (honouring Retry-After), never other 4xx: the receiver has said no."""
+    """POSTs drain/resume/requeue/reboot/reset_gpu to ``url``; retries 5xx, 429 and timeouts
+    with exponential backoff (honouring Retry-After), never other 4xx: the receiver has said
+    no."""
 
     name = "webhook"
     # The delivery id is new for each call, so a receiver cannot tell a repeated requeue from
-    # a second one; drain and resume are states, the same however often they are asked for.
+    # a second one (a reboot or GPU reset likewise); drain and resume are states, the same
+    # however often they are asked for.
     idempotent_steps: frozenset[Operation] = frozenset({"drain", "resume"})
 
     def __init__(
@@ -116,6 +119,16 @@ class WebhookScheduler:
         return await self._send(
             "requeue", {"job_id": job_id, "exclude_hosts": sorted(set(exclude_hosts))}
         )
+
+    async def reboot(self, host: str, reason: str) -> OpResult:
+        if invalid_hosts([host]):
+            return self._refuse("reboot", f"invalid host name {host!r}")
+        return await self._send("reboot", {"host": host, "reason": reason})
+
+    async def reset_gpu(self, host: str, gpu: str, reason: str) -> OpResult:
+        if invalid_hosts([host]) or not valid_gpu(gpu):
+            return self._refuse("reset_gpu", f"invalid host or GPU {host!r} {gpu!r}")
+        return await self._send("reset_gpu", {"host": host, "gpu": gpu, "reason": reason})
 
     async def job_state(self, job_id: str) -> JobResult:
         return JobResult(adapter=self.name, op="job_state", ok=False, error=_UNSUPPORTED)

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -136,13 +137,15 @@ class SlurmCluster:
             "@SLURMD_PORT@": str(self.ctld_port + 1),
             "@NODES@": compress(self.node_names),
             "@NODE_PORTS@": f"[{self.node_port_base}-{last}]",
+            "@PYTHON@": sys.executable,
         }
         templates = resources.files("sentinel.testing") / "slurm_conf"
-        for name in ("slurm.conf", "gres.conf", "cgroup.conf"):
+        for name in ("slurm.conf", "gres.conf", "cgroup.conf", "reboot"):
             text = (templates / name).read_text()
             for key, value in values.items():
                 text = text.replace(key, value)
             (self.root / "etc" / name).write_text(text)
+        (self.root / "etc" / "reboot").chmod(0o755)
         for i in range(GPUS_PER_NODE):
             dev = self.root / "dev" / f"nvidia{i}"
             # gres/gpu accepts only character or block devices: clones of /dev/null (c 1 3).
@@ -191,7 +194,11 @@ class SlurmCluster:
     def _wait(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            dead = [label for label, p in self.procs.items() if p.poll() is not None]
+            dead = [
+                label
+                for label, p in self.procs.items()
+                if p.poll() is not None and not self.rebooted(label.removeprefix("slurmd-"))
+            ]
             if dead:
                 raise SlurmUnavailable(
                     f"{', '.join(dead)} exited while waiting for {what}\n" + self.log_tail()
@@ -200,6 +207,10 @@ class SlurmCluster:
                 return
             time.sleep(0.1)
         raise SlurmUnavailable(f"timed out after {timeout}s waiting for {what}\n" + self.log_tail())
+
+    def rebooted(self, node: str) -> bool:
+        """Whether the node's slurmd was restarted by the RebootProgram (a new process)."""
+        return (self.root / "run" / f"rebooted-{node}").exists()
 
     def _controller_up(self) -> bool:
         return self.run("scontrol", "ping", check=False).returncode == 0

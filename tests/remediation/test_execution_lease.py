@@ -15,9 +15,9 @@ from sentinel.alerting.incidents import REMEDIATION_FAILED_ALERT
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert
-from sentinel.schedulers.base import OpResult
+from sentinel.schedulers.base import Operation, OpResult
 
-ALL_STEPS = frozenset({"drain", "resume", "requeue"})
+ALL_STEPS: frozenset[Operation] = frozenset({"drain", "resume", "requeue", "reboot", "reset_gpu"})
 
 
 @pytest.fixture

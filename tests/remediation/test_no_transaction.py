@@ -44,6 +44,10 @@ class PoolWatchingScheduler(FakeScheduler):
         self._note("resume")
         return await super().resume(host)
 
+    async def reboot(self, host: str, reason: str) -> OpResult:
+        self._note("reboot")
+        return await super().reboot(host, reason)
+
 
 async def test_scheduler_commands_run_with_no_transaction_open(
     app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
@@ -55,11 +59,19 @@ async def test_scheduler_commands_run_with_no_transaction_open(
     await tl.beats()
     clock.advance(10)
     await tl.post("node3", [xid(79, gpu=2, when=clock.now())])
-    await tl.loops()  # decide (sinfo for the spare hosts), then drain and requeue
+    # decide (sinfo for the spare hosts), drain, requeue, reboot, then see whether it is back
+    await tl.loops()
     r = await app_client.post(
         "/api/v1/hosts/node3/repaired",
         headers=auth(tokens["operator"]),
         json={"comment": "GPU swapped"},
     )
     assert r.status_code == 200, r.text
-    assert fake.seen == [("nodes", 0), ("drain", 0), ("requeue", 0), ("resume", 0)]
+    assert fake.seen == [
+        ("nodes", 0),
+        ("drain", 0),
+        ("requeue", 0),
+        ("reboot", 0),
+        ("nodes", 0),
+        ("resume", 0),
+    ]

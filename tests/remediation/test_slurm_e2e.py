@@ -1,5 +1,7 @@
 """End to end with a real Slurm: XID 79 on one of a job's 4 hosts → that host drained with the
-reason, the job requeued and running again on the others, both steps recorded as done."""
+reason, the job requeued and running again on the others, the host rebooted (the test cluster's
+RebootProgram restarts its slurmd as from a new boot), back in service by itself, and marked
+repaired once its agent reports again; every step recorded as done."""
 
 from __future__ import annotations
 
@@ -118,17 +120,43 @@ def test_xid79_drains_the_host_and_the_job_runs_again_elsewhere(
         assert decision, "no decision carried out within 30 s"
         assert decision["status"] == "done", decision
         assert decision["action"] == "exclude_and_restart" and decision["exclude_hosts"] == [bad]
-        assert [(s["op"], s["ok"]) for s in decision["outcome"]["steps"]] == [
+        steps = decision["outcome"]["steps"]
+        assert [(s["op"], s["ok"]) for s in steps] == [
             ("drain", True),
             ("requeue", True),
+            ("reboot", True),
         ]
         assert decision["checkpoint_step"] == 1000
+        reboot = steps[2]["commands"][-1]
+        assert reboot.startswith("scontrol reboot ASAP nextstate=RESUME 'reason=sentinel: ")
+        assert reboot.endswith(f" {bad}") and "faulty_gpu (RESTART_BM)" in reboot
 
-        node = cluster.sinfo()[bad]
-        assert "DRAIN" in node["state_flags"]
-        assert node["reason"].startswith("sentinel: faulty_gpu (RESTART_BM)")
         again = cluster.wait_running(job_id, avoid=(bad,), restarts=1, timeout=30)
         assert bad not in again and len(again) == 4
+
+        # Rebooted once the job had left, and back in service by itself (nextstate=RESUME).
+        def back() -> bool:
+            node = cluster.sinfo()[bad]
+            return cluster.rebooted(bad) and node["state"] == "idle" and not node["state_flags"]
+
+        deadline = time.monotonic() + 30
+        while not back() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert back(), cluster.sinfo()[bad]
+        excluded = httpx.get(
+            f"{service.url}/api/v1/hosts/excluded", headers=service.headers(), timeout=5
+        ).json()
+        assert [(h["id"], h["drain_state"]) for h in excluded] == [(bad, "repairing")]
+
+        # Its agent reports again, with no hard fault: repaired, by no human.
+        post(bad, [_obs("agent_status", version="test", collectors_ok=["nvml"])])
+        deadline = time.monotonic() + 15
+        while excluded and time.monotonic() < deadline:
+            time.sleep(0.2)
+            excluded = httpx.get(
+                f"{service.url}/api/v1/hosts/excluded", headers=service.headers(), timeout=5
+            ).json()
+        assert excluded == []
 
         r = httpx.get(f"{service.url}/api/v1/incidents", headers=service.headers(), timeout=5)
         [incident] = r.json()

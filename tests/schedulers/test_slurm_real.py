@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from sentinel.schedulers import make_scheduler
+from sentinel.schedulers.base import NodeInfo
 from sentinel.schedulers.slurm import SlurmScheduler
 from sentinel.testing.slurm import SlurmCluster
 
@@ -135,3 +141,76 @@ async def test_requeue_of_an_ended_job_is_refused(slurm: SlurmCluster) -> None:
 
     assert not result.ok and not result.retryable
     assert "CANCELLED" in (result.error or "")
+
+
+async def _wait_node(
+    scheduler: SlurmScheduler, host: str, done: Callable[[NodeInfo], bool], timeout: float = 30
+) -> NodeInfo:
+    deadline = time.monotonic() + timeout
+    while True:
+        node = (await scheduler.nodes()).node(host)
+        assert node is not None
+        if done(node) or time.monotonic() > deadline:
+            return node
+        await asyncio.sleep(0.2)
+
+
+async def test_reboot_asap_returns_the_node_to_service(slurm: SlurmCluster) -> None:
+    """The test cluster's RebootProgram restarts the node's slurmd as from a new boot."""
+    scheduler = adapter(slurm)
+    await scheduler.drain("node2", "sentinel: faulty_gpu (RESTART_BM)")
+
+    result = await scheduler.reboot("node2", "sentinel: faulty_gpu (RESTART_BM) decision 1")
+
+    assert result.ok, result.error
+    assert result.commands[-1] == (
+        "scontrol reboot ASAP nextstate=RESUME "
+        "'reason=sentinel: faulty_gpu (RESTART_BM) decision 1' node2"
+    )
+    again = await scheduler.reboot("node2", "again")
+    assert again.ok and (
+        "its reboot was asked for already" in again.output or slurm.rebooted("node2")
+    )
+    node = await _wait_node(scheduler, "node2", lambda n: n.state == "idle" and not n.flags)
+    assert (node.state, node.raw_state, node.reason) == ("idle", "IDLE", "")
+    assert slurm.rebooted("node2")
+
+
+def _reservations(slurm: SlurmCluster) -> str:
+    return slurm.run("scontrol", "show", "reservation", check=False).stdout
+
+
+async def test_gpu_reset_runs_on_the_drained_node_and_returns_it(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f'#!/bin/sh\necho "$SLURMD_NODENAME $*" >> {tmp_path}/resets.log\n')
+    smi.chmod(0o755)
+    scheduler = SlurmScheduler(conf=slurm.conf, timeout_s=10, nvidia_smi=str(smi))
+    await scheduler.drain("node3", "sentinel: gpu_hbm_memory (RESET_GPU)")
+
+    result = await scheduler.reset_gpu("node3", "5", "sentinel: gpu_hbm_memory (RESET_GPU)")
+
+    assert result.ok, (result.error, result.commands, result.output)
+    assert (tmp_path / "resets.log").read_text() == "node3 -r -i 5\n"
+    assert any(c.startswith("srun --reservation=sentinel-reset-node3") for c in result.commands)
+    node = (await scheduler.nodes()).node("node3")
+    assert node is not None and (node.state, node.raw_state) == ("idle", "IDLE")
+    assert "sentinel-reset-node3" not in _reservations(slurm)
+
+
+async def test_a_failed_gpu_reset_drains_the_node_again(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    scheduler = SlurmScheduler(
+        conf=slurm.conf, timeout_s=10, nvidia_smi=str(tmp_path / "no-nvidia-smi")
+    )
+    await scheduler.drain("node4", "sentinel: gpu_hbm_memory (RESET_GPU)")
+
+    result = await scheduler.reset_gpu("node4", "2", "sentinel")
+
+    assert not result.ok and (result.error or "").startswith("GPU 2 reset: ")
+    node = (await scheduler.nodes()).node("node4")
+    assert node is not None and node.state == "drained"
+    assert node.reason.startswith("sentinel: GPU 2 reset failed")
+    assert "sentinel-reset-node4" not in _reservations(slurm)

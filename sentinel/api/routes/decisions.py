@@ -16,7 +16,7 @@ from sentinel.api.deps import Ctx, Operator, Session, Viewer
 from sentinel.api.errors import error_responses
 from sentinel.auth import Principal
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, Decision, Host
+from sentinel.db.models import OUT_OF_SERVICE, AuditEntry, Decision, Host
 from sentinel.inputs import NO_NUL, Comment, Detail, Reason
 from sentinel.remediation.policy import Action
 from sentinel.schedulers.hostlist import compress
@@ -178,6 +178,8 @@ async def override(
     d.exclude_hosts = list(body.exclude_hosts) if body.action == "exclude_and_restart" else []
     d.rule = "OperatorOverride"
     d.reason = f"overridden by {who.name}: {body.reason}"
+    # The operator names the hosts, not their repair: none is automated (Mark repaired).
+    d.outcome = {**d.outcome, "repair": {}}
     d.status = {Action.escalate.value: "escalated", Action.none.value: "noop"}.get(
         body.action, ctx.remediation.approved_status()
     )
@@ -240,7 +242,7 @@ async def excluded_hosts(
 ) -> Any:
     rows = (
         await session.scalars(
-            select(Host).where(Host.drain_state.in_(("draining", "drained"))).order_by(Host.id)
+            select(Host).where(Host.drain_state.in_(OUT_OF_SERVICE)).order_by(Host.id)
         )
     ).all()
     if format == "hostlist":
