@@ -34,8 +34,10 @@ system-deps:
 	  $(SUDO) apt-get update -q && $(APT) $$missing; \
 	fi
 
+# `make demo PORT=8700` when 8600 is taken.
+PORT ?= 8600
 demo: $(STAMP)
-	$(VENV)/bin/sentinel demo
+	$(VENV)/bin/sentinel demo --port $(PORT)
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .

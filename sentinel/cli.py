@@ -37,6 +37,40 @@ _mount_subcommands()
 err = Console(stderr=True, emoji=False)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"sentinel {version('sentinel-gpu')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            console.print("sentinel (not installed: version unknown)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Failure triage and remediation for very large GPU training jobs."""
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _settings(**overrides: Any) -> Any:
     from pydantic import ValidationError
 
@@ -155,6 +189,12 @@ def demo(
 
     from sentinel.demo.run import Demo
 
+    if not _port_free("127.0.0.1", port):
+        err.print(
+            f"[red]port {port} is taken[/red] (another demo or service?): choose another with "
+            f"--port N, or `make demo PORT=N`"
+        )
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.WARNING)
     try:
         runner = Demo(

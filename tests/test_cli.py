@@ -36,3 +36,20 @@ def test_bad_settings_exit_2_with_the_field() -> None:
     r = _sentinel("migrate", env={"SENTINEL_SERVER__PORT": "-5"})
     assert r.returncode == 2
     assert "server.port" in r.stderr
+
+
+def test_version() -> None:
+    r = _sentinel("--version", env={})
+    assert r.returncode == 0 and r.stdout.startswith("sentinel "), r.stdout + r.stderr
+
+
+def test_demo_on_a_taken_port_says_so_in_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _sentinel("demo", "--port", str(port), "--duration", "1", env={})
+    assert r.returncode == 2
+    assert f"port {port} is taken" in r.stderr and "Traceback" not in r.stderr
