@@ -49,7 +49,7 @@ FAMILIES: Final[frozenset[str]] = frozenset(
         "kernel_xid", "gsp", "nvidia_smi", "nvswitch", "cuda", "nccl", "pytorch", "launcher",
         "python_traceback", "python", "oom", "mlx5", "ib", "nic", "edac", "mce", "nvme",
         "block_io", "filesystem", "storage", "dependency", "thermal", "power", "chassis",
-        "pcie", "host", "slurm", "sdc", "maintenance",
+        "pcie", "host", "slurm", "nhc", "sdc", "maintenance",
     }
 )  # fmt: skip
 
