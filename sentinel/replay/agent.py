@@ -14,6 +14,7 @@ observations for a few seconds, is not modelled).
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import uuid
@@ -100,13 +101,12 @@ class HostAgent:
             out += self.poll(self._last_poll + step)
         return out
 
-    def print(self, at: datetime, printed: Printed) -> list[Line]:
-        """The host prints `printed` at `at`; what the poll right after ships."""
+    def print(self, at: datetime, printed: Printed) -> None:
+        """The host prints `printed` at `at` (the caller polls once it has printed all)."""
         path = self._kernel if printed.file is None else self._training[printed.file]
         with path.open("a") as f:
             f.write(printed.text + "\n")
         self._quiet_at = at + timedelta(seconds=QUIET_S)
-        return self.poll(at)
 
     def poll(self, at: datetime) -> list[Line]:
         self.clock.advance((at - self.clock.now()).total_seconds())
@@ -158,20 +158,26 @@ def through_the_agents(lines: list[Line]) -> list[Line]:
         return lines
     out = [line for line in lines if line.lines is None]
     with host_agents(lines) as agents:
-        for line in lines:
-            host = line.lines.host if line.lines is not None else _batch_host(line)
-            agent = agents.get(host) if host is not None else None
-            if agent is None:
-                continue
-            out += agent.catch_up(line.at)
-            if line.batch is not None:
-                agent.learn(line.batch)
-            if line.lines is not None:
-                out += agent.print(line.at, line.lines)
+        for at, same_time in itertools.groupby(lines, key=lambda x: x.at):
+            involved = [(line, agents[h]) for line in same_time if (h := _host(line)) in agents]
+            for agent in {agent.host: agent for _, agent in involved}.values():
+                out += agent.catch_up(at)
+            # What a host prints at one instant is read by one poll, shipped in one batch.
+            printing: dict[str, HostAgent] = {}
+            for line, agent in involved:
+                if line.batch is not None:
+                    agent.learn(line.batch)
+                if line.lines is not None:
+                    agent.print(at, line.lines)
+                    printing[agent.host] = agent
+            for agent in printing.values():
+                out += agent.poll(at)
         for agent in agents.values():
             out += agent.catch_up()
     return sorted(out, key=lambda x: x.at)
 
 
-def _batch_host(line: Line) -> str | None:
+def _host(line: Line) -> str | None:
+    if line.lines is not None:
+        return line.lines.host
     return None if line.batch is None else line.batch.get("host_id")

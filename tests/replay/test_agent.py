@@ -40,6 +40,15 @@ def test_an_xid_is_shipped_at_once_naming_the_gpu_the_host_samples_at_its_addres
     assert datetime.fromisoformat(xid["observed_at"]) == f.at(20.0)
 
 
+def test_what_a_host_prints_at_one_instant_is_read_by_one_poll_into_one_batch() -> None:
+    f = Fleet(hosts=1, seed=6)
+    for bus in ("18", "2a"):
+        f.kernel_log(20.0, 0, f"NVRM: Xid (PCI:0000:{bus}:00): 13, pid=7, name=python, Ch 0008")
+    f.training_log(20.0, 0, "[rank1]: RuntimeError: CUDA error: an illegal memory access")
+    batches = [line.batch for line in replayed(f) if line.batch and line.batch["seq"] > SEQ_BASE]
+    assert [[o["kind"] for o in b["observations"]] for b in batches] == [["xid", "xid", "log"]]
+
+
 def test_a_machine_check_block_is_one_record_once_the_kernel_is_quiet_for_a_poll() -> None:
     f = Fleet(hosts=1, seed=2)
     f.kernel_log(
