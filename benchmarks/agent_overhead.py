@@ -2,8 +2,11 @@
 
 Runs the real agent (``python -m agents run``) as a subprocess with 8 fake GPUs, a training
 log receiving --lines-per-s lines (1% of them NCCL warnings, the rest chatter), 8 ranks
-beating twice a second, the flight-recorder watcher, /metrics and a stand-in service that
-acknowledges every batch. Two phases share the --seconds budget:
+beating twice a second, the flight-recorder watcher, /metrics, the hardware collectors on
+trees laid out as a big host's (rasdaemon's database, an mcelog log, EDAC with 2 memory
+controllers of 16 DIMMs, 8 InfiniBand ports with their counters; the InfiniBand counters
+rise every second) and a stand-in service that acknowledges every batch. devlink is polled
+only where the tool and the kernel have it. Two phases share the --seconds budget:
 
 1. every collector at a 1 s interval (8 GPUs sampled per second, a batch per second);
 2. the defaults (GPUs every 10 s, batches every 5 s), same log and heartbeat load.
@@ -22,6 +25,7 @@ import os
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -118,6 +122,66 @@ def _beat(address: str, stop: threading.Event) -> None:
             hb.beat(step, step_time_s=0.5, tokens=65536, loss=2.3)
 
 
+_IB_COUNTERS = (
+    "excessive_buffer_overrun_errors", "link_downed", "link_error_recovery",
+    "local_link_integrity_errors", "port_rcv_constraint_errors", "port_rcv_data",
+    "port_rcv_errors", "port_rcv_packets", "port_rcv_remote_physical_errors",
+    "port_rcv_switch_relay_errors", "port_xmit_constraint_errors", "port_xmit_data",
+    "port_xmit_discards", "port_xmit_packets", "port_xmit_wait", "symbol_error",
+    "VL15_dropped",
+)  # fmt: skip
+
+
+def _hardware(root: Path) -> dict[str, dict[str, str]]:
+    """Machine-check, memory and link sources as a big host has them; their config."""
+    edac = root / "edac" / "mc"
+    for mc in range(2):
+        for name in ("ce_count", "ue_count", "ce_noinfo_count", "ue_noinfo_count"):
+            (edac / f"mc{mc}").mkdir(parents=True, exist_ok=True)
+            (edac / f"mc{mc}" / name).write_text("0\n")
+        for d in range(16):
+            dimm = edac / f"mc{mc}" / f"dimm{d}"
+            dimm.mkdir()
+            (dimm / "dimm_label").write_text(f"CPU_SrcID#{mc}_MC#{d // 8}_Chan#{d % 8}_DIMM#0\n")
+            (dimm / "dimm_ce_count").write_text("0\n")
+            (dimm / "dimm_ue_count").write_text("0\n")
+    ib = root / "infiniband"
+    for hca in range(8):
+        port = ib / f"mlx5_{hca}" / "ports" / "1"
+        (port / "counters").mkdir(parents=True)
+        (port / "state").write_text("4: ACTIVE\n")
+        (port / "phys_state").write_text("5: LinkUp\n")
+        (port / "rate").write_text("400 Gb/sec (4X NDR)\n")
+        for name in _IB_COUNTERS:
+            (port / "counters" / name).write_text("0\n")
+    ras = sqlite3.connect(root / "ras-mc_event.db")
+    ras.execute(
+        "CREATE TABLE mc_event (id INTEGER PRIMARY KEY, timestamp TEXT, err_count INTEGER, "
+        "err_type TEXT, err_msg TEXT, label TEXT, mc INTEGER, top_layer INTEGER, "
+        "middle_layer INTEGER, lower_layer INTEGER, address INTEGER, grain INTEGER, "
+        "syndrome INTEGER, driver_detail TEXT)"
+    )
+    ras.commit()
+    ras.close()
+    (root / "mcelog").write_text("")
+    return {
+        "rasdaemon": {"path": str(root / "ras-mc_event.db")},
+        "mcelog": {"path": str(root / "mcelog")},
+        "edac": {"root": str(edac)},
+        "infiniband": {"root": str(ib)},
+    }
+
+
+def _count_traffic(ib: Path, stop: threading.Event) -> None:
+    """The data and packet counters of busy ports, rising (the error counters stay still)."""
+    n = 0
+    while not stop.wait(1.0):
+        n += 1
+        for port in ib.glob("*/ports/1/counters"):
+            for name in ("port_rcv_data", "port_xmit_data", "port_rcv_packets"):
+                (port / name).write_text(f"{n * 1_000_000}\n")
+
+
 def run_phase(
     name: str,
     intervals: dict[str, float],
@@ -142,6 +206,7 @@ def run_phase(
             "training_logs": {"enabled": True, "paths": [str(train_log)]},
             "heartbeat": {"address": f"unix://{phase_dir}/hb.sock"},
             "flight_recorder": {"prefix": str(phase_dir / "fr" / "nccl_trace_rank_")},
+            **_hardware(phase_dir),
         },
         "outbox": {"path": str(phase_dir / "outbox.db")},
         "metrics": {"port": _free_port()},
@@ -156,6 +221,7 @@ def run_phase(
     workers = [
         threading.Thread(target=_write_log, args=(train_log, lines_per_s, stop)),
         threading.Thread(target=_beat, args=(f"unix://{phase_dir}/hb.sock", stop)),
+        threading.Thread(target=_count_traffic, args=(phase_dir / "infiniband", stop)),
     ]
     for w in workers:
         w.start()
@@ -204,6 +270,7 @@ def main() -> None:
             "logs_s": 1.0,
             "heartbeat_s": 1.0,
             "flight_recorder_s": 1.0,
+            "hardware_s": 1.0,
             "status_s": 10.0,
             "send_s": 1.0,
         },
@@ -213,6 +280,7 @@ def main() -> None:
     print(f"# {sys.executable} {' '.join(sys.argv)}")
     print(
         f"# 8 fake GPUs, {args.lines_per_s} training-log lines/s, 8 ranks beating at 2 Hz, "
+        "32 DIMMs and 8 IB ports, "
         f"{per_phase:.0f} s per phase after {WARMUP_S:.0f} s warm-up"
     )
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp:

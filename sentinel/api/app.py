@@ -37,6 +37,7 @@ from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
 from sentinel.incidents.flightrec import FlightRecorderAnalyzer
+from sentinel.incidents.scheduler_view import SchedulerView
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.watchdog import Watchdog
 from sentinel.incidents.worker import TriageWorker
@@ -49,6 +50,7 @@ from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
 from sentinel.wire import WIRE_VERSION, Batch
+from sentinel.wire.v1 import LOG_SOURCES_ADDED
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +138,18 @@ def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
     async def remediation() -> None:
         await ctx.stages.run(await ctx.remediation.run_due(ctx.sessions))
 
+    view = SchedulerView(ctx.clock)
+
+    async def scheduler_view() -> None:
+        await view.run_once(ctx.sessions, ctx.remediation.scheduler)
+
     add_flush_job(scheduler, ctx.dispatcher, ctx.clock, ctx.settings.alerting.flush_interval_s)
     for job, seconds in (
         (retention, ctx.settings.retention.interval_s),
         (remediation, 1.0),
         (flight_recorder, 5.0),
         (watchdog, ctx.settings.triage.heartbeat_interval_s / 4),
+        (scheduler_view, ctx.settings.scheduler.poll_nodes_s),
     ):
         scheduler.add_job(
             job, "interval", seconds=seconds, id=job.__name__, max_instances=1, coalesce=True
@@ -228,6 +236,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
                 components[model.__name__] = body
             document_errors(schema)
             schema["info"]["x-wire-version"] = WIRE_VERSION
+            # What version 1 has gained since it was first published (see sentinel/wire/v1.py).
+            schema["info"]["x-wire-additions"] = {"LogRecord.source": sorted(LOG_SOURCES_ADDED)}
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -89,6 +89,7 @@ async def test_metrics_count_ingest(app_client: httpx.AsyncClient, tokens: dict[
 async def test_openapi_shows_the_versioned_wire_contract(app_client: httpx.AsyncClient) -> None:
     schema = (await app_client.get("/openapi.json")).json()
     assert schema["info"]["x-wire-version"] == 1
+    assert "mcelog" in schema["info"]["x-wire-additions"]["LogRecord.source"]
     batch_schema = schema["components"]["schemas"]["Batch"]
     assert batch_schema["properties"]["version"]["const"] == 1
     assert {"GpuSample", "XidEvent", "HeartbeatSummary", "LogRecord"} <= set(
