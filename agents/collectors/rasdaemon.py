@@ -81,7 +81,7 @@ def _devlink(r: Mapping[str, Any]) -> str:
     return (
         f"{r['id']} {r['timestamp']} error: bus_name={r['bus_name']}, dev_name={r['dev_name']}, "
         f"driver_name={r['driver_name']}, reporter_name={r['reporter_name']}, "
-        f"message='{r['msg']}'"
+        f"message='{r['msg']}', "
     )
 
 

@@ -150,6 +150,35 @@ def test_rasdaemon_from_start_and_absent(tmp_path: Path) -> None:
     assert classify_text(found["ras_devlink_event"].message).category.value == "nic"
 
 
+def test_rasdaemon_reads_the_older_schema_debian_ships(tmp_path: Path) -> None:
+    # rasdaemon 0.6.8 (Debian 12) has no ppin or microcode in mce_record.
+    path = tmp_path / "ras-mc_event.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mce_record (id INTEGER PRIMARY KEY, timestamp TEXT, "
+        "mcgcap INTEGER, mcgstatus INTEGER, status INTEGER, addr INTEGER, misc INTEGER, "
+        "ip INTEGER, tsc INTEGER, walltime INTEGER, cpu INTEGER, cpuid INTEGER, apicid INTEGER, "
+        "socketid INTEGER, cs INTEGER, bank INTEGER, cpuvendor INTEGER, bank_name TEXT, "
+        "error_msg TEXT, mcgstatus_msg TEXT, mcistatus_msg TEXT, mcastatus_msg TEXT, "
+        "user_action TEXT, mc_location TEXT)"
+    )
+    db.execute(
+        "INSERT INTO mce_record (timestamp, status, cpu, bank, error_msg, mcistatus_msg) VALUES "
+        "('2024-02-01 19:04:55 +0000', ?, 12, 1, 'Data CACHE Level-1 Data-Read Error', "
+        "'Uncorrected_error Error_enabled Processor_context_corrupt')",
+        (0xBE00000000800400 - (1 << 64),),
+    )
+    ctx, _ = context()
+    [record] = _records(RasdaemonCollector(ctx, path=path, interval_s=10, from_start=True).poll())
+    assert record.message == (
+        "1 2024-02-01 19:04:55 +0000 error: Data CACHE Level-1 Data-Read Error, "
+        "mci Uncorrected_error Error_enabled Processor_context_corrupt, "
+        "status=0xbe00000000800400, cpu=0x0000000c, bank=0x00000001"
+    )
+    verdict = classify_text(record.message)
+    assert verdict.category.value == "cpu" and "CPU 12 bank 1" in verdict.reason
+
+
 # ---------------------------------------------------------------- mcelog
 
 _MCELOG_UC = """Hardware event. This is not a software error.
