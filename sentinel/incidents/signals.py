@@ -20,6 +20,7 @@ from sentinel.triage.signals import (
     host_silent_signal,
     log_signals,
     maintenance_signal,
+    scheduler_node_signals,
     straggler_signal,
     xid_signal,
 )
@@ -182,6 +183,17 @@ def _signals(ev: Event) -> list[Signal]:
             ]
         case "maintenance":
             return [maintenance_signal(text=p["text"], host=host, time=when, event_id=eid)]
+        case "scheduler_node":
+            return scheduler_node_signals(
+                host=host or "?",
+                state=str(p["state"]),
+                reason=str(p.get("reason") or ""),
+                reason_by=str(p.get("reason_by") or ""),
+                reservation=str(p.get("reservation") or ""),
+                maintenance=bool(p.get("maintenance")),
+                time=when,
+                event_id=eid,
+            )
         case "fr_verdict":
             return [
                 fr_verdict_signal(

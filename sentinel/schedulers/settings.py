@@ -85,6 +85,12 @@ class SchedulerSettings(_Section):
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     webhook: WebhookSettings | None = None
     fake: FakeSettings = Field(default_factory=FakeSettings)
+    poll_nodes_s: float = Field(
+        30.0,
+        gt=0,
+        description="How often the leader reads the scheduler's node states (down, drained and "
+        "why, not responding, maintenance) as evidence for triage.",
+    )
 
     @model_validator(mode="after")
     def _webhook_configured(self) -> SchedulerSettings:

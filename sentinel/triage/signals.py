@@ -325,6 +325,47 @@ def maintenance_signal(
     )
 
 
+def scheduler_node_signals(
+    *,
+    host: str,
+    state: str,
+    reason: str = "",
+    reason_by: str = "",
+    reservation: str = "",
+    maintenance: bool = False,
+    time: datetime | None = None,
+    event_id: str | None = None,
+) -> list[Signal]:
+    """The scheduler's view of a node (Slurm: DOWN, DRAIN with its reason, NOT_RESPONDING, a
+    maintenance reservation) as evidence on that host. A maintenance reservation is planned
+    work; a reason a pattern knows (NHC's checks, "Not responding") speaks for itself; any other
+    drain or down is the host taken out of service by someone: a lead on that host."""
+    text = f"Slurm: {host} {state}"
+    if reason:
+        text += f" Reason={reason}" + (f" [{reason_by}]" if reason_by else "")
+    if reservation:
+        text += f" Reservation={reservation}"
+    if maintenance:
+        return [maintenance_signal(text=text, host=host, time=time, event_id=event_id)]
+    known = log_signals(text, host=host, time=time, event_id=event_id) if reason else []
+    if any(s.role == "cause" for s in known):
+        return known
+    down = state.startswith("DOWN") or "NOT_RESPONDING" in state
+    return [
+        Signal(
+            kind="scheduler_node",
+            family="slurm",
+            text=text,
+            category_hint=Category.HOST_MAINTENANCE,
+            role="cause",
+            severity="error" if down else "warning",
+            host=host,
+            time=time,
+            event_id=event_id,
+        )
+    ]
+
+
 def fr_verdict_signal(
     *,
     text: str,
