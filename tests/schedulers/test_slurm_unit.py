@@ -179,3 +179,66 @@ async def test_a_failed_early_start_does_not_fail_the_done_requeue(tmp_path: Pat
     assert "start not advanced (Access/permission denied)" in result.output
     assert result.commands[:2] == ("squeue --json", "scontrol requeue 1")
     assert result.commands[-1] == "scontrol update JobId=1 StartTime=now+2"
+
+
+async def test_a_reboot_already_asked_for_is_not_asked_again(tmp_path: Path) -> None:
+    listing = json.loads((DATA / "releases" / "24.11" / "sinfo.json").read_text())
+    (tmp_path / "sinfo.json").write_text(json.dumps(listing))
+    bin_dir = fake_cli(tmp_path, sinfo=f"cat {tmp_path}/sinfo.json", scontrol="true")
+
+    pending = await SlurmScheduler(bin_dir=bin_dir).reboot("gpu-a06", "sentinel: x")
+    asked = await SlurmScheduler(bin_dir=bin_dir).reboot("gpu-a01", 'sentinel: "79"')
+
+    assert pending.ok and "its reboot was asked for already" in pending.output
+    assert asked.ok
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "sinfo -N --json",
+        "sinfo -N --json",
+        "scontrol reboot ASAP nextstate=RESUME reason=sentinel: 79 gpu-a01",
+    ]
+
+
+async def test_gpu_reset_commands_and_a_retry_finding_its_reservation(tmp_path: Path) -> None:
+    # A retried reset finds the reservation of the attempt before: that is not a failure.
+    scontrol = (
+        'case "$1" in create) echo "Error creating the reservation: Duplicate reservation name"'
+        " >&2; exit 1;; esac"
+    )
+    bin_dir = fake_cli(tmp_path, scontrol=scontrol, srun="true")
+
+    result = await SlurmScheduler(bin_dir=bin_dir, nvidia_smi="/usr/bin/nvidia-smi").reset_gpu(
+        "gpu-a02", "00000000:5D:00.0", "sentinel"
+    )
+
+    assert result.ok, result.error
+    assert [c.split(" ")[:2] for c in (tmp_path / "calls.log").read_text().splitlines()] == [
+        ["scontrol", "create"],
+        ["scontrol", "update"],
+        ["srun", "--reservation=sentinel-reset-gpu-a02"],
+        ["scontrol", "delete"],
+    ]
+    assert result.commands[2].endswith("/usr/bin/nvidia-smi -r -i 00000000:5D:00.0")
+
+
+async def test_a_failed_gpu_reset_drains_again_and_cleans_up(tmp_path: Path) -> None:
+    bin_dir = fake_cli(
+        tmp_path, scontrol="true", srun='echo "srun: error: nvidia-smi: GPU in use" >&2; exit 1'
+    )
+
+    result = await SlurmScheduler(bin_dir=bin_dir).reset_gpu("gpu-a02", "3", "sentinel")
+
+    assert not result.ok and result.error == "GPU 3 reset: srun: error: nvidia-smi: GPU in use"
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls[-2].startswith(
+        "scontrol update NodeName=gpu-a02 State=DRAIN Reason=sentinel: GPU 3"
+    )
+    assert calls[-1] == "scontrol delete ReservationName=sentinel-reset-gpu-a02"
+
+
+@pytest.mark.parametrize("gpu", ["", "3;reboot", "-i", "a b"])
+async def test_bad_gpus_run_nothing(tmp_path: Path, gpu: str) -> None:
+    bin_dir = fake_cli(tmp_path, scontrol="true", srun="true")
+
+    result = await SlurmScheduler(bin_dir=bin_dir).reset_gpu("node1", gpu, "x")
+
+    assert not result.ok and not (tmp_path / "calls.log").exists()
