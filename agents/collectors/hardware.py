@@ -16,7 +16,7 @@ from agents.collectors.base import Context
 from agents.collectors.logs import UNMATCHED, best_match, catalog_matcher
 from sentinel.knowledge import PatternCatalog, Severity
 from sentinel.knowledge.lines import parse_line
-from sentinel.knowledge.machine_check import MCELOG_PATTERN, McelogRecord
+from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
 from sentinel.wire import LogRecord
 from sentinel.wire.v1 import LogSource
 
@@ -39,7 +39,7 @@ class HardwareRecords:
         if found is not None:
             spec = found[0]
             pattern, family, severity = spec.name, spec.family, spec.severity
-            if spec.name == MCELOG_PATTERN:
+            if spec.name in MCELOG_PATTERNS:
                 severity = _mcelog_severity(lines, spec.severity)
         return LogRecord(
             id=uuid.uuid4(),

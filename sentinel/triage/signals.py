@@ -16,7 +16,7 @@ from sentinel.knowledge import (
     default_knowledge,
 )
 from sentinel.knowledge.lines import Line
-from sentinel.knowledge.machine_check import MCELOG_PATTERN, McelogRecord
+from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.records import Record, elastic_fields, split_records
 
@@ -592,8 +592,10 @@ def extract_signals(
     signals: list[Signal] = []
     # Multi-line driver reports name the GPU on one line and the fault on the next.
     last_gpu_line: dict[str | None, tuple[int, str]] = {}
-    # An mcelog record names the CPU, bank and correction on other lines than its MCA line.
+    # An mcelog record names the CPU, bank, DIMM and correction on other lines than the one
+    # that matched, before and after it: its signals are completed once all is read.
     mcelog: dict[str | None, McelogRecord] = {}
+    in_record: list[tuple[int, McelogRecord]] = []
     for index, record in enumerate(split_records(text)):
         if record.kind == "traceback":
             produced = _traceback_signals(record, knowledge)
@@ -609,7 +611,11 @@ def extract_signals(
             machine_check = mcelog[line.host] = mcelog.get(line.host, McelogRecord()).read(
                 line.body
             )
-            produced = [_in_mcelog_record(s, machine_check) for s in produced]
+            in_record.extend(
+                (len(signals) + i, machine_check)
+                for i, s in enumerate(produced)
+                if s.pattern in MCELOG_PATTERNS
+            )
         for signal in produced:
             if signal.gpu is None and signal.family in {"kernel_xid", "gsp"}:
                 seen = last_gpu_line.get(signal.host)
@@ -618,12 +624,12 @@ def extract_signals(
             if signal.host is None and default_host:
                 signal = replace(signal, host=default_host)
             signals.append(signal)
+    for index, machine_check in in_record:
+        signals[index] = _in_mcelog_record(signals[index], machine_check)
     return signals
 
 
 def _in_mcelog_record(signal: Signal, record: McelogRecord) -> Signal:
-    if signal.pattern != MCELOG_PATTERN:
-        return signal
     return replace(
         signal,
         severity=record.severity(signal.severity),

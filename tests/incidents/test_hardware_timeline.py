@@ -27,7 +27,9 @@ Uncorrected error
 Error enabled
 MCA: MEMORY CONTROLLER RD_CHANNEL1_ERR
 Transaction: Memory read error
-STATUS bd800000000c0091 MCGSTATUS 5"""
+STATUS bd800000000c0091 MCGSTATUS 5
+Uncorrected DIMM memory error count exceeded threshold: 1 in 24h
+Location SOCKET:1 CHANNEL:1 DIMM:0 [B2 CPU1_DIMM_B2]"""
 IB_DOWN = (
     "/sys/class/infiniband/mlx5_3/ports/1: link down: state 4: ACTIVE -> 1: DOWN, "
     "phys_state 5: LinkUp -> 2: Polling, link_downed 0 -> 1"
@@ -73,7 +75,7 @@ async def test_an_uncorrected_dimm_error_then_a_hang_is_one_memory_incident(
     assert incident.opened_at == at(5)
 
 
-async def test_an_mcelog_uncorrected_error_names_the_cpu_and_bank(timeline: Timeline) -> None:
+async def test_an_mcelog_uncorrected_error_on_a_dimm_names_the_dimm(timeline: Timeline) -> None:
     await timeline.at(5)
     await timeline.post(
         "h006",
@@ -84,7 +86,7 @@ async def test_an_mcelog_uncorrected_error_names_the_cpu_and_bank(timeline: Time
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("system_memory", "h006")
-    assert "CPU 13 bank 7" in verdict_of(incident).reason
+    assert "DIMM B2 CPU1_DIMM_B2, CPU 13 bank 7" in verdict_of(incident).reason
 
 
 async def test_one_host_losing_its_link_is_its_nic(timeline: Timeline) -> None:
