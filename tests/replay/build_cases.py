@@ -1,9 +1,12 @@
 """Write the replay cases in tests/replay/cases/ (run: python tests/replay/build_cases.py).
 
 Each case is a small fleet training one job with realistic noise and one or more injected
-faults, as the agents would report them, plus what triage must conclude. Log lines are in the
-formats the real tools print (NVRM, NCCL, PyTorch, mlx5, EDAC, nvme, ...), most of them taken
-from the real excerpts in tests/triage/excerpts/.
+faults, plus what triage must conclude. Faults are log lines as the hosts print them into their
+kernel and training logs (`kernel_log`, `training_log`: the replay reads them through the
+agent's own collectors, so a case holds no record the agent would not ship) and GPU samples,
+heartbeats and API calls as the agents and operators send them. Log lines are in the formats
+the real tools print (NVRM, NCCL, PyTorch, mlx5, EDAC, nvme, ...), most of them taken from the
+real excerpts in tests/triage/excerpts/.
 
 Timing follows what happens on a real fleet: the fault first, the job stalling with it (a dead
 GPU or host stops every collective), the NCCL watchdog timeouts on the peers a minute later
@@ -189,7 +192,7 @@ def peer_timeouts(
             continue
         when = t + (h % 7) * 0.3
         r = f.rank(h, 0)
-        f.log(when, h, nccl_timeout(f, when, r, seq - (h == odd), timeout_s=timeout_s), rank=r)
+        f.training_log(when, h, nccl_timeout(f, when, r, seq - (h == odd), timeout_s=timeout_s))
 
 
 def traceback(rank: int, frames: list[tuple[str, int, str, str]], exception: str) -> str:
@@ -222,43 +225,30 @@ def noise(f: CaseFleet, duration: float, hosts: Iterable[int] = (), seed: int = 
         g = rng.randrange(f.gpus)
         t = rng.uniform(5, duration * 0.8)
         name = f.name(h)
-        f.log(
+        f.training_log(
             t,
             h,
             f"{name}:{2200 + h}:{2290 + g} [{g}] NCCL INFO Channel 00/32 : "
             f"{f.rank(h, g)}[{g}] -> {f.rank((h + 1) % f.hosts, g)}[{g}] [send] via NET/IB/{g}"
             "/GDRDMA",
-            source="nccl",
-            severity="info",
         )
-        f.log(
+        f.kernel_log(
             t + 1.5,
             h,
             f"pcieport 0000:{0x15 + g * 16:02x}:01.0: AER: Corrected error received: "
             f"0000:{0x16 + g * 16:02x}:00.0",
-            source="kernel",
-            severity="warning",
-        )
-        f.log(
-            t + 1.5,
-            h,
             f"nvme 0000:{0x16 + g * 16:02x}:00.0: PCIe Bus Error: severity=Corrected, "
             "type=Physical Layer, (Receiver ID)",
-            source="kernel",
-            severity="warning",
         )
-    last = f.rank(f.hosts - 1, f.gpus - 1)
     for step in range(20, int(duration * 0.8), 40):
         it = 12000 + step // 2
-        f.log(
+        f.training_log(
             step,
             f.hosts - 1,
             f" iteration    {it}/  500000 | consumed samples:     {it * 2048} | elapsed time "
             "per iteration (ms): 2031.4 | learning rate: 1.500E-04 | global batch size:  2048 | "
             "lm loss: 2.101E+00 | loss scale: 1.0 | grad norm: 0.231 | number of skipped "
             "iterations:   0 | number of nan iterations:   0 |",
-            rank=last,
-            severity="info",
         )
 
 
@@ -284,7 +274,7 @@ def incident(
 def faulty_gpu_xid79_with_peer_timeouts(folder: Path) -> None:
     f = CaseFleet(hosts=48, seed=1)
     noise(f, 180)
-    f.xid(95.0, 17, 3, 79, xid_line(f, 3, 79, "GPU has fallen off the bus.", pid=44112))
+    f.kernel_log(95.0, 17, xid_line(f, 3, 79, "GPU has fallen off the bus.", pid=44112))
     f.gpu(95.5, 17, 3, lost=True)
     f.stall(95.0)
     peer_timeouts(f, 95 + NCCL_TIMEOUT_S, skip={17})
@@ -303,17 +293,15 @@ def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=3)
     noise(f, 160)
     h, g = 9, 6
-    f.xid(70.0, h, g, 62, xid_line(f, g, 62, "0000(0000) 00000000 00000000", pid=1905))
-    f.xid(70.4, h, g, 45, xid_line(f, g, 45, "Ch 00000010", pid=1905))
-    f.xid(
+    f.kernel_log(70.0, h, xid_line(f, g, 62, "0000(0000) 00000000 00000000", pid=1905))
+    f.kernel_log(70.4, h, xid_line(f, g, 45, "Ch 00000010", pid=1905))
+    f.kernel_log(
         71.0,
         h,
-        g,
-        154,
         f"NVRM: Xid (PCI:{f.bus(g)}): 154, GPU recovery action changed from 0x0 (None) to 0x1 "
         "(GPU Reset Required)",
     )
-    f.log(
+    f.training_log(
         72.0,
         h,
         traceback(
@@ -323,7 +311,6 @@ def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
             "asynchronously reported at some other API call, so the stacktrace below might be "
             "incorrect.",
         ),
-        rank=f.rank(h, g),
     )
     f.stall(70.0)
     peer_timeouts(f, 70 + NCCL_TIMEOUT_S, skip={h})
@@ -344,11 +331,8 @@ def faulty_gpu_lost_without_xid(folder: Path) -> None:
     h, g = 21, 1
     # Newer drivers may print no Xid for a GPU that dropped off the bus: NVML says GPU_IS_LOST.
     f.gpu(88.0, h, g, lost=True, temperature_c=None, power_w=None, utilization_pct=None)
-    f.log(
-        89.0,
-        h,
-        traceback(f.rank(h, g), TRAIN_STEP, "RuntimeError: CUDA error: unknown error"),
-        rank=f.rank(h, g),
+    f.training_log(
+        89.0, h, traceback(f.rank(h, g), TRAIN_STEP, "RuntimeError: CUDA error: unknown error")
     )
     f.stall(88.0)
     peer_timeouts(f, 88 + NCCL_TIMEOUT_S, skip={h})
@@ -367,15 +351,13 @@ def faulty_gpu_xid79_then_gsp_timeouts(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=36)
     noise(f, 160)
     h, g = 4, 5
-    f.xid(70.0, h, g, 79, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+    f.kernel_log(70.0, h, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
     f.gpu(70.5, h, g, lost=True)
     # nvidia-smi and the DCGM exporter keep polling the dead GPU: its GSP never answers.
     for n in range(3):
-        f.xid(
+        f.kernel_log(
             76.0 + 6 * n,
             h,
-            g,
-            119,
             xid_line(
                 f,
                 g,
@@ -405,11 +387,9 @@ def gpu_hbm_xid48_dbe(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=5)
     noise(f, 160)
     h, g = 12, 4
-    f.xid(
+    f.kernel_log(
         64.0,
         h,
-        g,
-        48,
         xid_line(
             f,
             g,
@@ -418,11 +398,9 @@ def gpu_hbm_xid48_dbe(folder: Path) -> None:
             "at partition 6, subpartition 0.",
         ),
     )
-    f.xid(
+    f.kernel_log(
         64.1,
         h,
-        g,
-        63,
         xid_line(
             f,
             g,
@@ -431,9 +409,9 @@ def gpu_hbm_xid48_dbe(folder: Path) -> None:
             "activate.",
         ),
     )
-    f.xid(64.9, h, g, 45, xid_line(f, g, 45, "Ch 00000010"))
+    f.kernel_log(64.9, h, xid_line(f, g, 45, "Ch 00000010"))
     f.gpu(64.0, h, g, ecc_volatile_uncorrected=1, remap_pending=True)
-    f.log(
+    f.training_log(
         65.0,
         h,
         traceback(
@@ -441,7 +419,6 @@ def gpu_hbm_xid48_dbe(folder: Path) -> None:
             TRAIN_STEP,
             "RuntimeError: CUDA error: uncorrectable ECC error encountered",
         ),
-        rank=f.rank(h, g),
     )
     f.stall(64.0)
     peer_timeouts(f, 64 + NCCL_TIMEOUT_S, skip={h})
@@ -461,11 +438,9 @@ def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
     noise(f, 170)
     h, g = 3, 0
     # A first remap event, harmless on its own (a warning; no incident)...
-    f.xid(
+    f.kernel_log(
         40.0,
         h,
-        g,
-        63,
         xid_line(
             f,
             g,
@@ -476,11 +451,9 @@ def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
         ),
     )
     # ...then the bank runs out of spare rows.
-    f.xid(
+    f.kernel_log(
         90.0,
         h,
-        g,
-        64,
         "NVRM: Xid (PCI:0000:18:00): 64, pid='<unknown>', name=<unknown>, Row Remapper Error: "
         "(0x0000000101d5f5a0) - All reserved rows for bank are remapped",
     )
@@ -515,7 +488,7 @@ def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
         },
     )
     f.gpu(80.0, h, g, ecc_volatile_uncorrected=2)
-    f.log(
+    f.training_log(
         80.5,
         h,
         traceback(
@@ -525,7 +498,6 @@ def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
             "might be asynchronously reported at some other API call,so the stacktrace below "
             "might be incorrect.",
         ),
-        rank=f.rank(h, g),
     )
     f.stall(80.0)
     peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
@@ -549,11 +521,9 @@ def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
     t = 95.0
     for h in range(f.hosts):
         for g in range(f.gpus):
-            f.xid(
+            f.kernel_log(
                 t + h * 0.05,
                 h,
-                g,
-                13,
                 xid_line(
                     f,
                     g,
@@ -563,7 +533,7 @@ def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
                 ),
             )
             r = f.rank(h, g)
-            f.log(
+            f.training_log(
                 t + 0.5,
                 h,
                 traceback(
@@ -576,7 +546,6 @@ def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
                     "kernel errors might be asynchronously reported at some other API call, so "
                     "the stacktrace below might be incorrect.",
                 ),
-                rank=r,
             )
     f.stall(t)
     write(
@@ -595,7 +564,7 @@ def software_bug_cuda_oom_one_rank(folder: Path) -> None:
     noise(f, 170)
     h, g = 6, 5
     r = f.rank(h, g)
-    f.log(
+    f.training_log(
         90.0,
         h,
         traceback(
@@ -605,9 +574,8 @@ def software_bug_cuda_oom_one_rank(folder: Path) -> None:
             "total capacity of 79.15 GiB of which 1.23 GiB is free. Including non-PyTorch memory, "
             "this process has 77.91 GiB memory in use.",
         ),
-        rank=r,
     )
-    f.log(
+    f.training_log(
         93.0,
         h,
         "[2026-03-02 04:01:33,118] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
@@ -631,15 +599,16 @@ def software_bug_host_oom_killer(folder: Path) -> None:
     noise(f, 160)
     h = 12
     # The data loader workers' pinned-memory queues grow until the kernel kills a rank.
-    for line in [
+    f.kernel_log(
+        85.0,
+        h,
         "python invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, "
         "oom_score_adj=0",
         "Out of memory: Killed process 412231 (python) total-vm:1834522112kB, "
         "anon-rss:1972334128kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:3921012kB "
         "oom_score_adj:0",
-    ]:
-        f.log(85.0, h, line, source="kernel")
-    f.log(
+    )
+    f.training_log(
         86.0,
         h,
         "[2026-03-02 04:01:26,002] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
@@ -663,11 +632,9 @@ def software_bug_illegal_memory_access(folder: Path) -> None:
     noise(f, 160)
     h, g = 14, 2
     r = f.rank(h, g)
-    f.xid(
+    f.kernel_log(
         77.0,
         h,
-        g,
-        31,
         xid_line(
             f,
             g,
@@ -677,7 +644,7 @@ def software_bug_illegal_memory_access(folder: Path) -> None:
             pid=224422,
         ),
     )
-    f.log(
+    f.training_log(
         77.5,
         h,
         f"[rank{r}]: terminate called after throwing an instance of 'c10::Error'\n"
@@ -686,7 +653,6 @@ def software_bug_illegal_memory_access(folder: Path) -> None:
         "so the stacktrace below might be incorrect.\n"
         f"[rank{r}]: Exception raised from c10_cuda_check_implementation at "
         "../c10/cuda/CUDAException.cpp:44 (most recent call first):",
-        rank=r,
     )
     f.stall(77.0)
     peer_timeouts(f, 77 + NCCL_TIMEOUT_S, skip={h})
@@ -712,19 +678,17 @@ def network_flap_one_rack(folder: Path) -> None:
         g = h % 8
         t = 100.0 + (h - 16) * 0.1
         dev = f"mlx5_core 0000:{NIC_BUS[g]:02x}:00.0 mlx5_{g}"
-        f.log(t, h, f"{dev}: Port: 1 Link DOWN", source="kernel")
-        f.log(t + 3.5, h, f"{dev}: Port: 1 Link ACTIVE", source="kernel", severity="info")
+        f.kernel_log(t, h, f"{dev}: Port: 1 Link DOWN")
+        f.kernel_log(t + 3.5, h, f"{dev}: Port: 1 Link ACTIVE")
     for n, h in enumerate([3, 9, 17, 20, 22, 27, 30]):
         peer = [18, 23, 5, 29, 16, 21, 19][n]
         g = (h + n) % 8
-        f.log(
+        f.training_log(
             IB_RETRY_S + 100.0 + n * 0.4,
             h,
             f"{f.name(h)}:{3100 + h}:{3180 + h} [{g}] transport/net_ib.cc:1295 NCCL WARN "
             f"NET/IB : Got completion from peer {f.ip(peer)}<{52000 + n}> with error 12, "
             "opcode 0, len 0, vendor err 129 (Recv)",
-            source="nccl",
-            rank=f.rank(h, g),
         )
     f.stall(101.0)
     peer_timeouts(f, 101 + NCCL_TIMEOUT_S, skip=set(rack))
@@ -744,26 +708,23 @@ def nic_port_down_one_host(folder: Path) -> None:
     noise(f, 160)
     h, g = 6, 3
     dev = f"mlx5_core 0000:{NIC_BUS[g]:02x}:00.0"
-    f.log(
+    f.kernel_log(
         75.0,
         h,
         f"{dev}: mlx5_port_module_event:1151:(pid 0): Port module event: module {g}, "
         "Cable unplugged",
-        source="kernel",
     )
-    f.log(75.1, h, f"{dev} mlx5_{g}: Port: 1 Link DOWN", source="kernel")
+    f.kernel_log(75.1, h, f"{dev} mlx5_{g}: Port: 1 Link DOWN")
     # The peers whose QPs went to that port see their work requests fail once the IB retries
     # run out (NCCL_IB_TIMEOUT=20, NCCL_IB_RETRY_CNT=7: about 30 s).
     for n, peer in enumerate([5, 7, 12, 14]):
         pg = (g + n) % 8
-        f.log(
+        f.training_log(
             IB_RETRY_S + 75.0 + n * 2.1,
             peer,
             f"{f.name(peer)}:{4100 + peer}:{4180 + peer} [{pg}] transport/net_ib.cc:1295 NCCL "
             f"WARN NET/IB : Got completion from peer {f.ip(h)}<{43000 + n}> with error 12, "
             "opcode 0, len 0, vendor err 129 (Recv)",
-            source="nccl",
-            rank=f.rank(peer, pg),
         )
     f.stall(76.0)
     peer_timeouts(f, 76 + NCCL_TIMEOUT_S, skip={h})
@@ -823,13 +784,11 @@ def host_maintenance_silent_host(folder: Path) -> None:
     h = 19
     f.silence(90.0, h)
     for n, peer in enumerate([18, 20]):
-        f.log(
+        f.training_log(
             120.0 + n,
             peer,
             f"{f.name(peer)}:{5100 + peer}:{5180 + peer} [0] misc/socket.cc:49 NCCL WARN "
             f"socketProgress: Connection closed by remote peer {f.name(h)}<57557>",
-            source="nccl",
-            rank=f.rank(peer, 0),
         )
     peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
     write(
@@ -848,18 +807,11 @@ def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=15)
     noise(f, 160)
     h = 11
-    f.log(
+    f.kernel_log(
         70.0,
         h,
         "watchdog: BUG: soft lockup - CPU#12 stuck for 22s! [python:12345]",
-        source="kernel",
-    )
-    f.log(
-        70.0,
-        h,
         "Modules linked in: nvidia_uvm(POE) nvidia_drm(POE) nvidia_modeset(POE) nvidia(POE)",
-        source="kernel",
-        severity="info",
     )
     f.stall(70.0)
     f.silence(75.0, h)
@@ -892,12 +844,11 @@ def planned_maintenance_reboot(folder: Path) -> None:
             "reason": "GPU firmware and BIOS update (ticket OPS-4412)",
         },
     )
-    f.log(
+    f.training_log(
         98.0,
         h,
         "[2026-03-02 04:01:38,004] torch.distributed.elastic.agent.server.api: [WARNING] "
         "Received Signals.SIGTERM death signal, shutting down workers",
-        severity="warning",
     )
     f.silence(100.0, h)
     peer_timeouts(f, 100 + NCCL_TIMEOUT_S, skip={h})
@@ -928,12 +879,11 @@ def planned_stop_for_config_change(folder: Path) -> None:
         },
     )
     for h in range(f.hosts):
-        f.log(
+        f.training_log(
             100.0 + h * 0.05,
             h,
             f"slurmstepd: error: *** STEP 812345.0 ON {f.name(h)} CANCELLED AT "
             "2026-03-02T04:01:40 BY mlops ***",
-            rank=f.rank(h, 0),
         )
     f.stall(100.0)
     write(
@@ -954,9 +904,9 @@ def gpu_sram_xid94_contained(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=17)
     noise(f, 160)
     h, g = 4, 7
-    f.xid(80.0, h, g, 94, xid_line(f, g, 94, "Contained ECC error", pid=1234))
-    f.xid(80.2, h, g, 45, xid_line(f, g, 45, "Ch 00000008", pid=1234))
-    f.log(
+    f.kernel_log(80.0, h, xid_line(f, g, 94, "Contained ECC error", pid=1234))
+    f.kernel_log(80.2, h, xid_line(f, g, 45, "Ch 00000008", pid=1234))
+    f.training_log(
         80.5,
         h,
         traceback(
@@ -964,7 +914,6 @@ def gpu_sram_xid94_contained(folder: Path) -> None:
             TRAIN_STEP,
             "RuntimeError: CUDA error: uncorrectable ECC error encountered",
         ),
-        rank=f.rank(h, g),
     )
     f.stall(80.0)
     peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
@@ -983,14 +932,10 @@ def gpu_sram_xid95_uncontained(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=18)
     noise(f, 150)
     h, g = 13, 2
-    f.xid(
-        60.0,
-        h,
-        g,
-        95,
-        xid_line(f, g, 95, "Uncontained: SM SRAM ECC error. RST: Yes, D-RST: No", pid=3310),
+    f.kernel_log(
+        60.0, h, xid_line(f, g, 95, "Uncontained: SM SRAM ECC error. RST: Yes, D-RST: No", pid=3310)
     )
-    f.xid(60.1, h, g, 45, xid_line(f, g, 45, "Ch 00000018", pid=3310))
+    f.kernel_log(60.1, h, xid_line(f, g, 45, "Ch 00000018", pid=3310))
     f.stall(60.0)
     peer_timeouts(f, 60 + NCCL_TIMEOUT_S, skip={h})
     write(
@@ -1008,11 +953,9 @@ def gpu_system_processor_xid119(folder: Path) -> None:
     noise(f, 160)
     h, g = 19, 5
     for n, (t, fn) in enumerate([(70.0, "76 (GSP_RM_CONTROL)"), (76.0, "10 (FREE)")]):
-        f.xid(
+        f.kernel_log(
             t,
             h,
-            g,
-            119,
             xid_line(
                 f,
                 g,
@@ -1022,12 +965,11 @@ def gpu_system_processor_xid119(folder: Path) -> None:
                 pid=2024380 + n,
             ),
         )
-    f.log(
+    f.kernel_log(
         90.0,
         h,
         f"NVRM: Rate limiting GSP RPC error prints for GPU at PCI:{f.bus(g)} (printing 1 of "
         "every 30).  The GPU likely needs to be reset.",
-        source="kernel",
     )
     f.stall(70.0)
     peer_timeouts(f, 70 + NCCL_TIMEOUT_S, skip={h})
@@ -1047,12 +989,10 @@ def gpu_thermal_slowdown(folder: Path) -> None:
     noise(f, 150)
     h, g = 15, 3
     f.gpu(60.0, h, g, temperature_c=91.0, clock_event_reasons=0x48)
-    f.log(
+    f.kernel_log(
         60.5,
         h,
         "CPU12: Package temperature above threshold, cpu clock throttled (total events = 1)",
-        source="kernel",
-        severity="warning",
     )
     f.stall(61.0)
     peer_timeouts(f, 61 + NCCL_TIMEOUT_S, skip={h})
@@ -1087,9 +1027,9 @@ def ssd_nvme_timeouts(folder: Path) -> None:
             "class 2",
         ),
     ]:
-        f.log(t, h, line, source="kernel")
+        f.kernel_log(t, h, line)
     r = f.rank(h, 0)
-    f.log(
+    f.training_log(
         121.0,
         h,
         traceback(
@@ -1105,7 +1045,6 @@ def ssd_nvme_timeouts(folder: Path) -> None:
             ],
             "OSError: [Errno 5] Input/output error",
         ),
-        rank=r,
     )
     write(
         f,
@@ -1124,8 +1063,8 @@ def ssd_nvme_timeout_while_still_training(folder: Path) -> None:
     h = 9
     # The first read times out while the job still trains on prefetched batches; the loader
     # runs dry and the job stalls on it 30 s later.
-    f.log(60.0, h, "nvme nvme0: I/O 900 (I/O Cmd) QID 2 timeout, aborting", source="kernel")
-    f.log(90.0, h, "nvme nvme0: I/O 900 QID 2 timeout, reset controller", source="kernel")
+    f.kernel_log(60.0, h, "nvme nvme0: I/O 900 (I/O Cmd) QID 2 timeout, aborting")
+    f.kernel_log(90.0, h, "nvme nvme0: I/O 900 QID 2 timeout, reset controller")
     f.stall(90.0)
     peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
     write(
@@ -1176,7 +1115,7 @@ def power_supply_failure_with_power_brake(folder: Path) -> None:
     h = 10
     for g in range(f.gpus):
         f.gpu(90.0, h, g, clock_event_reasons=0x88, power_w=180.0)
-    f.xid(93.0, h, 6, 79, xid_line(f, 6, 79, "GPU has fallen off the bus."))
+    f.kernel_log(93.0, h, xid_line(f, 6, 79, "GPU has fallen off the bus."))
     f.gpu(93.5, h, 6, lost=True)
     f.stall(90.0)
     alertmanager(
@@ -1230,17 +1169,18 @@ def io_expansion_board_pcie_switch_fatal(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=24)
     noise(f, 160)
     h = 8
-    for line in [
+    f.kernel_log(
+        80.0,
+        h,
         "pcieport 0000:16:02.0: AER: Uncorrected (Fatal) error received: 0000:16:02.0",
         "pcieport 0000:16:02.0: PCIe Bus Error: severity=Uncorrected (Fatal), type=Transaction "
         "Layer, (Receiver ID)",
         "pcieport 0000:16:02.0:   device [1000:c030] error status/mask=00040000/00400000",
         "pcieport 0000:16:02.0:    [18] MalfTLP                (First)",
-    ]:
-        f.log(80.0, h, line, source="kernel")
+    )
     # The two GPUs behind that switch drop off the bus with it.
     for g in (0, 1):
-        f.xid(80.3, h, g, 79, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+        f.kernel_log(80.3, h, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
         f.gpu(80.5, h, g, lost=True)
     f.stall(80.0)
     peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
@@ -1260,14 +1200,15 @@ def cpu_machine_check(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=25)
     noise(f, 170)
     h = 21
-    for line in [
+    f.kernel_log(
+        100.0,
+        h,
         "mce: [Hardware Error]: CPU 12: Machine Check: 0 Bank 5: be00000000800400",
         "mce: [Hardware Error]: TSC 0 ADDR 7f1234567000 MISC 0 ",
         "mce: [Hardware Error]: PROCESSOR 0:606a6 TIME 1772424100 SOCKET 0 APIC 18 microcode "
         "d0003a5",
         "mce: [Hardware Error]: Machine check events logged",
-    ]:
-        f.log(100.0, h, line, source="kernel")
+    )
     f.stall(100.0)
     peer_timeouts(f, 100 + NCCL_TIMEOUT_S, skip={h})
     write(
@@ -1284,25 +1225,24 @@ def system_memory_edac_ue(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=26)
     noise(f, 160)
     # A healthy host logs corrected DIMM errors now and then: noise, not the cause.
-    f.log(
+    f.kernel_log(
         30.0,
         2,
         "EDAC MC0: 1 CE memory read error on CPU_SrcID#0_MC#0_Chan#0_DIMM#0 (channel:0 slot:0 "
         "page:0x123 offset:0x0 grain:32 syndrome:0x0)",
-        source="kernel",
-        severity="warning",
     )
     h = 7
-    for line in [
+    f.kernel_log(
+        80.0,
+        h,
         "EDAC MC3: 1 UE memory read error on CPU_SrcID#1_MC#1_Chan#2_DIMM#0 (channel:2 slot:0 "
         "page:0xb757589 offset:0x140 grain:32 -  OVERFLOW err_code:0101:0092 socket:1 imc:1 "
         "rank:0 bg:3 ba:0 row:1a1e8 col:180)",
         "mce: Uncorrected hardware memory error in user-access at 2c2cbc8c00",
         "Memory failure: 0x2c2cbc8: Sending SIGBUS to python:88412 due to hardware memory "
         "corruption",
-    ]:
-        f.log(80.0, h, line, source="kernel")
-    f.log(81.0, h, f"[rank{f.rank(h, 4)}]: Bus error (core dumped)", rank=f.rank(h, 4))
+    )
+    f.training_log(81.0, h, f"[rank{f.rank(h, 4)}]: Bus error (core dumped)")
     f.stall(80.0)
     peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
     write(
@@ -1324,20 +1264,18 @@ def dependency_lustre_down(folder: Path) -> None:
     noise(f, 150)
     for h in range(0, 32, 2):
         t = 90.0 + h * 0.2
-        f.log(
+        f.kernel_log(
             t,
             h,
             "LustreError: 11-0: scratch-OST0001-osc-ffff8803bd1d9800: operation ost_write to "
             "node 10.0.0.1@o2ib failed: rc = -107",
-            source="kernel",
         )
-        f.log(
+        f.kernel_log(
             t + 0.5,
             h,
             "Lustre: scratch-MDT0000-mdc-ffff88103d2a7000: Connection to scratch-MDT0000 (at "
             "10.1.1.1@o2ib) was lost; in progress operations using this service will wait for "
             "recovery to complete",
-            source="kernel",
         )
     f.stall(90.0)
     write(
@@ -1356,7 +1294,7 @@ def dependency_object_store_refused(folder: Path) -> None:
     noise(f, 150)
     for h in range(f.hosts):
         r = f.rank(h, 0)
-        f.log(
+        f.training_log(
             110.0 + h * 0.1,
             h,
             traceback(
@@ -1373,7 +1311,6 @@ def dependency_object_store_refused(folder: Path) -> None:
                 "botocore.exceptions.EndpointConnectionError: Could not connect to the endpoint "
                 'URL: "http://datastore.internal:9000/shards/train-00412.bin"',
             ),
-            rank=r,
         )
     f.stall(110.0)
     write(
@@ -1392,7 +1329,7 @@ def silent_data_corruption_nan_grad(folder: Path) -> None:
     noise(f, 160)
     h, g = 5, 2
     r = f.rank(h, g)
-    f.log(
+    f.training_log(
         80.0,
         h,
         traceback(
@@ -1409,7 +1346,6 @@ def silent_data_corruption_nan_grad(folder: Path) -> None:
             f"AssertionError: Rank {r}: found NaN in local grad norm in backward pass before "
             f"data-parallel communication collective. Device: {g}, node: {f.name(h)}",
         ),
-        rank=r,
     )
     f.stall(80.0)
     peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
@@ -1430,19 +1366,18 @@ def unknown_worker_exit_without_reason(folder: Path) -> None:
     h, g = 9, 3
     r = f.rank(h, g)
     # The rank's last words say nothing usable; torchrun sees it exit with code 1.
-    f.log(89.5, h, f"[rank{r}]: step 12045: giving up, exiting", rank=r, severity="info")
-    f.log(
+    f.training_log(89.5, h, f"[rank{r}]: step 12045: giving up, exiting")
+    f.training_log(
         90.0,
         h,
         "[2026-03-02 04:01:30,441] torch.distributed.elastic.multiprocessing.api: [ERROR] failed "
         f"(exitcode: 1) local_rank: {g} (pid: 8812) of binary: /usr/bin/python3",
     )
-    f.log(
+    f.training_log(
         90.1,
         h,
         "[2026-03-02 04:01:30,512] torch.distributed.elastic.multiprocessing.api: [WARNING] "
         "Sending process 8813 closing signal SIGTERM",
-        severity="warning",
     )
     f.stall(90.0)
     peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
@@ -1463,11 +1398,9 @@ def unknown_worker_exit_without_reason(folder: Path) -> None:
 def two_faults_xid48_and_nvme(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=30)
     noise(f, 170)
-    f.xid(
+    f.kernel_log(
         80.0,
         5,
-        2,
-        48,
         xid_line(
             f,
             2,
@@ -1484,7 +1417,7 @@ def two_faults_xid48_and_nvme(folder: Path) -> None:
         (130.2, "nvme nvme1: I/O 211 QID 7 timeout, reset controller"),
         (130.4, "nvme nvme1: controller is down; will reset: CSTS=0xffffffff, PCI_STATUS=0xffff"),
     ]:
-        f.log(t, 22, line, source="kernel")
+        f.kernel_log(t, 22, line)
     write(
         f,
         folder,
@@ -1502,14 +1435,13 @@ def two_faults_xid48_and_nvme(folder: Path) -> None:
 def two_faults_xid79_and_edac_ue(folder: Path) -> None:
     f = CaseFleet(hosts=24, seed=31)
     noise(f, 150)
-    f.xid(60.0, 3, 5, 79, xid_line(f, 5, 79, "GPU has fallen off the bus."))
+    f.kernel_log(60.0, 3, xid_line(f, 5, 79, "GPU has fallen off the bus."))
     f.gpu(60.5, 3, 5, lost=True)
-    f.log(
+    f.kernel_log(
         62.0,
         18,
         "EDAC MC1: 1 UE memory read error on CPU_SrcID#0_MC#1_Chan#1_DIMM#0 (channel:1 slot:0 "
         "page:0x5d3a11 offset:0x80 grain:32 - err_code:0101:0091 socket:0 imc:1 rank:0)",
-        source="kernel",
     )
     f.stall(60.0)
     peer_timeouts(f, 60 + NCCL_TIMEOUT_S, skip={3})
@@ -1530,36 +1462,29 @@ def two_faults_xid79_and_edac_ue(folder: Path) -> None:
 def noisy_healthy_fleet(folder: Path) -> None:
     f = CaseFleet(hosts=32, seed=32)
     noise(f, 150, hosts=range(0, 32, 3))
-    f.log(
+    f.kernel_log(
         50.0,
         9,
         "EDAC MC0: 2 CE memory read error on CPU_SrcID#0_MC#0_Chan#2_DIMM#0 (channel:2 slot:0 "
         "page:0x0 offset:0x0 grain:8 syndrome:0x0)",
-        source="kernel",
-        severity="warning",
     )
-    f.log(
+    f.kernel_log(
         60.0,
         14,
         "nvidia-peermem nv_get_p2p_free_callback:127 ERROR detected invalid context, skipping "
         "further processing",
-        source="kernel",
     )
-    f.log(
+    f.training_log(
         75.0,
         20,
         f"{f.name(20)}:6120:6200 [4] NCCL INFO NET/IB : Using [0]mlx5_0:1/IB [1]mlx5_1:1/IB "
         "[2]mlx5_2:1/IB [3]mlx5_3:1/IB ; OOB ib0:10.128.2.14<0>",
-        source="nccl",
-        severity="info",
     )
-    f.log(
+    f.training_log(
         90.0,
         31,
         f"[rank{f.rank(31, 0)}]: saving checkpoint at iteration 12100 to /ckpt/llama3-405b/step-"
         "12100 in torch_dist format",
-        rank=f.rank(31, 0),
-        severity="info",
     )
     write(
         f,
@@ -1587,6 +1512,8 @@ def faulty_gpu_xid79_delivered_after_the_peer_timeouts(folder: Path) -> None:
     peer_timeouts(f, 60 + 600, skip={h}, timeout_s=600)
     # The culprit's kernel-log collector was stuck behind the driver tearing the GPU down (its
     # NVML collector hung on the lost GPU too): the Xid it saw at 60 s is shipped at 672 s.
+    # A wire-level record, since its delivery is the point (the record itself is one the agent
+    # ships: test_recordings_hold_what_the_agent_ships).
     f.late(
         60.0,
         672.0,
@@ -1619,14 +1546,12 @@ def silent_hang_with_corrected_dimm_errors_elsewhere(folder: Path) -> None:
     f.stall(100.0)
     # A healthy host's DIMM corrects a few errors while the job hangs: it explains nothing.
     for t in (108.0, 131.0):
-        f.log(
+        f.kernel_log(
             t,
             5,
             "EDAC MC0: 3 CE memory read error on CPU_SrcID#0_MC#0_Chan#1_DIMM#0 (channel:1 "
             "slot:0 page:0x4f2a1 offset:0x540 grain:32 syndrome:0x0 - err_code:0x0000:0x009f "
             "socket:0 imc:0 rank:1 bg:2 ba:1 row:3e1 col:2a8)",
-            source="kernel",
-            severity="warning",
         )
     write(
         f,
@@ -1667,7 +1592,7 @@ def dependency_lustre_down_everywhere_and_one_nvme_fault(folder: Path) -> None:
                     f"o4->{oss}@10.0.0.3@o2ib:6/4 lens 488/448 e 0 to 1 dl "
                     f"{1772424087 + 30 * n} ref 2 fl Rpc:X/0/ffffffff rc 0/-1"
                 )
-            f.log(t, h, line, source="kernel")
+            f.kernel_log(t, h, line)
     f.stall(82.0)
     # Meanwhile node-0013's local NVMe (its shard cache) fails: a fault of its own.
     h = 13
@@ -1682,7 +1607,7 @@ def dependency_lustre_down_everywhere_and_one_nvme_fault(folder: Path) -> None:
             "0x80700 phys_seg 32 prio class 0",
         ),
     ]:
-        f.log(t, h, line, source="kernel")
+        f.kernel_log(t, h, line)
     write(
         f,
         folder,
@@ -1704,7 +1629,7 @@ def faulty_gpu_xid79_then_peers_ib_retry_exceeded(folder: Path) -> None:
     f = CaseFleet(hosts=32, seed=43)
     noise(f, 85)
     h, g = 21, 4
-    f.xid(90.0, h, g, 79, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+    f.kernel_log(90.0, h, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
     f.gpu(90.5, h, g, lost=True)
     f.stall(90.0)
     # Its ranks are gone, so are their queue pairs: IB retries toward all eight of its ports
@@ -1713,15 +1638,13 @@ def faulty_gpu_xid79_then_peers_ib_retry_exceeded(folder: Path) -> None:
         port = (3 * n) % 8
         for k, (status, opcode, err) in enumerate([(12, 0, 129), (5, 32616, 249)]):
             t = 90 + IB_RETRY_S + n * 0.6 + k * 0.01
-            f.log(
+            f.training_log(
                 t,
                 peer,
                 f"{f.name(peer)}:{3100 + peer}:{3180 + peer} [{port}] ib_plugin.c:1615 NCCL "
                 f"WARN NET/IB : Got completion from peer {f.ip(h, port)}<{50000 + n}> with "
                 f"status={status} opcode={opcode} len=0 vendor err {err} (Recv) localGid "
                 f"::ffff:{f.ip(peer, port)} remoteGids::ffff:{f.ip(h, port)}",
-                source="nccl",
-                rank=f.rank(peer, port),
             )
     peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
     write(
@@ -1764,11 +1687,9 @@ def two_jobs_fail_at_once_xid48_and_a_bug(folder: Path) -> None:
     noise(f, 65)
     noise(moe, 65)
     h, g = 6, 1
-    f.xid(
+    f.kernel_log(
         70.0,
         h,
-        g,
-        48,
         xid_line(
             f,
             g,
@@ -1783,7 +1704,7 @@ def two_jobs_fail_at_once_xid48_and_a_bug(folder: Path) -> None:
     for mh in range(moe.hosts):
         for mg in range(moe.gpus):
             r = moe.rank(mh, mg)
-            moe.log(
+            moe.training_log(
                 70.4 + mh * 0.05,
                 mh,
                 traceback(
@@ -1799,7 +1720,6 @@ def two_jobs_fail_at_once_xid48_and_a_bug(folder: Path) -> None:
                     ],
                     "KeyError: 'tokens'",
                 ),
-                rank=r,
             )
     moe.stall(70.4)
     write(
