@@ -12,8 +12,8 @@ import pytest
 from sentinel.triage.classify import classify_text
 from tests.triage.conftest import EXCERPTS, load_excerpt
 
-_TOOLS = ("mcelog_", "ras_mc_ctl_", "edac_sysfs_", "ibstat_", "ibv_devinfo_", "perfquery_",
-          "ib_sysfs_", "devlink_")  # fmt: skip
+_TOOLS = ("mcelog_", "ras_mc_ctl_", "rasdaemon_", "edac_sysfs_", "ibstat_", "ibv_devinfo_",
+          "perfquery_", "ib_sysfs_", "devlink_")  # fmt: skip
 HARDWARE = sorted(p for p in EXCERPTS.glob("*.log") if p.name.startswith(_TOOLS))
 _NAMES = re.compile(r"^# names: (?P<part>.+)$", re.MULTILINE)
 
