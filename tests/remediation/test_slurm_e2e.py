@@ -167,3 +167,55 @@ def test_xid79_drains_the_host_and_the_job_runs_again_elsewhere(
         )
     finally:
         service.stop()
+
+
+def test_a_node_nhc_drains_in_slurm_is_an_incident_on_that_host(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """The scheduler's view: NHC drains node5 in the real Slurm; the service, polling sinfo,
+    opens a nic incident on node5 with NHC's words as its evidence."""
+    service = LiveService(
+        database_url=f"sqlite:///{tmp_path / 'sentinel.db'}",
+        data_dir=tmp_path,
+        extra_env={
+            "SENTINEL_SCHEDULER__KIND": "slurm",
+            "SENTINEL_SCHEDULER__SLURM__CONF": str(cluster.conf),
+            "SENTINEL_SCHEDULER__POLL_NODES_S": "0.5",
+        },
+    )
+    service.start()
+    try:
+        r = httpx.post(
+            f"{service.url}/api/v1/reports",
+            headers=service.headers("agent"),
+            json={
+                "version": 1,
+                "host_id": "node5",
+                "agent_id": "node5-agent",
+                "seq": 1,
+                "sent_at": _now(),
+                "observations": [_obs("agent_status", version="test")],
+            },
+            timeout=10,
+        )
+        assert r.status_code == 202, r.text
+        reason = "NHC: check_hw_ib:  No IB port mlx5_0:1 is ACTIVE (LinkUp 400 Gb/sec)."
+        cluster.run("scontrol", "update", "NodeName=node5", "State=DRAIN", f"Reason={reason}")
+
+        deadline = time.monotonic() + 20
+        incidents: list[dict[str, Any]] = []
+        while not incidents and time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = httpx.get(f"{service.url}/api/v1/incidents", headers=service.headers(), timeout=5)
+            incidents = r.json()
+        [incident] = incidents
+        assert (incident["category"], incident["culprit_host"]) == ("nic", "node5")
+        r = httpx.get(
+            f"{service.url}/api/v1/incidents/{incident['id']}",
+            headers=service.headers(),
+            timeout=5,
+        )
+        assert reason in str(r.json())
+    finally:
+        service.stop()
+        cluster.reset()
