@@ -73,11 +73,17 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same history.")] = 405,
     days: Annotated[float, typer.Option(help="Length of the run.")] = 54.0,
     checkpoint_interval_s: Annotated[
-        float, typer.Option(help="Seconds between checkpoints.")
+        float, typer.Option(help="Seconds between checkpoints, as the job is configured.")
     ] = 600.0,
-    restart_s: Annotated[
-        float, typer.Option(help="Requeue, NCCL init and checkpoint load, per restart.")
-    ] = 300.0,
+    checkpoint_save_s: Annotated[
+        float, typer.Option(help="Seconds a checkpoint save blocks training.")
+    ] = 1.0,
+    requeue_s: Annotated[
+        float, typer.Option(help="Scheduler requeue onto the same or replacement nodes.")
+    ] = 120.0,
+    init_s: Annotated[
+        float, typer.Option(help="NCCL init and checkpoint load, per restart.")
+    ] = 180.0,
     manual_triage_s: Annotated[
         float, typer.Option(help="Baseline: a human finds the cause and restarts the job.")
     ] = 1800.0,
@@ -86,10 +92,15 @@ def simulate(
         typer.Option(help="Override the policy's restarts per job per window (max_restarts)."),
     ] = None,
 ) -> None:
-    """Simulate a 54-day, 16,384-GPU run at Llama 3's failure rates into a SQLite file."""
-    from sentinel.reports.simulate import Assumptions, describe, run, write
+    """ETTR of a 54-day, 16,384-GPU run at Llama 3's failure rates, without Sentinel and with
+    each of its mechanisms, through the real triage and policy; the reactive run is written to
+    a SQLite file for `sentinel report`."""
+    import sys
+
+    from sentinel.reports.simulate import Assumptions, describe, run, sensitivity, write
     from sentinel.settings import RemediationSettings
 
+    started = time.monotonic()
     remediation = RemediationSettings(
         **({"max_restarts": max_restarts} if max_restarts is not None else {})
     )
@@ -97,14 +108,18 @@ def simulate(
         remediation=remediation,
         days=days,
         checkpoint_interval_s=checkpoint_interval_s,
-        restart_s=restart_s,
+        checkpoint_save_s=checkpoint_save_s,
+        requeue_s=requeue_s,
+        init_s=init_s,
         manual_triage_s=manual_triage_s,
     )
     outcome = run(assumptions, seed)
+    rows = sensitivity(outcome)
     write(outcome, database)
-    for line in describe(outcome):
-        console.print(line)
+    console.print("$ sentinel " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    for line in describe(outcome, rows):
+        console.print(line, soft_wrap=True)
     console.print(
-        f"\nwritten to {database}; see it with:\n  sentinel report --database-url "
-        f"sqlite:///{database}"
+        f"\nsimulated in {time.monotonic() - started:.1f} s; the reactive run is written to "
+        f"{database}; see it with:\n  sentinel report --database-url sqlite:///{database}"
     )

@@ -38,32 +38,36 @@ def test_the_simulation_is_seeded() -> None:
     assert [i.action for i in a.sentinel.interruptions] == [
         i.action for i in b.sentinel.interruptions
     ]
-    assert a.sentinel.ettr(6.0) == b.sentinel.ettr(6.0)
+    for label in a.runs:
+        assert a.runs[label].ettr(6.0) == b.runs[label].ettr(6.0)
     assert a.sentinel.ettr(6.0) != c.sentinel.ettr(6.0)
 
 
-def test_simulate_prints_the_ettr_with_and_without_sentinel_and_its_assumptions(
+def test_simulate_prints_the_ettr_of_every_variant_and_its_assumptions(
     simulated: Any,
 ) -> None:
     out = simulated.output
     o = simulated.outcome
-    assert f"ETTR {o.baseline.ettr(6.0) * 100:.2f}%" in out
-    assert f"ETTR {o.sentinel.ettr(6.0) * 100:.2f}%" in out
-    assert "baseline (NCCL watchdog + manual triage)" in out
+    for label, r in o.runs.items():
+        assert re.search(rf"{re.escape(label)} +\d+ +\d+ +{r.ettr(6.0):.2%}", out), label
     assert "NCCL watchdog 600 s + manual triage 1800 s" in " ".join(out.split())
     assert o.sentinel.ettr(6.0) > o.baseline.ettr(6.0) + 0.1
+    assert o.together.ettr(6.0) > o.sentinel.ettr(6.0)
+    assert "most sensitive to:" in out
 
 
 def test_report_prints_the_root_cause_breakdown_mttf_and_ettr(simulated: Any) -> None:
     out = report("--database-url", simulated.url)
-    ettr = simulated.outcome.sentinel.ettr(6.0) * 100
+    # The report counts the interruptions (checkpoint saves are not in the database).
+    ettr = simulated.outcome.sentinel.interruption_ettr(6.0) * 100
     for heading in ("Interruptions by root cause", "Mean time to failure", "Time lost per",
                     "Effective training time ratio", "Repeat-offender hosts"):  # fmt: skip
         assert heading in out
     assert f"ETTR llama3-405b-pretrain: {ettr:.2f}%" in out
     mttf = re.search(r"MTTF \(unexpected\): ([0-9.]+) h", out)
-    # About 419 unexpected failures in 54 days, as in Llama 3: one every ~3.1 h.
-    assert mttf is not None and 2.9 <= float(mttf.group(1)) <= 3.3
+    # About 419 unexpected failures in 54 days, as in Llama 3: one every ~3.1 h (a little less:
+    # the crash loops and the faults a verdict missed fail the job again).
+    assert mttf is not None and 2.7 <= float(mttf.group(1)) <= 3.3
     assert "(Llama 3: 3.09 h)" in out
     for category in Category:
         if category != Category.UNKNOWN:
@@ -74,7 +78,7 @@ def test_report_json_agrees_with_the_simulation(simulated: Any) -> None:
     data = json.loads(report("--database-url", simulated.url, "--format", "json"))
     sentinel = simulated.outcome.sentinel
     assert data["summary"]["ettr_pct"] == {
-        "llama3-405b-pretrain": pytest.approx(sentinel.ettr(6.0) * 100, abs=0.01)
+        "llama3-405b-pretrain": pytest.approx(sentinel.interruption_ettr(6.0) * 100, abs=0.01)
     }
     assert data["summary"]["interruptions"] == len(sentinel.interruptions)
     assert data["summary"]["window_days"] == 54.0
@@ -120,13 +124,15 @@ def test_the_policy_is_in_the_loop(simulated: Any) -> None:
     a = o.assumptions
     by_rule = Counter(i.rule for i in o.sentinel.interruptions)
     assert by_rule["ExcludeHostOnHardwareFault"] > 100
-    network = {
+    network = Counter(
         i.rule for i in o.sentinel.interruptions
         if i.fault.category == Category.NETWORK_SWITCH_CABLE
-    }  # fmt: skip
-    # Held for the fabric, unless the job's restart cap (a guard, first in the policy) fired.
-    assert "HoldWhileTheFabricIsDown" in network
-    assert network <= {"HoldWhileTheFabricIsDown", "CapRestartsPerJob"}
+    )  # fmt: skip
+    # Held for the fabric when the triage saw it; a flap it took for a hang is restarted at
+    # once (and fails again), unless the job's restart cap (a guard) fired.
+    assert network["HoldWhileTheFabricIsDown"] > network["RestartFromCheckpoint"] > 0
+    assert set(network) <= {"HoldWhileTheFabricIsDown", "RestartFromCheckpoint",
+                            "CapRestartsPerJob"}  # fmt: skip
     assert by_rule["EscalateRepeatedSoftwareBug"] > 0  # crash loops stopped after 1 restart
     assert by_rule["PlannedWorkNeedsNothing"] == 47
     # An excluded host never fails the job again while it is out for repair.
@@ -136,6 +142,6 @@ def test_the_policy_is_in_the_loop(simulated: Any) -> None:
             assert out_until.get(host, -1.0) <= i.fault_s
             out_until[host] = i.issued_s + a.repair_s
     assert o.sentinel.prevented and all(f.category in HOST_HARDWARE for f in o.sentinel.prevented)
-    # Detection in seconds against the watchdog's ten minutes.
+    # Detection in seconds against the watchdog's ten minutes (a hang: heartbeats + settle).
     hw = [i for i in o.sentinel.interruptions if i.fault.category == Category.FAULTY_GPU]
-    assert max(i.detected_s - i.fault_s for i in hw) == a.event_detection_s
+    assert {i.detected_s - i.fault_s for i in hw} == {a.event_detection_s, a.hang_detection_s}

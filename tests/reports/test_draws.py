@@ -1,0 +1,69 @@
+"""Simulated faults drawn as real-format events and weighed by the real triage."""
+
+from __future__ import annotations
+
+import pytest
+
+from sentinel.remediation.policy import HOST_HARDWARE
+from sentinel.reports import draws
+from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
+
+HOSTS = 32  # small: the same events as at 2,048 hosts, fewer peers
+
+
+def test_every_table5_category_is_drawn_and_its_shares_add_up() -> None:
+    assert set(draws.VARIANTS) == set(LLAMA3_TABLE5)
+    for category, variants in draws.VARIANTS.items():
+        assert sum(v.share for v in variants) == pytest.approx(1.0), category
+        assert all(v.culprit == (category in HOST_HARDWARE) for v in variants), category
+
+
+def test_a_draw_is_stored_events_in_the_wire_format() -> None:
+    scene = draws.Scene(HOSTS, culprit=9, gpu=3)
+    draws.VARIANTS[Category.FAULTY_GPU][0].build(scene)
+    kinds = {e.kind for e in scene.events}
+    assert {"log", "xid", "heartbeat_stall"} <= kinds
+    xid = next(e for e in scene.events if e.kind == "xid")
+    assert xid.host_id == "gpu-host-0009" and xid.payload["xid"] == 79
+    # The peers' symptom: every other host's NCCL watchdog timeout.
+    timeouts = [e for e in scene.events if "Watchdog caught collective" in str(e.payload)]
+    assert len(timeouts) == HOSTS - 1
+
+
+@pytest.mark.parametrize(
+    ("category", "variant"),
+    [
+        (Category.FAULTY_GPU, "XID 79 (log and NVML)"),
+        (Category.GPU_HBM_MEMORY, "XID 64, remap failure"),
+        (Category.HOST_MAINTENANCE, "host goes silent"),
+        (Category.POWER_SUPPLY, "power brake on 8 GPUs + PSU SEL"),
+        (Category.SYSTEM_MEMORY, "EDAC UE"),
+    ],
+)
+def test_a_host_fault_with_its_own_evidence_names_its_host(
+    category: Category, variant: str
+) -> None:
+    chosen = next(v for v in draws.VARIANTS[category] if v.name == variant)
+    weighed = draws.weigh(category, chosen, HOSTS, culprit=9, gpu=3)
+    assert weighed.category == category
+    assert weighed.names_culprit()
+
+
+def test_a_hang_where_nothing_points_names_no_host() -> None:
+    chosen = next(v for v in draws.VARIANTS[Category.SSD] if v.name.startswith("hang: nothing"))
+    weighed = draws.weigh(Category.SSD, chosen, HOSTS, culprit=9, gpu=3)
+    assert weighed.culprit is None and weighed.category != Category.SSD
+
+
+def test_a_job_wide_bug_names_no_host() -> None:
+    chosen = draws.VARIANTS[Category.SOFTWARE_BUG][0]
+    weighed = draws.weigh(Category.SOFTWARE_BUG, chosen, HOSTS, culprit=9, gpu=3)
+    assert weighed.category == Category.SOFTWARE_BUG and weighed.culprit is None
+
+
+@pytest.mark.parametrize("category", sorted(draws.PRECURSORS))
+def test_a_precursor_names_its_host_while_the_job_trains(category: Category) -> None:
+    weighed = draws.weigh_precursor(category, HOSTS, culprit=9, gpu=3)
+    assert weighed is not None
+    assert weighed.category in HOST_HARDWARE and weighed.names_culprit()
+    assert draws.weigh_precursor(Category.CPU, HOSTS, culprit=9, gpu=3) is None
