@@ -27,7 +27,7 @@ import httpx
 from agents.agent import Agent
 from agents.clock import ManualClock
 from agents.collectors.base import Context, HostState
-from agents.config import AgentConfig
+from agents.config import HARDWARE_COLLECTORS, AgentConfig
 from agents.metrics import AgentMetrics
 from sentinel.wire import Batch, EccEvent, GpuSample, Observation, XidEvent
 
@@ -305,6 +305,12 @@ def agent_config(tmp_path: Path, url: str, token: str, **over: Any) -> AgentConf
                 "prefix": str(tmp_path / "fr" / "nccl_trace_rank_"),
                 "settle_s": 0.2,
             },
+            # The machine running the tests has its own hardware; none of it is the host's.
+            "rasdaemon": {"path": str(tmp_path / "ras-mc_event.db")},
+            "mcelog": {"path": str(tmp_path / "mcelog")},
+            "edac": {"root": str(tmp_path / "edac")},
+            "infiniband": {"root": str(tmp_path / "infiniband")},
+            "devlink": {"enabled": False},
         },
         "outbox": {
             "path": str(tmp_path / "outbox.db"),
@@ -344,6 +350,7 @@ def agent_process_config(tmp_path: Path, service: Any, host_id: str, **over: Any
             "training_logs": {"enabled": False},
             "heartbeat": {"enabled": False},
             "flight_recorder": {"enabled": False},
+            **{name: {"enabled": False} for name in HARDWARE_COLLECTORS},
         },
         "outbox": {
             "path": str(tmp_path / "outbox.db"),
