@@ -116,9 +116,9 @@ def simulate(
     outcome = run(assumptions, seed)
     rows = sensitivity(outcome)
     write(outcome, database)
-    console.print("$ sentinel " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    console.print("$ sentinel " + " ".join(sys.argv[1:]), markup=False)
     for line in describe(outcome, rows):
-        console.print(line, soft_wrap=True)
+        console.print(line, soft_wrap=True, markup=False)
     console.print(
         f"\nsimulated in {time.monotonic() - started:.1f} s; the reactive run is written to "
         f"{database}; see it with:\n  sentinel report --database-url sqlite:///{database}"

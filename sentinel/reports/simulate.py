@@ -134,6 +134,8 @@ class Assumptions:
             ("init (NCCL at 16k ranks + checkpoint load)", f"{s['init_s']:g} s", JUDGEMENT),
             ("wait for a replacement host without a spare", f"{s['node_wait_s']:g} s",
              JUDGEMENT + f"; {BR} keeps warm standbys to avoid it"),
+            ("hot spares", "a pool of 8 validated hosts, refilled from repaired ones, never "
+             "empty", f"{JUDGEMENT}; {BR}: warm standby; {NV}: hot spares"),
             ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s; "
              "with hot spares too, an exclusion is an in-job restart onto the spare (init only)",
              f"{JUDGEMENT}; {NV}: in-process and in-job restart, warm spares"),
@@ -142,7 +144,7 @@ class Assumptions:
              "PyTorch ProcessGroupNCCL default timeout (600 s); triage time " + JUDGEMENT),
             ("sentinel detection", f"{s['event_detection_s']:g} s from events, "
              f"{self.hang_detection_s:g} s for hangs, {s['sdc_detection_s']:g} s for SDC",
-             "DESIGN.md targets (benchmarked: benchmarks/); SDC " + JUDGEMENT),
+             "DESIGN.md targets, measured by benchmarks/detect_to_restart.py; SDC " + JUDGEMENT),
             ("escalation", f"waits {s['human_response_s']:g} s for a human", JUDGEMENT),
             ("software bugs", f"{s['deterministic_bug_share']:.0%} repeat after a restart "
              f"({s['crash_after_restart_s']:g} s in) until fixed ({s['software_fix_s']:g} s)",
@@ -231,6 +233,21 @@ class Run:
         return sum(
             (i.resumed_s - i.fault_s) + i.steps_lost * step_time_s for i in self.interruptions
         )
+
+    def losses(self, step_time_s: float) -> dict[str, float]:
+        """Where the time went, as shares of the run: each interruption's phases and the saves."""
+        out: dict[str, float] = dict.fromkeys(
+            ("detection", "waiting (hold, human, fix)", "restart", "lost work"), 0.0
+        )
+        for i in self.interruptions:
+            out["detection"] += i.detected_s - i.fault_s
+            out["waiting (hold, human, fix)"] += i.issued_s - i.detected_s
+            out["restart"] += i.resumed_s - i.issued_s
+            out["lost work"] += i.steps_lost * step_time_s
+        down = sum(i.resumed_s - i.fault_s for i in self.interruptions)
+        saves = (self.end_s - down) / self.checkpoint_interval_s + self.swaps
+        out["checkpoint saves"] = saves * self.checkpoint_save_s
+        return {k: v / self.end_s for k, v in out.items()}
 
     def interruption_ettr(self, step_time_s: float) -> float:
         """ETTR counting the interruptions only (what `sentinel report` measures)."""
@@ -377,7 +394,7 @@ class Accuracy:
 
     variants: int
     category_right: float  # the verdict's category is the fault's
-    host_right: float  # a host fault's verdict names its host (others: names no healthy one)
+    host_right: float | None  # a host fault's verdict names its host (None: not a host fault)
 
 
 def accuracy(a: Assumptions) -> dict[Category, Accuracy]:
@@ -388,11 +405,9 @@ def accuracy(a: Assumptions) -> dict[Category, Accuracy]:
         out[category] = Accuracy(
             len(variants),
             sum(v.share for v, w in weighed if w.category == category),
-            sum(
-                v.share
-                for v, w in weighed
-                if (w.names_culprit() if v.culprit else w.culprit is None)
-            ),
+            sum(v.share for v, w in weighed if w.names_culprit())
+            if category in HOST_HARDWARE
+            else None,
         )
     return out
 
@@ -816,13 +831,15 @@ def sensitivity(outcome: Outcome) -> list[Sensitivity]:
             b = replace(a, **change)
             faults = schedule(b, outcome.seed)  # the same draws where the change allows
             rows.append(Sensitivity(label, play(b, faults, together).ettr(b.step_time_s), end))
-    everything = replace(a, **{k: v for _, c in PESSIMISTIC for k, v in c.items()})
-    faults = schedule(everything, outcome.seed)
-    rows.append(
-        Sensitivity(
-            "every pessimistic end at once", play(everything, faults, together).ettr(a.step_time_s)
+    for end, table in ((True, PESSIMISTIC), (False, OPTIMISTIC)):
+        b = replace(a, **{k: v for _, c in table for k, v in c.items()})
+        rows.append(
+            Sensitivity(
+                f"every {'pessimistic' if end else 'optimistic'} end at once",
+                play(b, schedule(b, outcome.seed), together).ettr(a.step_time_s),
+                end,
+            )
         )
-    )
     return rows
 
 
@@ -835,7 +852,13 @@ def _mechanisms(m: Mechanisms, a: Assumptions) -> str:
     if m.hot_spares:
         parts.append("a validated spare at once")
     if m.cadence:
-        parts.append(f"checkpoint every {checkpoint_interval(a, m):.0f} s (Daly)")
+        mttf = a.days * 86400.0 / sum(n for n, _ in LLAMA3_TABLE5.values())
+        advice = advise(a.checkpoint_save_s, a.restart_s, mttf, a.checkpoint_interval_s)
+        parts.append(
+            f"checkpoint every {advice.interval_s:.0f} s (Daly; expected ETTR from checkpoints "
+            f"and restarts alone {advice.ettr:.2%}, vs {advice.current_ettr:.2%} at "
+            f"{a.checkpoint_interval_s:g} s)"
+        )
     if m.in_place:
         parts.append(f"restart in place ({a.in_place_restart_s:g} s)")
     return "; ".join(parts)
@@ -856,6 +879,9 @@ def describe(outcome: Outcome, sensitivity_rows: list[Sensitivity] | None = None
         "(interruptions: unexpected, repeats included; swaps: planned, checkpointed first; "
         "ETTR also counts each checkpoint's blocking save)"
     )
+    for label in (VARIANTS[1][0], VARIANTS[-1][0]):
+        lost = outcome.runs[label].losses(a.step_time_s)
+        lines.append(f"{label} loses: " + ", ".join(f"{k} {v:.2%}" for k, v in lost.items() if v))
     t = outcome.triaged
     right = accuracy(a)
     lines += [
@@ -871,7 +897,8 @@ def describe(outcome: Outcome, sensitivity_rows: list[Sensitivity] | None = None
     for category, acc in sorted(right.items(), key=lambda kv: -t.draws[kv[0]]):
         lines.append(
             f"  {category.value:<24} {t.draws[category]:>5} {acc.variants:>8} "
-            f"{acc.category_right:>15.0%} {acc.host_right:>11.0%}"
+            f"{acc.category_right:>15.0%} "
+            + (f"{acc.host_right:>11.0%}" if acc.host_right is not None else f"{'-':>11}")
         )
     if t.precursors:
         lines.append(
@@ -890,7 +917,10 @@ def describe(outcome: Outcome, sensitivity_rows: list[Sensitivity] | None = None
     ]
     if sensitivity_rows:
         base = outcome.together.ettr(a.step_time_s)
-        worst = min((r for r in sensitivity_rows[:-1] if r.pessimistic), key=lambda r: r.ettr)
+        worst = min(
+            (r for r in sensitivity_rows if r.pessimistic and "at once" not in r.change),
+            key=lambda r: r.ettr,
+        )
         lines += ["", f"sensitivity of 'all together' ({base:.2%}), one assumption at a time:"]
         lines += [f"  {'pessimistic' if r.pessimistic else 'optimistic':<12} {r.change:<50} "
                   f"{r.ettr:>7.2%}  ({(r.ettr - base) * 100:+.2f} pt)"
