@@ -465,7 +465,7 @@ def triage(events: Sequence[Event], hosts: int, culprit: str) -> Weighed:
     )
 
 
-def weigh(category: Category, variant: Variant, hosts: int, culprit: int, gpu: int) -> Weighed:
+def weigh(variant: Variant, hosts: int, culprit: int, gpu: int) -> Weighed:
     """Draw one fault of this variant on this host and GPU, and run the real triage on it."""
     scene = Scene(hosts, culprit, gpu)
     variant.build(scene)

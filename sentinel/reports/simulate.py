@@ -341,7 +341,7 @@ _CULPRIT: Final = 1377  # where a cached draw puts its fault; verdicts are read 
 @cache
 def _weigh(category: Category, variant: str, hosts: int) -> draws.Weighed:
     chosen = next(v for v in draws.VARIANTS[category] if v.name == variant)
-    return draws.weigh(category, chosen, hosts, _CULPRIT % hosts, 3)
+    return draws.weigh(chosen, hosts, _CULPRIT % hosts, 3)
 
 
 @cache

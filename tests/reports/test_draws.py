@@ -44,20 +44,20 @@ def test_a_host_fault_with_its_own_evidence_names_its_host(
     category: Category, variant: str
 ) -> None:
     chosen = next(v for v in draws.VARIANTS[category] if v.name == variant)
-    weighed = draws.weigh(category, chosen, HOSTS, culprit=9, gpu=3)
+    weighed = draws.weigh(chosen, HOSTS, culprit=9, gpu=3)
     assert weighed.category == category
     assert weighed.names_culprit()
 
 
 def test_a_hang_where_nothing_points_names_no_host() -> None:
     chosen = next(v for v in draws.VARIANTS[Category.SSD] if v.name.startswith("hang: nothing"))
-    weighed = draws.weigh(Category.SSD, chosen, HOSTS, culprit=9, gpu=3)
+    weighed = draws.weigh(chosen, HOSTS, culprit=9, gpu=3)
     assert weighed.culprit is None and weighed.category != Category.SSD
 
 
 def test_a_job_wide_bug_names_no_host() -> None:
     chosen = draws.VARIANTS[Category.SOFTWARE_BUG][0]
-    weighed = draws.weigh(Category.SOFTWARE_BUG, chosen, HOSTS, culprit=9, gpu=3)
+    weighed = draws.weigh(chosen, HOSTS, culprit=9, gpu=3)
     assert weighed.category == Category.SOFTWARE_BUG and weighed.culprit is None
 
 
