@@ -337,3 +337,17 @@ async def test_the_fleet_page_shows_triage_lag_and_unaccounted_hard_faults(
     assert "&lt;b&gt;never answered&lt;/b&gt;" in page  # the line as printed, escaped
     assert 'class="triage behind"' in page
     assert polled["triage"] == {"lag_s": 0.0, "waiting": 0, "unaccounted": 1}
+
+
+async def test_the_incident_list_names_the_category_it_is_filtered_by(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    async with client_for(web_app, tokens["viewer"]) as client:
+        everything = (await client.get("/incidents")).text
+        filtered = (await client.get("/incidents?category=faulty_gpu")).text
+    # A macro named like the page's variable once printed "category <Macro 'category'>".
+    for page in (everything, filtered):
+        assert "Macro" not in page
+    assert " · category <b>" not in everything
+    assert " · category <b>faulty_gpu</b>" in filtered
+    assert 'class="cat cat-' in filtered and "faulty_gpu</span>" in filtered
