@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.db.models import (
     Alert,
     AlertGroup,
+    AuditEntry,
     Batch,
     Decision,
     Event,
@@ -274,6 +275,7 @@ async def host_page(
             .limit(20)
         )
     ).all()
+    faults = await gpu_faults(session, host.id)
     return HostPage(
         host=host,
         health=health.state.value,
@@ -288,6 +290,7 @@ async def host_page(
                 "lost": g.lost,
                 "remap_failure": g.remap_failure,
                 "throttled": bool((g.clock_event_reasons or 0) & HARD_THROTTLE_MASK),
+                "faults": faults.get(g.gpu_index, []),
                 "updated_at": g.updated_at,
             }
             for g in gpus
@@ -299,6 +302,49 @@ async def host_page(
         events=[(e, _event_text(e)) for e in events],
         incidents=list(incidents),
     )
+
+
+@dataclass(frozen=True)
+class GpuFault:
+    """A hard fault triage recorded on one GPU: what to call it, and the line it came from."""
+
+    label: str
+    summary: str
+    observed_at: datetime
+
+
+async def gpu_faults(session: AsyncSession, host_id: str) -> dict[int, list[GpuFault]]:
+    """The hard faults seen on each GPU of a host since its last repair, newest first.
+
+    A sample can read fine after an XID 79 or a double-bit error (the GPU answers NVML again, or
+    never stopped): the GPU is still the one to distrust until the host is repaired. Hard faults
+    are the ones triage holds accountable (its event_dispositions), the same ones remediation
+    waits out before calling a host repaired.
+    """
+    repaired = await session.scalar(
+        select(func.max(AuditEntry.at)).where(
+            AuditEntry.target == f"host:{host_id}", AuditEntry.action == "host.repaired"
+        )
+    )
+    q = (
+        select(
+            Event.gpu_index, Event.kind, Event.payload, EventDisposition.summary, Event.observed_at
+        )
+        .join(EventDisposition, EventDisposition.event_id == Event.id)
+        .where(EventDisposition.host_id == host_id, Event.gpu_index.is_not(None))
+        .order_by(Event.observed_at.desc())
+        .limit(200)
+    )
+    if repaired is not None:
+        q = q.where(Event.observed_at > repaired)
+    out: dict[int, list[GpuFault]] = defaultdict(list)
+    for index, kind, payload, summary, at in (await session.execute(q)).all():
+        if kind == "xid" and payload.get("xid") is not None:
+            label = f"XID {payload['xid']}"
+        else:
+            label = str(payload.get("condition") or payload.get("pattern") or kind)
+        out[index].append(GpuFault(label, summary, at))
+    return out
 
 
 @dataclass

@@ -351,3 +351,74 @@ async def test_the_incident_list_names_the_category_it_is_filtered_by(
     assert " · category <b>" not in everything
     assert " · category <b>faulty_gpu</b>" in filtered
     assert 'class="cat cat-' in filtered and "faulty_gpu</span>" in filtered
+
+
+def _gpu_rows(page: str) -> dict[int, str]:
+    table = page.split("<h2>GPUs</h2>", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr[^>]*>\s*<td>(\d+)</td>(.*?)</tr>", table, re.S)
+    return {int(i): re.sub(r"<[^>]+>", "", row) for i, row in rows}
+
+
+async def test_a_gpu_with_a_hard_fault_is_not_ok_until_its_host_is_repaired(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    import uuid
+    from datetime import timedelta
+
+    from sentinel.db.models import Event, EventDisposition
+
+    ctx = web_app.state.ctx
+    now = ctx.clock.now()
+    async with client_for(web_app, tokens["viewer"]) as client:
+        culprit = _gpu_rows((await client.get(f"/hosts/{CULPRIT}")).text)
+    assert "lost" in culprit[3] and "XID 79" in culprit[3], culprit[3]
+    # A double-bit error on a GPU whose samples still read fine: the table said "ok".
+    event_id = uuid.uuid4()
+    at = now - timedelta(minutes=3)
+    async with unit_of_work(ctx.sessions) as session:
+        session.add(
+            Event(
+                id=event_id,
+                host_id=THROTTLED,
+                seq=1,
+                kind="xid",
+                observed_at=at,
+                received_at=at,
+                gpu_index=2,
+                critical=True,
+                payload={"xid": 48, "message": "NVRM: Xid (PCI:0000:3b:00): 48, DBE"},
+            )
+        )
+        await session.flush()
+        session.add(
+            EventDisposition(
+                event_id=event_id,
+                host_id=THROTTLED,
+                kind="xid",
+                summary="NVRM: Xid (PCI:0000:3b:00): 48, DBE",
+                observed_at=at,
+                seen_at=at,
+                role="cause",
+            )
+        )
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get(f"/hosts/{THROTTLED}")).text
+    gpus = _gpu_rows(page)
+    assert "XID 48" in gpus[2] and "ok" not in gpus[2], gpus[2]
+    assert gpus[0].count("ok") == 1
+    assert 'title="NVRM: Xid (PCI:0000:3b:00): 48, DBE"' in page
+    # Once the host is repaired, what came before is history.
+    async with unit_of_work(ctx.sessions) as session:
+        session.add(
+            AuditEntry(
+                actor="operator",
+                role="operator",
+                action="host.repaired",
+                target=f"host:{THROTTLED}",
+                detail={},
+                at=now - timedelta(minutes=1),
+            )
+        )
+    async with client_for(web_app, tokens["viewer"]) as client:
+        gpus = _gpu_rows((await client.get(f"/hosts/{THROTTLED}")).text)
+    assert "XID 48" not in gpus[2] and "ok" in gpus[2]
