@@ -45,10 +45,20 @@ Timestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, le=LATEST)]
 
 
 LogSource = Literal[
-    "kernel", "nccl", "application", "rasdaemon", "mcelog", "edac", "infiniband", "devlink"
+    "kernel",
+    "nccl",
+    "application",
+    "rasdaemon",
+    "mcelog",
+    "edac",
+    "infiniband",
+    "devlink",
+    "redfish",
 ]
 # Sources added to version 1 (see the module docstring).
-LOG_SOURCES_ADDED: Final = frozenset({"rasdaemon", "mcelog", "edac", "infiniband", "devlink"})
+LOG_SOURCES_ADDED: Final = frozenset(
+    {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish"}
+)
 
 
 class _Strict(BaseModel):
