@@ -54,10 +54,11 @@ LogSource = Literal[
     "infiniband",
     "devlink",
     "redfish",
+    "dcgm",
 ]
 # Sources added to version 1 (see the module docstring).
 LOG_SOURCES_ADDED: Final = frozenset(
-    {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish"}
+    {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm"}
 )
 
 
@@ -150,7 +151,8 @@ class LogRecord(_Observation):
     source: LogSource = Field(
         description="Where the record was read: a log (kernel, nccl, application) or a "
         "hardware-error source (rasdaemon's database, mcelog, EDAC counters in sysfs, "
-        "InfiniBand ports in sysfs, devlink health reporters), written as that tool prints it."
+        "InfiniBand ports in sysfs, devlink health reporters, DCGM's health watches and "
+        "diagnostics), written as that tool prints it."
     )
     pattern: ShortText | None = Field(None, description="The knowledge pattern that matched.")
     family: ShortText | None = None
