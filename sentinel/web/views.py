@@ -24,6 +24,7 @@ from sentinel.db.models import (
     Host,
     Incident,
     IncidentTransition,
+    JobRank,
     NotificationLog,
 )
 from sentinel.health import HARD_THROTTLE_MASK, HealthState, host_health
@@ -386,6 +387,27 @@ class IncidentPage:
     groups: list[AlertGroup]
     notifications: list[NotificationLog]
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # The hosts an operator may exclude when overriding the decision, and those preselected.
+    job_hosts: list[str] = field(default_factory=list)
+    picked: set[str] = field(default_factory=set)
+
+
+# The override API takes at most this many hosts to exclude.
+PICKABLE_HOSTS = 1000
+
+
+async def _job_hosts(session: AsyncSession, incident: Incident, picked: set[str]) -> list[str]:
+    hosts = set(picked)
+    if incident.job_id is not None:
+        rows = await session.scalars(
+            select(JobRank.host_id)
+            .where(JobRank.job_id == incident.job_id)
+            .distinct()
+            .order_by(JobRank.host_id)
+            .limit(PICKABLE_HOSTS)
+        )
+        hosts.update(rows.all())
+    return sorted(hosts)
 
 
 async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPage:
@@ -441,6 +463,9 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         key=lambda g: -g.count,
     )
     decision = await session.scalar(select(Decision).where(Decision.incident_id == incident.id))
+    picked = set(decision.exclude_hosts if decision else []) or (
+        {incident.culprit_host} if incident.culprit_host else set()
+    )
     transitions = (
         await session.scalars(
             select(IncidentTransition)
@@ -484,6 +509,8 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         groups=list(alert_groups),
         notifications=list(notifications),
         steps=list((decision.outcome or {}).get("steps", [])) if decision else [],
+        job_hosts=await _job_hosts(session, incident, picked),
+        picked=picked,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 import sys
 import threading
 import time
@@ -73,6 +74,17 @@ def _serve(path: Path, tokens: dict[str, str], now: datetime) -> Iterator[LiveSe
 @pytest.fixture
 def live_server(scenario: Scenario, tokens: dict[str, str], tmp_path: Path) -> Iterator[LiveServer]:
     yield from _serve(scenario_copy(scenario, tmp_path), tokens, scenario.now)
+
+
+@pytest.fixture
+def escalated_live_server(
+    scenario: Scenario, tokens: dict[str, str], tmp_path: Path
+) -> Iterator[LiveServer]:
+    """The scenario with its decision handed to a human (escalated), for the override form."""
+    path = scenario_copy(scenario, tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE decisions SET status = 'escalated'")
+    yield from _serve(path, tokens, scenario.now)
 
 
 @pytest.fixture

@@ -32,8 +32,11 @@ ARGS = [
 if os.environ.get("SENTINEL_TEST_SKIP_BROWSER") == "1":
     pytest.skip("SENTINEL_TEST_SKIP_BROWSER=1: browser tests skipped", allow_module_level=True)
 if shutil.which(CHROMIUM) is None:
-    pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does), or set "
-                "SENTINEL_TEST_SKIP_BROWSER=1", pytrace=False)
+    pytest.fail(
+        f"{CHROMIUM} is missing: apt-get install chromium (make test does), or set "
+        "SENTINEL_TEST_SKIP_BROWSER=1",
+        pytrace=False,
+    )
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.slow
@@ -89,6 +92,28 @@ def test_operator_triages_an_incident_and_silences_its_host(
     assert "Silence created." in page.inner_text(".flash.ok")
     row = page.inner_text("#silences tbody tr >> nth=0")
     assert "GPU 3 swap" in row and "active" in row and "operator" in row
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_operator_overrides_an_escalated_decision(
+    browser: object, escalated_live_server: LiveServer
+) -> None:
+    server = escalated_live_server
+    page = _login(browser, server, "operator")
+    page.goto(f"{server.url}/incidents")
+    page.click("table.list tbody tr:has-text('faulty_gpu') a >> nth=0")
+    page.wait_for_selector("#override")
+    # The culprit is picked already; the operator adds a neighbour on the same switch tray.
+    picker = page.locator("#override select[name=exclude_hosts]")
+    assert picker.evaluate("s => [...s.selectedOptions].map(o => o.value)") == [CULPRIT]
+    picker.select_option([CULPRIT, "node-0006"])
+    page.fill("#override input[name=reason]", "node-0006 shares the NVSwitch tray")
+    page.click("#override button[value=exclude_and_restart]")
+    page.wait_for_selector(".flash.ok")
+    assert "Decision overridden." in page.inner_text(".flash.ok")
+    decision = page.inner_text("#incident .cols section >> nth=0")
+    assert "exclude_and_restart" in decision and "OperatorOverride" in decision
+    assert CULPRIT in decision and "node-0006" in decision
     assert page.errors == []  # type: ignore[attr-defined]
 
 

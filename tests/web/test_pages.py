@@ -422,3 +422,73 @@ async def test_a_gpu_with_a_hard_fault_is_not_ok_until_its_host_is_repaired(
     async with client_for(web_app, tokens["viewer"]) as client:
         gpus = _gpu_rows((await client.get(f"/hosts/{THROTTLED}")).text)
     assert "XID 48" not in gpus[2] and "ok" in gpus[2]
+
+
+async def _escalate(app: FastAPI) -> Decision:
+    """The scenario's decision, as if the policy had handed it to a human."""
+    incident = await _incident(app)
+    async with unit_of_work(app.state.ctx.sessions) as session:
+        decision = await session.scalar(select(Decision).where(Decision.incident_id == incident.id))
+        assert decision is not None
+        decision.status = "escalated"
+    return decision
+
+
+async def test_an_escalated_decision_can_be_overridden_from_its_incident(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    decision = await _escalate(web_app)
+    async with await _operator(web_app, tokens) as client:
+        page = (await client.get(f"/incidents/{decision.incident_id}")).text
+        form = page.split('id="override"', 1)[1].split("</form>", 1)[0]
+        # The job's hosts to pick from, the culprit picked; three ways to decide.
+        assert f'<option value="{CULPRIT}" selected>' in form
+        assert '<option value="node-0006">' in form
+        for action in ("exclude_and_restart", "restart", "hold"):
+            assert f'name="action" value="{action}"' in form
+        r = await client.post(
+            f"/decisions/{decision.id}/override",
+            content=f"csrf={'k' * 32}&action=exclude_and_restart&exclude_hosts={CULPRIT}"
+            "&exclude_hosts=node-0006&reason=the+NVSwitch+tray+is+shared",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 303
+        assert r.headers["location"] == f"/incidents/{decision.incident_id}?ok=decision.override"
+        assert "Decision overridden." in (await client.get(r.headers["location"])).text
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        after = await session.get(Decision, decision.id)
+        audit = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "decision.override")
+            )
+        ).all()
+    assert after is not None and after.action == "exclude_and_restart"
+    assert after.exclude_hosts == [CULPRIT, "node-0006"] and after.rule == "OperatorOverride"
+    assert after.status in ("approved", "pending")
+    [entry] = audit
+    assert entry.actor == "operator" and entry.target == f"decision:{decision.id}"
+    assert entry.detail["before"]["action"] == decision.action
+
+
+async def test_holding_a_decision_and_the_refusals(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    decision = await _escalate(web_app)
+    url = f"/decisions/{decision.id}/override"
+    async with await _operator(web_app, tokens) as client:
+        r = await client.post(url, data={"csrf": "k" * 32, "action": "hold", "reason": "x"})
+        assert r.status_code == 422 and "reason" in r.text  # the API's refusal, as a page
+        r = await client.post(url, data={"csrf": "wrong", "action": "hold", "reason": "wait"})
+        assert r.status_code == 403
+        r = await client.post(
+            url, data={"csrf": "k" * 32, "action": "hold", "reason": "fabric flapping"}
+        )
+        assert r.status_code == 303
+    async with client_for(web_app, tokens["viewer"]) as client:
+        client.cookies.set(CSRF_COOKIE, "c" * 20)
+        assert 'id="override"' not in (await client.get(f"/incidents/{decision.incident_id}")).text
+        r = await client.post(url, data={"csrf": "c" * 20, "action": "restart", "reason": "mine"})
+        assert r.status_code == 403
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        after = await session.get(Decision, decision.id)
+    assert after is not None and (after.action, after.status) == ("hold", "held")

@@ -152,7 +152,7 @@ async def cancel(
 
 
 class OverrideIn(BaseModel):
-    action: Literal["restart", "exclude_and_restart", "escalate", "none"]
+    action: Literal["restart", "exclude_and_restart", "hold", "escalate", "none"]
     exclude_hosts: list[Name] = Field(default_factory=list, max_length=1000)
     reason: Reason
 
@@ -180,9 +180,13 @@ async def override(
     d.reason = f"overridden by {who.name}: {body.reason}"
     # The operator names the hosts, not their repair: none is automated (Mark repaired).
     d.outcome = {**d.outcome, "repair": {}}
-    d.status = {Action.escalate.value: "escalated", Action.none.value: "noop"}.get(
-        body.action, ctx.remediation.approved_status()
-    )
+    # A hold waits as the policy's own holds do: released to a restart once the fabric is quiet,
+    # or approved or cancelled by hand before that.
+    d.status = {
+        Action.escalate.value: "escalated",
+        Action.none.value: "noop",
+        Action.hold.value: "held",
+    }.get(body.action, ctx.remediation.approved_status())
     d.updated_at = ctx.clock.now()
     _audit(
         ctx,

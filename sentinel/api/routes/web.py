@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sentinel import auth
 from sentinel.alerting.schemas import AckIn, SilenceIn
@@ -58,6 +58,7 @@ DONE = {
     "incident.resolve": "Incident resolved.",
     "decision.approve": "Decision approved.",
     "decision.cancel": "Decision cancelled.",
+    "decision.override": "Decision overridden.",
     "host.repaired": "Host marked repaired.",
     "group.ack": "Alert group acknowledged.",
 }
@@ -119,7 +120,8 @@ def _same_origin(request: Request) -> bool:
 @dataclass
 class OperatorForm:
     who: Principal
-    fields: dict[str, str]
+    fields: dict[str, str]  # the last value of each field
+    lists: dict[str, list[str]]  # every value of each field (a multiple select)
 
 
 async def operator_form(request: Request, who: WebUser) -> OperatorForm:
@@ -128,7 +130,8 @@ async def operator_form(request: Request, who: WebUser) -> OperatorForm:
             status.HTTP_403_FORBIDDEN,
             f"role {who.role!r} may not do this; needs one of {sorted(auth.OPERATE)}",
         )
-    fields = await _form(request)
+    lists = await _form_lists(request)
+    fields = {k: v[-1] for k, v in lists.items()}
     expected = request.cookies.get(CSRF_COOKIE, "")
     if (
         not _same_origin(request)
@@ -136,19 +139,23 @@ async def operator_form(request: Request, who: WebUser) -> OperatorForm:
         or not hmac.compare_digest(expected, fields.get("csrf", ""))
     ):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused (CSRF check)")
-    return OperatorForm(who, fields)
+    return OperatorForm(who, fields, lists)
 
 
 Form = Annotated[OperatorForm, Depends(operator_form)]
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def _form_lists(request: Request) -> dict[str, list[str]]:
     body = await read_body(request, FORM_LIMIT)
     try:
-        parsed = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=100)
+        # A host picker may send a job's every host: up to the override API's 1,000.
+        return parse_qs(body.decode(), keep_blank_values=True, max_num_fields=1100)
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed form: {exc}") from None
-    return {k: v[-1] for k, v in parsed.items()}
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return {k: v[-1] for k, v in (await _form_lists(request)).items()}
 
 
 async def _act(
@@ -377,18 +384,41 @@ async def incident_resolve(
     )
 
 
+def _note(form: OperatorForm) -> BaseModel:
+    return decisions_api.Note(comment=form.fields.get("comment", ""))
+
+
+def _override(form: OperatorForm) -> BaseModel:
+    return decisions_api.OverrideIn.model_validate(
+        {
+            "action": form.fields.get("action", ""),
+            "exclude_hosts": form.lists.get("exclude_hosts", []),
+            "reason": form.fields.get("reason", ""),
+        }
+    )
+
+
+# Each verb: the API's handler and how its body is read from the form.
+DECISION_VERBS: dict[
+    str, tuple[Callable[..., Awaitable[Any]], Callable[[OperatorForm], BaseModel]]
+] = {
+    "approve": (decisions_api.approve, _note),
+    "cancel": (decisions_api.cancel, _note),
+    "override": (decisions_api.override, _override),
+}
+
+
 @router.post("/decisions/{decision_id}/{verb}")
 async def decision_action(
     request: Request, ctx: Ctx, session: Session, form: Form, decision_id: uuid.UUID, verb: str
 ) -> Response:
-    handlers = {"approve": decisions_api.approve, "cancel": decisions_api.cancel}
-    if verb not in handlers:
+    if verb not in DECISION_VERBS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision action {verb!r}")
+    handler, body_of = DECISION_VERBS[verb]
     decision = await decisions_api.get_decision(session, form.who, decision_id)
 
     async def call() -> None:
-        note = decisions_api.Note(comment=form.fields.get("comment", ""))
-        await handlers[verb](ctx, session, form.who, decision_id, note)
+        await handler(ctx, session, form.who, decision_id, body_of(form))
 
     return await _act(
         request, session, form.who, f"/incidents/{decision.incident_id}", f"decision.{verb}", call
