@@ -55,10 +55,11 @@ LogSource = Literal[
     "devlink",
     "redfish",
     "dcgm",
+    "ipmi",
 ]
 # Sources added to version 1 (see the module docstring).
 LOG_SOURCES_ADDED: Final = frozenset(
-    {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm"}
+    {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm", "ipmi"}
 )
 
 
@@ -152,7 +153,7 @@ class LogRecord(_Observation):
         description="Where the record was read: a log (kernel, nccl, application) or a "
         "hardware-error source (rasdaemon's database, mcelog, EDAC counters in sysfs, "
         "InfiniBand ports in sysfs, devlink health reporters, DCGM's health watches and "
-        "diagnostics), written as that tool prints it."
+        "diagnostics, the BMC's SEL read with ipmitool), written as that tool prints it."
     )
     pattern: ShortText | None = Field(None, description="The knowledge pattern that matched.")
     family: ShortText | None = None
