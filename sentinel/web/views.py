@@ -412,7 +412,15 @@ async def _job_hosts(session: AsyncSession, incident: Incident, picked: set[str]
 
 async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPage:
     verdict = verdict_of(incident)
-    items = [*verdict.evidence, *verdict.symptoms]
+    # The role an item plays in this verdict: a traceback is a cause where it is printed, but on
+    # the ranks past the first it is what the verdict lists as a symptom, and folds as one.
+    items = [
+        *verdict.evidence,
+        *(
+            s if s.role == "symptom" else s.model_copy(update={"role": "symptom"})
+            for s in verdict.symptoms
+        ),
+    ]
     ids = []
     # A verdict stored before evidence kept its time: the events' own say when.
     for item in (i for i in items if i.time is None):

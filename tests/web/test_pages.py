@@ -492,3 +492,36 @@ async def test_holding_a_decision_and_the_refusals(
     async with unit_of_work(web_app.state.ctx.sessions) as session:
         after = await session.get(Decision, decision.id)
     assert after is not None and (after.action, after.status) == ("hold", "held")
+
+
+async def test_a_cause_pattern_the_verdict_lists_as_a_symptom_is_shown_as_one(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    # The culprit's rank crashing with a CUDA error after its GPU fell off the bus: a
+    # software-bug pattern (a cause where it stands alone) that this verdict explains.
+    traceback = (
+        'Traceback (most recent call last):\n  File "train.py", line 88, in step\n'
+        "RuntimeError: CUDA error: unspecified launch failure"
+    )
+    incident = await _incident(web_app)
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        row = await session.get(Incident, incident.id)
+        assert row is not None
+        verdict = dict(row.verdict)
+        crash = {
+            "text": traceback,
+            "pattern": "cuda_runtime_error",
+            "family": "software_bug",
+            "role": "cause",
+            "host": CULPRIT,
+            "event_id": None,
+            "rank": 43,
+        }
+        verdict["symptoms"] = [crash, *verdict.get("symptoms", [])]
+        row.verdict = verdict
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get(f"/incidents/{incident.id}")).text
+    rows = re.findall(r'<tr class="role-(\w+)">(.*?)</tr>', page, re.S)
+    [(role, shown)] = [(role, r) for role, r in rows if "unspecified launch failure" in r]
+    assert role == "symptom" and "<td>symptom</td>" in shown
+    assert any(role == "cause" and "Xid" in r for role, r in rows)  # the XID stays the cause
