@@ -25,6 +25,7 @@ from agents.collectors.kernel_log import KernelLogCollector
 from agents.collectors.mcelog import McelogCollector
 from agents.collectors.nvml import NvmlCollector
 from agents.collectors.rasdaemon import RasdaemonCollector
+from agents.collectors.redfish import Credentials, RedfishCollector, connect
 from agents.collectors.training_log import TrainingLogCollector
 from agents.config import AgentConfig
 from agents.metrics import AgentMetrics
@@ -212,7 +213,23 @@ class Agent:
                 out.append(DevlinkHealthCollector(ctx, interval_s=every))
             else:
                 log.info("devlink is not installed: no mlx5 health reporters")
+        if c.redfish.enabled:
+            out.append(self._redfish(ctx))
         return out
+
+    def _redfish(self, ctx: Context) -> RedfishCollector:
+        rf = self.config.collectors.redfish
+        assert rf.url is not None and rf.credentials_file is not None  # the config checks
+        client = connect(
+            str(rf.url),
+            Credentials.read(rf.credentials_file),
+            ca_bundle=rf.ca_bundle,
+            insecure=rf.insecure,
+            timeout_s=rf.timeout_s,
+        )
+        return RedfishCollector(
+            ctx, client=client, interval_s=self.config.intervals.redfish_s, from_start=rf.from_start
+        )
 
     def emit(self, observations: Sequence[Observation], *, critical: bool = False) -> None:
         """Durably queue observations; wake the sender for critical ones. Thread-safe."""

@@ -65,6 +65,7 @@ class Intervals(_Section):
     hardware_s: float = Field(
         10.0, gt=0, description="rasdaemon, mcelog, EDAC, InfiniBand ports and devlink health."
     )
+    redfish_s: float = Field(30.0, gt=0, description="Polling the BMC over Redfish.")
     send_s: float = Field(5.0, gt=0, description="Shipping non-critical observations.")
 
 
@@ -173,6 +174,27 @@ class DevlinkConfig(_Section):
     enabled: bool = Field(True, description="Runs `devlink -j health show` where installed.")
 
 
+class RedfishConfig(_Section):
+    """The BMC's Redfish service: its logs (SEL, event log) and the health of its power
+    supplies, fans and chassis. Off unless a BMC is named; the credentials live in a file."""
+
+    enabled: bool = False
+    url: HttpUrl | None = Field(None, description="The BMC, e.g. https://10.1.0.17.")
+    credentials_file: Path | None = Field(None, description="One line: user:password.")
+    ca_bundle: Path | None = Field(None, description="CAs the BMC's certificate is checked by.")
+    insecure: bool = Field(False, description="Skip TLS verification (warned at start).")
+    timeout_s: float = Field(10.0, gt=0)
+    from_start: bool = Field(False, description="First start: ship the entries already logged.")
+
+    @model_validator(mode="after")
+    def _a_bmc_to_reach(self) -> RedfishConfig:
+        if self.enabled and (self.url is None or self.credentials_file is None):
+            raise ValueError("collectors.redfish needs url and credentials_file")
+        if self.insecure and self.ca_bundle is not None:
+            raise ValueError("collectors.redfish: set ca_bundle or insecure, not both")
+        return self
+
+
 # The collectors of machine checks, memory errors and link faults (collectors.<name>).
 HARDWARE_COLLECTORS: Final = ("rasdaemon", "mcelog", "edac", "infiniband", "devlink")
 
@@ -188,6 +210,7 @@ class CollectorsConfig(_Section):
     edac: EdacConfig = Field(default_factory=EdacConfig)
     infiniband: InfinibandConfig = Field(default_factory=InfinibandConfig)
     devlink: DevlinkConfig = Field(default_factory=DevlinkConfig)
+    redfish: RedfishConfig = Field(default_factory=RedfishConfig)
 
 
 class OutboxConfig(_Section):
