@@ -95,8 +95,14 @@ FLAGGED = or_(
 
 
 async def fleet(
-    session: AsyncSession, now: datetime, settings: HealthSettings, state: str | None = None
+    session: AsyncSession,
+    now: datetime,
+    settings: HealthSettings,
+    state: str | None = None,
+    named: str | None = None,
 ) -> Fleet:
+    """Every host's health; those shown are the ones in `state` whose name contains `named`."""
+    needle = (named or "").lower()
     # Plain rows and only the GPUs that matter: building 18,432 ORM objects would take most of
     # the 300 ms this page may spend. host_health reads only these columns, as attributes,
     # which rows have too (hence the casts), and only the flagged GPUs can change its answer.
@@ -159,7 +165,7 @@ async def fleet(
         )
         counts[health.state.value] += 1
         gpu_counts.update(cells)
-        if state is None or health.state.value == state:
+        if (state is None or health.state.value == state) and needle in host.id.lower():
             out.append(
                 FleetHost(host.id, health.state.value, health.reason, cells, host.id in culprits)
             )
@@ -206,6 +212,71 @@ async def active_incidents(session: AsyncSession, limit: int = 20) -> list[Incid
         .limit(limit)
     )
     return list(rows.all())
+
+
+@dataclass
+class IncidentList:
+    """One page of the incidents that match the filters, newest first, with their decisions."""
+
+    incidents: list[Incident]
+    decisions: dict[uuid.UUID, Decision]
+    total: int
+    page: int
+    pages: int
+
+
+INCIDENTS_PER_PAGE = 50
+
+
+async def incident_list(
+    session: AsyncSession,
+    *,
+    state: str | None = None,
+    category: str | None = None,
+    job_id: str | None = None,
+    host: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    page: int = 1,
+) -> IncidentList:
+    q = select(Incident)
+    for column, value in (
+        (Incident.state, state),
+        (Incident.category, category),
+        (Incident.job_id, job_id),
+        (Incident.culprit_host, host),
+    ):
+        if value:
+            q = q.where(column == value)
+    if since is not None:
+        q = q.where(Incident.opened_at >= since)
+    if until is not None:
+        q = q.where(Incident.opened_at < until)
+    total = int(await session.scalar(select(func.count()).select_from(q.subquery())) or 0)
+    pages = max(1, -(-total // INCIDENTS_PER_PAGE))
+    page = min(page, pages)
+    rows = list(
+        (
+            await session.scalars(
+                q.order_by(Incident.opened_at.desc(), Incident.id)
+                .offset((page - 1) * INCIDENTS_PER_PAGE)
+                .limit(INCIDENTS_PER_PAGE)
+            )
+        ).all()
+    )
+    decisions = (
+        {
+            d.incident_id: d
+            for d in (
+                await session.scalars(
+                    select(Decision).where(Decision.incident_id.in_([i.id for i in rows]))
+                )
+            ).all()
+        }
+        if rows
+        else {}
+    )
+    return IncidentList(rows, decisions, total, page, pages)
 
 
 @dataclass

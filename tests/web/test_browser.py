@@ -117,6 +117,25 @@ def test_operator_overrides_an_escalated_decision(
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_a_viewer_finds_a_host_and_its_incidents(browser: object, live_server: LiveServer) -> None:
+    page = _login(browser, live_server, "viewer")
+    page.fill("header input[name=host]", "node-001")
+    page.press("header input[name=host]", "Enter")
+    page.wait_for_url("**/fleet?host=node-001")
+    assert page.locator("#grid .hb").count() == 10
+    page.fill("header input[name=host]", CULPRIT)
+    page.press("header input[name=host]", "Enter")
+    page.wait_for_url(f"**/hosts/{CULPRIT}")
+    page.goto(f"{live_server.url}/incidents")
+    page.fill("#incident-filters input[name=host]", CULPRIT)
+    page.click("#incident-filters button[type=submit]")
+    page.wait_for_url(f"**/incidents?host={CULPRIT}**")
+    rows = page.locator("#incidents tbody tr")
+    assert rows.count() >= 1
+    assert all(CULPRIT in rows.nth(i).inner_text() for i in range(rows.count()))
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_a_viewer_cannot_create_a_silence(browser: object, live_server: LiveServer) -> None:
     page = _login(browser, live_server, "viewer")
     page.goto(f"{live_server.url}/silences")

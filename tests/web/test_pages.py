@@ -525,3 +525,83 @@ async def test_a_cause_pattern_the_verdict_lists_as_a_symptom_is_shown_as_one(
     [(role, shown)] = [(role, r) for role, r in rows if "unspecified launch failure" in r]
     assert role == "symptom" and "<td>symptom</td>" in shown
     assert any(role == "cause" and "Xid" in r for role, r in rows)  # the XID stays the cause
+
+
+async def test_the_search_box_finds_a_host_by_name_or_part_of_it(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get("/fleet")).text
+        exact = await client.get(f"/fleet?host=+{CULPRIT}+")
+        part = (await client.get("/fleet?host=NODE-001")).text
+        none = (await client.get("/fleet?host=gpu-rack-9")).text
+    assert 'action="/fleet"' in page and 'name="host"' in page  # in the header of every page
+    assert exact.status_code == 303 and exact.headers["location"] == f"/hosts/{CULPRIT}"
+    shown = re.findall(r'class="hb[^"]*" href="[^"]+" data-h="([^"]+)"', part)
+    assert shown == [f"node-{n:04d}" for n in range(10, 20)], shown
+    assert "node-0005" not in re.findall(r'data-h="([^"]+)"', part)
+    assert "No hosts named like gpu-rack-9." in none
+
+
+async def _many_incidents(app: FastAPI, n: int) -> Incident:
+    """The scenario's incident and `n` older copies of it on node-0009, a minute apart."""
+    from datetime import timedelta
+
+    incident = await _incident(app)
+    async with unit_of_work(app.state.ctx.sessions) as session:
+        for k in range(n):
+            at = incident.opened_at - timedelta(days=1, minutes=k)
+            session.add(
+                Incident(
+                    job_id=incident.job_id,
+                    state="resolved",
+                    category="nic",
+                    confidence=0.8,
+                    culprit_host="node-0009",
+                    rule="Copied",
+                    reason=f"copy {k}",
+                    verdict={},
+                    opened_at=at,
+                    detected_at=at,
+                    updated_at=at,
+                    resolved_at=at,
+                )
+            )
+    return incident
+
+
+async def test_the_incident_list_is_paged_and_filtered_by_host_and_time(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    from sqlalchemy import func
+
+    incident = await _many_incidents(web_app, 120)
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        total = await session.scalar(select(func.count()).select_from(Incident))
+    assert total is not None and 120 < total <= 150
+    rows = re.compile(r'<tr class="(?:row-open)?">')
+    async with client_for(web_app, tokens["viewer"]) as client:
+        first = (await client.get("/incidents")).text
+        assert len(rows.findall(first)) == 50
+        assert f"{total} incidents · page 1 of 3" in first
+        assert 'href="/incidents?page=2" rel="next"' in first
+        last = (await client.get("/incidents?page=3")).text
+        assert len(rows.findall(last)) == total - 100
+        assert "page 3 of 3" in (await client.get("/incidents?page=99")).text
+        # The host's incidents only, the filters kept in the page links.
+        mine = (await client.get("/incidents?state=resolved&host=node-0009")).text
+        assert "copy 0<" in mine and str(incident.id) not in mine
+        assert "120 incidents · page 1 of 3" in mine
+        assert 'href="/incidents?state=resolved&amp;host=node-0009&amp;page=2" rel="next"' in mine
+        assert 'href="/incidents?host=node-0009&amp;state=open"' in mine
+        culprit = (await client.get(f"/incidents?host={CULPRIT}")).text
+        assert str(incident.id) in culprit and "copy 0<" not in culprit and "pager" not in culprit
+        # A time range in UTC: the day before the scenario's incident holds only copies.
+        day = incident.opened_at.date().isoformat()
+        today = (await client.get(f"/incidents?since={day}&host=")).text
+        assert str(incident.id) in today and "copy 0<" not in today
+        before = (await client.get(f"/incidents?until={day}")).text
+        assert str(incident.id) not in before and "copy 0<" in before
+        assert "No incidents match." in (await client.get("/incidents?since=2999-01-01")).text
+        wrong = await client.get("/incidents?since=yesterday")
+        assert wrong.status_code == 200 and "is not a time" in wrong.text

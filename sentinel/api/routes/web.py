@@ -13,7 +13,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib.resources import files
 from typing import Annotated, Any
@@ -34,6 +34,7 @@ from sentinel.api.routes import incidents as incidents_api
 from sentinel.api.routes import jobs as jobs_api
 from sentinel.auth import Principal
 from sentinel.db.models import Alert, Host, Incident
+from sentinel.inputs import NO_NUL
 from sentinel.triage.taxonomy import LLAMA3_UNEXPECTED_INTERRUPTIONS
 from sentinel.web import views
 from sentinel.web.render import render
@@ -241,17 +242,27 @@ async def logout(request: Request) -> Response:
 StateFilter = Annotated[str | None, Query(pattern="^(healthy|degraded|unhealthy|silent|drained)$")]
 
 
-@router.get("/fleet")
+@router.get("/fleet", response_model=None)
 async def fleet_page(
-    request: Request, ctx: Ctx, session: Session, who: WebUser, state: StateFilter = None
-) -> HTMLResponse:
-    fleet = await views.fleet(session, ctx.clock.now(), ctx.settings.health, state)
+    request: Request,
+    ctx: Ctx,
+    session: Session,
+    who: WebUser,
+    state: StateFilter = None,
+    host: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
+) -> HTMLResponse | RedirectResponse:
+    host = (host or "").strip() or None
+    # The search box: a host's exact name goes to its page, part of one filters the grid.
+    if host is not None and await session.get(Host, host) is not None:
+        return RedirectResponse(f"/hosts/{quote(host, safe='')}", status.HTTP_303_SEE_OTHER)
+    fleet = await views.fleet(session, ctx.clock.now(), ctx.settings.health, state, host)
     return _page(
         request,
         "fleet.html",
         who,
         fleet=fleet,
         state=state,
+        host=host,
         states=views.STATES,
         active=await views.active_incidents(session),
         triage=await _triage_health(ctx, session),
@@ -329,27 +340,54 @@ async def host_repaired(
 # ---------------------------------------------------------------------------- incidents
 
 
+def _time(name: str, value: str | None, wrong: list[str]) -> datetime | None:
+    """A time bound from the filter form: ISO 8601, a date or a minute, in UTC unless it says."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        wrong.append(f"{name}: {value!r} is not a time (2026-12-05 or 2026-12-05T03:00)")
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+Text = Annotated[str | None, Query(max_length=128, pattern=NO_NUL)]
+
+
 @router.get("/incidents")
 async def incidents_page(
     request: Request,
     session: Session,
     who: WebUser,
-    state: Annotated[str | None, Query(pattern="^(open|mitigating|resolved)$")] = None,
-    category: str | None = None,
-    job_id: str | None = None,
+    state: Annotated[str | None, Query(pattern="^(|open|mitigating|resolved)$")] = None,
+    category: Text = None,
+    job_id: Text = None,
+    host: Text = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    until: Annotated[str | None, Query(max_length=40)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> HTMLResponse:
-    rows = await incidents_api.list_incidents(
-        session, who, state=state, job_id=job_id, category=category, limit=500
+    wrong: list[str] = []
+    listing = await views.incident_list(
+        session,
+        state=state,
+        category=category,
+        job_id=job_id,
+        host=host.strip() if host else None,
+        since=_time("since", since, wrong),
+        until=_time("until", until, wrong),
+        page=page,
     )
-    decisions = {
-        d.incident_id: d for d in await decisions_api.list_decisions(session, who, limit=1000)
-    }
+    given = {"state": state, "category": category, "job_id": job_id, "host": host}
+    filters = {k: v for k, v in {**given, "since": since, "until": until}.items() if v}
     return _page(
         request,
         "incidents.html",
         who,
-        incidents=rows,
-        decisions=decisions,
+        listing=listing,
+        filters=filters,
+        wrong=wrong,
         state=state,
         category=category,
         job_id=job_id,
