@@ -31,6 +31,7 @@ from sentinel.health import HARD_THROTTLE_MASK, HealthState, host_health
 from sentinel.incidents.accountability import count_unaccounted, unaccounted
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.settings import HealthSettings
+from sentinel.triage.signals import normalize_pci
 from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
 from sentinel.triage.verdict import Evidence
 from sentinel.web.charts import Chart, Series, line_chart
@@ -428,6 +429,39 @@ class SymptomGroup:
     example: str
 
 
+@dataclass(frozen=True)
+class GpuIdentity:
+    """A GPU by every name it goes by: the index, the PCI bus id and the UUID NVML reports."""
+
+    index: int
+    pci_bus_id: str | None
+    uuid: str | None
+
+
+def identify(name: str | None, gpus: list[Gpu]) -> GpuIdentity | None:
+    """The GPU of a host that a line names by index, PCI address (any spelling) or UUID."""
+    if not name:
+        return None
+    name = name.strip()
+    pci = normalize_pci(name)
+    for g in gpus:
+        if (
+            (name.isdigit() and int(name) == g.gpu_index)
+            or (g.uuid is not None and name == g.uuid)
+            or (g.pci_bus_id is not None and pci == normalize_pci(g.pci_bus_id))
+        ):
+            return GpuIdentity(g.gpu_index, g.pci_bus_id, g.uuid)
+    return None
+
+
+async def host_gpus(session: AsyncSession, hosts: set[str]) -> dict[str, list[Gpu]]:
+    out: dict[str, list[Gpu]] = defaultdict(list)
+    if hosts:
+        for g in (await session.scalars(select(Gpu).where(Gpu.host_id.in_(hosts)))).all():
+            out[g.host_id].append(g)
+    return out
+
+
 @dataclass
 class TimelineEntry:
     at: datetime | None
@@ -438,6 +472,7 @@ class TimelineEntry:
     rank: int | None
     text: str
     source: str | None
+    gpu_id: GpuIdentity | None = None
 
 
 TIMELINE_SYMPTOMS = 6
@@ -458,6 +493,7 @@ class IncidentPage:
     groups: list[AlertGroup]
     notifications: list[NotificationLog]
     steps: list[dict[str, Any]] = field(default_factory=list)
+    culprit_gpu: GpuIdentity | None = None
     # The hosts an operator may exclude when overriding the decision, and those preselected.
     job_hosts: list[str] = field(default_factory=list)
     picked: set[str] = field(default_factory=set)
@@ -499,6 +535,10 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
             ids.append(uuid.UUID(str(item.event_id)))
         except ValueError:
             continue
+    named = {i.host for i in items if i.gpu and i.host}
+    gpus = await host_gpus(
+        session, named | ({incident.culprit_host} if incident.culprit_host else set())
+    )
     seen: dict[str, datetime] = {}
     if ids:
         rows = await session.execute(
@@ -515,6 +555,7 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
             item.rank,
             item.text,
             item.source,
+            identify(item.gpu, gpus[item.host]) if item.host else None,
         )
         for item in items
     ]
@@ -588,6 +629,9 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
         groups=list(alert_groups),
         notifications=list(notifications),
         steps=list((decision.outcome or {}).get("steps", [])) if decision else [],
+        culprit_gpu=identify(incident.culprit_gpu, gpus[incident.culprit_host])
+        if incident.culprit_host
+        else None,
         job_hosts=await _job_hosts(session, incident, picked),
         picked=picked,
     )
