@@ -626,3 +626,42 @@ async def test_a_gpu_is_shown_by_its_index_pci_bus_id_and_uuid(
     assert f'GPU 3 <span class="small">{gpu.pci_bus_id}</span>' in cause and gpu.uuid in cause
     headline = page.split('class="verdict', 1)[1].split("</h1>", 1)[0]
     assert gpu.uuid in headline and "GPU 3" in headline
+
+
+class _Elector:
+    def __init__(self, leads: bool) -> None:
+        self.is_leader, self.identity = leads, "sentinel-a:4242"
+
+
+@pytest.mark.parametrize(
+    ("elector", "shown"),
+    [
+        (None, "loops off"),
+        (_Elector(False), "follower (sentinel-a:4242) · triage on the leader"),
+        (_Elector(True), 'leader here</span> · triage lag <b data-triage="lag_s">0.0</b> s'),
+    ],
+)
+async def test_the_header_says_who_leads_and_how_far_triage_is_behind(
+    web_app: FastAPI, tokens: dict[str, str], elector: _Elector | None, shown: str
+) -> None:
+    web_app.state.elector = elector
+    async with client_for(web_app, tokens["viewer"]) as client:
+        for path in ("/incidents", "/jobs", f"/hosts/{CULPRIT}"):
+            page = (await client.get(path)).text
+            header = page.split("<header", 1)[1].split("</header>", 1)[0]
+            assert shown in header, header
+    async with client_for(web_app, None) as client:
+        assert "loops" not in (await client.get("/login")).text  # nobody signed in: no header
+
+
+async def test_a_lagging_leader_is_shown_in_red(web_app: FastAPI, tokens: dict[str, str]) -> None:
+    from datetime import timedelta
+
+    ctx = web_app.state.ctx
+    web_app.state.elector = _Elector(True)
+    # The oldest event not yet weighed arrived ten minutes ago.
+    ctx.triage_worker._arrived = (3, ctx.clock.now() - timedelta(minutes=10))
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get("/jobs")).text
+    assert 'class="loops loops-leader behind"' in page
+    assert 'data-triage="lag_s">600.0</b>' in page

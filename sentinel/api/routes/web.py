@@ -73,6 +73,27 @@ NAV = [
 ]
 
 
+@dataclass(frozen=True)
+class LoopStatus:
+    """What the header says of the loops: whether this replica leads, and triage's lag there."""
+
+    role: str  # leader | follower | off (this replica runs no loops: run_loops is false)
+    identity: str | None
+    lag_s: float | None  # measured where triage runs: known on the leader only
+    lagging: bool
+
+
+def _loop_status(request: Request) -> LoopStatus:
+    ctx = request.app.state.ctx
+    elector = getattr(request.app.state, "elector", None)
+    if elector is None:
+        return LoopStatus("off", None, None, False)
+    if not elector.is_leader:
+        return LoopStatus("follower", elector.identity, None, False)
+    lag = ctx.triage_worker.lag_seconds()
+    return LoopStatus("leader", elector.identity, lag, lag > ctx.settings.triage.lag_alert_s)
+
+
 def _page(
     request: Request, template: str, who: Principal | None, code: int = 200, **context: Any
 ) -> HTMLResponse:
@@ -81,6 +102,7 @@ def _page(
         template,
         request=request,
         who=who,
+        loops=_loop_status(request) if who else None,
         csrf=request.cookies.get(CSRF_COOKIE, ""),
         now=ctx.clock.now(),
         nav=NAV,

@@ -30,8 +30,10 @@
         }
         if (data.triage) {
           Object.keys(data.triage).forEach(function (k) {
-            var b = document.querySelector('[data-triage="' + k + '"]');
-            if (b) b.textContent = k === "lag_s" ? data.triage[k].toFixed(1) : data.triage[k];
+            // The header shows the lag too, where this replica leads.
+            document.querySelectorAll('[data-triage="' + k + '"]').forEach(function (b) {
+              b.textContent = k === "lag_s" ? data.triage[k].toFixed(1) : data.triage[k];
+            });
           });
         }
         Object.keys(data.counts).forEach(function (s) {
