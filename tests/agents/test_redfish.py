@@ -6,6 +6,7 @@ certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -23,11 +24,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from agents.agent import Agent
 from agents.collectors.redfish import Credentials, RedfishCollector, connect
 from agents.config import AgentConfig, RedfishConfig
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord
-from tests.agents.agent_helpers import context
+from tests.agents.agent_helpers import Receiver, agent_config, context, running, wait_for
 
 SUSHY_STATIC = shutil.which("sushy-static") or str(Path(sys.executable).with_name("sushy-static"))
 # A BMC's tree in DMTF's mockup layout (public-rackmount1's Managers and Systems LogServices,
@@ -106,14 +108,21 @@ def _free_port() -> int:
 class Bmc:
     url: str
     tree: MockupTree
+    # sushy-static's request log (http.server's, on its stderr): what was asked of the BMC.
+    requests: Path
+
+    def served(self, uri: str) -> int:
+        return self.requests.read_text().count(f'"GET {uri} HTTP')
 
 
 def _serve(tree: MockupTree, scheme: str, *tls: str) -> Iterator[Bmc]:
     port = _free_port()
+    requests = tree.root.parents[2] / "requests.log"
+    log = requests.open("w")
     process = subprocess.Popen(
         [SUSHY_STATIC, "-i", "127.0.0.1", "-p", str(port), "-m", str(tree.root), *tls],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     url = f"{scheme}://127.0.0.1:{port}"
     try:
@@ -126,10 +135,11 @@ def _serve(tree: MockupTree, scheme: str, *tls: str) -> Iterator[Bmc]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("sushy-static did not start") from None
                 time.sleep(0.1)
-        yield Bmc(url, tree)
+        yield Bmc(url, tree, requests)
     finally:
         process.terminate()
         process.wait(timeout=10)
+        log.close()
 
 
 def _copy(tmp_path: Path) -> MockupTree:
@@ -217,6 +227,33 @@ def test_from_start_ships_the_logged_entries_and_an_unhealthy_part_at_once(bmc: 
     # Entries no pattern knows keep the BMC's word for how bad they are.
     boot = next(r for r in records if json.loads(r.message).get("Id") == "1" and r.path == SEL)
     assert (boot.family, boot.severity) == ("unmatched", "info")
+
+
+async def test_the_agent_ships_a_new_entry_from_its_bmc(
+    tmp_path: Path, bmc: Bmc, receiver: Receiver
+) -> None:
+    secret = tmp_path / "bmc-credentials"
+    secret.write_text("root:0penBmc\n")
+    config = agent_config(
+        tmp_path,
+        receiver.url,
+        receiver.agent_token,
+        **{"intervals.redfish_s": 0.2,
+           "collectors.redfish": {"enabled": True, "url": bmc.url,
+                                  "credentials_file": str(secret)}},
+    )  # fmt: skip
+
+    def redfish() -> list[LogRecord]:
+        return [o for o in receiver.observations("log") if o.source == "redfish"]
+
+    async with running(Agent(config)):
+        await wait_for(lambda: bmc.served(SEL) >= 2)  # polled: the logs as found are history
+        bmc.tree.append(SEL, _PSU_LOST)
+        await wait_for(lambda: redfish())
+        await asyncio.sleep(0.5)
+    [record] = redfish()
+    assert (record.path, record.pattern) == (SEL, "psu_failure")
+    assert json.loads(record.message)["Message"] == _PSU_LOST["Message"]
 
 
 def test_credentials_come_from_a_file_never_the_config(tmp_path: Path) -> None:
