@@ -153,7 +153,8 @@ class LogRecord(_Observation):
         description="Where the record was read: a log (kernel, nccl, application) or a "
         "hardware-error source (rasdaemon's database, mcelog, EDAC counters in sysfs, "
         "InfiniBand ports in sysfs, devlink health reporters, DCGM's health watches and "
-        "diagnostics, the BMC's SEL read with ipmitool), written as that tool prints it."
+        "diagnostics, the BMC's SEL read with ipmitool, the BMC's log entries and its parts' "
+        "health over Redfish), written as that tool prints it (Redfish: the resource's JSON)."
     )
     pattern: ShortText | None = Field(None, description="The knowledge pattern that matched.")
     family: ShortText | None = None
