@@ -4,7 +4,7 @@ power supplies, fans, temperatures and each chassis' rollup.
 Each poll walks the service from `/redfish/v1`: the LogServices of every Manager and System
 (their `Entries`, following `Members@odata.nextLink`) and every Chassis with its `Power`
 (`PowerSupplies`) or `PowerSubsystem`, its `Thermal` (`Fans`, `Temperatures`) or
-`ThermalSubsystem`. A log entry is shipped once: each log keeps the newest entry shipped (its
+`ThermalSubsystem` (its `Fans`). A log entry is shipped once: each log keeps the newest entry shipped (its
 `Created` time, then its `Id`), stored with the read positions, so a restart re-ships nothing;
 on the first start a log's existing entries are only learned unless `from_start`. A component
 is shipped when its `Health` differs from the last one seen (at first: from OK).
