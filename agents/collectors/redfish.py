@@ -4,10 +4,12 @@ power supplies, fans, temperatures and each chassis' rollup.
 Each poll walks the service from `/redfish/v1`: the LogServices of every Manager and System
 (their `Entries`, following `Members@odata.nextLink`) and every Chassis with its `Power`
 (`PowerSupplies`) or `PowerSubsystem`, its `Thermal` (`Fans`, `Temperatures`) or
-`ThermalSubsystem` (its `Fans`). A log entry is shipped once: each log keeps the newest entry shipped (its
-`Created` time, then its `Id`), stored with the read positions, so a restart re-ships nothing;
-on the first start a log's existing entries are only learned unless `from_start`. A component
-is shipped when its `Health` differs from the last one seen (at first: from OK).
+`ThermalSubsystem` (its `Fans`). A log entry is shipped once: each log keeps the newest entry
+shipped (its `Created` time, then its `Id`), stored with the read positions, so a restart
+re-ships nothing; on the first start a log's existing entries are only learned unless
+`from_start`. A component is shipped when its `Health` differs from the last one seen (at
+first: from OK). A poll that fails part way (the BMC stops answering) ships nothing and moves
+no position.
 
 Records are the resource as the BMC serves it, one compact JSON line (a pasted `curl` of the
 entry reads the same): the entry's Message, MessageId, Severity, SensorType and Created; a
@@ -156,10 +158,20 @@ class RedfishCollector:
             page = next_page if isinstance(next_page, str) else None
 
     def poll(self) -> Sequence[Observation]:
+        # A poll that fails half way ships nothing, so it must not have moved on either.
+        logs, health = dict(self._logs), dict(self._health)
+        try:
+            return self._read()
+        except BaseException:
+            self._logs, self._health = logs, health
+            raise
+
+    def _read(self) -> list[Observation]:
         root = self._get(ROOT)
         out: list[Observation] = []
         for owner in ("Managers", "Systems"):
-            for resource in self._members(_link(root.get(owner)) or f"{ROOT}/{owner}"):
+            owned = _link(root.get(owner))
+            for resource in self._members(owned) if owned is not None else ():
                 services = _link(resource.get("LogServices"))
                 if services is None:
                     continue

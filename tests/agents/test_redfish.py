@@ -217,6 +217,20 @@ def test_a_restart_resumes_after_the_entries_shipped(bmc: Bmc) -> None:
     assert [json.loads(r.message)["Id"] for r in _records(again.poll())] == ["2"]
 
 
+def test_a_poll_that_fails_half_way_ships_its_entries_on_the_next(bmc: Bmc) -> None:
+    collector = _collector(bmc)
+    collector.poll()
+    bmc.tree.append(SEL, _PSU_LOST)
+    chassis = bmc.tree.root / "Chassis" / "index.json"
+    saved = chassis.read_text()
+    chassis.unlink()  # the BMC answers 404 after the SEL was read
+    with pytest.raises(httpx.HTTPStatusError):
+        collector.poll()
+    chassis.write_text(saved)
+    [record] = _records(collector.poll())
+    assert json.loads(record.message)["Id"] == "3"
+
+
 def test_from_start_ships_the_logged_entries_and_an_unhealthy_part_at_once(bmc: Bmc) -> None:
     bmc.tree.health(f"{R}/Chassis/HGX/PowerSubsystem/PowerSupplies/PSU1", "Critical")
     collector = _collector(bmc, from_start=True)
