@@ -46,8 +46,8 @@ SEVERITY_RANK: Final[Mapping[str, int]] = {"info": 0, "warning": 1, "error": 2, 
 
 FAMILIES: Final[frozenset[str]] = frozenset(
     {
-        "kernel_xid", "gsp", "nvidia_smi", "nvswitch", "cuda", "nccl", "pytorch", "launcher",
-        "python_traceback", "python", "oom", "mlx5", "ib", "nic", "edac", "mce", "nvme",
+        "kernel_xid", "gsp", "nvidia_smi", "nvswitch", "dcgm", "cuda", "nccl", "pytorch",
+        "launcher", "python_traceback", "python", "oom", "mlx5", "ib", "nic", "edac", "mce", "nvme",
         "block_io", "filesystem", "storage", "dependency", "thermal", "power", "chassis",
         "pcie", "host", "slurm", "nhc", "sdc", "maintenance",
     }

@@ -11,6 +11,7 @@ from sentinel.triage.rules import (
     ApplicationErrorIsSoftwareBug,
     BlameHardGpuXidOverPeerTimeouts,
     BlameHostHardwareOverPeerTimeouts,
+    BlameNvSwitchOverTheGpusOnItsBaseboard,
     BlamePcieSwitchOverTheGpusBehindIt,
     BlamePowerOrChassisOverWhatItTookDown,
     CollectiveErrorWithNothingDeeper,
@@ -78,6 +79,7 @@ DEFAULT_POLICY = Policy(
     [
         AnnouncedMaintenanceIsPlanned(),
         BlamePowerOrChassisOverWhatItTookDown(),
+        BlameNvSwitchOverTheGpusOnItsBaseboard(),
         BlamePcieSwitchOverTheGpusBehindIt(),
         BlameHardGpuXidOverPeerTimeouts(),
         BlameHostHardwareOverPeerTimeouts(),

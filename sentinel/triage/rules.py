@@ -163,6 +163,9 @@ def _part(signal: Signal) -> list[str]:
         parts.append(f"CPU {_decimal(found['cpu'])}{bank}")
     if found.get("dev") and found.get("port") and signal.family in LINK_FAMILIES:
         parts.append(f"port {found['dev']}/{found['port']}")
+    if found.get("nvswitch"):
+        link = f" link {found['link']}" if found.get("link") else ""
+        parts.append(f"NVSwitch {found['nvswitch']}{link}")
     return parts
 
 
@@ -182,6 +185,12 @@ def _what(signal: Signal) -> str:
         return f"XID {signal.xid} ({meaning}" + (f"; NVIDIA action {action})" if action else ")")
     if signal.family == "python_traceback":
         return f"a traceback ending in {signal.attrs.get('exc_type') or 'an exception'}"
+    named = signal.attrs.get("dcgm_code") or (
+        f"SXid {signal.attrs['sxid']}" if signal.attrs.get("sxid") else None
+    )
+    if named:
+        said = signal.attrs.get("meaning")
+        return f"{named} ({said})" if said else f"{named} ({signal.pattern})"
     return f"{signal.pattern or signal.kind} ({signal.family})"
 
 
@@ -337,6 +346,29 @@ class BlamePowerOrChassisOverWhatItTookDown(_HardwareOverSymptoms):
     """A failing PSU or chassis takes its GPUs and NICs down with it: blame the box, not them."""
 
     categories = UPSTREAM_CATEGORIES
+
+
+def _nvswitch(signal: Signal) -> bool:
+    """An NVSwitch's own report: an SXid, Fabric Manager, DCGM's NVSwitch watch or code."""
+    return signal.family == "nvswitch" or signal.attrs.get("part") == "nvswitch"
+
+
+class BlameNvSwitchOverTheGpusOnItsBaseboard(_HardwareOverSymptoms):
+    """A fatal NVSwitch error stops NVLink traffic across the host's GPU baseboard: its GPUs'
+    NVLink XIDs (74, 79...) and the peers' timeouts follow. One verdict names the host and the
+    switch (io_expansion_board, the baseboard that carries it: the host is drained and reset,
+    NVIDIA's action for a fatal SXid), never a GPU. A GPU's own memory fault on that host is
+    not the switch's doing and is left to the GPU rule."""
+
+    categories = (Category.IO_EXPANSION_BOARD,)
+    confidence_by_severity = {CRITICAL: 0.9, ERROR: 0.75}
+
+    def candidates(self, ctx: TriageContext) -> list[Signal]:
+        memory = {
+            s.host
+            for s in ctx.causes_in([Category.GPU_HBM_MEMORY, Category.GPU_SRAM_MEMORY], ERROR)
+        }
+        return [s for s in super().candidates(ctx) if _nvswitch(s) and s.host not in memory]
 
 
 class BlamePcieSwitchOverTheGpusBehindIt(_HardwareOverSymptoms):

@@ -15,8 +15,10 @@ from sentinel.knowledge import (
     Severity,
     default_knowledge,
 )
+from sentinel.knowledge.dcgm import default_dcgm_catalog, readable
 from sentinel.knowledge.lines import Line
 from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
+from sentinel.knowledge.nvswitch import default_sxid_catalog
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.records import Record, elastic_fields, split_records
 
@@ -36,6 +38,8 @@ _NOT_A_FAULT: Final = frozenset(
 _VOLATILE: Final = re.compile(r"0x[0-9a-fA-F]+|\d+")
 # How many lines after an NVRM line naming a GPU a multi-line driver report may continue.
 _GPU_CONTEXT_LINES: Final = 4
+_GPU_INDEX: Final = re.compile(r"\bGPU (?P<gpu>\d+)\b")
+_NVSWITCH_INDEX: Final = re.compile(r"\bNvSwitch (?:physical ID )?(?P<switch>\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -458,6 +462,10 @@ def _match_line(
     # "RuntimeError: NCCL error ..." is the NCCL error, not a separate application fault.
     if any(s.family != "python" for s in signals):
         signals = [s for s in signals if s.family != "python"]
+    # A DCGM report is read by DCGM's table: the NVLink, ECC or remap words of its message and
+    # NVIDIA's advice after it are not separate findings (an XID it names still is).
+    if any(s.family == "dcgm" for s in signals):
+        signals = [s for s in signals if s.family in {"dcgm", "kernel_xid"}]
     return signals
 
 
@@ -490,7 +498,7 @@ def _signal_from_match(
         return replace(
             base, pattern=spec.name, rank=rank, severity=severity, attrs={**base.attrs, **attrs}
         )
-    return Signal(
+    signal = Signal(
         kind=spec.kind,
         family=spec.family,
         text=line.raw,
@@ -504,6 +512,60 @@ def _signal_from_match(
         time=line.time,
         attrs=attrs,
     )
+    if spec.family == "dcgm":
+        return _dcgm_signal(signal, groups, line.body)
+    if spec.family == "nvswitch":
+        return _nvswitch_signal(signal, groups)
+    return signal
+
+
+def _dcgm_signal(signal: Signal, groups: Mapping[str, str | None], body: str) -> Signal:
+    """What DCGM's table says of the code (else the health system) the line names; a software
+    or configuration code is context. The GPU is DCGM's index; an NVSwitch is not a GPU."""
+    reading = default_dcgm_catalog().read(
+        body, system=groups.get("event"), entity=groups.get("dev"), status=groups.get("status")
+    )
+    attrs = dict(signal.attrs)
+    if reading.code is not None:
+        attrs |= {"dcgm_code": reading.code.name, "meaning": reading.code.summary}
+        if reading.code.action:
+            attrs["action"] = reading.code.action
+    entity = groups.get("dev") or ""
+    gpu = _GPU_INDEX.search(entity if entity else body)
+    switch = entity.removeprefix("Switch ") if entity.startswith("Switch ") else None
+    if reading.part == "nvswitch":
+        named = _NVSWITCH_INDEX.search(body)
+        switch = switch or (named.group("switch") if named else None)
+        gpu = None
+    if switch is not None:
+        attrs["nvswitch"] = switch
+    if reading.part:
+        attrs["part"] = reading.part
+    return replace(
+        signal,
+        category_hint=reading.category,
+        role="cause" if reading.category else "context",
+        severity=reading.severity,
+        gpu=gpu.group("gpu") if gpu else None,
+        attrs=attrs,
+    )
+
+
+def _nvswitch_signal(signal: Signal, groups: Mapping[str, str | None]) -> Signal:
+    """An SXid or a Fabric Manager error: the switch (`dev`) and link (`port`), and what the
+    catalog knows of the SXid."""
+    attrs = {k: v for k, v in signal.attrs.items() if k not in {"dev", "port", "event"}}
+    if groups.get("dev"):
+        attrs["nvswitch"] = str(groups["dev"])
+    if groups.get("port"):
+        attrs["link"] = str(groups["port"])
+    sxid = groups.get("event")
+    if sxid:
+        attrs["sxid"] = sxid
+        entry = default_sxid_catalog().by_code.get(int(sxid))
+        if entry is not None:
+            attrs |= {"meaning": entry.meaning, "action": entry.action}
+    return replace(signal, gpu=None, attrs=attrs)
 
 
 def _traceback_signals(record: Record, knowledge: Knowledge) -> list[Signal]:
@@ -589,6 +651,8 @@ def extract_signals(
 ) -> list[Signal]:
     """Split a pasted excerpt into records and turn each pattern match into a Signal."""
     knowledge = knowledge or default_knowledge()
+    # A pasted dcgmi health or diag report (table or JSON) reads one line per incident.
+    text = readable(text)
     signals: list[Signal] = []
     # Multi-line driver reports name the GPU on one line and the fault on the next.
     last_gpu_line: dict[str | None, tuple[int, str]] = {}
