@@ -637,6 +637,24 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
     )
 
 
+# Decisions that wait for a person: to be approved, released from a hold, or decided instead.
+AWAITING_A_HUMAN = ("proposed", "held", "escalated")
+
+
+async def awaiting_approval(
+    session: AsyncSession, limit: int = 200
+) -> list[tuple[Decision, Incident]]:
+    """The decisions a person must act on, oldest first, each with its incident."""
+    rows = await session.execute(
+        select(Decision, Incident)
+        .join(Incident, Incident.id == Decision.incident_id)
+        .where(Decision.status.in_(AWAITING_A_HUMAN))
+        .order_by(Decision.created_at)
+        .limit(limit)
+    )
+    return [(d, i) for d, i in rows.all()]
+
+
 @dataclass
 class JobRestarts:
     restarts: int

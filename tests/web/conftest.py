@@ -77,13 +77,14 @@ def live_server(scenario: Scenario, tokens: dict[str, str], tmp_path: Path) -> I
 
 
 @pytest.fixture
-def escalated_live_server(
-    scenario: Scenario, tokens: dict[str, str], tmp_path: Path
+def waiting_live_server(
+    request: pytest.FixtureRequest, scenario: Scenario, tokens: dict[str, str], tmp_path: Path
 ) -> Iterator[LiveServer]:
-    """The scenario with its decision handed to a human (escalated), for the override form."""
+    """The scenario with its decision waiting for a person: `request.param` is its status
+    (escalated, held, proposed), given by indirect parametrization."""
     path = scenario_copy(scenario, tmp_path)
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE decisions SET status = 'escalated'")
+        db.execute("UPDATE decisions SET status = ?", (request.param,))
     yield from _serve(path, tokens, scenario.now)
 
 

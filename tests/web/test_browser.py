@@ -95,10 +95,11 @@ def test_operator_triages_an_incident_and_silences_its_host(
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("waiting_live_server", ["escalated"], indirect=True)
 def test_operator_overrides_an_escalated_decision(
-    browser: object, escalated_live_server: LiveServer
+    browser: object, waiting_live_server: LiveServer
 ) -> None:
-    server = escalated_live_server
+    server = waiting_live_server
     page = _login(browser, server, "operator")
     page.goto(f"{server.url}/incidents")
     page.click("table.list tbody tr:has-text('faulty_gpu') a >> nth=0")
@@ -114,6 +115,24 @@ def test_operator_overrides_an_escalated_decision(
     decision = page.inner_text("#incident .cols section >> nth=0")
     assert "exclude_and_restart" in decision and "OperatorOverride" in decision
     assert CULPRIT in decision and "node-0006" in decision
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("waiting_live_server", ["proposed"], indirect=True)
+def test_operator_approves_from_the_approvals_page(
+    browser: object, waiting_live_server: LiveServer
+) -> None:
+    server = waiting_live_server
+    page = _login(browser, server, "operator")
+    page.click("header nav a:has-text('Approvals')")
+    page.wait_for_selector("#approvals")
+    rows = page.locator("#approvals tbody tr")
+    waiting = rows.count()
+    assert waiting >= 1 and "proposed" in rows.nth(0).inner_text()
+    rows.nth(0).locator("button:has-text('Approve')").click()
+    page.wait_for_selector(".flash.ok")
+    assert page.url.endswith("/approvals?ok=decision.approve")
+    assert page.locator("#approvals tbody tr").count() == waiting - 1
     assert page.errors == []  # type: ignore[attr-defined]
 
 

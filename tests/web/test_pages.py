@@ -16,6 +16,7 @@ from sentinel.db.models import AlertGroup, AuditEntry, Decision, Incident, Silen
 PAGES = [
     "/fleet",
     "/fleet?state=unhealthy",
+    "/approvals",
     "/incidents",
     "/jobs",
     "/root-causes",
@@ -665,3 +666,42 @@ async def test_a_lagging_leader_is_shown_in_red(web_app: FastAPI, tokens: dict[s
         page = (await client.get("/jobs")).text
     assert 'class="loops loops-leader behind"' in page
     assert 'data-triage="lag_s">600.0</b>' in page
+
+
+async def test_the_approvals_page_lists_what_waits_for_a_person_and_approves_it(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    incident = await _incident(web_app)
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        decision = await session.scalar(select(Decision).where(Decision.incident_id == incident.id))
+        assert decision is not None
+        decision.status = "proposed"
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get("/approvals")).text
+        assert f'href="/incidents/{incident.id}"' in page and decision.rule in page
+        assert "/approve" not in page  # a viewer sees, never acts
+    async with await _operator(web_app, tokens) as client:
+        page = (await client.get("/approvals")).text
+        assert f'action="/decisions/{decision.id}/approve"' in page
+        r = await client.post(
+            f"/decisions/{decision.id}/approve", data={"csrf": "k" * 32, "back": "/approvals"}
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/approvals?ok=decision.approve"
+        page = (await client.get(r.headers["location"])).text
+        assert "Decision approved." in page and "Nothing is waiting for a person." in page
+        # Only this page is a place to go back to.
+        async with unit_of_work(web_app.state.ctx.sessions) as session:
+            again = await session.get(Decision, decision.id)
+            assert again is not None
+            again.status = "held"
+        r = await client.post(
+            f"/decisions/{decision.id}/cancel", data={"csrf": "k" * 32, "back": "https://evil/"}
+        )
+        assert r.headers["location"] == f"/incidents/{incident.id}?ok=decision.cancel"
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        audit = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.target == f"decision:{decision.id}")
+            )
+        ).all()
+    assert [a.action for a in audit] == ["decision.approve", "decision.cancel"]

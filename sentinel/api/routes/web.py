@@ -66,6 +66,7 @@ DONE = {
 NAV = [
     ("fleet", "/fleet", "Fleet"),
     ("incidents", "/incidents", "Incidents"),
+    ("approvals", "/approvals", "Approvals"),
     ("jobs", "/jobs", "Jobs"),
     ("root-causes", "/root-causes", "Root causes"),
     ("alerts", "/alerts", "Alerts"),
@@ -480,9 +481,20 @@ async def decision_action(
     async def call() -> None:
         await handler(ctx, session, form.who, decision_id, body_of(form))
 
-    return await _act(
-        request, session, form.who, f"/incidents/{decision.incident_id}", f"decision.{verb}", call
+    # The approvals page sends its operator back to it; anything else goes to the incident.
+    back = (
+        APPROVALS if form.fields.get("back") == APPROVALS else f"/incidents/{decision.incident_id}"
     )
+    return await _act(request, session, form.who, back, f"decision.{verb}", call)
+
+
+APPROVALS = "/approvals"
+
+
+@router.get(APPROVALS)
+async def approvals_page(request: Request, session: Session, who: WebUser) -> HTMLResponse:
+    waiting = await views.awaiting_approval(session)
+    return _page(request, "approvals.html", who, waiting=waiting)
 
 
 # ---------------------------------------------------------------------------- jobs, root causes
