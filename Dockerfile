@@ -10,11 +10,10 @@ RUN mkdir -p sentinel agents && touch sentinel/__init__.py agents/__init__.py \
     && pip install '.[server]' && pip uninstall -y sentinel-gpu
 
 COPY alembic.ini ./
-COPY migrations ./migrations
 COPY sentinel ./sentinel
 COPY agents ./agents
-# Editable: migrations/ is found beside the package (sentinel/db/migrate.py).
-RUN pip install --no-deps -e . \
+# The alembic chain ships inside the package (sentinel/migrations/), so a plain install works.
+RUN pip install --no-deps . \
     && useradd --system --uid 10001 --home-dir /app sentinel \
     && mkdir -p /data && chown sentinel /data
 USER sentinel

@@ -1,8 +1,10 @@
-"""Run and check the alembic chain in migrations/ from code (the CLI, the server, the tests)."""
+"""Run and check the alembic chain in sentinel/migrations/ from code (the CLI, the server, the
+tests). The chain ships inside the package, so an installed wheel finds it as a checkout does."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sentinel.db.engine import ensure_sqlite_dir, sync_url
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(str(resources.files("sentinel") / "migrations"))
 
 
 def alembic_config(url: str) -> Config:

@@ -1,4 +1,4 @@
-"""All ORM models in one place; migrations/ must describe exactly these tables."""
+"""All ORM models in one place; sentinel/migrations/ must describe exactly these tables."""
 
 from __future__ import annotations
 
