@@ -21,6 +21,7 @@ from agents.collectors.edac import EdacCollector
 from agents.collectors.flight_recorder import FlightRecorderCollector
 from agents.collectors.heartbeat import HeartbeatCollector
 from agents.collectors.infiniband import InfinibandCollector
+from agents.collectors.ipmi import IpmiSelCollector, ipmitool_installed, local_bmc_present
 from agents.collectors.kernel_log import KernelLogCollector
 from agents.collectors.mcelog import McelogCollector
 from agents.collectors.nvml import NvmlCollector
@@ -215,6 +216,17 @@ class Agent:
                 log.info("devlink is not installed: no mlx5 health reporters")
         if c.redfish.enabled:
             out.append(self._redfish(ctx))
+        if c.ipmi.enabled:
+            if not ipmitool_installed():
+                log.info("ipmitool is not installed: no BMC event log over IPMI")
+            elif c.ipmi.host is None and not local_bmc_present():
+                log.info("no /dev/ipmi0 (ipmi_devintf not loaded, or no BMC): no IPMI SEL")
+            else:
+                out.append(
+                    IpmiSelCollector(
+                        ctx, bmc=c.ipmi.bmc(), interval_s=every, from_start=c.ipmi.from_start
+                    )
+                )
         return out
 
     def _redfish(self, ctx: Context) -> RedfishCollector:

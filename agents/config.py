@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 from agents.collectors.edac import DEFAULT_ROOT as EDAC_ROOT
 from agents.collectors.infiniband import DEFAULT_ROOT as INFINIBAND_ROOT
 from agents.collectors.infiniband import DEFAULT_THRESHOLDS as IB_THRESHOLDS
+from agents.collectors.ipmi import Bmc
 from agents.collectors.logs import RateLimit
 from agents.collectors.mcelog import DEFAULT_PATH as MCELOG_LOG
 from agents.collectors.rasdaemon import DEFAULT_PATH as RASDAEMON_DB
@@ -63,7 +64,7 @@ class Intervals(_Section):
     flight_recorder_s: float = Field(2.0, gt=0, description="Looking for new dumps.")
     status_s: float = Field(60.0, gt=0, description="AgentStatus observations.")
     hardware_s: float = Field(
-        10.0, gt=0, description="rasdaemon, mcelog, EDAC, InfiniBand ports and devlink health."
+        10.0, gt=0, description="rasdaemon, mcelog, EDAC, InfiniBand, devlink health, the IPMI SEL."
     )
     redfish_s: float = Field(30.0, gt=0, description="Polling the BMC over Redfish.")
     send_s: float = Field(5.0, gt=0, description="Shipping non-critical observations.")
@@ -195,8 +196,38 @@ class RedfishConfig(_Section):
         return self
 
 
-# The collectors of machine checks, memory errors and link faults (collectors.<name>).
-HARDWARE_COLLECTORS: Final = ("rasdaemon", "mcelog", "edac", "infiniband", "devlink")
+class IpmiConfig(_Section):
+    """The BMC's SEL read with ipmitool: this host's BMC through /dev/ipmi0 (no host), or one
+    over lanplus, its password in a file ipmitool reads (-f)."""
+
+    enabled: bool = Field(True, description="Where ipmitool is installed and a BMC is reachable.")
+    host: str | None = Field(None, description="A BMC over lanplus; unset: this host's, -I open.")
+    port: int = Field(623, ge=1, le=65535)
+    username: str | None = None
+    password_file: Path | None = Field(None, description="The password alone, mode 0600.")
+    cipher_suite: int | None = Field(
+        None, ge=0, le=255, description="RMCP+ cipher suite (-C); for BMCs that do not list theirs."
+    )
+    from_start: bool = Field(False, description="First start: ship the entries already logged.")
+
+    @model_validator(mode="after")
+    def _lanplus_needs_credentials(self) -> IpmiConfig:
+        if self.host is not None and (self.username is None or self.password_file is None):
+            raise ValueError("collectors.ipmi.host needs username and password_file")
+        return self
+
+    def bmc(self) -> Bmc:
+        return Bmc(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password_file=self.password_file,
+            cipher_suite=self.cipher_suite,
+        )
+
+
+# The collectors of machine checks, memory errors, link faults and the BMC (collectors.<name>).
+HARDWARE_COLLECTORS: Final = ("rasdaemon", "mcelog", "edac", "infiniband", "devlink", "ipmi")
 
 
 class CollectorsConfig(_Section):
@@ -211,6 +242,7 @@ class CollectorsConfig(_Section):
     infiniband: InfinibandConfig = Field(default_factory=InfinibandConfig)
     devlink: DevlinkConfig = Field(default_factory=DevlinkConfig)
     redfish: RedfishConfig = Field(default_factory=RedfishConfig)
+    ipmi: IpmiConfig = Field(default_factory=IpmiConfig)
 
 
 class OutboxConfig(_Section):

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agents.collectors.base import Context
 from agents.collectors.ipmi import Bmc, IpmiSelCollector, parse_elist, parse_info, runner
+from agents.config import IpmiConfig
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord, Observation
 from tests.agents.agent_helpers import context
@@ -314,3 +316,11 @@ def test_the_password_never_reaches_the_command_line(tmp_path: Path) -> None:
         "-f", str(tmp_path / "pw"), "sel", "info",
     ]  # fmt: skip
     assert Bmc().command("sel", "info") == ["ipmitool", "-I", "open", "sel", "info"]
+
+
+def test_a_bmc_over_lanplus_needs_a_user_and_a_password_file(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="username and password_file"):
+        IpmiConfig(host="bmc-17")
+    config = IpmiConfig(host="bmc-17", username="monitor", password_file=tmp_path / "pw")
+    assert config.bmc().command("sel", "info")[:3] == ["ipmitool", "-I", "lanplus"]
+    assert IpmiConfig().bmc() == Bmc()
