@@ -1,7 +1,7 @@
 # Sentinel: make demo · make test · make bench · make lint
 # Each target creates .venv when missing and installs what it needs; `make test` also installs
 # the Debian packages the suite runs for real (PostgreSQL, Slurm, Prometheus, Alertmanager,
-# Chromium) when they are missing.
+# Chromium, OpenIPMI's BMC simulator and ipmitool) when they are missing.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -29,6 +29,8 @@ system-deps:
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v ipmi_sim >/dev/null || missing="$$missing openipmi"; \
+	command -v ipmitool >/dev/null || missing="$$missing ipmitool"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && $(APT) $$missing; \
