@@ -655,6 +655,21 @@ async def awaiting_approval(
     return [(d, i) for d, i in rows.all()]
 
 
+async def group_incidents(session: AsyncSession, groups: list[AlertGroup]) -> dict[str, Incident]:
+    """The incident each alert group is about (its `incident` label), so that a group is named
+    by what happened and where rather than by the incident's UUID."""
+    ids = []
+    for g in groups:
+        try:
+            ids.append(uuid.UUID(str(g.labels.get("incident"))))
+        except ValueError:
+            continue
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Incident).where(Incident.id.in_(set(ids))))
+    return {str(i.id): i for i in rows.all()}
+
+
 @dataclass
 class JobRestarts:
     restarts: int

@@ -705,3 +705,17 @@ async def test_the_approvals_page_lists_what_waits_for_a_person_and_approves_it(
             )
         ).all()
     assert [a.action for a in audit] == ["decision.approve", "decision.cancel"]
+
+
+async def test_an_alert_group_is_named_by_its_incident_not_its_uuid(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    incident = await _incident(web_app)
+    async with client_for(web_app, tokens["viewer"]) as client:
+        page = (await client.get("/alerts")).text
+    groups = page.split('id="groups"', 1)[1].split("<h2>Recent alerts</h2>", 1)[0]
+    cells = re.findall(r'<td class="wrap" title="([^"]*)">(.*?)</td>', groups, re.S)
+    [(key, name)] = [(k, n) for k, n in cells if str(incident.id) in k][:1]
+    assert f'href="/incidents/{incident.id}"' in name and "faulty_gpu" in name
+    assert f">{CULPRIT}</a>" in name and f"GPU {incident.culprit_gpu}" in name
+    assert str(incident.id) not in re.sub(r'href="[^"]*"', "", name)  # no UUID to read

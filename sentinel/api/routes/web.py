@@ -533,7 +533,8 @@ async def root_causes_page(
 async def alerts_page(request: Request, session: Session, who: WebUser) -> HTMLResponse:
     groups = await alerts_api.list_groups(session, who)
     alerts: list[Alert] = await alerts_api.list_alerts(session, who, limit=300)
-    return _page(request, "alerts.html", who, groups=groups, alerts=alerts)
+    incidents = await views.group_incidents(session, groups)
+    return _page(request, "alerts.html", who, groups=groups, alerts=alerts, incidents=incidents)
 
 
 @router.post("/alert-groups/{group_id}/ack")
