@@ -7,6 +7,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -19,6 +20,9 @@ from sentinel.db import migrate
 from sentinel.settings import Settings, TokenSpec
 from sentinel.testing.postgres import PostgresCluster, PostgresUnavailable, start_cluster
 from sentinel.testing.service import LiveService
+
+if TYPE_CHECKING:  # timeline.py imports this module's helpers
+    from remediation.timeline import Timeline
 
 SKIP_PG = os.environ.get("SENTINEL_TEST_SKIP_POSTGRES") == "1"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -108,6 +112,18 @@ async def app_client(settings: Settings, clock: VirtualClock) -> AsyncIterator[h
         async with httpx.AsyncClient(transport=transport, base_url="http://sentinel") as client:
             client.app = app  # type: ignore[attr-defined]
             yield client
+
+
+@pytest.fixture
+async def tl(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> Timeline:
+    """A Slurm-like fleet's job on the virtual clock, its ranks beating (tests/remediation)."""
+    from remediation.timeline import Timeline
+
+    t = Timeline(app_client, tokens, clock)
+    await t.beats()
+    return t
 
 
 @pytest.fixture

@@ -6,15 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-import httpx
-import pytest
 from builders import at, xid
 from conftest import auth
 from remediation.timeline import Timeline
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert, Decision, Incident
 from sentinel.incidents.service import ChangeKind, IncidentChange
@@ -104,15 +101,6 @@ class Witness:
             return await stage(sessions, change)
 
         return run
-
-
-@pytest.fixture
-async def tl(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.beats()
-    return t
 
 
 async def test_the_decision_is_recorded_before_the_alert_is_stated_and_the_alert_carries_it(

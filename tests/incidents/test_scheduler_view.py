@@ -5,7 +5,6 @@ weighs like any agent's."""
 from __future__ import annotations
 
 import httpx
-import pytest
 from remediation.timeline import HOSTS, Timeline
 from sqlalchemy import select
 
@@ -41,15 +40,6 @@ class FleetWithMaintenance(FakeScheduler):
             for n in listing.nodes
         )
         return listing.model_copy(update={"nodes": nodes})
-
-
-@pytest.fixture
-async def tl(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.beats()
-    return t
 
 
 async def poll(tl: Timeline) -> int:

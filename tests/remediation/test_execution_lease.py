@@ -5,28 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import httpx
-import pytest
 from builders import xid
 from sqlalchemy import select
 
 from remediation.timeline import Timeline
 from sentinel.alerting.incidents import REMEDIATION_FAILED_ALERT
-from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert
 from sentinel.schedulers.base import Operation, OpResult
 
 ALL_STEPS: frozenset[Operation] = frozenset({"drain", "resume", "requeue", "reboot", "reset_gpu"})
-
-
-@pytest.fixture
-async def tl(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.beats()
-    return t
 
 
 async def _gpu_falls_off_the_bus(tl: Timeline) -> None:

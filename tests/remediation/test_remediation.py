@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
-import pytest
 from builders import at, obs, xid
 from conftest import auth
 from sqlalchemy import func, select
 
 from remediation.timeline import HOSTS, Timeline
-from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import OUT_OF_SERVICE, AuditEntry, Host, Incident
-
-
-@pytest.fixture
-async def tl(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.beats()
-    return t
 
 
 async def test_xid79_drains_the_host_and_restarts_without_it(tl: Timeline) -> None:

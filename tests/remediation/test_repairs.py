@@ -4,24 +4,12 @@ by itself when the scheduler has it back and its agent reports no hard fault sin
 
 from __future__ import annotations
 
-import httpx
-import pytest
 from builders import gpu_sample, xid
 from sqlalchemy import select
 
 from remediation.timeline import Timeline
-from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, Host
-
-
-@pytest.fixture
-async def tl(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.beats()
-    return t
 
 
 async def drain_state(tl: Timeline, host: str) -> str:
