@@ -16,6 +16,7 @@ import pydantic
 from agents import __version__
 from agents.clock import Clock, SystemClock
 from agents.collectors.base import Collector, Context, HostState, Positioned
+from agents.collectors.dcgm import DcgmDiagCollector, DcgmHealthCollector, dcgmi_installed
 from agents.collectors.devlink import DevlinkHealthCollector, devlink_installed
 from agents.collectors.edac import EdacCollector
 from agents.collectors.flight_recorder import FlightRecorderCollector
@@ -227,6 +228,13 @@ class Agent:
                         ctx, bmc=c.ipmi.bmc(), interval_s=every, from_start=c.ipmi.from_start
                     )
                 )
+        if c.dcgm.enabled:
+            if not dcgmi_installed():
+                log.info("dcgmi is not installed: no DCGM health watches")
+            else:
+                out.append(DcgmHealthCollector(ctx, interval_s=c.dcgm.health_s))
+                if c.dcgm.diag_s:
+                    out.append(DcgmDiagCollector(ctx, interval_s=c.dcgm.diag_s))
         return out
 
     def _redfish(self, ctx: Context) -> RedfishCollector:

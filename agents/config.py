@@ -175,6 +175,20 @@ class DevlinkConfig(_Section):
     enabled: bool = Field(True, description="Runs `devlink -j health show` where installed.")
 
 
+class DcgmConfig(_Section):
+    """DCGM's health watches and quick diagnostic, where dcgmi is installed and nv-hostengine
+    runs (with health watches set, e.g. `dcgmi health -s a`)."""
+
+    enabled: bool = Field(True, description="Runs `dcgmi health -c -j` where dcgmi is installed.")
+    health_s: float = Field(30.0, gt=0, description="How often the health watches are read.")
+    diag_s: float = Field(
+        0.0,
+        ge=0,
+        description="How often `dcgmi diag -r 1 -j` runs (0: never); it takes the GPUs for "
+        "seconds, so run it where jobs allow it.",
+    )
+
+
 class RedfishConfig(_Section):
     """The BMC's Redfish service: its logs (SEL, event log) and the health of its power
     supplies, fans and chassis. Off unless a BMC is named; the credentials live in a file."""
@@ -227,7 +241,9 @@ class IpmiConfig(_Section):
 
 
 # The collectors of machine checks, memory errors, link faults and the BMC (collectors.<name>).
-HARDWARE_COLLECTORS: Final = ("rasdaemon", "mcelog", "edac", "infiniband", "devlink", "ipmi")
+HARDWARE_COLLECTORS: Final = (
+    "rasdaemon", "mcelog", "edac", "infiniband", "devlink", "ipmi", "dcgm"
+)  # fmt: skip
 
 
 class CollectorsConfig(_Section):
@@ -243,6 +259,7 @@ class CollectorsConfig(_Section):
     devlink: DevlinkConfig = Field(default_factory=DevlinkConfig)
     redfish: RedfishConfig = Field(default_factory=RedfishConfig)
     ipmi: IpmiConfig = Field(default_factory=IpmiConfig)
+    dcgm: DcgmConfig = Field(default_factory=DcgmConfig)
 
 
 class OutboxConfig(_Section):

@@ -178,6 +178,22 @@ class DcgmCatalog(BaseModel):
         return DcgmReading(category=category, part=part, severity=severity, code=code)
 
 
+_HEALTH_LINE: Final = re.compile(
+    r"^dcgmi health: (?P<entity>[A-Za-z_]+ \d+): (?P<system>[\w ]+?): (?P<status>Warning|Failure):"
+)
+_DIAG_LINE: Final = re.compile(
+    r"^dcgmi diag: [\w .-]+?:(?: (?P<entity>[A-Za-z_]+ \d+):)? (?P<status>Fail|Warn):"
+    r"(?: (?P<code>DCGM_FR_\w+|error_id \d+):)?"
+)
+
+
+def incident(line: str) -> tuple[str, Mapping[str, str | None]] | None:
+    """A dcgmi line's identity across reports (what fails where, not the counts in its
+    message) and its fields (entity, system, status), or None for another line."""
+    match = _HEALTH_LINE.match(line) or _DIAG_LINE.match(line)
+    return (match.group(0), match.groupdict()) if match else None
+
+
 def load_dcgm_catalog(path: Path | str = KNOWLEDGE_DIR / "dcgm.yaml") -> DcgmCatalog:
     """Load and validate the DCGM table; a bad entry raises KnowledgeError naming it."""
     path = Path(path)
