@@ -171,21 +171,45 @@ def audit(
     )
 
 
+def _same_trouble(a: AlertGroup, b: AlertGroup) -> bool:
+    """Whether two groups tell of the same thing: the same incident, else the same labels."""
+    incident = a.labels.get("incident")
+    if incident is not None:
+        return bool(b.labels.get("incident") == incident)
+    return bool(a.labels == b.labels)
+
+
 async def acknowledge(
     session: AsyncSession, group_id: uuid.UUID, actor: str, now: datetime
-) -> AlertGroup:
-    """No repeats until the group resolves or fires again; the next flush announces the ack."""
+) -> list[AlertGroup]:
+    """No repeats until the group resolves or fires again; the next flush announces the ack.
+
+    One person acknowledges an incident once: the groups of the same incident at the other
+    receivers (Slack and PagerDuty both paged) are acknowledged with it, each announcing it.
+    Returns the group asked for, then those.
+    """
     group = await session.get(AlertGroup, group_id)
     if group is None:
         raise NotFound(f"no alert group {group_id}")
     if group.state != "firing":
         raise ValueError(f"alert group {group_id} is {group.state}; only a firing group is acked")
-    group.acked_by = actor
-    group.acked_at = now
-    group.next_flush_at = now
-    group.updated_at = now
+    others = (
+        await session.scalars(
+            select(AlertGroup).where(
+                AlertGroup.state == "firing",
+                AlertGroup.acked_by.is_(None),
+                AlertGroup.id != group.id,
+            )
+        )
+    ).all()
+    acked = [group, *(g for g in others if _same_trouble(group, g))]
+    for g in acked:
+        g.acked_by = actor
+        g.acked_at = now
+        g.next_flush_at = now
+        g.updated_at = now
     await session.flush()
-    return group
+    return acked
 
 
 async def create_silence(

@@ -170,6 +170,35 @@ async def test_acknowledged_group_stops_repeating_until_it_fires_again(tl: Timel
     assert tl.between(441, 470) == [sent(470, "team", "resolved")]
 
 
+async def test_one_acknowledgement_answers_every_receiver_of_the_incident(
+    sessions: async_sessionmaker[AsyncSession], clock: VirtualClock
+) -> None:
+    # Critical, so Slack and PagerDuty both have it; another incident's groups stay unacked.
+    tl = Timeline(sessions, clock, routes=DEFAULT_ROUTES.read_text())
+    await tl.push(
+        alert("Xid", severity="critical", role="cause", cluster="c1", incident="i1"),
+        alert("Other", severity="critical", role="cause", cluster="c1", incident="i2"),
+    )
+    await tl.run_until(15)
+    async with unit_of_work(tl.sessions) as s:
+        groups = (await s.scalars(select(AlertGroup))).all()
+        slack = next(g for g in groups if g.receiver == "slack" and g.labels["incident"] == "i1")
+        acked = await service.acknowledge(s, slack.id, "erin", tl.clock.now())
+    assert sorted(g.receiver for g in acked) == ["pagerduty", "slack"]
+    await tl.run_until(600)
+    acks = [x for x in tl.between(15, 600) if x.kind == "acknowledged"]
+    assert sorted(acks, key=repr) == [
+        sent(15, "pagerduty", "acknowledged", "Xid"),
+        sent(15, "slack", "acknowledged", "Xid"),
+    ]
+    async with unit_of_work(tl.sessions) as s:
+        other = (await s.scalars(select(AlertGroup))).all()
+    assert {g.receiver for g in other if g.labels["incident"] == "i2" and g.acked_by is None} == {
+        "pagerduty",
+        "slack",
+    }
+
+
 async def test_every_attempt_is_in_the_notification_log(tl: Timeline) -> None:
     await tl.push(alert("A"))
     await tl.run_until(15)

@@ -719,3 +719,29 @@ async def test_an_alert_group_is_named_by_its_incident_not_its_uuid(
     assert f'href="/incidents/{incident.id}"' in name and "faulty_gpu" in name
     assert f">{CULPRIT}</a>" in name and f"GPU {incident.culprit_gpu}" in name
     assert str(incident.id) not in re.sub(r'href="[^"]*"', "", name)  # no UUID to read
+
+
+async def test_acknowledging_an_incident_at_one_receiver_acknowledges_it_at_all(
+    web_app: FastAPI, tokens: dict[str, str]
+) -> None:
+    incident = await _incident(web_app)
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        groups = [
+            g
+            for g in (await session.scalars(select(AlertGroup))).all()
+            if g.labels.get("incident") == str(incident.id) and g.state == "firing"
+        ]
+    assert len({g.receiver for g in groups}) == 2, [g.receiver for g in groups]
+    async with await _operator(web_app, tokens) as client:
+        r = await client.post(f"/alert-groups/{groups[0].id}/ack", data={"csrf": "k" * 32})
+        assert r.status_code == 303
+        page = (await client.get("/alerts")).text
+    for g in groups:
+        assert f"/alert-groups/{g.id}/ack" not in page
+    async with unit_of_work(web_app.state.ctx.sessions) as session:
+        acked = [await session.get(AlertGroup, g.id) for g in groups]
+        [entry] = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "alert_group.ack"))
+        ).all()
+    assert all(g is not None and g.acked_by == "operator" for g in acked)
+    assert [a["receiver"] for a in entry.detail["also"]] == [groups[1].receiver]

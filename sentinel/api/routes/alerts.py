@@ -75,7 +75,7 @@ async def ack_group(
 ) -> AlertGroup:
     now = ctx.clock.now()
     try:
-        group = await service.acknowledge(session, group_id, principal.name, now)
+        group, *also = await service.acknowledge(session, group_id, principal.name, now)
     except service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except ValueError as exc:
@@ -89,6 +89,7 @@ async def ack_group(
         {
             "group_key": group.group_key,
             "receiver": group.receiver,
+            "also": [{"id": str(g.id), "receiver": g.receiver} for g in also],
             "comment": body and body.comment,
         },
         now,
