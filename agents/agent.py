@@ -22,7 +22,12 @@ from agents.collectors.edac import EdacCollector
 from agents.collectors.flight_recorder import FlightRecorderCollector
 from agents.collectors.heartbeat import HeartbeatCollector
 from agents.collectors.infiniband import InfinibandCollector
-from agents.collectors.ipmi import IpmiSelCollector, ipmitool_installed, local_bmc_present
+from agents.collectors.ipmi import (
+    IpmiSelCollector,
+    IpmiSensorCollector,
+    ipmitool_installed,
+    local_bmc_present,
+)
 from agents.collectors.kernel_log import KernelLogCollector
 from agents.collectors.mcelog import McelogCollector
 from agents.collectors.nvml import NvmlCollector
@@ -228,6 +233,10 @@ class Agent:
                         ctx, bmc=c.ipmi.bmc(), interval_s=every, from_start=c.ipmi.from_start
                     )
                 )
+                if c.ipmi.sensors_s > 0:
+                    out.append(
+                        IpmiSensorCollector(ctx, bmc=c.ipmi.bmc(), interval_s=c.ipmi.sensors_s)
+                    )
         if c.dcgm.enabled:
             if not dcgmi_installed():
                 log.info("dcgmi is not installed: no DCGM health watches")

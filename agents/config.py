@@ -223,6 +223,9 @@ class IpmiConfig(_Section):
         None, ge=0, le=255, description="RMCP+ cipher suite (-C); for BMCs that do not list theirs."
     )
     from_start: bool = Field(False, description="First start: ship the entries already logged.")
+    sensors_s: float = Field(
+        60.0, ge=0, description="The sensors' states (`sdr elist`, read whole) every (0: never)."
+    )
 
     @model_validator(mode="after")
     def _lanplus_needs_credentials(self) -> IpmiConfig:

@@ -8,6 +8,11 @@ included, to find where the new ones start); a SEL that was cleared, had entries
 wrapped (its ids no longer follow the last one shipped) is read whole, and the entries after the
 last one shipped (all of them, where it is gone) are new. Each new entry is shipped as
 `ipmitool sel elist` prints it: id, date, time, sensor (its type and name), event, direction.
+
+The sensors' states (`ipmitool sdr elist`) are read less often, whole (a BMC keeps no log of
+them): a sensor that leaves `ok` for a threshold state (`lnc`, `lcr`, `unr`...; older ipmitool
+prints `nc`, `cr`, `nr`) or moves between them is shipped as its line; the first poll only
+learns where each stands. It covers the sensors a BMC logs no event for.
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ _TIMEOUT_S: Final = 30.0
 # A SEL entry as `sel elist` prints it: its hex record id, then the fields between bars.
 _ENTRY: Final = re.compile(r"^\s*(?P<id>[0-9a-fA-F]+) \|")
 _INFO: Final = re.compile(r"^(?P<key>[A-Za-z ]+?)\s*:\s*(?P<value>.*?)\s*$")
+# A sensor as `sdr elist` prints it: name | number | status | entity | reading.
+_SENSOR: Final = re.compile(
+    r"^(?P<name>[^|]*?)\s*\|\s*(?P<number>[0-9A-Fa-f]{2}h)\s*\|\s*(?P<status>[a-z]+)\s*\|"
+)
+# States that are not a finding: a sensor reading normally, or not readable (absent parts).
+_QUIET: Final = frozenset({"ok", "ns"})
 
 Run = Callable[[Sequence[str]], str]
 
@@ -221,3 +232,46 @@ def _restore(saved: str | None) -> SelState | None:
     except (ValueError, TypeError, KeyError):
         log.warning("ignoring the unreadable IPMI SEL position %r", saved)
         return None
+
+
+def parse_sdr(output: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(name, number) -> (status, the line as printed) for each sensor of `ipmitool sdr elist`."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for line in output.splitlines():
+        found = _SENSOR.match(line)
+        if found:
+            out[(found["name"], found["number"])] = (found["status"], line.rstrip())
+    return out
+
+
+class IpmiSensorCollector:
+    name = "ipmi_sdr"
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        bmc: Bmc,
+        interval_s: float,
+        run: Run | None = None,
+        patterns: PatternCatalog | None = None,
+    ) -> None:
+        self.interval_s = interval_s
+        self._run = run if run is not None else runner(bmc)
+        self._records = HardwareRecords(ctx, "ipmi", patterns)
+        self._path = " ".join(bmc.command("sdr", "elist"))
+        self._seen: dict[tuple[str, str], str] | None = None
+
+    def poll(self) -> Sequence[Observation]:
+        sensors = parse_sdr(self._run(["sdr", "elist"]))
+        seen, self._seen = self._seen, {key: status for key, (status, _) in sensors.items()}
+        if seen is None:
+            return []
+        return [
+            self._records.record([line], path=self._path)
+            for key, (status, line) in sensors.items()
+            if status not in _QUIET and seen.get(key, "ok") != status
+        ]
+
+    def close(self) -> None:
+        pass

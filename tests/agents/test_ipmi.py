@@ -17,7 +17,15 @@ import pytest
 from pydantic import ValidationError
 
 from agents.collectors.base import Context
-from agents.collectors.ipmi import Bmc, IpmiSelCollector, parse_elist, parse_info, runner
+from agents.collectors.ipmi import (
+    Bmc,
+    IpmiSelCollector,
+    IpmiSensorCollector,
+    parse_elist,
+    parse_info,
+    parse_sdr,
+    runner,
+)
 from agents.config import IpmiConfig
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord, Observation
@@ -41,14 +49,28 @@ set_working_mc 0x20
   endlan
   user 2 true "sentinel" "{password}" admin 10 md5
 """
-# ipmi_sim_cmd(5): a BMC with a SEL, which already holds a fan warning (history, not news).
+# ipmi_sim_cmd(5): a BMC with a SEL, which already holds a fan warning (history, not news),
+# and one fan sensor, FAN2 (number 30h, 100 RPM a count), its lower thresholds at 500 (nc),
+# 300 (cr) and 100 RPM (nr), spinning at 6400 RPM; its SDR is a Full Sensor Record (IPMI 2.0
+# table 43-1) that names it, so that ipmitool prints `FAN2 | 30h | ok | 29.1 | 6400 RPM`.
 _EMU = """\
 mc_setbmc 0x20
 mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02
 sel_enable 0x20 1000 0x0a
+sensor_add 0x20 0 0x30 0x04 0x01
+sensor_set_threshold 0x20 0 0x30 settable 000111 0 0 0 0x01 0x03 0x05
+sensor_set_event_support 0x20 0 0x30 enable scanning per-state \\
+  000000000111111 000000000111111 000000000111111 000000000111111
+sensor_set_value 0x20 0 0x30 0x40 0
+main_sdr_add 0x20 0x00 0x00 0x51 0x01 0x2f \\
+  0x20 0x00 0x30 0x1d 0x01 0x7f 0x68 0x04 0x01 0x3f 0x00 0x3f 0x00 0x3f 0x3f \\
+  0x00 0x12 0x00 0x00 0x64 0x00 0x00 0x00 0x00 0x00 0x07 0x40 0x60 0x20 0xff 0x00 \\
+  0x00 0x00 0x00 0x01 0x03 0x05 0x00 0x00 0x00 0x00 0x00 0xc4 0x46 0x41 0x4e 0x32
 mc_enable 0x20
 {history}
 """
+# FAN2 slows to 200 RPM (below its critical threshold), the BMC logging the crossings.
+FAN2_SLOWS = "sensor_set_value 0x20 0 0x30 0x02 1"
 
 
 def sel_add(sensor_type: int, sensor: int, reading_type: int, data1: int) -> str:
@@ -202,6 +224,27 @@ def test_from_start_ships_what_the_sel_already_holds(simulator: Simulator) -> No
     assert "Fan #0x33 | Lower Non-critical going low" in fan.message
 
 
+def test_a_fan_past_its_critical_threshold_is_shipped_from_the_sdr_and_the_sel(
+    simulator: Simulator,
+) -> None:
+    ctx, _ = context()
+    sensors = IpmiSensorCollector(ctx, bmc=simulator.bmc, interval_s=60.0)
+    sel = _collector(ctx, simulator.bmc)
+    assert sensors.poll() == [] and sel.poll() == []  # FAN2 at 6400 RPM: ok
+
+    simulator.add(FAN2_SLOWS)
+    (state,) = _records(sensors.poll())
+    assert state.source == "ipmi"
+    assert state.pattern == "sdr_chassis_sensor_critical"
+    assert state.message.startswith("FAN2 ") and "| 200 RPM" in state.message
+    assert classify_text(state.message).category == "server_chassis"
+    assert sensors.poll() == []  # still critical: said once
+
+    crossings = _records(sel.poll())
+    assert "Fan FAN2 | Lower Critical going low" in crossings[-1].message
+    assert crossings[-1].pattern == "sel_fan_failure"
+
+
 def _with_positions(ctx: Context, positions: dict[str, str | None]) -> Context:
     return Context(
         host_id=ctx.host_id,
@@ -301,6 +344,24 @@ def test_a_full_sel_that_overwrites_its_oldest_entry_ships_only_the_new_one() ->
     bmc.sel.pop(0)
     bmc.log(4, _PSU, "t4")  # as many entries as before; the add time moved
     assert [r.pattern for r in _records(collector.poll())] == ["psu_failure"]
+
+
+def test_a_sensor_is_shipped_when_it_enters_a_threshold_state_and_when_it_moves() -> None:
+    readings = ["FAN2             | 30h | ok  | 29.1 | 6400 RPM"]
+    ctx, _ = context()
+    collector = IpmiSensorCollector(
+        ctx, bmc=Bmc(), interval_s=60.0, run=lambda args: "\n".join(readings)
+    )
+    assert collector.poll() == []
+    readings[0] = "FAN2             | 30h | lnc | 29.1 | 400 RPM"
+    readings.append("PS2 Status       | 65h | ns  | 10.2 | No Reading")
+    assert [r.message for r in _records(collector.poll())] == [readings[0]]
+    readings[0] = "FAN2             | 30h | lnr | 29.1 | 0 RPM"
+    (stopped,) = _records(collector.poll())
+    assert stopped.pattern == "sdr_chassis_sensor_critical"
+    readings[0] = "FAN2             | 30h | ok  | 29.1 | 6400 RPM"
+    assert collector.poll() == []
+    assert parse_sdr(readings[0]) == {("FAN2", "30h"): ("ok", readings[0])}
 
 
 def test_parsers_read_ipmitool_as_it_prints() -> None:
