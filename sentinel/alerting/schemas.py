@@ -146,6 +146,36 @@ class AckIn(BaseModel):
     comment: Comment | None = None
 
 
+class _PdPart(BaseModel):
+    # PagerDuty's payload carries much more; only what is read here is held to a type.
+    model_config = ConfigDict(extra="ignore")
+
+
+class PdAgent(_PdPart):
+    summary: Annotated[str, StringConstraints(max_length=512, pattern=NO_NUL)] | None = None
+
+
+class PdIncident(_PdPart):
+    incident_key: Annotated[str, StringConstraints(max_length=255, pattern=NO_NUL)] | None = None
+
+
+class PdEvent(_PdPart):
+    event_type: Annotated[str, StringConstraints(max_length=64, pattern=NO_NUL)]
+    agent: PdAgent | None = None
+    data: PdIncident
+
+
+class PdWebhook(_PdPart):
+    """A PagerDuty V3 webhook (a webhook subscription's POST); only incident.acknowledged acts."""
+
+    event: PdEvent
+
+
+class PdAccepted(BaseModel):
+    event_type: str
+    acknowledged: list[str] = Field(description="The receivers whose alert groups were acked.")
+
+
 class WebhookAccepted(BaseModel):
     alerts: int
     new_events: int

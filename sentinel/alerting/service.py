@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.alerting.config import Route, RoutingConfig
 from sentinel.alerting.model import AlertIn, matcher_of
+from sentinel.alerting.notifiers.base import dedup_key
 from sentinel.db.models import Alert, AlertGroup, AuditEntry, Silence
 from sentinel.db.upsert import dialect_of, insert_for
 
@@ -210,6 +211,21 @@ async def acknowledge(
         g.updated_at = now
     await session.flush()
     return acked
+
+
+async def acknowledge_by_key(
+    session: AsyncSession, key: str, actor: str, now: datetime
+) -> list[AlertGroup]:
+    """Acknowledge the firing group PagerDuty knows by `key` (its incident_key), and its
+    incident's groups elsewhere; none when no unacknowledged firing group has that key (an
+    incident from another source, or one acknowledged here first)."""
+    firing = (
+        await session.scalars(
+            select(AlertGroup).where(AlertGroup.state == "firing", AlertGroup.acked_by.is_(None))
+        )
+    ).all()
+    group = next((g for g in firing if dedup_key(g.group_key, g.receiver) == key), None)
+    return [] if group is None else await acknowledge(session, group.id, actor, now)
 
 
 async def create_silence(

@@ -198,3 +198,73 @@ async def test_groups_are_listed_and_acknowledged(
         await app_client.post(f"/api/v1/alert-groups/{uuid.uuid4()}/ack", headers=op)
     ).status_code == 404
     assert await _audit(app_client) == [("operator", "alert_group.ack", "alert_group")]
+
+
+def _pd_v3(event_type: str, incident_key: str, who: str = "Jane Doe") -> dict[str, object]:
+    """A PagerDuty V3 webhook as a subscription posts it (the fields read, and some others)."""
+    return {
+        "event": {
+            "id": "01DEN3XX9QWH6FL4CGRE7PTV3W",
+            "event_type": event_type,
+            "resource_type": "incident",
+            "occurred_at": "2026-12-06T03:02:44.000Z",
+            "agent": {"id": "PLH1HKV", "summary": who, "type": "user_reference"},
+            "client": None,
+            "data": {
+                "id": "Q0R1EXAMPLE",
+                "type": "incident",
+                "number": 42,
+                "status": "acknowledged",
+                "incident_key": incident_key,
+                "title": "faulty_gpu on node-0005",
+                "service": {"id": "PSERVICE", "type": "service_reference"},
+            },
+        }
+    }
+
+
+async def test_an_acknowledgement_in_pagerduty_acknowledges_the_incident_here(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    from sentinel.alerting.notifiers.base import dedup_key
+
+    ctx = _ctx(app_client)
+    async with unit_of_work(ctx.sessions) as s:
+        await push_alerts(
+            s,
+            load_routing(),
+            [alert("A", severity="critical", incident="i1"), alert("B", incident="i2")],
+            ctx.clock.now(),
+        )
+    op = auth(tokens["operator"])
+    groups = (await app_client.get("/api/v1/alert-groups", headers=op)).json()
+    paged = next(
+        g for g in groups if g["receiver"] == "pagerduty" and g["labels"]["incident"] == "i1"
+    )
+    key = dedup_key(paged["group_key"], "pagerduty")
+    # Other events, and incidents Sentinel did not raise, are answered and ignored.
+    for body in (_pd_v3("incident.triggered", key), _pd_v3("incident.acknowledged", "other")):
+        r = await app_client.post("/api/v1/pagerduty", headers=op, json=body)
+        assert r.status_code == 200 and r.json()["acknowledged"] == [], r.text
+    r = await app_client.post(
+        "/api/v1/pagerduty",
+        headers=auth(tokens["viewer"]),
+        json=_pd_v3("incident.acknowledged", key),
+    )
+    assert r.status_code == 403
+    r = await app_client.post(
+        "/api/v1/pagerduty", headers=op, json=_pd_v3("incident.acknowledged", key)
+    )
+    assert r.status_code == 200 and sorted(r.json()["acknowledged"]) == ["pagerduty", "slack"]
+    groups = (await app_client.get("/api/v1/alert-groups", headers=op)).json()
+    acked = {(g["labels"]["incident"], g["receiver"]): g["acked_by"] for g in groups}
+    assert acked[("i1", "pagerduty")] == acked[("i1", "slack")] == "pagerduty:Jane Doe"
+    assert all(by is None for (incident, _), by in acked.items() if incident == "i2")
+    # Said again (PagerDuty retries): nothing left to acknowledge, still a 200.
+    r = await app_client.post(
+        "/api/v1/pagerduty", headers=op, json=_pd_v3("incident.acknowledged", key)
+    )
+    assert r.status_code == 200 and r.json()["acknowledged"] == []
+    assert await _audit(app_client) == [("operator", "alert_group.ack", "alert_group")]
+    r = await app_client.post("/api/v1/pagerduty", headers=op, json={"event": {"data": {}}})
+    assert r.status_code == 422

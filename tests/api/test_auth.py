@@ -39,6 +39,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/silences"): {"operator"},
     ("DELETE", "/api/v1/silences/{silence_id}"): {"operator"},
     ("POST", "/api/v1/alertmanager"): {"agent"},
+    ("POST", "/api/v1/pagerduty"): {"operator"},
     ("GET", "/api/v1/events/unaccounted"): {"viewer", "operator"},
 }
 

@@ -14,6 +14,13 @@ Kind = Literal["firing", "repeat", "acknowledged", "resolved"]
 _SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 
 
+def dedup_key(group_key: str, receiver: str) -> str:
+    """The key PagerDuty knows a group by: the same for every notification of the group, on
+    every replica; PagerDuty's webhooks name the incident by it (``incident_key``)."""
+    digest = hashlib.sha256(f"{group_key}|{receiver}".encode()).hexdigest()
+    return f"sentinel-{digest[:32]}"
+
+
 @dataclass(frozen=True)
 class AlertView:
     fingerprint: str
@@ -51,9 +58,7 @@ class Notification:
 
     @property
     def dedup_key(self) -> str:
-        """The same for every notification of this group, on every replica (PagerDuty's key)."""
-        digest = hashlib.sha256(f"{self.group_key}|{self.receiver}".encode()).hexdigest()
-        return f"sentinel-{digest[:32]}"
+        return dedup_key(self.group_key, self.receiver)
 
     @property
     def lead(self) -> AlertView:

@@ -16,6 +16,8 @@ from sentinel.alerting.schemas import (
     AckIn,
     AlertGroupOut,
     AlertOut,
+    PdAccepted,
+    PdWebhook,
     SilenceIn,
     SilenceOut,
     WebhookAccepted,
@@ -95,6 +97,45 @@ async def ack_group(
         now,
     )
     return group
+
+
+@router.post(
+    "/pagerduty",
+    response_model=PdAccepted,
+    summary="PagerDuty V3 webhook: an incident acknowledged there is acknowledged here (operator)",
+    description="Subscribe to `incident.acknowledged` with a custom header "
+    "`Authorization: Bearer <operator token>`. The incident's `incident_key` is the dedup key "
+    "Sentinel sent; its groups at every receiver are acknowledged, by `pagerduty:<who>`. "
+    "Other events and incidents Sentinel did not raise are answered and ignored.",
+    responses=error_responses(422),
+)
+async def pagerduty_webhook(
+    ctx: Ctx, session: Session, principal: Operator, body: PdWebhook
+) -> PdAccepted:
+    event = body.event
+    key = event.data.incident_key
+    if event.event_type != "incident.acknowledged" or not key:
+        return PdAccepted(event_type=event.event_type, acknowledged=[])
+    who = f"pagerduty:{event.agent.summary}" if event.agent and event.agent.summary else "pagerduty"
+    now = ctx.clock.now()
+    acked = await service.acknowledge_by_key(session, key, who[:128], now)
+    if acked:
+        service.audit(
+            session,
+            principal.name,
+            principal.role,
+            "alert_group.ack",
+            f"alert_group:{acked[0].id}",
+            {
+                "group_key": acked[0].group_key,
+                "receiver": acked[0].receiver,
+                "also": [{"id": str(g.id), "receiver": g.receiver} for g in acked[1:]],
+                "source": "pagerduty",
+                "acked_by": who[:128],
+            },
+            now,
+        )
+    return PdAccepted(event_type=event.event_type, acknowledged=[g.receiver for g in acked])
 
 
 def _silence_out(silence: Silence, ctx: Ctx) -> SilenceOut:
