@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from sentinel.db import migrate
 
@@ -53,3 +54,45 @@ def test_demo_on_a_taken_port_says_so_in_one_line() -> None:
         r = _sentinel("demo", "--port", str(port), "--duration", "1", env={})
     assert r.returncode == 2
     assert f"port {port} is taken" in r.stderr and "Traceback" not in r.stderr
+
+
+# A GPU host installs sentinel-gpu[agent]: no polars, numba, SQLAlchemy, FastAPI... This runs
+# the CLI with those made unimportable, as on such a host.
+_AGENT_ONLY = """
+import sys
+from importlib.abc import MetaPathFinder
+
+SERVER_ONLY = {"polars", "numba", "numpy", "sqlalchemy", "fastapi", "starlette", "uvicorn",
+               "alembic", "asyncpg", "psycopg", "jinja2", "pydantic_settings", "apscheduler"}
+
+class Absent(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in SERVER_ONLY:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+sys.argv = ["sentinel", *sys.argv[1:]]
+from sentinel.cli import main
+main()
+"""
+
+
+def test_help_and_classify_work_with_the_agent_install_alone(tmp_path: Path) -> None:
+    helped = subprocess.run(
+        [sys.executable, "-c", _AGENT_ONLY, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "classify" in helped.stdout
+    excerpt = tmp_path / "dmesg.txt"
+    excerpt.write_text(
+        "NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus.\n"
+    )
+    classified = subprocess.run(
+        [sys.executable, "-c", _AGENT_ONLY, "classify", "--json", str(excerpt)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert classified.returncode == 0, classified.stderr
+    assert '"faulty_gpu"' in classified.stdout

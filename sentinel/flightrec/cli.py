@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from sentinel.flightrec.analyze import RankMap, analyze_dumps
-from sentinel.flightrec.models import FrParseError, FrVerdict
-from sentinel.flightrec.parse import dump_paths, read_dump_set
+# The analysis imports polars and numba: loaded when a command runs, so that `sentinel --help`
+# and `sentinel classify` work where only the agent's dependencies are installed.
+if TYPE_CHECKING:
+    from sentinel.flightrec.analyze import RankMap
+    from sentinel.flightrec.models import FrVerdict
 
 app = typer.Typer(help="Flight-recorder dumps: which rank and collective stopped the job.")
 
@@ -22,6 +24,8 @@ EXIT_HEALTHY, EXIT_PROBLEM, EXIT_ERROR = 0, 1, 2
 
 def load_rank_map(path: Path) -> RankMap:
     """A JSON object {"<rank>": ["<host>", <gpu index>], ...}."""
+    from sentinel.flightrec.models import FrParseError
+
     try:
         raw = json.loads(path.read_bytes())
         return {int(rank): (str(host), int(gpu)) for rank, (host, gpu) in raw.items()}
@@ -41,6 +45,10 @@ def analyze(
     ),
 ) -> None:
     """Exit 0 when healthy, 1 when a problem is found, 2 on bad input."""
+    from sentinel.flightrec.analyze import analyze_dumps
+    from sentinel.flightrec.models import FrParseError
+    from sentinel.flightrec.parse import dump_paths, read_dump_set
+
     err = Console(stderr=True, soft_wrap=True, emoji=False)
     try:
         mapping = load_rank_map(rank_map) if rank_map else None

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from sentinel.reports.render import Format
+from sentinel.reports.formats import Format
 
 console = Console(highlight=False, emoji=False)
 err = Console(stderr=True, emoji=False)

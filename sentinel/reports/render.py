@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-from enum import StrEnum
 from typing import Any
 
 import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from sentinel.reports.formats import Format
 from sentinel.reports.tables import Report
 
 TITLES = {
@@ -20,13 +20,6 @@ TITLES = {
     "ettr": "Effective training time ratio per job",
     "repeat_offenders": "Repeat-offender hosts (culprit of 2 or more incidents)",
 }
-
-
-class Format(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    md = "md"
 
 
 def _cell(value: Any) -> str:
