@@ -715,7 +715,7 @@ async def test_an_alert_group_is_named_by_its_incident_not_its_uuid(
         page = (await client.get("/alerts")).text
     groups = page.split('id="groups"', 1)[1].split("<h2>Recent alerts</h2>", 1)[0]
     cells = re.findall(r'<td class="wrap" title="([^"]*)">(.*?)</td>', groups, re.S)
-    [(key, name)] = [(k, n) for k, n in cells if str(incident.id) in k][:1]
+    name = next(n for k, n in cells if str(incident.id) in k)
     assert f'href="/incidents/{incident.id}"' in name and "faulty_gpu" in name
     assert f">{CULPRIT}</a>" in name and f"GPU {incident.culprit_gpu}" in name
     assert str(incident.id) not in re.sub(r'href="[^"]*"', "", name)  # no UUID to read
