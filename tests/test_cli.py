@@ -96,3 +96,11 @@ def test_help_and_classify_work_with_the_agent_install_alone(tmp_path: Path) -> 
     )
     assert classified.returncode == 0, classified.stderr
     assert '"faulty_gpu"' in classified.stdout
+
+
+def test_report_refuses_a_missing_database_and_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "nowhere" / "sentinel.db"
+    r = _sentinel("report", "--database-url", f"sqlite:///{db}", env={})
+    assert r.returncode == 2
+    assert f"no database at {db}" in r.stderr and "SELECT" not in r.stderr
+    assert not db.exists() and not db.parent.exists()

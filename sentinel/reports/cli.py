@@ -28,6 +28,17 @@ def _database_url(database_url: str | None) -> str:
     return load_settings().database_url()
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, when it does not exist (None for other databases)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
 def report(
     since: Annotated[
         datetime | None, typer.Option(help="Start of the window (UTC); default: the data's start.")
@@ -57,10 +68,18 @@ def report(
     if start is not None and end is not None and end <= start:
         err.print("[red]--until must be after --since[/red]")
         raise typer.Exit(2)
+    url = _database_url(database_url)
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        # SQLite would create an empty file and the report would fail on its missing tables.
+        err.print(f"[red]no database at {missing}[/red]: pass --database-url or run sentinel there")
+        raise typer.Exit(2)
     try:
-        history = load_history(_database_url(database_url), start, end)
+        history = load_history(url, start, end)
     except (SQLAlchemyError, ValueError) as exc:
-        err.print(f"[red]cannot read the database:[/red] {exc}")
+        # The driver's message, not the statement it ran.
+        reason = getattr(exc, "orig", None) or exc
+        err.print(f"[red]cannot read the database:[/red] {str(reason).splitlines()[0]}")
         raise typer.Exit(2) from None
     result = build_report(history, ReportParams(restart_s=restart_s), time.time())
     from sentinel.reports.render import render
