@@ -6,14 +6,18 @@ category the SEL entry names."""
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from agents.collectors.base import Context
@@ -27,9 +31,16 @@ from agents.collectors.ipmi import (
     runner,
 )
 from agents.config import IpmiConfig
+from sentinel.testing.service import LiveService
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord, Observation
-from tests.agents.agent_helpers import context
+from tests.agents.agent_helpers import (
+    agent_process_config,
+    context,
+    eventually,
+    service_observations,
+    start_agent,
+)
 
 PASSWORD = "s3cret-bmc"
 
@@ -385,3 +396,69 @@ def test_a_bmc_over_lanplus_needs_a_user_and_a_password_file(tmp_path: Path) -> 
     config = IpmiConfig(host="bmc-17", username="monitor", password_file=tmp_path / "pw")
     assert config.bmc().command("sel", "info")[:3] == ["ipmitool", "-I", "lanplus"]
     assert IpmiConfig().bmc() == Bmc()
+
+
+# ---------------------------------------------------------------- through real processes
+
+
+@pytest.mark.slow
+def test_a_psu_failure_in_the_sel_reaches_an_incident_once_across_an_agent_crash(
+    simulator: Simulator,
+    live_service: LiveService,
+    tmp_path: Path,
+    agent_processes: list[subprocess.Popen[bytes]],
+) -> None:
+    """ipmi_sim's SEL -> ipmitool over lanplus -> the agent process -> the service."""
+    host = "ipmi-e2e"
+    bmc = simulator.bmc
+    config = tmp_path / "agent.yaml"
+    ipmi = {
+        "enabled": True, "host": bmc.host, "port": bmc.port, "username": bmc.username,
+        "password_file": str(bmc.password_file), "cipher_suite": bmc.cipher_suite,
+        "sensors_s": 0,
+    }  # fmt: skip
+    data = agent_process_config(
+        tmp_path, live_service, host, **{"intervals.hardware_s": 0.2, "collectors.ipmi": ipmi}
+    )
+    config.write_text(yaml.safe_dump(data))
+    log = tmp_path / "agent.log"
+
+    def shipped() -> list[str]:
+        return [
+            o["data"]["message"]
+            for o in service_observations(live_service, host, "log")
+            if o["data"]["source"] == "ipmi"
+        ]
+
+    agent = start_agent(config, log)
+    agent_processes.append(agent)
+    eventually(lambda: service_observations(live_service, host), 30, "the agent's report", log)
+    simulator.add(PSU_FAILURE)
+    eventually(shipped, 60, "the PSU failure", log)
+    incidents = eventually(
+        lambda: _incidents(live_service), 30, "an incident", live_service.data_dir / "service.log"
+    )
+    assert (incidents[0]["category"], incidents[0]["culprit_host"]) == ("power_supply", host)
+
+    # The agent dies; meanwhile the BMC logs a processor's IERR.
+    agent.send_signal(signal.SIGKILL)
+    agent.wait(10)
+    simulator.add(PROCESSOR_IERR)
+    agent_processes.append(start_agent(config, log))
+    eventually(lambda: len(shipped()) >= 2, 60, "the IERR", log)
+    time.sleep(1)  # a few more polls: nothing is shipped twice, the fan history never
+    entries = shipped()
+    assert len(entries) == 2, entries
+    assert any("Power Supply #0x50 | Failure detected" in e for e in entries), entries
+    assert any("Processor #0x05 | IERR | Asserted" in e for e in entries), entries
+    assert PASSWORD not in log.read_text()
+
+
+def _incidents(service: LiveService) -> list[dict[str, Any]]:
+    r = httpx.get(
+        f"{service.url}/api/v1/incidents",
+        headers={"Authorization": f"Bearer {service.viewer_token}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    return list(r.json())
