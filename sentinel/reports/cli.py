@@ -13,7 +13,7 @@ from rich.console import Console
 from sentinel.reports.formats import Format
 
 console = Console(highlight=False, emoji=False)
-err = Console(stderr=True, emoji=False)
+err = Console(stderr=True, emoji=False, soft_wrap=True)  # paths are not wrapped
 
 
 def _when(value: datetime | None) -> datetime | None:
