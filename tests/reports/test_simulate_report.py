@@ -116,7 +116,8 @@ def test_report_refuses_a_bad_window_or_database(tmp_path) -> None:  # type: ign
     bad = runner.invoke(app, ["report", "--since", "2026-02-01", "--until", "2026-01-01"])
     assert bad.exit_code == 2 and "--until must be after --since" in bad.output
     missing = runner.invoke(app, ["report", "--database-url", f"sqlite:///{tmp_path}/none.db"])
-    assert missing.exit_code == 2 and "cannot read the database" in missing.output
+    assert missing.exit_code == 2 and "no database at" in missing.output
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_the_policy_is_in_the_loop(simulated: Any) -> None:
