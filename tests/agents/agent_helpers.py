@@ -311,6 +311,7 @@ def agent_config(tmp_path: Path, url: str, token: str, **over: Any) -> AgentConf
             "edac": {"root": str(tmp_path / "edac")},
             "infiniband": {"root": str(tmp_path / "infiniband")},
             "devlink": {"enabled": False},
+            "ipmi": {"enabled": False},  # the BMC of the machine running the tests
         },
         "outbox": {
             "path": str(tmp_path / "outbox.db"),
