@@ -74,7 +74,10 @@ def test_the_wheel_carries_the_migrations_and_the_knowledge(wheel: Path) -> None
 
 
 def _env(database_url: str, data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    # Nothing but the wheel may provide Sentinel: no checkout on PYTHONPATH.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_") and k != "PYTHONPATH"
+    }
     env.update(
         SENTINEL_DATABASE__URL=database_url,
         SENTINEL_DATA_DIR=str(data),
