@@ -57,6 +57,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
     subprocess.run(
         [*pip, "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        env=_no_checkout(),
         check=True,
         capture_output=True,
         timeout=300,
@@ -73,11 +74,14 @@ def test_the_wheel_carries_the_migrations_and_the_knowledge(wheel: Path) -> None
     assert not any(n.startswith("tests/") for n in names)
 
 
+def _no_checkout() -> dict[str, str]:
+    """Nothing but the wheel may provide Sentinel: no checkout on PYTHONPATH (pip would also
+    take the checkout's egg-info for an installed Sentinel and skip the wheel)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _env(database_url: str, data: Path) -> dict[str, str]:
-    # Nothing but the wheel may provide Sentinel: no checkout on PYTHONPATH.
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_") and k != "PYTHONPATH"
-    }
+    env = {k: v for k, v in _no_checkout().items() if not k.startswith("SENTINEL_")}
     env.update(
         SENTINEL_DATABASE__URL=database_url,
         SENTINEL_DATA_DIR=str(data),
