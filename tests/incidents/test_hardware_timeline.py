@@ -3,13 +3,10 @@ hang its symptom: one incident on the host (or the fabric), naming the part."""
 
 from __future__ import annotations
 
-import httpx
-import pytest
 from builders import at
+from incidents.timeline import HOSTS, Timeline, hang, log
 
-from sentinel.clock import VirtualClock
 from sentinel.incidents.verdicts import verdict_of
-from tests.incidents.test_live_triage import HOSTS, WATCHDOG, Timeline, log
 
 DIMM = "CPU_SrcID#0_MC#1_Chan#0_DIMM#0"
 # What the agent's rasdaemon collector ships for an mc_event row.
@@ -36,25 +33,6 @@ IB_DOWN = (
 )
 
 
-@pytest.fixture
-async def timeline(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.start_job()
-    await t.triage()
-    return t
-
-
-async def _hang(timeline: Timeline, seconds: float, *, besides: set[str]) -> None:
-    """Every other host's ranks time out in their collectives."""
-    await timeline.at(seconds)
-    for n, host in enumerate(HOSTS):
-        if host not in besides:
-            message = WATCHDOG.format(rank=n * 8)
-            await timeline.post(host, [log(message, at(seconds), source="application", rank=n * 8)])
-
-
 async def test_an_uncorrected_dimm_error_then_a_hang_is_one_memory_incident(
     timeline: Timeline,
 ) -> None:
@@ -65,7 +43,7 @@ async def test_an_uncorrected_dimm_error_then_a_hang_is_one_memory_incident(
              family="edac", severity="critical", path="/var/lib/rasdaemon/ras-mc_event.db")],
     )  # fmt: skip
     await timeline.triage()
-    await _hang(timeline, 600, besides={"h003"})
+    await hang(timeline, 600, besides={"h003"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("system_memory", "h003")
@@ -82,7 +60,7 @@ async def test_an_mcelog_uncorrected_error_on_a_dimm_names_the_dimm(timeline: Ti
         [log(MCELOG_UC, at(5), source="mcelog", pattern="mcelog_mca", family="mce",
              severity="error", path="/var/log/mcelog")],
     )  # fmt: skip
-    await _hang(timeline, 600, besides={"h006"})
+    await hang(timeline, 600, besides={"h006"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("system_memory", "h006")
@@ -96,7 +74,7 @@ async def test_one_host_losing_its_link_is_its_nic(timeline: Timeline) -> None:
         [log(IB_DOWN, at(5), source="infiniband", pattern="ib_sysfs_link_down", family="ib",
              severity="error", path="/sys/class/infiniband/mlx5_3/ports/1")],
     )  # fmt: skip
-    await _hang(timeline, 600, besides={"h005"})
+    await hang(timeline, 600, besides={"h005"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("nic", "h005")
@@ -111,7 +89,7 @@ async def test_links_down_on_several_hosts_at_once_are_the_fabric(timeline: Time
             [log(IB_DOWN, at(5), source="infiniband", pattern="ib_sysfs_link_down", family="ib",
                  severity="error")],
         )  # fmt: skip
-    await _hang(timeline, 600, besides={"h005", "h006", "h007"})
+    await hang(timeline, 600, besides={"h005", "h006", "h007"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert incident.category == "network_switch_cable"

@@ -4,14 +4,11 @@ bus first, they are its symptoms too."""
 
 from __future__ import annotations
 
-import httpx
-import pytest
 from builders import at, xid
+from incidents.timeline import HOSTS, Timeline, hang, log
 
-from sentinel.clock import VirtualClock
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.triage.classify import classify_text
-from tests.incidents.test_live_triage import HOSTS, WATCHDOG, Timeline, log
 
 # What the agent's IPMI collector ships: the SEL entries as `ipmitool sel elist` prints them.
 PSU_FAILED = (
@@ -21,16 +18,6 @@ REDUNDANCY_LOST = (
     "  1b | 01/01/2026 | 00:00:05 | Power Unit Pwr Unit Redund | Redundancy Lost | Asserted"
 )
 PATH = "ipmitool -I open sel elist"
-
-
-@pytest.fixture
-async def timeline(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.start_job()
-    await t.triage()
-    return t
 
 
 def _sel(message: str, seconds: float) -> dict[str, object]:
@@ -43,21 +30,13 @@ def test_the_entries_read_as_the_knowledge_says() -> None:
     assert classify_text(REDUNDANCY_LOST).category.value == "power_supply"
 
 
-async def _hang(timeline: Timeline, seconds: float, *, besides: str) -> None:
-    await timeline.at(seconds)
-    for n, host in enumerate(HOSTS):
-        if host != besides:
-            message = WATCHDOG.format(rank=n * 8)
-            await timeline.post(host, [log(message, at(seconds), source="application", rank=n * 8)])
-
-
 async def test_a_sel_power_supply_failure_then_the_hang_is_one_power_incident(
     timeline: Timeline,
 ) -> None:
     await timeline.at(5)
     await timeline.post("h004", [_sel(PSU_FAILED, 5), _sel(REDUNDANCY_LOST, 5)])
     await timeline.triage()
-    await _hang(timeline, 600, besides="h004")
+    await hang(timeline, 600, besides={"h004"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("power_supply", "h004")
@@ -74,7 +53,7 @@ async def test_the_gpus_a_failed_supply_takes_off_the_bus_are_its_symptoms(
     await timeline.at(7)
     await timeline.post("h004", [xid(79, gpu=g, when=at(7)) for g in range(4)])
     await timeline.triage()
-    await _hang(timeline, 600, besides="h004")
+    await hang(timeline, 600, besides={"h004"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("power_supply", "h004")

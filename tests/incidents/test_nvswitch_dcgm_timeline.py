@@ -4,13 +4,10 @@ failure then the job's hang is one incident on the GPU DCGM names."""
 
 from __future__ import annotations
 
-import httpx
-import pytest
 from builders import at, xid
+from incidents.timeline import Timeline, hang, log
 
-from sentinel.clock import VirtualClock
 from sentinel.incidents.verdicts import verdict_of
-from tests.incidents.test_live_triage import HOSTS, WATCHDOG, Timeline, log
 
 # What the agent's kernel-log collector ships for the switch's line.
 SXID_FATAL = (
@@ -22,24 +19,6 @@ DCGM_DBE = (
     "dcgmi health: GPU 4: Memory system: Failure: Detected 2 volatile double-bit ECC error(s) "
     "in GPU 4. Drain the GPU and reset it or reboot the node."
 )
-
-
-@pytest.fixture
-async def timeline(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.start_job()
-    await t.triage()
-    return t
-
-
-async def _hang(timeline: Timeline, seconds: float, *, besides: str) -> None:
-    await timeline.at(seconds)
-    for n, host in enumerate(HOSTS):
-        if host != besides:
-            message = WATCHDOG.format(rank=n * 8)
-            await timeline.post(host, [log(message, at(seconds), source="application", rank=n * 8)])
 
 
 async def test_a_fatal_sxid_and_the_nvlink_xids_it_causes_are_one_nvswitch_incident(
@@ -55,7 +34,7 @@ async def test_a_fatal_sxid_and_the_nvlink_xids_it_causes_are_one_nvswitch_incid
     xids = [xid(74, gpu=g, when=at(6)) for g in (1, 2, 5)]
     await timeline.post("h003", xids)
     await timeline.triage()
-    await _hang(timeline, 600, besides="h003")
+    await hang(timeline, 600, besides={"h003"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("io_expansion_board", "h003")
@@ -79,7 +58,7 @@ async def test_a_dcgm_health_failure_then_a_hang_is_one_incident_on_that_gpu(
              severity="critical", path="dcgmi health -c -j")],
     )  # fmt: skip
     await timeline.triage()
-    await _hang(timeline, 600, besides="h006")
+    await hang(timeline, 600, besides={"h006"})
     await timeline.triage(passes=2)
     [incident] = await timeline.incidents()
     assert (incident.category, incident.culprit_host) == ("gpu_hbm_memory", "h006")

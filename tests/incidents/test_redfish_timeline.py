@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 
-import httpx
-import pytest
 from builders import at, xid
+from incidents.timeline import HOSTS, WATCHDOG, Timeline, log
 
-from sentinel.clock import VirtualClock
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.triage.classify import classify_text
-from tests.incidents.test_live_triage import HOSTS, WATCHDOG, Timeline, log
 
 SEL = "/redfish/v1/Managers/BMC/LogServices/SEL/Entries"
 PSU = "/redfish/v1/Chassis/1U/Power#/PowerSupplies/1"
@@ -40,16 +37,6 @@ PSU_STATUS = json.dumps(
         "Status": {"State": "Enabled", "Health": "Critical"},
     }
 )
-
-
-@pytest.fixture
-async def timeline(
-    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
-) -> Timeline:
-    t = Timeline(app_client, tokens, clock)
-    await t.start_job()
-    await t.triage()
-    return t
 
 
 def test_the_records_read_as_the_knowledge_says() -> None:
