@@ -164,15 +164,20 @@ class TriageService:
         return await self._events(session, scope, horizon)
 
     async def evaluate(
-        self, session: AsyncSession, scope: Scope, signals: Sequence[Signal]
+        self,
+        session: AsyncSession,
+        scope: Scope,
+        signals: Sequence[Signal],
+        horizon: Horizon | None = None,
     ) -> Evaluation:
         """Weigh a scope's signals: open, join or refine incidents; say what became of each
-        signal that a verdict accounts for (the accountability of hard faults)."""
+        signal that a verdict accounts for (the accountability of hard faults). `horizon`: the
+        scope's, when the caller has just computed it (the worker, to prune)."""
         now = self._clock.now()
         if not any(weighs(s) for s in signals):
             return Evaluation([], {})
         incidents = await self._open_incidents(session, scope)
-        horizon = await self.horizon(session, scope)
+        horizon = horizon or await self.horizon(session, scope)
         signals = [*signals, *await self._maintenance(session, scope, horizon.start, now)]
         verdicts = await asyncio.to_thread(
             functools.partial(

@@ -200,9 +200,10 @@ class TriageWorker:
         outcomes: dict[str, Disposition] = {}
         for scope in scopes:
             state = await self._state(session, scope, fresh)
-            state.prune(await self._service.horizon(session, scope))
+            horizon = await self._service.horizon(session, scope)
+            state.prune(horizon)
             state.touched = now
-            evaluation = await self._service.evaluate(session, scope, state.signals())
+            evaluation = await self._service.evaluate(session, scope, state.signals(), horizon)
             changes += evaluation.changes
             outcomes.update(evaluation.outcomes)
         await self.accountant.settle(session, outcomes, now)
