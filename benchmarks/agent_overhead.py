@@ -1,6 +1,6 @@
 """How much CPU and memory the node agent costs on a busy GPU host.
 
-Runs the real agent (``python -m agents run``) as a subprocess with 8 fake GPUs, a training
+Runs the real agent (``python -m sentinel_agent run``) as a subprocess with 8 fake GPUs, a training
 log receiving --lines-per-s lines (1% of them NCCL warnings, the rest chatter), 8 ranks
 beating twice a second, the flight-recorder watcher, /metrics, the hardware collectors on
 trees laid out as a big host's (rasdaemon's database, an mcelog log, EDAC with 2 memory
@@ -39,7 +39,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agents.heartbeat import Heartbeat  # noqa: E402
+from sentinel_agent.heartbeat import Heartbeat  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 3.0
@@ -195,7 +195,7 @@ def run_phase(
     train_log = phase_dir / "train.log"
     train_log.write_text("")
     (phase_dir / "kern.log").write_text("")
-    scenario = REPO / "agents" / "scenarios" / "healthy.yaml"
+    scenario = REPO / "agents" / "sentinel_agent" / "scenarios" / "healthy.yaml"
     config = {
         "host_id": "bench-host",
         "service": {"url": url, "token": "bench-token"},
@@ -214,7 +214,7 @@ def run_phase(
     }
     config_path = phase_dir / "agent.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "agents", "run", "--config", str(config_path)]
+    command = [sys.executable, "-m", "sentinel_agent", "run", "--config", str(config_path)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
     agent = subprocess.Popen(command, cwd=REPO, env=env)
     stop = threading.Event()

@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-from agents.sim import fleet_configs, run_fleet
 from sentinel.testing.service import LiveService
 from sentinel.testing.slurm import SlurmCluster, SlurmUnavailable, start_slurm
+from sentinel_agent.sim import fleet_configs, run_fleet
 
 XID_AT_S = 6.0
 

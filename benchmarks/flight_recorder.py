@@ -1,10 +1,10 @@
 """Benchmark: synthetic flight-recorder dumps at 1k-16k ranks to a verdict (time, peak RSS).
 
-    .venv/bin/python benchmarks/flight_recorder.py                  # 1,024 and 4,096 ranks
-    .venv/bin/python benchmarks/flight_recorder.py --ranks 16384    # the 16k target
-    .venv/bin/python benchmarks/flight_recorder.py --ranks 1024 --torch-python PY
-        # also runs torchfrtrace from the torch env PY on the same dumps, as a user runs it and
-        # over every entry, and prints what it concluded and the ratio
+.venv/bin/python benchmarks/flight_recorder.py                  # 1,024 and 4,096 ranks
+.venv/bin/python benchmarks/flight_recorder.py --ranks 16384    # the 16k target
+.venv/bin/python benchmarks/flight_recorder.py --ranks 1024 --torch-python PY
+    # also runs torchfrtrace from the torch env PY on the same dumps, as a user runs it and
+    # over every entry, and prints what it concluded and the ratio
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ def synthesize(plan: Plan, out: Path, workers: int) -> float:
     world = plan.layout.world
     step = -(-world // workers)
     with ProcessPoolExecutor(workers) as pool:
-        jobs = [pool.submit(write_dumps, plan, out, range(i, min(i + step, world)))
-                for i in range(0, world, step)]
+        jobs = [
+            pool.submit(write_dumps, plan, out, range(i, min(i + step, world)))
+            for i in range(0, world, step)
+        ]
         for job in jobs:
             job.result()
     return time.perf_counter() - t0
@@ -57,8 +59,12 @@ def synthesize(plan: Plan, out: Path, workers: int) -> float:
 
 def analyse(out: Path, workers: int) -> tuple[float, dict[str, object]]:
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(out), str(workers)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(out), str(workers)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     return wall, json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -212,8 +218,9 @@ def torchfrtrace(python: str, out: Path) -> list[TorchRun]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--ranks", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--entries", type=int, default=2000)
     ap.add_argument("--kind", default="missing", choices=["missing", "stuck", "mismatch"])
@@ -234,23 +241,29 @@ def main() -> None:
         try:
             wall, fig = analyse(out, args.workers)
             found = fig["culprits"] == [culprit]
-            print(f"{world:>6} ranks x {args.entries} entries ({size / 2**30:.2f} GiB pickle, "
-                  f"made in {made:.0f} s): verdict in {wall:.1f} s "
-                  f"(read {fig['read_s']:.1f} s, analyse {fig['analyze_s']:.1f} s), peak RSS "
-                  f"{int(str(fig['rss_self_kb'])) / 2**20:.2f} GiB main + "
-                  f"{int(str(fig['rss_workers_kb'])) / 2**20:.2f} GiB largest worker; "
-                  f"{fig['kind']} rank(s) {fig['culprits']} in group {fig['group']} "
-                  f"#{fig['seq']} ({'planted culprit found' if found else 'WRONG VERDICT'})")
+            print(
+                f"{world:>6} ranks x {args.entries} entries ({size / 2**30:.2f} GiB pickle, "
+                f"made in {made:.0f} s): verdict in {wall:.1f} s "
+                f"(read {fig['read_s']:.1f} s, analyse {fig['analyze_s']:.1f} s), peak RSS "
+                f"{int(str(fig['rss_self_kb'])) / 2**20:.2f} GiB main + "
+                f"{int(str(fig['rss_workers_kb'])) / 2**20:.2f} GiB largest worker; "
+                f"{fig['kind']} rank(s) {fig['culprits']} in group {fig['group']} "
+                f"#{fig['seq']} ({'planted culprit found' if found else 'WRONG VERDICT'})"
+            )
             if args.torch_python:
                 runs = torchfrtrace(args.torch_python, out)
                 for run in runs:
                     ratio = f", {run.wall_s / wall:.1f}x our time" if run.complete else ""
-                    print(f"        torchfrtrace --mismatch_cap {run.cap}: {run.wall_s:.1f} s, "
-                          f"peak RSS {run.rss_kb / 2**20:.2f} GiB{ratio}; {run.summary(culprit)}")
+                    print(
+                        f"        torchfrtrace --mismatch_cap {run.cap}: {run.wall_s:.1f} s, "
+                        f"peak RSS {run.rss_kb / 2**20:.2f} GiB{ratio}; {run.summary(culprit)}"
+                    )
                 if any(run.on_p2p for run in runs):
-                    print("        (torchfrtrace matches a send or recv against every member of "
-                          "its group, not only the peer: in a pp group of more than 2 ranks, "
-                          "p2p ops count as mismatches)")
+                    print(
+                        "        (torchfrtrace matches a send or recv against every member of "
+                        "its group, not only the peer: in a pp group of more than 2 ranks, "
+                        "p2p ops count as mismatches)"
+                    )
         finally:
             if not args.keep:
                 shutil.rmtree(out, ignore_errors=True)

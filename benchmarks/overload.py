@@ -1,10 +1,12 @@
 """Overload benchmark: a fleet resends its backlog at once after an outage; does it drain?
 
 Each simulated host holds --batches batches of --samples observations (GPU samples and one
-XID event each) in its outbox, and ships them as the agent's sender does (agents/transport/
-sender.py, whose classify, Backoff, Retry-After parsing and retry_delay are imported): in
+XID event each) in its outbox, and ships them as the agent's sender does
+(agents/sentinel_agent/transport/sender.py, whose classify, Backoff, Retry-After parsing and
+retry_delay are imported): in
 sequence order, one at a time, gzip-compressed, each attempt bounded by the agent's HTTP
-timeout (agents/config.py, service.timeout_s); a 202 acknowledges, a timeout, 429 or 503 backs
+timeout (agents/sentinel_agent/config.py, service.timeout_s); a 202 acknowledges, a timeout,
+429 or 503 backs
 off with the agent's backoff (outbox.backoff_initial_s/backoff_max_s): Retry-After, then jitter.
 The service came back at t=0; every host starts within --spread seconds, its failure count as
 after a long outage. The load generator is a raw HTTP/1.1 client (one connection per host) so
@@ -38,8 +40,13 @@ from sqlalchemy import create_engine, select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import pct, proc_cpu_seconds, proc_rss_mib, stored_events
 
-from agents.config import OutboxConfig, ServiceConfig
-from agents.transport.sender import (
+from sentinel.db import migrate
+from sentinel.db.engine import sync_url
+from sentinel.db.models import Batch
+from sentinel.testing.postgres import start_cluster
+from sentinel.testing.service import LiveService
+from sentinel_agent.config import OutboxConfig, ServiceConfig
+from sentinel_agent.transport.sender import (
     REPORTS_PATH,
     Backoff,
     Outcome,
@@ -47,11 +54,6 @@ from agents.transport.sender import (
     retry_after_seconds,
     retry_delay,
 )
-from sentinel.db import migrate
-from sentinel.db.engine import sync_url
-from sentinel.db.models import Batch
-from sentinel.testing.postgres import start_cluster
-from sentinel.testing.service import LiveService
 
 AGENT_TIMEOUT_S = ServiceConfig.model_fields["timeout_s"].default
 BACKOFF_INITIAL_S = OutboxConfig.model_fields["backoff_initial_s"].default

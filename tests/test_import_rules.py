@@ -16,12 +16,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # What each part may import of Sentinel's own code ("*" = anything). A part is a top-level
-# package of sentinel/ (sentinel.triage) or the agent (agents). Parts not listed may import
-# any part except those whose importers are restricted in ONLY_IMPORTED_BY.
+# package of sentinel/ (sentinel.triage) or the agent (sentinel_agent, in agents/). Parts not
+# listed may import any part except those whose importers are restricted in ONLY_IMPORTED_BY.
 MAY_IMPORT: dict[str, frozenset[str]] = {
     # The agent runs on every GPU host with its own small install: the wire contract and the
     # shared knowledge, nothing of the service.
-    "agents": frozenset({"sentinel.wire", "sentinel.knowledge"}),
+    "sentinel_agent": frozenset({"sentinel.wire", "sentinel.knowledge"}),
     # Pure packages: data and functions, no database, no HTTP, no settings.
     "sentinel.wire": frozenset(),
     "sentinel.knowledge": frozenset(),
@@ -68,8 +68,8 @@ class Import:
 
 def part_of(module: str) -> str:
     parts = module.split(".")
-    if parts[0] == "agents":
-        return "agents"
+    if parts[0] == "sentinel_agent":
+        return "sentinel_agent"
     return ".".join(parts[:2]) if len(parts) > 1 else parts[0]
 
 
@@ -100,15 +100,15 @@ def imports_in(source: str, module: str, is_package: bool) -> Iterator[Import]:
 
 def project_imports(root: Path = REPO) -> list[Import]:
     found: list[Import] = []
-    for top in ("sentinel", "agents"):
-        for path in sorted((root / top).rglob("*.py")):
-            module = module_name(path, root)
+    for source_root, top in ((root, "sentinel"), (root / "agents", "sentinel_agent")):
+        for path in sorted((source_root / top).rglob("*.py")):
+            module = module_name(path, source_root)
             found += imports_in(path.read_text(), module, path.name == "__init__.py")
     return found
 
 
 def _ours(target: str) -> bool:
-    return target.split(".")[0] in {"sentinel", "agents"}
+    return target.split(".")[0] in {"sentinel", "sentinel_agent"}
 
 
 def violations(found: Iterable[Import]) -> list[str]:
@@ -139,7 +139,7 @@ def agent_closure(found: Iterable[Import]) -> dict[str, set[Import]]:
     for imp in found:
         by_module.setdefault(imp.module, []).append(imp)
     seen: set[str] = set()
-    todo = [m for m in by_module if part_of(m) == "agents"]
+    todo = [m for m in by_module if part_of(m) == "sentinel_agent"]
     third: dict[str, set[Import]] = {}
     while todo:
         module = todo.pop()
@@ -175,7 +175,11 @@ def test_the_agent_reaches_no_server_only_package() -> None:
 @pytest.mark.parametrize(
     ("module", "source", "broken"),
     [
-        ("agents.collectors.kernel_log", "from sentinel.db.models import Event\n", "may import"),
+        (
+            "sentinel_agent.collectors.kernel_log",
+            "from sentinel.db.models import Event\n",
+            "may import",
+        ),
         ("sentinel.triage.rules", "import sentinel.incidents.service\n", "may import"),
         ("sentinel.alerting.slack", "from sentinel.api.deps import Ctx\n", "never imports"),
         ("sentinel.reports.html", "from sentinel.testing.service import LiveService\n", "only"),
@@ -189,9 +193,11 @@ def test_a_forbidden_import_is_caught(module: str, source: str, broken: str) -> 
 
 
 def test_a_server_package_reached_from_the_agent_is_caught(tmp_path: Path) -> None:
-    (tmp_path / "agents").mkdir()
+    (tmp_path / "agents" / "sentinel_agent").mkdir(parents=True)
     (tmp_path / "sentinel" / "wire").mkdir(parents=True)
-    (tmp_path / "agents" / "__init__.py").write_text("from sentinel.wire import v1\n")
+    (tmp_path / "agents" / "sentinel_agent" / "__init__.py").write_text(
+        "from sentinel.wire import v1\n"
+    )
     (tmp_path / "sentinel" / "__init__.py").write_text("")
     (tmp_path / "sentinel" / "wire" / "__init__.py").write_text("")
     (tmp_path / "sentinel" / "wire" / "v1.py").write_text("import sqlalchemy\n")

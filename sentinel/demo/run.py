@@ -21,13 +21,13 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
-from agents.agent import Agent
-from agents.config import AgentConfig, KernelLogConfig, TrainingLogsConfig
-from agents.sim import fleet_configs
 from sentinel.demo.faults import FAULTS, Fault, Injection
 from sentinel.testing.service import LiveService
 from sentinel.triage.taxonomy import llama3_share
 from sentinel.wire import HeartbeatSummary
+from sentinel_agent.agent import Agent
+from sentinel_agent.config import AgentConfig, KernelLogConfig, TrainingLogsConfig
+from sentinel_agent.sim import fleet_configs
 
 JOB = "llama3-405b-demo"
 # Real agents run in this process, each a few threads and an outbox: 256 fit on two cores.

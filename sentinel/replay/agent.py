@@ -24,15 +24,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from agents.clock import ManualClock
-from agents.collectors.base import Collector, Context, HostState
-from agents.collectors.kernel_log import KernelLogCollector
-from agents.collectors.logs import normalize_pci
-from agents.collectors.training_log import TRACEBACK_FLUSH_S, TrainingLogCollector
-from agents.config import Intervals
-from agents.metrics import AgentMetrics
 from sentinel.replay.recording import Line, Printed
 from sentinel.wire import Batch, Observation
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.base import Collector, Context, HostState
+from sentinel_agent.collectors.kernel_log import KernelLogCollector
+from sentinel_agent.collectors.logs import normalize_pci
+from sentinel_agent.collectors.training_log import TRACEBACK_FLUSH_S, TrainingLogCollector
+from sentinel_agent.config import Intervals
+from sentinel_agent.metrics import AgentMetrics
 
 # The agent's default tailing interval: an open multi-line message is shipped on a later poll.
 POLL_S: Final = Intervals().logs_s

@@ -24,16 +24,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from agents.agent import Agent
-from agents.clock import ManualClock
-from agents.collectors.base import Context, HostState
-from agents.config import HARDWARE_COLLECTORS, AgentConfig
-from agents.metrics import AgentMetrics
 from sentinel.wire import Batch, EccEvent, GpuSample, Observation, XidEvent
+from sentinel_agent.agent import Agent
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.base import Context, HostState
+from sentinel_agent.config import HARDWARE_COLLECTORS, AgentConfig
+from sentinel_agent.metrics import AgentMetrics
 
 AGENT_TOKEN = "agent-test-token"
 REPO = Path(__file__).resolve().parents[2]
-SCENARIOS = REPO / "agents" / "scenarios"
+SCENARIOS = REPO / "agents" / "sentinel_agent" / "scenarios"
 
 
 @dataclass
@@ -296,7 +296,9 @@ def agent_config(tmp_path: Path, url: str, token: str, **over: Any) -> AgentConf
         "collectors": {
             "nvml": {
                 "provider": "fake",
-                "scenario": str(Path(__file__).parents[2] / "agents/scenarios/healthy.yaml"),
+                "scenario": str(
+                    Path(__file__).parents[2] / "agents/sentinel_agent/scenarios/healthy.yaml"
+                ),
             },
             "kernel_log": {"path": str(tmp_path / "kern.log")},
             "training_logs": {"enabled": True, "paths": [str(tmp_path / "train*.log")]},
@@ -339,7 +341,7 @@ def free_port() -> int:
 
 
 def agent_process_config(tmp_path: Path, service: Any, host_id: str, **over: Any) -> dict[str, Any]:
-    """A config for ``python -m agents run``: fast intervals, every collector off unless
+    """A config for ``python -m sentinel_agent run``: fast intervals, every collector off unless
     turned on in ``over`` (dotted keys, as for agent_config)."""
     data: dict[str, Any] = {
         "host_id": host_id,
@@ -372,11 +374,11 @@ def agent_process_config(tmp_path: Path, service: Any, host_id: str, **over: Any
 def start_agent(
     config: Path, log: Path, *, argv_prefix: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    """``python -m agents run --config CONFIG``, its output appended to ``log``."""
+    """``python -m sentinel_agent run --config CONFIG``, its output appended to ``log``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [*argv_prefix, sys.executable, "-m", "agents", "run", "--config", str(config)],
+            [*argv_prefix, sys.executable, "-m", "sentinel_agent", "run", "--config", str(config)],
             cwd=REPO,
             env=env,
             stdout=out,

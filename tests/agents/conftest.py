@@ -11,19 +11,10 @@ from pathlib import Path
 
 import pytest
 
-# pyproject puts tests/ on sys.path, where this folder would pass for the ``agents`` package
-# (as a namespace package, or a regular one with an __init__.py). Make sure the real package
-# wins: the repository root goes first and a namespace stand-in already imported is dropped.
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-if getattr(sys.modules.get("agents"), "__file__", "") is None:
-    for _name in [m for m in sys.modules if m == "agents" or m.startswith("agents.")]:
-        del sys.modules[_name]
 # The test modules share builders through agent_helpers, found on this folder's path.
 sys.path.append(str(Path(__file__).parent))
 
-from agent_helpers import Receiver, _handler  # noqa: E402 - needs the path set above
+from agent_helpers import Receiver, _handler
 
 
 class _Server(ThreadingHTTPServer):

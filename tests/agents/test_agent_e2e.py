@@ -20,9 +20,9 @@ from agent_helpers import (
     xid,
 )
 
-from agents.agent import Agent
-from agents.heartbeat import Heartbeat
 from sentinel.wire import AgentStatus
+from sentinel_agent.agent import Agent
+from sentinel_agent.heartbeat import Heartbeat
 
 
 async def test_every_source_arrives(tmp_path: Path, receiver: Receiver) -> None:

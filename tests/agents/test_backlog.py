@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 from agent_helpers import NOW, Post, Receiver, sample
 
-from agents.clock import SystemClock
-from agents.metrics import AgentMetrics
-from agents.transport.outbox import Outbox
-from agents.transport.sender import Backoff, Sender
 from sentinel.wire import LogRecord, Observation
+from sentinel_agent.clock import SystemClock
+from sentinel_agent.metrics import AgentMetrics
+from sentinel_agent.transport.outbox import Outbox
+from sentinel_agent.transport.sender import Backoff, Sender
 
 HOSTS = 16
 SAMPLES_PER_HOST = 600

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agents.config import load_config
+from sentinel_agent.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_AGENT_")}
     return subprocess.run(
-        [sys.executable, "-m", "agents", *args],
+        [sys.executable, "-m", "sentinel_agent", *args],
         cwd=REPO,
         text=True,
         capture_output=True,

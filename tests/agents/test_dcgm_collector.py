@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from agents.collectors.dcgm import (
+from sentinel.triage.classify import classify_text
+from sentinel.wire import LogRecord, Observation
+from sentinel_agent.collectors.dcgm import (
     HEALTH,
     DcgmDiagCollector,
     DcgmHealthCollector,
     NotReady,
     run_dcgmi,
 )
-from sentinel.triage.classify import classify_text
-from sentinel.wire import LogRecord, Observation
 from tests.agents.agent_helpers import context
 
 EXCERPTS = Path(__file__).parents[1] / "triage" / "excerpts"
@@ -98,7 +98,7 @@ def test_no_host_engine_is_said_once_and_polled_again(caplog: pytest.LogCaptureF
 
     ctx, _ = context()
     collector = DcgmHealthCollector(ctx, interval_s=30, run=run)
-    with caplog.at_level(logging.INFO, logger="agents.collectors.dcgm"):
+    with caplog.at_level(logging.INFO, logger="sentinel_agent.collectors.dcgm"):
         assert collector.poll() == [] and collector.poll() == []
     assert len([r for r in caplog.records if "unable to establish" in r.message]) == 1
     assert collector.poll() == []

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 from agent_helpers import Receiver, context
 
-from agents.clock import ManualClock
-from agents.collectors.flight_recorder import FlightRecorderCollector
-from agents.transport.outbox import Outbox
 from sentinel.wire import FlightRecorderDump, LogRecord
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.flight_recorder import FlightRecorderCollector
+from sentinel_agent.transport.outbox import Outbox
 
 # Not a real pickle on purpose: the agent must never look inside.
 DUMP = b"\x80\x05" + os.urandom(64 * 1024) + b"." * 200_000

@@ -14,16 +14,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agents.clock import ManualClock
-from agents.collectors.base import Context
-from agents.collectors.devlink import DevlinkHealthCollector, NoDevlink, parse_health
-from agents.collectors.edac import EdacCollector
-from agents.collectors.infiniband import InfinibandCollector
-from agents.collectors.mcelog import McelogCollector
-from agents.collectors.rasdaemon import RasdaemonCollector
-from agents.config import HARDWARE_COLLECTORS, CollectorsConfig, InfinibandConfig
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord, Observation
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.devlink import DevlinkHealthCollector, NoDevlink, parse_health
+from sentinel_agent.collectors.edac import EdacCollector
+from sentinel_agent.collectors.infiniband import InfinibandCollector
+from sentinel_agent.collectors.mcelog import McelogCollector
+from sentinel_agent.collectors.rasdaemon import RasdaemonCollector
+from sentinel_agent.config import HARDWARE_COLLECTORS, CollectorsConfig, InfinibandConfig
 from tests.agents.agent_helpers import context
 
 # ---------------------------------------------------------------- rasdaemon

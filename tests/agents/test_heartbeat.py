@@ -11,18 +11,18 @@ from pathlib import Path
 
 from agent_helpers import context
 
-from agents.collectors.heartbeat import HeartbeatCollector
-from agents.heartbeat import Heartbeat
 from sentinel.wire import HeartbeatSummary
+from sentinel_agent.collectors.heartbeat import HeartbeatCollector
+from sentinel_agent.heartbeat import Heartbeat
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_client_is_standard_library_only() -> None:
     code = (
-        "import sys; sys.path.insert(0, 'agents'); import heartbeat; "
+        "import sys; sys.path.insert(0, 'agents/sentinel_agent'); import heartbeat; "
         "mods = [m for m in sys.modules if m.split('.')[0] in "
-        "('pydantic', 'yaml', 'httpx', 'sentinel', 'agents', 'prometheus_client')]; "
+        "('pydantic', 'yaml', 'httpx', 'sentinel', 'sentinel_agent', 'prometheus_client')]; "
         "assert not mods, mods; "
         "hb = heartbeat.Heartbeat('j', 0, 0, address='unix:///nonexistent/x.sock'); "
         "hb.beat(1); assert hb.dropped == 1"

@@ -20,8 +20,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from agents.collectors.base import Context
-from agents.collectors.ipmi import (
+from sentinel.testing.service import LiveService
+from sentinel.triage.classify import classify_text
+from sentinel.wire import LogRecord, Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.ipmi import (
     Bmc,
     IpmiSelCollector,
     IpmiSensorCollector,
@@ -30,10 +33,7 @@ from agents.collectors.ipmi import (
     parse_sdr,
     runner,
 )
-from agents.config import IpmiConfig
-from sentinel.testing.service import LiveService
-from sentinel.triage.classify import classify_text
-from sentinel.wire import LogRecord, Observation
+from sentinel_agent.config import IpmiConfig
 from tests.agents.agent_helpers import (
     agent_process_config,
     context,

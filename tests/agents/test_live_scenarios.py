@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.config import AgentConfig
-from agents.heartbeat import Heartbeat
-from agents.sim import fleet_configs, run_fleet
+from sentinel_agent.config import AgentConfig
+from sentinel_agent.heartbeat import Heartbeat
+from sentinel_agent.sim import fleet_configs, run_fleet
 
 Obs = list[dict[str, Any]]
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from agent_helpers import context
 
-from agents.clock import ManualClock
-from agents.collectors.kernel_log import KernelLogCollector
-from agents.collectors.logs import RateLimit, normalize_pci
-from agents.collectors.training_log import TrainingLogCollector
 from sentinel.triage import extract_signals
 from sentinel.wire import LogRecord, XidEvent
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.kernel_log import KernelLogCollector
+from sentinel_agent.collectors.logs import RateLimit, normalize_pci
+from sentinel_agent.collectors.training_log import TrainingLogCollector
 
 # (line, expected family) -- one or more per family, in the formats real hosts print.
 KERNEL_LINES = [

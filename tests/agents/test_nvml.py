@@ -9,10 +9,10 @@ import pynvml
 import pytest
 from agent_helpers import SCENARIOS, context
 
-from agents.clock import ManualClock
-from agents.collectors.nvml import NvmlCollector
-from agents.providers.fake import FakeProvider, Scenario
 from sentinel.wire import EccEvent, GpuSample, XidEvent
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.nvml import NvmlCollector
+from sentinel_agent.providers.fake import FakeProvider, Scenario
 
 
 def _collector(
@@ -117,7 +117,7 @@ def test_gpu_lost_without_xid_is_reported_at_once_and_keeps_its_identity() -> No
 def test_xid_arrives_through_the_event_thread_without_waiting_for_a_poll(
     tmp_path: Path,
 ) -> None:
-    from agents.clock import SystemClock
+    from sentinel_agent.clock import SystemClock
 
     ctx, sink = context()
     scenario = Scenario.load(SCENARIOS / "xid79.yaml")
@@ -177,7 +177,7 @@ def test_nvlink_climb_and_thermal_slowdown_show_in_samples_and_metrics() -> None
 
 
 def test_real_provider_without_a_driver_fails_like_nvml() -> None:
-    from agents.providers.nvml import NvmlProvider
+    from sentinel_agent.providers.nvml import NvmlProvider
 
     with pytest.raises(pynvml.NVMLError):
         NvmlProvider().init()

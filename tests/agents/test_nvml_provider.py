@@ -14,10 +14,10 @@ import pynvml
 import pytest
 from agent_helpers import context
 
-from agents.clock import ManualClock
-from agents.collectors.nvml import NvmlCollector
-from agents.providers.nvml import NvmlProvider
 from sentinel.wire import GpuSample
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.nvml import NvmlCollector
+from sentinel_agent.providers.nvml import NvmlProvider
 
 
 class Handle:

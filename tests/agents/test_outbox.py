@@ -7,9 +7,9 @@ from pathlib import Path
 
 from agent_helpers import ecc, sample, xid
 
-from agents.clock import ManualClock
-from agents.transport.outbox import Outbox
 from sentinel.wire import Batch
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.transport.outbox import Outbox
 
 
 def _outbox(tmp_path: Path, **kw: int) -> Outbox:
@@ -125,7 +125,7 @@ def test_batch_byte_limit_splits_batches(tmp_path: Path) -> None:
 def test_a_second_agent_cannot_open_the_same_outbox(tmp_path: Path) -> None:
     import pytest
 
-    from agents.transport.outbox import OutboxBusy
+    from sentinel_agent.transport.outbox import OutboxBusy
 
     first = _outbox(tmp_path)
     with pytest.raises(OutboxBusy):

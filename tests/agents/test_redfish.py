@@ -24,11 +24,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from agents.agent import Agent
-from agents.collectors.redfish import Credentials, RedfishCollector, connect
-from agents.config import AgentConfig, RedfishConfig
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord
+from sentinel_agent.agent import Agent
+from sentinel_agent.collectors.redfish import Credentials, RedfishCollector, connect
+from sentinel_agent.config import AgentConfig, RedfishConfig
 from tests.agents.agent_helpers import Receiver, agent_config, context, running, wait_for
 
 SUSHY_STATIC = shutil.which("sushy-static") or str(Path(sys.executable).with_name("sushy-static"))
@@ -322,7 +322,7 @@ def test_tls_is_verified_unless_told_otherwise(
     with connect(bmc.url, CREDS, ca_bundle=cert) as client:
         assert client.get(R).json()["Id"] == "RootService"
     with (
-        caplog.at_level(logging.WARNING, logger="agents.collectors.redfish"),
+        caplog.at_level(logging.WARNING, logger="sentinel_agent.collectors.redfish"),
         connect(bmc.url, CREDS, insecure=True) as client,
     ):
         assert client.get(R).status_code == 200

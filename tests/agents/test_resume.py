@@ -29,10 +29,10 @@ from agent_helpers import (
     start_agent,
 )
 
-from agents.collectors.training_log import TrainingLogCollector
-from agents.tail import FileTailer, KmsgPosition, KmsgReader, decode_position, open_source
 from sentinel.testing.service import LiveService
 from sentinel.wire import LogRecord
+from sentinel_agent.collectors.training_log import TrainingLogCollector
+from sentinel_agent.tail import FileTailer, KmsgPosition, KmsgReader, decode_position, open_source
 
 HOST = "resume-host"
 

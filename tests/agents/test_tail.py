@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agents.tail import FileTailer
+from sentinel_agent.tail import FileTailer
 
 
 def test_starts_at_end_then_follows(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_truncation_rereads_from_start(tmp_path: Path) -> None:
 
 
 def test_kmsg_records_are_read_without_their_header_but_with_their_priority() -> None:
-    from agents.tail import KmsgReader, open_source
+    from sentinel_agent.tail import KmsgReader, open_source
 
     try:
         source = open_source(Path("/dev/kmsg"), from_start=True)

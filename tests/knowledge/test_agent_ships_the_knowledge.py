@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from agents.clock import ManualClock
-from agents.collectors.base import Collector, Context, HostState
-from agents.collectors.kernel_log import KernelLogCollector
-from agents.collectors.training_log import TrainingLogCollector
-from agents.metrics import AgentMetrics
 from sentinel.db.models import Event
 from sentinel.incidents.signals import event_signals
 from sentinel.ingest.repository import event_row
 from sentinel.knowledge import PatternCatalog, PatternSpec, default_knowledge
 from sentinel.triage import Signal, classify_signals, classify_text, extract_signals
 from sentinel.wire import LogRecord, Observation, XidEvent
+from sentinel_agent.clock import ManualClock
+from sentinel_agent.collectors.base import Collector, Context, HostState
+from sentinel_agent.collectors.kernel_log import KernelLogCollector
+from sentinel_agent.collectors.training_log import TrainingLogCollector
+from sentinel_agent.metrics import AgentMetrics
 
 HOST = "gpu-0001"
 EXAMPLES = [

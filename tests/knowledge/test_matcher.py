@@ -66,7 +66,7 @@ def test_a_pattern_without_a_literal_word_is_refused() -> None:
 def test_the_agent_and_the_knowledge_load_without_the_services_dependencies() -> None:
     code = (
         "import sys; sys.path.insert(0, '.'); "
-        "import agents.agent, agents.cli; "
+        "import sentinel_agent.agent, sentinel_agent.cli; "
         "from sentinel.knowledge import default_knowledge; default_knowledge().patterns.matcher; "
         "service = ('fastapi', 'starlette', 'sqlalchemy', 'alembic', 'polars', 'numba', "
         "'jinja2', 'sentinel.triage', 'sentinel.db', 'sentinel.api', 'sentinel.incidents', "

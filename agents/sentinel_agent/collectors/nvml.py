@@ -11,9 +11,9 @@ from typing import TypeVar
 
 import pynvml
 
-from agents.collectors.base import Context
-from agents.providers.base import GpuProvider, XidEventSource
 from sentinel.wire import EccEvent, GpuSample, NvlinkCounters, Observation, XidEvent
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.providers.base import GpuProvider, XidEventSource
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pydantic
 
-from agents.collectors.base import Context
-from agents.heartbeat import MAX_DATAGRAM, parse_address
 from sentinel.wire import HeartbeatSummary, Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.heartbeat import MAX_DATAGRAM, parse_address
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from agents.clock import Clock
-from agents.metrics import AgentMetrics
 from sentinel.wire import Observation
+from sentinel_agent.clock import Clock
+from sentinel_agent.metrics import AgentMetrics
 
 
 class Emit(Protocol):

@@ -12,9 +12,9 @@ from typing import Annotated
 import pydantic
 import typer
 
-from agents import __version__
-from agents.agent import Agent, ConfigError
-from agents.config import AgentConfig, load_config
+from sentinel_agent import __version__
+from sentinel_agent.agent import Agent, ConfigError
+from sentinel_agent.config import AgentConfig, load_config
 
 app = typer.Typer(
     add_completion=False,

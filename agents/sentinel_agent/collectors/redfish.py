@@ -29,11 +29,11 @@ from typing import Any, Final
 
 import httpx
 
-from agents.collectors.base import Context
-from agents.collectors.hardware import HardwareRecords
-from agents.collectors.logs import UNMATCHED
 from sentinel.knowledge import PatternCatalog, Severity
 from sentinel.wire import LogRecord, Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.hardware import HardwareRecords
+from sentinel_agent.collectors.logs import UNMATCHED
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from agents.collectors.base import Context
-from agents.collectors.hardware import HardwareRecords
 from sentinel.knowledge import PatternCatalog
 from sentinel.wire import Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.hardware import HardwareRecords
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,6 @@ import subprocess
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from agents.collectors.base import Context
-from agents.collectors.hardware import HardwareRecords
 from sentinel.knowledge import PatternCatalog
 from sentinel.knowledge.dcgm import (
     DcgmCatalog,
@@ -32,6 +30,8 @@ from sentinel.knowledge.dcgm import (
     incident,
 )
 from sentinel.wire import LogRecord, Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.hardware import HardwareRecords
 
 log = logging.getLogger(__name__)
 

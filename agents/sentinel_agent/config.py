@@ -16,14 +16,14 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
-from agents.collectors.edac import DEFAULT_ROOT as EDAC_ROOT
-from agents.collectors.infiniband import DEFAULT_ROOT as INFINIBAND_ROOT
-from agents.collectors.infiniband import DEFAULT_THRESHOLDS as IB_THRESHOLDS
-from agents.collectors.ipmi import Bmc
-from agents.collectors.logs import RateLimit
-from agents.collectors.mcelog import DEFAULT_PATH as MCELOG_LOG
-from agents.collectors.rasdaemon import DEFAULT_PATH as RASDAEMON_DB
 from sentinel.wire.v1 import Name
+from sentinel_agent.collectors.edac import DEFAULT_ROOT as EDAC_ROOT
+from sentinel_agent.collectors.infiniband import DEFAULT_ROOT as INFINIBAND_ROOT
+from sentinel_agent.collectors.infiniband import DEFAULT_THRESHOLDS as IB_THRESHOLDS
+from sentinel_agent.collectors.ipmi import Bmc
+from sentinel_agent.collectors.logs import RateLimit
+from sentinel_agent.collectors.mcelog import DEFAULT_PATH as MCELOG_LOG
+from sentinel_agent.collectors.rasdaemon import DEFAULT_PATH as RASDAEMON_DB
 
 ENV_PREFIX = "SENTINEL_AGENT_"
 MiB = 1024 * 1024

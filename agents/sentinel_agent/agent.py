@@ -13,34 +13,34 @@ from collections.abc import Mapping, Sequence
 import httpx
 import pydantic
 
-from agents import __version__
-from agents.clock import Clock, SystemClock
-from agents.collectors.base import Collector, Context, HostState, Positioned
-from agents.collectors.dcgm import DcgmDiagCollector, DcgmHealthCollector, dcgmi_installed
-from agents.collectors.devlink import DevlinkHealthCollector, devlink_installed
-from agents.collectors.edac import EdacCollector
-from agents.collectors.flight_recorder import FlightRecorderCollector
-from agents.collectors.heartbeat import HeartbeatCollector
-from agents.collectors.infiniband import InfinibandCollector
-from agents.collectors.ipmi import (
+from sentinel.wire import CRITICAL_KINDS, AgentStatus, LogRecord, Observation
+from sentinel_agent import __version__
+from sentinel_agent.clock import Clock, SystemClock
+from sentinel_agent.collectors.base import Collector, Context, HostState, Positioned
+from sentinel_agent.collectors.dcgm import DcgmDiagCollector, DcgmHealthCollector, dcgmi_installed
+from sentinel_agent.collectors.devlink import DevlinkHealthCollector, devlink_installed
+from sentinel_agent.collectors.edac import EdacCollector
+from sentinel_agent.collectors.flight_recorder import FlightRecorderCollector
+from sentinel_agent.collectors.heartbeat import HeartbeatCollector
+from sentinel_agent.collectors.infiniband import InfinibandCollector
+from sentinel_agent.collectors.ipmi import (
     IpmiSelCollector,
     IpmiSensorCollector,
     ipmitool_installed,
     local_bmc_present,
 )
-from agents.collectors.kernel_log import KernelLogCollector
-from agents.collectors.mcelog import McelogCollector
-from agents.collectors.nvml import NvmlCollector
-from agents.collectors.rasdaemon import RasdaemonCollector
-from agents.collectors.redfish import Credentials, RedfishCollector, connect
-from agents.collectors.training_log import TrainingLogCollector
-from agents.config import AgentConfig
-from agents.metrics import AgentMetrics
-from agents.providers.base import GpuProvider
-from agents.transport.outbox import WRITE_ERRORS, Outbox, OutboxBusy, Row, encode
-from agents.transport.sender import OUTBOX_RETRY_S, Backoff, Sender
-from agents.transport.spill import Spill
-from sentinel.wire import CRITICAL_KINDS, AgentStatus, LogRecord, Observation
+from sentinel_agent.collectors.kernel_log import KernelLogCollector
+from sentinel_agent.collectors.mcelog import McelogCollector
+from sentinel_agent.collectors.nvml import NvmlCollector
+from sentinel_agent.collectors.rasdaemon import RasdaemonCollector
+from sentinel_agent.collectors.redfish import Credentials, RedfishCollector, connect
+from sentinel_agent.collectors.training_log import TrainingLogCollector
+from sentinel_agent.config import AgentConfig
+from sentinel_agent.metrics import AgentMetrics
+from sentinel_agent.providers.base import GpuProvider
+from sentinel_agent.transport.outbox import WRITE_ERRORS, Outbox, OutboxBusy, Row, encode
+from sentinel_agent.transport.sender import OUTBOX_RETRY_S, Backoff, Sender
+from sentinel_agent.transport.spill import Spill
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ConfigError(Exception):
 def make_provider(config: AgentConfig, clock: Clock) -> GpuProvider:
     nvml = config.collectors.nvml
     if nvml.provider == "fake":
-        from agents.providers.fake import FakeProvider, Scenario
+        from sentinel_agent.providers.fake import FakeProvider, Scenario
 
         assert nvml.scenario is not None
         try:
@@ -73,7 +73,7 @@ def make_provider(config: AgentConfig, clock: Clock) -> GpuProvider:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"collectors.nvml.scenario: {exc}") from exc
         return FakeProvider(scenario, clock, seed=config.host_id)
-    from agents.providers.nvml import NvmlProvider
+    from sentinel_agent.providers.nvml import NvmlProvider
 
     return NvmlProvider()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pynvml
 
-from agents.providers.base import NvlinkTotals, RemappedRows, XidNotice
+from sentinel_agent.providers.base import NvlinkTotals, RemappedRows, XidNotice
 
 _NVLINK_COUNTERS = (
     ("crc_flit", pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT),

@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from agents.collectors.base import Context
-from agents.collectors.hardware import HardwareRecords
-from agents.collectors.logs import MAX_MESSAGE_LINES, MESSAGE_IDLE_S
-from agents.tail import FileTailer
 from sentinel.knowledge import PatternCatalog
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.machine_check import starts_record
 from sentinel.wire import Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.hardware import HardwareRecords
+from sentinel_agent.collectors.logs import MAX_MESSAGE_LINES, MESSAGE_IDLE_S
+from sentinel_agent.tail import FileTailer
 
 log = logging.getLogger(__name__)
 

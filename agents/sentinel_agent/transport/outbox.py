@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from agents.clock import Clock
-from agents.metrics import AgentMetrics
 from sentinel.wire import PERIODIC_KINDS, Observation
+from sentinel_agent.clock import Clock
+from sentinel_agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Copy this file next to a training script or import it from the agent package; it needs
 nothing else. One call per step::
 
-    from agents.heartbeat import Heartbeat
+    from sentinel_agent.heartbeat import Heartbeat
     hb = Heartbeat(job_id=os.environ["SLURM_JOB_ID"])      # rank etc. from RANK/LOCAL_RANK
     for step in ...:
         ...

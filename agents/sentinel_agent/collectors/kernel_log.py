@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from agents.collectors.base import Context
-from agents.collectors.logs import (
+from sentinel.knowledge import PatternCatalog, Severity
+from sentinel.knowledge.keywords import trie_regex
+from sentinel.knowledge.lines import parse_line
+from sentinel.wire import LogRecord, Observation, XidEvent
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.logs import (
     MAX_MESSAGE_LINES,
     MESSAGE_IDLE_S,
     SUPPRESSED,
@@ -30,11 +34,7 @@ from agents.collectors.logs import (
     join_message,
     line_matches,
 )
-from agents.tail import LineSource, open_source
-from sentinel.knowledge import PatternCatalog, Severity
-from sentinel.knowledge.keywords import trie_regex
-from sentinel.knowledge.lines import parse_line
-from sentinel.wire import LogRecord, Observation, XidEvent
+from sentinel_agent.tail import LineSource, open_source
 
 log = logging.getLogger(__name__)
 

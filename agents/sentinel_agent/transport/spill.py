@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agents.transport.outbox import Row
+from sentinel_agent.transport.outbox import Row
 
 # How far below the bound a drop round goes, so a full spill does not drop on every add.
 _DROP_TARGET = 0.9

@@ -3,7 +3,7 @@
 Every agent has its own host id, outbox and sender, and they share one event loop::
 
     import asyncio
-    from agents.sim import fleet_configs, run_fleet
+    from sentinel_agent.sim import fleet_configs, run_fleet
 
     configs = fleet_configs(64, service_url="http://127.0.0.1:8080", token=AGENT_TOKEN,
                             workdir=Path("var/fleet"),
@@ -28,17 +28,17 @@ from typing import Any
 
 import yaml
 
-from agents.agent import Agent
-from agents.collectors.nvml import NvmlCollector
-from agents.config import HARDWARE_COLLECTORS, AgentConfig
 from sentinel.wire import HeartbeatSummary
+from sentinel_agent.agent import Agent
+from sentinel_agent.collectors.nvml import NvmlCollector
+from sentinel_agent.config import HARDWARE_COLLECTORS, AgentConfig
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 log = logging.getLogger(__name__)
 
 
 def scenario_path(name_or_path: str | Path) -> Path:
-    """A scenario by name (``xid79``) from agents/scenarios, or any scenario file."""
+    """A scenario by name (``xid79``) from agents/sentinel_agent/scenarios, or any scenario file."""
     path = Path(name_or_path)
     return path if path.suffix in (".yaml", ".yml") else SCENARIOS / f"{name_or_path}.yaml"
 
@@ -159,7 +159,7 @@ async def run_fleet(
 
 
 def main() -> None:
-    """``python -m agents.sim N URL TOKEN [HOST=SCENARIO ...]``: a quick fleet for a demo."""
+    """``python -m sentinel_agent.sim N URL TOKEN [HOST=SCENARIO ...]``: a quick demo fleet."""
     import sys
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

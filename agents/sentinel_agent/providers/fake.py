@@ -1,6 +1,6 @@
 """A scripted GPU provider: plays a scenario file and raises the binding's own errors.
 
-A scenario is data (agents/scenarios/*.yaml)::
+A scenario is data (agents/sentinel_agent/scenarios/*.yaml)::
 
     description: GPU 3 falls off the bus
     gpus: 8
@@ -24,8 +24,8 @@ import pynvml
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agents.clock import Clock
-from agents.providers.base import NvlinkTotals, RemappedRows, XidNotice
+from sentinel_agent.clock import Clock
+from sentinel_agent.providers.base import NvlinkTotals, RemappedRows, XidNotice
 
 # Bus ids of the eight GPUs of a typical HGX H100 board, in NVML's format.
 _BUS_IDS = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")

@@ -12,13 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from agents.collectors.base import Context
-from agents.collectors.logs import UNMATCHED, best_match, catalog_matcher
 from sentinel.knowledge import PatternCatalog, Severity
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
 from sentinel.wire import LogRecord
 from sentinel.wire.v1 import LogSource
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.logs import UNMATCHED, best_match, catalog_matcher
 
 
 class HardwareRecords:

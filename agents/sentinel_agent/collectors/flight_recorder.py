@@ -21,10 +21,10 @@ from typing import IO
 
 import httpx
 
-from agents.collectors.base import Context
-from agents.transport.outbox import Outbox, Upload
-from agents.transport.sender import Backoff, Outcome, classify
 from sentinel.wire import FlightRecorderDump, LogRecord, Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.transport.outbox import Outbox, Upload
+from sentinel_agent.transport.sender import Backoff, Outcome, classify
 
 log = logging.getLogger(__name__)
 

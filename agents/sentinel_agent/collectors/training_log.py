@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from agents.collectors.base import Context
-from agents.collectors.logs import (
+from sentinel.knowledge import PatternCatalog, Severity
+from sentinel.knowledge.keywords import trie_regex
+from sentinel.knowledge.matcher import NCCL_INFO
+from sentinel.wire import LogRecord, Observation
+from sentinel_agent.collectors.base import Context
+from sentinel_agent.collectors.logs import (
     MAX_MESSAGE_LINES,
     MESSAGE_IDLE_S,
     SUPPRESSED,
@@ -32,11 +36,7 @@ from agents.collectors.logs import (
     catalog_matcher,
     join_message,
 )
-from agents.tail import FileTailer
-from sentinel.knowledge import PatternCatalog, Severity
-from sentinel.knowledge.keywords import trie_regex
-from sentinel.knowledge.matcher import NCCL_INFO
-from sentinel.wire import LogRecord, Observation
+from sentinel_agent.tail import FileTailer
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from enum import Enum
 
 import httpx
 
-from agents.clock import Clock
-from agents.metrics import AgentMetrics
-from agents.transport.outbox import WRITE_ERRORS, FormedBatch, Outbox
+from sentinel_agent.clock import Clock
+from sentinel_agent.metrics import AgentMetrics
+from sentinel_agent.transport.outbox import WRITE_ERRORS, FormedBatch, Outbox
 
 log = logging.getLogger(__name__)
 

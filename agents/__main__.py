@@ -1,5 +1,0 @@
-"""``python -m agents`` is ``sentinel-agent``."""
-
-from agents.cli import main
-
-main()
