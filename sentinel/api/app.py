@@ -50,7 +50,7 @@ from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
 from sentinel.wire import WIRE_VERSION, Batch
-from sentinel.wire.v1 import LOG_SOURCES_ADDED
+from sentinel.wire.v1 import FIELDS_ADDED, LOG_SOURCES_ADDED
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,10 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             document_errors(schema)
             schema["info"]["x-wire-version"] = WIRE_VERSION
             # What version 1 has gained since it was first published (see sentinel/wire/v1.py).
-            schema["info"]["x-wire-additions"] = {"LogRecord.source": sorted(LOG_SOURCES_ADDED)}
+            schema["info"]["x-wire-additions"] = {
+                "LogRecord.source": sorted(LOG_SOURCES_ADDED),
+                "fields": sorted(FIELDS_ADDED),
+            }
             app.openapi_schema = schema
         return app.openapi_schema
 

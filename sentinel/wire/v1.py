@@ -11,7 +11,7 @@ ever; that narrowing changes the meaning of nothing that could be stored before.
 
 Additions within version 1 widen what may be sent and change the meaning of nothing sent
 before: an older agent never sends them and keeps working; an older service refuses them (422),
-so the service is upgraded first. `LOG_SOURCES_ADDED` lists them.
+so the service is upgraded first. `LOG_SOURCES_ADDED` and `FIELDS_ADDED` list them.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ LogSource = Literal[
 LOG_SOURCES_ADDED: Final = frozenset(
     {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm", "ipmi"}
 )
+# Optional fields added to version 1's observations (model.field), absent from older agents.
+FIELDS_ADDED: Final = frozenset({"GpuSample.serial"})
 
 
 class _Strict(BaseModel):
@@ -86,6 +88,9 @@ class GpuSample(_Observation):
     gpu_index: GpuIndex
     uuid: ShortText | None = None
     pci_bus_id: PciBusId | None = None
+    serial: ShortText | None = Field(
+        None, description="nvmlDeviceGetSerial: the board serial an RMA asks for (added in v1)."
+    )
     lost: bool = Field(False, description="The handle failed or NVML said GPU_IS_LOST.")
     temperature_c: float | None = None
     power_w: float | None = None
