@@ -150,6 +150,22 @@ class JobRank(Base):
     step_changed_at: Mapped[datetime]
 
 
+class JobProgress(Base):
+    """The job's progress over time, sampled from its ranks' heartbeats by the watchdog: what
+    ETTR is measured from, and when a restarted job came back and trained again."""
+
+    __tablename__ = "job_progress"
+
+    job_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(primary_key=True)
+    # The median rank's step: one straggler or one dead rank does not move it.
+    step: Mapped[int] = mapped_column(BigInteger)
+    step_time_s: Mapped[float | None] = mapped_column(Float)
+    ranks: Mapped[int] = mapped_column(Integer)
+
+
 class FlightRecorderUpload(Base):
     __tablename__ = "fr_uploads"
 
