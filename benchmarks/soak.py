@@ -73,7 +73,7 @@ from rich.console import Console
 
 from sentinel.demo.faults import Injection
 from sentinel.demo.run import BY_HAND_AFTER_S, Demo
-from sentinel.testing.postgres import free_port
+from sentinel.demo.service import free_port
 from sentinel.testing.service import LiveService
 from sentinel.triage.taxonomy import Category
 

@@ -9,6 +9,7 @@ download in the test); Sentinel itself comes only from the wheel, which the test
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentinel.testing.postgres import free_port
+from sentinel.demo.service import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,9 +30,22 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of a fresh clone: the tree's files (tracked, and new ones git does not ignore)
+    copied to a clean folder, so that a stale build/ of the checkout cannot leak into it."""
+    src = tmp_path_factory.mktemp("clone")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -71,7 +85,36 @@ def test_the_wheel_carries_the_migrations_and_the_knowledge(wheel: Path) -> None
     assert "sentinel/migrations/script.py.mako" in names
     assert any(n.startswith("sentinel/migrations/versions/0001_") for n in names)
     assert "sentinel/knowledge/patterns.yaml" in names
-    assert not any(n.startswith("tests/") for n in names)
+
+
+def test_the_wheel_ships_no_test_files(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if n.startswith(("sentinel/testing/", "tests/"))] == []
+    assert [n for n in names if Path(n).name.startswith(("test_", "conftest"))] == []
+    assert "sentinel/demo/service.py" in names  # the demo's own runner
+
+
+def test_the_installed_demo_command_loads(installed: Path, tmp_path: Path) -> None:
+    """`sentinel demo` imports its runner from the product, not from the test harnesses."""
+    run = subprocess.run(
+        [str(installed / "bin" / "sentinel"), "demo", "--help"],
+        env=_no_checkout(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "--port" in run.stdout
+    loads = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", "import sentinel.demo.run"],
+        env=_no_checkout(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert loads.returncode == 0, loads.stderr
 
 
 def _no_checkout() -> dict[str, str]:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sentinel.demo.faults import FAULTS, Fault, Injection
-from sentinel.testing.service import LiveService
+from sentinel.demo.service import LiveService
 from sentinel.triage.taxonomy import llama3_share
 from sentinel.wire import HeartbeatSummary
 from sentinel_agent.agent import Agent

@@ -10,12 +10,13 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from sentinel.demo.service import free_port
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
 INSTALL_HINT = (
@@ -34,12 +35,6 @@ def find_pg_bin() -> Path:
         if (Path(candidate) / "initdb").exists():
             return Path(candidate)
     raise PostgresUnavailable(INSTALL_HINT)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

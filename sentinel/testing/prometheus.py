@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from sentinel.testing.postgres import free_port
+from sentinel.demo.service import free_port
 
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"  # Debian's name for alertmanager

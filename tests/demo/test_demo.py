@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentinel.testing.postgres import free_port
+from sentinel.demo.service import free_port
 
 
 def test_demo_shows_incidents_within_a_minute(tmp_path: Path) -> None:
