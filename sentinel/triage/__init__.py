@@ -19,10 +19,10 @@ from sentinel.triage.signals import (
     host_silent_signal,
     log_signals,
     maintenance_signal,
-    normalize_pci,
     xid_signal,
 )
 from sentinel.triage.verdict import Evidence, Verdict
+from sentinel.wire.identity import normalize_pci
 
 __all__ = [
     "DEFAULT_POLICY",

@@ -21,13 +21,10 @@ from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
 from sentinel.knowledge.nvswitch import default_sxid_catalog
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.records import Record, elastic_fields, split_records
+from sentinel.wire.identity import normalize_pci
 
 Role = Literal["cause", "symptom", "context"]
 
-_PCI: Final = re.compile(
-    r"^(?:PCI:)?(?P<domain>[0-9A-Fa-f]{4,8}):(?P<bus>[0-9A-Fa-f]{2}):(?P<dev>[0-9A-Fa-f]{2})"
-    r"(?:\.(?P<fn>[0-7]))?$"
-)
 _PCI_IN_TEXT: Final = re.compile(r"\b[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]\b")
 _EXCEPTION_LINE: Final = re.compile(r"^\s*(?P<type>[A-Za-z_][\w.]*)(?::\s*(?P<message>.*))?$")
 _FRAME_LINE: Final = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
@@ -76,16 +73,6 @@ class Signal:
 def blank_numbers(text: str) -> str:
     """The same message with its numbers (ranks, addresses, counts) blanked out."""
     return _VOLATILE.sub("N", text)
-
-
-def normalize_pci(text: str) -> str:
-    """One spelling for a PCI address: NVML's 00000000:9B:00.0 and dmesg's 0000:9b:00 agree."""
-    match = _PCI.match(text.strip())
-    if not match:
-        return text.strip()
-    domain = match.group("domain")[-4:].lower()
-    function = match.group("fn") or "0"
-    return f"{domain}:{match.group('bus').lower()}:{match.group('dev').lower()}.{function}"
 
 
 # ---------------------------------------------------------------- live observations

@@ -140,3 +140,13 @@ def test_dcgmi_with_watches_off_is_not_ready_and_other_failures_are_errors(
         run_dcgmi(HEALTH, 5)
     _fake_dcgmi(tmp_path, f"cat <<'EOF'\n{DBE}EOF")
     assert json.loads(run_dcgmi(HEALTH, 5))["body"]["Overall Health"]["value"] == "Failure"
+
+
+def test_a_dcgm_gpu_id_is_the_gpu_nvml_reported_with_its_bus_id() -> None:
+    # One identity across sources: DCGM's "GPU 4" is NVML's index 4 and carries its bus id.
+    ctx, _ = context()
+    ctx.state.gpu_by_pci.update({"00000000:9A:00.0": 4, "00000000:18:00.0": 0})
+    collector = DcgmHealthCollector(ctx, interval_s=30, run=_scripted([HEALTHY, DBE]))
+    collector.poll()
+    [record] = _records(collector.poll())
+    assert (record.gpu_index, record.pci_bus_id) == (4, "00000000:9A:00.0")

@@ -20,6 +20,7 @@ from sentinel_agent.clock import ManualClock
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.devlink import DevlinkHealthCollector, NoDevlink, parse_health
 from sentinel_agent.collectors.edac import EdacCollector
+from sentinel_agent.collectors.hardware import HardwareRecords
 from sentinel_agent.collectors.infiniband import InfinibandCollector
 from sentinel_agent.collectors.mcelog import McelogCollector
 from sentinel_agent.collectors.rasdaemon import RasdaemonCollector
@@ -429,3 +430,19 @@ def test_infiniband_thresholds_name_known_counters() -> None:
         InfinibandConfig.model_validate({"thresholds": {"symbol_errors": 5}})
     custom = InfinibandConfig.model_validate({"thresholds": {"symbol_error": 100}})
     assert json.loads(custom.model_dump_json())["thresholds"] == {"symbol_error": 100}
+
+
+def test_a_record_naming_a_gpus_pci_address_carries_that_gpus_identity() -> None:
+    # The BMC, rasdaemon's AER records and the like name a GPU by its PCI address, in the
+    # kernel's spelling; the record carries NVML's index and bus id for it. An address NVML
+    # never reported (the root port here) names no GPU.
+    ctx, _ = context()
+    ctx.state.gpu_by_pci["00000000:18:00.0"] = 0
+    records = HardwareRecords(ctx, "rasdaemon")
+    aer = records.record(
+        ["pcieport 0000:16:02.0: AER: Uncorrected (Fatal) error received: 0000:18:00.0"],
+        path="ras-mc-ctl",
+    )
+    assert (aer.gpu_index, aer.pci_bus_id) == (0, "00000000:18:00.0")
+    nic = records.record(["mlx5_core 0000:0c:00.0: link down"], path="ras-mc-ctl")
+    assert (nic.gpu_index, nic.pci_bus_id) == (None, None)

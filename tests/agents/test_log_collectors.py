@@ -8,9 +8,10 @@ from agent_helpers import context
 
 from sentinel.triage import extract_signals
 from sentinel.wire import LogRecord, XidEvent
+from sentinel.wire.identity import normalize_pci
 from sentinel_agent.clock import ManualClock
 from sentinel_agent.collectors.kernel_log import KernelLogCollector
-from sentinel_agent.collectors.logs import RateLimit, normalize_pci
+from sentinel_agent.collectors.logs import RateLimit
 from sentinel_agent.collectors.training_log import TrainingLogCollector
 
 # (line, expected family) -- one or more per family, in the formats real hosts print.
@@ -344,7 +345,7 @@ def test_fallen_off_the_bus_over_three_lines_is_one_record_naming_the_gpu(tmp_pa
         "critical",
     )
     (signal,) = extract_signals(record.message)  # the service reads the whole report
-    assert (signal.category_hint, signal.gpu) == ("faulty_gpu", "0000:b3:00.0")
+    assert (signal.category_hint, signal.gpu) == ("faulty_gpu", "00000000:B3:00.0")
 
 
 def test_a_kmsg_record_of_several_lines_is_one_message(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_xid79_on_one_host_explains_2047_peer_timeouts(timeout_line: Callable[..
     verdict = classify_text("\n".join(lines))
     assert verdict.category == Category.FAULTY_GPU
     assert verdict.culprit_host == "gpu-1377"
-    assert verdict.culprit_gpu == "0000:9b:00.0"
+    assert verdict.culprit_gpu == "00000000:9B:00.0"
     assert verdict.rule == "BlameHardGpuXidOverPeerTimeouts"
     assert verdict.symptoms_total == 2047
     assert len(verdict.symptoms) <= 50
@@ -222,7 +222,7 @@ def test_live_xid_event_and_heartbeat_stalls() -> None:
     verdict = classify_signals(signals, job_hosts=64)
     assert verdict.category == Category.FAULTY_GPU
     assert verdict.culprit_host == host(17)
-    assert verdict.culprit_gpu == "0000:9b:00.0"
+    assert verdict.culprit_gpu == "00000000:9B:00.0"
     assert verdict.evidence[0].event_id == "ev-1"
     assert verdict.symptoms_total == 63
 
@@ -358,7 +358,7 @@ def test_cuda_ecc_error_yields_to_the_xid_that_names_the_memory() -> None:
         *_stalls(),
     ]
     verdict = classify_signals(signals)
-    assert (verdict.category, verdict.culprit_gpu) == (Category.GPU_SRAM_MEMORY, "0000:db:00.0")
+    assert (verdict.category, verdict.culprit_gpu) == (Category.GPU_SRAM_MEMORY, "00000000:DB:00.0")
 
 
 def test_culprit_gpu_comes_from_the_ecc_counter_when_the_cuda_error_names_none() -> None:
@@ -372,7 +372,7 @@ def test_culprit_gpu_comes_from_the_ecc_counter_when_the_cuda_error_names_none()
     ]
     verdict = classify_signals(signals)
     assert verdict.category == Category.GPU_HBM_MEMORY
-    assert (verdict.culprit_host, verdict.culprit_gpu) == (host(17), "0000:db:00.0")
+    assert (verdict.culprit_host, verdict.culprit_gpu) == (host(17), "00000000:DB:00.0")
 
 
 def test_peers_blaming_an_address_point_at_the_host_whose_port_went_down() -> None:
@@ -486,7 +486,7 @@ def test_one_gpu_falling_off_with_its_port_reporting_it_is_the_gpu() -> None:
         ]
     )
     verdict = classify_signals(extract_signals(text, default_host=host(8)))
-    assert (verdict.category, verdict.culprit_gpu) == (Category.FAULTY_GPU, "0000:18:00.0")
+    assert (verdict.category, verdict.culprit_gpu) == (Category.FAULTY_GPU, "00000000:18:00.0")
 
 
 # ---------------------------------------------------------------- the right culprit

@@ -100,7 +100,7 @@ def test_xid_line_is_enriched_from_the_catalog() -> None:
     (signal,) = extract_signals("NVRM: Xid (PCI:0000:9b:00): 48, pid=1, name=python, DBE")
     assert signal.kind == "xid"
     assert signal.xid == 48
-    assert signal.gpu == "0000:9b:00.0"
+    assert signal.gpu == "00000000:9B:00.0"
     assert signal.category_hint == Category.GPU_HBM_MEMORY
     assert signal.attrs["action"] == "WORKFLOW_XID_48"
     assert signal.severity == "critical"
@@ -113,7 +113,7 @@ def test_multi_line_driver_report_names_the_gpu() -> None:
         "NVRM: fallen off the bus and is not responding to commands."
     )
     (signal,) = extract_signals(text)
-    assert signal.gpu == "0000:b3:00.0"
+    assert signal.gpu == "00000000:B3:00.0"
     assert signal.category_hint == Category.FAULTY_GPU
 
 
@@ -150,7 +150,7 @@ def test_default_host_fills_unnamed_lines() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "normal"),
-    [("00000000:9B:00.0", "0000:9b:00.0"), ("PCI:0000:9b:00", "0000:9b:00.0"), ("3", "3")],
+    [("00000000:9B:00.0", "00000000:9B:00.0"), ("PCI:0000:9b:00", "00000000:9B:00.0"), ("3", "3")],
 )
 def test_pci_addresses_are_normalised(raw: str, normal: str) -> None:
     assert normalize_pci(raw) == normal

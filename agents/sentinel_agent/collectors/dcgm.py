@@ -48,6 +48,10 @@ _NOT_READY: Final = re.compile(
 )
 
 
+# DCGM's GPU entities ("GPU 3"); switches ("Switch 0") are no GPU.
+_GPU_ENTITY: Final = re.compile(r"^GPU (\d+)$")
+
+
 class NotReady(Exception):
     """dcgmi runs but has nothing to report yet (no nv-hostengine, no health watches set)."""
 
@@ -119,7 +123,12 @@ class _DcgmiCollector:
             line, system=fields.get("system"), entity=fields.get("entity"),
             status=fields.get("status"),
         )  # fmt: skip
-        return record.model_copy(update={"severity": reading.severity})
+        update: dict[str, object] = {"severity": reading.severity}
+        entity = _GPU_ENTITY.match(fields.get("entity") or "")
+        if entity and record.gpu_index is None:
+            index, pci = self._records.gpu_numbered(int(entity.group(1)))
+            update |= {"gpu_index": index, "pci_bus_id": pci}
+        return record.model_copy(update=update)
 
     def close(self) -> None:
         pass

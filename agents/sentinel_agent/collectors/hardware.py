@@ -16,6 +16,7 @@ from sentinel.knowledge import PatternCatalog, Severity
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
 from sentinel.wire import LogRecord
+from sentinel.wire.identity import pci_addresses
 from sentinel.wire.v1 import LogSource
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.logs import UNMATCHED, best_match, catalog_matcher
@@ -41,6 +42,8 @@ class HardwareRecords:
             pattern, family, severity = spec.name, spec.family, spec.severity
             if spec.name in MCELOG_PATTERNS:
                 severity = _mcelog_severity(lines, spec.severity)
+        message = "\n".join(lines)
+        gpu_index, pci = self.gpu_named(message)
         return LogRecord(
             id=uuid.uuid4(),
             observed_at=self._ctx.clock.now(),
@@ -48,9 +51,26 @@ class HardwareRecords:
             pattern=pattern,
             family=family,
             severity=severity,
-            message="\n".join(lines),
+            message=message,
             path=path,
+            gpu_index=gpu_index,
+            pci_bus_id=pci,
         )
+
+    def gpu_named(self, text: str) -> tuple[int | None, str | None]:
+        """The GPU a record names by PCI address (a BMC's or an AER record's device), as NVML
+        reported it on this host: the same identity the GPU's own samples carry. Addresses
+        NVML never reported (a NIC's, a switch port's) name no GPU."""
+        for pci in pci_addresses(text):
+            index = self._ctx.state.gpu_by_pci.get(pci)
+            if index is not None:
+                return index, pci
+        return None, None
+
+    def gpu_numbered(self, index: int) -> tuple[int, str | None]:
+        """A GPU a tool names by its index (DCGM's GPU id, which follows NVML's order)."""
+        pci = next((p for p, i in self._ctx.state.gpu_by_pci.items() if i == index), None)
+        return index, pci
 
 
 def _mcelog_severity(lines: Sequence[str], matched: Severity) -> Severity:

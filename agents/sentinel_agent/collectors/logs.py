@@ -16,6 +16,7 @@ from typing import Final, Literal
 from sentinel.knowledge import SEVERITY_RANK, PatternCatalog, default_knowledge
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.matcher import Found, Matcher
+from sentinel.wire.identity import normalize_pci
 
 # What one record may carry (the wire allows 65,536 characters of message).
 MAX_MESSAGE: Final = 60_000
@@ -41,17 +42,6 @@ _PCI_IN_NVRM: Final = re.compile(
 def catalog_matcher(patterns: PatternCatalog | None) -> Matcher:
     """The matcher of a pattern catalog; the packaged knowledge when none is given."""
     return (patterns or default_knowledge().patterns).matcher
-
-
-def normalize_pci(raw: str) -> str:
-    """``PCI:0000:3b:00`` or ``0000:3b:00.0`` -> NVML's ``00000000:3B:00.0``."""
-    text = raw.removeprefix("PCI:").strip()
-    parts = text.split(":")
-    if len(parts) == 2:
-        parts.insert(0, "0")
-    domain, bus, rest = parts[0], parts[1], parts[2]
-    device, _, function = rest.partition(".")
-    return f"{int(domain, 16):08X}:{int(bus, 16):02X}:{int(device, 16):02X}.{function or '0'}"
 
 
 def line_matches(matcher: Matcher, raw: str) -> list[Found]:
