@@ -50,7 +50,7 @@ class ReceiverSpec(_Strict):
     """Where a group's notifications go. Secrets (webhook URLs, keys) come from settings."""
 
     name: str = Field(min_length=1, max_length=128)
-    type: Literal["slack", "pagerduty", "webhook", "log"]
+    type: Literal["slack", "pagerduty", "webhook", "alertmanager", "log"]
     send_resolved: bool = True
     # Optional per-receiver override of the URL from settings (e.g. a second Slack channel).
     url: str | None = None

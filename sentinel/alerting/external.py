@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.alerting.model import LABELS_SCHEMA, check_labels
+from sentinel.alerting.notifiers.alertmanager import GENERATOR_LABEL
 from sentinel.db.models import Event
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.inputs import NO_NUL, EndTime, ForeignText, Time
@@ -100,6 +101,10 @@ def _observed_at(alert: AmAlert, now: datetime) -> datetime:
 def event_rows(payload: AmWebhook, now: datetime) -> list[dict[str, Any]]:
     rows = []
     for alert in payload.alerts:
+        if alert.labels.get(GENERATOR_LABEL) == "true":
+            # Sentinel's own alert, back from a site Alertmanager that routes everything here:
+            # our conclusion, not evidence (and taking it as evidence would feed on itself).
+            continue
         body = alert.model_dump(mode="json")
         body["receiver"] = payload.receiver
         body["groupKey"] = payload.groupKey

@@ -38,6 +38,21 @@ class AlertingSettings(BaseModel):
     pagerduty_url: str = PAGERDUTY_URL
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    alertmanager_url: str | None = Field(
+        None, description="A site's Alertmanager (http://am:9093) for receivers of that type."
+    )
+    alertmanager_basic_auth_file: Path | None = Field(
+        None, description="One line user:password, for an Alertmanager behind basic auth."
+    )
+    alertmanager_bearer_token_file: Path | None = Field(
+        None, description="A bearer token, for an Alertmanager behind a token proxy."
+    )
+    alertmanager_valid_for_s: float = Field(
+        900.0,
+        gt=0,
+        description="endsAt of a firing alert is now + this: Alertmanager resolves an alert "
+        "not posted again by then, so its route's repeat_interval must be shorter.",
+    )
     http_timeout_s: float = Field(10.0, gt=0, le=120)
     flush_interval_s: float = Field(1.0, gt=0, description="How often the leader flushes.")
     lease_ttl_s: float = Field(
@@ -45,6 +60,14 @@ class AlertingSettings(BaseModel):
     )
     max_concurrent_sends: int = Field(8, ge=1, le=256)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @model_validator(mode="after")
+    def _one_alertmanager_credential(self) -> AlertingSettings:
+        if self.alertmanager_basic_auth_file and self.alertmanager_bearer_token_file:
+            raise ValueError(
+                "set one of alertmanager_basic_auth_file and alertmanager_bearer_token_file"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_a_send(self) -> AlertingSettings:

@@ -9,8 +9,13 @@ from typing import TYPE_CHECKING
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentinel.alerting.config import ReceiverSpec, RoutingConfig, load_routing
+from sentinel.alerting.config import ConfigError, ReceiverSpec, RoutingConfig, load_routing
 from sentinel.alerting.dispatcher import Dispatcher, FlushReport
+from sentinel.alerting.notifiers.alertmanager import (
+    AlertmanagerAuth,
+    AlertmanagerNotifier,
+    CredentialsError,
+)
 from sentinel.alerting.notifiers.base import Notifier
 from sentinel.alerting.notifiers.log import LogNotifier
 from sentinel.alerting.notifiers.pagerduty import PagerDutyNotifier
@@ -42,6 +47,22 @@ def build_notifier(
                 settings.pagerduty_routing_key.get_secret_value(),
                 spec.url or settings.pagerduty_url,
             )
+    elif spec.type == "alertmanager":
+        url = spec.url or settings.alertmanager_url
+        if url:
+            try:
+                auth = AlertmanagerAuth.from_files(
+                    settings.alertmanager_basic_auth_file,
+                    settings.alertmanager_bearer_token_file,
+                )
+            except CredentialsError as exc:
+                raise ConfigError(f"receiver {spec.name!r} (alertmanager): {exc}") from None
+            return AlertmanagerNotifier(
+                client,
+                url,
+                valid_for=timedelta(seconds=settings.alertmanager_valid_for_s),
+                auth=auth,
+            )
     elif spec.type == "webhook":
         url = spec.url or settings.webhook_url
         if url and settings.webhook_secret is not None:
@@ -65,6 +86,7 @@ def build_dispatcher(
     notifiers = {
         name: build_notifier(spec, settings, client) for name, spec in config.receivers.items()
     }
+    check_reposting(config, notifiers)
     return Dispatcher(
         sessions,
         config,
@@ -74,6 +96,23 @@ def build_dispatcher(
         lease_ttl=timedelta(seconds=settings.lease_ttl_s),
         max_concurrent=settings.max_concurrent_sends,
     )
+
+
+def check_reposting(config: RoutingConfig, notifiers: dict[str, Notifier]) -> None:
+    """Alertmanager resolves an alert not posted again before its endsAt: every route to an
+    Alertmanager receiver must repeat sooner than the alerts it posts stay valid."""
+    for route in config.root.walk():
+        notifier = notifiers.get(route.receiver)
+        if (
+            isinstance(notifier, AlertmanagerNotifier)
+            and route.repeat_interval >= notifier.valid_for
+        ):
+            raise ConfigError(
+                f"{config.source}: route {route.id} sends to Alertmanager receiver "
+                f"{route.receiver!r} every {route.repeat_interval} (repeat_interval), but its "
+                f"alerts are valid for {notifier.valid_for} (alertmanager_valid_for_s): "
+                "set a shorter repeat_interval on that route"
+            )
 
 
 def http_client(settings: AlertingSettings) -> httpx.AsyncClient:

@@ -221,3 +221,69 @@ receivers:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class Alertmanager:
+    """A real Alertmanager alone, as a site runs it, for notifiers that post to its API.
+
+    Its one receiver has no integrations: what arrives is read back from ``/api/v2/alerts``."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> Alertmanager:
+        _, binary = find_binaries()
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "alertmanager.yml"
+        config.write_text(
+            "route:\n  receiver: nowhere\n  group_wait: 0s\nreceivers:\n  - name: nowhere\n"
+        )
+        with open(self.root / "alertmanager.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.path={self.root / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--cluster.listen-address=",  # else it gossips on 0.0.0.0:9094
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"alertmanager exited; see {self.root / 'alertmanager.log'}")
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"alertmanager not ready within {timeout} s")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts it holds now (active, silenced or inhibited; resolved ones are not)."""
+        response = httpx.get(f"{self.url}/api/v2/alerts", timeout=5.0)
+        response.raise_for_status()
+        alerts: list[dict[str, Any]] = response.json()
+        return alerts
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
