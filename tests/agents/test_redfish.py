@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -327,3 +328,76 @@ def test_tls_is_verified_unless_told_otherwise(
     ):
         assert client.get(R).status_code == 200
     assert "TLS verification is off" in caplog.text
+
+
+class FilteringBmc:
+    """The mockup tree served by a BMC that reads a log from a time on (`$filter=Created ge
+    '...'`, as bmcweb and others do) and says so in its root; every entry it serves counted."""
+
+    def __init__(self, tree: MockupTree, *, refuse: bool = False) -> None:
+        self.tree = tree
+        self.refuse = refuse
+        self.entries_served = 0
+        self.filters: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.rstrip("/")
+        body = self.tree.get(path)
+        if path == R:
+            body["ProtocolFeaturesSupported"] = {"FilterQuery": True}
+        query = request.url.params.get("$filter")
+        if query is not None:
+            self.filters.append(query)
+            if self.refuse:
+                return httpx.Response(501, json={"error": {"code": "Base.1.0.QueryNotSupported"}})
+            since = _utc(query.removeprefix("Created ge '").removesuffix("'"))
+            body["Members"] = [e for e in body["Members"] if _utc(e["Created"]) >= since]
+        if path.endswith("/Entries"):
+            self.entries_served += len(body["Members"])
+        return httpx.Response(200, json=body)
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _filtering(tmp_path: Path, **kw: Any) -> tuple[FilteringBmc, RedfishCollector]:
+    served = FilteringBmc(_copy(tmp_path), **kw)
+    client = httpx.Client(base_url="http://bmc.test", transport=httpx.MockTransport(served))
+    ctx, _ = context()
+    return served, RedfishCollector(ctx, client=client, interval_s=30)
+
+
+def test_a_bmc_that_filters_is_asked_only_for_entries_since_the_last_one_shipped(
+    tmp_path: Path,
+) -> None:
+    # No full SEL read each poll: after the first, each log is read from its newest entry on.
+    bmc, collector = _filtering(tmp_path)
+    assert collector.poll() == []
+    whole = bmc.entries_served
+    assert whole >= 3 and bmc.filters == []  # the first poll learns the logs whole
+
+    bmc.entries_served = 0
+    assert collector.poll() == []
+    assert bmc.filters == ["Created ge '2024-05-14T01:05:00Z'", "Created ge '2024-05-14T01:00:05Z'"]
+    assert bmc.entries_served == 2  # the newest entry of each log, not the logs again
+
+    bmc.tree.append(SEL, _PSU_LOST)
+    bmc.entries_served = 0
+    (record,) = _records(collector.poll())
+    assert json.loads(record.message) == _PSU_LOST and record.pattern == "psu_failure"
+    assert bmc.entries_served == 3  # the SEL's newest before, the new one; the event log's newest
+    assert collector.poll() == []  # shipped once
+
+
+def test_a_bmc_that_refuses_its_filter_is_read_whole_from_then_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bmc, collector = _filtering(tmp_path, refuse=True)
+    collector.poll()
+    with caplog.at_level(logging.WARNING):
+        assert collector.poll() == []
+    assert len(bmc.filters) == 1 and "refused $filter" in caplog.text
+    bmc.tree.append(SEL, _PSU_LOST)
+    (record,) = _records(collector.poll())
+    assert record.pattern == "psu_failure" and len(bmc.filters) == 1

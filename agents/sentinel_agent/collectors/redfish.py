@@ -7,7 +7,10 @@ Each poll walks the service from `/redfish/v1`: the LogServices of every Manager
 `ThermalSubsystem` (its `Fans`). A log entry is shipped once: each log keeps the newest entry
 shipped (its `Created` time, then its `Id`), stored with the read positions, so a restart
 re-ships nothing; on the first start a log's existing entries are only learned unless
-`from_start`. A component is shipped when its `Health` differs from the last one seen (at
+`from_start`. Where the service root says it takes `$filter` (ProtocolFeaturesSupported.
+FilterQuery), a log known before is read from its newest entry shipped on
+(`$filter=Created ge '...'`), not whole; a BMC that says so but refuses the query is read whole
+from then on. A component is shipped when its `Health` differs from the last one seen (at
 first: from OK). A poll that fails part way (the BMC stops answering) ships nothing and moves
 no position.
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx
 
@@ -133,6 +137,10 @@ class RedfishCollector:
         self._records = HardwareRecords(ctx, "redfish", patterns)
         self._key = f"{self.name}:{client.base_url}"
         self._logs, self._health = _restore(ctx.positions.get(self._key))
+        # Whether the BMC reads its logs from a time on: its root says so, and it has not
+        # refused a filtered read since.
+        self._filter = False
+        self._filter_refused = False
 
     def _get(self, path: str) -> dict[str, Any]:
         response = self._client.get(path)
@@ -168,6 +176,12 @@ class RedfishCollector:
 
     def _read(self) -> list[Observation]:
         root = self._get(ROOT)
+        features = root.get("ProtocolFeaturesSupported")
+        self._filter = (
+            isinstance(features, Mapping)
+            and features.get("FilterQuery") is True
+            and not self._filter_refused
+        )
         out: list[Observation] = []
         for owner in ("Managers", "Systems"):
             owned = _link(root.get(owner))
@@ -185,9 +199,30 @@ class RedfishCollector:
                 out.extend(self._health_change(component))
         return out
 
+    def _since(self, entries: str, mark: tuple[str, int, str] | None) -> list[dict[str, Any]]:
+        """A log's entries, from the newest one shipped on where the BMC filters by time
+        (entries of the same second share its Created: `ge`, the ones shipped dropped by
+        the caller), else all of them."""
+        if self._filter and mark is not None and mark[0]:
+            query = urlencode({"$filter": f"Created ge '{mark[0]}Z'"})
+            try:
+                return list(self._members(f"{entries}?{query}"))
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code not in (400, 403, 405, 501):
+                    raise
+                log.warning(
+                    "Redfish at %s refused $filter on %s (%s): reading its logs whole",
+                    self._client.base_url,
+                    entries,
+                    exc.response.status_code,
+                )
+                self._filter = False
+                self._filter_refused = True
+        return list(self._members(entries))
+
     def _new_entries(self, entries: str) -> list[LogRecord]:
-        found = sorted(self._members(entries), key=_position)
         mark = self._logs.get(entries)
+        found = sorted(self._since(entries, mark), key=_position)
         if mark is None and not self._from_start:
             new: list[dict[str, Any]] = []
         else:
