@@ -7,7 +7,7 @@ WORKDIR /app
 # Dependencies first (pinned in pyproject.toml), so that a code change does not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir -p sentinel agents/sentinel_agent && touch sentinel/__init__.py agents/sentinel_agent/__init__.py \
-    && pip install '.[server]' && pip uninstall -y sentinel-gpu
+    && pip install '.[server,fast]' && pip uninstall -y sentinel-gpu
 
 COPY alembic.ini ./
 COPY sentinel ./sentinel

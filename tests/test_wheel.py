@@ -94,6 +94,18 @@ def test_the_wheel_ships_no_test_files(wheel: Path) -> None:
     assert "sentinel/demo/service.py" in names  # the demo's own runner
 
 
+def test_numba_is_only_in_the_fast_extra(wheel: Path) -> None:
+    """The flight-recorder fast path is optional: `server` installs without numba/llvmlite."""
+    with zipfile.ZipFile(wheel) as z:
+        [meta] = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line for line in z.read(meta).decode().splitlines() if line.startswith("Requires-Dist")
+        ]
+    numba = [line for line in requires if "numba" in line or "llvmlite" in line]
+    assert numba and all('extra == "fast"' in line for line in numba), numba
+    assert any("numpy" in line and 'extra == "server"' in line for line in requires)
+
+
 def test_the_installed_demo_command_loads(installed: Path, tmp_path: Path) -> None:
     """`sentinel demo` imports its runner from the product, not from the test harnesses."""
     run = subprocess.run(

@@ -53,6 +53,7 @@ def analyze(
     try:
         mapping = load_rank_map(rank_map) if rank_map else None
         paths = dump_paths(directory)
+        _compile_fast_path(err)
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -72,6 +73,31 @@ def analyze(
     else:
         _print(verdict, Console(soft_wrap=True, emoji=False))
     raise typer.Exit(EXIT_HEALTHY if verdict.healthy else EXIT_PROBLEM)
+
+
+def _compile_fast_path(err: Console) -> None:
+    """Compile the fast path here, on a tiny synthesized job, before the dumps are read: the
+    first run after an install compiles for tens of seconds (each parsing process would
+    otherwise compile it at once, in silence), and says so; later runs load it from numba's
+    disk cache and print nothing."""
+    from sentinel.flightrec import jit, prescan
+    from sentinel.flightrec.analyze import analyze_dumps
+    from sentinel.flightrec.parse import DumpSetBuilder
+    from sentinel.flightrec.synth import Layout, Plan, dump_bytes
+
+    if not jit.AVAILABLE:
+        return
+    with jit.announce_compiles(
+        lambda: err.print("compiling the flight-recorder fast path, once, ~25 s...", end=""),
+        lambda s: err.print(f" done in {s:.0f} s (kept in numba's cache for later runs)"),
+    ):
+        plan = Plan(Layout(world=8, tp=8, pp=1), entries=20)
+        builder = DumpSetBuilder()
+        for rank in range(plan.layout.world):
+            data = dump_bytes(plan, rank)
+            builder.add(data, f"warm-up-{rank}")
+        prescan.check_sizes(data)
+        analyze_dumps(builder.build())
 
 
 def _print(verdict: FrVerdict, out: Console) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from sentinel.flightrec import jit
 from sentinel.flightrec.jit import compiled
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -132,10 +133,41 @@ def min_max_by_key(table: pl.DataFrame, key: pl.Expr, values: list[pl.Expr]) -> 
         key.cast(pl.Int64).alias("k"),
         *(v.cast(pl.Int64).alias(f"v{i}") for i, v in enumerate(values)),
     ).rechunk()  # one buffer per column: to_numpy then copies nothing
+    if not jit.AVAILABLE:
+        return _min_max_by_key_polars(columns)
     keys = columns.get_column("k").to_numpy()
     arrays = tuple(_read_only(columns.get_column(c).to_numpy()) for c in columns.columns[1:])
     _keys, first, count, lo, hi = _min_max_by_key(keys, arrays)
     return Spread(first, count, lo, hi)
+
+
+def _min_max_by_key_polars(columns: pl.DataFrame) -> Spread:
+    """The same Spread by polars' group-by, where numba is not installed (slower at scale:
+    see the module's docstring); keys in first-seen order, as the compiled pass has them."""
+    values = columns.columns[1:]
+    grouped = (
+        columns.with_row_index("row")
+        .group_by("k", maintain_order=True)
+        .agg(
+            pl.col("row").first().cast(pl.Int64).alias("first"),
+            pl.len().cast(pl.Int64).alias("rows"),
+            *(pl.col(v).min().alias(f"lo_{v}") for v in values),
+            *(pl.col(v).max().alias(f"hi_{v}") for v in values),
+        )
+    )
+
+    def matrix(prefix: str) -> npt.NDArray[np.int64]:
+        out = np.empty((grouped.height, len(values)), np.int64)
+        for j, v in enumerate(values):
+            out[:, j] = grouped.get_column(f"{prefix}_{v}").to_numpy()
+        return out
+
+    return Spread(
+        grouped.get_column("first").to_numpy(),
+        grouped.get_column("rows").to_numpy(),
+        matrix("lo"),
+        matrix("hi"),
+    )
 
 
 def per_group_and_rank(collectives: pl.DataFrame, p2p: pl.DataFrame) -> pl.DataFrame:

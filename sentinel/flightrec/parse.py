@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from sentinel.flightrec import scan
+from sentinel.flightrec import jit, scan
 from sentinel.flightrec.grouping import per_group_and_rank
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
@@ -144,6 +144,8 @@ def _scan_fast(data: bytes | memoryview, name: str) -> _Scanned | None:
     exact error for anything the fast path declined; so every check below only needs to
     recognise a well-formed dump, never to word a refusal.
     """
+    if not jit.AVAILABLE:  # numba absent (no `fast` extra): the scan would run as Python
+        return None
     scratch = getattr(_per_thread, "scratch", None)
     if scratch is None:
         scratch = _per_thread.scratch = scan.Scratch()
@@ -707,7 +709,7 @@ def read_dumps(
 ) -> list[ParsedDump]:
     """Parse many files, each to its own ParsedDump (see `read_dump_set` for analysis)."""
     out: list[ParsedDump] = []
-    for chunk in _map_chunks(_read_chunk, paths, workers):
+    for chunk in map_chunks(_read_chunk, paths, workers):
         out.extend(chunk)
         if on_progress:
             on_progress(len(chunk))
@@ -722,10 +724,15 @@ def read_dump_set(
     """Read many ranks' dumps for one analysis, their entries as two tables."""
     parts: list[DumpSet] = []
     with _no_cycle_collection():
-        for part in _map_chunks(_read_chunk_set, paths, workers):
+        for part in map_chunks(_read_chunk_set, paths, workers):
             parts.append(part)
             if on_progress:
                 on_progress(len(part.dumps))
+    return merge_parts(parts)
+
+
+def merge_parts(parts: Sequence[DumpSet]) -> DumpSet:
+    """One set from the sets of disjoint chunks of ranks (each built by a DumpSetBuilder)."""
     if not parts:
         return DumpSet.of([])
     return DumpSet(
@@ -737,22 +744,25 @@ def read_dump_set(
 
 
 _T = TypeVar("_T")
+_Item = TypeVar("_Item")
 
 
-def _map_chunks(
-    work: Callable[[Sequence[Path]], _T], paths: Sequence[Path], workers: int
+def map_chunks(
+    work: Callable[[Sequence[_Item]], _T], items: Sequence[_Item], workers: int
 ) -> Iterator[_T]:
-    """`work` over chunks of `paths`, in `workers` processes when there are enough files.
+    """`work` over chunks of `items` (one dump each), in order, in `workers` processes
+    when there are enough of them.
 
     Parsing is CPU-bound Python (the GIL rules out threads); chunks amortise the cost
     of shipping results back, which travel as Arrow buffers inside the DataFrames.
+    `work` must be a module-level function (it is pickled to the workers).
     """
-    if workers <= 1 or len(paths) < 64:
-        for i in range(0, len(paths), 16):
-            yield work(paths[i : i + 16])
+    if workers <= 1 or len(items) < 64:
+        for i in range(0, len(items), 16):
+            yield work(items[i : i + 16])
         return
-    size = max(8, min(128, len(paths) // (workers * 8)))
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
+    size = max(8, min(128, len(items) // (workers * 8)))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     # spawn, not fork: forking a process that has started polars' thread pool can deadlock.
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         yield from pool.map(work, chunks)

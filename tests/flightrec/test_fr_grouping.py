@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sentinel.flightrec import jit
 from sentinel.flightrec.grouping import min_max_by_key
 
 _I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -53,3 +56,24 @@ def test_many_keys_grow_the_table() -> None:
     assert len(spread.first) == 70_001
     assert int(spread.rows.sum()) == n
     assert int(spread.hi[:, 0].max()) == n - 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(-3, 3) | _I64, _I64, st.integers(-5, 5)), min_size=0, max_size=200
+    )
+)
+def test_the_fallback_without_numba_gives_the_same_spread(rows: list[tuple[int, int, int]]) -> None:
+    """Where the `fast` extra is not installed, polars' group-by gives the same arrays, in the
+    same (first-seen) key order."""
+    table = pl.DataFrame(rows, schema={"k": pl.Int64, "a": pl.Int64, "b": pl.Int64}, orient="row")
+    values = [pl.col("a"), pl.col("b")]
+    compiled = min_max_by_key(table, pl.col("k"), values)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(jit, "AVAILABLE", False)
+        fallback = min_max_by_key(table, pl.col("k"), values)
+    for got, want in zip(fallback, compiled, strict=True):
+        assert got.dtype == np.int64
+        assert got.shape == want.shape
+        assert (got == want).all()
