@@ -187,6 +187,12 @@ class TriageSettings(_Section):
     resolve_fraction: float = Field(
         0.9, gt=0, le=1, description="Share of ranks that must advance to resolve an incident."
     )
+    progress_sample_s: float = Field(
+        60.0,
+        gt=0,
+        description="How often a training job's progress (its median rank's step) is sampled "
+        "for goodput accounting; a restart or a resumption is sampled at once.",
+    )
     max_verdicts: int = Field(
         16,
         ge=1,

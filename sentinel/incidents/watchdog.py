@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
-from sentinel.db.models import Event, Gpu, Host, Incident, Job, JobRank
+from sentinel.db.models import Event, Gpu, Host, Incident, Job, JobProgress, JobRank
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import OPEN_STATES, IncidentChange, TriageService
 from sentinel.incidents.signals import synthetic_id
@@ -70,6 +70,7 @@ class RankProgress(NamedTuple):
     step: int
     step_time_s: float | None
     step_changed_at: datetime
+    last_beat_at: datetime
 
 
 _PROGRESS = select(
@@ -80,7 +81,62 @@ _PROGRESS = select(
     JobRank.step,
     JobRank.step_time_s,
     JobRank.step_changed_at,
+    JobRank.last_beat_at,
 )
+
+
+class _Sampled(NamedTuple):
+    written_at: datetime  # when job_progress last got a row for the job
+    step: int  # the median step seen at the last sweep
+    moved_at: datetime  # when that median step last changed, written or not
+
+
+class ProgressSampler:
+    """Writes a job's progress (its median rank's step) to ``job_progress``: every
+    ``progress_sample_s`` while it trains, and at once when it rolls back to a checkpoint (a
+    restart: the ranks came back) or moves again after standing still (it trains again), so
+    the goodput report can tell waiting for nodes from restarting from lost work."""
+
+    def __init__(self, sample_s: float, still_s: float) -> None:
+        self._sample_s = sample_s
+        self._still_s = still_s  # standing still this long, then moving, is a resumption
+        self._last: dict[str, _Sampled] = {}
+
+    def rows(
+        self, ranks: dict[str, list[RankProgress]], now: datetime, running: set[str]
+    ) -> list[dict[str, Any]]:
+        for job_id in [j for j in self._last if j not in running]:
+            del self._last[job_id]
+        out: list[dict[str, Any]] = []
+        for job_id in sorted(running):
+            members = ranks.get(job_id)
+            if not members:
+                continue
+            step = int(statistics.median_low(r.step for r in members))
+            last = self._last.get(job_id)
+            if last is not None and step == last.step:
+                continue
+            if last is None or self._due(last, step, now):
+                times = [r.step_time_s for r in members if r.step_time_s]
+                out.append(
+                    {
+                        "job_id": job_id,
+                        "at": now,
+                        "step": step,
+                        "step_time_s": statistics.median(times) if times else None,
+                        "ranks": len(members),
+                    }
+                )
+                self._last[job_id] = _Sampled(now, step, now)
+            else:
+                self._last[job_id] = last._replace(step=step, moved_at=now)
+        return out
+
+    def _due(self, last: _Sampled, step: int, now: datetime) -> bool:
+        rolled_back = step < last.step
+        resumed = step > last.step and (now - last.moved_at).total_seconds() >= self._still_s
+        periodic = (now - last.written_at).total_seconds() >= self._sample_s
+        return rolled_back or resumed or periodic
 
 
 class Watchdog:
@@ -91,6 +147,9 @@ class Watchdog:
         self._triage = triage
         self._health = health
         self._service = service
+        self._progress = ProgressSampler(
+            triage.progress_sample_s, triage.stall_intervals * triage.heartbeat_interval_s
+        )
 
     async def run_once(self, session: AsyncSession) -> list[IncidentChange]:
         """One sweep over running jobs: new signals written, recovered jobs' incidents resolved.
@@ -119,6 +178,10 @@ class Watchdog:
                     rows += self._stragglers(job, members, median, now)
         rows += self._silent_hosts(ranks, last_seen, now)
         await add_synthetic_events(session, rows)
+        samples = self._progress.rows(ranks, now, {job.id for job in jobs})
+        if samples:
+            ins = insert_for(dialect_of(session), JobProgress)
+            await session.execute(ins.on_conflict_do_nothing(), samples)
         return await self._resolve_recovered(session, ranks, now)
 
     def _stall_threshold(self, median_step_s: float | None) -> float:

@@ -7,7 +7,7 @@ Times become float seconds since the epoch, so that the arithmetic is plain and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,8 @@ from sqlalchemy import Select, create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.db.engine import sync_url
-from sentinel.db.models import Decision, Incident, Job, JobRank
+from sentinel.db.models import Decision, Incident, Job, JobProgress, JobRank
+from sentinel.reports.goodput import PROGRESS_SCHEMA, empty_progress
 
 INCIDENT_SCHEMA: dict[str, Any] = {
     "id": pl.String,
@@ -51,6 +52,8 @@ class History:
     jobs: pl.DataFrame
     since_s: float | None
     until_s: float | None
+    # The jobs' progress samples (goodput accounting); empty where none were recorded.
+    progress: pl.DataFrame = field(default_factory=empty_progress)
 
 
 def _s(value: datetime | None) -> float | None:
@@ -99,6 +102,25 @@ def jobs_query(job_ids: Sequence[str] | None = None) -> Select[*tuple[Any, ...]]
     return q.order_by(Job.id)
 
 
+def progress_query(
+    since: datetime | None, until: datetime | None, job_ids: Sequence[str] | None = None
+) -> Select[*tuple[Any, ...]]:
+    q = select(JobProgress.job_id, JobProgress.at, JobProgress.step, JobProgress.step_time_s)
+    if since is not None:
+        q = q.where(JobProgress.at >= since)
+    if until is not None:
+        q = q.where(JobProgress.at < until)
+    if job_ids is not None:
+        q = q.where(JobProgress.job_id.in_(job_ids))
+    return q.order_by(JobProgress.job_id, JobProgress.at)
+
+
+def _progress_frame(rows: Sequence[Any]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(r[0], _s(r[1]), r[2], r[3]) for r in rows], schema=PROGRESS_SCHEMA, orient="row"
+    )
+
+
 def _incident_frame(rows: Sequence[Any]) -> pl.DataFrame:
     return pl.DataFrame(
         [
@@ -142,9 +164,30 @@ def load_history(url: str, since: datetime | None = None, until: datetime | None
         with engine.connect() as conn:
             incidents = conn.execute(incidents_query(since, until)).all()
             jobs = conn.execute(jobs_query()).all()
+            progress = conn.execute(progress_query(since, until)).all()
     finally:
         engine.dispose()
-    return History(_incident_frame(incidents), _job_frame(jobs), _s(since), _s(until))
+    return History(
+        _incident_frame(incidents),
+        _job_frame(jobs),
+        _s(since),
+        _s(until),
+        _progress_frame(progress),
+    )
+
+
+async def load_window(session: AsyncSession, since: datetime, until: datetime) -> History:
+    """The dashboard's path: one window of the record, through the service's session."""
+    incidents = (await session.execute(incidents_query(since, until))).all()
+    jobs = (await session.execute(jobs_query())).all()
+    progress = (await session.execute(progress_query(since, until))).all()
+    return History(
+        _incident_frame(incidents),
+        _job_frame(jobs),
+        _s(since),
+        _s(until),
+        _progress_frame(progress),
+    )
 
 
 async def load_job_history(session: AsyncSession, job_ids: Sequence[str]) -> History:

@@ -19,6 +19,10 @@ TITLES = {
     "time_lost": "Time lost per category",
     "ettr": "Effective training time ratio per job",
     "repeat_offenders": "Repeat-offender hosts (culprit of 2 or more incidents)",
+    "goodput": "Where the time went, per category (hours: detection, decision, execution, "
+    "waiting for nodes, restart, lost work since the checkpoint, other = not recorded)",
+    "goodput_by_day": "Where the time went, per day",
+    "ettr_measured": "ETTR per job measured from heartbeats (net steps x step time / wall)",
 }
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import create_engine, insert
 
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
-from sentinel.db.models import Decision, Host, Incident, Job, JobRank
+from sentinel.db.models import Decision, Host, Incident, Job, JobProgress, JobRank
 from sentinel.remediation.policy import (
     DEFAULT_POLICY,
     HOST_HARDWARE,
@@ -724,6 +724,24 @@ def _rows(outcome: Outcome) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         )
 
 
+def _progress_rows(outcome: Outcome, final_step: int) -> list[dict[str, Any]]:
+    """The job's progress samples as the watchdog would have written them: at the start, when
+    each fault stopped it, when the restarted ranks came back (rolled back to the checkpoint,
+    ``init_s`` before training again: NCCL init and the checkpoint load), and at the end."""
+    a = outcome.assumptions
+    samples: dict[datetime, int] = {START: 0}
+    for i in outcome.sentinel.interruptions:
+        samples.setdefault(_at(i.fault_s), i.checkpoint_step + i.steps_lost)
+        back = max(i.issued_s, i.resumed_s - a.init_s)
+        samples.setdefault(_at(back), i.checkpoint_step)
+    samples.setdefault(_at(outcome.sentinel.end_s), final_step)
+    ranks = a.hosts * a.gpus_per_host
+    return [
+        {"job_id": JOB_ID, "at": at, "step": step, "step_time_s": a.step_time_s, "ranks": ranks}
+        for at, step in sorted(samples.items())
+    ]
+
+
 def write(outcome: Outcome, path: Path) -> str:
     """Write the Sentinel run into a fresh, migrated SQLite file; returns its URL."""
     a = outcome.assumptions
@@ -790,6 +808,7 @@ def write(outcome: Outcome, path: Path) -> str:
             if incidents:
                 conn.execute(insert(Incident), list(incidents))
                 conn.execute(insert(Decision), list(decisions))
+            conn.execute(insert(JobProgress), _progress_rows(outcome, final_step))
     finally:
         engine.dispose()
     return url

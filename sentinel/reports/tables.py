@@ -16,6 +16,12 @@ from typing import Any
 import polars as pl
 
 from sentinel.reports.frames import History
+from sentinel.reports.goodput import (
+    breakdown_by_category,
+    breakdown_by_day,
+    measured_ettr,
+    phases,
+)
 from sentinel.triage.taxonomy import (
     LLAMA3_PLANNED_INTERRUPTIONS,
     LLAMA3_TABLE5,
@@ -258,6 +264,7 @@ def build_report(history: History, params: ReportParams, now_s: float) -> Report
         pl.col("job_id").is_not_null() & pl.col("lost_work_s").is_null()
     ).height
     jobs_ettr = ettr(per_incident, history.jobs, start, end)
+    per_phase = phases(per_incident, history.progress)
     summary: dict[str, Any] = {
         "window_start": _iso(start),
         "window_end": _iso(end),
@@ -279,5 +286,8 @@ def build_report(history: History, params: ReportParams, now_s: float) -> Report
             "time_lost": time_lost(per_incident, history.jobs),
             "ettr": jobs_ettr,
             "repeat_offenders": repeat_offenders(inc),
+            "goodput": breakdown_by_category(per_phase),
+            "goodput_by_day": breakdown_by_day(per_phase),
+            "ettr_measured": measured_ettr(history.progress, start, end),
         },
     )
