@@ -5,10 +5,16 @@ been quiet for ``settle_s``, the leader reads them (gzip, content-addressed on d
 same analysis as `sentinel fr analyze`, and writes one synthetic ``fr_verdict`` event naming
 the culprit rank's host: triage then blames that host instead of the timeouts.
 
-Each job is read and analysed in a process of its own (spawned), under an address-space
-limit (`memory_budget_bytes` over what the worker holds once its imports are done) and a
-time limit (`timeout_s`): a hostile or broken dump can fail its own job, never take the
-service's memory or its loop. A dump that cannot be read is left out of its job's analysis
+Each job is read and analysed in a process of its own (spawned), which parses the dumps in
+a pool of `workers` processes of its own (as `sentinel fr analyze` does), each under an
+address-space limit (`memory_budget_bytes` over what the job's process holds once its
+imports are done; the pool's processes inherit it) and the whole under a time limit
+(`timeout_s`): a hostile or broken dump can fail its own job, never take the service's
+memory or its loop. One job is analysed at a time, so the leader runs at most 1 + `workers`
+analysis processes. No database transaction stays open while a job is analysed (a minute
+for a 16k-rank job on a small machine): the other loops and ingest keep writing.
+
+A dump that cannot be read is left out of its job's analysis
 (named in the verdict's evidence); a job whose analysis fails gets a synthetic ``fr_error``
 event (no signal: triage ignores the kind, the events API shows it), a log line and
 ``sentinel_flightrec_failures_total{reason}``, and the loop goes on with the other jobs.
@@ -24,11 +30,16 @@ import hashlib
 import io
 import logging
 import multiprocessing.connection
+import os
 import resource
+import signal
 from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
 from multiprocessing import get_context
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +50,7 @@ from sentinel.clock import Clock
 from sentinel.db.models import Event, FlightRecorderUpload, JobRank
 from sentinel.flightrec.analyze import analyze_dumps
 from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, VerdictKind
-from sentinel.flightrec.parse import DumpSetBuilder
+from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
@@ -54,6 +65,8 @@ _MISMATCH = frozenset({VerdictKind.mismatch, VerdictKind.p2p})
 MAX_DUMP_BYTES = MAX_PICKLE_BYTES
 DEFAULT_MEMORY_BUDGET = 4 * 1024**3
 DEFAULT_TIMEOUT_S = 300.0
+# Parsing processes per analysis: the CLI's default on the 2-core machines it is sized for.
+DEFAULT_WORKERS = 2
 
 
 class FrJobFailure(Exception):
@@ -73,8 +86,18 @@ def _decompress(path: str) -> bytes:
     return data
 
 
-def _load(paths: list[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
-    """The job's dumps as one set (no DataFrame per rank), and what could not be read.
+def _load(paths: list[tuple[int, str]], workers: int = 1) -> tuple[DumpSet, list[str]]:
+    """The job's dumps as one set (no DataFrame per rank), and what could not be read,
+    parsed in chunks by `workers` processes (in this one if 1, or for a few dumps)."""
+    parts, errors = [], []
+    for part, failed in map_chunks(_load_chunk, paths, workers):
+        parts.append(part)
+        errors += failed
+    return merge_parts(parts), errors
+
+
+def _load_chunk(paths: Sequence[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
+    """One chunk's dumps as a set, and what could not be read.
 
     Any failure of one dump (corrupt gzip, a refused pickle, memory refused by the
     worker's limit) leaves that dump out and names it; the others are still read.
@@ -92,9 +115,14 @@ def _load(paths: list[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
 
 
 def _analyse_job(
-    paths: list[tuple[int, str]], rank_map: dict[int, tuple[str, int]]
+    paths: list[tuple[int, str]], rank_map: dict[int, tuple[str, int]], workers: int = 1
 ) -> tuple[FrVerdict, list[str]]:
-    dumps, errors = _load(paths)
+    try:
+        dumps, errors = _load(paths, workers)
+    except BrokenProcessPool:
+        raise FrJobFailure(
+            "worker_died", "a parsing process died (over the memory budget?)"
+        ) from None
     if errors and not dumps.dumps:
         raise FrJobFailure(
             "unreadable_dump", f"none of {len(errors)} dump(s) could be read: {errors[0]}"
@@ -118,9 +146,13 @@ def _worker(
     budget: int,
     paths: list[tuple[int, str]],
     rank_map: dict[int, tuple[str, int]],
+    workers: int = 1,
 ) -> None:
-    """The child: limit the address space to what the imports took plus `budget`, then
-    analyse and send back ("ok", (verdict, errors)) or (reason, message)."""
+    """The child: limit the address space to what the imports took plus `budget` (its
+    parsing processes inherit the limit), then analyse and send back
+    ("ok", (verdict, errors)) or (reason, message)."""
+    # A process group of its own, so that a timeout kills its parsing processes with it.
+    os.setpgid(0, 0)
     try:
         if budget > 0:
             limit = _vm_bytes() + budget
@@ -128,7 +160,7 @@ def _worker(
             if hard != resource.RLIM_INFINITY:
                 limit = min(limit, hard)
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-        reply: tuple[str, Any] = ("ok", _analyse_job(paths, rank_map))
+        reply: tuple[str, Any] = ("ok", _analyse_job(paths, rank_map, workers))
     except FrJobFailure as failure:
         reply = (failure.reason, str(failure))
     except MemoryError:
@@ -147,17 +179,17 @@ def analyse_isolated(
     rank_map: dict[int, tuple[str, int]],
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    workers: int = DEFAULT_WORKERS,
 ) -> tuple[FrVerdict, list[str]]:
-    """`_analyse_job` in a spawned process under the budget; FrJobFailure when it fails.
+    """`_analyse_job` in a spawned process under the budget, parsing in `workers`
+    processes of its own; FrJobFailure when it fails.
 
     Spawned, not forked: the service runs threads (polars', the event loop's), and a
     fork of a threaded process can deadlock.
     """
     ctx = get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_worker, args=(send, memory_budget_bytes, paths, rank_map), daemon=True
-    )
+    proc = ctx.Process(target=_worker, args=(send, memory_budget_bytes, paths, rank_map, workers))
     proc.start()
     send.close()
     try:
@@ -172,13 +204,23 @@ def analyse_isolated(
             ) from None
     finally:
         if proc.is_alive():
-            proc.kill()
+            _kill_group(proc)
         proc.join()
         recv.close()
     if status != "ok":
         raise FrJobFailure(status, value)
     verdict, errors = value
     return verdict, errors
+
+
+def _kill_group(proc: BaseProcess) -> None:
+    """Kill the job's process and the parsing processes it started (its group)."""
+    if proc.pid is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # it had not made its group yet
+        proc.kill()
 
 
 @dataclass
@@ -200,12 +242,14 @@ class FlightRecorderAnalyzer:
         metrics: ServiceMetrics | None = None,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        workers: int = DEFAULT_WORKERS,
     ) -> None:
         self._clock = clock
         self._settle = timedelta(seconds=settle_s)
         self._metrics = metrics
         self.memory_budget_bytes = memory_budget_bytes
         self.timeout_s = timeout_s
+        self.workers = workers
         self.last_round: list[FrJobResult] = []
 
     async def run_once(self, session: AsyncSession) -> list[FrVerdict]:
@@ -256,9 +300,17 @@ class FlightRecorderAnalyzer:
             for r in ranks
         }
         paths = [(rank, u.path) for rank, u in sorted(latest.items())]
+        # End the transaction (and commit the verdicts of the jobs before): held across the
+        # analysis, SQLite's write lock would stop ingest and every other loop meanwhile.
+        await session.commit()
         try:
             verdict, errors = await asyncio.to_thread(
-                analyse_isolated, paths, rank_map, self.memory_budget_bytes, self.timeout_s
+                analyse_isolated,
+                paths,
+                rank_map,
+                self.memory_budget_bytes,
+                self.timeout_s,
+                self.workers,
             )
         except FrJobFailure as failure:
             return self._failed(job_id, failure)
