@@ -31,6 +31,7 @@ system-deps:
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ipmi_sim >/dev/null || missing="$$missing openipmi"; \
 	command -v ipmitool >/dev/null || missing="$$missing ipmitool"; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && $(APT) $$missing; \
@@ -58,6 +59,7 @@ lint: $(STAMP)
 # Each script prints its figures and the command that produced them.
 bench: $(STAMP) system-deps
 	$(PY) benchmarks/ingest.py --hosts 2048 --seconds 30
+	$(PY) benchmarks/scaleout.py --hosts 512 --seconds 15 --drain 15
 	$(PY) benchmarks/detect_to_restart.py --trials 5
 	$(PY) benchmarks/flight_recorder.py --ranks 1024
 	$(PY) benchmarks/agent_overhead.py --seconds 30

@@ -1,0 +1,377 @@
+"""Scale-out benchmark: 1, 2 and 3 service replicas behind haproxy over one PostgreSQL.
+
+Each replica is a real `sentinel serve` process on its own port, all on one database migrated
+once (partitioned `batches`/`events`, migration 0008), with the loops on: one replica is elected
+leader and runs triage and the other loops while every replica ingests. haproxy (Debian's) runs
+in the foreground with a generated config, balancing over the replicas with a health check on
+/readyz. The load is benchmarks/ingest.py's: each of --hosts sends a batch every --interval s
+over keep-alive connections, from a raw HTTP/1.1 client that costs little CPU.
+
+Per replica count it prints the sustained rate, p50/p99 latency, what was lost, the CPU per
+batch of each part (replicas, PostgreSQL, haproxy, the generator) and whether the leader's
+loops kept up (sentinel_triage_lag_seconds and _backlog_events from the leader's /metrics),
+then what limits the figures: every part shares this machine's cores.
+
+    python benchmarks/scaleout.py --hosts 2048 --seconds 30 [--replicas 1,2,3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from ingest import pct, proc_cpu_seconds, run_load, stored_events
+from sqlalchemy import create_engine, func, select, text
+
+from sentinel.auth import new_token
+from sentinel.db import migrate
+from sentinel.db.engine import sync_url
+from sentinel.db.models import Batch
+from sentinel.testing.postgres import PostgresCluster, free_port, start_cluster
+from sentinel.testing.service import LiveService
+
+HAPROXY_HINT = "haproxy not found: 'apt-get install -y haproxy' (make system-deps does this)"
+
+
+def haproxy_config(port: int, backends: list[int], balance: str) -> str:
+    servers = "\n".join(
+        f"    server r{i} 127.0.0.1:{p} check inter 1s fall 3 rise 2"
+        for i, p in enumerate(backends)
+    )
+    # One thread: the point is the replicas and the database, and the cores are few.
+    return f"""global
+    maxconn 8192
+    nbthread 1
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend agents
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance {balance}
+    option httpchk GET /readyz
+    http-check expect status 200
+{servers}
+"""
+
+
+class Haproxy:
+    def __init__(self, backends: list[int], balance: str, workdir: Path) -> None:
+        exe = shutil.which("haproxy")
+        if exe is None:
+            raise SystemExit(HAPROXY_HINT)
+        self.port = free_port()
+        self.config = workdir / f"haproxy-{self.port}.cfg"
+        self.config.write_text(haproxy_config(self.port, backends, balance))
+        subprocess.run([exe, "-c", "-q", "-f", str(self.config)], check=True)
+        # -db: stay in the foreground, as the current user, logging to our stderr.
+        self.proc = subprocess.Popen(
+            [exe, "-db", "-f", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(workdir / "haproxy.log", "ab"),  # noqa: SIM115 - closed with the process
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("haproxy did not answer /readyz through to a replica within 15 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@dataclass
+class LoopWatch:
+    """Scrapes every replica's /metrics once a second while the load runs."""
+
+    urls: list[str]
+    lag: dict[int, float] = field(default_factory=dict)  # replica -> max triage lag seen
+    backlog: dict[int, float] = field(default_factory=dict)
+    passes: dict[int, tuple[float, float]] = field(default_factory=dict)  # count, sum
+    scrape_failures: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _scrape(self) -> None:
+        for i, url in enumerate(self.urls):
+            try:
+                body = httpx.get(f"{url}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                self.scrape_failures += 1
+                continue
+            count = total = 0.0
+            for line in body.splitlines():
+                name, _, value = line.partition(" ")
+                if name == "sentinel_triage_lag_seconds":
+                    self.lag[i] = max(self.lag.get(i, 0.0), float(value))
+                elif name == "sentinel_triage_backlog_events":
+                    self.backlog[i] = max(self.backlog.get(i, 0.0), float(value))
+                elif name == "sentinel_triage_pass_seconds_count":
+                    count = float(value)
+                elif name == "sentinel_triage_pass_seconds_sum":
+                    total = float(value)
+            self.passes[i] = (count, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._scrape()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._scrape()
+
+    def leader(self) -> int | None:
+        """The replica that ran triage passes: the elected leader."""
+        ran = [i for i, (count, _) in self.passes.items() if count > 0]
+        return ran[0] if len(ran) == 1 else None
+
+
+def postgres_pids(cluster: PostgresCluster) -> int:
+    return int((cluster.datadir / "postmaster.pid").read_text().split()[0])
+
+
+def own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def stored_batches(url: str) -> int:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(Batch)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def table_bytes(url: str) -> dict[str, int]:
+    engine = create_engine(sync_url(url))
+    sql = (
+        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+        "WHERE inhparent = to_regclass(:t)"
+    )
+    try:
+        with engine.connect() as conn:
+            return {
+                t: int(conn.execute(text(sql), {"t": t}).scalar_one())
+                for t in ("batches", "events")
+            }
+    finally:
+        engine.dispose()
+
+
+def run_one(
+    n: int, cluster: PostgresCluster, args: argparse.Namespace, workdir: Path
+) -> dict[str, object]:
+    db = f"scaleout_{n}"
+    cluster.psql(f"CREATE DATABASE {db}")
+    url = cluster.url(db)
+    migrate.upgrade(url)  # once, before any replica starts
+    empty = table_bytes(url)  # the partitions' fixed pages, not counted per row
+    tokens = {
+        "agent_token": new_token(),
+        "operator_token": new_token(),
+        "viewer_token": new_token(),
+    }
+    replicas = [
+        LiveService(
+            database_url=url,
+            data_dir=workdir / f"r{n}-{i}",
+            extra_env={"SENTINEL_AUTO_MIGRATE": "false"},
+            workers=args.workers,
+            **tokens,
+        )
+        for i in range(n)
+    ]
+    lb: Haproxy | None = None
+    watch = LoopWatch([r.url for r in replicas])
+    try:
+        for r in replicas:
+            r.start(timeout=60)
+        lb = Haproxy([r.port for r in replicas], args.balance, workdir)
+        pids = [r.proc.pid for r in replicas if r.proc is not None]
+        pg = postgres_pids(cluster)
+        time.sleep(2)  # the election settles and the loops start
+        cpu0 = (
+            sum(proc_cpu_seconds(p) for p in pids),
+            proc_cpu_seconds(pg),
+            proc_cpu_seconds(lb.proc.pid),
+            own_cpu_seconds(),
+        )
+        load0 = os.getloadavg()[0]
+        watch.start()
+        results, elapsed = asyncio.run(
+            run_load(
+                lb.port,
+                tokens["agent_token"],
+                args.hosts,
+                args.seconds,
+                args.interval,
+                args.connections,
+                args.event_every,
+            )
+        )
+        cpu1 = (
+            sum(proc_cpu_seconds(p) for p in pids),
+            proc_cpu_seconds(pg),
+            proc_cpu_seconds(lb.proc.pid),
+            own_cpu_seconds(),
+        )
+        load1 = os.getloadavg()[0]
+        # The leader's loops have a moment to catch up with the last events, as they would.
+        drain_deadline = time.monotonic() + args.drain
+        watch.stop()
+        while time.monotonic() < drain_deadline:
+            time.sleep(1)
+            watch._scrape()
+            leader = watch.leader()
+            if leader is not None and _backlog_now(watch.urls[leader]) == 0:
+                break
+        drained_in = args.drain - max(0.0, drain_deadline - time.monotonic())
+        events = stored_events(url)
+        batches = stored_batches(url)
+        sizes = table_bytes(url)
+    finally:
+        if lb is not None:
+            lb.stop()
+        for r in replicas:
+            r.stop()
+    leader = watch.leader()
+    acked = max(results.acked, 1)
+    cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+    return {
+        "replicas": n,
+        "offered": args.hosts / args.interval,
+        "rate": results.acked / elapsed,
+        "acked": results.acked,
+        "failed": results.failed,
+        "statuses": results.statuses,
+        "p50": pct(results.latencies, 50) * 1000,
+        "p99": pct(results.latencies, 99) * 1000,
+        "lost_batches": results.acked - batches,
+        "lost_events": results.events_acked - events,
+        "cpu_ms": [c / acked * 1000 for c in cpu],
+        "cpu_cores": [c / elapsed for c in cpu],
+        "leader": leader,
+        "lag_max": watch.lag.get(leader, float("nan")) if leader is not None else float("nan"),
+        "backlog_max": watch.backlog.get(leader, float("nan")) if leader is not None else 0,
+        "passes": watch.passes.get(leader, (0, 0)) if leader is not None else (0, 0),
+        "drained_in": drained_in,
+        "bytes_per_batch": (sizes["batches"] - empty["batches"]) / max(batches, 1),
+        "bytes_per_event": (sizes["events"] - empty["events"]) / max(events, 1),
+        "load": (load0, load1),
+    }
+
+
+def _backlog_now(url: str) -> float:
+    try:
+        body = httpx.get(f"{url}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return float("nan")
+    for line in body.splitlines():
+        if line.startswith("sentinel_triage_backlog_events "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def report(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
+    print(
+        f"\n{args.hosts} hosts, a batch each every {args.interval:g} s "
+        f"(offered {args.hosts / args.interval:.0f} batches/s) for {args.seconds:g} s, "
+        f"haproxy {args.balance}, {args.workers} worker(s) per replica\n"
+    )
+    print(
+        "replicas  batches/s  p50 ms  p99 ms  lost b/e  failed  "
+        "CPU ms/batch: replicas  pg   haproxy  generator   cores used  "
+        "leader: lag max s  backlog max  passes (mean s)  drained"
+    )
+    for r in rows:
+        cpu = r["cpu_ms"]
+        cores = sum(r["cpu_cores"])  # type: ignore[arg-type]
+        count, total = r["passes"]  # type: ignore[misc]
+        mean = total / count if count else float("nan")
+        print(
+            f"{r['replicas']:>8}  {r['rate']:>9.0f}  {r['p50']:>6.1f}  {r['p99']:>6.1f}  "
+            f"{r['lost_batches']:>3}/{r['lost_events']:<3}  {r['failed']:>6}  "
+            f"{cpu[0]:>21.2f}  {cpu[1]:>4.2f}  {cpu[2]:>7.2f}  {cpu[3]:>9.2f}   "  # type: ignore[index]
+            f"{cores:>10.2f}  {r['lag_max']:>17.1f}  {r['backlog_max']:>11.0f}  "
+            f"{count:>6.0f} ({mean:.3f})  {r['drained_in']:>5.0f} s"
+        )
+    for r in rows:
+        if r["statuses"] != {202: r["acked"]}:
+            print(f"  {r['replicas']} replica(s): statuses {r['statuses']}")
+        if r["leader"] is None:
+            print(f"  {r['replicas']} replica(s): no single replica ran triage (leader unknown)")
+    last = rows[-1]
+    print(
+        f"\nstorage: {last['bytes_per_batch']:.0f} bytes per batch row, "
+        f"{last['bytes_per_event']:.0f} per event row "
+        "(pg_total_relation_size of the partitions and their indexes, less their size empty)"
+    )
+    loads = ", ".join(f"{r['load'][0]:.1f}->{r['load'][1]:.1f}" for r in rows)  # type: ignore[index]
+    print(
+        f"\nWhat limits it: this machine has {os.cpu_count()} CPU(s), shared by the generator, "
+        "every replica, PostgreSQL and haproxy (the 'cores used' column is their sum), and by "
+        f"whatever else runs (1-minute load average before->after each run: {loads}). More "
+        "replicas add ingest capacity only when cores are free for them: on a machine with no "
+        "spare core, a replica's CPU per batch is what to scale by (docs/operations.md)."
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--hosts", type=int, default=2048)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between a host's batches")
+    p.add_argument("--replicas", default="1,2,3", help="replica counts to run, in order")
+    p.add_argument("--balance", choices=["roundrobin", "leastconn"], default="leastconn")
+    p.add_argument("--connections", type=int, default=128, help="keep-alive connections")
+    p.add_argument("--workers", type=int, default=1, help="worker processes per replica")
+    p.add_argument("--event-every", type=int, default=20, help="one batch in N carries an event")
+    p.add_argument("--drain", type=float, default=30.0, help="seconds to wait for triage after")
+    args = p.parse_args()
+    counts = [int(c) for c in args.replicas.split(",") if c.strip()]
+    print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()}")
+    cluster = start_cluster()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="sentinel-scaleout-") as tmp:
+            for n in counts:
+                rows.append(run_one(n, cluster, args, Path(tmp)))
+    finally:
+        cluster.stop()
+    report(rows, args)
+
+
+if __name__ == "__main__":
+    main()
