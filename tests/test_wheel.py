@@ -2,24 +2,35 @@
 virtual environment, runs `sentinel migrate` and `sentinel serve` and answers /readyz, on
 SQLite and PostgreSQL (issue 18: the wheel had no migrations and could not start).
 
-The fresh environment borrows the dev environment's third-party packages (a .pth line: no
-download in the test); Sentinel itself comes only from the wheel, which the test checks.
+The server's environment borrows the dev environment's third-party packages (a .pth line: no
+download); Sentinel itself comes only from the wheel, which the test checks. A GPU host's
+environment is installed as a site installs it, `sentinel-gpu[agent]` from the package
+registry, so that nothing of the server is there: `sentinel --help`, `sentinel classify` and
+`sentinel-agent run` must work with the agent's dependencies alone.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from sentinel.demo.service import free_port
 
@@ -201,3 +212,170 @@ def test_the_installed_server_migrates_serves_and_is_ready(serving: str, tmp_pat
             raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
         time.sleep(0.3)
     assert r.status_code == 200
+
+
+# -- an agent-only host: sentinel-gpu[agent] in a fresh environment --------------------------
+
+
+@pytest.fixture(scope="module")
+def agent_only(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with `sentinel-gpu[agent]` from the wheel, its dependencies from the registry."""
+    venv = tmp_path_factory.mktemp("agent-venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+    done = subprocess.run(
+        [*pip, "install", "-q", "--disable-pip-version-check", f"{wheel}[agent]"],
+        env=_no_checkout(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, f"pip install of the agent extra failed:\n{done.stderr[-3000:]}"
+    return venv
+
+
+def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv / "bin" / args[0]), *args[1:]],
+        env=_no_checkout(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_agent_install_has_nothing_of_the_server(agent_only: Path, tmp_path: Path) -> None:
+    for module in ("polars", "numba", "numpy", "sqlalchemy", "fastapi", "uvicorn", "alembic"):
+        found = _run(agent_only, "python", "-c", f"import {module}", cwd=tmp_path)
+        assert found.returncode != 0, f"{module} is installed with the agent extra"
+    where = _run(
+        agent_only, "python", "-c", "import sentinel; print(sentinel.__file__)", cwd=tmp_path
+    )
+    assert where.stdout.startswith(str(agent_only)), where
+
+
+def test_sentinel_help_and_classify_on_an_agent_only_host(agent_only: Path, tmp_path: Path) -> None:
+    helped = _run(agent_only, "sentinel", "--help", cwd=tmp_path)
+    assert helped.returncode == 0, helped.stderr
+    assert "classify" in helped.stdout
+    excerpt = tmp_path / "dmesg.txt"
+    excerpt.write_text(
+        "[1234.5] NVRM: Xid (PCI:0000:3b:00): 79, pid=2711, name=python, GPU has fallen off "
+        "the bus.\n"
+    )
+    classified = _run(agent_only, "sentinel", "classify", "--json", str(excerpt), cwd=tmp_path)
+    assert classified.returncode == 0, classified.stderr
+    assert '"faulty_gpu"' in classified.stdout
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """POST /api/v1/reports as the service answers it (202, a BatchAck); keeps the batches."""
+
+    batches: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        batch = json.loads(body)
+        self.batches.append({"path": self.path, "auth": self.headers["Authorization"], **batch})
+        ack = {
+            "host_id": batch["host_id"],
+            "seq": batch["seq"],
+            "duplicate": False,
+            "accepted": len(batch["observations"]),
+            "duplicates": 0,
+            "received_at": datetime.now(UTC).isoformat(),
+        }
+        out = json.dumps(ack).encode()
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_sentinel_agent_runs_on_an_agent_only_host(agent_only: Path, tmp_path: Path) -> None:
+    """`sentinel-agent run` with the fake NVML provider (the scenario shipped in the wheel)
+    ships a batch with the scenario's XID 79 to a receiver, and stops cleanly on SIGTERM."""
+    batches: list[dict[str, Any]] = []
+    handler = type("Receiver", (_Receiver,), {"batches": batches})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    scenario = _run(
+        agent_only,
+        "python",
+        "-c",
+        "import sentinel_agent, pathlib; "
+        "print(pathlib.Path(sentinel_agent.__file__).parent / 'scenarios' / 'xid79.yaml')",
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert Path(scenario).is_file(), scenario
+    off = {"enabled": False}
+    config = tmp_path / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "host_id": "agent-only-host",
+                "service": {
+                    "url": f"http://127.0.0.1:{server.server_port}",
+                    "token": "agent-token-0123456789",
+                },
+                "intervals": {"gpu_s": 0.5, "send_s": 0.3, "status_s": 1.0},
+                "collectors": {
+                    "nvml": {"provider": "fake", "scenario": scenario},
+                    **{
+                        name: off
+                        for name in (
+                            "kernel_log",
+                            "heartbeat",
+                            "flight_recorder",
+                            "rasdaemon",
+                            "mcelog",
+                            "edac",
+                            "infiniband",
+                            "devlink",
+                            "redfish",
+                            "ipmi",
+                            "dcgm",
+                        )
+                    },
+                },
+                "outbox": {"path": str(tmp_path / "outbox.db")},
+                "metrics": {"enabled": False},
+            }
+        )
+    )
+    log = (tmp_path / "agent.log").open("wb")
+    agent = subprocess.Popen(
+        [str(agent_only / "bin" / "sentinel-agent"), "run", "--config", str(config)],
+        env=_no_checkout(),
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and agent.poll() is None:
+            kinds = {o["kind"] for b in list(batches) for o in b["observations"]}
+            if {"xid", "gpu_sample"} <= kinds:
+                break
+            time.sleep(0.2)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        code = agent.wait(15)
+        log.close()
+        server.shutdown()
+    output = (tmp_path / "agent.log").read_text()
+    kinds = {o["kind"] for b in batches for o in b["observations"]}
+    assert {"xid", "gpu_sample"} <= kinds, output[-3000:]
+    assert {b["path"] for b in batches} == {"/api/v1/reports"}
+    assert {b["auth"] for b in batches} == {"Bearer agent-token-0123456789"}
+    assert {b["host_id"] for b in batches} == {"agent-only-host"}
+    xid = next(o for b in batches for o in b["observations"] if o["kind"] == "xid")
+    assert xid["xid"] == 79
+    assert code == 0, output[-3000:]
