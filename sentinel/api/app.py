@@ -216,6 +216,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    # Added before admission, so that it runs after it (the last added runs first).
+    app.add_middleware(reports.ReportsFastPath, ctx=ctx)
     install_admission(app)
     # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
     for module in (reports, decisions, hosts, jobs, dumps, incidents, events, alerts):

@@ -98,15 +98,19 @@ def require(allowed: frozenset[Role]) -> Callable[..., Coroutine[Any, Any, Princ
     ) -> Principal:
         # _bearer declares the scheme in the OpenAPI schema; one function judges the header.
         header = None if credentials is None else f"{credentials.scheme} {credentials.credentials}"
-        principal = authenticate(ctx.tokens, header)
-        if principal.role not in allowed:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"role {principal.role!r} may not do this; needs one of {sorted(allowed)}",
-            )
-        return principal
+        return check_role(authenticate(ctx.tokens, header), allowed)
 
     return dependency
+
+
+def check_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
+    """``principal``, if its role is one of ``allowed``; else a 403 that names the roles."""
+    if principal.role not in allowed:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"role {principal.role!r} may not do this; needs one of {sorted(allowed)}",
+        )
+    return principal
 
 
 Viewer = Annotated[Principal, Depends(require(auth.READ))]

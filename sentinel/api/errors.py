@@ -128,6 +128,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers
-        )
+        return http_error_response(exc)
+
+
+def http_error_response(exc: HTTPException) -> JSONResponse:
+    """The answer to an HTTPException, wherever it was raised (a route, or a plain ASGI layer)."""
+    return JSONResponse(
+        status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers
+    )

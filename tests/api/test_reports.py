@@ -204,3 +204,43 @@ async def test_heartbeats_build_the_rank_map_and_checkpoint(
     assert job["ranks_reporting"] == 16 and job["hosts"] == 2 and job["world_size"] == 16
     assert job["durable_checkpoint_step"] == 100
     assert {x["rank"]: x["host_id"] for x in job["ranks"]}[9] == "h002"
+
+
+async def test_the_fast_path_answers_as_the_route_does(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """Batches are answered by a plain ASGI layer (sentinel.api.routes.reports.ReportsFastPath),
+    not FastAPI's router: its refusals are the route's, and a query string still reaches the
+    route, whose dependencies refuse unknown parameters."""
+    body = batch(host="h001", seq=1, observations=[gpu_sample(0)])
+    r = await app_client.post("/api/v1/reports", json=body, headers=auth(tokens["viewer"]))
+    assert r.status_code == 403
+    assert r.json() == {"detail": "role 'viewer' may not do this; needs one of ['agent']"}
+    r = await app_client.post("/api/v1/reports", json=body, headers={"Authorization": "Basic x"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = await app_client.post(
+        "/api/v1/reports", params={"dry": "1"}, json=body, headers=auth(tokens["agent"])
+    )
+    assert r.status_code == 422 and "'dry'" in r.json()["detail"]
+    assert await _count(app_client, Batch) == 0
+    r = await app_client.post(
+        "/api/v1/reports",
+        content=b'{"version": 1',
+        headers={**auth(tokens["agent"]), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400 and r.json()["detail"].startswith("malformed JSON")
+    r = await app_client.post(
+        "/api/v1/reports",
+        content=b"x",
+        headers={**auth(tokens["agent"]), "Content-Encoding": "br"},
+    )
+    assert r.status_code == 415
+    r = await app_client.post(
+        "/api/v1/reports",
+        content=gzip.compress(json.dumps(body).encode()),
+        headers={**auth(tokens["agent"]), "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 202 and r.headers["content-type"] == "application/json"
+    assert r.json()["accepted"] == 1 and await _count(app_client, Batch) == 1
+    r = await app_client.get("/api/v1/reports", headers=auth(tokens["agent"]))
+    assert r.status_code == 405
