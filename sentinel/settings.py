@@ -212,6 +212,51 @@ class TriageSettings(_Section):
     )
 
 
+class SwapSettings(_Section):
+    """Proactive swap (issue 17): a host whose parts warn is swapped for a hot spare at the
+    job's next durable checkpoint, within caps."""
+
+    enabled: bool = Field(True, description="Decide swaps on degraded findings.")
+    window_s: float = Field(
+        3600.0, gt=0, description="How far back leading indicators are read (a rate's window)."
+    )
+    ecc_corrected_per_window: int = Field(
+        1000, ge=1, description="Correctable ECC errors on one GPU within window_s: degraded."
+    )
+    thermal_repeats: int = Field(
+        3, ge=1, description="Thermal slowdowns of one host within window_s: degraded."
+    )
+    link_error_repeats: int = Field(
+        2, ge=1, description="InfiniBand error-rate warnings of one host within window_s."
+    )
+    max_per_hour: int = Field(2, ge=0, description="Swaps decided per hour, fleet-wide.")
+    max_per_job: int = Field(
+        2, ge=0, description="Swaps decided per job within job_window_s."
+    )
+    job_window_s: float = Field(86400.0, gt=0)
+    spares: list[str] = Field(
+        default_factory=list,
+        description="Hosts Sentinel may hold as hot spares, in the order it takes them.",
+    )
+    pool_size: int = Field(
+        0, ge=0, description="Spares to hold; 0: none (no swap is decided without one)."
+    )
+    reservation: str = Field(
+        "sentinel-spares",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="The scheduler reservation that holds the spares.",
+    )
+    healthy_within_s: float = Field(
+        300.0, gt=0, description="A spare is healthy if its agent reported this recently."
+    )
+    planned_s: float = Field(
+        900.0,
+        gt=0,
+        description="The swap's interruption of the job is announced as maintenance this "
+        "long, so that it counts as planned.",
+    )
+
+
 class RemediationSettings(_Section):
     mode: Literal["auto", "approve", "dry_run"] = Field(
         "auto",
@@ -256,6 +301,7 @@ class RemediationSettings(_Section):
     max_attempts: int = Field(
         3, ge=1, description="Executions of one decision (claims) before it fails."
     )
+    swap: SwapSettings = Field(default_factory=SwapSettings)
 
 
 class Settings(BaseSettings):

@@ -374,3 +374,70 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(256), index=True)
     detail: Mapped[dict[str, Any]]
     at: Mapped[datetime]
+
+
+class DegradedFinding(Base):
+    """A host running on a part that warns before it fails (issue 17): not an interruption,
+    a lead for a planned swap. ``open_key`` (host|indicator) is set while the finding is open
+    and cleared when it is resolved, so one finding per host and indicator is open at a time
+    (NULLs never collide) and two replicas detecting it store it once."""
+
+    __tablename__ = "degraded_findings"
+    __table_args__ = (UniqueConstraint("open_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    host_id: Mapped[str] = mapped_column(String(128), index=True)
+    gpu: Mapped[str | None] = mapped_column(String(64))
+    indicator: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[list[Any]]
+    open_key: Mapped[str | None] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))  # open | resolved
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class Swap(Base):
+    """A proactive swap decision: one per degraded finding (the unique constraint makes it
+    exactly once). waiting (for a durable checkpoint newer than the decision) → approved →
+    executing (claimed under a lease) → done | failed; refused is final (a cap said no)."""
+
+    __tablename__ = "swaps"
+    __table_args__ = (UniqueConstraint("finding_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    finding_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("degraded_findings.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    host_id: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    rule: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_step: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint_step: Mapped[int | None] = mapped_column(BigInteger)
+    spare_host: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Spare(Base):
+    """A host of the hot-spare pool, held in the scheduler's reservation while ``ready``;
+    ``used`` once a swap gave it to a job."""
+
+    __tablename__ = "spares"
+
+    host_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # ready | used
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    added_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

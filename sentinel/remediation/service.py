@@ -53,6 +53,7 @@ from sentinel.remediation.policy import (
     Repair,
     RepairProposal,
 )
+from sentinel.remediation.swap import SwapService
 from sentinel.schedulers.base import Operation, OpResult, SchedulerAdapter
 from sentinel.settings import RemediationSettings
 from sentinel.triage.signals import blank_numbers
@@ -91,11 +92,23 @@ class RemediationService:
     ) -> None:
         self._clock = clock
         self._settings = settings
-        self.scheduler = scheduler
+        self._scheduler = scheduler
         self._triage = triage
         self._policy = policy
         # Who holds an execution lease: enough to find the process in the logs.
         self.executor_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Proactive swaps of degraded hosts onto hot spares: their own decisions, same loop.
+        self.swaps = SwapService(clock, settings, scheduler)
+
+    @property
+    def scheduler(self) -> SchedulerAdapter:
+        return self._scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: SchedulerAdapter) -> None:
+        """Swapping the adapter (tests, replays) swaps it for the proactive swaps too."""
+        self._scheduler = scheduler
+        self.swaps.scheduler = scheduler
 
     # ------------------------------------------------------------------ deciding
 
@@ -556,6 +569,7 @@ class RemediationService:
         for decision_id in due:
             changes += await self.execute(sessions, decision_id)
         await self.follow_repairs(sessions)
+        await self.swaps.run(sessions)
         return changes
 
     def _lease_expired(self) -> ColumnElement[bool]:

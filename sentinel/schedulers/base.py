@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Operation = Literal["drain", "resume", "requeue", "reboot", "reset_gpu", "job_state", "nodes"]
+Operation = Literal[
+    "drain", "resume", "requeue", "reboot", "reset_gpu", "job_state", "nodes", "reserve"
+]
 
 # "completing" is kept apart from "running": a requeued Slurm job passes through COMPLETING on
 # its old nodes before it is pending again, and a caller polling for "running elsewhere" must
@@ -182,6 +184,17 @@ class SchedulerAdapter(Protocol):
     async def job_state(self, job_id: str) -> JobResult: ...
 
     async def nodes(self) -> NodesResult: ...
+
+
+@runtime_checkable
+class HoldsSpares(Protocol):
+    """An adapter that can hold hot spares out of the queue (Slurm: a reservation that
+    Sentinel creates, updates and deletes); adapters without it have no spare pool."""
+
+    async def hold(self, reservation: str, hosts: Sequence[str]) -> OpResult:
+        """Make ``reservation`` hold exactly ``hosts`` (none: no reservation), so that no job
+        lands on them until they are released to one. Repeating it changes nothing."""
+        ...
 
 
 def invalid_hosts(hosts: Sequence[str]) -> list[str]:

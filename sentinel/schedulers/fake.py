@@ -54,6 +54,7 @@ class FakeScheduler:
         self._jobs: dict[str, _Job] = {}
         self._failures: dict[Operation, OpResult] = {}
         self.calls: list[tuple[Operation, tuple[object, ...]]] = []
+        self.reservations: dict[str, tuple[str, ...]] = {}
 
     # --- test controls -------------------------------------------------------------------
 
@@ -153,6 +154,18 @@ class FakeScheduler:
         self._schedule()
         return self._ok("requeue", f"requeue {job_id} excluding {sorted(exclude_hosts)}")
 
+    async def hold(self, reservation: str, hosts: Sequence[str]) -> OpResult:
+        if (failed := self._begin("reserve", reservation, tuple(hosts))) is not None:
+            return failed
+        if unknown := sorted(set(hosts) - set(self._nodes)):
+            return self._fail("reserve", f"unknown hosts {unknown}")
+        if hosts:
+            self.reservations[reservation] = tuple(hosts)
+        else:
+            self.reservations.pop(reservation, None)
+        self._schedule()
+        return self._ok("reserve", f"reservation {reservation}: {sorted(hosts)}")
+
     async def job_state(self, job_id: str) -> JobResult:
         if (failed := self._begin("job_state", job_id)) is not None:
             return JobResult(**failed.model_dump())
@@ -189,6 +202,7 @@ class FakeScheduler:
         job.nodes = []
 
     def _schedule(self) -> None:
+        reserved = {h for hosts in self.reservations.values() for h in hosts}
         for job in self._jobs.values():
             if job.state != "pending":
                 continue
@@ -199,6 +213,7 @@ class FakeScheduler:
                 and n.drain_reason is None
                 and not n.down
                 and n.name not in job.excluded
+                and n.name not in reserved
             ]
             if len(free) < job.size:
                 job.reason = "Resources"

@@ -34,6 +34,7 @@ from sentinel.schedulers.base import (
     OpResult,
     invalid_hosts,
     valid_gpu,
+    valid_host,
     valid_job_id,
 )
 from sentinel.schedulers.hostlist import HostlistError, compress, expand
@@ -570,6 +571,41 @@ class SlurmScheduler:
             # The last command (the cleanup) may have worked: the step did not.
             return result.model_copy(update={"ok": False, "error": f"GPU {gpu} reset: {why}"})
         return result
+
+    async def hold(self, reservation: str, hosts: Sequence[str]) -> OpResult:
+        """The spare pool's reservation: updated to exactly ``hosts`` (created when Slurm has
+        none of that name), deleted when there are none left to hold. IGNORE_JOBS: a spare
+        still finishing a job may be reserved; no new job lands on it outside the
+        reservation, and no one asks for the reservation (it is Sentinel's)."""
+        if invalid_hosts([*hosts]) or not valid_host(reservation):
+            return self._failure("reserve", f"invalid reservation or hosts {reservation!r}")
+        missing = "requested reservation is invalid"
+        if not hosts:
+            run = await self._run("scontrol", "delete", f"ReservationName={reservation}")
+            if not run.ok and missing in (run.error or "").lower():
+                run = _Run(run.command, True, "no reservation to delete", None, False)
+            return self._result("reserve", [run])
+        nodes = compress(hosts)
+        runs = [
+            await self._run(
+                "scontrol", "update", f"ReservationName={reservation}", f"Nodes={nodes}"
+            )
+        ]
+        if not runs[-1].ok and missing in (runs[-1].error or "").lower():
+            runs.append(
+                await self._run(
+                    "scontrol",
+                    "create",
+                    "reservation",
+                    f"ReservationName={reservation}",
+                    f"Nodes={nodes}",
+                    f"Users={getpass.getuser()}",
+                    "StartTime=now",
+                    "Duration=infinite",
+                    "Flags=IGNORE_JOBS",
+                )
+            )
+        return self._result("reserve", runs)
 
     async def job_state(self, job_id: str) -> JobResult:
         if not valid_job_id(job_id):

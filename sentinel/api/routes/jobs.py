@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
-from sqlalchemy import select
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import func, select
 
-from sentinel.api.deps import Session, Viewer
+from sentinel.api.deps import Ctx, Session, Viewer
 from sentinel.api.errors import error_responses
 from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.checkpoints import durable_checkpoint
-from sentinel.db.models import Job, JobRank
+from sentinel.db.models import Incident, Job, JobRank
+from sentinel.reports.cadence import advise
 from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -63,4 +65,59 @@ async def get_job(session: Session, _: Viewer, job_id: Name) -> dict[str, Any]:
     )
     out = _job_out(job, ranks)
     out["ranks"] = [RankOut.model_validate(r, from_attributes=True) for r in ranks]
+    return out
+
+
+Seconds = Annotated[float | None, Query(gt=0, le=10 * 365 * 86400)]
+
+
+@router.get(
+    "/{job_id}/advice",
+    summary="What the job's launcher should do now: checkpoint, and how often",
+    description="checkpoint_now is true while a proactive swap waits for the job's next "
+    "durable checkpoint (swap names the host leaving and the spare taking its place). cadence: "
+    "the checkpoint interval that minimises expected lost time (Daly) from the job's measured "
+    "MTTF (its age over its incidents) and the save_s and restart_s the launcher gives; null "
+    "with cadence_why when they are missing. restart_in_place: not decided by Sentinel yet "
+    "(always false).",
+    responses=error_responses(404),
+)
+async def job_advice(
+    ctx: Ctx,
+    session: Session,
+    _: Viewer,
+    job_id: Name,
+    save_s: Seconds = None,
+    restart_s: Seconds = None,
+    interval_s: Seconds = None,
+) -> dict[str, Any]:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
+    out = await ctx.remediation.swaps.advice(session, job_id)
+    incidents = int(
+        await session.scalar(
+            select(func.count()).select_from(Incident).where(Incident.job_id == job_id)
+        )
+        or 0
+    )
+    age_s = (ctx.clock.now() - job.first_seen) / timedelta(seconds=1)
+    out["cadence"], out["cadence_why"] = None, None
+    if save_s is None or restart_s is None:
+        out["cadence_why"] = "give save_s and restart_s (the launcher measures them)"
+    elif incidents == 0 or age_s <= 0:
+        out["cadence_why"] = "no interruption seen yet: the job's MTTF is not measured"
+    else:
+        mttf_s = age_s / incidents
+        a = advise(save_s, restart_s, mttf_s, interval_s)
+        out["cadence"] = {
+            "interval_s": a.interval_s,
+            "young_interval_s": a.young_interval_s,
+            "expected_ettr": a.ettr,
+            "current_interval_s": a.current_interval_s,
+            "current_ettr": a.current_ettr,
+            "mttf_s": mttf_s,
+            "reason": a.reason(),
+        }
+    out["restart_in_place"] = False
     return out

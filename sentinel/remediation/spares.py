@@ -1,0 +1,177 @@
+"""The hot-spare pool: hosts held out of the queue in a scheduler reservation that Sentinel
+manages, so that a swap (or an exclusion) restarts the job at once instead of waiting.
+
+A host joins the pool while it is healthy by the agent's account (reported within
+``swap.healthy_within_s``, not drained, no open degraded finding, no recent critical event,
+in no running job): first the configured ``swap.spares``, then hosts a swap took out once a
+human or a repair returned them to service. A ready spare that stops being healthy leaves the
+pool. The scheduler's reservation is then made to hold exactly the ready spares (no scheduler
+command runs inside a transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sentinel.clock import Clock
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import AuditEntry, DegradedFinding, Host, JobRank, Spare, Swap
+from sentinel.schedulers.base import HoldsSpares, OpResult, SchedulerAdapter
+from sentinel.settings import SwapSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What the dashboard and /metrics show."""
+
+    target: int
+    ready: tuple[str, ...]
+    used: tuple[str, ...]
+    unhealthy: tuple[str, ...]  # configured spares not fit to hold now
+
+
+class SparePool:
+    def __init__(self, clock: Clock, settings: SwapSettings, scheduler: SchedulerAdapter) -> None:
+        self._clock = clock
+        self._settings = settings
+        self._scheduler = scheduler
+        self._held: tuple[str, ...] | None = None  # what this process last made Slurm hold
+        self.last_hold: OpResult | None = None
+
+    @property
+    def supported(self) -> bool:
+        return isinstance(self._scheduler, HoldsSpares)
+
+    async def healthy(self, session: AsyncSession, host_id: str) -> str | None:
+        """None when ``host_id`` may be a spare, else why not."""
+        now = self._clock.now()
+        host = await session.get(Host, host_id)
+        if host is None:
+            return "its agent never reported"
+        if host.last_seen < now - timedelta(seconds=self._settings.healthy_within_s):
+            return f"its agent has not reported since {host.last_seen:%H:%M:%S}"
+        if host.drain_state != "none":
+            return f"it is {host.drain_state}"
+        if host.last_critical_at is not None and host.last_critical_at >= now - timedelta(
+            seconds=self._settings.window_s
+        ):
+            return f"critical event: {host.last_critical}"
+        finding = await session.scalar(
+            select(DegradedFinding.reason).where(
+                DegradedFinding.host_id == host_id, DegradedFinding.state == "open"
+            )
+        )
+        if finding is not None:
+            return f"degraded: {finding}"
+        busy = await session.scalar(
+            select(JobRank.job_id).where(
+                JobRank.host_id == host_id,
+                JobRank.last_beat_at >= now - timedelta(seconds=self._settings.healthy_within_s),
+            )
+        )
+        if busy is not None:
+            return f"it runs job {busy}"
+        return None
+
+    async def sync(self, sessions: async_sessionmaker[AsyncSession]) -> PoolState:
+        """Fill the pool up to its size from healthy candidates, drop unhealthy ready spares,
+        then make the reservation hold the ready ones."""
+        if not self.supported or (self._settings.pool_size == 0 and not self._held):
+            return await self.state(sessions)
+        now = self._clock.now()
+        async with unit_of_work(sessions) as session:
+            spares = {s.host_id: s for s in (await session.scalars(select(Spare))).all()}
+            ready: list[str] = []
+            for s in list(spares.values()):
+                if s.state != "ready":
+                    continue
+                why = await self.healthy(session, s.host_id)
+                if why is None:
+                    ready.append(s.host_id)
+                    continue
+                await session.delete(s)
+                del spares[s.host_id]
+                self._audit(session, "spare.remove", s.host_id, why, now)
+            for host_id in await self._candidates(session, spares):
+                if len(ready) >= self._settings.pool_size:
+                    break
+                if await self.healthy(session, host_id) is not None:
+                    continue
+                used = spares.get(host_id)
+                reason = "healthy: its agent reports, not drained, not degraded, in no job"
+                if used is not None:
+                    used.state, used.job_id, used.updated_at = "ready", None, now
+                    used.reason = reason
+                else:
+                    session.add(
+                        Spare(
+                            host_id=host_id,
+                            state="ready",
+                            job_id=None,
+                            reason=reason,
+                            added_at=now,
+                            updated_at=now,
+                        )
+                    )
+                self._audit(session, "spare.add", host_id, reason, now)
+                ready.append(host_id)
+        await self.apply(tuple(sorted(ready)))
+        return await self.state(sessions)
+
+    async def _candidates(self, session: AsyncSession, spares: dict[str, Spare]) -> list[str]:
+        """The configured spares not yet in the pool, then hosts that swaps took out (repaired
+        ones pass the health check; the others do not)."""
+        configured = [h for h in self._settings.spares if h not in spares]
+        swapped = (
+            await session.scalars(
+                select(Swap.host_id).where(Swap.status == "done").order_by(Swap.updated_at)
+            )
+        ).all()
+        return [*configured, *(h for h in dict.fromkeys(swapped) if h not in spares)]
+
+    async def apply(self, hosts: tuple[str, ...]) -> OpResult | None:
+        """Make the reservation hold ``hosts``, if this process has not already."""
+        if not isinstance(self._scheduler, HoldsSpares) or hosts == self._held:
+            return None
+        res = await self._scheduler.hold(self._settings.reservation, hosts)
+        self.last_hold = res
+        if res.ok:
+            self._held = hosts
+        else:
+            log.warning("spare reservation %s: %s", self._settings.reservation, res.error)
+        return res
+
+    async def state(self, sessions: async_sessionmaker[AsyncSession]) -> PoolState:
+        async with unit_of_work(sessions) as session:
+            rows = (await session.scalars(select(Spare).order_by(Spare.host_id))).all()
+            unhealthy = [
+                h
+                for h in self._settings.spares
+                if h not in {r.host_id for r in rows} and await self.healthy(session, h)
+            ]
+        return PoolState(
+            target=self._settings.pool_size,
+            ready=tuple(r.host_id for r in rows if r.state == "ready"),
+            used=tuple(r.host_id for r in rows if r.state == "used"),
+            unhealthy=tuple(unhealthy),
+        )
+
+    @staticmethod
+    def _audit(session: AsyncSession, action: str, host_id: str, why: str, now: datetime) -> None:
+        session.add(
+            AuditEntry(
+                actor="sentinel",
+                role="system",
+                action=action,
+                target=f"host:{host_id}",
+                detail={"reason": why},
+                at=now,
+            )
+        )

@@ -1,0 +1,591 @@
+"""Proactive swap: a degraded host leaves its job at the job's next durable checkpoint, and a
+hot spare from the reservation takes its place.
+
+One decision per degraded finding, persisted with its rule and reason (the unique finding_id
+makes it exactly once, also with several replicas on one database). A swap decided waits
+(status ``waiting``) while the job is told to checkpoint now (the advice endpoint, the
+heartbeat reply); once every rank reports a checkpoint newer than the one durable at the
+decision, and no older than the step the job had reached, it is approved, and executed once
+under a lease as the remediation decisions are: claim (committed) -> drain the host, release
+a spare from the reservation, requeue the job without the host -> outcome recorded. The
+interruption is announced as maintenance for the job's hosts beforehand, so that triage counts
+it as planned, not as a failure.
+
+Caps are rules like the rest: swaps per hour, per job, never more than the pool holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sentinel.checkpoints import durable_checkpoint
+from sentinel.clock import Clock
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import (
+    AuditEntry,
+    DegradedFinding,
+    Host,
+    Job,
+    JobRank,
+    Maintenance,
+    Spare,
+    Swap,
+)
+from sentinel.db.upsert import dialect_of, insert_for
+from sentinel.remediation.degraded import DegradedWatch, resolve_host
+from sentinel.remediation.spares import SparePool
+from sentinel.schedulers.base import OpResult, SchedulerAdapter
+from sentinel.settings import RemediationSettings, SwapSettings
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+class SwapAction(StrEnum):
+    swap = "swap_at_checkpoint"
+    none = "none"  # nothing to swap (no job), or a cap refused it
+
+
+# Statuses that hold a spare or a cap's slot: the decision is not over.
+ACTIVE: Final = frozenset({"waiting", "approved", "executing"})
+FINAL: Final = frozenset({"done", "failed", "refused", "noop"})
+
+
+@dataclass(frozen=True)
+class SwapContext:
+    host: str
+    gpu: str | None
+    finding: str  # the finding's reason
+    job_id: str | None
+    job_hosts: int
+    current_step: int | None
+    durable_step: int | None
+    swaps_last_hour: int
+    swaps_for_job: int
+    spares_ready: int
+    swaps_in_flight: int  # active swaps, each holding a spare
+    settings: SwapSettings = field(default_factory=SwapSettings)
+
+
+@dataclass(frozen=True)
+class SwapProposal:
+    action: SwapAction
+    status: str  # waiting | refused | noop
+    rule: str
+    reason: str
+
+
+class SwapRule(ABC):
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @abstractmethod
+    def propose(self, ctx: SwapContext) -> SwapProposal | None: ...
+
+    def _refuse(self, reason: str) -> SwapProposal:
+        return SwapProposal(SwapAction.none, "refused", self.name, reason)
+
+
+class SwapsDisabled(SwapRule):
+    def propose(self, ctx: SwapContext) -> SwapProposal | None:
+        if ctx.settings.enabled:
+            return None
+        return SwapProposal(
+            SwapAction.none, "noop", self.name, "proactive swap is off (remediation.swap)"
+        )
+
+
+class NothingToSwapOutsideAJob(SwapRule):
+    def propose(self, ctx: SwapContext) -> SwapProposal | None:
+        if ctx.job_id is not None:
+            return None
+        return SwapProposal(
+            SwapAction.none,
+            "noop",
+            self.name,
+            f"{ctx.host} runs no job: nothing to swap; the finding stays open for its repair",
+        )
+
+
+class CapSwapsPerHour(SwapRule):
+    def propose(self, ctx: SwapContext) -> SwapProposal | None:
+        cap = ctx.settings.max_per_hour
+        if ctx.swaps_last_hour < cap:
+            return None
+        return self._refuse(
+            f"{ctx.swaps_last_hour} swaps decided in the last hour (cap {cap}): {ctx.host} "
+            "keeps running degraded; a human decides"
+        )
+
+
+class CapSwapsPerJob(SwapRule):
+    def propose(self, ctx: SwapContext) -> SwapProposal | None:
+        cap = ctx.settings.max_per_job
+        if ctx.swaps_for_job < cap:
+            return None
+        return self._refuse(
+            f"job {ctx.job_id} already had {ctx.swaps_for_job} swaps in the last "
+            f"{ctx.settings.job_window_s / 3600:g} h (cap {cap}): not interrupted again for "
+            f"{ctx.host}"
+        )
+
+
+class NeverMoreThanThePoolHolds(SwapRule):
+    """A swap without a spare would shrink the job or leave it waiting in the queue: worse
+    than training on a degraded host until it fails."""
+
+    def propose(self, ctx: SwapContext) -> SwapProposal | None:
+        free = ctx.spares_ready - ctx.swaps_in_flight
+        if free > 0:
+            return None
+        return self._refuse(
+            f"no spare free in the pool ({ctx.spares_ready} ready, {ctx.swaps_in_flight} "
+            f"promised to swaps under way): {ctx.host} stays until a spare is found"
+        )
+
+
+class SwapAtNextCheckpoint(SwapRule):
+    def propose(self, ctx: SwapContext) -> SwapProposal | None:
+        return SwapProposal(
+            SwapAction.swap,
+            "waiting",
+            self.name,
+            f"{ctx.finding}: swap {ctx.host} out of job {ctx.job_id} at its next durable "
+            f"checkpoint (now step {ctx.current_step}, durable {ctx.durable_step}); "
+            "the job is told to checkpoint now",
+        )
+
+
+@dataclass(frozen=True)
+class SwapPolicy:
+    rules: Sequence[SwapRule]
+
+    def decide(self, ctx: SwapContext) -> SwapProposal:
+        for rule in self.rules:
+            proposal = rule.propose(ctx)
+            if proposal is not None:
+                return proposal
+        raise AssertionError("unreachable: SwapAtNextCheckpoint always proposes")
+
+
+DEFAULT_SWAP_POLICY: Final = SwapPolicy(
+    (
+        SwapsDisabled(),
+        NothingToSwapOutsideAJob(),
+        CapSwapsPerHour(),
+        CapSwapsPerJob(),
+        NeverMoreThanThePoolHolds(),
+        SwapAtNextCheckpoint(),
+    )
+)
+
+
+def checkpoint_due(swap: Swap, durable: int | None) -> bool:
+    """A checkpoint newer than the decision: newer than the one durable when it was made, and
+    saved no earlier than the step the job had reached then."""
+    if durable is None:
+        return False
+    if swap.checkpoint_step is not None and durable <= swap.checkpoint_step:
+        return False
+    return swap.decided_step is None or durable >= swap.decided_step
+
+
+class SwapService:
+    def __init__(
+        self,
+        clock: Clock,
+        settings: RemediationSettings,
+        scheduler: SchedulerAdapter,
+        policy: SwapPolicy = DEFAULT_SWAP_POLICY,
+    ) -> None:
+        self._clock = clock
+        self._settings = settings
+        self._swap = settings.swap
+        self._scheduler = scheduler
+        self._policy = policy
+        self.watch = DegradedWatch(clock, settings.swap)
+        self.pool = SparePool(clock, settings.swap, scheduler)
+        self.executor_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    @property
+    def scheduler(self) -> SchedulerAdapter:
+        return self._scheduler
+
+    @scheduler.setter
+    def scheduler(self, scheduler: SchedulerAdapter) -> None:
+        self._scheduler = scheduler
+        self.pool = SparePool(self._clock, self._swap, scheduler)
+
+    async def run(self, sessions: Sessions) -> None:
+        """Loop step: the pool, the findings, decisions, checkpoints, executions."""
+        await self.pool.sync(sessions)
+        await self.watch.scan(sessions)
+        async with unit_of_work(sessions) as session:
+            undecided = (
+                await session.scalars(
+                    select(DegradedFinding.id).where(
+                        DegradedFinding.state == "open",
+                        ~select(Swap.id).where(Swap.finding_id == DegradedFinding.id).exists(),
+                    )
+                )
+            ).all()
+        for finding_id in undecided:
+            await self.decide(sessions, finding_id)
+        async with unit_of_work(sessions) as session:
+            await self._approve_at_checkpoint(session)
+            await self._expire_leases(session)
+            due = (
+                await session.scalars(
+                    select(Swap.id).where(Swap.status == "approved").order_by(Swap.created_at)
+                )
+            ).all()
+        for swap_id in due:
+            await self.execute(sessions, swap_id)
+
+    # ------------------------------------------------------------------ deciding
+
+    async def decide(self, sessions: Sessions, finding_id: uuid.UUID) -> Swap | None:
+        """Record the swap decision for this finding, unless one exists."""
+        async with unit_of_work(sessions) as session:
+            finding = await session.get(DegradedFinding, finding_id)
+            if finding is None or finding.state != "open":
+                return None
+            ctx = await self._context(session, finding)
+            proposal = self._policy.decide(ctx)
+            now = self._clock.now()
+            ins = insert_for(dialect_of(session), Swap)
+            row: dict[str, Any] = {
+                "id": uuid.uuid4(),
+                "finding_id": finding.id,
+                "job_id": ctx.job_id,
+                "host_id": finding.host_id,
+                "action": proposal.action.value,
+                "status": proposal.status,
+                "rule": proposal.rule,
+                "reason": proposal.reason,
+                "decided_step": ctx.current_step,
+                "checkpoint_step": ctx.durable_step,
+                "spare_host": None,
+                "outcome": {"planned": True, "indicator": finding.indicator, "steps": []},
+                "error": None,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            result = await session.execute(
+                ins.on_conflict_do_nothing(index_elements=["finding_id"]).returning(ins.table.c.id),
+                [row],
+            )
+            if not result.all():
+                return None  # another replica decided first
+            log.info(
+                "swap decision for %s (%s): %s", finding.host_id, proposal.rule, proposal.status
+            )
+            return await session.get(Swap, row["id"])
+
+    async def _context(self, session: AsyncSession, finding: DegradedFinding) -> SwapContext:
+        now = self._clock.now()
+        job_id = await self._job_of(session, finding.host_id)
+        ranks: Sequence[JobRank] = []
+        if job_id is not None:
+            ranks = (await session.scalars(select(JobRank).where(JobRank.job_id == job_id))).all()
+        decided = Swap.action == SwapAction.swap.value
+        last_hour = await self._count(session, decided, Swap.created_at >= now - timedelta(hours=1))
+        for_job = (
+            await self._count(
+                session,
+                decided,
+                Swap.job_id == job_id,
+                Swap.created_at >= now - timedelta(seconds=self._swap.job_window_s),
+            )
+            if job_id is not None
+            else 0
+        )
+        ready = await self._count_spares(session)
+        in_flight = await self._count(session, Swap.status.in_(ACTIVE))
+        return SwapContext(
+            host=finding.host_id,
+            gpu=finding.gpu,
+            finding=finding.reason,
+            job_id=job_id,
+            job_hosts=len({r.host_id for r in ranks}),
+            current_step=max((r.step for r in ranks), default=None),
+            durable_step=durable_checkpoint(r.checkpoint_step for r in ranks),
+            swaps_last_hour=last_hour,
+            swaps_for_job=for_job,
+            spares_ready=ready,
+            swaps_in_flight=in_flight,
+            settings=self._swap,
+        )
+
+    async def _job_of(self, session: AsyncSession, host_id: str) -> str | None:
+        """The running job whose ranks beat on this host most recently."""
+        return await session.scalar(
+            select(JobRank.job_id)
+            .join(Job, Job.id == JobRank.job_id)
+            .where(JobRank.host_id == host_id, Job.state == "running")
+            .order_by(JobRank.last_beat_at.desc())
+            .limit(1)
+        )
+
+    @staticmethod
+    async def _count(session: AsyncSession, *where: Any) -> int:
+        return int(await session.scalar(select(func.count()).select_from(Swap).where(*where)) or 0)
+
+    @staticmethod
+    async def _count_spares(session: AsyncSession) -> int:
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(Spare).where(Spare.state == "ready")
+            )
+            or 0
+        )
+
+    async def _approve_at_checkpoint(self, session: AsyncSession) -> None:
+        waiting = (await session.scalars(select(Swap).where(Swap.status == "waiting"))).all()
+        for swap in waiting:
+            steps = (
+                await session.scalars(
+                    select(JobRank.checkpoint_step).where(JobRank.job_id == swap.job_id)
+                )
+            ).all()
+            durable = durable_checkpoint(steps)
+            if not checkpoint_due(swap, durable):
+                continue
+            now = self._clock.now()
+            # Conditional: with two replicas, one moves it.
+            await session.execute(
+                update(Swap)
+                .where(Swap.id == swap.id, Swap.status == "waiting")
+                .values(
+                    status="approved",
+                    reason=Swap.reason + f"; checkpoint step {durable} durable: swap now",
+                    outcome={**swap.outcome, "durable_checkpoint": durable},
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    async def _expire_leases(self, session: AsyncSession) -> None:
+        """An execution whose process died between claim and record: its steps may have run
+        (a requeue is not idempotent), so it fails for a human to look at, never runs twice."""
+        now = self._clock.now()
+        await session.execute(
+            update(Swap)
+            .where(Swap.status == "executing", Swap.lease_until < now)
+            .values(
+                status="failed",
+                error="lease expired before the outcome was recorded; the steps may have run",
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+    # ------------------------------------------------------------------ executing
+
+    async def claim(self, session: AsyncSession, swap_id: uuid.UUID) -> bool:
+        now = self._clock.now()
+        result = await session.execute(
+            update(Swap)
+            .where(Swap.id == swap_id, Swap.status == "approved")
+            .values(
+                status="executing",
+                claimed_by=self.executor_id,
+                lease_until=now + timedelta(seconds=self._settings.lease_s),
+                attempts=Swap.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def execute(self, sessions: Sessions, swap_id: uuid.UUID) -> bool:
+        """Carry out an approved swap if this process claims it. Returns whether it did."""
+        async with unit_of_work(sessions) as session:
+            if not await self.claim(session, swap_id):
+                return False
+            swap = await session.get(Swap, swap_id)
+            assert swap is not None
+            job = await session.get(Job, swap.job_id) if swap.job_id else None
+            spare = await session.scalar(
+                select(Spare).where(Spare.state == "ready").order_by(Spare.added_at).limit(1)
+            )
+            now = self._clock.now()
+            if spare is not None:
+                spare.state, spare.job_id, spare.updated_at = "used", swap.job_id, now
+                spare.reason = f"swapped in for {swap.host_id} (swap {str(swap.id)[:8]})"
+                swap.spare_host = spare.host_id
+            remaining = tuple(
+                sorted(
+                    (
+                        await session.scalars(
+                            select(Spare.host_id).where(
+                                Spare.state == "ready", Spare.host_id != swap.spare_host
+                            )
+                        )
+                    ).all()
+                )
+            )
+            hosts = sorted(
+                set(
+                    (
+                        await session.scalars(
+                            select(JobRank.host_id).where(JobRank.job_id == swap.job_id)
+                        )
+                    ).all()
+                )
+            )
+            # Announced before the job stops, so that triage reads the stop as planned.
+            session.add(
+                Maintenance(
+                    hosts=hosts,
+                    job_id=swap.job_id,
+                    starts_at=now,
+                    ends_at=now + timedelta(seconds=self._swap.planned_s),
+                    reason=f"sentinel: planned swap of {swap.host_id} (swap {str(swap.id)[:8]})",
+                    author="sentinel",
+                    created_at=now,
+                )
+            )
+        try:
+            steps = await self._carry_out(swap, job, remaining)
+        except Exception as exc:
+            log.exception("executing swap %s raised", swap_id)
+            steps = [{"op": "swap", "ok": False, "error": repr(exc)}]
+        async with unit_of_work(sessions) as session:
+            await self._record(session, swap_id, steps)
+        return True
+
+    async def _carry_out(
+        self, swap: Swap, job: Job | None, remaining: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        steps: list[dict[str, Any]] = []
+        reason = (
+            f"sentinel: planned swap ({swap.outcome.get('indicator', 'degraded')}) "
+            f"swap {str(swap.id)[:8]}"
+        )
+        res = await self._scheduler.drain(swap.host_id, reason)
+        steps.append(_step(res))
+        if not res.ok:
+            return steps
+        # The spare leaves the reservation before the requeue, so the job can land on it.
+        if swap.spare_host is not None:
+            held = await self.pool.apply(remaining)
+            if held is not None:
+                steps.append({**_step(held), "host": swap.spare_host})
+                if not held.ok:
+                    return steps
+        if job is None:
+            steps.append({"op": "requeue", "ok": False, "error": "swap has no job"})
+            return steps
+        res = await self._scheduler.requeue(job.scheduler_job_id or job.id, [swap.host_id])
+        steps.append(_step(res))
+        return steps
+
+    async def _record(
+        self, session: AsyncSession, swap_id: uuid.UUID, steps: list[dict[str, Any]]
+    ) -> None:
+        swap = await session.get(Swap, swap_id)
+        assert swap is not None
+        now = self._clock.now()
+        ok = bool(steps) and all(s["ok"] for s in steps)
+        swap.outcome = {**swap.outcome, "steps": [*swap.outcome.get("steps", []), *steps]}
+        swap.status = "done" if ok else "failed"
+        swap.error = None if ok else next((s.get("error") for s in steps if not s["ok"]), None)
+        swap.claimed_by = None
+        swap.lease_until = None
+        swap.updated_at = now
+        drained = any(s["op"] == "drain" and s["ok"] for s in steps)
+        if drained:
+            host = await session.get(Host, swap.host_id)
+            if host is not None:
+                host.drain_state = "drained"
+                host.drain_reason = f"sentinel: planned swap {str(swap.id)[:8]}: {swap.reason}"
+            session.add(
+                AuditEntry(
+                    actor="sentinel",
+                    role="system",
+                    action="host.drain",
+                    target=f"host:{swap.host_id}",
+                    detail={"swap": str(swap.id), "planned": True, "reason": swap.reason},
+                    at=now,
+                )
+            )
+        if ok:
+            await resolve_host(
+                session, swap.host_id, now, f"swapped out of job {swap.job_id} (planned)"
+            )
+        log.info("swap %s %s: %s -> %s", swap.id, swap.status, swap.host_id, swap.spare_host)
+
+    # ------------------------------------------------------------------ advice
+
+    async def advice(self, session: AsyncSession, job_id: str) -> dict[str, Any]:
+        """What the job's launcher and ranks should do now."""
+        swap = await session.scalar(
+            select(Swap)
+            .where(Swap.job_id == job_id, Swap.status.in_(ACTIVE))
+            .order_by(Swap.created_at)
+            .limit(1)
+        )
+        if swap is None:
+            return {
+                "job_id": job_id,
+                "checkpoint_now": False,
+                "reason": "no swap under way",
+                "swap": None,
+            }
+        return {
+            "job_id": job_id,
+            "checkpoint_now": swap.status == "waiting",
+            "reason": swap.reason,
+            "swap": swap_out(swap),
+        }
+
+
+def swap_out(swap: Swap) -> dict[str, Any]:
+    return {
+        "id": str(swap.id),
+        "finding_id": str(swap.finding_id),
+        "job_id": swap.job_id,
+        "host": swap.host_id,
+        "spare_host": swap.spare_host,
+        "action": swap.action,
+        "status": swap.status,
+        "rule": swap.rule,
+        "reason": swap.reason,
+        "decided_step": swap.decided_step,
+        "checkpoint_step": swap.checkpoint_step,
+        "planned": True,
+        "outcome": swap.outcome,
+        "error": swap.error,
+        "attempts": swap.attempts,
+        "created_at": swap.created_at.isoformat(),
+        "updated_at": swap.updated_at.isoformat(),
+    }
+
+
+def _step(res: OpResult) -> dict[str, Any]:
+    return {
+        "op": res.op,
+        "adapter": res.adapter,
+        "ok": res.ok,
+        "commands": list(res.commands),
+        "output": res.output[-2000:],
+        "error": res.error,
+    }

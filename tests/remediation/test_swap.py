@@ -1,0 +1,173 @@
+"""Proactive swap through the app on the virtual clock: a degraded finding, a swap decided at
+once, the job told to checkpoint, and the swap carried out at the next durable checkpoint onto
+the hot spare the reservation held (the fake scheduler keeps reserved nodes out of the queue as
+Slurm does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from builders import heartbeat, obs
+from conftest import auth
+from sqlalchemy import select
+
+from remediation.timeline import HOSTS, Timeline
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import AuditEntry, DegradedFinding, Host, Maintenance, Spare, Swap
+from sentinel.remediation.swap import SwapService
+from sentinel.settings import RemediationSettings, SwapSettings
+
+
+def use_swaps(tl: Timeline, **kw: Any) -> SwapService:
+    settings = RemediationSettings(swap=SwapSettings(**{"spares": ["node5"], "pool_size": 1, **kw}))
+    service = SwapService(tl.clock, settings, tl.fake)
+    tl.ctx.remediation.swaps = service
+    return service
+
+
+async def beats(tl: Timeline, checkpoint: int) -> None:
+    tl.step += 5
+    for h, host in enumerate(HOSTS[:4]):
+        await tl.post(
+            host,
+            [
+                heartbeat(
+                    rank=h * 8 + g,
+                    step=tl.step,
+                    when=tl.clock.now(),
+                    gpu_index=g,
+                    checkpoint_step=checkpoint,
+                    world_size=32,
+                )
+                for g in range(8)
+            ],
+        )
+
+
+async def spare_reports(tl: Timeline) -> None:
+    await tl.post("node5", [obs("agent_status", tl.clock.now(), version="test")])
+
+
+def remap_pending(tl: Timeline) -> dict[str, Any]:
+    return obs("ecc", tl.clock.now(), gpu_index=2, counter="remap_pending", previous=0, current=1)
+
+
+async def advice(tl: Timeline) -> dict[str, Any]:
+    r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["viewer"]))
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def swaps(tl: Timeline) -> list[Swap]:
+    async with unit_of_work(tl.ctx.sessions) as s:
+        return list((await s.scalars(select(Swap))).all())
+
+
+async def test_a_degraded_host_is_swapped_onto_the_spare_at_the_next_durable_checkpoint(
+    tl: Timeline,
+) -> None:
+    use_swaps(tl)
+    await spare_reports(tl)
+    await tl.loops()
+    assert tl.fake.reservations == {"sentinel-spares": ("node5",)}
+    assert (await advice(tl))["checkpoint_now"] is False
+
+    tl.clock.advance(10)
+    await tl.post("node2", [remap_pending(tl)])
+    await tl.loops()
+    async with unit_of_work(tl.ctx.sessions) as s:
+        [finding] = (await s.scalars(select(DegradedFinding))).all()
+        assert (finding.host_id, finding.indicator, finding.state) == (
+            "node2",
+            "remap_pending:2",
+            "open",
+        )
+        assert "remap_pending 0 -> 1" in finding.evidence[0]["line"]
+    [swap] = await swaps(tl)
+    assert (swap.status, swap.rule, swap.job_id) == ("waiting", "SwapAtNextCheckpoint", "job-1")
+    assert (swap.decided_step, swap.checkpoint_step) == (105, 100)
+    told = await advice(tl)
+    assert told["checkpoint_now"] is True and told["swap"]["host"] == "node2"
+    assert "next durable checkpoint" in told["reason"]
+    # Nothing happens to the job until its checkpoint: no incident, no requeue.
+    assert await tl.requeues() == 0 and await tl.incidents() == []
+
+    # Some ranks saved step 110, not all: not durable yet.
+    tl.clock.advance(10)
+    await beats(tl, checkpoint=100)
+    await tl.post(
+        "node1", [heartbeat(rank=0, step=tl.step, when=tl.clock.now(), checkpoint_step=110)]
+    )
+    await tl.loops()
+    assert [s.status for s in await swaps(tl)] == ["waiting"]
+
+    tl.clock.advance(10)
+    await beats(tl, checkpoint=115)
+    await tl.loops()
+    [swap] = await swaps(tl)
+    assert swap.status == "done", swap.error
+    assert swap.spare_host == "node5" and swap.outcome["durable_checkpoint"] == 115
+    assert [s["op"] for s in swap.outcome["steps"]] == ["drain", "reserve", "requeue"]
+    assert swap.outcome["planned"] is True
+    # The job keeps its size, on the spare instead of the degraded host.
+    assert sorted(await tl.job_nodes()) == ["node1", "node3", "node4", "node5"]
+    assert await tl.requeues() == 1 and await tl.drained("node2")
+    assert tl.fake.reservations == {}
+    async with unit_of_work(tl.ctx.sessions) as s:
+        host = await s.get(Host, "node2")
+        assert host is not None and host.drain_state == "drained"
+        spare = await s.get(Spare, "node5")
+        assert spare is not None and (spare.state, spare.job_id) == ("used", "job-1")
+        [finding] = (await s.scalars(select(DegradedFinding))).all()
+        assert finding.state == "resolved" and finding.open_key is None
+        [m] = (await s.scalars(select(Maintenance))).all()
+        assert m.job_id == "job-1" and "planned swap of node2" in m.reason
+        drains = (
+            await s.scalars(select(AuditEntry).where(AuditEntry.action == "host.drain"))
+        ).all()
+        assert [d.detail["planned"] for d in drains] == [True]
+    assert (await advice(tl))["checkpoint_now"] is False
+
+    # Later passes decide nothing again and open nothing again from the same evidence.
+    await tl.loops()
+    await tl.loops()
+    assert len(await swaps(tl)) == 1 and await tl.requeues() == 1
+
+
+async def test_no_spare_refuses_the_swap_with_its_reason(tl: Timeline) -> None:
+    use_swaps(tl, pool_size=0)
+    tl.clock.advance(10)
+    await tl.post("node2", [remap_pending(tl)])
+    await tl.loops()
+    [swap] = await swaps(tl)
+    assert (swap.status, swap.rule) == ("refused", "NeverMoreThanThePoolHolds")
+    assert (await advice(tl))["checkpoint_now"] is False
+    await beats(tl, checkpoint=200)
+    await tl.loops()
+    assert await tl.requeues() == 0 and not await tl.drained("node2")
+
+
+async def test_an_unhealthy_spare_is_not_held(tl: Timeline) -> None:
+    use_swaps(tl)
+    await tl.loops()  # node5's agent never reported
+    assert tl.fake.reservations == {}
+    await spare_reports(tl)
+    await tl.loops()
+    assert tl.fake.reservations == {"sentinel-spares": ("node5",)}
+
+
+async def test_advice_cadence_needs_the_launchers_times_and_a_measured_mttf(tl: Timeline) -> None:
+    body = await advice(tl)
+    assert body["cadence"] is None and "save_s" in body["cadence_why"]
+    r = await tl.client.get(
+        "/api/v1/jobs/job-1/advice?save_s=30&restart_s=300",
+        headers=auth(tl.tokens["viewer"]),
+    )
+    assert r.json()["cadence"] is None and "MTTF" in r.json()["cadence_why"]
+    r = await tl.client.get(
+        "/api/v1/jobs/job-1/advice?save_s=-1", headers=auth(tl.tokens["viewer"])
+    )
+    assert r.status_code == 422
+    r = await tl.client.get("/api/v1/jobs/nope/advice", headers=auth(tl.tokens["viewer"]))
+    assert r.status_code == 404
