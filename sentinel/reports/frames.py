@@ -41,6 +41,8 @@ JOB_SCHEMA: dict[str, Any] = {
     "world_size": pl.Int64,
     "state": pl.String,
     "step_time_s": pl.Float64,
+    "step": pl.Int64,  # the furthest rank's step, at
+    "last_beat_s": pl.Float64,  # the newest heartbeat of any rank
 }
 
 
@@ -89,14 +91,26 @@ def incidents_query(
 
 def jobs_query(job_ids: Sequence[str] | None = None) -> Select[*tuple[Any, ...]]:
     # The job's step time is the mean over its ranks: one aggregate row per job, not 16,384.
-    step_time = (
-        select(JobRank.job_id, func.avg(JobRank.step_time_s).label("step_time_s"))
+    ranks = (
+        select(
+            JobRank.job_id,
+            func.avg(JobRank.step_time_s).label("step_time_s"),
+            func.max(JobRank.step).label("step"),
+            func.max(JobRank.last_beat_at).label("last_beat_at"),
+        )
         .group_by(JobRank.job_id)
         .subquery()
     )
     q = select(
-        Job.id, Job.first_seen, Job.last_seen, Job.world_size, Job.state, step_time.c.step_time_s
-    ).outerjoin(step_time, step_time.c.job_id == Job.id)
+        Job.id,
+        Job.first_seen,
+        Job.last_seen,
+        Job.world_size,
+        Job.state,
+        ranks.c.step_time_s,
+        ranks.c.step,
+        ranks.c.last_beat_at,
+    ).outerjoin(ranks, ranks.c.job_id == Job.id)
     if job_ids is not None:
         q = q.where(Job.id.in_(job_ids))
     return q.order_by(Job.id)
@@ -149,7 +163,16 @@ def _incident_frame(rows: Sequence[Any]) -> pl.DataFrame:
 def _job_frame(rows: Sequence[Any]) -> pl.DataFrame:
     return pl.DataFrame(
         [
-            (r[0], _s(r[1]), _s(r[2]), r[3], r[4], float(r[5]) if r[5] is not None else None)
+            (
+                r[0],
+                _s(r[1]),
+                _s(r[2]),
+                r[3],
+                r[4],
+                float(r[5]) if r[5] is not None else None,
+                r[6],
+                _s(r[7]),
+            )
             for r in rows
         ],
         schema=JOB_SCHEMA,

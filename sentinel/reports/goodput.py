@@ -158,9 +158,28 @@ def _empty_sums() -> dict[str, type[pl.DataType]]:
 
 
 def measured_ettr(
-    progress: pl.DataFrame, window_start_s: float, window_end_s: float
+    progress: pl.DataFrame,
+    window_start_s: float,
+    window_end_s: float,
+    jobs: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """ETTR per job from its progress samples inside the window (jobs with two or more)."""
+    """ETTR per job from its progress samples inside the window (jobs with two or more). A
+    job's newest heartbeat (``jobs``' step and last_beat_s) ends its series where it is newer
+    than the last sample, since samples are written a minute apart."""
+    if jobs is not None and "last_beat_s" in jobs.columns:
+        latest = progress.group_by("job_id").agg(pl.col("at_s").max().alias("_last"))
+        now = (
+            jobs.filter(pl.col("last_beat_s").is_not_null() & pl.col("step").is_not_null())
+            .join(latest, on="job_id", how="inner")
+            .filter(pl.col("last_beat_s") > pl.col("_last"))
+            .select(
+                "job_id",
+                pl.col("last_beat_s").alias("at_s"),
+                pl.col("step").cast(pl.Int64),
+                pl.lit(None, pl.Float64).alias("step_time_s"),
+            )
+        )
+        progress = pl.concat([progress, now], how="vertical_relaxed")
     inside = progress.filter(pl.col("at_s").is_between(window_start_s, window_end_s))
     per_job = (
         inside.sort("at_s")

@@ -288,6 +288,6 @@ def build_report(history: History, params: ReportParams, now_s: float) -> Report
             "repeat_offenders": repeat_offenders(inc),
             "goodput": breakdown_by_category(per_phase),
             "goodput_by_day": breakdown_by_day(per_phase),
-            "ettr_measured": measured_ettr(history.progress, start, end),
+            "ettr_measured": measured_ettr(history.progress, start, end, history.jobs),
         },
     )

@@ -86,7 +86,29 @@ def test_demo_shows_incidents_within_a_minute(tmp_path: Path) -> None:
         assert "demo stopped" in out.read_text()
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{url}/healthz", timeout=2)
+        _goodput_is_accounted(tmp_path / "demo" / "sentinel.db")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _goodput_is_accounted(db: Path) -> None:
+    """The report over what the demo's real agents, heartbeats and service recorded: every
+    interruption's time split into its phases, and the job's ETTR measured from heartbeats."""
+    report = subprocess.run(
+        [sys.executable, "-m", "sentinel.cli", "report", "--format", "json",
+         "--database-url", f"sqlite:///{db}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    tables = json.loads(report.stdout)
+    incidents = sum(r["count"] for r in tables["root_causes"] if r.get("count"))
+    goodput = tables["goodput"]
+    assert sum(r["interruptions"] for r in goodput) == incidents > 0, goodput
+    phases = ("detection_h", "decision_h", "execution_h", "waiting_h", "restart_h", "lost_h")
+    for row in goodput:
+        parts = sum(row[p] for p in (*phases, "other_h"))
+        assert abs(parts - row["total_h"]) < 0.01, row
+    measured = {r["job_id"]: r for r in tables["ettr_measured"]}
+    assert "llama3-405b-demo" in measured, tables["ettr_measured"]
+    assert measured["llama3-405b-demo"]["samples"] >= 2
