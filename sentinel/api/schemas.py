@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class HostOut(BaseModel):
@@ -24,6 +24,9 @@ class GpuOut(BaseModel):
     gpu_index: int
     uuid: str | None
     pci_bus_id: str | None
+    serial: str | None = Field(
+        None, description="The board serial NVML reports: what an RMA asks for."
+    )
     lost: bool
     remap_failure: bool
     temperature_c: float | None

@@ -69,6 +69,8 @@ class Gpu(Base):
     gpu_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     uuid: Mapped[str | None] = mapped_column(String(512))
     pci_bus_id: Mapped[str | None] = mapped_column(String(32))
+    # The board serial (nvmlDeviceGetSerial): what an RMA asks for.
+    serial: Mapped[str | None] = mapped_column(String(512))
     lost: Mapped[bool] = mapped_column(Boolean, default=False)
     remap_failure: Mapped[bool] = mapped_column(Boolean, default=False)
     ecc_uncorrected: Mapped[int | None] = mapped_column(BigInteger)

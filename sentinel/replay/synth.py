@@ -207,6 +207,8 @@ class Fleet:
             "gpu_index": g,
             "uuid": f"GPU-{h:04d}{g:02d}-5e71",
             "pci_bus_id": self.pci(g),
+            # 13 digits, as NVIDIA's board serials are: what a GPU's RMA asks for.
+            "serial": f"1654{h:05d}{g:04d}",
             "temperature_c": round(rng.uniform(52, 68), 1),
             "power_w": round(rng.uniform(520, 690), 1),
             "clock_event_reasons": 0,

@@ -31,10 +31,10 @@ from sentinel.health import HARD_THROTTLE_MASK, HealthState, host_health
 from sentinel.incidents.accountability import count_unaccounted, unaccounted
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.settings import HealthSettings
-from sentinel.triage.signals import normalize_pci
 from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
 from sentinel.triage.verdict import Evidence
 from sentinel.web.charts import Chart, Series, line_chart
+from sentinel.wire.identity import GpuIdentity
 
 # One letter per GPU cell of the fleet grid (also the CSS class): small pages, fast paint.
 CELL = {
@@ -358,6 +358,7 @@ async def host_page(
                 "index": g.gpu_index,
                 "uuid": g.uuid,
                 "pci_bus_id": g.pci_bus_id,
+                "serial": g.serial,
                 "temperature_c": g.temperature_c,
                 "ecc_uncorrected": g.ecc_uncorrected,
                 "lost": g.lost,
@@ -429,28 +430,19 @@ class SymptomGroup:
     example: str
 
 
-@dataclass(frozen=True)
-class GpuIdentity:
-    """A GPU by every name it goes by: the index, the PCI bus id and the UUID NVML reports."""
-
-    index: int
-    pci_bus_id: str | None
-    uuid: str | None
+def gpu_identity(g: Gpu) -> GpuIdentity:
+    return GpuIdentity(g.gpu_index, g.pci_bus_id, g.uuid, g.serial)
 
 
 def identify(name: str | None, gpus: list[Gpu]) -> GpuIdentity | None:
-    """The GPU of a host that a line names by index, PCI address (any spelling) or UUID."""
+    """The GPU of a host that a line names by index, PCI address (any spelling), UUID or
+    serial: every source's name for it resolves to the one identity NVML reported."""
     if not name:
         return None
-    name = name.strip()
-    pci = normalize_pci(name)
     for g in gpus:
-        if (
-            (name.isdigit() and int(name) == g.gpu_index)
-            or (g.uuid is not None and name == g.uuid)
-            or (g.pci_bus_id is not None and pci == normalize_pci(g.pci_bus_id))
-        ):
-            return GpuIdentity(g.gpu_index, g.pci_bus_id, g.uuid)
+        identity = gpu_identity(g)
+        if identity.is_named_by(name):
+            return identity
     return None
 
 

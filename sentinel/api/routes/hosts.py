@@ -77,6 +77,7 @@ async def get_host(ctx: Ctx, session: Session, _: Viewer, host_id: Name) -> dict
             gpu_index=g.gpu_index,
             uuid=g.uuid,
             pci_bus_id=g.pci_bus_id,
+            serial=g.serial,
             lost=g.lost,
             remap_failure=g.remap_failure,
             temperature_c=g.temperature_c,

@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.api.deps import Ctx, Operator, Session, Viewer
 from sentinel.api.errors import error_responses
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, Incident, IncidentTransition, Maintenance
+from sentinel.db.models import AuditEntry, Gpu, Incident, IncidentTransition, Maintenance
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.inputs import NO_NUL, Reason, Time
 from sentinel.triage.classify import classify_all
 from sentinel.triage.verdict import Verdict
+from sentinel.wire.identity import GpuIdentity
 from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"])
@@ -49,9 +50,39 @@ class IncidentOut(BaseModel):
     resolved_at: datetime | None
 
 
+class GpuIdentityOut(BaseModel):
+    """The culprit GPU by every name it goes by; the serial is what an RMA asks for."""
+
+    index: int
+    pci_bus_id: str | None
+    uuid: str | None
+    serial: str | None
+
+
 class IncidentDetail(IncidentOut):
     verdict: Verdict
     transitions: list[TransitionOut]
+    culprit_gpu_identity: GpuIdentityOut | None = Field(
+        None,
+        description="The culprit GPU (named by index, PCI address, UUID or serial) as the "
+        "culprit host's agent last reported it; none when the host never reported that GPU.",
+    )
+
+
+async def _culprit_identity(session: AsyncSession, incident: Incident) -> GpuIdentityOut | None:
+    if not (incident.culprit_host and incident.culprit_gpu):
+        return None
+    gpus = (await session.scalars(select(Gpu).where(Gpu.host_id == incident.culprit_host))).all()
+    for g in gpus:
+        identity = GpuIdentity(g.gpu_index, g.pci_bus_id, g.uuid, g.serial)
+        if identity.is_named_by(incident.culprit_gpu):
+            return GpuIdentityOut(
+                index=identity.index,
+                pci_bus_id=identity.pci_bus_id,
+                uuid=identity.uuid,
+                serial=identity.serial,
+            )
+    return None
 
 
 def _out(i: Incident) -> IncidentOut:
@@ -104,6 +135,7 @@ async def get_incident(session: Session, _: Viewer, incident_id: uuid.UUID) -> I
         **_out(incident).model_dump(),
         verdict=verdict_of(incident),
         transitions=[TransitionOut.model_validate(t, from_attributes=True) for t in transitions],
+        culprit_gpu_identity=await _culprit_identity(session, incident),
     )
 
 
