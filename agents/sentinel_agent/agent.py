@@ -34,6 +34,7 @@ from sentinel_agent.collectors.mcelog import McelogCollector
 from sentinel_agent.collectors.nvml import NvmlCollector
 from sentinel_agent.collectors.rasdaemon import RasdaemonCollector
 from sentinel_agent.collectors.redfish import Credentials, RedfishCollector, connect
+from sentinel_agent.collectors.spool import SpoolCollector, spool_dir
 from sentinel_agent.collectors.training_log import TrainingLogCollector
 from sentinel_agent.config import AgentConfig
 from sentinel_agent.metrics import AgentMetrics
@@ -184,6 +185,8 @@ class Agent:
                 )
             )
         out.extend(self._hardware_collectors(ctx))
+        # What the Slurm epilog (another process) leaves for the agent to send.
+        out.append(SpoolCollector(folder=spool_dir(self.config.outbox.path), interval_s=i.logs_s))
         return out
 
     def _hardware_collectors(self, ctx: Context) -> list[Collector]:

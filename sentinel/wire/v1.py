@@ -11,7 +11,8 @@ ever; that narrowing changes the meaning of nothing that could be stored before.
 
 Additions within version 1 widen what may be sent and change the meaning of nothing sent
 before: an older agent never sends them and keeps working; an older service refuses them (422),
-so the service is upgraded first. `LOG_SOURCES_ADDED` and `FIELDS_ADDED` list them.
+so the service is upgraded first. `LOG_SOURCES_ADDED`, `FIELDS_ADDED` and `KINDS_ADDED` list
+them.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ LOG_SOURCES_ADDED: Final = frozenset(
 )
 # Optional fields added to version 1's observations (model.field), absent from older agents.
 FIELDS_ADDED: Final = frozenset({"GpuSample.serial"})
+# Observation kinds added to version 1.
+KINDS_ADDED: Final = frozenset({"job_end"})
 
 
 class _Strict(BaseModel):
@@ -212,6 +215,17 @@ class AgentStatus(_Observation):
     outbox_dropped_samples: Count = 0
 
 
+class JobEnd(_Observation):
+    """A scheduler job ended on this host, as its epilog saw it (Slurm: SLURM_JOB_ID and the
+    job script's exit code and signal, SLURM_JOB_EXIT_CODE2 ``3:0``)."""
+
+    kind: Literal["job_end"] = "job_end"
+    job_id: Name = Field(description="The scheduler's job id.")
+    scheduler: Literal["slurm"] = "slurm"
+    exit_code: Annotated[int, Field(ge=0, le=255)] | None = None
+    signal: Annotated[int, Field(ge=0, le=255)] | None = None
+
+
 Observation = Annotated[
     GpuSample
     | XidEvent
@@ -219,12 +233,13 @@ Observation = Annotated[
     | LogRecord
     | HeartbeatSummary
     | FlightRecorderDump
-    | AgentStatus,
+    | AgentStatus
+    | JobEnd,
     Field(discriminator="kind"),
 ]
 
 PERIODIC_KINDS: Final = frozenset({"gpu_sample", "heartbeat", "agent_status"})
-EVENT_KINDS: Final = frozenset({"xid", "ecc", "log", "flight_recorder_dump"})
+EVENT_KINDS: Final = frozenset({"xid", "ecc", "log", "flight_recorder_dump", "job_end"})
 # Critical observations skip the agent's send interval and wake triage at once.
 CRITICAL_KINDS: Final = frozenset({"xid"})
 
