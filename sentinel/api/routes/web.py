@@ -37,6 +37,7 @@ from sentinel.db.models import Alert, Host, Incident
 from sentinel.inputs import NO_NUL
 from sentinel.triage.taxonomy import LLAMA3_UNEXPECTED_INTERRUPTIONS
 from sentinel.web import views
+from sentinel.web.goodput import goodput as goodput_view
 from sentinel.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -69,6 +70,7 @@ NAV = [
     ("approvals", "/approvals", "Approvals"),
     ("jobs", "/jobs", "Jobs"),
     ("root-causes", "/root-causes", "Root causes"),
+    ("goodput", "/goodput", "Goodput"),
     ("alerts", "/alerts", "Alerts"),
     ("silences", "/silences", "Silences"),
 ]
@@ -524,6 +526,19 @@ async def root_causes_page(
         days=days,
         llama3_total=LLAMA3_UNEXPECTED_INTERRUPTIONS,
     )
+
+
+@router.get("/goodput")
+async def goodput_page(
+    request: Request,
+    ctx: Ctx,
+    session: Session,
+    who: WebUser,
+    days: Annotated[float, Query(gt=0, le=3660)] = 54,
+) -> HTMLResponse:
+    now = ctx.clock.now()
+    table = await goodput_view(session, now - timedelta(days=days), now)
+    return _page(request, "goodput.html", who, table=table, days=days)
 
 
 # ---------------------------------------------------------------------------- alerts, silences
