@@ -89,7 +89,7 @@ class Agent:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.metrics = AgentMetrics(config.host_id)
+        self.metrics = AgentMetrics(config.host_id, config.metrics.mode)
         self.state = HostState()
         try:
             self.token = config.service.read_token()

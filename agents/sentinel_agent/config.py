@@ -24,6 +24,7 @@ from sentinel_agent.collectors.ipmi import Bmc
 from sentinel_agent.collectors.logs import RateLimit
 from sentinel_agent.collectors.mcelog import DEFAULT_PATH as MCELOG_LOG
 from sentinel_agent.collectors.rasdaemon import DEFAULT_PATH as RASDAEMON_DB
+from sentinel_agent.metrics import DEFAULT_PORT, SENTINEL, MetricsMode
 
 ENV_PREFIX = "SENTINEL_AGENT_"
 MiB = 1024 * 1024
@@ -280,9 +281,28 @@ class OutboxConfig(_Section):
 
 
 class MetricsConfig(_Section):
+    """The agent's /metrics (sentinel_agent/metrics.py): its own names and port by default,
+    beside a dcgm-exporter; or dcgm-exporter's names and port where it replaces one."""
+
     enabled: bool = True
+    mode: MetricsMode = Field(
+        SENTINEL,
+        description="sentinel: sentinel_agent_gpu_* names on port 8601; replace-dcgm-exporter: "
+        "dcgm-exporter's DCGM_FI_* names and labels on its port, 9400.",
+    )
     address: str = "127.0.0.1"
-    port: int = Field(9400, ge=0, le=65535)
+    port: int = Field(
+        DEFAULT_PORT[SENTINEL], ge=0, le=65535, description="Default: the mode's (8601 or 9400)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _the_modes_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("port") is None:
+            data = {**data, "port": DEFAULT_PORT.get(data.get("mode") or SENTINEL)}
+            if data["port"] is None:  # an unknown mode: its own error, not the port's
+                del data["port"]
+        return data
 
 
 class AgentConfig(_Section):

@@ -1,140 +1,195 @@
 """The agent's Prometheus metrics, on its own registry.
 
-GPU gauges carry dcgm-exporter's names and labels (gpu, UUID, pci_bus_id, Hostname), so
-dashboards and alert rules written for dcgm-exporter work on Sentinel hosts unchanged.
+Two namings of the GPU gauges (metrics.mode in the config):
+
+- `sentinel` (the default): the agent's own names, `sentinel_agent_gpu_*` in base units, with
+  labels gpu, uuid, pci_bus_id, hostname, served on the agent's own port (8601). A host that
+  also runs dcgm-exporter (9400, DCGM_FI_*) keeps both: no port clash, no two series of one
+  name from two exporters.
+- `replace-dcgm-exporter`: dcgm-exporter's names and labels (DCGM_FI_*, gpu, UUID, pci_bus_id,
+  Hostname; its default-counters.csv) on its port, 9400, so that dashboards and alert rules
+  written for dcgm-exporter work unchanged on hosts that run the agent instead of it.
+
+The agent's own health metrics (outbox, sends, collectors) are `sentinel_agent_*` in both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from sentinel.wire import GpuSample
 
-GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "Hostname")
+MetricsMode = Literal["sentinel", "replace-dcgm-exporter"]
+SENTINEL: Final = "sentinel"
+REPLACE_DCGM_EXPORTER: Final = "replace-dcgm-exporter"
+# The default port of each mode: the agent's own (not dcgm-exporter's 9400, node-exporter's
+# 9100 or the Sentinel service's 8600), or dcgm-exporter's where the agent takes its place.
+DEFAULT_PORT: Final[dict[str, int]] = {SENTINEL: 8601, REPLACE_DCGM_EXPORTER: 9400}
+GPU_LABELS: Final[dict[str, tuple[str, str, str, str]]] = {
+    SENTINEL: ("gpu", "uuid", "pci_bus_id", "hostname"),
+    REPLACE_DCGM_EXPORTER: ("gpu", "UUID", "pci_bus_id", "Hostname"),
+}
 MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class GpuGauge:
-    metric: str
+    """A GpuSample field as a gauge: its own name (base units) and dcgm-exporter's (whose unit
+    may differ: dcgm_scale converts the sample's value to it)."""
+
     field: str
+    name: str
+    dcgm: str
     help: str
-    scale: float = 1.0
+    dcgm_scale: float = 1.0
+
+    def metric(self, mode: str) -> str:
+        return self.name if mode == SENTINEL else self.dcgm
+
+    def scale(self, mode: str) -> float:
+        return 1.0 if mode == SENTINEL else self.dcgm_scale
+
+
+def _g(field: str, name: str, dcgm: str, help: str, dcgm_scale: float = 1.0) -> GpuGauge:
+    return GpuGauge(field, f"sentinel_agent_gpu_{name}", dcgm, help, dcgm_scale)
 
 
 # Sample field -> metric. dcgm-exporter's name wherever it has one (its default-counters.csv).
 GPU_GAUGES: tuple[GpuGauge, ...] = (
-    GpuGauge("DCGM_FI_DEV_GPU_TEMP", "temperature_c", "GPU temperature (in C)."),
-    GpuGauge("DCGM_FI_DEV_POWER_USAGE", "power_w", "Power draw (in W)."),
-    GpuGauge("DCGM_FI_DEV_GPU_UTIL", "utilization_pct", "GPU utilization (in %)."),
-    GpuGauge(
-        "DCGM_FI_DEV_FB_USED", "memory_used_bytes", "Framebuffer memory used (in MiB).", 1 / MiB
+    _g("temperature_c", "temperature_celsius", "DCGM_FI_DEV_GPU_TEMP", "GPU temperature (C)."),
+    _g("power_w", "power_watts", "DCGM_FI_DEV_POWER_USAGE", "Power draw (W)."),
+    _g("utilization_pct", "utilization_percent", "DCGM_FI_DEV_GPU_UTIL", "GPU utilization (%)."),
+    _g(
+        "memory_used_bytes",
+        "memory_used_bytes",
+        "DCGM_FI_DEV_FB_USED",
+        "Framebuffer memory used (bytes; dcgm-exporter's name: MiB).",
+        1 / MiB,
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+    _g(
         "clock_event_reasons",
+        "clock_event_reasons",
+        "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
         "Current clock event (throttle) reasons, NVML bitmask.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    _g(
         "ecc_volatile_corrected",
-        "Total number of single-bit volatile ECC errors.",
+        "ecc_volatile_corrected_errors",
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "Single-bit (corrected) volatile ECC errors since the driver loaded.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    _g(
         "ecc_volatile_uncorrected",
-        "Total number of double-bit volatile ECC errors.",
+        "ecc_volatile_uncorrected_errors",
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "Double-bit (uncorrected) volatile ECC errors since the driver loaded.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+    _g(
         "ecc_aggregate_corrected",
-        "Total number of single-bit persistent ECC errors.",
+        "ecc_aggregate_corrected_errors",
+        "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+        "Single-bit (corrected) ECC errors over the GPU's life.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+    _g(
         "ecc_aggregate_uncorrected",
-        "Total number of double-bit persistent ECC errors.",
+        "ecc_aggregate_uncorrected_errors",
+        "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+        "Double-bit (uncorrected) ECC errors over the GPU's life.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    _g(
         "remapped_rows_correctable",
-        "Number of remapped rows for correctable errors.",
+        "remapped_rows_correctable",
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "Rows remapped for correctable errors.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    _g(
         "remapped_rows_uncorrectable",
-        "Number of remapped rows for uncorrectable errors.",
+        "remapped_rows_uncorrectable",
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+        "Rows remapped for uncorrectable errors.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_ROW_REMAP_PENDING",
+    _g(
         "remap_pending",
+        "row_remap_pending",
+        "DCGM_FI_DEV_ROW_REMAP_PENDING",
         "Whether a row remapping is pending (1) or not (0).",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    _g(
         "remap_failure",
+        "row_remap_failure",
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
         "Whether remapping of rows has failed (1) or not (0).",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_RETIRED_SBE",
+    _g(
         "retired_pages_sbe",
-        "Total number of retired pages due to single-bit errors.",
+        "retired_pages_sbe",
+        "DCGM_FI_DEV_RETIRED_SBE",
+        "Pages retired for single-bit errors.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_RETIRED_DBE",
+    _g(
         "retired_pages_dbe",
-        "Total number of retired pages due to double-bit errors.",
+        "retired_pages_dbe",
+        "DCGM_FI_DEV_RETIRED_DBE",
+        "Pages retired for double-bit errors.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "pcie_replay_count", "Total number of PCIe retries."
+    _g(
+        "pcie_replay_count",
+        "pcie_replays",
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        "PCIe retries.",
     ),
 )
 
 NVLINK_GAUGES: tuple[GpuGauge, ...] = (
-    GpuGauge(
-        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+    _g(
         "crc_flit",
-        "Total number of NVLink flow-control CRC errors.",
+        "nvlink_crc_flit_errors",
+        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+        "NVLink flow-control CRC errors, all links.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+    _g(
         "crc_data",
-        "Total number of NVLink data CRC errors.",
+        "nvlink_crc_data_errors",
+        "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+        "NVLink data CRC errors, all links.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "replay", "Total number of NVLink retries."
+    _g(
+        "replay",
+        "nvlink_replay_errors",
+        "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+        "NVLink retries, all links.",
     ),
-    GpuGauge(
-        "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+    _g(
         "recovery",
-        "Total number of NVLink recovery errors.",
+        "nvlink_recovery_errors",
+        "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+        "NVLink recovery errors, all links.",
     ),
 )
+XID_GAUGE = _g("xid", "last_xid", "DCGM_FI_DEV_XID_ERRORS", "The last XID error of the GPU.")
 
 
 class AgentMetrics:
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, mode: MetricsMode = SENTINEL) -> None:
         self.hostname = hostname
+        self.mode = mode
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._gpu = {
-            g.field: (g, Gauge(g.metric, g.help, GPU_LABELS, registry=r)) for g in GPU_GAUGES
-        }
-        self._nvlink = {
-            g.field: (g, Gauge(g.metric, g.help, GPU_LABELS, registry=r)) for g in NVLINK_GAUGES
-        }
-        self.xid = Gauge(
-            "DCGM_FI_DEV_XID_ERRORS",
-            "Value of the last XID error encountered.",
-            GPU_LABELS,
-            registry=r,
-        )
+        labels = GPU_LABELS[mode]
+
+        def gauge(spec: GpuGauge) -> tuple[float, Gauge]:
+            return spec.scale(mode), Gauge(spec.metric(mode), spec.help, labels, registry=r)
+
+        self._gpu = {g.field: gauge(g) for g in GPU_GAUGES}
+        self._nvlink = {g.field: gauge(g) for g in NVLINK_GAUGES}
+        _, self.xid = gauge(XID_GAUGE)
         self.gpu_lost = Gauge(
             "sentinel_agent_gpu_lost",
             "1 when NVML reports the GPU lost or its handle fails.",
-            GPU_LABELS,
+            labels,
             registry=r,
         )
         self.outbox_depth = Gauge(
@@ -215,13 +270,13 @@ class AgentMetrics:
     def observe_gpu(self, sample: GpuSample) -> None:
         labels = self._labels(sample)
         self.gpu_lost.labels(*labels).set(1 if sample.lost else 0)
-        for field, (spec, gauge) in self._gpu.items():
+        for field, (scale, gauge) in self._gpu.items():
             value = getattr(sample, field)
             if value is not None:
-                gauge.labels(*labels).set(float(value) * spec.scale)
+                gauge.labels(*labels).set(float(value) * scale)
         if sample.nvlink is not None:
-            for field, (spec, gauge) in self._nvlink.items():
-                gauge.labels(*labels).set(float(getattr(sample.nvlink, field)) * spec.scale)
+            for field, (scale, gauge) in self._nvlink.items():
+                gauge.labels(*labels).set(float(getattr(sample.nvlink, field)) * scale)
 
     def observe_xid(self, gpu_index: int, xid: int) -> None:
         labels = self._gpu_labels.get(gpu_index, (str(gpu_index), "", "", self.hostname))

@@ -77,17 +77,42 @@ async def test_every_source_arrives(tmp_path: Path, receiver: Receiver) -> None:
     (dump,) = receiver.observations("flight_recorder_dump")
     assert dump.job_id == "job-e2e" and dump.rank == 0
     for name in (
-        "DCGM_FI_DEV_GPU_TEMP",
-        "DCGM_FI_DEV_POWER_USAGE",
-        "DCGM_FI_DEV_XID_ERRORS",
-        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+        "sentinel_agent_gpu_temperature_celsius",
+        "sentinel_agent_gpu_power_watts",
+        "sentinel_agent_gpu_last_xid",
+        "sentinel_agent_gpu_nvlink_crc_flit_errors",
         "sentinel_agent_outbox_depth",
         "sentinel_agent_send_failures_total",
         "sentinel_agent_dropped_samples_total",
     ):
         assert name in metrics, name
+    # its own names by default: none of dcgm-exporter's, which may run beside it
+    assert "DCGM_FI_" not in metrics
+    assert 'sentinel_agent_gpu_temperature_celsius{gpu="0",hostname="host-1"' in metrics
+    assert 'sentinel_agent_gpu_last_xid{gpu="4",hostname="host-1"' in metrics
+
+
+async def test_replacing_dcgm_exporter_serves_its_names(tmp_path: Path, receiver: Receiver) -> None:
+    """metrics.mode: replace-dcgm-exporter: the agent's /metrics has dcgm-exporter's names and
+    labels, for dashboards written for it; the agent's own health metrics keep theirs."""
+    port = free_port()
+    config = agent_config(
+        tmp_path,
+        receiver.url,
+        receiver.agent_token,
+        **{
+            "metrics.enabled": True,
+            "metrics.mode": "replace-dcgm-exporter",
+            "metrics.port": port,
+        },
+    )
+    async with running(Agent(config)):
+        await wait_for(lambda: receiver.observations("gpu_sample"))
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     assert 'DCGM_FI_DEV_GPU_TEMP{Hostname="host-1",UUID="GPU-' in metrics
-    assert 'DCGM_FI_DEV_XID_ERRORS{Hostname="host-1",UUID="GPU-' in metrics
+    assert "DCGM_FI_DEV_FB_USED" in metrics
+    assert "sentinel_agent_gpu_temperature_celsius" not in metrics
+    assert "sentinel_agent_outbox_depth" in metrics
 
 
 async def test_critical_xid_skips_the_send_interval(tmp_path: Path, receiver: Receiver) -> None:
