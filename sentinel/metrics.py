@@ -53,6 +53,11 @@ class ServiceMetrics:
             ["table"],
             registry=r,
         )
+        self.retention_partitions_dropped = Counter(
+            "sentinel_retention_partitions_dropped_total",
+            "Day partitions of batches and events dropped whole by retention (PostgreSQL).",
+            registry=r,
+        )
         self.incidents_opened = Counter(
             "sentinel_incidents_opened_total",
             "Incidents opened, by root-cause category.",

@@ -85,6 +85,10 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
         else:
             seen[key] = item.digest
             fresh.append(item)
+    if fresh and dialect_of(session) == "postgresql":
+        # Partitioned by sent_at there (migration 0008): the unique key no longer finds a seq
+        # reused with other bytes, this look-up does.
+        fresh = await _judge_known(session, fresh)
     if not fresh:
         return
 
@@ -135,6 +139,19 @@ async def _judge_repeats(session: AsyncSession, repeats: list[StoredBatch]) -> N
         known = stored.get((it.batch.host_id, it.batch.seq))
         it.conflict = known is not None and known != it.digest
         it.duplicate = not it.conflict
+
+
+async def _judge_known(session: AsyncSession, items: list[StoredBatch]) -> list[StoredBatch]:
+    """Judge the batches whose (host, seq) is stored under any sent_at; the others, to insert."""
+    keys = [(it.batch.host_id, it.batch.seq) for it in items]
+    rows = await session.execute(
+        select(BatchRow.host_id, BatchRow.seq).where(
+            tuple_(BatchRow.host_id, BatchRow.seq).in_(keys)
+        )
+    )
+    known = {(h, s) for h, s in rows.all()}
+    await _judge_repeats(session, [it for it in items if (it.batch.host_id, it.batch.seq) in known])
+    return [it for it in items if (it.batch.host_id, it.batch.seq) not in known]
 
 
 def event_row(host: str, seq: int, obs: Observation, received_at: datetime) -> dict[str, Any]:
@@ -192,6 +209,11 @@ async def _insert_events_per_host(
     its host-scoped id, so a resend of either host's event is still found as a duplicate.
     """
     stmt = _insert_events(dialect_of(session))
+    if dialect_of(session) == "postgresql":
+        # Keyed by (id, observed_at) there (migration 0008): ids held are looked up first.
+        await _scope_held_ids(session, rows, keys)
+        if not rows:
+            return set()
     stored_ids = {row[0] for row in (await session.execute(stmt, rows)).all()}
     taken = [i for i, row in enumerate(rows) if row["id"] not in stored_ids]
     if taken:
@@ -211,6 +233,28 @@ async def _insert_events_per_host(
             result = await session.execute(stmt, [rows[i] for i in moved])
             stored_ids |= {row[0] for row in result.all()}
     return {key for key, row in zip(keys, rows, strict=True) if row["id"] in stored_ids}
+
+
+async def _scope_held_ids(
+    session: AsyncSession, rows: list[dict[str, Any]], keys: list[tuple[str, uuid.UUID]]
+) -> None:
+    """Where the key includes the event's time: a row whose id its own host already stored is
+    dropped (a resend), one whose id another host holds takes its host-scoped id."""
+    held = dict(
+        (
+            await session.execute(
+                select(Event.id, Event.host_id).where(Event.id.in_([r["id"] for r in rows]))
+            )
+        ).all()
+    )
+    if not held:
+        return
+    keep = [i for i, row in enumerate(rows) if held.get(row["id"]) != row["host_id"]]
+    rows[:] = [rows[i] for i in keep]
+    keys[:] = [keys[i] for i in keep]
+    for row, key in zip(rows, keys, strict=True):
+        if row["id"] in held:
+            row["id"] = host_scoped_id(*key)
 
 
 async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None:
@@ -255,6 +299,7 @@ async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
             "gpu_index": idx,
             "uuid": s.uuid,
             "pci_bus_id": s.pci_bus_id,
+            "serial": s.serial,
             "lost": s.lost,
             "remap_failure": bool(s.remap_failure),
             "ecc_uncorrected": s.ecc_volatile_uncorrected,
@@ -317,15 +362,16 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
 @cache
 def _insert_batches(dialect: str) -> Any:
     ins = insert_for(dialect, BatchRow)
-    return ins.on_conflict_do_nothing(index_elements=["host_id", "seq"]).returning(
-        ins.table.c.host_id, ins.table.c.seq
-    )
+    # No conflict target: the key is (host, seq) on SQLite, (host, seq, sent_at) on partitioned
+    # PostgreSQL; either way it is the table's only unique key.
+    return ins.on_conflict_do_nothing().returning(ins.table.c.host_id, ins.table.c.seq)
 
 
 @cache
 def _insert_events(dialect: str) -> Any:
     ins = insert_for(dialect, Event)
-    return ins.on_conflict_do_nothing(index_elements=["id"]).returning(ins.table.c.id)
+    # (id) on SQLite, (id, observed_at) on partitioned PostgreSQL: the only unique key.
+    return ins.on_conflict_do_nothing().returning(ins.table.c.id)
 
 
 @cache
@@ -361,6 +407,7 @@ def _upsert_hosts_stmt(dialect: str) -> Any:
 _GPU_COLUMNS = (
     "uuid",
     "pci_bus_id",
+    "serial",
     "lost",
     "remap_failure",
     "ecc_uncorrected",
@@ -376,10 +423,10 @@ def _upsert_gpus_stmt(dialect: str) -> Any:
     ins = insert_for(dialect, Gpu)
     table, ex = ins.table, ins.excluded
     newer = ex.updated_at >= table.c.updated_at
-    # A late (older) sample never overwrites a newer one; the uuid and bus id keep their last
-    # known value when a lost GPU stops reporting them.
+    # A late (older) sample never overwrites a newer one; the uuid, bus id and serial keep their
+    # last known value when a lost GPU stops reporting them (the serial is what its RMA needs).
     set_ = {c: case((newer, ex[c]), else_=table.c[c]) for c in _GPU_COLUMNS}
-    for c in ("uuid", "pci_bus_id"):
+    for c in ("uuid", "pci_bus_id", "serial"):
         set_[c] = case((newer & ex[c].is_not(None), ex[c]), else_=table.c[c])
     return ins.on_conflict_do_update(index_elements=["host_id", "gpu_index"], set_=set_)
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from sentinel.db import migrate
+from sentinel.db import migrate, partitions
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Base
 
@@ -40,6 +40,13 @@ def test_models_and_migrations_do_not_drift(db_url: str) -> None:
             diff = compare_metadata(ctx, Base.metadata)
     finally:
         engine.dispose()
+    if db_url.startswith("postgresql"):
+        # Partitioned events: no foreign key can reference events.id alone (migration 0008).
+        diff = [
+            d
+            for d in diff
+            if not (d[0] == "add_fk" and d[1].name == partitions.DROPPED_FOREIGN_KEY)
+        ]
     assert diff == []
 
 
