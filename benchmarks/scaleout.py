@@ -172,19 +172,22 @@ def stored_batches(url: str) -> int:
 
 
 def table_bytes(url: str) -> dict[str, int]:
+    """Bytes of each partitioned table's partitions, with their indexes (and of the indexes)."""
     engine = create_engine(sync_url(url))
     sql = (
-        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0), "
+        "coalesce(sum(pg_indexes_size(inhrelid)), 0) FROM pg_inherits "
         "WHERE inhparent = to_regclass(:t)"
     )
+    sizes: dict[str, int] = {}
     try:
         with engine.connect() as conn:
-            return {
-                t: int(conn.execute(text(sql), {"t": t}).scalar_one())
-                for t in ("batches", "events")
-            }
+            for t in ("batches", "events"):
+                total, indexes = conn.execute(text(sql), {"t": t}).one()
+                sizes[t], sizes[f"{t}_indexes"] = int(total), int(indexes)
     finally:
         engine.dispose()
+    return sizes
 
 
 def run_one(
@@ -226,6 +229,7 @@ def run_one(
             own_cpu_seconds(),
         )
         load0 = os.getloadavg()[0]
+        wal0 = cluster.psql("SELECT pg_current_wal_lsn()").strip()
         watch.start()
         results, elapsed = asyncio.run(
             run_load(
@@ -245,6 +249,7 @@ def run_one(
             own_cpu_seconds(),
         )
         load1 = os.getloadavg()[0]
+        wal = int(float(cluster.psql(f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{wal0}')")))
         # The leader's loops have a moment to catch up with the last events, as they would.
         drain_deadline = time.monotonic() + args.drain
         watch.stop()
@@ -285,8 +290,12 @@ def run_one(
         "passes": watch.passes.get(leader, (0, 0)) if leader is not None else (0, 0),
         "drained_in": drained_in,
         "bytes_per_batch": (sizes["batches"] - empty["batches"]) / max(batches, 1),
+        "index_bytes_per_batch": (sizes["batches_indexes"] - empty["batches_indexes"])
+        / max(batches, 1),
         "bytes_per_event": (sizes["events"] - empty["events"]) / max(events, 1),
         "load": (load0, load1),
+        "wal_per_batch": wal / acked,
+        "wal_per_s": wal / elapsed,
     }
 
 
@@ -331,9 +340,18 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
             print(f"  {r['replicas']} replica(s): no single replica ran triage (leader unknown)")
     last = rows[-1]
     print(
-        f"\nstorage: {last['bytes_per_batch']:.0f} bytes per batch row, "
+        f"\nstorage: {last['bytes_per_batch']:.0f} bytes per batch row "
+        f"({last['index_bytes_per_batch']:.0f} of it indexes), "
         f"{last['bytes_per_event']:.0f} per event row "
         "(pg_total_relation_size of the partitions and their indexes, less their size empty)"
+    )
+    print(
+        "WAL: "
+        + ", ".join(
+            f"{r['replicas']} replica(s) {r['wal_per_batch']:.0f} bytes per batch "
+            f"({r['wal_per_s'] / 1e6:.1f} MB/s)"
+            for r in rows
+        )
     )
     loads = ", ".join(f"{r['load'][0]:.1f}->{r['load'][1]:.1f}" for r in rows)  # type: ignore[index]
     print(
