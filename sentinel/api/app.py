@@ -30,6 +30,7 @@ from sentinel.api.routes import (
     jobs,
     ops,
     reports,
+    swaps,
     web,
 )
 from sentinel.auth import TokenStore
@@ -220,7 +221,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(reports.ReportsFastPath, ctx=ctx)
     install_admission(app)
     # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
-    for module in (reports, decisions, hosts, jobs, dumps, incidents, events, alerts):
+    for module in (reports, decisions, hosts, jobs, swaps, dumps, incidents, events, alerts):
         app.include_router(module.router, dependencies=[Depends(known_query)])
     for module in (ops, web):
         app.include_router(module.router)

@@ -12,10 +12,12 @@ command runs inside a transaction).
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
@@ -175,3 +177,65 @@ class SparePool:
                 at=now,
             )
         )
+
+
+class PoolMetrics:
+    """The pool's gauges, on the service's registry (read at scrape time)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.spares = Gauge(
+            "sentinel_spares",
+            "Hosts of the hot-spare pool by state (ready: held in the reservation; used: "
+            "given to a job by a swap; unhealthy: configured spares not fit to hold)",
+            ["state"],
+            registry=registry,
+        )
+        self.target = Gauge(
+            "sentinel_spares_target", "Spares the pool should hold", registry=registry
+        )
+        self.findings = Gauge(
+            "sentinel_degraded_findings_open",
+            "Open degraded findings (hosts whose parts warn), by indicator rule",
+            ["rule"],
+            registry=registry,
+        )
+        self.swaps = Gauge(
+            "sentinel_swaps", "Proactive swap decisions by status", ["status"], registry=registry
+        )
+
+    async def refresh(self, sessions: async_sessionmaker[AsyncSession], pool: SparePool) -> None:
+        state = await pool.state(sessions)
+        async with unit_of_work(sessions) as session:
+            findings = (
+                await session.execute(
+                    select(DegradedFinding.rule, func.count())
+                    .where(DegradedFinding.state == "open")
+                    .group_by(DegradedFinding.rule)
+                )
+            ).all()
+            swaps = (
+                await session.execute(select(Swap.status, func.count()).group_by(Swap.status))
+            ).all()
+        self.target.set(state.target)
+        for name, hosts in (
+            ("ready", state.ready),
+            ("used", state.used),
+            ("unhealthy", state.unhealthy),
+        ):
+            self.spares.labels(name).set(len(hosts))
+        self.findings.clear()
+        for rule, n in findings:
+            self.findings.labels(rule).set(n)
+        self.swaps.clear()
+        for status, n in swaps:
+            self.swaps.labels(status).set(n)
+
+
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, PoolMetrics] = weakref.WeakKeyDictionary()
+
+
+def pool_metrics(registry: CollectorRegistry) -> PoolMetrics:
+    """One set of gauges per registry (per app)."""
+    if registry not in _METRICS:
+        _METRICS[registry] = PoolMetrics(registry)
+    return _METRICS[registry]

@@ -558,6 +558,36 @@ class SwapService:
         }
 
 
+async def host_findings(
+    session: AsyncSession, host_id: str, limit: int = 20
+) -> tuple[list[DegradedFinding], dict[uuid.UUID, Swap]]:
+    """The host's latest findings and the swap decided on each (the host page)."""
+    findings = list(
+        (
+            await session.scalars(
+                select(DegradedFinding)
+                .where(DegradedFinding.host_id == host_id)
+                .order_by(DegradedFinding.opened_at.desc())
+                .limit(limit)
+            )
+        ).all()
+    )
+    swaps = (
+        await session.scalars(select(Swap).where(Swap.finding_id.in_([f.id for f in findings])))
+    ).all()
+    return findings, {s.finding_id: s for s in swaps}
+
+
+async def active_swaps(session: AsyncSession) -> dict[str, Swap]:
+    """Each job's swap under way (the jobs page)."""
+    rows = (
+        await session.scalars(
+            select(Swap).where(Swap.status.in_(ACTIVE)).order_by(Swap.created_at.desc())
+        )
+    ).all()
+    return {s.job_id: s for s in rows if s.job_id}
+
+
 def swap_out(swap: Swap) -> dict[str, Any]:
     return {
         "id": str(swap.id),

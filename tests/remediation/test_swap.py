@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from builders import heartbeat, obs
 from conftest import auth
 from sqlalchemy import select
 
 from remediation.timeline import HOSTS, Timeline
+from sentinel.api.routes.web import TOKEN_COOKIE
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, DegradedFinding, Host, Maintenance, Spare, Swap
 from sentinel.remediation.swap import SwapService
@@ -59,6 +61,17 @@ async def advice(tl: Timeline) -> dict[str, Any]:
     return body
 
 
+async def page(tl: Timeline, path: str) -> str:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=tl.client.app),  # type: ignore[attr-defined]
+        base_url="http://sentinel",
+        cookies={TOKEN_COOKIE: tl.tokens["viewer"]},
+    ) as client:
+        r = await client.get(path)
+    assert r.status_code == 200, r.text
+    return r.text
+
+
 async def swaps(tl: Timeline) -> list[Swap]:
     async with unit_of_work(tl.ctx.sessions) as s:
         return list((await s.scalars(select(Swap))).all())
@@ -90,6 +103,7 @@ async def test_a_degraded_host_is_swapped_onto_the_spare_at_the_next_durable_che
     told = await advice(tl)
     assert told["checkpoint_now"] is True and told["swap"]["host"] == "node2"
     assert "next durable checkpoint" in told["reason"]
+    assert "<b>checkpoint now</b>" in await page(tl, "/jobs")
     # Nothing happens to the job until its checkpoint: no incident, no requeue.
     assert await tl.requeues() == 0 and await tl.incidents() == []
 
@@ -128,6 +142,7 @@ async def test_a_degraded_host_is_swapped_onto_the_spare_at_the_next_durable_che
         ).all()
         assert [d.detail["planned"] for d in drains] == [True]
     assert (await advice(tl))["checkpoint_now"] is False
+    await shown_in_the_api(tl)
 
     # Later passes decide nothing again and open nothing again from the same evidence.
     await tl.loops()
@@ -171,3 +186,41 @@ async def test_advice_cadence_needs_the_launchers_times_and_a_measured_mttf(tl: 
     assert r.status_code == 422
     r = await tl.client.get("/api/v1/jobs/nope/advice", headers=auth(tl.tokens["viewer"]))
     assert r.status_code == 404
+
+
+async def shown_in_the_api(tl: Timeline) -> None:
+    viewer = auth(tl.tokens["viewer"])
+    r = await tl.client.get("/api/v1/findings?host_id=node2", headers=viewer)
+    [finding] = r.json()
+    assert (finding["indicator"], finding["rule"], finding["state"]) == (
+        "remap_pending:2",
+        "RowRemapPending",
+        "resolved",
+    )
+    r = await tl.client.get("/api/v1/swaps?job_id=job-1", headers=viewer)
+    [swap] = r.json()
+    assert (swap["host"], swap["spare_host"], swap["status"], swap["planned"]) == (
+        "node2",
+        "node5",
+        "done",
+        True,
+    )
+    r = await tl.client.get("/api/v1/spares", headers=viewer)
+    assert r.json() == {
+        "reservation": "sentinel-spares",
+        "target": 1,
+        "ready": [],
+        "used": ["node5"],
+        "unhealthy": [],
+    }
+    r = await tl.client.get("/api/v1/findings?state=bogus", headers=viewer)
+    assert r.status_code == 422
+    host = await page(tl, "/hosts/node2")
+    assert "Degraded findings" in host and "RowRemapPending" in host
+    assert "SwapAtNextCheckpoint" in host and "node5" in host
+    jobs = await page(tl, "/jobs")
+    assert "Hot spares" in jobs and "1 given to jobs" in jobs
+    text = (await tl.client.get("/metrics")).text
+    assert 'sentinel_spares{state="used"} 1.0' in text
+    assert 'sentinel_spares{state="ready"} 0.0' in text
+    assert 'sentinel_swaps{status="done"} 1.0' in text

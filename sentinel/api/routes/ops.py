@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 from fastapi import APIRouter, Response, status
@@ -16,6 +17,7 @@ from sentinel.db.models import Decision, Gpu, Host, Incident, Job
 from sentinel.health import HealthState, host_health
 from sentinel.incidents.accountability import count_unaccounted
 from sentinel.incidents.service import OPEN_STATES
+from sentinel.remediation.spares import pool_metrics
 from sentinel.reports.frames import load_job_history
 from sentinel.reports.tables import ReportParams, job_ettr
 from sentinel.triage.taxonomy import Category
@@ -57,6 +59,8 @@ async def readyz(ctx: Ctx, response: Response) -> dict[str, str]:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(ctx: Ctx) -> Response:
     await _refresh_gauges(ctx)
+    with contextlib.suppress(SQLAlchemyError):
+        await pool_metrics(ctx.metrics.registry).refresh(ctx.sessions, ctx.remediation.swaps.pool)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -32,9 +32,11 @@ from sentinel.api.routes import alerts as alerts_api
 from sentinel.api.routes import decisions as decisions_api
 from sentinel.api.routes import incidents as incidents_api
 from sentinel.api.routes import jobs as jobs_api
+from sentinel.api.routes import swaps as swaps_api
 from sentinel.auth import Principal
 from sentinel.db.models import Alert, Host, Incident
 from sentinel.inputs import NO_NUL
+from sentinel.remediation.swap import active_swaps, host_findings
 from sentinel.triage.taxonomy import LLAMA3_UNEXPECTED_INTERRUPTIONS
 from sentinel.web import views
 from sentinel.web.goodput import goodput as goodput_view
@@ -345,7 +347,15 @@ async def host_page(
     page = await views.host_page(
         session, await _host(session, host_id), ctx.clock.now(), ctx.settings.health
     )
-    return _page(request, "host.html", who, page=page)
+    findings, swaps_by_finding = await host_findings(session, page.host.id)
+    return _page(
+        request,
+        "host.html",
+        who,
+        page=page,
+        findings=findings,
+        swaps_by_finding=swaps_by_finding,
+    )
 
 
 @router.post("/hosts/{host_id:path}/repaired")
@@ -503,9 +513,17 @@ async def approvals_page(request: Request, session: Session, who: WebUser) -> HT
 
 
 @router.get("/jobs")
-async def jobs_page(request: Request, session: Session, who: WebUser) -> HTMLResponse:
+async def jobs_page(request: Request, ctx: Ctx, session: Session, who: WebUser) -> HTMLResponse:
     jobs = await jobs_api.list_jobs(session, who)
-    return _page(request, "jobs.html", who, jobs=jobs, restarts=await views.job_restarts(session))
+    return _page(
+        request,
+        "jobs.html",
+        who,
+        jobs=jobs,
+        restarts=await views.job_restarts(session),
+        swaps=await active_swaps(session),
+        spares=await swaps_api.get_spares(ctx, who),
+    )
 
 
 @router.get("/root-causes")
