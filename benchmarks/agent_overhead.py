@@ -1,18 +1,30 @@
-"""How much CPU and memory the node agent costs on a busy GPU host.
+"""How much CPU and memory the node agent costs on a busy GPU host, with every collector on.
 
 Runs the real agent (``python -m sentinel_agent run``) as a subprocess with 8 fake GPUs, a training
 log receiving --lines-per-s lines (1% of them NCCL warnings, the rest chatter), 8 ranks
-beating twice a second, the flight-recorder watcher, /metrics, the hardware collectors on
-trees laid out as a big host's (rasdaemon's database, an mcelog log, EDAC with 2 memory
-controllers of 16 DIMMs, 8 InfiniBand ports with their counters; the InfiniBand counters
-rise every second) and a stand-in service that acknowledges every batch. devlink is polled
-only where the tool and the kernel have it. Two phases share the --seconds budget:
+beating twice a second, the flight-recorder watcher, /metrics and a stand-in service that
+acknowledges every batch; then the host's hardware sources, laid out as a big host has them
+(rasdaemon's database, an mcelog log, EDAC with 2 memory controllers of 16 DIMMs, 8 InfiniBand
+ports whose traffic counters rise every second, devlink where the kernel has it, DCGM through
+a stand-in `dcgmi` printing a healthy `dcgmi health -c -j` where none is installed); then the
+BMC, over the network as a real one is read: IPMI against OpenIPMI's `ipmi_sim` over lanplus
+(ipmitool, the SEL polled with `sel info` and the sensors with `sdr elist`) and Redfish against
+sushy-tools' `sushy-static` serving the tests' DMTF mockup. A source whose tool is missing is
+skipped with the reason printed.
 
-1. every collector at a 1 s interval (8 GPUs sampled per second, a batch per second);
-2. the defaults (GPUs every 10 s, batches every 5 s), same log and heartbeat load.
+Phases share the --seconds budget, each collector set at the default intervals (GPUs every
+10 s, hardware and the IPMI SEL every 10 s, IPMI sensors every 60 s, Redfish and DCGM every
+30 s, batches every 5 s):
 
-CPU is utime+stime from /proc/PID/stat over the phase (after a warm-up), as % of one core;
-RSS from /proc/PID/status. Targets: < 1% of one core at the defaults, < 100 MiB RSS.
+1. base: NVML, the logs, heartbeats, the flight recorder;
+2. + host hardware: rasdaemon, mcelog, EDAC, InfiniBand, devlink, DCGM;
+3. + BMC: IPMI and Redfish, i.e. every collector;
+4. every collector at a 1 s interval (a stress figure, not a target).
+
+CPU is utime+stime from /proc/PID/stat over the phase (after a warm-up), as % of one core, for
+the agent process and with the tools it ran (ipmitool, dcgmi, devlink: the children it waited
+for); RSS from /proc/PID/status. Targets: < 1% of one core with every collector on at the
+defaults, < 100 MiB RSS.
 
     .venv/bin/python benchmarks/agent_overhead.py --seconds 60
 """
@@ -23,6 +35,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -31,8 +44,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -86,9 +102,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """The process's own CPU seconds, and with its waited-for children's (the tools it ran)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    own = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return own, own + (int(fields[13]) + int(fields[14])) / TICKS  # + cutime, cstime
 
 
 def _rss_mib(pid: int) -> float:
@@ -132,7 +150,7 @@ _IB_COUNTERS = (
 )  # fmt: skip
 
 
-def _hardware(root: Path) -> dict[str, dict[str, str]]:
+def _hardware(root: Path) -> dict[str, dict[str, Any]]:
     """Machine-check, memory and link sources as a big host has them; their config."""
     edac = root / "edac" / "mc"
     for mc in range(2):
@@ -169,7 +187,161 @@ def _hardware(root: Path) -> dict[str, dict[str, str]]:
         "mcelog": {"path": str(root / "mcelog")},
         "edac": {"root": str(edac)},
         "infiniband": {"root": str(ib)},
+        "devlink": {"enabled": True},
+        "dcgm": {"enabled": True},
     }
+
+
+# What a healthy host engine answers to `dcgmi health -c -j` (tests/agents/test_dcgm_collector).
+_DCGM_HEALTHY = {
+    "body": {"Overall Health": {"value": "Healthy"}},
+    "header": ["Health Monitor Report"],
+}
+
+
+def _tools(bin_dir: Path) -> list[str]:
+    """Stand-ins on the agent's PATH for the tools this machine lacks; what each source uses."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    said = []
+    if shutil.which("dcgmi") is None:
+        answer = bin_dir / "dcgmi-health.json"
+        answer.write_text(json.dumps(_DCGM_HEALTHY))
+        (bin_dir / "dcgmi").write_text(f"#!/bin/sh\nexec cat {shlex.quote(str(answer))}\n")
+        (bin_dir / "dcgmi").chmod(0o755)
+        said.append("dcgm: no dcgmi here; a stand-in prints a healthy `dcgmi health -c -j`")
+    else:
+        said.append(f"dcgm: {shutil.which('dcgmi')} (a host engine must be running)")
+    devlink = shutil.which("devlink") or shutil.which("devlink", path="/usr/sbin:/sbin")
+    if devlink is None:
+        said.append("devlink: skipped, not installed (Debian: iproute2)")
+    else:
+        said.append(f"devlink: {devlink} (no mlx5 here: it reports no reporters)")
+    return said
+
+
+# ipmi_sim's configuration (ipmi_lan(5), ipmi_sim_cmd(5)), as tests/agents/test_ipmi.py has it:
+# one lanplus channel on loopback, a BMC with a SEL holding one entry and one fan sensor with
+# its Full Sensor Record, so that `sdr elist` has a sensor to read.
+_IPMI_PASSWORD = "bench-bmc"
+_LAN_CONF = """\
+name "sentinel-bench"
+set_working_mc 0x20
+  startlan 1
+    addr 127.0.0.1 {port}
+    priv_limit admin
+    allowed_auths_callback md5
+    allowed_auths_user md5
+    allowed_auths_operator md5
+    allowed_auths_admin md5
+    guid a123456789abcdefa123456789abcdef
+  endlan
+  user 2 true "sentinel" "{password}" admin 10 md5
+"""
+_EMU = """\
+mc_setbmc 0x20
+mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02
+sel_enable 0x20 1000 0x0a
+sensor_add 0x20 0 0x30 0x04 0x01
+sensor_set_threshold 0x20 0 0x30 settable 000111 0 0 0 0x01 0x03 0x05
+sensor_set_event_support 0x20 0 0x30 enable scanning per-state \\
+  000000000111111 000000000111111 000000000111111 000000000111111
+sensor_set_value 0x20 0 0x30 0x40 0
+main_sdr_add 0x20 0x00 0x00 0x51 0x01 0x2f \\
+  0x20 0x00 0x30 0x1d 0x01 0x7f 0x68 0x04 0x01 0x3f 0x00 0x3f 0x00 0x3f 0x3f \\
+  0x00 0x12 0x00 0x00 0x64 0x00 0x00 0x00 0x00 0x00 0x07 0x40 0x60 0x20 0xff 0x00 \\
+  0x00 0x00 0x00 0x01 0x03 0x05 0x00 0x00 0x00 0x00 0x00 0xc4 0x46 0x41 0x4e 0x32
+mc_enable 0x20
+sel_add 0x20 0x02 0 0 0 0 0x20 0x00 0x04 0x04 0x33 0x01 0x00 0xff 0xff
+"""
+MOCKUP = REPO / "tests" / "agents" / "redfish_mockup"
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(ready: Any, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def _ipmi_sim(root: Path) -> Iterator[dict[str, Any] | str]:
+    """ipmi_sim over lanplus on loopback and the agent's collectors.ipmi for it; or why not."""
+    missing = [t for t in ("ipmi_sim", "ipmitool") if shutil.which(t) is None]
+    if missing:
+        yield f"ipmi: skipped, {' and '.join(missing)} not installed (Debian: openipmi, ipmitool)"
+        return
+    root.mkdir(parents=True)
+    port = _free_udp_port()
+    (root / "lan.conf").write_text(_LAN_CONF.format(port=port, password=_IPMI_PASSWORD))
+    (root / "sim.emu").write_text(_EMU)
+    password = root / "bmc-password"
+    password.write_text(_IPMI_PASSWORD)
+    password.chmod(0o600)
+    (root / "state").mkdir()
+    sim = subprocess.Popen(
+        ["ipmi_sim", "-c", "lan.conf", "-f", "sim.emu", "-s", "state"],
+        cwd=root, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    config = {
+        "enabled": True, "host": "127.0.0.1", "port": port, "username": "sentinel",
+        "password_file": str(password), "cipher_suite": 3,
+    }  # fmt: skip
+    ask = ["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", str(port), "-U", "sentinel"]
+    ask += ["-f", str(password), "-C", "3", "sel", "info"]
+    try:
+        _wait(
+            lambda: subprocess.run(ask, capture_output=True, timeout=5).returncode == 0,
+            "ipmi_sim to answer over lanplus",
+        )
+        yield config
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+@contextmanager
+def _sushy_static(root: Path) -> Iterator[dict[str, Any] | str]:
+    """sushy-static serving the DMTF mockup and the agent's collectors.redfish; or why not."""
+    tool = shutil.which("sushy-static") or str(Path(sys.executable).with_name("sushy-static"))
+    if not Path(tool).exists():
+        yield "redfish: skipped, sushy-static not installed (pip: sushy-tools)"
+        return
+    shutil.copytree(MOCKUP, root / "mockup")
+    credentials = root / "redfish-credentials"
+    credentials.write_text("root:0penBmc\n")
+    credentials.chmod(0o600)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = subprocess.Popen(
+        [tool, "-i", "127.0.0.1", "-p", str(port), "-m", str(root / "mockup" / "redfish" / "v1")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    try:
+        _wait(listening, "sushy-static to listen")
+        yield {
+            "enabled": True, "url": f"http://127.0.0.1:{port}",
+            "credentials_file": str(credentials),
+        }  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def _count_traffic(ib: Path, stop: threading.Event) -> None:
@@ -185,11 +357,12 @@ def _count_traffic(ib: Path, stop: threading.Event) -> None:
 def run_phase(
     name: str,
     intervals: dict[str, float],
+    sources: dict[str, Any],
     seconds: float,
     lines_per_s: int,
     workdir: Path,
     url: str,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     phase_dir = workdir / name
     (phase_dir / "fr").mkdir(parents=True)
     train_log = phase_dir / "train.log"
@@ -206,7 +379,10 @@ def run_phase(
             "training_logs": {"enabled": True, "paths": [str(train_log)]},
             "heartbeat": {"address": f"unix://{phase_dir}/hb.sock"},
             "flight_recorder": {"prefix": str(phase_dir / "fr" / "nccl_trace_rank_")},
-            **_hardware(phase_dir),
+            **_off(),
+            **(_hardware(phase_dir) if sources["hardware"] else {}),
+            **({"ipmi": sources["ipmi"]} if sources.get("ipmi") else {}),
+            **({"redfish": sources["redfish"]} if sources.get("redfish") else {}),
         },
         "outbox": {"path": str(phase_dir / "outbox.db")},
         "metrics": {"port": _free_port()},
@@ -216,18 +392,23 @@ def run_phase(
     config_path.write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "sentinel_agent", "run", "--config", str(config_path)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    # The stand-in tools first; devlink lives in /usr/sbin, off some users' PATH.
+    env["PATH"] = os.pathsep.join([str(workdir / "bin"), env.get("PATH", ""), "/usr/sbin", "/sbin"])
     agent = subprocess.Popen(command, cwd=REPO, env=env)
     stop = threading.Event()
     workers = [
         threading.Thread(target=_write_log, args=(train_log, lines_per_s, stop)),
         threading.Thread(target=_beat, args=(f"unix://{phase_dir}/hb.sock", stop)),
-        threading.Thread(target=_count_traffic, args=(phase_dir / "infiniband", stop)),
     ]
+    if sources["hardware"]:
+        workers.append(
+            threading.Thread(target=_count_traffic, args=(phase_dir / "infiniband", stop))
+        )
     for w in workers:
         w.start()
     try:
         time.sleep(WARMUP_S)
-        cpu0, t0 = _cpu_seconds(agent.pid), time.monotonic()
+        (own0, all0), t0 = _cpu_seconds(agent.pid), time.monotonic()
         rss_peak = 0.0
         rss_samples = []
         while time.monotonic() - t0 < seconds:
@@ -235,7 +416,7 @@ def run_phase(
             rss = _rss_mib(agent.pid)
             rss_samples.append(rss)
             rss_peak = max(rss_peak, rss)
-        cpu1, t1 = _cpu_seconds(agent.pid), time.monotonic()
+        (own1, all1), t1 = _cpu_seconds(agent.pid), time.monotonic()
     finally:
         stop.set()
         for w in workers:
@@ -243,12 +424,19 @@ def run_phase(
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
     return {
-        "cpu_pct_one_core": 100 * (cpu1 - cpu0) / (t1 - t0),
+        "cpu_pct_one_core": 100 * (own1 - own0) / (t1 - t0),
+        "cpu_pct_with_tools": 100 * (all1 - all0) / (t1 - t0),
         "rss_mib_avg": sum(rss_samples) / max(1, len(rss_samples)),
         "rss_mib_peak": rss_peak,
         "seconds": t1 - t0,
-        "command": shlex.join(command),  # type: ignore[dict-item]
+        "command": shlex.join(command),
     }
+
+
+def _off() -> dict[str, dict[str, bool]]:
+    """Every hardware and BMC source off (a phase turns on its own)."""
+    names = ("rasdaemon", "mcelog", "edac", "infiniband", "devlink", "dcgm", "ipmi", "redfish")
+    return {name: {"enabled": False} for name in names}
 
 
 def main() -> None:
@@ -257,43 +445,72 @@ def main() -> None:
         "--seconds",
         type=float,
         default=60.0,
-        help="total measuring time, split over the two phases",
+        help="total measuring time, split over the phases",
     )
     parser.add_argument("--lines-per-s", type=int, default=1000)
     args = parser.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ack)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    phases = {
-        "1s-interval": {
-            "gpu_s": 1.0,
-            "logs_s": 1.0,
-            "heartbeat_s": 1.0,
-            "flight_recorder_s": 1.0,
-            "hardware_s": 1.0,
-            "status_s": 10.0,
-            "send_s": 1.0,
-        },
-        "10s-default": {},
+    every_1s = {
+        "gpu_s": 1.0,
+        "logs_s": 1.0,
+        "heartbeat_s": 1.0,
+        "flight_recorder_s": 1.0,
+        "hardware_s": 1.0,
+        "redfish_s": 1.0,
+        "status_s": 10.0,
+        "send_s": 1.0,
     }
-    per_phase = args.seconds / len(phases)
     print(f"# {sys.executable} {' '.join(sys.argv)}")
-    print(
-        f"# 8 fake GPUs, {args.lines_per_s} training-log lines/s, 8 ranks beating at 2 Hz, "
-        "32 DIMMs and 8 IB ports, "
-        f"{per_phase:.0f} s per phase after {WARMUP_S:.0f} s warm-up"
-    )
-    with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp:
-        for name, intervals in phases.items():
-            result = run_phase(name, intervals, per_phase, args.lines_per_s, Path(tmp), url)
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp, ExitStack() as bmcs:
+        work = Path(tmp)
+        said = _tools(work / "bin")
+        ipmi = bmcs.enter_context(_ipmi_sim(work / "ipmi_sim"))
+        redfish = bmcs.enter_context(_sushy_static(work / "sushy"))
+        for source in (ipmi, redfish):
+            if isinstance(source, str):
+                said.append(source)
+        said.append("ipmi: ipmi_sim over lanplus on loopback" if isinstance(ipmi, dict) else "")
+        said.append("redfish: sushy-static, the DMTF mockup" if isinstance(redfish, dict) else "")
+        bmc = {
+            "ipmi": ipmi if isinstance(ipmi, dict) else None,
+            "redfish": redfish if isinstance(redfish, dict) else None,
+        }
+        phases: dict[str, tuple[dict[str, float], dict[str, Any]]] = {
+            "base (defaults)": ({}, {"hardware": False}),
+            "+ host hardware (defaults)": ({}, {"hardware": True}),
+            "every collector (defaults)": ({}, {"hardware": True, **bmc}),
+            "every collector at 1 s": (every_1s, {"hardware": True, **bmc}),
+        }
+        per_phase = args.seconds / len(phases)
+        print(
+            f"# 8 fake GPUs, {args.lines_per_s} training-log lines/s, 8 ranks beating at 2 Hz, "
+            "32 DIMMs and 8 IB ports, "
+            f"{per_phase:.0f} s per phase after {WARMUP_S:.0f} s warm-up"
+        )
+        for line in filter(None, said):
+            print(f"# {line}")
+        for n, (name, (intervals, sources)) in enumerate(phases.items()):
+            result = run_phase(
+                f"phase{n}", intervals, sources, per_phase, args.lines_per_s, work, url
+            )
+            results[name] = result
             print(f"\n## {name}\nagent command: {result['command']}")
-            print(f"CPU  {result['cpu_pct_one_core']:6.2f} % of one core")
+            print(
+                f"CPU  {result['cpu_pct_one_core']:6.2f} % of one core "
+                f"({result['cpu_pct_with_tools']:.2f} % with the tools it ran)"
+            )
             print(
                 f"RSS  {result['rss_mib_avg']:6.1f} MiB average, "
                 f"{result['rss_mib_peak']:.1f} MiB peak"
             )
+    print("\n## CPU % of one core per collector set (agent / with the tools it ran)")
+    for name, result in results.items():
+        print(f"{name:32s} {result['cpu_pct_one_core']:6.2f} / {result['cpu_pct_with_tools']:6.2f}")
     print(f"\nbatches acknowledged by the stand-in service: {_Ack.batches}")
-    print("targets: < 1 % of one core at the 10 s default, < 100 MiB RSS")
+    print("targets: < 1 % of one core with every collector on at the defaults, < 100 MiB RSS")
     server.shutdown()
 
 
