@@ -6,6 +6,10 @@ knowledge and the default rate limits, on a clock set to the recording's time. S
 sends the service what the agent would have shipped, through the same filter, grouping of
 multi-line messages and rate limit as production, never a record the agent could not make.
 
+A host's other sources (mcelog, the BMC's SEL, InfiniBand sysfs, DCGM's health watches) are
+read by the agent's collectors for them too (`sentinel.replay.sources`), polled with the logs:
+a line is printed at the time the agent's poll reads it.
+
 What the agent learns from its other collectors comes from the host's recorded batches: the
 GPUs' PCI addresses (its NVML samples) and the job (its ranks' heartbeats). Each poll that
 ships something is one batch, posted at the poll's time (the sender, which holds routine
@@ -25,11 +29,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from sentinel.replay.recording import Line, Printed
+from sentinel.replay.sources import SOURCES, HostSources
 from sentinel.wire import Batch, Observation
+from sentinel.wire.identity import normalize_pci
 from sentinel_agent.clock import ManualClock
 from sentinel_agent.collectors.base import Collector, Context, HostState
 from sentinel_agent.collectors.kernel_log import KernelLogCollector
-from sentinel_agent.collectors.logs import normalize_pci
 from sentinel_agent.collectors.training_log import TRACEBACK_FLUSH_S, TrainingLogCollector
 from sentinel_agent.config import Intervals
 from sentinel_agent.metrics import AgentMetrics
@@ -52,7 +57,14 @@ def _nothing(observations: Sequence[Observation], *, critical: bool = False) -> 
 class HostAgent:
     """One host's log collectors, tailing files in `folder`, on the recording's clock."""
 
-    def __init__(self, host: str, folder: Path, training_files: set[str], start: datetime):
+    def __init__(
+        self,
+        host: str,
+        folder: Path,
+        training_files: set[str],
+        start: datetime,
+        sources: frozenset[str] = frozenset(),
+    ):
         self.host = host
         self.clock = ManualClock(start)
         self.state = HostState()
@@ -78,6 +90,8 @@ class HostAgent:
                 from_start=True,
             ),
         ]
+        self._sources = HostSources(ctx, self.clock, folder, sources, POLL_S)
+        self._collectors += self._sources.collectors
         self._seq = SEQ_BASE
         self._last_poll = start
         self._quiet_at = start
@@ -103,9 +117,13 @@ class HostAgent:
 
     def print(self, at: datetime, printed: Printed) -> None:
         """The host prints `printed` at `at` (the caller polls once it has printed all)."""
-        path = self._kernel if printed.file is None else self._training[printed.file]
-        with path.open("a") as f:
-            f.write(printed.text + "\n")
+        if printed.log in SOURCES:
+            self.clock.advance((at - self.clock.now()).total_seconds())
+            self._sources.write(printed)
+        else:
+            path = self._kernel if printed.file is None else self._training[printed.file]
+            with path.open("a") as f:
+                f.write(printed.text + "\n")
         self._quiet_at = at + timedelta(seconds=QUIET_S)
 
     def poll(self, at: datetime) -> list[Line]:
@@ -138,15 +156,19 @@ class HostAgent:
 def host_agents(lines: Sequence[Line]) -> Iterator[dict[str, HostAgent]]:
     """An agent for every host that prints in `lines`, each with the files it prints to."""
     files: dict[str, set[str]] = {}
+    sources: dict[str, set[str]] = {}
     for line in lines:
         if line.lines is not None:
             named = files.setdefault(line.lines.host, set())
+            sources.setdefault(line.lines.host, set()).add(line.lines.log)
             if line.lines.file is not None:
                 named.add(line.lines.file)
     with tempfile.TemporaryDirectory(prefix="sentinel-replay-agents-") as tmp, ExitStack() as stack:
         agents: dict[str, HostAgent] = {}
         for host, named in files.items():
-            agents[host] = HostAgent(host, Path(tmp) / host, named, lines[0].at)
+            agents[host] = HostAgent(
+                host, Path(tmp) / host, named, lines[0].at, frozenset(sources[host])
+            )
             stack.callback(agents[host].close)
         yield agents
 

@@ -31,31 +31,41 @@ class ApiCall(BaseModel):
     body: dict[str, Any] | None = None
 
 
-class Printed(BaseModel):
-    """Lines a host printed at once into its kernel log or one of its training logs, raw.
+# Where a host's lines are written, each read by the agent's collector for it:
+# kernel: its kernel log; training: one of its training logs (`file`); mcelog: mcelog's log;
+# ipmi_sel: entries its BMC adds to the SEL, as `ipmitool sel elist` prints them; infiniband:
+# values written to files under /sys/class/infiniband, one `<path> <value>` a line
+# ("mlx5_3/ports/1/state 1: DOWN"); dcgm_health: what `dcgmi health -c -j` answers from then on.
+PrintedLog = Literal["kernel", "training", "mcelog", "ipmi_sel", "infiniband", "dcgm_health"]
 
-    The replay writes them into real files that the agent's own log collectors tail, so what
-    reaches the service is what an agent would have shipped (see `sentinel.replay.agent`).
+
+class Printed(BaseModel):
+    """Lines a host printed at once into its kernel log or one of its training logs, raw (or
+    another source's text as its tool or file has it, see `PrintedLog`).
+
+    The replay writes them into real files (or the BMC's SEL, sysfs, dcgmi's answer) that the
+    agent's own collectors read, so what reaches the service is what an agent would have
+    shipped (see `sentinel.replay.agent`).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     host: str
-    log: Literal["kernel", "training"]
+    log: PrintedLog
     # A training log's file name (a job may write several); the kernel log is one per host.
     file: str | None = Field(None, pattern=r"^\w[\w.-]*$")
     text: str
 
     @model_validator(mode="after")
     def _file_names_a_training_log(self) -> Printed:
-        if (self.file is None) != (self.log == "kernel"):
-            raise ValueError("a training log needs its file name; the kernel log has none")
+        if (self.file is None) == (self.log == "training"):
+            raise ValueError("a training log needs its file name; no other log has one")
         return self
 
 
 class Line(BaseModel):
-    """One line of recording.jsonl: at a time, a batch arrives, a host prints log lines, or
-    someone calls the API."""
+    """One line of recording.jsonl: at a time, a batch arrives, a host prints log lines,
+    someone calls the API, or the scheduler's view of the nodes changes."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -63,6 +73,11 @@ class Line(BaseModel):
     batch: dict[str, Any] | None = None
     lines: Printed | None = None
     api: ApiCall | None = None
+    nodes: str | None = Field(
+        None,
+        description="What `scontrol show nodes --json` (or `sinfo -N --json`) prints from then "
+        "on, read by the leader's scheduler view every scheduler.poll_nodes_s.",
+    )
 
     # The batch as JSON, encoded (and validated) once when the recording is loaded.
     _batch_json: str | None = PrivateAttr(default=None)
@@ -89,6 +104,9 @@ class ExpectedIncident(BaseModel):
         description="Seconds after the recording's first line by which it must be detected."
     )
     after_s: float = Field(0.0, description="...and not before this (no premature verdict).")
+    reason_has: list[str] = Field(
+        default_factory=list, description="Words the verdict's reason must hold (the part named)."
+    )
 
 
 class ExpectedDecision(BaseModel):

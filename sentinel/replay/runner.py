@@ -4,7 +4,8 @@ Between recorded lines the clock moves in small ticks, and at each tick the lead
 as they would in production (the triage worker every tick, the watchdog every quarter of a
 heartbeat interval), so a replay exercises the same code paths as a live service. Log lines
 the recording has as the hosts printed them reach the service through the agent's own
-collectors (`sentinel.replay.agent`).
+collectors (`sentinel.replay.agent`); the nodes' states it has as Slurm prints them reach it
+through the leader's scheduler view (`RecordedNodes`), polled as often as in production.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from sentinel.auth import new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import Decision, Incident
+from sentinel.db.models import Decision, Gpu, Incident
+from sentinel.incidents.scheduler_view import SchedulerView
 from sentinel.replay.agent import through_the_agents
 from sentinel.replay.recording import (
     Expectation,
@@ -34,6 +36,8 @@ from sentinel.replay.recording import (
     load_lines,
     recording_path,
 )
+from sentinel.schedulers.base import NodesResult
+from sentinel.schedulers.slurm import parse_sinfo
 from sentinel.settings import Settings, TokenSpec
 
 TICK_S = 1.0
@@ -76,7 +80,7 @@ class Outcome:
 def _gpu_matches(want: str | None, got: str | None) -> bool:
     if want is None:
         return True
-    from sentinel.triage.signals import normalize_pci
+    from sentinel.wire.identity import normalize_pci
 
     return got is not None and normalize_pci(want) == normalize_pci(got)
 
@@ -93,6 +97,7 @@ def compare(exp: Expectation, observed: list[Observed]) -> list[str]:
                 and (want.culprit_host is None or o.culprit_host == want.culprit_host)
                 and _gpu_matches(want.culprit_gpu, o.culprit_gpu)
                 and (want.job_id is None or o.job_id == want.job_id)
+                and all(words in o.reason for words in want.reason_has)
             ),
             None,
         )
@@ -100,6 +105,7 @@ def compare(exp: Expectation, observed: list[Observed]) -> list[str]:
             problems.append(
                 f"missing: {want.category} on {want.culprit_host or 'any host'}"
                 f"{' GPU ' + want.culprit_gpu if want.culprit_gpu else ''}"
+                f"{' naming ' + ', '.join(want.reason_has) if want.reason_has else ''}"
             )
             continue
         left.remove(match)
@@ -160,13 +166,16 @@ async def replay(case_dir: Path) -> Outcome:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://replay") as client:
-                loops = _Loops(ctx, clock, exp.heartbeat_interval_s)
+                nodes = RecordedNodes() if any(x.nodes is not None for x in lines) else None
+                loops = _Loops(ctx, clock, exp.heartbeat_interval_s, nodes)
                 # Lines within one tick arrive together, as concurrent agents' posts do; the
                 # ingest writer then commits them as one group.
                 for tick in _by_tick(lines, start):
                     await loops.tick_until(tick[0].at)
                     clock.set(max(clock.now(), tick[-1].at))
                     await asyncio.gather(*(_play(client, tokens, line) for line in tick))
+                    if nodes is not None:
+                        nodes.read(tick)
                 # Past the last line the agents have gone quiet because the recording ended, not
                 # because the job hung: triage keeps running, the watchdogs do not.
                 await loops.tick_until(
@@ -179,6 +188,13 @@ async def replay(case_dir: Path) -> Outcome:
                 decided = (
                     await session.scalars(select(Decision).order_by(Decision.created_at))
                 ).all()
+                # A GPU an incident names by its index (DCGM's name for it) is the one NVML
+                # reported at that index: compared by its PCI address, like every other.
+                pci_of = {
+                    (g.host_id, str(g.gpu_index)): g.pci_bus_id
+                    for g in (await session.scalars(select(Gpu))).all()
+                    if g.pci_bus_id
+                }
                 decisions = [
                     ObservedDecision(
                         d.action,
@@ -193,7 +209,7 @@ async def replay(case_dir: Path) -> Outcome:
                     Observed(
                         i.category,
                         i.culprit_host,
-                        i.culprit_gpu,
+                        pci_of.get((i.culprit_host or "", i.culprit_gpu or ""), i.culprit_gpu),
                         i.job_id,
                         (i.detected_at - start).total_seconds(),
                         i.rule,
@@ -211,15 +227,48 @@ async def replay(case_dir: Path) -> Outcome:
     )
 
 
-class _Loops:
-    """The leader's loops on the virtual clock: triage every tick, the watchdog 4x/interval."""
+class RecordedNodes:
+    """The scheduler as the leader's scheduler view reads it: the nodes the recording's
+    latest `nodes` line lists, parsed as the Slurm adapter parses `sinfo`'s JSON."""
 
-    def __init__(self, ctx: Any, clock: VirtualClock, heartbeat_interval_s: float) -> None:
+    name = "recorded"
+
+    def __init__(self) -> None:
+        self._text: str | None = None
+
+    def read(self, lines: list[Line]) -> None:
+        for line in lines:
+            if line.nodes is not None:
+                self._text = line.nodes
+
+    async def nodes(self) -> NodesResult:
+        if self._text is None:
+            return NodesResult(adapter=self.name, op="nodes", ok=False, error="nothing yet")
+        return NodesResult(
+            adapter=self.name, op="nodes", ok=True, nodes=tuple(parse_sinfo(self._text))
+        )
+
+
+class _Loops:
+    """The leader's loops on the virtual clock: triage every tick, the watchdog 4x/interval,
+    the scheduler view (where the recording has the nodes' states) as its setting says."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        clock: VirtualClock,
+        heartbeat_interval_s: float,
+        nodes: RecordedNodes | None = None,
+    ) -> None:
         self._ctx = ctx
         self._clock = clock
         self._watchdog_every = timedelta(seconds=heartbeat_interval_s / 4)
         self._next_tick = clock.now()
         self._next_watchdog = clock.now()
+        self._nodes = nodes
+        self._view = SchedulerView(clock)
+        self._view_every = timedelta(seconds=ctx.settings.scheduler.poll_nodes_s)
+        self._next_view = clock.now()
 
     async def tick_until(self, when: datetime, *, watchdog: bool = True) -> None:
         while self._next_tick <= when:
@@ -229,6 +278,9 @@ class _Loops:
                     resolved = await self._ctx.watchdog.run_once(session)
                 await self._ctx.stages.run(resolved)
                 self._next_watchdog = self._clock.now() + self._watchdog_every
+            if self._nodes is not None and self._clock.now() >= self._next_view:
+                await self._view.run_once(self._ctx.sessions, self._nodes)  # type: ignore[arg-type]
+                self._next_view = self._clock.now() + self._view_every
             await self._ctx.stages.run(await self._ctx.triage_worker.run_once())
             await self._ctx.stages.run(await self._ctx.remediation.run_due(self._ctx.sessions))
             self._next_tick += timedelta(seconds=TICK_S)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import json
 import random
 import shutil
 import sys
@@ -73,6 +74,7 @@ class CaseFleet(Fleet):
     _ids: itertools.count[int] | None = None
     _late: list[tuple[float, float, int, dict[str, Any]]] = field(default_factory=list)
     _slow: dict[int, tuple[float, float]] = field(default_factory=dict)
+    _nodes: list[tuple[float, str]] = field(default_factory=list)
 
     def _obs(self, t: float, obs: dict[str, Any]) -> dict[str, Any]:
         if self._ids is None:
@@ -84,6 +86,28 @@ class CaseFleet(Fleet):
         """An observation made at t that reaches the service only at `delivered`."""
         self._late.append((t, delivered, host, obs))
 
+    def mcelog(self, t: float, host: int, record: str) -> None:
+        """At time t mcelog writes this record to its log (/var/log/mcelog)."""
+        self._printed.append((t, host, {"log": "mcelog", "text": record}))
+
+    def sel(self, t: float, host: int, *entries: str) -> None:
+        """By time t (when the agent's poll reads it) the host's BMC has added these entries
+        to its SEL, each as `ipmitool sel elist` prints it."""
+        self._printed.append((t, host, {"log": "ipmi_sel", "text": "\n".join(entries)}))
+
+    def sysfs(self, t: float, host: int, *writes: str) -> None:
+        """At time t these InfiniBand sysfs files of the host hold new values, each
+        `<path under /sys/class/infiniband> <value>`."""
+        self._printed.append((t, host, {"log": "infiniband", "text": "\n".join(writes)}))
+
+    def dcgm_health(self, t: float, host: int, output: str) -> None:
+        """From time t `dcgmi health -c -j` on the host answers `output`."""
+        self._printed.append((t, host, {"log": "dcgm_health", "text": output}))
+
+    def slurm_nodes(self, t: float, output: str) -> None:
+        """From time t `scontrol show nodes --json` prints `output`."""
+        self._nodes.append((t, output))
+
     def slow_down(self, t: float, host: int, factor: float) -> None:
         """From time t the host's ranks take `factor` times as long per step (a straggler)."""
         self._slow[host] = (t, factor)
@@ -93,6 +117,8 @@ class CaseFleet(Fleet):
         # Out of the agent's usual sequence, so it is no duplicate of a regular batch.
         for n, (t, delivered, h, obs) in enumerate(self._late, 1):
             out.append(self._line(h, 1_000_000 + n, delivered, [self._obs(t, obs)]))
+        for t, text in self._nodes:
+            out.append({"at": self.at(t).isoformat(), "nodes": text})
         for other in self.also:
             out += other.lines(duration)
         return sorted(out, key=lambda x: x["at"])
@@ -1752,6 +1778,277 @@ def straggler_one_host_slow_without_error(folder: Path) -> None:
         "waits on it in every collective. One incident naming node-0009.",
         [incident("nccl_watchdog_timeout", 85, host=h, after_s=60)],
         decisions=[{"action": "exclude_and_restart", "exclude_hosts": [f.name(h)], "by_s": 90}],
+    )
+
+
+# ==================================================================== other sources (issue 16)
+# The cause reaches the service from a source beyond NVML and the kernel log (the BMC's SEL,
+# mcelog, InfiniBand sysfs, DCGM's health watches, the scheduler's node state), read by the
+# agent's own collector for it (or the leader's scheduler view); the GPUs' and the job's
+# failures are its symptoms.
+
+
+def sel_entry(f: CaseFleet, t: float, record_id: int, sensor: str, event: str) -> str:
+    """A SEL entry as `ipmitool sel elist` prints it."""
+    when = f.at(t).strftime("%m/%d/%Y | %H:%M:%S")
+    return f"  {record_id:x} | {when} | {sensor} | {event} | Asserted"
+
+
+@case
+def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=60)
+    noise(f, 170)
+    h = 10
+    # The supply feeding half the baseboard fails: its four GPUs drop off the bus at once.
+    for g in range(4):
+        f.kernel_log(90.0 + g * 0.1, h, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+        f.gpu(90.5, h, g, lost=True)
+    f.stall(90.0)
+    # The agent's next SEL poll (collectors.ipmi, every hardware_s) reads the BMC's entries.
+    f.sel(
+        96.0,
+        h,
+        sel_entry(f, 89.8, 0x1A, "Power Supply PS2 Status", "Failure detected ()"),
+        sel_entry(f, 89.9, 0x1B, "Power Unit Pwr Unit Redund", "Redundancy Lost"),
+    )
+    peer_timeouts(f, 90 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        170,
+        "A PSU fails: four GPUs of the host fall off the bus (XID 79 on each), the BMC's SEL "
+        "(read by the agent over IPMI a few seconds later) says PS2 failed and redundancy is "
+        "lost, the peers time out. One power_supply incident on the host, not four GPUs.",
+        [incident("power_supply", 110, host=h, after_s=89)],
+    )
+
+
+def ib_port_down(hca: int, downed: int = 1) -> tuple[str, ...]:
+    """The sysfs files of port 1 of mlx5_<hca> as a lost link leaves them."""
+    port = f"mlx5_{hca}/ports/1"
+    return (
+        f"{port}/state 1: DOWN",
+        f"{port}/phys_state 2: Polling",
+        f"{port}/counters/link_downed {downed}",
+    )
+
+
+@case
+def network_leaf_switch_down_ib_sysfs(folder: Path) -> None:
+    f = CaseFleet(hosts=32, seed=61)
+    noise(f, 180)
+    # The leaf switch of rail 5 for hosts 16-31 fails: port mlx5_5 of each goes down, read by
+    # each host's agent on its next InfiniBand poll (every hardware_s, 10 s, each at its phase).
+    rail, leaf = 5, range(16, 32)
+    for n, h in enumerate(leaf):
+        f.sysfs(100.0 + n * 0.6, h, *ib_port_down(rail))
+    for n, h in enumerate([2, 7, 18, 21, 26, 30]):
+        peer = [17, 25, 29, 16, 19, 23][n]
+        g = rail
+        f.training_log(
+            IB_RETRY_S + 100.0 + n * 0.4,
+            h,
+            f"{f.name(h)}:{3100 + h}:{3180 + h} [{g}] transport/net_ib.cc:1295 NCCL WARN "
+            f"NET/IB : Got completion from peer {f.ip(peer, rail)}<{52000 + n}> with error 12, "
+            "opcode 0, len 0, vendor err 129 (Recv)",
+        )
+    f.stall(100.0)
+    peer_timeouts(f, 100 + NCCL_TIMEOUT_S, skip=set(leaf))
+    write(
+        f,
+        folder,
+        180,
+        "The rail-5 leaf switch of hosts 16-31 fails: each of those hosts' agents sees its "
+        "mlx5_5 port leave ACTIVE in sysfs (link_downed 0 -> 1); IB retry-exceeded completions "
+        "and NCCL timeouts follow. One network_switch_cable incident, not 16 NICs.",
+        [incident("network_switch_cable", 115, after_s=99)],
+    )
+
+
+MCELOG_UC_DIMM = """Hardware event. This is not a software error.
+MCE 0
+CPU 26 BANK 13 TSC 2c2c2ee4b2c0e
+MISC 908400c0000228c ADDR 2c2cbc8c00
+TIME {time} {date}
+MCG status:RIPV MCIP
+MCi status:
+Uncorrected error
+Error enabled
+MCi_MISC register valid
+MCi_ADDR register valid
+MCA: MEMORY CONTROLLER RD_CHANNEL2_ERR
+Transaction: Memory read error
+STATUS bd800000000c0092 MCGSTATUS 5
+MCGCAP f000c14 APICID 34 SOCKETID 1
+CPUID Vendor Intel Family 6 Model 143
+Uncorrected DIMM memory error count exceeded threshold: 1 in 24h
+Location SOCKET:1 CHANNEL:2 DIMM:0 [C1 CPU1_DIMM_C1]"""
+
+
+@case
+def system_memory_mcelog_uc_names_the_dimm(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=62)
+    noise(f, 160)
+    h = 5
+    when = f.at(80.0)
+    f.mcelog(
+        80.0,
+        h,
+        MCELOG_UC_DIMM.format(
+            time=int(when.timestamp()), date=when.strftime("%a %b %d %H:%M:%S %Y")
+        ),
+    )
+    f.training_log(80.5, h, f"[rank{f.rank(h, 2)}]: Bus error (core dumped)")
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        160,
+        "mcelog logs an uncorrected memory read error on DIMM C1 (socket 1, channel 2); the "
+        "rank using that page dies of SIGBUS and the peers time out. system_memory on the host, "
+        "naming the DIMM.",
+        [incident("system_memory", 92, host=h, after_s=79, reason_has=["CPU1_DIMM_C1"])],
+    )
+
+
+DCGM_HEALTH_DBE = """{{
+   "body" : {{
+      "GPU" : {{
+         "children" : {{
+            "{gpu}" : {{
+               "children" : {{
+                  "Errors" : {{
+                     "children" : {{
+                        "Memory system" : {{
+                           "overflow" : [
+                              "Detected 2 volatile double-bit ECC error(s) in GPU {gpu}.",
+                              "Drain the GPU and reset it or reboot the node."
+                           ],
+                           "value" : "Failure"
+                        }}
+                     }}
+                  }}
+               }},
+               "value" : "Failure"
+            }}
+         }}
+      }},
+      "Overall Health" : {{
+         "value" : "Failure"
+      }}
+   }},
+   "header" : [ "Health Monitor Report" ]
+}}"""
+
+
+@case
+def gpu_hbm_dcgm_health_dbe_then_xid48(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=63)
+    noise(f, 160)
+    h, g = 12, 4
+    # DCGM's memory watch sees the double-bit errors; the agent's health poll reads it.
+    f.dcgm_health(70.0, h, DCGM_HEALTH_DBE.format(gpu=g))
+    f.kernel_log(71.5, h, xid_line(f, g, 48, "An uncorrectable double bit error (DBE) has been "
+                 "detected on GPU in the framebuffer at partition 0, subpartition 0."))  # fmt: skip
+    f.gpu(71.0, h, g, ecc_volatile_uncorrected=2)
+    f.stall(71.5)
+    peer_timeouts(f, 71.5 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        160,
+        "DCGM's health watch reports volatile double-bit ECC errors on GPU 4 of one host, then "
+        "the driver logs XID 48 on it and the job stalls. One gpu_hbm_memory incident on that "
+        "GPU, not a second one for the XID.",
+        [incident("gpu_hbm_memory", 85, host=h, gpu=g, after_s=69)],
+    )
+
+
+@case
+def io_expansion_board_nvswitch_sxid_fatal_nvlink_xids_on_all_gpus(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=64)
+    noise(f, 160)
+    h = 3
+    f.kernel_log(
+        80.0,
+        h,
+        "nvidia-nvswitch2: SXid (PCI:0000:c7:00.0): 24007, Fatal, Link 32 sourcetrack timeout "
+        "error (First)",
+        "nvidia-nvswitch2: SXid (PCI:0000:c7:00.0): 24007, Severity 5 Engine instance 32 "
+        "Sub-engine instance 00",
+    )
+    # Every GPU of the baseboard loses NVLink traffic through that switch.
+    for g in range(f.gpus):
+        f.kernel_log(
+            80.6 + g * 0.05,
+            h,
+            xid_line(f, g, 74, f"NVLink: fatal error detected on link {g + 4}(0x0, 0x0, "
+                     "0x10000, 0x0, 0x0, 0x0, 0x0)", pid=20410 + g),
+        )  # fmt: skip
+    f.stall(80.0)
+    peer_timeouts(f, 80 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        160,
+        "A fatal SXid on NVSwitch 2 of one host, then NVLink XID 74 on all 8 of its GPUs; the "
+        "peers time out. One incident on the NVSwitch (io_expansion_board), not 8 GPUs.",
+        [incident("io_expansion_board", 92, host=h, after_s=79)],
+    )
+
+
+def scontrol_nodes(f: CaseFleet, drained: dict[int, tuple[str, float]]) -> str:
+    """`scontrol show nodes --json` (Slurm 24.11, data_parser v0.0.42) for the fleet: every
+    node allocated to the job, those in `drained` drained by root with the reason given at the
+    time given (trimmed to the fields the adapter reads, as tests/schedulers/data/releases)."""
+    nodes = []
+    for h in range(f.hosts):
+        reason, at = drained.get(h, ("", 0.0))
+        nodes.append(
+            {
+                "name": f.name(h),
+                "state": ["ALLOCATED", "DRAIN"] if reason else ["ALLOCATED"],
+                "reason": reason,
+                "reason_set_by_user": "root" if reason else "",
+                "reason_changed_at": {
+                    "set": bool(reason),
+                    "infinite": False,
+                    "number": int(f.at(at).timestamp()) if reason else 0,
+                },
+                "reservation": "",
+                "cpus": 192,
+                "alloc_cpus": 192,
+                "gres": "gpu:h100:8(S:0-1)",
+                "gres_used": "gpu:h100:8(IDX:0-7)",
+            }
+        )
+    update = {"set": True, "infinite": False, "number": int(f.at(0).timestamp())}
+    return json.dumps({"nodes": nodes, "last_update": update, "errors": [], "warnings": []})
+
+
+@case
+def nic_nhc_drains_the_node_and_the_job_hangs(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=65)
+    noise(f, 170)
+    h = 11
+    f.slurm_nodes(0.0, scontrol_nodes(f, {}))
+    # NHC's periodic check finds the host's IB port down and drains it; nothing else logs it.
+    f.slurm_nodes(
+        86.0,
+        scontrol_nodes(
+            f, {h: ("NHC: check_hw_ib:  No IB port mlx5_3:1 is ACTIVE (LinkUp 400 Gb/sec).", 85.0)}
+        ),
+    )
+    f.stall(84.0)
+    peer_timeouts(f, 84 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        170,
+        "NHC drains a host whose IB port mlx5_3 is down (Slurm's reason, read by the leader's "
+        "scheduler view); the job hangs and the peers time out. One nic incident on that host.",
+        [incident("nic", 130, host=h, after_s=84)],
     )
 
 
