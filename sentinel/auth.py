@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from sentinel.settings import Role, TokenSpec
+from sentinel.settings import AuthSettings, Role, TokenSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +71,35 @@ def new_token() -> str:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+BOOTSTRAP_NAME = "bootstrap-operator"
+
+
+def bootstrap_operator(auth: AuthSettings) -> str | None:
+    """A fresh install has no operator token, so nobody could log in or act: make one, keep
+    only its digest in auth.bootstrap_file (read with the other tokens from then on), and
+    return the secret for the caller to show once. None when an operator token is configured,
+    bootstrapping is off, or another process made the file first (it shows its own)."""
+    if not auth.bootstrap_operator or auth.bootstrap_file is None:
+        return None
+    if any(spec.role == "operator" for spec in auth.all_tokens()):
+        return None
+    secret = new_token()
+    entry = f"- {{name: {BOOTSTRAP_NAME}, role: operator, sha256: {digest(secret)}}}\n"
+    auth.bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two replicas starting at once on one data_dir make one token, not two.
+        fd = os.open(auth.bootstrap_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return None
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            "# Made by `sentinel serve` at a start with no operator token: the digest of the "
+            "token it printed once.\n# Once you have tokens of your own (sentinel token "
+            "operator), delete this file.\n" + entry
+        )
+    log.warning(
+        "no operator token was configured: made %r (%s)", BOOTSTRAP_NAME, auth.bootstrap_file
+    )
+    return secret

@@ -6,10 +6,13 @@ import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:  # the server's settings need pydantic-settings: not on an agent-only host
+    from sentinel.settings import Settings
 
 app = typer.Typer(
     name="sentinel",
@@ -126,6 +129,7 @@ def serve(
         if not status.up_to_date:
             err.print(f"[red]refusing to start:[/red] {status.advice()}")
             raise typer.Exit(2)
+    _bootstrap_operator(settings)
     # Here and, through uvicorn, in every worker process: no secret in any line.
     log_config = configure_logging(settings)
     bind = {
@@ -158,6 +162,27 @@ def token(
     console.print(f"token (shown once): [bold]{secret}[/bold]")
     console.print("tokens file entry:")
     console.print(f"- {{name: {name}, role: {role}, sha256: {digest(secret)}}}", soft_wrap=True)
+
+
+def _bootstrap_operator(settings: Settings) -> None:
+    """A first start with no operator token: make one and show it, here and only here."""
+    from sentinel.auth import bootstrap_operator
+
+    try:
+        secret = bootstrap_operator(settings.auth)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]cannot read or write the tokens:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if secret is not None:
+        err.print(
+            "no operator token was configured, so one was made; it is shown only now:\n"
+            f"  operator token: [bold]{secret}[/bold]\n"
+            f"Its digest is kept in {settings.auth.bootstrap_file}. Make your own with "
+            "`sentinel token operator --name NAME` (and viewer tokens alike), then delete "
+            "that file.",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command()

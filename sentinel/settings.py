@@ -17,6 +17,10 @@ from sentinel.schedulers.settings import SchedulerSettings
 Role = Literal["agent", "operator", "viewer"]
 
 
+# The bootstrapped operator token's digest, in data_dir unless auth.bootstrap_file says where.
+BOOTSTRAP_TOKENS_FILE = "bootstrap-tokens.yml"
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,16 +83,33 @@ class ServerSettings(_Section):
 class AuthSettings(_Section):
     tokens: list[TokenSpec] = Field(default_factory=list)
     tokens_file: Path | None = Field(None, description="YAML list of {name, role, sha256} entries.")
+    bootstrap_operator: bool = Field(
+        True,
+        description="At a start with no operator token configured, `sentinel serve` makes one, "
+        "prints it once, and keeps its digest in bootstrap_file (so that someone can log in to "
+        "a fresh install); false: start without one.",
+    )
+    bootstrap_file: Path | None = Field(
+        None,
+        description="Where the bootstrapped operator token's digest is kept (a tokens file, "
+        "read with the others); default: data_dir/bootstrap-tokens.yml.",
+    )
 
     def all_tokens(self) -> list[TokenSpec]:
         specs = list(self.tokens)
-        if self.tokens_file is not None:
+        # The bootstrap file exists only once `sentinel serve` made a token.
+        for name, path in (
+            ("tokens_file", self.tokens_file),
+            ("bootstrap_file", self.bootstrap_file),
+        ):
+            if path is None or (name == "bootstrap_file" and not path.exists()):
+                continue
             try:
-                raw = yaml.safe_load(self.tokens_file.read_text()) or []
+                raw = yaml.safe_load(path.read_text()) or []
             except (OSError, yaml.YAMLError) as exc:
-                raise ValueError(f"tokens_file {self.tokens_file}: {exc}") from exc
+                raise ValueError(f"{name} {path}: {exc}") from exc
             if not isinstance(raw, list):
-                raise ValueError(f"tokens_file {self.tokens_file}: expected a list of tokens")
+                raise ValueError(f"{name} {path}: expected a list of tokens")
             specs.extend(TokenSpec.model_validate(item) for item in raw)
         return specs
 
@@ -230,9 +251,7 @@ class SwapSettings(_Section):
         2, ge=1, description="InfiniBand error-rate warnings of one host within window_s."
     )
     max_per_hour: int = Field(2, ge=0, description="Swaps decided per hour, fleet-wide.")
-    max_per_job: int = Field(
-        2, ge=0, description="Swaps decided per job within job_window_s."
-    )
+    max_per_job: int = Field(2, ge=0, description="Swaps decided per job within job_window_s.")
     job_window_s: float = Field(86400.0, gt=0)
     spares: list[str] = Field(
         default_factory=list,
@@ -333,6 +352,12 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @model_validator(mode="after")
+    def _bootstrap_file_in_data_dir(self) -> Settings:
+        if self.auth.bootstrap_file is None:
+            self.auth.bootstrap_file = self.data_dir / BOOTSTRAP_TOKENS_FILE
+        return self
 
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{(self.data_dir / 'sentinel.db').resolve()}"
