@@ -15,6 +15,7 @@ import pydantic
 
 from sentinel.wire import CRITICAL_KINDS, AgentStatus, LogRecord, Observation
 from sentinel_agent import __version__
+from sentinel_agent.advice import AdviceBoard, http_fetcher
 from sentinel_agent.clock import Clock, SystemClock
 from sentinel_agent.collectors.base import Collector, Context, HostState, Positioned
 from sentinel_agent.collectors.dcgm import DcgmDiagCollector, DcgmHealthCollector, dcgmi_installed
@@ -116,6 +117,7 @@ class Agent:
         self._stored_positions: dict[str, str | None] = dict(saved_positions)
         # Only the flight-recorder watcher uploads; a simulated fleet runs without one.
         self._upload_client: httpx.Client | None = None
+        self._advice_client: httpx.Client | None = None
         self._sender: Sender | None = None
         self._failing: dict[str, int] = {}
         self.collectors = self._build_collectors(provider, saved_positions)
@@ -163,8 +165,16 @@ class Agent:
                 )
             )
         if c.heartbeat.enabled:
+            # The service's advice for the jobs beating here, passed on in the replies.
+            advice_client = httpx.Client(timeout=self.config.service.timeout_s)
+            self._advice_client = advice_client
+            board = AdviceBoard(
+                http_fetcher(advice_client, self.config.service.base_url, self.token)
+            )
             out.append(
-                HeartbeatCollector(ctx, address=c.heartbeat.address, interval_s=i.heartbeat_s)
+                HeartbeatCollector(
+                    ctx, address=c.heartbeat.address, interval_s=i.heartbeat_s, advice=board
+                )
             )
         if c.flight_recorder.enabled:
             fr = c.flight_recorder
@@ -458,6 +468,8 @@ class Agent:
                 log.exception("closing collector %s failed", collector.name)
         if self._upload_client is not None:
             self._upload_client.close()
+        if self._advice_client is not None:
+            self._advice_client.close()
         if self._spill:
             # Lines behind them are read again at the next start (their positions were not
             # stored either); other observations are lost.

@@ -13,6 +13,19 @@ nothing else. One call per step::
 never raises: no agent, a full socket or a bad value only bump ``hb.dropped``.
 The address comes from ``SENTINEL_HEARTBEAT_ADDR`` (``unix:///path`` or
 ``udp://127.0.0.1:PORT``), default ``unix:///run/sentinel-agent/heartbeat.sock``.
+
+The agent may answer a beat with the service's advice for the job (protocol 1, compatible:
+a client that never reads is never harmed). ``beat`` reads what arrived without waiting, so
+the training loop can ask after any step::
+
+    if hb.checkpoint_now:        # a planned swap waits for the job's next checkpoint
+        save_checkpoint(step)
+        hb.beat(step, checkpoint_step=step)   # Sentinel swaps once every rank says so
+
+``hb.advice`` is the latest advice (``checkpoint_now``, ``reason``, ``swap_host``,
+``spare_host``, ``restart_in_place``) or None. A reply is
+``{"v": 1, "j": job, "a": {...}}``; on a Unix socket the client binds an abstract address
+(Linux) so that the agent can answer.
 """
 
 from __future__ import annotations
@@ -21,8 +34,10 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import socket
 import time
+from typing import Any
 
 DEFAULT_ADDRESS = "unix:///run/sentinel-agent/heartbeat.sock"
 ADDRESS_ENV = "SENTINEL_HEARTBEAT_ADDR"
@@ -69,6 +84,7 @@ class Heartbeat:
         self.gpu_index = gpu_index
         self.sent = 0
         self.dropped = 0
+        self.advice: dict[str, Any] | None = None
         self._sock: socket.socket | None = None
         self._pid = -1
         self._quiet_until = 0.0
@@ -84,8 +100,35 @@ class Heartbeat:
         if self._sock is None or self._pid != os.getpid():
             sock = socket.socket(self._family, socket.SOCK_DGRAM)
             sock.setblocking(False)
+            if self._family == socket.AF_UNIX:
+                # An abstract name (Linux; no file to clean up) the agent can answer to.
+                with contextlib.suppress(OSError):
+                    sock.bind(f"\0sentinel-hb-{os.getpid()}-{secrets.token_hex(6)}")
             self._sock, self._pid = sock, os.getpid()
         return self._sock
+
+    @property
+    def checkpoint_now(self) -> bool:
+        """The agent says: checkpoint now (a planned swap waits for the next checkpoint)."""
+        return bool(self.advice and self.advice.get("checkpoint_now"))
+
+    def _read_replies(self, sock: socket.socket) -> None:
+        for _ in range(16):  # what arrived since the last beat; never waits
+            try:
+                data = sock.recv(MAX_DATAGRAM)
+            except OSError:  # BlockingIOError: nothing waiting
+                return
+            try:
+                reply = json.loads(data)
+            except ValueError:
+                continue
+            if (
+                isinstance(reply, dict)
+                and reply.get("v") == PROTOCOL_VERSION
+                and reply.get("j") == self.job_id
+                and isinstance(reply.get("a"), dict)
+            ):
+                self.advice = reply["a"]
 
     def beat(
         self,
@@ -127,8 +170,10 @@ class Heartbeat:
             if len(data) > MAX_DATAGRAM or not self._address:
                 self.dropped += 1
                 return
-            self._socket().sendto(data, self._address)
+            sock = self._socket()
+            sock.sendto(data, self._address)
             self.sent += 1
+            self._read_replies(sock)
             self._quiet_until = 0.0
         except BlockingIOError:
             self.dropped += 1

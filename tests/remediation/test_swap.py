@@ -186,6 +186,11 @@ async def test_advice_cadence_needs_the_launchers_times_and_a_measured_mttf(tl: 
     assert r.status_code == 422
     r = await tl.client.get("/api/v1/jobs/nope/advice", headers=auth(tl.tokens["viewer"]))
     assert r.status_code == 404
+    # Agents ask too (to pass the advice on in their heartbeat replies); they read no more.
+    r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
+    assert r.status_code == 200 and r.json()["checkpoint_now"] is False
+    r = await tl.client.get("/api/v1/jobs/job-1", headers=auth(tl.tokens["agent"]))
+    assert r.status_code == 403
 
 
 async def shown_in_the_api(tl: Timeline) -> None:

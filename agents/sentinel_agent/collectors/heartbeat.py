@@ -21,6 +21,7 @@ from typing import Any
 import pydantic
 
 from sentinel.wire import HeartbeatSummary, Observation
+from sentinel_agent.advice import AdviceBoard
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.heartbeat import MAX_DATAGRAM, parse_address
 
@@ -31,6 +32,9 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")  # the wire contra
 # A Unix datagram socket queues only net.unix.max_dgram_qlen datagrams (10 by default), so
 # a receiver thread drains it as beats arrive; the poll only folds what was received.
 _RECEIVE_WAIT_S = 0.5
+# A rank told to checkpoint is told again at most this often (every beat would be a flood).
+_REPLY_EVERY_S = 1.0
+_MAX_SENDERS = 10_000
 
 
 @dataclass
@@ -71,8 +75,23 @@ def _float(data: dict[str, Any], key: str) -> float | None:
 class HeartbeatCollector:
     name = "heartbeat"
 
-    def __init__(self, ctx: Context, *, address: str, interval_s: float) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        address: str,
+        interval_s: float,
+        advice: AdviceBoard | None = None,
+    ) -> None:
         self.interval_s = interval_s
+        # The reply to a rank's datagram: the service's advice for its job (checkpoint now),
+        # sent back to the sender's address; a client that bound none (heartbeat.py before
+        # replies) is never answered.
+        self._advice = advice
+        self._told: dict[
+            str | tuple[Any, ...], tuple[float, bool]
+        ] = {}  # sender -> (when, checkpoint_now)
+        self.replies = 0
         self._ctx = ctx
         self._address = address
         self._sock: socket.socket | None = None
@@ -115,6 +134,10 @@ class HeartbeatCollector:
                 daemon=True,
             )
             self._thread.start()
+        if self._advice is not None:
+            with self._lock:
+                jobs = {job for job, _ in self._ranks}
+            self._advice.refresh(jobs)  # HTTP: outside the lock
         with self._lock:
             return self._summaries()
 
@@ -128,15 +151,40 @@ class HeartbeatCollector:
                 continue
             while True:
                 try:
-                    data = sock.recv(MAX_DATAGRAM + 1)
+                    data, sender = sock.recvfrom(MAX_DATAGRAM + 1)
                 except BlockingIOError:
                     break
                 except OSError:
                     return
                 with self._lock:
-                    self._receive(data)
+                    job_id = self._receive(data)
+                if job_id is not None and sender:
+                    self._reply(sock, job_id, sender)
 
-    def _receive(self, data: bytes) -> None:
+    def _reply(self, sock: socket.socket, job_id: str, sender: str | tuple[Any, ...]) -> None:
+        """Tell the rank what the service advises its job: while it says checkpoint now, at
+        most every _REPLY_EVERY_S; once more when it stops saying so."""
+        advice = self._advice.get(job_id) if self._advice is not None else None
+        now = self._ctx.clock.monotonic()
+        when, told = self._told.get(sender, (float("-inf"), False))
+        wanted = bool(advice and advice.get("checkpoint_now"))
+        if not wanted and not told:
+            return
+        if wanted and told and now - when < _REPLY_EVERY_S:
+            return
+        payload = {"v": 1, "j": job_id, "a": advice or {"checkpoint_now": False}}
+        data = json.dumps(payload, separators=(",", ":")).encode()[:MAX_DATAGRAM]
+        try:
+            sock.sendto(data, sender)
+        except OSError:
+            return  # the rank is gone, or its socket is full: it asks again next beat
+        self.replies += 1
+        if len(self._told) > _MAX_SENDERS:
+            self._told.clear()
+        self._told[sender] = (now, wanted)
+
+    def _receive(self, data: bytes) -> str | None:
+        """Fold one datagram; its job, or None when it was refused."""
         try:
             beat = json.loads(data)
             if not isinstance(beat, dict) or beat.get("v") != 1:
@@ -171,9 +219,11 @@ class HeartbeatCollector:
             if isinstance(beat.get("cp"), str):
                 state.checkpoint_path = beat["cp"][:500]
             self._ctx.state.job_id = job_id
+            return job_id
         except (ValueError, KeyError, TypeError, OverflowError, OSError):
             self.rejected += 1
             self._ctx.metrics.heartbeats_bad.inc()
+            return None
 
     def _summaries(self) -> list[Observation]:
         out: list[Observation] = []

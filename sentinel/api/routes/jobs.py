@@ -6,12 +6,14 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import func, select
 
-from sentinel.api.deps import Ctx, Session, Viewer
+from sentinel import auth
+from sentinel.api.deps import Ctx, Session, Viewer, require
 from sentinel.api.errors import error_responses
 from sentinel.api.schemas import JobDetail, JobOut, RankOut
+from sentinel.auth import Principal
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.db.models import Incident, Job, JobRank
 from sentinel.reports.cadence import advise
@@ -69,13 +71,16 @@ async def get_job(session: Session, _: Viewer, job_id: Name) -> dict[str, Any]:
 
 
 Seconds = Annotated[float | None, Query(gt=0, le=10 * 365 * 86400)]
+# The agents ask too, to pass the advice on to the ranks in their heartbeat replies.
+AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
 
 
 @router.get(
     "/{job_id}/advice",
     summary="What the job's launcher should do now: checkpoint, and how often",
     description="checkpoint_now is true while a proactive swap waits for the job's next "
-    "durable checkpoint (swap names the host leaving and the spare taking its place). cadence: "
+    "durable checkpoint (swap names the host leaving and the spare taking its place); agents "
+    "may ask, to pass it on in their heartbeat replies. cadence: "
     "the checkpoint interval that minimises expected lost time (Daly) from the job's measured "
     "MTTF (its age over its incidents) and the save_s and restart_s the launcher gives; null "
     "with cadence_why when they are missing. restart_in_place: not decided by Sentinel yet "
@@ -85,7 +90,7 @@ Seconds = Annotated[float | None, Query(gt=0, le=10 * 365 * 86400)]
 async def job_advice(
     ctx: Ctx,
     session: Session,
-    _: Viewer,
+    _: AdviceReader,
     job_id: Name,
     save_s: Seconds = None,
     restart_s: Seconds = None,
