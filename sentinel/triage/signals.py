@@ -37,6 +37,17 @@ _VOLATILE: Final = re.compile(r"0x[0-9a-fA-F]+|\d+")
 _GPU_CONTEXT_LINES: Final = 4
 _GPU_INDEX: Final = re.compile(r"\bGPU (?P<gpu>\d+)\b")
 _NVSWITCH_INDEX: Final = re.compile(r"\bNvSwitch (?:physical ID )?(?P<switch>\d+)", re.IGNORECASE)
+# Tools that print one section per part, the part named once in its header: `nvidia-smi -q`
+# ("GPU 00000000:BA:00.0", then the GPU's fields) and `ibstat` ("CA 'mlx5_5'", "Port 1:").
+_SMI_GPU_SECTION: Final = re.compile(
+    r"^GPU (?P<pci>[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s*$"
+)
+_IBSTAT_CA: Final = re.compile(r"^CA '(?P<ca>[\w.-]+)'\s*$")
+_IBSTAT_PORT: Final = re.compile(r"^\s*Port (?P<port>\d+):\s*$")
+# What `nvidia-smi -q` says of one GPU's own state; a section's power brake is the board's.
+_GPU_CATEGORIES: Final = frozenset(
+    {Category.FAULTY_GPU, Category.GPU_HBM_MEMORY, Category.GPU_SRAM_MEMORY, Category.GPU_THERMAL}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -647,6 +658,7 @@ def extract_signals(
     # that matched, before and after it: its signals are completed once all is read.
     mcelog: dict[str | None, McelogRecord] = {}
     in_record: list[tuple[int, McelogRecord]] = []
+    sections = _Sections()
     for index, record in enumerate(split_records(text)):
         if record.kind == "traceback":
             produced = _traceback_signals(record, knowledge)
@@ -659,6 +671,8 @@ def extract_signals(
                 pci = _PCI_IN_TEXT.search(line.body)
                 if pci:
                     last_gpu_line[line.host] = (index, normalize_pci(pci.group(0)))
+            sections.read(line.host, line.body)
+            produced = [sections.complete(s) for s in produced]
             machine_check = mcelog[line.host] = mcelog.get(line.host, McelogRecord()).read(
                 line.body
             )
@@ -678,6 +692,36 @@ def extract_signals(
     for index, machine_check in in_record:
         signals[index] = _in_mcelog_record(signals[index], machine_check)
     return signals
+
+
+class _Sections:
+    """Where a line sits in a tool's per-part sections, per host: the GPU of the `nvidia-smi
+    -q` section and the HCA and port of the `ibstat` section it is in."""
+
+    def __init__(self) -> None:
+        self._gpu: dict[str | None, str] = {}
+        self._hca: dict[str | None, str] = {}
+        self._port: dict[str | None, str] = {}
+
+    def read(self, host: str | None, body: str) -> None:
+        if found := _SMI_GPU_SECTION.match(body):
+            self._gpu[host] = normalize_pci(found.group("pci"))
+        elif found := _IBSTAT_CA.match(body):
+            self._hca[host] = found.group("ca")
+            self._port.pop(host, None)
+        elif (found := _IBSTAT_PORT.match(body)) and host in self._hca:
+            self._port[host] = found.group("port")
+
+    def complete(self, signal: Signal) -> Signal:
+        if signal.gpu is None and signal.category_hint in _GPU_CATEGORIES:
+            gpu = self._gpu.get(signal.host)
+            if gpu is not None and signal.family in {"nvidia_smi", "thermal"}:
+                return replace(signal, gpu=gpu)
+        if signal.pattern == "ib_port_state_down" and not signal.attrs.get("dev"):
+            hca, port = self._hca.get(signal.host), self._port.get(signal.host)
+            if hca is not None and port is not None:
+                return replace(signal, attrs={**signal.attrs, "dev": hca, "port": port})
+        return signal
 
 
 def _in_mcelog_record(signal: Signal, record: McelogRecord) -> Signal:
