@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,75 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from ingest import pct, proc_cpu_seconds, run_load, stored_events
+from ingest import pct, proc_cpu_seconds, run_load
 from sqlalchemy import create_engine, func, select, text
 
 from sentinel.auth import new_token
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
-from sentinel.db.models import Batch
-from sentinel.testing.postgres import PostgresCluster, free_port, start_cluster
+from sentinel.db.models import Batch, Event
+from sentinel.testing.haproxy import Haproxy
+from sentinel.testing.postgres import PostgresCluster, start_cluster
 from sentinel.testing.service import LiveService
-
-HAPROXY_HINT = "haproxy not found: 'apt-get install -y haproxy' (make system-deps does this)"
-
-
-def haproxy_config(port: int, backends: list[int], balance: str) -> str:
-    servers = "\n".join(
-        f"    server r{i} 127.0.0.1:{p} check inter 1s fall 3 rise 2"
-        for i, p in enumerate(backends)
-    )
-    # One thread: the point is the replicas and the database, and the cores are few.
-    return f"""global
-    maxconn 8192
-    nbthread 1
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-frontend agents
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance {balance}
-    option httpchk GET /readyz
-    http-check expect status 200
-{servers}
-"""
-
-
-class Haproxy:
-    def __init__(self, backends: list[int], balance: str, workdir: Path) -> None:
-        exe = shutil.which("haproxy")
-        if exe is None:
-            raise SystemExit(HAPROXY_HINT)
-        self.port = free_port()
-        self.config = workdir / f"haproxy-{self.port}.cfg"
-        self.config.write_text(haproxy_config(self.port, backends, balance))
-        subprocess.run([exe, "-c", "-q", "-f", str(self.config)], check=True)
-        # -db: stay in the foreground, as the current user, logging to our stderr.
-        self.proc = subprocess.Popen(
-            [exe, "-db", "-f", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(workdir / "haproxy.log", "ab"),  # noqa: SIM115 - closed with the process
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("haproxy did not answer /readyz through to a replica within 15 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 @dataclass
@@ -162,11 +102,15 @@ def own_cpu_seconds() -> float:
     return t.user + t.system
 
 
-def stored_batches(url: str) -> int:
+def stored_rows(url: str) -> tuple[int, int]:
+    """Batches and events in the database."""
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(Batch)).scalar_one())
+            return (
+                int(conn.execute(select(func.count()).select_from(Batch)).scalar_one()),
+                int(conn.execute(select(func.count()).select_from(Event)).scalar_one()),
+            )
     finally:
         engine.dispose()
 
@@ -218,7 +162,8 @@ def run_one(
     try:
         for r in replicas:
             r.start(timeout=60)
-        lb = Haproxy([r.port for r in replicas], args.balance, workdir)
+        lb = Haproxy([r.port for r in replicas], args.balance)
+        lb.wait_ready()
         pids = [r.proc.pid for r in replicas if r.proc is not None]
         pg = postgres_pids(cluster)
         time.sleep(2)  # the election settles and the loops start
@@ -231,17 +176,18 @@ def run_one(
         load0 = os.getloadavg()[0]
         wal0 = cluster.psql("SELECT pg_current_wal_lsn()").strip()
         watch.start()
-        results, elapsed = asyncio.run(
-            run_load(
-                lb.port,
-                tokens["agent_token"],
-                args.hosts,
-                args.seconds,
-                args.interval,
-                args.connections,
-                args.event_every,
-            )
-        )
+        load = {
+            "port": lb.port,
+            "token": tokens["agent_token"],
+            "hosts": args.hosts,
+            "seconds": args.seconds,
+            "interval": args.interval,
+            "connections": args.connections,
+            "event_every": args.event_every,
+        }
+        if "gzipped" in inspect.signature(run_load).parameters:
+            load["gzipped"] = True  # as the agent sends them, where the generator can
+        results, elapsed = asyncio.run(run_load(**load))  # type: ignore[arg-type]
         cpu1 = (
             sum(proc_cpu_seconds(p) for p in pids),
             proc_cpu_seconds(pg),
@@ -260,8 +206,7 @@ def run_one(
             if leader is not None and _backlog_now(watch.urls[leader]) == 0:
                 break
         drained_in = args.drain - max(0.0, drain_deadline - time.monotonic())
-        events = stored_events(url)
-        batches = stored_batches(url)
+        batches, events = stored_rows(url)
         sizes = table_bytes(url)
     finally:
         if lb is not None:
@@ -276,7 +221,9 @@ def run_one(
         "offered": args.hosts / args.interval,
         "rate": results.acked / elapsed,
         "acked": results.acked,
-        "failed": results.failed,
+        # 429: shed by admission (an agent retries after Retry-After); anything else failed.
+        "shed": results.statuses.get(429, 0),
+        "failed": sum(n for code, n in results.statuses.items() if code not in (202, 429)),
         "statuses": results.statuses,
         "p50": pct(results.latencies, 50) * 1000,
         "p99": pct(results.latencies, 99) * 1000,
@@ -317,7 +264,7 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
         f"haproxy {args.balance}, {args.workers} worker(s) per replica\n"
     )
     print(
-        "replicas  batches/s  p50 ms  p99 ms  lost b/e  failed  "
+        "replicas  batches/s  p50 ms  p99 ms  lost b/e  429/failed  "
         "CPU ms/batch: replicas  pg   haproxy  generator   cores used  "
         "leader: lag max s  backlog max  passes (mean s)  drained"
     )
@@ -328,7 +275,7 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
         mean = total / count if count else float("nan")
         print(
             f"{r['replicas']:>8}  {r['rate']:>9.0f}  {r['p50']:>6.1f}  {r['p99']:>6.1f}  "
-            f"{r['lost_batches']:>3}/{r['lost_events']:<3}  {r['failed']:>6}  "
+            f"{r['lost_batches']:>3}/{r['lost_events']:<3}  {r['shed']:>5}/{r['failed']:<4}  "
             f"{cpu[0]:>21.2f}  {cpu[1]:>4.2f}  {cpu[2]:>7.2f}  {cpu[3]:>9.2f}   "  # type: ignore[index]
             f"{cores:>10.2f}  {r['lag_max']:>17.1f}  {r['backlog_max']:>11.0f}  "
             f"{count:>6.0f} ({mean:.3f})  {r['drained_in']:>5.0f} s"
