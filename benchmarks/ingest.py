@@ -1,17 +1,22 @@
 """Ingest benchmark: N simulated hosts post realistic batches to a real uvicorn server.
 
 Each host sends a batch every --interval seconds (8 GPU samples, 8 ranks' heartbeats, and now
-and then an event), on a fixed schedule staggered across the interval. The load generator is a
-small raw HTTP/1.1 client over keep-alive connections so that it costs the 2-core machine as
-little as possible; the server runs in its own process and its CPU time is read from /proc.
+and then an event), on a fixed schedule staggered across the interval, gzipped as the agent
+sends it. The load generator costs the 2-core machine as little as it can: each host's body is
+encoded once as a template (a send fills in its seq, times and ids with one bytes format, then
+gzip at level 1), and a small raw HTTP/1.1 client posts it over keep-alive connections. The
+server runs in its own processes; their CPU time, read from /proc, over the batches answered
+202 is the service's CPU per batch, the figure that says how many batches one core carries
+whatever else runs on the machine.
 
-    python benchmarks/ingest.py --hosts 2048 --seconds 30 [--db sqlite|postgresql|both]
+    python benchmarks/ingest.py --hosts 2048 --interval 1 --db postgresql --workers 1,2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import random
@@ -28,7 +33,7 @@ from sqlalchemy import create_engine, func, select
 
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
-from sentinel.db.models import Event
+from sentinel.db.models import Batch, Event
 from sentinel.testing.postgres import start_cluster
 from sentinel.testing.service import LiveService
 
@@ -152,11 +157,53 @@ def make_batch(host: int, seq: int, event_every: int) -> tuple[bytes, int]:
     return body, events
 
 
+class Templates:
+    """Each host's batch body encoded once; a send fills in what changes from one to the next
+    (seq, times, observation ids) with a single bytes format."""
+
+    def __init__(self, hosts: int) -> None:
+        self._plain = [self._template(h, event=False) for h in range(hosts)]
+        self._event = [self._template(h, event=True) for h in range(hosts)]
+
+    @staticmethod
+    def _template(host: int, event: bool) -> str:
+        body, _ = make_batch(host, 0, 1 if event else 0)
+        doc = json.loads(body)
+        doc["seq"] = "@SEQ@"
+        doc["sent_at"] = "@NOW@"
+        for i, obs in enumerate(doc["observations"]):
+            obs["id"] = f"@ID{i}@"
+            obs["observed_at"] = "@NOW@"
+            if "last_beat_at" in obs:
+                obs["last_beat_at"] = "@NOW@"
+            if "step" in obs:
+                obs["step"] = "@STEP@"
+        text = json.dumps(doc).replace("%", "%%")
+        text = text.replace('"@SEQ@"', "%(seq)d").replace('"@STEP@"', "%(step)d")
+        text = text.replace("@NOW@", "%(now)s")
+        n = len(doc["observations"])
+        for i in range(n):
+            text = text.replace(f"@ID{i}@", f"%(host)08x-%(seq)04x-4{i:03x}-8000-%(seq)012x")
+        return text
+
+    def body(self, host: int, seq: int, event_every: int) -> tuple[bytes, int]:
+        events = 1 if event_every and random.randrange(event_every) == 0 else 0
+        template = (self._event if events else self._plain)[host]
+        values: dict[str, object] = {
+            "seq": seq,
+            "step": seq * 5,
+            "now": datetime.now(UTC).isoformat(),
+            "host": host,
+        }
+        return (template % values).encode(), events
+
+
 @dataclass
 class Results:
     latencies: list[float] = field(default_factory=list)
     schedule_lag: list[float] = field(default_factory=list)
     acked: int = 0
+    shed: int = 0
     failed: int = 0
     events_acked: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
@@ -165,11 +212,12 @@ class Results:
 class Conn:
     """One keep-alive HTTP/1.1 connection; just enough protocol for POST and a JSON answer."""
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str, gzipped: bool) -> None:
         self.port = port
         self.head = (
             f"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            + ("Content-Encoding: gzip\r\n" if gzipped else "")
         )
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -181,13 +229,21 @@ class Conn:
         self.writer.write(f"{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         status_line = await self.reader.readline()
         length = 0
+        close = False
         while True:
             line = await self.reader.readline()
             if line in (b"\r\n", b""):
                 break
-            if line.lower().startswith(b"content-length:"):
+            lower = line.lower()
+            if lower.startswith(b"content-length:"):
                 length = int(line.split(b":")[1])
+            elif lower.startswith(b"connection:") and b"close" in lower:
+                close = True
         await self.reader.readexactly(length)
+        if close:
+            # A refusal before the body was read (429, 413) closes the connection.
+            self.writer.close()
+            self.reader = self.writer = None
         return int(status_line.split()[1])
 
 
@@ -199,24 +255,28 @@ async def run_load(
     interval: float,
     connections: int,
     event_every: int,
+    gzipped: bool,
 ) -> tuple[Results, float]:
     results = Results()
+    templates = Templates(hosts)
     pool: asyncio.Queue[Conn] = asyncio.Queue()
     for _ in range(connections):
-        pool.put_nowait(Conn(port, token))
+        pool.put_nowait(Conn(port, token, gzipped))
     start = time.perf_counter() + 0.5
     end = start + seconds
     tasks: set[asyncio.Task[None]] = set()
 
     async def send(host: int, seq: int, due: float) -> None:
-        body, events = make_batch(host, seq, event_every)
+        body, events = templates.body(host, seq, event_every)
+        if gzipped:
+            body = gzip.compress(body, compresslevel=1, mtime=0)
         conn = await pool.get()
         sent = time.perf_counter()
         try:
             status = await conn.post(body)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             status = 0
-            conn = Conn(port, token)
+            conn = Conn(port, token, gzipped)
         finally:
             pool.put_nowait(conn)
         done = time.perf_counter()
@@ -226,6 +286,8 @@ async def run_load(
             results.events_acked += events
             results.latencies.append(done - sent)
             results.schedule_lag.append(done - due)
+        elif status == 429:
+            results.shed += 1
         else:
             results.failed += 1
 
@@ -251,11 +313,15 @@ async def run_load(
     return results, time.perf_counter() - start
 
 
-def stored_events(url: str) -> int:
+def stored(url: str) -> tuple[int, int]:
+    """Batches and events in the database."""
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(Event)).scalar_one())
+            return (
+                int(conn.execute(select(func.count()).select_from(Batch)).scalar_one()),
+                int(conn.execute(select(func.count()).select_from(Event)).scalar_one()),
+            )
     finally:
         engine.dispose()
 
@@ -266,25 +332,40 @@ def pct(data: list[float], q: float) -> float:
     return statistics.quantiles(data, n=1000)[int(q * 10) - 1] if len(data) > 1 else data[0]
 
 
-def bench(db: str, args: argparse.Namespace, workdir: Path) -> None:
+@dataclass
+class Figures:
+    db: str
+    workers: int
+    offered: float
+    sustained: float
+    cpu_ms: float
+    p50_ms: float
+    p99_ms: float
+    shed: int
+    failed: int
+    lost: int
+
+
+def bench(db: str, workers: int, args: argparse.Namespace, workdir: Path) -> Figures:
     cluster = None
     if db == "postgresql":
         cluster = start_cluster()
         cluster.psql("CREATE DATABASE bench")
         url = cluster.url("bench")
     else:
-        url = f"sqlite:///{workdir / 'bench.db'}"
+        url = f"sqlite:///{workdir / f'bench-{workers}.db'}"
     migrate.upgrade(url)
     service = LiveService(
         database_url=url,
-        data_dir=workdir / f"data-{db}",
+        data_dir=workdir / f"data-{db}-{workers}",
         extra_env={"SENTINEL_RUN_LOOPS": "false"},
-        workers=args.workers,
+        workers=workers,
     )
     service.start()
     assert service.proc is not None
     pid = service.proc.pid
     try:
+        load0 = os.getloadavg()[0]
         cpu0 = proc_cpu_seconds(pid)
         results, elapsed = asyncio.run(
             run_load(
@@ -295,24 +376,28 @@ def bench(db: str, args: argparse.Namespace, workdir: Path) -> None:
                 args.interval,
                 args.connections,
                 args.event_every,
+                not args.no_gzip,
             )
         )
         cpu = proc_cpu_seconds(pid) - cpu0
+        load1 = os.getloadavg()[0]
         rss, hwm = proc_rss_mib(pid)
-        events = stored_events(url)
+        batches, events = stored(url)
     finally:
         service.stop()
         if cluster is not None:
             cluster.stop()
     offered = args.hosts / args.interval
     lat = results.latencies
+    # A batch answered 202 is durable: every one must be in the database, and its events.
+    lost = max(0, results.acked - batches) + max(0, results.events_acked - events)
     print(
-        f"\n== {db}: {args.hosts} hosts, a batch each every {args.interval:g} s "
-        f"(offered {offered:.0f} batches/s) for {args.seconds:g} s =="
+        f"\n== {db}, {workers} worker(s): {args.hosts} hosts, a batch each every "
+        f"{args.interval:g} s (offered {offered:.0f} batches/s) for {args.seconds:g} s =="
     )
     print(
-        f"  batches acknowledged  {results.acked}  ({results.acked / elapsed:.0f}/s sustained); "
-        f"failed {results.failed}; statuses {results.statuses}"
+        f"  batches answered 202  {results.acked}  ({results.acked / elapsed:.0f}/s sustained); "
+        f"shed (429) {results.shed}; failed {results.failed}; statuses {results.statuses}"
     )
     print(
         f"  latency (send→202)    p50 {pct(lat, 50) * 1000:.1f} ms   "
@@ -323,14 +408,29 @@ def bench(db: str, args: argparse.Namespace, workdir: Path) -> None:
         f"  latency (due→202)     p50 {pct(results.schedule_lag, 50) * 1000:.1f} ms   "
         f"p99 {pct(results.schedule_lag, 99) * 1000:.1f} ms  (includes client-side queueing)"
     )
+    cpu_ms = cpu / max(results.acked, 1) * 1e3
     print(
         f"  service CPU           {cpu:.1f} s = {cpu / elapsed * 100:.0f}% of one core; "
-        f"{cpu / max(results.acked, 1) * 1e3:.2f} ms per batch"
+        f"{cpu_ms:.2f} ms per batch answered 202 "
+        f"(one core: {1000 / cpu_ms if cpu_ms else float('inf'):.0f} batches/s)"
     )
     print(f"  service RSS           {rss:.0f} MiB now, {hwm:.0f} MiB peak")
     print(
-        f"  events sent (202)     {results.events_acked}; stored {events}; "
-        f"lost {results.events_acked - events}"
+        f"  stored                batches {batches} (answered 202: {results.acked}); events "
+        f"{events} (sent in batches answered 202: {results.events_acked}); lost {lost}"
+    )
+    print(f"  machine load average  {load0:.1f} at the start, {load1:.1f} at the end")
+    return Figures(
+        db,
+        workers,
+        offered,
+        results.acked / elapsed,
+        cpu_ms,
+        pct(lat, 50) * 1000,
+        pct(lat, 99) * 1000,
+        results.shed,
+        results.failed,
+        lost,
     )
 
 
@@ -343,17 +443,33 @@ def main() -> None:
     p.add_argument("--interval", type=float, default=5.0, help="seconds between a host's batches")
     p.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     p.add_argument("--connections", type=int, default=128, help="keep-alive connections")
-    p.add_argument("--workers", type=int, default=1, help="service worker processes")
+    p.add_argument(
+        "--workers", default="1", help="service worker processes; a list (1,2) runs each"
+    )
     p.add_argument("--event-every", type=int, default=20, help="one batch in N carries an event")
+    p.add_argument("--no-gzip", action="store_true", help="send plain JSON (agents gzip)")
     args = p.parse_args()
+    worker_counts = [int(w) for w in str(args.workers).split(",")]
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print(
-        f"machine: {os.cpu_count()} CPUs; server: uvicorn (uvloop, httptools), "
-        f"{args.workers} worker process(es)"
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+        f"server: uvicorn (uvloop, httptools)"
     )
+    figures = []
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-") as tmp:
         for db in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
-            bench(db, args, Path(tmp))
+            for workers in worker_counts:
+                figures.append(bench(db, workers, args, Path(tmp)))
+    print(
+        "\n  database    workers  offered/s  sustained/s  CPU ms/batch  p50 ms  p99 ms"
+        "  shed  failed  lost"
+    )
+    for f in figures:
+        print(
+            f"  {f.db:<10}  {f.workers:>7}  {f.offered:>9.0f}  {f.sustained:>11.0f}  "
+            f"{f.cpu_ms:>12.2f}  {f.p50_ms:>6.1f}  {f.p99_ms:>6.1f}  {f.shed:>4}  "
+            f"{f.failed:>6}  {f.lost:>4}"
+        )
 
 
 if __name__ == "__main__":

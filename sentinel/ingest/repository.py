@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.db.models import Batch as BatchRow
 from sentinel.db.models import Event, Gpu, Host, Job, JobRank
+from sentinel.db.rows import execute_rows
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.wire import (
     CRITICAL_KINDS,
@@ -280,7 +281,7 @@ async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None
             row["last_critical_at"] is None or crit[0] >= row["last_critical_at"]
         ):
             row["last_critical_at"], row["last_critical"] = crit
-    await session.execute(_upsert_hosts_stmt(dialect_of(session)), list(latest.values()))
+    await execute_rows(session, _upsert_hosts_stmt(dialect_of(session)), list(latest.values()))
 
 
 async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
@@ -310,7 +311,7 @@ async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
         }
         for (host, idx), (at, s) in latest.items()
     ]
-    await session.execute(_upsert_gpus_stmt(dialect_of(session)), rows)
+    await execute_rows(session, _upsert_gpus_stmt(dialect_of(session)), rows)
 
 
 async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) -> None:
@@ -337,7 +338,7 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
             job["world_size"] = obs.world_size or job["world_size"]
     if not jobs:
         return
-    await session.execute(_upsert_jobs_stmt(dialect_of(session)), list(jobs.values()))
+    await execute_rows(session, _upsert_jobs_stmt(dialect_of(session)), list(jobs.values()))
     rows = [
         {
             "job_id": job_id,
@@ -354,7 +355,7 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
         }
         for (job_id, rank), (host, _received, hb) in ranks.items()
     ]
-    await session.execute(_upsert_ranks_stmt(dialect_of(session)), rows)
+    await execute_rows(session, _upsert_ranks_stmt(dialect_of(session)), rows)
 
 
 # Statements are built once per dialect: building them (and their cache keys) per group
