@@ -1,4 +1,6 @@
-"""Benchmark: synthetic flight-recorder dumps at 1k-16k ranks to a verdict (time, peak RSS).
+"""Benchmark: synthetic flight-recorder dumps at 1k-16k ranks to a verdict (time, peak RSS),
+on the command line's path and on the service's (the dumps gzipped as the agent uploads them,
+analysed by the leader's entry point: its budgeted process and that process's parsing pool).
 
 .venv/bin/python benchmarks/flight_recorder.py                  # 1,024 and 4,096 ranks
 .venv/bin/python benchmarks/flight_recorder.py --ranks 16384    # the 16k target
@@ -10,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import shutil
@@ -39,8 +42,52 @@ me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(json.dumps({"read_s": t1 - t0, "analyze_s": t2 - t1, "kind": v.kind.value,
                   "culprits": v.culprit_ranks, "group": v.group, "seq": v.seq,
-                  "rss_self_kb": me, "rss_workers_kb": kids}))
+                  "rss_self_kb": me, "rss_workers_kb": kids, "verdict": v.model_dump(mode="json")}))
 """
+# The service's path: the leader's own entry point (a spawned process under the memory
+# budget, parsing in its pool) over gzipped files, as uploads are stored.
+_SERVICE = """
+import json, resource, sys, time
+from pathlib import Path
+from sentinel.incidents.flightrec import DEFAULT_MEMORY_BUDGET, analyse_isolated
+paths = [(int(p.name.split(".")[0]), str(p)) for p in Path(sys.argv[1]).iterdir()]
+t0 = time.perf_counter()
+v, errors = analyse_isolated(sorted(paths), {}, DEFAULT_MEMORY_BUDGET, 600, int(sys.argv[2]))
+t1 = time.perf_counter()
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"wall_s": t1 - t0, "errors": errors, "budget": DEFAULT_MEMORY_BUDGET,
+                  "rss_kb": kids, "verdict": v.model_dump(mode="json")}))
+"""
+
+
+def _gzip_chunk(plan: tuple[Path, Path, list[str]]) -> None:
+    source, store, names = plan
+    for name in names:
+        rank = name.rsplit("_", 1)[1]
+        # Level 1, not the agent's 9: only to save the benchmark minutes; inflating costs
+        # the service about the same at either level.
+        (store / f"{rank}.gz").write_bytes(gzip.compress((source / name).read_bytes(), 1))
+
+
+def gzip_dumps(source: Path, store: Path, workers: int) -> float:
+    t0 = time.perf_counter()
+    store.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in source.iterdir() if p.name.startswith(DUMP_PREFIX))
+    step = -(-len(names) // (workers * 4))
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_gzip_chunk, [(source, store, names[i : i + step])
+                                    for i in range(0, len(names), step)]))  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def service_path(store: Path, workers: int) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVICE, str(store), str(workers)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def synthesize(plan: Plan, out: Path, workers: int) -> float:
@@ -227,6 +274,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/sentinel-fr-bench"))
     ap.add_argument("--keep", action="store_true", help="keep the synthetic dumps")
+    ap.add_argument("--no-service", action="store_true", help="skip the service's path")
     ap.add_argument("--torch-python", help="python of an env with torch, for torchfrtrace")
     args = ap.parse_args()
 
@@ -250,6 +298,22 @@ def main() -> None:
                 f"{fig['kind']} rank(s) {fig['culprits']} in group {fig['group']} "
                 f"#{fig['seq']} ({'planted culprit found' if found else 'WRONG VERDICT'})"
             )
+            if not args.no_service:
+                store = args.out_dir / f"service-{world}"
+                shutil.rmtree(store, ignore_errors=True)
+                zipped = gzip_dumps(out, store, args.workers)
+                try:
+                    svc = service_path(store, args.workers)
+                finally:
+                    shutil.rmtree(store, ignore_errors=True)
+                same = svc["verdict"] == fig["verdict"] and not svc["errors"]
+                print(
+                    f"        service path (gzipped in {zipped:.0f} s): verdict in "
+                    f"{svc['wall_s']:.1f} s, peak RSS "
+                    f"{int(str(svc['rss_kb'])) / 2**20:.2f} GiB largest process under a "
+                    f"{int(str(svc['budget'])) / 2**30:.0f} GiB budget; "
+                    + ("the same verdict" if same else f"DIFFERENT VERDICT {svc}")
+                )
             if args.torch_python:
                 runs = torchfrtrace(args.torch_python, out)
                 for run in runs:

@@ -27,8 +27,9 @@ import polars as pl
 from sentinel.flightrec import jit, scan
 from sentinel.flightrec.grouping import per_group_and_rank
 from sentinel.flightrec.models import (
+    COLLECTIVE_COLUMNS,
     ENTRY_SCHEMA,
-    RANKED_SCHEMA,
+    P2P_COLUMNS,
     STATE_CODES,
     DumpSet,
     FrParseError,
@@ -107,8 +108,8 @@ def _parse(data: bytes, name: str) -> ParsedDump:
 class _Scanned:
     """One dump read by the fast path: its metadata, and its entries still as arrays.
 
-    Entries become a DataFrame in `_assemble`, for one dump or for a worker's whole
-    chunk at once: building a polars frame costs about as much as scanning the dump.
+    Entries become a DataFrame in `_assemble` for one dump, or a worker's whole chunk's
+    flat arrays in `_flatten`: building a polars frame costs about as much as scanning.
     """
 
     meta: ParsedDump  # with empty `entries`
@@ -267,6 +268,158 @@ def _assemble(items: Sequence[_Scanned], rank: bool = False) -> pl.DataFrame:
         counts = [len(item.ints) for item in items]
         series.append(pl.Series("rank", np.repeat(np.array(ranks, np.int32), counts)))
     return pl.DataFrame(series)
+
+
+# The dictionary-encoded columns, in the order of `Chunk.codes`' columns.
+_CATEGORICAL = ("pg", "pg_desc", "op", "in_sig", "out_sig")
+# The integer columns of `Chunk.ints` (from scan.EntryColumns.ints) and of `Chunk.nulls`.
+_INT_COLUMNS = ("record_id", "seq", "p2p_seq", "t_created", "t_started", "t_completed")
+_FROM_SCAN = [0, 3, 4, 7, 8, 9]
+_NULLABLE = ("seq", "p2p_seq", "t_created", "t_started", "t_completed", "duration_ms")
+
+
+@dataclass
+class Chunk:
+    """A worker's share of a set as it travels back to the process that analyses it.
+
+    The entries of the dumps the fast path read stay flat numpy arrays, which pickle as
+    their bytes: a DataFrame per chunk cost more to build, serialise and rebuild (the
+    categorical columns above all) than the whole set costs to assemble once from arrays.
+    Rows are the collectives first, then the p2p ops (each in the dumps' order), and every
+    array is one contiguous column, so the set's tables are plain concatenations. Dumps
+    the checked path read (rare) come as a table.
+    """
+
+    metas: list[ParsedDump]  # the fast dumps' then the checked dumps' metadata
+    collectives: int  # rows [0, collectives) are collectives, the rest p2p
+    ints: npt.NDArray[np.int64]  # [_INT_COLUMNS, rows]
+    nulls: npt.NDArray[np.bool_]  # [_NULLABLE, rows]
+    durations: npt.NDArray[np.float64]
+    state: npt.NDArray[np.int8]
+    peer: npt.NDArray[np.int32]  # -1: none
+    rank: npt.NDArray[np.int32]
+    codes: npt.NDArray[np.uint32]  # [_CATEGORICAL, rows]: indexes into `categories`
+    categories: list[list[str]]  # per _CATEGORICAL column, its distinct values
+    checked: pl.DataFrame | None  # RANKED_SCHEMA rows of the checked dumps
+    members: pl.DataFrame  # per_group_and_rank of the chunk's entries
+
+
+def _flatten(items: Sequence[_Scanned], checked: Sequence[ParsedDump]) -> Chunk:
+    """The chunk of scanned and checked dumps, its (group, rank) summary computed here."""
+    is_p2p = _concat([item.is_p2p for item in items], np.bool_)
+    # collectives first, then p2p, each in row order
+    order = np.concatenate([np.flatnonzero(~is_p2p), np.flatnonzero(is_p2p)])
+    ints = np.zeros((len(_INT_COLUMNS), len(order)), np.int64)
+    nulls = np.zeros((len(_NULLABLE), len(order)), np.bool_)
+    codes = np.zeros((len(_CATEGORICAL), len(order)), np.uint32)
+    categories: list[list[str]] = []
+    if items:
+        ints[:] = np.concatenate([item.ints for item in items])[order][:, _FROM_SCAN].T
+        nulls[:] = np.concatenate([item.nulls for item in items])[order].T
+    for j, field in enumerate(_CATEGORICAL):
+        index: dict[str, int] = {}
+        parts = []
+        for item in items:
+            distinct, rows = getattr(item, field)
+            remap = np.array([index.setdefault(v, len(index)) for v in distinct], np.uint32)
+            parts.append(remap[rows])
+        if parts:
+            codes[j] = np.concatenate(parts)[order]
+        categories.append(list(index))
+    ranks = [-1 if item.meta.rank is None else item.meta.rank for item in items]
+    chunk = Chunk(
+        metas=[item.meta for item in items] + [_with_entries(d, _NO_ENTRIES) for d in checked],
+        collectives=int((~is_p2p).sum()),
+        ints=ints,
+        nulls=nulls,
+        durations=_concat([item.durations for item in items], np.float64)[order],
+        state=_concat([item.state for item in items], np.int8)[order],
+        peer=_concat([_peers(item) for item in items], np.int32)[order],
+        rank=np.repeat(np.array(ranks, np.int32), [len(item.ints) for item in items])[order],
+        codes=codes,
+        categories=categories,
+        checked=pl.concat([d.ranked_entries() for d in checked]) if checked else None,
+        members=pl.DataFrame(),
+    )
+    collectives, p2p = _tables([chunk])
+    chunk.members = per_group_and_rank(collectives, p2p)
+    return chunk
+
+
+def _peers(item: _Scanned) -> npt.NDArray[np.int32]:
+    """Each row's peer (-1: none), from the one per distinct profiling name."""
+    return np.array([-1 if p is None else p for p in item.peer], np.int32)[item.op[1]]
+
+
+def _concat(arrays: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+
+
+def _tables(chunks: Sequence[Chunk]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The collectives and p2p tables (COLLECTIVE_COLUMNS, P2P_COLUMNS) of chunks: the
+    fast dumps' rows, in chunk order, then the checked dumps'."""
+    # One dictionary per categorical column for all the chunks.
+    indexes: list[dict[str, int]] = [{} for _ in _CATEGORICAL]
+    remaps = [
+        [
+            np.array([index.setdefault(v, len(index)) for v in values], np.uint32)
+            for index, values in zip(indexes, chunk.categories, strict=True)
+        ]
+        for chunk in chunks
+    ]
+
+    def column(name: str, p2p: bool) -> pl.Series:
+        def rows(array: npt.NDArray[Any], chunk: Chunk) -> npt.NDArray[Any]:
+            return array[chunk.collectives :] if p2p else array[: chunk.collectives]
+
+        if name in _CATEGORICAL:
+            j = _CATEGORICAL.index(name)
+            codes = np.concatenate(
+                [remap[j][rows(c.codes[j], c)] for c, remap in zip(chunks, remaps, strict=True)]
+            )
+            return pl.Series(name, list(indexes[j]), dtype=pl.Categorical)[codes]
+        if name in _INT_COLUMNS:
+            j = _INT_COLUMNS.index(name)
+            values = np.concatenate([rows(c.ints[j], c) for c in chunks])
+            series = pl.Series(name, values, dtype=pl.Int64)
+        elif name == "duration_ms":
+            series = pl.Series(name, np.concatenate([rows(c.durations, c) for c in chunks]))
+        elif name == "peer":
+            values = np.concatenate([rows(c.peer, c) for c in chunks])
+            series = pl.Series(name, values, dtype=pl.Int32)
+            missing = np.flatnonzero(values == -1)
+            return series.scatter(missing, None) if len(missing) else series
+        else:  # state, rank
+            series = pl.Series(name, np.concatenate([rows(getattr(c, name), c) for c in chunks]))
+        if name in _NULLABLE:
+            j = _NULLABLE.index(name)
+            null = np.flatnonzero(np.concatenate([rows(c.nulls[j], c) for c in chunks]))
+            if len(null):
+                series = series.scatter(null, None)
+        return series
+
+    out = []
+    for p2p, names in ((False, COLLECTIVE_COLUMNS), (True, P2P_COLUMNS)):
+        frame = pl.DataFrame([column(n, p2p) for n in names])
+        checked = [c.checked for c in chunks if c.checked is not None]
+        if checked:
+            rest = pl.concat(checked).filter(pl.col("is_p2p") if p2p else ~pl.col("is_p2p"))
+            frame = pl.concat([frame, rest.select(names)])
+        out.append(frame)
+    return out[0], out[1]
+
+
+def merge_chunks(chunks: Sequence[Chunk]) -> DumpSet:
+    """One set from the chunks of disjoint ranks (each from a DumpSetBuilder)."""
+    if not chunks:
+        return DumpSet.of([])
+    collectives, p2p = _tables(chunks)
+    return DumpSet(
+        dumps=[d for c in chunks for d in c.metas],
+        collectives=collectives,
+        p2p=p2p,
+        members=pl.concat([c.members for c in chunks]),
+    )
 
 
 def _fast_signatures(
@@ -655,18 +808,18 @@ def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
     return [read_dump(p) for p in paths]
 
 
-def _read_chunk_set(paths: Sequence[Path]) -> DumpSet:
+def _read_chunk_set(paths: Sequence[Path]) -> Chunk:
     """A worker's share of `read_dump_set`: one table for all its dumps' entries."""
     with _no_cycle_collection():
         return _read_chunk_set_unguarded(paths)
 
 
-def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
+def _read_chunk_set_unguarded(paths: Sequence[Path]) -> Chunk:
     builder = DumpSetBuilder()
     reader = _ReadBuffer()
     for path in paths:
         builder.add(reader.read(path), str(path))
-    return builder.build()
+    return builder.chunk()
 
 
 class DumpSetBuilder:
@@ -691,15 +844,12 @@ class DumpSetBuilder:
         else:
             self._checked.append(parse_dump(bytes(data), name))
 
+    def chunk(self) -> Chunk:
+        """The dumps added, as a worker ships them back (see `merge_chunks`)."""
+        return _flatten(self._scanned, self._checked)
+
     def build(self) -> DumpSet:
-        scanned, checked = self._scanned, self._checked
-        tables = [_assemble(scanned, rank=True)] if scanned else []
-        tables += [d.ranked_entries() for d in checked]
-        entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
-        metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
-        part = DumpSet.split(metas, entries)
-        part.members = per_group_and_rank(part.collectives, part.p2p)
-        return part
+        return merge_chunks([self.chunk()])
 
 
 def read_dumps(
@@ -722,25 +872,13 @@ def read_dump_set(
     on_progress: Callable[[int], None] | None = None,
 ) -> DumpSet:
     """Read many ranks' dumps for one analysis, their entries as two tables."""
-    parts: list[DumpSet] = []
+    chunks: list[Chunk] = []
     with _no_cycle_collection():
-        for part in map_chunks(_read_chunk_set, paths, workers):
-            parts.append(part)
+        for chunk in map_chunks(_read_chunk_set, paths, workers):
+            chunks.append(chunk)
             if on_progress:
-                on_progress(len(part.dumps))
-    return merge_parts(parts)
-
-
-def merge_parts(parts: Sequence[DumpSet]) -> DumpSet:
-    """One set from the sets of disjoint chunks of ranks (each built by a DumpSetBuilder)."""
-    if not parts:
-        return DumpSet.of([])
-    return DumpSet(
-        dumps=[d for part in parts for d in part.dumps],
-        collectives=pl.concat([part.collectives for part in parts]),
-        p2p=pl.concat([part.p2p for part in parts]),
-        members=pl.concat([p.members for p in parts if p.members is not None]),
-    )
+                on_progress(len(chunk.metas))
+        return merge_chunks(chunks)
 
 
 _T = TypeVar("_T")
