@@ -1804,9 +1804,10 @@ def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
         f.kernel_log(90.0 + g * 0.1, h, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
         f.gpu(90.5, h, g, lost=True)
     f.stall(90.0)
-    # The agent's next SEL poll (collectors.ipmi, every hardware_s) reads the BMC's entries.
+    # The agent's next SEL poll (collectors.ipmi, every hardware_s: 10 s) reads the BMC's
+    # entries nearly a poll after the fault.
     f.sel(
-        96.0,
+        99.5,
         h,
         sel_entry(f, 89.8, 0x1A, "Power Supply PS2 Status", "Failure detected ()"),
         sel_entry(f, 89.9, 0x1B, "Power Unit Pwr Unit Redund", "Redundancy Lost"),
@@ -1817,7 +1818,7 @@ def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
         folder,
         170,
         "A PSU fails: four GPUs of the host fall off the bus (XID 79 on each), the BMC's SEL "
-        "(read by the agent over IPMI a few seconds later) says PS2 failed and redundancy is "
+        "(read by the agent over IPMI nearly 10 s later) says PS2 failed and redundancy is "
         "lost, the peers time out. One power_supply incident on the host, not four GPUs.",
         [incident("power_supply", 110, host=h, after_s=89)],
     )
@@ -1891,8 +1892,10 @@ def system_memory_mcelog_uc_names_the_dimm(folder: Path) -> None:
     noise(f, 160)
     h = 5
     when = f.at(80.0)
+    # mcelog logs the machine check at 80 s; the agent's mcelog collector (every hardware_s,
+    # 10 s) reads it at 89 s, after the rank's death from SIGBUS.
     f.mcelog(
-        80.0,
+        89.0,
         h,
         MCELOG_UC_DIMM.format(
             time=int(when.timestamp()), date=when.strftime("%a %b %d %H:%M:%S %Y")
@@ -1905,9 +1908,9 @@ def system_memory_mcelog_uc_names_the_dimm(folder: Path) -> None:
         f,
         folder,
         160,
-        "mcelog logs an uncorrected memory read error on DIMM C1 (socket 1, channel 2); the "
-        "rank using that page dies of SIGBUS and the peers time out. system_memory on the host, "
-        "naming the DIMM.",
+        "mcelog logs an uncorrected memory read error on DIMM C1 (socket 1, channel 2), read by "
+        "the agent 9 s later; the rank using that page dies of SIGBUS first and the peers time "
+        "out. system_memory on the host, naming the DIMM.",
         [incident("system_memory", 92, host=h, after_s=79, reason_has=["CPU1_DIMM_C1"])],
     )
 
