@@ -314,7 +314,7 @@ class RemediationService:
             assert decision is not None
             job = await session.get(Job, decision.job_id) if decision.job_id else None
         try:
-            steps, drained = await self._carry_out(decision, job)
+            steps, drained = await self._carry_out(decision, job, sessions)
         except Exception as exc:
             log.exception("executing decision %s raised", decision_id)
             async with unit_of_work(sessions) as session:
@@ -370,7 +370,7 @@ class RemediationService:
         return frozenset(steps)
 
     async def _carry_out(
-        self, decision: Decision, job: Job | None
+        self, decision: Decision, job: Job | None, sessions: Sessions | None = None
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """The scheduler steps: drain the excluded hosts, requeue, then the drained hosts'
         repair (a reboot or a GPU reset, once the job has left them); the steps' results and
@@ -389,6 +389,16 @@ class RemediationService:
             if job is None:
                 steps.append({"op": "requeue", "ok": False, "error": "incident has no job"})
             else:
+                if decision.exclude_hosts and sessions is not None:
+                    # A hot spare, if the pool holds one, takes the excluded host's place.
+                    spare = await self.swaps.take_spare(
+                        sessions,
+                        job.id,
+                        f"given to job {job.id} for {', '.join(decision.exclude_hosts)} "
+                        f"(decision {str(decision.id)[:8]})",
+                    )
+                    if spare is not None:
+                        steps.append({"op": "reserve", "ok": True, "host": spare, "spare": True})
                 res = await self.scheduler.requeue(
                     job.scheduler_job_id or job.id, decision.exclude_hosts
                 )

@@ -533,6 +533,32 @@ class SwapService:
             )
         log.info("swap %s %s: %s -> %s", swap.id, swap.status, swap.host_id, swap.spare_host)
 
+    async def take_spare(self, sessions: Sessions, job_id: str | None, why: str) -> str | None:
+        """Give a ready spare to a job about to be requeued without a host (an exclusion): it
+        is marked used (one caller wins it) and left out of the reservation, so that the job
+        starts on it at once instead of waiting in the queue. None when the pool has none."""
+        async with unit_of_work(sessions) as session:
+            ready = (
+                await session.scalars(
+                    select(Spare.host_id).where(Spare.state == "ready").order_by(Spare.added_at)
+                )
+            ).all()
+            taken: str | None = None
+            for host_id in ready:
+                result = await session.execute(
+                    update(Spare)
+                    .where(Spare.host_id == host_id, Spare.state == "ready")
+                    .values(state="used", job_id=job_id, reason=why, updated_at=self._clock.now())
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    taken = host_id
+                    break
+        if taken is None:
+            return None
+        await self.pool.apply(tuple(h for h in ready if h != taken))
+        return taken
+
     # ------------------------------------------------------------------ advice
 
     async def advice(self, session: AsyncSession, job_id: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from builders import heartbeat, obs
+from builders import heartbeat, obs, xid
 from conftest import auth
 from sqlalchemy import select
 
@@ -149,6 +149,22 @@ async def test_a_degraded_host_is_swapped_onto_the_spare_at_the_next_durable_che
     await tl.loops()
     assert len(await swaps(tl)) == 1 and await tl.requeues() == 1
 
+    # node2 is repaired by a human, its ranks long gone, its agent reporting: it replaces the
+    # spare the swap used.
+    r = await tl.client.post(
+        "/api/v1/hosts/node2/repaired",
+        json={"comment": "GPU 2 reset, remap done"},
+        headers=auth(tl.tokens["operator"]),
+    )
+    assert r.status_code == 200, r.text
+    tl.clock.advance(400)
+    await tl.post("node2", [obs("agent_status", tl.clock.now(), version="test")])
+    await tl.loops()
+    assert tl.fake.reservations == {"sentinel-spares": ("node2",)}
+    async with unit_of_work(tl.ctx.sessions) as s:
+        spare = await s.get(Spare, "node2")
+        assert spare is not None and spare.state == "ready"
+
 
 async def test_no_spare_refuses_the_swap_with_its_reason(tl: Timeline) -> None:
     use_swaps(tl, pool_size=0)
@@ -229,3 +245,34 @@ async def shown_in_the_api(tl: Timeline) -> None:
     assert 'sentinel_spares{state="used"} 1.0' in text
     assert 'sentinel_spares{state="ready"} 0.0' in text
     assert 'sentinel_swaps{status="done"} 1.0' in text
+
+
+async def test_an_exclusion_takes_the_spare_at_once(tl: Timeline) -> None:
+    """XID 79 (an incident, not a degraded finding): the host is excluded, and the job starts
+    again on the spare the reservation held, not on whatever else is free (node6)."""
+    use_swaps(tl)
+    await spare_reports(tl)
+    await tl.loops()
+    assert tl.fake.reservations == {"sentinel-spares": ("node5",)}
+    tl.clock.advance(10)
+    await tl.post(
+        "node3",
+        [
+            xid(
+                79,
+                gpu=2,
+                when=tl.clock.now(),
+                message="NVRM: Xid (PCI:0000:5d:00): 79, pid=1, name=python, "
+                "GPU has fallen off the bus.",
+            )
+        ],
+    )
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert (d.action, d.status) == ("exclude_and_restart", "done")
+    assert [s["op"] for s in d.outcome["steps"]] == ["drain", "reserve", "requeue", "reboot"]
+    assert sorted(await tl.job_nodes()) == ["node1", "node2", "node4", "node5"]
+    assert tl.fake.reservations == {}
+    async with unit_of_work(tl.ctx.sessions) as s:
+        spare = await s.get(Spare, "node5")
+        assert spare is not None and (spare.state, spare.job_id) == ("used", "job-1")

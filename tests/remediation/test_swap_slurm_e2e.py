@@ -219,3 +219,93 @@ def test_a_degraded_host_is_swapped_onto_the_reserved_spare_once_with_two_replic
             service.stop()
         cluster.run("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
         cluster.reset()
+
+
+def test_an_excluded_host_is_replaced_by_the_reserved_spare_at_once(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """XID 79 drains a host of the 4-node job; the only free node is the spare in Sentinel's
+    reservation, released to the job with the requeue: the job runs again on 4 nodes at once
+    (without the release it would wait in the queue)."""
+    service = LiveService(
+        database_url=f"sqlite:///{tmp_path / 'sentinel.db'}",
+        data_dir=tmp_path,
+        extra_env={
+            "SENTINEL_SCHEDULER__KIND": "slurm",
+            "SENTINEL_SCHEDULER__SLURM__CONF": str(cluster.conf),
+            "SENTINEL_REMEDIATION__SWAP__SPARES": json.dumps(["node5"]),
+            "SENTINEL_REMEDIATION__SWAP__POOL_SIZE": "1",
+        },
+    )
+    service.start()
+    seq: dict[str, int] = {}
+
+    def post(host: str, observations: list[dict[str, Any]]) -> None:
+        seq[host] = seq.get(host, 0) + 1
+        r = httpx.post(
+            f"{service.url}/api/v1/reports",
+            headers=service.headers("agent"),
+            json={
+                "version": 1,
+                "host_id": host,
+                "agent_id": f"{host}-agent",
+                "seq": seq[host],
+                "sent_at": _now(),
+                "observations": observations,
+            },
+            timeout=10,
+        )
+        assert r.status_code == 202, r.text
+
+    try:
+        post("node5", [_obs("agent_status", version="test")])
+        assert _until("node5 reserved", lambda: _reserved(cluster)) == "node5"
+        job_id = cluster.submit_job(nodes=4)
+        nodes = cluster.wait_running(job_id)
+        for n, host in enumerate(nodes):
+            post(
+                host,
+                [
+                    _obs(
+                        "heartbeat",
+                        job_id=job_id,
+                        rank=n * 8 + g,
+                        local_rank=g,
+                        gpu_index=g,
+                        step=1200,
+                        checkpoint_step=1000,
+                        world_size=32,
+                        last_beat_at=_now(),
+                    )
+                    for g in range(8)
+                ],
+            )
+        bad = nodes[2]
+        post(
+            bad,
+            [
+                _obs(
+                    "xid",
+                    xid=79,
+                    gpu_index=3,
+                    pci_bus_id="00000000:5D:00.0",
+                    source="kernel_log",
+                    message="NVRM: Xid (PCI:0000:5d:00): 79, pid=2711, name=python, GPU has "
+                    "fallen off the bus.",
+                )
+            ],
+        )
+        again = cluster.wait_running(job_id, avoid=(bad,), restarts=1, timeout=60)
+        assert sorted(again) == sorted([*(h for h in nodes if h != bad), "node5"])
+        assert _reserved(cluster) is None
+        r = httpx.get(f"{service.url}/api/v1/decisions", headers=service.headers(), timeout=5)
+        [decision] = r.json()
+        assert [s["op"] for s in decision["outcome"]["steps"]][:3] == [
+            "drain",
+            "reserve",
+            "requeue",
+        ]
+    finally:
+        service.stop()
+        cluster.run("scontrol", "delete", f"ReservationName={RESERVATION}", check=False)
+        cluster.reset()
