@@ -244,7 +244,7 @@ class SwapService:
                 )
             ).all()
         for finding_id in undecided:
-            await self.decide(sessions, finding_id)
+            await self.decide(sessions, finding_id, wait_for_a_job=True)
         async with unit_of_work(sessions) as session:
             await self._approve_at_checkpoint(session)
             await self._expire_leases(session)
@@ -258,13 +258,19 @@ class SwapService:
 
     # ------------------------------------------------------------------ deciding
 
-    async def decide(self, sessions: Sessions, finding_id: uuid.UUID) -> Swap | None:
-        """Record the swap decision for this finding, unless one exists."""
+    async def decide(
+        self, sessions: Sessions, finding_id: uuid.UUID, *, wait_for_a_job: bool = False
+    ) -> Swap | None:
+        """Record the swap decision for this finding, unless one exists. ``wait_for_a_job``:
+        a host in no job is not decided on yet (the open finding is the record; a job that
+        lands there later gets its swap)."""
         async with unit_of_work(sessions) as session:
             finding = await session.get(DegradedFinding, finding_id)
             if finding is None or finding.state != "open":
                 return None
             ctx = await self._context(session, finding)
+            if wait_for_a_job and ctx.job_id is None:
+                return None
             proposal = self._policy.decide(ctx)
             now = self._clock.now()
             ins = insert_for(dialect_of(session), Swap)

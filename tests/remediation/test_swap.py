@@ -276,3 +276,18 @@ async def test_an_exclusion_takes_the_spare_at_once(tl: Timeline) -> None:
     async with unit_of_work(tl.ctx.sessions) as s:
         spare = await s.get(Spare, "node5")
         assert spare is not None and (spare.state, spare.job_id) == ("used", "job-1")
+
+
+async def test_a_degraded_host_in_no_job_waits_for_one(tl: Timeline) -> None:
+    """node6 runs nothing: its finding stays open with no decision (and it is no spare)."""
+    use_swaps(tl, spares=["node6"])
+    await tl.post("node6", [obs("agent_status", tl.clock.now(), version="test")])
+    tl.clock.advance(10)
+    await tl.post("node6", [remap_pending(tl)])
+    await tl.loops()
+    await tl.loops()
+    assert await swaps(tl) == []
+    assert tl.fake.reservations == {}  # degraded: not fit to be a spare
+    async with unit_of_work(tl.ctx.sessions) as s:
+        [finding] = (await s.scalars(select(DegradedFinding))).all()
+        assert (finding.host_id, finding.state) == ("node6", "open")
