@@ -306,43 +306,54 @@ class Chunk:
 
 def _flatten(items: Sequence[_Scanned], checked: Sequence[ParsedDump]) -> Chunk:
     """The chunk of scanned and checked dumps, its (group, rank) summary computed here."""
-    is_p2p = _concat([item.is_p2p for item in items], np.bool_)
-    # collectives first, then p2p, each in row order
-    order = np.concatenate([np.flatnonzero(~is_p2p), np.flatnonzero(is_p2p)])
-    ints = np.zeros((len(_INT_COLUMNS), len(order)), np.int64)
-    nulls = np.zeros((len(_NULLABLE), len(order)), np.bool_)
-    codes = np.zeros((len(_CATEGORICAL), len(order)), np.uint32)
-    categories: list[list[str]] = []
-    if items:
-        ints[:] = np.concatenate([item.ints for item in items])[order][:, _FROM_SCAN].T
-        nulls[:] = np.concatenate([item.nulls for item in items])[order].T
-    for j, field in enumerate(_CATEGORICAL):
-        index: dict[str, int] = {}
-        parts = []
-        for item in items:
+    total = sum(len(item.ints) for item in items)
+    collectives = sum(int(np.count_nonzero(~item.is_p2p)) for item in items)
+    ints = np.empty((len(_INT_COLUMNS), total), np.int64)
+    nulls = np.empty((len(_NULLABLE), total), np.bool_)
+    codes = np.empty((len(_CATEGORICAL), total), np.uint32)
+    durations = np.empty(total, np.float64)
+    state = np.empty(total, np.int8)
+    peer = np.empty(total, np.int32)
+    rank = np.empty(total, np.int32)
+    indexes: list[dict[str, int]] = [{} for _ in _CATEGORICAL]
+    # Each dump's rows go to two places, its collectives after the chunk's collectives so
+    # far and its p2p ops after the p2p ones; one dump's arrays stay in cache meanwhile.
+    at = [0, collectives]
+    for item in items:
+        cats = np.empty((len(_CATEGORICAL), len(item.ints)), np.uint32)
+        for j, field in enumerate(_CATEGORICAL):
             distinct, rows = getattr(item, field)
-            remap = np.array([index.setdefault(v, len(index)) for v in distinct], np.uint32)
-            parts.append(remap[rows])
-        if parts:
-            codes[j] = np.concatenate(parts)[order]
-        categories.append(list(index))
-    ranks = [-1 if item.meta.rank is None else item.meta.rank for item in items]
+            index = indexes[j]
+            cats[j] = np.array([index.setdefault(v, len(index)) for v in distinct], np.uint32)[rows]
+        block = item.ints[:, _FROM_SCAN].T
+        peers = _peers(item)
+        for part, where in enumerate((~item.is_p2p, item.is_p2p)):
+            sel = np.flatnonzero(where)
+            start, stop = at[part], at[part] + len(sel)
+            ints[:, start:stop] = block[:, sel]
+            nulls[:, start:stop] = item.nulls[sel].T
+            codes[:, start:stop] = cats[:, sel]
+            durations[start:stop] = item.durations[sel]
+            state[start:stop] = item.state[sel]
+            peer[start:stop] = peers[sel]
+            rank[start:stop] = -1 if item.meta.rank is None else item.meta.rank
+            at[part] = stop
     chunk = Chunk(
         metas=[item.meta for item in items] + [_with_entries(d, _NO_ENTRIES) for d in checked],
-        collectives=int((~is_p2p).sum()),
+        collectives=collectives,
         ints=ints,
         nulls=nulls,
-        durations=_concat([item.durations for item in items], np.float64)[order],
-        state=_concat([item.state for item in items], np.int8)[order],
-        peer=_concat([_peers(item) for item in items], np.int32)[order],
-        rank=np.repeat(np.array(ranks, np.int32), [len(item.ints) for item in items])[order],
+        durations=durations,
+        state=state,
+        peer=peer,
+        rank=rank,
         codes=codes,
-        categories=categories,
+        categories=[list(index) for index in indexes],
         checked=pl.concat([d.ranked_entries() for d in checked]) if checked else None,
         members=pl.DataFrame(),
     )
-    collectives, p2p = _tables([chunk])
-    chunk.members = per_group_and_rank(collectives, p2p)
+    collectives_table, p2p_table = _tables([chunk])
+    chunk.members = per_group_and_rank(collectives_table, p2p_table)
     return chunk
 
 
