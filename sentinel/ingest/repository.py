@@ -14,7 +14,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from pydantic import TypeAdapter
 from sqlalchemy import case, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +30,6 @@ from sentinel.wire import (
     Observation,
 )
 
-_SAMPLES: TypeAdapter[list[Observation]] = TypeAdapter(list[Observation])
 # Where an event whose id another host already holds is kept: a name of its own per host.
 _HOST_EVENTS = uuid.UUID("5d1f7f0e-4a4e-5e38-9a1c-2b8c3f1e6a07")
 
@@ -93,6 +91,9 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
     if not fresh:
         return
 
+    # Each periodic observation is serialised once: a batch's samples are the array of them,
+    # and a GPU's latest sample is one of them.
+    dumped: dict[int, str] = {}
     batch_rows = [
         {
             "host_id": it.batch.host_id,
@@ -101,9 +102,7 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
             "sent_at": it.batch.sent_at,
             "received_at": it.received_at,
             "n_observations": len(it.batch.observations),
-            "samples": _SAMPLES.dump_json(
-                [o for o in it.batch.observations if o.kind in PERIODIC_KINDS], exclude_none=True
-            ).decode(),
+            "samples": _samples_json(it.batch, dumped),
             "digest": it.digest,
         }
         for it in fresh
@@ -120,7 +119,7 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
 
     await _store_events(session, new)
     await _upsert_hosts(session, new)
-    await _upsert_gpus(session, new)
+    await _upsert_gpus(session, new, dumped)
     await _upsert_heartbeats(session, new)
 
 
@@ -284,7 +283,20 @@ async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None
     await execute_rows(session, _upsert_hosts_stmt(dialect_of(session)), list(latest.values()))
 
 
-async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
+def _samples_json(batch: Batch, dumped: dict[int, str]) -> str:
+    """The batch's periodic observations as a JSON array (what the `samples` column holds);
+    each one's JSON is kept in ``dumped`` under its id()."""
+    parts = []
+    for obs in batch.observations:
+        if obs.kind in PERIODIC_KINDS:
+            part = dumped[id(obs)] = obs.model_dump_json(exclude_none=True)
+            parts.append(part)
+    return "[" + ",".join(parts) + "]"
+
+
+async def _upsert_gpus(
+    session: AsyncSession, items: list[StoredBatch], dumped: dict[int, str]
+) -> None:
     latest: dict[tuple[str, int], tuple[datetime, GpuSample]] = {}
     for it in items:
         for obs in it.batch.observations:
@@ -306,7 +318,7 @@ async def _upsert_gpus(session: AsyncSession, items: list[StoredBatch]) -> None:
             "ecc_uncorrected": s.ecc_volatile_uncorrected,
             "temperature_c": s.temperature_c,
             "clock_event_reasons": s.clock_event_reasons,
-            "sample": s.model_dump_json(exclude_none=True),
+            "sample": dumped.get(id(s)) or s.model_dump_json(exclude_none=True),
             "updated_at": at,
         }
         for (host, idx), (at, s) in latest.items()

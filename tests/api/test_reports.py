@@ -10,10 +10,13 @@ import httpx
 import pytest
 from builders import at, batch, gpu_sample, heartbeat, obs, xid
 from conftest import auth
+from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Batch, Event, Gpu, JobRank
+from sentinel.wire import PERIODIC_KINDS, Observation
+from sentinel.wire import Batch as WireBatch
 
 
 async def _count(client: httpx.AsyncClient, model: type) -> int:
@@ -244,3 +247,34 @@ async def test_the_fast_path_answers_as_the_route_does(
     assert r.json()["accepted"] == 1 and await _count(app_client, Batch) == 1
     r = await app_client.get("/api/v1/reports", headers=auth(tokens["agent"]))
     assert r.status_code == 405
+
+
+async def test_stored_samples_are_the_periodic_observations_serialised_as_before(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """The batch's samples column, and each GPU's latest sample, are pydantic's JSON of the
+    periodic observations without None fields (each observation is serialised once)."""
+    body = batch(
+        observations=[
+            gpu_sample(0, temperature_c=71.5),
+            xid(79, gpu=1),
+            heartbeat(rank=3),
+            obs("agent_status", version="1.2", collectors_ok=["nvml"], outbox_depth=2),
+            gpu_sample(1, nvlink={"crc_flit": 1, "crc_data": 0, "replay": 0, "recovery": 0}),
+        ]
+    )
+    r = await app_client.post("/api/v1/reports", json=body, headers=auth(tokens["agent"]))
+    assert r.status_code == 202, r.text
+    sent = WireBatch.model_validate_json(json.dumps(body))
+    periodic = [o for o in sent.observations if o.kind in PERIODIC_KINDS]
+    expected = TypeAdapter(list[Observation]).dump_json(periodic, exclude_none=True).decode()
+    async with unit_of_work(app_client.app.state.ctx.sessions) as s:  # type: ignore[attr-defined]
+        samples = (await s.execute(select(Batch.samples))).scalar_one()
+        gpus = dict((await s.execute(select(Gpu.gpu_index, Gpu.sample))).all())
+    assert samples == expected
+    assert json.loads(samples)[2]["kind"] == "agent_status"
+    assert gpus == {
+        o.gpu_index: o.model_dump_json(exclude_none=True)
+        for o in periodic
+        if o.kind == "gpu_sample"
+    }
