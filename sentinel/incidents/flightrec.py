@@ -25,14 +25,13 @@ round; a new upload for the job makes a new set.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hashlib
-import io
 import logging
 import multiprocessing.connection
 import os
 import resource
 import signal
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -78,11 +77,18 @@ class FrJobFailure(Exception):
 
 
 def _decompress(path: str) -> bytes:
-    """The stored upload's bytes, refusing more than MAX_DUMP_BYTES once inflated."""
-    with gzip.GzipFile(fileobj=io.BytesIO(Path(path).read_bytes())) as f:
-        data = f.read(MAX_DUMP_BYTES + 1)
-    if len(data) > MAX_DUMP_BYTES:
+    """The stored upload's bytes as the upload route inflated them (one gzip member),
+    refusing more than MAX_DUMP_BYTES. zlib directly: GzipFile's reads in Python cost
+    twice as much, a second per thousand dumps."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(Path(path).read_bytes(), MAX_DUMP_BYTES + 1)
+    except zlib.error as exc:
+        raise FrParseError(f"corrupt gzip: {exc}") from None
+    if len(data) > MAX_DUMP_BYTES or inflater.unconsumed_tail:
         raise FrParseError(f"inflates to over {MAX_DUMP_BYTES} bytes")
+    if not inflater.eof:
+        raise FrParseError("truncated gzip")
     return data
 
 
