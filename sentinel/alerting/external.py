@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.alerting.model import LABELS_SCHEMA, check_labels
 from sentinel.alerting.notifiers.alertmanager import GENERATOR_LABEL
 from sentinel.db.models import Event
-from sentinel.db.upsert import dialect_of, insert_for
+from sentinel.db.partitions import insert_events_once
 from sentinel.inputs import NO_NUL, EndTime, ForeignText, Time
 
 log = logging.getLogger(__name__)
@@ -132,11 +132,8 @@ async def store_events(session: AsyncSession, payload: AmWebhook, now: datetime)
     rows = event_rows(payload, now)
     if not rows:
         return []
-    ins = insert_for(dialect_of(session), Event)
-    result = await session.execute(
-        ins.on_conflict_do_nothing(index_elements=["id"]).returning(ins.table.c.id), rows
-    )
-    new = {r[0] for r in result}
+    # A resolved alert's time may be now (no end given): ids are looked up first.
+    new = await insert_events_once(session, rows)
     return [Event(**row) for row in rows if row["id"] in new]
 
 

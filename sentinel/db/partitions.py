@@ -19,10 +19,17 @@ holds inserts into the default partition for the moment of the move.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentinel.db.models import Event
+from sentinel.db.upsert import insert_for
 
 SCHEMA = "sentinel_partitions"
 # One partition per UTC day: retention is counted in hours (samples) and days (events), so a
@@ -152,3 +159,25 @@ def days_between(first: date, last: date) -> Iterable[date]:
     while day <= last:
         yield day
         day += timedelta(days=1)
+
+
+async def insert_events_once(session: AsyncSession, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert event rows whose id is not stored yet; the ids inserted now.
+
+    On PostgreSQL the key is (id, observed_at), and these writers' ids are derived from what
+    the event is (the watchdog's synthetic events, Alertmanager's alerts) while its time may be
+    the time of writing: the id is looked up first, in every partition. The conflict clause
+    still settles two writers of one row at the same instant.
+    """
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        ids = [row["id"] for row in rows]
+        held = set((await session.scalars(select(Event.id).where(Event.id.in_(ids)))).all())
+        rows = [row for row in rows if row["id"] not in held]
+        if not rows:
+            return set()
+    ins = insert_for(dialect, Event)
+    result = await session.execute(ins.on_conflict_do_nothing().returning(ins.table.c.id), rows)
+    return {row[0] for row in result.all()}

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
 from sentinel.db.models import Event, Gpu, Host, Incident, Job, JobProgress, JobRank
+from sentinel.db.partitions import insert_events_once
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import OPEN_STATES, IncidentChange, TriageService
 from sentinel.incidents.signals import synthetic_id
@@ -26,11 +27,8 @@ async def add_synthetic_events(session: AsyncSession, rows: list[dict[str, Any]]
     """Insert synthetic events, skipping the ones already stored; returns how many were new."""
     if not rows:
         return 0
-    ins = insert_for(dialect_of(session), Event)
-    result = await session.execute(
-        ins.on_conflict_do_nothing(index_elements=["id"]).returning(ins.table.c.id), rows
-    )
-    return len(result.all())
+    # Ids are derived from the key, times are the pass's: looked up first (partitioned events).
+    return len(await insert_events_once(session, rows))
 
 
 def synthetic_row(

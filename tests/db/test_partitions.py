@@ -218,3 +218,35 @@ async def test_retention_keeps_current_partitions(pg_url: str) -> None:
     # Samples are kept 24 h: yesterday's day partition still holds some of them.
     assert partitions.partition_name("batches", yesterday) in _partitions(pg_url, "batches")
     assert _partitions(pg_url, "events") >= before["events"]
+
+
+async def test_an_event_id_written_again_at_another_time_is_stored_once(pg_url: str) -> None:
+    """The watchdog's synthetic events and Alertmanager's alerts derive their id from what they
+    are and may carry the time of writing: the key (id, observed_at) alone would store each
+    pass's copy; the look-up keeps one."""
+    engine = make_engine(pg_url)
+    sessions = make_sessionmaker(engine)
+    event_id = uuid.uuid4()
+    now = datetime.now(UTC)
+
+    def row(at: datetime) -> dict[str, object]:
+        return {
+            "id": event_id,
+            "host_id": "h1",
+            "seq": 0,
+            "kind": "hang",
+            "observed_at": at,
+            "received_at": at,
+            "critical": True,
+            "payload": {},
+        }
+
+    try:
+        async with unit_of_work(sessions) as session:
+            assert await partitions.insert_events_once(session, [row(now)]) == {event_id}
+        async with unit_of_work(sessions) as session:
+            later = now + timedelta(seconds=30)
+            assert await partitions.insert_events_once(session, [row(later)]) == set()
+    finally:
+        await engine.dispose()
+    assert _sql(pg_url, "SELECT count(*) FROM events") == [(1,)]
