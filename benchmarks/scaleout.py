@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from ingest import pct, proc_cpu_seconds, run_load
@@ -36,9 +37,13 @@ from sentinel.auth import new_token
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Batch, Event
+from sentinel.settings import TriageSettings
 from sentinel.testing.haproxy import Haproxy
 from sentinel.testing.postgres import PostgresCluster, start_cluster
 from sentinel.testing.service import LiveService
+
+# The triage lag past which the service alerts (sentinel_triage_lag_seconds).
+LAG_ALERT_S = TriageSettings().lag_alert_s
 
 
 @dataclass
@@ -199,12 +204,12 @@ def run_one(
         # The leader's loops have a moment to catch up with the last events, as they would.
         drain_deadline = time.monotonic() + args.drain
         watch.stop()
-        while time.monotonic() < drain_deadline:
+        drained = False
+        while not drained and time.monotonic() < drain_deadline:
             time.sleep(1)
             watch._scrape()
             leader = watch.leader()
-            if leader is not None and _backlog_now(watch.urls[leader]) == 0:
-                break
+            drained = leader is not None and _backlog_now(watch.urls[leader]) == 0
         drained_in = args.drain - max(0.0, drain_deadline - time.monotonic())
         batches, events = stored_rows(url)
         sizes = table_bytes(url)
@@ -236,6 +241,10 @@ def run_one(
         "backlog_max": watch.backlog.get(leader, float("nan")) if leader is not None else 0,
         "passes": watch.passes.get(leader, (0, 0)) if leader is not None else (0, 0),
         "drained_in": drained_in,
+        # Kept up: triage never lagged past the lag alert's bound, and caught up after the load.
+        "kept_up": drained and watch.lag.get(leader, float("inf")) < LAG_ALERT_S
+        if leader is not None
+        else False,
         "bytes_per_batch": (sizes["batches"] - empty["batches"]) / max(batches, 1),
         "index_bytes_per_batch": (sizes["batches_indexes"] - empty["batches_indexes"])
         / max(batches, 1),
@@ -266,7 +275,7 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
     print(
         "replicas  batches/s  p50 ms  p99 ms  lost b/e  429/failed  "
         "CPU ms/batch: replicas  pg   haproxy  generator   cores used  "
-        "leader: lag max s  backlog max  passes (mean s)  drained"
+        "leader: lag max s  backlog max  passes (mean s)  drained  kept up"
     )
     for r in rows:
         cpu = r["cpu_ms"]
@@ -278,7 +287,8 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
             f"{r['lost_batches']:>3}/{r['lost_events']:<3}  {r['shed']:>5}/{r['failed']:<4}  "
             f"{cpu[0]:>21.2f}  {cpu[1]:>4.2f}  {cpu[2]:>7.2f}  {cpu[3]:>9.2f}   "  # type: ignore[index]
             f"{cores:>10.2f}  {r['lag_max']:>17.1f}  {r['backlog_max']:>11.0f}  "
-            f"{count:>6.0f} ({mean:.3f})  {r['drained_in']:>5.0f} s"
+            f"{count:>6.0f} ({mean:.3f})  {r['drained_in']:>5.0f} s  "
+            f"{'yes' if r['kept_up'] else 'NO'}"
         )
     for r in rows:
         if r["statuses"] != {202: r["acked"]}:
@@ -308,6 +318,30 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
         "replicas add ingest capacity only when cores are free for them: on a machine with no "
         "spare core, a replica's CPU per batch is what to scale by (docs/operations.md)."
     )
+    for r in rows:
+        print(f"  {r['replicas']} replica(s): {limit(r)}")
+
+
+def limit(r: dict[str, Any]) -> str:
+    """Which part held this run back, from its own figures."""
+    cpus = os.cpu_count() or 1
+    cores = sum(r["cpu_cores"])
+    busy = max(r["load"])
+    if not r["kept_up"]:
+        return "the leader's loops: triage lagged past the alert bound or did not catch up"
+    if r["rate"] >= 0.98 * r["offered"] and r["shed"] == 0 and r["failed"] == 0:
+        return "nothing reached: every offered batch was carried; offer more (--hosts)"
+    if busy >= cpus:
+        return (
+            f"CPU: the machine was saturated (load average {busy:.1f} on {cpus} CPUs; these "
+            f"processes got {cores:.2f} cores)"
+            + (f"; admission shed {r['shed']} batches with 429" if r["shed"] else "")
+        )
+    share = dict(
+        zip(("replicas", "PostgreSQL", "haproxy", "generator"), r["cpu_cores"], strict=True)
+    )
+    top = max(share, key=share.__getitem__)
+    return f"with cores to spare, the busiest part was {top} ({share[top]:.2f} cores)"
 
 
 def main() -> None:
