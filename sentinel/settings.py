@@ -320,6 +320,12 @@ class RemediationSettings(_Section):
     max_attempts: int = Field(
         3, ge=1, description="Executions of one decision (claims) before it fails."
     )
+    in_place: bool = Field(
+        False,
+        description="Restart in place (the launcher restarts the ranks on the same hosts, no "
+        "requeue) for a transient fault with no host to blame, once per job in "
+        "restart_window_s; needs a launcher that reads the advice (sentinel_agent.launcher).",
+    )
     swap: SwapSettings = Field(default_factory=SwapSettings)
 
 

@@ -112,6 +112,11 @@ class Heartbeat:
         """The agent says: checkpoint now (a planned swap waits for the next checkpoint)."""
         return bool(self.advice and self.advice.get("checkpoint_now"))
 
+    @property
+    def restart_in_place(self) -> bool:
+        """The agent says: the launcher restarts the ranks on the same allocation."""
+        return bool(self.advice and self.advice.get("restart_in_place"))
+
     def _read_replies(self, sock: socket.socket) -> None:
         for _ in range(16):  # what arrived since the last beat; never waits
             try:

@@ -23,6 +23,8 @@ from sentinel.settings import RemediationSettings
 class Action(StrEnum):
     none = "none"  # nothing to do (planned work, or already recovering)
     restart = "restart"  # requeue from the last checkpoint on the same hosts
+    # the launcher restarts the ranks on the same allocation (no requeue); issue 17 item 4
+    restart_in_place = "restart_in_place"
     exclude_and_restart = "exclude_and_restart"  # drain the culprit, requeue without it
     hold = "hold"  # wait for a condition (fabric healthy), then restart
     escalate = "escalate"  # stop automating: a human decides
@@ -92,7 +94,8 @@ class RemediationContext:
         return [
             p
             for p in self.past
-            if p.action in (Action.restart, Action.exclude_and_restart, Action.hold)
+            if p.action
+            in (Action.restart, Action.exclude_and_restart, Action.hold, Action.restart_in_place)
         ]
 
     def nvidia_actions(self) -> list[str]:
@@ -283,6 +286,30 @@ class ExcludeTheRankThatHung(Rule):
         )
 
 
+# Faults a restart of the ranks on the same hosts may clear: nothing names a host, and
+# nothing outside the job must change first.
+TRANSIENT: Final = frozenset(
+    {Category.NCCL_WATCHDOG_TIMEOUT, Category.SOFTWARE_BUG, Category.UNKNOWN}
+)
+
+
+class RestartInPlaceWhenTransient(Rule):
+    """A transient fault needs no host change: the launcher restarts the ranks where they are
+    (keeping the allocation, skipping the queue). Once per job in the window: if it comes
+    back, the next decision requeues (RestartFromCheckpoint) or escalates."""
+
+    def propose(self, ctx: RemediationContext) -> Proposal | None:
+        if not ctx.settings.in_place or ctx.category not in TRANSIENT or ctx.culprit_host:
+            return None
+        if any(p.action == Action.restart_in_place for p in ctx.past):
+            return None
+        return self._p(
+            Action.restart_in_place,
+            f"{ctx.category.value}, no host to blame: the launcher restarts the ranks in place "
+            f"from checkpoint step {ctx.checkpoint_step} (same allocation, no requeue)",
+        )
+
+
 class RestartFromCheckpoint(Rule):
     """Software, hangs without a culprit, unknown: restart once on the same hosts."""
 
@@ -410,6 +437,7 @@ DEFAULT_POLICY: Final = RemediationPolicy(
         WaitWhenNoSpareHost(),
         ExcludeHostOnHardwareFault(),
         ExcludeTheRankThatHung(),
+        RestartInPlaceWhenTransient(),
         RestartFromCheckpoint(),
         EscalateWhatNoRuleCovers(),
     ),

@@ -377,6 +377,17 @@ class RemediationService:
         the hosts drained."""
         steps: list[dict[str, Any]] = []
         drained: list[str] = []
+        if decision.action == Action.restart_in_place:
+            # Nothing for the scheduler: the launcher reads the advice and restarts the ranks.
+            steps.append(
+                {
+                    "op": "in_place",
+                    "ok": True,
+                    "output": "the job's launcher is told (advice restart_in_place) to restart "
+                    "the ranks on the same allocation",
+                }
+            )
+            return steps, drained
         for host in decision.exclude_hosts:
             res = await self.scheduler.drain(host, _drain_reason(decision))
             steps.append(_step(res))

@@ -162,12 +162,12 @@ class HeartbeatCollector:
                     self._reply(sock, job_id, sender)
 
     def _reply(self, sock: socket.socket, job_id: str, sender: str | tuple[Any, ...]) -> None:
-        """Tell the rank what the service advises its job: while it says checkpoint now, at
-        most every _REPLY_EVERY_S; once more when it stops saying so."""
+        """Tell the rank what the service advises its job: while it says checkpoint now (or
+        restart in place), at most every _REPLY_EVERY_S; once more when it stops saying so."""
         advice = self._advice.get(job_id) if self._advice is not None else None
         now = self._ctx.clock.monotonic()
         when, told = self._told.get(sender, (float("-inf"), False))
-        wanted = bool(advice and advice.get("checkpoint_now"))
+        wanted = bool(advice and (advice.get("checkpoint_now") or advice.get("restart_in_place")))
         if not wanted and not told:
             return
         if wanted and told and now - when < _REPLY_EVERY_S:

@@ -15,7 +15,7 @@ from sentinel.api.errors import error_responses
 from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.auth import Principal
 from sentinel.checkpoints import durable_checkpoint
-from sentinel.db.models import Incident, Job, JobRank
+from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.reports.cadence import advise
 from sentinel.wire.v1 import Name
 
@@ -83,8 +83,8 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "may ask, to pass it on in their heartbeat replies. cadence: "
     "the checkpoint interval that minimises expected lost time (Daly) from the job's measured "
     "MTTF (its age over its incidents) and the save_s and restart_s the launcher gives; null "
-    "with cadence_why when they are missing. restart_in_place: not decided by Sentinel yet "
-    "(always false).",
+    "with cadence_why when they are missing. restart_in_place: the ranks are to be restarted "
+    "on the same allocation (restart_decision: once per decision), while its incident is open.",
     responses=error_responses(404),
 )
 async def job_advice(
@@ -124,5 +124,23 @@ async def job_advice(
             "mttf_s": mttf_s,
             "reason": a.reason(),
         }
-    out["restart_in_place"] = False
+    # The latest in-place restart decided for the job while its incident is still open: the
+    # launcher restarts the ranks once per decision (restart_decision says which).
+    in_place = (
+        await session.execute(
+            select(Decision.id, Decision.reason)
+            .join(Incident, Incident.id == Decision.incident_id)
+            .where(
+                Decision.job_id == job_id,
+                Decision.action == "restart_in_place",
+                Decision.status.in_(("approved", "executing", "done", "pending")),
+                Incident.state != "resolved",
+            )
+            .order_by(Decision.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    out["restart_in_place"] = in_place is not None
+    out["restart_decision"] = str(in_place[0]) if in_place is not None else None
+    out["restart_reason"] = in_place[1] if in_place is not None else None
     return out

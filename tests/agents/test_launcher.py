@@ -1,0 +1,149 @@
+"""The reference launcher around torchrun (a fake one here): restart in place when Sentinel's
+advice says so, once per decision; otherwise the command's own exit stands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sentinel_agent.launcher import Launcher, http_advice
+
+# What the fake torchrun does on each run, read from plan.json: "fail", "hang" or "ok"; it
+# logs the run and the SENTINEL_RESTART_COUNT it was given.
+FAKE_TORCHRUN = """
+import json, os, sys, time
+here = os.path.dirname(os.path.abspath(__file__))
+plan = json.load(open(os.path.join(here, "plan.json")))
+runs = os.path.join(here, "runs.log")
+n = sum(1 for _ in open(runs)) if os.path.exists(runs) else 0
+with open(runs, "a") as f:
+    f.write(os.environ.get("SENTINEL_RESTART_COUNT", "?") + "\\n")
+what = plan[min(n, len(plan) - 1)]
+if what == "hang":
+    time.sleep(600)
+sys.exit(0 if what == "ok" else 3)
+"""
+
+
+class Advice:
+    """Stands in for GET /api/v1/jobs/{job}/advice."""
+
+    def __init__(self) -> None:
+        self.body: dict[str, Any] = {"checkpoint_now": False, "restart_in_place": False}
+        self.asked = 0
+        advice = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                advice.asked += 1
+                ok = self.headers.get("Authorization") == "Bearer t0ken"
+                body = json.dumps(advice.body).encode()
+                self.send_response(200 if ok and self.path == "/api/v1/jobs/77/advice" else 403)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def in_place(self, decision: str) -> None:
+        self.body = {
+            "checkpoint_now": False,
+            "restart_in_place": True,
+            "restart_decision": decision,
+            "restart_reason": "nccl_watchdog_timeout, no host to blame",
+        }
+
+
+@pytest.fixture
+def advice() -> Iterator[Advice]:
+    a = Advice()
+    yield a
+    a.server.shutdown()
+    a.server.server_close()
+
+
+def fake(tmp_path: Path, plan: list[str]) -> list[str]:
+    (tmp_path / "torchrun.py").write_text(FAKE_TORCHRUN)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    return [sys.executable, str(tmp_path / "torchrun.py")]
+
+
+def runs(tmp_path: Path) -> list[str]:
+    return (tmp_path / "runs.log").read_text().split()
+
+
+def launcher(command: list[str], advice: Advice, **kw: Any) -> Launcher:
+    settings: dict[str, Any] = {"poll_s": 0.1, "decide_s": 5.0, "grace_s": 2.0, **kw}
+    return Launcher(command, http_advice(advice.url, "t0ken", "77"), log=lambda _: None, **settings)
+
+
+def test_a_failed_run_restarts_in_place_when_sentinel_decides_so(
+    tmp_path: Path, advice: Advice
+) -> None:
+    advice.in_place("d-1")
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice).run() == 0
+    assert runs(tmp_path) == ["0", "1"]
+
+
+def test_without_a_decision_the_commands_status_stands(tmp_path: Path, advice: Advice) -> None:
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice, decide_s=0.5).run() == 3
+    assert runs(tmp_path) == ["0"] and advice.asked >= 1
+
+
+def test_a_hung_run_is_stopped_and_restarted(tmp_path: Path, advice: Advice) -> None:
+    command = fake(tmp_path, ["hang", "ok"])
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(launcher(command, advice).run()))
+    t.start()
+    # The hang goes on until Sentinel decides (the watchdog saw it, triage named no host).
+    for _ in range(100):
+        if (tmp_path / "runs.log").exists():
+            break
+        threading.Event().wait(0.05)
+    advice.in_place("d-2")
+    t.join(timeout=30)
+    assert done == [0] and runs(tmp_path) == ["0", "1"]
+
+
+def test_one_restart_per_decision(tmp_path: Path, advice: Advice) -> None:
+    advice.in_place("d-3")
+    code = launcher(fake(tmp_path, ["fail", "fail", "ok"]), advice, decide_s=0.5).run()
+    assert code == 3 and runs(tmp_path) == ["0", "1"]  # the same decision is not acted twice
+
+
+def test_the_cli_needs_a_job_and_a_command(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sentinel_agent.launcher",
+            "--service",
+            "http://127.0.0.1:9",
+            "--token-file",
+            str(token),
+            "--job-id",
+            "77",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and "command after --" in proc.stderr
