@@ -18,6 +18,8 @@ from sentinel_agent import __version__
 from sentinel_agent.advice import AdviceBoard, http_fetcher
 from sentinel_agent.clock import Clock, SystemClock
 from sentinel_agent.collectors.base import Collector, Context, HostState, Positioned
+from sentinel_agent.collectors.cloud import CloudMaintenanceCollector
+from sentinel_agent.collectors.cloud import connect as cloud_metadata
 from sentinel_agent.collectors.dcgm import DcgmDiagCollector, DcgmHealthCollector, dcgmi_installed
 from sentinel_agent.collectors.devlink import DevlinkHealthCollector, devlink_installed
 from sentinel_agent.collectors.edac import EdacCollector
@@ -257,6 +259,18 @@ class Agent:
                 out.append(DcgmHealthCollector(ctx, interval_s=c.dcgm.health_s))
                 if c.dcgm.diag_s:
                     out.append(DcgmDiagCollector(ctx, interval_s=c.dcgm.diag_s))
+        if c.cloud.enabled:
+            assert c.cloud.provider is not None  # the config checks
+            client = cloud_metadata(
+                c.cloud.provider,
+                str(c.cloud.endpoint) if c.cloud.endpoint else None,
+                timeout_s=c.cloud.timeout_s,
+            )
+            out.append(
+                CloudMaintenanceCollector(
+                    ctx, provider=c.cloud.provider, client=client, interval_s=c.cloud.interval_s
+                )
+            )
         return out
 
     def _redfish(self, ctx: Context) -> RedfishCollector:

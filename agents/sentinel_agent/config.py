@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from sentinel.wire.v1 import Name
+from sentinel_agent.collectors.cloud import Provider as CloudProvider
 from sentinel_agent.collectors.edac import DEFAULT_ROOT as EDAC_ROOT
 from sentinel_agent.collectors.infiniband import DEFAULT_ROOT as INFINIBAND_ROOT
 from sentinel_agent.collectors.infiniband import DEFAULT_THRESHOLDS as IB_THRESHOLDS
@@ -244,6 +245,26 @@ class IpmiConfig(_Section):
         )
 
 
+class CloudConfig(_Section):
+    """A cloud's scheduled maintenance of this instance, from its instance metadata service
+    (AWS scheduled events over IMDSv2, GCP's maintenance-event, Azure Scheduled Events). Off
+    by default: the metadata address means nothing outside that cloud."""
+
+    enabled: bool = False
+    provider: CloudProvider | None = Field(None, description="aws, gcp or azure.")
+    endpoint: HttpUrl | None = Field(
+        None, description="The metadata service; unset: the provider's own address."
+    )
+    interval_s: float = Field(60.0, gt=0, description="How often the metadata is read.")
+    timeout_s: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _a_provider_to_ask(self) -> CloudConfig:
+        if self.enabled and self.provider is None:
+            raise ValueError("collectors.cloud needs provider: aws, gcp or azure")
+        return self
+
+
 # The collectors of machine checks, memory errors, link faults and the BMC (collectors.<name>).
 HARDWARE_COLLECTORS: Final = (
     "rasdaemon", "mcelog", "edac", "infiniband", "devlink", "ipmi", "dcgm"
@@ -264,6 +285,7 @@ class CollectorsConfig(_Section):
     redfish: RedfishConfig = Field(default_factory=RedfishConfig)
     ipmi: IpmiConfig = Field(default_factory=IpmiConfig)
     dcgm: DcgmConfig = Field(default_factory=DcgmConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
 
 
 class OutboxConfig(_Section):

@@ -57,10 +57,11 @@ LogSource = Literal[
     "redfish",
     "dcgm",
     "ipmi",
+    "cloud",
 ]
 # Sources added to version 1 (see the module docstring).
 LOG_SOURCES_ADDED: Final = frozenset(
-    {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm", "ipmi"}
+    {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm", "ipmi", "cloud"}
 )
 # Optional fields added to version 1's observations (model.field), absent from older agents.
 FIELDS_ADDED: Final = frozenset({"GpuSample.serial"})
@@ -162,7 +163,8 @@ class LogRecord(_Observation):
         "hardware-error source (rasdaemon's database, mcelog, EDAC counters in sysfs, "
         "InfiniBand ports in sysfs, devlink health reporters, DCGM's health watches and "
         "diagnostics, the BMC's SEL read with ipmitool, the BMC's log entries and its parts' "
-        "health over Redfish), written as that tool prints it (Redfish: the resource's JSON)."
+        "health over Redfish; a cloud's scheduled maintenance from its instance metadata), "
+        "written as that tool prints it (Redfish: the resource's JSON)."
     )
     pattern: ShortText | None = Field(None, description="The knowledge pattern that matched.")
     family: ShortText | None = None
