@@ -61,7 +61,7 @@ class SwapAction(StrEnum):
 
 # Statuses that hold a spare or a cap's slot: the decision is not over.
 ACTIVE: Final = frozenset({"waiting", "approved", "executing"})
-FINAL: Final = frozenset({"done", "failed", "refused", "noop"})
+FINAL: Final = frozenset({"done", "failed", "refused", "noop", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -364,6 +364,19 @@ class SwapService:
     async def _approve_at_checkpoint(self, session: AsyncSession) -> None:
         waiting = (await session.scalars(select(Swap).where(Swap.status == "waiting"))).all()
         for swap in waiting:
+            why_not = await self._moot(session, swap)
+            if why_not is not None:
+                await session.execute(
+                    update(Swap)
+                    .where(Swap.id == swap.id, Swap.status == "waiting")
+                    .values(
+                        status="cancelled",
+                        reason=Swap.reason + f"; cancelled: {why_not}",
+                        updated_at=self._clock.now(),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                continue
             steps = (
                 await session.scalars(
                     select(JobRank.checkpoint_step).where(JobRank.job_id == swap.job_id)
@@ -385,6 +398,17 @@ class SwapService:
                 )
                 .execution_options(synchronize_session=False)
             )
+
+    async def _moot(self, session: AsyncSession, swap: Swap) -> str | None:
+        """Why a waiting swap has nothing left to do: its job ended, or its host already left
+        (an incident excluded it, a human drained it); None while it still has."""
+        job = await session.get(Job, swap.job_id) if swap.job_id else None
+        if job is None or job.state != "running":
+            return f"job {swap.job_id} is {job.state if job else 'unknown'}"
+        host = await session.get(Host, swap.host_id)
+        if host is not None and host.drain_state != "none":
+            return f"{swap.host_id} is already {host.drain_state}"
+        return None
 
     async def _expire_leases(self, session: AsyncSession) -> None:
         """An execution whose process died between claim and record: its steps may have run

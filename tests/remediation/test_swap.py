@@ -291,3 +291,24 @@ async def test_a_degraded_host_in_no_job_waits_for_one(tl: Timeline) -> None:
     async with unit_of_work(tl.ctx.sessions) as s:
         [finding] = (await s.scalars(select(DegradedFinding))).all()
         assert (finding.host_id, finding.state) == ("node6", "open")
+
+
+async def test_a_waiting_swap_is_cancelled_when_its_host_leaves_first(tl: Timeline) -> None:
+    """The degraded GPU fails outright before the checkpoint: the incident's exclusion takes
+    the host out (and the spare); the swap must not interrupt the job a second time."""
+    use_swaps(tl)
+    await spare_reports(tl)
+    await tl.loops()
+    tl.clock.advance(10)
+    await tl.post("node2", [remap_pending(tl)])
+    await tl.loops()
+    assert [s.status for s in await swaps(tl)] == ["waiting"]
+    tl.clock.advance(10)
+    await tl.post("node2", [xid(79, gpu=2, when=tl.clock.now(), message="Xid 79")])
+    await tl.loops()
+    await beats(tl, checkpoint=200)
+    await tl.loops()
+    [swap] = await swaps(tl)
+    assert swap.status == "cancelled" and "already" in swap.reason
+    assert await tl.requeues() == 1  # the exclusion's, not a second one
+    assert (await advice(tl))["checkpoint_now"] is False
