@@ -108,13 +108,18 @@ def own_cpu_seconds() -> float:
 
 
 def stored_rows(url: str) -> tuple[int, int]:
-    """Batches and events in the database."""
+    """Batches, and events from agents' batches (seq > 0: the leader's own synthetic events,
+    a hang or a silent host it concluded, have none), in the database."""
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as conn:
             return (
                 int(conn.execute(select(func.count()).select_from(Batch)).scalar_one()),
-                int(conn.execute(select(func.count()).select_from(Event)).scalar_one()),
+                int(
+                    conn.execute(
+                        select(func.count()).select_from(Event).where(Event.seq > 0)
+                    ).scalar_one()
+                ),
             )
     finally:
         engine.dispose()
