@@ -33,10 +33,13 @@ class ApiCall(BaseModel):
 
 # Where a host's lines are written, each read by the agent's collector for it:
 # kernel: its kernel log; training: one of its training logs (`file`); mcelog: mcelog's log;
-# ipmi_sel: entries its BMC adds to the SEL, as `ipmitool sel elist` prints them; infiniband:
+# ipmi_sel: entries its BMC adds to the SEL, as `ipmitool sel elist` prints them; redfish:
+# LogEntry resources its BMC adds to its Redfish event log, one JSON object a line; infiniband:
 # values written to files under /sys/class/infiniband, one `<path> <value>` a line
 # ("mlx5_3/ports/1/state 1: DOWN"); dcgm_health: what `dcgmi health -c -j` answers from then on.
-PrintedLog = Literal["kernel", "training", "mcelog", "ipmi_sel", "infiniband", "dcgm_health"]
+PrintedLog = Literal[
+    "kernel", "training", "mcelog", "ipmi_sel", "redfish", "infiniband", "dcgm_health"
+]
 
 
 class Printed(BaseModel):

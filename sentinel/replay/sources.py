@@ -1,12 +1,13 @@
 """A host's sources beyond its kernel and training logs, as the replay's agents read them.
 
-Each is read by the agent's own collector for it, from what the recording wrote:
-mcelog's log (a real file, `McelogCollector`), the BMC's SEL (the entries as `ipmitool sel
-elist` prints them, answered to `IpmiSelCollector`'s `sel info` / `sel elist` as ipmitool
-shows a BMC's SEL), InfiniBand sysfs (a real tree in sysfs' layout, healthy until the recording
-writes to it, `InfinibandCollector`) and `dcgmi health -c -j` (healthy until the recording says
-what it answers, `DcgmHealthCollector`). So a recording holds what the tools print, never a
-record the agent could not have made.
+Each is read by the agent's own collector for it, from what the recording wrote: mcelog's
+log (a real file, `McelogCollector`), the BMC's SEL (the entries as `ipmitool sel elist`
+prints them, answered to `IpmiSelCollector`'s `sel info` / `sel elist` as ipmitool shows a
+BMC's SEL), the BMC's Redfish event log (LogEntry resources, served to `RedfishCollector`
+over HTTP by a BMC in Redfish's resource tree), InfiniBand sysfs (a real tree in sysfs'
+layout, healthy until the recording writes to it, `InfinibandCollector`) and `dcgmi health
+-c -j` (healthy until the recording says what it answers, `DcgmHealthCollector`). So a
+recording holds what the tools print, never a record the agent could not have made.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import httpx
 
 from sentinel.replay.recording import Printed
 from sentinel_agent.clock import ManualClock
@@ -27,6 +30,7 @@ from sentinel_agent.collectors.infiniband import (
 )
 from sentinel_agent.collectors.ipmi import Bmc, IpmiSelCollector
 from sentinel_agent.collectors.mcelog import McelogCollector
+from sentinel_agent.collectors.redfish import ROOT, RedfishCollector
 
 # The ConnectX HCAs of a host whose recording writes to InfiniBand sysfs: one port each.
 HCAS: Final = 8
@@ -37,7 +41,9 @@ DCGM_HEALTHY: Final = json.dumps(
     {"body": {"Overall Health": {"value": "Healthy"}}, "header": ["Health Monitor Report"]}
 )
 # The sources a `Printed` may name besides the kernel and training logs.
-SOURCES: Final = frozenset({"mcelog", "ipmi_sel", "infiniband", "dcgm_health"})
+SOURCES: Final = frozenset({"mcelog", "ipmi_sel", "redfish", "infiniband", "dcgm_health"})
+# Where the replay's BMC keeps its event log, as OpenBMC names it.
+REDFISH_ENTRIES: Final = f"{ROOT}/Systems/system/LogServices/EventLog/Entries"
 
 
 class Sel:
@@ -69,6 +75,47 @@ class Sel:
             case ["sel", "elist", "last", count] if count.isdigit():
                 return "".join(f"{e}\n" for e in self._entries[-int(count) :])
         raise RuntimeError(f"ipmitool {' '.join(args)}: not a SEL command the replay answers")
+
+
+class RedfishBmc:
+    """A BMC's Redfish service as far as the collector reads it: the service root, one
+    system with one log service (the event log) whose entries are the LogEntry resources
+    added so far (one JSON object a line of what the recording writes)."""
+
+    def __init__(self) -> None:
+        self._entries: list[dict[str, Any]] = []
+
+    def add(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or "Id" not in entry:
+                    raise ValueError(f"not a Redfish LogEntry: {line[:200]!r}")
+                self._entries.append(entry)
+
+    def _resource(self, path: str) -> dict[str, Any] | None:
+        system = f"{ROOT}/Systems/system"
+        services = f"{system}/LogServices"
+        tree: dict[str, dict[str, Any]] = {
+            ROOT: {"@odata.id": ROOT, "Systems": {"@odata.id": f"{ROOT}/Systems"}},
+            f"{ROOT}/Systems": {"Members": [{"@odata.id": system}]},
+            system: {"@odata.id": system, "LogServices": {"@odata.id": services}},
+            services: {"Members": [{"@odata.id": f"{services}/EventLog"}]},
+            f"{services}/EventLog": {
+                "@odata.id": f"{services}/EventLog",
+                "Entries": {"@odata.id": REDFISH_ENTRIES},
+            },
+            REDFISH_ENTRIES: {
+                "@odata.id": REDFISH_ENTRIES,
+                "Members": self._entries,
+                "Members@odata.count": len(self._entries),
+            },
+        }
+        return tree.get(path)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        body = self._resource(request.url.path) if request.method == "GET" else None
+        return httpx.Response(404) if body is None else httpx.Response(200, json=body)
 
 
 def lay_out_infiniband(root: Path) -> None:
@@ -103,6 +150,7 @@ class HostSources:
         self._mcelog = folder / "mcelog"
         self._sysfs = folder / "sys" / "class" / "infiniband"
         self._sel = Sel(clock)
+        self._bmc = RedfishBmc()
         self._dcgm = DCGM_HEALTHY
         self.collectors: list[Collector] = []
         learning: list[Collector] = []
@@ -116,6 +164,13 @@ class HostSources:
                 IpmiSelCollector(
                     ctx, bmc=Bmc(), interval_s=poll_s, from_start=True, run=self._sel.run
                 )
+            )
+        if "redfish" in sources:
+            client = httpx.Client(
+                base_url="https://bmc.replay", transport=httpx.MockTransport(self._bmc.handle)
+            )
+            self.collectors.append(
+                RedfishCollector(ctx, client=client, interval_s=poll_s, from_start=True)
             )
         if "infiniband" in sources:
             lay_out_infiniband(self._sysfs)
@@ -136,6 +191,8 @@ class HostSources:
                     f.write(printed.text + "\n")
             case "ipmi_sel":
                 self._sel.add(printed.text)
+            case "redfish":
+                self._bmc.add(printed.text)
             case "infiniband":
                 write_sysfs(self._sysfs, printed.text)
             case "dcgm_health":

@@ -95,6 +95,12 @@ class CaseFleet(Fleet):
         to its SEL, each as `ipmitool sel elist` prints it."""
         self._printed.append((t, host, {"log": "ipmi_sel", "text": "\n".join(entries)}))
 
+    def redfish(self, t: float, host: int, *entries: dict[str, Any]) -> None:
+        """By time t (when the agent's poll reads it) the host's BMC has added these LogEntry
+        resources to its Redfish event log."""
+        text = "\n".join(json.dumps(e) for e in entries)
+        self._printed.append((t, host, {"log": "redfish", "text": text}))
+
     def sysfs(self, t: float, host: int, *writes: str) -> None:
         """At time t these InfiniBand sysfs files of the host hold new values, each
         `<path under /sys/class/infiniband> <value>`."""
@@ -1821,6 +1827,51 @@ def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
         "(read by the agent over IPMI nearly 10 s later) says PS2 failed and redundancy is "
         "lost, the peers time out. One power_supply incident on the host, not four GPUs.",
         [incident("power_supply", 110, host=h, after_s=89)],
+    )
+
+
+def redfish_entry(f: CaseFleet, t: float, n: int, message: str, message_id: str) -> dict[str, Any]:
+    """An OpenBMC event log entry as its Redfish service serves it (LogEntry v1.9)."""
+    created = f.at(t).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    entry_id = str(int(f.at(t).timestamp()) + n)
+    return {
+        "@odata.id": f"/redfish/v1/Systems/system/LogServices/EventLog/Entries/{entry_id}",
+        "@odata.type": "#LogEntry.v1_9_0.LogEntry",
+        "Created": created,
+        "EntryType": "Event",
+        "Id": entry_id,
+        "Message": message,
+        "MessageArgs": [message.split()[2].rstrip(".")],
+        "MessageId": message_id,
+        "Name": "System Event Log Entry",
+        "Severity": "Critical",
+    }
+
+
+@case
+def power_supply_redfish_event_read_after_the_gpus_fell_off(folder: Path) -> None:
+    f = CaseFleet(hosts=16, seed=66)
+    noise(f, 180)
+    h = 6
+    for g in range(4, 8):
+        f.kernel_log(100.0 + g * 0.1, h, xid_line(f, g, 79, "GPU has fallen off the bus.", pid=0))
+        f.gpu(100.5, h, g, lost=True)
+    f.stall(100.0)
+    # The agent polls the BMC over Redfish every redfish_s (30 s): the entry is read late.
+    f.redfish(
+        124.0,
+        h,
+        redfish_entry(f, 99.9, 0, "Power supply PSU2 failed.", "OpenBMC.0.1.PowerSupplyFailed"),
+    )
+    peer_timeouts(f, 100 + NCCL_TIMEOUT_S, skip={h})
+    write(
+        f,
+        folder,
+        180,
+        "A PSU fails: GPUs 4-7 of the host fall off the bus at once (XID 79 each); the BMC's "
+        "Redfish event log says PSU2 failed, read by the agent's next Redfish poll 24 s later; "
+        "the peers time out. One power_supply incident on the host, not four GPUs.",
+        [incident("power_supply", 130, host=h, after_s=99)],
     )
 
 

@@ -5,6 +5,7 @@ view) read them: each record with the source, pattern and severity the agent giv
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.replay.build_cases import (
     MCELOG_UC_DIMM,
     CaseFleet,
     ib_port_down,
+    redfish_entry,
     scontrol_nodes,
     sel_entry,
 )
@@ -94,7 +96,7 @@ def test_sysfs_writes_stay_in_the_hosts_tree(tmp_path: Any, write: str) -> None:
         write_sysfs(root, write)
 
 
-@pytest.mark.parametrize("log", ["mcelog", "ipmi_sel", "infiniband", "dcgm_health"])
+@pytest.mark.parametrize("log", ["mcelog", "ipmi_sel", "redfish", "infiniband", "dcgm_health"])
 def test_only_a_training_log_has_a_file_name(log: str) -> None:
     with pytest.raises(ValidationError):
         Printed.model_validate({"host": "h", "log": log, "file": "x.log", "text": "x"})
@@ -120,3 +122,13 @@ async def test_the_scheduler_view_reads_the_latest_node_states_as_slurm_prints_t
     )
     assert drained_node.reason_at == int(f.at(79.0).timestamp())
     assert json.loads(scontrol_nodes(f, {}))["nodes"][0]["state"] == ["ALLOCATED"]
+
+
+def test_a_redfish_event_log_entry_is_shipped_once_dated_when_the_bmc_logged_it() -> None:
+    f = CaseFleet(hosts=1, seed=6)
+    entry = redfish_entry(f, 18.0, 0, "Power supply PSU2 failed.", "OpenBMC.0.1.PowerSupplyFailed")
+    f.redfish(30.0, 0, entry)
+    ((at, record),) = shipped(f)
+    assert (at, record["source"], record["pattern"]) == (30.0, "redfish", "psu_failure")
+    assert datetime.fromisoformat(record["observed_at"]) == f.at(18.0)
+    assert json.loads(record["message"])["Message"] == "Power supply PSU2 failed."

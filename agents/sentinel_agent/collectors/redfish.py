@@ -26,7 +26,7 @@ import logging
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -47,6 +47,10 @@ _MAX_PAGES: Final = 50
 # What a record no pattern knows is, by the BMC's own word (LogEntry.Severity, Status.Health).
 _SEVERITY: Final[Mapping[str, Severity]] = {"Critical": "error", "Warning": "warning", "OK": "info"}
 _HEALTHY: Final = "OK"
+# An entry is dated by its `Created` (when the BMC logged it, which a poll reads up to
+# redfish_s later: a power supply's failure is then seen before the GPUs it took down, not
+# after) unless that is further back than this, or ahead of now: a BMC clock that is off.
+MAX_ENTRY_AGE: Final = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,19 @@ class RedfishCollector:
             newest = _position(found[-1])
             if mark is None or newest > mark:
                 self._logs[entries] = newest
-        return [self._record(entry, entries, str(entry.get("Severity", ""))) for entry in new]
+        return [
+            self._dated(self._record(entry, entries, str(entry.get("Severity", ""))), entry)
+            for entry in new
+        ]
+
+    def _dated(self, record: LogRecord, entry: Mapping[str, Any]) -> LogRecord:
+        created = _created(entry)
+        if not created:
+            return record
+        logged = datetime.fromisoformat(created).replace(tzinfo=UTC)
+        if not record.observed_at - MAX_ENTRY_AGE <= logged <= record.observed_at:
+            return record
+        return record.model_copy(update={"observed_at": logged})
 
     def _components(self, chassis: str) -> Iterator[dict[str, Any]]:
         """Every chassis, its power supplies, fans and temperatures, each with a Status."""
