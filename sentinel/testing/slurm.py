@@ -100,6 +100,8 @@ class SlurmCluster:
     node_names: list[str]
     ctld_port: int
     node_port_base: int
+    # Lines appended to slurm.conf (a HealthCheckProgram, a Prolog); @ROOT@ is filled in.
+    extra_conf: tuple[str, ...] = ()
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -142,6 +144,8 @@ class SlurmCluster:
         templates = resources.files("sentinel.testing") / "slurm_conf"
         for name in ("slurm.conf", "gres.conf", "cgroup.conf", "reboot"):
             text = (templates / name).read_text()
+            if name == "slurm.conf" and self.extra_conf:
+                text += "\n" + "\n".join(self.extra_conf) + "\n"
             for key, value in values.items():
                 text = text.replace(key, value)
             (self.root / "etc" / name).write_text(text)
@@ -375,8 +379,15 @@ class SlurmCluster:
         self._wait(lambda: not self.job_ids() and self._all_idle(), 20, "cluster idle")
 
 
-def start_slurm(nodes: int = 5, *, root: Path | None = None, timeout: float = 30) -> SlurmCluster:
-    """Start a cluster of ``nodes`` fake 8-GPU hosts named node1..nodeN; stop() it after."""
+def start_slurm(
+    nodes: int = 5,
+    *,
+    root: Path | None = None,
+    timeout: float = 30,
+    extra_conf: tuple[str, ...] = (),
+) -> SlurmCluster:
+    """Start a cluster of ``nodes`` fake 8-GPU hosts named node1..nodeN; stop() it after.
+    ``extra_conf``: slurm.conf lines of the test's own (``@ROOT@`` is the cluster's folder)."""
     missing = find_missing()
     if missing:
         raise SlurmUnavailable(INSTALL_HINT.format(missing=", ".join(missing)))
@@ -388,6 +399,7 @@ def start_slurm(nodes: int = 5, *, root: Path | None = None, timeout: float = 30
         node_names=[f"node{i}" for i in range(1, nodes + 1)],
         ctld_port=base,
         node_port_base=base + 2,
+        extra_conf=extra_conf,
     )
     try:
         cluster.start(timeout=timeout)

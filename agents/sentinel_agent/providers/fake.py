@@ -6,6 +6,7 @@ A scenario is data (agents/sentinel_agent/scenarios/*.yaml)::
     gpus: 8
     baseline: {temperature_c: 41, power_w: 310}     # every GPU starts from these
     unsupported: [retired_pages]                    # raise NVMLError_NotSupported
+    serials: ["1652221034501", "1652221034502"]     # board serials by index (else derived)
     timeline:                                       # seconds since the provider started
       - {at: 2.0, gpu: 3, xid: 79}
       - {at: 2.0, gpu: 3, lost: true}
@@ -42,6 +43,7 @@ Capability = Literal[
     "nvlink_errors",
     "pcie_replay_count",
     "xid_events",
+    "serial",
 ]
 
 
@@ -65,6 +67,7 @@ class GpuState(BaseModel):
     remap_failure: bool = False
     retired_pages_sbe: int = 0
     retired_pages_dbe: int = 0
+    retired_pages_pending: bool = False
     nvlink_crc_flit: int = 0
     nvlink_crc_data: int = 0
     nvlink_replay: int = 0
@@ -105,11 +108,16 @@ class Scenario(BaseModel):
     gpus: int = Field(8, ge=1, le=64)
     baseline: dict[str, float | int | bool] = Field(default_factory=dict)
     unsupported: list[Capability] = Field(default_factory=list)
+    # Board serials by GPU index, as printed on the board's label; GPUs past the list get one
+    # derived from the provider's seed, so that every fake GPU has a serial to RMA by.
+    serials: list[str] = Field(default_factory=list)
     timeline: list[Step] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _steps_fit(self) -> Scenario:
         GpuState.model_validate(self.baseline)
+        if len(self.serials) > self.gpus:
+            raise ValueError(f"{len(self.serials)} serials for {self.gpus} gpus")
         for step in self.timeline:
             if step.gpu >= self.gpus:
                 raise ValueError(f"step at {step.at}: gpu {step.gpu} of {self.gpus}")
@@ -161,6 +169,14 @@ class FakeProvider:
             if step.xid is not None:
                 self._xids.append(XidNotice(gpu_index=step.gpu, xid=step.xid))
 
+    def play_to_end(self) -> None:
+        """Play the whole timeline now: a one-shot health check sees the state the scenario
+        ends in (the GPU's history has happened), not its first second."""
+        with self._lock:
+            end = self.scenario.timeline[-1].at if self.scenario.timeline else 0.0
+            self._started_at = self._clock.monotonic() - end
+            self._advance()
+
     def _seconds_to_next_xid(self) -> float | None:
         assert self._started_at is not None
         elapsed = self._clock.monotonic() - self._started_at
@@ -211,6 +227,15 @@ class FakeProvider:
         bus = _BUS_IDS[index] if index < len(_BUS_IDS) else f"{index:02X}"
         return f"00000000:{bus}:00.0"
 
+    def serial(self, handle: object) -> str:
+        self._read(handle, "serial")
+        index = _index(handle)
+        if index < len(self.scenario.serials):
+            return self.scenario.serials[index]
+        # NVIDIA's board serials are 13 digits; this one is stable per seed and index.
+        digest = uuid.uuid5(uuid.NAMESPACE_DNS, f"{self._seed}/serial/{index}").int
+        return f"{digest % 10**13:013d}"
+
     def temperature_c(self, handle: object) -> float:
         return self._read(handle, "temperature_c").temperature_c
 
@@ -245,6 +270,9 @@ class FakeProvider:
     def retired_pages(self, handle: object, *, double_bit: bool) -> int:
         gpu = self._read(handle, "retired_pages")
         return gpu.retired_pages_dbe if double_bit else gpu.retired_pages_sbe
+
+    def retired_pages_pending(self, handle: object) -> bool:
+        return self._read(handle, "retired_pages").retired_pages_pending
 
     def nvlink_errors(self, handle: object) -> NvlinkTotals:
         gpu = self._read(handle, "nvlink_errors")

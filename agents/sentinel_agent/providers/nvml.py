@@ -40,6 +40,9 @@ class NvmlProvider:
     def pci_bus_id(self, handle: object) -> str:
         return str(pynvml.nvmlDeviceGetPciInfo(handle).busId)
 
+    def serial(self, handle: object) -> str:
+        return str(pynvml.nvmlDeviceGetSerial(handle))
+
     def temperature_c(self, handle: object) -> float:
         return float(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU))
 
@@ -75,6 +78,10 @@ class NvmlProvider:
             else pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS
         )
         return len(pynvml.nvmlDeviceGetRetiredPages(handle, cause))
+
+    def retired_pages_pending(self, handle: object) -> bool:
+        pending = pynvml.nvmlDeviceGetRetiredPagesPendingStatus(handle)
+        return bool(pending == pynvml.NVML_FEATURE_ENABLED)
 
     def _active_links(self, handle: object) -> list[int]:
         key = id(handle)
