@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
+from sentinel.ingest.job_ends import record_job_ends
 from sentinel.ingest.repository import StoredBatch, store_group
 from sentinel.metrics import ServiceMetrics
 from sentinel.wire import PERIODIC_KINDS, Batch, BatchAck
@@ -223,6 +224,7 @@ class IngestService:
         try:
             async with unit_of_work(self._sessions) as session:
                 await store_group(session, items)
+                await record_job_ends(session, items)
         except Exception as exc:
             if _transient(exc):
                 log.error(
