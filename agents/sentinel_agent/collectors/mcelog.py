@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 from sentinel.knowledge import PatternCatalog
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.machine_check import starts_record
-from sentinel.wire import Observation
+from sentinel.wire import LogRecord, Observation
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.hardware import HardwareRecords
 from sentinel_agent.collectors.logs import MAX_MESSAGE_LINES, MESSAGE_IDLE_S
@@ -27,6 +29,11 @@ from sentinel_agent.tail import FileTailer
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH: Final = Path("/var/log/mcelog")
+# A record is dated by its `TIME <seconds since the epoch>` line (when the machine check was
+# logged; the collector reads it up to hardware_s later) unless that is ahead of the agent's
+# clock or further back than this: a record from before a restart, a clock that was off.
+MAX_RECORD_AGE: Final = timedelta(minutes=10)
+_TIME: Final = re.compile(r"^TIME (?P<epoch>\d{9,11})\b")
 
 
 class McelogCollector:
@@ -73,7 +80,7 @@ class McelogCollector:
     def _flush(self, out: list[Observation]) -> None:
         lines, self._open = self._open, []
         if lines:
-            out.append(self._records.record(lines, path=str(self._path)))
+            out.append(_dated(self._records.record(lines, path=str(self._path)), lines))
 
     def positions(self) -> Mapping[str, str | None]:
         held = json.dumps(self._open) if self._open else None
@@ -81,6 +88,16 @@ class McelogCollector:
 
     def close(self) -> None:
         self._tailer.close()
+
+
+def _dated(record: LogRecord, lines: Sequence[str]) -> LogRecord:
+    for line in lines:
+        if found := _TIME.match(parse_line(line).body.strip()):
+            logged = datetime.fromtimestamp(int(found["epoch"]), UTC)
+            if record.observed_at - MAX_RECORD_AGE <= logged <= record.observed_at:
+                return record.model_copy(update={"observed_at": logged})
+            return record
+    return record
 
 
 def _restore(saved: str | None) -> list[str]:
