@@ -270,12 +270,22 @@ def _assemble(items: Sequence[_Scanned], rank: bool = False) -> pl.DataFrame:
     return pl.DataFrame(series)
 
 
-# The dictionary-encoded columns, in the order of `Chunk.codes`' columns.
+# The dictionary-encoded columns.
 _CATEGORICAL = ("pg", "pg_desc", "op", "in_sig", "out_sig")
-# The integer columns of `Chunk.ints` (from scan.EntryColumns.ints) and of `Chunk.nulls`.
-_INT_COLUMNS = ("record_id", "seq", "p2p_seq", "t_created", "t_started", "t_completed")
-_FROM_SCAN = [0, 3, 4, 7, 8, 9]
+# The integer columns, and where scan.EntryColumns.ints holds them.
+_FROM_SCAN = {"record_id": 0, "seq": 3, "p2p_seq": 4, "t_created": 7, "t_started": 8,
+              "t_completed": 9}  # fmt: skip
+# The nullable columns, in the order of _Scanned.nulls' columns.
 _NULLABLE = ("seq", "p2p_seq", "t_created", "t_started", "t_completed", "duration_ms")
+_DTYPES: dict[str, Any] = {
+    **dict.fromkeys(_FROM_SCAN, np.int64),
+    **dict.fromkeys(_CATEGORICAL, np.uint32),
+    **{f"null:{name}": np.bool_ for name in _NULLABLE},
+    "duration_ms": np.float64,
+    "state": np.int8,
+    "peer": np.int32,  # -1: none
+    "rank": np.int32,
+}
 
 
 @dataclass
@@ -285,21 +295,18 @@ class Chunk:
     The entries of the dumps the fast path read stay flat numpy arrays, which pickle as
     their bytes: a DataFrame per chunk cost more to build, serialise and rebuild (the
     categorical columns above all) than the whole set costs to assemble once from arrays.
-    Rows are the collectives first, then the p2p ops (each in the dumps' order), and every
-    array is one contiguous column, so the set's tables are plain concatenations. Dumps
-    the checked path read (rare) come as a table.
+    Rows are the collectives first, then the p2p ops (each in the dumps' order), one
+    array per column, so the set's tables are plain concatenations, and each column can
+    be let go as soon as the tables have it (at 16k ranks a column is ~250 MB). Dumps the
+    checked path read (rare) come as a table.
     """
 
     metas: list[ParsedDump]  # the fast dumps' then the checked dumps' metadata
     collectives: int  # rows [0, collectives) are collectives, the rest p2p
-    ints: npt.NDArray[np.int64]  # [_INT_COLUMNS, rows]
-    nulls: npt.NDArray[np.bool_]  # [_NULLABLE, rows]
-    durations: npt.NDArray[np.float64]
-    state: npt.NDArray[np.int8]
-    peer: npt.NDArray[np.int32]  # -1: none
-    rank: npt.NDArray[np.int32]
-    codes: npt.NDArray[np.uint32]  # [_CATEGORICAL, rows]: indexes into `categories`
-    categories: list[list[str]]  # per _CATEGORICAL column, its distinct values
+    # per _DTYPES key: a column, or (null:NAME) where the column NAME is null; a
+    # categorical column's codes index its values in `categories`
+    arrays: dict[str, npt.NDArray[Any]]
+    categories: dict[str, list[str]]
     checked: pl.DataFrame | None  # RANKED_SCHEMA rows of the checked dumps
     members: pl.DataFrame  # per_group_and_rank of the chunk's entries
 
@@ -308,51 +315,41 @@ def _flatten(items: Sequence[_Scanned], checked: Sequence[ParsedDump]) -> Chunk:
     """The chunk of scanned and checked dumps, its (group, rank) summary computed here."""
     total = sum(len(item.ints) for item in items)
     collectives = sum(int(np.count_nonzero(~item.is_p2p)) for item in items)
-    ints = np.empty((len(_INT_COLUMNS), total), np.int64)
-    nulls = np.empty((len(_NULLABLE), total), np.bool_)
-    codes = np.empty((len(_CATEGORICAL), total), np.uint32)
-    durations = np.empty(total, np.float64)
-    state = np.empty(total, np.int8)
-    peer = np.empty(total, np.int32)
-    rank = np.empty(total, np.int32)
-    indexes: list[dict[str, int]] = [{} for _ in _CATEGORICAL]
+    arrays = {name: np.empty(total, dtype) for name, dtype in _DTYPES.items()}
+    indexes: dict[str, dict[str, int]] = {name: {} for name in _CATEGORICAL}
     # Each dump's rows go to two places, its collectives after the chunk's collectives so
     # far and its p2p ops after the p2p ones; one dump's arrays stay in cache meanwhile.
     at = [0, collectives]
     for item in items:
-        cats = np.empty((len(_CATEGORICAL), len(item.ints)), np.uint32)
-        for j, field in enumerate(_CATEGORICAL):
-            distinct, rows = getattr(item, field)
-            index = indexes[j]
-            cats[j] = np.array([index.setdefault(v, len(index)) for v in distinct], np.uint32)[rows]
-        block = item.ints[:, _FROM_SCAN].T
-        peers = _peers(item)
+        values: dict[str, npt.NDArray[Any]] = {
+            name: item.ints[:, column] for name, column in _FROM_SCAN.items()
+        }
+        for name in _CATEGORICAL:
+            distinct, rows = getattr(item, name)
+            index = indexes[name]
+            remap = np.array([index.setdefault(v, len(index)) for v in distinct], np.uint32)
+            values[name] = remap[rows]
+        for j, name in enumerate(_NULLABLE):
+            values[f"null:{name}"] = item.nulls[:, j]
+        values["duration_ms"] = item.durations
+        values["state"] = item.state
+        values["peer"] = _peers(item)
         for part, where in enumerate((~item.is_p2p, item.is_p2p)):
             sel = np.flatnonzero(where)
             start, stop = at[part], at[part] + len(sel)
-            ints[:, start:stop] = block[:, sel]
-            nulls[:, start:stop] = item.nulls[sel].T
-            codes[:, start:stop] = cats[:, sel]
-            durations[start:stop] = item.durations[sel]
-            state[start:stop] = item.state[sel]
-            peer[start:stop] = peers[sel]
-            rank[start:stop] = -1 if item.meta.rank is None else item.meta.rank
+            for name, column in values.items():
+                np.take(column, sel, out=arrays[name][start:stop])
+            arrays["rank"][start:stop] = -1 if item.meta.rank is None else item.meta.rank
             at[part] = stop
     chunk = Chunk(
         metas=[item.meta for item in items] + [_with_entries(d, _NO_ENTRIES) for d in checked],
         collectives=collectives,
-        ints=ints,
-        nulls=nulls,
-        durations=durations,
-        state=state,
-        peer=peer,
-        rank=rank,
-        codes=codes,
-        categories=[list(index) for index in indexes],
+        arrays=arrays,
+        categories={name: list(index) for name, index in indexes.items()},
         checked=pl.concat([d.ranked_entries() for d in checked]) if checked else None,
         members=pl.DataFrame(),
     )
-    collectives_table, p2p_table = _tables([chunk])
+    collectives_table, p2p_table = _tables([chunk], consume=False)
     chunk.members = per_group_and_rank(collectives_table, p2p_table)
     return chunk
 
@@ -362,56 +359,56 @@ def _peers(item: _Scanned) -> npt.NDArray[np.int32]:
     return np.array([-1 if p is None else p for p in item.peer], np.int32)[item.op[1]]
 
 
-def _concat(arrays: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
-    return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
-
-
-def _tables(chunks: Sequence[Chunk]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _tables(chunks: Sequence[Chunk], consume: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The collectives and p2p tables (COLLECTIVE_COLUMNS, P2P_COLUMNS) of chunks: the
-    fast dumps' rows, in chunk order, then the checked dumps'."""
+    fast dumps' rows, in chunk order, then the checked dumps'. `consume`: drop each of
+    the chunks' arrays once the tables have it, to hold one copy of the set at a time."""
     # One dictionary per categorical column for all the chunks.
-    indexes: list[dict[str, int]] = [{} for _ in _CATEGORICAL]
-    remaps = [
-        [
-            np.array([index.setdefault(v, len(index)) for v in values], np.uint32)
-            for index, values in zip(indexes, chunk.categories, strict=True)
+    remaps: dict[str, list[npt.NDArray[np.uint32]]] = {}
+    values: dict[str, list[str]] = {}
+    for name in _CATEGORICAL:
+        index: dict[str, int] = {}
+        remaps[name] = [
+            np.array([index.setdefault(v, len(index)) for v in c.categories[name]], np.uint32)
+            for c in chunks
         ]
-        for chunk in chunks
-    ]
+        values[name] = list(index)
+
+    def gather(name: str, p2p: bool) -> npt.NDArray[Any]:
+        parts = [
+            c.arrays[name][c.collectives :] if p2p else c.arrays[name][: c.collectives]
+            for c in chunks
+        ]
+        if name in _CATEGORICAL:
+            parts = [remap[part] for remap, part in zip(remaps[name], parts, strict=True)]
+        return np.concatenate(parts) if parts else np.zeros(0, _DTYPES[name])
 
     def column(name: str, p2p: bool) -> pl.Series:
-        def rows(array: npt.NDArray[Any], chunk: Chunk) -> npt.NDArray[Any]:
-            return array[chunk.collectives :] if p2p else array[: chunk.collectives]
-
+        data = gather(name, p2p)
         if name in _CATEGORICAL:
-            j = _CATEGORICAL.index(name)
-            codes = np.concatenate(
-                [remap[j][rows(c.codes[j], c)] for c, remap in zip(chunks, remaps, strict=True)]
-            )
-            return pl.Series(name, list(indexes[j]), dtype=pl.Categorical)[codes]
-        if name in _INT_COLUMNS:
-            j = _INT_COLUMNS.index(name)
-            values = np.concatenate([rows(c.ints[j], c) for c in chunks])
-            series = pl.Series(name, values, dtype=pl.Int64)
-        elif name == "duration_ms":
-            series = pl.Series(name, np.concatenate([rows(c.durations, c) for c in chunks]))
-        elif name == "peer":
-            values = np.concatenate([rows(c.peer, c) for c in chunks])
-            series = pl.Series(name, values, dtype=pl.Int32)
-            missing = np.flatnonzero(values == -1)
+            return pl.Series(name, values[name], dtype=pl.Categorical)[data]
+        series = pl.Series(name, data)
+        if name == "peer":
+            missing = np.flatnonzero(data == -1)
             return series.scatter(missing, None) if len(missing) else series
-        else:  # state, rank
-            series = pl.Series(name, np.concatenate([rows(getattr(c, name), c) for c in chunks]))
         if name in _NULLABLE:
-            j = _NULLABLE.index(name)
-            null = np.flatnonzero(np.concatenate([rows(c.nulls[j], c) for c in chunks]))
+            null = np.flatnonzero(gather(f"null:{name}", p2p))
             if len(null):
                 series = series.scatter(null, None)
         return series
 
+    tables: tuple[dict[str, pl.Series], dict[str, pl.Series]] = ({}, {})
+    for name in dict.fromkeys(COLLECTIVE_COLUMNS + P2P_COLUMNS):
+        for p2p, names in ((False, COLLECTIVE_COLUMNS), (True, P2P_COLUMNS)):
+            if name in names:
+                tables[p2p][name] = column(name, p2p)
+        if consume:
+            for c in chunks:
+                c.arrays.pop(name, None)
+                c.arrays.pop(f"null:{name}", None)
     out = []
     for p2p, names in ((False, COLLECTIVE_COLUMNS), (True, P2P_COLUMNS)):
-        frame = pl.DataFrame([column(n, p2p) for n in names])
+        frame = pl.DataFrame([tables[p2p][n] for n in names])
         checked = [c.checked for c in chunks if c.checked is not None]
         if checked:
             rest = pl.concat(checked).filter(pl.col("is_p2p") if p2p else ~pl.col("is_p2p"))
@@ -421,10 +418,11 @@ def _tables(chunks: Sequence[Chunk]) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def merge_chunks(chunks: Sequence[Chunk]) -> DumpSet:
-    """One set from the chunks of disjoint ranks (each from a DumpSetBuilder)."""
+    """One set from the chunks of disjoint ranks (each from a DumpSetBuilder); takes the
+    chunks' arrays (they are emptied as the tables are built)."""
     if not chunks:
         return DumpSet.of([])
-    collectives, p2p = _tables(chunks)
+    collectives, p2p = _tables(chunks, consume=True)
     return DumpSet(
         dumps=[d for c in chunks for d in c.metas],
         collectives=collectives,
