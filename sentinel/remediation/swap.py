@@ -472,19 +472,11 @@ class SwapService:
                     ).all()
                 )
             )
-            hosts = sorted(
-                set(
-                    (
-                        await session.scalars(
-                            select(JobRank.host_id).where(JobRank.job_id == swap.job_id)
-                        )
-                    ).all()
-                )
-            )
-            # Announced before the job stops, so that triage reads the stop as planned.
+            # Announced before the job stops, so that triage reads the stop as planned. Only
+            # the host leaving is named: a fault on another host meanwhile is still a fault.
             session.add(
                 Maintenance(
-                    hosts=hosts,
+                    hosts=[swap.host_id],
                     job_id=swap.job_id,
                     starts_at=now,
                     ends_at=now + timedelta(seconds=self._swap.planned_s),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from builders import heartbeat, obs, xid
+from builders import gpu_sample, heartbeat, obs, xid
 from conftest import auth
 from sqlalchemy import select
 
@@ -312,3 +312,31 @@ async def test_a_waiting_swap_is_cancelled_when_its_host_leaves_first(tl: Timeli
     assert swap.status == "cancelled" and "already" in swap.reason
     assert await tl.requeues() == 1  # the exclusion's, not a second one
     assert (await advice(tl))["checkpoint_now"] is False
+
+
+async def test_the_stop_the_swap_causes_is_planned_not_a_failure(tl: Timeline) -> None:
+    """After the swap the ranks stop while the job is requeued: the watchdog sees the stall,
+    and triage reads it as the planned work announced for the host that left."""
+    use_swaps(tl)
+    await spare_reports(tl)
+    await tl.loops()
+    tl.clock.advance(10)
+    await tl.post("node2", [remap_pending(tl)])
+    await tl.loops()
+    tl.clock.advance(10)
+    await beats(tl, checkpoint=115)
+    await tl.loops()
+    assert [s.status for s in await swaps(tl)] == ["done"]
+    # The job is down a while; the hosts' agents keep reporting.
+    for _ in range(3):
+        tl.clock.advance(10)
+        for host in ("node1", "node3", "node4", "node5"):
+            await tl.post(host, [gpu_sample(0, tl.clock.now())])
+    await tl.watchdog()
+    await tl.loops()
+    incidents = await tl.incidents()
+    assert incidents, "the stall was not seen"
+    assert {(i.category, i.culprit_host) for i in incidents} == {("planned", "node2")}
+    decisions = await tl.decisions()
+    assert {(d.action, d.status) for d in decisions} == {("none", "noop")}
+    assert await tl.requeues() == 1  # the swap's, nothing more
