@@ -165,12 +165,12 @@ def test_nvlink_climb_and_thermal_slowdown_show_in_samples_and_metrics() -> None
         | pynvml.nvmlClocksEventReasonHwThermalSlowdown
     )
     value = ctx.metrics.registry.get_sample_value(
-        "DCGM_FI_DEV_GPU_TEMP",
+        "sentinel_agent_gpu_temperature_celsius",
         {
             "gpu": "4",
-            "UUID": gpu4.uuid or "",
+            "uuid": gpu4.uuid or "",
             "pci_bus_id": gpu4.pci_bus_id or "",
-            "Hostname": "host-1",
+            "hostname": "host-1",
         },
     )
     assert value == 92
@@ -181,3 +181,47 @@ def test_real_provider_without_a_driver_fails_like_nvml() -> None:
 
     with pytest.raises(pynvml.NVMLError):
         NvmlProvider().init()
+
+
+def test_every_sample_names_the_gpu_by_index_bus_id_uuid_and_serial() -> None:
+    clock = ManualClock()
+    collector, _ = _collector(Scenario.load(SCENARIOS / "xid79.yaml"), clock)
+    samples = [o for o in collector.poll() if isinstance(o, GpuSample)]
+    names = {(s.gpu_index, s.pci_bus_id, s.serial) for s in samples}
+    assert (3, "00000000:5D:00.0", "1654922010104") in names
+    assert len({s.serial for s in samples}) == len({s.uuid for s in samples}) == 8
+
+
+def test_a_lost_gpu_still_goes_by_its_serial() -> None:
+    # The RMA of a GPU that fell off the bus needs its serial; NVML cannot read it any more.
+    clock = ManualClock()
+    ctx, sink = context(clock)
+    collector = NvmlCollector(
+        FakeProvider(Scenario.load(SCENARIOS / "xid79.yaml"), clock), ctx, interval_s=10,
+        xid_events=False,
+    )  # fmt: skip
+    collector.poll()
+    clock.advance(2)
+    collector.poll()
+    (lost,) = [o for o in sink.critical if isinstance(o, GpuSample)]
+    assert lost.lost and (lost.gpu_index, lost.serial) == (3, "1654922010104")
+    assert lost.pci_bus_id == "00000000:5D:00.0" and lost.uuid
+
+
+def test_a_board_without_a_serial_sends_none() -> None:
+    scenario = Scenario(gpus=2, unsupported=["serial"])
+    collector, _ = _collector(scenario, ManualClock())
+    samples = [o for o in collector.poll() if isinstance(o, GpuSample)]
+    assert [s.serial for s in samples] == [None, None]
+    assert all(s.uuid and s.pci_bus_id for s in samples)
+
+
+def test_fake_serials_are_stable_13_digit_numbers_unless_the_scenario_names_them() -> None:
+    scenario = Scenario(gpus=3, serials=["1320220012345"])
+    one, two = (FakeProvider(scenario, ManualClock(), seed="h1") for _ in range(2))
+    serials = [one.serial(one.handle(i)) for i in range(3)]
+    assert serials == [two.serial(two.handle(i)) for i in range(3)]
+    assert serials[0] == "1320220012345"
+    assert all(len(s) == 13 and s.isdigit() for s in serials) and len(set(serials)) == 3
+    with pytest.raises(ValueError, match="serials"):
+        Scenario(gpus=1, serials=["1", "2"])

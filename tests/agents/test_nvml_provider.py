@@ -73,6 +73,11 @@ def binding(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         assert sensor == pynvml.NVML_TEMPERATURE_GPU
         return 71
 
+    def serial(h: Any) -> str:
+        if check(h).index == 1:  # a board without an inforom
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return "1654922010100"
+
     def register(h: Any, types: int, event_set: Any) -> None:
         assert types == pynvml.nvmlEventTypeXidCriticalError and event_set == "set"
         state["registered"].append(h.index)
@@ -91,6 +96,7 @@ def binding(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "nvmlDeviceGetIndex": lambda h: h.index,
         "nvmlDeviceGetUUID": lambda h: f"GPU-{check(h).index:08d}",
         "nvmlDeviceGetPciInfo": lambda h: SimpleNamespace(busId=f"00000000:{check(h).index}A:00.0"),
+        "nvmlDeviceGetSerial": serial,
         "nvmlDeviceGetTemperature": temperature,
         "nvmlDeviceGetPowerUsage": lambda h: check(h) and 512_345,  # milliwatts
         "nvmlDeviceGetCurrentClocksEventReasons": lambda h: check(h) and 0x40,
@@ -144,6 +150,9 @@ def test_sample_maps_every_nvml_call(binding: dict[str, Any], tmp_path: Path) ->
     assert s0.nvlink is not None and (s0.nvlink.crc_flit, s0.nvlink.replay) == (15, 3)  # 3 up
     assert s0.pcie_replay_count == 3
     assert ctx.state.gpu_by_pci == {"00000000:0A:00.0": 0, "00000000:1A:00.0": 1}
+    s1 = collector.poll()[1]
+    assert isinstance(s1, GpuSample)
+    assert (s0.serial, s1.serial) == ("1654922010100", None)  # nvmlDeviceGetSerial
 
 
 def test_lost_gpu_and_xid_event(binding: dict[str, Any]) -> None:

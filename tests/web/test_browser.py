@@ -155,6 +155,23 @@ def test_a_viewer_finds_a_host_and_its_incidents(browser: object, live_server: L
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_a_viewer_reads_the_serial_an_rma_needs(browser: object, live_server: LiveServer) -> None:
+    # Issue 16 item 8: the host's GPU table names each GPU by index, bus id, UUID and serial,
+    # and the incident names its culprit GPU the same way.
+    page = _login(browser, live_server, "viewer")
+    page.goto(f"{live_server.url}/hosts/{CULPRIT}")
+    table = page.locator("h2:has-text('GPUs') + table")
+    headers = [h.lower() for h in table.locator("thead th").all_inner_texts()]  # CSS capitals
+    assert headers[:4] == ["gpu", "pci bus id", "uuid", "serial (for rma)"]
+    serials = table.locator("tbody td.gpu-serial").all_inner_texts()
+    assert len(serials) == 8 and all(s.isdigit() and len(s) == 13 for s in serials)
+    page.locator("a[href^='/incidents/']").first.click()
+    page.wait_for_url("**/incidents/**")
+    named = page.locator("h1 .gpu-serial")
+    assert named.count() == 1 and named.inner_text().removeprefix("serial (RMA) ") in serials
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_a_viewer_cannot_create_a_silence(browser: object, live_server: LiveServer) -> None:
     page = _login(browser, live_server, "viewer")
     page.goto(f"{live_server.url}/silences")

@@ -608,7 +608,7 @@ async def test_the_incident_list_is_paged_and_filtered_by_host_and_time(
         assert wrong.status_code == 200 and "is not a time" in wrong.text
 
 
-async def test_a_gpu_is_shown_by_its_index_pci_bus_id_and_uuid(
+async def test_a_gpu_is_shown_by_its_index_pci_bus_id_uuid_and_serial(
     web_app: FastAPI, tokens: dict[str, str]
 ) -> None:
     from sentinel.db.models import Gpu
@@ -616,17 +616,20 @@ async def test_a_gpu_is_shown_by_its_index_pci_bus_id_and_uuid(
     incident = await _incident(web_app)
     async with unit_of_work(web_app.state.ctx.sessions) as session:
         gpu = await session.get(Gpu, (CULPRIT, 3))
-    assert gpu is not None and gpu.pci_bus_id and gpu.uuid
+    assert gpu is not None and gpu.pci_bus_id and gpu.uuid and gpu.serial
     async with client_for(web_app, tokens["viewer"]) as client:
         host = (await client.get(f"/hosts/{CULPRIT}")).text
         page = (await client.get(f"/incidents/{incident.id}")).text
-    assert gpu.uuid in _gpu_rows(host)[3] and gpu.pci_bus_id in _gpu_rows(host)[3]
+    row = _gpu_rows(host)[3]
+    assert gpu.uuid in row and gpu.pci_bus_id in row and gpu.serial in row
+    assert "serial (for RMA)" in host  # the column says what the serial is for
     # The kernel names it "PCI:0000:5d:00"; the page names it every way NVML does.
     rows = re.findall(r'<tr class="role-(\w+)">(.*?)</tr>', page, re.S)
     cause = next(row for role, row in rows if role == "cause" and "Xid" in row)
     assert f'GPU 3 <span class="small">{gpu.pci_bus_id}</span>' in cause and gpu.uuid in cause
+    assert f"serial (RMA) {gpu.serial}" in cause
     headline = page.split('class="verdict', 1)[1].split("</h1>", 1)[0]
-    assert gpu.uuid in headline and "GPU 3" in headline
+    assert gpu.uuid in headline and "GPU 3" in headline and gpu.serial in headline
 
 
 class _Elector:

@@ -12,6 +12,7 @@ from typing import TypeVar
 import pynvml
 
 from sentinel.wire import EccEvent, GpuSample, NvlinkCounters, Observation, XidEvent
+from sentinel.wire.identity import GpuIdentity, normalize_pci
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.providers.base import GpuProvider, XidEventSource
 
@@ -62,7 +63,8 @@ class NvmlCollector:
         self._want_xid_events = xid_events
         self._count: int | None = None
         self._handles: dict[int, object] = {}
-        self._identity: dict[int, tuple[str | None, str | None]] = {}
+        # What NVML calls each GPU, read once per handle: every sample names it by all four.
+        self._identity: dict[int, GpuIdentity] = {}
         self._previous: dict[int, GpuSample] = {}
         self._lost: set[int] = set()
         self._stop = threading.Event()
@@ -112,7 +114,10 @@ class NvmlCollector:
             handle = self._provider.handle(index)
             uuid_ = _read(lambda: self._provider.uuid(handle))
             pci = _read(lambda: self._provider.pci_bus_id(handle))
-            self._identity[index] = (uuid_, pci)
+            pci = normalize_pci(pci) if pci is not None else None
+            # A board whose inforom holds no serial answers NotSupported, or an empty string.
+            serial = (_read(lambda: self._provider.serial(handle)) or "").strip() or None
+            self._identity[index] = GpuIdentity(index, pci, uuid_, serial)
             if pci is not None:
                 self._ctx.state.gpu_by_pci[pci] = index
             self._handles[index] = handle
@@ -125,13 +130,14 @@ class NvmlCollector:
             p = self._provider
             rows = _read(lambda: p.remapped_rows(handle))
             nvlink = _read(lambda: p.nvlink_errors(handle))
-            uuid_, pci = self._identity[index]
+            gpu = self._identity[index]
             return GpuSample(
                 id=uuid.uuid4(),
                 observed_at=now,
                 gpu_index=index,
-                uuid=uuid_,
-                pci_bus_id=pci,
+                uuid=gpu.uuid,
+                pci_bus_id=gpu.pci_bus_id,
+                serial=gpu.serial,
                 temperature_c=_read(lambda: p.temperature_c(handle)),
                 power_w=_read(lambda: p.power_w(handle)),
                 clock_event_reasons=_read(lambda: p.clock_event_reasons(handle)),
@@ -168,16 +174,24 @@ class NvmlCollector:
         except (GpuLost, pynvml.NVMLError) as exc:
             # No handle, or GPU_IS_LOST: the GPU is gone whether or not an XID said so.
             self._handles.pop(index, None)
-            uuid_, pci = self._identity.get(index, (None, None))
+            # A lost GPU still goes by the names it had: its serial is what the RMA needs.
+            gpu = self._identity.get(index, GpuIdentity(index))
             if index not in self._lost:
-                log.error("GPU %d (%s) is lost: %s", index, pci, exc.__cause__ or exc)
+                log.error(
+                    "GPU %d (%s, serial %s) is lost: %s",
+                    index,
+                    gpu.pci_bus_id,
+                    gpu.serial,
+                    exc.__cause__ or exc,
+                )
                 self._lost.add(index)
             return GpuSample(
                 id=uuid.uuid4(),
                 observed_at=now,
                 gpu_index=index,
-                uuid=uuid_,
-                pci_bus_id=pci,
+                uuid=gpu.uuid,
+                pci_bus_id=gpu.pci_bus_id,
+                serial=gpu.serial,
                 lost=True,
             )
 
@@ -229,7 +243,7 @@ class NvmlCollector:
                         source.close()
 
     def _on_xid(self, gpu_index: int, xid: int) -> None:
-        _, pci = self._identity.get(gpu_index, (None, None))
+        pci = self._identity.get(gpu_index, GpuIdentity(gpu_index)).pci_bus_id
         log.warning("XID %d on GPU %d (%s)", xid, gpu_index, pci)
         self._ctx.metrics.observe_xid(gpu_index, xid)
         self._ctx.emit(
