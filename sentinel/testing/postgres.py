@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentinel.demo.service import free_port
+from sentinel.demo.service import free_port as free_port  # re-exported for the harnesses
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
 INSTALL_HINT = (
