@@ -490,5 +490,7 @@ class Agent:
             log.error(
                 "stopping with %d observations the outbox never accepted", len(self._spill.rows)
             )
-        self.outbox.close()
+        # Closing checkpoints the WAL (fsyncs): off the event loop, so that agents sharing one
+        # (the demo's, a simulated fleet) close their outboxes at once, not one by one.
+        await asyncio.to_thread(self.outbox.close)
         log.info("agent %s stopped", cfg.host_id)
