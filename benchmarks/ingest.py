@@ -332,6 +332,15 @@ def pct(data: list[float], q: float) -> float:
     return statistics.quantiles(data, n=1000)[int(q * 10) - 1] if len(data) > 1 else data[0]
 
 
+# --admit-all: no upload is shed (429), whatever the latency, so that the CPU per batch is not
+# mixed with the cost of refusals (and reconnections) on a machine too busy to keep up.
+ADMIT_ALL = {
+    "SENTINEL_INGEST__MAX_INFLIGHT_REQUESTS": "100000",
+    "SENTINEL_INGEST__START_INFLIGHT_REQUESTS": "100000",
+    "SENTINEL_INGEST__TARGET_LATENCY_S": "3600",
+}
+
+
 @dataclass
 class Figures:
     db: str
@@ -358,7 +367,7 @@ def bench(db: str, workers: int, args: argparse.Namespace, workdir: Path) -> Fig
     service = LiveService(
         database_url=url,
         data_dir=workdir / f"data-{db}-{workers}",
-        extra_env={"SENTINEL_RUN_LOOPS": "false"},
+        extra_env={"SENTINEL_RUN_LOOPS": "false", **(ADMIT_ALL if args.admit_all else {})},
         workers=workers,
     )
     service.start()
@@ -448,6 +457,11 @@ def main() -> None:
     )
     p.add_argument("--event-every", type=int, default=20, help="one batch in N carries an event")
     p.add_argument("--no-gzip", action="store_true", help="send plain JSON (agents gzip)")
+    p.add_argument(
+        "--admit-all",
+        action="store_true",
+        help="turn off load shedding: every batch is stored, so CPU per batch is the store path's",
+    )
     args = p.parse_args()
     worker_counts = [int(w) for w in str(args.workers).split(",")]
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")

@@ -110,7 +110,8 @@ class TriageWorker:
         self._cursor: datetime | None = None
         self._seen: dict[uuid.UUID, datetime] = {}
         self._lock = asyncio.Lock()
-        self._active_conditions: set[tuple[str, int, str]] = set()
+        # A GPU (host, index) -> its conditions whose onset was recorded and that still hold.
+        self._active_conditions: dict[tuple[str, int], set[str]] = {}
         self._states: dict[str, _ScopeState] = {}
         self.accountant = Accountant()
         self._accountant_loaded = False
@@ -277,21 +278,17 @@ class TriageWorker:
                 if not isinstance(obs, GpuSample):
                     continue
                 present = gpu_conditions(obs)
-                names = {c for c, _ in present}
-                for condition in (
-                    "fallen_off_bus",
-                    "row_remap_failure",
-                    "thermal_slowdown",
-                    "power_brake",
-                ):
-                    key = (host, obs.gpu_index, condition)
-                    if condition not in names:
-                        self._active_conditions.discard(key)
+                gpu = (host, obs.gpu_index)
+                if not present:
+                    # A healthy GPU, nearly every sample: whatever held has ended.
+                    self._active_conditions.pop(gpu, None)
+                    continue
+                active = self._active_conditions.setdefault(gpu, set())
+                active.intersection_update(c for c, _ in present)
                 for condition, detail in present:
-                    key = (host, obs.gpu_index, condition)
-                    if key in self._active_conditions:
+                    if condition in active:
                         continue
-                    self._active_conditions.add(key)
+                    active.add(condition)
                     rows.append(
                         synthetic_row(
                             "gpu_condition",
