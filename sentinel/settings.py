@@ -323,8 +323,15 @@ class RemediationSettings(_Section):
     in_place: bool = Field(
         False,
         description="Restart in place (the launcher restarts the ranks on the same hosts, no "
-        "requeue) for a transient fault with no host to blame, once per job in "
-        "restart_window_s; needs a launcher that reads the advice (sentinel_agent.launcher).",
+        "requeue) for a transient fault with no host to blame, once per fault (category and "
+        "signature) in restart_window_s; needs a launcher that reads the advice "
+        "(sentinel-agent launch).",
+    )
+    in_place_ack_s: float = Field(
+        180.0,
+        gt=0,
+        description="How long an in-place restart waits for the launcher's acknowledgment "
+        "(POST /api/v1/decisions/{id}/ack) before the job is requeued as without it.",
     )
     swap: SwapSettings = Field(default_factory=SwapSettings)
 

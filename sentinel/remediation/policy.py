@@ -293,15 +293,52 @@ TRANSIENT: Final = frozenset(
 )
 
 
-class RestartInPlaceWhenTransient(Rule):
-    """A transient fault needs no host change: the launcher restarts the ranks where they are
-    (keeping the allocation, skipping the queue). Once per job in the window: if it comes
-    back, the next decision requeues (RestartFromCheckpoint) or escalates."""
+def _in_place_candidate(ctx: RemediationContext) -> bool:
+    return ctx.settings.in_place and ctx.category in TRANSIENT and not ctx.culprit_host
+
+
+def _same_fault(ctx: RemediationContext) -> list[PastDecision]:
+    """This job's restarts in the window for the same fault: the same category and signature
+    (the first cause line with numbers blanked, as for software bugs; a watchdog timeout has
+    no cause line, so any earlier one on the job is the same)."""
+    return [
+        p
+        for p in ctx.restarts()
+        if p.incident_category == ctx.category.value and p.signature == ctx.signature
+    ]
+
+
+class RequeueARepeatedInPlaceRestart(Rule):
+    """The same transient fault again after an in-place restart in the window: restarting the
+    ranks where they are did not clear it, so the job is requeued from its checkpoint (a fresh
+    allocation), the path it takes without in-place restarts. Ahead of the crash-loop guard
+    (EscalateRepeatedSoftwareBug) so that the requeue is tried once; if the fault comes back
+    after it too, that guard escalates."""
 
     def propose(self, ctx: RemediationContext) -> Proposal | None:
-        if not ctx.settings.in_place or ctx.category not in TRANSIENT or ctx.culprit_host:
+        if not _in_place_candidate(ctx):
             return None
-        if any(p.action == Action.restart_in_place for p in ctx.past):
+        same = _same_fault(ctx)
+        if not same or any(p.action != Action.restart_in_place for p in same):
+            return None
+        return self._p(
+            Action.restart,
+            f"{ctx.category.value} again within {ctx.settings.restart_window_s / 3600:g} h of "
+            f"an in-place restart for the same signature "
+            f"({max(p.at for p in same):%Y-%m-%dT%H:%M:%SZ}): restarting in place did not "
+            f"clear it; requeue from checkpoint step {ctx.checkpoint_step}",
+        )
+
+
+class RestartInPlaceWhenTransient(Rule):
+    """A transient fault needs no host change: the launcher restarts the ranks where they are
+    (keeping the allocation, skipping the queue). Once per fault in the window: a repeat is
+    requeued (RequeueARepeatedInPlaceRestart) or escalated (the guards)."""
+
+    def propose(self, ctx: RemediationContext) -> Proposal | None:
+        if not _in_place_candidate(ctx):
+            return None
+        if any(p.action == Action.restart_in_place for p in _same_fault(ctx)):
             return None
         return self._p(
             Action.restart_in_place,
@@ -430,6 +467,7 @@ DEFAULT_POLICY: Final = RemediationPolicy(
     (
         PlannedWorkNeedsNothing(),
         CapRestartsPerJob(),
+        RequeueARepeatedInPlaceRestart(),
         EscalateRepeatedSoftwareBug(),
         CapDrainsPerHour(),
         HoldWhileTheFabricIsDown(),

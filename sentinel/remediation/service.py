@@ -65,9 +65,12 @@ log = logging.getLogger(__name__)
 PROVISIONAL = frozenset({Category.NCCL_WATCHDOG_TIMEOUT, Category.UNKNOWN})
 # Statuses: proposed (awaiting an operator) → approved → executing → done | failed;
 # with an outside executor, approved decisions wait as pending until it acknowledges them;
-# held (waiting for a condition) → approved; escalated, cancelled, recorded (dry run) and
-# noop are final without execution.
+# held (waiting for a condition) → approved; a restart in place, once published, waits as
+# awaiting_ack for the job's launcher (→ done, or back to approved as a requeue when it does
+# not answer in time); escalated, cancelled, recorded (dry run) and noop are final without
+# execution.
 FINAL = frozenset({"done", "failed", "escalated", "cancelled", "recorded", "noop"})
+AWAITING_ACK = "awaiting_ack"
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -449,6 +452,9 @@ class RemediationService:
             "steps": [*decision.outcome.get("steps", []), *steps],
         }
         decision.status = "done" if ok else "failed"
+        if ok and decision.action == Action.restart_in_place:
+            # Published in the advice; done when the launcher says it restarted the ranks.
+            decision.status = AWAITING_ACK
         decision.error = (
             None if ok else next((s.get("error") for s in steps if not s["ok"]), "failed")
         )
@@ -580,6 +586,7 @@ class RemediationService:
             changes += await self._take_over(sessions, decision_id)
         async with unit_of_work(sessions) as session:
             await self._release_held(session)
+            await self._expire_in_place(session)
             due = (
                 await session.scalars(
                     select(Decision.id)
@@ -652,6 +659,51 @@ class RemediationService:
                     f"; fabric quiet for {self._settings.fabric_quiet_s:g} s: restart"
                 )
                 decision.updated_at = self._clock.now()
+
+    async def _expire_in_place(self, session: AsyncSession) -> None:
+        """A restart in place no launcher acknowledged within in_place_ack_s: the job takes
+        the usual path (a requeue from its checkpoint), unless it trains again already (its
+        incident resolved: a launcher restarted it without saying so), when nothing is left
+        to do."""
+        cutoff = self._clock.now() - timedelta(seconds=self._settings.in_place_ack_s)
+        waiting = (
+            await session.scalars(
+                select(Decision).where(
+                    Decision.status == AWAITING_ACK, Decision.updated_at <= cutoff
+                )
+            )
+        ).all()
+        why = (
+            f"no launcher acknowledged the restart in place in {self._settings.in_place_ack_s:g} s"
+        )
+        for decision in waiting:
+            incident = await session.get(Incident, decision.incident_id)
+            if incident is not None and incident.state == "resolved":
+                decision.status = "done"
+                decision.reason += f"; {why}, but the job trains again: nothing to requeue"
+                decision.updated_at = self._clock.now()
+            else:
+                fall_back_to_requeue(decision, why, self.approved_status(), self._clock.now())
+        if waiting:
+            await session.flush()  # the requeue is due in this same pass
+
+
+def fall_back_to_requeue(decision: Decision, why: str, status: str, now: datetime) -> None:
+    """A restart in place that did not happen (no acknowledgment in time, or the launcher says
+    it could not): the decision becomes the requeue it would have been without in-place
+    restarts, its reason saying why, and the executor carries it out."""
+    decision.action = Action.restart.value
+    decision.status = status
+    decision.reason += f"; {why}: requeue from checkpoint instead"
+    decision.outcome = {
+        **decision.outcome,
+        "steps": [
+            *decision.outcome.get("steps", []),
+            {"op": "in_place", "ok": False, "error": why},
+        ],
+    }
+    decision.error = None
+    decision.updated_at = now
 
 
 # The audit action each repair step records; counted for the caps per hour.

@@ -29,7 +29,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/decisions/{decision_id}/approve"): {"operator"},
     ("POST", "/api/v1/decisions/{decision_id}/cancel"): {"operator"},
     ("POST", "/api/v1/decisions/{decision_id}/override"): {"operator"},
-    ("POST", "/api/v1/decisions/{decision_id}/ack"): {"operator"},
+    # The launcher on the job's hosts acknowledges a restart in place with their agent token.
+    ("POST", "/api/v1/decisions/{decision_id}/ack"): {"operator", "agent"},
     ("GET", "/api/v1/hosts/excluded"): {"viewer", "operator"},
     ("POST", "/api/v1/hosts/{host_id}/repaired"): {"operator"},
     ("GET", "/api/v1/alerts"): {"viewer", "operator"},
@@ -41,6 +42,10 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/alertmanager"): {"agent"},
     ("POST", "/api/v1/pagerduty"): {"operator"},
     ("GET", "/api/v1/events/unaccounted"): {"viewer", "operator"},
+    ("GET", "/api/v1/jobs/{job_id}/advice"): {"viewer", "operator", "agent"},
+    ("GET", "/api/v1/findings"): {"viewer", "operator"},
+    ("GET", "/api/v1/swaps"): {"viewer", "operator"},
+    ("GET", "/api/v1/spares"): {"viewer", "operator"},
 }
 
 

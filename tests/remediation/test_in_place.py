@@ -1,6 +1,7 @@
 """Restart in place (issue 17 item 4): a transient fault with no host to blame is answered by
-the launcher restarting the ranks on the same allocation: no requeue; the advice says so while
-the incident is open; once per job in the window."""
+the launcher restarting the ranks on the same allocation: no requeue; the advice says so from
+when the decision is published until the launcher acknowledges it; once per fault in the
+window (the same fault again is requeued); no acknowledgment in time: requeued."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sentinel.remediation.policy import (
     Action,
     PastDecision,
     RemediationContext,
+    RequeueARepeatedInPlaceRestart,
     RestartInPlaceWhenTransient,
 )
 from sentinel.settings import RemediationSettings
@@ -61,6 +63,33 @@ def test_the_rule_restarts_in_place_only_what_is_transient_and_only_once() -> No
     assert DEFAULT_POLICY.decide(ctx(category=Category.SOFTWARE_BUG)).action == (
         Action.restart_in_place
     )
+    # Another fault (another category or signature) is restarted in place too.
+    other = ctx(
+        category=Category.SOFTWARE_BUG, signature="RuntimeError: CUDA error: #", past=(before,)
+    )
+    assert rule.propose(other) is not None
+
+
+def test_the_same_fault_after_an_in_place_restart_is_requeued_then_escalated() -> None:
+    rule = RequeueARepeatedInPlaceRestart()
+    sig = "RuntimeError: CUDA error: an illegal memory access was encountered"
+    bug = {"category": Category.SOFTWARE_BUG, "signature": sig}
+    in_place = PastDecision("software_bug", "restart_in_place", "done", datetime.now(UTC), sig)
+    assert rule.propose(ctx(**bug)) is None  # the first time: in place
+    p = rule.propose(ctx(**bug, past=(in_place,)))
+    assert p is not None and p.action == Action.restart
+    assert "same signature" in p.reason and "requeue from checkpoint step 100" in p.reason
+    # The policy: ahead of the crash-loop guard, so the requeue is tried once...
+    d = DEFAULT_POLICY.decide(ctx(**bug, past=(in_place,)))
+    assert (d.action, d.rule) == (Action.restart, "RequeueARepeatedInPlaceRestart")
+    # ...and after it the same bug again is escalated, not restarted in place or requeued.
+    requeued = PastDecision("software_bug", "restart", "done", datetime.now(UTC), sig)
+    assert rule.propose(ctx(**bug, past=(in_place, requeued))) is None
+    d = DEFAULT_POLICY.decide(ctx(**bug, past=(in_place, requeued)))
+    assert (d.action, d.rule) == (Action.escalate, "EscalateRepeatedSoftwareBug")
+    # Another signature is not the same fault; nor is anything with in_place off.
+    assert rule.propose(ctx(**{**bug, "signature": "other"}, past=(in_place,))) is None
+    assert rule.propose(ctx(**bug, past=(in_place,), settings=RemediationSettings())) is None
 
 
 async def test_a_crash_is_restarted_in_place_without_a_requeue(tl: Timeline) -> None:
@@ -85,7 +114,7 @@ async def test_a_crash_is_restarted_in_place_without_a_requeue(tl: Timeline) -> 
     [d] = await tl.decisions()
     assert (d.action, d.status, d.rule) == (
         "restart_in_place",
-        "done",
+        "awaiting_ack",
         "RestartInPlaceWhenTransient",
     )
     assert [s["op"] for s in d.outcome["steps"]] == ["in_place"]
@@ -95,6 +124,21 @@ async def test_a_crash_is_restarted_in_place_without_a_requeue(tl: Timeline) -> 
     assert advice["restart_in_place"] is True and advice["restart_decision"] == str(d.id)
     assert "same allocation" in advice["restart_reason"]
 
+    # The launcher restarted the ranks and says so (with the agent token of the job's hosts).
+    r = await tl.client.post(
+        f"/api/v1/decisions/{d.id}/ack",
+        json={"outcome": "done", "detail": "restarted: run 2"},
+        headers=auth(tl.tokens["agent"]),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "done" and r.json()["outcome"]["steps"][-1]["op"] == "ack"
+    again = await tl.client.post(
+        f"/api/v1/decisions/{d.id}/ack", json={"outcome": "done"}, headers=auth(tl.tokens["agent"])
+    )
+    assert again.status_code == 200 and again.json()["status"] == "done"  # a retry
+    r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
+    assert r.json()["restart_in_place"] is False  # acknowledged: not told again
+
     # The launcher restarted the ranks: the job trains again, the incident resolves, and the
     # advice no longer says to restart.
     await tl.down_then_back()
@@ -102,3 +146,71 @@ async def test_a_crash_is_restarted_in_place_without_a_requeue(tl: Timeline) -> 
     assert incident.state == "resolved"
     r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["viewer"]))
     assert r.json()["restart_in_place"] is False
+
+
+async def _crash(tl: Timeline) -> None:
+    tl.ctx.remediation._settings = tl.ctx.settings.remediation.model_copy(update={"in_place": True})
+    tl.clock.advance(60)
+    await tl.beats()
+    for h, host in enumerate(HOSTS[:4]):
+        await tl.post(
+            host,
+            [
+                obs(
+                    "log",
+                    tl.clock.now(),
+                    source="application",
+                    message=TRACEBACK,
+                    rank=h * 8,
+                    job_id="job-1",
+                )
+            ],
+        )
+    await tl.loops()
+
+
+async def test_no_acknowledgment_in_time_requeues_the_job(tl: Timeline) -> None:
+    await _crash(tl)
+    [d] = await tl.decisions()
+    assert d.status == "awaiting_ack"
+    tl.clock.advance(tl.ctx.settings.remediation.in_place_ack_s + 1)
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert (d.action, d.status) == ("restart", "done")
+    assert "no launcher acknowledged the restart in place in 180 s" in d.reason
+    assert "requeue from checkpoint instead" in d.reason
+    assert [s["op"] for s in d.outcome["steps"]] == ["in_place", "in_place", "requeue"]
+    assert await tl.requeues() == 1
+    # A launcher that answers now is told the job was requeued.
+    r = await tl.client.post(
+        f"/api/v1/decisions/{d.id}/ack", json={"outcome": "done"}, headers=auth(tl.tokens["agent"])
+    )
+    assert r.status_code == 409 and "requeued" in r.json()["detail"]
+
+
+async def test_a_launcher_that_cannot_restart_falls_back_to_the_requeue(tl: Timeline) -> None:
+    await _crash(tl)
+    [d] = await tl.decisions()
+    r = await tl.client.post(
+        f"/api/v1/decisions/{d.id}/ack",
+        json={"outcome": "failed", "detail": "3 restarts done"},
+        headers=auth(tl.tokens["agent"]),
+    )
+    assert r.status_code == 200 and r.json()["status"] == "approved"
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert (d.action, d.status) == ("restart", "done") and await tl.requeues() == 1
+    assert "could not restart in place (3 restarts done)" in d.reason
+
+
+async def test_only_an_in_place_restart_is_acknowledged_by_an_agent(tl: Timeline) -> None:
+    await _crash(tl)
+    [d] = await tl.decisions()
+    viewer = await tl.client.post(
+        f"/api/v1/decisions/{d.id}/ack", json={"outcome": "done"}, headers=auth(tl.tokens["viewer"])
+    )
+    assert viewer.status_code == 403
+    bad = await tl.client.post(
+        f"/api/v1/decisions/{d.id}/ack", json={"outcome": "maybe"}, headers=auth(tl.tokens["agent"])
+    )
+    assert bad.status_code == 422

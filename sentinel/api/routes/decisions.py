@@ -6,19 +6,21 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentinel.api.deps import Ctx, Operator, Session, Viewer
+from sentinel import auth
+from sentinel.api.deps import Ctx, Operator, Session, Viewer, require
 from sentinel.api.errors import error_responses
 from sentinel.auth import Principal
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import OUT_OF_SERVICE, AuditEntry, Decision, Host
+from sentinel.db.models import OUT_OF_SERVICE, AuditEntry, Decision, Host, JobRank
 from sentinel.inputs import NO_NUL, Comment, Detail, Reason
 from sentinel.remediation.policy import Action
+from sentinel.remediation.service import AWAITING_ACK, fall_back_to_requeue
 from sentinel.schedulers.hostlist import compress
 from sentinel.wire.v1 import Name
 
@@ -204,16 +206,29 @@ class AckIn(BaseModel):
     detail: Detail = ""
 
 
+# The launcher on the job's hosts acknowledges a restart in place with the agent token it
+# finds there (bound to those hosts); an operator may acknowledge any decision.
+AckBy = Annotated[Principal, Depends(require(auth.OPERATE | auth.REPORT))]
+
+
 @router.post(
     "/decisions/{decision_id}/ack",
     response_model=DecisionOut,
-    summary="An outside scheduler reports the outcome of a pending decision (operator)",
-    responses=error_responses(404, 409),
+    summary="An outside scheduler reports the outcome of a pending decision (operator); a "
+    "job's launcher reports a restart in place (agent token of one of the job's hosts, or "
+    "operator)",
+    description="A pending decision becomes done or failed. A restart_in_place decision "
+    "awaiting_ack becomes done (the launcher restarted the ranks on the same allocation), or, "
+    "with outcome failed, the requeue it would have been without in-place restarts. "
+    "Acknowledging a restart in place twice with done answers the decision as it is.",
+    responses=error_responses(403, 404, 409),
 )
 async def ack(
-    ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: AckIn
+    ctx: Ctx, session: Session, who: AckBy, decision_id: uuid.UUID, body: AckIn
 ) -> DecisionOut:
     d = await _decision(session, decision_id)
+    if d.action == Action.restart_in_place.value or who.role == "agent":
+        return await _ack_in_place(ctx, session, who, d, body)
     _require(d, {"pending"}, "acknowledge")
     d.status = body.outcome
     d.error = body.detail if body.outcome == "failed" else None
@@ -225,6 +240,48 @@ async def ack(
         ],
     }
     d.updated_at = ctx.clock.now()
+    _audit(ctx, session, who, "decision.ack", f"decision:{d.id}", body.model_dump())
+    return _out(d)
+
+
+async def _ack_in_place(
+    ctx: Ctx, session: AsyncSession, who: Principal, d: Decision, body: AckIn
+) -> DecisionOut:
+    # A restart in place that fell back to a requeue is a restart now (its in_place step
+    # says what it was): a late launcher is told so (409), not refused (403).
+    was_in_place = any(s.get("op") == "in_place" for s in d.outcome.get("steps", []))
+    if d.action != Action.restart_in_place.value and not was_in_place:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "an agent token acknowledges restarts in place only"
+        )
+    if who.role == "agent":
+        hosts = (
+            await session.scalars(select(JobRank.host_id).where(JobRank.job_id == d.job_id))
+        ).all()
+        if not any(who.may_speak_for(h) for h in hosts):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"token {who.name!r} speaks for none of job {d.job_id}'s hosts",
+            )
+    if d.status == "done" and body.outcome == "done" and d.action == "restart_in_place":
+        return _out(d)  # a launcher's retry after a lost answer
+    if d.action != Action.restart_in_place.value:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"decision {d.id} is no longer a restart in place ({d.action}, {d.status}): "
+            "it was not acknowledged in time and the job is requeued",
+        )
+    _require(d, {AWAITING_ACK}, "acknowledge")
+    now = ctx.clock.now()
+    step = {"op": "ack", "ok": body.outcome == "done", "adapter": who.name, "output": body.detail}
+    if body.outcome == "done":
+        d.status = "done"
+        d.outcome = {**d.outcome, "steps": [*d.outcome.get("steps", []), step]}
+        d.updated_at = now
+    else:
+        d.outcome = {**d.outcome, "steps": [*d.outcome.get("steps", []), step]}
+        why = f"the launcher could not restart in place ({body.detail or 'no detail'})"
+        fall_back_to_requeue(d, why, ctx.remediation.approved_status(), now)
     _audit(ctx, session, who, "decision.ack", f"decision:{d.id}", body.model_dump())
     return _out(d)
 

@@ -16,6 +16,7 @@ from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.auth import Principal
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.db.models import Decision, Incident, Job, JobRank
+from sentinel.remediation.service import AWAITING_ACK
 from sentinel.reports.cadence import advise
 from sentinel.wire.v1 import Name
 
@@ -84,7 +85,9 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "the checkpoint interval that minimises expected lost time (Daly) from the job's measured "
     "MTTF (its age over its incidents) and the save_s and restart_s the launcher gives; null "
     "with cadence_why when they are missing. restart_in_place: the ranks are to be restarted "
-    "on the same allocation (restart_decision: once per decision), while its incident is open.",
+    "on the same allocation (restart_decision: once per decision), from when the decision is "
+    "published until the launcher acknowledges it (POST /api/v1/decisions/{id}/ack) or it "
+    "falls back to a requeue (remediation.in_place_ack_s), while its incident is open.",
     responses=error_responses(404),
 )
 async def job_advice(
@@ -133,7 +136,8 @@ async def job_advice(
             .where(
                 Decision.job_id == job_id,
                 Decision.action == "restart_in_place",
-                Decision.status.in_(("approved", "executing", "done", "pending")),
+                # Published (the executor ran its step) and not yet acknowledged.
+                Decision.status == AWAITING_ACK,
                 Incident.state != "resolved",
             )
             .order_by(Decision.created_at.desc())
