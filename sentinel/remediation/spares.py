@@ -2,9 +2,10 @@
 manages, so that a swap (or an exclusion) restarts the job at once instead of waiting.
 
 A host joins the pool while it is healthy by the agent's account (reported within
-``swap.healthy_within_s``, not drained, no open degraded finding, no recent critical event,
-in no running job): first the configured ``swap.spares``, then hosts a swap took out once a
-human or a repair returned them to service. A ready spare that stops being healthy leaves the
+``swap.healthy_within_s``, healthy as the fleet page says: no GPU lost, no row-remap failure, no
+recent critical event, no throttling; not drained, no open degraded finding, in no running
+job): first the configured ``swap.spares``, then hosts a swap took out once a human or a repair
+returned them to service. A ready spare that stops being healthy leaves the
 pool. The scheduler's reservation is then made to hold exactly the ready spares (no scheduler
 command runs inside a transaction).
 """
@@ -22,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, DegradedFinding, Host, JobRank, Spare, Swap
+from sentinel.db.models import AuditEntry, DegradedFinding, Gpu, Host, JobRank, Spare, Swap
+from sentinel.health import HealthState, host_health
 from sentinel.schedulers.base import HoldsSpares, OpResult, SchedulerAdapter
-from sentinel.settings import SwapSettings
+from sentinel.settings import HealthSettings, SwapSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,15 @@ class PoolState:
 
 
 class SparePool:
-    def __init__(self, clock: Clock, settings: SwapSettings, scheduler: SchedulerAdapter) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        settings: SwapSettings,
+        scheduler: SchedulerAdapter,
+        health: HealthSettings | None = None,
+    ) -> None:
         self._clock = clock
+        self._health = health or HealthSettings()
         self._settings = settings
         self._scheduler = scheduler
         self._held: tuple[str, ...] | None = None  # what this process last made Slurm hold
@@ -61,6 +70,11 @@ class SparePool:
             return f"its agent has not reported since {host.last_seen:%H:%M:%S}"
         if host.drain_state != "none":
             return f"it is {host.drain_state}"
+        # The fleet page's verdict on it: GPUs lost, a row-remap failure, throttling...
+        gpus = (await session.scalars(select(Gpu).where(Gpu.host_id == host_id))).all()
+        health = host_health(host, gpus, now, self._health)
+        if health.state != HealthState.healthy:
+            return f"{health.state.value}: {health.reason}"
         if host.last_critical_at is not None and host.last_critical_at >= now - timedelta(
             seconds=self._settings.window_s
         ):

@@ -186,6 +186,12 @@ async def test_an_unhealthy_spare_is_not_held(tl: Timeline) -> None:
     await spare_reports(tl)
     await tl.loops()
     assert tl.fake.reservations == {"sentinel-spares": ("node5",)}
+    # Its agent then reports a GPU lost: it leaves the pool, and the reservation.
+    await tl.post("node5", [gpu_sample(3, tl.clock.now(), lost=True)])
+    await tl.loops()
+    assert tl.fake.reservations == {}
+    r = await tl.client.get("/api/v1/spares", headers=auth(tl.tokens["viewer"]))
+    assert r.json()["ready"] == [] and r.json()["unhealthy"] == ["node5"]
 
 
 async def test_advice_cadence_needs_the_launchers_times_and_a_measured_mttf(tl: Timeline) -> None:
