@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
-from sentinel.db.models import Event, Gpu, Host, Incident, Job, JobProgress, JobRank
+from sentinel.db.models import Decision, Event, Gpu, Host, Incident, Job, JobProgress, JobRank
 from sentinel.db.partitions import insert_events_once
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import OPEN_STATES, IncidentChange, TriageService
@@ -390,4 +390,14 @@ class Watchdog:
                 Event.observed_at >= lookback,
             )
         )
-        return stalled
+        # A restart in place the launcher acknowledged stopped the ranks too, often for less
+        # than a stall takes to be seen: the job trains again once they advance after it.
+        restarted: datetime | None = await session.scalar(
+            select(Decision.updated_at).where(
+                Decision.incident_id == incident.id,
+                Decision.action == "restart_in_place",
+                Decision.status == "done",
+            )
+        )
+        found = [t for t in (stalled, restarted) if t is not None]
+        return max(found) if found else None
