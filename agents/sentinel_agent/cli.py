@@ -186,6 +186,35 @@ def epilog(
     typer.echo(f"job {end.job_id} end spooled: {path}")
 
 
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def launch(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", envvar="SENTINEL_AGENT_CONFIG")
+    ] = None,
+) -> None:
+    """Run the job's command (``launch [--job-id J] [--poll-s S] ... -- torchrun ...``) and
+    restart it in place on the same allocation when Sentinel decides so, acknowledging each
+    restart; exits with the command's status. Sentinel's URL and the agent token come from the
+    agent's config unless --service and --token-file are given; --help lists the options
+    (sentinel_agent.launcher, the reference launcher)."""
+    from sentinel_agent.launcher import main as launcher_main
+
+    args = list(ctx.args)
+    service = token = None
+    if "--help" not in args and "-h" not in args and "--service" not in args:
+        cfg = _load(config)
+        service = cfg.service.base_url
+        try:
+            token = cfg.service.read_token()
+        except OSError as exc:
+            raise _fail_config([f"service.token_file: {exc}"]) from exc
+    raise typer.Exit(launcher_main(args, service=service, token=token))
+
+
 @app.command()
 def version() -> None:
     """Print the agent version."""

@@ -1,19 +1,21 @@
 """A reference launcher wrapper around torchrun: restart in place when Sentinel says so.
 Standard library only (copy it next to the job script, like heartbeat.py).
 
+    sentinel-agent launch --config /etc/sentinel-agent/agent.yaml -- torchrun ... train.py
     python -m sentinel_agent.launcher --service https://sentinel:8000 \\
-        --token-file /etc/sentinel/viewer.token --job-id "$SLURM_JOB_ID" -- \\
-        torchrun --nnodes ... train.py
+        --token-file /etc/sentinel/agent.token --job-id "$SLURM_JOB_ID" -- torchrun ...
 
 It runs the command in its own process group and asks Sentinel for the job's advice
 (``GET /api/v1/jobs/{job}/advice``) every ``--poll-s``. When the advice says
 ``restart_in_place`` for a decision it has not acted on yet (a transient fault, no host to
 blame), it stops the command (SIGTERM to its group, SIGKILL after ``--grace-s``) and starts it
 again on the same allocation (``SENTINEL_RESTART_COUNT`` tells the ranks which run this is):
-no requeue, no wait in the queue. The command failing on its own waits up to ``--decide-s`` for
-such a decision; without one, the wrapper exits with the command's status and the scheduler's
-usual path (requeue) applies. The command succeeding ends the wrapper with 0. At most
-``--max-restarts`` restarts.
+no requeue, no wait in the queue. It then acknowledges the decision
+(``POST /api/v1/decisions/{id}/ack``, outcome done; with the agent token of the host it runs
+on); a decision it cannot carry out (``--max-restarts`` reached) is acknowledged as failed, and
+Sentinel requeues the job instead. The command failing on its own waits up to ``--decide-s``
+for such a decision; without one, the wrapper exits with the command's status and the
+scheduler's usual path (requeue) applies. The command succeeding ends the wrapper with 0.
 """
 
 from __future__ import annotations
@@ -33,24 +35,58 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Advice = Callable[[], dict[str, Any] | None]
+# (decision id, "done" or "failed", detail): tells Sentinel what came of a restart in place.
+Ack = Callable[[str, str, str], None]
 
 
-def http_advice(service: str, token: str, job_id: str, timeout_s: float = 5.0) -> Advice:
-    if urllib.parse.urlsplit(service).scheme not in ("http", "https"):
-        raise ValueError(f"--service must be an http(s) URL, not {service!r}")
-    url = f"{service.rstrip('/')}/api/v1/jobs/{urllib.parse.quote(job_id, safe='')}/advice"
-    headers = {"Authorization": f"Bearer {token}"}
+class Service:
+    """Sentinel's API as the launcher uses it: the job's advice, and acknowledgments."""
 
-    def ask() -> dict[str, Any] | None:
-        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s), checked
+    def __init__(self, service: str, token: str, job_id: str, timeout_s: float = 5.0) -> None:
+        if urllib.parse.urlsplit(service).scheme not in ("http", "https"):
+            raise ValueError(f"--service must be an http(s) URL, not {service!r}")
+        self._base = service.rstrip("/")
+        self._job = urllib.parse.quote(job_id, safe="")
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout_s = timeout_s
+
+    def advice(self) -> dict[str, Any] | None:
+        url = f"{self._base}/api/v1/jobs/{self._job}/advice"
+        request = urllib.request.Request(url, headers=self._headers)  # noqa: S310 - http(s)
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as r:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as r:  # noqa: S310
                 body = json.loads(r.read())
         except (OSError, ValueError, urllib.error.URLError):
             return None  # Sentinel unreachable: the command runs on, as without it
         return body if isinstance(body, dict) else None
 
-    return ask
+    def ack(self, decision: str, outcome: str, detail: str) -> None:
+        """Best effort: an acknowledgment that does not arrive lets the decision fall back
+        to a requeue on the service (remediation.in_place_ack_s); a 409 says it already has."""
+        url = f"{self._base}/api/v1/decisions/{urllib.parse.quote(decision, safe='')}/ack"
+        body = json.dumps({"outcome": outcome, "detail": detail[:500]}).encode()
+        request = urllib.request.Request(  # noqa: S310 - http(s), checked
+            url,
+            data=body,
+            method="POST",
+            headers={**self._headers, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s):  # noqa: S310
+                pass
+        except urllib.error.HTTPError as exc:
+            print(
+                f"sentinel-launcher: acknowledging {decision}: HTTP {exc.code} "
+                f"{exc.read()[:300].decode(errors='replace')}",
+                file=sys.stderr,
+                flush=True,
+            )
+        except OSError as exc:
+            print(f"sentinel-launcher: acknowledging {decision}: {exc}", file=sys.stderr)
+
+
+def http_advice(service: str, token: str, job_id: str, timeout_s: float = 5.0) -> Advice:
+    return Service(service, token, job_id, timeout_s).advice
 
 
 class Launcher:
@@ -63,10 +99,12 @@ class Launcher:
         decide_s: float = 60.0,
         grace_s: float = 30.0,
         max_restarts: int = 3,
+        ack: Ack | None = None,
         log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
     ) -> None:
         self._command = list(command)
         self._advice = advice
+        self._ack = ack or (lambda _decision, _outcome, _detail: None)
         self._poll_s = poll_s
         self._decide_s = decide_s
         self._grace_s = grace_s
@@ -112,15 +150,23 @@ class Launcher:
                 if code is None:
                     continue
                 return code
+            self._acted.add(decision)
             if self.runs > self._max_restarts:
-                self._log(f"sentinel-launcher: {self._max_restarts} restarts done; giving up")
+                why = f"{self._max_restarts} restarts done"
+                self._log(f"sentinel-launcher: {why}; giving up")
+                self._ack(decision, "failed", why)  # Sentinel requeues the job instead
                 if code is None:
                     self._stop(proc)
                 return code if code is not None else 1
-            self._acted.add(decision)
             if code is None:
                 self._stop(proc)
             proc = self._start()
+            self._ack(
+                decision,
+                "done",
+                f"restarted in place on the same allocation: run {self.runs} of the command "
+                f"(pid {proc.pid})",
+            )
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> int | None:
         """The command's exit status, or None when it is time to ask Sentinel again."""
@@ -138,10 +184,16 @@ class Launcher:
             time.sleep(min(self._poll_s, max(deadline - time.monotonic(), 0)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, service: str | None = None, token: str | None = None
+) -> int:
+    """The command line; ``sentinel-agent launch`` passes the service and token from the
+    agent's config, which --service and --token-file override."""
     parser = argparse.ArgumentParser(prog="sentinel-launcher", description=__doc__.split("\n")[0])
-    parser.add_argument("--service", required=True, help="Sentinel's URL")
-    parser.add_argument("--token-file", required=True, help="a file holding a reading token")
+    parser.add_argument("--service", default=service, help="Sentinel's URL")
+    parser.add_argument(
+        "--token-file", help="a file holding the host's agent token (or an operator's)"
+    )
     parser.add_argument("--job-id", default=os.environ.get("SLURM_JOB_ID"))
     parser.add_argument("--poll-s", type=float, default=2.0)
     parser.add_argument("--decide-s", type=float, default=60.0)
@@ -152,19 +204,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or not args.job_id:
         parser.error("give --job-id (or SLURM_JOB_ID) and the command after --")
-    with open(args.token_file) as f:
-        token = f.read().strip()
+    if args.token_file:
+        try:
+            with open(args.token_file) as f:
+                token = f.read().strip()
+        except OSError as exc:
+            parser.error(f"--token-file: {exc}")
+    if not args.service or not token:
+        parser.error("give --service and --token-file (or run it as sentinel-agent launch)")
     try:
-        advice = http_advice(args.service, token, args.job_id)
+        sentinel = Service(args.service, token, args.job_id)
     except ValueError as exc:
         parser.error(str(exc))
     launcher = Launcher(
         command,
-        advice,
+        sentinel.advice,
         poll_s=args.poll_s,
         decide_s=args.decide_s,
         grace_s=args.grace_s,
         max_restarts=args.max_restarts,
+        ack=sentinel.ack,
     )
     return launcher.run()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sentinel_agent.launcher import Launcher, http_advice
+from sentinel_agent.launcher import Launcher, Service
 
 # What the fake torchrun does on each run, read from plan.json: "fail", "hang" or "ok"; it
 # logs the run and the SENTINEL_RESTART_COUNT it was given.
@@ -39,6 +39,7 @@ class Advice:
     def __init__(self) -> None:
         self.body: dict[str, Any] = {"checkpoint_now": False, "restart_in_place": False}
         self.asked = 0
+        self.acks: list[tuple[str, dict[str, Any]]] = []
         advice = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,6 +51,16 @@ class Advice:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:  # POST /api/v1/decisions/{id}/ack
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                ok = self.headers.get("Authorization") == "Bearer t0ken"
+                if ok:
+                    advice.acks.append((self.path, body))
+                self.send_response(200 if ok else 403)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -90,7 +101,8 @@ def runs(tmp_path: Path) -> list[str]:
 
 def launcher(command: list[str], advice: Advice, **kw: Any) -> Launcher:
     settings: dict[str, Any] = {"poll_s": 0.1, "decide_s": 5.0, "grace_s": 2.0, **kw}
-    return Launcher(command, http_advice(advice.url, "t0ken", "77"), log=lambda _: None, **settings)
+    service = Service(advice.url, "t0ken", "77")
+    return Launcher(command, service.advice, ack=service.ack, log=lambda _: None, **settings)
 
 
 def test_a_failed_run_restarts_in_place_when_sentinel_decides_so(
@@ -99,6 +111,10 @@ def test_a_failed_run_restarts_in_place_when_sentinel_decides_so(
     advice.in_place("d-1")
     assert launcher(fake(tmp_path, ["fail", "ok"]), advice).run() == 0
     assert runs(tmp_path) == ["0", "1"]
+    # The restart is acknowledged once, for its decision.
+    [(path, body)] = advice.acks
+    assert path == "/api/v1/decisions/d-1/ack" and body["outcome"] == "done"
+    assert "run 2" in body["detail"]
 
 
 def test_without_a_decision_the_commands_status_stands(tmp_path: Path, advice: Advice) -> None:
@@ -147,3 +163,32 @@ def test_the_cli_needs_a_job_and_a_command(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "command after --" in proc.stderr
+
+
+def test_a_restart_past_the_limit_is_acknowledged_as_failed(tmp_path: Path, advice: Advice) -> None:
+    advice.in_place("d-4")
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice, max_restarts=0).run() == 3
+    assert runs(tmp_path) == ["0"]
+    assert advice.acks == [
+        ("/api/v1/decisions/d-4/ack", {"outcome": "failed", "detail": "0 restarts done"})
+    ]
+
+
+def test_sentinel_agent_launch_takes_the_service_and_token_from_the_agent_config(
+    tmp_path: Path, advice: Advice
+) -> None:
+    advice.in_place("d-5")
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"host_id: h1\nservice: {{url: '{advice.url}', token: t0ken}}\n")
+    command = fake(tmp_path, ["fail", "ok"])
+    launch = [sys.executable, "-m", "sentinel_agent", "launch", "--config", str(config)]
+    options = ["--job-id", "77", "--poll-s", "0.1", "--decide-s", "5"]
+    proc = subprocess.run(
+        [*launch, *options, "--", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert runs(tmp_path) == ["0", "1"] and advice.acks[0][0] == "/api/v1/decisions/d-5/ack"
