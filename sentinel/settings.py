@@ -205,6 +205,22 @@ class TriageSettings(_Section):
         gt=0,
         description="Analyse a job's flight-recorder dumps once none came for so long.",
     )
+    fr_workers: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Processes that parse one job's flight-recorder dumps, besides the job's "
+        "own process; the leader analyses one job at a time.",
+    )
+    fr_memory_budget_bytes: int = Field(
+        4 * 1024**3,
+        ge=0,
+        description="Address space each process of a flight-recorder analysis may take beyond "
+        "its imports; a job over it fails alone (an fr_error event, reason 'memory'). 0: none.",
+    )
+    fr_timeout_s: float = Field(
+        300.0, gt=0, description="A flight-recorder analysis still running after this long fails."
+    )
     resolve_fraction: float = Field(
         0.9, gt=0, le=1, description="Share of ranks that must advance to resolve an incident."
     )

@@ -99,7 +99,14 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
             decide=remediation.on_incident_change,
             alert=StateIncidentAlerts(dispatcher.config, clock),
         ),
-        flight_recorder=FlightRecorderAnalyzer(clock, settings.triage.fr_settle_s, metrics=metrics),
+        flight_recorder=FlightRecorderAnalyzer(
+            clock,
+            settings.triage.fr_settle_s,
+            metrics=metrics,
+            memory_budget_bytes=settings.triage.fr_memory_budget_bytes,
+            timeout_s=settings.triage.fr_timeout_s,
+            workers=settings.triage.fr_workers,
+        ),
         dispatcher=dispatcher,
         alert_http=alert_http,
     )
