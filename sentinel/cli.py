@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -67,11 +68,26 @@ def _port_free(host: str, port: int) -> bool:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As uvicorn binds: connections of a previous run in TIME_WAIT do not make the port
+        # taken (they did, for a minute after a demo stopped); a listener still does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
             return False
     return True
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
 
 
 def _settings(**overrides: Any) -> Any:
@@ -110,14 +126,21 @@ def serve(
     workers: Annotated[
         int, typer.Option(help="Worker processes; the loops run in the elected leader only.")
     ] = 1,
+    log_level: Annotated[
+        LogLevel | None, typer.Option(help="Overrides SENTINEL_LOG__LEVEL (default INFO).")
+    ] = None,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(help="text, or json: one object per line. Overrides SENTINEL_LOG__FORMAT."),
+    ] = None,
 ) -> None:
-    """Run the service (uvicorn)."""
-    import uvicorn
+    """Run the service (uvicorn). Ctrl-C or SIGTERM stops it within seconds."""
     from sqlalchemy.exc import OperationalError
 
     from sentinel.api.app import create_app
     from sentinel.db import migrate as m
     from sentinel.logs import configure_logging
+    from sentinel.serving import serve as run_server
 
     settings = _settings()
     if not settings.auto_migrate:
@@ -131,20 +154,25 @@ def serve(
             raise typer.Exit(2)
     _bootstrap_operator(settings)
     # Here and, through uvicorn, in every worker process: no secret in any line.
-    log_config = configure_logging(settings)
+    log_config = configure_logging(
+        settings,
+        level=log_level.value if log_level else None,
+        fmt=log_format.value if log_format else None,
+    )
     bind = {
         "host": host or settings.server.host,
         "port": port if port is not None else settings.server.port,
         "log_level": "warning",
         "access_log": False,
         "log_config": log_config,
+        "timeout_graceful_shutdown": settings.server.shutdown_timeout_s,
     }
     if workers > 1:
         # Each worker builds its app from the same environment; the database elects one of
         # them to run the loop services, so nothing runs twice.
-        uvicorn.run("sentinel.api.app:app_from_environment", factory=True, workers=workers, **bind)  # type: ignore[arg-type]
+        run_server("sentinel.api.app:app_from_environment", workers=workers, **bind)
     else:
-        uvicorn.run(create_app(settings), **bind)  # type: ignore[arg-type]
+        run_server(create_app(settings), **bind)
 
 
 @app.command()

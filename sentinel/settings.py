@@ -74,9 +74,25 @@ class ServerSettings(_Section):
         ge=1024,
         description="Agent batches, Alertmanager posts, classify, maintenance.",
     )
+    shutdown_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        description="On Ctrl-C or SIGTERM, requests still running after this long are cancelled "
+        "(then the loop services stop): the service is down within seconds.",
+    )
     max_dump_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     max_api_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="Every other request body (the API's small JSON)."
+    )
+
+
+class LogSettings(_Section):
+    """The service's log lines (sentinel/logs.py); `sentinel serve --log-level/--log-format`
+    override them."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field(
+        "text", description="text: one line per record; json: one JSON object per line."
     )
 
 
@@ -369,6 +385,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
