@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,7 +20,7 @@ from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Host
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
-from sentinel.schedulers.base import NodeInfo, SchedulerAdapter
+from sentinel.schedulers.base import NodeInfo, NodesResult
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,19 @@ def node_row(node: NodeInfo, now: datetime) -> dict[str, Any]:
     )
 
 
+class ListsNodes(Protocol):
+    """What the view asks of a scheduler: its nodes (every SchedulerAdapter; a replay's
+    recorded node states)."""
+
+    async def nodes(self) -> NodesResult: ...
+
+
 class SchedulerView:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
     async def run_once(
-        self, sessions: async_sessionmaker[AsyncSession], scheduler: SchedulerAdapter
+        self, sessions: async_sessionmaker[AsyncSession], scheduler: ListsNodes
     ) -> int:
         """One poll: ``sinfo`` with no transaction open, then the new events in one; returns
         how many were new. A scheduler that cannot list its nodes (a dry run) adds nothing."""

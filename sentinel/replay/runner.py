@@ -279,7 +279,7 @@ class _Loops:
                 await self._ctx.stages.run(resolved)
                 self._next_watchdog = self._clock.now() + self._watchdog_every
             if self._nodes is not None and self._clock.now() >= self._next_view:
-                await self._view.run_once(self._ctx.sessions, self._nodes)  # type: ignore[arg-type]
+                await self._view.run_once(self._ctx.sessions, self._nodes)
                 self._next_view = self._clock.now() + self._view_every
             await self._ctx.stages.run(await self._ctx.triage_worker.run_once())
             await self._ctx.stages.run(await self._ctx.remediation.run_due(self._ctx.sessions))
