@@ -294,7 +294,11 @@ TRANSIENT: Final = frozenset(
 
 
 def _in_place_candidate(ctx: RemediationContext) -> bool:
-    return ctx.settings.in_place and ctx.category in TRANSIENT and not ctx.culprit_host
+    """A software error names the host it was seen on, which is not to blame for it; a hang
+    traced to a host is (ExcludeTheRankThatHung takes it out)."""
+    if ctx.category == Category.NCCL_WATCHDOG_TIMEOUT and ctx.culprit_host:
+        return False
+    return ctx.settings.in_place and ctx.category in TRANSIENT
 
 
 def _same_fault(ctx: RemediationContext) -> list[PastDecision]:

@@ -53,7 +53,11 @@ def test_the_rule_restarts_in_place_only_what_is_transient_and_only_once() -> No
     assert p is not None and p.action == Action.restart_in_place
     assert "same allocation" in p.reason and "step 100" in p.reason
     assert rule.propose(ctx(settings=RemediationSettings())) is None  # off by default
-    assert rule.propose(ctx(culprit_host="node2")) is None  # a host to blame: exclude it
+    assert rule.propose(ctx(culprit_host="node2")) is None  # a hang traced to a host: exclude
+    # A software error is seen on a host, which is not to blame for it.
+    on_host = ctx(category=Category.SOFTWARE_BUG, culprit_host="node2")
+    assert rule.propose(on_host) is not None
+    assert DEFAULT_POLICY.decide(on_host).action == Action.restart_in_place
     assert rule.propose(ctx(category=Category.FAULTY_GPU)) is None
     before = PastDecision(
         "nccl_watchdog_timeout", "restart_in_place", "done", datetime.now(UTC), None
