@@ -205,6 +205,7 @@ class Results:
     acked: int = 0
     shed: int = 0
     failed: int = 0
+    unanswered: int = 0
     events_acked: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
 
@@ -309,7 +310,11 @@ async def run_load(
         task.add_done_callback(tasks.discard)
         i += 1
     if tasks:
-        await asyncio.wait(tasks, timeout=60)
+        _, pending = await asyncio.wait(tasks, timeout=60)
+        # Still unanswered a minute after the last send: counted, then given up.
+        results.unanswered = len(pending)
+        for task in pending:
+            task.cancel()
     return results, time.perf_counter() - start
 
 
@@ -406,7 +411,8 @@ def bench(db: str, workers: int, args: argparse.Namespace, workdir: Path) -> Fig
     )
     print(
         f"  batches answered 202  {results.acked}  ({results.acked / elapsed:.0f}/s sustained); "
-        f"shed (429) {results.shed}; failed {results.failed}; statuses {results.statuses}"
+        f"shed (429) {results.shed}; failed {results.failed}; "
+        f"unanswered after 60 s {results.unanswered}; statuses {results.statuses}"
     )
     print(
         f"  latency (send→202)    p50 {pct(lat, 50) * 1000:.1f} ms   "
@@ -438,7 +444,7 @@ def bench(db: str, workers: int, args: argparse.Namespace, workdir: Path) -> Fig
         pct(lat, 50) * 1000,
         pct(lat, 99) * 1000,
         results.shed,
-        results.failed,
+        results.failed + results.unanswered,
         lost,
     )
 
