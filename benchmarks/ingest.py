@@ -224,11 +224,25 @@ class Conn:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> int:
+        reused = self.writer is not None
+        try:
+            return await self._post(body)
+        except (OSError, asyncio.IncompleteReadError, IndexError):
+            if not reused:
+                raise
+            # The server closed an idle keep-alive connection: once more on a new one, as an
+            # agent would (a resend of the same bytes is answered as a duplicate at worst).
+            self.reader = self.writer = None
+            return await self._post(body)
+
+    async def _post(self, body: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         assert self.reader is not None
         self.writer.write(f"{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         status_line = await self.reader.readline()
+        if not status_line:
+            raise asyncio.IncompleteReadError(b"", None)
         length = 0
         close = False
         while True:
@@ -428,6 +442,11 @@ def bench(db: str, workers: int, args: argparse.Namespace, workdir: Path) -> Fig
         f"  service CPU           {cpu:.1f} s = {cpu / elapsed * 100:.0f}% of one core; "
         f"{cpu_ms:.2f} ms per batch answered 202 "
         f"(one core: {1000 / cpu_ms if cpu_ms else float('inf'):.0f} batches/s)"
+    )
+    answered = results.acked + results.shed + results.failed
+    print(
+        f"  service CPU/request   {cpu / max(answered, 1) * 1e3:.2f} ms over all {answered} "
+        "requests answered (refusals are cheaper, but many of them are not free)"
     )
     print(f"  service RSS           {rss:.0f} MiB now, {hwm:.0f} MiB peak")
     print(
