@@ -21,7 +21,7 @@ import httpx
 log = logging.getLogger(__name__)
 
 # What a reply carries of the service's advice; the rest stays on the service.
-_KEPT = ("checkpoint_now", "reason", "restart_in_place", "restart_decision")
+_KEPT = ("checkpoint_now", "reason", "restart_in_place", "restart_decision", "restart_reason")
 
 
 def reply_of(advice: dict[str, Any]) -> dict[str, Any]:
