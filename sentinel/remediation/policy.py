@@ -315,9 +315,10 @@ def _same_fault(ctx: RemediationContext) -> list[PastDecision]:
 class RequeueARepeatedInPlaceRestart(Rule):
     """The same transient fault again after an in-place restart in the window: restarting the
     ranks where they are did not clear it, so the job is requeued from its checkpoint (a fresh
-    allocation), the path it takes without in-place restarts. Ahead of the crash-loop guard
-    (EscalateRepeatedSoftwareBug) so that the requeue is tried once; if the fault comes back
-    after it too, that guard escalates."""
+    allocation), the path it takes without in-place restarts. After the guards: the same
+    software error again is a crash loop (EscalateRepeatedSoftwareBug escalates it, the
+    in-place restart counting as its restart), which a requeue would only repeat (`sentinel
+    simulate`: requeuing it first cost 21 more crashes and 0.25 points of ETTR)."""
 
     def propose(self, ctx: RemediationContext) -> Proposal | None:
         if not _in_place_candidate(ctx):
@@ -471,7 +472,6 @@ DEFAULT_POLICY: Final = RemediationPolicy(
     (
         PlannedWorkNeedsNothing(),
         CapRestartsPerJob(),
-        RequeueARepeatedInPlaceRestart(),
         EscalateRepeatedSoftwareBug(),
         CapDrainsPerHour(),
         HoldWhileTheFabricIsDown(),
@@ -479,6 +479,7 @@ DEFAULT_POLICY: Final = RemediationPolicy(
         WaitWhenNoSpareHost(),
         ExcludeHostOnHardwareFault(),
         ExcludeTheRankThatHung(),
+        RequeueARepeatedInPlaceRestart(),
         RestartInPlaceWhenTransient(),
         RestartFromCheckpoint(),
         EscalateWhatNoRuleCovers(),

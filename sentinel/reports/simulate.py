@@ -51,7 +51,7 @@ from sentinel.triage.taxonomy import (
 START = datetime(2026, 1, 5, tzinfo=UTC)
 JOB_ID = draws.JOB
 host_name = draws.host_name
-_RESTARTING = (Action.restart, Action.exclude_and_restart, Action.hold)
+_RESTARTING = (Action.restart, Action.restart_in_place, Action.exclude_and_restart, Action.hold)
 
 L3 = "Llama 3 paper (Dubey et al. 2024, sec. 3.3.4, Table 5)"
 BR = "ByteRobust (Wan et al. 2025, arXiv:2509.16293)"
@@ -136,8 +136,11 @@ class Assumptions:
              JUDGEMENT + f"; {BR} keeps warm standbys to avoid it"),
             ("hot spares", "a pool of 8 validated hosts, refilled from repaired ones, never "
              "empty", f"{JUDGEMENT}; {BR}: warm standby; {NV}: hot spares"),
-            ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s; "
-             "with hot spares too, an exclusion is an in-job restart onto the spare (init only)",
+            ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s "
+             "where the policy decides restart_in_place (a software error, a hang or an "
+             "unknown failure with no host to blame, once per fault; the same software error "
+             "again is escalated as a crash loop, another fault requeued); with hot spares too, "
+             "an exclusion is an in-job restart onto the spare (init only)",
              f"{JUDGEMENT}; {NV}: in-process and in-job restart, warm spares"),
             ("baseline detection + triage", f"NCCL watchdog {s['watchdog_s']:g} s + manual "
              f"triage {s['manual_triage_s']:g} s; the human always finds the host",
@@ -459,7 +462,9 @@ def checkpoint_interval(a: Assumptions, m: Mechanisms) -> float:
 
 
 def _restart_s(a: Assumptions, m: Mechanisms, action: str, excluded: int) -> float:
-    if action == Action.restart and m.in_place:
+    if action == Action.restart_in_place:
+        # The policy's decision (remediation.in_place on in this variant): the launcher
+        # restarts the ranks on the allocation it holds.
         return a.in_place_restart_s
     if excluded and m.hot_spares and m.in_place:
         # In-job restart onto a spare held in the allocation: new ranks there, no requeue.
@@ -590,7 +595,9 @@ def _decide(
             drains_last_hour=sum(1 for d in state.drains if d >= hour_ago),
             # Hot spares: the pool says how many; else the scheduler does not say.
             spare_hosts=8 if m.hot_spares else None,
-            settings=a.remediation,
+            # The in-place variants turn the policy's in-place restarts on; which faults get
+            # one (and when a repeat is requeued instead) is the policy's to say.
+            settings=a.remediation.model_copy(update={"in_place": m.in_place}),
         )
     )
 

@@ -74,26 +74,36 @@ def test_the_rule_restarts_in_place_only_what_is_transient_and_only_once() -> No
     assert rule.propose(other) is not None
 
 
-def test_the_same_fault_after_an_in_place_restart_is_requeued_then_escalated() -> None:
+def test_the_same_fault_after_an_in_place_restart_is_requeued() -> None:
     rule = RequeueARepeatedInPlaceRestart()
+    hang = PastDecision(
+        "nccl_watchdog_timeout", "restart_in_place", "done", datetime.now(UTC), None
+    )
+    assert rule.propose(ctx()) is None  # the first time: in place
+    p = rule.propose(ctx(past=(hang,)))
+    assert p is not None and p.action == Action.restart
+    assert "same signature" in p.reason and "requeue from checkpoint step 100" in p.reason
+    d = DEFAULT_POLICY.decide(ctx(past=(hang,)))
+    assert (d.action, d.rule) == (Action.restart, "RequeueARepeatedInPlaceRestart")
+    # Requeued once already: not this rule's any more (the usual restart, or a cap).
+    requeued = PastDecision("nccl_watchdog_timeout", "restart", "done", datetime.now(UTC), None)
+    assert rule.propose(ctx(past=(hang, requeued))) is None
+    assert DEFAULT_POLICY.decide(ctx(past=(hang, requeued))).rule == "RestartFromCheckpoint"
+    # Another fault is not the same; nothing with in_place off.
+    assert rule.propose(ctx(category=Category.UNKNOWN, past=(hang,))) is None
+    assert rule.propose(ctx(past=(hang,), settings=RemediationSettings())) is None
+
+
+def test_the_same_software_error_after_an_in_place_restart_is_a_crash_loop() -> None:
     sig = "RuntimeError: CUDA error: an illegal memory access was encountered"
     bug = {"category": Category.SOFTWARE_BUG, "signature": sig}
     in_place = PastDecision("software_bug", "restart_in_place", "done", datetime.now(UTC), sig)
-    assert rule.propose(ctx(**bug)) is None  # the first time: in place
-    p = rule.propose(ctx(**bug, past=(in_place,)))
-    assert p is not None and p.action == Action.restart
-    assert "same signature" in p.reason and "requeue from checkpoint step 100" in p.reason
-    # The policy: ahead of the crash-loop guard, so the requeue is tried once...
     d = DEFAULT_POLICY.decide(ctx(**bug, past=(in_place,)))
-    assert (d.action, d.rule) == (Action.restart, "RequeueARepeatedInPlaceRestart")
-    # ...and after it the same bug again is escalated, not restarted in place or requeued.
-    requeued = PastDecision("software_bug", "restart", "done", datetime.now(UTC), sig)
-    assert rule.propose(ctx(**bug, past=(in_place, requeued))) is None
-    d = DEFAULT_POLICY.decide(ctx(**bug, past=(in_place, requeued)))
     assert (d.action, d.rule) == (Action.escalate, "EscalateRepeatedSoftwareBug")
-    # Another signature is not the same fault; nor is anything with in_place off.
-    assert rule.propose(ctx(**{**bug, "signature": "other"}, past=(in_place,))) is None
-    assert rule.propose(ctx(**bug, past=(in_place,), settings=RemediationSettings())) is None
+    # Where two restarts of the same error are allowed, the second is the requeue.
+    two = RemediationSettings(in_place=True, software_bug_restarts=2)
+    d = DEFAULT_POLICY.decide(ctx(**bug, past=(in_place,), settings=two))
+    assert (d.action, d.rule) == (Action.restart, "RequeueARepeatedInPlaceRestart")
 
 
 async def test_a_crash_is_restarted_in_place_without_a_requeue(tl: Timeline) -> None:

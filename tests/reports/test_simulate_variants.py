@@ -104,3 +104,24 @@ def test_the_report_prints_every_variant_its_assumptions_and_the_sensitivity(
     ]
     assert rows[-2].ettr == min(r.ettr for r in rows)
     assert rows[-1].ettr == max(r.ettr for r in rows) > together
+
+
+def test_in_place_restarts_are_the_policys_decisions(outcome: Outcome) -> None:
+    """The in-place variant turns the policy's in-place restarts on: a transient fault is
+    decided restart_in_place by its rule, the same bug again is escalated, and the variants
+    without it never restart in place."""
+    in_place = outcome.runs["+ in-place restart"].interruptions
+    by_rule = Counter(i.rule for i in in_place if i.action == "restart_in_place")
+    assert set(by_rule) == {"RestartInPlaceWhenTransient"} and by_rule.total() > 0
+    for i in in_place:
+        if i.action == "restart_in_place":
+            assert i.category in (
+                Category.SOFTWARE_BUG,
+                Category.NCCL_WATCHDOG_TIMEOUT,
+                Category.UNKNOWN,
+            ), i
+    # A deterministic bug comes back after its in-place restart: a crash loop, escalated.
+    assert any(i.rule == "EscalateRepeatedSoftwareBug" and i.fault.loop == 1 for i in in_place)
+    for label, r in outcome.runs.items():
+        if "in-place" not in label and label != VARIANTS[-1][0]:
+            assert all(i.action != "restart_in_place" for i in r.interruptions), label
