@@ -338,7 +338,7 @@ def _flatten(items: Sequence[_Scanned], checked: Sequence[ParsedDump]) -> Chunk:
             sel = np.flatnonzero(where)
             start, stop = at[part], at[part] + len(sel)
             for name, column in values.items():
-                np.take(column, sel, out=arrays[name][start:stop])
+                arrays[name][start:stop] = column[sel]
             arrays["rank"][start:stop] = -1 if item.meta.rank is None else item.meta.rank
             at[part] = stop
     chunk = Chunk(
@@ -349,7 +349,8 @@ def _flatten(items: Sequence[_Scanned], checked: Sequence[ParsedDump]) -> Chunk:
         checked=pl.concat([d.ranked_entries() for d in checked]) if checked else None,
         members=pl.DataFrame(),
     )
-    collectives_table, p2p_table = _tables([chunk], consume=False)
+    # only the columns the summary reads
+    collectives_table, p2p_table = _tables([chunk], consume=False, only=_MEMBER_COLUMNS)
     chunk.members = per_group_and_rank(collectives_table, p2p_table)
     return chunk
 
@@ -359,10 +360,16 @@ def _peers(item: _Scanned) -> npt.NDArray[np.int32]:
     return np.array([-1 if p is None else p for p in item.peer], np.int32)[item.op[1]]
 
 
-def _tables(chunks: Sequence[Chunk], consume: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+_MEMBER_COLUMNS = frozenset({"pg", "pg_desc", "seq", "t_created", "rank"})  # per_group_and_rank
+
+
+def _tables(
+    chunks: Sequence[Chunk], consume: bool, only: frozenset[str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The collectives and p2p tables (COLLECTIVE_COLUMNS, P2P_COLUMNS) of chunks: the
     fast dumps' rows, in chunk order, then the checked dumps'. `consume`: drop each of
-    the chunks' arrays once the tables have it, to hold one copy of the set at a time."""
+    the chunks' arrays once the tables have it, to hold one copy of the set at a time;
+    `only`: just these columns."""
     # One dictionary per categorical column for all the chunks.
     remaps: dict[str, list[npt.NDArray[np.uint32]]] = {}
     values: dict[str, list[str]] = {}
@@ -399,6 +406,8 @@ def _tables(chunks: Sequence[Chunk], consume: bool) -> tuple[pl.DataFrame, pl.Da
 
     tables: tuple[dict[str, pl.Series], dict[str, pl.Series]] = ({}, {})
     for name in dict.fromkeys(COLLECTIVE_COLUMNS + P2P_COLUMNS):
+        if only is not None and name not in only:
+            continue
         for p2p, names in ((False, COLLECTIVE_COLUMNS), (True, P2P_COLUMNS)):
             if name in names:
                 tables[p2p][name] = column(name, p2p)
@@ -408,11 +417,12 @@ def _tables(chunks: Sequence[Chunk], consume: bool) -> tuple[pl.DataFrame, pl.Da
                 c.arrays.pop(f"null:{name}", None)
     out = []
     for p2p, names in ((False, COLLECTIVE_COLUMNS), (True, P2P_COLUMNS)):
-        frame = pl.DataFrame([tables[p2p][n] for n in names])
+        kept = [n for n in names if only is None or n in only]
+        frame = pl.DataFrame([tables[p2p][n] for n in kept])
         checked = [c.checked for c in chunks if c.checked is not None]
         if checked:
             rest = pl.concat(checked).filter(pl.col("is_p2p") if p2p else ~pl.col("is_p2p"))
-            frame = pl.concat([frame, rest.select(names)])
+            frame = pl.concat([frame, rest.select(kept)])
         out.append(frame)
     return out[0], out[1]
 
