@@ -89,6 +89,11 @@ class RemediationContext:
     settings: RemediationSettings = field(default_factory=RemediationSettings)
     reboots_last_hour: int = 0
     gpu_resets_last_hour: int = 0
+    # Every cause of the verdict only warns (degraded.leading_indicator): the job runs on.
+    leading_only: bool = False
+    # Every cause is an InfiniBand link the agent saw go down and come back up (ACTIVE again
+    # at its next poll): the port recovered by itself.
+    link_flapped: bool = False
 
     def restarts(self) -> list[PastDecision]:
         return [
@@ -155,6 +160,21 @@ class PlannedWorkNeedsNothing(Rule):
         return self._p(Action.none, "announced maintenance: the interruption was planned")
 
 
+class LeaveDegradedHostsToTheSwap(Rule):
+    """A host that only warns (a PSU without redundancy, a stopped fan, IB errors, an XID to
+    reset at the next opportunity) is not worth stopping the job for: the proactive swap takes
+    it out at the job's next checkpoint (remediation/swap.py)."""
+
+    def propose(self, ctx: RemediationContext) -> Proposal | None:
+        if not ctx.leading_only or not ctx.culprit_host or not ctx.settings.swap.enabled:
+            return None
+        return self._p(
+            Action.none,
+            f"{ctx.category.value} on {ctx.culprit_host} only warns: the job runs on, and the "
+            "proactive swap takes the host out at its next durable checkpoint",
+        )
+
+
 class CapRestartsPerJob(Rule):
     """A job restarted this often in the window is not being helped by restarts."""
 
@@ -198,6 +218,26 @@ class EscalateRepeatedSoftwareBug(Rule):
             Action.escalate,
             f"{what} again after {len(same)} restart(s): "
             "restarting would only repeat it; escalated to a human",
+        )
+
+
+class RestartInPlaceAfterALinkFlap(Rule):
+    """An InfiniBand link that flapped and is ACTIVE again needs no host change: the job's
+    collectives broke on it, and the ranks restart where they are (a transient network fault).
+    Once per fault in the window: the same link flapping again is a bad cable or NIC, and the
+    rules after this one exclude its host."""
+
+    def propose(self, ctx: RemediationContext) -> Proposal | None:
+        if not ctx.settings.in_place or ctx.category != Category.NIC or not ctx.link_flapped:
+            return None
+        if any(p.action == Action.restart_in_place for p in _same_fault(ctx)):
+            return None
+        where = f" on {ctx.culprit_host}" if ctx.culprit_host else ""
+        return self._p(
+            Action.restart_in_place,
+            f"an InfiniBand link{where} flapped and is up again: nothing to replace; the "
+            f"launcher restarts the ranks in place from checkpoint step {ctx.checkpoint_step} "
+            "(same allocation, no requeue); the same link again excludes the host",
         )
 
 
@@ -471,8 +511,10 @@ class RemediationPolicy:
 DEFAULT_POLICY: Final = RemediationPolicy(
     (
         PlannedWorkNeedsNothing(),
+        LeaveDegradedHostsToTheSwap(),
         CapRestartsPerJob(),
         EscalateRepeatedSoftwareBug(),
+        RestartInPlaceAfterALinkFlap(),
         CapDrainsPerHour(),
         HoldWhileTheFabricIsDown(),
         EscalateExternalDependency(),

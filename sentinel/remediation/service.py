@@ -43,6 +43,7 @@ from sentinel.db.models import (
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.verdicts import verdict_of
+from sentinel.remediation.degraded import leading_indicator
 from sentinel.remediation.policy import (
     DEFAULT_POLICY,
     Action,
@@ -222,6 +223,7 @@ class RemediationService:
         window_start = now - timedelta(seconds=self._settings.restart_window_s)
         verdict = verdict_of(incident)
         xids = tuple(sorted({e.xid for e in verdict.evidence if e.xid is not None}))
+        causes = [e for e in verdict.evidence if e.role == "cause"]
         past: list[PastDecision] = []
         ranks: Sequence[JobRank] = []
         if incident.job_id is not None:
@@ -267,6 +269,8 @@ class RemediationService:
             settings=self._settings,
             reboots_last_hour=reboots,
             gpu_resets_last_hour=resets,
+            link_flapped=_link_flapped(verdict),
+            leading_only=bool(causes) and all(leading_indicator(e.text, e.xid) for e in causes),
         )
 
     async def _audited_last_hour(self, session: AsyncSession, action: str) -> int:
@@ -725,6 +729,15 @@ def _signature(verdict: Verdict) -> str | None:
     """The first cause line with numbers blanked: 'the same error' across ranks and runs."""
     text = next((e.text for e in verdict.evidence if e.role == "cause"), None)
     return blank_numbers(text) if text else None
+
+
+def _link_flapped(verdict: Verdict) -> bool:
+    """Every cause is the agent's report of an InfiniBand link that went down and was ACTIVE
+    again at its next poll ("link flapped"; a link still down says "link down")."""
+    causes = [e for e in verdict.evidence if e.role == "cause"]
+    return bool(causes) and all(
+        e.pattern == "ib_sysfs_link_down" and ": link flapped:" in e.text for e in causes
+    )
 
 
 def _drain_reason(decision: Decision) -> str:

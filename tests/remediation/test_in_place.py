@@ -20,6 +20,7 @@ from sentinel.remediation.policy import (
     PastDecision,
     RemediationContext,
     RequeueARepeatedInPlaceRestart,
+    RestartInPlaceAfterALinkFlap,
     RestartInPlaceWhenTransient,
 )
 from sentinel.settings import RemediationSettings
@@ -232,3 +233,60 @@ async def test_only_an_in_place_restart_is_acknowledged_by_an_agent(tl: Timeline
         f"/api/v1/decisions/{d.id}/ack", json={"outcome": "maybe"}, headers=auth(tl.tokens["agent"])
     )
     assert bad.status_code == 422
+
+
+FLAP = (
+    "/sys/class/infiniband/mlx5_0/ports/1: link flapped: state 4: ACTIVE, phys_state 5: LinkUp, "
+    "link_downed 3 -> 4"
+)
+
+
+def test_a_link_that_flapped_and_recovered_is_restarted_in_place() -> None:
+    rule = RestartInPlaceAfterALinkFlap()
+    flap = {"category": Category.NIC, "culprit_host": "node2", "link_flapped": True}
+    p = rule.propose(ctx(**flap))
+    assert p is not None and p.action == Action.restart_in_place
+    assert "flapped and is up again" in p.reason and "node2" in p.reason
+    d = DEFAULT_POLICY.decide(ctx(**flap))
+    assert (d.action, d.rule) == (Action.restart_in_place, "RestartInPlaceAfterALinkFlap")
+    # A link still down is the NIC's fault: its host leaves, as without in-place restarts.
+    down = ctx(category=Category.NIC, culprit_host="node2")
+    assert rule.propose(down) is None
+    assert DEFAULT_POLICY.decide(down).action == Action.exclude_and_restart
+    assert rule.propose(ctx(**flap, settings=RemediationSettings())) is None
+    # The same link flapping again: the host is excluded.
+    before = PastDecision("nic", "restart_in_place", "done", datetime.now(UTC), None)
+    assert rule.propose(ctx(**flap, past=(before,))) is None
+    assert DEFAULT_POLICY.decide(ctx(**flap, past=(before,))).action == (Action.exclude_and_restart)
+
+
+async def test_a_flapped_link_in_a_running_job_is_restarted_in_place(tl: Timeline) -> None:
+    tl.ctx.remediation._settings = tl.ctx.settings.remediation.model_copy(update={"in_place": True})
+    tl.clock.advance(60)
+    await tl.beats()
+    await tl.post(
+        "node2",
+        [
+            obs(
+                "log",
+                tl.clock.now(),
+                source="infiniband",
+                message=FLAP,
+                pattern="ib_sysfs_link_down",
+                family="ib",
+                severity="error",
+            )
+        ],
+    )
+    for _ in range(3):  # the ranks stop: their collectives broke on the link
+        tl.clock.advance(10)
+        await tl.alive()
+        await tl.watchdog()
+        await tl.loops()
+    [d] = await tl.decisions()
+    assert (d.action, d.rule, d.status) == (
+        "restart_in_place",
+        "RestartInPlaceAfterALinkFlap",
+        "awaiting_ack",
+    ), d.reason
+    assert d.exclude_hosts == [] and await tl.requeues() == 0
