@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # The kinds of event an indicator may be read from; others are not loaded.
 KINDS: Final = ("ecc", "xid", "gpu_condition", "log")
+# The log sources an indicator reads (the hardware's own reports).
+LOG_SOURCES: Final = frozenset({"infiniband", "ipmi", "redfish"})
 # How far behind the newest event read a scan looks again.
 OVERLAP: Final = timedelta(seconds=30)
 # NVIDIA's actions that ask for a reset or reboot; on an XID the catalog calls no worse than
@@ -257,6 +259,24 @@ INDICATORS: Final[tuple[Indicator, ...]] = (
 )
 
 
+def leading_indicator(text: str, xid: int | None = None) -> bool:
+    """Whether one piece of evidence only warns (the host degrades, the job runs on): a PSU
+    without redundancy, a stopped fan, an IB error rate, an XID to reset at the next
+    opportunity. Triage may still have opened an incident on it; remediation then leaves the
+    host to the swap at the next checkpoint instead of stopping the job now."""
+    if xid is not None:
+        entry = default_knowledge().xids.get(xid)
+        return (
+            entry is not None
+            and entry.cause == "hardware"
+            and entry.severity in ("warning", "error")
+            and entry.action in _RESET_ACTIONS
+        )
+    return bool(
+        _PSU_REDUNDANCY_LOST.search(text) or _FAN_STOPPED.search(text) or _IB_RATE.search(text)
+    )
+
+
 def find_all(w: HostWindow, indicators: Sequence[Indicator] = INDICATORS) -> list[Found]:
     return [f for rule in indicators for f in rule.find(w)]
 
@@ -291,12 +311,18 @@ class DegradedWatch:
         now = self._clock.now()
         since = now - timedelta(seconds=self._settings.window_s)
         async with unit_of_work(sessions) as session:
-            touched = select(Event.host_id).where(Event.kind.in_(KINDS))
+            touched = select(Event.host_id, Event.kind, Event.payload).where(Event.kind.in_(KINDS))
             if self._cursor is not None:
                 touched = touched.where(Event.received_at > self._cursor - OVERLAP)
             else:
                 touched = touched.where(Event.observed_at >= since)
-            hosts = [h for h in (await session.scalars(touched.distinct())).all() if h != "-"]
+            # Only hosts with news an indicator reads: most log lines (kernel, training) are
+            # none of theirs, and re-reading a busy host's window every pass would cost.
+            hosts = {
+                host
+                for host, kind, payload in (await session.execute(touched)).all()
+                if host != "-" and (kind != "log" or payload.get("source") in LOG_SOURCES)
+            }
             newest = await session.scalar(select(func.max(Event.received_at)))
             opened: list[DegradedFinding] = []
             for host_id in sorted(hosts):
@@ -314,7 +340,11 @@ class DegradedWatch:
                         .order_by(Event.observed_at)
                     )
                 ).all()
-                seen = tuple(_seen(ev) for ev in rows)
+                seen = tuple(
+                    _seen(ev)
+                    for ev in rows
+                    if ev.kind != "log" or ev.payload.get("source") in LOG_SOURCES
+                )
                 for f in find_all(HostWindow(host_id, seen, self._settings), self._indicators):
                     row = await self._open(session, host_id, f, now)
                     if row is not None:

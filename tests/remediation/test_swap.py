@@ -346,3 +346,31 @@ async def test_the_stop_the_swap_causes_is_planned_not_a_failure(tl: Timeline) -
     decisions = await tl.decisions()
     assert {(d.action, d.status) for d in decisions} == {("none", "noop")}
     assert await tl.requeues() == 1  # the swap's, nothing more
+
+
+async def test_findings_from_the_bmc_not_from_other_logs(tl: Timeline) -> None:
+    use_swaps(tl)
+    await spare_reports(tl)
+    await tl.loops()
+    tl.clock.advance(10)
+    psu = "  1f | 12/06/2026 | 08:00:00 | Power Unit #0x01 | Redundancy Lost | Asserted"
+    await tl.post(
+        "node3",
+        [obs("log", tl.clock.now(), source="ipmi", severity="warning", message=psu)],
+    )
+    # The same words in an application log are not the BMC speaking.
+    await tl.post(
+        "node4",
+        [obs("log", tl.clock.now(), source="application", severity="warning", message=psu)],
+    )
+    await tl.loops()
+    async with unit_of_work(tl.ctx.sessions) as s:
+        found = (await s.scalars(select(DegradedFinding))).all()
+    assert [(f.host_id, f.rule) for f in found] == [("node3", "PsuRedundancyLost")]
+    # Triage reads the line as a power_supply cause; remediation stops nothing for it.
+    assert await tl.requeues() == 0 and not await tl.drained("node3")
+    assert {(d.action, d.rule) for d in await tl.decisions()} <= {
+        ("none", "LeaveDegradedHostsToTheSwap")
+    }
+    [swap] = await swaps(tl)
+    assert (swap.host_id, swap.status) == ("node3", "waiting")

@@ -193,3 +193,52 @@ def test_the_checkpoint_must_be_newer_than_the_decision() -> None:
     assert not checkpoint_due(swap, 110)  # newer, but older than where the job was
     assert checkpoint_due(swap, 120)
     assert checkpoint_due(Swap(decided_step=None, checkpoint_step=None), 5)
+
+
+def test_leading_indicators_are_told_from_failures() -> None:
+    from sentinel.remediation.degraded import leading_indicator
+
+    assert leading_indicator("Power Unit #0x01 | Redundancy Lost | Asserted")
+    assert leading_indicator("FAN3             | 32h | cr  | 29.3 | 0 RPM")
+    assert leading_indicator(IB)
+    assert leading_indicator("Xid 156", 156)
+    assert not leading_indicator("Xid 79: GPU has fallen off the bus", 79)
+    assert not leading_indicator("Power Supply #0x02 | Failure detected | Asserted")
+
+
+def test_a_host_that_only_warns_is_left_to_the_swap() -> None:
+    from sentinel.knowledge.taxonomy import Category
+    from sentinel.remediation.policy import (
+        DEFAULT_POLICY,
+        LeaveDegradedHostsToTheSwap,
+        RemediationContext,
+    )
+    from sentinel.settings import RemediationSettings
+
+    def rctx(**kw: Any) -> RemediationContext:
+        values: dict[str, Any] = {
+            "category": Category.POWER_SUPPLY,
+            "culprit_host": "node3",
+            "culprit_gpu": None,
+            "confidence": 0.77,
+            "xids": (),
+            "signature": None,
+            "job_id": "job-1",
+            "job_hosts": 4,
+            "checkpoint_step": 100,
+            "current_step": 120,
+            "past": (),
+            "drains_last_hour": 0,
+            "spare_hosts": 1,
+            "leading_only": True,
+        }
+        return RemediationContext(**{**values, **kw})
+
+    p = DEFAULT_POLICY.decide(rctx())
+    assert (p.action, p.rule) == ("none", "LeaveDegradedHostsToTheSwap")
+    assert "next durable checkpoint" in p.reason
+    rule = LeaveDegradedHostsToTheSwap()
+    assert rule.propose(rctx(leading_only=False)) is None  # a failure: excluded as before
+    off = RemediationSettings(swap=SwapSettings(enabled=False))
+    assert rule.propose(rctx(settings=off)) is None
+    assert DEFAULT_POLICY.decide(rctx(settings=off)).action == "exclude_and_restart"
