@@ -669,7 +669,7 @@ class JobRestarts:
     last_decision: Decision | None
 
 
-RESTART_ACTIONS = ("restart", "exclude_and_restart")
+RESTART_ACTIONS = ("restart", "restart_in_place", "exclude_and_restart")
 
 
 async def job_restarts(session: AsyncSession) -> dict[str, JobRestarts]:
@@ -681,7 +681,7 @@ async def job_restarts(session: AsyncSession) -> dict[str, JobRestarts]:
         row = out.setdefault(d.job_id, JobRestarts(0, 0, None))
         if d.action in RESTART_ACTIONS and d.status == "done":
             row.restarts += 1
-        if d.status in ("proposed", "held", "approved", "pending"):
+        if d.status in ("proposed", "held", "approved", "pending", "awaiting_ack"):
             row.pending += 1
         row.last_decision = d
     return out

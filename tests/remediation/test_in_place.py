@@ -290,3 +290,21 @@ async def test_a_flapped_link_in_a_running_job_is_restarted_in_place(tl: Timelin
         "awaiting_ack",
     ), d.reason
     assert d.exclude_hosts == [] and await tl.requeues() == 0
+
+
+async def test_an_operator_may_cancel_a_restart_in_place_awaiting_its_launcher(
+    tl: Timeline,
+) -> None:
+    await _crash(tl)
+    [d] = await tl.decisions()
+    r = await tl.client.post(
+        f"/api/v1/decisions/{d.id}/cancel",
+        json={"comment": "fixing the data loader first"},
+        headers=auth(tl.tokens["operator"]),
+    )
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
+    assert r.json()["restart_in_place"] is False
+    tl.clock.advance(tl.ctx.settings.remediation.in_place_ack_s + 1)
+    await tl.loops()
+    assert await tl.requeues() == 0  # cancelled: no fallback either

@@ -145,7 +145,8 @@ async def cancel(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: Note
 ) -> DecisionOut:
     d = await _decision(session, decision_id)
-    _require(d, {"proposed", "held", "approved", "pending"}, "cancel")
+    # A restart in place awaiting its launcher may be cancelled too (the advice stops saying it).
+    _require(d, {"proposed", "held", "approved", "pending", AWAITING_ACK}, "cancel")
     d.status = "cancelled"
     d.reason += f"; cancelled by {who.name}" + (f": {body.comment}" if body.comment else "")
     d.updated_at = ctx.clock.now()
