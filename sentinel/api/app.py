@@ -51,7 +51,7 @@ from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
 from sentinel.wire import WIRE_VERSION, Batch
-from sentinel.wire.v1 import FIELDS_ADDED, LOG_SOURCES_ADDED
+from sentinel.wire.v1 import FIELDS_ADDED, KINDS_ADDED, LOG_SOURCES_ADDED
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             schema["info"]["x-wire-additions"] = {
                 "LogRecord.source": sorted(LOG_SOURCES_ADDED),
                 "fields": sorted(FIELDS_ADDED),
+                "kinds": sorted(KINDS_ADDED),
             }
             app.openapi_schema = schema
         return app.openapi_schema

@@ -91,6 +91,8 @@ async def test_openapi_shows_the_versioned_wire_contract(app_client: httpx.Async
     assert schema["info"]["x-wire-version"] == 1
     assert "mcelog" in schema["info"]["x-wire-additions"]["LogRecord.source"]
     assert "GpuSample.serial" in schema["info"]["x-wire-additions"]["fields"]
+    assert "job_end" in schema["info"]["x-wire-additions"]["kinds"]
+    assert "cloud" in schema["info"]["x-wire-additions"]["LogRecord.source"]
     assert "serial" in schema["components"]["schemas"]["GpuSample"]["properties"]
     batch_schema = schema["components"]["schemas"]["Batch"]
     assert batch_schema["properties"]["version"]["const"] == 1
