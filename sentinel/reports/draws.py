@@ -256,8 +256,8 @@ def _hbm_remap_failure(s: Scene) -> None:
 def _ib_link_flaps(s: Scene) -> None:
     first = s.culprit - s.culprit % RACK
     for h in range(first, min(first + RACK, s.hosts)):
-        s.log(h, "mlx5_core 0000:0c:00.0: mlx5_3: Port: 1 Link DOWN")
-        s.log(h, "mlx5_core 0000:0c:00.0: mlx5_3: Port: 1 Link ACTIVE", at_s=3.5)
+        s.log(h, "mlx5_core 0000:0c:00.0 mlx5_3: Port: 1 Link DOWN")
+        s.log(h, "mlx5_core 0000:0c:00.0 mlx5_3: Port: 1 Link ACTIVE", at_s=3.5)
     s.stall()
 
 
