@@ -27,9 +27,8 @@ import polars as pl
 from sentinel.flightrec import jit, scan
 from sentinel.flightrec.grouping import per_group_and_rank
 from sentinel.flightrec.models import (
-    COLLECTIVE_COLUMNS,
     ENTRY_SCHEMA,
-    P2P_COLUMNS,
+    RANKED_SCHEMA,
     STATE_CODES,
     DumpSet,
     FrParseError,
@@ -108,8 +107,8 @@ def _parse(data: bytes, name: str) -> ParsedDump:
 class _Scanned:
     """One dump read by the fast path: its metadata, and its entries still as arrays.
 
-    Entries become a DataFrame in `_assemble` for one dump, or a worker's whole chunk's
-    flat arrays in `_flatten`: building a polars frame costs about as much as scanning.
+    Entries become a DataFrame in `_assemble`, for one dump or for a worker's whole
+    chunk at once: building a polars frame costs about as much as scanning the dump.
     """
 
     meta: ParsedDump  # with empty `entries`
@@ -268,177 +267,6 @@ def _assemble(items: Sequence[_Scanned], rank: bool = False) -> pl.DataFrame:
         counts = [len(item.ints) for item in items]
         series.append(pl.Series("rank", np.repeat(np.array(ranks, np.int32), counts)))
     return pl.DataFrame(series)
-
-
-# The dictionary-encoded columns.
-_CATEGORICAL = ("pg", "pg_desc", "op", "in_sig", "out_sig")
-# The integer columns, and where scan.EntryColumns.ints holds them.
-_FROM_SCAN = {"record_id": 0, "seq": 3, "p2p_seq": 4, "t_created": 7, "t_started": 8,
-              "t_completed": 9}  # fmt: skip
-# The nullable columns, in the order of _Scanned.nulls' columns.
-_NULLABLE = ("seq", "p2p_seq", "t_created", "t_started", "t_completed", "duration_ms")
-_DTYPES: dict[str, Any] = {
-    **dict.fromkeys(_FROM_SCAN, np.int64),
-    **dict.fromkeys(_CATEGORICAL, np.uint32),
-    **{f"null:{name}": np.bool_ for name in _NULLABLE},
-    "duration_ms": np.float64,
-    "state": np.int8,
-    "peer": np.int32,  # -1: none
-    "rank": np.int32,
-}
-
-
-@dataclass
-class Chunk:
-    """A worker's share of a set as it travels back to the process that analyses it.
-
-    The entries of the dumps the fast path read stay flat numpy arrays, which pickle as
-    their bytes: a DataFrame per chunk cost more to build, serialise and rebuild (the
-    categorical columns above all) than the whole set costs to assemble once from arrays.
-    Rows are the collectives first, then the p2p ops (each in the dumps' order), one
-    array per column, so the set's tables are plain concatenations, and each column can
-    be let go as soon as the tables have it (at 16k ranks a column is ~250 MB). Dumps the
-    checked path read (rare) come as a table.
-    """
-
-    metas: list[ParsedDump]  # the fast dumps' then the checked dumps' metadata
-    collectives: int  # rows [0, collectives) are collectives, the rest p2p
-    # per _DTYPES key: a column, or (null:NAME) where the column NAME is null; a
-    # categorical column's codes index its values in `categories`
-    arrays: dict[str, npt.NDArray[Any]]
-    categories: dict[str, list[str]]
-    checked: pl.DataFrame | None  # RANKED_SCHEMA rows of the checked dumps
-    members: pl.DataFrame  # per_group_and_rank of the chunk's entries
-
-
-def _flatten(items: Sequence[_Scanned], checked: Sequence[ParsedDump]) -> Chunk:
-    """The chunk of scanned and checked dumps, its (group, rank) summary computed here."""
-    total = sum(len(item.ints) for item in items)
-    collectives = sum(int(np.count_nonzero(~item.is_p2p)) for item in items)
-    arrays = {name: np.empty(total, dtype) for name, dtype in _DTYPES.items()}
-    indexes: dict[str, dict[str, int]] = {name: {} for name in _CATEGORICAL}
-    # Each dump's rows go to two places, its collectives after the chunk's collectives so
-    # far and its p2p ops after the p2p ones; one dump's arrays stay in cache meanwhile.
-    at = [0, collectives]
-    for item in items:
-        values: dict[str, npt.NDArray[Any]] = {
-            name: item.ints[:, column] for name, column in _FROM_SCAN.items()
-        }
-        for name in _CATEGORICAL:
-            distinct, rows = getattr(item, name)
-            index = indexes[name]
-            remap = np.array([index.setdefault(v, len(index)) for v in distinct], np.uint32)
-            values[name] = remap[rows]
-        for j, name in enumerate(_NULLABLE):
-            values[f"null:{name}"] = item.nulls[:, j]
-        values["duration_ms"] = item.durations
-        values["state"] = item.state
-        values["peer"] = _peers(item)
-        for part, where in enumerate((~item.is_p2p, item.is_p2p)):
-            sel = np.flatnonzero(where)
-            start, stop = at[part], at[part] + len(sel)
-            for name, column in values.items():
-                arrays[name][start:stop] = column[sel]
-            arrays["rank"][start:stop] = -1 if item.meta.rank is None else item.meta.rank
-            at[part] = stop
-    chunk = Chunk(
-        metas=[item.meta for item in items] + [_with_entries(d, _NO_ENTRIES) for d in checked],
-        collectives=collectives,
-        arrays=arrays,
-        categories={name: list(index) for name, index in indexes.items()},
-        checked=pl.concat([d.ranked_entries() for d in checked]) if checked else None,
-        members=pl.DataFrame(),
-    )
-    # only the columns the summary reads
-    collectives_table, p2p_table = _tables([chunk], consume=False, only=_MEMBER_COLUMNS)
-    chunk.members = per_group_and_rank(collectives_table, p2p_table)
-    return chunk
-
-
-def _peers(item: _Scanned) -> npt.NDArray[np.int32]:
-    """Each row's peer (-1: none), from the one per distinct profiling name."""
-    return np.array([-1 if p is None else p for p in item.peer], np.int32)[item.op[1]]
-
-
-_MEMBER_COLUMNS = frozenset({"pg", "pg_desc", "seq", "t_created", "rank"})  # per_group_and_rank
-
-
-def _tables(
-    chunks: Sequence[Chunk], consume: bool, only: frozenset[str] | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The collectives and p2p tables (COLLECTIVE_COLUMNS, P2P_COLUMNS) of chunks: the
-    fast dumps' rows, in chunk order, then the checked dumps'. `consume`: drop each of
-    the chunks' arrays once the tables have it, to hold one copy of the set at a time;
-    `only`: just these columns."""
-    # One dictionary per categorical column for all the chunks.
-    remaps: dict[str, list[npt.NDArray[np.uint32]]] = {}
-    values: dict[str, list[str]] = {}
-    for name in _CATEGORICAL:
-        index: dict[str, int] = {}
-        remaps[name] = [
-            np.array([index.setdefault(v, len(index)) for v in c.categories[name]], np.uint32)
-            for c in chunks
-        ]
-        values[name] = list(index)
-
-    def gather(name: str, p2p: bool) -> npt.NDArray[Any]:
-        parts = [
-            c.arrays[name][c.collectives :] if p2p else c.arrays[name][: c.collectives]
-            for c in chunks
-        ]
-        if name in _CATEGORICAL:
-            parts = [remap[part] for remap, part in zip(remaps[name], parts, strict=True)]
-        return np.concatenate(parts) if parts else np.zeros(0, _DTYPES[name])
-
-    def column(name: str, p2p: bool) -> pl.Series:
-        data = gather(name, p2p)
-        if name in _CATEGORICAL:
-            return pl.Series(name, values[name], dtype=pl.Categorical)[data]
-        series = pl.Series(name, data)
-        if name == "peer":
-            missing = np.flatnonzero(data == -1)
-            return series.scatter(missing, None) if len(missing) else series
-        if name in _NULLABLE:
-            null = np.flatnonzero(gather(f"null:{name}", p2p))
-            if len(null):
-                series = series.scatter(null, None)
-        return series
-
-    tables: tuple[dict[str, pl.Series], dict[str, pl.Series]] = ({}, {})
-    for name in dict.fromkeys(COLLECTIVE_COLUMNS + P2P_COLUMNS):
-        if only is not None and name not in only:
-            continue
-        for p2p, names in ((False, COLLECTIVE_COLUMNS), (True, P2P_COLUMNS)):
-            if name in names:
-                tables[p2p][name] = column(name, p2p)
-        if consume:
-            for c in chunks:
-                c.arrays.pop(name, None)
-                c.arrays.pop(f"null:{name}", None)
-    out = []
-    for p2p, names in ((False, COLLECTIVE_COLUMNS), (True, P2P_COLUMNS)):
-        kept = [n for n in names if only is None or n in only]
-        frame = pl.DataFrame([tables[p2p][n] for n in kept])
-        checked = [c.checked for c in chunks if c.checked is not None]
-        if checked:
-            rest = pl.concat(checked).filter(pl.col("is_p2p") if p2p else ~pl.col("is_p2p"))
-            frame = pl.concat([frame, rest.select(kept)])
-        out.append(frame)
-    return out[0], out[1]
-
-
-def merge_chunks(chunks: Sequence[Chunk]) -> DumpSet:
-    """One set from the chunks of disjoint ranks (each from a DumpSetBuilder); takes the
-    chunks' arrays (they are emptied as the tables are built)."""
-    if not chunks:
-        return DumpSet.of([])
-    collectives, p2p = _tables(chunks, consume=True)
-    return DumpSet(
-        dumps=[d for c in chunks for d in c.metas],
-        collectives=collectives,
-        p2p=p2p,
-        members=pl.concat([c.members for c in chunks]),
-    )
 
 
 def _fast_signatures(
@@ -827,18 +655,18 @@ def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
     return [read_dump(p) for p in paths]
 
 
-def _read_chunk_set(paths: Sequence[Path]) -> Chunk:
+def _read_chunk_set(paths: Sequence[Path]) -> DumpSet:
     """A worker's share of `read_dump_set`: one table for all its dumps' entries."""
     with _no_cycle_collection():
         return _read_chunk_set_unguarded(paths)
 
 
-def _read_chunk_set_unguarded(paths: Sequence[Path]) -> Chunk:
+def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
     builder = DumpSetBuilder()
     reader = _ReadBuffer()
     for path in paths:
         builder.add(reader.read(path), str(path))
-    return builder.chunk()
+    return builder.build()
 
 
 class DumpSetBuilder:
@@ -863,12 +691,15 @@ class DumpSetBuilder:
         else:
             self._checked.append(parse_dump(bytes(data), name))
 
-    def chunk(self) -> Chunk:
-        """The dumps added, as a worker ships them back (see `merge_chunks`)."""
-        return _flatten(self._scanned, self._checked)
-
     def build(self) -> DumpSet:
-        return merge_chunks([self.chunk()])
+        scanned, checked = self._scanned, self._checked
+        tables = [_assemble(scanned, rank=True)] if scanned else []
+        tables += [d.ranked_entries() for d in checked]
+        entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
+        metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
+        part = DumpSet.split(metas, entries)
+        part.members = per_group_and_rank(part.collectives, part.p2p)
+        return part
 
 
 def read_dumps(
@@ -891,13 +722,25 @@ def read_dump_set(
     on_progress: Callable[[int], None] | None = None,
 ) -> DumpSet:
     """Read many ranks' dumps for one analysis, their entries as two tables."""
-    chunks: list[Chunk] = []
+    parts: list[DumpSet] = []
     with _no_cycle_collection():
-        for chunk in map_chunks(_read_chunk_set, paths, workers):
-            chunks.append(chunk)
+        for part in map_chunks(_read_chunk_set, paths, workers):
+            parts.append(part)
             if on_progress:
-                on_progress(len(chunk.metas))
-        return merge_chunks(chunks)
+                on_progress(len(part.dumps))
+    return merge_parts(parts)
+
+
+def merge_parts(parts: Sequence[DumpSet]) -> DumpSet:
+    """One set from the sets of disjoint chunks of ranks (each built by a DumpSetBuilder)."""
+    if not parts:
+        return DumpSet.of([])
+    return DumpSet(
+        dumps=[d for part in parts for d in part.dumps],
+        collectives=pl.concat([part.collectives for part in parts]),
+        p2p=pl.concat([part.p2p for part in parts]),
+        members=pl.concat([p.members for p in parts if p.members is not None]),
+    )
 
 
 _T = TypeVar("_T")

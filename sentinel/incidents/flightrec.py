@@ -49,7 +49,7 @@ from sentinel.clock import Clock
 from sentinel.db.models import Event, FlightRecorderUpload, JobRank
 from sentinel.flightrec.analyze import analyze_dumps
 from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, VerdictKind
-from sentinel.flightrec.parse import Chunk, DumpSetBuilder, map_chunks, merge_chunks
+from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
@@ -95,15 +95,15 @@ def _decompress(path: str) -> bytes:
 def _load(paths: list[tuple[int, str]], workers: int = 1) -> tuple[DumpSet, list[str]]:
     """The job's dumps as one set (no DataFrame per rank), and what could not be read,
     parsed in chunks by `workers` processes (in this one if 1, or for a few dumps)."""
-    chunks, errors = [], []
-    for chunk, failed in map_chunks(_load_chunk, paths, workers):
-        chunks.append(chunk)
+    parts, errors = [], []
+    for part, failed in map_chunks(_load_chunk, paths, workers):
+        parts.append(part)
         errors += failed
-    return merge_chunks(chunks), errors
+    return merge_parts(parts), errors
 
 
-def _load_chunk(paths: Sequence[tuple[int, str]]) -> tuple[Chunk, list[str]]:
-    """One chunk's dumps (as a parsing process ships them back), and what could not be read.
+def _load_chunk(paths: Sequence[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
+    """One chunk's dumps as a set, and what could not be read.
 
     Any failure of one dump (corrupt gzip, a refused pickle, memory refused by the
     worker's limit) leaves that dump out and names it; the others are still read.
@@ -117,7 +117,7 @@ def _load_chunk(paths: Sequence[tuple[int, str]]) -> tuple[Chunk, list[str]]:
             errors.append(f"rank {rank}: over the memory budget")
         except Exception as exc:  # one bad dump must not sink its job
             errors.append(f"rank {rank}: {exc}" if str(exc) else f"rank {rank}: {exc!r}")
-    return builder.chunk(), errors
+    return builder.build(), errors
 
 
 def _analyse_job(
