@@ -229,7 +229,7 @@ class TriageSettings(_Section):
         "own process; the leader analyses one job at a time.",
     )
     fr_memory_budget_bytes: int = Field(
-        4 * 1024**3,
+        8 * 1024**3,
         ge=0,
         description="Address space each process of a flight-recorder analysis may take beyond "
         "its imports; a job over it fails alone (an fr_error event, reason 'memory'). 0: none.",
