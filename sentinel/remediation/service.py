@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.checkpoints import durable_checkpoint
@@ -44,6 +44,7 @@ from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.remediation.degraded import leading_indicator
+from sentinel.remediation.lease import claim_lease
 from sentinel.remediation.policy import (
     DEFAULT_POLICY,
     Action,
@@ -295,19 +296,9 @@ class RemediationService:
     async def claim(self, session: AsyncSession, decision_id: uuid.UUID) -> bool:
         """Take the execution lease of an approved decision; one process wins."""
         now = self._clock.now()
-        result = await session.execute(
-            update(Decision)
-            .where(Decision.id == decision_id, Decision.status == "approved")
-            .values(
-                status="executing",
-                claimed_by=self.executor_id,
-                lease_until=now + timedelta(seconds=self._settings.lease_s),
-                attempts=Decision.attempts + 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
+        return await claim_lease(
+            session, Decision, decision_id, self.executor_id, self._settings.lease_s, now
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def execute(self, sessions: Sessions, decision_id: uuid.UUID) -> list[IncidentChange]:
         """Carry out an approved decision if this process claims it: the claim commits, the

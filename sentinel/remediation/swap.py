@@ -45,6 +45,7 @@ from sentinel.db.models import (
 )
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.remediation.degraded import DegradedWatch, resolve_host
+from sentinel.remediation.lease import claim_lease
 from sentinel.remediation.spares import SparePool
 from sentinel.schedulers.base import OpResult, SchedulerAdapter
 from sentinel.settings import RemediationSettings, SwapSettings
@@ -430,20 +431,9 @@ class SwapService:
     # ------------------------------------------------------------------ executing
 
     async def claim(self, session: AsyncSession, swap_id: uuid.UUID) -> bool:
-        now = self._clock.now()
-        result = await session.execute(
-            update(Swap)
-            .where(Swap.id == swap_id, Swap.status == "approved")
-            .values(
-                status="executing",
-                claimed_by=self.executor_id,
-                lease_until=now + timedelta(seconds=self._settings.lease_s),
-                attempts=Swap.attempts + 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
+        return await claim_lease(
+            session, Swap, swap_id, self.executor_id, self._settings.lease_s, self._clock.now()
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     async def execute(self, sessions: Sessions, swap_id: uuid.UUID) -> bool:
         """Carry out an approved swap if this process claims it. Returns whether it did."""
