@@ -55,6 +55,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sentinel.testing.ipmi import EMU, LAN_CONF, free_udp_port, sel_add  # noqa: E402
 from sentinel_agent.heartbeat import Heartbeat  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -219,47 +220,10 @@ def _tools(bin_dir: Path) -> list[str]:
     return said
 
 
-# ipmi_sim's configuration (ipmi_lan(5), ipmi_sim_cmd(5)), as tests/agents/test_ipmi.py has it:
-# one lanplus channel on loopback, a BMC with a SEL holding one entry and one fan sensor with
-# its Full Sensor Record, so that `sdr elist` has a sensor to read.
 _IPMI_PASSWORD = "bench-bmc"
-_LAN_CONF = """\
-name "sentinel-bench"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 {port}
-    priv_limit admin
-    allowed_auths_callback md5
-    allowed_auths_user md5
-    allowed_auths_operator md5
-    allowed_auths_admin md5
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  user 2 true "sentinel" "{password}" admin 10 md5
-"""
-_EMU = """\
-mc_setbmc 0x20
-mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02
-sel_enable 0x20 1000 0x0a
-sensor_add 0x20 0 0x30 0x04 0x01
-sensor_set_threshold 0x20 0 0x30 settable 000111 0 0 0 0x01 0x03 0x05
-sensor_set_event_support 0x20 0 0x30 enable scanning per-state \\
-  000000000111111 000000000111111 000000000111111 000000000111111
-sensor_set_value 0x20 0 0x30 0x40 0
-main_sdr_add 0x20 0x00 0x00 0x51 0x01 0x2f \\
-  0x20 0x00 0x30 0x1d 0x01 0x7f 0x68 0x04 0x01 0x3f 0x00 0x3f 0x00 0x3f 0x3f \\
-  0x00 0x12 0x00 0x00 0x64 0x00 0x00 0x00 0x00 0x00 0x07 0x40 0x60 0x20 0xff 0x00 \\
-  0x00 0x00 0x00 0x01 0x03 0x05 0x00 0x00 0x00 0x00 0x00 0xc4 0x46 0x41 0x4e 0x32
-mc_enable 0x20
-sel_add 0x20 0x02 0 0 0 0 0x20 0x00 0x04 0x04 0x33 0x01 0x00 0xff 0xff
-"""
+# The simulated BMC's SEL holds one fan entry, so that the first poll has something to read.
+_SEL_HISTORY = sel_add(0x04, 0x33, 0x01, 0x00)
 MOCKUP = REPO / "tests" / "agents" / "redfish_mockup"
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(ready: Any, what: str, timeout_s: float = 20.0) -> None:
@@ -279,9 +243,9 @@ def _ipmi_sim(root: Path) -> Iterator[dict[str, Any] | str]:
         yield f"ipmi: skipped, {' and '.join(missing)} not installed (Debian: openipmi, ipmitool)"
         return
     root.mkdir(parents=True)
-    port = _free_udp_port()
-    (root / "lan.conf").write_text(_LAN_CONF.format(port=port, password=_IPMI_PASSWORD))
-    (root / "sim.emu").write_text(_EMU)
+    port = free_udp_port()
+    (root / "lan.conf").write_text(LAN_CONF.format(port=port, password=_IPMI_PASSWORD))
+    (root / "sim.emu").write_text(EMU.format(history=_SEL_HISTORY))
     password = root / "bmc-password"
     password.write_text(_IPMI_PASSWORD)
     password.chmod(0o600)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from sentinel.testing.ipmi import EMU, LAN_CONF, free_udp_port, sel_add
 from sentinel.testing.service import LiveService
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord, Observation
@@ -44,64 +44,14 @@ from tests.agents.agent_helpers import (
 
 PASSWORD = "s3cret-bmc"
 
-# ipmi_sim's own configuration language (ipmi_lan(5)): one lanplus channel on loopback, one
-# admin user whose password ipmitool reads from a file.
-_LAN_CONF = """\
-name "sentinel-sim"
-set_working_mc 0x20
-  startlan 1
-    addr 127.0.0.1 {port}
-    priv_limit admin
-    allowed_auths_callback md5
-    allowed_auths_user md5
-    allowed_auths_operator md5
-    allowed_auths_admin md5
-    guid a123456789abcdefa123456789abcdef
-  endlan
-  user 2 true "sentinel" "{password}" admin 10 md5
-"""
-# ipmi_sim_cmd(5): a BMC with a SEL, which already holds a fan warning (history, not news),
-# and one fan sensor, FAN2 (number 30h, 100 RPM a count), its lower thresholds at 500 (nc),
-# 300 (cr) and 100 RPM (nr), spinning at 6400 RPM; its SDR is a Full Sensor Record (IPMI 2.0
-# table 43-1) that names it, so that ipmitool prints `FAN2 | 30h | ok | 29.1 | 6400 RPM`.
-_EMU = """\
-mc_setbmc 0x20
-mc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02
-sel_enable 0x20 1000 0x0a
-sensor_add 0x20 0 0x30 0x04 0x01
-sensor_set_threshold 0x20 0 0x30 settable 000111 0 0 0 0x01 0x03 0x05
-sensor_set_event_support 0x20 0 0x30 enable scanning per-state \\
-  000000000111111 000000000111111 000000000111111 000000000111111
-sensor_set_value 0x20 0 0x30 0x40 0
-main_sdr_add 0x20 0x00 0x00 0x51 0x01 0x2f \\
-  0x20 0x00 0x30 0x1d 0x01 0x7f 0x68 0x04 0x01 0x3f 0x00 0x3f 0x00 0x3f 0x3f \\
-  0x00 0x12 0x00 0x00 0x64 0x00 0x00 0x00 0x00 0x00 0x07 0x40 0x60 0x20 0xff 0x00 \\
-  0x00 0x00 0x00 0x01 0x03 0x05 0x00 0x00 0x00 0x00 0x00 0xc4 0x46 0x41 0x4e 0x32
-mc_enable 0x20
-{history}
-"""
 # FAN2 slows to 200 RPM (below its critical threshold), the BMC logging the crossings.
 FAN2_SLOWS = "sensor_set_value 0x20 0 0x30 0x02 1"
-
-
-def sel_add(sensor_type: int, sensor: int, reading_type: int, data1: int) -> str:
-    """`sel_add` of a system event record (IPMI 2.0 table 32-1): the BMC stamps the time;
-    generator 0x20 (the BMC), event message rev 4, the sensor, its event type and data."""
-    data = [0, 0, 0, 0, 0x20, 0x00, 0x04, sensor_type, sensor, reading_type, data1, 0xFF, 0xFF]
-    return "sel_add 0x20 0x02 " + " ".join(f"0x{b:02x}" for b in data)
 
 
 # The events the tests add, as a BMC logs them (sensor type, number, event type, offset).
 FAN_LOWER_NONCRITICAL = sel_add(0x04, 0x33, 0x01, 0x00)
 PSU_FAILURE = sel_add(0x08, 0x50, 0x6F, 0x01)
 PROCESSOR_IERR = sel_add(0x07, 0x05, 0x6F, 0x00)
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -142,9 +92,9 @@ def simulator(tmp_path: Path) -> Iterator[Simulator]:
     missing = [tool for tool in ("ipmi_sim", "ipmitool") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{' and '.join(missing)} not installed (Debian: openipmi, ipmitool)")
-    port = _free_udp_port()
-    (tmp_path / "lan.conf").write_text(_LAN_CONF.format(port=port, password=PASSWORD))
-    (tmp_path / "sim.emu").write_text(_EMU.format(history=FAN_LOWER_NONCRITICAL))
+    port = free_udp_port()
+    (tmp_path / "lan.conf").write_text(LAN_CONF.format(port=port, password=PASSWORD))
+    (tmp_path / "sim.emu").write_text(EMU.format(history=FAN_LOWER_NONCRITICAL))
     password_file = tmp_path / "bmc-password"
     password_file.write_text(PASSWORD)
     password_file.chmod(0o600)
