@@ -5,8 +5,10 @@ category the SEL entry names."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -383,6 +385,9 @@ def test_a_psu_failure_in_the_sel_reaches_an_incident_once_across_an_agent_crash
     agent = start_agent(config, log)
     agent_processes.append(agent)
     eventually(lambda: service_observations(live_service, host), 30, "the agent's report", log)
+    # The SEL collector's first poll takes what the SEL holds as history: an entry added before
+    # that poll finished (ipmitool over lanplus is slow on a busy machine) would be history too.
+    eventually(lambda: _sel_baseline(tmp_path / "outbox.db"), 60, "the SEL's baseline", log)
     simulator.add(PSU_FAILURE)
     eventually(shipped, 60, "the PSU failure", log)
     incidents = eventually(
@@ -402,6 +407,18 @@ def test_a_psu_failure_in_the_sel_reaches_an_incident_once_across_an_agent_crash
     assert any("Power Supply #0x50 | Failure detected" in e for e in entries), entries
     assert any("Processor #0x05 | IERR | Asserted" in e for e in entries), entries
     assert PASSWORD not in log.read_text()
+
+
+def _sel_baseline(outbox: Path) -> bool:
+    """Whether the agent has stored where the SEL stood at its first poll."""
+    if not outbox.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(outbox, timeout=5)) as db:
+        try:
+            keys = [k for (k,) in db.execute("SELECT key FROM positions")]
+        except sqlite3.OperationalError:  # the agent has not created its tables yet
+            return False
+    return any(k.startswith("ipmi:") for k in keys)
 
 
 def _incidents(service: LiveService) -> list[dict[str, Any]]:
