@@ -44,7 +44,7 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy sentinel agents
+	$(VENV)/bin/mypy sentinel agents/sentinel_agent tests/harness
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Refresh the README's screenshots from the browser tests.
@@ -54,7 +54,7 @@ screenshots: $(STAMP) system-deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check sentinel agents
-	$(VENV)/bin/mypy sentinel agents
+	$(VENV)/bin/mypy sentinel agents/sentinel_agent tests/harness
 
 # Each script prints its figures and the command that produced them.
 bench: $(STAMP) system-deps

@@ -55,8 +55,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sentinel.testing.ipmi import EMU, LAN_CONF, free_udp_port, sel_add  # noqa: E402
-from sentinel_agent.heartbeat import Heartbeat  # noqa: E402
+from sentinel_agent.heartbeat import Heartbeat
+from tests.harness.ipmi import EMU, LAN_CONF, free_udp_port, sel_add
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 3.0

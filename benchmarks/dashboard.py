@@ -26,14 +26,14 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sentinel.api.app import create_app  # noqa: E402
-from sentinel.api.routes.web import TOKEN_COOKIE  # noqa: E402
-from sentinel.auth import new_token  # noqa: E402
-from sentinel.clock import VirtualClock  # noqa: E402
-from sentinel.db import migrate  # noqa: E402
-from sentinel.db.engine import unit_of_work  # noqa: E402
-from sentinel.db.models import Gpu, Host, Incident  # noqa: E402
-from sentinel.settings import Settings, TokenSpec  # noqa: E402
+from sentinel.api.app import create_app
+from sentinel.api.routes.web import TOKEN_COOKIE
+from sentinel.auth import new_token
+from sentinel.clock import VirtualClock
+from sentinel.db import migrate
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import Gpu, Host, Incident
+from sentinel.settings import Settings, TokenSpec
 
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 

@@ -28,9 +28,11 @@ from pathlib import Path
 import httpx
 import yaml
 
-from sentinel.testing.service import LiveService
-from sentinel.testing.slurm import SlurmCluster, SlurmUnavailable, start_slurm
+# The test harnesses (tests/harness) are not installed: import them from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sentinel_agent.sim import fleet_configs, run_fleet
+from tests.harness.service import LiveService
+from tests.harness.slurm import SlurmCluster, SlurmUnavailable, start_slurm
 
 XID_AT_S = 6.0
 

@@ -34,8 +34,11 @@ from sqlalchemy import create_engine, func, select
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Batch, Event
-from sentinel.testing.postgres import start_cluster
-from sentinel.testing.service import LiveService
+
+# The test harnesses (tests/harness) are not installed: import them from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.harness.postgres import start_cluster
+from tests.harness.service import LiveService
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -43,8 +43,9 @@ from ingest import pct, proc_cpu_seconds, proc_rss_mib, stored_events
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Batch
-from sentinel.testing.postgres import start_cluster
-from sentinel.testing.service import LiveService
+
+# The test harnesses (tests/harness) are not installed: import them from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sentinel_agent.config import OutboxConfig, ServiceConfig
 from sentinel_agent.transport.sender import (
     REPORTS_PATH,
@@ -54,6 +55,8 @@ from sentinel_agent.transport.sender import (
     retry_after_seconds,
     retry_delay,
 )
+from tests.harness.postgres import start_cluster
+from tests.harness.service import LiveService
 
 AGENT_TIMEOUT_S = ServiceConfig.model_fields["timeout_s"].default
 BACKOFF_INITIAL_S = OutboxConfig.model_fields["backoff_initial_s"].default

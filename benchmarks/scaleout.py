@@ -38,9 +38,12 @@ from sentinel.db import migrate
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Batch, Event
 from sentinel.settings import TriageSettings
-from sentinel.testing.haproxy import Haproxy
-from sentinel.testing.postgres import PostgresCluster, start_cluster
-from sentinel.testing.service import LiveService
+
+# The test harnesses (tests/harness) are not installed: import them from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.harness.haproxy import Haproxy
+from tests.harness.postgres import PostgresCluster, start_cluster
+from tests.harness.service import LiveService
 
 # The triage lag past which the service alerts (sentinel_triage_lag_seconds).
 LAG_ALERT_S = TriageSettings().lag_alert_s

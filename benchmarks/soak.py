@@ -74,8 +74,11 @@ from rich.console import Console
 from sentinel.demo.faults import Injection
 from sentinel.demo.run import BY_HAND_AFTER_S, Demo
 from sentinel.demo.service import free_port
-from sentinel.testing.service import LiveService
+
+# The test harnesses (tests/harness) are not installed: import them from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sentinel.triage.taxonomy import Category
+from tests.harness.service import LiveService
 
 LAG = "sentinel_triage_lag_seconds"
 BACKLOG = "sentinel_triage_backlog_events"

@@ -18,8 +18,8 @@ from sentinel.auth import new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
 from sentinel.settings import Settings, TokenSpec
-from sentinel.testing.postgres import PostgresCluster, PostgresUnavailable, start_cluster
-from sentinel.testing.service import LiveService
+from tests.harness.postgres import PostgresCluster, PostgresUnavailable, start_cluster
+from tests.harness.service import LiveService
 
 if TYPE_CHECKING:  # timeline.py imports this module's helpers
     from remediation.timeline import Timeline

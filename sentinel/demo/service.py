@@ -1,5 +1,5 @@
 """Run the real service in a subprocess (uvicorn on loopback) with its own tokens: the demo's
-service, and the one the end-to-end tests drive (sentinel/testing/service.py re-exports it).
+service, and the one the end-to-end tests drive (tests/harness/service.py re-exports it).
 It lives in the product because `sentinel demo` runs it; the test harnesses are not shipped."""
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ import httpx
 import yaml
 from agent_helpers import agent_process_config, start_agent
 
-from sentinel.testing.service import LiveService
 from sentinel_agent.heartbeat import Heartbeat
+from tests.harness.service import LiveService
 
 JOB = "job-e2e"
 

@@ -18,7 +18,6 @@ import yaml
 from agent_helpers import agent_process_config, eventually, service_observations, start_agent
 from pydantic import ValidationError
 
-from sentinel.testing.service import LiveService
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord, Observation
 from sentinel_agent.collectors.cloud import (
@@ -32,6 +31,7 @@ from sentinel_agent.collectors.cloud import (
 )
 from sentinel_agent.config import AgentConfig, CloudConfig
 from tests.agents.agent_helpers import context
+from tests.harness.service import LiveService
 
 FIXTURES = Path(__file__).parent / "cloud_metadata"
 AWS = (FIXTURES / "aws_scheduled.json").read_text()

@@ -33,10 +33,10 @@ from agent_helpers import (
     wait_for,
 )
 
-from sentinel.testing.service import LiveService
 from sentinel_agent.agent import Agent
 from sentinel_agent.transport.outbox import Row
 from sentinel_agent.transport.spill import Spill
+from tests.harness.service import LiveService
 
 HOST = "diskfull-host"
 _UNSHARE = ["unshare", "--user", "--map-root-user", "--mount"]

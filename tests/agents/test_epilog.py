@@ -17,13 +17,13 @@ from agent_helpers import agent_config, running, wait_for
 from typer.testing import CliRunner
 
 from sentinel.ingest.job_ends import EndState
-from sentinel.testing.service import LiveService
 from sentinel.wire import JobEnd
 from sentinel_agent.agent import Agent
 from sentinel_agent.cli import app
 from sentinel_agent.collectors.spool import SpoolCollector, spool
 from sentinel_agent.epilog import NotAJob, exit_of, job_end
 from sentinel_agent.heartbeat import Heartbeat
+from tests.harness.service import LiveService
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ import yaml
 from agent_helpers import SCENARIOS, agent_process_config, eventually, start_agent
 
 from sentinel.api.routes.web import TOKEN_COOKIE
-from sentinel.testing.service import LiveService
+from tests.harness.service import LiveService
 
 HOST = "e2e-serial"
 SERIAL = "1654922010104"  # GPU 3's, in agents/sentinel_agent/scenarios/xid79.yaml

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from agent_helpers import agent_process_config, eventually, service_observations, start_agent
 
-from sentinel.testing.service import LiveService
+from tests.harness.service import LiveService
 
 HOST = "hw-e2e"
 DIMM = "CPU_SrcID#0_MC#1_Chan#0_DIMM#0"

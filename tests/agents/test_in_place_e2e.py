@@ -20,7 +20,7 @@ import pytest
 import yaml
 from agent_helpers import REPO, agent_process_config, eventually, service_observations, start_agent
 
-from sentinel.testing.service import LiveService
+from tests.harness.service import LiveService
 
 JOB = "4242"
 # A torchrun stand-in: its ranks beat through the stdlib heartbeat client (the agent's

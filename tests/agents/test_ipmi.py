@@ -21,8 +21,6 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from sentinel.testing.ipmi import EMU, LAN_CONF, free_udp_port, sel_add
-from sentinel.testing.service import LiveService
 from sentinel.triage.classify import classify_text
 from sentinel.wire import LogRecord, Observation
 from sentinel_agent.collectors.base import Context
@@ -43,6 +41,8 @@ from tests.agents.agent_helpers import (
     service_observations,
     start_agent,
 )
+from tests.harness.ipmi import EMU, LAN_CONF, free_udp_port, sel_add
+from tests.harness.service import LiveService
 
 PASSWORD = "s3cret-bmc"
 

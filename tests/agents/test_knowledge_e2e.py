@@ -21,8 +21,8 @@ import pytest
 import yaml
 from agent_helpers import agent_process_config, eventually, start_agent
 
-from sentinel.testing.service import LiveService
 from sentinel.triage import classify_text
+from tests.harness.service import LiveService
 
 EXCERPTS = Path(__file__).parents[1] / "fixtures" / "excerpts" / "whole_path.yaml"
 

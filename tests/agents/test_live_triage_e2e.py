@@ -19,7 +19,7 @@ import pytest
 import yaml
 from agent_helpers import agent_process_config, eventually, service_observations, start_agent
 
-from sentinel.testing.service import LiveService
+from tests.harness.service import LiveService
 
 # (host, XID, GPU bus in dmesg form, the category triage must name)
 FAULTS = [

@@ -30,10 +30,10 @@ from agent_helpers import (
     start_agent,
 )
 
-from sentinel.testing.service import LiveService
 from sentinel.wire import LogRecord, XidEvent
 from sentinel_agent.clock import SystemClock
 from sentinel_agent.transport.outbox import Outbox
+from tests.harness.service import LiveService
 
 HOST = "refused-host"
 XID_LINE = (

@@ -29,10 +29,10 @@ from agent_helpers import (
     start_agent,
 )
 
-from sentinel.testing.service import LiveService
 from sentinel.wire import LogRecord
 from sentinel_agent.collectors.training_log import TrainingLogCollector
 from sentinel_agent.tail import FileTailer, KmsgPosition, KmsgReader, decode_position, open_source
+from tests.harness.service import LiveService
 
 HOST = "resume-host"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 from agent_helpers import Receiver, sample, service_observations, xid
 
-from sentinel.testing.service import LiveService
 from sentinel_agent.clock import ManualClock, SystemClock
 from sentinel_agent.metrics import AgentMetrics
 from sentinel_agent.transport.outbox import Outbox
 from sentinel_agent.transport.sender import Backoff, Outcome, Sender, classify, retry_after_seconds
+from tests.harness.service import LiveService
 
 
 def test_classification() -> None:

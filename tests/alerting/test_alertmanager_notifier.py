@@ -31,7 +31,7 @@ from sentinel.alerting.settings import AlertingSettings
 from sentinel.alerting.wiring import build_dispatcher
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
-from sentinel.testing.prometheus import Alertmanager, PrometheusUnavailable, find_binaries
+from tests.harness.prometheus import Alertmanager, PrometheusUnavailable, find_binaries
 
 ROUTES = """
 route:

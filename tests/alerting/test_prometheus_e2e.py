@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.testing.prometheus import PrometheusStack, PrometheusUnavailable, find_binaries
-from sentinel.testing.service import LiveService
+from tests.harness.prometheus import PrometheusStack, PrometheusUnavailable, find_binaries
+from tests.harness.service import LiveService
 
 METRICS = """\
 # HELP DCGM_FI_DEV_XID_ERRORS Value of the last XID error encountered.

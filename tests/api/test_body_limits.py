@@ -12,8 +12,8 @@ import httpx
 import pytest
 from conftest import auth
 
-from sentinel.testing.rawhttp import RawRequest
-from sentinel.testing.service import LiveService
+from tests.harness.rawhttp import RawRequest
+from tests.harness.service import LiveService
 
 ID = "00000000-0000-4000-8000-000000000000"
 # Every route that takes a body, with a role allowed to call it.

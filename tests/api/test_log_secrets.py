@@ -18,7 +18,7 @@ from builders import batch, xid
 
 from sentinel.alerting.notifiers.fakes import FakeReceiver, Reply
 from sentinel.logs import RedactingFormatter
-from sentinel.testing.service import LiveService
+from tests.harness.service import LiveService
 
 ROUTES = """
 route:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from dashboards.helpers import populated_metrics
-from sentinel.testing.prometheus import PrometheusStack, PrometheusUnavailable
+from tests.harness.prometheus import PrometheusStack, PrometheusUnavailable
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from dashboards.helpers import (
     substitute,
     variable_queries,
 )
-from sentinel.testing.prometheus import PrometheusStack
+from tests.harness.prometheus import PrometheusStack
 
 DASHBOARD = load_dashboard()
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",

@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, text
 
 from sentinel.auth import new_token
 from sentinel.db.engine import sync_url
-from sentinel.testing.haproxy import Haproxy, HaproxyUnavailable
-from sentinel.testing.postgres import PostgresCluster
-from sentinel.testing.service import LiveService
+from tests.harness.haproxy import Haproxy, HaproxyUnavailable
+from tests.harness.postgres import PostgresCluster
+from tests.harness.service import LiveService
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

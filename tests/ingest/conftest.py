@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.testing.service import LiveService
+from tests.harness.service import LiveService
 
 StartService = Callable[..., LiveService]
 

@@ -16,8 +16,8 @@ from builders import batch, gpu_sample, xid
 from conftest import auth
 
 from sentinel.api.admission import UploadBudget
-from sentinel.testing.rawhttp import RawRequest
 from sentinel.wire import Batch
+from tests.harness.rawhttp import RawRequest
 
 
 def _head(token: str, length: int) -> dict[str, str]:

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sentinel.testing.service import LiveService
-from sentinel.testing.slurm import SlurmCluster, SlurmUnavailable, start_slurm
+from tests.harness.service import LiveService
+from tests.harness.slurm import SlurmCluster, SlurmUnavailable, start_slurm
 
 
 @pytest.fixture(scope="module")

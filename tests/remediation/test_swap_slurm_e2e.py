@@ -21,9 +21,9 @@ import httpx
 import pytest
 from conftest import _fresh_pg
 
-from sentinel.testing.postgres import PostgresCluster
-from sentinel.testing.service import LiveService
-from sentinel.testing.slurm import SlurmCluster, SlurmUnavailable, start_slurm
+from tests.harness.postgres import PostgresCluster
+from tests.harness.service import LiveService
+from tests.harness.slurm import SlurmCluster, SlurmUnavailable, start_slurm
 
 RESERVATION = "sentinel-spares"
 

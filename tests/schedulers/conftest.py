@@ -19,7 +19,7 @@ from sentinel.schedulers.webhook import (
     TIMESTAMP_HEADER,
     verify,
 )
-from sentinel.testing.slurm import SlurmCluster, SlurmUnavailable, start_slurm
+from tests.harness.slurm import SlurmCluster, SlurmUnavailable, start_slurm
 
 SKIP_SLURM = os.environ.get("SENTINEL_TEST_SKIP_SLURM") == "1"
 SECRET = b"a-shared-secret-of-some-length"

@@ -21,9 +21,9 @@ import pytest
 from sentinel.incidents.scheduler_view import worth_noting
 from sentinel.knowledge.taxonomy import Category
 from sentinel.schedulers import make_scheduler
-from sentinel.testing.slurm import SlurmCluster, SlurmUnavailable, start_slurm
 from sentinel.triage.signals import scheduler_node_signals
 from sentinel.wire import JobEnd
+from tests.harness.slurm import SlurmCluster, SlurmUnavailable, start_slurm
 
 pytestmark = pytest.mark.slurm
 

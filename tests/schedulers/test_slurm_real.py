@@ -12,7 +12,7 @@ import pytest
 from sentinel.schedulers import make_scheduler
 from sentinel.schedulers.base import NodeInfo
 from sentinel.schedulers.slurm import SlurmScheduler
-from sentinel.testing.slurm import SlurmCluster
+from tests.harness.slurm import SlurmCluster
 
 pytestmark = pytest.mark.slurm
 

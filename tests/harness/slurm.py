@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +61,7 @@ def find_missing() -> list[str]:
 
 def _port_free(port: int) -> bool:
     # slurmctld 22.05 binds 0.0.0.0 whatever the config says, so check that address.
-    for host in ("0.0.0.0", "127.0.0.1"):  # noqa: S104 - probing, not serving
+    for host in ("0.0.0.0", "127.0.0.1"):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -129,8 +128,8 @@ class SlurmCluster:
         for name in self.node_names:
             (self.root / "spool" / name).mkdir(parents=True, exist_ok=True)
         # munged refuses a socket whose folders are not all world-searchable (mkdtemp: 0700).
-        os.chmod(self.root, 0o755)  # noqa: S103 - see above
-        os.chmod(self.root / "munge", 0o755)  # noqa: S103 - see above
+        os.chmod(self.root, 0o755)
+        os.chmod(self.root / "munge", 0o755)
         last = self.node_port_base + len(self.node_names) - 1
         values = {
             "@ROOT@": str(self.root),
@@ -141,7 +140,7 @@ class SlurmCluster:
             "@NODE_PORTS@": f"[{self.node_port_base}-{last}]",
             "@PYTHON@": sys.executable,
         }
-        templates = resources.files("sentinel.testing") / "slurm_conf"
+        templates = Path(__file__).parent / "slurm_conf"
         for name in ("slurm.conf", "gres.conf", "cgroup.conf", "reboot"):
             text = (templates / name).read_text()
             if name == "slurm.conf" and self.extra_conf:
@@ -154,7 +153,7 @@ class SlurmCluster:
             dev = self.root / "dev" / f"nvidia{i}"
             # gres/gpu accepts only character or block devices: clones of /dev/null (c 1 3).
             os.mknod(dev, 0o666 | 0o020000, os.makedev(1, 3))
-            os.chmod(dev, 0o666)  # noqa: S103 - a fake GPU anyone may open, like /dev/null
+            os.chmod(dev, 0o666)
         munge_key = self.root / "munge" / "munge.key"
         munge_key.write_bytes(secrets.token_bytes(1024))
         os.chmod(munge_key, 0o400)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from sentinel.testing.postgres import free_port
+from tests.harness.postgres import free_port
 
 INSTALL_HINT = "haproxy not found: 'apt-get install -y haproxy' (make system-deps does this)"
 
