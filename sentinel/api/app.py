@@ -31,7 +31,6 @@ from sentinel.api.routes import (
     ops,
     reports,
     swaps,
-    web,
 )
 from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
@@ -50,6 +49,7 @@ from sentinel.schedulers.factory import make_scheduler
 from sentinel.services.leader import LeaderElector
 from sentinel.services.retention import prune
 from sentinel.settings import Settings
+from sentinel.web import routes as web
 from sentinel.wire import WIRE_VERSION, Batch
 from sentinel.wire.v1 import FIELDS_ADDED, KINDS_ADDED, LOG_SOURCES_ADDED
 

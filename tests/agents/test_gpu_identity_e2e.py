@@ -17,7 +17,7 @@ import pytest
 import yaml
 from agent_helpers import SCENARIOS, agent_process_config, eventually, start_agent
 
-from sentinel.api.routes.web import TOKEN_COOKIE
+from sentinel.web.routes import TOKEN_COOKIE
 from tests.harness.service import LiveService
 
 HOST = "e2e-serial"

@@ -13,11 +13,11 @@ from conftest import auth
 from sqlalchemy import select
 
 from remediation.timeline import HOSTS, Timeline
-from sentinel.api.routes.web import TOKEN_COOKIE
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, DegradedFinding, Host, Maintenance, Spare, Swap
 from sentinel.remediation.swap import SwapService
 from sentinel.settings import RemediationSettings, SwapSettings
+from sentinel.web.routes import TOKEN_COOKIE
 
 
 def use_swaps(tl: Timeline, **kw: Any) -> SwapService:

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from web_scenario import CULPRIT, HOSTILE, HOSTILE_HOST, THROTTLED, client_for
 
-from sentinel.api.routes.web import CSRF_COOKIE, TOKEN_COOKIE
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AlertGroup, AuditEntry, Decision, Incident, Silence
+from sentinel.web.routes import CSRF_COOKIE, TOKEN_COOKIE
 
 PAGES = [
     "/fleet",

@@ -14,12 +14,12 @@ from fastapi import FastAPI
 
 from sentinel.api.app import create_app
 from sentinel.api.deps import AppContext
-from sentinel.api.routes.web import TOKEN_COOKIE
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Host
 from sentinel.replay.synth import Fleet
 from sentinel.settings import Settings, TokenSpec
+from sentinel.web.routes import TOKEN_COOKIE
 
 HOSTILE = "<script>alert('pwned')</script>"
 CULPRIT = "node-0005"
