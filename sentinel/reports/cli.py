@@ -116,7 +116,7 @@ def simulate(
     a SQLite file for `sentinel report`."""
     import sys
 
-    from sentinel.reports.simulate import Assumptions, describe, run, sensitivity, write
+    from sentinel.reports.simulation import Assumptions, describe, run, sensitivity, write
     from sentinel.settings import RemediationSettings
 
     started = time.monotonic()

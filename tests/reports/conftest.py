@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sentinel.cli import app
-from sentinel.reports.simulate import Assumptions, Outcome, run
+from sentinel.reports.simulation import Assumptions, Outcome, run
 
 SEED = 405
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sentinel.cli import app
 from sentinel.remediation.policy import HOST_HARDWARE
-from sentinel.reports.simulate import Assumptions, run, schedule
+from sentinel.reports.simulation import Assumptions, run, schedule
 from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 
 from sentinel.remediation.policy import HOST_HARDWARE
 from sentinel.reports.cadence import daly_interval
-from sentinel.reports.simulate import (
+from sentinel.reports.simulation import (
     VARIANTS,
     Assumptions,
     Mechanisms,

@@ -1,0 +1,149 @@
+"""What the simulation rests on: every assumption with its printed source, and the variants
+(which of Sentinel's mechanisms each run has)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Final
+
+from sentinel.reports import draws
+from sentinel.settings import RemediationSettings, TriageSettings
+from sentinel.triage.taxonomy import LLAMA3_PLANNED_INTERRUPTIONS, LLAMA3_TABLE5, Category
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+JOB_ID = draws.JOB
+
+L3 = "Llama 3 paper (Dubey et al. 2024, sec. 3.3.4, Table 5)"
+BR = "ByteRobust (Wan et al. 2025, arXiv:2509.16293)"
+KK = 'Kokolis et al. 2025, "Revisiting reliability in large-scale ML research clusters"'
+NV = "NVIDIA Resiliency Extension (NVRx) docs"
+JUDGEMENT = "assumption (a judgement, no published figure)"
+
+# Hardware faults that show a leading indicator before they interrupt the job, by category.
+PRECURSOR_SHARES: Final[dict[Category, float]] = {
+    Category.GPU_HBM_MEMORY: 0.4,  # rows pending remap, correctable ECC rising
+    Category.GPU_THERMAL: 0.5,  # slowdowns that repeat
+    Category.POWER_SUPPLY: 0.5,  # a PSU that lost redundancy
+    Category.SERVER_CHASSIS: 0.5,  # a fan at 0 RPM
+    Category.NIC: 0.3,  # symbol errors rising
+    Category.FAULTY_GPU: 0.15,  # an XID asking for a reset at the next opportunity
+}
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """Every figure the simulation rests on; printed with its source."""
+
+    days: float = 54.0
+    hosts: int = 2048
+    gpus_per_host: int = 8
+    step_time_s: float = 6.0
+    checkpoint_interval_s: float = 600.0
+    checkpoint_save_s: float = 1.0
+    requeue_s: float = 120.0
+    init_s: float = 180.0
+    node_wait_s: float = 600.0
+    in_place_restart_s: float = 60.0
+    watchdog_s: float = 600.0
+    manual_triage_s: float = 1800.0
+    baseline_crash_loops: int = 2
+    event_detection_s: float = 2.0
+    sdc_detection_s: float = 300.0
+    execute_s: float = 1.0
+    human_response_s: float = 1800.0
+    software_fix_s: float = 3600.0
+    crash_after_restart_s: float = 120.0
+    deterministic_bug_share: float = 0.3
+    repeat_share: float = 0.15
+    repair_s: float = 2 * 86400.0
+    precursor_scale: float = 1.0  # x PRECURSOR_SHARES (the sensitivity table varies it)
+    remediation: RemediationSettings = field(default_factory=RemediationSettings)
+    triage: TriageSettings = field(default_factory=TriageSettings)
+
+    @property
+    def restart_s(self) -> float:
+        return self.requeue_s + self.init_s
+
+    @property
+    def hang_detection_s(self) -> float:
+        # Stalled heartbeats are a hang after stall_intervals; a provisional verdict settles.
+        t = self.triage
+        return t.heartbeat_interval_s * (t.stall_intervals + 1) + self.remediation.settle_s
+
+    def precursor_share(self, category: Category) -> float:
+        return min(1.0, PRECURSOR_SHARES.get(category, 0.0) * self.precursor_scale)
+
+    def lines(self) -> list[str]:
+        """Each assumption with its value and its source (the same for every variant)."""
+        s = {f.name: getattr(self, f.name) for f in fields(self)}
+        mttf = self.days * 86400 / sum(n for n, _ in LLAMA3_TABLE5.values())
+        shares = ", ".join(f"{c.value} {v:.0%}" for c, v in PRECURSOR_SHARES.items())
+        rows = [
+            ("job", f"{self.hosts} hosts x {self.gpus_per_host} GPUs, {self.days:g} days", L3),
+            ("faults", f"Table 5's 419 unexpected ({mttf / 3600:.2f} h MTTF) + "
+             f"{LLAMA3_PLANNED_INTERRUPTIONS} planned, at uniformly random times", L3),
+            ("step time", f"{s['step_time_s']:g} s", JUDGEMENT + " (405B, 16M-token batches)"),
+            ("checkpoint interval (as configured)", f"{s['checkpoint_interval_s']:g} s",
+             JUDGEMENT + "; Llama 3 gives none"),
+            ("checkpoint save, blocking part", f"{s['checkpoint_save_s']:g} s",
+             f"{JUDGEMENT}: async checkpointing blocks only for the copy to host memory "
+             "(405B params x 16 B of weights and Adam state / 16,384 GPUs = 0.4 GB a GPU, "
+             f"~0.02 s at 25 GB/s; {NV}: async and local checkpointing; {BR}: near-zero "
+             "checkpoint overhead)"),
+            ("requeue (scheduler, same nodes)", f"{s['requeue_s']:g} s", JUDGEMENT),
+            ("init (NCCL at 16k ranks + checkpoint load)", f"{s['init_s']:g} s", JUDGEMENT),
+            ("wait for a replacement host without a spare", f"{s['node_wait_s']:g} s",
+             JUDGEMENT + f"; {BR} keeps warm standbys to avoid it"),
+            ("hot spares", "a pool of 8 validated hosts, refilled from repaired ones, never "
+             "empty", f"{JUDGEMENT}; {BR}: warm standby; {NV}: hot spares"),
+            ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s "
+             "where the policy decides restart_in_place (a software error, a hang or an "
+             "unknown failure with no host to blame, once per fault; the same software error "
+             "again is escalated as a crash loop, another fault requeued); with hot spares too, "
+             "an exclusion is an in-job restart onto the spare (init only)",
+             f"{JUDGEMENT}; {NV}: in-process and in-job restart, warm spares"),
+            ("baseline detection + triage", f"NCCL watchdog {s['watchdog_s']:g} s + manual "
+             f"triage {s['manual_triage_s']:g} s; the human always finds the host",
+             "PyTorch ProcessGroupNCCL default timeout (600 s); triage time " + JUDGEMENT),
+            ("sentinel detection", f"{s['event_detection_s']:g} s from events, "
+             f"{self.hang_detection_s:g} s for hangs, {s['sdc_detection_s']:g} s for SDC",
+             "DESIGN.md targets, measured by benchmarks/detect_to_restart.py; SDC " + JUDGEMENT),
+            ("escalation", f"waits {s['human_response_s']:g} s for a human", JUDGEMENT),
+            ("software bugs", f"{s['deterministic_bug_share']:.0%} repeat after a restart "
+             f"({s['crash_after_restart_s']:g} s in) until fixed ({s['software_fix_s']:g} s)",
+             JUDGEMENT),
+            ("a fault left in the job", f"fails the restart again {s['crash_after_restart_s']:g}"
+             " s in (a faulty host kept, a fabric restarted before it is quiet)", JUDGEMENT),
+            ("repeat offenders", f"{s['repeat_share']:.0%} of host faults on a host that "
+             f"failed before; an excluded host is out {s['repair_s'] / 3600:g} h",
+             f"{KK} (lemon nodes); share and repair time {JUDGEMENT}"),
+            ("evidence", "host-hardware faults: 90% with their own evidence, 7% only the "
+             "culprit's ranks stopping first, 3% nothing pointing at it", JUDGEMENT),
+            ("precursors (proactive swap)", f"{shares} (x{self.precursor_scale:g}), seen "
+             "before the next checkpoint", f"{KK} and {BR} report proactive health checks; "
+             "the shares are an " + JUDGEMENT),
+        ]  # fmt: skip
+        return [f"{name}: {value}  [{source}]" for name, value, source in rows]
+
+
+@dataclass(frozen=True)
+class Mechanisms:
+    """What a run has: Sentinel at all, and each of issue 17's mechanisms."""
+
+    sentinel: bool = True
+    proactive_swap: bool = False
+    hot_spares: bool = False
+    cadence: bool = False
+    in_place: bool = False
+
+
+VARIANTS: Final = (
+    ("watchdog + manual triage", Mechanisms(sentinel=False)),
+    ("Sentinel reactive (today)", Mechanisms()),
+    ("+ proactive swap", Mechanisms(proactive_swap=True)),
+    ("+ hot spares", Mechanisms(hot_spares=True)),
+    ("+ checkpoint cadence advice", Mechanisms(cadence=True)),
+    ("+ in-place restart", Mechanisms(in_place=True)),
+    ("all together", Mechanisms(True, True, True, True, True)),
+)

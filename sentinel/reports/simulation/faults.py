@@ -1,0 +1,71 @@
+"""The fault schedule: Table 5's interruptions and the planned ones at random times, drawn once
+and played by every variant."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from sentinel.remediation.policy import HOST_HARDWARE
+from sentinel.reports.simulation.assumptions import Assumptions
+from sentinel.triage.taxonomy import (
+    GPU_CATEGORIES,
+    LLAMA3_PLANNED_INTERRUPTIONS,
+    LLAMA3_TABLE5,
+    Category,
+)
+
+
+@dataclass(frozen=True, order=True)
+class Fault:
+    at_s: float
+    seq: int
+    category: Category = field(compare=False)
+    host: int | None = field(compare=False, default=None)
+    gpu: int | None = field(compare=False, default=None)
+    signature: str | None = field(compare=False, default=None)
+    deterministic: bool = field(compare=False, default=False)
+    recurrence: bool = field(compare=False, default=False)
+    loop: int = field(compare=False, default=0)  # how often it failed the job already
+    draw: float = field(compare=False, default=0.0)  # picks its variant of evidence
+    precursor: float = field(compare=False, default=1.0)  # < the share: it shows one
+
+
+def schedule(a: Assumptions, seed: int) -> list[Fault]:
+    """Table 5's interruptions and the planned ones at random times over the run."""
+    rng = random.Random(seed)
+    span = a.days * 86400.0
+    categories = [c for c, (n, _) in LLAMA3_TABLE5.items() for _ in range(n)]
+    rng.shuffle(categories)
+    times = sorted(rng.uniform(0, span) for _ in categories)
+    faults: list[Fault] = []
+    failed_hosts: list[int] = []
+    for seq, (at, category) in enumerate(zip(times, categories, strict=True)):
+        host = gpu = None
+        recurrence = False
+        if category in HOST_HARDWARE:
+            recurrence = bool(failed_hosts) and rng.random() < a.repeat_share
+            host = rng.choice(failed_hosts) if recurrence else rng.randrange(a.hosts)
+            failed_hosts.append(host)
+            gpu = rng.randrange(a.gpus_per_host) if category in GPU_CATEGORIES else None
+        deterministic = category == Category.SOFTWARE_BUG and rng.random() < (
+            a.deterministic_bug_share
+        )
+        faults.append(
+            Fault(
+                at,
+                seq,
+                category,
+                host=host,
+                gpu=gpu,
+                signature=f"software error #{seq}" if category == Category.SOFTWARE_BUG else None,
+                deterministic=deterministic,
+                recurrence=recurrence,
+                draw=rng.random(),
+                precursor=rng.random(),
+            )
+        )
+    base = len(faults)
+    for k in range(LLAMA3_PLANNED_INTERRUPTIONS):
+        faults.append(Fault(rng.uniform(0, span), base + k, Category.PLANNED))
+    return sorted(faults)
