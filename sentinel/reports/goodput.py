@@ -8,8 +8,10 @@ An interruption's cost splits into phases, each read from what was recorded, nev
 - execution: the decision to its being carried out (the decision's last update once ``done``);
 - waiting for nodes: carried out to the job's ranks reporting again (the first progress sample
   after it: a restart rolls the median step back to the checkpoint, see ``ProgressSampler``);
+  none after an in-place restart (``restart_in_place``: the job keeps its allocation);
 - restart: the ranks back to the job training again (the incident's resolution, which the
-  watchdog records when most ranks advanced; else the next progress sample);
+  watchdog records when most ranks advanced; else the next progress sample); after an in-place
+  restart, from its being carried out, since the launcher restarting the ranks is the restart;
 - lost work: the steps redone since the last durable checkpoint x the job's step time.
 
 A phase whose ends were not both recorded is null, not zero: an incident resolved by hand, or a
@@ -91,15 +93,19 @@ def phases(per_incident: pl.DataFrame, progress: pl.DataFrame) -> pl.DataFrame:
     # A sample after the incident was over belongs to a later story, not to this restart.
     in_time = pl.col("resolved_s").is_null() | (pl.col("returned_s") <= pl.col("resolved_s"))
     returned = pl.when(in_time).then(pl.col("returned_s"))
+    # An in-place restart keeps the allocation: no nodes to wait for; the launcher restarting
+    # the ranks (processes, NCCL init, the checkpoint load) is all restart.
+    in_place = pl.col("action").eq("restart_in_place").fill_null(False)
+    waiting = (
+        pl.when(in_place & returned.is_not_null()).then(0.0).otherwise(returned - pl.col("done_s"))
+    )
+    restart_from = pl.when(in_place).then(pl.col("done_s")).otherwise(pl.col("returned_s"))
     out = frame.with_columns(
         (pl.col("detected_s") - pl.col("opened_s")).clip(lower_bound=0).alias("detection_s"),
         (pl.col("decided_s") - pl.col("detected_s")).clip(lower_bound=0).alias("decision_s"),
         (pl.col("done_s") - pl.col("decided_s")).clip(lower_bound=0).alias("execution_s"),
-        (returned - pl.col("done_s")).clip(lower_bound=0).alias("waiting_for_nodes_s"),
-        pl.when(in_time)
-        .then(trained - pl.col("returned_s"))
-        .clip(lower_bound=0)
-        .alias("restart_s"),
+        waiting.clip(lower_bound=0).alias("waiting_for_nodes_s"),
+        pl.when(in_time).then(trained - restart_from).clip(lower_bound=0).alias("restart_s"),
         pl.col("lost_work_s").alias("lost_work_s"),
     )
     attributed = pl.sum_horizontal(

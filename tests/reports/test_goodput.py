@@ -73,6 +73,33 @@ def test_each_phase_is_read_from_what_was_recorded() -> None:
     assert day["total_h"] == pytest.approx(row["total_h"])
 
 
+def test_an_in_place_restart_waits_for_no_nodes_its_relaunch_is_the_restart() -> None:
+    # 1 h: a software error; decided restart_in_place at +10 s, carried out at +12 s; the
+    # launcher's relaunched ranks report again (rolled back) at +50 s; trained again at +75 s.
+    t = 1 * H
+    history = _history(
+        [
+            dict(
+                category="software_bug",
+                opened_s=t,
+                detected_s=t + 2,
+                decided_s=t + 10,
+                action="restart_in_place",
+                status="done",
+                decision_updated_s=t + 12,
+                resolved_s=t + 75,
+                steps_lost=10,
+            ),
+        ],
+        [(0.0, 0), (t - 30, 1785), (t + 50, 1780), (t + 120, 1800)],
+    )
+    row = _one(build_report(history, ReportParams(), now_s=2 * H).tables["goodput"])
+    assert row["category"] == "software_bug"
+    assert row["waiting_h"] == 0
+    assert row["restart_h"] == pytest.approx(63 / H, abs=1e-3)
+    assert row["other_h"] == pytest.approx(0, abs=1e-3)
+
+
 def test_a_job_that_never_reported_again_leaves_the_restart_unattributed_not_zero() -> None:
     t = 1 * H
     history = _history(
