@@ -28,10 +28,9 @@ from sentinel.alerting.config import ReceiverSpec, Route, RoutingConfig
 from sentinel.alerting.muting import Candidate, Inhibitor, Muter, Silencer, mute_reason
 from sentinel.alerting.notifiers.base import AlertView, Kind, Notification, Notifier, NotifyResult
 from sentinel.alerting.settings import RetryPolicy
+from sentinel.db import leases
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert, AlertGroup, NotificationLog, Silence
-from sentinel.services import leases
-from sentinel.services.leader import process_identity
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +220,7 @@ class Dispatcher:
         self.public_url = public_url
         self.retry = retry or RetryPolicy()
         self.lease_ttl = lease_ttl
-        self.identity = identity or process_identity()
+        self.identity = identity or leases.process_identity()
         self.max_concurrent = max_concurrent
 
     async def flush(self, now: datetime) -> FlushReport:
@@ -373,11 +372,7 @@ class Dispatcher:
                 )
                 if result.retryable and attempts < self.retry.max_attempts:
                     status = "retrying"
-                    wait = (
-                        result.retry_after
-                        if result.retry_after is not None
-                        else self.retry.backoff_s(attempts)
-                    )
+                    wait = self.retry.backoff_s(attempts, result.retry_after)
                     values["next_flush_at"] = now + timedelta(seconds=wait)
                     report.retrying += 1
                 else:

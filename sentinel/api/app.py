@@ -45,9 +45,9 @@ from sentinel.ingest.service import IngestService
 from sentinel.metrics import ServiceMetrics
 from sentinel.pipeline import IncidentStages
 from sentinel.remediation.service import RemediationService
+from sentinel.runtime.leader import LeaderElector
+from sentinel.runtime.retention import prune
 from sentinel.schedulers.factory import make_scheduler
-from sentinel.services.leader import LeaderElector
-from sentinel.services.retention import prune
 from sentinel.settings import Settings
 from sentinel.web import routes as web
 from sentinel.wire import WIRE_VERSION, Batch

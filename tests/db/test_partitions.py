@@ -22,7 +22,7 @@ from sentinel.db import migrate, partitions
 from sentinel.db.engine import make_engine, make_sessionmaker, sync_url, unit_of_work
 from sentinel.db.models import Batch, Event
 from sentinel.metrics import ServiceMetrics
-from sentinel.services.retention import prune
+from sentinel.runtime.retention import prune
 from sentinel.settings import RetentionSettings, Settings, TokenSpec
 
 pytestmark = pytest.mark.postgres

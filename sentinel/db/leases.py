@@ -7,6 +7,9 @@ are serialised on SQLite, so of two processes racing for a free lease exactly on
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -14,6 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.db.models import Lease
 from sentinel.db.upsert import dialect_of, insert_for
+
+
+def process_identity() -> str:
+    """A holder name unique to this process: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 async def try_acquire(

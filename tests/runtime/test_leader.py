@@ -11,9 +11,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import VirtualClock
+from sentinel.db import leases
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
-from sentinel.services import leases
-from sentinel.services.leader import LeaderElector
+from sentinel.runtime.leader import LeaderElector
 
 
 @pytest.fixture

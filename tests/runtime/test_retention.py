@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Batch, Event
-from sentinel.services.retention import prune
+from sentinel.runtime.retention import prune
 
 
 async def test_prune_by_age(

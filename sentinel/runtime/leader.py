@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
@@ -23,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
+from sentinel.db import leases
 from sentinel.db.engine import unit_of_work
-from sentinel.services import leases
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +29,6 @@ LEADER_LEASE = "leader"
 
 # A loop that runs until its stop event is set (e.g. TriageWorker.run_forever).
 Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
-
-
-def process_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class LeaderElector:
@@ -53,7 +46,7 @@ class LeaderElector:
         self._clock = clock
         self._make_scheduler = make_scheduler
         self._ttl = timedelta(seconds=ttl_s)
-        self.identity = identity or process_identity()
+        self.identity = identity or leases.process_identity()
         self._scheduler: AsyncIOScheduler | None = None
         self._task: asyncio.Task[None] | None = None
         self._loops = tuple(loops)

@@ -1,1 +1,0 @@
-"""Loop services: periodic jobs run by APScheduler in exactly one process."""
