@@ -8,295 +8,40 @@ heartbeats and API calls as the agents and operators send them. Log lines are in
 the real tools print (NVRM, NCCL, PyTorch, mlx5, EDAC, nvme, ...), most of them taken from the
 real excerpts in tests/triage/excerpts/.
 
-Timing follows what happens on a real fleet: the fault first, the job stalling with it (a dead
-GPU or host stops every collective), the NCCL watchdog timeouts on the peers a minute later
-(the cases run with NCCL's timeout at 60 s so that a case stays short).
+The fleet and the case registry are in fleet.py, the log-line formats and fault shapes the
+cases compose in shapes.py.
 """
 
 from __future__ import annotations
 
-import gzip
-import itertools
-import json
-import random
 import shutil
 import sys
-import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sentinel.replay.synth import Fleet
+if __package__ in (None, ""):
+    # Run as a script (python tests/replay/build_cases.py): the repo root is where `tests` is.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.replay.fleet import BUILDERS, HELD_BACK, CaseFleet, case, incident, write
+from tests.replay.shapes import (
+    DCGM_HEALTH_DBE,
+    IB_RETRY_S,
+    MCELOG_UC_DIMM,
+    NCCL_TIMEOUT_S,
+    NIC_BUS,
+    TRAIN_STEP,
+    alertmanager,
+    ib_port_down,
+    noise,
+    peer_timeouts,
+    redfish_entry,
+    scontrol_nodes,
+    sel_entry,
+    traceback,
+    xid_line,
+)
 
 CASES = Path(__file__).parent / "cases"
-BUILDERS: dict[str, Callable[[Path], None]] = {}
-NCCL_TIMEOUT_S = 60.0
-# How long IB retries last before a work request fails with "retry exceeded" (error 12):
-# 4.096 us * 2^NCCL_IB_TIMEOUT (20) * NCCL_IB_RETRY_CNT (7).
-IB_RETRY_S = 30.0
-# The eight ConnectX ports of a host, one per GPU, as `ibdev2netdev` lists them.
-NIC_BUS = [0x1A, 0x2C, 0x3C, 0x5F, 0x9C, 0xAD, 0xBC, 0xDD]
-
-
-# Cases that fail for a reason outside triage (the service's incident lifecycle); built only
-# with --held-back, each with the reason, so they join the corpus once the service is fixed.
-HELD_BACK: dict[str, str] = {}
-
-
-def case(fn: Callable[[Path], None]) -> Callable[[Path], None]:
-    BUILDERS[fn.__name__.replace("_", "-")] = fn
-    return fn
-
-
-def held_back(reason: str) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
-    def mark(fn: Callable[[Path], None]) -> Callable[[Path], None]:
-        HELD_BACK[fn.__name__.replace("_", "-")] = reason
-        return case(fn)
-
-    return mark
-
-
-@dataclass
-class CaseFleet(Fleet):
-    """A Fleet whose observation ids are a counter: reproducible recordings that compress well.
-
-    Agents choose random UUIDs; here random ones would be ~40% of a recording's gzipped size
-    and change on every rebuild. Triage never reads ids, it only needs them unique.
-
-    Beyond the base fleet: host numbers may start past 0 (a second job's hosts), other jobs'
-    fleets may share the recording, an event may reach the service late, and a host's ranks
-    may slow down (a straggler).
-    """
-
-    first_host: int = 0
-    also: list[CaseFleet] = field(default_factory=list)
-    _ids: itertools.count[int] | None = None
-    _late: list[tuple[float, float, int, dict[str, Any]]] = field(default_factory=list)
-    _slow: dict[int, tuple[float, float]] = field(default_factory=dict)
-    _nodes: list[tuple[float, str]] = field(default_factory=list)
-
-    def _obs(self, t: float, obs: dict[str, Any]) -> dict[str, Any]:
-        if self._ids is None:
-            self._ids = itertools.count(1)
-        oid = uuid.UUID(int=(self.seed << 64) | next(self._ids))
-        return {"id": str(oid), "observed_at": self.at(t).isoformat(), **obs}
-
-    def late(self, t: float, delivered: float, host: int, obs: dict[str, Any]) -> None:
-        """An observation made at t that reaches the service only at `delivered`."""
-        self._late.append((t, delivered, host, obs))
-
-    def mcelog(self, t: float, host: int, record: str) -> None:
-        """At time t mcelog writes this record to its log (/var/log/mcelog)."""
-        self._printed.append((t, host, {"log": "mcelog", "text": record}))
-
-    def sel(self, t: float, host: int, *entries: str) -> None:
-        """By time t (when the agent's poll reads it) the host's BMC has added these entries
-        to its SEL, each as `ipmitool sel elist` prints it."""
-        self._printed.append((t, host, {"log": "ipmi_sel", "text": "\n".join(entries)}))
-
-    def redfish(self, t: float, host: int, *entries: dict[str, Any]) -> None:
-        """By time t (when the agent's poll reads it) the host's BMC has added these LogEntry
-        resources to its Redfish event log."""
-        text = "\n".join(json.dumps(e) for e in entries)
-        self._printed.append((t, host, {"log": "redfish", "text": text}))
-
-    def sysfs(self, t: float, host: int, *writes: str) -> None:
-        """At time t these InfiniBand sysfs files of the host hold new values, each
-        `<path under /sys/class/infiniband> <value>`."""
-        self._printed.append((t, host, {"log": "infiniband", "text": "\n".join(writes)}))
-
-    def dcgm_health(self, t: float, host: int, output: str) -> None:
-        """From time t `dcgmi health -c -j` on the host answers `output`."""
-        self._printed.append((t, host, {"log": "dcgm_health", "text": output}))
-
-    def slurm_nodes(self, t: float, output: str) -> None:
-        """From time t `scontrol show nodes --json` prints `output`."""
-        self._nodes.append((t, output))
-
-    def slow_down(self, t: float, host: int, factor: float) -> None:
-        """From time t the host's ranks take `factor` times as long per step (a straggler)."""
-        self._slow[host] = (t, factor)
-
-    def lines(self, duration: float) -> list[dict[str, Any]]:
-        out = super().lines(duration)
-        # Out of the agent's usual sequence, so it is no duplicate of a regular batch.
-        for n, (t, delivered, h, obs) in enumerate(self._late, 1):
-            out.append(self._line(h, 1_000_000 + n, delivered, [self._obs(t, obs)]))
-        for t, text in self._nodes:
-            out.append({"at": self.at(t).isoformat(), "nodes": text})
-        for other in self.also:
-            out += other.lines(duration)
-        return sorted(out, key=lambda x: x["at"])
-
-    def _beats(self, h: int, t: float) -> list[dict[str, Any]]:
-        beats = super()._beats(h, t)
-        since, factor = self._slow.get(h, (t, 1.0))
-        progress = min(t, self._stalls.get(h, t))
-        if not beats or progress <= since:
-            return beats
-        slow = self.step_time * factor
-        step = int(since / self.step_time) + int((progress - since) / slow)
-        return [b | {"step": step, "step_time_s": slow} for b in beats]
-
-    # ---------------------------------------------------------------- names as tools print them
-
-    def name(self, host: int) -> str:
-        return f"node-{self.first_host + host:04d}"
-
-    def bus(self, gpu: int) -> str:
-        """The GPU's address as dmesg prints it in an Xid line: 0000:5d:00."""
-        return self.pci(gpu)[4:].lower()[:10]
-
-    def ip(self, host: int, port: int = 0) -> str:
-        """The address of one of the host's eight IB ports (one subnet per rail)."""
-        n = self.first_host + host
-        return f"10.{128 + port}.{n // 8}.{n % 8 + 10}"
-
-    def rank(self, host: int, gpu: int) -> int:
-        return host * self.gpus + gpu
-
-
-def write(
-    f: Fleet,
-    folder: Path,
-    duration: float,
-    description: str,
-    incidents: list[dict[str, Any]],
-    **extra: Any,
-) -> None:
-    f.write(
-        folder,
-        duration,
-        # Past the recording's end every host falls silent and every rank looks stalled, which
-        # no case is about: run just long enough for the last lines to be triaged.
-        {
-            "name": folder.name,
-            "description": description,
-            "incidents": incidents,
-            "run_for_s": 10,
-            **extra,
-        },
-    )
-    # gzip stamps the time it wrote; a rebuild that changes nothing should change no byte.
-    path = folder / "recording.jsonl.gz"
-    data = gzip.decompress(path.read_bytes())
-    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as out:
-        out.write(data)
-
-
-# -------------------------------------------------------------------- real log lines
-
-
-def torch_ts(f: Fleet, t: float) -> str:
-    return f.at(t).strftime("%m%d %H:%M:%S.%f")
-
-
-def nccl_timeout(
-    f: Fleet,
-    t: float,
-    rank: int,
-    seq: int = 88123,
-    op: str = "ALLREDUCE",
-    timeout_s: float = NCCL_TIMEOUT_S,
-) -> str:
-    ran = int(timeout_s * 1000) + rank % 97
-    return (
-        f"[rank{rank}]:[E{torch_ts(f, t)} ProcessGroupNCCL.cpp:616] [Rank {rank}] Watchdog "
-        f"caught collective operation timeout: WorkNCCL(SeqNum={seq}, OpType={op}, "
-        f"NumelIn=262144, NumelOut=262144, Timeout(ms)={int(timeout_s * 1000)}) ran for "
-        f"{ran} milliseconds before timing out."
-    )
-
-
-def peer_timeouts(
-    f: CaseFleet,
-    t: float,
-    skip: Iterable[int] = (),
-    seq: int = 88123,
-    odd: int | None = None,
-    timeout_s: float = NCCL_TIMEOUT_S,
-) -> None:
-    """The symptom flood: every other host's first rank times out in the collective."""
-    skipped = set(skip)
-    for h in range(f.hosts):
-        if h in skipped:
-            continue
-        when = t + (h % 7) * 0.3
-        r = f.rank(h, 0)
-        f.training_log(when, h, nccl_timeout(f, when, r, seq - (h == odd), timeout_s=timeout_s))
-
-
-def traceback(rank: int, frames: list[tuple[str, int, str, str]], exception: str) -> str:
-    """A PyTorch traceback as torchrun --tee prints it: every line tagged with the rank."""
-    lines = ["Traceback (most recent call last):"]
-    for path, line, func, code in frames:
-        lines += [f'  File "{path}", line {line}, in {func}', f"    {code}"]
-    lines += exception.splitlines()
-    return "\n".join(f"[rank{rank}]: {line}" for line in lines)
-
-
-TRAIN_STEP = [
-    ("/workspace/llama/train.py", 412, "<module>", "main()"),
-    ("/workspace/llama/train.py", 388, "main", "loss = train_step(model, batch)"),
-    ("/workspace/llama/train.py", 201, "train_step", "loss.backward()"),
-    (
-        "/usr/local/lib/python3.10/dist-packages/torch/_tensor.py",
-        521,
-        "backward",
-        "torch.autograd.backward(",
-    ),
-]
-
-
-def noise(f: CaseFleet, duration: float, hosts: Iterable[int] = (), seed: int = 0) -> None:
-    """What healthy hosts say all day: NCCL INFO chatter, corrected AER, training progress."""
-    rng = random.Random(seed or f.seed)
-    chosen = list(hosts) or rng.sample(range(f.hosts), k=min(4, f.hosts))
-    for h in chosen:
-        g = rng.randrange(f.gpus)
-        t = rng.uniform(5, duration * 0.8)
-        name = f.name(h)
-        f.training_log(
-            t,
-            h,
-            f"{name}:{2200 + h}:{2290 + g} [{g}] NCCL INFO Channel 00/32 : "
-            f"{f.rank(h, g)}[{g}] -> {f.rank((h + 1) % f.hosts, g)}[{g}] [send] via NET/IB/{g}"
-            "/GDRDMA",
-        )
-        f.kernel_log(
-            t + 1.5,
-            h,
-            f"pcieport 0000:{0x15 + g * 16:02x}:01.0: AER: Corrected error received: "
-            f"0000:{0x16 + g * 16:02x}:00.0",
-            f"nvme 0000:{0x16 + g * 16:02x}:00.0: PCIe Bus Error: severity=Corrected, "
-            "type=Physical Layer, (Receiver ID)",
-        )
-    for step in range(20, int(duration * 0.8), 40):
-        it = 12000 + step // 2
-        f.training_log(
-            step,
-            f.hosts - 1,
-            f" iteration    {it}/  500000 | consumed samples:     {it * 2048} | elapsed time "
-            "per iteration (ms): 2031.4 | learning rate: 1.500E-04 | global batch size:  2048 | "
-            "lm loss: 2.101E+00 | loss scale: 1.0 | grad norm: 0.231 | number of skipped "
-            "iterations:   0 | number of nan iterations:   0 |",
-        )
-
-
-def xid_line(f: CaseFleet, gpu: int, code: int, text: str, pid: int = 48112) -> str:
-    return f"NVRM: Xid (PCI:{f.bus(gpu)}): {code}, pid={pid}, name=python, {text}"
-
-
-def incident(
-    category: str, by_s: float, host: int | None = None, gpu: int | None = None, **extra: Any
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"category": category}
-    if host is not None:
-        out["culprit_host"] = f"node-{host:04d}"
-    if gpu is not None:
-        out["culprit_gpu"] = Fleet().pci(gpu)
-    return {**out, "by_s": by_s, **extra}
 
 
 # ==================================================================== faulty_gpu
@@ -1109,37 +854,6 @@ def ssd_nvme_timeout_while_still_training(folder: Path) -> None:
     )
 
 
-def alertmanager(
-    f: CaseFleet, t: float, host: int, alertname: str, summary: str, description: str
-) -> None:
-    """A BMC (IPMI/Redfish exporter) alert delivered by Alertmanager's webhook."""
-    f.api(
-        t,
-        "POST",
-        "/api/v1/alertmanager",
-        {
-            "version": "4",
-            "receiver": "sentinel",
-            "status": "firing",
-            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {
-                        "alertname": alertname,
-                        "instance": f"{f.name(host)}:9290",
-                        "severity": "critical",
-                    },
-                    "annotations": {"summary": summary, "description": description},
-                    "startsAt": f.at(t - 15).isoformat(),
-                    "fingerprint": f"{alertname}-{host}",
-                }
-            ],
-        },
-        role="agent",
-    )
-
-
 @case
 def power_supply_failure_with_power_brake(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=22)
@@ -1794,12 +1508,6 @@ def straggler_one_host_slow_without_error(folder: Path) -> None:
 # failures are its symptoms.
 
 
-def sel_entry(f: CaseFleet, t: float, record_id: int, sensor: str, event: str) -> str:
-    """A SEL entry as `ipmitool sel elist` prints it."""
-    when = f.at(t).strftime("%m/%d/%Y | %H:%M:%S")
-    return f"  {record_id:x} | {when} | {sensor} | {event} | Asserted"
-
-
 @case
 def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=60)
@@ -1830,24 +1538,6 @@ def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
     )
 
 
-def redfish_entry(f: CaseFleet, t: float, n: int, message: str, message_id: str) -> dict[str, Any]:
-    """An OpenBMC event log entry as its Redfish service serves it (LogEntry v1.9)."""
-    created = f.at(t).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    entry_id = str(int(f.at(t).timestamp()) + n)
-    return {
-        "@odata.id": f"/redfish/v1/Systems/system/LogServices/EventLog/Entries/{entry_id}",
-        "@odata.type": "#LogEntry.v1_9_0.LogEntry",
-        "Created": created,
-        "EntryType": "Event",
-        "Id": entry_id,
-        "Message": message,
-        "MessageArgs": [message.split()[2].rstrip(".")],
-        "MessageId": message_id,
-        "Name": "System Event Log Entry",
-        "Severity": "Critical",
-    }
-
-
 @case
 def power_supply_redfish_event_read_after_the_gpus_fell_off(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=66)
@@ -1872,16 +1562,6 @@ def power_supply_redfish_event_read_after_the_gpus_fell_off(folder: Path) -> Non
         "Redfish event log says PSU2 failed, read by the agent's next Redfish poll 24 s later; "
         "the peers time out. One power_supply incident on the host, not four GPUs.",
         [incident("power_supply", 130, host=h, after_s=99)],
-    )
-
-
-def ib_port_down(hca: int, downed: int = 1) -> tuple[str, ...]:
-    """The sysfs files of port 1 of mlx5_<hca> as a lost link leaves them."""
-    port = f"mlx5_{hca}/ports/1"
-    return (
-        f"{port}/state 1: DOWN",
-        f"{port}/phys_state 2: Polling",
-        f"{port}/counters/link_downed {downed}",
     )
 
 
@@ -1917,26 +1597,6 @@ def network_leaf_switch_down_ib_sysfs(folder: Path) -> None:
     )
 
 
-MCELOG_UC_DIMM = """Hardware event. This is not a software error.
-MCE 0
-CPU 26 BANK 13 TSC 2c2c2ee4b2c0e
-MISC 908400c0000228c ADDR 2c2cbc8c00
-TIME {time} {date}
-MCG status:RIPV MCIP
-MCi status:
-Uncorrected error
-Error enabled
-MCi_MISC register valid
-MCi_ADDR register valid
-MCA: MEMORY CONTROLLER RD_CHANNEL2_ERR
-Transaction: Memory read error
-STATUS bd800000000c0092 MCGSTATUS 5
-MCGCAP f000c14 APICID 34 SOCKETID 1
-CPUID Vendor Intel Family 6 Model 143
-Uncorrected DIMM memory error count exceeded threshold: 1 in 24h
-Location SOCKET:1 CHANNEL:2 DIMM:0 [C1 CPU1_DIMM_C1]"""
-
-
 @case
 def system_memory_mcelog_uc_names_the_dimm(folder: Path) -> None:
     f = CaseFleet(hosts=16, seed=62)
@@ -1964,36 +1624,6 @@ def system_memory_mcelog_uc_names_the_dimm(folder: Path) -> None:
         "out. system_memory on the host, naming the DIMM.",
         [incident("system_memory", 92, host=h, after_s=79, reason_has=["CPU1_DIMM_C1"])],
     )
-
-
-DCGM_HEALTH_DBE = """{{
-   "body" : {{
-      "GPU" : {{
-         "children" : {{
-            "{gpu}" : {{
-               "children" : {{
-                  "Errors" : {{
-                     "children" : {{
-                        "Memory system" : {{
-                           "overflow" : [
-                              "Detected 2 volatile double-bit ECC error(s) in GPU {gpu}.",
-                              "Drain the GPU and reset it or reboot the node."
-                           ],
-                           "value" : "Failure"
-                        }}
-                     }}
-                  }}
-               }},
-               "value" : "Failure"
-            }}
-         }}
-      }},
-      "Overall Health" : {{
-         "value" : "Failure"
-      }}
-   }},
-   "header" : [ "Health Monitor Report" ]
-}}"""
 
 
 @case
@@ -2050,35 +1680,6 @@ def io_expansion_board_nvswitch_sxid_fatal_nvlink_xids_on_all_gpus(folder: Path)
         "peers time out. One incident on the NVSwitch (io_expansion_board), not 8 GPUs.",
         [incident("io_expansion_board", 92, host=h, after_s=79)],
     )
-
-
-def scontrol_nodes(f: CaseFleet, drained: dict[int, tuple[str, float]]) -> str:
-    """`scontrol show nodes --json` (Slurm 24.11, data_parser v0.0.42) for the fleet: every
-    node allocated to the job, those in `drained` drained by root with the reason given at the
-    time given (trimmed to the fields the adapter reads, as tests/schedulers/data/releases)."""
-    nodes = []
-    for h in range(f.hosts):
-        reason, at = drained.get(h, ("", 0.0))
-        nodes.append(
-            {
-                "name": f.name(h),
-                "state": ["ALLOCATED", "DRAIN"] if reason else ["ALLOCATED"],
-                "reason": reason,
-                "reason_set_by_user": "root" if reason else "",
-                "reason_changed_at": {
-                    "set": bool(reason),
-                    "infinite": False,
-                    "number": int(f.at(at).timestamp()) if reason else 0,
-                },
-                "reservation": "",
-                "cpus": 192,
-                "alloc_cpus": 192,
-                "gres": "gpu:h100:8(S:0-1)",
-                "gres_used": "gpu:h100:8(IDX:0-7)",
-            }
-        )
-    update = {"set": True, "infinite": False, "number": int(f.at(0).timestamp())}
-    return json.dumps({"nodes": nodes, "last_update": update, "errors": [], "warnings": []})
 
 
 @case

@@ -17,10 +17,10 @@ from sentinel.replay.runner import RecordedNodes
 from sentinel.replay.sources import Sel, write_sysfs
 from sentinel.replay.synth import EPOCH, Fleet
 from sentinel_agent.clock import ManualClock
-from tests.replay.build_cases import (
+from tests.replay.fleet import CaseFleet
+from tests.replay.shapes import (
     DCGM_HEALTH_DBE,
     MCELOG_UC_DIMM,
-    CaseFleet,
     ib_port_down,
     redfish_entry,
     scontrol_nodes,
