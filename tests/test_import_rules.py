@@ -24,7 +24,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "sentinel_agent": frozenset({"sentinel.wire", "sentinel.knowledge"}),
     # Pure packages: data and functions, no database, no HTTP, no settings.
     "sentinel.wire": frozenset(),
-    "sentinel.knowledge": frozenset(),
+    # The knowledge base labels what it matches with the wire's severity (both sides use it).
+    "sentinel.knowledge": frozenset({"sentinel.wire"}),
     "sentinel.triage": frozenset({"sentinel.knowledge", "sentinel.wire"}),
     "sentinel.flightrec": frozenset({"sentinel.knowledge", "sentinel.wire"}),
     # Adapters to the outside never reach back into the HTTP layer or the dashboard.

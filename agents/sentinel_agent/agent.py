@@ -14,6 +14,7 @@ import httpx
 import pydantic
 
 from sentinel.wire import CRITICAL_KINDS, AgentStatus, LogRecord, Observation
+from sentinel.wire.severity import Severity
 from sentinel_agent import __version__
 from sentinel_agent.advice import AdviceBoard, http_fetcher
 from sentinel_agent.clock import Clock, SystemClock
@@ -58,7 +59,7 @@ def _urgent(observation: Observation) -> bool:
     """XIDs, and log lines whose pattern is critical (a GPU off the bus, an uncorrectable
     DIMM error, a watchdog timeout): the job is likely down, so triage should know now."""
     return observation.kind in CRITICAL_KINDS or (
-        isinstance(observation, LogRecord) and observation.severity == "critical"
+        isinstance(observation, LogRecord) and observation.severity == Severity.CRITICAL
     )
 
 

@@ -26,6 +26,7 @@ import pynvml
 
 from sentinel.knowledge import XidCatalog, load_xid_catalog
 from sentinel.knowledge.lines import parse_line
+from sentinel.wire.severity import Severity
 from sentinel_agent.clock import Clock, SystemClock
 from sentinel_agent.config import CollectorsConfig
 from sentinel_agent.oneshot import load_section
@@ -158,7 +159,7 @@ class NoFatalXidInKernelLog:
             for found in _XID_LINE.finditer(text):
                 xid = int(found.group("xid"))
                 entry = self.catalog.get(xid)
-                if entry is not None and entry.severity == "critical":
+                if entry is not None and entry.severity == Severity.CRITICAL:
                     seen[(xid, found.group("where"))] = None
         return [
             f"XID {xid} ({self.catalog.by_code[xid].mnemonic.lower()}) on {where}"

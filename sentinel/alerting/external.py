@@ -23,6 +23,7 @@ from sentinel.alerting.notifiers.alertmanager import GENERATOR_LABEL
 from sentinel.db.models import Event
 from sentinel.db.partitions import insert_events_once
 from sentinel.inputs import NO_NUL, EndTime, ForeignText, Time
+from sentinel.wire.severity import Severity
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def event_rows(payload: AmWebhook, now: datetime) -> list[dict[str, Any]]:
                 "received_at": now,
                 "gpu_index": _gpu(alert.labels),
                 "job_id": _job(alert.labels),
-                "critical": alert.labels.get("severity") == "critical",
+                "critical": alert.labels.get("severity") == Severity.CRITICAL,
                 "payload": body,
             }
         )

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.db.models import EventDisposition
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.triage.signals import Signal
+from sentinel.wire.severity import Severity
 
 Role = Literal["cause", "symptom", "dismissed"]
 PENDING: Final = "pending"
@@ -37,7 +38,7 @@ def is_hard_fault(signal: Signal) -> bool:
         return signal.pattern in _HARD_CONDITIONS
     if signal.kind == "host_silent":
         return True
-    return signal.kind == "log" and signal.severity == "critical"
+    return signal.kind == "log" and signal.severity == Severity.CRITICAL
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from sentinel.db.models import Event
 from sentinel.health import HW_POWER_BRAKE, HW_THERMAL, SW_THERMAL
-from sentinel.knowledge import SEVERITY_RANK, Severity
 from sentinel.triage.signals import (
     GpuCondition,
     Signal,
@@ -25,6 +24,7 @@ from sentinel.triage.signals import (
     xid_signal,
 )
 from sentinel.wire import GpuSample
+from sentinel.wire.severity import Severity
 
 # Synthetic events are written by Sentinel itself (watchdogs, GPU conditions, the flight
 # recorder, Alertmanager); their ids are derived from what they describe so that two
@@ -224,15 +224,13 @@ def _unrecognized(p: dict[str, Any], host: str | None, when: datetime, eid: str)
     (or its count of those withheld by the rate limit): context that an `unknown` verdict (or
     any verdict's symptoms) shows as what was seen; never a cause, never a hard fault owed an
     answer, since nothing says what it means."""
-    severity = str(p.get("severity") or "warning")
-    if severity not in SEVERITY_RANK:
-        severity = "warning"
+    severity = Severity.parse(p.get("severity"), Severity.WARNING)
     return Signal(
         kind="log",
         family=str(p.get("family") or "unmatched"),
         text=str(p.get("message", ""))[:_MAX_UNRECOGNIZED],
         role="context",
-        severity="error" if severity == "critical" else cast(Severity, severity),
+        severity=Severity.ERROR if severity == Severity.CRITICAL else severity,
         host=host,
         gpu=_gpu_of(p),
         time=when,

@@ -1,8 +1,8 @@
 """What a log line means, as data: the XID catalog and the log patterns, loaded and validated.
 
 One knowledge base for both sides: the agent ships every line a pattern matches, and triage
-reads the same patterns into signals. Only pydantic, PyYAML and the standard library are
-imported here, so a GPU host loads it without the service's dependencies.
+reads the same patterns into signals. Only pydantic, PyYAML, the standard library and the wire
+contract are imported here, so a GPU host loads it without the service's dependencies.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sentinel.knowledge.keywords import Keywords, required_keywords
 from sentinel.knowledge.matcher import Matcher
 from sentinel.knowledge.taxonomy import Category
+from sentinel.wire.severity import Severity
 
-Severity = Literal["critical", "error", "warning", "info"]
 Role = Literal["cause", "symptom", "context"]
 XidCause = Literal["application", "hardware", "driver", "either"]
 # NVIDIA's names for the immediate action, as its Xid catalog spells them.
@@ -41,8 +41,6 @@ XidAction = Literal[
     "XID_154_EVAL",
     "IGNORE",
 ]
-
-SEVERITY_RANK: Final[Mapping[str, int]] = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 
 FAMILIES: Final[frozenset[str]] = frozenset(
     {

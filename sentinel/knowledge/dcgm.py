@@ -23,8 +23,9 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sentinel.knowledge import KNOWLEDGE_DIR, SEVERITY_RANK, KnowledgeError, Severity
+from sentinel.knowledge import KNOWLEDGE_DIR, KnowledgeError
 from sentinel.knowledge.taxonomy import Category
+from sentinel.wire.severity import Severity
 
 NvidiaSeverity = Literal["MONITOR", "ISOLATE", "TRIAGE", "CONFIG", "RESET", "UNKNOWN"]
 
@@ -36,10 +37,10 @@ _MIN_LITERAL: Final = 16
 _CODE_NAME: Final = re.compile(r"\bDCGM_FR_[A-Z0-9_]+\b")
 _ERROR_ID: Final = re.compile(r"\berror_id (\d+)\b")
 _STATUS: Final[Mapping[str, Severity]] = {
-    "Failure": "error",
-    "Fail": "error",
-    "Warning": "warning",
-    "Warn": "warning",
+    "Failure": Severity.ERROR,
+    "Fail": Severity.ERROR,
+    "Warning": Severity.WARNING,
+    "Warn": Severity.WARNING,
 }
 
 
@@ -164,7 +165,7 @@ class DcgmCatalog(BaseModel):
         incidents, which dcgmi calls "Internal error", by their entity). The tool's own
         verdict (Failure, Warning) sets the least severity of a fault."""
         code = self.find(text)
-        least = _STATUS.get(status or "", "info")
+        least = _STATUS.get(status or "", Severity.INFO)
         if code is not None:
             category, part, severity = code.category, code.part, code.severity
         else:
@@ -172,8 +173,8 @@ class DcgmCatalog(BaseModel):
             category, part = (known.category, known.part) if known else (None, None)
             if (entity or "").startswith("Switch"):
                 category, part = Category.IO_EXPANSION_BOARD, "nvswitch"
-            severity = least if category else "info"
-        if category is not None and SEVERITY_RANK[least] > SEVERITY_RANK[severity]:
+            severity = least if category else Severity.INFO
+        if category is not None and least.rank > severity.rank:
             severity = least
         return DcgmReading(category=category, part=part, severity=severity, code=code)
 

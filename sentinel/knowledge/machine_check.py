@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from sentinel.knowledge import SEVERITY_RANK, Severity
+from sentinel.wire.severity import Severity
 
 # The patterns whose signal the rest of its record completes.
 MCELOG_PATTERNS: Final = frozenset(
@@ -69,10 +69,14 @@ class McelogRecord:
     def severity(self, matched: Severity) -> Severity:
         """The MCA line's severity in this record: an uncorrected error is an error, one that
         corrupted the processor's context critical (the kernel panics on it)."""
-        raised: Severity = (
-            "critical" if self.context_corrupt else "error" if self.uncorrected else matched
+        raised = (
+            Severity.CRITICAL
+            if self.context_corrupt
+            else Severity.ERROR
+            if self.uncorrected
+            else matched
         )
-        return raised if SEVERITY_RANK[raised] > SEVERITY_RANK[matched] else matched
+        return raised if raised.rank > matched.rank else matched
 
     def where(self) -> dict[str, str]:
         """The CPU, bank and DIMM, as the pattern groups `cpu`, `bank`, `dimm` name them."""

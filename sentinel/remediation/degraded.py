@@ -28,6 +28,7 @@ from sentinel.db.models import DegradedFinding, Event, Host
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.knowledge import default_knowledge
 from sentinel.settings import SwapSettings
+from sentinel.wire.severity import Severity
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ OVERLAP: Final = timedelta(seconds=30)
 # an error caused by the hardware, the job survives it, so the reset waits for the next
 # opportunity (the catalog has no "next opportunity" field: derived from cause and severity).
 _RESET_ACTIONS: Final = frozenset({"RESET_GPU", "RESTART_BM", "RESTART_VM"})
+_RESET_SEVERITIES: Final = frozenset({Severity.WARNING, Severity.ERROR})
 _PSU_REDUNDANCY_LOST: Final = re.compile(r"(?i)redundancy\s+(lost|degraded)")
 # ipmitool sdr elist: "FAN3 | 32h | cr | 29.3 | 0 RPM"; Redfish: "Reading": 0 with RPM units.
 _FAN_STOPPED: Final = re.compile(r"(?i)\bfan[^|\n]*\|.*\|\s*0(?:\.0+)?\s*RPM\b")
@@ -158,7 +160,7 @@ class XidResetAtNextOpportunity(Indicator):
             if (
                 entry is None
                 or entry.cause != "hardware"
-                or entry.severity not in ("warning", "error")
+                or entry.severity not in _RESET_SEVERITIES
                 or entry.action not in _RESET_ACTIONS
             ):
                 continue
@@ -269,7 +271,7 @@ def leading_indicator(text: str, xid: int | None = None) -> bool:
         return (
             entry is not None
             and entry.cause == "hardware"
-            and entry.severity in ("warning", "error")
+            and entry.severity in _RESET_SEVERITIES
             and entry.action in _RESET_ACTIONS
         )
     return bool(

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from sentinel.knowledge import SEVERITY_RANK
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.signals import Signal
+from sentinel.wire.severity import Severity
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class TriageContext:
         can (a dead GPU stops every collective); a lesser sign (a corrected DIMM error, a
         warning-level Xid) only on a host the effects single out, or where nothing went wrong
         beyond its own host: healthy hosts log such signs all day."""
-        if cause.severity_rank >= SEVERITY_RANK["error"]:
+        if cause.severity_rank >= Severity.ERROR.rank:
             return True
         if cause.host is None:
             return not self.symptoms

@@ -8,13 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, Literal
 
-from sentinel.knowledge import (
-    SEVERITY_RANK,
-    Knowledge,
-    PatternSpec,
-    Severity,
-    default_knowledge,
-)
+from sentinel.knowledge import Knowledge, PatternSpec, default_knowledge
 from sentinel.knowledge.dcgm import default_dcgm_catalog, readable
 from sentinel.knowledge.lines import Line
 from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
@@ -22,6 +16,7 @@ from sentinel.knowledge.nvswitch import default_sxid_catalog
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.records import Record, elastic_fields, split_records
 from sentinel.wire.identity import normalize_pci
+from sentinel.wire.severity import Severity
 
 Role = Literal["cause", "symptom", "context"]
 
@@ -60,7 +55,7 @@ class Signal:
     pattern: str | None = None
     category_hint: Category | None = None
     role: Role = "context"
-    severity: Severity = "warning"
+    severity: Severity = Severity.WARNING
     host: str | None = None
     gpu: str | None = None
     rank: int | None = None
@@ -71,7 +66,7 @@ class Signal:
 
     @property
     def severity_rank(self) -> int:
-        return SEVERITY_RANK[self.severity]
+        return Severity(self.severity).rank
 
     @property
     def signature(self) -> str:
@@ -109,7 +104,7 @@ def xid_signal(
             text=text or f"Xid {xid} (not in catalog)",
             category_hint=Category.FAULTY_GPU,
             role="cause",
-            severity="warning",
+            severity=Severity.WARNING,
             host=host,
             gpu=_gpu(gpu),
             xid=xid,
@@ -154,13 +149,13 @@ GpuCondition = Literal[
 
 # What a GPU sample's condition means; the agent reports the condition, triage decides.
 _GPU_CONDITIONS: Final[Mapping[str, tuple[Category, Severity]]] = {
-    "fallen_off_bus": (Category.FAULTY_GPU, "critical"),
-    "row_remap_failure": (Category.GPU_HBM_MEMORY, "critical"),
-    "row_remap_pending": (Category.GPU_HBM_MEMORY, "warning"),
-    "uncorrectable_ecc": (Category.GPU_HBM_MEMORY, "error"),
-    "sram_uncorrectable_ecc": (Category.GPU_SRAM_MEMORY, "error"),
-    "thermal_slowdown": (Category.GPU_THERMAL, "error"),
-    "power_brake": (Category.POWER_SUPPLY, "error"),
+    "fallen_off_bus": (Category.FAULTY_GPU, Severity.CRITICAL),
+    "row_remap_failure": (Category.GPU_HBM_MEMORY, Severity.CRITICAL),
+    "row_remap_pending": (Category.GPU_HBM_MEMORY, Severity.WARNING),
+    "uncorrectable_ecc": (Category.GPU_HBM_MEMORY, Severity.ERROR),
+    "sram_uncorrectable_ecc": (Category.GPU_SRAM_MEMORY, Severity.ERROR),
+    "thermal_slowdown": (Category.GPU_THERMAL, Severity.ERROR),
+    "power_brake": (Category.POWER_SUPPLY, Severity.ERROR),
 }
 
 
@@ -237,7 +232,7 @@ def heartbeat_stall_signal(
         text=text,
         category_hint=Category.NCCL_WATCHDOG_TIMEOUT,
         role="symptom",
-        severity="error",
+        severity=Severity.ERROR,
         host=host,
         rank=rank,
         time=time,
@@ -279,7 +274,7 @@ def straggler_signal(
         f"median {median_s:.2f} s",
         category_hint=Category.NCCL_WATCHDOG_TIMEOUT,
         role="symptom",
-        severity="error",
+        severity=Severity.ERROR,
         host=host,
         gpu=_gpu(gpu),
         rank=rank,
@@ -299,7 +294,7 @@ def host_silent_signal(
         text=f"host {host} silent for {seconds:.0f} s",
         category_hint=Category.HOST_MAINTENANCE,
         role="cause",
-        severity="critical",
+        severity=Severity.CRITICAL,
         host=host,
         time=time,
         event_id=event_id,
@@ -320,7 +315,7 @@ def maintenance_signal(
         text=text,
         category_hint=Category.PLANNED,
         role="cause",
-        severity="info",
+        severity=Severity.INFO,
         host=host,
         time=time,
         event_id=event_id,
@@ -360,7 +355,7 @@ def scheduler_node_signals(
             text=text,
             category_hint=Category.HOST_MAINTENANCE,
             role="cause",
-            severity="error" if down else "warning",
+            severity=Severity.ERROR if down else Severity.WARNING,
             host=host,
             time=time,
             event_id=event_id,
@@ -385,7 +380,7 @@ def fr_verdict_signal(
             text=text,
             category_hint=Category.SOFTWARE_BUG,
             role="cause",
-            severity="error",
+            severity=Severity.ERROR,
             host=host,
             rank=rank,
             time=time,
@@ -396,7 +391,7 @@ def fr_verdict_signal(
         family="flight_recorder",
         text=text,
         role="context",
-        severity="info",
+        severity=Severity.INFO,
         host=host,
         rank=rank,
         time=time,
@@ -491,7 +486,7 @@ def _signal_from_match(
             xid, host=host, gpu=gpu, time=line.time, text=line.raw, knowledge=knowledge
         )
         severity = base.severity
-        if spec.severity != "error" and base.attrs.get("unknown_xid"):
+        if spec.severity != Severity.ERROR and base.attrs.get("unknown_xid"):
             severity = spec.severity
         return replace(
             base, pattern=spec.name, rank=rank, severity=severity, attrs={**base.attrs, **attrs}
@@ -602,7 +597,7 @@ def _traceback_signals(record: Record, knowledge: Knowledge) -> list[Signal]:
         pattern="python_traceback",
         category_hint=Category.SOFTWARE_BUG,
         role=role,
-        severity="error",
+        severity=Severity.ERROR,
         host=host,
         rank=record.rank,
         time=record.time,
@@ -630,7 +625,7 @@ def _elastic_signals(
             text=text,
             pattern="elastic_root_cause",
             role="context",
-            severity="info",
+            severity=Severity.INFO,
             host=host,
             rank=rank,
             time=record.time,

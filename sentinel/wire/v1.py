@@ -23,6 +23,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from sentinel.wire.severity import Severity
+
 WIRE_VERSION: Final = 1
 MAX_OBSERVATIONS_PER_BATCH: Final = 5_000
 
@@ -168,7 +170,10 @@ class LogRecord(_Observation):
     )
     pattern: ShortText | None = Field(None, description="The knowledge pattern that matched.")
     family: ShortText | None = None
-    severity: Literal["critical", "error", "warning", "info"] = "error"
+    # Every member, as a Literal: the schema lists the values inline, as it always has.
+    severity: Literal[Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.INFO] = (
+        Severity.ERROR
+    )
     message: Text
     path: ShortText | None = None
     gpu_index: GpuIndex | None = None

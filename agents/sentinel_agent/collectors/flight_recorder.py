@@ -22,6 +22,7 @@ from typing import IO
 import httpx
 
 from sentinel.wire import FlightRecorderDump, LogRecord, Observation
+from sentinel.wire.severity import Severity
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.transport.outbox import Outbox, Upload
 from sentinel_agent.transport.sender import Backoff, Outcome, classify
@@ -119,7 +120,7 @@ class FlightRecorderCollector:
                 source="application",
                 pattern=f"flight_recorder_{state}",
                 family="flight_recorder",
-                severity="error",
+                severity=Severity.ERROR,
                 message=f"flight-recorder dump {upload.path} not shipped: {why}",
                 path=upload.path[:512],
                 rank=upload.rank,

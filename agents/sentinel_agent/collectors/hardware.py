@@ -12,11 +12,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sentinel.knowledge import PatternCatalog, Severity
+from sentinel.knowledge import PatternCatalog
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
 from sentinel.wire import LogRecord
 from sentinel.wire.identity import pci_addresses
+from sentinel.wire.severity import Severity
 from sentinel.wire.v1 import LogSource
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.logs import UNMATCHED, best_match, catalog_matcher
@@ -36,7 +37,7 @@ class HardwareRecords:
         found = best_match(self._matcher, lines)
         pattern: str | None = None
         family = UNMATCHED
-        severity: Severity = "warning"
+        severity = Severity.WARNING
         if found is not None:
             spec = found[0]
             pattern, family, severity = spec.name, spec.family, spec.severity

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sentinel.knowledge import PatternCatalog, Severity
+from sentinel.knowledge import PatternCatalog
 from sentinel.knowledge.keywords import trie_regex
 from sentinel.knowledge.lines import parse_line
 from sentinel.wire import LogRecord, Observation, XidEvent
+from sentinel.wire.severity import Severity
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.logs import (
     MAX_MESSAGE_LINES,
@@ -125,7 +126,7 @@ class KernelLogCollector:
             self._flush(out)
         for source, suppressed in self._gate.lifted():
             text = self._gate.describe(source, "kernel messages at err or worse", suppressed)
-            out.append(self._record(text, None, SUPPRESSED, "info"))
+            out.append(self._record(text, None, SUPPRESSED, Severity.INFO))
         return out
 
     def _entry(self, entry: str, level: int | None, now: float, out: list[Observation]) -> None:
@@ -166,7 +167,7 @@ class KernelLogCollector:
             if message.level is None or message.level > ERR:
                 return
             if self._gate.admit("kernel", self._ctx.clock.now()):
-                severity: Severity = "critical" if message.level <= CRIT else "error"
+                severity = Severity.CRITICAL if message.level <= CRIT else Severity.ERROR
                 out.append(self._record(text, None, UNMATCHED, severity, gpu_pci(None, text)))
             return
         spec, match = found

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
-from sentinel.knowledge import SEVERITY_RANK, PatternCatalog, default_knowledge
+from sentinel.knowledge import PatternCatalog, default_knowledge
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.matcher import Found, Matcher
 from sentinel.wire.identity import normalize_pci
@@ -51,7 +51,7 @@ def line_matches(matcher: Matcher, raw: str) -> list[Found]:
 
 def _strength(found: Found) -> tuple[bool, int]:
     spec = found[0]
-    return (spec.kind == "xid", SEVERITY_RANK[spec.severity])
+    return (spec.kind == "xid", spec.severity.rank)
 
 
 def best_match(matcher: Matcher, lines: Iterable[str]) -> Found | None:

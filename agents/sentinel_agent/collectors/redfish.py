@@ -33,8 +33,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from sentinel.knowledge import PatternCatalog, Severity
+from sentinel.knowledge import PatternCatalog
 from sentinel.wire import LogRecord, Observation
+from sentinel.wire.severity import Severity
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.hardware import HardwareRecords
 from sentinel_agent.collectors.logs import UNMATCHED
@@ -45,7 +46,11 @@ ROOT: Final = "/redfish/v1"
 # A log read in one poll stops after this many pages (a BMC's log holds a few thousand).
 _MAX_PAGES: Final = 50
 # What a record no pattern knows is, by the BMC's own word (LogEntry.Severity, Status.Health).
-_SEVERITY: Final[Mapping[str, Severity]] = {"Critical": "error", "Warning": "warning", "OK": "info"}
+_SEVERITY: Final[Mapping[str, Severity]] = {
+    "Critical": Severity.ERROR,
+    "Warning": Severity.WARNING,
+    "OK": Severity.INFO,
+}
 _HEALTHY: Final = "OK"
 # An entry is dated by its `Created` (when the BMC logged it, which a poll reads up to
 # redfish_s later: a power supply's failure is then seen before the GPUs it took down, not

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
-from sentinel.knowledge import PatternCatalog, Severity
+from sentinel.knowledge import PatternCatalog
 from sentinel.knowledge.keywords import trie_regex
 from sentinel.knowledge.matcher import NCCL_INFO
 from sentinel.wire import LogRecord, Observation
+from sentinel.wire.severity import Severity
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.logs import (
     MAX_MESSAGE_LINES,
@@ -184,7 +185,7 @@ class TrainingLogCollector:
                     self._ship(name, key, state.open.pop(key), out)
         for source, suppressed in self._gate.lifted():
             text = self._gate.describe(source, f"{source} lines that look like errors", suppressed)
-            out.append(self._record(text, None, SUPPRESSED, "info", source, None, None))
+            out.append(self._record(text, None, SUPPRESSED, Severity.INFO, source, None, None))
         return out
 
     def _line(self, name: str, state: _File, raw: str, now: float, out: list[Observation]) -> None:
@@ -264,7 +265,7 @@ class TrainingLogCollector:
         elif any(_ERRORISH.search(line) for line in message.lines):
             if not self._gate.admit(source, self._ctx.clock.now()):
                 return
-            pattern, family, severity = None, UNMATCHED, "error"
+            pattern, family, severity = None, UNMATCHED, Severity.ERROR
         else:
             return
         text = join_message(message.lines)

@@ -9,9 +9,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from sentinel.alerting.model import Labels
+from sentinel.wire.severity import Severity
 
 Kind = Literal["firing", "repeat", "acknowledged", "resolved"]
-_SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+
+
+def _urgency(label: str | None) -> int:
+    """Most severe first; a label that is no severity after info."""
+    severity = Severity.parse(label)
+    return -severity.rank if severity else 1
 
 
 def dedup_key(group_key: str, receiver: str) -> str:
@@ -68,7 +74,7 @@ class Notification:
             pool,
             key=lambda a: (
                 a.labels.get("role") != "cause",
-                _SEVERITY_ORDER.get(a.labels.get("severity", ""), 9),
+                _urgency(a.labels.get("severity")),
                 a.starts_at,
             ),
         )

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sentinel.alerting.notifiers.base import Notification, NotifyResult
+from sentinel.wire.severity import Severity
 
 Checker = Callable[[dict[str, Any]], list[str]]
 
@@ -190,7 +191,7 @@ def check_pagerduty_event(event: dict[str, Any]) -> list[str]:
                 problems.append(f"payload.{name}: required")
         if len(payload.get("summary", "")) > 1024:
             problems.append("payload.summary: longer than 1024 characters")
-        if payload.get("severity") not in ("critical", "error", "warning", "info"):
+        if payload.get("severity") not in list(Severity):
             problems.append(f"payload.severity: {payload.get('severity')!r} not allowed")
         if "custom_details" in payload and not isinstance(payload["custom_details"], dict):
             problems.append("payload.custom_details: must be an object")

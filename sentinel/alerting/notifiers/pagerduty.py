@@ -20,14 +20,19 @@ from sentinel.alerting.notifiers.base import (
     truncate,
 )
 from sentinel.alerting.notifiers.http import post
+from sentinel.wire.severity import Severity
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024
 # PagerDuty takes up to 512 KB an event; a line this long is still read whole on a phone.
 CAUSE_LINE_MAX = 2000
-SEVERITIES = ("critical", "error", "warning", "info")
 # Severity labels that are not PagerDuty's own words.
-SEVERITY_ALIASES = {"page": "critical", "high": "error", "medium": "warning", "low": "info"}
+SEVERITY_ALIASES = {
+    "page": Severity.CRITICAL,
+    "high": Severity.ERROR,
+    "medium": Severity.WARNING,
+    "low": Severity.INFO,
+}
 _ACTIONS = {
     "firing": "trigger",
     "repeat": "trigger",
@@ -36,10 +41,10 @@ _ACTIONS = {
 }
 
 
-def pd_severity(label: str | None) -> str:
+def pd_severity(label: str | None) -> Severity:
+    """PagerDuty's severities are ours."""
     value = (label or "").lower()
-    value = SEVERITY_ALIASES.get(value, value)
-    return value if value in SEVERITIES else "warning"
+    return SEVERITY_ALIASES.get(value) or Severity.parse(value, Severity.WARNING)
 
 
 def build_event(group: Notification, routing_key: str) -> dict[str, Any]:

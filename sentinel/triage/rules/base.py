@@ -9,15 +9,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from sentinel.knowledge import SEVERITY_RANK
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.context import TriageContext
 from sentinel.triage.signals import Signal
 from sentinel.triage.verdict import Verdict
+from sentinel.wire.severity import Severity
 
-WARNING: Final = SEVERITY_RANK["warning"]
-ERROR: Final = SEVERITY_RANK["error"]
-CRITICAL: Final = SEVERITY_RANK["critical"]
+# The ranks the rules compare signals' severities with.
+WARNING: Final = Severity.WARNING.rank
+ERROR: Final = Severity.ERROR.rank
+CRITICAL: Final = Severity.CRITICAL.rank
 
 LINK_CATEGORIES: Final = frozenset({Category.NIC, Category.NETWORK_SWITCH_CABLE})
 # Faults upstream of the GPUs: when one of these hits a host, its GPU errors are consequences.
