@@ -21,9 +21,10 @@ from fastapi import FastAPI, HTTPException, status
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sentinel.api.deps import AppContext, authenticate
+from sentinel.api.deps import authenticate
 from sentinel.auth import TokenStore
 from sentinel.metrics import ServiceMetrics
+from sentinel.runtime.context import AppContext
 from sentinel.settings import IngestSettings, ServerSettings
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

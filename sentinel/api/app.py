@@ -15,10 +15,9 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from sentinel.alerting.external import AmWebhook
-from sentinel.alerting.incidents import StateIncidentAlerts
-from sentinel.alerting.wiring import add_flush_job, build_dispatcher, http_client
+from sentinel.alerting.wiring import add_flush_job
 from sentinel.api.admission import install_admission
-from sentinel.api.deps import AppContext, known_query
+from sentinel.api.deps import known_query
 from sentinel.api.errors import document_errors, install_error_handlers
 from sentinel.api.routes import (
     alerts,
@@ -32,22 +31,14 @@ from sentinel.api.routes import (
     reports,
     swaps,
 )
-from sentinel.auth import TokenStore
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
-from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
-from sentinel.incidents.flightrec import FlightRecorderAnalyzer
+from sentinel.db.engine import unit_of_work
 from sentinel.incidents.scheduler_view import SchedulerView
-from sentinel.incidents.service import IncidentChange, TriageService
-from sentinel.incidents.watchdog import Watchdog
-from sentinel.incidents.worker import TriageWorker
-from sentinel.ingest.service import IngestService
-from sentinel.metrics import ServiceMetrics
-from sentinel.pipeline import IncidentStages
-from sentinel.remediation.service import RemediationService
+from sentinel.incidents.service import IncidentChange
+from sentinel.runtime.context import AppContext, build_context
 from sentinel.runtime.leader import LeaderElector
 from sentinel.runtime.retention import prune
-from sentinel.schedulers.factory import make_scheduler
 from sentinel.settings import Settings
 from sentinel.web import routes as web
 from sentinel.wire import WIRE_VERSION, Batch
@@ -58,60 +49,6 @@ log = logging.getLogger(__name__)
 
 class SchemaOutOfDate(RuntimeError):
     pass
-
-
-def build_context(settings: Settings, clock: Clock) -> AppContext:
-    engine = make_engine(
-        settings.database_url(),
-        pool_size=settings.database.pool_size,
-        echo=settings.database.echo,
-    )
-    sessions = make_sessionmaker(engine)
-    metrics = ServiceMetrics()
-    triage = TriageService(clock, settings.triage, metrics)
-    alert_http = http_client(settings.alerting)
-    worker = TriageWorker(sessions, clock, triage, settings.triage, metrics)
-    remediation = RemediationService(
-        clock, settings.remediation, make_scheduler(settings.scheduler, clock=clock), triage
-    )
-    dispatcher = build_dispatcher(settings.alerting, sessions, alert_http)
-    ctx = AppContext(
-        settings=settings,
-        clock=clock,
-        engine=engine,
-        sessions=sessions,
-        tokens=TokenStore(settings.auth.all_tokens()),
-        metrics=metrics,
-        ingest=IngestService(
-            sessions,
-            clock,
-            metrics,
-            max_group=settings.ingest.max_group,
-            queue_limit=settings.ingest.queue_limit,
-            linger_s=settings.ingest.linger_ms / 1000,
-        ),
-        triage=triage,
-        triage_worker=worker,
-        watchdog=Watchdog(clock, settings.triage, settings.health, triage),
-        remediation=remediation,
-        stages=IncidentStages(
-            sessions,
-            decide=remediation.on_incident_change,
-            alert=StateIncidentAlerts(dispatcher.config, clock),
-        ),
-        flight_recorder=FlightRecorderAnalyzer(
-            clock,
-            settings.triage.fr_settle_s,
-            metrics=metrics,
-            memory_budget_bytes=settings.triage.fr_memory_budget_bytes,
-            timeout_s=settings.triage.fr_timeout_s,
-            workers=settings.triage.fr_workers,
-        ),
-        dispatcher=dispatcher,
-        alert_http=alert_http,
-    )
-    ctx.ingest.listeners.append(worker.on_ingest)
-    return ctx
 
 
 async def _ensure_schema(ctx: AppContext) -> None:

@@ -3,50 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import httpx
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
-from sentinel.alerting.dispatcher import Dispatcher
 from sentinel.auth import Principal, TokenStore
-from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
-from sentinel.incidents.flightrec import FlightRecorderAnalyzer
-from sentinel.incidents.service import TriageService
-from sentinel.incidents.watchdog import Watchdog
-from sentinel.incidents.worker import TriageWorker
-from sentinel.ingest.service import IngestService
-from sentinel.metrics import ServiceMetrics
-from sentinel.pipeline import IncidentStages
-from sentinel.remediation.service import RemediationService
-from sentinel.settings import Role, Settings
-
-
-@dataclass
-class AppContext:
-    """Everything a request may need, built once at start-up (see app.create_app)."""
-
-    settings: Settings
-    clock: Clock
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    tokens: TokenStore
-    metrics: ServiceMetrics
-    ingest: IngestService
-    triage: TriageService
-    triage_worker: TriageWorker
-    watchdog: Watchdog
-    remediation: RemediationService
-    stages: IncidentStages
-    flight_recorder: FlightRecorderAnalyzer
-    dispatcher: Dispatcher
-    alert_http: httpx.AsyncClient
+from sentinel.runtime.context import AppContext
+from sentinel.settings import Role
 
 
 async def get_ctx(request: Request) -> AppContext:

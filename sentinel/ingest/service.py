@@ -102,6 +102,7 @@ class IngestService:
         max_group: int = 256,
         queue_limit: int = 20_000,
         linger_s: float = 0.004,
+        listeners: Sequence[Listener] = (),
     ) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -110,7 +111,8 @@ class IngestService:
         self._linger_s = linger_s
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue(maxsize=queue_limit)
         self._task: asyncio.Task[None] | None = None
-        self.listeners: list[Listener] = []
+        # Told what each commit stored that was new, in this order (the triage worker).
+        self.listeners: list[Listener] = list(listeners)
         # digest -> (host, seq) of batches stored (or found stored) lately.
         self._recent: OrderedDict[str, tuple[str, int]] = OrderedDict()
         # digest -> a future done when the copy being handled now has its answer.

@@ -16,9 +16,9 @@ from alerting.timeline import alert
 from sentinel.alerting.config import load_routing
 from sentinel.alerting.external import host_of, on_external_alert
 from sentinel.alerting.service import push_alerts
-from sentinel.api.deps import AppContext
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, Event
+from sentinel.runtime.context import AppContext
 
 EXAMPLE = Path("/work/shared/infra/examples/alertmanager-webhook-v4.json")
 WEBHOOK_V4 = {

@@ -14,10 +14,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sentinel import auth
 from sentinel.api.body import read_body
-from sentinel.api.deps import Agent, AppContext, Ctx, authenticate, check_role
+from sentinel.api.deps import Agent, Ctx, authenticate, check_role
 from sentinel.api.errors import describe_validation_error, error_responses, http_error_response
 from sentinel.auth import Principal
 from sentinel.ingest.service import BatchRefused, HostForbidden, IngestUnavailable, SeqConflict
+from sentinel.runtime.context import AppContext
 from sentinel.wire import BatchAck
 
 PATH = "/api/v1/reports"
