@@ -27,6 +27,7 @@ from sentinel.incidents.signals import event_signals
 from sentinel.incidents.watchdog import synthetic_row
 from sentinel.ingest.repository import event_row
 from sentinel.knowledge.taxonomy import Category
+from sentinel.remediation.service import _link_flapped
 from sentinel.triage import classify_signals
 from sentinel.triage.verdict import Verdict
 from sentinel.wire import EccEvent, LogRecord, XidEvent
@@ -261,6 +262,16 @@ def _ib_link_flaps(s: Scene) -> None:
     s.stall()
 
 
+def _ib_port_flapped(s: Scene) -> None:
+    """The agent's sysfs poll: the port's link_downed rose while it stayed ACTIVE (a flap)."""
+    s.log(
+        s.culprit,
+        "/sys/class/infiniband/mlx5_3/ports/1: link flapped: state 4: ACTIVE, "
+        "phys_state 5: LinkUp, link_downed 3 -> 4",
+        source="infiniband",
+    )
+
+
 def _lustre(s: Scene) -> None:
     for h in range(0, s.hosts, 2):
         s.log(
@@ -381,7 +392,10 @@ VARIANTS: Final[dict[Category, tuple[Variant, ...]]] = {
     Category.GPU_SYSTEM_PROCESSOR: _hardware(
         ("XID 119 GSP timeout", _template(Category.GPU_SYSTEM_PROCESSOR)),
     ),
-    Category.NIC: _hardware(("mlx5 cable unplugged, link down", _template(Category.NIC))),
+    Category.NIC: _hardware(
+        ("mlx5 cable unplugged, link down", _template(Category.NIC)),
+        ("IB port flapped, ACTIVE again (agent's sysfs poll)", _ib_port_flapped),
+    ),
     Category.NCCL_WATCHDOG_TIMEOUT: (
         Variant("every rank times out, no cause", 1.0, _all_time_out, culprit=False),
     ),
@@ -439,6 +453,9 @@ class Weighed:
     confidence: float
     rule: str
     xids: tuple[int, ...]
+    # Every cause is an InfiniBand link that flapped and is ACTIVE again, read as the
+    # remediation service reads it (RemediationContext.link_flapped).
+    link_flapped: bool = False
 
     def names_culprit(self) -> bool:
         return self.culprit == "culprit"
@@ -462,6 +479,7 @@ def triage(events: Sequence[Event], hosts: int, culprit: str) -> Weighed:
         verdict.confidence,
         verdict.rule,
         tuple(sorted({s.xid for s in signals if s.xid is not None})),
+        _link_flapped(verdict),
     )
 
 

@@ -67,3 +67,18 @@ def test_a_precursor_names_its_host_while_the_job_trains(category: Category) -> 
     assert weighed is not None
     assert weighed.category in HOST_HARDWARE and weighed.names_culprit()
     assert draws.weigh_precursor(Category.CPU, HOSTS, culprit=9, gpu=3) is None
+
+
+def test_a_flapped_link_is_read_as_the_service_reads_it() -> None:
+    """The agent's 'link flapped' report names the NIC's host and says link_flapped, which
+    lets the policy restart in place; a link that stays down does not."""
+    nic = {v.name: v for v in draws.VARIANTS[Category.NIC]}
+    flap, down = (
+        draws.weigh(nic[name], HOSTS, culprit=9, gpu=3)
+        for name in (
+            "IB port flapped, ACTIVE again (agent's sysfs poll)",
+            "mlx5 cable unplugged, link down",
+        )
+    )
+    assert flap.category == Category.NIC and flap.names_culprit() and flap.link_flapped
+    assert down.category == Category.NIC and down.names_culprit() and not down.link_flapped

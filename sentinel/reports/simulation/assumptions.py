@@ -120,6 +120,10 @@ class Assumptions:
              f"{KK} (lemon nodes); share and repair time {JUDGEMENT}"),
             ("evidence", "host-hardware faults: 90% with their own evidence, 7% only the "
              "culprit's ranks stopping first, 3% nothing pointing at it", JUDGEMENT),
+            ("NIC faults", "of those with their own evidence, half a link that stays down, half "
+             "a link that flapped and is ACTIVE again (the agent's 'link flapped' report: the "
+             "policy's link_flapped); a flap is transient, so an in-place restart clears it "
+             "and the same link again excludes its host", JUDGEMENT),
             ("precursors (proactive swap)", f"{shares} (x{self.precursor_scale:g}), seen "
              "before the next checkpoint", f"{KK} and {BR} report proactive health checks; "
              "the shares are an " + JUDGEMENT),

@@ -229,6 +229,8 @@ def _fails_again(
         return step.action in _RESTARTING if m.sentinel else fault.loop < a.baseline_crash_loops - 1
     if not m.sentinel or step.status == "escalated":
         return False  # a human fixed it
+    if step.action == Action.restart_in_place and fault.category in HOST_HARDWARE:
+        return False  # a link that flapped and came back up: transient, the restart clears it
     if host is not None and fault.category in HOST_HARDWARE:
         return host not in step.exclude_hosts
     return fault.category == Category.NETWORK_SWITCH_CABLE and step.action != Action.hold
@@ -279,6 +281,7 @@ def _decide(
             confidence=seen.confidence,
             xids=seen.xids,
             signature=fault.signature,
+            link_flapped=seen.link_flapped,
             job_id=JOB_ID,
             job_hosts=a.hosts,
             checkpoint_step=checkpoint_step,

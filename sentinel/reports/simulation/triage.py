@@ -65,13 +65,14 @@ class Seen:
     confidence: float
     xids: tuple[int, ...]
     names_culprit: bool
+    link_flapped: bool = False
 
 
 def _seen(w: draws.Weighed, fault: Fault, hosts: int) -> Seen:
     true = fault.host if fault.host is not None else _CULPRIT % hosts
     other = (true + 1) % hosts
     culprit = {"culprit": host_name(true), "other": host_name(other), None: None}[w.culprit]
-    return Seen(w.category, culprit, w.gpu, w.confidence, w.xids, w.names_culprit())
+    return Seen(w.category, culprit, w.gpu, w.confidence, w.xids, w.names_culprit(), w.link_flapped)
 
 
 def triage_fault(a: Assumptions, fault: Fault, tally: Triaged | None) -> Seen:
