@@ -401,3 +401,64 @@ def drained(f: CaseFleet, at: float, host: int, reason: str, since: float) -> No
     """From `at` Slurm shows the host drained (by root, since `since`) with that reason, as
     NHC or an operator leaves it; the leader's scheduler view reads it on its next poll."""
     f.slurm_nodes(at, scontrol_nodes(f, {host: (reason, since)}))
+
+
+# What CUDA adds to an error raised asynchronously (the kernel that failed ran earlier).
+CUDA_ASYNC = (
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the "
+    "stacktrace below might be incorrect."
+)
+CUDA_ECC = "RuntimeError: CUDA error: uncorrectable ECC error encountered"
+# NVML clock event reasons: HW slowdown with HW thermal slowdown, and with HW power brake.
+THERMAL_SLOWDOWN = 0x48
+POWER_BRAKE = 0x88
+
+
+def hbm_dbe(
+    f: CaseFleet, at: float, host: int, gpu: int, partition: int, subpartition: int
+) -> None:
+    """XID 48: the driver found an uncorrectable double-bit ECC error in the GPU's HBM (the
+    framebuffer), at that partition and subpartition."""
+    driver_xid(
+        f,
+        at,
+        host,
+        gpu,
+        48,
+        "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at "
+        f"partition {partition}, subpartition {subpartition}.",
+    )
+
+
+def row_remapped(f: CaseFleet, at: float, host: int, gpu: int, row: int, pid: int = 48112) -> None:
+    """XID 63: the row remapper marked an HBM row for remapping, active after a GPU reset."""
+    driver_xid(
+        f,
+        at,
+        host,
+        gpu,
+        63,
+        f"Row Remapper: New row (0x{row:016x}) was marked for remapping, reset gpu to activate.",
+        pid=pid,
+    )
+
+
+def gsp_timeout(
+    f: CaseFleet, at: float, host: int, gpu: int, function: str, pid: int, process: str = "python"
+) -> None:
+    """XID 119: the driver waited 6 s for the GPU's GSP to answer an RPC from `process`;
+    `function` is the call as the driver names it: `103 (GSP_RM_ALLOC) (0x2081 0x4)`."""
+    line = xid_line(
+        f,
+        gpu,
+        119,
+        f"Timeout after 6s of waiting for RPC response from GPU{gpu} GSP! Expected function "
+        f"{function}.",
+        pid=pid,
+    )
+    f.kernel_log(at, host, line.replace("name=python", f"name={process}"))
+
+
+def gpu_overheats(f: CaseFleet, at: float, host: int, gpu: int, temperature_c: float) -> None:
+    """From `at` the GPU's samples show it hot and in HW thermal slowdown."""
+    f.gpu(at, host, gpu, temperature_c=temperature_c, clock_event_reasons=THERMAL_SLOWDOWN)
