@@ -2,6 +2,7 @@
 
 from sentinel.wire.v1 import (
     CRITICAL_KINDS,
+    ECC_COUNTERS,
     EVENT_KINDS,
     MAX_OBSERVATIONS_PER_BATCH,
     PERIODIC_KINDS,
@@ -22,6 +23,7 @@ from sentinel.wire.v1 import (
 
 __all__ = [
     "CRITICAL_KINDS",
+    "ECC_COUNTERS",
     "EVENT_KINDS",
     "MAX_OBSERVATIONS_PER_BATCH",
     "PERIODIC_KINDS",

@@ -18,7 +18,7 @@ them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -130,22 +130,27 @@ class XidEvent(_Observation):
     source: Literal["nvml", "kernel_log"] = "nvml"
 
 
+# The GpuSample counters whose change between two samples is an event of its own (EccEvent).
+EccCounter = Literal[
+    "ecc_volatile_uncorrected",
+    "ecc_volatile_corrected",
+    "remapped_rows_uncorrectable",
+    "remapped_rows_correctable",
+    "remap_pending",
+    "remap_failure",
+    "retired_pages_dbe",
+    "retired_pages_sbe",
+]
+ECC_COUNTERS: Final[tuple[EccCounter, ...]] = get_args(EccCounter)
+
+
 class EccEvent(_Observation):
     """A change in ECC or row-remapping state noticed between two samples."""
 
     kind: Literal["ecc"] = "ecc"
     gpu_index: GpuIndex
     pci_bus_id: PciBusId | None = None
-    counter: Literal[
-        "ecc_volatile_uncorrected",
-        "ecc_volatile_corrected",
-        "remapped_rows_uncorrectable",
-        "remapped_rows_correctable",
-        "remap_pending",
-        "remap_failure",
-        "retired_pages_dbe",
-        "retired_pages_sbe",
-    ]
+    counter: EccCounter
     previous: Count
     current: Count
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pynvml
 
-from sentinel.wire import EccEvent, GpuSample, NvlinkCounters, Observation, XidEvent
+from sentinel.wire import ECC_COUNTERS, EccEvent, GpuSample, NvlinkCounters, Observation, XidEvent
 from sentinel.wire.identity import GpuIdentity, normalize_pci
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.providers.base import GpuProvider, XidEventSource
@@ -20,17 +20,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Counters whose change between two samples is an event of its own, not just a new reading.
-ECC_COUNTERS = (
-    "ecc_volatile_uncorrected",
-    "ecc_volatile_corrected",
-    "remapped_rows_uncorrectable",
-    "remapped_rows_correctable",
-    "remap_pending",
-    "remap_failure",
-    "retired_pages_dbe",
-    "retired_pages_sbe",
-)
 _EVENT_WAIT_MS = 500  # how long the XID thread blocks in NVML before checking for stop
 
 
@@ -209,7 +198,7 @@ class NvmlCollector:
                         observed_at=sample.observed_at,
                         gpu_index=sample.gpu_index,
                         pci_bus_id=sample.pci_bus_id,
-                        counter=counter,  # type: ignore[arg-type]
+                        counter=counter,
                         previous=int(old),
                         current=int(new),
                     )
