@@ -4,7 +4,9 @@ incident: the job keeps training until its next checkpoint, when a swap (swap.py
 host out.
 
 Each indicator is a small named rule over one host's recent events (ecc, xid, gpu_condition
-and hardware-source log events within ``swap.window_s``); thresholds are settings.
+and hardware-source log events within ``swap.window_s``); thresholds are settings. An indicator
+is a detector, not a decision (policy.NamedRule): every one runs and each may find several
+things (one per GPU), so it keeps `find` returning a list, as the flight recorder's do.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sentinel.db.engine import unit_of_work
 from sentinel.db.models import DegradedFinding, Event, Host
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.knowledge import default_knowledge
+from sentinel.remediation.policy import NamedRule
 from sentinel.settings import SwapSettings
 from sentinel.wire.severity import Severity
 
@@ -93,10 +96,8 @@ class HostWindow:
         return [e for e in self.events if e.kind == kind]
 
 
-class Indicator(ABC):
-    @property
-    def name(self) -> str:
-        return type(self).__name__
+class Indicator(NamedRule, ABC):
+    """Finds the signs of one way a host degrades in its recent events, or nothing."""
 
     @abstractmethod
     def find(self, w: HostWindow) -> list[Found]: ...
@@ -129,6 +130,9 @@ class RowRemapPending(Indicator):
 
 
 class RisingCorrectableEcc(Indicator):
+    """Correctable ECC errors rising fast on one GPU: its memory is wearing out, and the
+    uncorrectable error that stops the job tends to follow."""
+
     def find(self, w: HostWindow) -> list[Found]:
         out: list[Found] = []
         by_gpu: dict[str | None, list[Seen]] = defaultdict(list)
@@ -152,6 +156,9 @@ class RisingCorrectableEcc(Indicator):
 
 
 class XidResetAtNextOpportunity(Indicator):
+    """An XID that NVIDIA says needs a reset but that the job survives (caused by the
+    hardware, no worse than an error): reset the GPU when the job can spare it."""
+
     def find(self, w: HostWindow) -> list[Found]:
         table = default_knowledge().xids
         out: list[Found] = []
@@ -177,6 +184,9 @@ class XidResetAtNextOpportunity(Indicator):
 
 
 class RepeatedThermalSlowdown(Indicator):
+    """A GPU throttling for heat again and again: its cooling is failing, and every
+    collective waits on the slow GPU meanwhile."""
+
     def find(self, w: HostWindow) -> list[Found]:
         ev = [e for e in w.of("gpu_condition") if e.payload.get("condition") == "thermal_slowdown"]
         n = w.settings.thermal_repeats
@@ -194,6 +204,9 @@ class RepeatedThermalSlowdown(Indicator):
 
 
 class RisingLinkErrors(Indicator):
+    """An InfiniBand port whose symbol-error or link-recovery rate keeps crossing its threshold:
+    the cable or transceiver is going, before the link goes down."""
+
     def find(self, w: HostWindow) -> list[Found]:
         ev = [
             e
@@ -216,6 +229,8 @@ class RisingLinkErrors(Indicator):
 
 
 class PsuRedundancyLost(Indicator):
+    """A power supply lost redundancy: the host runs on, but one more PSU fault powers it off."""
+
     def find(self, w: HostWindow) -> list[Found]:
         ev = [
             e
@@ -236,6 +251,8 @@ class PsuRedundancyLost(Indicator):
 
 
 class FanStopped(Indicator):
+    """A fan reads 0 RPM: the host runs hotter until its GPUs throttle."""
+
     def find(self, w: HostWindow) -> list[Found]:
         ev = [
             e

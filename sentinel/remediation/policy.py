@@ -141,10 +141,22 @@ class Proposal:
     repair: RepairProposal | None = None
 
 
-class Rule(ABC):
+class NamedRule:
+    """The shape every remediation rule shares (the policy's rules, the repair rules, the
+    degraded indicators): a sentence for a class name, which is the `rule` its result records,
+    and a docstring that says why the rule exists. Decisions answer once, first answer wins
+    (`propose`); detectors run every one and may find several things (degraded's `find`, like
+    the flight recorder's). Triage's rules have the same name and docstring but two methods,
+    `applies` and `verdict`: a verdict records the rules that applied and passed, and triage
+    imports nothing of remediation."""
+
     @property
     def name(self) -> str:
         return type(self).__name__
+
+
+class Rule(NamedRule, ABC):
+    """Proposes what to do about an incident, or passes to the next rule."""
 
     @abstractmethod
     def propose(self, ctx: RemediationContext) -> Proposal | None: ...
@@ -154,6 +166,8 @@ class Rule(ABC):
 
 
 class PlannedWorkNeedsNothing(Rule):
+    """Announced maintenance stopped the job on purpose: nothing to remedy."""
+
     def propose(self, ctx: RemediationContext) -> Proposal | None:
         if ctx.category != Category.PLANNED:
             return None
@@ -258,6 +272,9 @@ class CapDrainsPerHour(Rule):
 
 
 class HoldWhileTheFabricIsDown(Rule):
+    """Link errors across many hosts: a restart now would fail on the same fabric, so wait
+    until it has been quiet."""
+
     def propose(self, ctx: RemediationContext) -> Proposal | None:
         if ctx.category != Category.NETWORK_SWITCH_CABLE:
             return None
@@ -270,6 +287,8 @@ class HoldWhileTheFabricIsDown(Rule):
 
 
 class EscalateExternalDependency(Rule):
+    """Storage, the scheduler or another outside service failed: no restart fixes it."""
+
     def propose(self, ctx: RemediationContext) -> Proposal | None:
         if ctx.category != Category.DEPENDENCY:
             return None
@@ -297,6 +316,9 @@ class WaitWhenNoSpareHost(Rule):
 
 
 class ExcludeHostOnHardwareFault(Rule):
+    """A fault in one host's hardware comes back wherever the job meets that host again: drain
+    it and restart without it."""
+
     def propose(self, ctx: RemediationContext) -> Proposal | None:
         if ctx.category not in HOST_HARDWARE or not ctx.culprit_host:
             return None
@@ -406,6 +428,9 @@ class RestartFromCheckpoint(Rule):
 
 
 class EscalateWhatNoRuleCovers(Rule):
+    """The last rule, so the policy always answers: what no rule above knows a remedy for is a
+    human's."""
+
     def propose(self, ctx: RemediationContext) -> Proposal | None:
         return self._p(
             Action.escalate,
@@ -413,12 +438,8 @@ class EscalateWhatNoRuleCovers(Rule):
         )
 
 
-class RepairRule(ABC):
+class RepairRule(NamedRule, ABC):
     """Says how a host that a proposal drains comes back, or passes."""
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
 
     @abstractmethod
     def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None: ...
@@ -442,6 +463,8 @@ class CapRebootsPerHour(RepairRule):
 
 
 class CapGpuResetsPerHour(RepairRule):
+    """A fleet-wide event must not reset the cluster's GPUs one by one."""
+
     def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
         cap = ctx.settings.max_gpu_resets_per_hour
         if proposal.host_action != "RESET_GPU" or ctx.gpu_resets_last_hour < cap:
@@ -454,6 +477,9 @@ class CapGpuResetsPerHour(RepairRule):
 
 
 class RebootWhereNvidiaSaysRestart(RepairRule):
+    """NVIDIA's catalog asks for a reboot (RESTART_BM, RESTART_VM): the host comes back once it
+    has rebooted and reports no hard fault."""
+
     def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
         if proposal.host_action not in REBOOT_ACTIONS:
             return None
@@ -479,6 +505,9 @@ class ResetGpuWhereNvidiaSaysReset(RepairRule):
 
 
 class LeaveTheRepairToAHuman(RepairRule):
+    """The last repair rule: what no automatic step answers (a part to replace, an inspection)
+    is repaired by a human, who marks the host repaired."""
+
     def propose(self, ctx: RemediationContext, proposal: Proposal) -> RepairProposal | None:
         return self._r(
             None, f"{proposal.host_action or 'INSPECT'}: a human repairs it and marks it repaired"

@@ -71,7 +71,13 @@ _DRIVER_FAMILIES: Final = frozenset({"kernel_xid", "gsp", "gpu_sample", "nvidia_
 
 
 class Rule(ABC):
-    """A named decision: `applies` is a cheap test, `verdict` the conclusion (or None)."""
+    """A named decision: `applies` is a cheap test, `verdict` the conclusion (or None).
+
+    The shape every rule in Sentinel shares: a sentence for a class name (the `rule` a verdict
+    records) and a docstring that says why. Remediation's rules answer with one method
+    (`propose`, None to pass); triage keeps two because a verdict lists the rules that applied
+    and passed (`rules_fired`), which is how a reader sees why an earlier rule did not decide.
+    """
 
     @property
     def name(self) -> str:
