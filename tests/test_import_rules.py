@@ -29,7 +29,11 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "sentinel.triage": frozenset({"sentinel.knowledge", "sentinel.wire"}),
     "sentinel.flightrec": frozenset({"sentinel.knowledge", "sentinel.wire"}),
     # Adapters to the outside never reach back into the HTTP layer or the dashboard.
-    "sentinel.schedulers": frozenset({"sentinel.clock", "sentinel.inputs", "sentinel.wire"}),
+    # sentinel.retry: the service's one retry policy (backoff, Retry-After), itself pure.
+    "sentinel.schedulers": frozenset(
+        {"sentinel.clock", "sentinel.inputs", "sentinel.retry", "sentinel.wire"}
+    ),
+    "sentinel.retry": frozenset(),
 }
 # Parts that may be imported only by the parts named (and by tests). The HTTP package is the
 # app's edge: the CLI serves it and replay drives it in-process (the composition root moving
@@ -56,7 +60,7 @@ NEVER: dict[str, frozenset[str]] = {
 # of Sentinel may import them.
 SERVER_ONLY = frozenset(
     {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "asyncpg", "psycopg", "polars"}
-    | {"jinja2", "numba", "numpy", "apscheduler", "pydantic_settings", "aiosqlite"}
+    | {"jinja2", "numba", "numpy", "apscheduler", "pydantic_settings", "aiosqlite", "tenacity"}
 )
 
 

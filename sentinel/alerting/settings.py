@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from sentinel.alerting.notifiers.pagerduty import DEFAULT_URL as PAGERDUTY_URL
+from sentinel.retry import Backoff
 
 
 class RetryPolicy(BaseModel):
@@ -17,10 +18,19 @@ class RetryPolicy(BaseModel):
     initial_backoff_s: float = Field(5.0, gt=0)
     max_backoff_s: float = Field(300.0, gt=0)
     max_attempts: int = Field(6, ge=1, le=100)
+    jitter_s: float = Field(
+        0.0,
+        ge=0,
+        description="A random 0 to this many seconds added to each backoff, so that groups "
+        "that failed together (one receiver's outage) are not all retried together.",
+    )
 
-    def backoff_s(self, attempt: int) -> float:
-        """Wait before attempt ``attempt + 1``: 5, 10, 20, ... seconds, capped."""
-        return float(min(self.initial_backoff_s * 2 ** max(attempt - 1, 0), self.max_backoff_s))
+    def backoff_s(self, attempt: int, retry_after_s: float | None = None) -> float:
+        """Wait before attempt ``attempt + 1``: the receiver's Retry-After, else 5, 10, 20, ...
+        seconds, capped (the service's one backoff, sentinel.retry)."""
+        return Backoff(self.initial_backoff_s, self.max_backoff_s, self.jitter_s).wait_s(
+            attempt, retry_after_s
+        )
 
 
 class AlertingSettings(BaseModel):

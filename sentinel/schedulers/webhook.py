@@ -15,12 +15,13 @@ import json
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from sentinel.clock import Clock
+from sentinel.retry import Backoff, call_with_retries, retry_after_s, retryable_status
 from sentinel.schedulers.base import (
     JobResult,
     NodesResult,
@@ -65,10 +66,21 @@ def verify(
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """One POST's outcome: the receiver's text on success, else the error and how soon."""
+
+    ok: bool
+    retryable: bool
+    error: str = ""
+    text: str = ""
+    retry_after_s: float | None = None
+
+
 class WebhookScheduler:
-    """POSTs drain/resume/requeue/reboot/reset_gpu to ``url``; retries 5xx, 429 and timeouts
-    with exponential backoff (honouring Retry-After), never other 4xx: the receiver has said
-    no."""
+    """POSTs drain/resume/requeue/reboot/reset_gpu to ``url``; retries 5xx, 408, 429 and
+    timeouts with the service's backoff (sentinel.retry, honouring Retry-After), never other
+    4xx: the receiver has said no."""
 
     name = "webhook"
     # The delivery id is new for each call, so a receiver cannot tell a repeated requeue from
@@ -94,8 +106,7 @@ class WebhookScheduler:
         self._clock = clock
         self._timeout_s = timeout_s
         self._retries = retries
-        self._backoff_initial_s = backoff_initial_s
-        self._backoff_max_s = backoff_max_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._sleep = sleep
         self._transport = transport
         # Loading the CA bundle takes ~0.1 s: once per adapter, not once per call.
@@ -139,42 +150,18 @@ class WebhookScheduler:
     def _refuse(self, op: Operation, error: str) -> OpResult:
         return OpResult(adapter=self.name, op=op, ok=False, error=error)
 
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self._backoff_initial_s * 2**attempt, self._backoff_max_s))
-
-    def _retry_after(self, response: httpx.Response) -> float | None:
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return None
-        value = value.strip()
-        if value.isdigit():
-            seconds = float(value)
-        else:
-            try:
-                when = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                return None
-            seconds = (when - self._clock.now()).total_seconds()
-        # A receiver asking for an hour does not get to stall remediation for an hour; the
-        # cap is the same as for our own backoff.
-        return max(0.0, min(seconds, self._backoff_max_s))
-
     async def _send(self, op: Operation, args: dict[str, Any]) -> OpResult:
         delivery = uuid.uuid4().hex
         commands: list[str] = []
         log: list[str] = []
-        error = "no attempt made"
-        retryable = True
-        delay = 0.0
         async with httpx.AsyncClient(
             timeout=self._timeout_s,
             transport=self._transport,
             verify=self._tls,
             follow_redirects=False,
         ) as client:
-            for attempt in range(self._retries + 1):
-                if attempt:
-                    await self._sleep(delay)
+
+            async def attempt() -> _Answer:
                 now = self._clock.now()
                 body = json.dumps(
                     {
@@ -195,40 +182,51 @@ class WebhookScheduler:
                     DELIVERY_HEADER: delivery,
                 }
                 commands.append(f"POST {self._url}")
-                delay = self._backoff(attempt)
+                number = len(commands)
                 try:
                     response = await client.post(self._url, content=body, headers=headers)
                 except httpx.TimeoutException as exc:
-                    error, retryable = f"timed out: {type(exc).__name__}", True
-                    log.append(f"attempt {attempt + 1}: {error}")
-                    continue
+                    error = f"timed out: {type(exc).__name__}"
+                    log.append(f"attempt {number}: {error}")
+                    return _Answer(ok=False, retryable=True, error=error)
                 except httpx.HTTPError as exc:
-                    error, retryable = f"{type(exc).__name__}: {exc}", True
-                    log.append(f"attempt {attempt + 1}: {error}")
-                    continue
+                    error = f"{type(exc).__name__}: {exc}"
+                    log.append(f"attempt {number}: {error}")
+                    return _Answer(ok=False, retryable=True, error=error)
                 status = response.status_code
-                log.append(f"attempt {attempt + 1}: HTTP {status}")
+                log.append(f"attempt {number}: HTTP {status}")
                 if 200 <= status < 300:
-                    return OpResult(
-                        adapter=self.name,
-                        op=op,
-                        ok=True,
-                        commands=tuple(commands),
-                        output="\n".join([*log, response.text[:500]]).strip(),
-                    )
-                error = f"HTTP {status}: {response.text[:200]}".strip()
-                retryable = status == 429 or status >= 500
-                if not retryable:
-                    break
-                asked = self._retry_after(response)
-                if asked is not None:
-                    delay = asked
+                    return _Answer(ok=True, retryable=False, text=response.text[:500])
+                return _Answer(
+                    ok=False,
+                    retryable=retryable_status(status),
+                    error=f"HTTP {status}: {response.text[:200]}".strip(),
+                    # A receiver asking for an hour does not get to stall remediation for an
+                    # hour; the cap is the same as for our own backoff.
+                    retry_after_s=retry_after_s(
+                        response.headers.get("Retry-After"),
+                        self._clock.now(),
+                        max_s=self._backoff.max_s,
+                    ),
+                )
+
+            answer = await call_with_retries(
+                attempt, backoff=self._backoff, attempts=self._retries + 1, sleep=self._sleep
+            )
+        if answer.ok:
+            return OpResult(
+                adapter=self.name,
+                op=op,
+                ok=True,
+                commands=tuple(commands),
+                output="\n".join([*log, answer.text]).strip(),
+            )
         return OpResult(
             adapter=self.name,
             op=op,
             ok=False,
             commands=tuple(commands),
             output="\n".join(log),
-            error=error,
-            retryable=retryable,
+            error=answer.error,
+            retryable=answer.retryable,
         )

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
 
 from sentinel.alerting.notifiers.base import NotifyResult
+from sentinel.retry import retry_after_s, retryable_status
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """Retry-After as seconds, or an HTTP date measured against the response's own Date."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds; an HTTP date is measured against the response's own Date (the
+    receiver's clock, not ours: the dispatcher's may be virtual)."""
+    sent: datetime | None
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        then = parsedate_to_datetime(value)
         sent = parsedate_to_datetime(response.headers["date"])
     except (KeyError, TypeError, ValueError):
-        return None
-    return max(0.0, (then - sent).total_seconds())
+        sent = None
+    if sent is not None and sent.tzinfo is None:
+        sent = sent.replace(tzinfo=UTC)
+    return retry_after_s(response.headers.get("retry-after"), sent)
 
 
 async def post(
@@ -40,8 +38,6 @@ async def post(
     if response.is_success:
         return NotifyResult.success()
     error = f"HTTP {response.status_code}: {response.text[:300]}"
-    if response.status_code == 429:
-        return NotifyResult(False, True, error, retry_after_seconds(response))
-    # 408 and 5xx are the receiver's trouble; any other 4xx is ours and will not improve.
-    retryable = response.status_code >= 500 or response.status_code == 408
-    return NotifyResult(False, retryable, error, retry_after_seconds(response))
+    return NotifyResult(
+        False, retryable_status(response.status_code), error, _retry_after(response)
+    )
