@@ -5,17 +5,28 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from sentinel.alerting.settings import AlertingSettings
 from sentinel.schedulers.settings import SchedulerSettings
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 Role = Literal["agent", "operator", "viewer"]
 
+
+# The environment variable naming the settings file (YAML); the environment wins over it.
+CONFIG_ENV = "SENTINEL_CONFIG"
 
 # The bootstrapped operator token's digest, in data_dir unless auth.bootstrap_file says where.
 BOOTSTRAP_TOKENS_FILE = "bootstrap-tokens.yml"
@@ -417,27 +428,31 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlFileSource(settings_cls), file_secret_settings)
+        return (init_settings, env_settings, _ConfigFile(settings_cls), file_secret_settings)
 
 
-class _YamlFileSource(PydanticBaseSettingsSource):
-    """Reads the file named by SENTINEL_CONFIG, when set; the environment wins over it."""
+class _ConfigFile(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source on the file SENTINEL_CONFIG names, when set (read at
+    load, never at import); the environment wins over it. Unlike the stock source, a file that
+    is missing, unreadable, not YAML or not a mapping stops the start with its name."""
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        path = os.environ.get(CONFIG_ENV)
+        file = Path(path).expanduser() if path else None
+        # The stock source skips a file that is not there; a misspelt path must not start
+        # the service on defaults.
+        if file is not None and not file.is_file():
+            problem = "not a file" if file.exists() else "no such file"
+            raise ValueError(f"{CONFIG_ENV}={path}: {problem}")
+        super().__init__(settings_cls, yaml_file=file)
 
-    def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("SENTINEL_CONFIG")
-        if not path:
-            return {}
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
         try:
-            data = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"SENTINEL_CONFIG={path}: {exc}") from exc
-        if data is None:
-            return {}
+            data = super()._read_file(file_path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ValueError(f"{CONFIG_ENV}={file_path}: {exc}") from exc
         if not isinstance(data, dict):
-            raise ValueError(f"SENTINEL_CONFIG={path}: expected a mapping at the top level")
+            raise ValueError(f"{CONFIG_ENV}={file_path}: expected a mapping at the top level")
         return data
 
 

@@ -43,6 +43,34 @@ def test_bad_values_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert "retention.samples_hours" in text and "surprise" in text
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "no such file"),
+        ("server: [1\n", "expected ',' or ']'"),
+        ("- a list\n", "expected a mapping at the top level"),
+        ("\udcff", "can't decode"),
+    ],
+)
+def test_an_unusable_file_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None, problem: str
+) -> None:
+    cfg = tmp_path / "sentinel.yaml"
+    if content is not None:
+        cfg.write_bytes(content.encode("utf-8", "surrogateescape"))
+    monkeypatch.setenv("SENTINEL_CONFIG", str(cfg))
+    with pytest.raises(ValueError, match=f"SENTINEL_CONFIG={cfg}: ") as info:
+        load_settings()
+    assert problem in str(info.value)
+
+
+def test_an_empty_file_is_the_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cfg = tmp_path / "sentinel.yaml"
+    cfg.write_text("")
+    monkeypatch.setenv("SENTINEL_CONFIG", str(cfg))
+    assert load_settings(data_dir=tmp_path).server.port == 8600
+
+
 def test_tokens_file_holds_only_digests(tmp_path: Path) -> None:
     secret = "s3cret-token-for-the-test-suite"
     f = tmp_path / "tokens.yaml"
