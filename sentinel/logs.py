@@ -30,7 +30,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s
 # The path of a Slack webhook is its credential.
 _SLACK_HOOK = re.compile(r"(?P<head>hooks\.slack(?:-gov)?\.com/)[^\s\"'<>]+")
 # Libraries whose INFO lines are noise, or carry request URLs.
-_QUIET = ("httpx", "httpcore", "apscheduler", "uvicorn", "uvicorn.error", "uvicorn.access")
+_QUIET = ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

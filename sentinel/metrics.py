@@ -58,6 +58,12 @@ class ServiceMetrics:
             "Day partitions of batches and events dropped whole by retention (PostgreSQL).",
             registry=r,
         )
+        self.loop_overruns = Counter(
+            "sentinel_loop_overruns_total",
+            "Runs of a leader's interval loop that took longer than its interval, by loop.",
+            ["loop"],
+            registry=r,
+        )
         self.incidents_opened = Counter(
             "sentinel_incidents_opened_total",
             "Incidents opened, by root-cause category.",

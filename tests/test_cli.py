@@ -63,7 +63,7 @@ import sys
 from importlib.abc import MetaPathFinder
 
 SERVER_ONLY = {"polars", "numba", "numpy", "sqlalchemy", "fastapi", "starlette", "uvicorn",
-               "alembic", "asyncpg", "psycopg", "jinja2", "pydantic_settings", "apscheduler"}
+               "alembic", "asyncpg", "psycopg", "jinja2", "pydantic_settings"}
 
 class Absent(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):

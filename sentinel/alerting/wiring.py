@@ -1,10 +1,9 @@
-"""Build the dispatcher from settings, and the loop step the leader schedules."""
+"""Build the dispatcher from settings, and the flush step the leader runs at its interval."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,9 +22,6 @@ from sentinel.alerting.notifiers.slack import SlackNotifier
 from sentinel.alerting.notifiers.webhook import WebhookNotifier
 from sentinel.alerting.settings import AlertingSettings
 from sentinel.clock import Clock
-
-if TYPE_CHECKING:
-    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +116,7 @@ def http_client(settings: AlertingSettings) -> httpx.AsyncClient:
 
 
 async def flush_step(dispatcher: Dispatcher, clock: Clock) -> FlushReport:
-    """One loop iteration: schedule it every ``flush_interval_s`` on the leader."""
+    """One loop iteration: the leader runs it every ``flush_interval_s`` (runtime.loops)."""
     report = await dispatcher.flush(clock.now())
     if report.sent or report.failed:
         log.info(
@@ -131,16 +127,3 @@ async def flush_step(dispatcher: Dispatcher, clock: Clock) -> FlushReport:
             report.failed,
         )
     return report
-
-
-def add_flush_job(
-    scheduler: AsyncIOScheduler, dispatcher: Dispatcher, clock: Clock, interval_s: float
-) -> None:
-    """Run ``flush_step`` every ``interval_s`` on the leader's scheduler (one at a time)."""
-
-    async def flush() -> None:
-        await flush_step(dispatcher, clock)
-
-    scheduler.add_job(
-        flush, "interval", seconds=interval_s, id="alert-flush", max_instances=1, coalesce=True
-    )

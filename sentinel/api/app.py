@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from sentinel.alerting.external import AmWebhook
-from sentinel.alerting.wiring import add_flush_job
 from sentinel.api.admission import install_admission
 from sentinel.api.deps import known_query
 from sentinel.api.errors import document_errors, install_error_handlers
@@ -33,12 +30,9 @@ from sentinel.api.routes import (
 )
 from sentinel.clock import Clock, SystemClock
 from sentinel.db import migrate
-from sentinel.db.engine import unit_of_work
-from sentinel.incidents.scheduler_view import SchedulerView
-from sentinel.incidents.service import IncidentChange
 from sentinel.runtime.context import AppContext, build_context
 from sentinel.runtime.leader import LeaderElector
-from sentinel.runtime.retention import prune
+from sentinel.runtime.loops import leader_loops
 from sentinel.settings import Settings
 from sentinel.web import routes as web
 from sentinel.wire import WIRE_VERSION, Batch
@@ -62,59 +56,6 @@ async def _ensure_schema(ctx: AppContext) -> None:
     await asyncio.to_thread(migrate.upgrade, ctx.settings.database_url())
 
 
-def _scheduler(ctx: AppContext) -> AsyncIOScheduler:
-    scheduler = AsyncIOScheduler(timezone="UTC")
-
-    async def retention() -> None:
-        async with unit_of_work(ctx.sessions) as session:
-            removed = await prune(session, ctx.clock, ctx.settings.retention, ctx.metrics)
-        if any(removed.values()):
-            log.info("retention removed %s", removed)
-
-    async def watchdog() -> None:
-        async with unit_of_work(ctx.sessions) as session:
-            resolved = await ctx.watchdog.run_once(session)
-        await ctx.stages.run(resolved)
-
-    async def flight_recorder() -> None:
-        async with unit_of_work(ctx.sessions) as session:
-            await ctx.flight_recorder.run_once(session)
-
-    async def remediation() -> None:
-        await ctx.stages.run(await ctx.remediation.run_due(ctx.sessions))
-
-    view = SchedulerView(ctx.clock)
-
-    async def scheduler_view() -> None:
-        await view.run_once(ctx.sessions, ctx.remediation.scheduler)
-
-    add_flush_job(scheduler, ctx.dispatcher, ctx.clock, ctx.settings.alerting.flush_interval_s)
-    for job, seconds in (
-        (retention, ctx.settings.retention.interval_s),
-        (remediation, 1.0),
-        (flight_recorder, 5.0),
-        (watchdog, ctx.settings.triage.heartbeat_interval_s / 4),
-        (scheduler_view, ctx.settings.scheduler.poll_nodes_s),
-    ):
-        scheduler.add_job(
-            job, "interval", seconds=seconds, id=job.__name__, max_instances=1, coalesce=True
-        )
-    return scheduler
-
-
-async def _triage_loop(ctx: AppContext, stop: asyncio.Event) -> None:
-    """Triage runs back to back on the leader (not an interval job that could be skipped)."""
-
-    async def after(changes: list[IncidentChange]) -> None:
-        await ctx.stages.run(changes)
-        # A decision on an incident opened in this pass is carried out at once: detection to
-        # restart is not one remediation interval longer than it needs to be.
-        if changes:
-            await ctx.stages.run(await ctx.remediation.run_due(ctx.sessions))
-
-    await ctx.triage_worker.run_forever(stop, after)
-
-
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     ctx = build_context(settings, clock or SystemClock())
     if len(ctx.tokens) == 0:
@@ -132,11 +73,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         await ctx.ingest.start()
         elector = (
             LeaderElector(
-                ctx.sessions,
-                ctx.clock,
-                lambda: _scheduler(ctx),
-                ttl_s=settings.leader_ttl_s,
-                loops=[functools.partial(_triage_loop, ctx)],
+                ctx.sessions, ctx.clock, ttl_s=settings.leader_ttl_s, loops=leader_loops(ctx)
             )
             if settings.run_loops
             else None

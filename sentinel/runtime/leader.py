@@ -1,8 +1,8 @@
 """Leader election through the database: the leader alone runs the loop services.
 
-Every replica runs an elector; the one holding the ``leader`` lease starts its loops (the
-APScheduler interval jobs, and the loops that run back to back such as triage), and stops them
-the moment a renewal fails. A dead leader's lease expires after ``ttl`` and another
+Every replica runs an elector; the one holding the ``leader`` lease starts its loops (those at
+a fixed interval, ``runtime.loops.every``, and those that run back to back such as triage), and
+stops them the moment a renewal fails. A dead leader's lease expires after ``ttl`` and another
 replica takes over, so the loops fail over without home-made clustering.
 """
 
@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,7 +35,6 @@ class LeaderElector:
         self,
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
-        make_scheduler: Callable[[], AsyncIOScheduler],
         *,
         ttl_s: float = 15.0,
         identity: str | None = None,
@@ -44,10 +42,9 @@ class LeaderElector:
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._make_scheduler = make_scheduler
         self._ttl = timedelta(seconds=ttl_s)
         self.identity = identity or leases.process_identity()
-        self._scheduler: AsyncIOScheduler | None = None
+        self._leading = False
         self._task: asyncio.Task[None] | None = None
         self._loops = tuple(loops)
         self._loop_stop = asyncio.Event()
@@ -55,7 +52,7 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
-        return self._scheduler is not None
+        return self._leading
 
     async def step(self) -> bool:
         """One election round: acquire or renew, start or stop the loops accordingly."""
@@ -67,25 +64,23 @@ class LeaderElector:
         except SQLAlchemyError:
             log.exception("leader lease renewal failed")
             held = False
-        if held and self._scheduler is None:
+        if held and not self._leading:
             log.info("%s is now the leader: starting loop services", self.identity)
-            self._scheduler = self._make_scheduler()
-            self._scheduler.start()
+            self._leading = True
             self._loop_stop = asyncio.Event()
             self._loop_tasks = [
-                asyncio.create_task(loop(self._loop_stop), name=f"leader-loop-{n}")
-                for n, loop in enumerate(self._loops)
+                asyncio.create_task(loop(self._loop_stop), name=f"leader-{loop.__name__}")
+                for loop in self._loops
             ]
-        elif not held and self._scheduler is not None:
+        elif not held and self._leading:
             log.warning("%s lost the leader lease: stopping loop services", self.identity)
-            self._stop_scheduler()
+            self._stop_loops()
         return held
 
-    def _stop_scheduler(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
-        # A loop mid-pass finishes its unit of work (it commits or rolls back) and then stops.
+    def _stop_loops(self) -> None:
+        self._leading = False
+        # Each loop stops at its event: triage once its pass has committed or rolled back, an
+        # interval loop at once (a run in progress is cancelled; its unit of work rolls back).
         self._loop_stop.set()
         self._loop_tasks = []
 
@@ -104,9 +99,9 @@ class LeaderElector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._scheduler is not None:
+        if self._leading:
             tasks = self._loop_tasks
-            self._stop_scheduler()
+            self._stop_loops()
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(SQLAlchemyError):
                 async with unit_of_work(self._sessions) as session:

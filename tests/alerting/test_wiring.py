@@ -1,4 +1,4 @@
-"""Start-up wiring: settings to notifiers, a bad routing file refused, the leader's flush job."""
+"""Start-up wiring: settings to notifiers, a bad routing file refused, the leader's flush step."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from builders import T0
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,7 +16,7 @@ from sentinel.alerting.notifiers.pagerduty import PagerDutyNotifier
 from sentinel.alerting.notifiers.slack import SlackNotifier
 from sentinel.alerting.notifiers.webhook import WebhookNotifier
 from sentinel.alerting.settings import AlertingSettings
-from sentinel.alerting.wiring import add_flush_job, build_dispatcher, flush_step
+from sentinel.alerting.wiring import build_dispatcher, flush_step
 from sentinel.clock import VirtualClock
 
 
@@ -76,15 +75,9 @@ def test_lease_must_outlive_a_send() -> None:
         AlertingSettings(lease_ttl_s=15, http_timeout_s=10)
 
 
-async def test_flush_job_on_the_leader_scheduler(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_flush_step_with_nothing_due(sessions: async_sessionmaker[AsyncSession]) -> None:
     clock = VirtualClock(T0)
     async with httpx.AsyncClient() as client:
         d = build_dispatcher(AlertingSettings(), sessions, client)
-        scheduler = AsyncIOScheduler(timezone="UTC")
-        add_flush_job(scheduler, d, clock, 1.0)
-        (job,) = scheduler.get_jobs()
-        assert job.id == "alert-flush" and job.max_instances == 1
         report = await flush_step(d, clock)
     assert report.due == 0 and report.sent == 0

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import VirtualClock
@@ -52,12 +51,8 @@ async def test_racing_processes_get_one_lease(
 async def test_leader_fails_over(
     sessions: async_sessionmaker[AsyncSession], clock: VirtualClock
 ) -> None:
-    a = LeaderElector(
-        sessions, clock, lambda: AsyncIOScheduler(timezone="UTC"), ttl_s=15, identity="a"
-    )
-    b = LeaderElector(
-        sessions, clock, lambda: AsyncIOScheduler(timezone="UTC"), ttl_s=15, identity="b"
-    )
+    a = LeaderElector(sessions, clock, ttl_s=15, identity="a")
+    b = LeaderElector(sessions, clock, ttl_s=15, identity="b")
     assert await a.step() and a.is_leader
     assert not await b.step() and not b.is_leader
     clock.advance(10)
