@@ -462,3 +462,9 @@ def gsp_timeout(
 def gpu_overheats(f: CaseFleet, at: float, host: int, gpu: int, temperature_c: float) -> None:
     """From `at` the GPU's samples show it hot and in HW thermal slowdown."""
     f.gpu(at, host, gpu, temperature_c=temperature_c, clock_event_reasons=THERMAL_SLOWDOWN)
+
+
+def rank_dies_of_sigbus(f: CaseFleet, at: float, host: int, gpu: int) -> None:
+    """The kernel killed the rank on that GPU with SIGBUS (it touched a page whose memory
+    failed): all the rank prints is its shell's `Bus error (core dumped)`."""
+    f.training_log(at, host, f"[rank{f.rank(host, gpu)}]: Bus error (core dumped)")
