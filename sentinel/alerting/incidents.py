@@ -16,7 +16,9 @@ from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Decision, Incident
 from sentinel.incidents.service import IncidentChange
+from sentinel.incidents.state import IncidentState
 from sentinel.incidents.verdicts import verdict_of
+from sentinel.remediation.decisions import DecisionStatus
 from sentinel.triage.verdict import Verdict
 
 CAUSE_ALERT = "SentinelIncident"
@@ -109,7 +111,7 @@ def alerts_for_incident(
     Push them again when the incident changes; a resolved incident's alerts carry ``ends_at``
     and so resolve their groups.
     """
-    ends_at = incident.resolved_at if incident.state == "resolved" else None
+    ends_at = incident.resolved_at if incident.state == IncidentState.resolved else None
     common = {
         "category": incident.category,
         "cluster": incident.cluster or "",
@@ -149,7 +151,8 @@ def alerts_for_incident(
             incident_id=incident.id,
         )
     ]
-    if decision is not None and decision.error and decision.status in ("failed", "escalated"):
+    stopped = (DecisionStatus.failed, DecisionStatus.escalated)
+    if decision is not None and decision.error and decision.status in stopped:
         alerts.append(
             AlertIn(
                 labels={

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.alerting.config import Route, RoutingConfig
 from sentinel.alerting.model import AlertIn, matcher_of
 from sentinel.alerting.notifiers.base import dedup_key
-from sentinel.db.models import Alert, AlertGroup, AuditEntry, Silence
+from sentinel.db.models import Alert, AlertGroup, Silence
 from sentinel.db.upsert import dialect_of, insert_for
 
 _CHUNK = 500
@@ -156,20 +156,6 @@ async def _activate_group(
             .values(acked_by=None, acked_at=None, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-
-
-def audit(
-    session: AsyncSession,
-    actor: str,
-    role: str,
-    action: str,
-    target: str,
-    detail: dict[str, Any],
-    now: datetime,
-) -> None:
-    session.add(
-        AuditEntry(actor=actor, role=role, action=action, target=target, detail=detail, at=now)
-    )
 
 
 def _same_trouble(a: AlertGroup, b: AlertGroup) -> bool:

@@ -6,12 +6,22 @@ that the OpenAPI schema lists every status a route gives and the body that comes
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+
+from sentinel.incidents.state import IncidentTransitionRefused, UnknownIncident
+from sentinel.remediation.decisions import (
+    IncompleteOverride,
+    ResumeRefused,
+    TransitionRefused,
+    UnknownHost,
+)
 
 
 class ErrorOut(BaseModel):
@@ -136,3 +146,33 @@ def http_error_response(exc: HTTPException) -> JSONResponse:
     return JSONResponse(
         status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers
     )
+
+
+# The domains' refusals and the status each answers with (the dashboard shows the same status
+# and message on its page).
+REFUSALS: Final[dict[type[Exception], int]] = {
+    UnknownHost: status.HTTP_404_NOT_FOUND,
+    UnknownIncident: status.HTTP_404_NOT_FOUND,
+    TransitionRefused: status.HTTP_409_CONFLICT,
+    IncidentTransitionRefused: status.HTTP_409_CONFLICT,
+    IncompleteOverride: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    ResumeRefused: status.HTTP_502_BAD_GATEWAY,
+}
+
+
+def refusal(exc: Exception) -> tuple[int, str] | None:
+    """The status and message that answer a domain's refusal; None for anything else."""
+    code = REFUSALS.get(type(exc))
+    return None if code is None else (code, str(exc))
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Answer a domain's refusal inside the block with its status and message."""
+    try:
+        yield
+    except Exception as exc:
+        answer = refusal(exc)
+        if answer is None:
+            raise
+        raise HTTPException(*answer) from None

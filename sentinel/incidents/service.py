@@ -18,9 +18,12 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
+from sentinel.db import audit
+from sentinel.db.audit import Actor
+from sentinel.db.engine import unit_of_work
 from sentinel.db.models import (
     Event,
     EventDisposition,
@@ -31,10 +34,16 @@ from sentinel.db.models import (
     Maintenance,
 )
 from sentinel.incidents.accountability import PENDING, Disposition
+from sentinel.incidents.settings import TriageSettings
 from sentinel.incidents.signals import weighs
+from sentinel.incidents.state import (
+    OPEN_STATES,
+    IncidentState,
+    UnknownIncident,
+    check_move,
+)
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.metrics import ServiceMetrics
-from sentinel.settings import TriageSettings
 from sentinel.triage.classify import classify_signals_all
 from sentinel.triage.signals import Signal, maintenance_signal
 from sentinel.triage.taxonomy import Category
@@ -42,7 +51,6 @@ from sentinel.triage.verdict import Verdict
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = ("open", "mitigating")
 # Categories that say "something is wrong, cause not yet known": a later, better verdict
 # refines such an incident instead of opening a second one.
 _PROVISIONAL = frozenset({Category.UNKNOWN, Category.NCCL_WATCHDOG_TIMEOUT})
@@ -239,7 +247,7 @@ class TriageService:
         self,
         session: AsyncSession,
         incident: Incident,
-        to_state: Literal["mitigating", "resolved"],
+        to_state: Literal[IncidentState.mitigating, IncidentState.resolved],
         reason: str,
         actor: str,
     ) -> IncidentChange:
@@ -258,11 +266,40 @@ class TriageService:
         )
         incident.state = to_state
         incident.updated_at = now
-        if to_state == "resolved":
+        if to_state == IncidentState.resolved:
             incident.resolved_at = now
             self._metrics.incidents_resolved.labels(incident.category).inc()
         await session.flush()
-        return IncidentChange(incident, to_state)
+        return IncidentChange(
+            incident, "resolved" if to_state == IncidentState.resolved else "mitigating"
+        )
+
+    async def resolve_by_hand(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        who: Actor,
+        incident_id: uuid.UUID,
+        reason: str,
+    ) -> IncidentChange:
+        """An operator resolves an incident, with the reason. Its own unit of work: the caller
+        hands the change to the incident stages once it has committed."""
+        async with unit_of_work(sessions) as session:
+            incident = await session.get(Incident, incident_id)
+            if incident is None:
+                raise UnknownIncident(f"no incident {incident_id}")
+            check_move(incident.state, IncidentState.resolved)
+            change = await self.transition(
+                session, incident, IncidentState.resolved, f"by {who.name}: {reason}", who.name
+            )
+            audit.record(
+                session,
+                who,
+                "incident.resolve",
+                f"incident:{incident.id}",
+                {"reason": reason},
+                self._clock.now(),
+            )
+        return change
 
     def _open(
         self,
@@ -277,7 +314,7 @@ class TriageService:
         incident = Incident(
             id=uuid.uuid4(),
             job_id=scope.job_id,
-            state="open",
+            state=IncidentState.open,
             category=verdict.category.value,
             confidence=verdict.confidence,
             culprit_host=verdict.culprit_host,
@@ -295,7 +332,7 @@ class TriageService:
             IncidentTransition(
                 incident_id=incident.id,
                 from_state=None,
-                to_state="open",
+                to_state=IncidentState.open,
                 reason=f"{verdict.rule}: {verdict.reason}",
                 actor="triage",
                 at=now,
@@ -346,7 +383,7 @@ class TriageService:
         return list((await session.scalars(q.order_by(Incident.opened_at))).all())
 
     async def _last_resolved_at(self, session: AsyncSession, scope: Scope) -> datetime | None:
-        q = select(Incident.resolved_at).where(Incident.state == "resolved")
+        q = select(Incident.resolved_at).where(Incident.state == IncidentState.resolved)
         if scope.job_id is not None:
             q = q.where(Incident.job_id == scope.job_id)
         else:

@@ -18,9 +18,11 @@ from sentinel.clock import Clock
 from sentinel.db.models import Decision, Event, Gpu, Host, Incident, Job, JobProgress, JobRank
 from sentinel.db.partitions import insert_events_once
 from sentinel.db.upsert import dialect_of, insert_for
-from sentinel.incidents.service import OPEN_STATES, IncidentChange, TriageService
+from sentinel.incidents.service import IncidentChange, TriageService
+from sentinel.incidents.settings import HealthSettings, TriageSettings
 from sentinel.incidents.signals import synthetic_id
-from sentinel.settings import HealthSettings, TriageSettings
+from sentinel.incidents.state import OPEN_STATES, IncidentState
+from sentinel.remediation.decisions import DecisionStatus
 
 
 async def add_synthetic_events(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
@@ -371,7 +373,7 @@ class Watchdog:
                     await self._service.transition(
                         session,
                         incident,
-                        "resolved",
+                        IncidentState.resolved,
                         f"job advanced again: {len(moved)} of {len(members)} ranks progressed "
                         f"(up to step {top}) after the interruption",
                         "watchdog",
@@ -396,7 +398,7 @@ class Watchdog:
             select(Decision.updated_at).where(
                 Decision.incident_id == incident.id,
                 Decision.action == "restart_in_place",
-                Decision.status == "done",
+                Decision.status == DecisionStatus.done,
             )
         )
         found = [t for t in (stalled, restarted) if t is not None]

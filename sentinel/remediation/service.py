@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.clock import Clock
+from sentinel.db import audit
+from sentinel.db.audit import SENTINEL
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import (
     AuditEntry,
@@ -42,7 +44,9 @@ from sentinel.db.models import (
 )
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import IncidentChange, TriageService
+from sentinel.incidents.state import IncidentState
 from sentinel.incidents.verdicts import verdict_of
+from sentinel.remediation.decisions import DecisionStatus, fall_back_to_requeue
 from sentinel.remediation.degraded import leading_indicator
 from sentinel.remediation.lease import claim_lease
 from sentinel.remediation.policy import (
@@ -55,9 +59,9 @@ from sentinel.remediation.policy import (
     Repair,
     RepairProposal,
 )
+from sentinel.remediation.settings import RemediationSettings
 from sentinel.remediation.swap import SwapService
 from sentinel.schedulers.base import Operation, OpResult, SchedulerAdapter
-from sentinel.settings import RemediationSettings
 from sentinel.triage.signals import blank_numbers
 from sentinel.triage.taxonomy import Category
 from sentinel.triage.verdict import Verdict
@@ -65,14 +69,6 @@ from sentinel.triage.verdict import Verdict
 log = logging.getLogger(__name__)
 
 PROVISIONAL = frozenset({Category.NCCL_WATCHDOG_TIMEOUT, Category.UNKNOWN})
-# Statuses: proposed (awaiting an operator) → approved → executing → done | failed;
-# with an outside executor, approved decisions wait as pending until it acknowledges them;
-# held (waiting for a condition) → approved; a restart in place, once published, waits as
-# awaiting_ack for the job's launcher (→ done, or back to approved as a requeue when it does
-# not answer in time); escalated, cancelled, recorded (dry run) and noop are final without
-# execution.
-FINAL = frozenset({"done", "failed", "escalated", "cancelled", "recorded", "noop"})
-AWAITING_ACK = "awaiting_ack"
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -198,24 +194,32 @@ class RemediationService:
         # Nothing to do, but the interruption is not over until the job trains again: the
         # incident stays open (mitigating) so that the rest of the planned work joins it.
         change = await self._triage.transition(
-            session, incident, "mitigating", f"{proposal.rule}: {proposal.reason}", "remediation"
+            session,
+            incident,
+            IncidentState.mitigating,
+            f"{proposal.rule}: {proposal.reason}",
+            "remediation",
         )
         return Decided(decision, [change])
 
-    def _initial_status(self, proposal: Proposal) -> str:
+    def _initial_status(self, proposal: Proposal) -> DecisionStatus:
         if proposal.action == Action.none:
-            return "noop"
+            return DecisionStatus.noop
         if proposal.action == Action.escalate:
-            return "escalated"
+            return DecisionStatus.escalated
         if self._settings.mode == "dry_run":
-            return "recorded"
+            return DecisionStatus.recorded
         if proposal.action == Action.hold:
-            return "held"
-        return "proposed" if self._settings.mode == "approve" else self.approved_status()
+            return DecisionStatus.held
+        return (
+            DecisionStatus.proposed if self._settings.mode == "approve" else self.approved_status()
+        )
 
-    def approved_status(self) -> str:
+    def approved_status(self) -> DecisionStatus:
         """What an approved decision waits as: for our executor, or for an outside puller."""
-        return "pending" if self._settings.executor == "pull" else "approved"
+        return (
+            DecisionStatus.pending if self._settings.executor == "pull" else DecisionStatus.approved
+        )
 
     async def _context(
         self, session: AsyncSession, incident: Incident, spare_hosts: int | None
@@ -335,16 +339,16 @@ class RemediationService:
         decision.updated_at = self._clock.now()
         repeated = self._steps(decision) - self.scheduler.idempotent_steps
         if decision.attempts >= self._settings.max_attempts:
-            decision.status = "failed"
+            decision.status = DecisionStatus.failed
             decision.error = f"gave up after {decision.attempts} attempts; last: {error}"
         elif repeated:
-            decision.status = "escalated"
+            decision.status = DecisionStatus.escalated
             decision.error = (
                 f"{error}; not retried: {', '.join(sorted(repeated))} on "
                 f"{self.scheduler.name} may have run and is not idempotent"
             )
         else:
-            decision.status = "approved"
+            decision.status = DecisionStatus.approved
             log.warning("decision %s released for another attempt: %s", decision.id, error)
             return []
         return await self._tell(session, decision)
@@ -446,10 +450,10 @@ class RemediationService:
             **decision.outcome,
             "steps": [*decision.outcome.get("steps", []), *steps],
         }
-        decision.status = "done" if ok else "failed"
+        decision.status = DecisionStatus.done if ok else DecisionStatus.failed
         if ok and decision.action == Action.restart_in_place:
             # Published in the advice; done when the launcher says it restarted the ranks.
-            decision.status = AWAITING_ACK
+            decision.status = DecisionStatus.awaiting_ack
         decision.error = (
             None if ok else next((s.get("error") for s in steps if not s["ok"]), "failed")
         )
@@ -459,12 +463,12 @@ class RemediationService:
         if not ok:
             return await self._tell(session, decision)
         incident = await session.get(Incident, decision.incident_id)
-        if incident is None or incident.state != "open":
+        if incident is None or incident.state != IncidentState.open:
             return []
         change = await self._triage.transition(
             session,
             incident,
-            "mitigating",
+            IncidentState.mitigating,
             f"decision {decision.action} carried out by {self.scheduler.name}",
             "remediation",
         )
@@ -475,16 +479,8 @@ class RemediationService:
         if host is not None:
             host.drain_state = "drained"
             host.drain_reason = _drain_reason(decision)
-        session.add(
-            AuditEntry(
-                actor="sentinel",
-                role="system",
-                action="host.drain",
-                target=f"host:{host_id}",
-                detail={"decision": str(decision.id), "reason": decision.reason},
-                at=self._clock.now(),
-            )
-        )
+        detail = {"decision": str(decision.id), "reason": decision.reason}
+        audit.record(session, SENTINEL, "host.drain", f"host:{host_id}", detail, self._clock.now())
 
     async def _mark_repairing(
         self, session: AsyncSession, host_id: str, op: str, decision: Decision
@@ -492,15 +488,13 @@ class RemediationService:
         host = await session.get(Host, host_id)
         if host is not None:
             host.drain_state = "repairing"
-        session.add(
-            AuditEntry(
-                actor="sentinel",
-                role="system",
-                action=REPAIR_AUDIT[op],
-                target=f"host:{host_id}",
-                detail={"decision": str(decision.id), **decision.outcome.get("repair", {})},
-                at=self._clock.now(),
-            )
+        audit.record(
+            session,
+            SENTINEL,
+            REPAIR_AUDIT[op],
+            f"host:{host_id}",
+            {"decision": str(decision.id), **decision.outcome.get("repair", {})},
+            self._clock.now(),
         )
 
     async def follow_repairs(self, sessions: Sessions) -> list[str]:
@@ -538,19 +532,17 @@ class RemediationService:
                 host.drain_reason = None
                 host.last_critical_at = None
                 host.last_critical = None
-                session.add(
-                    AuditEntry(
-                        actor="sentinel",
-                        role="system",
-                        action="host.repaired",
-                        target=f"host:{host_id}",
-                        detail={
-                            "node_state": node.raw_state,
-                            "reason": "back in service after its repair; its agent reported "
-                            "since with no hard fault",
-                        },
-                        at=self._clock.now(),
-                    )
+                audit.record(
+                    session,
+                    SENTINEL,
+                    "host.repaired",
+                    f"host:{host_id}",
+                    {
+                        "node_state": node.raw_state,
+                        "reason": "back in service after its repair; its agent reported "
+                        "since with no hard fault",
+                    },
+                    self._clock.now(),
                 )
                 repaired.append(host_id)
         for host_id in repaired:
@@ -585,7 +577,7 @@ class RemediationService:
             due = (
                 await session.scalars(
                     select(Decision.id)
-                    .where(Decision.status == "approved")
+                    .where(Decision.status == DecisionStatus.approved)
                     .order_by(Decision.created_at)
                 )
             ).all()
@@ -596,7 +588,9 @@ class RemediationService:
         return changes
 
     def _lease_expired(self) -> ColumnElement[bool]:
-        return and_(Decision.status == "executing", Decision.lease_until < self._clock.now())
+        return and_(
+            Decision.status == DecisionStatus.executing, Decision.lease_until < self._clock.now()
+        )
 
     async def _take_over(self, sessions: Sessions, decision_id: uuid.UUID) -> list[IncidentChange]:
         """An execution whose lease ran out: its process died between the claim and the record.
@@ -623,14 +617,16 @@ class RemediationService:
             (
                 await session.scalars(
                     select(Incident.id)
-                    .where(Incident.state == "open", Incident.detected_at <= cutoff)
+                    .where(Incident.state == IncidentState.open, Incident.detected_at <= cutoff)
                     .where(~select(Decision.id).where(Decision.incident_id == Incident.id).exists())
                 )
             ).all()
         )
 
     async def _release_held(self, session: AsyncSession) -> None:
-        held = (await session.scalars(select(Decision).where(Decision.status == "held"))).all()
+        held = (
+            await session.scalars(select(Decision).where(Decision.status == DecisionStatus.held))
+        ).all()
         quiet_since = self._clock.now() - timedelta(seconds=self._settings.fabric_quiet_s)
         for decision in held:
             incident = await session.get(Incident, decision.incident_id)
@@ -647,7 +643,9 @@ class RemediationService:
             )
             if recent == 0 and decision.created_at <= quiet_since:
                 decision.status = (
-                    "proposed" if self._settings.mode == "approve" else self.approved_status()
+                    DecisionStatus.proposed
+                    if self._settings.mode == "approve"
+                    else self.approved_status()
                 )
                 decision.action = Action.restart.value
                 decision.reason += (
@@ -664,7 +662,7 @@ class RemediationService:
         waiting = (
             await session.scalars(
                 select(Decision).where(
-                    Decision.status == AWAITING_ACK, Decision.updated_at <= cutoff
+                    Decision.status == DecisionStatus.awaiting_ack, Decision.updated_at <= cutoff
                 )
             )
         ).all()
@@ -673,32 +671,14 @@ class RemediationService:
         )
         for decision in waiting:
             incident = await session.get(Incident, decision.incident_id)
-            if incident is not None and incident.state == "resolved":
-                decision.status = "done"
+            if incident is not None and incident.state == IncidentState.resolved:
+                decision.status = DecisionStatus.done
                 decision.reason += f"; {why}, but the job trains again: nothing to requeue"
                 decision.updated_at = self._clock.now()
             else:
                 fall_back_to_requeue(decision, why, self.approved_status(), self._clock.now())
         if waiting:
             await session.flush()  # the requeue is due in this same pass
-
-
-def fall_back_to_requeue(decision: Decision, why: str, status: str, now: datetime) -> None:
-    """A restart in place that did not happen (no acknowledgment in time, or the launcher says
-    it could not): the decision becomes the requeue it would have been without in-place
-    restarts, its reason saying why, and the executor carries it out."""
-    decision.action = Action.restart.value
-    decision.status = status
-    decision.reason += f"; {why}: requeue from checkpoint instead"
-    decision.outcome = {
-        **decision.outcome,
-        "steps": [
-            *decision.outcome.get("steps", []),
-            {"op": "in_place", "ok": False, "error": why},
-        ],
-    }
-    decision.error = None
-    decision.updated_at = now
 
 
 # The audit action each repair step records; counted for the caps per hour.

@@ -22,11 +22,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
+from sentinel.db import audit
+from sentinel.db.audit import SENTINEL
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, DegradedFinding, Gpu, Host, JobRank, Spare, Swap
+from sentinel.db.models import DegradedFinding, Gpu, Host, JobRank, Spare, Swap
 from sentinel.health import HealthState, host_health
+from sentinel.incidents.settings import HealthSettings
+from sentinel.remediation.settings import SwapSettings
 from sentinel.schedulers.base import HoldsSpares, OpResult, SchedulerAdapter
-from sentinel.settings import HealthSettings, SwapSettings
 
 log = logging.getLogger(__name__)
 
@@ -181,16 +184,7 @@ class SparePool:
 
     @staticmethod
     def _audit(session: AsyncSession, action: str, host_id: str, why: str, now: datetime) -> None:
-        session.add(
-            AuditEntry(
-                actor="sentinel",
-                role="system",
-                action=action,
-                target=f"host:{host_id}",
-                detail={"reason": why},
-                at=now,
-            )
-        )
+        audit.record(session, SENTINEL, action, f"host:{host_id}", {"reason": why}, now)
 
 
 class PoolMetrics:

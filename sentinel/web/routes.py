@@ -1,4 +1,4 @@
-"""The dashboard's HTML pages and form handlers; state changes go through the JSON API's handlers.
+"""The dashboard's HTML pages and form handlers; state changes call the domains' services.
 
 Authentication: the login form takes a token and keeps it in an HttpOnly, SameSite=Strict cookie,
 checked against the TokenStore on every request as a bearer header is. Every form that changes
@@ -21,21 +21,24 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
 from sentinel.alerting.schemas import AckIn, SilenceIn
 from sentinel.api.body import read_body
 from sentinel.api.deps import Ctx, Session
-from sentinel.api.errors import describe_validation_error
+from sentinel.api.errors import describe_validation_error, refusal
 from sentinel.api.routes import alerts as alerts_api
-from sentinel.api.routes import decisions as decisions_api
-from sentinel.api.routes import incidents as incidents_api
 from sentinel.api.routes import jobs as jobs_api
 from sentinel.api.routes import swaps as swaps_api
 from sentinel.auth import Principal
-from sentinel.db.models import Alert, Host, Incident
+from sentinel.db.models import Alert, Decision, Host, Incident
+from sentinel.incidents.schemas import ResolveIn
 from sentinel.inputs import NO_NUL
+from sentinel.remediation.decisions import DecisionOperations, mark_repaired
+from sentinel.remediation.policy import Action
+from sentinel.remediation.schemas import Note, OverrideIn
 from sentinel.remediation.swap import active_swaps, host_findings
 from sentinel.triage.taxonomy import LLAMA3_UNEXPECTED_INTERRUPTIONS
 from sentinel.web import views
@@ -194,14 +197,19 @@ async def _act(
     code: str,
     call: Callable[[], Awaitable[Any]],
 ) -> Response:
-    """Run one of the JSON API's handlers for a form; show its refusal as a page."""
+    """Run a form's operation; show its refusal as a page, with the JSON API's status."""
     try:
         await call()
-    except (HTTPException, ValidationError, ValueError) as exc:
+    except Exception as exc:
+        refused = refusal(exc)
+        if refused is None and not isinstance(exc, (HTTPException, ValueError)):
+            raise
         # The page is an answer, not an error, so the unit of work would commit: a refused
         # operation must leave nothing behind.
         await session.rollback()
-        if isinstance(exc, HTTPException):
+        if refused is not None:
+            code_, message = refused
+        elif isinstance(exc, HTTPException):
             code_, message = exc.status_code, str(exc.detail)
         elif isinstance(exc, ValidationError):
             code_, message = describe_validation_error(exc)
@@ -364,8 +372,9 @@ async def host_repaired(
 ) -> Response:
     # The note is validated inside the action, so that a refused one is a page, not a 500.
     async def call() -> None:
-        note = decisions_api.Note(comment=form.fields.get("comment", ""))
-        await decisions_api.repaired(ctx, form.who, host_id, note)
+        note = Note(comment=form.fields.get("comment", ""))
+        scheduler = ctx.remediation.scheduler
+        await mark_repaired(ctx.sessions, scheduler, ctx.clock, form.who, host_id, note.comment)
 
     return await _act(
         request, session, form.who, f"/hosts/{quote(host_id, safe='')}", "host.repaired", call
@@ -449,35 +458,47 @@ async def incident_resolve(
     request: Request, ctx: Ctx, session: Session, form: Form, incident_id: uuid.UUID
 ) -> Response:
     async def call() -> None:
-        body = incidents_api.ResolveIn(reason=form.fields.get("reason", ""))
-        await incidents_api.resolve_incident(ctx, form.who, incident_id, body)
+        body = ResolveIn(reason=form.fields.get("reason", ""))
+        change = await ctx.triage.resolve_by_hand(ctx.sessions, form.who, incident_id, body.reason)
+        await ctx.stages.run([change])
 
     return await _act(
         request, session, form.who, f"/incidents/{incident_id}", "incident.resolve", call
     )
 
 
-def _note(form: OperatorForm) -> BaseModel:
-    return decisions_api.Note(comment=form.fields.get("comment", ""))
+def _approve(
+    ops: DecisionOperations, session: AsyncSession, d: Decision, form: OperatorForm
+) -> None:
+    ops.approve(session, d, form.who, Note(comment=form.fields.get("comment", "")).comment)
 
 
-def _override(form: OperatorForm) -> BaseModel:
-    return decisions_api.OverrideIn.model_validate(
+def _cancel(
+    ops: DecisionOperations, session: AsyncSession, d: Decision, form: OperatorForm
+) -> None:
+    ops.cancel(session, d, form.who, Note(comment=form.fields.get("comment", "")).comment)
+
+
+def _override(
+    ops: DecisionOperations, session: AsyncSession, d: Decision, form: OperatorForm
+) -> None:
+    body = OverrideIn.model_validate(
         {
             "action": form.fields.get("action", ""),
             "exclude_hosts": form.lists.get("exclude_hosts", []),
             "reason": form.fields.get("reason", ""),
         }
     )
+    ops.override(session, d, form.who, Action(body.action), body.exclude_hosts, body.reason)
 
 
-# Each verb: the API's handler and how its body is read from the form.
+# Each verb: the operation, its body read from the form.
 DECISION_VERBS: dict[
-    str, tuple[Callable[..., Awaitable[Any]], Callable[[OperatorForm], BaseModel]]
+    str, Callable[[DecisionOperations, AsyncSession, Decision, OperatorForm], None]
 ] = {
-    "approve": (decisions_api.approve, _note),
-    "cancel": (decisions_api.cancel, _note),
-    "override": (decisions_api.override, _override),
+    "approve": _approve,
+    "cancel": _cancel,
+    "override": _override,
 }
 
 
@@ -487,11 +508,13 @@ async def decision_action(
 ) -> Response:
     if verb not in DECISION_VERBS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision action {verb!r}")
-    handler, body_of = DECISION_VERBS[verb]
-    decision = await decisions_api.get_decision(session, form.who, decision_id)
+    decision = await session.get(Decision, decision_id)
+    if decision is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no decision {decision_id}")
+    ops = DecisionOperations(ctx.clock, ctx.remediation.approved_status())
 
     async def call() -> None:
-        await handler(ctx, session, form.who, decision_id, body_of(form))
+        DECISION_VERBS[verb](ops, session, decision, form)
 
     # The approvals page sends its operator back to it; anything else goes to the incident.
     back = (

@@ -29,8 +29,10 @@ from sentinel.db.models import (
 )
 from sentinel.health import HARD_THROTTLE_MASK, HealthState, host_health
 from sentinel.incidents.accountability import count_unaccounted, unaccounted
+from sentinel.incidents.settings import HealthSettings
+from sentinel.incidents.state import IncidentState
 from sentinel.incidents.verdicts import verdict_of
-from sentinel.settings import HealthSettings
+from sentinel.remediation.decisions import DecisionStatus
 from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
 from sentinel.triage.verdict import Evidence
 from sentinel.web.charts import Chart, Series, line_chart
@@ -147,7 +149,7 @@ async def fleet(
         (
             await session.scalars(
                 select(Incident.culprit_host).where(
-                    Incident.state != "resolved", Incident.culprit_host.is_not(None)
+                    Incident.state != IncidentState.resolved, Incident.culprit_host.is_not(None)
                 )
             )
         ).all()
@@ -208,7 +210,7 @@ async def triage_health(
 async def active_incidents(session: AsyncSession, limit: int = 20) -> list[Incident]:
     rows = await session.scalars(
         select(Incident)
-        .where(Incident.state != "resolved")
+        .where(Incident.state != IncidentState.resolved)
         .order_by(Incident.opened_at.desc())
         .limit(limit)
     )
@@ -630,7 +632,7 @@ async def incident_page(session: AsyncSession, incident: Incident) -> IncidentPa
 
 
 # Decisions that wait for a person: to be approved, released from a hold, or decided instead.
-AWAITING_A_HUMAN = ("proposed", "held", "escalated")
+AWAITING_A_HUMAN = (DecisionStatus.proposed, DecisionStatus.held, DecisionStatus.escalated)
 
 
 async def awaiting_approval(
@@ -670,6 +672,16 @@ class JobRestarts:
 
 
 RESTART_ACTIONS = ("restart", "restart_in_place", "exclude_and_restart")
+# Decisions that have not run yet (or, a restart in place, not been acknowledged).
+WAITING_TO_RUN = frozenset(
+    {
+        DecisionStatus.proposed,
+        DecisionStatus.held,
+        DecisionStatus.approved,
+        DecisionStatus.pending,
+        DecisionStatus.awaiting_ack,
+    }
+)
 
 
 async def job_restarts(session: AsyncSession) -> dict[str, JobRestarts]:
@@ -679,9 +691,9 @@ async def job_restarts(session: AsyncSession) -> dict[str, JobRestarts]:
         if d.job_id is None:
             continue
         row = out.setdefault(d.job_id, JobRestarts(0, 0, None))
-        if d.action in RESTART_ACTIONS and d.status == "done":
+        if d.action in RESTART_ACTIONS and d.status == DecisionStatus.done:
             row.restarts += 1
-        if d.status in ("proposed", "held", "approved", "pending", "awaiting_ack"):
+        if d.status in WAITING_TO_RUN:
             row.pending += 1
         row.last_decision = d
     return out

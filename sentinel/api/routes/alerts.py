@@ -25,6 +25,7 @@ from sentinel.alerting.schemas import (
 from sentinel.api.body import read_body
 from sentinel.api.deps import Agent, Ctx, Operator, Session, Viewer
 from sentinel.api.errors import describe_validation_error, error_responses
+from sentinel.db import audit
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert, AlertGroup, Silence
 
@@ -82,10 +83,9 @@ async def ack_group(
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    service.audit(
+    audit.record(
         session,
-        principal.name,
-        principal.role,
+        principal,
         "alert_group.ack",
         f"alert_group:{group_id}",
         {
@@ -120,10 +120,9 @@ async def pagerduty_webhook(
     now = ctx.clock.now()
     acked = await service.acknowledge_by_key(session, key, who[:128], now)
     if acked:
-        service.audit(
+        audit.record(
             session,
-            principal.name,
-            principal.role,
+            principal,
             "alert_group.ack",
             f"alert_group:{acked[0].id}",
             {
@@ -174,10 +173,9 @@ async def create_silence(
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    service.audit(
+    audit.record(
         session,
-        principal.name,
-        principal.role,
+        principal,
         "silence.create",
         f"silence:{silence.id}",
         {"matchers": silence.matchers, "comment": silence.comment, "ends_at": ends.isoformat()},
@@ -200,9 +198,7 @@ async def expire_silence(
         silence = await service.expire_silence(session, silence_id, now)
     except service.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    service.audit(
-        session, principal.name, principal.role, "silence.expire", f"silence:{silence_id}", {}, now
-    )
+    audit.record(session, principal, "silence.expire", f"silence:{silence_id}", {}, now)
     return _silence_out(silence, ctx)
 
 
@@ -233,10 +229,9 @@ async def alertmanager_webhook(request: Request, ctx: Ctx, principal: Agent) -> 
     now = ctx.clock.now()
     async with unit_of_work(ctx.sessions) as session:
         new = await store_events(session, payload, now)
-        service.audit(
+        audit.record(
             session,
-            principal.name,
-            principal.role,
+            principal,
             "alertmanager.receive",
             f"alertmanager:{payload.groupKey}"[:256],
             {

@@ -8,19 +8,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
 from sentinel.api.deps import Ctx, Operator, Session, Viewer, require
-from sentinel.api.errors import error_responses
+from sentinel.api.errors import error_responses, refusals
 from sentinel.auth import Principal
-from sentinel.db.engine import unit_of_work
-from sentinel.db.models import OUT_OF_SERVICE, AuditEntry, Decision, Host, JobRank
-from sentinel.inputs import NO_NUL, Comment, Detail, Reason
+from sentinel.db.models import OUT_OF_SERVICE, Decision, Host, JobRank
+from sentinel.inputs import NO_NUL, Detail
+from sentinel.remediation.decisions import DecisionOperations, mark_repaired
 from sentinel.remediation.policy import Action
-from sentinel.remediation.service import AWAITING_ACK, fall_back_to_requeue
+from sentinel.remediation.schemas import Note, OverrideIn
 from sentinel.schedulers.hostlist import compress
 from sentinel.wire.v1 import Name
 
@@ -86,36 +86,8 @@ async def get_decision(session: Session, _: Viewer, decision_id: uuid.UUID) -> D
     return _out(await _decision(session, decision_id))
 
 
-def _audit(
-    ctx: Ctx,
-    session: AsyncSession,
-    who: Principal,
-    action: str,
-    target: str,
-    detail: dict[str, Any],
-) -> None:
-    session.add(
-        AuditEntry(
-            actor=who.name,
-            role=who.role,
-            action=action,
-            target=target,
-            detail=detail,
-            at=ctx.clock.now(),
-        )
-    )
-
-
-def _require(d: Decision, allowed: set[str], verb: str) -> None:
-    if d.status not in allowed:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"cannot {verb} a decision that is {d.status!r}; only {sorted(allowed)}",
-        )
-
-
-class Note(BaseModel):
-    comment: Comment = ""
+def _operations(ctx: Ctx) -> DecisionOperations:
+    return DecisionOperations(ctx.clock, ctx.remediation.approved_status())
 
 
 @router.post(
@@ -128,10 +100,8 @@ async def approve(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: Note
 ) -> DecisionOut:
     d = await _decision(session, decision_id)
-    _require(d, {"proposed", "held"}, "approve")
-    d.status = ctx.remediation.approved_status()
-    d.updated_at = ctx.clock.now()
-    _audit(ctx, session, who, "decision.approve", f"decision:{d.id}", {"comment": body.comment})
+    with refusals():
+        _operations(ctx).approve(session, d, who, body.comment)
     return _out(d)
 
 
@@ -145,19 +115,9 @@ async def cancel(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: Note
 ) -> DecisionOut:
     d = await _decision(session, decision_id)
-    # A restart in place awaiting its launcher may be cancelled too (the advice stops saying it).
-    _require(d, {"proposed", "held", "approved", "pending", AWAITING_ACK}, "cancel")
-    d.status = "cancelled"
-    d.reason += f"; cancelled by {who.name}" + (f": {body.comment}" if body.comment else "")
-    d.updated_at = ctx.clock.now()
-    _audit(ctx, session, who, "decision.cancel", f"decision:{d.id}", {"comment": body.comment})
+    with refusals():
+        _operations(ctx).cancel(session, d, who, body.comment)
     return _out(d)
-
-
-class OverrideIn(BaseModel):
-    action: Literal["restart", "exclude_and_restart", "hold", "escalate", "none"]
-    exclude_hosts: list[Name] = Field(default_factory=list, max_length=1000)
-    reason: Reason
 
 
 @router.post(
@@ -170,35 +130,10 @@ async def override(
     ctx: Ctx, session: Session, who: Operator, decision_id: uuid.UUID, body: OverrideIn
 ) -> DecisionOut:
     d = await _decision(session, decision_id)
-    _require(d, {"proposed", "held", "approved", "pending", "escalated"}, "override")
-    if body.action == "exclude_and_restart" and not body.exclude_hosts:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "exclude_hosts: exclude_and_restart needs at least one host",
+    with refusals():
+        _operations(ctx).override(
+            session, d, who, Action(body.action), body.exclude_hosts, body.reason
         )
-    before = {"action": d.action, "exclude_hosts": d.exclude_hosts, "rule": d.rule}
-    d.action = body.action
-    d.exclude_hosts = list(body.exclude_hosts) if body.action == "exclude_and_restart" else []
-    d.rule = "OperatorOverride"
-    d.reason = f"overridden by {who.name}: {body.reason}"
-    # The operator names the hosts, not their repair: none is automated (Mark repaired).
-    d.outcome = {**d.outcome, "repair": {}}
-    # A hold waits as the policy's own holds do: released to a restart once the fabric is quiet,
-    # or approved or cancelled by hand before that.
-    d.status = {
-        Action.escalate.value: "escalated",
-        Action.none.value: "noop",
-        Action.hold.value: "held",
-    }.get(body.action, ctx.remediation.approved_status())
-    d.updated_at = ctx.clock.now()
-    _audit(
-        ctx,
-        session,
-        who,
-        "decision.override",
-        f"decision:{d.id}",
-        {"before": before, "after": body.model_dump()},
-    )
     return _out(d)
 
 
@@ -228,26 +163,19 @@ async def ack(
     ctx: Ctx, session: Session, who: AckBy, decision_id: uuid.UUID, body: AckIn
 ) -> DecisionOut:
     d = await _decision(session, decision_id)
+    operations = _operations(ctx)
     if d.action == Action.restart_in_place.value or who.role == "agent":
-        return await _ack_in_place(ctx, session, who, d, body)
-    _require(d, {"pending"}, "acknowledge")
-    d.status = body.outcome
-    d.error = body.detail if body.outcome == "failed" else None
-    d.outcome = {
-        **d.outcome,
-        "steps": [
-            *d.outcome.get("steps", []),
-            {"op": "ack", "ok": body.outcome == "done", "adapter": who.name, "output": body.detail},
-        ],
-    }
-    d.updated_at = ctx.clock.now()
-    _audit(ctx, session, who, "decision.ack", f"decision:{d.id}", body.model_dump())
+        await _may_ack_in_place(session, who, d)
+        with refusals():
+            operations.acknowledge_in_place(session, d, who, body.outcome, body.detail)
+    else:
+        with refusals():
+            operations.acknowledge(session, d, who, body.outcome, body.detail)
     return _out(d)
 
 
-async def _ack_in_place(
-    ctx: Ctx, session: AsyncSession, who: Principal, d: Decision, body: AckIn
-) -> DecisionOut:
+async def _may_ack_in_place(session: AsyncSession, who: Principal, d: Decision) -> None:
+    """Who may acknowledge a restart in place: an agent token speaks for the job's hosts."""
     # A restart in place that fell back to a requeue is a restart now (its in_place step
     # says what it was): a late launcher is told so (409), not refused (403).
     was_in_place = any(s.get("op") == "in_place" for s in d.outcome.get("steps", []))
@@ -264,27 +192,6 @@ async def _ack_in_place(
                 status.HTTP_403_FORBIDDEN,
                 f"token {who.name!r} speaks for none of job {d.job_id}'s hosts",
             )
-    if d.status == "done" and body.outcome == "done" and d.action == "restart_in_place":
-        return _out(d)  # a launcher's retry after a lost answer
-    if d.action != Action.restart_in_place.value:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"decision {d.id} is no longer a restart in place ({d.action}, {d.status}): "
-            "it was not acknowledged in time and the job is requeued",
-        )
-    _require(d, {AWAITING_ACK}, "acknowledge")
-    now = ctx.clock.now()
-    step = {"op": "ack", "ok": body.outcome == "done", "adapter": who.name, "output": body.detail}
-    if body.outcome == "done":
-        d.status = "done"
-        d.outcome = {**d.outcome, "steps": [*d.outcome.get("steps", []), step]}
-        d.updated_at = now
-    else:
-        d.outcome = {**d.outcome, "steps": [*d.outcome.get("steps", []), step]}
-        why = f"the launcher could not restart in place ({body.detail or 'no detail'})"
-        fall_back_to_requeue(d, why, ctx.remediation.approved_status(), now)
-    _audit(ctx, session, who, "decision.ack", f"decision:{d.id}", body.model_dump())
-    return _out(d)
 
 
 class ExcludedHost(BaseModel):
@@ -314,13 +221,6 @@ async def excluded_hosts(
     ]
 
 
-async def _host(session: AsyncSession, host_id: str) -> Host:
-    host = await session.get(Host, host_id)
-    if host is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no host {host_id!r}")
-    return host
-
-
 @router.post(
     "/hosts/{host_id}/repaired",
     response_model=ExcludedHost,
@@ -328,27 +228,8 @@ async def _host(session: AsyncSession, host_id: str) -> Host:
     responses=error_responses(404, 502),
 )
 async def repaired(ctx: Ctx, who: Operator, host_id: Name, body: Note) -> ExcludedHost:
-    # scontrol runs between two units of work, never inside a transaction.
-    async with unit_of_work(ctx.sessions) as session:
-        await _host(session, host_id)
-    result = await ctx.remediation.scheduler.resume(host_id)
-    if not result.ok:
-        raise HTTPException(
-            status.HTTP_502_BAD_GATEWAY,
-            f"scheduler {result.adapter} refused to resume {host_id}: {result.error}",
-        )
-    async with unit_of_work(ctx.sessions) as session:
-        host = await _host(session, host_id)
-        host.drain_state = "none"
-        host.drain_reason = None
-        host.last_critical_at = None
-        host.last_critical = None
-        _audit(
-            ctx,
-            session,
-            who,
-            "host.repaired",
-            f"host:{host_id}",
-            {"comment": body.comment, "commands": list(result.commands)},
+    with refusals():
+        await mark_repaired(
+            ctx.sessions, ctx.remediation.scheduler, ctx.clock, who, host_id, body.comment
         )
     return ExcludedHost(id=host_id, drain_state="none", drain_reason=None)

@@ -12,9 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.api.deps import Ctx, Operator, Session, Viewer
-from sentinel.api.errors import error_responses
-from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, Gpu, Incident, IncidentTransition, Maintenance
+from sentinel.api.errors import error_responses, refusals
+from sentinel.db import audit
+from sentinel.db.models import Gpu, Incident, IncidentTransition, Maintenance
+from sentinel.incidents.schemas import ResolveIn
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.inputs import NO_NUL, Reason, Time
 from sentinel.triage.classify import classify_all
@@ -139,10 +140,6 @@ async def get_incident(session: Session, _: Viewer, incident_id: uuid.UUID) -> I
     )
 
 
-class ResolveIn(BaseModel):
-    reason: Reason
-
-
 @router.post(
     "/incidents/{incident_id}/resolve",
     response_model=IncidentOut,
@@ -152,26 +149,10 @@ class ResolveIn(BaseModel):
 async def resolve_incident(
     ctx: Ctx, who: Operator, incident_id: uuid.UUID, body: ResolveIn
 ) -> IncidentOut:
-    # Its own unit of work: the change goes to the incident stages once it has committed.
-    async with unit_of_work(ctx.sessions) as session:
-        incident = await _incident(session, incident_id)
-        if incident.state == "resolved":
-            raise HTTPException(status.HTTP_409_CONFLICT, "incident is already resolved")
-        change = await ctx.triage.transition(
-            session, incident, "resolved", f"by {who.name}: {body.reason}", who.name
-        )
-        session.add(
-            AuditEntry(
-                actor=who.name,
-                role=who.role,
-                action="incident.resolve",
-                target=f"incident:{incident.id}",
-                detail={"reason": body.reason},
-                at=ctx.clock.now(),
-            )
-        )
+    with refusals():
+        change = await ctx.triage.resolve_by_hand(ctx.sessions, who, incident_id, body.reason)
     await ctx.stages.run([change])
-    return _out(incident)
+    return _out(change.incident)
 
 
 class MaintenanceIn(BaseModel):
@@ -213,15 +194,13 @@ async def announce_maintenance(
         created_at=ctx.clock.now(),
     )
     session.add(row)
-    session.add(
-        AuditEntry(
-            actor=who.name,
-            role=who.role,
-            action="maintenance.announce",
-            target=f"job:{body.job_id}" if body.job_id else "hosts",
-            detail=body.model_dump(mode="json"),
-            at=ctx.clock.now(),
-        )
+    audit.record(
+        session,
+        who,
+        "maintenance.announce",
+        f"job:{body.job_id}" if body.job_id else "hosts",
+        body.model_dump(mode="json"),
+        ctx.clock.now(),
     )
     await session.flush()
     return MaintenanceOut.model_validate(row, from_attributes=True)

@@ -16,7 +16,8 @@ from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.auth import Principal
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.db.models import Decision, Incident, Job, JobRank
-from sentinel.remediation.service import AWAITING_ACK
+from sentinel.incidents.state import IncidentState
+from sentinel.remediation.decisions import DecisionStatus
 from sentinel.reports.cadence import advise
 from sentinel.wire.v1 import Name
 
@@ -137,8 +138,8 @@ async def job_advice(
                 Decision.job_id == job_id,
                 Decision.action == "restart_in_place",
                 # Published (the executor ran its step) and not yet acknowledged.
-                Decision.status == AWAITING_ACK,
-                Incident.state != "resolved",
+                Decision.status == DecisionStatus.awaiting_ack,
+                Incident.state != IncidentState.resolved,
             )
             .order_by(Decision.created_at.desc())
             .limit(1)

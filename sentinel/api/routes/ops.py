@@ -16,7 +16,7 @@ from sentinel.db.migrate import schema_status
 from sentinel.db.models import Decision, Gpu, Host, Incident, Job
 from sentinel.health import HealthState, host_health
 from sentinel.incidents.accountability import count_unaccounted
-from sentinel.incidents.service import OPEN_STATES
+from sentinel.incidents.state import OPEN_STATES, IncidentState
 from sentinel.remediation.spares import pool_metrics
 from sentinel.reports.frames import load_job_history
 from sentinel.reports.tables import ReportParams, job_ettr
@@ -111,8 +111,8 @@ async def _refresh_gauges(ctx: Ctx) -> None:
     # No await from here on: a concurrent scrape never sees a gauge half cleared.
     m.incidents.clear()
     for known in Category:
-        for incident_state in (*OPEN_STATES, "resolved"):
-            m.incidents.labels(known.value, incident_state).set(0)
+        for state_ in IncidentState:
+            m.incidents.labels(known.value, state_.value).set(0)
     for category, incident_state, n in incidents:
         m.incidents.labels(category, incident_state).set(n)
     m.incident_oldest_open.clear()
