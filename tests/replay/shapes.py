@@ -18,14 +18,43 @@ from sentinel.replay.synth import Fleet
 from tests.replay.fleet import CaseFleet
 
 NCCL_TIMEOUT_S = 60.0
+
 # How long IB retries last before a work request fails with "retry exceeded" (error 12):
 # 4.096 us * 2^NCCL_IB_TIMEOUT (20) * NCCL_IB_RETRY_CNT (7).
 IB_RETRY_S = 30.0
+
 # The eight ConnectX ports of a host, one per GPU, as `ibdev2netdev` lists them.
 NIC_BUS = [0x1A, 0x2C, 0x3C, 0x5F, 0x9C, 0xAD, 0xBC, 0xDD]
 
+# NVML clock event reasons: HW slowdown with HW thermal slowdown, and with HW power brake.
+THERMAL_SLOWDOWN = 0x48
+POWER_BRAKE = 0x88
 
-# -------------------------------------------------------------------- real log lines
+# What CUDA adds to an error raised asynchronously (the kernel that failed ran earlier).
+CUDA_ASYNC = (
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the "
+    "stacktrace below might be incorrect."
+)
+
+# The errors CUDA raises in a rank for an uncorrectable ECC error and an illegal address.
+CUDA_ECC = "RuntimeError: CUDA error: uncorrectable ECC error encountered"
+ILLEGAL_ADDRESS = "RuntimeError: CUDA error: an illegal memory access was encountered"
+
+# The frames of a traceback raised in the training step, outermost first.
+TRAIN_STEP = [
+    ("/workspace/llama/train.py", 412, "<module>", "main()"),
+    ("/workspace/llama/train.py", 388, "main", "loss = train_step(model, batch)"),
+    ("/workspace/llama/train.py", 201, "train_step", "loss.backward()"),
+    (
+        "/usr/local/lib/python3.10/dist-packages/torch/_tensor.py",
+        521,
+        "backward",
+        "torch.autograd.backward(",
+    ),
+]
+
+
+# -------------------------------------------------------------------- lines as tools print them
 
 
 def torch_ts(f: Fleet, t: float) -> str:
@@ -49,24 +78,6 @@ def nccl_timeout(
     )
 
 
-def peer_timeouts(
-    f: CaseFleet,
-    t: float,
-    skip: Iterable[int] = (),
-    seq: int = 88123,
-    odd: int | None = None,
-    timeout_s: float = NCCL_TIMEOUT_S,
-) -> None:
-    """The symptom flood: every other host's first rank times out in the collective."""
-    skipped = set(skip)
-    for h in range(f.hosts):
-        if h in skipped:
-            continue
-        when = t + (h % 7) * 0.3
-        r = f.rank(h, 0)
-        f.training_log(when, h, nccl_timeout(f, when, r, seq - (h == odd), timeout_s=timeout_s))
-
-
 def traceback(rank: int, frames: list[tuple[str, int, str, str]], exception: str) -> str:
     """A PyTorch traceback as torchrun --tee prints it: every line tagged with the rank."""
     lines = ["Traceback (most recent call last):"]
@@ -76,87 +87,26 @@ def traceback(rank: int, frames: list[tuple[str, int, str, str]], exception: str
     return "\n".join(f"[rank{rank}]: {line}" for line in lines)
 
 
-TRAIN_STEP = [
-    ("/workspace/llama/train.py", 412, "<module>", "main()"),
-    ("/workspace/llama/train.py", 388, "main", "loss = train_step(model, batch)"),
-    ("/workspace/llama/train.py", 201, "train_step", "loss.backward()"),
-    (
-        "/usr/local/lib/python3.10/dist-packages/torch/_tensor.py",
-        521,
-        "backward",
-        "torch.autograd.backward(",
-    ),
-]
-
-
-def noise(f: CaseFleet, duration: float, hosts: Iterable[int] = (), seed: int = 0) -> None:
-    """What healthy hosts say all day: NCCL INFO chatter, corrected AER, training progress."""
-    rng = random.Random(seed or f.seed)
-    chosen = list(hosts) or rng.sample(range(f.hosts), k=min(4, f.hosts))
-    for h in chosen:
-        g = rng.randrange(f.gpus)
-        t = rng.uniform(5, duration * 0.8)
-        name = f.name(h)
-        f.training_log(
-            t,
-            h,
-            f"{name}:{2200 + h}:{2290 + g} [{g}] NCCL INFO Channel 00/32 : "
-            f"{f.rank(h, g)}[{g}] -> {f.rank((h + 1) % f.hosts, g)}[{g}] [send] via NET/IB/{g}"
-            "/GDRDMA",
-        )
-        f.kernel_log(
-            t + 1.5,
-            h,
-            f"pcieport 0000:{0x15 + g * 16:02x}:01.0: AER: Corrected error received: "
-            f"0000:{0x16 + g * 16:02x}:00.0",
-            f"nvme 0000:{0x16 + g * 16:02x}:00.0: PCIe Bus Error: severity=Corrected, "
-            "type=Physical Layer, (Receiver ID)",
-        )
-    for step in range(20, int(duration * 0.8), 40):
-        it = 12000 + step // 2
-        f.training_log(
-            step,
-            f.hosts - 1,
-            f" iteration    {it}/  500000 | consumed samples:     {it * 2048} | elapsed time "
-            "per iteration (ms): 2031.4 | learning rate: 1.500E-04 | global batch size:  2048 | "
-            "lm loss: 2.101E+00 | loss scale: 1.0 | grad norm: 0.231 | number of skipped "
-            "iterations:   0 | number of nan iterations:   0 |",
-        )
-
-
 def xid_line(f: CaseFleet, gpu: int, code: int, text: str, pid: int = 48112) -> str:
     return f"NVRM: Xid (PCI:{f.bus(gpu)}): {code}, pid={pid}, name=python, {text}"
 
 
-def alertmanager(
-    f: CaseFleet, t: float, host: int, alertname: str, summary: str, description: str
-) -> None:
-    """A BMC (IPMI/Redfish exporter) alert delivered by Alertmanager's webhook."""
-    f.api(
-        t,
-        "POST",
-        "/api/v1/alertmanager",
-        {
-            "version": "4",
-            "receiver": "sentinel",
-            "status": "firing",
-            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {
-                        "alertname": alertname,
-                        "instance": f"{f.name(host)}:9290",
-                        "severity": "critical",
-                    },
-                    "annotations": {"summary": summary, "description": description},
-                    "startsAt": f.at(t - 15).isoformat(),
-                    "fingerprint": f"{alertname}-{host}",
-                }
-            ],
-        },
-        role="agent",
-    )
+def torchrun_stamp(f: CaseFleet, t: float, ms: int) -> str:
+    """torchrun's log timestamp for time t: `[2026-03-02 04:01:33,118]` (the milliseconds
+    are the case's, as a real log's are anyone's)."""
+    return f"[{f.at(t).strftime('%Y-%m-%d %H:%M:%S')},{ms:03d}]"
+
+
+def nic_device(port: int) -> str:
+    """The ConnectX function of one of a host's eight IB ports as mlx5_core names it."""
+    return f"mlx5_core 0000:{NIC_BUS[port]:02x}:00.0"
+
+
+# -------------------------------------------------------------------- other sources (issue 16)
+# The BMC's SEL and Redfish log, mcelog, InfiniBand sysfs, DCGM's health watches and Slurm's
+# node states, each as its tool prints it: a case hands them to the fleet (f.sel, f.redfish,
+# f.mcelog, f.sysfs, f.dcgm_health, f.slurm_nodes) and the agent's own collector for that
+# source (or the leader's scheduler view) reads them.
 
 
 def sel_entry(f: CaseFleet, t: float, record_id: int, sensor: str, event: str) -> str:
@@ -278,6 +228,70 @@ def scontrol_nodes(f: CaseFleet, drained: dict[int, tuple[str, float]]) -> str:
 # order they were injected in, so a case's recording is the same byte for byte on a rebuild.
 
 
+def noise(f: CaseFleet, duration: float, hosts: Iterable[int] = (), seed: int = 0) -> None:
+    """What healthy hosts say all day: NCCL INFO chatter, corrected AER, training progress."""
+    rng = random.Random(seed or f.seed)
+    chosen = list(hosts) or rng.sample(range(f.hosts), k=min(4, f.hosts))
+    for h in chosen:
+        g = rng.randrange(f.gpus)
+        t = rng.uniform(5, duration * 0.8)
+        name = f.name(h)
+        f.training_log(
+            t,
+            h,
+            f"{name}:{2200 + h}:{2290 + g} [{g}] NCCL INFO Channel 00/32 : "
+            f"{f.rank(h, g)}[{g}] -> {f.rank((h + 1) % f.hosts, g)}[{g}] [send] via NET/IB/{g}"
+            "/GDRDMA",
+        )
+        f.kernel_log(
+            t + 1.5,
+            h,
+            f"pcieport 0000:{0x15 + g * 16:02x}:01.0: AER: Corrected error received: "
+            f"0000:{0x16 + g * 16:02x}:00.0",
+            f"nvme 0000:{0x16 + g * 16:02x}:00.0: PCIe Bus Error: severity=Corrected, "
+            "type=Physical Layer, (Receiver ID)",
+        )
+    for step in range(20, int(duration * 0.8), 40):
+        it = 12000 + step // 2
+        f.training_log(
+            step,
+            f.hosts - 1,
+            f" iteration    {it}/  500000 | consumed samples:     {it * 2048} | elapsed time "
+            "per iteration (ms): 2031.4 | learning rate: 1.500E-04 | global batch size:  2048 | "
+            "lm loss: 2.101E+00 | loss scale: 1.0 | grad norm: 0.231 | number of skipped "
+            "iterations:   0 | number of nan iterations:   0 |",
+        )
+
+
+def job_stalls(
+    f: CaseFleet, at: float, on: int | Iterable[int], timeout_s: float = NCCL_TIMEOUT_S
+) -> None:
+    """The job stalls at `at` on the culprit host(s): every rank stops stepping (a dead GPU or
+    host stops every collective) and, NCCL's watchdog timeout later, every other host's first
+    rank reports a collective timeout (the symptom flood; the culprits' ranks are dead)."""
+    f.stall(at)
+    culprits = {on} if isinstance(on, int) else set(on)
+    peer_timeouts(f, at + timeout_s, skip=culprits, timeout_s=timeout_s)
+
+
+def peer_timeouts(
+    f: CaseFleet,
+    t: float,
+    skip: Iterable[int] = (),
+    seq: int = 88123,
+    odd: int | None = None,
+    timeout_s: float = NCCL_TIMEOUT_S,
+) -> None:
+    """The symptom flood: every other host's first rank times out in the collective."""
+    skipped = set(skip)
+    for h in range(f.hosts):
+        if h in skipped:
+            continue
+        when = t + (h % 7) * 0.3
+        r = f.rank(h, 0)
+        f.training_log(when, h, nccl_timeout(f, when, r, seq - (h == odd), timeout_s=timeout_s))
+
+
 def driver_xid(
     f: CaseFleet, at: float, host: int, gpu: int, code: int, text: str, pid: int = 48112
 ) -> None:
@@ -298,120 +312,6 @@ def gpu_falls_off(
     from half a second on (or `lost_at`) NVML reports the GPU lost in the agent's samples."""
     driver_xid(f, at, host, gpu, 79, "GPU has fallen off the bus.", pid=pid)
     f.gpu(at + 0.5 if lost_at is None else lost_at, host, gpu, lost=True)
-
-
-def rank_fails(
-    f: CaseFleet,
-    at: float,
-    host: int,
-    gpu: int,
-    exception: str,
-    frames: list[tuple[str, int, str, str]] = TRAIN_STEP,
-) -> None:
-    """The rank on that GPU dies: its Python traceback in the training log, every line tagged
-    `[rankN]:` as torchrun --tee prints it (by default raised in the training step)."""
-    f.training_log(at, host, traceback(f.rank(host, gpu), frames, exception))
-
-
-def torchrun_stamp(f: CaseFleet, t: float, ms: int) -> str:
-    """torchrun's log timestamp for time t: `[2026-03-02 04:01:33,118]` (the milliseconds
-    are the case's, as a real log's are anyone's)."""
-    return f"[{f.at(t).strftime('%Y-%m-%d %H:%M:%S')},{ms:03d}]"
-
-
-def worker_fails(
-    f: CaseFleet, at: float, host: int, local_rank: int, exitcode: int, pid: int, ms: int
-) -> None:
-    """torchrun's elastic agent on the host reports a worker process that exited."""
-    f.training_log(
-        at,
-        host,
-        f"{torchrun_stamp(f, at, ms)} torch.distributed.elastic.multiprocessing.api: [ERROR] "
-        f"failed (exitcode: {exitcode}) local_rank: {local_rank} (pid: {pid}) of binary: "
-        "/usr/bin/python3",
-    )
-
-
-def job_stalls(
-    f: CaseFleet, at: float, on: int | Iterable[int], timeout_s: float = NCCL_TIMEOUT_S
-) -> None:
-    """The job stalls at `at` on the culprit host(s): every rank stops stepping (a dead GPU or
-    host stops every collective) and, NCCL's watchdog timeout later, every other host's first
-    rank reports a collective timeout (the symptom flood; the culprits' ranks are dead)."""
-    f.stall(at)
-    culprits = {on} if isinstance(on, int) else set(on)
-    peer_timeouts(f, at + timeout_s, skip=culprits, timeout_s=timeout_s)
-
-
-def ib_retry_exceeded(
-    f: CaseFleet, at: float, host: int, gpu: int, peer_ip: str, conn: int, pid: int
-) -> None:
-    """NCCL's IB transport on `host` (its process `pid + host`) gets a work completion with
-    error 12 (transport retry counter exceeded) for a queue pair to a peer that stopped
-    answering: the peer's address is the one to look at, not this host."""
-    f.training_log(
-        at,
-        host,
-        f"{f.name(host)}:{pid + host}:{pid + 80 + host} [{gpu}] transport/net_ib.cc:1295 NCCL "
-        f"WARN NET/IB : Got completion from peer {peer_ip}<{conn}> with error 12, opcode 0, "
-        "len 0, vendor err 129 (Recv)",
-    )
-
-
-def nic_device(port: int) -> str:
-    """The ConnectX function of one of a host's eight IB ports as mlx5_core names it."""
-    return f"mlx5_core 0000:{NIC_BUS[port]:02x}:00.0"
-
-
-def nic_link(f: CaseFleet, at: float, host: int, port: int, state: str) -> None:
-    """mlx5_core logs that port's link going DOWN or coming back ACTIVE."""
-    f.kernel_log(at, host, f"{nic_device(port)} mlx5_{port}: Port: 1 Link {state}")
-
-
-def nic_cable_pulled(f: CaseFleet, at: float, host: int, port: int) -> None:
-    """A port's cable is pulled (or its transceiver dies): mlx5_core logs the module event,
-    then the link going down."""
-    f.kernel_log(
-        at,
-        host,
-        f"{nic_device(port)}: mlx5_port_module_event:1151:(pid 0): Port module event: module "
-        f"{port}, Cable unplugged",
-    )
-    nic_link(f, at + 0.1, host, port, "DOWN")
-
-
-def maintenance_announced(
-    f: CaseFleet, at: float, scope: dict[str, Any], starts: float, lasts: float, reason: str
-) -> None:
-    """An operator announces maintenance through the API: `scope` is the hosts or the job."""
-    f.api(
-        at,
-        "POST",
-        "/api/v1/maintenance",
-        {
-            **scope,
-            "starts_at": f.at(starts).isoformat(),
-            "ends_at": f.at(starts + lasts).isoformat(),
-            "reason": reason,
-        },
-    )
-
-
-def drained(f: CaseFleet, at: float, host: int, reason: str, since: float) -> None:
-    """From `at` Slurm shows the host drained (by root, since `since`) with that reason, as
-    NHC or an operator leaves it; the leader's scheduler view reads it on its next poll."""
-    f.slurm_nodes(at, scontrol_nodes(f, {host: (reason, since)}))
-
-
-# What CUDA adds to an error raised asynchronously (the kernel that failed ran earlier).
-CUDA_ASYNC = (
-    "CUDA kernel errors might be asynchronously reported at some other API call, so the "
-    "stacktrace below might be incorrect."
-)
-CUDA_ECC = "RuntimeError: CUDA error: uncorrectable ECC error encountered"
-# NVML clock event reasons: HW slowdown with HW thermal slowdown, and with HW power brake.
-THERMAL_SLOWDOWN = 0x48
-POWER_BRAKE = 0x88
 
 
 def hbm_dbe(
@@ -464,7 +364,119 @@ def gpu_overheats(f: CaseFleet, at: float, host: int, gpu: int, temperature_c: f
     f.gpu(at, host, gpu, temperature_c=temperature_c, clock_event_reasons=THERMAL_SLOWDOWN)
 
 
+def rank_fails(
+    f: CaseFleet,
+    at: float,
+    host: int,
+    gpu: int,
+    exception: str,
+    frames: list[tuple[str, int, str, str]] = TRAIN_STEP,
+) -> None:
+    """The rank on that GPU dies: its Python traceback in the training log, every line tagged
+    `[rankN]:` as torchrun --tee prints it (by default raised in the training step)."""
+    f.training_log(at, host, traceback(f.rank(host, gpu), frames, exception))
+
+
 def rank_dies_of_sigbus(f: CaseFleet, at: float, host: int, gpu: int) -> None:
     """The kernel killed the rank on that GPU with SIGBUS (it touched a page whose memory
     failed): all the rank prints is its shell's `Bus error (core dumped)`."""
     f.training_log(at, host, f"[rank{f.rank(host, gpu)}]: Bus error (core dumped)")
+
+
+def worker_fails(
+    f: CaseFleet, at: float, host: int, local_rank: int, exitcode: int, pid: int, ms: int
+) -> None:
+    """torchrun's elastic agent on the host reports a worker process that exited."""
+    f.training_log(
+        at,
+        host,
+        f"{torchrun_stamp(f, at, ms)} torch.distributed.elastic.multiprocessing.api: [ERROR] "
+        f"failed (exitcode: {exitcode}) local_rank: {local_rank} (pid: {pid}) of binary: "
+        "/usr/bin/python3",
+    )
+
+
+def ib_retry_exceeded(
+    f: CaseFleet, at: float, host: int, gpu: int, peer_ip: str, conn: int, pid: int
+) -> None:
+    """NCCL's IB transport on `host` (its process `pid + host`) gets a work completion with
+    error 12 (transport retry counter exceeded) for a queue pair to a peer that stopped
+    answering: the peer's address is the one to look at, not this host."""
+    f.training_log(
+        at,
+        host,
+        f"{f.name(host)}:{pid + host}:{pid + 80 + host} [{gpu}] transport/net_ib.cc:1295 NCCL "
+        f"WARN NET/IB : Got completion from peer {peer_ip}<{conn}> with error 12, opcode 0, "
+        "len 0, vendor err 129 (Recv)",
+    )
+
+
+def nic_link(f: CaseFleet, at: float, host: int, port: int, state: str) -> None:
+    """mlx5_core logs that port's link going DOWN or coming back ACTIVE."""
+    f.kernel_log(at, host, f"{nic_device(port)} mlx5_{port}: Port: 1 Link {state}")
+
+
+def nic_cable_pulled(f: CaseFleet, at: float, host: int, port: int) -> None:
+    """A port's cable is pulled (or its transceiver dies): mlx5_core logs the module event,
+    then the link going down."""
+    f.kernel_log(
+        at,
+        host,
+        f"{nic_device(port)}: mlx5_port_module_event:1151:(pid 0): Port module event: module "
+        f"{port}, Cable unplugged",
+    )
+    nic_link(f, at + 0.1, host, port, "DOWN")
+
+
+def alertmanager(
+    f: CaseFleet, t: float, host: int, alertname: str, summary: str, description: str
+) -> None:
+    """A BMC (IPMI/Redfish exporter) alert delivered by Alertmanager's webhook."""
+    f.api(
+        t,
+        "POST",
+        "/api/v1/alertmanager",
+        {
+            "version": "4",
+            "receiver": "sentinel",
+            "status": "firing",
+            "groupKey": f'{{}}:{{alertname="{alertname}"}}',
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {
+                        "alertname": alertname,
+                        "instance": f"{f.name(host)}:9290",
+                        "severity": "critical",
+                    },
+                    "annotations": {"summary": summary, "description": description},
+                    "startsAt": f.at(t - 15).isoformat(),
+                    "fingerprint": f"{alertname}-{host}",
+                }
+            ],
+        },
+        role="agent",
+    )
+
+
+def maintenance_announced(
+    f: CaseFleet, at: float, scope: dict[str, Any], starts: float, lasts: float, reason: str
+) -> None:
+    """An operator announces maintenance through the API: `scope` is the hosts or the job."""
+    f.api(
+        at,
+        "POST",
+        "/api/v1/maintenance",
+        {
+            **scope,
+            "starts_at": f.at(starts).isoformat(),
+            "ends_at": f.at(starts + lasts).isoformat(),
+            "reason": reason,
+        },
+    )
+
+
+def drained(f: CaseFleet, at: float, host: int, reason: str, since: float) -> None:
+    """From `at` Slurm shows the host drained (by root, since `since`) with that reason, as
+    NHC or an operator leaves it; the leader's scheduler view reads it on its next poll."""
+    f.slurm_nodes(at, scontrol_nodes(f, {host: (reason, since)}))
