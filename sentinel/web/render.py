@@ -10,7 +10,7 @@ from urllib.parse import quote
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
-from sentinel.triage.taxonomy import HARDWARE_CATEGORIES, Category
+from sentinel.triage.taxonomy import CATEGORIES, Category
 
 
 def ago(when: datetime | None, now: datetime) -> str:
@@ -45,7 +45,7 @@ def category_kind(category: str) -> str:
     if category in ("planned", "unknown"):
         return category
     try:
-        return "hardware" if Category(category) in HARDWARE_CATEGORIES else "software"
+        return "hardware" if CATEGORIES[Category(category)].hardware else "software"
     except ValueError:
         return "unknown"
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from sentinel.remediation.policy import HOST_HARDWARE
 from sentinel.reports.simulation.assumptions import Assumptions
 from sentinel.triage.taxonomy import (
-    GPU_CATEGORIES,
+    CATEGORIES,
     LLAMA3_PLANNED_INTERRUPTIONS,
     LLAMA3_TABLE5,
     Category,
@@ -43,11 +42,11 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
     for seq, (at, category) in enumerate(zip(times, categories, strict=True)):
         host = gpu = None
         recurrence = False
-        if category in HOST_HARDWARE:
+        if CATEGORIES[category].host_must_leave:
             recurrence = bool(failed_hosts) and rng.random() < a.repeat_share
             host = rng.choice(failed_hosts) if recurrence else rng.randrange(a.hosts)
             failed_hosts.append(host)
-            gpu = rng.randrange(a.gpus_per_host) if category in GPU_CATEGORIES else None
+            gpu = rng.randrange(a.gpus_per_host) if CATEGORIES[category].in_one_gpu else None
         deterministic = category == Category.SOFTWARE_BUG and rng.random() < (
             a.deterministic_bug_share
         )

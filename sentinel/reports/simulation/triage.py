@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Final
 
-from sentinel.remediation.policy import HOST_HARDWARE
 from sentinel.reports import draws
 from sentinel.reports.simulation.assumptions import Assumptions
 from sentinel.reports.simulation.faults import Fault
-from sentinel.triage.taxonomy import Category
+from sentinel.triage.taxonomy import CATEGORIES, Category
 
 host_name = draws.host_name
 
@@ -101,7 +100,7 @@ def accuracy(a: Assumptions) -> dict[Category, Accuracy]:
             len(variants),
             sum(v.share for v, w in weighed if w.category == category),
             sum(v.share for v, w in weighed if w.names_culprit())
-            if category in HOST_HARDWARE
+            if CATEGORIES[category].host_must_leave
             else None,
         )
     return out
