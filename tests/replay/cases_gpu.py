@@ -28,22 +28,19 @@ from tests.replay.shapes import (
 
 @case
 def faulty_gpu_xid79_with_peer_timeouts(folder: Path) -> None:
+    """XID 79 on one GPU; 47 peers then report NCCL watchdog timeouts. One incident, faulty_gpu on
+    that host and GPU; the timeouts are symptoms."""
     f = CaseFleet(hosts=48, seed=1)
     noise(f, 180)
     gpu_falls_off(f, 95.0, 17, 3, pid=44112)
     job_stalls(f, 95.0, on=17)
-    write(
-        f,
-        folder,
-        180,
-        "XID 79 on one GPU; 47 peers then report NCCL watchdog timeouts. One incident, "
-        "faulty_gpu on that host and GPU; the timeouts are symptoms.",
-        [incident("faulty_gpu", 100, host=17, gpu=3)],
-    )
+    write(f, folder, 180, [incident("faulty_gpu", 100, host=17, gpu=3)])
 
 
 @case
 def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
+    """XID 62 (PMU halt) on one GPU, then XID 45 and XID 154 (GPU reset required) on the same GPU
+    and a CUDA launch failure on its rank; the peers time out a minute later."""
     f = CaseFleet(hosts=16, seed=3)
     noise(f, 160)
     h, g = 9, 6
@@ -57,18 +54,13 @@ def faulty_gpu_xid62_pmu_halt(folder: Path) -> None:
     )
     rank_fails(f, 72.0, h, g, f"RuntimeError: CUDA error: unspecified launch failure\n{CUDA_ASYNC}")
     job_stalls(f, 70.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "XID 62 (PMU halt) on one GPU, then XID 45 and XID 154 (GPU reset required) on the same "
-        "GPU and a CUDA launch failure on its rank; the peers time out a minute later.",
-        [incident("faulty_gpu", 76, host=h, gpu=g)],
-    )
+    write(f, folder, 160, [incident("faulty_gpu", 76, host=h, gpu=g)])
 
 
 @case
 def faulty_gpu_lost_without_xid(folder: Path) -> None:
+    """A GPU is lost (NVML GPU_IS_LOST in its samples) with no Xid at all; its rank fails with 'CUDA
+    error: unknown error' and the peers time out."""
     f = CaseFleet(hosts=24, seed=4)
     noise(f, 170)
     h, g = 21, 1
@@ -76,18 +68,13 @@ def faulty_gpu_lost_without_xid(folder: Path) -> None:
     f.gpu(88.0, h, g, lost=True, temperature_c=None, power_w=None, utilization_pct=None)
     rank_fails(f, 89.0, h, g, "RuntimeError: CUDA error: unknown error")
     job_stalls(f, 88.0, on=h)
-    write(
-        f,
-        folder,
-        170,
-        "A GPU is lost (NVML GPU_IS_LOST in its samples) with no Xid at all; its rank fails with "
-        "'CUDA error: unknown error' and the peers time out.",
-        [incident("faulty_gpu", 100, host=h, gpu=g, after_s=85)],
-    )
+    write(f, folder, 170, [incident("faulty_gpu", 100, host=h, gpu=g, after_s=85)])
 
 
 @case
 def faulty_gpu_xid79_then_gsp_timeouts(folder: Path) -> None:
+    """XID 79 on one GPU, then XID 119 GSP RPC timeouts on the same GPU as nvidia-smi keeps polling
+    it: the GSP timeouts are the dead GPU's, not the cause."""
     f = CaseFleet(hosts=16, seed=36)
     noise(f, 160)
     h, g = 4, 5
@@ -97,18 +84,15 @@ def faulty_gpu_xid79_then_gsp_timeouts(folder: Path) -> None:
         call = "103 (GSP_RM_ALLOC) (0x2081 0x4)"
         gsp_timeout(f, 76.0 + 6 * n, h, g, call, pid=2024380 + n, process="nvidia-smi")
     job_stalls(f, 70.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "XID 79 on one GPU, then XID 119 GSP RPC timeouts on the same GPU as nvidia-smi keeps "
-        "polling it: the GSP timeouts are the dead GPU's, not the cause.",
-        [incident("faulty_gpu", 75, host=h, gpu=g)],
-    )
+    write(f, folder, 160, [incident("faulty_gpu", 75, host=h, gpu=g)])
 
 
 @case
 def faulty_gpu_xid79_delivered_after_the_peer_timeouts(folder: Path) -> None:
+    """The job hangs at 60 s with no error (a provisional hang incident from the heartbeats); the
+    peers' NCCL watchdogs fire 600 s later; then the culprit's XID 79, observed at 60 s, is
+    delivered. The hang incident is refined to faulty_gpu on that GPU: one incident, opened at the
+    hang."""
     f = CaseFleet(hosts=16, seed=40)
     noise(f, 75)
     h, g = 11, 2
@@ -131,20 +115,14 @@ def faulty_gpu_xid79_delivered_after_the_peer_timeouts(folder: Path) -> None:
             "source": "kernel_log",
         },
     )
-    write(
-        f,
-        folder,
-        690,
-        "The job hangs at 60 s with no error (a provisional hang incident from the heartbeats); "
-        "the peers' NCCL watchdogs fire 600 s later; then the culprit's XID 79, observed at "
-        "60 s, is delivered. The hang incident is refined to faulty_gpu on that GPU: one "
-        "incident, opened at the hang.",
-        [incident("faulty_gpu", 80, host=h, gpu=g, after_s=60)],
-    )
+    write(f, folder, 690, [incident("faulty_gpu", 80, host=h, gpu=g, after_s=60)])
 
 
 @case
 def faulty_gpu_xid79_then_peers_ib_retry_exceeded(folder: Path) -> None:
+    """XID 79 on node-0021; 30 s later twelve peers report IB retry-exceeded (status 12) and flushed
+    completions naming node-0021's addresses on several rails. One faulty_gpu incident on node-0021:
+    the completions are its shadow, not the peers' NICs nor the fabric."""
     f = CaseFleet(hosts=32, seed=43)
     noise(f, 85)
     h, g = 21, 4
@@ -168,10 +146,6 @@ def faulty_gpu_xid79_then_peers_ib_retry_exceeded(folder: Path) -> None:
         f,
         folder,
         170,
-        "XID 79 on node-0021; 30 s later twelve peers report IB retry-exceeded (status 12) and "
-        "flushed completions naming node-0021's addresses on several rails. One faulty_gpu "
-        "incident on node-0021: the completions are its shadow, not the peers' NICs nor the "
-        "fabric.",
         [incident("faulty_gpu", 95, host=h, gpu=g, after_s=89)],
         decisions=[{"action": "exclude_and_restart", "exclude_hosts": [f.name(h)], "by_s": 100}],
     )
@@ -182,6 +156,8 @@ def faulty_gpu_xid79_then_peers_ib_retry_exceeded(folder: Path) -> None:
 
 @case
 def gpu_hbm_xid48_dbe(folder: Path) -> None:
+    """XID 48 (double-bit ECC error) on one GPU, XID 63 row remap and XID 45 after it, the rank
+    fails with an uncorrectable ECC CUDA error; peers time out."""
     f = CaseFleet(hosts=24, seed=5)
     noise(f, 160)
     h, g = 12, 4
@@ -191,18 +167,13 @@ def gpu_hbm_xid48_dbe(folder: Path) -> None:
     f.gpu(64.0, h, g, ecc_volatile_uncorrected=1, remap_pending=True)
     rank_fails(f, 65.0, h, g, CUDA_ECC)
     job_stalls(f, 64.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "XID 48 (double-bit ECC error) on one GPU, XID 63 row remap and XID 45 after it, the rank "
-        "fails with an uncorrectable ECC CUDA error; peers time out.",
-        [incident("gpu_hbm_memory", 68, host=h, gpu=g)],
-    )
+    write(f, folder, 160, [incident("gpu_hbm_memory", 68, host=h, gpu=g)])
 
 
 @case
 def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
+    """XID 63 at 40 s (a remap event, no incident), then XID 64 (row remapper failure) with
+    remap_failure in the GPU's samples at 90 s; peers time out."""
     f = CaseFleet(hosts=16, seed=6)
     noise(f, 170)
     h, g = 3, 0
@@ -217,18 +188,13 @@ def gpu_hbm_xid64_remap_failure(folder: Path) -> None:
     )
     f.gpu(90.5, h, g, remap_failure=True, remapped_rows_uncorrectable=8)
     job_stalls(f, 90.0, on=h)
-    write(
-        f,
-        folder,
-        170,
-        "XID 63 at 40 s (a remap event, no incident), then XID 64 (row remapper failure) with "
-        "remap_failure in the GPU's samples at 90 s; peers time out.",
-        [incident("gpu_hbm_memory", 95, host=h, gpu=g, after_s=88)],
-    )
+    write(f, folder, 170, [incident("gpu_hbm_memory", 95, host=h, gpu=g, after_s=88)])
 
 
 @case
 def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
+    """No Xid reaches the log: the agent sees the volatile uncorrectable ECC counter go 0 -> 2 on
+    one GPU and its rank fails with 'uncorrectable ECC error encountered'."""
     f = CaseFleet(hosts=24, seed=7)
     noise(f, 160)
     h, g = 17, 7
@@ -248,18 +214,14 @@ def gpu_hbm_uncorrectable_ecc_counter(folder: Path) -> None:
     # (This CUDA build prints its asynchronous-error note without the space after the comma.)
     rank_fails(f, 80.5, h, g, f"{CUDA_ECC}\n{CUDA_ASYNC.replace('call, so', 'call,so')}")
     job_stalls(f, 80.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "No Xid reaches the log: the agent sees the volatile uncorrectable ECC counter go 0 -> 2 "
-        "on one GPU and its rank fails with 'uncorrectable ECC error encountered'.",
-        [incident("gpu_hbm_memory", 95, host=h, gpu=g, after_s=78)],
-    )
+    write(f, folder, 160, [incident("gpu_hbm_memory", 95, host=h, gpu=g, after_s=78)])
 
 
 @case
 def gpu_hbm_dcgm_health_dbe_then_xid48(folder: Path) -> None:
+    """DCGM's health watch reports volatile double-bit ECC errors on GPU 4 of one host, then the
+    driver logs XID 48 on it and the job stalls. One gpu_hbm_memory incident on that GPU, not a
+    second one for the XID."""
     f = CaseFleet(hosts=16, seed=63)
     noise(f, 160)
     h, g = 12, 4
@@ -268,15 +230,7 @@ def gpu_hbm_dcgm_health_dbe_then_xid48(folder: Path) -> None:
     hbm_dbe(f, 71.5, h, g, partition=0, subpartition=0)
     f.gpu(71.0, h, g, ecc_volatile_uncorrected=2)
     job_stalls(f, 71.5, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "DCGM's health watch reports volatile double-bit ECC errors on GPU 4 of one host, then "
-        "the driver logs XID 48 on it and the job stalls. One gpu_hbm_memory incident on that "
-        "GPU, not a second one for the XID.",
-        [incident("gpu_hbm_memory", 85, host=h, gpu=g, after_s=69)],
-    )
+    write(f, folder, 160, [incident("gpu_hbm_memory", 85, host=h, gpu=g, after_s=69)])
 
 
 # ==================================================================== other GPU parts
@@ -284,6 +238,8 @@ def gpu_hbm_dcgm_health_dbe_then_xid48(folder: Path) -> None:
 
 @case
 def gpu_sram_xid94_contained(folder: Path) -> None:
+    """XID 94 (contained SRAM ECC error) on one GPU; CUDA reports it to the rank as an uncorrectable
+    ECC error, which names no memory: the Xid says it is SRAM, not HBM."""
     f = CaseFleet(hosts=16, seed=17)
     noise(f, 160)
     h, g = 4, 7
@@ -291,35 +247,25 @@ def gpu_sram_xid94_contained(folder: Path) -> None:
     driver_xid(f, 80.2, h, g, 45, "Ch 00000008", pid=1234)
     rank_fails(f, 80.5, h, g, CUDA_ECC)
     job_stalls(f, 80.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "XID 94 (contained SRAM ECC error) on one GPU; CUDA reports it to the rank as an "
-        "uncorrectable ECC error, which names no memory: the Xid says it is SRAM, not HBM.",
-        [incident("gpu_sram_memory", 85, host=h, gpu=g)],
-    )
+    write(f, folder, 160, [incident("gpu_sram_memory", 85, host=h, gpu=g)])
 
 
 @case
 def gpu_sram_xid95_uncontained(folder: Path) -> None:
+    """XID 95 (uncontained SRAM ECC error) then XID 45 on one GPU; peers time out."""
     f = CaseFleet(hosts=16, seed=18)
     noise(f, 150)
     h, g = 13, 2
     driver_xid(f, 60.0, h, g, 95, "Uncontained: SM SRAM ECC error. RST: Yes, D-RST: No", pid=3310)
     driver_xid(f, 60.1, h, g, 45, "Ch 00000018", pid=3310)
     job_stalls(f, 60.0, on=h)
-    write(
-        f,
-        folder,
-        150,
-        "XID 95 (uncontained SRAM ECC error) then XID 45 on one GPU; peers time out.",
-        [incident("gpu_sram_memory", 65, host=h, gpu=g)],
-    )
+    write(f, folder, 150, [incident("gpu_sram_memory", 65, host=h, gpu=g)])
 
 
 @case
 def gpu_system_processor_xid119(folder: Path) -> None:
+    """XID 119 (GSP RPC timeout) twice on one GPU, then the driver rate-limits GSP errors and asks
+    for a reset; peers time out."""
     f = CaseFleet(hosts=24, seed=19)
     noise(f, 160)
     h, g = 19, 5
@@ -332,18 +278,13 @@ def gpu_system_processor_xid119(folder: Path) -> None:
         "every 30).  The GPU likely needs to be reset.",
     )
     job_stalls(f, 70.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "XID 119 (GSP RPC timeout) twice on one GPU, then the driver rate-limits GSP errors and "
-        "asks for a reset; peers time out.",
-        [incident("gpu_system_processor", 75, host=h, gpu=g)],
-    )
+    write(f, folder, 160, [incident("gpu_system_processor", 75, host=h, gpu=g)])
 
 
 @case
 def gpu_thermal_slowdown(folder: Path) -> None:
+    """One GPU overheats (91 C, HW thermal slowdown in its clock event reasons) and the job stalls
+    on it; the kernel also throttles a CPU package. Peers time out."""
     f = CaseFleet(hosts=24, seed=20)
     noise(f, 150)
     h, g = 15, 3
@@ -354,14 +295,7 @@ def gpu_thermal_slowdown(folder: Path) -> None:
         "CPU12: Package temperature above threshold, cpu clock throttled (total events = 1)",
     )
     job_stalls(f, 61.0, on=h)
-    write(
-        f,
-        folder,
-        150,
-        "One GPU overheats (91 C, HW thermal slowdown in its clock event reasons) and the job "
-        "stalls on it; the kernel also throttles a CPU package. Peers time out.",
-        [incident("gpu_thermal", 75, host=h, gpu=g, after_s=59)],
-    )
+    write(f, folder, 150, [incident("gpu_thermal", 75, host=h, gpu=g, after_s=59)])
 
 
 # ==================================================================== the GPUs' baseboard
@@ -369,6 +303,9 @@ def gpu_thermal_slowdown(folder: Path) -> None:
 
 @case
 def io_expansion_board_pcie_switch_fatal(folder: Path) -> None:
+    """A fatal AER error on a PCIe switch port (Broadcom PEX, 1000:c030) of one host and the two
+    GPUs behind it fall off the bus (XID 79 on both); the peers time out. The switch, not two GPUs.
+    """
     f = CaseFleet(hosts=16, seed=24)
     noise(f, 160)
     h = 8
@@ -385,19 +322,13 @@ def io_expansion_board_pcie_switch_fatal(folder: Path) -> None:
     for g in (0, 1):
         gpu_falls_off(f, 80.3, h, g, pid=0, lost_at=80.5)
     job_stalls(f, 80.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "A fatal AER error on a PCIe switch port (Broadcom PEX, 1000:c030) of one host and the "
-        "two GPUs behind it fall off the bus (XID 79 on both); the peers time out. The switch, "
-        "not two GPUs.",
-        [incident("io_expansion_board", 92, host=h, after_s=79)],
-    )
+    write(f, folder, 160, [incident("io_expansion_board", 92, host=h, after_s=79)])
 
 
 @case
 def io_expansion_board_nvswitch_sxid_fatal_nvlink_xids_on_all_gpus(folder: Path) -> None:
+    """A fatal SXid on NVSwitch 2 of one host, then NVLink XID 74 on all 8 of its GPUs; the peers
+    time out. One incident on the NVSwitch (io_expansion_board), not 8 GPUs."""
     f = CaseFleet(hosts=16, seed=64)
     noise(f, 160)
     h = 3
@@ -415,11 +346,4 @@ def io_expansion_board_nvswitch_sxid_fatal_nvlink_xids_on_all_gpus(folder: Path)
         fatal = f"NVLink: fatal error detected on link {link}"
         driver_xid(f, 80.6 + g * 0.05, h, g, 74, fatal, pid=20410 + g)
     job_stalls(f, 80.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "A fatal SXid on NVSwitch 2 of one host, then NVLink XID 74 on all 8 of its GPUs; the "
-        "peers time out. One incident on the NVSwitch (io_expansion_board), not 8 GPUs.",
-        [incident("io_expansion_board", 92, host=h, after_s=79)],
-    )
+    write(f, folder, 160, [incident("io_expansion_board", 92, host=h, after_s=79)])

@@ -32,6 +32,8 @@ from tests.replay.shapes import (
 
 @case
 def network_flap_one_rack(folder: Path) -> None:
+    """The leaf switch of one rack flaps: all 8 hosts of the rack log Link DOWN then ACTIVE, hosts
+    inside and outside the rack get IB retry-exceeded completions from various peers."""
     f = CaseFleet(hosts=32, seed=11)
     noise(f, 180)
     rack = range(16, 24)
@@ -45,18 +47,14 @@ def network_flap_one_rack(folder: Path) -> None:
         t = IB_RETRY_S + 100.0 + n * 0.4
         ib_retry_exceeded(f, t, h, (h + n) % 8, f.ip(peer), 52000 + n, pid=3100)
     job_stalls(f, 101.0, on=rack)
-    write(
-        f,
-        folder,
-        180,
-        "The leaf switch of one rack flaps: all 8 hosts of the rack log Link DOWN then ACTIVE, "
-        "hosts inside and outside the rack get IB retry-exceeded completions from various peers.",
-        [incident("network_switch_cable", 112, after_s=99)],
-    )
+    write(f, folder, 180, [incident("network_switch_cable", 112, after_s=99)])
 
 
 @case
 def network_leaf_switch_down_ib_sysfs(folder: Path) -> None:
+    """The rail-5 leaf switch of hosts 16-31 fails: each of those hosts' agents sees its mlx5_5 port
+    leave ACTIVE in sysfs (link_downed 0 -> 1); IB retry-exceeded completions and NCCL timeouts
+    follow. One network_switch_cable incident, not 16 NICs."""
     f = CaseFleet(hosts=32, seed=61)
     noise(f, 180)
     # The leaf switch of rail 5 for hosts 16-31 fails: port mlx5_5 of each goes down, read by
@@ -69,19 +67,13 @@ def network_leaf_switch_down_ib_sysfs(folder: Path) -> None:
         t = IB_RETRY_S + 100.0 + n * 0.4
         ib_retry_exceeded(f, t, h, rail, f.ip(peer, rail), 52000 + n, pid=3100)
     job_stalls(f, 100.0, on=leaf)
-    write(
-        f,
-        folder,
-        180,
-        "The rail-5 leaf switch of hosts 16-31 fails: each of those hosts' agents sees its "
-        "mlx5_5 port leave ACTIVE in sysfs (link_downed 0 -> 1); IB retry-exceeded completions "
-        "and NCCL timeouts follow. One network_switch_cable incident, not 16 NICs.",
-        [incident("network_switch_cable", 115, after_s=99)],
-    )
+    write(f, folder, 180, [incident("network_switch_cable", 115, after_s=99)])
 
 
 @case
 def nic_port_down_one_host(folder: Path) -> None:
+    """One host's ConnectX cable is pulled (module event, Link DOWN); four peers report IB
+    completion errors naming that host's address; the rest time out."""
     f = CaseFleet(hosts=16, seed=12)
     noise(f, 160)
     h, g = 6, 3
@@ -92,18 +84,13 @@ def nic_port_down_one_host(folder: Path) -> None:
         t = IB_RETRY_S + 75.0 + n * 2.1
         ib_retry_exceeded(f, t, peer, (g + n) % 8, f.ip(h), 43000 + n, pid=4100)
     job_stalls(f, 76.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "One host's ConnectX cable is pulled (module event, Link DOWN); four peers report IB "
-        "completion errors naming that host's address; the rest time out.",
-        [incident("nic", 90, host=h, after_s=74)],
-    )
+    write(f, folder, 160, [incident("nic", 90, host=h, after_s=74)])
 
 
 @case
 def nic_nhc_drains_the_node_and_the_job_hangs(folder: Path) -> None:
+    """NHC drains a host whose IB port mlx5_3 is down (Slurm's reason, read by the leader's
+    scheduler view); the job hangs and the peers time out. One nic incident on that host."""
     f = CaseFleet(hosts=16, seed=65)
     noise(f, 170)
     h = 11
@@ -112,14 +99,7 @@ def nic_nhc_drains_the_node_and_the_job_hangs(folder: Path) -> None:
     reason = "NHC: check_hw_ib:  No IB port mlx5_3:1 is ACTIVE (LinkUp 400 Gb/sec)."
     drained(f, 86.0, h, reason, since=85.0)
     job_stalls(f, 84.0, on=h)
-    write(
-        f,
-        folder,
-        170,
-        "NHC drains a host whose IB port mlx5_3 is down (Slurm's reason, read by the leader's "
-        "scheduler view); the job hangs and the peers time out. One nic incident on that host.",
-        [incident("nic", 130, host=h, after_s=84)],
-    )
+    write(f, folder, 170, [incident("nic", 130, host=h, after_s=84)])
 
 
 # ==================================================================== hosts
@@ -127,6 +107,8 @@ def nic_nhc_drains_the_node_and_the_job_hangs(folder: Path) -> None:
 
 @case
 def host_maintenance_silent_host(folder: Path) -> None:
+    """A host loses power: its agent sends nothing from 90 s on, the job stalls, two neighbours see
+    their sockets closed by it and the rest time out. Host loss, named after 60 s of silence."""
     f = CaseFleet(hosts=24, seed=14)
     noise(f, 180)
     h = 19
@@ -139,19 +121,13 @@ def host_maintenance_silent_host(folder: Path) -> None:
             f"socketProgress: Connection closed by remote peer {f.name(h)}<57557>",
         )
     job_stalls(f, 90.0, on=h)
-    write(
-        f,
-        folder,
-        180,
-        "A host loses power: its agent sends nothing from 90 s on, the job stalls, two neighbours "
-        "see their sockets closed by it and the rest time out. Host loss, named after 60 s of "
-        "silence.",
-        [incident("host_maintenance", 160, host=h, after_s=90)],
-    )
+    write(f, folder, 180, [incident("host_maintenance", 160, host=h, after_s=90)])
 
 
 @case
 def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
+    """A host's kernel reports a soft lockup and the host then stops answering; the job stalls and
+    the peers time out."""
     f = CaseFleet(hosts=16, seed=15)
     noise(f, 160)
     h = 11
@@ -167,8 +143,6 @@ def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
         f,
         folder,
         160,
-        "A host's kernel reports a soft lockup and the host then stops answering; the job "
-        "stalls and the peers time out.",
         # The job stalls at 70 s: a hang is seen once the hosts have reported again a
         # heartbeat interval on with no progress, within two intervals (by 90 s).
         [incident("host_maintenance", 90, host=h, after_s=69)],
@@ -180,6 +154,8 @@ def host_maintenance_soft_lockup_then_silent(folder: Path) -> None:
 
 @case
 def ssd_nvme_timeouts(folder: Path) -> None:
+    """A host's NVMe drive stops answering: the job stalls on its data loader at 60 s, the kernel
+    logs I/O timeouts at 90 s, a controller reset and I/O errors at 120 s."""
     f = CaseFleet(hosts=16, seed=21)
     noise(f, 160)
     h = 2
@@ -207,18 +183,13 @@ def ssd_nvme_timeouts(folder: Path) -> None:
         ("/workspace/llama/data/shards.py", 97, "read", "buf = f.read(n)"),
     ]
     rank_fails(f, 121.0, h, 0, "OSError: [Errno 5] Input/output error", frames=loader)
-    write(
-        f,
-        folder,
-        160,
-        "A host's NVMe drive stops answering: the job stalls on its data loader at 60 s, the "
-        "kernel logs I/O timeouts at 90 s, a controller reset and I/O errors at 120 s.",
-        [incident("ssd", 100, host=h, after_s=60)],
-    )
+    write(f, folder, 160, [incident("ssd", 100, host=h, after_s=60)])
 
 
 @case
 def ssd_nvme_timeout_while_still_training(folder: Path) -> None:
+    """A host's NVMe drive times out at 60 s while the job still trains on prefetched data; at 90 s
+    the controller is reset and the job stalls on it. One ssd incident."""
     f = CaseFleet(hosts=16, seed=34)
     noise(f, 170)
     h = 9
@@ -227,14 +198,7 @@ def ssd_nvme_timeout_while_still_training(folder: Path) -> None:
     f.kernel_log(60.0, h, "nvme nvme0: I/O 900 (I/O Cmd) QID 2 timeout, aborting")
     f.kernel_log(90.0, h, "nvme nvme0: I/O 900 QID 2 timeout, reset controller")
     job_stalls(f, 90.0, on=h)
-    write(
-        f,
-        folder,
-        170,
-        "A host's NVMe drive times out at 60 s while the job still trains on prefetched data; "
-        "at 90 s the controller is reset and the job stalls on it. One ssd incident.",
-        [incident("ssd", 75, host=h, after_s=59)],
-    )
+    write(f, folder, 170, [incident("ssd", 75, host=h, after_s=59)])
 
 
 # ==================================================================== power and cooling
@@ -242,6 +206,8 @@ def ssd_nvme_timeout_while_still_training(folder: Path) -> None:
 
 @case
 def power_supply_failure_with_power_brake(folder: Path) -> None:
+    """A PSU fails: all 8 GPUs of the host hit HW power brake, one falls off the bus (XID 79), and
+    the BMC's SEL entry arrives through Alertmanager. The PSU, not the GPU."""
     f = CaseFleet(hosts=16, seed=22)
     noise(f, 170)
     h = 10
@@ -257,18 +223,14 @@ def power_supply_failure_with_power_brake(folder: Path) -> None:
         f"PSU failure on {f.name(h)}",
         "   1 | 03/02/2026 | 04:01:29 | Power Supply #0x50 | Failure detected () | Asserted",
     )
-    write(
-        f,
-        folder,
-        170,
-        "A PSU fails: all 8 GPUs of the host hit HW power brake, one falls off the bus (XID 79), "
-        "and the BMC's SEL entry arrives through Alertmanager. The PSU, not the GPU.",
-        [incident("power_supply", 95, host=h, after_s=89)],
-    )
+    write(f, folder, 170, [incident("power_supply", 95, host=h, after_s=89)])
 
 
 @case
 def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
+    """A PSU fails: four GPUs of the host fall off the bus (XID 79 on each), the BMC's SEL (read by
+    the agent over IPMI nearly 10 s later) says PS2 failed and redundancy is lost, the peers time
+    out. One power_supply incident on the host, not four GPUs."""
     f = CaseFleet(hosts=16, seed=60)
     noise(f, 170)
     h = 10
@@ -284,19 +246,14 @@ def power_supply_sel_failure_takes_four_gpus_off_the_bus(folder: Path) -> None:
         sel_entry(f, 89.8, 0x1A, "Power Supply PS2 Status", "Failure detected ()"),
         sel_entry(f, 89.9, 0x1B, "Power Unit Pwr Unit Redund", "Redundancy Lost"),
     )
-    write(
-        f,
-        folder,
-        170,
-        "A PSU fails: four GPUs of the host fall off the bus (XID 79 on each), the BMC's SEL "
-        "(read by the agent over IPMI nearly 10 s later) says PS2 failed and redundancy is "
-        "lost, the peers time out. One power_supply incident on the host, not four GPUs.",
-        [incident("power_supply", 110, host=h, after_s=89)],
-    )
+    write(f, folder, 170, [incident("power_supply", 110, host=h, after_s=89)])
 
 
 @case
 def power_supply_redfish_event_read_after_the_gpus_fell_off(folder: Path) -> None:
+    """A PSU fails: GPUs 4-7 of the host fall off the bus at once (XID 79 each); the BMC's Redfish
+    event log says PSU2 failed, read by the agent's next Redfish poll 24 s later; the peers time
+    out. One power_supply incident on the host, not four GPUs."""
     f = CaseFleet(hosts=16, seed=66)
     noise(f, 180)
     h = 6
@@ -309,19 +266,13 @@ def power_supply_redfish_event_read_after_the_gpus_fell_off(folder: Path) -> Non
         h,
         redfish_entry(f, 99.9, 0, "Power supply PSU2 failed.", "OpenBMC.0.1.PowerSupplyFailed"),
     )
-    write(
-        f,
-        folder,
-        180,
-        "A PSU fails: GPUs 4-7 of the host fall off the bus at once (XID 79 each); the BMC's "
-        "Redfish event log says PSU2 failed, read by the agent's next Redfish poll 24 s later; "
-        "the peers time out. One power_supply incident on the host, not four GPUs.",
-        [incident("power_supply", 130, host=h, after_s=99)],
-    )
+    write(f, folder, 180, [incident("power_supply", 130, host=h, after_s=99)])
 
 
 @case
 def server_chassis_fan_failure(folder: Path) -> None:
+    """A chassis fan dies: every GPU of the host goes into thermal slowdown and the job stalls; the
+    BMC's SEL fan alert arrives a few seconds later. The chassis, not 8 GPUs."""
     f = CaseFleet(hosts=24, seed=23)
     noise(f, 170)
     h = 20
@@ -336,14 +287,7 @@ def server_chassis_fan_failure(folder: Path) -> None:
         f"Fan failure on {f.name(h)}",
         "  12 | 03/02/2026 | 04:01:29 | Fan FAN3 | Lower Critical going low | Asserted",
     )
-    write(
-        f,
-        folder,
-        170,
-        "A chassis fan dies: every GPU of the host goes into thermal slowdown and the job "
-        "stalls; the BMC's SEL fan alert arrives a few seconds later. The chassis, not 8 GPUs.",
-        [incident("server_chassis", 110, host=h, after_s=94)],
-    )
+    write(f, folder, 170, [incident("server_chassis", 110, host=h, after_s=94)])
 
 
 # ==================================================================== CPU and memory
@@ -351,6 +295,7 @@ def server_chassis_fan_failure(folder: Path) -> None:
 
 @case
 def cpu_machine_check(folder: Path) -> None:
+    """A machine check on one host's CPU (bank 5); its ranks die and the peers time out."""
     f = CaseFleet(hosts=24, seed=25)
     noise(f, 170)
     h = 21
@@ -364,17 +309,13 @@ def cpu_machine_check(folder: Path) -> None:
         "mce: [Hardware Error]: Machine check events logged",
     )
     job_stalls(f, 100.0, on=h)
-    write(
-        f,
-        folder,
-        170,
-        "A machine check on one host's CPU (bank 5); its ranks die and the peers time out.",
-        [incident("cpu", 112, host=h, after_s=99)],
-    )
+    write(f, folder, 170, [incident("cpu", 112, host=h, after_s=99)])
 
 
 @case
 def system_memory_edac_ue(folder: Path) -> None:
+    """An uncorrectable DIMM error on one host: EDAC UE, the kernel kills the rank with SIGBUS ('Bus
+    error (core dumped)'); another host's corrected errors are noise."""
     f = CaseFleet(hosts=16, seed=26)
     noise(f, 160)
     # A healthy host logs corrected DIMM errors now and then: noise, not the cause.
@@ -397,18 +338,14 @@ def system_memory_edac_ue(folder: Path) -> None:
     )
     rank_dies_of_sigbus(f, 81.0, h, 4)
     job_stalls(f, 80.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "An uncorrectable DIMM error on one host: EDAC UE, the kernel kills the rank with "
-        "SIGBUS ('Bus error (core dumped)'); another host's corrected errors are noise.",
-        [incident("system_memory", 92, host=h, after_s=79)],
-    )
+    write(f, folder, 160, [incident("system_memory", 92, host=h, after_s=79)])
 
 
 @case
 def system_memory_mcelog_uc_names_the_dimm(folder: Path) -> None:
+    """mcelog logs an uncorrected memory read error on DIMM C1 (socket 1, channel 2), read by the
+    agent 9 s later; the rank using that page dies of SIGBUS first and the peers time out.
+    system_memory on the host, naming the DIMM."""
     f = CaseFleet(hosts=16, seed=62)
     noise(f, 160)
     h = 5
@@ -425,8 +362,5 @@ def system_memory_mcelog_uc_names_the_dimm(folder: Path) -> None:
         f,
         folder,
         160,
-        "mcelog logs an uncorrected memory read error on DIMM C1 (socket 1, channel 2), read by "
-        "the agent 9 s later; the rank using that page dies of SIGBUS first and the peers time "
-        "out. system_memory on the host, naming the DIMM.",
         [incident("system_memory", 92, host=h, after_s=79, reason_has=["CPU1_DIMM_C1"])],
     )

@@ -29,6 +29,8 @@ from tests.replay.shapes import (
 
 @case
 def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
+    """A new MoE dispatch kernel indexes out of range: XID 13 on every GPU of every host and the
+    same illegal-memory-access traceback on every rank. The program, not 128 GPUs."""
     f = CaseFleet(hosts=16, seed=8)
     noise(f, 150)
     t = 95.0
@@ -40,18 +42,13 @@ def software_bug_same_traceback_xid13_every_gpu(folder: Path) -> None:
             crash = f"{ILLEGAL_ADDRESS}\n{CUDA_ASYNC}"
             rank_fails(f, t + 0.5, h, g, crash, frames=[*TRAIN_STEP[:2], dispatch])
     f.stall(t)
-    write(
-        f,
-        folder,
-        150,
-        "A new MoE dispatch kernel indexes out of range: XID 13 on every GPU of every host and "
-        "the same illegal-memory-access traceback on every rank. The program, not 128 GPUs.",
-        [incident("software_bug", 100, after_s=94)],
-    )
+    write(f, folder, 150, [incident("software_bug", 100, after_s=94)])
 
 
 @case
 def software_bug_cuda_oom_one_rank(folder: Path) -> None:
+    """One rank runs out of GPU memory (a long sequence in the batch); torchrun reports the worker
+    failed; the other hosts time out a minute later."""
     f = CaseFleet(hosts=16, seed=9)
     noise(f, 170)
     h, g = 6, 5
@@ -66,18 +63,13 @@ def software_bug_cuda_oom_one_rank(folder: Path) -> None:
     )
     worker_fails(f, 93.0, h, g, exitcode=1, pid=88231, ms=118)
     job_stalls(f, 90.0, on=h)
-    write(
-        f,
-        folder,
-        170,
-        "One rank runs out of GPU memory (a long sequence in the batch); torchrun reports the "
-        "worker failed; the other hosts time out a minute later.",
-        [incident("software_bug", 102, host=h, after_s=89)],
-    )
+    write(f, folder, 170, [incident("software_bug", 102, host=h, after_s=89)])
 
 
 @case
 def software_bug_host_oom_killer(folder: Path) -> None:
+    """The host's OOM killer kills a rank (the data loaders' pinned memory grew unbounded); torchrun
+    reports exit -9 and the peers time out. The program, on that host."""
     f = CaseFleet(hosts=16, seed=37)
     noise(f, 160)
     h = 12
@@ -93,18 +85,13 @@ def software_bug_host_oom_killer(folder: Path) -> None:
     )
     worker_fails(f, 86.0, h, 2, exitcode=-9, pid=412231, ms=2)
     job_stalls(f, 85.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "The host's OOM killer kills a rank (the data loaders' pinned memory grew unbounded); "
-        "torchrun reports exit -9 and the peers time out. The program, on that host.",
-        [incident("software_bug", 98, host=h, after_s=84)],
-    )
+    write(f, folder, 160, [incident("software_bug", 98, host=h, after_s=84)])
 
 
 @case
 def software_bug_illegal_memory_access(folder: Path) -> None:
+    """XID 31 (MMU fault, an application illegal address) on one GPU and the illegal memory access
+    abort on its rank; peers time out."""
     f = CaseFleet(hosts=16, seed=10)
     noise(f, 160)
     h, g = 14, 2
@@ -130,14 +117,7 @@ def software_bug_illegal_memory_access(folder: Path) -> None:
         "../c10/cuda/CUDAException.cpp:44 (most recent call first):",
     )
     job_stalls(f, 77.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "XID 31 (MMU fault, an application illegal address) on one GPU and the illegal memory "
-        "access abort on its rank; peers time out.",
-        [incident("software_bug", 80, host=h, gpu=g)],
-    )
+    write(f, folder, 160, [incident("software_bug", 80, host=h, gpu=g)])
 
 
 # ==================================================================== hangs and stragglers
@@ -145,21 +125,18 @@ def software_bug_illegal_memory_access(folder: Path) -> None:
 
 @case
 def silent_hang_no_error(folder: Path) -> None:
+    """Every rank stops advancing at t=120 s with no error anywhere (a hung collective before NCCL's
+    10-minute watchdog): detected from heartbeats within 2 heartbeat intervals."""
     f = CaseFleet(hosts=16, seed=2, interval=10.0)
     noise(f, 160)
     f.stall(120.0)
-    write(
-        f,
-        folder,
-        160,
-        "Every rank stops advancing at t=120 s with no error anywhere (a hung collective before "
-        "NCCL's 10-minute watchdog): detected from heartbeats within 2 heartbeat intervals.",
-        [incident("nccl_watchdog_timeout", 140, after_s=120)],
-    )
+    write(f, folder, 160, [incident("nccl_watchdog_timeout", 140, after_s=120)])
 
 
 @case
 def silent_hang_with_corrected_dimm_errors_elsewhere(folder: Path) -> None:
+    """Every rank stops at 100 s with no error; node-0005 logs corrected DIMM errors during the
+    hang. The hang incident (no culprit), not system_memory on a healthy host."""
     f = CaseFleet(hosts=16, seed=41)
     noise(f, 95)
     f.stall(100.0)
@@ -172,56 +149,42 @@ def silent_hang_with_corrected_dimm_errors_elsewhere(folder: Path) -> None:
             "slot:0 page:0x4f2a1 offset:0x540 grain:32 syndrome:0x0 - err_code:0x0000:0x009f "
             "socket:0 imc:0 rank:1 bg:2 ba:1 row:3e1 col:2a8)",
         )
-    write(
-        f,
-        folder,
-        150,
-        "Every rank stops at 100 s with no error; node-0005 logs corrected DIMM errors during "
-        "the hang. The hang incident (no culprit), not system_memory on a healthy host.",
-        [incident("nccl_watchdog_timeout", 120, after_s=100)],
-    )
+    write(f, folder, 150, [incident("nccl_watchdog_timeout", 120, after_s=100)])
 
 
 @case
 def nccl_watchdog_timeout_laggard_rank(folder: Path) -> None:
+    """The job hangs with no hardware or application error; a minute later every host's rank reports
+    a watchdog timeout on SeqNum 88123 except node-0013's, stuck on 88122."""
     f = CaseFleet(hosts=16, seed=13)
     noise(f, 170)
     f.stall(80.0)
     # Rank 104 never entered the all-reduce the others wait in: its watchdog fires on the
     # collective before (one sequence number lower).
     peer_timeouts(f, 80 + NCCL_TIMEOUT_S, odd=13)
-    write(
-        f,
-        folder,
-        170,
-        "The job hangs with no hardware or application error; a minute later every host's rank "
-        "reports a watchdog timeout on SeqNum 88123 except node-0013's, stuck on 88122.",
-        [incident("nccl_watchdog_timeout", 100, host=13, after_s=80)],
-    )
+    write(f, folder, 170, [incident("nccl_watchdog_timeout", 100, host=13, after_s=80)])
 
 
 @case
 def nccl_watchdog_timeout_2048_hosts_one_stops_first(folder: Path) -> None:
+    """2,048 hosts of 8 ranks train; node-1377's ranks stop at 12 s, the other 2,047 hosts' 23 s
+    later, and nothing reports an error. One hang incident naming node-1377, from the heartbeats
+    (its last step and beat against the rest's), detected within two heartbeat intervals of its stop
+    and still one incident once the whole job has stalled."""
     f = CaseFleet(hosts=2048, seed=44)
     h = 1377
     # Its ranks stop stepping at 12 s; the rest of the job runs on for 23 s before every
     # collective waits on it. No error anywhere. (Kept short: 2,048 hosts' batches every 10 s.)
     f.stall(12.0, host=h)
     f.stall(35.0)
-    write(
-        f,
-        folder,
-        55,
-        "2,048 hosts of 8 ranks train; node-1377's ranks stop at 12 s, the other 2,047 hosts' "
-        "23 s later, and nothing reports an error. One hang incident naming node-1377, from "
-        "the heartbeats (its last step and beat against the rest's), detected within two "
-        "heartbeat intervals of its stop and still one incident once the whole job has stalled.",
-        [incident("nccl_watchdog_timeout", 32, host=h, after_s=26)],
-    )
+    write(f, folder, 55, [incident("nccl_watchdog_timeout", 32, host=h, after_s=26)])
 
 
 @case
 def straggler_one_host_slow_without_error(folder: Path) -> None:
+    """node-0009's ranks slow to a third of the job's pace at 60 s (step time 6 s vs 2 s, their
+    steps falling behind) with no error, thermal or link sign anywhere: the job waits on it in every
+    collective. One incident naming node-0009."""
     f = CaseFleet(hosts=16, seed=47)
     noise(f, 150)
     h = 9
@@ -231,9 +194,6 @@ def straggler_one_host_slow_without_error(folder: Path) -> None:
         f,
         folder,
         150,
-        "node-0009's ranks slow to a third of the job's pace at 60 s (step time 6 s vs 2 s, "
-        "their steps falling behind) with no error, thermal or link sign anywhere: the job "
-        "waits on it in every collective. One incident naming node-0009.",
         [incident("nccl_watchdog_timeout", 85, host=h, after_s=60)],
         decisions=[{"action": "exclude_and_restart", "exclude_hosts": [f.name(h)], "by_s": 90}],
     )
@@ -244,6 +204,8 @@ def straggler_one_host_slow_without_error(folder: Path) -> None:
 
 @case
 def planned_maintenance_reboot(folder: Path) -> None:
+    """An operator announces maintenance on one host at 20 s; at 100 s it is rebooted for it: the
+    job stalls, the host goes silent, peers time out. Planned, not a fault."""
     f = CaseFleet(hosts=24, seed=16)
     noise(f, 240)
     h = 11
@@ -257,18 +219,13 @@ def planned_maintenance_reboot(folder: Path) -> None:
     )
     f.silence(100.0, h)
     job_stalls(f, 100.0, on=h)
-    write(
-        f,
-        folder,
-        240,
-        "An operator announces maintenance on one host at 20 s; at 100 s it is rebooted for it: "
-        "the job stalls, the host goes silent, peers time out. Planned, not a fault.",
-        [incident("planned", 130, host=h, after_s=99)],
-    )
+    write(f, folder, 240, [incident("planned", 130, host=h, after_s=99)])
 
 
 @case
 def planned_stop_for_config_change(folder: Path) -> None:
+    """The training team announces a stop of the whole job for a config and data-mix change; at 100
+    s the job step is cancelled on every host and the ranks stop. Planned."""
     f = CaseFleet(hosts=16, seed=35)
     noise(f, 160)
     reason = (
@@ -283,14 +240,7 @@ def planned_stop_for_config_change(folder: Path) -> None:
             "2026-03-02T04:01:40 BY mlops ***",
         )
     f.stall(100.0)
-    write(
-        f,
-        folder,
-        160,
-        "The training team announces a stop of the whole job for a config and data-mix change; "
-        "at 100 s the job step is cancelled on every host and the ranks stop. Planned.",
-        [incident("planned", 120, after_s=99)],
-    )
+    write(f, folder, 160, [incident("planned", 120, after_s=99)])
 
 
 # ==================================================================== outside the job
@@ -298,6 +248,8 @@ def planned_stop_for_config_change(folder: Path) -> None:
 
 @case
 def dependency_lustre_down(folder: Path) -> None:
+    """The Lustre file system the job checkpoints to goes away: half the hosts log LustreError and
+    lost MDT connections during a checkpoint write, and the job stalls."""
     f = CaseFleet(hosts=32, seed=27)
     noise(f, 150)
     for h in range(0, 32, 2):
@@ -316,18 +268,13 @@ def dependency_lustre_down(folder: Path) -> None:
             "recovery to complete",
         )
     f.stall(90.0)
-    write(
-        f,
-        folder,
-        150,
-        "The Lustre file system the job checkpoints to goes away: half the hosts log LustreError "
-        "and lost MDT connections during a checkpoint write, and the job stalls.",
-        [incident("dependency", 102, after_s=89)],
-    )
+    write(f, folder, 150, [incident("dependency", 102, after_s=89)])
 
 
 @case
 def dependency_object_store_refused(folder: Path) -> None:
+    """The object store the data loaders stream shards from refuses connections: every host's loader
+    fails to reach it and the job stalls."""
     f = CaseFleet(hosts=16, seed=28)
     noise(f, 150)
     stream = [
@@ -346,18 +293,15 @@ def dependency_object_store_refused(folder: Path) -> None:
     for h in range(f.hosts):
         rank_fails(f, 110.0 + h * 0.1, h, 0, refused, frames=stream)
     f.stall(110.0)
-    write(
-        f,
-        folder,
-        150,
-        "The object store the data loaders stream shards from refuses connections: every "
-        "host's loader fails to reach it and the job stalls.",
-        [incident("dependency", 125, after_s=109)],
-    )
+    write(f, folder, 150, [incident("dependency", 125, after_s=109)])
 
 
 @case
 def dependency_lustre_down_everywhere_and_one_nvme_fault(folder: Path) -> None:
+    """Shared Lustre goes away at 80 s: all 32 hosts log it every 30 s for minutes and the job
+    stalls; at 120 s node-0013's local NVMe times out, then its controller goes down. One dependency
+    incident (no culprit) and one ssd incident on node-0013, and no more through every later
+    evaluation."""
     f = CaseFleet(hosts=32, seed=42)
     noise(f, 75)
     oss = "scratch-OST0003-osc-ffff9a4c3e5f1000"
@@ -405,10 +349,6 @@ def dependency_lustre_down_everywhere_and_one_nvme_fault(folder: Path) -> None:
         f,
         folder,
         250,
-        "Shared Lustre goes away at 80 s: all 32 hosts log it every 30 s for minutes and the "
-        "job stalls; at 120 s node-0013's local NVMe times out, then its controller goes down. "
-        "One dependency incident (no culprit) and one ssd incident on node-0013, and no more "
-        "through every later evaluation.",
         [
             incident("dependency", 95, after_s=79),
             incident("ssd", 135, host=h, after_s=119),
@@ -422,6 +362,8 @@ def dependency_lustre_down_everywhere_and_one_nvme_fault(folder: Path) -> None:
 
 @case
 def silent_data_corruption_nan_grad(folder: Path) -> None:
+    """Megatron's NaN check fires on one rank (NaN in its local grad norm) with no hardware error
+    anywhere; that rank exits and the others hang until their watchdogs fire."""
     f = CaseFleet(hosts=16, seed=29)
     noise(f, 160)
     h, g = 5, 2
@@ -441,18 +383,13 @@ def silent_data_corruption_nan_grad(folder: Path) -> None:
         frames=[*TRAIN_STEP[:2], nan_check],
     )
     job_stalls(f, 80.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "Megatron's NaN check fires on one rank (NaN in its local grad norm) with no hardware "
-        "error anywhere; that rank exits and the others hang until their watchdogs fire.",
-        [incident("silent_data_corruption", 100, host=h, after_s=79)],
-    )
+    write(f, folder, 160, [incident("silent_data_corruption", 100, host=h, after_s=79)])
 
 
 @case
 def unknown_worker_exit_without_reason(folder: Path) -> None:
+    """One worker exits with code 1 and nothing says why (no traceback, no kernel or GPU error); the
+    job stalls and the peers time out a minute later. Unknown, on that host."""
     f = CaseFleet(hosts=16, seed=33)
     noise(f, 160)
     h, g = 9, 3
@@ -466,14 +403,7 @@ def unknown_worker_exit_without_reason(folder: Path) -> None:
         "[WARNING] Sending process 8813 closing signal SIGTERM",
     )
     job_stalls(f, 90.0, on=h)
-    write(
-        f,
-        folder,
-        160,
-        "One worker exits with code 1 and nothing says why (no traceback, no kernel or GPU "
-        "error); the job stalls and the peers time out a minute later. Unknown, on that host.",
-        [incident("unknown", 110, host=h, after_s=89)],
-    )
+    write(f, folder, 160, [incident("unknown", 110, host=h, after_s=89)])
 
 
 # ==================================================================== several faults, none
@@ -481,6 +411,8 @@ def unknown_worker_exit_without_reason(folder: Path) -> None:
 
 @case
 def two_faults_xid48_and_nvme(folder: Path) -> None:
+    """XID 48 on node-0005 stops the job; 50 s later node-0022's NVMe controller goes down. Two
+    unrelated faults in one window: two incidents."""
     f = CaseFleet(hosts=24, seed=30)
     noise(f, 170)
     hbm_dbe(f, 80.0, 5, 2, partition=2, subpartition=1)
@@ -496,8 +428,6 @@ def two_faults_xid48_and_nvme(folder: Path) -> None:
         f,
         folder,
         170,
-        "XID 48 on node-0005 stops the job; 50 s later node-0022's NVMe controller goes down. "
-        "Two unrelated faults in one window: two incidents.",
         [
             incident("gpu_hbm_memory", 85, host=5, gpu=2),
             incident("ssd", 145, host=22, after_s=129),
@@ -507,6 +437,8 @@ def two_faults_xid48_and_nvme(folder: Path) -> None:
 
 @case
 def two_faults_xid79_and_edac_ue(folder: Path) -> None:
+    """Within two seconds a GPU of node-0003 falls off the bus and node-0018 logs an uncorrectable
+    DIMM error: two faults, two incidents."""
     f = CaseFleet(hosts=24, seed=31)
     noise(f, 150)
     gpu_falls_off(f, 60.0, 3, 5)
@@ -521,8 +453,6 @@ def two_faults_xid79_and_edac_ue(folder: Path) -> None:
         f,
         folder,
         150,
-        "Within two seconds a GPU of node-0003 falls off the bus and node-0018 logs an "
-        "uncorrectable DIMM error: two faults, two incidents.",
         [
             incident("faulty_gpu", 65, host=3, gpu=5),
             incident("system_memory", 75, host=18, after_s=61),
@@ -532,6 +462,9 @@ def two_faults_xid79_and_edac_ue(folder: Path) -> None:
 
 @case
 def two_jobs_fail_at_once_xid48_and_a_bug(folder: Path) -> None:
+    """Two jobs on disjoint hosts: XID 48 on node-0006 in llama3-405b and, in the same second, the
+    same KeyError traceback on every rank of moe-32x8b (node-0016..0031). Two incidents, one per
+    job."""
     moe = CaseFleet(hosts=16, seed=46, job="moe-32x8b", first_host=16)
     f = CaseFleet(hosts=16, seed=45, also=[moe])
     noise(f, 65)
@@ -551,9 +484,6 @@ def two_jobs_fail_at_once_xid48_and_a_bug(folder: Path) -> None:
         f,
         folder,
         150,
-        "Two jobs on disjoint hosts: XID 48 on node-0006 in llama3-405b and, in the same "
-        "second, the same KeyError traceback on every rank of moe-32x8b (node-0016..0031). "
-        "Two incidents, one per job.",
         [
             incident("gpu_hbm_memory", 75, host=h, gpu=g, job_id=f.job, after_s=69),
             incident("software_bug", 85, job_id=moe.job, after_s=69),
@@ -563,6 +493,8 @@ def two_jobs_fail_at_once_xid48_and_a_bug(folder: Path) -> None:
 
 @case
 def noisy_healthy_fleet(folder: Path) -> None:
+    """A healthy fleet's everyday noise: corrected PCIe AER, corrected DIMM errors, nvidia-peermem
+    chatter, NCCL INFO, checkpoint messages. No incident."""
     f = CaseFleet(hosts=32, seed=32)
     noise(f, 150, hosts=range(0, 32, 3))
     f.kernel_log(
@@ -593,8 +525,6 @@ def noisy_healthy_fleet(folder: Path) -> None:
         f,
         folder,
         150,
-        "A healthy fleet's everyday noise: corrected PCIe AER, corrected DIMM errors, "
-        "nvidia-peermem chatter, NCCL INFO, checkpoint messages. No incident.",
         [],
         # Ranks count as stalled 15 s after their last step, and the last beats are up to one
         # interval (10 s) before the end: stop before the recording's end looks like a hang.

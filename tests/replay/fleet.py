@@ -23,6 +23,9 @@ HELD_BACK: dict[str, str] = {}
 
 
 def case(fn: Callable[[Path], None]) -> Callable[[Path], None]:
+    """Register a case: its name is the function's, its description the function's docstring."""
+    if not fn.__doc__:
+        raise ValueError(f"case {fn.__name__} has no docstring: it is the case's description")
     BUILDERS[fn.__name__.replace("_", "-")] = fn
     return fn
 
@@ -136,13 +139,12 @@ class CaseFleet(Fleet):
 
 
 def write(
-    f: Fleet,
-    folder: Path,
-    duration: float,
-    description: str,
-    incidents: list[dict[str, Any]],
-    **extra: Any,
+    f: Fleet, folder: Path, duration: float, incidents: list[dict[str, Any]], **extra: Any
 ) -> None:
+    """Write the case in `folder` (named after its case): the recording of `duration` seconds
+    and what triage must conclude (`incidents`, and `extra` expectations such as decisions)."""
+    # The case's docstring, on one line, describes it in expect.yaml.
+    description = " ".join((BUILDERS[folder.name].__doc__ or "").split())
     f.write(
         folder,
         duration,
@@ -166,6 +168,8 @@ def write(
 def incident(
     category: str, by_s: float, host: int | None = None, gpu: int | None = None, **extra: Any
 ) -> dict[str, Any]:
+    """An incident triage must open by `by_s` seconds into the recording, with this category
+    and culprit host and GPU (when named); `extra` adds expectations (after_s, job_id, ...)."""
     out: dict[str, Any] = {"category": category}
     if host is not None:
         out["culprit_host"] = f"node-{host:04d}"
