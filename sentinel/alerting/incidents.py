@@ -19,7 +19,9 @@ from sentinel.incidents.service import IncidentChange
 from sentinel.incidents.state import IncidentState
 from sentinel.incidents.verdicts import verdict_of
 from sentinel.remediation.decisions import DecisionStatus
+from sentinel.triage.taxonomy import CATEGORIES, Category
 from sentinel.triage.verdict import Verdict
+from sentinel.wire.severity import Severity
 
 CAUSE_ALERT = "SentinelIncident"
 SYMPTOM_ALERT = "SentinelSymptom"
@@ -30,29 +32,13 @@ EVIDENCE_SHOWN = 20
 # A cause's line is one record (bounded by the verdict), but a single line may be long.
 CAUSE_LINE_MAX = 4000
 
-# The severity label of an incident's alert, by root-cause category (tables are data).
-SEVERITY_BY_CATEGORY: dict[str, str] = {
-    "faulty_gpu": "critical",
-    "gpu_hbm_memory": "critical",
-    "gpu_sram_memory": "critical",
-    "gpu_system_processor": "critical",
-    "network_switch_cable": "critical",
-    "nic": "critical",
-    "silent_data_corruption": "critical",
-    "power_supply": "critical",
-    "server_chassis": "critical",
-    "io_expansion_board": "critical",
-    "cpu": "critical",
-    "system_memory": "critical",
-    "host_maintenance": "error",
-    "gpu_thermal": "error",
-    "ssd": "error",
-    "software_bug": "error",
-    "nccl_watchdog_timeout": "error",
-    "dependency": "error",
-    "unknown": "warning",
-    "planned": "info",
-}
+
+def alert_severity(category: str) -> Severity:
+    """The severity label of an incident's root-cause alert: its category's, in the table."""
+    try:
+        return CATEGORIES[Category(category)].alert_severity
+    except ValueError:
+        return Severity.WARNING
 
 
 class SymptomLike(Protocol):
@@ -121,7 +107,7 @@ def alerts_for_incident(
     cause_labels = {
         "alertname": CAUSE_ALERT,
         **common,
-        "severity": SEVERITY_BY_CATEGORY.get(incident.category, "warning"),
+        "severity": alert_severity(incident.category).value,
         "host": incident.culprit_host or "",
         "gpu": incident.culprit_gpu or "",
         # No single culprit host: the fault is the cluster's (a switch, the fabric), and it
@@ -158,7 +144,7 @@ def alerts_for_incident(
                 labels={
                     "alertname": REMEDIATION_FAILED_ALERT,
                     **{k: v for k, v in common.items() if v},
-                    "severity": "critical",
+                    "severity": Severity.CRITICAL.value,
                     "role": "remediation",
                 },
                 annotations={
@@ -178,7 +164,7 @@ def alerts_for_incident(
         labels = {
             "alertname": SYMPTOM_ALERT,
             **common,
-            "severity": "warning",
+            "severity": Severity.WARNING.value,
             "host": host,
             "role": "symptom",
         }
