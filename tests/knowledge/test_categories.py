@@ -15,6 +15,7 @@ from sentinel.knowledge.taxonomy import (
     Scope,
     llama3_share,
 )
+from sentinel.triage.rules.base import GPU_PRECEDENCE, HOST_PART_CATEGORIES, UPSTREAM_CATEGORIES
 from sentinel.wire.severity import Severity
 
 C = Category
@@ -121,3 +122,11 @@ def test_the_columns_say_what_the_code_said_before() -> None:
         (C.CPU, (2, 0.5)),
         (C.SYSTEM_MEMORY, (2, 0.5)),
     ]
+
+
+def test_the_triage_rules_orderings_cover_the_tables_scopes() -> None:
+    """The rules keep their own orders of precedence, over exactly the table's rows."""
+    assert set(GPU_PRECEDENCE) == {c for c, f in CATEGORIES.items() if f.in_one_gpu}
+    assert {*UPSTREAM_CATEGORIES, *HOST_PART_CATEGORIES, C.NIC, C.HOST_MAINTENANCE} == {
+        c for c, f in CATEGORIES.items() if f.scope is Scope.HOST
+    }
