@@ -1,4 +1,5 @@
-"""Writes on the alert path: push alerts into groups, acknowledge a group, silence, unsilence.
+"""Writes on the alert path: push alerts into groups, acknowledge a group, silence, unsilence;
+an operator's acknowledgment and silences are audited.
 
 Functions here only flush; the caller's unit of work commits (one request, one loop step).
 """
@@ -17,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.alerting.config import Route, RoutingConfig
 from sentinel.alerting.model import AlertIn, matcher_of
 from sentinel.alerting.notifiers.base import dedup_key
+from sentinel.alerting.schemas import SilenceIn
+from sentinel.db import audit
+from sentinel.db.audit import Actor
 from sentinel.db.models import Alert, AlertGroup, Silence
 from sentinel.db.upsert import dialect_of, insert_for
 
@@ -35,6 +39,10 @@ _UPSERTED = (
 
 class NotFound(LookupError):
     pass
+
+
+class NotFiring(ValueError):
+    """Only a firing group is acknowledged."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ async def acknowledge(
     if group is None:
         raise NotFound(f"no alert group {group_id}")
     if group.state != "firing":
-        raise ValueError(f"alert group {group_id} is {group.state}; only a firing group is acked")
+        raise NotFiring(f"alert group {group_id} is {group.state}; only a firing group is acked")
     others = (
         await session.scalars(
             select(AlertGroup).where(
@@ -251,4 +259,58 @@ async def expire_silence(session: AsyncSession, silence_id: uuid.UUID, now: date
         silence.ends_at = now
         silence.starts_at = min(silence.starts_at, now)
     await session.flush()
+    return silence
+
+
+async def ack_group(
+    session: AsyncSession, group_id: uuid.UUID, who: Actor, comment: str | None, now: datetime
+) -> AlertGroup:
+    """An operator acknowledges a group (and its incident's groups elsewhere), audited."""
+    group, *also = await acknowledge(session, group_id, who.name, now)
+    audit.record(
+        session,
+        who,
+        "alert_group.ack",
+        f"alert_group:{group_id}",
+        {
+            "group_key": group.group_key,
+            "receiver": group.receiver,
+            "also": [{"id": str(g.id), "receiver": g.receiver} for g in also],
+            "comment": comment,
+        },
+        now,
+    )
+    return group
+
+
+async def add_silence(session: AsyncSession, body: SilenceIn, who: Actor, now: datetime) -> Silence:
+    """An operator's silence, audited; a ValueError names what is wrong with it."""
+    starts = body.starts_at or now
+    ends = body.ends_at or starts + body.duration  # type: ignore[operator]
+    silence = await create_silence(
+        session,
+        [m if isinstance(m, str) else m.model_dump() for m in body.matchers],
+        who.name,
+        body.comment,
+        starts,
+        ends,
+        now,
+    )
+    audit.record(
+        session,
+        who,
+        "silence.create",
+        f"silence:{silence.id}",
+        {"matchers": silence.matchers, "comment": silence.comment, "ends_at": ends.isoformat()},
+        now,
+    )
+    return silence
+
+
+async def end_silence(
+    session: AsyncSession, silence_id: uuid.UUID, who: Actor, now: datetime
+) -> Silence:
+    """An operator expires a silence now, audited."""
+    silence = await expire_silence(session, silence_id, now)
+    audit.record(session, who, "silence.expire", f"silence:{silence_id}", {}, now)
     return silence

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from sentinel.alerting.service import NotFiring, NotFound
 from sentinel.incidents.state import IncidentTransitionRefused, UnknownIncident
 from sentinel.remediation.decisions import (
     IncompleteOverride,
@@ -151,8 +152,10 @@ def http_error_response(exc: HTTPException) -> JSONResponse:
 # The domains' refusals and the status each answers with (the dashboard shows the same status
 # and message on its page).
 REFUSALS: Final[dict[type[Exception], int]] = {
+    NotFound: status.HTTP_404_NOT_FOUND,
     UnknownHost: status.HTTP_404_NOT_FOUND,
     UnknownIncident: status.HTTP_404_NOT_FOUND,
+    NotFiring: status.HTTP_409_CONFLICT,
     TransitionRefused: status.HTTP_409_CONFLICT,
     IncidentTransitionRefused: status.HTTP_409_CONFLICT,
     IncompleteOverride: status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
+from sentinel.alerting import service as alerting
 from sentinel.alerting.schemas import AckIn, SilenceIn
 from sentinel.api.body import read_body
 from sentinel.api.deps import Ctx, Session
@@ -599,7 +600,7 @@ async def group_ack(
 ) -> Response:
     async def call() -> None:
         body = AckIn(comment=form.fields.get("comment") or None)
-        await alerts_api.ack_group(ctx, session, form.who, group_id, body)
+        await alerting.ack_group(session, group_id, form.who, body.comment, ctx.clock.now())
 
     return await _act(request, session, form.who, "/alerts", "group.ack", call)
 
@@ -624,7 +625,7 @@ async def silence_create(request: Request, ctx: Ctx, session: Session, form: For
                 "duration": form.fields.get("duration", "") or "2h",
             }
         )
-        await alerts_api.create_silence(ctx, session, form.who, body)
+        await alerting.add_silence(session, body, form.who, ctx.clock.now())
 
     return await _act(request, session, form.who, "/silences", "silence.create", call)
 
@@ -639,7 +640,7 @@ async def silence_expire(
         form.who,
         "/silences",
         "silence.expire",
-        lambda: alerts_api.expire_silence(ctx, session, form.who, silence_id),
+        lambda: alerting.end_silence(session, silence_id, form.who, ctx.clock.now()),
     )
 
 

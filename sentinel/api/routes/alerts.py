@@ -24,7 +24,7 @@ from sentinel.alerting.schemas import (
 )
 from sentinel.api.body import read_body
 from sentinel.api.deps import Agent, Ctx, Operator, Session, Viewer
-from sentinel.api.errors import describe_validation_error, error_responses
+from sentinel.api.errors import describe_validation_error, error_responses, refusals
 from sentinel.db import audit
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert, AlertGroup, Silence
@@ -76,27 +76,9 @@ async def ack_group(
     group_id: uuid.UUID,
     body: Annotated[AckIn | None, Body()] = None,
 ) -> AlertGroup:
-    now = ctx.clock.now()
-    try:
-        group, *also = await service.acknowledge(session, group_id, principal.name, now)
-    except service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    audit.record(
-        session,
-        principal,
-        "alert_group.ack",
-        f"alert_group:{group_id}",
-        {
-            "group_key": group.group_key,
-            "receiver": group.receiver,
-            "also": [{"id": str(g.id), "receiver": g.receiver} for g in also],
-            "comment": body and body.comment,
-        },
-        now,
-    )
-    return group
+    comment = body.comment if body is not None else None
+    with refusals():
+        return await service.ack_group(session, group_id, principal, comment, ctx.clock.now())
 
 
 @router.post(
@@ -158,29 +140,10 @@ async def list_silences(ctx: Ctx, session: Session, _: Viewer) -> list[SilenceOu
 async def create_silence(
     ctx: Ctx, session: Session, principal: Operator, body: SilenceIn
 ) -> SilenceOut:
-    now = ctx.clock.now()
-    starts = body.starts_at or now
-    ends = body.ends_at or starts + body.duration  # type: ignore[operator]
     try:
-        silence = await service.create_silence(
-            session,
-            [m if isinstance(m, str) else m.model_dump() for m in body.matchers],
-            principal.name,
-            body.comment,
-            starts,
-            ends,
-            now,
-        )
+        silence = await service.add_silence(session, body, principal, ctx.clock.now())
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    audit.record(
-        session,
-        principal,
-        "silence.create",
-        f"silence:{silence.id}",
-        {"matchers": silence.matchers, "comment": silence.comment, "ends_at": ends.isoformat()},
-        now,
-    )
     return _silence_out(silence, ctx)
 
 
@@ -193,12 +156,8 @@ async def create_silence(
 async def expire_silence(
     ctx: Ctx, session: Session, principal: Operator, silence_id: uuid.UUID
 ) -> SilenceOut:
-    now = ctx.clock.now()
-    try:
-        silence = await service.expire_silence(session, silence_id, now)
-    except service.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    audit.record(session, principal, "silence.expire", f"silence:{silence_id}", {}, now)
+    with refusals():
+        silence = await service.end_silence(session, silence_id, principal, ctx.clock.now())
     return _silence_out(silence, ctx)
 
 
