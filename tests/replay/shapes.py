@@ -58,6 +58,7 @@ TRAIN_STEP = [
 
 
 def torch_ts(f: Fleet, t: float) -> str:
+    """PyTorch's (glog's) timestamp for time t: `0302 04:01:35.000000`."""
     return f.at(t).strftime("%m%d %H:%M:%S.%f")
 
 
@@ -69,6 +70,8 @@ def nccl_timeout(
     op: str = "ALLREDUCE",
     timeout_s: float = NCCL_TIMEOUT_S,
 ) -> str:
+    """The line ProcessGroupNCCL's watchdog prints when a rank's collective ran past its
+    timeout (each rank a few milliseconds over, as they notice at different moments)."""
     ran = int(timeout_s * 1000) + rank % 97
     return (
         f"[rank{rank}]:[E{torch_ts(f, t)} ProcessGroupNCCL.cpp:616] [Rank {rank}] Watchdog "
@@ -88,6 +91,7 @@ def traceback(rank: int, frames: list[tuple[str, int, str, str]], exception: str
 
 
 def xid_line(f: CaseFleet, gpu: int, code: int, text: str, pid: int = 48112) -> str:
+    """An Xid as NVRM prints it in the kernel log, for a GPU of the fleet's baseboard."""
     return f"NVRM: Xid (PCI:{f.bus(gpu)}): {code}, pid={pid}, name=python, {text}"
 
 
@@ -229,7 +233,10 @@ def scontrol_nodes(f: CaseFleet, drained: dict[int, tuple[str, float]]) -> str:
 
 
 def noise(f: CaseFleet, duration: float, hosts: Iterable[int] = (), seed: int = 0) -> None:
-    """What healthy hosts say all day: NCCL INFO chatter, corrected AER, training progress."""
+    """What healthy hosts say all day: NCCL INFO chatter, corrected AER, training progress.
+
+    Four hosts (or `hosts`) drawn from its own generator (seeded with the fleet's seed unless
+    `seed`): the fleet's samples draw from theirs, so neither shifts the other's draws."""
     rng = random.Random(seed or f.seed)
     chosen = list(hosts) or rng.sample(range(f.hosts), k=min(4, f.hosts))
     for h in chosen:
