@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from sentinel.remediation.decisions import DecisionStatus
+
 HOUR = 3600.0
 DAY = 86400.0
 PHASES = ("detection", "decision", "execution", "waiting_for_nodes", "restart", "lost_work")
@@ -80,7 +82,7 @@ def phases(per_incident: pl.DataFrame, progress: pl.DataFrame) -> pl.DataFrame:
 
     ``per_incident`` is the time-lost table's frame (``tables.interruptions``): it brings the
     incident's times, its decision's, the downtime and the lost work."""
-    done = pl.when(pl.col("status") == "done").then(pl.col("decision_updated_s"))
+    done = pl.when(pl.col("status") == DecisionStatus.done.value).then(pl.col("decision_updated_s"))
     frame = per_incident.with_columns(done.alias("done_s"))
     frame = _first_sample_after(frame, progress, "done_s", "returned")
     frame = _first_sample_after(frame, progress, "returned_s", "next")

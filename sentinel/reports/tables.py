@@ -15,6 +15,7 @@ from typing import Any
 
 import polars as pl
 
+from sentinel.remediation.decisions import DecisionStatus
 from sentinel.reports.frames import History
 from sentinel.reports.goodput import (
     breakdown_by_category,
@@ -121,7 +122,7 @@ def interruptions(
     inc = history.incidents.join(
         history.jobs.select("job_id", "step_time_s"), on="job_id", how="left"
     )
-    done_and_restarted = pl.when(pl.col("status") == "done").then(
+    done_and_restarted = pl.when(pl.col("status") == DecisionStatus.done.value).then(
         pl.col("decision_updated_s") + params.restart_s
     )
     return (
