@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from sentinel.flightrec import jit, scan
+from sentinel.flightrec import entryscan, jit, scan
 from sentinel.flightrec.grouping import per_group_and_rank
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
@@ -148,13 +148,12 @@ def _scan_fast(data: bytes | memoryview, name: str) -> _Scanned | None:
         return None
     scratch = getattr(_per_thread, "scratch", None)
     if scratch is None:
-        scratch = _per_thread.scratch = scan.Scratch()
-    scanned = scan.parse_pickle(
-        data,
-        MAX_TENSORS_PER_ENTRY,
-        MAX_DIMS_PER_TENSOR,
-        _TOP_LEVEL_READ,
-        scratch,
+        scratch = _per_thread.scratch = entryscan.EntryScratch()
+    # The decoder specialised to the entry layout first; the generic one for the rest.
+    scanned = entryscan.parse_pickle(
+        data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR, _TOP_LEVEL_READ, scratch
+    ) or scan.parse_pickle(
+        data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR, _TOP_LEVEL_READ, scratch
     )
     if scanned is None:
         return None

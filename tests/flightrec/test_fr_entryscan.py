@@ -1,0 +1,84 @@
+"""The decoder specialised to the entry layout takes the usual dumps and declines the rest.
+
+Whatever it declines, the generic fast path (`scan`) or the checked path reads: the
+parser's answer is the checked path's either way (`assert_same`).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from sentinel.flightrec import entryscan, parse
+from sentinel.flightrec.synth import Layout, Plan, synthesize
+
+from .conftest import FIXTURES, SCENARIOS
+from .test_fr_scan import _checked, assert_same
+
+NAME = "nccl_trace_rank_3"
+
+
+def _doc() -> dict[str, Any]:
+    plan = Plan(Layout(64), entries=60, kind="stuck", culprit=5)
+    return synthesize(plan, 3, plan.layout.rank_groups(3))
+
+
+def _specialised(data: bytes) -> object:
+    return entryscan.parse_pickle(
+        data,
+        parse.MAX_TENSORS_PER_ENTRY,
+        parse.MAX_DIMS_PER_TENSOR,
+        parse._TOP_LEVEL_READ,
+    )
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_real_pytorch_pickles_take_the_specialised_decoder(scenario: str) -> None:
+    for path in sorted((FIXTURES / scenario / "raw").iterdir()):
+        assert _specialised(path.read_bytes()) is not None, path
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_synthetic_dumps_take_the_specialised_decoder(protocol: int) -> None:
+    data = pickle.dumps(_doc(), protocol=protocol)
+    assert _specialised(data) is not None
+    assert_same(parse._parse_fast(data, NAME), _checked(data, NAME))
+
+
+def test_an_entry_listed_twice_is_declined_and_read_by_the_generic_path() -> None:
+    doc = _doc()
+    doc["entries"].insert(1, doc["entries"][0])  # the same dict object twice
+    data = pickle.dumps(doc, protocol=2)
+    assert _specialised(data) is None
+    assert_same(parse._parse_fast(data, NAME), _checked(data, NAME))
+
+
+def test_an_entry_dict_read_elsewhere_is_declined() -> None:
+    doc = _doc()
+    entries = doc.pop("entries")
+    pg_config = doc.pop("pg_config")
+    doc["entries"] = entries
+    # pg_config now comes after the entries and shares one of them: a walk of it meets
+    # a dict whose items went into the columns.
+    doc["pg_config"] = {**pg_config, "shared": entries[0]}
+    data = pickle.dumps(doc, protocol=2)
+    assert _specialised(data) is None
+    assert_same(parse._parse_fast(data, NAME), _checked(data, NAME))
+
+
+def test_a_sizes_list_that_grows_after_its_entry_is_declined() -> None:
+    """The columns read an entry's lists when the entry is complete; a pickle can still
+    append to a memoized list later, and the unpickled entry then has the longer list."""
+    doc = _doc()
+    shared = doc["entries"][0]["input_sizes"]
+    doc["zzz"] = shared  # the last key: a back-reference to the sizes list
+    data = pickle.dumps(doc, protocol=2)
+    assert data.endswith(b"u.")
+    # before the final SETITEMS: append [1] to that list (EMPTY_LIST BININT1 1 APPEND APPEND)
+    grown = data[:-2] + b"]K\x01aa" + data[-2:]
+    checked = _checked(grown, NAME)
+    assert checked.entries["in_sig"].cast(str)[0].startswith("[[4096, 8192], [1]]")
+    assert _specialised(grown) is None
+    assert_same(parse._parse_fast(grown, NAME), checked)
