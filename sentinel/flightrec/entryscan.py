@@ -101,7 +101,7 @@ def _run_entries(
     """
     n = data.shape[0]
     cap = n + 1
-    row_cap = ints.shape[0]
+    row_cap = ints.shape[1]
     as_int = np.zeros(1, np.int64)
     as_float = as_int.view(np.float64)
     node_of = np.empty(16, np.int64)
@@ -442,11 +442,11 @@ def _row(
         if node_of[f] == -1:
             return False
     for j in range(6):
-        nulls[row, j] = False
+        nulls[j, row] = False
     rid = node_of[0]
     if kind[rid] != _INT:
         return False
-    ints[row, 0] = val[rid]
+    ints[0, row] = val[rid]
     pg = node_of[1]
     if kind[pg] != _TUPLE and kind[pg] != _LIST:
         return False
@@ -457,45 +457,45 @@ def _row(
     if kind[pg_name] != _STR or kind[pg_desc] != _STR:
         return False
     frozen[pg] = gen  # a list as process_group (JSON-like writers): read now, so fixed
-    ints[row, 1] = pg_name
-    ints[row, 2] = pg_desc
+    ints[1, row] = pg_name
+    ints[2, row] = pg_desc
     for j in range(5):
         col, f, nul = _INT_FIELDS[j, 0], _INT_FIELDS[j, 1], _INT_FIELDS[j, 2]
         k = kind[node_of[f]]
         if k == _NONE:
-            nulls[row, nul] = True
-            ints[row, col] = 0
+            nulls[nul, row] = True
+            ints[col, row] = 0
         elif k == _INT:
-            ints[row, col] = val[node_of[f]]
+            ints[col, row] = val[node_of[f]]
         else:
             return False
     for col, f in ((5, 4), (6, 9)):  # profiling_name, state
         if kind[node_of[f]] != _STR:
             return False
-        ints[row, col] = node_of[f]
+        ints[col, row] = node_of[f]
     p2p = node_of[13]
-    ints[row, 10] = -1
+    ints[10, row] = -1
     if p2p != -1:
         if kind[p2p] == _TRUE:
-            ints[row, 10] = 1
+            ints[10, row] = 1
         elif kind[p2p] == _FALSE:
-            ints[row, 10] = 0
+            ints[10, row] = 0
         elif kind[p2p] != _NONE:
             return False
     d = node_of[14]
-    nulls[row, 5] = True
+    nulls[5, row] = True
     dur[row] = 0.0
     if d != -1:
         if kind[d] == _FLOAT:
             as_int[0] = val[d]
             dur[row] = as_float[0]
-            nulls[row, 5] = False
+            nulls[5, row] = False
         elif kind[d] == _INT:
             dur[row] = np.float64(val[d])
-            nulls[row, 5] = False
+            nulls[5, row] = False
         elif kind[d] != _NONE:
             return False
-    ints[row, 11] = node_of[15]
+    ints[11, row] = node_of[15]
     for which in range(2):
         sizes, dtypes = node_of[5 + which], node_of[7 + which]
         # Helpers are called only for what is not hashed yet: a compiled call costs more
@@ -528,10 +528,10 @@ def _row(
         h1, h2 = hashes[sizes, 0], hashes[sizes, 1]
         h1, h2 = _mix(h1, h2, hashes[dtypes, 0])
         h1, h2 = _mix(h1, h2, hashes[dtypes, 1])
-        sigs[row, 2 * which] = h1
-        sigs[row, 2 * which + 1] = h2
-        ints[row, 12 + which] = sizes
-        ints[row, 14 + which] = dtypes
+        sigs[2 * which, row] = h1
+        sigs[2 * which + 1, row] = h2
+        ints[12 + which, row] = sizes
+        ints[14 + which, row] = dtypes
     return True
 
 
@@ -612,9 +612,10 @@ class EntryScratch(scan.Scratch):
         self.hash_gen = np.zeros(self.size, np.int32)
         self.hashes = np.empty((self.size, 2), np.uint64)
         rows = self.size // _MIN_ENTRY_BYTES + 1
-        self.ints = np.empty((rows, 16), np.int64)
-        self.nulls = np.empty((rows, 6), np.bool_)
-        self.sigs = np.empty((rows, 4), np.uint64)
+        # by column: what the parser reads is a column, and a contiguous one is not copied
+        self.ints = np.empty((16, rows), np.int64)
+        self.nulls = np.empty((6, rows), np.bool_)
+        self.sigs = np.empty((4, rows), np.uint64)
         self.dur = np.empty(rows, np.float64)
         self.row_node = np.empty(rows, np.int32)
 
@@ -677,9 +678,9 @@ def parse_pickle(
     if top is None or top[1] != entries:
         return None
     columns = scan.EntryColumns(
-        work.ints[:rows].copy(),
-        work.nulls[:rows].copy(),
-        work.sigs[:rows].copy(),
+        work.ints[:, :rows].copy().T,  # (rows, 16) like scan's, each column contiguous
+        work.nulls[:, :rows].copy().T,
+        work.sigs[:, :rows].copy().T,
         work.dur[:rows].copy(),
     )
     return nodes, top[0], columns

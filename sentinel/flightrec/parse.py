@@ -62,7 +62,10 @@ _P2P_OPS = frozenset({"send", "recv"})
 
 def rank_from_name(name: str) -> int | None:
     """PyTorch names a dump TORCH_FR_DUMP_TEMP_FILE + rank, so the rank ends the name."""
-    match = _RANK_SUFFIX.search(Path(name).name)
+    base = name.rpartition("/")[2]
+    if base in ("", ".", ".."):  # Path's reading of such names (a costly one per dump)
+        base = Path(name).name
+    match = _RANK_SUFFIX.search(base)
     return int(match.group(1)) if match else None
 
 
@@ -233,8 +236,9 @@ def _assemble(items: Sequence[_Scanned], rank: bool = False) -> pl.DataFrame:
         series = pl.Series(values, dtype=dtype)
         return series.scatter(np.flatnonzero(null), None) if null.any() else series
 
-    ints = np.concatenate([item.ints for item in items]) if len(items) > 1 else items[0].ints
-    nulls = np.concatenate([item.nulls for item in items]) if len(items) > 1 else items[0].nulls
+    # By column (ints[k] is column k), each contiguous: polars then copies nothing twice.
+    ints = np.ascontiguousarray(np.concatenate([item.ints.T for item in items], axis=1))
+    nulls = np.ascontiguousarray(np.concatenate([item.nulls.T for item in items], axis=1))
     peer_values = [-1 if p is None else p for item in items for p in item.peer]
     op_offsets = np.cumsum([0, *(len(item.peer) for item in items)])[:-1]
     peer_rows = np.concatenate(
@@ -242,22 +246,22 @@ def _assemble(items: Sequence[_Scanned], rank: bool = False) -> pl.DataFrame:
     )
     peers = np.array(peer_values, np.int32)[peer_rows]
     columns = {
-        "record_id": pl.Series(ints[:, 0], dtype=pl.Int64),
+        "record_id": pl.Series(ints[0], dtype=pl.Int64),
         "pg": cat("pg"),
         "pg_desc": cat("pg_desc"),
-        "seq": nullable(ints[:, 3], nulls[:, 0], pl.Int64),
-        "p2p_seq": nullable(ints[:, 4], nulls[:, 1], pl.Int64),
+        "seq": nullable(ints[3], nulls[0], pl.Int64),
+        "p2p_seq": nullable(ints[4], nulls[1], pl.Int64),
         "is_p2p": pl.Series(np.concatenate([item.is_p2p for item in items]), dtype=pl.Boolean),
         "op": cat("op"),
         "peer": nullable(peers, peers == -1, pl.Int32),
         "in_sig": cat("in_sig"),
         "out_sig": cat("out_sig"),
         "state": pl.Series(np.concatenate([item.state for item in items]), dtype=pl.Int8),
-        "t_created": nullable(ints[:, 7], nulls[:, 2], pl.Int64),
-        "t_started": nullable(ints[:, 8], nulls[:, 3], pl.Int64),
-        "t_completed": nullable(ints[:, 9], nulls[:, 4], pl.Int64),
+        "t_created": nullable(ints[7], nulls[2], pl.Int64),
+        "t_started": nullable(ints[8], nulls[3], pl.Int64),
+        "t_completed": nullable(ints[9], nulls[4], pl.Int64),
         "duration_ms": nullable(
-            np.concatenate([item.durations for item in items]), nulls[:, 5], pl.Float64
+            np.concatenate([item.durations for item in items]), nulls[5], pl.Float64
         ),
     }
     series = [columns[c].alias(c) for c in ENTRY_SCHEMA]
@@ -355,8 +359,26 @@ def _ranks(raw: object) -> tuple[int, ...] | None:
     return None
 
 
-@lru_cache(maxsize=4096)
+# The last rank list text of each length and its reading: every rank's dump repeats the
+# default group's list (100 KB at 16k ranks), and comparing it with the last one costs a
+# tenth of hashing it for the lru_cache.
+_last_ranks_text: dict[int, tuple[str, tuple[int, ...] | None]] = {}
+
+
 def _ranks_text(raw: str) -> tuple[int, ...] | None:
+    last = _last_ranks_text.get(len(raw))
+    if last is not None and last[0] == raw:
+        return last[1]
+    ranks = _ranks_text_cached(raw)
+    if len(raw) >= 1024:
+        if len(_last_ranks_text) >= 64:
+            _last_ranks_text.clear()
+        _last_ranks_text[len(raw)] = (raw, ranks)
+    return ranks
+
+
+@lru_cache(maxsize=4096)
+def _ranks_text_cached(raw: str) -> tuple[int, ...] | None:
     """Cached: every rank's dump repeats the same strings, the default group's 16k long."""
     text = raw.strip().removeprefix("[").removesuffix("]").strip()
     try:
