@@ -18,6 +18,8 @@ from pydantic import (
 )
 
 from sentinel.alerting.model import DURATION_PART, LABEL_VALUE_MAX, matcher_of, parse_duration
+from sentinel.alerting.muting import silence_active
+from sentinel.db.models import Silence
 from sentinel.inputs import NO_NUL, Comment, Time
 from sentinel.wire.v1 import LATEST
 
@@ -68,6 +70,12 @@ class SilenceOut(_Out):
     ends_at: datetime
     created_at: datetime
     active: bool = False
+
+
+def silence_out(silence: Silence, now: datetime) -> SilenceOut:
+    out = SilenceOut.model_validate(silence)
+    out.active = silence_active(silence, now)
+    return out
 
 
 def _parses(value: str) -> str:

@@ -25,17 +25,16 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
+from sentinel.alerting import repository as alerting_reads
 from sentinel.alerting import service as alerting
-from sentinel.alerting.schemas import AckIn, SilenceIn
+from sentinel.alerting.schemas import AckIn, SilenceIn, silence_out
 from sentinel.api.body import read_body
 from sentinel.api.deps import Ctx, Session
 from sentinel.api.errors import describe_validation_error, refusal
-from sentinel.api.routes import alerts as alerts_api
-from sentinel.api.routes import jobs as jobs_api
-from sentinel.api.routes import swaps as swaps_api
 from sentinel.auth import Principal
-from sentinel.db.models import Alert, Decision, Host, Incident
+from sentinel.db.models import Decision, Host, Incident
 from sentinel.incidents.schemas import ResolveIn
+from sentinel.ingest.jobs import job_summaries
 from sentinel.inputs import NO_NUL
 from sentinel.remediation.decisions import DecisionOperations, mark_repaired
 from sentinel.remediation.policy import Action
@@ -538,7 +537,7 @@ async def approvals_page(request: Request, session: Session, who: WebUser) -> HT
 
 @router.get("/jobs")
 async def jobs_page(request: Request, ctx: Ctx, session: Session, who: WebUser) -> HTMLResponse:
-    jobs = await jobs_api.list_jobs(session, who)
+    jobs = await job_summaries(session)
     return _page(
         request,
         "jobs.html",
@@ -546,7 +545,8 @@ async def jobs_page(request: Request, ctx: Ctx, session: Session, who: WebUser) 
         jobs=jobs,
         restarts=await views.job_restarts(session),
         swaps=await active_swaps(session),
-        spares=await swaps_api.get_spares(ctx, who),
+        spares=await ctx.remediation.swaps.pool.state(ctx.sessions),
+        reservation=ctx.settings.remediation.swap.reservation,
     )
 
 
@@ -588,8 +588,8 @@ async def goodput_page(
 
 @router.get("/alerts")
 async def alerts_page(request: Request, session: Session, who: WebUser) -> HTMLResponse:
-    groups = await alerts_api.list_groups(session, who)
-    alerts: list[Alert] = await alerts_api.list_alerts(session, who, limit=300)
+    groups = await alerting_reads.list_groups(session)
+    alerts = await alerting_reads.list_alerts(session, limit=300)
     incidents = await views.group_incidents(session, groups)
     return _page(request, "alerts.html", who, groups=groups, alerts=alerts, incidents=incidents)
 
@@ -607,7 +607,8 @@ async def group_ack(
 
 @router.get("/silences")
 async def silences_page(request: Request, ctx: Ctx, session: Session, who: WebUser) -> HTMLResponse:
-    silences = await alerts_api.list_silences(ctx, session, who)
+    now = ctx.clock.now()
+    silences = [silence_out(s, now) for s in await alerting_reads.list_silences(session)]
     return _page(request, "silences.html", who, silences=silences)
 
 

@@ -7,11 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from sentinel.alerting import service
+from sentinel.alerting import repository, service
 from sentinel.alerting.external import AmWebhook, on_external_alert, store_events
-from sentinel.alerting.muting import silence_active
 from sentinel.alerting.schemas import (
     AckIn,
     AlertGroupOut,
@@ -21,6 +19,7 @@ from sentinel.alerting.schemas import (
     SilenceIn,
     SilenceOut,
     WebhookAccepted,
+    silence_out,
 )
 from sentinel.api.body import read_body
 from sentinel.api.deps import Agent, Ctx, Operator, Session, Viewer
@@ -41,14 +40,9 @@ async def list_alerts(
     incident: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[Alert]:
-    query = select(Alert).order_by(Alert.updated_at.desc(), Alert.fingerprint).limit(limit)
-    if state is not None:
-        query = query.where(Alert.state == state)
-    if muted is not None:
-        query = query.where(Alert.muted_by.is_not(None) if muted else Alert.muted_by.is_(None))
-    if incident is not None:
-        query = query.where(Alert.incident_id == incident)
-    return list((await session.scalars(query)).all())
+    return await repository.list_alerts(
+        session, state=state, muted=muted, incident=incident, limit=limit
+    )
 
 
 @router.get("/alert-groups", response_model=list[AlertGroupOut], summary="Alert groups")
@@ -57,10 +51,7 @@ async def list_groups(
     _: Viewer,
     state: Annotated[str | None, Query(pattern="^(firing|resolved)$")] = None,
 ) -> list[AlertGroup]:
-    query = select(AlertGroup).order_by(AlertGroup.first_fired_at.desc())
-    if state is not None:
-        query = query.where(AlertGroup.state == state)
-    return list((await session.scalars(query)).all())
+    return await repository.list_groups(session, state)
 
 
 @router.post(
@@ -120,15 +111,12 @@ async def pagerduty_webhook(
 
 
 def _silence_out(silence: Silence, ctx: Ctx) -> SilenceOut:
-    out = SilenceOut.model_validate(silence)
-    out.active = silence_active(silence, ctx.clock.now())
-    return out
+    return silence_out(silence, ctx.clock.now())
 
 
 @router.get("/silences", response_model=list[SilenceOut], summary="Silences (expired included)")
 async def list_silences(ctx: Ctx, session: Session, _: Viewer) -> list[SilenceOut]:
-    silences = (await session.scalars(select(Silence).order_by(Silence.created_at.desc()))).all()
-    return [_silence_out(s, ctx) for s in silences]
+    return [_silence_out(s, ctx) for s in await repository.list_silences(session)]
 
 
 @router.post(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -14,9 +13,9 @@ from sentinel.api.deps import Ctx, Session, Viewer, require
 from sentinel.api.errors import error_responses
 from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.auth import Principal
-from sentinel.checkpoints import durable_checkpoint
 from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.incidents.state import IncidentState
+from sentinel.ingest.jobs import job_summaries, job_summary
 from sentinel.remediation.decisions import DecisionStatus
 from sentinel.reports.cadence import advise
 from sentinel.wire.v1 import Name
@@ -24,30 +23,9 @@ from sentinel.wire.v1 import Name
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 
-def _job_out(job: Job, ranks: list[JobRank]) -> dict[str, Any]:
-    steps = [r.step for r in ranks]
-    durable = durable_checkpoint(r.checkpoint_step for r in ranks)
-    return {
-        "id": job.id,
-        "state": job.state,
-        "first_seen": job.first_seen,
-        "last_seen": job.last_seen,
-        "world_size": job.world_size,
-        "ranks_reporting": len(ranks),
-        "hosts": len({r.host_id for r in ranks}),
-        "min_step": min(steps) if steps else None,
-        "max_step": max(steps) if steps else None,
-        "durable_checkpoint_step": durable,
-    }
-
-
 @router.get("", response_model=list[JobOut], summary="Training jobs seen through heartbeats")
 async def list_jobs(session: Session, _: Viewer) -> list[dict[str, Any]]:
-    jobs = (await session.scalars(select(Job).order_by(Job.last_seen.desc()))).all()
-    ranks: dict[str, list[JobRank]] = defaultdict(list)
-    for r in (await session.scalars(select(JobRank))).all():
-        ranks[r.job_id].append(r)
-    return [_job_out(j, ranks[j.id]) for j in jobs]
+    return await job_summaries(session)
 
 
 @router.get(
@@ -67,7 +45,7 @@ async def get_job(session: Session, _: Viewer, job_id: Name) -> dict[str, Any]:
             )
         ).all()
     )
-    out = _job_out(job, ranks)
+    out = job_summary(job, ranks)
     out["ranks"] = [RankOut.model_validate(r, from_attributes=True) for r in ranks]
     return out
 
