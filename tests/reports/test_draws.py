@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sentinel.remediation.policy import HOST_HARDWARE
 from sentinel.reports import draws
-from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
+from sentinel.triage.taxonomy import CATEGORIES, LLAMA3_TABLE5, Category
 
 HOSTS = 32  # small: the same events as at 2,048 hosts, fewer peers
 
@@ -15,7 +14,7 @@ def test_every_table5_category_is_drawn_and_its_shares_add_up() -> None:
     assert set(draws.VARIANTS) == set(LLAMA3_TABLE5)
     for category, variants in draws.VARIANTS.items():
         assert sum(v.share for v in variants) == pytest.approx(1.0), category
-        assert all(v.culprit == (category in HOST_HARDWARE) for v in variants), category
+        assert all(v.culprit == CATEGORIES[category].host_must_leave for v in variants), category
 
 
 def test_a_draw_is_stored_events_in_the_wire_format() -> None:
@@ -65,7 +64,7 @@ def test_a_job_wide_bug_names_no_host() -> None:
 def test_a_precursor_names_its_host_while_the_job_trains(category: Category) -> None:
     weighed = draws.weigh_precursor(category, HOSTS, culprit=9, gpu=3)
     assert weighed is not None
-    assert weighed.category in HOST_HARDWARE and weighed.names_culprit()
+    assert CATEGORIES[weighed.category].host_must_leave and weighed.names_culprit()
     assert draws.weigh_precursor(Category.CPU, HOSTS, culprit=9, gpu=3) is None
 
 

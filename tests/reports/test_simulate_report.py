@@ -12,9 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sentinel.cli import app
-from sentinel.remediation.policy import HOST_HARDWARE
 from sentinel.reports.simulation import Assumptions, run, schedule
-from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
+from sentinel.triage.taxonomy import CATEGORIES, LLAMA3_TABLE5, Category
 
 runner = CliRunner()
 SEED = 405  # the simulated fixture's seed
@@ -141,7 +140,9 @@ def test_the_policy_is_in_the_loop(simulated: Any) -> None:
         for host in i.exclude_hosts:
             assert out_until.get(host, -1.0) <= i.fault_s
             out_until[host] = i.issued_s + a.repair_s
-    assert o.sentinel.prevented and all(f.category in HOST_HARDWARE for f in o.sentinel.prevented)
+    assert o.sentinel.prevented and all(
+        CATEGORIES[f.category].host_must_leave for f in o.sentinel.prevented
+    )
     # Detection in seconds against the watchdog's ten minutes (a hang: heartbeats + settle).
     hw = [i for i in o.sentinel.interruptions if i.fault.category == Category.FAULTY_GPU]
     assert {i.detected_s - i.fault_s for i in hw} == {a.event_detection_s, a.hang_detection_s}

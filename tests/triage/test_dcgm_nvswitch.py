@@ -19,8 +19,7 @@ from sentinel.knowledge.dcgm import (
     readable,
 )
 from sentinel.knowledge.nvswitch import default_sxid_catalog
-from sentinel.knowledge.taxonomy import Category
-from sentinel.remediation.policy import HOST_HARDWARE
+from sentinel.knowledge.taxonomy import CATEGORIES, Category
 from sentinel.triage.classify import classify_text
 from sentinel.triage.signals import extract_signals
 from tests.triage.conftest import EXCERPTS, load_excerpt
@@ -173,6 +172,6 @@ def test_a_gpus_own_memory_fault_beside_an_sxid_stays_the_gpus() -> None:
 def test_the_baseboard_category_drains_the_host() -> None:
     # Why io_expansion_board: a fatal SXid is remedied on the host (drain, reset), not by
     # holding the job for the network (network_switch_cable) nor by blaming one GPU.
-    assert Category.IO_EXPANSION_BOARD in HOST_HARDWARE
+    assert CATEGORIES[Category.IO_EXPANSION_BOARD].host_must_leave
     fatal = [s for s in default_sxid_catalog().sxids if s.fatal]
     assert fatal and all(s.action == "RESTART_BM" for s in fatal)
