@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain, repeat
 from multiprocessing import get_context
@@ -35,6 +34,7 @@ from sentinel.flightrec.models import (
     GroupConfig,
     ParsedDump,
 )
+from sentinel.flightrec.tables import Scanned, assemble, split_tables
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES, load_plain
 
 MAX_JSON_BYTES = 256 * 1024 * 1024
@@ -106,29 +106,6 @@ def _parse(data: bytes, name: str) -> ParsedDump:
     return _to_parsed(doc, name)
 
 
-@dataclass
-class _Scanned:
-    """One dump read by the fast path: its metadata, and its entries still as arrays.
-
-    Entries become a DataFrame in `_assemble`, for one dump or for a worker's whole
-    chunk at once: building a polars frame costs about as much as scanning the dump.
-    """
-
-    meta: ParsedDump  # with empty `entries`
-    ints: npt.NDArray[np.int64]  # scan.EntryColumns.ints
-    nulls: npt.NDArray[np.bool_]  # seq, p2p seq, t_created, t_started, t_completed, duration
-    durations: npt.NDArray[np.float64]
-    is_p2p: npt.NDArray[np.bool_]
-    state: npt.NDArray[np.int8]
-    # (distinct values, each row's code) for the dictionary-encoded columns
-    pg: tuple[list[str], npt.NDArray[np.uint32]]
-    pg_desc: tuple[list[str], npt.NDArray[np.uint32]]
-    op: tuple[list[str], npt.NDArray[np.uint32]]  # one value per distinct profiling name
-    peer: list[int | None]  # ditto
-    in_sig: tuple[list[str], npt.NDArray[np.uint32]]
-    out_sig: tuple[list[str], npt.NDArray[np.uint32]]
-
-
 # The top-level keys the parser reads besides `entries`.
 _TOP_LEVEL_READ = frozenset({"version", "pg_config"})
 # The fast path's working arrays, reused across dumps (the service parses in threads).
@@ -137,10 +114,10 @@ _per_thread = threading.local()
 
 def _parse_fast(data: bytes, name: str) -> ParsedDump | None:
     scanned = _scan_fast(data, name)
-    return None if scanned is None else _with_entries(scanned.meta, _assemble([scanned]))
+    return None if scanned is None else _with_entries(scanned.meta, assemble([scanned]))
 
 
-def _scan_fast(data: bytes | memoryview, name: str) -> _Scanned | None:
+def _scan_fast(data: bytes | memoryview, name: str) -> Scanned | None:
     """The compiled path (`scan`): the same dump as the checked path reads, or None.
 
     None hands the file to the restricted unpickler and `_to_parsed`, which give the
@@ -196,7 +173,7 @@ def _scan_fast(data: bytes | memoryview, name: str) -> _Scanned | None:
         entries=_NO_ENTRIES,
         frames=frames,
     )
-    return _Scanned(
+    return Scanned(
         meta=meta,
         ints=ints,
         nulls=nulls,
@@ -217,59 +194,6 @@ _NO_ENTRIES = pl.DataFrame(schema=ENTRY_SCHEMA)
 
 def _with_entries(meta: ParsedDump, entries: pl.DataFrame) -> ParsedDump:
     return dataclasses.replace(meta, entries=entries)
-
-
-def _assemble(items: Sequence[_Scanned], rank: bool = False) -> pl.DataFrame:
-    """One DataFrame (ENTRY_SCHEMA, and a `rank` column if asked) for scanned dumps."""
-
-    def cat(field: str) -> pl.Series:
-        values: list[str] = []
-        codes = []
-        for item in items:
-            distinct, rows = getattr(item, field)
-            codes.append(rows + np.uint32(len(values)))  # into the concatenated values
-            values.extend(distinct)
-        # [] gathers without the lazy plan that .gather builds
-        return pl.Series(values, dtype=pl.Categorical)[np.concatenate(codes)]
-
-    def nullable(values: npt.NDArray[Any], null: npt.NDArray[np.bool_], dtype: Any) -> pl.Series:
-        series = pl.Series(values, dtype=dtype)
-        return series.scatter(np.flatnonzero(null), None) if null.any() else series
-
-    # By column (ints[k] is column k), each contiguous: polars then copies nothing twice.
-    ints = np.ascontiguousarray(np.concatenate([item.ints.T for item in items], axis=1))
-    nulls = np.ascontiguousarray(np.concatenate([item.nulls.T for item in items], axis=1))
-    peer_values = [-1 if p is None else p for item in items for p in item.peer]
-    op_offsets = np.cumsum([0, *(len(item.peer) for item in items)])[:-1]
-    peer_rows = np.concatenate(
-        [item.op[1].astype(np.int64) + off for item, off in zip(items, op_offsets, strict=True)]
-    )
-    peers = np.array(peer_values, np.int32)[peer_rows]
-    columns = {
-        "record_id": pl.Series(ints[0], dtype=pl.Int64),
-        "pg": cat("pg"),
-        "pg_desc": cat("pg_desc"),
-        "seq": nullable(ints[3], nulls[0], pl.Int64),
-        "p2p_seq": nullable(ints[4], nulls[1], pl.Int64),
-        "is_p2p": pl.Series(np.concatenate([item.is_p2p for item in items]), dtype=pl.Boolean),
-        "op": cat("op"),
-        "peer": nullable(peers, peers == -1, pl.Int32),
-        "in_sig": cat("in_sig"),
-        "out_sig": cat("out_sig"),
-        "state": pl.Series(np.concatenate([item.state for item in items]), dtype=pl.Int8),
-        "t_created": nullable(ints[7], nulls[2], pl.Int64),
-        "t_started": nullable(ints[8], nulls[3], pl.Int64),
-        "t_completed": nullable(ints[9], nulls[4], pl.Int64),
-        "duration_ms": nullable(
-            np.concatenate([item.durations for item in items]), nulls[5], pl.Float64
-        ),
-    }
-    series = [columns[c].alias(c) for c in ENTRY_SCHEMA]
-    if rank:
-        ranks = [-1 if item.meta.rank is None else item.meta.rank for item in items]
-        counts = [len(item.ints) for item in items]
-        series.append(pl.Series("rank", np.repeat(np.array(ranks, np.int32), counts)))
-    return pl.DataFrame(series)
 
 
 def _fast_signatures(
@@ -699,7 +623,7 @@ class DumpSetBuilder:
     """
 
     def __init__(self) -> None:
-        self._scanned: list[_Scanned] = []
+        self._scanned: list[Scanned] = []
         self._checked: list[ParsedDump] = []
 
     def add(self, data: bytes | memoryview, name: str) -> None:
@@ -714,11 +638,18 @@ class DumpSetBuilder:
 
     def build(self) -> DumpSet:
         scanned, checked = self._scanned, self._checked
-        tables = [_assemble(scanned, rank=True)] if scanned else []
-        tables += [d.ranked_entries() for d in checked]
-        entries = pl.concat(tables) if tables else pl.DataFrame(schema=RANKED_SCHEMA)
         metas = [s.meta for s in scanned] + [_with_entries(d, _NO_ENTRIES) for d in checked]
-        part = DumpSet.split(metas, entries)
+        tables = [split_tables(scanned)] if scanned else []
+        if checked or not scanned:
+            rest = [d.ranked_entries() for d in checked]
+            entries = pl.concat(rest) if rest else pl.DataFrame(schema=RANKED_SCHEMA)
+            split = DumpSet.split([], entries)
+            tables.append((split.collectives, split.p2p))
+        part = DumpSet(
+            dumps=metas,
+            collectives=pl.concat([c for c, _ in tables]),
+            p2p=pl.concat([p for _, p in tables]),
+        )
         part.members = per_group_and_rank(part.collectives, part.p2p)
         return part
 

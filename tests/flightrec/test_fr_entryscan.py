@@ -10,9 +10,11 @@ import pickle
 from typing import Any
 
 import pytest
+from polars.testing import assert_frame_equal
 
 from sentinel.flightrec import entryscan, parse
-from sentinel.flightrec.synth import Layout, Plan, synthesize
+from sentinel.flightrec.models import DumpSet
+from sentinel.flightrec.synth import Layout, Plan, dump_bytes, synthesize
 
 from .conftest import FIXTURES, SCENARIOS
 from .test_fr_scan import _checked, assert_same
@@ -82,3 +84,25 @@ def test_a_sizes_list_that_grows_after_its_entry_is_declined() -> None:
     assert checked.entries["in_sig"].cast(str)[0].startswith("[[4096, 8192], [1]]")
     assert _specialised(grown) is None
     assert_same(parse._parse_fast(grown, NAME), checked)
+
+
+@pytest.mark.parametrize("json_rank", [None, 5])
+def test_a_chunk_builds_the_tables_that_single_dumps_split_into(json_rank: int | None) -> None:
+    """DumpSetBuilder makes the collectives and p2p tables straight from the scanned
+    columns; DumpSet.of filters the concatenated frames of single dumps: the same rows."""
+    plan = Plan(Layout(64), entries=80, kind="mismatch", culprit=17)
+    builder = parse.DumpSetBuilder()
+    single = []
+    for rank in range(0, 64, 5):
+        fmt = "json" if rank == json_rank else "pickle"
+        data, name = dump_bytes(plan, rank, fmt), f"d/nccl_trace_rank_{rank}"
+        builder.add(data, name)
+        single.append(parse.parse_dump(data, name))
+    built, whole = builder.build(), DumpSet.of(single)
+    assert sorted(d.rank for d in built.dumps) == [d.rank for d in whole.dumps]
+    for table in ("collectives", "p2p"):
+        assert_frame_equal(
+            getattr(built, table).sort("rank", maintain_order=True),
+            getattr(whole, table).sort("rank", maintain_order=True),
+            categorical_as_str=True,
+        )
