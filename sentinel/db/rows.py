@@ -5,7 +5,8 @@ runs every column's bind processor in Python (the UTC datetime one first convert
 SQLite one formats): at ingest's 16 rows per batch that cost more CPU than the rest of storing
 the batch. Here the statement is compiled once per dialect and set of columns, and each row
 becomes a tuple in one C call; only the columns whose type has a bind processor are converted,
-the UTC datetimes by a direct equivalent of the two processors. The driver then gets the rows
+a column at a time, the UTC datetimes by a direct equivalent of the two processors, once per
+distinct time. The driver then gets the rows
 as they are (asyncpg: its prepared-statement executemany; SQLite: sqlite3's executemany), on
 the session's connection, in its transaction.
 
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Boolean, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
@@ -37,7 +38,8 @@ class _Plan:
     # The rows' values in the statement's parameter order, and the converters by position.
     take: Callable[[dict[str, Any]], tuple[Any, ...]]
     constants: tuple[tuple[int, Any], ...]
-    # (position, converter, whether its results may be remembered for equal values).
+    # (position, converter, whether its results may be remembered for equal values: times
+    # and flags, few distinct ones in a group).
     converters: tuple[tuple[int, Converter, bool], ...]
 
 
@@ -58,32 +60,27 @@ async def execute_rows(session: AsyncSession, stmt: Any, rows: Sequence[dict[str
     if plan is None:
         await session.execute(stmt, list(rows))
         return
-    take = plan.take
-    params = [take(row) for row in rows]
+    params: list[tuple[Any, ...]] = list(map(plan.take, rows))
     if plan.constants or plan.converters:
-        # The rows of a group share few distinct times: each is converted once.
-        memo: dict[tuple[int, Any], Any] = {}
-        params = [_finish(p, plan, memo) for p in params]
+        params = _finish(params, plan)
     await conn.exec_driver_sql(plan.sql, params)
 
 
-def _finish(
-    values: tuple[Any, ...], plan: _Plan, memo: dict[tuple[int, Any], Any]
-) -> tuple[Any, ...]:
-    out = list(values)
+def _finish(params: list[tuple[Any, ...]], plan: _Plan) -> list[tuple[Any, ...]]:
+    """The constants put in and the converters applied column by column: each column is one
+    C-level pass, and a time is converted once per distinct value (the rows of a group share
+    few)."""
+    columns: list[Sequence[Any]] = list(zip(*params, strict=True))
+    n = len(params)
     for i, value in plan.constants:
-        out.insert(i, value)
+        columns.insert(i, (value,) * n)
     for i, convert, pure in plan.converters:
-        value = out[i]
         if pure:
-            key = (id(convert), value)
-            done = memo.get(key, memo)
-            if done is memo:
-                done = memo[key] = convert(value)
-            out[i] = done
+            done = {value: convert(value) for value in set(columns[i])}
+            columns[i] = list(map(done.__getitem__, columns[i]))
         else:
-            out[i] = convert(value)
-    return tuple(out)
+            columns[i] = list(map(convert, columns[i]))
+    return list(zip(*columns, strict=True))
 
 
 def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
@@ -112,7 +109,7 @@ def _plan(stmt: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
             constants.append((i, default.arg))
         convert = _converter(column.type, dialect)
         if convert is not None:
-            converters.append((i, convert, isinstance(column.type, UtcDateTime)))
+            converters.append((i, convert, isinstance(column.type, UtcDateTime | Boolean)))
     if set(from_rows) != set(keys):
         return None
     return _Plan(

@@ -49,7 +49,7 @@ def new_job_ends(items: Sequence[StoredBatch]) -> list[JobEnd]:
         obs
         for item in items
         if not (item.duplicate or item.conflict)
-        for obs in item.batch.observations
+        for obs in item.events
         if isinstance(obs, JobEnd) and obs.id in item.new_event_ids
     ]
 

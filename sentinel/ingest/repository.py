@@ -49,6 +49,24 @@ class StoredBatch:
     accepted: int = 0
     duplicates: int = 0
     new_event_ids: set[uuid.UUID] = field(default_factory=set)
+    # The observations by what becomes of them, sorted once: every store step used to pass
+    # over all of them, and the passes cost more than the steps. ``periodic`` keeps their order.
+    periodic: list[Observation] = field(init=False, repr=False)
+    gpu_samples: list[GpuSample] = field(init=False, repr=False)
+    heartbeats: list[HeartbeatSummary] = field(init=False, repr=False)
+    events: list[Observation] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.periodic, self.gpu_samples, self.heartbeats, self.events = [], [], [], []
+        for obs in self.batch.observations:
+            if obs.kind not in PERIODIC_KINDS:
+                self.events.append(obs)
+                continue
+            self.periodic.append(obs)
+            if isinstance(obs, GpuSample):
+                self.gpu_samples.append(obs)
+            elif isinstance(obs, HeartbeatSummary):
+                self.heartbeats.append(obs)
 
     def reset(self) -> None:
         self.duplicate = self.conflict = False
@@ -56,9 +74,11 @@ class StoredBatch:
         self.new_event_ids = set()
 
 
-def _critical_summary(batch: Batch) -> tuple[datetime, str] | None:
+def _critical_summary(item: StoredBatch) -> tuple[datetime, str] | None:
     worst: tuple[datetime, str] | None = None
-    for obs in batch.observations:
+    # In the batch's order (of two at one time, the later is named); without events, only
+    # GPU samples can be critical.
+    for obs in item.batch.observations if item.events else item.gpu_samples:
         if obs.kind in CRITICAL_KINDS or (isinstance(obs, GpuSample) and obs.lost):
             what = (
                 f"GPU {obs.gpu_index} lost"
@@ -102,7 +122,7 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
             "sent_at": it.batch.sent_at,
             "received_at": it.received_at,
             "n_observations": len(it.batch.observations),
-            "samples": _samples_json(it.batch, dumped),
+            "samples": _samples_json(it, dumped),
             "digest": it.digest,
         }
         for it in fresh
@@ -178,8 +198,8 @@ async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None
     holder: dict[uuid.UUID, str] = {}
     for it in items:
         host = it.batch.host_id
-        for obs in it.batch.observations:
-            if obs.kind in PERIODIC_KINDS or (host, obs.id) in owner:
+        for obs in it.events:
+            if (host, obs.id) in owner:
                 continue
             owner[(host, obs.id)] = it
             keys.append((host, obs.id))
@@ -192,11 +212,10 @@ async def _store_events(session: AsyncSession, items: list[StoredBatch]) -> None
         stored = await _insert_events_per_host(session, rows, keys)
     for it in items:
         host = it.batch.host_id
-        periodic = sum(1 for o in it.batch.observations if o.kind in PERIODIC_KINDS)
-        events = [o.id for o in it.batch.observations if o.kind not in PERIODIC_KINDS]
+        events = [o.id for o in it.events]
         mine = {e for e in events if (host, e) in stored and owner.get((host, e)) is it}
         it.new_event_ids = mine
-        it.accepted = periodic + len(mine)
+        it.accepted = len(it.periodic) + len(mine)
         it.duplicates = len(events) - len(mine)
 
 
@@ -261,7 +280,7 @@ async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None
     latest: dict[str, dict[str, Any]] = {}
     for it in items:
         b = it.batch
-        crit = _critical_summary(b)
+        crit = _critical_summary(it)
         row = latest.get(b.host_id)
         if row is None:
             row = latest[b.host_id] = {
@@ -283,17 +302,15 @@ async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None
     await execute_rows(session, _upsert_hosts_stmt(dialect_of(session)), list(latest.values()))
 
 
-def _samples_json(batch: Batch, dumped: dict[int, str]) -> str:
+def _samples_json(item: StoredBatch, dumped: dict[int, str]) -> str:
     """The batch's periodic observations as a JSON array (what the `samples` column holds);
-    each one's JSON is kept in ``dumped`` under its id()."""
-    parts = []
-    for obs in batch.observations:
-        if obs.kind in PERIODIC_KINDS:
-            # model_dump_json's own call, without its Python wrapper (16 times a batch).
-            part = obs.__pydantic_serializer__.to_json(obs, exclude_none=True).decode()
-            dumped[id(obs)] = part
-            parts.append(part)
-    return "[" + ",".join(parts) + "]"
+    each GPU sample's JSON is kept in ``dumped`` under its id(), for the GPU's latest sample."""
+    # model_dump_json's own call, without its Python wrapper (16 times a batch).
+    parts = [obs.__pydantic_serializer__.to_json(obs, exclude_none=True) for obs in item.periodic]
+    for obs, part in zip(item.periodic, parts, strict=True):
+        if isinstance(obs, GpuSample):
+            dumped[id(obs)] = part.decode()
+    return (b"[" + b",".join(parts) + b"]").decode()
 
 
 async def _upsert_gpus(
@@ -301,11 +318,10 @@ async def _upsert_gpus(
 ) -> None:
     latest: dict[tuple[str, int], tuple[datetime, GpuSample]] = {}
     for it in items:
-        for obs in it.batch.observations:
-            if isinstance(obs, GpuSample):
-                key = (it.batch.host_id, obs.gpu_index)
-                if key not in latest or obs.observed_at >= latest[key][0]:
-                    latest[key] = (obs.observed_at, obs)
+        for obs in it.gpu_samples:
+            key = (it.batch.host_id, obs.gpu_index)
+            if key not in latest or obs.observed_at >= latest[key][0]:
+                latest[key] = (obs.observed_at, obs)
     if not latest:
         return
     rows = [
@@ -332,24 +348,22 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
     ranks: dict[tuple[str, int], tuple[str, datetime, HeartbeatSummary]] = {}
     jobs: dict[str, dict[str, Any]] = {}
     for it in items:
-        for obs in it.batch.observations:
-            if not isinstance(obs, HeartbeatSummary):
-                continue
+        for obs in it.heartbeats:
             key = (obs.job_id, obs.rank)
             if key not in ranks or obs.last_beat_at >= ranks[key][2].last_beat_at:
                 ranks[key] = (it.batch.host_id, it.received_at, obs)
-            job = jobs.setdefault(
-                obs.job_id,
-                {
+            job = jobs.get(obs.job_id)
+            if job is None:
+                jobs[obs.job_id] = {
                     "id": obs.job_id,
                     "first_seen": it.received_at,
                     "last_seen": it.received_at,
                     "world_size": obs.world_size,
                     "state": "running",
-                },
-            )
-            job["last_seen"] = max(job["last_seen"], it.received_at)
-            job["world_size"] = obs.world_size or job["world_size"]
+                }
+            else:
+                job["last_seen"] = max(job["last_seen"], it.received_at)
+                job["world_size"] = obs.world_size or job["world_size"]
     if not jobs:
         return
     await execute_rows(session, _upsert_jobs_stmt(dialect_of(session)), list(jobs.values()))

@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 from typing import Final, TypeVar
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -28,7 +29,7 @@ from sentinel.db.engine import unit_of_work
 from sentinel.ingest.job_ends import record_job_ends
 from sentinel.ingest.repository import StoredBatch, store_group
 from sentinel.metrics import ServiceMetrics
-from sentinel.wire import PERIODIC_KINDS, Batch, BatchAck
+from sentinel.wire import Batch, BatchAck
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ V = TypeVar("V")
 _RECENT_KEPT: Final = 20_000
 # Batches the database refused, remembered so that their resends are answered at once.
 _REFUSED_KEPT: Final = 1_000
+_KIND: Final = attrgetter("kind")
 
 
 class IngestUnavailable(Exception):
@@ -262,12 +264,10 @@ class IngestService:
                 outcomes["duplicate"] += 1
             else:
                 outcomes["accepted"] += 1
-                new_events = item.new_event_ids
-                kinds.update(
-                    obs.kind
-                    for obs in item.batch.observations
-                    if obs.kind in PERIODIC_KINDS or obs.id in new_events
-                )
+                kinds.update(map(_KIND, item.periodic))
+                if item.new_event_ids:
+                    new_events = item.new_event_ids
+                    kinds.update(obs.kind for obs in item.events if obs.id in new_events)
             duplicates += item.duplicates
             if not fut.done():
                 fut.set_result(item)
