@@ -37,7 +37,7 @@ from sentinel.auth import new_token
 from sentinel.db import migrate
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Batch, Event
-from sentinel.settings import TriageSettings
+from sentinel.incidents.settings import TriageSettings
 
 # The test harnesses (tests/harness) are not installed: import them from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -13,10 +13,88 @@ import os
 import secrets
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Annotated, Literal
 
-from sentinel.settings import AuthSettings, Role, TokenSpec
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 log = logging.getLogger(__name__)
+
+Role = Literal["agent", "operator", "viewer"]
+
+# The bootstrapped operator token's digest, in data_dir unless auth.bootstrap_file says where.
+BOOTSTRAP_TOKENS_FILE = "bootstrap-tokens.yml"
+
+
+class TokenSpec(BaseModel):
+    """A bearer token. Give ``sha256`` (hex digest) in files; ``token`` is hashed at load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    token: SecretStr | None = None
+    hosts: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        None,
+        description="Agent tokens: the hosts (glob patterns, e.g. 'gpu-0[0-3]*') it may post "
+        "for; ['*'] for the whole fleet. Unset, an agent token is fleet-wide as before and the "
+        "service warns at start.",
+    )
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> TokenSpec:
+        if (self.sha256 is None) == (self.token is None):
+            raise ValueError(f"token {self.name!r}: give exactly one of 'sha256' or 'token'")
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError(f"token {self.name!r}: a token needs at least 16 characters")
+        if self.hosts is not None and self.role != "agent":
+            raise ValueError(f"token {self.name!r}: only an agent token speaks for hosts")
+        return self
+
+    def digest(self) -> str:
+        if self.sha256 is not None:
+            return self.sha256
+        assert self.token is not None
+        return hashlib.sha256(self.token.get_secret_value().encode()).hexdigest()
+
+
+class AuthSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: list[TokenSpec] = Field(default_factory=list)
+    tokens_file: Path | None = Field(None, description="YAML list of {name, role, sha256} entries.")
+    bootstrap_operator: bool = Field(
+        True,
+        description="At a start with no operator token configured, `sentinel serve` makes one, "
+        "prints it once, and keeps its digest in bootstrap_file (so that someone can log in to "
+        "a fresh install); false: start without one.",
+    )
+    bootstrap_file: Path | None = Field(
+        None,
+        description="Where the bootstrapped operator token's digest is kept (a tokens file, "
+        "read with the others); default: data_dir/bootstrap-tokens.yml.",
+    )
+
+    def all_tokens(self) -> list[TokenSpec]:
+        specs = list(self.tokens)
+        # The bootstrap file exists only once `sentinel serve` made a token.
+        for name, path in (
+            ("tokens_file", self.tokens_file),
+            ("bootstrap_file", self.bootstrap_file),
+        ):
+            if path is None or (name == "bootstrap_file" and not path.exists()):
+                continue
+            try:
+                raw = yaml.safe_load(path.read_text()) or []
+            except (OSError, yaml.YAMLError) as exc:
+                raise ValueError(f"{name} {path}: {exc}") from exc
+            if not isinstance(raw, list):
+                raise ValueError(f"{name} {path}: expected a list of tokens")
+            specs.extend(TokenSpec.model_validate(item) for item in raw)
+        return specs
+
 
 # Which roles may do what. An operator can read everything a viewer can; an agent only reports.
 READ: frozenset[Role] = frozenset({"viewer", "operator"})

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sentinel.db.models import OUT_OF_SERVICE, Gpu, Host
-from sentinel.settings import HealthSettings
+from sentinel.incidents.settings import HealthSettings
 
 # Bits of nvmlClocksEventReasons (nvml.h) that mean the GPU is slowing itself down to survive.
 HW_SLOWDOWN, SW_THERMAL, HW_THERMAL, HW_POWER_BRAKE = 0x08, 0x20, 0x40, 0x80

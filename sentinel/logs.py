@@ -14,12 +14,13 @@ import logging.config
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from sentinel.settings import Settings
+if TYPE_CHECKING:
+    from sentinel.settings import Settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 REDACTED = "[redacted]"
@@ -31,6 +32,18 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^/\s
 _SLACK_HOOK = re.compile(r"(?P<head>hooks\.slack(?:-gov)?\.com/)[^\s\"'<>]+")
 # Libraries whose INFO lines are noise, or carry request URLs.
 _QUIET = ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+class LogSettings(BaseModel):
+    """The ``log`` section: the service's log lines; `sentinel serve --log-level/--log-format`
+    override them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = Field(
+        "text", description="text: one line per record; json: one JSON object per line."
+    )
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sentinel.auth import TokenStore, digest
-from sentinel.settings import Settings, TokenSpec, load_settings
+from sentinel.auth import TokenSpec, TokenStore, digest
+from sentinel.settings import Settings, load_settings
 
 
 def test_defaults_use_sqlite_in_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -23,9 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentinel.api.deps import authenticate
 from sentinel.auth import TokenStore
+from sentinel.ingest.settings import IngestSettings
 from sentinel.metrics import ServiceMetrics
 from sentinel.runtime.context import AppContext
-from sentinel.settings import IngestSettings, ServerSettings
+from sentinel.settings import ServerSettings
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WANTED = frozenset({b"authorization", b"content-length"})

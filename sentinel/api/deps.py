@@ -11,10 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
-from sentinel.auth import Principal, TokenStore
+from sentinel.auth import Principal, Role, TokenStore
 from sentinel.db.engine import unit_of_work
 from sentinel.runtime.context import AppContext
-from sentinel.settings import Role
 
 
 async def get_ctx(request: Request) -> AppContext:

@@ -33,11 +33,11 @@ from sentinel.incidents.service import (
     TriageService,
     scopes_for_hosts,
 )
+from sentinel.incidents.settings import TriageSettings
 from sentinel.incidents.signals import event_signals, gpu_conditions
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
 from sentinel.ingest.repository import StoredBatch
 from sentinel.metrics import ServiceMetrics
-from sentinel.settings import TriageSettings
 from sentinel.triage.signals import Signal
 from sentinel.wire import PERIODIC_KINDS, GpuSample
 

@@ -30,7 +30,7 @@ from sentinel.db.models import DegradedFinding, Event, Host
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.knowledge import default_knowledge
 from sentinel.remediation.policy import NamedRule
-from sentinel.settings import SwapSettings
+from sentinel.remediation.settings import SwapSettings
 from sentinel.wire.severity import Severity
 
 log = logging.getLogger(__name__)

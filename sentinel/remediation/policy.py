@@ -17,7 +17,7 @@ from typing import Final, Literal
 
 from sentinel.knowledge import default_knowledge
 from sentinel.knowledge.taxonomy import Category
-from sentinel.settings import RemediationSettings
+from sentinel.remediation.settings import RemediationSettings
 
 
 class Action(StrEnum):

@@ -116,8 +116,8 @@ def simulate(
     a SQLite file for `sentinel report`."""
     import sys
 
+    from sentinel.remediation.settings import RemediationSettings
     from sentinel.reports.simulation import Assumptions, describe, run, sensitivity, write
-    from sentinel.settings import RemediationSettings
 
     started = time.monotonic()
     remediation = RemediationSettings(

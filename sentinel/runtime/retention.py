@@ -20,7 +20,7 @@ from sentinel.clock import Clock
 from sentinel.db import partitions
 from sentinel.db.models import Batch, Event, EventDisposition
 from sentinel.metrics import ServiceMetrics
-from sentinel.settings import RetentionSettings
+from sentinel.runtime.settings import RetentionSettings
 
 log = logging.getLogger(__name__)
 

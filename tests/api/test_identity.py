@@ -16,10 +16,10 @@ from builders import batch, heartbeat, xid
 from conftest import auth
 from sqlalchemy import select
 
-from sentinel.auth import new_token
+from sentinel.auth import TokenSpec, new_token
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Event, JobRank
-from sentinel.settings import Settings, TokenSpec
+from sentinel.settings import Settings
 
 RACK_A = new_token()
 FLEET = new_token()

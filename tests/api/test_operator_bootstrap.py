@@ -17,9 +17,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentinel.auth import BOOTSTRAP_NAME, bootstrap_operator, digest
+from sentinel.auth import (
+    BOOTSTRAP_NAME,
+    BOOTSTRAP_TOKENS_FILE,
+    AuthSettings,
+    TokenSpec,
+    bootstrap_operator,
+    digest,
+)
 from sentinel.demo.service import free_port
-from sentinel.settings import BOOTSTRAP_TOKENS_FILE, AuthSettings, Settings, TokenSpec
+from sentinel.settings import Settings
 
 VIEWER = "viewer-token-0123456789"
 

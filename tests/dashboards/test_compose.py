@@ -69,8 +69,7 @@ def test_sentinel_is_built_here_and_migrates_before_serving() -> None:
 
 
 def test_the_alertmanager_token_is_a_sentinel_agent_token() -> None:
-    from sentinel.auth import digest
-    from sentinel.settings import AuthSettings
+    from sentinel.auth import AuthSettings, digest
 
     token_file = mounts("alertmanager")["/etc/alertmanager/agent-token"]
     tokens_file = mounts("sentinel")["/etc/sentinel/tokens.yml"]
@@ -175,7 +174,7 @@ def test_public_url_is_set_and_is_the_setting_links_use() -> None:
 def test_the_first_start_bootstraps_an_operator_token() -> None:
     """The committed tokens file has no operator (no secret of one in the repository); the
     service makes one at its first start and keeps its digest in the data volume."""
-    from sentinel.settings import AuthSettings
+    from sentinel.auth import AuthSettings
 
     specs = AuthSettings(tokens_file=mounts("sentinel")["/etc/sentinel/tokens.yml"]).all_tokens()
     assert not any(s.role == "operator" for s in specs)

@@ -16,11 +16,12 @@ from sentinel.clock import SystemClock
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
 from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.incidents.service import TriageService
+from sentinel.incidents.settings import TriageSettings
 from sentinel.metrics import ServiceMetrics
 from sentinel.remediation.service import RemediationService
+from sentinel.remediation.settings import RemediationSettings
 from sentinel.schedulers.base import OpResult
 from sentinel.schedulers.fake import FakeScheduler
-from sentinel.settings import RemediationSettings, TriageSettings
 from sentinel.triage.taxonomy import Category
 from sentinel.triage.verdict import Evidence, Verdict
 

@@ -23,7 +23,7 @@ from sentinel.remediation.policy import (
     RestartInPlaceAfterALinkFlap,
     RestartInPlaceWhenTransient,
 )
-from sentinel.settings import RemediationSettings
+from sentinel.remediation.settings import RemediationSettings
 
 ON = RemediationSettings(in_place=True)
 

@@ -15,10 +15,10 @@ from sqlalchemy import func, select, update
 from sentinel.clock import SystemClock
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
 from sentinel.db.models import DegradedFinding, Host, Job, JobRank, Spare, Swap
+from sentinel.remediation.settings import RemediationSettings, SwapSettings
 from sentinel.remediation.swap import SwapService
 from sentinel.schedulers.base import OpResult
 from sentinel.schedulers.fake import FakeScheduler
-from sentinel.settings import RemediationSettings, SwapSettings
 
 TRIALS = 30
 

@@ -21,6 +21,7 @@ from sentinel.remediation.degraded import (
     XidResetAtNextOpportunity,
     find_all,
 )
+from sentinel.remediation.settings import SwapSettings
 from sentinel.remediation.swap import (
     DEFAULT_SWAP_POLICY,
     CapSwapsPerHour,
@@ -32,7 +33,6 @@ from sentinel.remediation.swap import (
     SwapsDisabled,
     checkpoint_due,
 )
-from sentinel.settings import SwapSettings
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 
@@ -213,7 +213,7 @@ def test_a_host_that_only_warns_is_left_to_the_swap() -> None:
         LeaveDegradedHostsToTheSwap,
         RemediationContext,
     )
-    from sentinel.settings import RemediationSettings
+    from sentinel.remediation.settings import RemediationSettings
 
     def rctx(**kw: Any) -> RemediationContext:
         values: dict[str, Any] = {
