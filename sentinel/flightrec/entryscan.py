@@ -636,7 +636,8 @@ def parse_pickle(
     scratch: EntryScratch | None = None,
 ) -> tuple[scan.Nodes, dict[str, Any], scan.EntryColumns] | None:
     """`scan.parse_pickle` for the usual layout; None where it does not recognise it (then
-    run `scan.parse_pickle`, which may still take the dump)."""
+    run `scan.parse_pickle`, which may still take the dump). The columns are views of the
+    scratch's buffers: valid until the scratch serves the next dump."""
     work = scratch or EntryScratch()
     nodes = scan.Nodes(data, work)
     status, root, used, entries, rows = _run_entries(
@@ -677,10 +678,9 @@ def parse_pickle(
         return None  # KeyError: Nodes.value met an extracted entry
     if top is None or top[1] != entries:
         return None
+    # (rows, 16) like scan's, each column contiguous; views of the scratch's buffers, valid
+    # until its next dump (the parser copies out what it keeps)
     columns = scan.EntryColumns(
-        work.ints[:, :rows].copy().T,  # (rows, 16) like scan's, each column contiguous
-        work.nulls[:, :rows].copy().T,
-        work.sigs[:, :rows].copy().T,
-        work.dur[:rows].copy(),
+        work.ints[:, :rows].T, work.nulls[:, :rows].T, work.sigs[:, :rows].T, work.dur[:rows]
     )
     return nodes, top[0], columns

@@ -34,7 +34,7 @@ from sentinel.flightrec.models import (
     GroupConfig,
     ParsedDump,
 )
-from sentinel.flightrec.tables import Scanned, assemble, split_tables
+from sentinel.flightrec.tables import TABLE_INTS, Scanned, assemble, split_tables
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES, load_plain
 
 MAX_JSON_BYTES = 256 * 1024 * 1024
@@ -175,9 +175,10 @@ def _scan_fast(data: bytes | memoryview, name: str) -> Scanned | None:
     )
     return Scanned(
         meta=meta,
-        ints=ints,
-        nulls=nulls,
-        durations=cols.durations,
+        # only what the tables read, by column, copied out of the scan's buffers
+        ints=np.ascontiguousarray(ints.T[TABLE_INTS]),
+        nulls=np.ascontiguousarray(nulls.T),
+        durations=cols.durations.copy(),
         is_p2p=np.where(ints[:, 10] == -1, op_is_p2p, ints[:, 10] == 1),
         state=np.array([STATE_CODES[s] for s in states], np.int8)[state_idx],
         pg=pg,

@@ -22,8 +22,9 @@ class Scanned:
     """
 
     meta: ParsedDump  # with empty `entries`
-    ints: npt.NDArray[np.int64]  # scan.EntryColumns.ints
-    nulls: npt.NDArray[np.bool_]  # seq, p2p seq, t_created, t_started, t_completed, duration
+    ints: npt.NDArray[np.int64]  # the TABLE_INTS columns of scan.EntryColumns.ints, by row
+    nulls: npt.NDArray[np.bool_]  # by row: seq, p2p seq, t_created, t_started, t_completed,
+    # duration
     durations: npt.NDArray[np.float64]
     is_p2p: npt.NDArray[np.bool_]
     state: npt.NDArray[np.int8]
@@ -62,8 +63,8 @@ class _ChunkColumns:
     def __init__(self, items: Sequence[Scanned]) -> None:
         self.items = items
         # By column (ints[k] is column k), each contiguous: polars then copies nothing twice.
-        self.ints = np.ascontiguousarray(np.concatenate([item.ints.T for item in items], axis=1))
-        self.nulls = np.ascontiguousarray(np.concatenate([item.nulls.T for item in items], axis=1))
+        self.ints = np.concatenate([item.ints for item in items], axis=1)
+        self.nulls = np.concatenate([item.nulls for item in items], axis=1)
         self.is_p2p = np.concatenate([item.is_p2p for item in items])
 
     def column(self, name: str, rows: npt.NDArray[np.int64] | None) -> pl.Series:
@@ -90,10 +91,10 @@ class _ChunkColumns:
             # [] gathers without the lazy plan that .gather builds
             return pl.Series(name, values, dtype=pl.Categorical)[take(np.concatenate(codes))]
         if name == "record_id":
-            return pl.Series(name, take(ints[0]), dtype=pl.Int64)
+            return pl.Series(name, take(ints[_INT_ROW[0]]), dtype=pl.Int64)
         if name in _NULLABLE_INTS:
             value, null = _NULLABLE_INTS[name]
-            return nullable(ints[value], nulls[null], pl.Int64)
+            return nullable(ints[_INT_ROW[value]], nulls[null], pl.Int64)
         if name == "is_p2p":
             return pl.Series(name, take(self.is_p2p), dtype=pl.Boolean)
         if name == "state":
@@ -114,11 +115,15 @@ class _ChunkColumns:
             return nullable(peers, peers == -1, pl.Int32)
         assert name == "rank", name
         ranks = [-1 if item.meta.rank is None else item.meta.rank for item in items]
-        counts = [len(item.ints) for item in items]
+        counts = [len(item.is_p2p) for item in items]
         return pl.Series(name, take(np.repeat(np.array(ranks, np.int32), counts)))
 
 
-# Nullable int columns: (row of ints, row of nulls)
+# The columns of scan.EntryColumns.ints that the tables read (record_id, seq, p2p seq,
+# t_created, t_started, t_completed): a Scanned keeps only these.
+TABLE_INTS = [0, 3, 4, 7, 8, 9]
+_INT_ROW = {column: row for row, column in enumerate(TABLE_INTS)}
+# Nullable int columns: (column of scan.EntryColumns.ints, row of nulls)
 _NULLABLE_INTS = {
     "seq": (3, 0),
     "p2p_seq": (4, 1),
