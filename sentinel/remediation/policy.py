@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Final, Literal
 
 from sentinel.knowledge import default_knowledge
-from sentinel.knowledge.taxonomy import Category
+from sentinel.knowledge.taxonomy import CATEGORIES, Category
 from sentinel.remediation.settings import RemediationSettings
 
 
@@ -30,24 +30,9 @@ class Action(StrEnum):
     escalate = "escalate"  # stop automating: a human decides
 
 
-# Faults that live in one host's hardware: that host must leave the job.
-HOST_HARDWARE: Final = frozenset(
-    {
-        Category.FAULTY_GPU,
-        Category.GPU_HBM_MEMORY,
-        Category.GPU_SRAM_MEMORY,
-        Category.GPU_SYSTEM_PROCESSOR,
-        Category.NIC,
-        Category.HOST_MAINTENANCE,
-        Category.GPU_THERMAL,
-        Category.SSD,
-        Category.POWER_SUPPLY,
-        Category.SERVER_CHASSIS,
-        Category.IO_EXPANSION_BOARD,
-        Category.CPU,
-        Category.SYSTEM_MEMORY,
-    }
-)
+# The categories whose host must leave the job (the table's host_must_leave), for the
+# simulation until it reads the table itself.
+HOST_HARDWARE: Final = frozenset(c for c, f in CATEGORIES.items() if f.host_must_leave)
 # NVIDIA's immediate actions that say the GPU or host must be reset before it is used again.
 _HARD_ACTIONS: Final = (
     "RESTART_BM",
@@ -259,7 +244,7 @@ class CapDrainsPerHour(Rule):
     """A fleet-wide event must not drain the cluster host by host."""
 
     def propose(self, ctx: RemediationContext) -> Proposal | None:
-        if ctx.category not in HOST_HARDWARE or not ctx.culprit_host:
+        if not CATEGORIES[ctx.category].host_must_leave or not ctx.culprit_host:
             return None
         if ctx.drains_last_hour < ctx.settings.max_drains_per_hour:
             return None
@@ -303,7 +288,11 @@ class WaitWhenNoSpareHost(Rule):
     """Excluding a host shrinks the job below its size if the cluster has no spare."""
 
     def propose(self, ctx: RemediationContext) -> Proposal | None:
-        if ctx.category not in HOST_HARDWARE or not ctx.culprit_host or ctx.spare_hosts != 0:
+        if (
+            not CATEGORIES[ctx.category].host_must_leave
+            or not ctx.culprit_host
+            or ctx.spare_hosts != 0
+        ):
             return None
         return self._p(
             Action.escalate,
@@ -320,7 +309,7 @@ class ExcludeHostOnHardwareFault(Rule):
     it and restart without it."""
 
     def propose(self, ctx: RemediationContext) -> Proposal | None:
-        if ctx.category not in HOST_HARDWARE or not ctx.culprit_host:
+        if not CATEGORIES[ctx.category].host_must_leave or not ctx.culprit_host:
             return None
         gpu = f" GPU {ctx.culprit_gpu}" if ctx.culprit_gpu else ""
         return self._p(
