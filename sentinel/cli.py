@@ -137,9 +137,9 @@ def serve(
     """Run the service (uvicorn). Ctrl-C or SIGTERM stops it within seconds."""
     from sqlalchemy.exc import OperationalError
 
-    from sentinel.api.app import create_app
     from sentinel.db import migrate as m
     from sentinel.logs import configure_logging
+    from sentinel.runtime.app import create_app
     from sentinel.serving import serve as run_server
 
     settings = _settings()
@@ -170,7 +170,7 @@ def serve(
     if workers > 1:
         # Each worker builds its app from the same environment; the database elects one of
         # them to run the loop services, so nothing runs twice.
-        run_server("sentinel.api.app:app_from_environment", workers=workers, **bind)
+        run_server("sentinel.runtime.app:app_from_environment", workers=workers, **bind)
     else:
         run_server(create_app(settings), **bind)
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from builders import T0
 
-from sentinel.api.app import create_app
 from sentinel.auth import new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
+from sentinel.runtime.app import create_app
 from sentinel.settings import Settings, TokenSpec
 from tests.harness.postgres import PostgresCluster, PostgresUnavailable, start_cluster
 from tests.harness.service import LiveService

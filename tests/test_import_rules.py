@@ -35,14 +35,24 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     ),
     "sentinel.retry": frozenset(),
 }
-# Parts that may be imported only by the parts named (and by tests). The HTTP package is the
-# app's edge: the CLI serves it and replay drives it in-process (the composition root moving
-# out of sentinel.api is issue 15's). The test harnesses (tests.harness) are not in the
-# wheel: nothing of the product imports them (the demo runs its own service runner).
+# Parts (or modules of a part: the most specific entry applies) that may be imported only by
+# the parts named (and by tests). The runtime is the composition root: the CLI serves its app
+# and replay drives it in-process; of it, the request dependencies read only the context. The
+# HTTP package and the dashboard are mounted by the runtime. The test harnesses (tests.harness)
+# are not in the wheel: nothing of the product imports them (the demo runs its own runner).
 ONLY_IMPORTED_BY: dict[str, frozenset[str]] = {
+    "sentinel.runtime": frozenset({"sentinel.cli", "sentinel.replay"}),
+    # AppContext: what a request's dependencies (api.deps) hand a route, the dashboard's too.
+    "sentinel.runtime.context": frozenset(
+        {"sentinel.cli", "sentinel.replay", "sentinel.api", "sentinel.web"}
+    ),
+    # The runtime's own settings (retention), composed by the root settings tree.
+    "sentinel.runtime.settings": frozenset(
+        {"sentinel.cli", "sentinel.replay", "sentinel.settings"}
+    ),
     # The dashboard's routes (sentinel.web) share the API's HTTP plumbing: deps, body, errors.
-    "sentinel.api": frozenset({"sentinel.cli", "sentinel.replay", "sentinel.web"}),
-    "sentinel.web": frozenset({"sentinel.api"}),
+    "sentinel.api": frozenset({"sentinel.runtime", "sentinel.web"}),
+    "sentinel.web": frozenset({"sentinel.runtime"}),
     "tests.harness": frozenset(),
     # The simulation draws its faults from the demo's templates (only that data module); the
     # test harnesses (not scanned: they are tests) drive the service through the demo's runner.
@@ -120,6 +130,16 @@ def _ours(target: str) -> bool:
     return target.split(".")[0] in {"sentinel", "sentinel_agent", "tests"}
 
 
+def importers_of(target: str) -> frozenset[str] | None:
+    """Who may import ``target``: the entry of its most specific restricted part or module."""
+    parts = target.split(".")
+    for n in range(len(parts), 1, -1):
+        importers = ONLY_IMPORTED_BY.get(".".join(parts[:n]))
+        if importers is not None:
+            return importers
+    return None
+
+
 def violations(found: Iterable[Import]) -> list[str]:
     """Each import that breaks a rule, with the rule it breaks."""
     out: list[str] = []
@@ -134,7 +154,7 @@ def violations(found: Iterable[Import]) -> list[str]:
             out.append(
                 f"{imp.where()} imports {imp.target}: {src} may import only {sorted(allowed)}"
             )
-        importers = ONLY_IMPORTED_BY.get(dst)
+        importers = importers_of(imp.target)
         if importers is not None and src not in importers:
             out.append(f"{imp.where()} imports {imp.target}: only {sorted(importers)} may")
         if dst in NEVER.get(src, frozenset()):
@@ -193,12 +213,23 @@ def test_the_agent_reaches_no_server_only_package() -> None:
         ("sentinel.alerting.slack", "from sentinel.api.deps import Ctx\n", "never imports"),
         ("sentinel.reports.html", "from tests.harness.service import LiveService\n", "only"),
         ("sentinel.wire.v1", "from ..settings import Settings\n", "may import"),
+        # The composition root is imported by the CLI and replay only; the HTTP package and
+        # the dashboard only by the root (and the dashboard the API's plumbing).
+        ("sentinel.alerting.dispatcher", "from sentinel.runtime.loops import every\n", "only"),
+        ("sentinel.api.deps", "from sentinel.runtime.app import create_app\n", "only"),
+        ("sentinel.replay.runner", "from sentinel.api.routes import include_routes\n", "only"),
+        ("sentinel.cli", "from sentinel.web.routes import router\n", "only"),
     ],
 )
 def test_a_forbidden_import_is_caught(module: str, source: str, broken: str) -> None:
     problems = violations(imports_in(source, module, is_package=False))
     assert problems and all(module in p for p in problems)
     assert any(broken in p for p in problems), problems
+
+
+def test_the_request_dependencies_may_read_the_context() -> None:
+    source = "from sentinel.runtime.context import AppContext\n"
+    assert violations(imports_in(source, "sentinel.api.deps", is_package=False)) == []
 
 
 def test_a_server_package_reached_from_the_agent_is_caught(tmp_path: Path) -> None:

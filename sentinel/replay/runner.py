@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from sentinel.api.app import create_app
 from sentinel.auth import new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
@@ -36,6 +35,7 @@ from sentinel.replay.recording import (
     load_lines,
     recording_path,
 )
+from sentinel.runtime.app import create_app
 from sentinel.schedulers.base import NodesResult
 from sentinel.schedulers.slurm import parse_sinfo
 from sentinel.settings import Settings, TokenSpec

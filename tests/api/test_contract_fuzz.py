@@ -31,8 +31,8 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
-from sentinel.api.app import create_app
 from sentinel.clock import VirtualClock
+from sentinel.runtime.app import create_app
 from sentinel.settings import Settings, TokenSpec
 
 SEED = 14

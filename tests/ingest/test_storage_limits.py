@@ -17,9 +17,9 @@ from builders import T0, batch, gpu_sample, heartbeat, obs, xid
 from conftest import auth
 from sqlalchemy.exc import DataError
 
-from sentinel.api.app import create_app
 from sentinel.clock import VirtualClock
 from sentinel.ingest import service as ingest_service
+from sentinel.runtime.app import create_app
 from sentinel.settings import Settings, TokenSpec
 
 Mutation = Callable[[dict[str, Any]], None]

@@ -13,10 +13,10 @@ import pytest
 from builders import T0
 from prometheus_client.parser import text_string_to_metric_families
 
-from sentinel.api.app import create_app
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Decision, Incident
+from sentinel.runtime.app import create_app
 from sentinel.settings import Settings
 
 

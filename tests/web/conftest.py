@@ -30,8 +30,8 @@ from web_scenario import (
     web_settings,
 )
 
-from sentinel.api.app import create_app
 from sentinel.clock import VirtualClock
+from sentinel.runtime.app import create_app
 
 
 @pytest.fixture(scope="session")
