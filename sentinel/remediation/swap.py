@@ -46,9 +46,9 @@ from sentinel.db.models import (
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.remediation.degraded import DegradedWatch, resolve_host
 from sentinel.remediation.lease import claim_lease
+from sentinel.remediation.settings import RemediationSettings, SwapSettings
 from sentinel.remediation.spares import SparePool
 from sentinel.schedulers.base import OpResult, SchedulerAdapter
-from sentinel.settings import RemediationSettings, SwapSettings
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,7 @@ class SwapService:
             ).all()
         for finding_id in undecided:
             await self.decide(sessions, finding_id, wait_for_a_job=True)
+        await self._retry_for_a_spare(sessions)
         async with unit_of_work(sessions) as session:
             await self._approve_at_checkpoint(session)
             await self._expire_leases(session)
@@ -303,6 +304,50 @@ class SwapService:
                 "swap decision for %s (%s): %s", finding.host_id, proposal.rule, proposal.status
             )
             return await session.get(Swap, row["id"])
+
+    async def _retry_for_a_spare(self, sessions: Sessions) -> None:
+        """A swap refused for want of a spare is decided again once the pool has one free (its
+        host "stays until a spare is found"): the same row, moved conditionally, so that with
+        several replicas one moves it. Refusals by a cap stand."""
+        async with unit_of_work(sessions) as session:
+            refused = (
+                await session.scalars(
+                    select(Swap)
+                    .join(DegradedFinding, DegradedFinding.id == Swap.finding_id)
+                    .where(
+                        Swap.status == "refused",
+                        Swap.rule == NeverMoreThanThePoolHolds.__name__,
+                        DegradedFinding.state == "open",
+                    )
+                    .order_by(Swap.created_at)
+                )
+            ).all()
+            for swap in refused:
+                finding = await session.get(DegradedFinding, swap.finding_id)
+                assert finding is not None
+                ctx = await self._context(session, finding)
+                if ctx.job_id is None or ctx.job_id != swap.job_id:
+                    continue
+                proposal = self._policy.decide(ctx)
+                if proposal.rule == swap.rule:
+                    continue  # still no spare free
+                await session.execute(
+                    update(Swap)
+                    .where(Swap.id == swap.id, Swap.status == "refused", Swap.rule == swap.rule)
+                    .values(
+                        action=proposal.action.value,
+                        status=proposal.status,
+                        rule=proposal.rule,
+                        reason=f"{proposal.reason} (retried: refused before for want of a spare)",
+                        decided_step=ctx.current_step,
+                        checkpoint_step=ctx.durable_step,
+                        updated_at=self._clock.now(),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                log.info(
+                    "swap for %s retried (%s): %s", swap.host_id, proposal.rule, proposal.status
+                )
 
     async def _context(self, session: AsyncSession, finding: DegradedFinding) -> SwapContext:
         now = self._clock.now()

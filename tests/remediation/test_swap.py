@@ -15,8 +15,8 @@ from sqlalchemy import select
 from remediation.timeline import HOSTS, Timeline
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, DegradedFinding, Host, Maintenance, Spare, Swap
+from sentinel.remediation.settings import RemediationSettings, SwapSettings
 from sentinel.remediation.swap import SwapService
-from sentinel.settings import RemediationSettings, SwapSettings
 from sentinel.web.routes import TOKEN_COOKIE
 
 
@@ -177,6 +177,41 @@ async def test_no_spare_refuses_the_swap_with_its_reason(tl: Timeline) -> None:
     await beats(tl, checkpoint=200)
     await tl.loops()
     assert await tl.requeues() == 0 and not await tl.drained("node2")
+
+
+async def test_a_swap_refused_for_want_of_a_spare_is_retried_once_one_is_ready(
+    tl: Timeline,
+) -> None:
+    """node5's agent has not reported: the pool holds nothing, so node2's swap is refused;
+    once node5 is a ready spare the same decision is taken again, and node2 is swapped at the
+    job's next durable checkpoint. A cap's refusal stands (test_swap_rules)."""
+    use_swaps(tl)
+    await tl.loops()
+    tl.clock.advance(10)
+    await tl.post("node2", [remap_pending(tl)])
+    await tl.loops()
+    [swap] = await swaps(tl)
+    assert (swap.status, swap.rule) == ("refused", "NeverMoreThanThePoolHolds")
+    await tl.loops()
+    assert [(s.status, s.rule) for s in await swaps(tl)] == [
+        ("refused", "NeverMoreThanThePoolHolds")
+    ]
+
+    await spare_reports(tl)
+    await tl.loops()
+    [retried] = await swaps(tl)
+    assert retried.id == swap.id
+    assert (retried.status, retried.rule) == ("waiting", "SwapAtNextCheckpoint")
+    assert "retried: refused before for want of a spare" in retried.reason
+    assert (await advice(tl))["checkpoint_now"] is True
+
+    tl.clock.advance(10)
+    await beats(tl, checkpoint=115)
+    await tl.loops()
+    [done] = await swaps(tl)
+    assert done.status == "done" and done.spare_host == "node5", done.error
+    assert sorted(await tl.job_nodes()) == ["node1", "node3", "node4", "node5"]
+    assert await tl.requeues() == 1
 
 
 async def test_an_unhealthy_spare_is_not_held(tl: Timeline) -> None:
