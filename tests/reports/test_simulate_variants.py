@@ -4,6 +4,7 @@ wrong verdicts paid for, and the sensitivity of the figure to its assumptions.""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -17,7 +18,9 @@ from sentinel.reports.simulation import (
     accuracy,
     checkpoint_interval,
     describe,
+    play,
     run,
+    schedule,
     sensitivity,
 )
 from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
@@ -132,3 +135,27 @@ def test_in_place_restarts_are_the_policys_decisions(outcome: Outcome) -> None:
     for label, r in outcome.runs.items():
         if "in-place" not in label and label != VARIANTS[-1][0]:
             assert all(i.action != "restart_in_place" for i in r.interruptions), label
+
+
+def test_the_spare_pool_runs_empty_and_refills_from_repaired_hosts(outcome: Outcome) -> None:
+    """A spare takes an excluded host's place at once while the pool has one; each is back
+    once the host it replaced is repaired. Meanwhile an exclusion waits for a node from the
+    queue, and a swap is put off to a checkpoint after a spare is back (or never made)."""
+    a = SMALL
+
+    def restarts(m: Mechanisms, pool: int) -> Counter[float]:
+        b = replace(a, spare_pool=pool)
+        r = play(b, schedule(b, 11), m)
+        return Counter(
+            round(i.resumed_s - i.issued_s, 3) for i in r.interruptions if i.exclude_hosts
+        )
+
+    spares = Mechanisms(hot_spares=True)
+    at_once, waited = a.restart_s, a.node_wait_s + a.restart_s
+    assert set(restarts(spares, a.spare_pool)) == {at_once, waited}
+    assert set(restarts(spares, 10_000)) == {at_once}
+    assert set(restarts(Mechanisms(), a.spare_pool)) == {waited}
+    together = VARIANTS[-1][1]
+    swaps = {pool: play(b, schedule(b, 11), together).swaps
+             for pool in (a.spare_pool, 10_000) for b in [replace(a, spare_pool=pool)]}  # fmt: skip
+    assert 0 < swaps[a.spare_pool] < swaps[10_000]

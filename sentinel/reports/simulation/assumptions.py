@@ -7,17 +7,20 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Final
 
+from sentinel.incidents.settings import TriageSettings
+from sentinel.remediation.settings import RemediationSettings
 from sentinel.reports import draws
-from sentinel.settings import RemediationSettings, TriageSettings
 from sentinel.triage.taxonomy import LLAMA3_PLANNED_INTERRUPTIONS, LLAMA3_TABLE5, Category
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 JOB_ID = draws.JOB
 
-L3 = "Llama 3 paper (Dubey et al. 2024, sec. 3.3.4, Table 5)"
+L3_PAPER = "Llama 3 paper (Dubey et al. 2024"
+L3 = L3_PAPER + ", sec. 3.3.4, Table 5)"
 BR = "ByteRobust (Wan et al. 2025, arXiv:2509.16293)"
 KK = 'Kokolis et al. 2025, "Revisiting reliability in large-scale ML research clusters"'
 NV = "NVIDIA Resiliency Extension (NVRx) docs"
+PT = "PyTorch docs"
 JUDGEMENT = "assumption (a judgement, no published figure)"
 
 # Hardware faults that show a leading indicator before they interrupt the job, by category.
@@ -57,6 +60,7 @@ class Assumptions:
     deterministic_bug_share: float = 0.3
     repeat_share: float = 0.15
     repair_s: float = 2 * 86400.0
+    spare_pool: int = 8
     precursor_scale: float = 1.0  # x PRECURSOR_SHARES (the sensitivity table varies it)
     remediation: RemediationSettings = field(default_factory=RemediationSettings)
     triage: TriageSettings = field(default_factory=TriageSettings)
@@ -89,30 +93,40 @@ class Assumptions:
             ("checkpoint save, blocking part", f"{s['checkpoint_save_s']:g} s",
              f"{JUDGEMENT}: async checkpointing blocks only for the copy to host memory "
              "(405B params x 16 B of weights and Adam state / 16,384 GPUs = 0.4 GB a GPU, "
-             f"~0.02 s at 25 GB/s; {NV}: async and local checkpointing; {BR}: near-zero "
-             "checkpoint overhead)"),
+             f"~0.02 s at 25 GB/s; {L3_PAPER}, sec. 3.3.1): 1 MB to 4 GB of state a GPU; "
+             f"{PT}, DCP async_save: the state is copied to CPU buffers, then written in the "
+             f"background; {NV}: async and local checkpointing; {BR}: near-zero checkpoint "
+             "overhead)"),
             ("requeue (scheduler, same nodes)", f"{s['requeue_s']:g} s", JUDGEMENT),
             ("init (NCCL at 16k ranks + checkpoint load)", f"{s['init_s']:g} s", JUDGEMENT),
             ("wait for a replacement host without a spare", f"{s['node_wait_s']:g} s",
              JUDGEMENT + f"; {BR} keeps warm standbys to avoid it"),
-            ("hot spares", "a pool of 8 validated hosts, refilled from repaired ones, never "
-             "empty", f"{JUDGEMENT}; {BR}: warm standby; {NV}: hot spares"),
+            ("hot spares", f"a pool of {self.spare_pool} validated hosts; each spare taken is "
+             "back once the host it replaced is repaired; an exclusion that finds the pool "
+             "empty waits for a node from the queue, a swap is refused and decided again at "
+             "the first checkpoint after a spare is back", f"{JUDGEMENT}; {BR}: warm standby; "
+             f"{NV}: hot spares"),
             ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s "
              "where the policy decides restart_in_place (a software error, a hang or an "
              "unknown failure with no host to blame, once per fault; the same software error "
              "again is escalated as a crash loop, another fault requeued); with hot spares too, "
              "an exclusion is an in-job restart onto the spare (init only)",
-             f"{JUDGEMENT}; {NV}: in-process and in-job restart, warm spares"),
+             f"{JUDGEMENT}; {NV}: in-process and in-job restart, warm spares; an in-process "
+             "restart skips the new scheduler job, the container, the interpreter, the imports "
+             "and the CUDA context (no time published)"),
             ("baseline detection + triage", f"NCCL watchdog {s['watchdog_s']:g} s + manual "
              f"triage {s['manual_triage_s']:g} s; the human always finds the host",
              "PyTorch ProcessGroupNCCL default timeout (600 s); triage time " + JUDGEMENT),
             ("sentinel detection", f"{s['event_detection_s']:g} s from events, "
              f"{self.hang_detection_s:g} s for hangs, {s['sdc_detection_s']:g} s for SDC",
              "DESIGN.md targets, measured by benchmarks/detect_to_restart.py; SDC " + JUDGEMENT),
-            ("escalation", f"waits {s['human_response_s']:g} s for a human", JUDGEMENT),
+            ("escalation", f"waits {s['human_response_s']:g} s for a human",
+             f"{JUDGEMENT}; {L3_PAPER}, sec. 3.3.4): 'significant manual intervention' 3 times "
+             "in 54 days, no response time published"),
             ("software bugs", f"{s['deterministic_bug_share']:.0%} repeat after a restart "
              f"({s['crash_after_restart_s']:g} s in) until fixed ({s['software_fix_s']:g} s)",
-             JUDGEMENT),
+             f"{JUDGEMENT}; {BR} hot-updates the job's code in place (a fix, or a rollback of "
+             "the faulty version), which Sentinel cannot do: the job reports no code version"),
             ("a fault left in the job", f"fails the restart again {s['crash_after_restart_s']:g}"
              " s in (a faulty host kept, a fabric restarted before it is quiet)", JUDGEMENT),
             ("repeat offenders", f"{s['repeat_share']:.0%} of host faults on a host that "

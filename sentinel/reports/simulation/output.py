@@ -180,12 +180,16 @@ PESSIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         "50% of software bugs repeat; 2 h to fix",
         {"deterministic_bug_share": 0.5, "software_fix_s": 7200.0},
     ),
+    ("an escalation waits 1 h for a human", {"human_response_s": 3600.0}),
+    ("a pool of 4 spares", {"spare_pool": 4}),
 )
 OPTIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("checkpoint save blocks 0.1 s", {"checkpoint_save_s": 0.1}),
     ("init 90 s", {"init_s": 90.0}),
     ("10% of software bugs repeat; 30 min to fix", {"deterministic_bug_share": 0.1,
                                                      "software_fix_s": 1800.0}),
+    ("an escalation waits 10 min for a human", {"human_response_s": 600.0}),
+    ("a pool of 16 spares", {"spare_pool": 16}),
 )  # fmt: skip
 
 
@@ -224,7 +228,7 @@ def _mechanisms(m: Mechanisms, a: Assumptions) -> str:
     if m.proactive_swap:
         parts.append("precursors swapped at a checkpoint")
     if m.hot_spares:
-        parts.append("a validated spare at once")
+        parts.append(f"a validated spare at once (a pool of {a.spare_pool})")
     if m.cadence:
         mttf = a.days * 86400.0 / sum(n for n, _ in LLAMA3_TABLE5.values())
         advice = advise(a.checkpoint_save_s, a.restart_s, mttf, a.checkpoint_interval_s)

@@ -4,6 +4,7 @@ policy and carried out, and what a decision that did not remove the cause costs.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -128,6 +129,7 @@ class _State:
     resumed_s: float = 0.0  # when the job last started training
     committed_steps: int = 0  # steps saved in checkpoints
     back_at: dict[str, float] = field(default_factory=dict)  # excluded host -> returns at
+    spares_back: list[float] = field(default_factory=list)  # each spare taken: back in the pool at
     culprit_counts: Counter[str] = field(default_factory=Counter)
     past: list[PastDecision] = field(default_factory=list)
     drains: list[float] = field(default_factory=list)
@@ -153,15 +155,29 @@ def checkpoint_interval(a: Assumptions, m: Mechanisms) -> float:
     return advise(a.checkpoint_save_s, a.restart_s, mttf).interval_s
 
 
-def _restart_s(a: Assumptions, m: Mechanisms, action: str, excluded: int) -> float:
+def _spares_free(a: Assumptions, state: _State, at: float) -> int:
+    return a.spare_pool - sum(1 for back in state.spares_back if back > at)
+
+
+def _take_spares(a: Assumptions, m: Mechanisms, state: _State, at: float, hosts: int) -> bool:
+    """With hot spares, a spare from the pool takes the place of each host that leaves, and is
+    back in the pool once that host is repaired (a repaired host refills it); False when the
+    pool has too few: the job then waits for nodes from the queue."""
+    if not m.hot_spares or not hosts or _spares_free(a, state, at) < hosts:
+        return False
+    state.spares_back.extend([at + a.repair_s] * hosts)
+    return True
+
+
+def _restart_s(a: Assumptions, m: Mechanisms, action: str, excluded: int, spare: bool) -> float:
     if action == Action.restart_in_place:
         # The policy's decision (remediation.in_place on in this variant): the launcher
         # restarts the ranks on the allocation it holds.
         return a.in_place_restart_s
-    if excluded and m.hot_spares and m.in_place:
+    if excluded and spare and m.in_place:
         # In-job restart onto a spare held in the allocation: new ranks there, no requeue.
         return a.init_s
-    wait = a.node_wait_s if excluded and not m.hot_spares else 0.0
+    wait = a.node_wait_s if excluded and not spare else 0.0
     return wait + a.restart_s
 
 
@@ -183,10 +199,11 @@ def play(a: Assumptions, faults: list[Fault], m: Mechanisms, tally: Triaged | No
             run.prevented.append(fault)
             continue
         swap = triage_precursor(a, fault, None) if m.sentinel and m.proactive_swap else None
+        step = None
         if swap is not None and swap.names_culprit and swap.category in HOST_HARDWARE:
             step = _swap(a, m, fault, at, swap, state, interval)
-            run.swaps += 1
-        else:
+            run.swaps += step is not None
+        if step is None:
             planned = fault.category == Category.PLANNED
             checkpoint_step, steps_lost = _progress(a, interval, state, at, planned)
             if m.sentinel:
@@ -334,8 +351,9 @@ def _sentinel_step(
         PastDecision(seen.category.value, proposal.action.value, status, now, fault.signature)
     )
     planned = fault.category == Category.PLANNED
+    spare = _take_spares(a, m, state, issued, len(excluded))
     resumed = issued + (
-        a.restart_s if planned else _restart_s(a, m, proposal.action, len(excluded))
+        a.restart_s if planned else _restart_s(a, m, proposal.action, len(excluded), spare)
     )
     return Interruption(
         fault, at, detected, issued, resumed, steps_lost, checkpoint_step,
@@ -347,12 +365,19 @@ def _sentinel_step(
 def _swap(
     a: Assumptions, m: Mechanisms, fault: Fault, at: float, seen: Seen, state: _State,
     interval: float,
-) -> Interruption:  # fmt: skip
+) -> Interruption | None:  # fmt: skip
     """The precursor's verdict, decided by the real policy, carried out as a planned swap: the
-    job checkpoints now, the host is drained and the job restarts without it. (The swap rule
-    itself is item 1's; until then the policy's exclusion stands for it.)"""
+    job checkpoints now, the host is drained and the job restarts without it (the policy's
+    exclusion stands for the swap rule). With hot spares the swap needs a free one: refused
+    while the pool is empty (NeverMoreThanThePoolHolds), decided again at the job's first
+    checkpoint after a spare is back; None when that is not before the fault."""
     # Seen before the failure: swapped at the checkpoint taken for it, ahead of the fault.
     swap_at = max(state.resumed_s, at - interval)
+    if m.hot_spares and _spares_free(a, state, swap_at) < 1:
+        back = min(t for t in state.spares_back if t > swap_at)
+        swap_at = state.resumed_s + math.ceil((back - state.resumed_s) / interval) * interval
+        if swap_at >= at:
+            return None
     checkpoint_step, _ = _progress(a, interval, state, swap_at, True)
     now = START + timedelta(seconds=swap_at)
     proposal = _decide(a, m, fault, seen, state, now, checkpoint_step, 0)
@@ -360,8 +385,10 @@ def _swap(
     if excluded:
         state.drains.append(swap_at)
     issued = swap_at + a.checkpoint_save_s + a.execute_s
+    spare = _take_spares(a, m, state, swap_at, len(excluded))
+    resumed = issued + _restart_s(a, m, "swap", len(excluded), spare)
     return Interruption(
-        fault, swap_at, swap_at, issued, issued + _restart_s(a, m, "swap", len(excluded)), 0,
+        fault, swap_at, swap_at, issued, resumed, 0,
         checkpoint_step, "swap", "done", "proactive swap via " + proposal.rule,
         proposal.reason, tuple(excluded), seen.category, True,
     )  # fmt: skip
