@@ -32,9 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.clock import Clock
+from sentinel.db import audit
+from sentinel.db.audit import SENTINEL
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import (
-    AuditEntry,
     DegradedFinding,
     Host,
     Job,
@@ -574,16 +575,8 @@ class SwapService:
             if host is not None:
                 host.drain_state = "drained"
                 host.drain_reason = f"sentinel: planned swap {str(swap.id)[:8]}: {swap.reason}"
-            session.add(
-                AuditEntry(
-                    actor="sentinel",
-                    role="system",
-                    action="host.drain",
-                    target=f"host:{swap.host_id}",
-                    detail={"swap": str(swap.id), "planned": True, "reason": swap.reason},
-                    at=now,
-                )
-            )
+            detail = {"swap": str(swap.id), "planned": True, "reason": swap.reason}
+            audit.record(session, SENTINEL, "host.drain", f"host:{swap.host_id}", detail, now)
         if ok:
             await resolve_host(
                 session, swap.host_id, now, f"swapped out of job {swap.job_id} (planned)"
