@@ -159,3 +159,16 @@ def test_the_spare_pool_runs_empty_and_refills_from_repaired_hosts(outcome: Outc
     swaps = {pool: play(b, schedule(b, 11), together).swaps
              for pool in (a.spare_pool, 10_000) for b in [replace(a, spare_pool=pool)]}  # fmt: skip
     assert 0 < swaps[a.spare_pool] < swaps[10_000]
+
+
+def test_swaps_are_decided_by_the_swap_policy_within_its_caps(outcome: Outcome) -> None:
+    """With hot spares, DEFAULT_SWAP_POLICY decides each swap: never more than its caps allow
+    (max_per_job in job_window_s, max_per_hour), even with spares to spare."""
+    caps = SMALL.remediation.swap
+    b = replace(SMALL, spare_pool=10_000)
+    for r in (outcome.together, play(b, schedule(b, 11), VARIANTS[-1][1])):
+        at = [i.fault_s for i in r.interruptions if i.action == "swap"]
+        assert at
+        for t in at:
+            assert sum(1 for u in at if t - caps.job_window_s < u <= t) <= caps.max_per_job
+            assert sum(1 for u in at if t - 3600 < u <= t) <= caps.max_per_hour

@@ -82,6 +82,7 @@ class Assumptions:
         """Each assumption with its value and its source (the same for every variant)."""
         s = {f.name: getattr(self, f.name) for f in fields(self)}
         mttf = self.days * 86400 / sum(n for n, _ in LLAMA3_TABLE5.values())
+        sw = self.remediation.swap
         shares = ", ".join(f"{c.value} {v:.0%}" for c, v in PRECURSOR_SHARES.items())
         rows = [
             ("job", f"{self.hosts} hosts x {self.gpus_per_host} GPUs, {self.days:g} days", L3),
@@ -103,9 +104,11 @@ class Assumptions:
              JUDGEMENT + f"; {BR} keeps warm standbys to avoid it"),
             ("hot spares", f"a pool of {self.spare_pool} validated hosts; each spare taken is "
              "back once the host it replaced is repaired; an exclusion that finds the pool "
-             "empty waits for a node from the queue, a swap is refused and decided again at "
-             "the first checkpoint after a spare is back", f"{JUDGEMENT}; {BR}: warm standby; "
-             f"{NV}: hot spares"),
+             "empty waits for a node from the queue; with the pool, each swap is decided by "
+             f"the real DEFAULT_SWAP_POLICY (at most {sw.max_per_hour} an hour and "
+             f"{sw.max_per_job} a job in {sw.job_window_s / 3600:g} h, refused while no spare "
+             "is free and then decided again at the first checkpoint after one is back)",
+             f"{JUDGEMENT}; {BR}: warm standby; {NV}: hot spares"),
             ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s "
              "where the policy decides restart_in_place (a software error, a hang or an "
              "unknown failure with no host to blame, once per fault; the same software error "

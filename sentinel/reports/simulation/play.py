@@ -17,6 +17,13 @@ from sentinel.remediation.policy import (
     Proposal,
     RemediationContext,
 )
+from sentinel.remediation.swap import (
+    DEFAULT_SWAP_POLICY,
+    NeverMoreThanThePoolHolds,
+    SwapAction,
+    SwapContext,
+    SwapProposal,
+)
 from sentinel.reports.cadence import advise
 from sentinel.reports.simulation.assumptions import (
     JOB_ID,
@@ -133,6 +140,7 @@ class _State:
     culprit_counts: Counter[str] = field(default_factory=Counter)
     past: list[PastDecision] = field(default_factory=list)
     drains: list[float] = field(default_factory=list)
+    swaps: list[float] = field(default_factory=list)  # when each swap was decided
 
 
 def _progress(
@@ -368,16 +376,23 @@ def _swap(
 ) -> Interruption | None:  # fmt: skip
     """The precursor's verdict, decided by the real policy, carried out as a planned swap: the
     job checkpoints now, the host is drained and the job restarts without it (the policy's
-    exclusion stands for the swap rule). With hot spares the swap needs a free one: refused
-    while the pool is empty (NeverMoreThanThePoolHolds), decided again at the job's first
-    checkpoint after a spare is back; None when that is not before the fault."""
+    exclusion names the host). With hot spares the real swap policy decides it first: refused
+    while the pool is empty (NeverMoreThanThePoolHolds), it is decided again at the job's first
+    checkpoint after a spare is back; a cap's refusal stands. None when no swap is made before
+    the fault (the host then fails the job)."""
     # Seen before the failure: swapped at the checkpoint taken for it, ahead of the fault.
     swap_at = max(state.resumed_s, at - interval)
-    if m.hot_spares and _spares_free(a, state, swap_at) < 1:
-        back = min(t for t in state.spares_back if t > swap_at)
-        swap_at = state.resumed_s + math.ceil((back - state.resumed_s) / interval) * interval
-        if swap_at >= at:
+    if m.hot_spares:
+        decision = _swap_decision(a, state, seen, swap_at)
+        if decision.rule == NeverMoreThanThePoolHolds.__name__:
+            back = min(t for t in state.spares_back if t > swap_at)
+            swap_at = state.resumed_s + math.ceil((back - state.resumed_s) / interval) * interval
+            if swap_at >= at:
+                return None
+            decision = _swap_decision(a, state, seen, swap_at)
+        if decision.action != SwapAction.swap:
             return None
+    state.swaps.append(swap_at)
     checkpoint_step, _ = _progress(a, interval, state, swap_at, True)
     now = START + timedelta(seconds=swap_at)
     proposal = _decide(a, m, fault, seen, state, now, checkpoint_step, 0)
@@ -392,6 +407,27 @@ def _swap(
         checkpoint_step, "swap", "done", "proactive swap via " + proposal.rule,
         proposal.reason, tuple(excluded), seen.category, True,
     )  # fmt: skip
+
+
+def _swap_decision(a: Assumptions, state: _State, seen: Seen, at: float) -> SwapProposal:
+    """DEFAULT_SWAP_POLICY on what the run knows at ``at``: its caps and the pool."""
+    settings = a.remediation.swap
+    return DEFAULT_SWAP_POLICY.decide(
+        SwapContext(
+            host=seen.culprit or "",
+            gpu=seen.gpu,
+            finding=f"{seen.category.value}: a leading indicator",
+            job_id=JOB_ID,
+            job_hosts=a.hosts,
+            current_step=None,
+            durable_step=None,
+            swaps_last_hour=sum(1 for t in state.swaps if t > at - 3600),
+            swaps_for_job=sum(1 for t in state.swaps if t > at - settings.job_window_s),
+            spares_ready=_spares_free(a, state, at),
+            swaps_in_flight=0,
+            settings=settings,
+        )
+    )
 
 
 def run(a: Assumptions, seed: int) -> Outcome:
