@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import case, select, tuple_
+from sqlalchemy import case, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.db.models import Batch as BatchRow
@@ -145,33 +145,55 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
 
 async def _judge_repeats(session: AsyncSession, repeats: list[StoredBatch]) -> None:
     """Batches whose (host, seq) was stored before: duplicates if the bytes are the same."""
-    if not repeats:
-        return
-    keys = [(it.batch.host_id, it.batch.seq) for it in repeats]
-    rows = await session.execute(
-        select(BatchRow.host_id, BatchRow.seq, BatchRow.digest).where(
-            tuple_(BatchRow.host_id, BatchRow.seq).in_(keys)
-        )
-    )
-    stored = {(h, s): d for h, s, d in rows.all()}
-    for it in repeats:
-        # No digest: stored before digests were kept (or pruned meanwhile); trust the resend.
-        known = stored.get((it.batch.host_id, it.batch.seq))
-        it.conflict = known is not None and known != it.digest
-        it.duplicate = not it.conflict
+    if repeats:
+        _judge(repeats, await _stored_digests(session, [_key(it) for it in repeats]))
 
 
 async def _judge_known(session: AsyncSession, items: list[StoredBatch]) -> list[StoredBatch]:
     """Judge the batches whose (host, seq) is stored under any sent_at; the others, to insert."""
-    keys = [(it.batch.host_id, it.batch.seq) for it in items]
-    rows = await session.execute(
-        select(BatchRow.host_id, BatchRow.seq).where(
-            tuple_(BatchRow.host_id, BatchRow.seq).in_(keys)
+    stored = await _stored_digests(session, [_key(it) for it in items])
+    if not stored:
+        return items
+    _judge([it for it in items if _key(it) in stored], stored)
+    return [it for it in items if _key(it) not in stored]
+
+
+def _judge(repeats: list[StoredBatch], stored: dict[tuple[str, int], str | None]) -> None:
+    for it in repeats:
+        # No digest: stored before digests were kept (or pruned meanwhile); trust the resend.
+        known = stored.get(_key(it))
+        it.conflict = known is not None and known != it.digest
+        it.duplicate = not it.conflict
+
+
+def _key(item: StoredBatch) -> tuple[str, int]:
+    return (item.batch.host_id, item.batch.seq)
+
+
+# The keys as two arrays: one statement whatever their number, prepared once (a tuple IN
+# list is a new statement for every group size, each prepared again).
+_STORED_DIGESTS_PG = text(
+    "SELECT b.host_id, b.seq, b.digest FROM batches AS b "
+    "JOIN unnest(CAST(:hosts AS text[]), CAST(:seqs AS bigint[])) AS k(host_id, seq) "
+    "ON b.host_id = k.host_id AND b.seq = k.seq"
+)
+
+
+async def _stored_digests(
+    session: AsyncSession, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], str | None]:
+    """The digest of each of these (host, seq) that is stored (None: stored without one)."""
+    if dialect_of(session) == "postgresql":
+        rows = await session.execute(
+            _STORED_DIGESTS_PG, {"hosts": [h for h, _ in keys], "seqs": [q for _, q in keys]}
         )
-    )
-    known = {(h, s) for h, s in rows.all()}
-    await _judge_repeats(session, [it for it in items if (it.batch.host_id, it.batch.seq) in known])
-    return [it for it in items if (it.batch.host_id, it.batch.seq) not in known]
+    else:
+        rows = await session.execute(
+            select(BatchRow.host_id, BatchRow.seq, BatchRow.digest).where(
+                tuple_(BatchRow.host_id, BatchRow.seq).in_(keys)
+            )
+        )
+    return {(h, q): d for h, q, d in rows.all()}
 
 
 def event_row(host: str, seq: int, obs: Observation, received_at: datetime) -> dict[str, Any]:
