@@ -3,7 +3,8 @@
 The rules are read from the product's own registries (the ordered policies, the degraded
 indicators, the flight recorder's detectors), and every concrete subclass of a rule base must be
 in one of them (a rule written but never registered is dead code). Each must be named in the
-file that tests the rules of its kind one by one, with a context builder.
+file that tests the rules of its kind one by one, with a context builder, and say in its
+docstring why it exists.
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ def test_every_rule_class_is_registered() -> None:
     }
     unregistered = sorted(c.__name__ for c in (defined | detectors) - registered())
     assert unregistered == []
+
+
+def test_every_rule_says_why() -> None:
+    """A rule's docstring is its reason for being: the one place a reader learns why it
+    decides what it does (a class's docstring is not inherited)."""
+    silent = sorted(c.__name__ for c in registered() if not (c.__doc__ or "").strip())
+    assert silent == []
 
 
 def test_a_rule_without_a_test_is_caught(tmp_path: Path) -> None:

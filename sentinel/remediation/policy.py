@@ -128,12 +128,12 @@ class Proposal:
 
 class NamedRule:
     """The shape every remediation rule shares (the policy's rules, the repair rules, the
-    degraded indicators): a sentence for a class name, which is the `rule` its result records,
-    and a docstring that says why the rule exists. Decisions answer once, first answer wins
-    (`propose`); detectors run every one and may find several things (degraded's `find`, like
-    the flight recorder's). Triage's rules have the same name and docstring but two methods,
-    `applies` and `verdict`: a verdict records the rules that applied and passed, and triage
-    imports nothing of remediation."""
+    degraded indicators, the swap rules): a sentence for a class name, which is the `rule` its
+    result records, and a docstring that says why the rule exists. Decisions answer once, first
+    answer wins (`propose`); detectors run every one and may find several things (degraded's
+    `find`, like the flight recorder's). Triage's rules have the same name and docstring but
+    two methods, `applies` and `verdict`: a verdict records the rules that applied and passed,
+    and triage imports nothing of remediation."""
 
     @property
     def name(self) -> str:

@@ -47,6 +47,7 @@ from sentinel.db.models import (
 from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.remediation.degraded import DegradedWatch, resolve_host
 from sentinel.remediation.lease import claim_lease
+from sentinel.remediation.policy import NamedRule
 from sentinel.remediation.settings import RemediationSettings, SwapSettings
 from sentinel.remediation.spares import SparePool
 from sentinel.schedulers.base import OpResult, SchedulerAdapter
@@ -90,10 +91,8 @@ class SwapProposal:
     reason: str
 
 
-class SwapRule(ABC):
-    @property
-    def name(self) -> str:
-        return type(self).__name__
+class SwapRule(NamedRule, ABC):
+    """Decides whether a degraded host is swapped out of its job, or passes to the next rule."""
 
     @abstractmethod
     def propose(self, ctx: SwapContext) -> SwapProposal | None: ...
@@ -103,6 +102,9 @@ class SwapRule(ABC):
 
 
 class SwapsDisabled(SwapRule):
+    """Proactive swaps are off (remediation.swap.enabled): the finding stays open, nothing
+    is decided for it."""
+
     def propose(self, ctx: SwapContext) -> SwapProposal | None:
         if ctx.settings.enabled:
             return None
@@ -112,6 +114,9 @@ class SwapsDisabled(SwapRule):
 
 
 class NothingToSwapOutsideAJob(SwapRule):
+    """A host that runs no job costs no job a failure: nothing to swap, and the finding
+    stays open for its repair."""
+
     def propose(self, ctx: SwapContext) -> SwapProposal | None:
         if ctx.job_id is not None:
             return None
@@ -124,6 +129,8 @@ class NothingToSwapOutsideAJob(SwapRule):
 
 
 class CapSwapsPerHour(SwapRule):
+    """A fleet-wide event must not swap the cluster host by host: a human decides."""
+
     def propose(self, ctx: SwapContext) -> SwapProposal | None:
         cap = ctx.settings.max_per_hour
         if ctx.swaps_last_hour < cap:
@@ -135,6 +142,8 @@ class CapSwapsPerHour(SwapRule):
 
 
 class CapSwapsPerJob(SwapRule):
+    """A job interrupted for swaps this often in the window is not interrupted again."""
+
     def propose(self, ctx: SwapContext) -> SwapProposal | None:
         cap = ctx.settings.max_per_job
         if ctx.swaps_for_job < cap:
@@ -161,6 +170,9 @@ class NeverMoreThanThePoolHolds(SwapRule):
 
 
 class SwapAtNextCheckpoint(SwapRule):
+    """The last rule: nothing caps the swap, so the host leaves the job at its next durable
+    checkpoint, which the job is told to take now."""
+
     def propose(self, ctx: SwapContext) -> SwapProposal | None:
         return SwapProposal(
             SwapAction.swap,
