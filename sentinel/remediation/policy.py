@@ -30,9 +30,6 @@ class Action(StrEnum):
     escalate = "escalate"  # stop automating: a human decides
 
 
-# The categories whose host must leave the job (the table's host_must_leave), for the
-# simulation until it reads the table itself.
-HOST_HARDWARE: Final = frozenset(c for c, f in CATEGORIES.items() if f.host_must_leave)
 # NVIDIA's immediate actions that say the GPU or host must be reset before it is used again.
 _HARD_ACTIONS: Final = (
     "RESTART_BM",

@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 
-from sentinel.remediation.policy import HOST_HARDWARE
 from sentinel.reports.cadence import daly_interval
 from sentinel.reports.simulation import (
     VARIANTS,
@@ -23,7 +22,7 @@ from sentinel.reports.simulation import (
     schedule,
     sensitivity,
 )
-from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
+from sentinel.triage.taxonomy import CATEGORIES, LLAMA3_TABLE5, Category
 
 # A small fleet keeps each draw's triage quick; the schedule is still Table 5's 419 faults.
 SMALL = Assumptions(hosts=64)
@@ -53,7 +52,7 @@ def test_every_category_went_through_the_real_triage(outcome: Outcome) -> None:
     assert set(right) == set(LLAMA3_TABLE5)
     # The evidence is mostly clear: the real triage names most hardware faults' hosts, and
     # misses exactly where the drawn evidence says nothing (7% + 3% of the host faults).
-    for category in HOST_HARDWARE:
+    for category in (c for c, f in CATEGORIES.items() if f.host_must_leave):
         host_right = right[category].host_right
         assert host_right is not None and 0.85 <= host_right <= 1.0, category
     assert right[Category.DEPENDENCY].host_right is None
@@ -64,7 +63,8 @@ def test_a_verdict_that_misses_the_host_costs_a_second_failure(outcome: Outcome)
     reactive = outcome.sentinel
     missed = [
         i for i in reactive.interruptions
-        if i.fault.category in HOST_HARDWARE and i.fault.loop == 0 and i.fault.host is not None
+        if CATEGORIES[i.fault.category].host_must_leave
+        and i.fault.loop == 0 and i.fault.host is not None
         and f"gpu-host-{i.fault.host:04d}" not in i.exclude_hosts and i.status != "escalated"
     ]  # fmt: skip
     assert missed

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 
 from sentinel.remediation.policy import (
     DEFAULT_POLICY,
-    HOST_HARDWARE,
     Action,
     PastDecision,
     Proposal,
@@ -40,7 +39,7 @@ from sentinel.reports.simulation.triage import (
     triage_fault,
     triage_precursor,
 )
-from sentinel.triage.taxonomy import LLAMA3_TABLE5, Category
+from sentinel.triage.taxonomy import CATEGORIES, LLAMA3_TABLE5, Category
 
 _RESTARTING = (Action.restart, Action.restart_in_place, Action.exclude_and_restart, Action.hold)
 
@@ -208,7 +207,7 @@ def play(a: Assumptions, faults: list[Fault], m: Mechanisms, tally: Triaged | No
             continue
         swap = triage_precursor(a, fault, None) if m.sentinel and m.proactive_swap else None
         step = None
-        if swap is not None and swap.names_culprit and swap.category in HOST_HARDWARE:
+        if swap is not None and swap.names_culprit and CATEGORIES[swap.category].host_must_leave:
             step = _swap(a, m, fault, at, swap, state, interval)
             run.swaps += step is not None
         if step is None:
@@ -254,9 +253,9 @@ def _fails_again(
         return step.action in _RESTARTING if m.sentinel else fault.loop < a.baseline_crash_loops - 1
     if not m.sentinel or step.status == "escalated":
         return False  # a human fixed it
-    if step.action == Action.restart_in_place and fault.category in HOST_HARDWARE:
+    if step.action == Action.restart_in_place and CATEGORIES[fault.category].host_must_leave:
         return False  # a link that flapped and came back up: transient, the restart clears it
-    if host is not None and fault.category in HOST_HARDWARE:
+    if host is not None and CATEGORIES[fault.category].host_must_leave:
         return host not in step.exclude_hosts
     return fault.category == Category.NETWORK_SWITCH_CABLE and step.action != Action.hold
 
@@ -275,7 +274,7 @@ def _baseline_step(
     )
     issued = detected + a.manual_triage_s + fix
     host = host_name(fault.host) if fault.host is not None else None
-    excluded = (host,) if host and fault.category in HOST_HARDWARE else ()
+    excluded = (host,) if host and CATEGORIES[fault.category].host_must_leave else ()
     wait = a.node_wait_s if excluded else 0.0
     return Interruption(
         fault, at, detected, issued, issued + wait + a.restart_s, steps_lost, checkpoint_step,
@@ -348,7 +347,9 @@ def _sentinel_step(
         fix = a.software_fix_s if fault.deterministic else 0.0
         issued, status = detected + a.human_response_s + fix, "escalated"
         # The human drains the host the verdict named, as the policy would have.
-        excluded = (seen.culprit,) if seen.culprit and seen.category in HOST_HARDWARE else ()
+        excluded = (
+            (seen.culprit,) if seen.culprit and CATEGORIES[seen.category].host_must_leave else ()
+        )
     elif proposal.action == Action.hold:
         issued, status = detected + a.remediation.fabric_quiet_s + a.execute_s, "done"
     else:
