@@ -70,7 +70,7 @@ NEVER: dict[str, frozenset[str]] = {
 # of Sentinel may import them.
 SERVER_ONLY = frozenset(
     {"fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "asyncpg", "psycopg", "polars"}
-    | {"jinja2", "numba", "numpy", "apscheduler", "pydantic_settings", "aiosqlite", "tenacity"}
+    | {"jinja2", "numba", "numpy", "pydantic_settings", "aiosqlite", "tenacity"}
 )
 
 
