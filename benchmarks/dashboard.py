@@ -26,13 +26,13 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sentinel.auth import new_token
+from sentinel.auth import TokenSpec, new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Gpu, Host, Incident
 from sentinel.runtime.app import create_app
-from sentinel.settings import Settings, TokenSpec
+from sentinel.settings import Settings
 from sentinel.web.routes import TOKEN_COOKIE
 
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)

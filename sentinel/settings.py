@@ -20,19 +20,14 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-# The `X as X` names: for the importers that other work in progress holds; they move to the
-# sections' homes with the next commit, which removes these names from here.
 from sentinel.alerting.settings import AlertingSettings
 from sentinel.auth import BOOTSTRAP_TOKENS_FILE, AuthSettings
-from sentinel.auth import TokenSpec as TokenSpec
 from sentinel.db.settings import DatabaseSettings
-from sentinel.incidents.settings import HealthSettings
-from sentinel.incidents.settings import TriageSettings as TriageSettings
+from sentinel.incidents.settings import HealthSettings, TriageSettings
 from sentinel.ingest.settings import IngestSettings
 from sentinel.logs import LogSettings
-from sentinel.remediation.settings import RemediationSettings as RemediationSettings
-from sentinel.remediation.settings import SwapSettings as SwapSettings
-from sentinel.runtime.settings import RetentionSettings as RetentionSettings
+from sentinel.remediation.settings import RemediationSettings
+from sentinel.runtime.settings import RetentionSettings
 from sentinel.schedulers.settings import SchedulerSettings
 
 if TYPE_CHECKING:

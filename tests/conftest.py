@@ -13,11 +13,11 @@ import httpx
 import pytest
 from builders import T0
 
-from sentinel.auth import new_token
+from sentinel.auth import TokenSpec, new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
 from sentinel.runtime.app import create_app
-from sentinel.settings import Settings, TokenSpec
+from sentinel.settings import Settings
 from tests.harness.postgres import PostgresCluster, PostgresUnavailable, start_cluster
 from tests.harness.service import LiveService
 

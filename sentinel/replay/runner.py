@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from sentinel.auth import new_token
+from sentinel.auth import TokenSpec, new_token
 from sentinel.clock import VirtualClock
 from sentinel.db import migrate
 from sentinel.db.engine import unit_of_work
@@ -38,7 +38,7 @@ from sentinel.replay.recording import (
 from sentinel.runtime.app import create_app
 from sentinel.schedulers.base import NodesResult
 from sentinel.schedulers.slurm import parse_sinfo
-from sentinel.settings import Settings, TokenSpec
+from sentinel.settings import Settings
 
 TICK_S = 1.0
 

@@ -31,9 +31,10 @@ from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.python.asgi import shutdown_lifespans
 
+from sentinel.auth import TokenSpec
 from sentinel.clock import VirtualClock
 from sentinel.runtime.app import create_app
-from sentinel.settings import Settings, TokenSpec
+from sentinel.settings import Settings
 
 SEED = 14
 EXAMPLES_PER_OPERATION = 50

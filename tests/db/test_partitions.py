@@ -16,6 +16,7 @@ from builders import batch, gpu_sample, xid
 from conftest import _fresh_pg, auth
 from sqlalchemy import create_engine, insert, text
 
+from sentinel.auth import TokenSpec
 from sentinel.clock import SystemClock, VirtualClock
 from sentinel.db import migrate, partitions
 from sentinel.db.engine import make_engine, make_sessionmaker, sync_url, unit_of_work
@@ -23,7 +24,8 @@ from sentinel.db.models import Batch, Event
 from sentinel.metrics import ServiceMetrics
 from sentinel.runtime.app import create_app
 from sentinel.runtime.retention import prune
-from sentinel.settings import RetentionSettings, Settings, TokenSpec
+from sentinel.runtime.settings import RetentionSettings
+from sentinel.settings import Settings
 
 pytestmark = pytest.mark.postgres
 

@@ -17,10 +17,11 @@ from builders import T0, batch, gpu_sample, heartbeat, obs, xid
 from conftest import auth
 from sqlalchemy.exc import DataError
 
+from sentinel.auth import TokenSpec
 from sentinel.clock import VirtualClock
 from sentinel.ingest import service as ingest_service
 from sentinel.runtime.app import create_app
-from sentinel.settings import Settings, TokenSpec
+from sentinel.settings import Settings
 
 Mutation = Callable[[dict[str, Any]], None]
 

@@ -12,13 +12,14 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
+from sentinel.auth import TokenSpec
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Host
 from sentinel.replay.synth import Fleet
 from sentinel.runtime.app import create_app
 from sentinel.runtime.context import AppContext
-from sentinel.settings import Settings, TokenSpec
+from sentinel.settings import Settings
 from sentinel.web.routes import TOKEN_COOKIE
 
 HOSTILE = "<script>alert('pwned')</script>"
