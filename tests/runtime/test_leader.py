@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentinel.clock import VirtualClock
 from sentinel.db import leases
 from sentinel.db.engine import make_engine, make_sessionmaker, unit_of_work
-from sentinel.runtime.leader import LeaderElector
+from sentinel.runtime.leader import LeaderElector, Loop
 
 
 @pytest.fixture
@@ -68,3 +68,30 @@ async def test_leader_fails_over(
     await b.stop()
     async with unit_of_work(sessions) as s:
         assert await leases.holder_of(s, "leader", clock.now()) is None
+
+
+async def test_the_leader_runs_its_loops_until_it_loses_the_lease(
+    sessions: async_sessionmaker[AsyncSession], clock: VirtualClock
+) -> None:
+    running: set[str] = set()
+
+    def loop_of(identity: str) -> Loop:
+        async def loop(stop: asyncio.Event) -> None:
+            running.add(identity)
+            await stop.wait()
+            running.discard(identity)
+
+        return loop
+
+    a = LeaderElector(sessions, clock, ttl_s=15, identity="a", loops=[loop_of("a")])
+    b = LeaderElector(sessions, clock, ttl_s=15, identity="b", loops=[loop_of("b")])
+    assert await a.step() and not await b.step()
+    await asyncio.sleep(0)
+    assert running == {"a"}
+    clock.advance(16)  # a went quiet: b takes over; a, on its next round, stops its loops
+    assert await b.step() and not await a.step()
+    await asyncio.sleep(0)
+    assert running == {"b"}
+    await b.stop()
+    assert running == set()
+    await a.stop()
