@@ -15,12 +15,11 @@ from sentinel.knowledge.machine_check import MCELOG_PATTERNS, McelogRecord
 from sentinel.knowledge.nvswitch import default_sxid_catalog
 from sentinel.knowledge.taxonomy import Category
 from sentinel.triage.records import Record, elastic_fields, split_records
-from sentinel.wire.identity import normalize_pci
+from sentinel.wire.identity import normalize_pci, pci_addresses
 from sentinel.wire.severity import Severity
 
 Role = Literal["cause", "symptom", "context"]
 
-_PCI_IN_TEXT: Final = re.compile(r"\b[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]\b")
 _EXCEPTION_LINE: Final = re.compile(r"^\s*(?P<type>[A-Za-z_][\w.]*)(?::\s*(?P<message>.*))?$")
 _FRAME_LINE: Final = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 # Exceptions that report a stop request, not a fault.
@@ -663,9 +662,9 @@ def extract_signals(
             line = record.first
             produced = _match_line(line, None, knowledge, set())
             if "NVRM" in line.body:
-                pci = _PCI_IN_TEXT.search(line.body)
-                if pci:
-                    last_gpu_line[line.host] = (index, normalize_pci(pci.group(0)))
+                named = pci_addresses(line.body)
+                if named:
+                    last_gpu_line[line.host] = (index, named[0])
             sections.read(line.host, line.body)
             produced = [sections.complete(s) for s in produced]
             machine_check = mcelog[line.host] = mcelog.get(line.host, McelogRecord()).read(
