@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -62,9 +62,18 @@ GROUPS: Final[frozenset[str]] = frozenset(
 
 KNOWLEDGE_DIR: Final = Path(__file__).parent
 
+_Catalog = TypeVar("_Catalog", bound=BaseModel)
+
 
 class KnowledgeError(ValueError):
     """A knowledge file is missing, malformed, or has an invalid entry (named in the message)."""
+
+
+def require_unique(what: str, values: Sequence[int | str]) -> None:
+    """Refuse a table whose keys repeat (a validator's ValueError, naming them)."""
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate {what}: {duplicates}")
 
 
 class XidEntry(BaseModel):
@@ -92,10 +101,7 @@ class XidCatalog(BaseModel):
 
     @model_validator(mode="after")
     def _codes_are_unique(self) -> XidCatalog:
-        codes = [x.code for x in self.xids]
-        duplicates = sorted({c for c in codes if codes.count(c) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate XID codes: {duplicates}")
+        require_unique("XID codes", [x.code for x in self.xids])
         return self
 
     @cached_property
@@ -200,10 +206,7 @@ class PatternCatalog(BaseModel):
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> PatternCatalog:
-        names = [p.name for p in self.patterns]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate pattern names: {duplicates}")
+        require_unique("pattern names", [p.name for p in self.patterns])
         return self
 
     @cached_property
@@ -245,36 +248,31 @@ def _entry_label(entry: Any, index: int, name_key: str) -> str:
     return f"entry #{index} ({name_key}={name!r})"
 
 
-def load_xid_catalog(path: Path | str = KNOWLEDGE_DIR / "xid.yaml") -> XidCatalog:
-    """Load and validate an XID catalog; a bad entry raises KnowledgeError naming it."""
-    path = Path(path)
+def _load_catalog(
+    path: Path, catalog: type[_Catalog], key: str, entry: type[BaseModel], noun: str, name_key: str
+) -> _Catalog:
+    """A catalog of the entries listed under `key`; a bad entry raises KnowledgeError naming it."""
     entries = []
-    for index, raw in enumerate(_entries(path, "xids")):
+    for index, raw in enumerate(_entries(path, key)):
         try:
-            entries.append(XidEntry.model_validate(raw))
+            entries.append(entry.model_validate(raw))
         except ValidationError as exc:
-            label = _entry_label(raw, index, "code")
-            raise KnowledgeError(f"{path}: XID {label} is invalid: {exc}") from exc
+            label = _entry_label(raw, index, name_key)
+            raise KnowledgeError(f"{path}: {noun} {label} is invalid: {exc}") from exc
     try:
-        return XidCatalog(xids=tuple(entries))
+        return catalog.model_validate({key: tuple(entries)})
     except ValidationError as exc:
         raise KnowledgeError(f"{path}: {exc}") from exc
+
+
+def load_xid_catalog(path: Path | str = KNOWLEDGE_DIR / "xid.yaml") -> XidCatalog:
+    """Load and validate an XID catalog; a bad entry raises KnowledgeError naming it."""
+    return _load_catalog(Path(path), XidCatalog, "xids", XidEntry, "XID", "code")
 
 
 def load_pattern_catalog(path: Path | str = KNOWLEDGE_DIR / "patterns.yaml") -> PatternCatalog:
     """Load and validate log patterns; a bad entry raises KnowledgeError naming it."""
-    path = Path(path)
-    specs = []
-    for index, raw in enumerate(_entries(path, "patterns")):
-        try:
-            specs.append(PatternSpec.model_validate(raw))
-        except ValidationError as exc:
-            label = _entry_label(raw, index, "name")
-            raise KnowledgeError(f"{path}: pattern {label} is invalid: {exc}") from exc
-    try:
-        return PatternCatalog(patterns=tuple(specs))
-    except ValidationError as exc:
-        raise KnowledgeError(f"{path}: {exc}") from exc
+    return _load_catalog(Path(path), PatternCatalog, "patterns", PatternSpec, "pattern", "name")
 
 
 def load_knowledge(

@@ -23,7 +23,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sentinel.knowledge import KNOWLEDGE_DIR, KnowledgeError
+from sentinel.knowledge import KNOWLEDGE_DIR, KnowledgeError, require_unique
 from sentinel.knowledge.taxonomy import Category
 from sentinel.wire.severity import Severity
 
@@ -113,14 +113,9 @@ class DcgmCatalog(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> DcgmCatalog:
-        for what, values in (
-            ("codes", [str(c.code) for c in self.codes]),
-            ("names", [c.name for c in self.codes]),
-            ("systems", [s.name for s in self.systems]),
-        ):
-            duplicates = sorted({v for v in values if values.count(v) > 1})
-            if duplicates:
-                raise ValueError(f"duplicate {what}: {duplicates}")
+        require_unique("codes", [str(c.code) for c in self.codes])
+        require_unique("names", [c.name for c in self.codes])
+        require_unique("systems", [s.name for s in self.systems])
         return self
 
     @cached_property
