@@ -14,10 +14,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Unpack
 
-from sentinel.knowledge import PatternCatalog
-from sentinel.knowledge.keywords import trie_regex
 from sentinel.knowledge.lines import parse_line
 from sentinel.wire import LogRecord, Observation, XidEvent
 from sentinel.wire.severity import Severity
@@ -27,10 +25,9 @@ from sentinel_agent.collectors.logs import (
     MESSAGE_IDLE_S,
     SUPPRESSED,
     UNMATCHED,
-    RateLimit,
-    UnmatchedGate,
+    LogOptions,
+    MessageCollector,
     best_match,
-    catalog_matcher,
     gpu_pci,
     join_message,
     line_matches,
@@ -64,29 +61,16 @@ def _group(body: str) -> str | None:
     return next((group for word, group in _GROUPS.items() if body.startswith(word)), None)
 
 
-class KernelLogCollector:
+class KernelLogCollector(MessageCollector):
     name = "kernel_log"
 
     def __init__(
-        self,
-        ctx: Context,
-        *,
-        path: Path,
-        interval_s: float,
-        from_start: bool = False,
-        patterns: PatternCatalog | None = None,
-        unmatched: RateLimit = RateLimit(),
+        self, ctx: Context, *, path: Path, interval_s: float, **options: Unpack[LogOptions]
     ) -> None:
-        self.interval_s = interval_s
-        self._ctx = ctx
+        # A line may matter if it has a knowledge keyword or a word that starts a multi-line
+        # message.
+        super().__init__(ctx, interval_s, {w.lower() for w in _GROUPS}, options)
         self._path = path
-        self._from_start = from_start
-        self._matcher = catalog_matcher(patterns)
-        # One search tells a line that matters from one that does not: the knowledge's
-        # keywords and the words that start a multi-line message.
-        words = self._matcher.keywords | {w.lower() for w in _GROUPS}
-        self._interesting = re.compile(trie_regex(words))
-        self._gate = UnmatchedGate(unmatched, ctx.clock.monotonic)
         self._source: LineSource | None = None
         self._key = f"{self.name}:{path}"
         # A message whose next line may still come is stored with the read position.
@@ -207,17 +191,15 @@ class KernelLogCollector:
         severity: Severity,
         pci: str | None = None,
     ) -> LogRecord:
-        return LogRecord(
-            id=uuid.uuid4(),
-            observed_at=self._ctx.clock.now(),
-            source="kernel",
-            pattern=pattern,
-            family=family,
-            severity=severity,
-            message=text,
+        return self._log_record(
+            "kernel",
+            text,
+            pattern,
+            family,
+            severity,
             path=str(self._path),
             gpu_index=self._gpu_index(pci),
-            pci_bus_id=pci,
+            pci=pci,
         )
 
     def positions(self) -> Mapping[str, str | None]:

@@ -8,15 +8,20 @@ The agent keeps no pattern table of its own: it matches the service's knowledge 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict
 
 from sentinel.knowledge import PatternCatalog, default_knowledge
+from sentinel.knowledge.keywords import trie_regex
 from sentinel.knowledge.lines import parse_line
 from sentinel.knowledge.matcher import Found, Matcher
+from sentinel.wire import LogRecord
 from sentinel.wire.identity import normalize_pci
+from sentinel.wire.severity import Severity
+from sentinel_agent.collectors.base import Context
 
 # What one record may carry (the wire allows 65,536 characters of message).
 MAX_MESSAGE: Final = 60_000
@@ -178,4 +183,62 @@ class UnmatchedGate:
             f"between {suppressed.first:%Y-%m-%dT%H:%M:%SZ} and "
             f"{suppressed.last:%Y-%m-%dT%H:%M:%SZ} (rate limit for {source}: "
             f"{self._limit.per_s:g}/s, bursts of {self._limit.burst})"
+        )
+
+
+class LogOptions(TypedDict, total=False):
+    """How a log collector reads: its files from their start (else from their end on a first
+    run), with which knowledge (the packaged one by default), and how many messages no pattern
+    knows it ships."""
+
+    from_start: bool
+    patterns: PatternCatalog | None
+    unmatched: RateLimit
+
+
+class MessageCollector:
+    """What both log collectors keep (the knowledge they match, one search that tells a line
+    that may matter, the rate limit on messages no pattern knows) and how a message of theirs
+    becomes a record."""
+
+    name: str
+
+    def __init__(
+        self, ctx: Context, interval_s: float, words: Iterable[str], options: LogOptions
+    ) -> None:
+        self.interval_s = interval_s
+        self._ctx = ctx
+        self._from_start = options.get("from_start", False)
+        self._matcher = catalog_matcher(options.get("patterns"))
+        # The knowledge's keywords and the collector's own words (lower case).
+        self._interesting = re.compile(trie_regex(self._matcher.keywords | set(words)))
+        self._gate = UnmatchedGate(options.get("unmatched", RateLimit()), ctx.clock.monotonic)
+
+    def _log_record(
+        self,
+        source: LogSource,
+        text: str,
+        pattern: str | None,
+        family: str,
+        severity: Severity,
+        *,
+        path: str | None,
+        gpu_index: int | None = None,
+        pci: str | None = None,
+        rank: int | None = None,
+        job_id: str | None = None,
+    ) -> LogRecord:
+        return LogRecord(
+            id=uuid.uuid4(),
+            observed_at=self._ctx.clock.now(),
+            source=source,
+            pattern=pattern,
+            family=family,
+            severity=severity,
+            message=text,
+            path=path,
+            gpu_index=gpu_index,
+            pci_bus_id=pci,
+            rank=rank,
+            job_id=job_id,
         )

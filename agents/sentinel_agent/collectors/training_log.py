@@ -13,16 +13,13 @@ import glob
 import json
 import logging
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Unpack
 
-from sentinel.knowledge import PatternCatalog
-from sentinel.knowledge.keywords import trie_regex
 from sentinel.knowledge.matcher import NCCL_INFO
-from sentinel.wire import LogRecord, Observation
+from sentinel.wire import Observation
 from sentinel.wire.severity import Severity
 from sentinel_agent.collectors.base import Context
 from sentinel_agent.collectors.logs import (
@@ -30,11 +27,10 @@ from sentinel_agent.collectors.logs import (
     MESSAGE_IDLE_S,
     SUPPRESSED,
     UNMATCHED,
+    LogOptions,
     LogSource,
-    RateLimit,
-    UnmatchedGate,
+    MessageCollector,
     best_match,
-    catalog_matcher,
     join_message,
 )
 from sentinel_agent.tail import FileTailer
@@ -86,27 +82,14 @@ class _File:
     open: dict[str, _Open] = field(default_factory=dict)
 
 
-class TrainingLogCollector:
+class TrainingLogCollector(MessageCollector):
     name = "training_logs"
 
     def __init__(
-        self,
-        ctx: Context,
-        *,
-        paths: list[str],
-        interval_s: float,
-        from_start: bool = False,
-        patterns: PatternCatalog | None = None,
-        unmatched: RateLimit = RateLimit(),
+        self, ctx: Context, *, paths: list[str], interval_s: float, **options: Unpack[LogOptions]
     ) -> None:
-        self.interval_s = interval_s
-        self._ctx = ctx
+        super().__init__(ctx, interval_s, _ERROR_WORDS, options)
         self._globs = paths
-        self._from_start = from_start
-        self._matcher = catalog_matcher(patterns)
-        # One search tells a line that may matter from one that does not.
-        self._interesting = re.compile(trie_regex(self._matcher.keywords | set(_ERROR_WORDS)))
-        self._gate = UnmatchedGate(unmatched, ctx.clock.monotonic)
         self._files: dict[str, _File] = {}
         self._polls = 0
         prefix = f"{self.name}:"
@@ -185,7 +168,11 @@ class TrainingLogCollector:
                     self._ship(name, key, state.open.pop(key), out)
         for source, suppressed in self._gate.lifted():
             text = self._gate.describe(source, f"{source} lines that look like errors", suppressed)
-            out.append(self._record(text, None, SUPPRESSED, Severity.INFO, source, None, None))
+            job_id = self._ctx.state.job_id
+            record = self._log_record(
+                source, text, None, SUPPRESSED, Severity.INFO, path=None, job_id=job_id
+            )
+            out.append(record)
         return out
 
     def _line(self, name: str, state: _File, raw: str, now: float, out: list[Observation]) -> None:
@@ -269,29 +256,11 @@ class TrainingLogCollector:
         else:
             return
         text = join_message(message.lines)
-        out.append(self._record(text, pattern, family, severity, source, name, _rank(key)))
-
-    def _record(
-        self,
-        text: str,
-        pattern: str | None,
-        family: str,
-        severity: Severity,
-        source: LogSource,
-        path: str | None,
-        rank: int | None,
-    ) -> LogRecord:
-        return LogRecord(
-            id=uuid.uuid4(),
-            observed_at=self._ctx.clock.now(),
-            source=source,
-            pattern=pattern,
-            family=family,
-            severity=severity,
-            message=text,
-            path=path,
-            rank=rank,
-            job_id=self._ctx.state.job_id,
+        job_id = self._ctx.state.job_id
+        out.append(
+            self._log_record(
+                source, text, pattern, family, severity, path=name, rank=_rank(key), job_id=job_id
+            )
         )
 
     def close(self) -> None:
