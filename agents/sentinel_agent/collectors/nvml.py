@@ -7,7 +7,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import pynvml
 
@@ -38,6 +38,23 @@ def _read(fn: Callable[[], T]) -> T | None:
     except pynvml.NVMLError as exc:
         log.debug("NVML read failed: %s", exc)
         return None
+
+
+class _Names(TypedDict):
+    gpu_index: int
+    uuid: str | None
+    pci_bus_id: str | None
+    serial: str | None
+
+
+def _names(gpu: GpuIdentity) -> _Names:
+    """The names a sample gives its GPU, lost or not: those NVML reported when it was found."""
+    return {
+        "gpu_index": gpu.index,
+        "uuid": gpu.uuid,
+        "pci_bus_id": gpu.pci_bus_id,
+        "serial": gpu.serial,
+    }
 
 
 class NvmlCollector:
@@ -119,14 +136,10 @@ class NvmlCollector:
             p = self._provider
             rows = _read(lambda: p.remapped_rows(handle))
             nvlink = _read(lambda: p.nvlink_errors(handle))
-            gpu = self._identity[index]
             return GpuSample(
                 id=uuid.uuid4(),
                 observed_at=now,
-                gpu_index=index,
-                uuid=gpu.uuid,
-                pci_bus_id=gpu.pci_bus_id,
-                serial=gpu.serial,
+                **_names(self._identity[index]),
                 temperature_c=_read(lambda: p.temperature_c(handle)),
                 power_w=_read(lambda: p.power_w(handle)),
                 clock_event_reasons=_read(lambda: p.clock_event_reasons(handle)),
@@ -174,15 +187,7 @@ class NvmlCollector:
                     exc.__cause__ or exc,
                 )
                 self._lost.add(index)
-            return GpuSample(
-                id=uuid.uuid4(),
-                observed_at=now,
-                gpu_index=index,
-                uuid=gpu.uuid,
-                pci_bus_id=gpu.pci_bus_id,
-                serial=gpu.serial,
-                lost=True,
-            )
+            return GpuSample(id=uuid.uuid4(), observed_at=now, **_names(gpu), lost=True)
 
     def _ecc_changes(self, sample: GpuSample) -> list[EccEvent]:
         before = self._previous.get(sample.gpu_index)
