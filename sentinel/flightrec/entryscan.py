@@ -173,12 +173,13 @@ def _run_entries(
             if op == 0x61 or op == 0x65:
                 if kind[target] != _LIST:
                     return _DECLINE, -1, nn, -1, 0
-            elif (
-                kind[target] != _DICT
-                or (sp - start) % 2 != 0
-                or not _keys_hashable(kind, stack, start, sp)
-            ):
-                return _DECLINE, -1, nn, -1, 0
+            else:
+                if kind[target] != _DICT or (sp - start) % 2 != 0:
+                    return _DECLINE, -1, nn, -1, 0
+                for i in range(start, sp, 2):  # keys a dict can hold (as _keys_hashable)
+                    key_kind = kind[stack[i]]
+                    if key_kind >= _LIST:
+                        return _DECLINE, -1, nn, -1, 0
             if (
                 op == 0x75
                 and entries != -1
@@ -203,29 +204,113 @@ def _run_entries(
                         f = field_of[key]
                         if f >= 0:
                             node_of[f] = stack[i + 1]  # the last one wins, as in a dict
-                if not _row(
-                    data,
-                    kind,
-                    val,
-                    aux,
-                    enode,
-                    enext,
-                    node_of,
-                    frozen,
-                    hash_gen,
-                    hashes,
-                    gen,
-                    rows,
-                    ints,
-                    nulls,
-                    sigs,
-                    dur,
-                    as_int,
-                    as_float,
-                    max_tensors,
-                    max_dims,
-                ):
+                # The fields into the row, checked as scan._columns checks them. Written
+                # out here, not in a helper: an inlined helper's array arguments are still
+                # reference-counted on each call, which cost a quarter of the whole scan.
+                for f in range(_N_REQUIRED):
+                    if node_of[f] == -1:
+                        return _DECLINE, -1, nn, -1, 0
+                for j in range(6):
+                    nulls[j, rows] = False
+                rid = node_of[0]
+                if kind[rid] != _INT:
                     return _DECLINE, -1, nn, -1, 0
+                ints[0, rows] = val[rid]
+                pg = node_of[1]
+                if kind[pg] != _TUPLE and kind[pg] != _LIST:
+                    return _DECLINE, -1, nn, -1, 0
+                first = val[pg]
+                if first == -1 or enext[first] == -1 or enext[enext[first]] != -1:
+                    return _DECLINE, -1, nn, -1, 0
+                pg_name, pg_desc = enode[first], enode[enext[first]]
+                if kind[pg_name] != _STR or kind[pg_desc] != _STR:
+                    return _DECLINE, -1, nn, -1, 0
+                frozen[pg] = gen  # a list as process_group (JSON-like writers): read now, so fixed
+                ints[1, rows] = pg_name
+                ints[2, rows] = pg_desc
+                for j in range(5):
+                    col, f, nul = _INT_FIELDS[j, 0], _INT_FIELDS[j, 1], _INT_FIELDS[j, 2]
+                    k = kind[node_of[f]]
+                    if k == _NONE:
+                        nulls[nul, rows] = True
+                        ints[col, rows] = 0
+                    elif k == _INT:
+                        ints[col, rows] = val[node_of[f]]
+                    else:
+                        return _DECLINE, -1, nn, -1, 0
+                for col, f in ((5, 4), (6, 9)):  # profiling_name, state
+                    if kind[node_of[f]] != _STR:
+                        return _DECLINE, -1, nn, -1, 0
+                    ints[col, rows] = node_of[f]
+                p2p = node_of[13]
+                ints[10, rows] = -1
+                if p2p != -1:
+                    if kind[p2p] == _TRUE:
+                        ints[10, rows] = 1
+                    elif kind[p2p] == _FALSE:
+                        ints[10, rows] = 0
+                    elif kind[p2p] != _NONE:
+                        return _DECLINE, -1, nn, -1, 0
+                d = node_of[14]
+                nulls[5, rows] = True
+                dur[rows] = 0.0
+                if d != -1:
+                    if kind[d] == _FLOAT:
+                        as_int[0] = val[d]
+                        dur[rows] = as_float[0]
+                        nulls[5, rows] = False
+                    elif kind[d] == _INT:
+                        dur[rows] = np.float64(val[d])
+                        nulls[5, rows] = False
+                    elif kind[d] != _NONE:
+                        return _DECLINE, -1, nn, -1, 0
+                ints[11, rows] = node_of[15]
+                for which in range(2):
+                    sizes, dtypes = node_of[5 + which], node_of[7 + which]
+                    # Helpers are called only for what is not hashed yet: a compiled call costs more
+                    # than the hashing (its array arguments are reference-counted).
+                    if hash_gen[sizes] != gen and not _hash_sizes(
+                        kind,
+                        val,
+                        enode,
+                        enext,
+                        sizes,
+                        frozen,
+                        hash_gen,
+                        hashes,
+                        gen,
+                        max_tensors,
+                        max_dims,
+                    ):
+                        return _DECLINE, -1, nn, -1, 0
+                    if hash_gen[dtypes] != gen:
+                        # Each entry has its own dtypes list (of shared strings): hashed right here.
+                        k = kind[dtypes]
+                        if k != _LIST and k != _TUPLE:
+                            return _DECLINE, -1, nn, -1, 0
+                        frozen[dtypes] = gen
+                        h1, h2 = _FNV_OFFSET ^ np.uint64(0xE5E5), np.uint64(0xE5E5)
+                        count = 0
+                        e = val[dtypes]
+                        while e != -1:
+                            s = enode[e]
+                            count += 1
+                            if count > max_tensors or kind[s] != _STR:
+                                return _DECLINE, -1, nn, -1, 0
+                            if hash_gen[s] != gen:
+                                _hash_string(data, val, aux, s, hash_gen, hashes, gen)
+                            h1, h2 = _mix(h1, h2, hashes[s, 0])
+                            h1, h2 = _mix(h1, h2, hashes[s, 1])
+                            e = enext[e]
+                        hashes[dtypes, 0], hashes[dtypes, 1] = _mix(h1, h2, np.uint64(0xF6F6))
+                        hash_gen[dtypes] = gen
+                    h1, h2 = hashes[sizes, 0], hashes[sizes, 1]
+                    h1, h2 = _mix(h1, h2, hashes[dtypes, 0])
+                    h1, h2 = _mix(h1, h2, hashes[dtypes, 1])
+                    sigs[2 * which, rows] = h1
+                    sigs[2 * which + 1, rows] = h2
+                    ints[12 + which, rows] = sizes
+                    ints[14 + which, rows] = dtypes
                 row_node[rows] = target
                 rows += 1
                 kind[target] = _ENTRY
@@ -411,128 +496,6 @@ def _entries_are_rows(
         i += 1
         e = enext[e]
     return i == rows
-
-
-@_compiled(inline=True)
-def _row(
-    data: npt.NDArray[np.uint8],
-    kind: npt.NDArray[np.int8],
-    val: npt.NDArray[np.int64],
-    aux: npt.NDArray[np.int32],
-    enode: npt.NDArray[np.int32],
-    enext: npt.NDArray[np.int32],
-    node_of: npt.NDArray[np.int64],
-    frozen: npt.NDArray[np.int32],
-    hash_gen: npt.NDArray[np.int32],
-    hashes: npt.NDArray[np.uint64],
-    gen: int,
-    row: int,
-    ints: npt.NDArray[np.int64],
-    nulls: npt.NDArray[np.bool_],
-    sigs: npt.NDArray[np.uint64],
-    dur: npt.NDArray[np.float64],
-    as_int: npt.NDArray[np.int64],
-    as_float: npt.NDArray[np.float64],
-    max_tensors: int,
-    max_dims: int,
-) -> bool:
-    """One entry's fields (value nodes by FIELDS position) into its row, checked as
-    `scan._columns` checks them; False where that would decline."""
-    for f in range(_N_REQUIRED):
-        if node_of[f] == -1:
-            return False
-    for j in range(6):
-        nulls[j, row] = False
-    rid = node_of[0]
-    if kind[rid] != _INT:
-        return False
-    ints[0, row] = val[rid]
-    pg = node_of[1]
-    if kind[pg] != _TUPLE and kind[pg] != _LIST:
-        return False
-    first = val[pg]
-    if first == -1 or enext[first] == -1 or enext[enext[first]] != -1:
-        return False
-    pg_name, pg_desc = enode[first], enode[enext[first]]
-    if kind[pg_name] != _STR or kind[pg_desc] != _STR:
-        return False
-    frozen[pg] = gen  # a list as process_group (JSON-like writers): read now, so fixed
-    ints[1, row] = pg_name
-    ints[2, row] = pg_desc
-    for j in range(5):
-        col, f, nul = _INT_FIELDS[j, 0], _INT_FIELDS[j, 1], _INT_FIELDS[j, 2]
-        k = kind[node_of[f]]
-        if k == _NONE:
-            nulls[nul, row] = True
-            ints[col, row] = 0
-        elif k == _INT:
-            ints[col, row] = val[node_of[f]]
-        else:
-            return False
-    for col, f in ((5, 4), (6, 9)):  # profiling_name, state
-        if kind[node_of[f]] != _STR:
-            return False
-        ints[col, row] = node_of[f]
-    p2p = node_of[13]
-    ints[10, row] = -1
-    if p2p != -1:
-        if kind[p2p] == _TRUE:
-            ints[10, row] = 1
-        elif kind[p2p] == _FALSE:
-            ints[10, row] = 0
-        elif kind[p2p] != _NONE:
-            return False
-    d = node_of[14]
-    nulls[5, row] = True
-    dur[row] = 0.0
-    if d != -1:
-        if kind[d] == _FLOAT:
-            as_int[0] = val[d]
-            dur[row] = as_float[0]
-            nulls[5, row] = False
-        elif kind[d] == _INT:
-            dur[row] = np.float64(val[d])
-            nulls[5, row] = False
-        elif kind[d] != _NONE:
-            return False
-    ints[11, row] = node_of[15]
-    for which in range(2):
-        sizes, dtypes = node_of[5 + which], node_of[7 + which]
-        # Helpers are called only for what is not hashed yet: a compiled call costs more
-        # than the hashing (its array arguments are reference-counted).
-        if hash_gen[sizes] != gen and not _hash_sizes(
-            kind, val, enode, enext, sizes, frozen, hash_gen, hashes, gen, max_tensors, max_dims
-        ):
-            return False
-        if hash_gen[dtypes] != gen:
-            # Each entry has its own dtypes list (of shared strings): hashed right here.
-            k = kind[dtypes]
-            if k != _LIST and k != _TUPLE:
-                return False
-            frozen[dtypes] = gen
-            h1, h2 = _FNV_OFFSET ^ np.uint64(0xE5E5), np.uint64(0xE5E5)
-            count = 0
-            e = val[dtypes]
-            while e != -1:
-                s = enode[e]
-                count += 1
-                if count > max_tensors or kind[s] != _STR:
-                    return False
-                if hash_gen[s] != gen:
-                    _hash_string(data, val, aux, s, hash_gen, hashes, gen)
-                h1, h2 = _mix(h1, h2, hashes[s, 0])
-                h1, h2 = _mix(h1, h2, hashes[s, 1])
-                e = enext[e]
-            hashes[dtypes, 0], hashes[dtypes, 1] = _mix(h1, h2, np.uint64(0xF6F6))
-            hash_gen[dtypes] = gen
-        h1, h2 = hashes[sizes, 0], hashes[sizes, 1]
-        h1, h2 = _mix(h1, h2, hashes[dtypes, 0])
-        h1, h2 = _mix(h1, h2, hashes[dtypes, 1])
-        sigs[2 * which, row] = h1
-        sigs[2 * which + 1, row] = h2
-        ints[12 + which, row] = sizes
-        ints[14 + which, row] = dtypes
-    return True
 
 
 @_compiled()
