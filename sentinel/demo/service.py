@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(
+    url: str, procs: Sequence[subprocess.Popen[bytes]], timeout: float, poll_s: float = 0.1
+) -> bool:
+    """Poll `url` until it answers 200 (True); False when one of `procs` exits first or
+    `timeout` s pass (their `poll()` tells which)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(proc.poll() is not None for proc in procs):
+            return False
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll_s)
+    return False
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace_s`; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _die_with_parent() -> None:
@@ -94,32 +124,19 @@ class LiveService:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"service exited with {self.proc.returncode}; see {log_path}:\n"
-                    + log_path.read_text()[-4000:]
-                )
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if wait_ready(f"{self.url}/readyz", [self.proc], timeout):
+            return
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"service exited with {self.proc.returncode}; see {log_path}:\n"
+                + log_path.read_text()[-4000:]
+            )
         self.stop()
         raise RuntimeError(f"service not ready within {timeout} s; see {log_path}")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def headers(self, role: str = "viewer") -> dict[str, str]:

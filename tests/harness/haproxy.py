@@ -9,11 +9,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
+from sentinel.demo.service import stop_process, wait_ready
 from tests.harness.postgres import free_port
 
 INSTALL_HINT = "haproxy not found: 'apt-get install -y haproxy' (make system-deps does this)"
@@ -70,25 +68,13 @@ class Haproxy:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise HaproxyUnavailable(f"haproxy exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        if wait_ready(f"{self.url}/readyz", [self.proc], timeout, poll_s=0.2):
+            return
+        if self.proc.poll() is not None:
+            raise HaproxyUnavailable(f"haproxy exited: {self.log.read_text()[-2000:]}")
         self.stop()
         raise HaproxyUnavailable(f"haproxy did not reach a ready replica within {timeout:g} s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         shutil.rmtree(self.root, ignore_errors=True)

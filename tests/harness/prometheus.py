@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from sentinel.demo.service import free_port
+from sentinel.demo.service import free_port, stop_process, wait_ready
 
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"  # Debian's name for alertmanager
@@ -184,28 +183,16 @@ receivers:
             self._wait_ready(url, timeout)
 
     def _wait_ready(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for proc in self.procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{proc.args!r} exited; see {self.root / 'logs'}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if wait_ready(url, self.procs, timeout):
+            return
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited; see {self.root / 'logs'}")
         raise RuntimeError(f"{url} not ready within {timeout} s; see {self.root / 'logs'}")
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=10)  # reap our own child: PID 1 here reaps slowly
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)  # reap our own child: PID 1 here reaps slowly
         self.procs.clear()
         if self.exporter is not None:
             self.exporter.stop()
@@ -256,16 +243,10 @@ class Alertmanager:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited; see {self.root / 'alertmanager.log'}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        if wait_ready(f"{self.url}/-/ready", [self.proc], timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"alertmanager exited; see {self.root / 'alertmanager.log'}")
         self.stop()
         raise RuntimeError(f"alertmanager not ready within {timeout} s")
 
@@ -277,13 +258,6 @@ class Alertmanager:
         return alerts
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
