@@ -241,7 +241,22 @@ class IncidentTransition(Base):
     at: Mapped[datetime]
 
 
-class Decision(Base):
+class _CarriedOut:
+    """The columns of a decision carried out under an execution lease (a remediation
+    decision, a proactive swap), after its own: how it went, the lease, and when."""
+
+    outcome: Mapped[dict[str, Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    # The execution lease: the process carrying the decision out and until when; a lease
+    # that runs out means that process died, and the remediation loop takes the decision over.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Decision(Base, _CarriedOut):
     """A remediation decision: one per incident (the unique constraint makes it exactly once)."""
 
     __tablename__ = "decisions"
@@ -259,15 +274,6 @@ class Decision(Base):
     exclude_hosts: Mapped[list[Any]]
     checkpoint_step: Mapped[int | None] = mapped_column(BigInteger)
     steps_lost: Mapped[int | None] = mapped_column(BigInteger)
-    outcome: Mapped[dict[str, Any]]
-    error: Mapped[str | None] = mapped_column(Text)
-    # The execution lease: the process carrying the decision out and until when; a lease
-    # that runs out means that process died, and the remediation loop takes the decision over.
-    claimed_by: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[datetime | None]
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
 
 
 class Alert(Base):
@@ -401,7 +407,7 @@ class DegradedFinding(Base):
     resolved_at: Mapped[datetime | None]
 
 
-class Swap(Base):
+class Swap(Base, _CarriedOut):
     """A proactive swap decision: one per degraded finding (the unique constraint makes it
     exactly once). waiting (for a durable checkpoint newer than the decision) → approved →
     executing (claimed under a lease) → done | failed; refused is final (a cap said no)."""
@@ -422,13 +428,6 @@ class Swap(Base):
     decided_step: Mapped[int | None] = mapped_column(BigInteger)
     checkpoint_step: Mapped[int | None] = mapped_column(BigInteger)
     spare_host: Mapped[str | None] = mapped_column(String(128))
-    outcome: Mapped[dict[str, Any]]
-    error: Mapped[str | None] = mapped_column(Text)
-    claimed_by: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[datetime | None]
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
 
 
 class Spare(Base):
