@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import Select, create_engine, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Decision, Incident, Job, JobProgress, JobRank
@@ -62,6 +63,25 @@ def _s(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
+def _within(
+    q: Select[*tuple[Any, ...]],
+    at: QueryableAttribute[datetime],
+    since: datetime | None,
+    until: datetime | None,
+    job: QueryableAttribute[str | None] | QueryableAttribute[str],
+    job_ids: Sequence[str] | None,
+) -> Select[*tuple[Any, ...]]:
+    """`q` limited to rows whose `at` falls in [since, until) and whose `job` is one of
+    `job_ids`; None leaves that side open."""
+    if since is not None:
+        q = q.where(at >= since)
+    if until is not None:
+        q = q.where(at < until)
+    if job_ids is not None:
+        q = q.where(job.in_(job_ids))
+    return q
+
+
 def incidents_query(
     since: datetime | None, until: datetime | None, job_ids: Sequence[str] | None = None
 ) -> Select[*tuple[Any, ...]]:
@@ -80,12 +100,7 @@ def incidents_query(
         Decision.created_at,
         Decision.updated_at,
     ).outerjoin(Decision, Decision.incident_id == Incident.id)
-    if since is not None:
-        q = q.where(Incident.opened_at >= since)
-    if until is not None:
-        q = q.where(Incident.opened_at < until)
-    if job_ids is not None:
-        q = q.where(Incident.job_id.in_(job_ids))
+    q = _within(q, Incident.opened_at, since, until, Incident.job_id, job_ids)
     return q.order_by(Incident.opened_at)
 
 
@@ -120,12 +135,7 @@ def progress_query(
     since: datetime | None, until: datetime | None, job_ids: Sequence[str] | None = None
 ) -> Select[*tuple[Any, ...]]:
     q = select(JobProgress.job_id, JobProgress.at, JobProgress.step, JobProgress.step_time_s)
-    if since is not None:
-        q = q.where(JobProgress.at >= since)
-    if until is not None:
-        q = q.where(JobProgress.at < until)
-    if job_ids is not None:
-        q = q.where(JobProgress.job_id.in_(job_ids))
+    q = _within(q, JobProgress.at, since, until, JobProgress.job_id, job_ids)
     return q.order_by(JobProgress.job_id, JobProgress.at)
 
 
