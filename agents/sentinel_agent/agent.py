@@ -34,13 +34,14 @@ from sentinel_agent.collectors.ipmi import (
     local_bmc_present,
 )
 from sentinel_agent.collectors.kernel_log import KernelLogCollector
+from sentinel_agent.collectors.logs import LogOptions
 from sentinel_agent.collectors.mcelog import McelogCollector
 from sentinel_agent.collectors.nvml import NvmlCollector
 from sentinel_agent.collectors.rasdaemon import RasdaemonCollector
 from sentinel_agent.collectors.redfish import Credentials, RedfishCollector, connect
 from sentinel_agent.collectors.spool import SpoolCollector, spool_dir
 from sentinel_agent.collectors.training_log import TrainingLogCollector
-from sentinel_agent.config import AgentConfig
+from sentinel_agent.config import AgentConfig, KernelLogConfig, TrainingLogsConfig
 from sentinel_agent.metrics import AgentMetrics
 from sentinel_agent.providers.base import GpuProvider
 from sentinel_agent.transport.outbox import WRITE_ERRORS, Outbox, OutboxBusy, Row, encode
@@ -61,6 +62,11 @@ def _urgent(observation: Observation) -> bool:
     return observation.kind in CRITICAL_KINDS or (
         isinstance(observation, LogRecord) and observation.severity == Severity.CRITICAL
     )
+
+
+def _log_options(section: KernelLogConfig | TrainingLogsConfig) -> LogOptions:
+    """How a log collector reads, as its section of the configuration says."""
+    return {"from_start": section.from_start, "unmatched": section.unmatched.limit()}
 
 
 class ConfigError(Exception):
@@ -148,25 +154,11 @@ class Agent:
                 )
             )
         if c.kernel_log.enabled:
-            out.append(
-                KernelLogCollector(
-                    ctx,
-                    path=c.kernel_log.path,
-                    interval_s=i.logs_s,
-                    from_start=c.kernel_log.from_start,
-                    unmatched=c.kernel_log.unmatched.limit(),
-                )
-            )
+            kernel, options = c.kernel_log, _log_options(c.kernel_log)
+            out.append(KernelLogCollector(ctx, path=kernel.path, interval_s=i.logs_s, **options))
         if c.training_logs.enabled:
-            out.append(
-                TrainingLogCollector(
-                    ctx,
-                    paths=c.training_logs.paths,
-                    interval_s=i.logs_s,
-                    from_start=c.training_logs.from_start,
-                    unmatched=c.training_logs.unmatched.limit(),
-                )
-            )
+            paths, options = c.training_logs.paths, _log_options(c.training_logs)
+            out.append(TrainingLogCollector(ctx, paths=paths, interval_s=i.logs_s, **options))
         if c.heartbeat.enabled:
             # The service's advice for the jobs beating here, passed on in the replies.
             advice_client = httpx.Client(timeout=self.config.service.timeout_s)

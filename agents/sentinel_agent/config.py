@@ -366,12 +366,17 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
-    """Raises pydantic.ValidationError (names the field) or ValueError (unreadable file)."""
+def load_tree(path: Path | None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The configuration file's tree with the SENTINEL_AGENT_* variables over it,
+    unvalidated; raises ValueError when the file is not a mapping."""
     raw: Any = {}
     if path is not None:
         raw = yaml.safe_load(path.read_text()) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: the top level must be a mapping")
-    data = _merge(raw, env_overrides(os.environ if environ is None else environ))
-    return AgentConfig.model_validate(data)
+    return _merge(raw, env_overrides(os.environ if environ is None else environ))
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Raises pydantic.ValidationError (names the field) or ValueError (unreadable file)."""
+    return AgentConfig.model_validate(load_tree(path, environ))
