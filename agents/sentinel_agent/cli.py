@@ -26,6 +26,11 @@ app = typer.Typer(
 
 EXIT_BAD_CONFIG = 2
 
+# The configuration file, as the commands other than `run` take it.
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", envvar="SENTINEL_AGENT_CONFIG")
+]
+
 
 def _fail_config(lines: list[str]) -> typer.Exit:
     for line in lines:
@@ -86,9 +91,7 @@ def run(
 
 @app.command()
 def check_config(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", envvar="SENTINEL_AGENT_CONFIG")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Validate the configuration and print it (token hidden); exit 2 if it is bad."""
     cfg = _load(config)
@@ -100,9 +103,7 @@ EXIT_UNHEALTHY = 1
 
 @app.command()
 def check(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", envvar="SENTINEL_AGENT_CONFIG")
-    ] = None,
+    config: ConfigOption = None,
     drain: Annotated[
         bool,
         typer.Option(
@@ -163,9 +164,7 @@ def check(
 
 @app.command()
 def epilog(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", envvar="SENTINEL_AGENT_CONFIG")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Slurm Epilog: report the job's end (SLURM_JOB_ID, its exit) to the service through
     the agent's spool; returns at once and exits 0 even when it cannot (a failing Epilog
@@ -192,9 +191,7 @@ def epilog(
 )
 def launch(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", envvar="SENTINEL_AGENT_CONFIG")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Run the job's command (``launch [--job-id J] [--poll-s S] ... -- torchrun ...``) and
     restart it in place on the same allocation when Sentinel decides so, acknowledging each
