@@ -190,37 +190,39 @@ def _job_frame(rows: Sequence[Any]) -> pl.DataFrame:
     )
 
 
+def _queries(since: datetime | None, until: datetime | None) -> list[Select[*tuple[Any, ...]]]:
+    """What a history is read from: the incidents, the jobs, the progress samples."""
+    return [incidents_query(since, until), jobs_query(), progress_query(since, until)]
+
+
+def _history(
+    rows: Sequence[Sequence[Any]], since: datetime | None, until: datetime | None
+) -> History:
+    incidents, jobs, progress = rows
+    return History(
+        _incident_frame(incidents),
+        _job_frame(jobs),
+        _s(since),
+        _s(until),
+        _progress_frame(progress),
+    )
+
+
 def load_history(url: str, since: datetime | None = None, until: datetime | None = None) -> History:
     """The CLI's path: a short-lived sync engine on the URL."""
     engine = create_engine(sync_url(url))
     try:
         with engine.connect() as conn:
-            incidents = conn.execute(incidents_query(since, until)).all()
-            jobs = conn.execute(jobs_query()).all()
-            progress = conn.execute(progress_query(since, until)).all()
+            rows = [conn.execute(q).all() for q in _queries(since, until)]
     finally:
         engine.dispose()
-    return History(
-        _incident_frame(incidents),
-        _job_frame(jobs),
-        _s(since),
-        _s(until),
-        _progress_frame(progress),
-    )
+    return _history(rows, since, until)
 
 
 async def load_window(session: AsyncSession, since: datetime, until: datetime) -> History:
     """The dashboard's path: one window of the record, through the service's session."""
-    incidents = (await session.execute(incidents_query(since, until))).all()
-    jobs = (await session.execute(jobs_query())).all()
-    progress = (await session.execute(progress_query(since, until))).all()
-    return History(
-        _incident_frame(incidents),
-        _job_frame(jobs),
-        _s(since),
-        _s(until),
-        _progress_frame(progress),
-    )
+    rows = [(await session.execute(q)).all() for q in _queries(since, until)]
+    return _history(rows, since, until)
 
 
 async def load_job_history(session: AsyncSession, job_ids: Sequence[str]) -> History:
