@@ -38,9 +38,9 @@ import httpx
 from sqlalchemy import create_engine, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import pct, proc_cpu_seconds, proc_rss_mib, stored_events
+from common import bench_database
+from ingest import pct, proc_cpu_seconds, proc_rss_mib, stored
 
-from sentinel.db import migrate
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Batch
 
@@ -55,7 +55,6 @@ from sentinel_agent.transport.sender import (
     retry_after_seconds,
     retry_delay,
 )
-from tests.harness.postgres import start_cluster
 from tests.harness.service import LiveService
 
 AGENT_TIMEOUT_S = ServiceConfig.model_fields["timeout_s"].default
@@ -247,14 +246,7 @@ def stored_batches(url: str) -> set[tuple[str, int]]:
 
 
 def bench(db: str, args: argparse.Namespace, workdir: Path) -> None:
-    cluster = None
-    if db == "postgresql":
-        cluster = start_cluster()
-        cluster.psql("CREATE DATABASE bench")
-        url = cluster.url("bench")
-    else:
-        url = f"sqlite:///{workdir / 'bench.db'}"
-    migrate.upgrade(url)
+    url, cluster = bench_database(db, workdir / "bench.db")
     t0 = time.perf_counter()
     when = datetime.now(UTC) - timedelta(minutes=10)
     fleet = {
@@ -282,7 +274,7 @@ def bench(db: str, args: argparse.Namespace, workdir: Path) -> None:
         _, hwm = proc_rss_mib(service.proc.pid)
     finally:
         service.stop()
-    events, batches = stored_events(url), stored_batches(url)
+    (_, events), batches = stored(url), stored_batches(url)
     if cluster is not None:
         cluster.stop()
     total = args.hosts * args.batches
