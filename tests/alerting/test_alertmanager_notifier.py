@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from alerting.incident_builders import peer_timeouts, xid79_incident
 from alerting.test_api import WEBHOOK_V4
 from sentinel.alerting.config import ConfigError, parse_routing
-from sentinel.alerting.external import AmWebhook, event_rows
 from sentinel.alerting.incidents import alerts_for_incident
 from sentinel.alerting.notifiers.alertmanager import (
     AlertmanagerAuth,
@@ -31,6 +30,7 @@ from sentinel.alerting.settings import AlertingSettings
 from sentinel.alerting.wiring import build_dispatcher
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
+from sentinel.ingest.alertmanager import AmWebhook, event_rows
 from tests.harness.prometheus import Alertmanager, PrometheusUnavailable, find_binaries
 
 ROUTES = """

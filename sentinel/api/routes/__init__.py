@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from sentinel.alerting.external import AmWebhook
 from sentinel.api.admission import install_admission
 from sentinel.api.deps import known_query
 from sentinel.api.errors import document_errors, install_error_handlers
@@ -23,6 +22,7 @@ from sentinel.api.routes import (
     reports,
     swaps,
 )
+from sentinel.ingest.alertmanager import AmWebhook
 from sentinel.runtime.context import AppContext
 from sentinel.wire import WIRE_VERSION, Batch
 from sentinel.wire.v1 import FIELDS_ADDED, KINDS_ADDED, LOG_SOURCES_ADDED

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from pydantic import ValidationError
 
 from sentinel.alerting import repository, service
-from sentinel.alerting.external import AmWebhook, on_external_alert, store_events
 from sentinel.alerting.schemas import (
     AckIn,
     AlertGroupOut,
@@ -27,6 +26,7 @@ from sentinel.api.errors import describe_validation_error, error_responses, refu
 from sentinel.db import audit
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Alert, AlertGroup, Silence
+from sentinel.ingest.alertmanager import AmWebhook, store_events
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -189,6 +189,4 @@ async def alertmanager_webhook(request: Request, ctx: Ctx, principal: Agent) -> 
             },
             now,
         )
-    # After the commit, so that a listener (triage) reads what it is told about.
-    await on_external_alert.emit(new)
     return {"alerts": len(payload.alerts), "new_events": len(new)}

@@ -1,17 +1,14 @@
-"""Alerts from Prometheus/Alertmanager as evidence: the webhook payload (version "4"), stored
-as ``Event`` rows of kind "alertmanager" and handed to whoever listens (triage).
-
-Triage subscribes with ``on_external_alert.register(callback)``; each callback gets the
-newly stored events after they are committed. A redelivery of the same alert (Alertmanager
-repeats a group every repeat_interval) maps to the same event id and is not stored twice.
+"""Alerts from Prometheus/Alertmanager as evidence, an input like the agents' batches: the
+webhook payload (version "4"), stored as ``Event`` rows of kind "alertmanager". Triage reads
+them from the events table as it reads every other event. A redelivery of the same alert
+(Alertmanager repeats a group every repeat_interval) maps to the same event id and is not
+stored twice.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,8 +21,6 @@ from sentinel.db.models import Event
 from sentinel.db.partitions import insert_events_once
 from sentinel.inputs import NO_NUL, EndTime, ForeignText, Time
 from sentinel.wire.severity import Severity
-
-log = logging.getLogger(__name__)
 
 EVENT_KIND = "alertmanager"
 # The machine an alert is about: dcgm-exporter's Hostname first, then the usual node labels;
@@ -136,32 +131,3 @@ async def store_events(session: AsyncSession, payload: AmWebhook, now: datetime)
     # A resolved alert's time may be now (no end given): ids are looked up first.
     new = await insert_events_once(session, rows)
     return [Event(**row) for row in rows if row["id"] in new]
-
-
-ExternalAlertHook = Callable[[Sequence[Event]], Awaitable[None]]
-
-
-class ExternalAlertHooks:
-    """The callbacks that consume external alerts; a failing one is logged, never fatal."""
-
-    def __init__(self) -> None:
-        self._hooks: list[ExternalAlertHook] = []
-
-    def register(self, hook: ExternalAlertHook) -> ExternalAlertHook:
-        self._hooks.append(hook)
-        return hook
-
-    def unregister(self, hook: ExternalAlertHook) -> None:
-        self._hooks.remove(hook)
-
-    async def emit(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        for hook in list(self._hooks):
-            try:
-                await hook(events)
-            except Exception:
-                log.exception("external alert hook %r failed", hook)
-
-
-on_external_alert = ExternalAlertHooks()
