@@ -16,8 +16,6 @@ that fails or is escalated this way is handed to the incident stages so that peo
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from sentinel.clock import Clock
 from sentinel.db import audit
 from sentinel.db.audit import SENTINEL
 from sentinel.db.engine import unit_of_work
+from sentinel.db.leases import process_identity
 from sentinel.db.models import (
     AuditEntry,
     Decision,
@@ -97,7 +96,7 @@ class RemediationService:
         self._triage = triage
         self._policy = policy
         # Who holds an execution lease: enough to find the process in the logs.
-        self.executor_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.executor_id = process_identity()
         # Proactive swaps of degraded hosts onto hot spares: their own decisions, same loop.
         self.swaps = SwapService(clock, settings, scheduler)
 

@@ -17,8 +17,6 @@ Caps are rules like the rest: swaps per hour, per job, never more than the pool 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -35,6 +33,7 @@ from sentinel.clock import Clock
 from sentinel.db import audit
 from sentinel.db.audit import SENTINEL
 from sentinel.db.engine import unit_of_work
+from sentinel.db.leases import process_identity
 from sentinel.db.models import (
     DegradedFinding,
     Host,
@@ -233,7 +232,7 @@ class SwapService:
         self._policy = policy
         self.watch = DegradedWatch(clock, settings.swap)
         self.pool = SparePool(clock, settings.swap, scheduler)
-        self.executor_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.executor_id = process_identity()
 
     @property
     def scheduler(self) -> SchedulerAdapter:
