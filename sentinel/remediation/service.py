@@ -273,7 +273,7 @@ class RemediationService:
             settings=self._settings,
             reboots_last_hour=reboots,
             gpu_resets_last_hour=resets,
-            link_flapped=_link_flapped(verdict),
+            link_flapped=link_flapped(verdict),
             leading_only=bool(causes) and all(leading_indicator(e.text, e.xid) for e in causes),
         )
 
@@ -701,7 +701,7 @@ def _signature(verdict: Verdict) -> str | None:
     return blank_numbers(text) if text else None
 
 
-def _link_flapped(verdict: Verdict) -> bool:
+def link_flapped(verdict: Verdict) -> bool:
     """Every cause is the agent's report of an InfiniBand link that went down and was ACTIVE
     again at its next poll ("link flapped"; a link still down says "link down")."""
     causes = [e for e in verdict.evidence if e.role == "cause"]

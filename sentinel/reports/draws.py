@@ -27,7 +27,7 @@ from sentinel.incidents.signals import event_signals
 from sentinel.incidents.watchdog import synthetic_row
 from sentinel.ingest.repository import event_row
 from sentinel.knowledge.taxonomy import Category
-from sentinel.remediation.service import _link_flapped
+from sentinel.remediation.service import link_flapped
 from sentinel.triage import classify_signals
 from sentinel.triage.verdict import Verdict
 from sentinel.wire import EccEvent, LogRecord, XidEvent
@@ -479,7 +479,7 @@ def triage(events: Sequence[Event], hosts: int, culprit: str) -> Weighed:
         verdict.confidence,
         verdict.rule,
         tuple(sorted({s.xid for s in signals if s.xid is not None})),
-        _link_flapped(verdict),
+        link_flapped(verdict),
     )
 
 
