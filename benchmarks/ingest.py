@@ -31,13 +31,13 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from sentinel.db import migrate
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Batch, Event
 
 # The test harnesses (tests/harness) are not installed: import them from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.harness.postgres import start_cluster
+from common import bench_database
+
 from tests.harness.service import LiveService
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -378,14 +378,7 @@ class Figures:
 
 
 def bench(db: str, workers: int, args: argparse.Namespace, workdir: Path) -> Figures:
-    cluster = None
-    if db == "postgresql":
-        cluster = start_cluster()
-        cluster.psql("CREATE DATABASE bench")
-        url = cluster.url("bench")
-    else:
-        url = f"sqlite:///{workdir / f'bench-{workers}.db'}"
-    migrate.upgrade(url)
+    url, cluster = bench_database(db, workdir / f"bench-{workers}.db")
     service = LiveService(
         database_url=url,
         data_dir=workdir / f"data-{db}-{workers}",
