@@ -7,6 +7,11 @@ approximation to the optimum checkpoint interval", CACM 17(9), 1974); Daly's hig
 FGCS 22(3), 2006) is sqrt(2 delta M) (1 + sqrt(delta / 2M) / 3 + delta / 18M) - delta for
 delta < 2M, else M. The expected ETTR at an interval tau is Daly's: the useful time over the
 expected wall time, tau / (M e^(R/M) (e^((tau + delta) / M) - 1)), exponential failures assumed.
+
+An asynchronous save blocks training only for its copy to host memory (delta), then writes in
+the background; the next save cannot start before that write is done, so the advice never goes
+below the background write time W the launcher reports (where Daly's optimum is shorter, the
+interval is W: with a tiny delta the optimum can be seconds, faster than storage drains).
 """
 
 from __future__ import annotations
@@ -47,11 +52,17 @@ def expected_ettr(interval_s: float, save_s: float, restart_s: float, mttf_s: fl
 class CadenceAdvice:
     """The interval to checkpoint at, and what it and the current one would give."""
 
-    interval_s: float  # Daly's higher-order optimum
+    interval_s: float  # Daly's higher-order optimum, or the background write where longer
     young_interval_s: float
     ettr: float  # expected at interval_s
     current_interval_s: float | None
     current_ettr: float | None
+    write_s: float | None = None  # the background write of one checkpoint, where known
+
+    @property
+    def write_bound(self) -> bool:
+        """The interval is the background write's, not Daly's (storage drains no faster)."""
+        return self.write_s is not None and self.interval_s == self.write_s
 
     def reason(self) -> str:
         now = (
@@ -59,17 +70,30 @@ class CadenceAdvice:
             if self.current_interval_s is not None and self.current_ettr is not None
             else ""
         )
+        why = (
+            f"the background write of one checkpoint takes {self.interval_s:.0f} s; Daly's "
+            "optimum is shorter"
+            if self.write_bound
+            else f"Daly; Young: {self.young_interval_s:.0f} s"
+        )
         return (
-            f"checkpoint every {self.interval_s:.0f} s (Daly; Young: "
-            f"{self.young_interval_s:.0f} s) for an expected ETTR of {self.ettr:.2%}{now}"
+            f"checkpoint every {self.interval_s:.0f} s ({why}) for an expected ETTR of "
+            f"{self.ettr:.2%}{now}"
         )
 
 
 def advise(
-    save_s: float, restart_s: float, mttf_s: float, current_interval_s: float | None = None
+    save_s: float,
+    restart_s: float,
+    mttf_s: float,
+    current_interval_s: float | None = None,
+    write_s: float | None = None,
 ) -> CadenceAdvice:
-    """From the measured save time, restart time and the job's MTTF: the interval to use."""
-    interval = daly_interval(save_s, mttf_s)
+    """From the measured save time (its blocking part), restart time and the job's MTTF: the
+    interval to use, never shorter than one checkpoint's background write (``write_s``)."""
+    if write_s is not None:
+        _check(write_s=write_s)
+    interval = max(daly_interval(save_s, mttf_s), write_s or 0.0)
     current = (
         expected_ettr(current_interval_s, save_s, restart_s, mttf_s)
         if current_interval_s is not None
@@ -81,4 +105,5 @@ def advise(
         expected_ettr(interval, save_s, restart_s, mttf_s),
         current_interval_s,
         current,
+        write_s,
     )

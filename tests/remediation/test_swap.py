@@ -250,6 +250,39 @@ async def test_advice_cadence_needs_the_launchers_times_and_a_measured_mttf(tl: 
     assert r.status_code == 403
 
 
+async def test_advice_cadence_from_the_jobs_measured_mttf_and_the_launchers_times(
+    tl: Timeline,
+) -> None:
+    await tl.beats()
+    tl.clock.advance(3600)
+    await tl.post("node2", [xid(79, gpu=2, when=tl.clock.now(), message="Xid 79")])
+    await tl.loops()
+    assert len(await tl.incidents()) == 1
+
+    async def cadence(query: str) -> dict[str, Any]:
+        r = await tl.client.get(
+            f"/api/v1/jobs/job-1/advice?{query}", headers=auth(tl.tokens["viewer"])
+        )
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()["cadence"]
+        return body
+
+    daly = await cadence("save_s=1&restart_s=300&interval_s=600")
+    # One interruption in the job's first hour or so: Daly's interval for that MTTF.
+    assert 3600 <= daly["mttf_s"] < 3700
+    assert daly["interval_s"] < 600 and daly["expected_ettr"] > daly["current_ettr"]
+    assert daly["write_bound"] is False and "Daly" in daly["reason"]
+    # Storage that drains one checkpoint in 300 s: never advise a shorter interval.
+    slow = await cadence("save_s=1&restart_s=300&write_s=300")
+    assert slow["interval_s"] == 300 and slow["write_bound"] is True
+    assert "background write" in slow["reason"]
+    r = await tl.client.get(
+        "/api/v1/jobs/job-1/advice?save_s=1&restart_s=300&write_s=0",
+        headers=auth(tl.tokens["viewer"]),
+    )
+    assert r.status_code == 422 and "write_s" in r.text
+
+
 async def shown_in_the_api(tl: Timeline) -> None:
     viewer = auth(tl.tokens["viewer"])
     r = await tl.client.get("/api/v1/findings?host_id=node2", headers=viewer)

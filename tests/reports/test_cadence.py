@@ -62,3 +62,20 @@ def test_bad_inputs_are_refused(bad: float) -> None:
         expected_ettr(bad, 5.0, 300.0, MTTF)
     with pytest.raises(ValueError, match="negative"):
         expected_ettr(600.0, 5.0, -1.0, MTTF)
+
+
+def test_the_advice_never_goes_below_one_checkpoints_background_write() -> None:
+    # A 0.05 s copy to host memory makes Daly's optimum ~33 s; storage that needs 120 s to
+    # drain one checkpoint sets the interval instead, and the reason says why.
+    daly = daly_interval(0.05, MTTF)
+    assert daly < 120.0
+    advice = advise(save_s=0.05, restart_s=300.0, mttf_s=MTTF, write_s=120.0)
+    assert advice.interval_s == 120.0 and advice.write_bound
+    assert advice.ettr == pytest.approx(expected_ettr(120.0, 0.05, 300.0, MTTF))
+    assert "background write of one checkpoint takes 120 s" in advice.reason()
+    # A write shorter than Daly's interval changes nothing.
+    quick = advise(save_s=0.05, restart_s=300.0, mttf_s=MTTF, write_s=3.0)
+    assert quick.interval_s == pytest.approx(daly) and not quick.write_bound
+    assert "Daly" in quick.reason()
+    with pytest.raises(ValueError, match="positive"):
+        advise(0.05, 300.0, MTTF, write_s=0.0)

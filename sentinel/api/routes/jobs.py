@@ -62,10 +62,12 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "durable checkpoint (swap names the host leaving and the spare taking its place); agents "
     "may ask, to pass it on in their heartbeat replies. cadence: "
     "the checkpoint interval that minimises expected lost time (Daly) from the job's measured "
-    "MTTF (its age over its incidents) and the save_s and restart_s the launcher gives; null "
-    "with cadence_why when they are missing. restart_in_place: the ranks are to be restarted "
-    "on the same allocation (restart_decision: once per decision), from when the decision is "
-    "published until the launcher acknowledges it (POST /api/v1/decisions/{id}/ack) or it "
+    "MTTF (its age over its incidents) and the save_s (the blocking part of a save) and "
+    "restart_s the launcher gives, never shorter than write_s (one checkpoint's background "
+    "write) where given; null with cadence_why when save_s or restart_s is missing. "
+    "restart_in_place: the ranks are to be restarted on the same allocation "
+    "(restart_decision: once per decision), from when the decision is published until the "
+    "launcher acknowledges it (POST /api/v1/decisions/{id}/ack) or it "
     "falls back to a requeue (remediation.in_place_ack_s), while its incident is open.",
     responses=error_responses(404),
 )
@@ -77,6 +79,7 @@ async def job_advice(
     save_s: Seconds = None,
     restart_s: Seconds = None,
     interval_s: Seconds = None,
+    write_s: Seconds = None,
 ) -> dict[str, Any]:
     job = await session.get(Job, job_id)
     if job is None:
@@ -96,7 +99,7 @@ async def job_advice(
         out["cadence_why"] = "no interruption seen yet: the job's MTTF is not measured"
     else:
         mttf_s = age_s / incidents
-        a = advise(save_s, restart_s, mttf_s, interval_s)
+        a = advise(save_s, restart_s, mttf_s, interval_s, write_s)
         out["cadence"] = {
             "interval_s": a.interval_s,
             "young_interval_s": a.young_interval_s,
@@ -104,6 +107,8 @@ async def job_advice(
             "current_interval_s": a.current_interval_s,
             "current_ettr": a.current_ettr,
             "mttf_s": mttf_s,
+            "write_s": a.write_s,
+            "write_bound": a.write_bound,
             "reason": a.reason(),
         }
     # The latest in-place restart decided for the job while its incident is still open: the
