@@ -11,6 +11,10 @@ import typer
 from rich.console import Console
 
 from sentinel.reports.formats import Format
+from sentinel.reports.simulation.assumptions import Assumptions
+
+# The simulation's options default to its assumptions (one place says what they are).
+_A = Assumptions
 
 console = Console(highlight=False, emoji=False)
 err = Console(stderr=True, emoji=False, soft_wrap=True)  # paths are not wrapped
@@ -90,22 +94,22 @@ def report(
 def simulate(
     database: Annotated[Path, typer.Argument(help="SQLite file to write (replaced if present).")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same history.")] = 405,
-    days: Annotated[float, typer.Option(help="Length of the run.")] = 54.0,
+    days: Annotated[float, typer.Option(help="Length of the run.")] = _A.days,
     checkpoint_interval_s: Annotated[
         float, typer.Option(help="Seconds between checkpoints, as the job is configured.")
-    ] = 600.0,
+    ] = _A.checkpoint_interval_s,
     checkpoint_save_s: Annotated[
         float, typer.Option(help="Seconds a checkpoint save blocks training.")
-    ] = 1.0,
+    ] = _A.checkpoint_save_s,
     requeue_s: Annotated[
         float, typer.Option(help="Scheduler requeue onto the same or replacement nodes.")
-    ] = 120.0,
+    ] = _A.requeue_s,
     init_s: Annotated[
         float, typer.Option(help="NCCL init and checkpoint load, per restart.")
-    ] = 180.0,
+    ] = _A.init_s,
     manual_triage_s: Annotated[
         float, typer.Option(help="Baseline: a human finds the cause and restarts the job.")
-    ] = 1800.0,
+    ] = _A.manual_triage_s,
     max_restarts: Annotated[
         int | None,
         typer.Option(help="Override the policy's restarts per job per window (max_restarts)."),
@@ -117,7 +121,7 @@ def simulate(
     import sys
 
     from sentinel.remediation.settings import RemediationSettings
-    from sentinel.reports.simulation import Assumptions, describe, run, sensitivity, write
+    from sentinel.reports.simulation import describe, run, sensitivity, write
 
     started = time.monotonic()
     remediation = RemediationSettings(

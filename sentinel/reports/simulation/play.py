@@ -159,7 +159,7 @@ def checkpoint_interval(a: Assumptions, m: Mechanisms) -> float:
     if not m.cadence:
         return a.checkpoint_interval_s
     mttf = a.days * 86400.0 / sum(n for n, _ in LLAMA3_TABLE5.values())
-    return advise(a.checkpoint_save_s, a.restart_s, mttf).interval_s
+    return advise(a.checkpoint_save_s, a.restart_s, mttf, write_s=a.checkpoint_write_s).interval_s
 
 
 def _spares_free(a: Assumptions, state: _State, at: float) -> int:
