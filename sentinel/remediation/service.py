@@ -646,9 +646,12 @@ class RemediationService:
                     if self._settings.mode == "approve"
                     else self.approved_status()
                 )
-                decision.action = Action.restart.value
-                decision.reason += (
-                    f"; fabric quiet for {self._settings.fabric_quiet_s:g} s: restart"
+                # The fabric is back and no host is to blame: with in-place restarts on, the
+                # launcher restarts the ranks on the allocation the job holds (no requeue).
+                in_place = self._settings.in_place and not decision.exclude_hosts
+                decision.action = (Action.restart_in_place if in_place else Action.restart).value
+                decision.reason += f"; fabric quiet for {self._settings.fabric_quiet_s:g} s: " + (
+                    "restart in place (same allocation, no requeue)" if in_place else "restart"
                 )
                 decision.updated_at = self._clock.now()
 

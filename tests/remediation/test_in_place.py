@@ -308,3 +308,62 @@ async def test_an_operator_may_cancel_a_restart_in_place_awaiting_its_launcher(
     tl.clock.advance(tl.ctx.settings.remediation.in_place_ack_s + 1)
     await tl.loops()
     assert await tl.requeues() == 0  # cancelled: no fallback either
+
+
+LINK_DOWN = (
+    "/sys/class/infiniband/mlx5_0/ports/1: link down: state 4: ACTIVE -> 1: DOWN, "
+    "phys_state 5: LinkUp -> 2: Polling, link_downed 0 -> 1"
+)
+
+
+async def _fabric_fault_then_quiet(tl: Timeline) -> None:
+    """Every host of the job loses its link at once (a leaf switch), then the fabric is quiet."""
+    tl.clock.advance(60)
+    await tl.beats()
+    for host in HOSTS[:4]:
+        await tl.post(
+            host,
+            [
+                obs(
+                    "log",
+                    tl.clock.now(),
+                    source="infiniband",
+                    message=LINK_DOWN,
+                    pattern="ib_sysfs_link_down",
+                    family="ib",
+                    severity="error",
+                )
+            ],
+        )
+    for _ in range(3):
+        tl.clock.advance(10)
+        await tl.alive()
+        await tl.watchdog()
+        await tl.loops()
+    [held] = await tl.decisions()
+    assert (held.action, held.status, held.rule) == (
+        "hold",
+        "held",
+        "HoldWhileTheFabricIsDown",
+    ), held.reason
+    tl.clock.advance(tl.ctx.remediation._settings.fabric_quiet_s + 1)
+    await tl.loops()  # released: the fabric has been quiet
+    await tl.loops()  # carried out
+
+
+async def test_a_held_restart_is_in_place_once_the_fabric_is_quiet(tl: Timeline) -> None:
+    tl.ctx.remediation._settings = tl.ctx.settings.remediation.model_copy(update={"in_place": True})
+    await _fabric_fault_then_quiet(tl)
+    [d] = await tl.decisions()
+    assert (d.action, d.status) == ("restart_in_place", "awaiting_ack"), d.reason
+    assert "fabric quiet" in d.reason and "restart in place" in d.reason
+    assert await tl.requeues() == 0  # the allocation is kept
+    r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
+    assert r.json()["restart_in_place"] is True and r.json()["restart_decision"] == str(d.id)
+
+
+async def test_a_held_restart_is_a_requeue_without_in_place_restarts(tl: Timeline) -> None:
+    await _fabric_fault_then_quiet(tl)
+    [d] = await tl.decisions()
+    assert (d.action, d.status) == ("restart", "done"), d.reason
+    assert d.reason.endswith("restart") and await tl.requeues() == 1

@@ -118,7 +118,8 @@ class Assumptions:
             ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s "
              "where the policy decides restart_in_place (a software error, a hang or an "
              "unknown failure with no host to blame, once per fault; the same software error "
-             "again is escalated as a crash loop, another fault requeued); with hot spares too, "
+             "again is escalated as a crash loop, another fault requeued), and for a restart "
+             "held while the fabric was down, once it is quiet; with hot spares too, "
              "an exclusion is an in-job restart onto the spare (init only)",
              f"{JUDGEMENT}; {NV}: in-process and in-job restart, warm spares; an in-process "
              "restart skips the new scheduler job, the container, the interpreter, the imports "

@@ -177,9 +177,10 @@ def _take_spares(a: Assumptions, m: Mechanisms, state: _State, at: float, hosts:
 
 
 def _restart_s(a: Assumptions, m: Mechanisms, action: str, excluded: int, spare: bool) -> float:
-    if action == Action.restart_in_place:
+    if action == Action.restart_in_place or (action == Action.hold and m.in_place):
         # The policy's decision (remediation.in_place on in this variant): the launcher
-        # restarts the ranks on the allocation it holds.
+        # restarts the ranks on the allocation it holds; a held restart is released in place
+        # once the fabric is quiet (no host to change).
         return a.in_place_restart_s
     if excluded and spare and m.in_place:
         # In-job restart onto a spare held in the allocation: new ranks there, no requeue.
