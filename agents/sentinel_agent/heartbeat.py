@@ -14,6 +14,11 @@ never raises: no agent, a full socket or a bad value only bump ``hb.dropped``.
 The address comes from ``SENTINEL_HEARTBEAT_ADDR`` (``unix:///path`` or
 ``udp://127.0.0.1:PORT``), default ``unix:///run/sentinel-agent/heartbeat.sock``.
 
+The version of the training code (a git sha, an image tag) comes from ``code_version=`` or
+``SENTINEL_CODE_VERSION``; with it, a crash loop that came with a new version is restarted on
+the last version that trained (the launcher sets ``SENTINEL_CODE_VERSION`` to it: the job
+script checks that version out, or picks that image).
+
 The agent may answer a beat with the service's advice for the job (protocol 1, compatible:
 a client that never reads is never harmed). ``beat`` reads what arrived without waiting, so
 the training loop can ask after any step::
@@ -23,7 +28,7 @@ the training loop can ask after any step::
         hb.beat(step, checkpoint_step=step)   # Sentinel swaps once every rank says so
 
 ``hb.advice`` is the latest advice (``checkpoint_now``, ``reason``, ``swap_host``,
-``spare_host``, ``restart_in_place``) or None. A reply is
+``spare_host``, ``restart_in_place``, ``restart_code_version``) or None. A reply is
 ``{"v": 1, "j": job, "a": {...}}``; on a Unix socket the client binds an abstract address
 (Linux) so that the agent can answer.
 """
@@ -34,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import socket
 import time
@@ -41,6 +47,10 @@ from typing import Any
 
 DEFAULT_ADDRESS = "unix:///run/sentinel-agent/heartbeat.sock"
 ADDRESS_ENV = "SENTINEL_HEARTBEAT_ADDR"
+CODE_VERSION_ENV = "SENTINEL_CODE_VERSION"
+# The service's alphabet for a code version (sentinel.wire.v1.CodeVersion): anything else is
+# not sent, rather than have the agent drop the rank's whole summary.
+_CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 PROTOCOL_VERSION = 1
 MAX_DATAGRAM = 4096
 # After a failed send, beats are only counted for a while: an absent agent or a full socket
@@ -76,8 +86,11 @@ class Heartbeat:
         *,
         gpu_index: int | None = None,
         address: str | None = None,
+        code_version: str | None = None,
     ) -> None:
         self.job_id = str(job_id)
+        version = code_version if code_version is not None else os.environ.get(CODE_VERSION_ENV)
+        self.code_version = version if version and _CODE_VERSION.match(version) else None
         self.rank = rank if rank is not None else (_env_int("RANK") or 0)
         self.local_rank = local_rank if local_rank is not None else (_env_int("LOCAL_RANK") or 0)
         self.world_size = world_size if world_size is not None else _env_int("WORLD_SIZE")
@@ -161,6 +174,8 @@ class Heartbeat:
                 payload["w"] = self.world_size
             if self.gpu_index is not None:
                 payload["g"] = self.gpu_index
+            if self.code_version is not None:
+                payload["cv"] = self.code_version
             if step_time_s is not None:
                 payload["st"] = _finite(step_time_s)
             if tokens is not None:

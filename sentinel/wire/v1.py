@@ -38,6 +38,9 @@ LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
 
 # Host and job names end up in Slurm hostlists, URLs and labels: keep them to a safe alphabet.
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")]
+# The job's code version (a git sha, an image tag or digest): it is handed back to the job's
+# launcher in an environment variable and named in scheduler comments, so a safe alphabet too.
+CodeVersion = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")]
 PciBusId = Annotated[str, StringConstraints(max_length=32, pattern=_NO_NUL)]
 Text = Annotated[str, StringConstraints(max_length=65_536, pattern=_NO_NUL)]
 ShortText = Annotated[str, StringConstraints(max_length=512, pattern=_NO_NUL)]
@@ -66,7 +69,7 @@ LOG_SOURCES_ADDED: Final = frozenset(
     {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm", "ipmi", "cloud"}
 )
 # Optional fields added to version 1's observations (model.field), absent from older agents.
-FIELDS_ADDED: Final = frozenset({"GpuSample.serial"})
+FIELDS_ADDED: Final = frozenset({"GpuSample.serial", "HeartbeatSummary.code_version"})
 # Observation kinds added to version 1.
 KINDS_ADDED: Final = frozenset({"job_end"})
 
@@ -204,6 +207,11 @@ class HeartbeatSummary(_Observation):
     beats: Count = Field(1, description="Heartbeats folded into this summary.")
     last_beat_at: Timestamp
     world_size: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
+    code_version: CodeVersion | None = Field(
+        None,
+        description="The version of the training code the rank runs (SENTINEL_CODE_VERSION): "
+        "a crash loop that came with a new version is rolled back to the last that trained.",
+    )
 
 
 class FlightRecorderDump(_Observation):

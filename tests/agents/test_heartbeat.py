@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from agent_helpers import context
 
 from sentinel.wire import HeartbeatSummary
@@ -136,4 +137,36 @@ def test_udp_address(tmp_path: Path) -> None:
     time.sleep(0.3)
     out = collector.poll()
     assert len(out) == 1 and out[0].step == 42  # type: ignore[union-attr]
+    collector.close()
+
+
+def test_the_code_version_travels_from_the_client_to_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, _ = context()
+    address = f"unix://{tmp_path}/hb.sock"
+    collector = HeartbeatCollector(ctx, address=address, interval_s=1)
+    collector.poll()
+    monkeypatch.setenv("SENTINEL_CODE_VERSION", "registry/train:v2@sha256-0b1c")
+    from_env = Heartbeat("job-9", 0, 0, address=address)
+    given = Heartbeat("job-9", 1, 1, address=address, code_version="3f2a9c1")
+    # Untrusted input: a version outside the wire's alphabet is not sent (the beats still are).
+    monkeypatch.setenv("SENTINEL_CODE_VERSION", "v1; rm -rf /")
+    refused = Heartbeat("job-9", 2, 2, address=address)
+    assert refused.code_version is None
+    for hb in (from_env, given, refused):
+        hb.beat(7)
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    raw.sendto(b'{"v": 1, "j": "job-9", "r": 3, "s": 1, "cv": "bad version"}', address[7:])
+    deadline = time.monotonic() + 5
+    while collector.rejected < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    out = sorted(collector.poll(), key=lambda s: s.rank)  # type: ignore[union-attr]
+    assert [(s.rank, s.code_version) for s in out] == [  # type: ignore[union-attr]
+        (0, "registry/train:v2@sha256-0b1c"),
+        (1, "3f2a9c1"),
+        (2, None),
+    ]
+    assert collector.rejected == 1
     collector.close()

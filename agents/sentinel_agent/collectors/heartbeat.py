@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _RCVBUF = 4 * 1024 * 1024
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")  # the wire contract's Name
+_CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")  # its CodeVersion
 # A Unix datagram socket queues only net.unix.max_dgram_qlen datagrams (10 by default), so
 # a receiver thread drains it as beats arrive; the poll only folds what was received.
 _RECEIVE_WAIT_S = 0.5
@@ -52,6 +53,7 @@ class _Rank:
     loss: float | None = None
     checkpoint_step: int | None = None
     checkpoint_path: str | None = None
+    code_version: str | None = None
 
 
 def _int(data: dict[str, Any], key: str) -> int | None:
@@ -197,6 +199,11 @@ class HeartbeatCollector:
                 or step is None
             ):
                 raise ValueError("identity")
+            version = beat.get("cv")
+            if version is not None and (
+                not isinstance(version, str) or not _CODE_VERSION.match(version)
+            ):
+                raise ValueError("cv")  # before anything of the beat is folded
             key = (job_id, rank)
             state = self._ranks.get(key)
             if state is None:
@@ -218,6 +225,8 @@ class HeartbeatCollector:
                     setattr(state, attr, _int(beat, key_))
             if isinstance(beat.get("cp"), str):
                 state.checkpoint_path = beat["cp"][:500]
+            if version is not None:
+                state.code_version = version
             self._ctx.state.job_id = job_id
             return job_id
         except (ValueError, KeyError, TypeError, OverflowError, OSError):
@@ -250,6 +259,7 @@ class HeartbeatCollector:
                         beats=state.beats,
                         last_beat_at=state.last_beat_at or now,
                         world_size=state.world_size,
+                        code_version=state.code_version,
                     )
                 )
             except pydantic.ValidationError as exc:
