@@ -1,8 +1,11 @@
-"""The job's durable checkpoint, from what its ranks report."""
+"""The job's durable checkpoint, and the code versions it ran, from what its ranks report."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 
 def durable_checkpoint(steps: Iterable[int | None]) -> int | None:
@@ -12,3 +15,40 @@ def durable_checkpoint(steps: Iterable[int | None]) -> int | None:
     if not reported or any(s is None for s in reported):
         return None
     return min(s for s in reported if s is not None)
+
+
+class RankReport(Protocol):
+    """What a rank's heartbeats left (a job_ranks row)."""
+
+    @property
+    def checkpoint_step(self) -> int | None: ...
+    @property
+    def checkpoint_version(self) -> str | None: ...
+    @property
+    def code_version(self) -> str | None: ...
+    @property
+    def last_beat_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class CodeVersions:
+    """The version the job runs now (its latest beat's) and the last version that trained (the
+    one the durable checkpoint was written under); None where the ranks do not say, or (for the
+    trained one) disagree."""
+
+    current: str | None
+    trained: str | None
+
+
+def code_versions(ranks: Sequence[RankReport]) -> CodeVersions:
+    latest = max((r for r in ranks if r.code_version), key=lambda r: r.last_beat_at, default=None)
+    durable = durable_checkpoint(r.checkpoint_step for r in ranks)
+    written = {
+        r.checkpoint_version
+        for r in ranks
+        if durable is not None and r.checkpoint_step == durable and r.checkpoint_version
+    }
+    return CodeVersions(
+        latest.code_version if latest is not None else None,
+        written.pop() if len(written) == 1 else None,
+    )

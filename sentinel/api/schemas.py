@@ -57,6 +57,8 @@ class RankOut(BaseModel):
     step_time_s: float | None
     checkpoint_step: int | None
     last_beat_at: datetime
+    code_version: str | None = None
+    checkpoint_version: str | None = None
 
 
 class JobOut(BaseModel):
@@ -70,6 +72,14 @@ class JobOut(BaseModel):
     min_step: int | None
     max_step: int | None
     durable_checkpoint_step: int | None
+    code_version: str | None = Field(
+        None, description="The code version the job's latest heartbeat reported."
+    )
+    trained_version: str | None = Field(
+        None,
+        description="The code version the durable checkpoint was written under: the last "
+        "version that trained (what a crash loop is rolled back to).",
+    )
 
 
 class JobDetail(JobOut):

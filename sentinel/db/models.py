@@ -150,6 +150,10 @@ class JobRank(Base):
     checkpoint_path: Mapped[str | None] = mapped_column(String(512))
     last_beat_at: Mapped[datetime]
     step_changed_at: Mapped[datetime]
+    # The code the rank runs now, and the code it ran when its checkpoint last advanced: the
+    # version under which the job last trained (what a crash loop is rolled back to).
+    code_version: Mapped[str | None] = mapped_column(String(128))
+    checkpoint_version: Mapped[str | None] = mapped_column(String(128))
 
 
 class JobProgress(Base):

@@ -1,5 +1,5 @@
 """The jobs heartbeats made known, summed up: ranks and hosts reporting, steps, the durable
-checkpoint (what the API and the dashboard list)."""
+checkpoint, the code version (what the API and the dashboard list)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentinel.checkpoints import durable_checkpoint
+from sentinel.checkpoints import code_versions, durable_checkpoint
 from sentinel.db.models import Job, JobRank
 
 
 def job_summary(job: Job, ranks: list[JobRank]) -> dict[str, Any]:
     steps = [r.step for r in ranks]
     durable = durable_checkpoint(r.checkpoint_step for r in ranks)
+    versions = code_versions(ranks)
     return {
         "id": job.id,
         "state": job.state,
@@ -27,6 +28,8 @@ def job_summary(job: Job, ranks: list[JobRank]) -> dict[str, Any]:
         "min_step": min(steps) if steps else None,
         "max_step": max(steps) if steps else None,
         "durable_checkpoint_step": durable,
+        "code_version": versions.current,
+        "trained_version": versions.trained,
     }
 
 

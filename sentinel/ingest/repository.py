@@ -402,6 +402,8 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
             "checkpoint_path": hb.checkpoint_path,
             "last_beat_at": hb.last_beat_at,
             "step_changed_at": hb.last_beat_at,
+            "code_version": hb.code_version,
+            "checkpoint_version": hb.code_version if hb.checkpoint_step is not None else None,
         }
         for (job_id, rank), (host, _received, hb) in ranks.items()
     ]
@@ -518,5 +520,15 @@ def _upsert_ranks_stmt(dialect: str) -> Any:
     )
     set_["step_changed_at"] = case(
         (newer & (ex.step != rt.c.step), ex.last_beat_at), else_=rt.c.step_changed_at
+    )
+    set_["code_version"] = case(
+        (newer & ex.code_version.is_not(None), ex.code_version), else_=rt.c.code_version
+    )
+    # The version that trained: the one reported when the checkpoint advanced (the agent
+    # repeats a rank's last checkpoint step, so a new version restarted from it is not one).
+    advanced = rt.c.checkpoint_step.is_(None) | (ex.checkpoint_step > rt.c.checkpoint_step)
+    set_["checkpoint_version"] = case(
+        (newer & ex.code_version.is_not(None) & advanced, ex.checkpoint_version),
+        else_=rt.c.checkpoint_version,
     )
     return ins.on_conflict_do_update(index_elements=["job_id", "rank"], set_=set_)

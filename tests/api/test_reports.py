@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -207,6 +208,42 @@ async def test_heartbeats_build_the_rank_map_and_checkpoint(
     assert job["ranks_reporting"] == 16 and job["hosts"] == 2 and job["world_size"] == 16
     assert job["durable_checkpoint_step"] == 100
     assert {x["rank"]: x["host_id"] for x in job["ranks"]}[9] == "h002"
+
+
+async def test_heartbeats_tell_the_code_version_and_the_last_that_trained(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """Version A checkpoints at 100; version B restarts from it (the agent repeats the last
+    checkpoint step): B runs, A is still the version that trained, until B checkpoints."""
+    seq = 0
+
+    async def beat(step: int, when: int, version: str | None, checkpoint: int) -> dict[str, Any]:
+        nonlocal seq
+        seq += 1
+        beats = [
+            heartbeat(rank=r, step=step, when=at(when), checkpoint_step=checkpoint,
+                      **({"code_version": version} if version else {}))
+            for r in range(2)
+        ]  # fmt: skip
+        r = await app_client.post(
+            "/api/v1/reports",
+            json=batch(seq=seq, observations=beats, when=at(when)),
+            headers=auth(tokens["agent"]),
+        )
+        assert r.status_code == 202, r.text
+        job = await app_client.get("/api/v1/jobs/job-1", headers=auth(tokens["viewer"]))
+        return dict(job.json())
+
+    job = await beat(90, 1, "A", 50)
+    assert (job["code_version"], job["trained_version"]) == ("A", "A")
+    job = await beat(120, 2, "A", 100)
+    job = await beat(105, 3, "B", 100)
+    assert (job["code_version"], job["trained_version"]) == ("B", "A")
+    assert {(x["code_version"], x["checkpoint_version"]) for x in job["ranks"]} == {("B", "A")}
+    job = await beat(106, 4, None, 100)  # a client given no version: the last one stands
+    assert (job["code_version"], job["trained_version"]) == ("B", "A")
+    job = await beat(220, 5, "B", 200)
+    assert (job["code_version"], job["trained_version"]) == ("B", "B")
 
 
 async def test_the_fast_path_answers_as_the_route_does(
