@@ -44,6 +44,27 @@ class SwapSettings(BaseModel):
     healthy_within_s: float = Field(
         300.0, gt=0, description="A spare is healthy if its agent reported this recently."
     )
+    sizing_window_s: float = Field(
+        14 * 86400.0,
+        gt=0,
+        description="The recommended pool size reads the hosts drained (exclusions and swaps) "
+        "and their repairs over this window.",
+    )
+    sizing_quantile: float = Field(
+        0.99,
+        gt=0,
+        lt=1,
+        description="The recommended pool covers the hosts out at once at this quantile "
+        "(Poisson, mean drains a day x repair time).",
+    )
+    repair_s: float = Field(
+        2 * 86400.0,
+        gt=0,
+        description="How long a drained host takes to return, until the record measures it.",
+    )
+    sizing_min_repairs: int = Field(
+        3, ge=1, description="Repairs measured in the window before their mean replaces repair_s."
+    )
     planned_s: float = Field(
         900.0,
         gt=0,

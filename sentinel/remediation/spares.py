@@ -25,9 +25,16 @@ from sentinel.clock import Clock
 from sentinel.db import audit
 from sentinel.db.audit import SENTINEL
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import DegradedFinding, Gpu, Host, JobRank, Spare, Swap
+from sentinel.db.models import AuditEntry, DegradedFinding, Gpu, Host, JobRank, Spare, Swap
 from sentinel.health import HealthState, host_health
 from sentinel.incidents.settings import HealthSettings
+from sentinel.remediation.pool_sizing import (
+    DRAIN,
+    RETURN,
+    CoverHostsOutAtQuantile,
+    PoolAdvice,
+    record_from,
+)
 from sentinel.remediation.settings import SwapSettings
 from sentinel.schedulers.base import HoldsSpares, OpResult, SchedulerAdapter
 
@@ -42,6 +49,7 @@ class PoolState:
     ready: tuple[str, ...]
     used: tuple[str, ...]
     unhealthy: tuple[str, ...]  # configured spares not fit to hold now
+    advice: PoolAdvice  # the size the fleet's record recommends
 
 
 class SparePool:
@@ -175,12 +183,35 @@ class SparePool:
                 for h in self._settings.spares
                 if h not in {r.host_id for r in rows} and await self.healthy(session, h)
             ]
+            advice = await self.advice(session)
         return PoolState(
             target=self._settings.pool_size,
             ready=tuple(r.host_id for r in rows if r.state == "ready"),
             used=tuple(r.host_id for r in rows if r.state == "used"),
             unhealthy=tuple(unhealthy),
+            advice=advice,
         )
+
+    async def advice(self, session: AsyncSession) -> PoolAdvice:
+        """The pool size the record of drains and returns over ``sizing_window_s`` recommends."""
+        s = self._settings
+        now = self._clock.now()
+        rows = (
+            await session.execute(
+                select(AuditEntry.target, AuditEntry.action, AuditEntry.at).where(
+                    AuditEntry.action.in_((DRAIN, RETURN)),
+                    AuditEntry.at >= now - timedelta(seconds=s.sizing_window_s),
+                    AuditEntry.target.startswith("host:"),
+                )
+            )
+        ).all()
+        record = record_from(
+            ((target.removeprefix("host:"), action, at) for target, action, at in rows),
+            now,
+            s.sizing_window_s,
+        )
+        rule = CoverHostsOutAtQuantile(s.sizing_quantile, s.repair_s, s.sizing_min_repairs)
+        return rule.advise(record)
 
     @staticmethod
     def _audit(session: AsyncSession, action: str, host_id: str, why: str, now: datetime) -> None:
@@ -200,6 +231,23 @@ class PoolMetrics:
         )
         self.target = Gauge(
             "sentinel_spares_target", "Spares the pool should hold", registry=registry
+        )
+        self.recommended = Gauge(
+            "sentinel_spare_pool_recommended",
+            "Spares the fleet's record recommends: the hosts out at once at the sizing "
+            "quantile (Poisson, mean drains a day x repair time)",
+            registry=registry,
+        )
+        self.drains_per_day = Gauge(
+            "sentinel_spare_pool_drains_per_day",
+            "Hosts drained a day by exclusions and swaps, over the sizing window",
+            registry=registry,
+        )
+        self.repair_seconds = Gauge(
+            "sentinel_spare_pool_repair_seconds",
+            "Mean time from a host's drain to its return, measured over the sizing window "
+            "(the configured repair_s until enough repairs are measured)",
+            registry=registry,
         )
         self.findings = Gauge(
             "sentinel_degraded_findings_open",
@@ -225,6 +273,9 @@ class PoolMetrics:
                 await session.execute(select(Swap.status, func.count()).group_by(Swap.status))
             ).all()
         self.target.set(state.target)
+        self.recommended.set(state.advice.recommended)
+        self.drains_per_day.set(state.advice.drains_per_day)
+        self.repair_seconds.set(state.advice.repair_s)
         for name, hosts in (
             ("ready", state.ready),
             ("used", state.used),

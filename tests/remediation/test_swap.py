@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from builders import gpu_sample, heartbeat, obs, xid
 from conftest import auth
 from sqlalchemy import select
@@ -301,13 +302,21 @@ async def shown_in_the_api(tl: Timeline) -> None:
         True,
     )
     r = await tl.client.get("/api/v1/spares", headers=viewer)
-    assert r.json() == {
+    body = r.json()
+    advice = body.pop("advice")
+    assert body == {
         "reservation": "sentinel-spares",
         "target": 1,
         "ready": [],
         "used": ["node5"],
         "unhealthy": [],
     }
+    # The swap drained one host in the 14-day window, none back yet: the configured 48 h.
+    assert advice["rule"] == "CoverHostsOutAtQuantile"
+    assert advice["drains_per_day"] == pytest.approx(1 / 14)
+    assert (advice["repair_s"], advice["repair_measured"]) == (172800.0, False)
+    assert advice["recommended"] == 1  # Poisson(1/7): P(N <= 1) = 0.991
+    assert "1 hosts drained in 14 days" in advice["reason"]
     r = await tl.client.get("/api/v1/findings?state=bogus", headers=viewer)
     assert r.status_code == 422
     host = await page(tl, "/hosts/node2")
@@ -315,7 +324,11 @@ async def shown_in_the_api(tl: Timeline) -> None:
     assert "SwapAtNextCheckpoint" in host and "node5" in host
     jobs = await page(tl, "/jobs")
     assert "Hot spares" in jobs and "1 given to jobs" in jobs
+    assert "Recommended size: <b>1</b>" in jobs and "CoverHostsOutAtQuantile" in jobs
     text = (await tl.client.get("/metrics")).text
+    assert "sentinel_spare_pool_recommended 1.0" in text
+    assert "sentinel_spare_pool_repair_seconds 172800.0" in text
+    assert "sentinel_spare_pool_drains_per_day 0.0714" in text
     assert 'sentinel_spares{state="used"} 1.0' in text
     assert 'sentinel_spares{state="ready"} 0.0' in text
     assert 'sentinel_swaps{status="done"} 1.0' in text

@@ -54,12 +54,27 @@ class SwapOut(BaseModel):
     updated_at: datetime
 
 
+class PoolAdviceOut(BaseModel):
+    """The pool size the fleet's record recommends, with its rule, reason and inputs."""
+
+    recommended: int
+    rule: str
+    reason: str
+    drains_per_day: float
+    repair_s: float
+    repair_measured: bool
+    hosts_out: float
+    quantile: float
+    window_s: float
+
+
 class SparesOut(BaseModel):
     reservation: str
     target: int
     ready: list[str]
     used: list[str]
     unhealthy: list[str]
+    advice: PoolAdviceOut
 
 
 @router.get(
@@ -104,7 +119,10 @@ async def list_swaps(
 
 
 @router.get(
-    "/spares", response_model=SparesOut, summary="The hot-spare pool: its size, health and use"
+    "/spares",
+    response_model=SparesOut,
+    summary="The hot-spare pool: its size, health and use, and the size the fleet's "
+    "record recommends",
 )
 async def get_spares(ctx: Ctx, _: Viewer) -> SparesOut:
     swaps = ctx.remediation.swaps
@@ -115,4 +133,5 @@ async def get_spares(ctx: Ctx, _: Viewer) -> SparesOut:
         ready=list(pool.ready),
         used=list(pool.used),
         unhealthy=list(pool.unhealthy),
+        advice=PoolAdviceOut.model_validate(pool.advice, from_attributes=True),
     )
