@@ -30,7 +30,8 @@ class DecisionStatus(StrEnum):
     proposed (awaiting an operator) → approved → executing → done | failed; with an outside
     executor, approved decisions wait as pending until it acknowledges them; held (waiting for
     a condition) → approved; a restart in place, once published, waits as awaiting_ack for the
-    job's launcher (→ done, or back to approved as a requeue when it does not answer in time);
+    job's launcher (→ done, or back to approved as a requeue when it does not answer in time),
+    and so does a rollback to the code version that trained where a launcher runs the job;
     escalated, cancelled, recorded (dry run) and noop are final without execution.
     """
 
@@ -124,8 +125,10 @@ def fall_back_to_requeue(
 ) -> None:
     """A restart in place that did not happen (no acknowledgment in time, or the launcher says
     it could not): the decision becomes the requeue it would have been without in-place
-    restarts, its reason saying why, and the executor carries it out."""
-    decision.action = Action.restart.value
+    restarts, its reason saying why, and the executor carries it out. A rollback stays one:
+    requeued, on the version its reason and the job's advice name."""
+    if decision.action != Action.roll_back:
+        decision.action = Action.restart.value
     decision.status = status
     decision.reason += f"; {why}: requeue from checkpoint instead"
     decision.outcome = {
@@ -140,6 +143,22 @@ def fall_back_to_requeue(
 
 
 Outcome = Literal["done", "failed"]
+# What a job's launcher may carry out and acknowledge: a restart in place, and a rollback
+# (published to it while awaiting_ack; requeued without one).
+IN_PLACE: Final = frozenset({Action.restart_in_place, Action.roll_back})
+
+
+def with_the_launcher(decision: Decision) -> bool:
+    """A restart in place, or a rollback published to the job's launcher that has not fallen
+    back to a requeue: the launcher acknowledges it (acknowledge_in_place)."""
+    if decision.action == Action.restart_in_place:
+        return True
+    published = [s for s in decision.outcome.get("steps", []) if s.get("op") == "in_place"]
+    return (
+        decision.action == Action.roll_back
+        and bool(published)
+        and all(s.get("ok") for s in published)
+    )
 
 
 @dataclass(frozen=True)
@@ -218,13 +237,9 @@ class DecisionOperations:
     ) -> None:
         """A job's launcher says whether it restarted the ranks in place; the caller has
         checked that it speaks for the job. Acknowledging done twice changes nothing."""
-        if (
-            decision.status == S.done
-            and outcome == "done"
-            and decision.action == "restart_in_place"
-        ):
+        if decision.status == S.done and outcome == "done" and decision.action in IN_PLACE:
             return  # a launcher's retry after a lost answer
-        if decision.action != Action.restart_in_place.value:
+        if decision.action not in IN_PLACE:
             raise TransitionRefused(
                 f"decision {decision.id} is no longer a restart in place ({decision.action}, "
                 f"{decision.status}): it was not acknowledged in time and the job is requeued"

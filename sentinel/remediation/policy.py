@@ -25,6 +25,8 @@ class Action(StrEnum):
     restart = "restart"  # requeue from the last checkpoint on the same hosts
     # the launcher restarts the ranks on the same allocation (no requeue); issue 17 item 4
     restart_in_place = "restart_in_place"
+    # restart on the code version that last trained (the launcher in place, else a requeue)
+    roll_back = "roll_back"
     exclude_and_restart = "exclude_and_restart"  # drain the culprit, requeue without it
     hold = "hold"  # wait for a condition (fabric healthy), then restart
     escalate = "escalate"  # stop automating: a human decides
@@ -76,13 +78,23 @@ class RemediationContext:
     # Every cause is an InfiniBand link the agent saw go down and come back up (ACTIVE again
     # at its next poll): the port recovered by itself.
     link_flapped: bool = False
+    # The job's code version now (its latest heartbeat's), and the last version under which a
+    # checkpoint became durable; None where the job's heartbeats carry no version.
+    code_version: str | None = None
+    trained_version: str | None = None
 
     def restarts(self) -> list[PastDecision]:
         return [
             p
             for p in self.past
             if p.action
-            in (Action.restart, Action.exclude_and_restart, Action.hold, Action.restart_in_place)
+            in (
+                Action.restart,
+                Action.exclude_and_restart,
+                Action.hold,
+                Action.restart_in_place,
+                Action.roll_back,
+            )
         ]
 
     def nvidia_actions(self) -> list[str]:
@@ -121,6 +133,7 @@ class Proposal:
     exclude_hosts: tuple[str, ...] = ()
     host_action: str | None = None
     repair: RepairProposal | None = None
+    code_version: str | None = None  # roll_back: the version to restart on
 
 
 class NamedRule:
@@ -183,6 +196,35 @@ class CapRestartsPerJob(Rule):
             Action.escalate,
             f"job already restarted {n} times in the last "
             f"{ctx.settings.restart_window_s / 3600:g} h (cap {cap}): a human decides",
+        )
+
+
+class RollBackACrashLoopToTheVersionThatTrained(Rule):
+    """The same software error again after a restart, on a code version other than the one the
+    durable checkpoint was written under: the bug came with the new version (a deterministic
+    bug repeats on every restart), so the job restarts from its checkpoint on the last version
+    that trained instead of waiting for a fix (ByteRobust rolls the faulty code back the same
+    way). Once per error in the window: the same error after the rollback, or on the version
+    that trained, is not the new version's, and EscalateRepeatedSoftwareBug stops the loop."""
+
+    def propose(self, ctx: RemediationContext) -> Proposal | None:
+        if ctx.category != Category.SOFTWARE_BUG:
+            return None
+        same = _same_fault(ctx)  # the test EscalateRepeatedSoftwareBug makes for a software bug
+        if len(same) < ctx.settings.software_bug_restarts:
+            return None
+        failing, trained = ctx.code_version, ctx.trained_version
+        if not failing or not trained or failing == trained:
+            return None
+        if any(p.action == Action.roll_back for p in same):
+            return None
+        return self._p(
+            Action.roll_back,
+            f"the same software error again after {len(same)} restart(s), on code version "
+            f"{failing} (the durable checkpoint was written under {trained}): roll back, "
+            f"restart from checkpoint step {ctx.checkpoint_step} on {trained}, the last "
+            "version that trained",
+            code_version=trained,
         )
 
 
@@ -528,6 +570,7 @@ DEFAULT_POLICY: Final = RemediationPolicy(
         PlannedWorkNeedsNothing(),
         LeaveDegradedHostsToTheSwap(),
         CapRestartsPerJob(),
+        RollBackACrashLoopToTheVersionThatTrained(),
         EscalateRepeatedSoftwareBug(),
         RestartInPlaceAfterALinkFlap(),
         CapDrainsPerHour(),

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentinel.checkpoints import durable_checkpoint
+from sentinel.checkpoints import code_versions, durable_checkpoint
 from sentinel.clock import Clock
 from sentinel.db import audit
 from sentinel.db.audit import SENTINEL
@@ -174,6 +174,7 @@ class RemediationService:
                 "steps": [],
                 "category": incident.category,
                 "repair": _repair_record(proposal.repair),
+                **({"code_version": proposal.code_version} if proposal.code_version else {}),
             },
             "error": None,
             "created_at": now,
@@ -252,6 +253,7 @@ class RemediationService:
                 await session.scalars(select(JobRank).where(JobRank.job_id == incident.job_id))
             ).all()
         durable = durable_checkpoint(r.checkpoint_step for r in ranks)
+        versions = code_versions(ranks)
         drains, reboots, resets = [
             await self._audited_last_hour(session, action)
             for action in ("host.drain", REPAIR_AUDIT["reboot"], REPAIR_AUDIT["reset_gpu"])
@@ -274,6 +276,8 @@ class RemediationService:
             reboots_last_hour=reboots,
             gpu_resets_last_hour=resets,
             link_flapped=link_flapped(verdict),
+            code_version=versions.current,
+            trained_version=versions.trained,
             leading_only=bool(causes) and all(leading_indicator(e.text, e.xid) for e in causes),
         )
 
@@ -359,11 +363,21 @@ class RemediationService:
         incident = await session.get(Incident, decision.incident_id)
         return [] if incident is None else [IncidentChange(incident, "decision_failed")]
 
+    def _rolls_back_in_place(self, decision: Decision) -> bool:
+        """A rollback is the launcher's where there is one (in-place restarts on), unless it
+        already did not happen in place (no acknowledgment in time): then it is requeued, the
+        version named in its reason and in the advice's code_version for the job script."""
+        return (
+            decision.action == Action.roll_back
+            and self._settings.in_place
+            and not any(s.get("op") == "in_place" for s in decision.outcome.get("steps", []))
+        )
+
     @staticmethod
     def _steps(decision: Decision) -> frozenset[Operation]:
         """The scheduler steps carrying out this decision takes."""
         steps: set[Operation] = {"drain"} if decision.exclude_hosts else set()
-        if decision.action in (Action.restart, Action.exclude_and_restart):
+        if decision.action in _REQUEUES:
             steps.add("requeue")
         repair = _repair_step(decision)
         if repair is not None:
@@ -378,14 +392,16 @@ class RemediationService:
         the hosts drained."""
         steps: list[dict[str, Any]] = []
         drained: list[str] = []
-        if decision.action == Action.restart_in_place:
+        if decision.action == Action.restart_in_place or self._rolls_back_in_place(decision):
             # Nothing for the scheduler: the launcher reads the advice and restarts the ranks.
+            version = decision.outcome.get("code_version")
             steps.append(
                 {
                     "op": "in_place",
                     "ok": True,
                     "output": "the job's launcher is told (advice restart_in_place) to restart "
-                    "the ranks on the same allocation",
+                    "the ranks on the same allocation"
+                    + (f", on code version {version} (SENTINEL_CODE_VERSION)" if version else ""),
                 }
             )
             return steps, drained
@@ -394,10 +410,7 @@ class RemediationService:
             steps.append(_step(res))
             if res.ok:
                 drained.append(host)
-        if all(s["ok"] for s in steps) and decision.action in (
-            Action.restart,
-            Action.exclude_and_restart,
-        ):
+        if all(s["ok"] for s in steps) and decision.action in _REQUEUES:
             if job is None:
                 steps.append({"op": "requeue", "ok": False, "error": "incident has no job"})
             else:
@@ -450,7 +463,7 @@ class RemediationService:
             "steps": [*decision.outcome.get("steps", []), *steps],
         }
         decision.status = DecisionStatus.done if ok else DecisionStatus.failed
-        if ok and decision.action == Action.restart_in_place:
+        if ok and any(s["op"] == "in_place" for s in steps):
             # Published in the advice; done when the launcher says it restarted the ranks.
             decision.status = DecisionStatus.awaiting_ack
         decision.error = (
@@ -683,6 +696,8 @@ class RemediationService:
             await session.flush()  # the requeue is due in this same pass
 
 
+# Actions the scheduler carries out with a requeue (a rollback without a launcher is one).
+_REQUEUES = (Action.restart, Action.exclude_and_restart, Action.roll_back)
 # The audit action each repair step records; counted for the caps per hour.
 REPAIR_AUDIT: dict[str, str] = {"reboot": "host.reboot", "reset_gpu": "host.gpu_reset"}
 

@@ -38,6 +38,7 @@ from sentinel.remediation.policy import (
     RestartFromCheckpoint,
     RestartInPlaceAfterALinkFlap,
     RestartInPlaceWhenTransient,
+    RollBackACrashLoopToTheVersionThatTrained,
     Rule,
     WaitWhenNoSpareHost,
 )
@@ -118,6 +119,41 @@ def test_restarts_per_job_are_capped() -> None:
 def test_restarts_under_the_cap_pass() -> None:
     restarts = tuple(past(Action.restart, Category.FAULTY_GPU) for _ in range(3))
     assert CapRestartsPerJob().propose(ctx(past=restarts)) is None
+
+
+def crash_loop(**overrides: Any) -> RemediationContext:
+    """The same software error again after a restart, on version B; A wrote the checkpoint."""
+    fields: dict[str, Any] = {
+        "category": Category.SOFTWARE_BUG,
+        "signature": "KeyError: 'step'",
+        "past": (past(Action.restart_in_place),),
+        "code_version": "B",
+        "trained_version": "A",
+    }
+    return ctx(**(fields | overrides))
+
+
+def test_a_crash_loop_on_a_new_version_is_rolled_back_to_the_version_that_trained() -> None:
+    proposal = proposes(RollBackACrashLoopToTheVersionThatTrained(), crash_loop(), Action.roll_back)
+    assert proposal.code_version == "A"
+    assert "on code version B" in proposal.reason and "step 100 on A" in proposal.reason
+
+
+def test_no_roll_back_where_the_version_trained_or_is_unknown() -> None:
+    rule = RollBackACrashLoopToTheVersionThatTrained()
+    assert rule.propose(crash_loop(code_version="A")) is None  # the loop is on the old code
+    assert rule.propose(crash_loop(code_version=None)) is None  # the job reports no version
+    assert rule.propose(crash_loop(trained_version=None)) is None  # nothing trained under one
+
+
+def test_no_roll_back_of_a_first_error_another_error_or_a_second_time() -> None:
+    rule = RollBackACrashLoopToTheVersionThatTrained()
+    assert rule.propose(crash_loop(past=())) is None  # not a repeat yet: restarted first
+    assert rule.propose(crash_loop(signature="ValueError: shape")) is None
+    assert rule.propose(crash_loop(category=Category.UNKNOWN)) is None
+    # Rolled back once for this error in the window: the same error again is escalated.
+    again = crash_loop(past=(past(Action.restart_in_place), past(Action.roll_back)))
+    assert rule.propose(again) is None
 
 
 def test_a_repeated_software_bug_is_escalated() -> None:

@@ -44,7 +44,11 @@ class Timeline:
         )
         assert r.status_code == 202, r.text
 
-    async def beats(self, advance: bool = True) -> None:
+    async def beats(
+        self, advance: bool = True, code_version: str | None = None, checkpoint_step: int = 100
+    ) -> None:
+        """Every rank beats (the step advanced by 5), at the code version given, if any."""
+        version = {"code_version": code_version} if code_version else {}
         if advance:
             self.step += 5
         for h, host in enumerate(HOSTS[:4]):
@@ -56,8 +60,9 @@ class Timeline:
                         step=self.step,
                         when=self.clock.now(),
                         gpu_index=g,
-                        checkpoint_step=100,
+                        checkpoint_step=checkpoint_step,
                         world_size=32,
+                        **version,
                     )
                     for g in range(8)
                 ],

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,7 @@ from sentinel.api.errors import error_responses, refusals
 from sentinel.auth import Principal
 from sentinel.db.models import OUT_OF_SERVICE, Decision, Host, JobRank
 from sentinel.inputs import NO_NUL, Detail
-from sentinel.remediation.decisions import DecisionOperations, mark_repaired
+from sentinel.remediation.decisions import DecisionOperations, mark_repaired, with_the_launcher
 from sentinel.remediation.policy import Action
 from sentinel.remediation.schemas import Note, OverrideIn
 from sentinel.schedulers.hostlist import compress
@@ -42,10 +42,14 @@ class DecisionOut(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
+    code_version: str | None = Field(
+        None, description="roll_back: the code version the job restarts on (the last that trained)."
+    )
 
 
 def _out(d: Decision) -> DecisionOut:
-    return DecisionOut.model_validate(d, from_attributes=True)
+    out = DecisionOut.model_validate(d, from_attributes=True)
+    return out.model_copy(update={"code_version": d.outcome.get("code_version")})
 
 
 @router.get(
@@ -155,7 +159,8 @@ AckBy = Annotated[Principal, Depends(require(auth.OPERATE | auth.REPORT))]
     "operator)",
     description="A pending decision becomes done or failed. A restart_in_place decision "
     "awaiting_ack becomes done (the launcher restarted the ranks on the same allocation), or, "
-    "with outcome failed, the requeue it would have been without in-place restarts. "
+    "with outcome failed, the requeue it would have been without in-place restarts; so does "
+    "a roll_back published to the launcher (restarted on the code version it names). "
     "Acknowledging a restart in place twice with done answers the decision as it is.",
     responses=error_responses(403, 404, 409),
 )
@@ -164,7 +169,7 @@ async def ack(
 ) -> DecisionOut:
     d = await _decision(session, decision_id)
     operations = _operations(ctx)
-    if d.action == Action.restart_in_place.value or who.role == "agent":
+    if with_the_launcher(d) or who.role == "agent":
         await _may_ack_in_place(session, who, d)
         with refusals():
             operations.acknowledge_in_place(session, d, who, body.outcome, body.detail)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
 from sentinel.api.deps import Ctx, Session, Viewer, require
@@ -16,7 +17,7 @@ from sentinel.auth import Principal
 from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.incidents.state import IncidentState
 from sentinel.ingest.jobs import job_summaries, job_summary
-from sentinel.remediation.decisions import DecisionStatus
+from sentinel.remediation.decisions import IN_PLACE, DecisionStatus
 from sentinel.reports.cadence import advise
 from sentinel.wire.v1 import Name
 
@@ -68,7 +69,10 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "restart_in_place: the ranks are to be restarted on the same allocation "
     "(restart_decision: once per decision), from when the decision is published until the "
     "launcher acknowledges it (POST /api/v1/decisions/{id}/ack) or it "
-    "falls back to a requeue (remediation.in_place_ack_s), while its incident is open.",
+    "falls back to a requeue (remediation.in_place_ack_s), while its incident is open; "
+    "restart_code_version: for a roll_back, the code version to restart on. code_version: "
+    "the version the job's latest decision rolled it back to, once carried out (a job script "
+    "started by a requeue checks it out), else null.",
     responses=error_responses(404),
 )
 async def job_advice(
@@ -115,11 +119,11 @@ async def job_advice(
     # launcher restarts the ranks once per decision (restart_decision says which).
     in_place = (
         await session.execute(
-            select(Decision.id, Decision.reason)
+            select(Decision.id, Decision.reason, Decision.outcome)
             .join(Incident, Incident.id == Decision.incident_id)
             .where(
                 Decision.job_id == job_id,
-                Decision.action == "restart_in_place",
+                Decision.action.in_(IN_PLACE),
                 # Published (the executor ran its step) and not yet acknowledged.
                 Decision.status == DecisionStatus.awaiting_ack,
                 Incident.state != IncidentState.resolved,
@@ -131,4 +135,26 @@ async def job_advice(
     out["restart_in_place"] = in_place is not None
     out["restart_decision"] = str(in_place[0]) if in_place is not None else None
     out["restart_reason"] = in_place[1] if in_place is not None else None
+    # A rollback: the launcher restarts the ranks on this version (SENTINEL_CODE_VERSION).
+    out["restart_code_version"] = in_place[2].get("code_version") if in_place is not None else None
+    out["code_version"] = await _rolled_back_to(session, job_id)
     return out
+
+
+async def _rolled_back_to(session: AsyncSession, job_id: str) -> str | None:
+    """The version the job's latest decision rolled it back to, once carried out (published
+    to its launcher, or requeued): what a job script without a launcher checks out when it
+    starts (docs/launcher.md). None once a later decision was made for the job."""
+    latest = (
+        await session.execute(
+            select(Decision.action, Decision.status, Decision.outcome)
+            .where(Decision.job_id == job_id)
+            .order_by(Decision.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is None or latest[0] != "roll_back":
+        return None
+    carried_out = latest[1] in (DecisionStatus.awaiting_ack, DecisionStatus.done)
+    version = latest[2].get("code_version") if carried_out else None
+    return version if isinstance(version, str) else None
