@@ -100,12 +100,13 @@ class CoverHostsOutAtQuantile:
         rate = record.drains_per_day
         hosts_out = rate * repair_s / DAY_S
         size = poisson_quantile(hosts_out, self.quantile)
-        repair = (
-            f"measured over {len(record.repairs_s)} repairs"
-            if measured
-            else f"configured; {len(record.repairs_s)} repairs measured, "
-            f"fewer than {self.min_repairs}"
-        )
+        n = len(record.repairs_s)
+        if measured:
+            repair = f"measured over {n} repairs"
+        elif n:
+            repair = f"configured; {n} repairs measured, fewer than {self.min_repairs}"
+        else:
+            repair = "configured; none measured"
         reason = (
             f"{record.drains} hosts drained in {record.window_s / DAY_S:g} days "
             f"({rate:.2f} a day) x {repair_s / 3600:.1f} h to repair ({repair}) = "

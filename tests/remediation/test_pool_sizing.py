@@ -72,6 +72,7 @@ def test_the_rule_uses_the_configured_repair_time_until_enough_are_measured() ->
     assert advice.rule == "CoverHostsOutAtQuantile"
     assert "250 hosts drained in 54 days" in advice.reason
     assert "48.0 h to repair (configured; 2 repairs measured, fewer than 3)" in advice.reason
+    assert "(configured; none measured)" in rule.advise(Record(1, DAY)).reason
     assert "17 cover the hosts out at once at p99" in advice.reason
 
 

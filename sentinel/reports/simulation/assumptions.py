@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 from typing import Final
 
 from sentinel.incidents.settings import TriageSettings
+from sentinel.remediation.pool_sizing import CoverHostsOutAtQuantile, PoolAdvice, Record
 from sentinel.remediation.settings import RemediationSettings
 from sentinel.reports import draws
-from sentinel.triage.taxonomy import LLAMA3_PLANNED_INTERRUPTIONS, LLAMA3_TABLE5, Category
+from sentinel.triage.taxonomy import (
+    CATEGORIES,
+    LLAMA3_PLANNED_INTERRUPTIONS,
+    LLAMA3_TABLE5,
+    Category,
+)
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 JOB_ID = draws.JOB
@@ -22,6 +28,11 @@ KK = 'Kokolis et al. 2025, "Revisiting reliability in large-scale ML research cl
 NV = "NVIDIA Resiliency Extension (NVRx) docs"
 PT = "PyTorch docs"
 JUDGEMENT = "assumption (a judgement, no published figure)"
+POOL_SOURCE = (
+    "Little's law: hosts out = drains a day x repair time; M/G/inf (Palm's theorem): the count "
+    f"out at once is Poisson around it; {BR} keeps warm standbys to replace evicted machines "
+    "at once; how it sizes them is not cited here"
+)
 
 # Hardware faults that show a leading indicator before they interrupt the job, by category.
 PRECURSOR_SHARES: Final[dict[Category, float]] = {
@@ -61,7 +72,9 @@ class Assumptions:
     deterministic_bug_share: float = 0.3
     repeat_share: float = 0.15
     repair_s: float = 2 * 86400.0
-    spare_pool: int = 8
+    spare_pool: int | None = None  # None: sized by the product's rule (pool_advice)
+    spare_quantile: float = 0.99  # the rule's quantile (the product's default)
+    spare_pool_scale: float = 1.0  # x the rule's pool (the sensitivity table varies it)
     precursor_scale: float = 1.0  # x PRECURSOR_SHARES (the sensitivity table varies it)
     remediation: RemediationSettings = field(default_factory=RemediationSettings)
     triage: TriageSettings = field(default_factory=TriageSettings)
@@ -75,6 +88,20 @@ class Assumptions:
         # Stalled heartbeats are a hang after stall_intervals; a provisional verdict settles.
         t = self.triage
         return t.heartbeat_interval_s * (t.stall_intervals + 1) + self.remediation.settle_s
+
+    @property
+    def pool_advice(self) -> PoolAdvice:
+        """The product's sizing rule on the fleet's record: Table 5's faults that take a host
+        out of the job (recurrences included) over the run, each out ``repair_s``."""
+        leaving = sum(n for c, (n, _) in LLAMA3_TABLE5.items() if CATEGORIES[c].host_must_leave)
+        rule = CoverHostsOutAtQuantile(self.spare_quantile, self.repair_s, min_repairs=1)
+        return rule.advise(Record(leaving, self.days * 86400.0))
+
+    @property
+    def pool_size(self) -> int:
+        if self.spare_pool is not None:
+            return self.spare_pool
+        return round(self.pool_advice.recommended * self.spare_pool_scale)
 
     def precursor_share(self, category: Category) -> float:
         return min(1.0, PRECURSOR_SHARES.get(category, 0.0) * self.precursor_scale)
@@ -108,13 +135,16 @@ class Assumptions:
             ("init (NCCL at 16k ranks + checkpoint load)", f"{s['init_s']:g} s", JUDGEMENT),
             ("wait for a replacement host without a spare", f"{s['node_wait_s']:g} s",
              JUDGEMENT + f"; {BR} keeps warm standbys to avoid it"),
-            ("hot spares", f"a pool of {self.spare_pool} validated hosts; each spare taken is "
-             "back once the host it replaced is repaired; an exclusion that finds the pool "
-             "empty waits for a node from the queue; with the pool, each swap is decided by "
+            ("hot spares", f"a pool of {self.pool_size} validated hosts; each spare taken is "
+             "back once the host it replaced is repaired; the policy is told the pool's free "
+             "spares as the scheduler's idle hosts, so an exclusion that finds the pool empty "
+             "is escalated (WaitWhenNoSpareHost: a human drains the host, the job waits for a "
+             "node from the queue); with the pool, each swap is decided by "
              f"the real DEFAULT_SWAP_POLICY (at most {sw.max_per_hour} an hour and "
              f"{sw.max_per_job} a job in {sw.job_window_s / 3600:g} h, refused while no spare "
              "is free and then decided again at the first checkpoint after one is back)",
              f"{JUDGEMENT}; {BR}: warm standby; {NV}: hot spares"),
+            ("hot-spare pool size", self._pool_line(), f"the product's rule ({POOL_SOURCE})"),
             ("in-place restart (processes kept, no requeue)", f"{s['in_place_restart_s']:g} s "
              "where the policy decides restart_in_place (a software error, a hang or an "
              "unknown failure with no host to blame, once per fault; the same software error "
@@ -153,6 +183,13 @@ class Assumptions:
              "the shares are an " + JUDGEMENT),
         ]  # fmt: skip
         return [f"{name}: {value}  [{source}]" for name, value, source in rows]
+
+    def _pool_line(self) -> str:
+        advice = self.pool_advice
+        if self.spare_pool is not None:
+            return f"{self.spare_pool}, set (the rule would give {advice.recommended})"
+        scale = f" x{self.spare_pool_scale:g}" if self.spare_pool_scale != 1 else ""
+        return f"{self.pool_size}{scale}: {advice.rule}: {advice.reason}"
 
 
 @dataclass(frozen=True)

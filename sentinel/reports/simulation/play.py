@@ -163,7 +163,7 @@ def checkpoint_interval(a: Assumptions, m: Mechanisms) -> float:
 
 
 def _spares_free(a: Assumptions, state: _State, at: float) -> int:
-    return a.spare_pool - sum(1 for back in state.spares_back if back > at)
+    return a.pool_size - sum(1 for back in state.spares_back if back > at)
 
 
 def _take_spares(a: Assumptions, m: Mechanisms, state: _State, at: float, hosts: int) -> bool:
@@ -313,8 +313,10 @@ def _decide(
             current_step=checkpoint_step + steps_lost,
             past=tuple(p for p in state.past if p.at >= window),
             drains_last_hour=sum(1 for d in state.drains if d >= hour_ago),
-            # Hot spares: the pool says how many; else the scheduler does not say.
-            spare_hosts=8 if m.hot_spares else None,
+            # Hot spares: the pool's free spares now; else the scheduler does not say.
+            spare_hosts=_spares_free(a, state, (now - START).total_seconds())
+            if m.hot_spares
+            else None,
             # The in-place variants turn the policy's in-place restarts on; which faults get
             # one (and when a repeat is requeued instead) is the policy's to say.
             settings=a.remediation.model_copy(update={"in_place": m.in_place}),
