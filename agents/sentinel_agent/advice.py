@@ -21,7 +21,14 @@ import httpx
 log = logging.getLogger(__name__)
 
 # What a reply carries of the service's advice; the rest stays on the service.
-_KEPT = ("checkpoint_now", "reason", "restart_in_place", "restart_decision", "restart_reason")
+_KEPT = (
+    "checkpoint_now",
+    "reason",
+    "restart_in_place",
+    "restart_decision",
+    "restart_reason",
+    "restart_code_version",
+)
 
 
 def reply_of(advice: dict[str, Any]) -> dict[str, Any]:

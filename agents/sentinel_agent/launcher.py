@@ -10,12 +10,15 @@ It runs the command in its own process group and asks Sentinel for the job's adv
 ``restart_in_place`` for a decision it has not acted on yet (a transient fault, no host to
 blame), it stops the command (SIGTERM to its group, SIGKILL after ``--grace-s``) and starts it
 again on the same allocation (``SENTINEL_RESTART_COUNT`` tells the ranks which run this is):
-no requeue, no wait in the queue. It then acknowledges the decision
-(``POST /api/v1/decisions/{id}/ack``, outcome done; with the agent token of the host it runs
-on); a decision it cannot carry out (``--max-restarts`` reached) is acknowledged as failed, and
-Sentinel requeues the job instead. The command failing on its own waits up to ``--decide-s``
-for such a decision; without one, the wrapper exits with the command's status and the
-scheduler's usual path (requeue) applies. The command succeeding ends the wrapper with 0.
+no requeue, no wait in the queue. A rollback (a crash loop that came with a new code version)
+is the same restart with ``SENTINEL_CODE_VERSION`` set to the version that last trained, for
+this and every later run: the job script checks that version out, or picks that image. It
+then acknowledges the decision (``POST /api/v1/decisions/{id}/ack``, outcome done; with the
+agent token of the host it runs on); a decision it cannot carry out (``--max-restarts``
+reached) is acknowledged as failed, and Sentinel requeues the job instead. The command failing
+on its own waits up to ``--decide-s`` for such a decision; without one, the wrapper exits with
+the command's status and the scheduler's usual path (requeue) applies. The command succeeding
+ends the wrapper with 0.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,6 +41,9 @@ from typing import Any
 Advice = Callable[[], dict[str, Any] | None]
 # (decision id, "done" or "failed", detail): tells Sentinel what came of a restart in place.
 Ack = Callable[[str, str, str], None]
+# The wire's alphabet for a code version (sentinel.wire.v1.CodeVersion): it goes into the
+# command's environment.
+_CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 
 
 class Service:
@@ -112,6 +119,8 @@ class Launcher:
         self._log = log
         self._acted: set[str] = set()
         self.runs = 0
+        # Set by a rollback: the code version every later run is started on.
+        self.code_version: str | None = None
 
     def _in_place(self) -> str | None:
         """A restart-in-place decision not acted on yet, else None."""
@@ -121,11 +130,16 @@ class Launcher:
         decision = str(advice.get("restart_decision") or "")
         if decision in self._acted:
             return None
+        version = advice.get("restart_code_version")
+        if isinstance(version, str) and _CODE_VERSION.match(version):
+            self.code_version = version
         self._log(f"sentinel-launcher: restart in place ({advice.get('restart_reason')})")
         return decision
 
     def _start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "SENTINEL_RESTART_COUNT": str(self.runs)}
+        if self.code_version is not None:
+            env["SENTINEL_CODE_VERSION"] = self.code_version
         self.runs += 1
         return subprocess.Popen(self._command, env=env, start_new_session=True)
 
@@ -161,11 +175,12 @@ class Launcher:
             if code is None:
                 self._stop(proc)
             proc = self._start()
+            on = f" on code version {self.code_version}" if self.code_version else ""
             self._ack(
                 decision,
                 "done",
-                f"restarted in place on the same allocation: run {self.runs} of the command "
-                f"(pid {proc.pid})",
+                f"restarted in place on the same allocation{on}: run {self.runs} of the "
+                f"command (pid {proc.pid})",
             )
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> int | None:

@@ -17,7 +17,7 @@ import pytest
 from sentinel_agent.launcher import Launcher, Service
 
 # What the fake torchrun does on each run, read from plan.json: "fail", "hang" or "ok"; it
-# logs the run and the SENTINEL_RESTART_COUNT it was given.
+# logs the run and the SENTINEL_RESTART_COUNT it was given (and SENTINEL_CODE_VERSION).
 FAKE_TORCHRUN = """
 import json, os, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
@@ -26,6 +26,8 @@ runs = os.path.join(here, "runs.log")
 n = sum(1 for _ in open(runs)) if os.path.exists(runs) else 0
 with open(runs, "a") as f:
     f.write(os.environ.get("SENTINEL_RESTART_COUNT", "?") + "\\n")
+with open(os.path.join(here, "versions.log"), "a") as f:
+    f.write(os.environ.get("SENTINEL_CODE_VERSION", "-") + "\\n")
 what = plan[min(n, len(plan) - 1)]
 if what == "hang":
     time.sleep(600)
@@ -115,6 +117,36 @@ def test_a_failed_run_restarts_in_place_when_sentinel_decides_so(
     [(path, body)] = advice.acks
     assert path == "/api/v1/decisions/d-1/ack" and body["outcome"] == "done"
     assert "run 2" in body["detail"]
+
+
+def test_a_rollback_restarts_every_later_run_on_the_version_that_trained(
+    tmp_path: Path, advice: Advice
+) -> None:
+    advice.in_place("d-6")
+    advice.body["restart_code_version"] = "3f2a9c1"
+    command = fake(tmp_path, ["fail", "fail", "ok"])
+    launched = launcher(command, advice, decide_s=2.0)
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(launched.run()))
+    t.start()
+    for _ in range(200):  # the rollback's run started: the next decision is a plain restart
+        if len(advice.acks) == 1:
+            break
+        threading.Event().wait(0.05)
+    advice.in_place("d-7")
+    t.join(timeout=30)
+    assert done == [0] and runs(tmp_path) == ["0", "1", "2"]
+    assert (tmp_path / "versions.log").read_text().split() == ["-", "3f2a9c1", "3f2a9c1"]
+    assert "on code version 3f2a9c1" in advice.acks[0][1]["detail"]
+
+
+def test_a_version_outside_the_wires_alphabet_is_not_put_in_the_environment(
+    tmp_path: Path, advice: Advice
+) -> None:
+    advice.in_place("d-8")
+    advice.body["restart_code_version"] = "v1; reboot"
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice).run() == 0
+    assert (tmp_path / "versions.log").read_text().split() == ["-", "-"]
 
 
 def test_without_a_decision_the_commands_status_stands(tmp_path: Path, advice: Advice) -> None:
