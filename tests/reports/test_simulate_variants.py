@@ -185,3 +185,36 @@ def test_swaps_are_decided_by_the_swap_policy_within_its_caps(outcome: Outcome) 
         for t in at:
             assert sum(1 for u in at if t - caps.job_window_s < u <= t) <= caps.max_per_job
             assert sum(1 for u in at if t - 3600 < u <= t) <= caps.max_per_hour
+
+
+def test_a_crash_loop_that_came_with_a_new_version_is_rolled_back_once(outcome: Outcome) -> None:
+    """The policy decides the rollback from the code versions the heartbeats would report: a
+    repeating bug that came with a new version repeats once, is rolled back (in place where
+    in-place restarts are on, else a requeue) and is gone; one not due to a version change is
+    escalated as before; the baseline has no rollback."""
+    for label, m in outcome.mechanisms.items():
+        steps = outcome.runs[label].interruptions
+        rolled = [i for i in steps if i.action == "roll_back"]
+        if not m.sentinel:
+            assert not rolled
+            continue
+        assert rolled, label
+        for i in rolled:
+            assert i.fault.new_version and i.fault.loop == 1, i
+            assert i.rule == "RollBackACrashLoopToTheVersionThatTrained", i
+            seq = i.fault.signature
+            assert not [j for j in steps if j.fault.signature == seq and j.fault.loop > 1], i
+            took = i.resumed_s - i.issued_s
+            assert took == (SMALL.in_place_restart_s if m.in_place else SMALL.restart_s), i
+        old = [i for i in steps if i.fault.deterministic and not i.fault.new_version]
+        assert any(i.rule == "EscalateRepeatedSoftwareBug" for i in old), label
+
+
+def test_the_share_of_bugs_from_a_new_version_is_its_own_draw() -> None:
+    """Changing the share changes which bugs came with a version, not the rest of the run."""
+    none, every = (schedule(replace(SMALL, new_version_bug_share=s), 11) for s in (0.0, 1.0))
+    assert [(f.at_s, f.category, f.deterministic) for f in none] == [
+        (f.at_s, f.category, f.deterministic) for f in every
+    ]
+    assert not any(f.new_version for f in none)
+    assert all(f.new_version == f.deterministic for f in every)

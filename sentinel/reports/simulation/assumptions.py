@@ -70,6 +70,7 @@ class Assumptions:
     software_fix_s: float = 3600.0
     crash_after_restart_s: float = 120.0
     deterministic_bug_share: float = 0.3
+    new_version_bug_share: float = 0.5
     repeat_share: float = 0.15
     repair_s: float = 2 * 86400.0
     spare_pool: int | None = None  # None: sized by the product's rule (pool_advice)
@@ -164,9 +165,15 @@ class Assumptions:
              f"{JUDGEMENT}; {L3_PAPER}, sec. 3.3.4): 'significant manual intervention' 3 times "
              "in 54 days, no response time published"),
             ("software bugs", f"{s['deterministic_bug_share']:.0%} repeat after a restart "
-             f"({s['crash_after_restart_s']:g} s in) until fixed ({s['software_fix_s']:g} s)",
-             f"{JUDGEMENT}; {BR} hot-updates the job's code in place (a fix, or a rollback of "
-             "the faulty version), which Sentinel cannot do: the job reports no code version"),
+             f"({s['crash_after_restart_s']:g} s in) until fixed ({s['software_fix_s']:g} s); "
+             f"{s['new_version_bug_share']:.0%} of those came with the code version deployed "
+             "at the job's last restart, before any checkpoint on it: the repeat is rolled back "
+             "to the version that trained (the policy's roll_back, from the heartbeats' code "
+             "version), an in-place restart where those are on, else a requeue; the rest, and "
+             "a repeat after the rollback, are escalated",
+             f"{JUDGEMENT}; {BR}: a user-space error traced to the code "
+             "(a Python exception) is answered by rolling the code back or hot-updating it in "
+             "place, user code changing all through a months-long run"),
             ("a fault left in the job", f"fails the restart again {s['crash_after_restart_s']:g}"
              " s in (a faulty host kept, a fabric restarted before it is quiet)", JUDGEMENT),
             ("repeat offenders", f"{s['repeat_share']:.0%} of host faults on a host that "

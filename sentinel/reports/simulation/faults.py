@@ -25,6 +25,9 @@ class Fault:
     signature: str | None = field(compare=False, default=None)
     deterministic: bool = field(compare=False, default=False)
     recurrence: bool = field(compare=False, default=False)
+    # A repeating software bug that came with the code version deployed at the job's last
+    # restart, before any checkpoint on it: the version that last trained is without it.
+    new_version: bool = field(compare=False, default=False)
     loop: int = field(compare=False, default=0)  # how often it failed the job already
     draw: float = field(compare=False, default=0.0)  # picks its variant of evidence
     precursor: float = field(compare=False, default=1.0)  # < the share: it shows one
@@ -33,6 +36,8 @@ class Fault:
 def schedule(a: Assumptions, seed: int) -> list[Fault]:
     """Table 5's interruptions and the planned ones at random times over the run."""
     rng = random.Random(seed)
+    # Its own stream, so that the shares it draws for leave every other draw as it was.
+    versions = random.Random(f"{seed}:code versions")
     span = a.days * 86400.0
     categories = [c for c, (n, _) in LLAMA3_TABLE5.items() for _ in range(n)]
     rng.shuffle(categories)
@@ -50,6 +55,10 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
         deterministic = category == Category.SOFTWARE_BUG and rng.random() < (
             a.deterministic_bug_share
         )
+        if category == Category.SOFTWARE_BUG:
+            new_version = versions.random() < a.new_version_bug_share and deterministic
+        else:
+            new_version = False
         faults.append(
             Fault(
                 at,
@@ -60,6 +69,7 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
                 signature=f"software error #{seq}" if category == Category.SOFTWARE_BUG else None,
                 deterministic=deterministic,
                 recurrence=recurrence,
+                new_version=new_version,
                 draw=rng.random(),
                 precursor=rng.random(),
             )

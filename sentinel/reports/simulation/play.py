@@ -177,9 +177,11 @@ def _take_spares(a: Assumptions, m: Mechanisms, state: _State, at: float, hosts:
 
 
 def _restart_s(a: Assumptions, m: Mechanisms, action: str, excluded: int, spare: bool) -> float:
-    if action == Action.restart_in_place or (action == Action.hold and m.in_place):
+    in_place = m.in_place and action in (Action.hold, Action.roll_back)
+    if action == Action.restart_in_place or in_place:
         # The policy's decision (remediation.in_place on in this variant): the launcher
-        # restarts the ranks on the allocation it holds; a held restart is released in place
+        # restarts the ranks on the allocation it holds (a rollback: on the version that
+        # trained; a requeue without in-place restarts); a held restart is released in place
         # once the fabric is quiet (no host to change).
         return a.in_place_restart_s
     if excluded and spare and m.in_place:
@@ -251,6 +253,8 @@ def _fails_again(
     if step.planned:
         return False
     if fault.deterministic:
+        if step.action == Action.roll_back:
+            return not fault.new_version  # the version that trained is without the bug
         return step.action in _RESTARTING if m.sentinel else fault.loop < a.baseline_crash_loops - 1
     if not m.sentinel or step.status == "escalated":
         return False  # a human fixed it
@@ -307,6 +311,10 @@ def _decide(
             xids=seen.xids,
             signature=fault.signature,
             link_flapped=seen.link_flapped,
+            # The job's heartbeats say its version: a bug that came with the one deployed at
+            # the last restart runs on a version other than the one that wrote the checkpoint.
+            code_version="new" if fault.new_version else "trained",
+            trained_version="trained",
             job_id=JOB_ID,
             job_hosts=a.hosts,
             checkpoint_step=checkpoint_step,
