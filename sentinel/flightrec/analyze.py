@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol
 
 import polars as pl
 
-from sentinel.flightrec.grouping import min_max_by_key, per_group_and_rank
+from sentinel.flightrec.grouping import collective_spread, merge_spreads, per_group_and_rank
 from sentinel.flightrec.models import (
     STATE_NAMES,
     DumpSet,
@@ -20,11 +20,6 @@ from sentinel.flightrec.models import (
     RankLocation,
     VerdictKind,
 )
-
-# Collectives whose per-rank sizes legitimately differ (all-to-all-v splits, the root of
-# a scatter/gather holds the whole tensor), so only their op and dtypes are compared.
-INPUT_SIZES_MAY_DIFFER = frozenset({"all_to_all", "alltoall", "alltoall_base", "scatter"})
-OUTPUT_SIZES_MAY_DIFFER = frozenset({"all_to_all", "alltoall", "alltoall_base", "gather"})
 
 RankMap = Mapping[int, tuple[str, int]]
 
@@ -48,39 +43,18 @@ class Context:
     progress: dict[str, dict[int, int]]
     oldest_entry_ns: dict[int, int]
     frames: dict[int, dict[int, tuple[str, ...]]]
+    # grouping.collective_spread of the collectives, by parts; None: computed when read
+    spread: pl.DataFrame | None = field(default=None, repr=False)
     _per_collective: pl.DataFrame | None = field(default=None, repr=False)
     _rows: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict, repr=False)
 
     def per_collective(self) -> pl.DataFrame:
-        """One row per (group, seq): the spread of ops, signatures and states."""
+        """One row per (group, seq): whether its ranks' calls differ, the range of states."""
         if self._per_collective is None:
-            table = self.collectives
-            if table["seq"].null_count():
-                table = table.filter(pl.col("seq").is_not_null())
-            op = pl.col("op")
-            # min != max is a cheaper "more than one value" than n_unique on 30M rows.
-            spread = min_max_by_key(
-                table,
-                pl.col("key"),
-                [
-                    op.to_physical(),
-                    _sig_unless(op.is_in(list(INPUT_SIZES_MAY_DIFFER)), "in_sig"),
-                    _sig_unless(op.is_in(list(OUTPUT_SIZES_MAY_DIFFER)), "out_sig"),
-                    pl.col("state"),
-                ],
-            )
-            lo, hi = spread.lo, spread.hi
-            self._per_collective = table.select("pg", "seq")[spread.first].with_columns(
-                n=pl.Series(spread.rows),
-                op_lo=pl.Series(lo[:, 0]),
-                op_hi=pl.Series(hi[:, 0]),
-                in_lo=pl.Series(lo[:, 1]),
-                in_hi=pl.Series(hi[:, 1]),
-                out_lo=pl.Series(lo[:, 2]),
-                out_hi=pl.Series(hi[:, 2]),
-                st_lo=pl.Series(lo[:, 3]),
-                st_hi=pl.Series(hi[:, 3]),
-            )
+            spread = self.spread
+            if spread is None:
+                spread = collective_spread(self.collectives)
+            self._per_collective = merge_spreads(spread)
         return self._per_collective
 
     def rows(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[dict[str, object]]]:
@@ -111,11 +85,6 @@ class Context:
         return f"group {group} ({desc})" if desc else f"group {group}"
 
 
-def _sig_unless(skip: pl.Expr, column: str) -> pl.Expr:
-    """A signature column's category id, or -1 where sizes may legitimately differ."""
-    return pl.when(skip).then(-1).otherwise(pl.col(column).to_physical().cast(pl.Int64))
-
-
 class Rule(Protocol):
     kind: ClassVar[VerdictKind]
 
@@ -144,13 +113,8 @@ class CallDiffersFromMajority:
     kind: ClassVar[VerdictKind] = VerdictKind.mismatch
 
     def find(self, ctx: Context) -> list[FrFinding]:
-        differ = (
-            (pl.col("op_lo") != pl.col("op_hi"))
-            | (pl.col("in_lo") != pl.col("in_hi"))
-            | (pl.col("out_lo") != pl.col("out_hi"))
-        )
         findings = []
-        for (group, seq), rows in ctx.first_per_group(differ).items():
+        for (group, seq), rows in ctx.first_per_group(pl.col("differs")).items():
             call = {
                 int(str(r["rank"])): f"{r['op']} in {r['in_sig']} out {r['out_sig']}" for r in rows
             }
@@ -430,20 +394,6 @@ def analyze_dumps(
     return verdict
 
 
-# Sequence numbers below 2**40 (a million collectives a second for twelve days) keep
-# the group in the key's upper bits.
-_SEQ_SPAN = 1 << 40
-_KEY = pl.col("pg").to_physical().cast(pl.Int64) * _SEQ_SPAN + pl.col("seq")
-
-
-def _collective_key(collectives: pl.DataFrame) -> pl.Expr:
-    seqs = collectives["seq"]
-    if seqs.is_empty() or ((seqs.min() or 0) >= 0 and (seqs.max() or 0) < _SEQ_SPAN):  # type: ignore[operator]
-        return _KEY
-    # Out-of-range numbers (a hostile or broken dump) still get a distinct key, slower.
-    return pl.struct("pg", "seq").rank("dense").cast(pl.Int64)
-
-
 def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
     dump_set = dumps if isinstance(dumps, DumpSet) else DumpSet.of(dumps)
     if not dump_set.dumps:
@@ -455,7 +405,6 @@ def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
         if dump.rank in seen:
             raise FrParseError(f"{dump.name} and {seen[dump.rank]} are both rank {dump.rank}")
         seen[dump.rank] = dump.name
-    collectives = dump_set.collectives.with_columns(key=_collective_key(dump_set.collectives))
     per_rank = dump_set.members
     if per_rank is None:
         per_rank = per_group_and_rank(dump_set.collectives, dump_set.p2p)
@@ -467,13 +416,14 @@ def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
         if first is not None:
             oldest[int(rank)] = min(int(first), oldest.get(int(rank), int(first)))
     return Context(
-        collectives=collectives,
+        collectives=dump_set.collectives,
         p2p=dump_set.p2p,
         groups=_groups(dump_set.dumps, per_rank),
         dumped=frozenset(seen),
         progress=dict(progress),
         oldest_entry_ns=oldest,
         frames={d.rank: d.frames for d in dump_set.dumps if d.rank is not None},
+        spread=dump_set.spread,
     )
 
 

@@ -190,3 +190,102 @@ def per_group_and_rank(collectives: pl.DataFrame, p2p: pl.DataFrame) -> pl.DataF
     return both.group_by("pg", "rank").agg(
         pl.col("top").max(), pl.col("oldest").min(), pl.col("pg_desc").first()
     )
+
+
+# Collectives whose per-rank sizes legitimately differ (all-to-all-v splits, the root of
+# a scatter/gather holds the whole tensor), so only their op and dtypes are compared.
+INPUT_SIZES_MAY_DIFFER = frozenset({"all_to_all", "alltoall", "alltoall_base", "scatter"})
+OUTPUT_SIZES_MAY_DIFFER = frozenset({"all_to_all", "alltoall", "alltoall_base", "gather"})
+
+# Sequence numbers below 2**40 (a million collectives a second for twelve days) keep
+# the group in the key's upper bits.
+_SEQ_SPAN = 1 << 40
+_KEY = pl.col("pg").to_physical().cast(pl.Int64) * _SEQ_SPAN + pl.col("seq")
+
+SPREAD_SCHEMA: dict[str, pl.DataType] = {
+    "pg": pl.Categorical(),
+    "seq": pl.Int64(),
+    "op": pl.Categorical(),
+    "in_sig": pl.Categorical(),
+    "out_sig": pl.Categorical(),
+    "differs": pl.Boolean(),
+    "st_lo": pl.Int8(),
+    "st_hi": pl.Int8(),
+}
+
+
+def collective_key(table: pl.DataFrame) -> pl.Expr:
+    """One integer per (group, seq) of `table`'s rows (no null seq)."""
+    seqs = table["seq"]
+    if seqs.is_empty() or ((seqs.min() or 0) >= 0 and (seqs.max() or 0) < _SEQ_SPAN):  # type: ignore[operator]
+        return _KEY
+    # Out-of-range numbers (a hostile or broken dump) still get a distinct key, slower.
+    return pl.struct("pg", "seq").rank("dense").cast(pl.Int64)
+
+
+def _compared(column: str, may_differ: frozenset[str]) -> pl.Expr:
+    """A signature as the comparison sees it: null where the op's sizes may differ."""
+    skip = pl.col("op").is_in(list(may_differ))
+    return pl.when(skip).then(None).otherwise(pl.col(column)).alias(column)
+
+
+def collective_spread(collectives: pl.DataFrame) -> pl.DataFrame:
+    """Per (group, seq) of some ranks' collectives (SPREAD_SCHEMA): one row's op and the
+    signatures compared, whether its rows differ in any of them, and the range of states.
+
+    Each parsing worker summarises its own chunk (a tenth of its rows at 16k ranks) while
+    the others still parse; `merge_spreads` then combines the chunks' summaries, so the
+    collecting process never groups the 20M collective rows itself.
+    """
+    table = collectives
+    if table["seq"].null_count():
+        table = table.filter(pl.col("seq").is_not_null())
+    if table.is_empty():
+        return pl.DataFrame(schema=SPREAD_SCHEMA)
+    compared = [
+        pl.col("op"),
+        _compared("in_sig", INPUT_SIZES_MAY_DIFFER),
+        _compared("out_sig", OUTPUT_SIZES_MAY_DIFFER),
+    ]
+    spread = min_max_by_key(
+        table,
+        collective_key(table),
+        [*(c.to_physical().cast(pl.Int64).fill_null(-1) for c in compared), pl.col("state")],
+    )
+    lo, hi = spread.lo, spread.hi
+    return (
+        table[spread.first]
+        .select("pg", "seq", *compared)
+        .with_columns(
+            differs=pl.Series((lo[:, :3] != hi[:, :3]).any(axis=1)),
+            st_lo=pl.Series(lo[:, 3], dtype=pl.Int8),
+            st_hi=pl.Series(hi[:, 3], dtype=pl.Int8),
+        )
+    )
+
+
+def merge_spreads(spreads: pl.DataFrame) -> pl.DataFrame:
+    """One row per (group, seq) from the spreads of disjoint sets of ranks: pg, seq,
+    `differs` (its ranks called different ops or signatures), st_lo and st_hi.
+
+    Within one spread a category's code stands for its text, so two chunks' rows for a
+    collective differ exactly where a chunk says so or their codes differ."""
+    if spreads.is_empty():
+        return spreads.select("pg", "seq", "differs", "st_lo", "st_hi")
+    compared = ("op", "in_sig", "out_sig")
+    spread = min_max_by_key(
+        spreads,
+        collective_key(spreads),
+        [
+            *(pl.col(c).to_physical().cast(pl.Int64).fill_null(-1) for c in compared),
+            pl.col("differs"),
+            pl.col("st_lo"),
+            pl.col("st_hi"),
+        ],
+    )
+    lo, hi = spread.lo, spread.hi
+    return spreads.select("pg", "seq")[spread.first].with_columns(
+        differs=pl.Series((lo[:, :3] != hi[:, :3]).any(axis=1) | (hi[:, 3] == 1)),
+        st_lo=pl.Series(lo[:, 4], dtype=pl.Int8),
+        st_hi=pl.Series(hi[:, 5], dtype=pl.Int8),
+    )

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import polars as pl
 
 from sentinel.flightrec import entryscan, jit, scan
-from sentinel.flightrec.grouping import per_group_and_rank
+from sentinel.flightrec.grouping import collective_spread, per_group_and_rank
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
     RANKED_SCHEMA,
@@ -652,6 +652,7 @@ class DumpSetBuilder:
             p2p=pl.concat([p for _, p in tables]),
         )
         part.members = per_group_and_rank(part.collectives, part.p2p)
+        part.spread = collective_spread(part.collectives)
         return part
 
 
@@ -692,8 +693,15 @@ def merge_parts(parts: Sequence[DumpSet]) -> DumpSet:
         dumps=[d for part in parts for d in part.dumps],
         collectives=pl.concat([part.collectives for part in parts]),
         p2p=pl.concat([part.p2p for part in parts]),
-        members=pl.concat([p.members for p in parts if p.members is not None]),
+        members=_concat_all([p.members for p in parts]),
+        spread=_concat_all([p.spread for p in parts]),
     )
+
+
+def _concat_all(tables: list[pl.DataFrame | None]) -> pl.DataFrame | None:
+    """The parts' summaries as one, or None (the analyzer computes it) if one lacks it."""
+    present = [t for t in tables if t is not None]
+    return pl.concat(present) if len(present) == len(tables) else None
 
 
 _T = TypeVar("_T")
