@@ -19,6 +19,13 @@ The version of the training code (a git sha, an image tag) comes from ``code_ver
 the last version that trained (the launcher sets ``SENTINEL_CODE_VERSION`` to it: the job
 script checks that version out, or picks that image).
 
+How long the job's checkpoints and restarts take is what Sentinel's cadence advice needs
+(the checkpoint interval that loses least, from the job's measured MTTF): pass
+``checkpoint_save_s`` (how long the save blocked training) and ``checkpoint_write_s`` (how long
+its background write took, for an asynchronous save) to ``beat``; the client also reports
+``startup_s``, the time from the launch (``SENTINEL_LAUNCHED_AT``, which the launcher sets, else
+the process's start) to its first beat. Each is sent with every beat once known.
+
 The agent may answer a beat with the service's advice for the job (protocol 1, compatible:
 a client that never reads is never harmed). ``beat`` reads what arrived without waiting, so
 the training loop can ask after any step::
@@ -48,6 +55,7 @@ from typing import Any
 DEFAULT_ADDRESS = "unix:///run/sentinel-agent/heartbeat.sock"
 ADDRESS_ENV = "SENTINEL_HEARTBEAT_ADDR"
 CODE_VERSION_ENV = "SENTINEL_CODE_VERSION"
+LAUNCHED_AT_ENV = "SENTINEL_LAUNCHED_AT"  # Unix time the launcher (re)started the command
 # The service's alphabet for a code version (sentinel.wire.v1.CodeVersion): anything else is
 # not sent, rather than have the agent drop the rank's whole summary.
 _CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
@@ -101,6 +109,8 @@ class Heartbeat:
         self._sock: socket.socket | None = None
         self._pid = -1
         self._quiet_until = 0.0
+        self._launched_at = _launched_at()
+        self._timings: dict[str, float] = {}  # startup_s, checkpoint save/write, once known
         try:
             self._family, self._address = parse_address(
                 address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
@@ -157,7 +167,10 @@ class Heartbeat:
         loss: float | None = None,
         checkpoint_step: int | None = None,
         checkpoint_path: str | None = None,
+        checkpoint_save_s: float | None = None,
+        checkpoint_write_s: float | None = None,
     ) -> None:
+        self._time(checkpoint_save_s, checkpoint_write_s)
         if self._quiet_until and time.monotonic() < self._quiet_until:
             self.dropped += 1
             return
@@ -186,6 +199,7 @@ class Heartbeat:
                 payload["cs"] = int(checkpoint_step)
             if checkpoint_path is not None:
                 payload["cp"] = str(checkpoint_path)[:500]
+            payload.update(self._timings)
             data = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
             if len(data) > MAX_DATAGRAM or not self._address:
                 self.dropped += 1
@@ -204,11 +218,46 @@ class Heartbeat:
         except Exception:
             self.dropped += 1
 
+    def _time(self, save_s: float | None, write_s: float | None) -> None:
+        """Remember the timings to send with every beat from now on (a lost datagram must not
+        lose them); a bad value is ignored, never raised into the training loop."""
+        if "up" not in self._timings and self._launched_at is not None:
+            self._timings["up"] = round(max(0.0, time.time() - self._launched_at), 3)
+        for key, value in (("sv", save_s), ("wr", write_s)):
+            if value is None:
+                continue
+            try:
+                number = _finite(value)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if number is not None and number >= 0:
+                self._timings[key] = round(number, 4)
+
     def close(self) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()
             self._sock = None
+
+
+def _launched_at() -> float | None:
+    """When the command was (re)started: the launcher's SENTINEL_LAUNCHED_AT, else this
+    process's start time (Linux /proc), else None (no startup time is reported)."""
+    try:
+        value = float(os.environ.get(LAUNCHED_AT_ENV, ""))
+        if math.isfinite(value) and 0 < value <= time.time():
+            return value
+    except ValueError:
+        pass
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            # Field 22, after the parenthesised command name (which may hold spaces).
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _finite(value: float) -> float | None:

@@ -69,7 +69,15 @@ LOG_SOURCES_ADDED: Final = frozenset(
     {"rasdaemon", "mcelog", "edac", "infiniband", "devlink", "redfish", "dcgm", "ipmi", "cloud"}
 )
 # Optional fields added to version 1's observations (model.field), absent from older agents.
-FIELDS_ADDED: Final = frozenset({"GpuSample.serial", "HeartbeatSummary.code_version"})
+FIELDS_ADDED: Final = frozenset(
+    {
+        "GpuSample.serial",
+        "HeartbeatSummary.code_version",
+        "HeartbeatSummary.startup_s",
+        "HeartbeatSummary.checkpoint_save_s",
+        "HeartbeatSummary.checkpoint_write_s",
+    }
+)
 # Observation kinds added to version 1.
 KINDS_ADDED: Final = frozenset({"job_end"})
 
@@ -211,6 +219,16 @@ class HeartbeatSummary(_Observation):
         None,
         description="The version of the training code the rank runs (SENTINEL_CODE_VERSION): "
         "a crash loop that came with a new version is rolled back to the last that trained.",
+    )
+    # The cadence advice's inputs, as the rank measured them (seconds, at most a week).
+    startup_s: Annotated[float, Field(ge=0, le=7 * 86400)] | None = Field(
+        None, description="From the launch (or restart) to the rank's first heartbeat."
+    )
+    checkpoint_save_s: Annotated[float, Field(ge=0, le=7 * 86400)] | None = Field(
+        None, description="How long the last checkpoint save blocked training."
+    )
+    checkpoint_write_s: Annotated[float, Field(ge=0, le=7 * 86400)] | None = Field(
+        None, description="How long the last checkpoint's background write took."
     )
 
 

@@ -170,3 +170,37 @@ def test_the_code_version_travels_from_the_client_to_the_summary(
     ]
     assert collector.rejected == 1
     collector.close()
+
+
+def test_checkpoint_and_startup_times_travel_from_the_client_to_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx, _ = context()
+    address = f"unix://{tmp_path}/hb.sock"
+    collector = HeartbeatCollector(ctx, address=address, interval_s=1)
+    collector.poll()
+    # The launcher says when it (re)started the command: the startup is measured from then.
+    monkeypatch.setenv("SENTINEL_LAUNCHED_AT", str(time.time() - 42.0))
+    hb = Heartbeat("job-9", 0, 0, address=address)
+    hb.beat(1)
+    hb.beat(10, checkpoint_step=10, checkpoint_save_s=0.25, checkpoint_write_s=3.5)
+    hb.beat(11)  # later beats repeat what is known: a lost datagram loses nothing
+    # Without the launcher's time, the process's own start (Linux /proc) is the launch.
+    monkeypatch.delenv("SENTINEL_LAUNCHED_AT")
+    own = Heartbeat("job-9", 1, 1, address=address)
+    own.beat(1, checkpoint_save_s=float("nan"), checkpoint_write_s=-1.0)  # ignored, not raised
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for bad in (b'"slow"', b"-1", b"NaN", b"1e9"):  # refused whole, before anything is folded
+        raw.sendto(b'{"v": 1, "j": "job-9", "r": 3, "s": 1, "sv": ' + bad + b"}", address[7:])
+    deadline = time.monotonic() + 5
+    while collector.rejected < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    out = sorted(collector.poll(), key=lambda s: s.rank)  # type: ignore[union-attr]
+    first, second = out
+    assert 42.0 <= (first.startup_s or 0) < 60.0  # type: ignore[union-attr]
+    assert (first.checkpoint_save_s, first.checkpoint_write_s) == (0.25, 3.5)  # type: ignore[union-attr]
+    assert second.startup_s is not None and second.startup_s >= 0  # type: ignore[union-attr]
+    assert (second.checkpoint_save_s, second.checkpoint_write_s) == (None, None)  # type: ignore[union-attr]
+    assert collector.rejected == 4
+    collector.close()

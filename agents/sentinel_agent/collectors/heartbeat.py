@@ -54,6 +54,11 @@ class _Rank:
     checkpoint_step: int | None = None
     checkpoint_path: str | None = None
     code_version: str | None = None
+    # Seconds: from the launch to the first beat, a checkpoint save's blocking part, its
+    # background write (the cadence advice's inputs).
+    startup_s: float | None = None
+    checkpoint_save_s: float | None = None
+    checkpoint_write_s: float | None = None
 
 
 def _int(data: dict[str, Any], key: str) -> int | None:
@@ -72,6 +77,19 @@ def _float(data: dict[str, Any], key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(key)
     return float(value)
+
+
+# The wire's bound on a measured duration (HeartbeatSummary.startup_s and the checkpoint times).
+_MAX_SECONDS = 7 * 86400
+
+
+def _seconds(data: dict[str, Any], key: str) -> float | None:
+    """A duration the wire accepts, or ValueError: one out of range must not cost the rank's
+    whole summary later (the wire refuses it there)."""
+    value = _float(data, key)
+    if value is not None and not 0 <= value <= _MAX_SECONDS:  # NaN fails this too
+        raise ValueError(key)
+    return value
 
 
 class HeartbeatCollector:
@@ -204,25 +222,42 @@ class HeartbeatCollector:
                 not isinstance(version, str) or not _CODE_VERSION.match(version)
             ):
                 raise ValueError("cv")  # before anything of the beat is folded
+            # Every field is read before any is folded: a bad one refuses the whole beat.
+            floats = {
+                attr: _float(beat, key_)
+                for attr, key_ in (("step_time_s", "st"), ("loss", "lo"))
+                if key_ in beat
+            } | {
+                attr: _seconds(beat, key_)
+                for attr, key_ in (
+                    ("startup_s", "up"),
+                    ("checkpoint_save_s", "sv"),
+                    ("checkpoint_write_s", "wr"),
+                )
+                if key_ in beat
+            }
+            ints = {
+                attr: _int(beat, key_)
+                for attr, key_ in (("tokens", "tk"), ("checkpoint_step", "cs"))
+                if key_ in beat
+            }
+            local_rank, world_size = _int(beat, "l"), _int(beat, "w")
+            gpu_index = _int(beat, "g") if "g" in beat else None
+            sent_at = _float(beat, "t")
             key = (job_id, rank)
             state = self._ranks.get(key)
             if state is None:
-                state = self._ranks[key] = _Rank(job_id, rank, _int(beat, "l") or 0)
-            sent_at = _float(beat, "t")
+                state = self._ranks[key] = _Rank(job_id, rank, local_rank or 0)
             state.beats += 1
             state.step = step
             state.last_beat_at = (
                 datetime.fromtimestamp(sent_at, UTC) if sent_at else self._ctx.clock.now()
             )
-            state.local_rank = _int(beat, "l") or state.local_rank
-            state.world_size = _int(beat, "w") or state.world_size
-            state.gpu_index = _int(beat, "g") if "g" in beat else state.gpu_index
-            for attr, key_ in (("step_time_s", "st"), ("loss", "lo")):
-                if key_ in beat:
-                    setattr(state, attr, _float(beat, key_))
-            for attr, key_ in (("tokens", "tk"), ("checkpoint_step", "cs")):
-                if key_ in beat:
-                    setattr(state, attr, _int(beat, key_))
+            state.local_rank = local_rank or state.local_rank
+            state.world_size = world_size or state.world_size
+            state.gpu_index = gpu_index if "g" in beat else state.gpu_index
+            for attr, value in (floats | ints).items():
+                setattr(state, attr, value)
             if isinstance(beat.get("cp"), str):
                 state.checkpoint_path = beat["cp"][:500]
             if version is not None:
@@ -260,6 +295,9 @@ class HeartbeatCollector:
                         last_beat_at=state.last_beat_at or now,
                         world_size=state.world_size,
                         code_version=state.code_version,
+                        startup_s=state.startup_s,
+                        checkpoint_save_s=state.checkpoint_save_s,
+                        checkpoint_write_s=state.checkpoint_write_s,
                     )
                 )
             except pydantic.ValidationError as exc:
