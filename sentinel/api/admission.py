@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentinel.api.deps import authenticate
-from sentinel.auth import TokenStore
+from sentinel.auth import Principal, TokenStore
 from sentinel.ingest.settings import IngestSettings
 from sentinel.metrics import ServiceMetrics
 from sentinel.runtime.context import AppContext
@@ -31,6 +31,15 @@ from sentinel.settings import ServerSettings
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _WANTED = frozenset({b"authorization", b"content-length"})
 _UPLOADS = frozenset({"/api/v1/reports", "/api/v1/alertmanager", "/api/v1/flight-recorder/dumps"})
+# The scope key under which admission hands the caller it authenticated on to the app, so
+# that a layer behind it (the reports fast path) does not hash and compare the token again.
+PRINCIPAL = "sentinel.principal"
+
+
+def admitted_principal(scope: Scope) -> Principal | None:
+    """The caller admission authenticated for this request, if it did."""
+    principal = scope.get(PRINCIPAL)
+    return principal if isinstance(principal, Principal) else None
 
 
 def body_limits(server: ServerSettings) -> dict[str, int]:
@@ -116,7 +125,7 @@ class Admission:
         headers = {k.lower(): v for k, v in scope["headers"] if k.lower() in _WANTED}
         try:
             if path.startswith("/api/") and scope["method"] in _BODY_METHODS:
-                authenticate(self._tokens, _header(headers, b"authorization"))
+                scope[PRINCIPAL] = authenticate(self._tokens, _header(headers, b"authorization"))
             limit = self._limits.get(path, self._default_limit)
             declared = _content_length(headers)
             if declared is not None and declared > limit:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sentinel import auth
+from sentinel.api.admission import admitted_principal
 from sentinel.api.body import read_body
 from sentinel.api.deps import Agent, Ctx, authenticate, check_role
 from sentinel.api.errors import describe_validation_error, error_responses, http_error_response
@@ -108,7 +109,10 @@ class ReportsFastPath:
             return
         request = Request(scope, receive)
         try:
-            principal = authenticate(self._ctx.tokens, request.headers.get("authorization"))
+            # Admission, in front, authenticated the caller already; without it, here.
+            principal = admitted_principal(scope) or authenticate(
+                self._ctx.tokens, request.headers.get("authorization")
+            )
             check_role(principal, auth.REPORT)
             response = await answer(self._ctx, principal, request)
         except HTTPException as exc:
