@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import case, select, text, tuple_
@@ -30,6 +31,7 @@ from sentinel.wire import (
     Observation,
 )
 
+_LOST = attrgetter("lost")
 # Where an event whose id another host already holds is kept: a name of its own per host.
 _HOST_EVENTS = uuid.UUID("5d1f7f0e-4a4e-5e38-9a1c-2b8c3f1e6a07")
 
@@ -57,16 +59,28 @@ class StoredBatch:
     events: list[Observation] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.periodic, self.gpu_samples, self.heartbeats, self.events = [], [], [], []
+        periodic: list[Observation] = []
+        gpu_samples: list[GpuSample] = []
+        heartbeats: list[HeartbeatSummary] = []
+        events: list[Observation] = []
+        # By class first: the wire's models are final, and the two common ones need no set.
         for obs in self.batch.observations:
-            if obs.kind not in PERIODIC_KINDS:
-                self.events.append(obs)
-                continue
-            self.periodic.append(obs)
-            if isinstance(obs, GpuSample):
-                self.gpu_samples.append(obs)
-            elif isinstance(obs, HeartbeatSummary):
-                self.heartbeats.append(obs)
+            if type(obs) is GpuSample:
+                periodic.append(obs)
+                gpu_samples.append(obs)
+            elif type(obs) is HeartbeatSummary:
+                periodic.append(obs)
+                heartbeats.append(obs)
+            elif obs.kind in PERIODIC_KINDS:
+                periodic.append(obs)
+            else:
+                events.append(obs)
+        self.periodic, self.gpu_samples, self.heartbeats, self.events = (
+            periodic,
+            gpu_samples,
+            heartbeats,
+            events,
+        )
 
     def reset(self) -> None:
         self.duplicate = self.conflict = False
@@ -77,7 +91,9 @@ class StoredBatch:
 def _critical_summary(item: StoredBatch) -> tuple[datetime, str] | None:
     worst: tuple[datetime, str] | None = None
     # In the batch's order (of two at one time, the later is named); without events, only
-    # GPU samples can be critical.
+    # a lost GPU's sample can be critical.
+    if not item.events and not any(map(_LOST, item.gpu_samples)):
+        return None
     for obs in item.batch.observations if item.events else item.gpu_samples:
         if obs.kind in CRITICAL_KINDS or (isinstance(obs, GpuSample) and obs.lost):
             what = (
@@ -113,7 +129,7 @@ async def store_group(session: AsyncSession, items: Sequence[StoredBatch]) -> No
 
     # Each periodic observation is serialised once: a batch's samples are the array of them,
     # and a GPU's latest sample is one of them.
-    dumped: dict[int, str] = {}
+    dumped: dict[int, bytes] = {}
     batch_rows = [
         {
             "host_id": it.batch.host_id,
@@ -324,19 +340,21 @@ async def _upsert_hosts(session: AsyncSession, items: list[StoredBatch]) -> None
     await execute_rows(session, _upsert_hosts_stmt(dialect_of(session)), list(latest.values()))
 
 
-def _samples_json(item: StoredBatch, dumped: dict[int, str]) -> str:
+def _samples_json(item: StoredBatch, dumped: dict[int, bytes]) -> str:
     """The batch's periodic observations as a JSON array (what the `samples` column holds);
-    each GPU sample's JSON is kept in ``dumped`` under its id(), for the GPU's latest sample."""
+    each one's JSON is kept in ``dumped`` under its id(), for a GPU's latest sample."""
     # model_dump_json's own call, without its Python wrapper (16 times a batch).
     parts = [obs.__pydantic_serializer__.to_json(obs, exclude_none=True) for obs in item.periodic]
-    for obs, part in zip(item.periodic, parts, strict=True):
-        if isinstance(obs, GpuSample):
-            dumped[id(obs)] = part.decode()
+    dumped.update(zip(map(id, item.periodic), parts, strict=True))
     return (b"[" + b",".join(parts) + b"]").decode()
 
 
+def _sample_json(sample: GpuSample) -> str:
+    return sample.model_dump_json(exclude_none=True)
+
+
 async def _upsert_gpus(
-    session: AsyncSession, items: list[StoredBatch], dumped: dict[int, str]
+    session: AsyncSession, items: list[StoredBatch], dumped: dict[int, bytes]
 ) -> None:
     latest: dict[tuple[str, int], tuple[datetime, GpuSample]] = {}
     for it in items:
@@ -358,7 +376,7 @@ async def _upsert_gpus(
             "ecc_uncorrected": s.ecc_volatile_uncorrected,
             "temperature_c": s.temperature_c,
             "clock_event_reasons": s.clock_event_reasons,
-            "sample": dumped.get(id(s)) or s.model_dump_json(exclude_none=True),
+            "sample": dumped[id(s)].decode() if id(s) in dumped else _sample_json(s),
             "updated_at": at,
         }
         for (host, idx), (at, s) in latest.items()
