@@ -265,17 +265,30 @@ def collective_spread(collectives: pl.DataFrame) -> pl.DataFrame:
 
 
 def merge_spreads(spreads: pl.DataFrame) -> pl.DataFrame:
-    """One row per (group, seq) from the spreads of disjoint sets of ranks: pg, seq,
-    `differs` (its ranks called different ops or signatures), st_lo and st_hi.
+    """One row per (group, seq) from the spreads of disjoint sets of ranks (a `part`
+    column tells them apart; without it, one set): pg, seq, `differs` (its ranks called
+    different ops or signatures), st_lo and st_hi.
 
-    Within one spread a category's code stands for its text, so two chunks' rows for a
-    collective differ exactly where a chunk says so or their codes differ."""
-    if spreads.is_empty():
-        return spreads.select("pg", "seq", "differs", "st_lo", "st_hi")
+    Within one spread a category's code stands for its text, so two parts' rows for a
+    collective differ exactly where a part says so or their codes differ. Only groups
+    that span parts are merged: most groups (tp, pp) live within one host's ranks, and
+    hashing their 1.4M (group, seq) rows at 16k ranks for nothing took most of a second.
+    """
+    kept = ["pg", "seq", "differs", "st_lo", "st_hi"]
+    if "part" not in spreads.columns or spreads.is_empty():
+        return spreads.select(kept)
+    per_group = min_max_by_key(spreads, pl.col("pg").to_physical(), [pl.col("part")])
+    spanning = spreads.select("pg")[per_group.first].filter(
+        pl.Series(per_group.lo[:, 0] != per_group.hi[:, 0])
+    )
+    shared = pl.col("pg").is_in(spanning["pg"].implode())
+    alone, merged = spreads.filter(~shared).select(kept), spreads.filter(shared)
+    if merged.is_empty():
+        return alone
     compared = ("op", "in_sig", "out_sig")
     spread = min_max_by_key(
-        spreads,
-        collective_key(spreads),
+        merged,
+        collective_key(merged),
         [
             *(pl.col(c).to_physical().cast(pl.Int64).fill_null(-1) for c in compared),
             pl.col("differs"),
@@ -284,8 +297,9 @@ def merge_spreads(spreads: pl.DataFrame) -> pl.DataFrame:
         ],
     )
     lo, hi = spread.lo, spread.hi
-    return spreads.select("pg", "seq")[spread.first].with_columns(
+    combined = merged.select("pg", "seq")[spread.first].with_columns(
         differs=pl.Series((lo[:, :3] != hi[:, :3]).any(axis=1) | (hi[:, 3] == 1)),
         st_lo=pl.Series(lo[:, 4], dtype=pl.Int8),
         st_hi=pl.Series(hi[:, 5], dtype=pl.Int8),
     )
+    return pl.concat([alone, combined])

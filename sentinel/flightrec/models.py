@@ -74,7 +74,8 @@ class DumpSet:
     # workers' chunks, so each worker computes its own; None: the analyzer will.
     members: pl.DataFrame | None = None
     # grouping.collective_spread of the collectives (each worker's chunk summarised where
-    # it was parsed, the parts concatenated); None: the analyzer computes it.
+    # it was parsed, the parts concatenated with a `part` column to tell them apart);
+    # None: the analyzer computes it.
     spread: pl.DataFrame | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -694,8 +694,25 @@ def merge_parts(parts: Sequence[DumpSet]) -> DumpSet:
         collectives=pl.concat([part.collectives for part in parts]),
         p2p=pl.concat([part.p2p for part in parts]),
         members=_concat_all([p.members for p in parts]),
-        spread=_concat_all([p.spread for p in parts]),
+        spread=_concat_all(_numbered([p.spread for p in parts])),
     )
+
+
+def _numbered(spreads: list[pl.DataFrame | None]) -> list[pl.DataFrame | None]:
+    """The spreads with a `part` column that tells the sets apart (a merged set's parts
+    keep their own numbers, after the sets before it)."""
+    out: list[pl.DataFrame | None] = []
+    base = 0
+    for spread in spreads:
+        if spread is None:
+            out.append(None)
+        elif "part" in spread.columns:
+            out.append(spread.with_columns(pl.col("part") + base))
+            base += int(spread["part"].max() or 0) + 1  # type: ignore[arg-type]
+        else:
+            out.append(spread.with_columns(part=pl.lit(base, pl.Int32)))
+            base += 1
+    return out
 
 
 def _concat_all(tables: list[pl.DataFrame | None]) -> pl.DataFrame | None:
