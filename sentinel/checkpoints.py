@@ -1,4 +1,5 @@
-"""The job's durable checkpoint, and the code versions it ran, from what its ranks report."""
+"""The job's durable checkpoint, the code versions it ran and how long it takes to start and to
+checkpoint, from what its ranks report."""
 
 from __future__ import annotations
 
@@ -51,4 +52,36 @@ def code_versions(ranks: Sequence[RankReport]) -> CodeVersions:
     return CodeVersions(
         latest.code_version if latest is not None else None,
         written.pop() if len(written) == 1 else None,
+    )
+
+
+class RankTimings(Protocol):
+    """What a rank measured (a job_ranks row): seconds, or None where it did not say."""
+
+    @property
+    def startup_s(self) -> float | None: ...
+    @property
+    def checkpoint_save_s(self) -> float | None: ...
+    @property
+    def checkpoint_write_s(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class JobTimings:
+    """The job's, from its ranks': the slowest rank's each time (the others wait for it at the
+    next collective), None where no rank said."""
+
+    startup_s: float | None
+    checkpoint_save_s: float | None
+    checkpoint_write_s: float | None
+
+
+def job_timings(ranks: Sequence[RankTimings]) -> JobTimings:
+    def slowest(values: Iterable[float | None]) -> float | None:
+        return max((v for v in values if v is not None), default=None)
+
+    return JobTimings(
+        slowest(r.startup_s for r in ranks),
+        slowest(r.checkpoint_save_s for r in ranks),
+        slowest(r.checkpoint_write_s for r in ranks),
     )

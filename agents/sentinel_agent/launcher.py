@@ -9,7 +9,8 @@ It runs the command in its own process group and asks Sentinel for the job's adv
 (``GET /api/v1/jobs/{job}/advice``) every ``--poll-s``. When the advice says
 ``restart_in_place`` for a decision it has not acted on yet (a transient fault, no host to
 blame), it stops the command (SIGTERM to its group, SIGKILL after ``--grace-s``) and starts it
-again on the same allocation (``SENTINEL_RESTART_COUNT`` tells the ranks which run this is):
+again on the same allocation (``SENTINEL_RESTART_COUNT`` tells the ranks which run this is,
+``SENTINEL_LAUNCHED_AT`` when it started, for the heartbeat client's startup time):
 no requeue, no wait in the queue. A rollback (a crash loop that came with a new code version)
 is the same restart with ``SENTINEL_CODE_VERSION`` set to the version that last trained, for
 this and every later run: the job script checks that version out, or picks that image. It
@@ -137,7 +138,13 @@ class Launcher:
         return decision
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "SENTINEL_RESTART_COUNT": str(self.runs)}
+        # SENTINEL_LAUNCHED_AT: the heartbeat client measures the run's startup from it (the
+        # cadence advice's restart time), torchrun's rendezvous and imports included.
+        env = {
+            **os.environ,
+            "SENTINEL_RESTART_COUNT": str(self.runs),
+            "SENTINEL_LAUNCHED_AT": f"{time.time():.3f}",
+        }
         if self.code_version is not None:
             env["SENTINEL_CODE_VERSION"] = self.code_version
         self.runs += 1

@@ -59,6 +59,9 @@ class RankOut(BaseModel):
     last_beat_at: datetime
     code_version: str | None = None
     checkpoint_version: str | None = None
+    startup_s: float | None = None
+    checkpoint_save_s: float | None = None
+    checkpoint_write_s: float | None = None
 
 
 class JobOut(BaseModel):
@@ -79,6 +82,15 @@ class JobOut(BaseModel):
         None,
         description="The code version the durable checkpoint was written under: the last "
         "version that trained (what a crash loop is rolled back to).",
+    )
+    startup_s: float | None = Field(
+        None, description="Seconds from the launch to the first heartbeat (the slowest rank's)."
+    )
+    checkpoint_save_s: float | None = Field(
+        None, description="Seconds the last checkpoint save blocked training (slowest rank)."
+    )
+    checkpoint_write_s: float | None = Field(
+        None, description="Seconds the last checkpoint's background write took (slowest rank)."
     )
 
 

@@ -154,6 +154,11 @@ class JobRank(Base):
     # version under which the job last trained (what a crash loop is rolled back to).
     code_version: Mapped[str | None] = mapped_column(String(128))
     checkpoint_version: Mapped[str | None] = mapped_column(String(128))
+    # What the rank measured (seconds): from its launch to its first beat, and its last
+    # checkpoint's blocking save and background write (the cadence advice's inputs).
+    startup_s: Mapped[float | None] = mapped_column(Float)
+    checkpoint_save_s: Mapped[float | None] = mapped_column(Float)
+    checkpoint_write_s: Mapped[float | None] = mapped_column(Float)
 
 
 class JobProgress(Base):

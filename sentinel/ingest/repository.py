@@ -422,6 +422,9 @@ async def _upsert_heartbeats(session: AsyncSession, items: list[StoredBatch]) ->
             "step_changed_at": hb.last_beat_at,
             "code_version": hb.code_version,
             "checkpoint_version": hb.code_version if hb.checkpoint_step is not None else None,
+            "startup_s": hb.startup_s,
+            "checkpoint_save_s": hb.checkpoint_save_s,
+            "checkpoint_write_s": hb.checkpoint_write_s,
         }
         for (job_id, rank), (host, _received, hb) in ranks.items()
     ]
@@ -549,4 +552,7 @@ def _upsert_ranks_stmt(dialect: str) -> Any:
         (newer & ex.code_version.is_not(None) & advanced, ex.checkpoint_version),
         else_=rt.c.checkpoint_version,
     )
+    # What the rank measured: the latest it said (a restarted rank measures its startup anew).
+    for c in ("startup_s", "checkpoint_save_s", "checkpoint_write_s"):
+        set_[c] = case((newer & ex[c].is_not(None), ex[c]), else_=rt.c[c])
     return ins.on_conflict_do_update(index_elements=["job_id", "rank"], set_=set_)

@@ -34,7 +34,7 @@ from sentinel.api.errors import describe_validation_error, refusal
 from sentinel.auth import Principal
 from sentinel.db.models import Decision, Host, Incident
 from sentinel.incidents.schemas import ResolveIn
-from sentinel.ingest.jobs import job_summaries
+from sentinel.ingest.jobs import incident_counts, job_cadence, job_summaries
 from sentinel.inputs import NO_NUL
 from sentinel.remediation.decisions import DecisionOperations, mark_repaired
 from sentinel.remediation.policy import Action
@@ -538,11 +538,14 @@ async def approvals_page(request: Request, session: Session, who: WebUser) -> HT
 @router.get("/jobs")
 async def jobs_page(request: Request, ctx: Ctx, session: Session, who: WebUser) -> HTMLResponse:
     jobs = await job_summaries(session)
+    counts = await incident_counts(session)
+    now = ctx.clock.now()
     return _page(
         request,
         "jobs.html",
         who,
         jobs=jobs,
+        cadences={j["id"]: job_cadence(j, counts.get(j["id"], 0), now) for j in jobs},
         restarts=await views.job_restarts(session),
         swaps=await active_swaps(session),
         spares=await ctx.remediation.swaps.pool.state(ctx.sessions),

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +29,8 @@ with open(runs, "a") as f:
     f.write(os.environ.get("SENTINEL_RESTART_COUNT", "?") + "\\n")
 with open(os.path.join(here, "versions.log"), "a") as f:
     f.write(os.environ.get("SENTINEL_CODE_VERSION", "-") + "\\n")
+with open(os.path.join(here, "launched.log"), "a") as f:
+    f.write(os.environ.get("SENTINEL_LAUNCHED_AT", "-") + " " + str(time.time()) + "\\n")
 what = plan[min(n, len(plan) - 1)]
 if what == "hang":
     time.sleep(600)
@@ -117,6 +120,17 @@ def test_a_failed_run_restarts_in_place_when_sentinel_decides_so(
     [(path, body)] = advice.acks
     assert path == "/api/v1/decisions/d-1/ack" and body["outcome"] == "done"
     assert "run 2" in body["detail"]
+
+
+def test_each_run_is_told_when_it_was_launched(tmp_path: Path, advice: Advice) -> None:
+    """The heartbeat client measures the run's startup from SENTINEL_LAUNCHED_AT."""
+    advice.in_place("d-2")
+    before = time.time()
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice).run() == 0
+    lines = [line.split() for line in (tmp_path / "launched.log").read_text().splitlines()]
+    launched = [float(at) for at, _ in lines]
+    assert len(launched) == 2 and before <= launched[0] < launched[1]
+    assert all(float(at) <= float(ran) for at, ran in lines)  # set before the command runs
 
 
 def test_a_rollback_restarts_every_later_run_on_the_version_that_trained(

@@ -246,6 +246,55 @@ async def test_heartbeats_tell_the_code_version_and_the_last_that_trained(
     assert (job["code_version"], job["trained_version"]) == ("B", "B")
 
 
+async def test_heartbeats_tell_how_long_the_job_takes_to_start_and_to_checkpoint(
+    app_client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """Each rank's latest measured times are kept; the job's are its slowest rank's (the others
+    wait for it); a rank that says nothing keeps what it said before."""
+    seq = 0
+
+    async def beat(when: int, per_rank: dict[int, dict[str, float]]) -> dict[str, Any]:
+        nonlocal seq
+        seq += 1
+        beats = [
+            heartbeat(rank=r, step=10 * when, when=at(when), checkpoint_step=10, **timings)
+            for r, timings in per_rank.items()
+        ]
+        r = await app_client.post(
+            "/api/v1/reports",
+            json=batch(seq=seq, observations=beats, when=at(when)),
+            headers=auth(tokens["agent"]),
+        )
+        assert r.status_code == 202, r.text
+        job = await app_client.get("/api/v1/jobs/job-1", headers=auth(tokens["viewer"]))
+        return dict(job.json())
+
+    job = await beat(1, {0: {}, 1: {}})
+    assert (job["startup_s"], job["checkpoint_save_s"], job["checkpoint_write_s"]) == (
+        None,
+        None,
+        None,
+    )
+    job = await beat(2, {0: {"startup_s": 95.0, "checkpoint_save_s": 0.2},
+                         1: {"startup_s": 120.5, "checkpoint_save_s": 0.3,
+                             "checkpoint_write_s": 4.0}})  # fmt: skip
+    assert (job["startup_s"], job["checkpoint_save_s"], job["checkpoint_write_s"]) == (
+        120.5,
+        0.3,
+        4.0,
+    )
+    job = await beat(3, {0: {}, 1: {"checkpoint_save_s": 0.1}})
+    assert (job["startup_s"], job["checkpoint_save_s"]) == (120.5, 0.2)
+    assert {(x["rank"], x["startup_s"]) for x in job["ranks"]} == {(0, 95.0), (1, 120.5)}
+    bad = heartbeat(rank=0, step=40, when=at(4), checkpoint_save_s=-1.0)
+    r = await app_client.post(
+        "/api/v1/reports",
+        json=batch(seq=seq + 1, observations=[bad], when=at(4)),
+        headers=auth(tokens["agent"]),
+    )
+    assert r.status_code == 422 and "checkpoint_save_s" in r.text
+
+
 async def test_the_fast_path_answers_as_the_route_does(
     app_client: httpx.AsyncClient, tokens: dict[str, str]
 ) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
@@ -16,9 +15,8 @@ from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.auth import Principal
 from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.incidents.state import IncidentState
-from sentinel.ingest.jobs import job_summaries, job_summary
+from sentinel.ingest.jobs import incident_counts, job_cadence, job_summaries, job_summary
 from sentinel.remediation.decisions import IN_PLACE, DecisionStatus
-from sentinel.reports.cadence import advise
 from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -63,9 +61,10 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "durable checkpoint (swap names the host leaving and the spare taking its place); agents "
     "may ask, to pass it on in their heartbeat replies. cadence: "
     "the checkpoint interval that minimises expected lost time (Daly) from the job's measured "
-    "MTTF (its age over its incidents) and the save_s (the blocking part of a save) and "
-    "restart_s the launcher gives, never shorter than write_s (one checkpoint's background "
-    "write) where given; null with cadence_why when save_s or restart_s is missing. "
+    "MTTF (its age over its incidents) and its ranks' measured checkpoint save (the blocking "
+    "part), background write and startup times (the heartbeat client reports them), or the "
+    "save_s, write_s and restart_s a launcher gives instead; never shorter than one "
+    "checkpoint's background write; null with cadence_why when a time is missing. "
     "restart_in_place: the ranks are to be restarted on the same allocation "
     "(restart_decision: once per decision), from when the decision is published until the "
     "launcher acknowledges it (POST /api/v1/decisions/{id}/ack) or it "
@@ -89,32 +88,17 @@ async def job_advice(
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     out = await ctx.remediation.swaps.advice(session, job_id)
-    incidents = int(
-        await session.scalar(
-            select(func.count()).select_from(Incident).where(Incident.job_id == job_id)
-        )
-        or 0
+    ranks = list((await session.scalars(select(JobRank).where(JobRank.job_id == job_id))).all())
+    incidents = (await incident_counts(session, job_id)).get(job_id, 0)
+    out["cadence"], out["cadence_why"] = job_cadence(
+        job_summary(job, ranks),
+        incidents,
+        ctx.clock.now(),
+        save_s=save_s,
+        restart_s=restart_s,
+        interval_s=interval_s,
+        write_s=write_s,
     )
-    age_s = (ctx.clock.now() - job.first_seen) / timedelta(seconds=1)
-    out["cadence"], out["cadence_why"] = None, None
-    if save_s is None or restart_s is None:
-        out["cadence_why"] = "give save_s and restart_s (the launcher measures them)"
-    elif incidents == 0 or age_s <= 0:
-        out["cadence_why"] = "no interruption seen yet: the job's MTTF is not measured"
-    else:
-        mttf_s = age_s / incidents
-        a = advise(save_s, restart_s, mttf_s, interval_s, write_s)
-        out["cadence"] = {
-            "interval_s": a.interval_s,
-            "young_interval_s": a.young_interval_s,
-            "expected_ettr": a.ettr,
-            "current_interval_s": a.current_interval_s,
-            "current_ettr": a.current_ettr,
-            "mttf_s": mttf_s,
-            "write_s": a.write_s,
-            "write_bound": a.write_bound,
-            "reason": a.reason(),
-        }
     # The latest in-place restart decided for the job while its incident is still open: the
     # launcher restarts the ranks once per decision (restart_decision says which).
     in_place = (
