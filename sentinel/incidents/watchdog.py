@@ -392,13 +392,13 @@ class Watchdog:
                 Event.observed_at >= lookback,
             )
         )
-        # A restart in place (or a rollback) the launcher acknowledged stopped the ranks too,
-        # often for less than a stall takes to be seen: the job trains again once they advance
-        # after it.
+        # A restart in place (or a rollback, a data skip) the launcher acknowledged stopped the
+        # ranks too, often for less than a stall takes to be seen: the job trains again once
+        # they advance after it.
         restarted: datetime | None = await session.scalar(
             select(Decision.updated_at).where(
                 Decision.incident_id == incident.id,
-                Decision.action.in_(("restart_in_place", "roll_back")),
+                Decision.action.in_(("restart_in_place", "roll_back", "skip_data")),
                 Decision.status == DecisionStatus.done,
             )
         )

@@ -31,7 +31,8 @@ class DecisionStatus(StrEnum):
     executor, approved decisions wait as pending until it acknowledges them; held (waiting for
     a condition) → approved; a restart in place, once published, waits as awaiting_ack for the
     job's launcher (→ done, or back to approved as a requeue when it does not answer in time),
-    and so does a rollback to the code version that trained where a launcher runs the job;
+    and so do a rollback to the code version that trained and a restart skipping data where a
+    launcher runs the job;
     escalated, cancelled, recorded (dry run) and noop are final without execution.
     """
 
@@ -125,9 +126,10 @@ def fall_back_to_requeue(
 ) -> None:
     """A restart in place that did not happen (no acknowledgment in time, or the launcher says
     it could not): the decision becomes the requeue it would have been without in-place
-    restarts, its reason saying why, and the executor carries it out. A rollback stays one:
-    requeued, on the version its reason and the job's advice name."""
-    if decision.action != Action.roll_back:
+    restarts, its reason saying why, and the executor carries it out. A rollback or a data skip
+    stays one: requeued, on the version or skipping the steps its reason and the job's advice
+    name."""
+    if decision.action not in CHANGED_RESTARTS:
         decision.action = Action.restart.value
     decision.status = status
     decision.reason += f"; {why}: requeue from checkpoint instead"
@@ -143,19 +145,24 @@ def fall_back_to_requeue(
 
 
 Outcome = Literal["done", "failed"]
-# What a job's launcher may carry out and acknowledge: a restart in place, and a rollback
-# (published to it while awaiting_ack; requeued without one).
-IN_PLACE: Final = frozenset({Action.restart_in_place, Action.roll_back})
+# Restarts that change what the job runs (the code version, the data it reads): its launcher
+# carries them out in place where in-place restarts are on, else they are requeued, and they
+# stay what they are either way (the advice names the change for the job script).
+CHANGED_RESTARTS: Final = frozenset({Action.roll_back, Action.skip_data})
+# What a job's launcher may carry out and acknowledge: a restart in place, and a changed
+# restart (published to it while awaiting_ack; requeued without one).
+IN_PLACE: Final = frozenset({Action.restart_in_place}) | CHANGED_RESTARTS
 
 
 def with_the_launcher(decision: Decision) -> bool:
-    """A restart in place, or a rollback published to the job's launcher that has not fallen
-    back to a requeue: the launcher acknowledges it (acknowledge_in_place)."""
+    """A restart in place, or a changed restart (a rollback, a data skip) published to the
+    job's launcher that has not fallen back to a requeue: the launcher acknowledges it
+    (acknowledge_in_place)."""
     if decision.action == Action.restart_in_place:
         return True
     published = [s for s in decision.outcome.get("steps", []) if s.get("op") == "in_place"]
     return (
-        decision.action == Action.roll_back
+        decision.action in CHANGED_RESTARTS
         and bool(published)
         and all(s.get("ok") for s in published)
     )

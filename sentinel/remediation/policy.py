@@ -27,6 +27,9 @@ class Action(StrEnum):
     restart_in_place = "restart_in_place"
     # restart on the code version that last trained (the launcher in place, else a requeue)
     roll_back = "roll_back"
+    # restart from the checkpoint skipping the data batches where the job keeps failing (the
+    # launcher in place, else a requeue)
+    skip_data = "skip_data"
     exclude_and_restart = "exclude_and_restart"  # drain the culprit, requeue without it
     hold = "hold"  # wait for a condition (fabric healthy), then restart
     escalate = "escalate"  # stop automating: a human decides
@@ -51,6 +54,7 @@ class PastDecision:
     status: str
     at: datetime
     signature: str | None
+    step: int | None = None  # the job's step when it was decided (where it failed)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class RemediationContext:
                 Action.hold,
                 Action.restart_in_place,
                 Action.roll_back,
+                Action.skip_data,
             )
         ]
 
@@ -134,6 +139,7 @@ class Proposal:
     host_action: str | None = None
     repair: RepairProposal | None = None
     code_version: str | None = None  # roll_back: the version to restart on
+    skip_steps: tuple[int, int] | None = None  # skip_data: the steps whose batches to skip
 
 
 class NamedRule:
@@ -225,6 +231,45 @@ class RollBackACrashLoopToTheVersionThatTrained(Rule):
             f"restart from checkpoint step {ctx.checkpoint_step} on {trained}, the last "
             "version that trained",
             code_version=trained,
+        )
+
+
+class SkipTheDataWhereTheSameStepFailsAgain(Rule):
+    """The same software error again after a restart, at the step where it failed last time,
+    on the same code (or code of no known version): a failure tied to the data at that step (a
+    bad sample or batch that crashes it, a loss that spikes to NaN there) repeats on every
+    restart from the checkpoint, so the job restarts from it skipping the batches up to a margin
+    past that step. PaLM did this for its loss spikes (restarted ~100 steps before, skipped
+    ~200-500 batches: they did not recur), and so did OPT-175B. Once per error in the window:
+    the same error after the skip is not the data's, and EscalateRepeatedSoftwareBug stops the
+    loop."""
+
+    def propose(self, ctx: RemediationContext) -> Proposal | None:
+        if ctx.category != Category.SOFTWARE_BUG:
+            return None
+        same = _same_fault(ctx)  # the test EscalateRepeatedSoftwareBug makes for a software bug
+        if not same or len(same) < ctx.settings.software_bug_restarts:
+            return None
+        if ctx.code_version and ctx.trained_version and ctx.code_version != ctx.trained_version:
+            return None  # a new version's loop: rolled back, or escalated once it was
+        if any(p.action == Action.skip_data for p in same):
+            return None
+        last = max(same, key=lambda p: p.at)
+        failing, checkpoint = ctx.current_step, ctx.checkpoint_step
+        tolerance = ctx.settings.skip_data_tolerance_steps
+        if failing is None or checkpoint is None or last.step is None or failing <= checkpoint:
+            return None
+        if abs(failing - last.step) > tolerance:
+            return None
+        skip = (checkpoint + 1, max(failing, last.step) + ctx.settings.skip_data_margin_steps)
+        return self._p(
+            Action.skip_data,
+            f"the same software error again after {len(same)} restart(s), at step {failing} "
+            f"(step {last.step} last time; within {tolerance}): tied to the data there; "
+            f"restart from checkpoint step {checkpoint} skipping the batches of steps "
+            f"{skip[0]}-{skip[1]} (the failing step + {ctx.settings.skip_data_margin_steps}, "
+            "as PaLM skipped the batches around its loss spikes)",
+            skip_steps=skip,
         )
 
 
@@ -571,6 +616,7 @@ DEFAULT_POLICY: Final = RemediationPolicy(
         LeaveDegradedHostsToTheSwap(),
         CapRestartsPerJob(),
         RollBackACrashLoopToTheVersionThatTrained(),
+        SkipTheDataWhereTheSameStepFailsAgain(),
         EscalateRepeatedSoftwareBug(),
         RestartInPlaceAfterALinkFlap(),
         CapDrainsPerHour(),

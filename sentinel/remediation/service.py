@@ -45,7 +45,11 @@ from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.state import IncidentState
 from sentinel.incidents.verdicts import verdict_of
-from sentinel.remediation.decisions import DecisionStatus, fall_back_to_requeue
+from sentinel.remediation.decisions import (
+    CHANGED_RESTARTS,
+    DecisionStatus,
+    fall_back_to_requeue,
+)
 from sentinel.remediation.degraded import leading_indicator
 from sentinel.remediation.lease import claim_lease
 from sentinel.remediation.policy import (
@@ -175,6 +179,9 @@ class RemediationService:
                 "category": incident.category,
                 "repair": _repair_record(proposal.repair),
                 **({"code_version": proposal.code_version} if proposal.code_version else {}),
+                **({"skip_steps": list(proposal.skip_steps)} if proposal.skip_steps else {}),
+                # Where the job was when it failed: the next failure is compared with it.
+                **({"failed_at_step": ctx.current_step} if ctx.current_step is not None else {}),
             },
             "error": None,
             "created_at": now,
@@ -245,7 +252,12 @@ class RemediationService:
             ).all()
             past = [
                 PastDecision(
-                    i.category, d.action, d.status, d.created_at, _signature(verdict_of(i))
+                    i.category,
+                    d.action,
+                    d.status,
+                    d.created_at,
+                    _signature(verdict_of(i)),
+                    d.outcome.get("failed_at_step"),
                 )
                 for d, i in rows
             ]
@@ -363,12 +375,13 @@ class RemediationService:
         incident = await session.get(Incident, decision.incident_id)
         return [] if incident is None else [IncidentChange(incident, "decision_failed")]
 
-    def _rolls_back_in_place(self, decision: Decision) -> bool:
-        """A rollback is the launcher's where there is one (in-place restarts on), unless it
-        already did not happen in place (no acknowledgment in time): then it is requeued, the
-        version named in its reason and in the advice's code_version for the job script."""
+    def _changed_in_place(self, decision: Decision) -> bool:
+        """A rollback or a data skip is the launcher's where there is one (in-place restarts
+        on), unless it already did not happen in place (no acknowledgment in time): then it is
+        requeued, the version or the steps named in its reason and in the advice (code_version,
+        skip_steps) for the job script."""
         return (
-            decision.action == Action.roll_back
+            decision.action in CHANGED_RESTARTS
             and self._settings.in_place
             and not any(s.get("op") == "in_place" for s in decision.outcome.get("steps", []))
         )
@@ -392,16 +405,22 @@ class RemediationService:
         the hosts drained."""
         steps: list[dict[str, Any]] = []
         drained: list[str] = []
-        if decision.action == Action.restart_in_place or self._rolls_back_in_place(decision):
+        if decision.action == Action.restart_in_place or self._changed_in_place(decision):
             # Nothing for the scheduler: the launcher reads the advice and restarts the ranks.
             version = decision.outcome.get("code_version")
+            skip = decision.outcome.get("skip_steps")
             steps.append(
                 {
                     "op": "in_place",
                     "ok": True,
                     "output": "the job's launcher is told (advice restart_in_place) to restart "
                     "the ranks on the same allocation"
-                    + (f", on code version {version} (SENTINEL_CODE_VERSION)" if version else ""),
+                    + (f", on code version {version} (SENTINEL_CODE_VERSION)" if version else "")
+                    + (
+                        f", skipping the batches of steps {skip[0]}-{skip[1]} (SENTINEL_SKIP_STEPS)"
+                        if skip
+                        else ""
+                    ),
                 }
             )
             return steps, drained
@@ -696,8 +715,9 @@ class RemediationService:
             await session.flush()  # the requeue is due in this same pass
 
 
-# Actions the scheduler carries out with a requeue (a rollback without a launcher is one).
-_REQUEUES = (Action.restart, Action.exclude_and_restart, Action.roll_back)
+# Actions the scheduler carries out with a requeue (a rollback or a data skip without a
+# launcher is one).
+_REQUEUES = (Action.restart, Action.exclude_and_restart, Action.roll_back, Action.skip_data)
 # The audit action each repair step records; counted for the caps per hour.
 REPAIR_AUDIT: dict[str, str] = {"reboot": "host.reboot", "reset_gpu": "host.gpu_reset"}
 

@@ -100,6 +100,20 @@ class RemediationSettings(BaseModel):
         1, ge=0, description="Restarts for the same software error before escalating."
     )
     unknown_restarts: int = Field(1, ge=0)
+    # PaLM (Chowdhery et al. 2022, sec. 5.1) restarted ~100 steps before a loss spike and
+    # skipped ~200-500 data batches; the spikes did not recur.
+    skip_data_tolerance_steps: int = Field(
+        5,
+        ge=0,
+        description="The same software error again within this many steps of where it failed "
+        "last time is tied to the data there: the job restarts skipping those batches.",
+    )
+    skip_data_margin_steps: int = Field(
+        200,
+        ge=0,
+        description="A data skip covers the batches from the durable checkpoint up to this "
+        "many steps past the failing one.",
+    )
     max_drains_per_hour: int = Field(8, ge=0, description="Hosts drained per hour, fleet-wide.")
     max_reboots_per_hour: int = Field(
         4, ge=0, description="Drained hosts rebooted per hour, fleet-wide; 0: never."

@@ -671,7 +671,13 @@ class JobRestarts:
     last_decision: Decision | None
 
 
-RESTART_ACTIONS = ("restart", "restart_in_place", "exclude_and_restart", "roll_back")
+RESTART_ACTIONS = (
+    "restart",
+    "restart_in_place",
+    "exclude_and_restart",
+    "roll_back",
+    "skip_data",
+)
 # Decisions that have not run yet (or, a restart in place, not been acknowledged).
 WAITING_TO_RUN = frozenset(
     {

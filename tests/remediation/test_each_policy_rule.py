@@ -40,6 +40,7 @@ from sentinel.remediation.policy import (
     RestartInPlaceWhenTransient,
     RollBackACrashLoopToTheVersionThatTrained,
     Rule,
+    SkipTheDataWhereTheSameStepFailsAgain,
     WaitWhenNoSpareHost,
 )
 
@@ -76,9 +77,10 @@ def past(
     category: Category = Category.SOFTWARE_BUG,
     signature: str | None = "KeyError: 'step'",
     minutes_ago: float = 10,
+    step: int | None = None,
 ) -> PastDecision:
     return PastDecision(
-        category.value, action, "done", T0 - timedelta(minutes=minutes_ago), signature
+        category.value, action, "done", T0 - timedelta(minutes=minutes_ago), signature, step
     )
 
 
@@ -153,6 +155,48 @@ def test_no_roll_back_of_a_first_error_another_error_or_a_second_time() -> None:
     assert rule.propose(crash_loop(category=Category.UNKNOWN)) is None
     # Rolled back once for this error in the window: the same error again is escalated.
     again = crash_loop(past=(past(Action.restart_in_place), past(Action.roll_back)))
+    assert rule.propose(again) is None
+
+
+def same_step_again(**overrides: Any) -> RemediationContext:
+    """The same software error again after a restart, at step 150 as last time; the durable
+    checkpoint is step 100, and the version the same."""
+    fields: dict[str, Any] = {
+        "category": Category.SOFTWARE_BUG,
+        "signature": "KeyError: 'step'",
+        "past": (past(Action.restart_in_place, step=150),),
+        "code_version": "A",
+        "trained_version": "A",
+    }
+    return ctx(**(fields | overrides))
+
+
+def test_the_same_error_at_the_same_step_restarts_skipping_that_data() -> None:
+    rule = SkipTheDataWhereTheSameStepFailsAgain()
+    proposal = proposes(rule, same_step_again(), Action.skip_data)
+    assert proposal.skip_steps == (101, 350)  # from the checkpoint to the failing step + 200
+    assert "at step 150 (step 150 last time" in proposal.reason
+    assert "skipping the batches of steps 101-350" in proposal.reason
+    # Within the tolerance, and where the job reports no version at all.
+    near = same_step_again(current_step=153, code_version=None, trained_version=None)
+    assert proposes(rule, near, Action.skip_data).skip_steps == (101, 353)
+    wider = same_step_again(settings={"skip_data_margin_steps": 10})
+    assert proposes(rule, wider, Action.skip_data).skip_steps == (101, 160)
+
+
+def test_no_skip_at_another_step_on_another_version_or_a_second_time() -> None:
+    rule = SkipTheDataWhereTheSameStepFailsAgain()
+    assert rule.propose(same_step_again(current_step=160)) is None  # not where it failed
+    assert rule.propose(same_step_again(past=(past(Action.restart_in_place),))) is None
+    assert rule.propose(same_step_again(past=())) is None  # a first error: restarted first
+    assert rule.propose(same_step_again(signature="ValueError: shape")) is None
+    assert rule.propose(same_step_again(category=Category.UNKNOWN)) is None
+    assert rule.propose(same_step_again(code_version="B")) is None  # the new version's
+    assert rule.propose(same_step_again(checkpoint_step=None)) is None  # nothing to restart
+    # Skipped once for this error in the window: the same error again is escalated.
+    again = same_step_again(
+        past=(past(Action.restart_in_place, step=150), past(Action.skip_data, step=150))
+    )
     assert rule.propose(again) is None
 
 

@@ -45,11 +45,22 @@ class DecisionOut(BaseModel):
     code_version: str | None = Field(
         None, description="roll_back: the code version the job restarts on (the last that trained)."
     )
+    skip_steps: tuple[int, int] | None = Field(
+        None,
+        description="skip_data: the first and last step (inclusive) whose data batches the job "
+        "skips when it restarts from its checkpoint.",
+    )
 
 
 def _out(d: Decision) -> DecisionOut:
     out = DecisionOut.model_validate(d, from_attributes=True)
-    return out.model_copy(update={"code_version": d.outcome.get("code_version")})
+    skip = d.outcome.get("skip_steps")
+    return out.model_copy(
+        update={
+            "code_version": d.outcome.get("code_version"),
+            "skip_steps": tuple(skip) if skip else None,
+        }
+    )
 
 
 @router.get(
@@ -160,7 +171,8 @@ AckBy = Annotated[Principal, Depends(require(auth.OPERATE | auth.REPORT))]
     description="A pending decision becomes done or failed. A restart_in_place decision "
     "awaiting_ack becomes done (the launcher restarted the ranks on the same allocation), or, "
     "with outcome failed, the requeue it would have been without in-place restarts; so does "
-    "a roll_back published to the launcher (restarted on the code version it names). "
+    "a roll_back published to the launcher (restarted on the code version it names), and a "
+    "skip_data (restarted skipping the data batches of the steps it names). "
     "Acknowledging a restart in place twice with done answers the decision as it is.",
     responses=error_responses(403, 404, 409),
 )
