@@ -34,6 +34,9 @@ INCIDENT_SCHEMA: dict[str, Any] = {
     "steps_lost": pl.Int64,
     "decided_s": pl.Float64,
     "decision_updated_s": pl.Float64,
+    # The job's launcher acknowledged restarting the ranks where they were (a restart in
+    # place, or a rollback or data skip carried out in place): no requeue, no nodes waited for.
+    "in_place": pl.Boolean,
 }
 JOB_SCHEMA: dict[str, Any] = {
     "job_id": pl.String,
@@ -99,6 +102,7 @@ def incidents_query(
         Decision.steps_lost,
         Decision.created_at,
         Decision.updated_at,
+        Decision.outcome,
     ).outerjoin(Decision, Decision.incident_id == Incident.id)
     q = _within(q, Incident.opened_at, since, until, Incident.job_id, job_ids)
     return q.order_by(Incident.opened_at)
@@ -145,6 +149,14 @@ def _progress_frame(rows: Sequence[Any]) -> pl.DataFrame:
     )
 
 
+def _acknowledged_in_place(outcome: Any) -> bool:
+    steps = outcome.get("steps") if isinstance(outcome, dict) else None
+    return any(
+        isinstance(step, dict) and step.get("op") == "ack" and step.get("ok") is True
+        for step in steps or ()
+    )
+
+
 def _incident_frame(rows: Sequence[Any]) -> pl.DataFrame:
     return pl.DataFrame(
         [
@@ -162,6 +174,7 @@ def _incident_frame(rows: Sequence[Any]) -> pl.DataFrame:
                 r[10],
                 _s(r[11]),
                 _s(r[12]),
+                _acknowledged_in_place(r[13]),
             )
             for r in rows
         ],

@@ -97,7 +97,8 @@ def phases(per_incident: pl.DataFrame, progress: pl.DataFrame) -> pl.DataFrame:
     returned = pl.when(in_time).then(pl.col("returned_s"))
     # An in-place restart keeps the allocation: no nodes to wait for; the launcher restarting
     # the ranks (processes, NCCL init, the checkpoint load) is all restart.
-    in_place = pl.col("action").eq("restart_in_place").fill_null(False)
+    # (A restart in place whose launcher never said so is still one: its decision says so.)
+    in_place = (pl.col("action").eq("restart_in_place") | pl.col("in_place")).fill_null(False)
     waiting = (
         pl.when(in_place & returned.is_not_null()).then(0.0).otherwise(returned - pl.col("done_s"))
     )

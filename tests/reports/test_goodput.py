@@ -100,6 +100,48 @@ def test_an_in_place_restart_waits_for_no_nodes_its_relaunch_is_the_restart() ->
     assert row["other_h"] == pytest.approx(0, abs=1e-3)
 
 
+@pytest.mark.parametrize(("action", "in_place", "waiting_s"), [
+    ("roll_back", True, 0.0),  # its launcher restarted it on the version that trained
+    ("skip_data", True, 0.0),
+    ("roll_back", False, 38.0),  # no launcher said so: requeued, the nodes waited for
+])  # fmt: skip
+def test_a_rollback_or_data_skip_is_in_place_when_its_launcher_acknowledged_it(
+    action: str, in_place: bool, waiting_s: float
+) -> None:
+    t = 1 * H
+    history = _history(
+        [
+            dict(
+                category="software_bug",
+                opened_s=t,
+                detected_s=t + 2,
+                decided_s=t + 10,
+                action=action,
+                status="done",
+                decision_updated_s=t + 12,
+                resolved_s=t + 75,
+                steps_lost=10,
+                in_place=in_place,
+            ),
+        ],
+        [(0.0, 0), (t - 30, 1785), (t + 50, 1780), (t + 120, 1800)],
+    )
+    row = _one(build_report(history, ReportParams(), now_s=2 * H).tables["goodput"])
+    assert row["waiting_h"] == pytest.approx(waiting_s / H, abs=1e-3)  # to 3.6 s
+    assert row["restart_h"] == pytest.approx((63 - waiting_s) / H, abs=1e-3)
+
+
+def test_only_an_acknowledged_ack_counts_as_in_place() -> None:
+    from sentinel.reports.frames import _acknowledged_in_place
+
+    assert _acknowledged_in_place(
+        {"steps": [{"op": "in_place", "ok": True}, {"op": "ack", "ok": True}]}
+    )
+    assert not _acknowledged_in_place({"steps": [{"op": "in_place", "ok": True}]})
+    assert not _acknowledged_in_place({"steps": [{"op": "ack", "ok": False}]})
+    assert not _acknowledged_in_place(None) and not _acknowledged_in_place({"steps": "x"})
+
+
 def test_a_job_that_never_reported_again_leaves_the_restart_unattributed_not_zero() -> None:
     t = 1 * H
     history = _history(
