@@ -305,16 +305,7 @@ class RankArrivesLateToCollectives:
     min_collectives: ClassVar[int] = 5
 
     def find(self, ctx: Context) -> list[FrFinding]:
-        timed = (
-            ctx.collectives.filter(pl.col("state") == 2)
-            .with_columns(
-                wait=pl.coalesce(
-                    pl.col("duration_ms"),
-                    (pl.col("t_completed") - pl.col("t_started")) / 1e6,
-                )
-            )
-            .filter(pl.col("wait").is_not_null())
-        )
+        timed = ctx.collectives.filter((pl.col("state") == 2) & pl.col("wait").is_not_null())
         if timed.is_empty():
             return []
         # The last rank to arrive spends the least time inside the collective; the

@@ -99,7 +99,9 @@ class DumpSet:
         reads (a third less memory at 16k ranks)."""
         return cls(
             dumps=dumps,
-            collectives=entries.filter(~pl.col("is_p2p")).select(COLLECTIVE_COLUMNS),
+            collectives=entries.filter(~pl.col("is_p2p"))
+            .with_columns(WAIT)
+            .select(COLLECTIVE_COLUMNS),
             p2p=entries.filter(pl.col("is_p2p")).select(P2P_COLUMNS),
         )
 
@@ -151,11 +153,17 @@ ENTRY_SCHEMA: dict[str, pl.DataType] = {
 }
 # Entries of many ranks in one table.
 RANKED_SCHEMA: dict[str, pl.DataType] = {**ENTRY_SCHEMA, "rank": pl.Int32()}
-# What a DumpSet keeps of them.
+# What a DumpSet keeps of them: of the timings, only the time spent inside each collective
+# (`WAIT`, the straggler rule's one use of them): a quarter less to ship and hold.
 COLLECTIVE_COLUMNS = (
     "record_id", "pg", "pg_desc", "seq", "op", "in_sig", "out_sig", "state",
-    "t_created", "t_started", "t_completed", "duration_ms", "rank",
+    "t_created", "wait", "rank",
 )  # fmt: skip
+# Milliseconds inside the collective: duration_ms (CUDA events) where recorded, else the
+# time between the watchdog seeing it start and complete; null where neither is known.
+WAIT = pl.coalesce(
+    pl.col("duration_ms"), (pl.col("t_completed") - pl.col("t_started")) / 1e6
+).alias("wait")
 P2P_COLUMNS = ("pg", "pg_desc", "p2p_seq", "op", "peer", "state", "t_created", "rank")
 
 

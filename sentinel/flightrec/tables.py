@@ -10,7 +10,13 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from sentinel.flightrec.models import COLLECTIVE_COLUMNS, ENTRY_SCHEMA, P2P_COLUMNS, ParsedDump
+from sentinel.flightrec.models import (
+    COLLECTIVE_COLUMNS,
+    ENTRY_SCHEMA,
+    P2P_COLUMNS,
+    WAIT,
+    ParsedDump,
+)
 
 
 @dataclass
@@ -99,6 +105,9 @@ class _ChunkColumns:
             return pl.Series(name, take(self.is_p2p), dtype=pl.Boolean)
         if name == "state":
             return pl.Series(name, take(np.concatenate([i.state for i in items])), dtype=pl.Int8)
+        if name == "wait":
+            timings = ("duration_ms", "t_started", "t_completed")
+            return pl.DataFrame([self.column(c, rows) for c in timings]).select(WAIT).to_series()
         if name == "duration_ms":
             durations = np.concatenate([item.durations for item in items])
             return nullable(durations, nulls[5], pl.Float64)
