@@ -240,7 +240,7 @@ class SkipTheDataWhereTheSameStepFailsAgain(Rule):
     bad sample or batch that crashes it, a loss that spikes to NaN there) repeats on every
     restart from the checkpoint, so the job restarts from it skipping the batches up to a margin
     past that step. PaLM did this for its loss spikes (restarted ~100 steps before, skipped
-    ~200-500 batches: they did not recur), and so did OPT-175B. Once per error in the window:
+    ~200-500 batches: they did not recur at the same point). Once per error in the window:
     the same error after the skip is not the data's, and EscalateRepeatedSoftwareBug stops the
     loop."""
 
@@ -257,7 +257,9 @@ class SkipTheDataWhereTheSameStepFailsAgain(Rule):
         last = max(same, key=lambda p: p.at)
         failing, checkpoint = ctx.current_step, ctx.checkpoint_step
         tolerance = ctx.settings.skip_data_tolerance_steps
-        if failing is None or checkpoint is None or last.step is None or failing <= checkpoint:
+        # The step reported last is the last one done: the batch that fails is the next one, so
+        # a job that fails before it finishes a step after its checkpoint has failing == it.
+        if failing is None or checkpoint is None or last.step is None or failing < checkpoint:
             return None
         if abs(failing - last.step) > tolerance:
             return None

@@ -182,6 +182,9 @@ def test_the_same_error_at_the_same_step_restarts_skipping_that_data() -> None:
     assert proposes(rule, near, Action.skip_data).skip_steps == (101, 353)
     wider = same_step_again(settings={"skip_data_margin_steps": 10})
     assert proposes(rule, wider, Action.skip_data).skip_steps == (101, 160)
+    # It fails in the first step after the checkpoint: that step's batch is the first skipped.
+    first = same_step_again(current_step=100, past=(past(Action.restart, step=100),))
+    assert proposes(rule, first, Action.skip_data).skip_steps == (101, 300)
 
 
 def test_no_skip_at_another_step_on_another_version_or_a_second_time() -> None:

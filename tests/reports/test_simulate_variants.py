@@ -218,3 +218,47 @@ def test_the_share_of_bugs_from_a_new_version_is_its_own_draw() -> None:
     ]
     assert not any(f.new_version for f in none)
     assert all(f.new_version == f.deterministic for f in every)
+
+
+def test_a_crash_at_the_same_step_skips_that_data_once(outcome: Outcome) -> None:
+    """The policy decides the data skip from the step the ranks would report: a repeating bug
+    tied to the data fails again at the same step, is restarted skipping those batches (in
+    place where in-place restarts are on, else a requeue) and is gone; one not tied to the
+    data and not from a new version is escalated as before; the baseline has no skip."""
+    for label, m in outcome.mechanisms.items():
+        steps = outcome.runs[label].interruptions
+        skipped = [i for i in steps if i.action == "skip_data"]
+        if not m.sentinel:
+            assert not skipped
+            continue
+        assert any(i.fault.data_position for i in skipped), label
+        for i in skipped:
+            assert i.fault.loop == 1 and i.rule == "SkipTheDataWhereTheSameStepFailsAgain", i
+            took = i.resumed_s - i.issued_s
+            assert took == (SMALL.in_place_restart_s if m.in_place else SMALL.restart_s), i
+            seq = i.fault.signature
+            later = [j for j in steps if j.fault.signature == seq and j.fault.loop > 1]
+            if i.fault.data_position:
+                assert i.fault.step is not None and i.checkpoint_step <= i.fault.step, i
+                assert not later, i
+            else:
+                # Not the data's, though it failed at the same step (120 s in both times): the
+                # skip does not remove it, and the loop after it is escalated.
+                assert [j.rule for j in later] == ["EscalateRepeatedSoftwareBug"], i
+        rest = [
+            i
+            for i in steps
+            if i.fault.deterministic and not (i.fault.new_version or i.fault.data_position)
+        ]
+        assert any(i.rule == "EscalateRepeatedSoftwareBug" for i in rest), label
+
+
+def test_the_share_of_bugs_tied_to_the_data_is_its_own_draw() -> None:
+    """Changing the share changes which bugs are tied to the data, not the rest of the run; a
+    bug from a new version is never one."""
+    none, every = (schedule(replace(SMALL, data_position_bug_share=s), 11) for s in (0.0, 1.0))
+    assert [(f.at_s, f.category, f.deterministic, f.new_version) for f in none] == [
+        (f.at_s, f.category, f.deterministic, f.new_version) for f in every
+    ]
+    assert not any(f.data_position for f in none)
+    assert all(f.data_position == (f.deterministic and not f.new_version) for f in every)

@@ -71,6 +71,7 @@ class Assumptions:
     crash_after_restart_s: float = 120.0
     deterministic_bug_share: float = 0.3
     new_version_bug_share: float = 0.5
+    data_position_bug_share: float = 0.5
     repeat_share: float = 0.15
     repair_s: float = 2 * 86400.0
     spare_pool: int | None = None  # None: sized by the product's rule (pool_advice)
@@ -169,11 +170,22 @@ class Assumptions:
              f"{s['new_version_bug_share']:.0%} of those came with the code version deployed "
              "at the job's last restart, before any checkpoint on it: the repeat is rolled back "
              "to the version that trained (the policy's roll_back, from the heartbeats' code "
-             "version), an in-place restart where those are on, else a requeue; the rest, and "
-             "a repeat after the rollback, are escalated",
+             "version), an in-place restart where those are on, else a requeue; the rest (but "
+             "those tied to the data, below), and a repeat after the rollback, are escalated",
              f"{JUDGEMENT}; {BR}: a user-space error traced to the code "
              "(a Python exception) is answered by rolling the code back or hot-updating it in "
              "place, user code changing all through a months-long run"),
+            ("software bugs tied to the data", f"{s['data_position_bug_share']:.0%} of the "
+             "repeating bugs not from a new version fail at one step (a bad batch, a loss spike "
+             "to NaN): they repeat when the restarted job reaches that step again; told the "
+             "step the ranks last reported, the policy decides skip_data on the repeat (restart "
+             "from the checkpoint skipping the batches up to that step + "
+             f"{self.remediation.skip_data_margin_steps}), an in-place restart where those are "
+             "on, else a requeue, and the bug does not come back; a repeat after the skip is "
+             "escalated",
+             f"the share {JUDGEMENT}; the remedy PaLM's (Chowdhery et al. 2022, sec. 5.1): ~20 "
+             "loss spikes, each met by restarting ~100 steps before it and skipping ~200-500 "
+             "batches; 'the loss did not spike again at the same point'"),
             ("a fault left in the job", f"fails the restart again {s['crash_after_restart_s']:g}"
              " s in (a faulty host kept, a fabric restarted before it is quiet)", JUDGEMENT),
             ("repeat offenders", f"{s['repeat_share']:.0%} of host faults on a host that "

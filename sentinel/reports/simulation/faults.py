@@ -28,6 +28,10 @@ class Fault:
     # A repeating software bug that came with the code version deployed at the job's last
     # restart, before any checkpoint on it: the version that last trained is without it.
     new_version: bool = field(compare=False, default=False)
+    # A repeating software bug tied to the data at one step (a bad batch, a loss spike to NaN):
+    # it fails the job at that step again after each restart from a checkpoint before it.
+    data_position: bool = field(compare=False, default=False)
+    step: int | None = field(compare=False, default=None)  # such a bug's step, once it failed
     loop: int = field(compare=False, default=0)  # how often it failed the job already
     draw: float = field(compare=False, default=0.0)  # picks its variant of evidence
     precursor: float = field(compare=False, default=1.0)  # < the share: it shows one
@@ -38,6 +42,7 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
     rng = random.Random(seed)
     # Its own stream, so that the shares it draws for leave every other draw as it was.
     versions = random.Random(f"{seed}:code versions")
+    positions = random.Random(f"{seed}:data positions")
     span = a.days * 86400.0
     categories = [c for c, (n, _) in LLAMA3_TABLE5.items() for _ in range(n)]
     rng.shuffle(categories)
@@ -57,8 +62,11 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
         )
         if category == Category.SOFTWARE_BUG:
             new_version = versions.random() < a.new_version_bug_share and deterministic
+            data_position = positions.random() < a.data_position_bug_share and (
+                deterministic and not new_version
+            )
         else:
-            new_version = False
+            new_version = data_position = False
         faults.append(
             Fault(
                 at,
@@ -70,6 +78,7 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
                 deterministic=deterministic,
                 recurrence=recurrence,
                 new_version=new_version,
+                data_position=data_position,
                 draw=rng.random(),
                 precursor=rng.random(),
             )

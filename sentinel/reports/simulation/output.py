@@ -184,6 +184,7 @@ PESSIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("an escalation waits 1 h for a human", {"human_response_s": 3600.0}),
     ("half the recommended spare pool", {"spare_pool_scale": 0.5}),
     ("20% of repeating bugs came with a new version", {"new_version_bug_share": 0.2}),
+    ("20% of the other repeating bugs tied to the data", {"data_position_bug_share": 0.2}),
 )
 OPTIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("checkpoint save blocks 0.02 s (0.4 GB a GPU)", {"checkpoint_save_s": 0.02}),
@@ -193,6 +194,7 @@ OPTIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("an escalation waits 10 min for a human", {"human_response_s": 600.0}),
     ("double the recommended spare pool", {"spare_pool_scale": 2.0}),
     ("80% of repeating bugs came with a new version", {"new_version_bug_share": 0.8}),
+    ("80% of the other repeating bugs tied to the data", {"data_position_bug_share": 0.8}),
 )  # fmt: skip
 # The spare pool sized by the same rule at another quantile: a choice, neither end.
 POOL_SIZING: Final[tuple[tuple[str, dict[str, Any]], ...]] = (

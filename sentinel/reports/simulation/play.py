@@ -177,11 +177,12 @@ def _take_spares(a: Assumptions, m: Mechanisms, state: _State, at: float, hosts:
 
 
 def _restart_s(a: Assumptions, m: Mechanisms, action: str, excluded: int, spare: bool) -> float:
-    in_place = m.in_place and action in (Action.hold, Action.roll_back)
+    in_place = m.in_place and action in (Action.hold, Action.roll_back, Action.skip_data)
     if action == Action.restart_in_place or in_place:
         # The policy's decision (remediation.in_place on in this variant): the launcher
         # restarts the ranks on the allocation it holds (a rollback: on the version that
-        # trained; a requeue without in-place restarts); a held restart is released in place
+        # trained; a data skip: skipping the batches it names; a requeue without in-place
+        # restarts); a held restart is released in place
         # once the fabric is quiet (no host to change).
         return a.in_place_restart_s
     if excluded and spare and m.in_place:
@@ -232,14 +233,15 @@ def play(a: Assumptions, faults: list[Fault], m: Mechanisms, tally: Triaged | No
                 state.back_at[excluded] = step.issued_s + a.repair_s
         again = _fails_again(a, m, fault, step, host)
         if again:
+            at_s = step.resumed_s + a.crash_after_restart_s
+            failing = fault.step
+            if fault.data_position:
+                # Tied to the data at one step: it fails when the job reaches that step again.
+                failing = step.checkpoint_step + step.steps_lost if failing is None else failing
+                at_s = step.resumed_s + max(failing - state.committed_steps, 1) * a.step_time_s
             heapq.heappush(
                 queue,
-                replace(
-                    fault,
-                    at_s=step.resumed_s + a.crash_after_restart_s,
-                    seq=next_seq,
-                    loop=fault.loop + 1,
-                ),
+                replace(fault, at_s=at_s, seq=next_seq, loop=fault.loop + 1, step=failing),
             )
             next_seq += 1
     run.end_s = max(a.days * 86400.0, state.resumed_s)
@@ -255,6 +257,8 @@ def _fails_again(
     if fault.deterministic:
         if step.action == Action.roll_back:
             return not fault.new_version  # the version that trained is without the bug
+        if step.action == Action.skip_data:
+            return not fault.data_position  # the batches it failed on are skipped
         return step.action in _RESTARTING if m.sentinel else fault.loop < a.baseline_crash_loops - 1
     if not m.sentinel or step.status == "escalated":
         return False  # a human fixed it
@@ -318,7 +322,7 @@ def _decide(
             job_id=JOB_ID,
             job_hosts=a.hosts,
             checkpoint_step=checkpoint_step,
-            current_step=checkpoint_step + steps_lost,
+            current_step=_failing_step(fault, checkpoint_step, steps_lost),
             past=tuple(p for p in state.past if p.at >= window),
             drains_last_hour=sum(1 for d in state.drains if d >= hour_ago),
             # Hot spares: the pool's free spares now; else the scheduler does not say.
@@ -330,6 +334,12 @@ def _decide(
             settings=a.remediation.model_copy(update={"in_place": m.in_place}),
         )
     )
+
+
+def _failing_step(fault: Fault, checkpoint_step: int, steps_lost: int) -> int:
+    """The step the ranks last reported: where training stopped, or the step a bug tied to
+    the data fails at again."""
+    return fault.step if fault.step is not None else checkpoint_step + steps_lost
 
 
 def _sentinel_step(
@@ -368,7 +378,14 @@ def _sentinel_step(
     if excluded:
         state.drains.append(detected)
     state.past.append(
-        PastDecision(seen.category.value, proposal.action.value, status, now, fault.signature)
+        PastDecision(
+            seen.category.value,
+            proposal.action.value,
+            status,
+            now,
+            fault.signature,
+            _failing_step(fault, checkpoint_step, steps_lost),
+        )
     )
     planned = fault.category == Category.PLANNED
     spare = _take_spares(a, m, state, issued, len(excluded))
