@@ -508,14 +508,44 @@ def _frame_line(frame: object, name: str) -> str:
     return f"{fn} at {file}:{line}"
 
 
+# Rendered stacks by the hash of their text (scan.Nodes.stack_keys): every rank runs the
+# same code, so a worker renders each distinct stack once, not 64 per dump (a tenth of a
+# dump's parse), and a chunk's dumps share the same tuples (pickled once per chunk).
+_stack_texts: dict[tuple[int, int], tuple[str, ...]] = {}
+
+
 def _fast_tail_frames(
     nodes: scan.Nodes, rows: npt.NDArray[np.int64], name: str
 ) -> dict[int, tuple[str, ...]] | None:
-    """`_tail_frames` over nodes, or None where it would refuse the dump.
+    """`_tail_frames` over nodes, or None where it would refuse the dump."""
+    keys = nodes.stack_keys(rows[:, 1], MAX_FRAMES_PER_ENTRY)
+    if keys is None:
+        return None
+    known = _stack_texts
+    if not all(key is None or key in known for key in keys):
+        texts = _render_stacks(nodes, rows[:, 1])
+        if texts is None:
+            return None
+        if len(known) > 4096:
+            known.clear()
+        for key, text in zip(keys, texts, strict=True):
+            if key is not None and text is not None:
+                known[key] = text
+    return {
+        rid: known[key]
+        for rid, key in zip(rows[:, 0].tolist(), keys, strict=True)
+        if key is not None
+    }
+
+
+def _render_stacks(
+    nodes: scan.Nodes, frames: npt.NDArray[np.int64]
+) -> list[tuple[str, ...] | None] | None:
+    """Each entry's stack as text (None: no stack), or None where one is not proper.
 
     PyTorch shares each frame dict among the entries that have it, so each distinct
     frame is rendered once."""
-    stacks = nodes.stacks(rows[:, 1], MAX_FRAMES_PER_ENTRY)
+    stacks = nodes.stacks(frames, MAX_FRAMES_PER_ENTRY)
     if stacks is None:
         return None
     distinct = sorted({frame for stack in stacks if stack for frame in stack})
@@ -523,11 +553,7 @@ def _fast_tail_frames(
     if rendered is None:
         return None
     lines = dict(zip(distinct, rendered, strict=True))
-    return {
-        rid: tuple(map(lines.__getitem__, stack))
-        for rid, stack in zip(rows[:, 0].tolist(), stacks, strict=True)
-        if stack is not None
-    }
+    return [None if stack is None else tuple(map(lines.__getitem__, stack)) for stack in stacks]
 
 
 def dump_paths(directory: Path) -> list[Path]:

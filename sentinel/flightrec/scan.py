@@ -752,6 +752,41 @@ def _frame_fields(
     return out
 
 
+@_compiled()
+def _stack_hashes(
+    data: npt.NDArray[np.uint8],
+    val: npt.NDArray[np.int64],
+    aux: npt.NDArray[np.int32],
+    counts: npt.NDArray[np.int64],
+    frame_of: npt.NDArray[np.int64],
+    fields: npt.NDArray[np.int64],
+) -> npt.NDArray[np.uint64]:
+    """A 128-bit hash per stack of the text its frames render to: `fields` are the
+    `_frame_fields` of the distinct frames, `frame_of` the stacks' frames in order as
+    rows of it; a stack of count -1 gets zeros."""
+    frame_hash = np.empty((fields.shape[0], 2), np.uint64)
+    for k in range(fields.shape[0]):
+        h1, h2 = _FNV_OFFSET, _FNV_OFFSET
+        for f in range(2):  # name, filename: their lengths, then their bytes
+            node = fields[k, f]
+            h1, h2 = _mix(h1, h2, np.uint64(aux[node]))
+            for j in range(val[node], val[node] + aux[node]):
+                h1, h2 = _mix(h1, h2, np.uint64(data[j]))
+        frame_hash[k, 0], frame_hash[k, 1] = _mix(h1, h2, np.uint64(fields[k, 2]))
+    out = np.zeros((counts.shape[0], 2), np.uint64)
+    at = 0
+    for i in range(counts.shape[0]):
+        if counts[i] < 0:
+            continue
+        h1, h2 = _FNV_OFFSET, _FNV_OFFSET
+        for _ in range(counts[i]):
+            h1, h2 = _mix(h1, h2, frame_hash[frame_of[at], 0])
+            h1, h2 = _mix(h1, h2, frame_hash[frame_of[at], 1])
+            at += 1
+        out[i, 0], out[i, 1] = h1, h2
+    return out
+
+
 class Scratch:
     """The machine's working arrays, kept from one dump to the next.
 
@@ -873,6 +908,38 @@ class Nodes:
                 out.append(nodes[at : at + count])
                 at += count
         return out
+
+    def stack_keys(
+        self, frames: npt.NDArray[np.int64], max_frames: int
+    ) -> list[tuple[int, int] | None] | None:
+        """A key per entry for the text of its stack (None: no stack), equal keys for equal
+        texts; None where `stacks` or `frame_lines` would refuse one."""
+        counts, flat = _stacks(
+            self.kind, self.val, self.enode, self.enext, np.ascontiguousarray(frames), max_frames
+        )
+        if (counts == -2).any():
+            return None
+        distinct, frame_of = np.unique(flat, return_inverse=True)
+        fields = _frame_fields(
+            self.raw,
+            self.kind,
+            self.val,
+            self.aux,
+            self.enode,
+            self.enext,
+            distinct,
+            _FRAME_KEY_BYTES,
+            _FRAME_KEY_OFFSETS,
+        )
+        if (fields[:, 0] == -1).any():
+            return None
+        hashes = _stack_hashes(
+            self.raw, self.val, self.aux, counts, frame_of.astype(np.int64), fields
+        ).tolist()
+        return [
+            None if count == -1 else (h1, h2)
+            for count, (h1, h2) in zip(counts.tolist(), hashes, strict=True)
+        ]
 
     def frame_lines(self, frames: list[int]) -> list[str] | None:
         """'name at file:line' per frame dict node, or None if one is not a proper frame."""
