@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
@@ -16,7 +16,8 @@ from sentinel.auth import Principal
 from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.incidents.state import IncidentState
 from sentinel.ingest.jobs import incident_counts, job_cadence, job_summaries, job_summary
-from sentinel.remediation.decisions import IN_PLACE, DecisionStatus
+from sentinel.remediation.decisions import CHANGED_RESTARTS, IN_PLACE, IN_THE_JOB, DecisionStatus
+from sentinel.remediation.policy import Action
 from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -71,7 +72,14 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "falls back to a requeue (remediation.in_place_ack_s), while its incident is open; "
     "restart_code_version: for a roll_back, the code version to restart on. code_version: "
     "the version the job's latest decision rolled it back to, once carried out (a job script "
-    "started by a requeue checks it out), else null.",
+    "started by a requeue checks it out), else null. restart_skip_steps: for a skip_data, the "
+    "first and last step (inclusive) whose data batches the restarted job skips "
+    "(SENTINEL_SKIP_STEPS). skip_steps: the same for the job's latest decision once carried "
+    "out (a job script started by a requeue skips them), else null. restart_exclude_hosts and "
+    "restart_standby_host: an exclusion carried out in the job (remediation.in_place, a "
+    "standby host in the job's allocation): the excluded hosts' launchers stop their command, "
+    "the others and the standby's restart it without them (SENTINEL_EXCLUDED_HOSTS, "
+    "SENTINEL_STANDBY_HOST); published until the job's incident resolves; else [] and null.",
     responses=error_responses(404),
 )
 async def job_advice(
@@ -103,13 +111,25 @@ async def job_advice(
     # launcher restarts the ranks once per decision (restart_decision says which).
     in_place = (
         await session.execute(
-            select(Decision.id, Decision.reason, Decision.outcome)
+            select(Decision.id, Decision.reason, Decision.outcome, Decision.exclude_hosts)
             .join(Incident, Incident.id == Decision.incident_id)
             .where(
                 Decision.job_id == job_id,
-                Decision.action.in_(IN_PLACE),
-                # Published (the executor ran its step) and not yet acknowledged.
-                Decision.status == DecisionStatus.awaiting_ack,
+                or_(
+                    # Published (the executor ran its step) and not yet acknowledged.
+                    and_(
+                        Decision.action.in_(IN_PLACE | IN_THE_JOB),
+                        Decision.status == DecisionStatus.awaiting_ack,
+                    ),
+                    # An exclusion carried out in the job, until the job trains again: every
+                    # host's launcher acts on it (the culprit's stops, the standby's starts),
+                    # not only the first one, whose acknowledgment makes it done.
+                    and_(
+                        Decision.action == Action.exclude_and_restart,
+                        Decision.status == DecisionStatus.done,
+                        Decision.outcome["standby_host"].as_string().is_not(None),
+                    ),
+                ),
                 Incident.state != IncidentState.resolved,
             )
             .order_by(Decision.created_at.desc())
@@ -121,14 +141,24 @@ async def job_advice(
     out["restart_reason"] = in_place[1] if in_place is not None else None
     # A rollback: the launcher restarts the ranks on this version (SENTINEL_CODE_VERSION).
     out["restart_code_version"] = in_place[2].get("code_version") if in_place is not None else None
-    out["code_version"] = await _rolled_back_to(session, job_id)
+    # A data skip: the launcher restarts the ranks skipping these steps' batches.
+    out["restart_skip_steps"] = in_place[2].get("skip_steps") if in_place is not None else None
+    # An exclusion in the job: the launchers restart without these hosts, with the standby.
+    standby = in_place[2].get("standby_host") if in_place is not None else None
+    out["restart_exclude_hosts"] = list(in_place[3]) if standby else []
+    out["restart_standby_host"] = standby
+    changed = await _changed_by(session, job_id)
+    version, skip = changed.get("code_version"), changed.get("skip_steps")
+    out["code_version"] = version if isinstance(version, str) else None
+    out["skip_steps"] = skip if isinstance(skip, list) else None
     return out
 
 
-async def _rolled_back_to(session: AsyncSession, job_id: str) -> str | None:
-    """The version the job's latest decision rolled it back to, once carried out (published
-    to its launcher, or requeued): what a job script without a launcher checks out when it
-    starts (docs/launcher.md). None once a later decision was made for the job."""
+async def _changed_by(session: AsyncSession, job_id: str) -> dict[str, Any]:
+    """The outcome of the job's latest decision if it changed what the job runs (a rollback,
+    a data skip) and was carried out (published to its launcher, or requeued): the version a
+    job script without a launcher checks out, the steps whose data it skips, when it starts
+    (docs/launcher.md). Empty once a later decision was made for the job."""
     latest = (
         await session.execute(
             select(Decision.action, Decision.status, Decision.outcome)
@@ -137,8 +167,7 @@ async def _rolled_back_to(session: AsyncSession, job_id: str) -> str | None:
             .limit(1)
         )
     ).first()
-    if latest is None or latest[0] != "roll_back":
-        return None
+    if latest is None or latest[0] not in CHANGED_RESTARTS:
+        return {}
     carried_out = latest[1] in (DecisionStatus.awaiting_ack, DecisionStatus.done)
-    version = latest[2].get("code_version") if carried_out else None
-    return version if isinstance(version, str) else None
+    return dict(latest[2]) if carried_out else {}
