@@ -28,6 +28,7 @@ _KEPT = (
     "restart_decision",
     "restart_reason",
     "restart_code_version",
+    "restart_skip_steps",
 )
 
 

@@ -13,7 +13,11 @@ again on the same allocation (``SENTINEL_RESTART_COUNT`` tells the ranks which r
 ``SENTINEL_LAUNCHED_AT`` when it started, for the heartbeat client's startup time):
 no requeue, no wait in the queue. A rollback (a crash loop that came with a new code version)
 is the same restart with ``SENTINEL_CODE_VERSION`` set to the version that last trained, for
-this and every later run: the job script checks that version out, or picks that image. It
+this and every later run: the job script checks that version out, or picks that image. A data
+skip (the same error at the same step again: a bad batch, a loss spike) is the same restart
+with ``SENTINEL_SKIP_STEPS`` naming the steps whose batches the job's data loader skips
+(``first-last``, inclusive, comma-separated once there are several), for this and every later
+run (a restart from a checkpoint before them must not meet them again). It
 then acknowledges the decision (``POST /api/v1/decisions/{id}/ack``, outcome done; with the
 agent token of the host it runs on); a decision it cannot carry out (``--max-restarts``
 reached) is acknowledged as failed, and Sentinel requeues the job instead. The command failing
@@ -45,6 +49,17 @@ Ack = Callable[[str, str, str], None]
 # The wire's alphabet for a code version (sentinel.wire.v1.CodeVersion): it goes into the
 # command's environment.
 _CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+
+
+def _skip_range(value: object) -> tuple[int, int] | None:
+    """The advice's restart_skip_steps, [first, last], when it is one (it goes into the
+    command's environment)."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    first, last = value
+    if not all(type(v) is int for v in (first, last)) or not 0 <= first <= last:
+        return None
+    return first, last
 
 
 class Service:
@@ -122,6 +137,8 @@ class Launcher:
         self.runs = 0
         # Set by a rollback: the code version every later run is started on.
         self.code_version: str | None = None
+        # Added by each data skip: the steps whose batches every later run skips.
+        self.skip_steps: list[tuple[int, int]] = []
 
     def _in_place(self) -> str | None:
         """A restart-in-place decision not acted on yet, else None."""
@@ -134,6 +151,9 @@ class Launcher:
         version = advice.get("restart_code_version")
         if isinstance(version, str) and _CODE_VERSION.match(version):
             self.code_version = version
+        skip = _skip_range(advice.get("restart_skip_steps"))
+        if skip is not None and skip not in self.skip_steps:
+            self.skip_steps.append(skip)
         self._log(f"sentinel-launcher: restart in place ({advice.get('restart_reason')})")
         return decision
 
@@ -147,8 +167,13 @@ class Launcher:
         }
         if self.code_version is not None:
             env["SENTINEL_CODE_VERSION"] = self.code_version
+        if self.skip_steps:
+            env["SENTINEL_SKIP_STEPS"] = self._skips()
         self.runs += 1
         return subprocess.Popen(self._command, env=env, start_new_session=True)
+
+    def _skips(self) -> str:
+        return ",".join(f"{first}-{last}" for first, last in self.skip_steps)
 
     def _stop(self, proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -183,6 +208,7 @@ class Launcher:
                 self._stop(proc)
             proc = self._start()
             on = f" on code version {self.code_version}" if self.code_version else ""
+            on += f", skipping the batches of steps {self._skips()}" if self.skip_steps else ""
             self._ack(
                 decision,
                 "done",

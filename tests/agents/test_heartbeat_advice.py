@@ -16,7 +16,7 @@ import httpx
 import pytest
 from agent_helpers import context
 
-from sentinel_agent.advice import AdviceBoard, http_fetcher
+from sentinel_agent.advice import AdviceBoard, http_fetcher, reply_of
 from sentinel_agent.collectors.heartbeat import HeartbeatCollector
 from sentinel_agent.heartbeat import Heartbeat
 
@@ -179,3 +179,18 @@ def test_advice_goes_stale_when_the_service_stops_answering() -> None:
     assert board.get("job-9") is not None  # the last answer stands a while
     now[0] = 31
     assert board.get("job-9") is None
+
+
+def test_a_rank_is_told_the_restart_decided_for_its_job() -> None:
+    """A restart in place and what it changes (the code version, the data skipped) travel in
+    the reply; the rest of the advice (cadence...) stays on the service."""
+    advice = SWAP | {
+        "checkpoint_now": False,
+        "restart_in_place": True,
+        "restart_decision": "d-1",
+        "restart_code_version": None,
+        "restart_skip_steps": [101, 350],
+    }
+    reply = reply_of(advice)
+    assert (reply["restart_in_place"], reply["restart_decision"]) == (True, "d-1")
+    assert reply["restart_skip_steps"] == [101, 350] and "cadence" not in reply

@@ -18,7 +18,8 @@ import pytest
 from sentinel_agent.launcher import Launcher, Service
 
 # What the fake torchrun does on each run, read from plan.json: "fail", "hang" or "ok"; it
-# logs the run and the SENTINEL_RESTART_COUNT it was given (and SENTINEL_CODE_VERSION).
+# logs the run and the SENTINEL_RESTART_COUNT it was given (and SENTINEL_CODE_VERSION,
+# SENTINEL_SKIP_STEPS).
 FAKE_TORCHRUN = """
 import json, os, sys, time
 here = os.path.dirname(os.path.abspath(__file__))
@@ -29,6 +30,8 @@ with open(runs, "a") as f:
     f.write(os.environ.get("SENTINEL_RESTART_COUNT", "?") + "\\n")
 with open(os.path.join(here, "versions.log"), "a") as f:
     f.write(os.environ.get("SENTINEL_CODE_VERSION", "-") + "\\n")
+with open(os.path.join(here, "skips.log"), "a") as f:
+    f.write(os.environ.get("SENTINEL_SKIP_STEPS", "-") + "\\n")
 with open(os.path.join(here, "launched.log"), "a") as f:
     f.write(os.environ.get("SENTINEL_LAUNCHED_AT", "-") + " " + str(time.time()) + "\\n")
 what = plan[min(n, len(plan) - 1)]
@@ -161,6 +164,37 @@ def test_a_version_outside_the_wires_alphabet_is_not_put_in_the_environment(
     advice.body["restart_code_version"] = "v1; reboot"
     assert launcher(fake(tmp_path, ["fail", "ok"]), advice).run() == 0
     assert (tmp_path / "versions.log").read_text().split() == ["-", "-"]
+
+
+def test_a_data_skip_is_passed_to_every_later_run(tmp_path: Path, advice: Advice) -> None:
+    """Each skip_data decision adds its steps; every run after it is told all of them."""
+    advice.in_place("d-11")
+    advice.body["restart_skip_steps"] = [101, 350]
+    launched = launcher(fake(tmp_path, ["fail", "fail", "ok"]), advice, decide_s=2.0)
+    done: list[int] = []
+    t = threading.Thread(target=lambda: done.append(launched.run()))
+    t.start()
+    for _ in range(200):  # the skip's run started: the next decision skips further on
+        if len(advice.acks) == 1:
+            break
+        threading.Event().wait(0.05)
+    advice.in_place("d-12")
+    advice.body["restart_skip_steps"] = [900, 1100]
+    t.join(timeout=30)
+    assert done == [0] and runs(tmp_path) == ["0", "1", "2"]
+    skips = (tmp_path / "skips.log").read_text().split()
+    assert skips == ["-", "101-350", "101-350,900-1100"]
+    assert "skipping the batches of steps 101-350" in advice.acks[0][1]["detail"]
+
+
+@pytest.mark.parametrize("bad", [[350, 101], [-1, 5], ["1", "2"], [1.0, 2], [True, 3], [1]])
+def test_a_skip_that_is_not_a_range_of_steps_is_not_put_in_the_environment(
+    tmp_path: Path, advice: Advice, bad: list[object]
+) -> None:
+    advice.in_place("d-13")
+    advice.body["restart_skip_steps"] = bad
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice).run() == 0
+    assert (tmp_path / "skips.log").read_text().split() == ["-", "-"]
 
 
 def test_without_a_decision_the_commands_status_stands(tmp_path: Path, advice: Advice) -> None:
