@@ -395,12 +395,24 @@ class Watchdog:
         # A restart in place (or a rollback, a data skip) the launcher acknowledged stopped the
         # ranks too, often for less than a stall takes to be seen: the job trains again once
         # they advance after it.
-        restarted: datetime | None = await session.scalar(
-            select(Decision.updated_at).where(
-                Decision.incident_id == incident.id,
-                Decision.action.in_(("restart_in_place", "roll_back", "skip_data")),
-                Decision.status == DecisionStatus.done,
+        # So did an exclusion carried out in the job (the launchers restarted the ranks onto a
+        # standby host, and acknowledged it); a requeued one is seen stalled.
+        done = (
+            await session.execute(
+                select(Decision.updated_at, Decision.action, Decision.outcome).where(
+                    Decision.incident_id == incident.id,
+                    Decision.action.in_(
+                        ("restart_in_place", "roll_back", "skip_data", "exclude_and_restart")
+                    ),
+                    Decision.status == DecisionStatus.done,
+                )
             )
+        ).first()
+        restarted = (
+            done[0]
+            if done is not None
+            and (done[1] != "exclude_and_restart" or done[2].get("standby_host"))
+            else None
         )
         found = [t for t in (stalled, restarted) if t is not None]
         return max(found) if found else None

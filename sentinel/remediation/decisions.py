@@ -128,13 +128,13 @@ def fall_back_to_requeue(
     it could not): the decision becomes the requeue it would have been without in-place
     restarts, its reason saying why, and the executor carries it out. A rollback or a data skip
     stays one: requeued, on the version or skipping the steps its reason and the job's advice
-    name."""
-    if decision.action not in CHANGED_RESTARTS:
+    name. An exclusion carried out in the job stays one too: requeued without the culprit."""
+    if decision.action not in CHANGED_RESTARTS and decision.action != Action.exclude_and_restart:
         decision.action = Action.restart.value
     decision.status = status
     decision.reason += f"; {why}: requeue from checkpoint instead"
     decision.outcome = {
-        **decision.outcome,
+        **{k: v for k, v in decision.outcome.items() if k != "standby_host"},
         "steps": [
             *decision.outcome.get("steps", []),
             {"op": "in_place", "ok": False, "error": why},
@@ -152,20 +152,19 @@ CHANGED_RESTARTS: Final = frozenset({Action.roll_back, Action.skip_data})
 # What a job's launcher may carry out and acknowledge: a restart in place, and a changed
 # restart (published to it while awaiting_ack; requeued without one).
 IN_PLACE: Final = frozenset({Action.restart_in_place}) | CHANGED_RESTARTS
+# What the launchers carry out when published to them (an in_place step): the changed
+# restarts, and an exclusion onto a standby host of the job's allocation.
+IN_THE_JOB: Final = CHANGED_RESTARTS | {Action.exclude_and_restart}
 
 
 def with_the_launcher(decision: Decision) -> bool:
-    """A restart in place, or a changed restart (a rollback, a data skip) published to the
-    job's launcher that has not fallen back to a requeue: the launcher acknowledges it
-    (acknowledge_in_place)."""
+    """A restart in place, or a changed restart (a rollback, a data skip) or an exclusion
+    carried out in the job (onto a standby host) published to the job's launchers that has not
+    fallen back to a requeue: the launcher acknowledges it (acknowledge_in_place)."""
     if decision.action == Action.restart_in_place:
         return True
     published = [s for s in decision.outcome.get("steps", []) if s.get("op") == "in_place"]
-    return (
-        decision.action in CHANGED_RESTARTS
-        and bool(published)
-        and all(s.get("ok") for s in published)
-    )
+    return decision.action in IN_THE_JOB and bool(published) and all(s.get("ok") for s in published)
 
 
 @dataclass(frozen=True)
@@ -244,9 +243,14 @@ class DecisionOperations:
     ) -> None:
         """A job's launcher says whether it restarted the ranks in place; the caller has
         checked that it speaks for the job. Acknowledging done twice changes nothing."""
-        if decision.status == S.done and outcome == "done" and decision.action in IN_PLACE:
-            return  # a launcher's retry after a lost answer
-        if decision.action not in IN_PLACE:
+        in_the_job = with_the_launcher(decision)
+        if (
+            decision.status == S.done
+            and outcome == "done"
+            and (decision.action in IN_PLACE or in_the_job)
+        ):
+            return  # a launcher's retry (or another launcher of the job) after it was done
+        if decision.action not in IN_PLACE and not in_the_job:
             raise TransitionRefused(
                 f"decision {decision.id} is no longer a restart in place ({decision.action}, "
                 f"{decision.status}): it was not acknowledged in time and the job is requeued"

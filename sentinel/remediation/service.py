@@ -63,6 +63,7 @@ from sentinel.remediation.policy import (
     RepairProposal,
 )
 from sentinel.remediation.settings import RemediationSettings
+from sentinel.remediation.standby import standby_hosts
 from sentinel.remediation.swap import SwapService
 from sentinel.schedulers.base import Operation, OpResult, SchedulerAdapter
 from sentinel.triage.signals import blank_numbers
@@ -134,8 +135,14 @@ class RemediationService:
             incident = await session.get(Incident, incident_id)
             if incident is None or await self._decided(session, incident_id):
                 return Decided(None)
+            job = await session.get(Job, incident.job_id) if incident.job_id else None
         # sinfo runs here, between the transactions, never inside one.
         spare_hosts = await self._spare_hosts(incident.culprit_host)
+        if self._settings.in_place and incident.culprit_host and job is not None:
+            # A standby host the job holds takes the culprit's place in the job (no requeue).
+            standbys = await self._standbys(sessions, job, (incident.culprit_host,))
+            if standbys:
+                spare_hosts = (spare_hosts or 0) + len(standbys)
         async with unit_of_work(sessions) as session:
             incident = await session.get(Incident, incident_id)
             if incident is None:
@@ -310,6 +317,28 @@ class RemediationService:
         result = await self.scheduler.nodes()
         return result.counts().idle if result.ok and result.nodes else None
 
+    async def _standbys(self, sessions: Sessions, job: Job, exclude: Sequence[str]) -> list[str]:
+        """The job's standby hosts (allocated, no rank, healthy), asked of the scheduler
+        between transactions; none when it does not say which nodes the job holds."""
+        state = await self.scheduler.job_state(job.scheduler_job_id or job.id)
+        if not state.ok or state.job is None or state.job.state != "running":
+            return []
+        async with unit_of_work(sessions) as session:
+            return await standby_hosts(
+                session, job.id, state.job.nodes, self.swaps.pool.healthy, exclude
+            )
+
+    def _in_the_job(self, decision: Decision) -> bool:
+        """An exclusion that may be carried out in the job, onto a standby host of its
+        allocation: in-place restarts on (a launcher follows the contract), not already
+        published to the launchers (one that fell back is requeued)."""
+        return (
+            decision.action == Action.exclude_and_restart
+            and self._settings.in_place
+            and bool(decision.exclude_hosts)
+            and not any(s.get("op") == "in_place" for s in decision.outcome.get("steps", []))
+        )
+
     # ------------------------------------------------------------------ executing
 
     async def claim(self, session: AsyncSession, decision_id: uuid.UUID) -> bool:
@@ -424,6 +453,10 @@ class RemediationService:
                 }
             )
             return steps, drained
+        if self._in_the_job(decision) and job is not None and sessions is not None:
+            standbys = await self._standbys(sessions, job, decision.exclude_hosts)
+            if standbys:
+                return await self._exclude_in_the_job(decision, standbys[0])
         for host in decision.exclude_hosts:
             res = await self.scheduler.drain(host, _drain_reason(decision))
             steps.append(_step(res))
@@ -460,6 +493,34 @@ class RemediationService:
                 steps.append({**_step(res), "host": host})
         return steps, drained
 
+    async def _exclude_in_the_job(
+        self, decision: Decision, standby: str
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Drain the culprits (no job lands on them again) and tell the launchers, through the
+        advice, to restart the ranks without them and with the standby: the job keeps its
+        allocation and its size. The drained hosts' repair waits for the job to leave them
+        (a human's, or the next exclusion that requeues)."""
+        steps: list[dict[str, Any]] = []
+        drained: list[str] = []
+        for host in decision.exclude_hosts:
+            res = await self.scheduler.drain(host, _drain_reason(decision))
+            steps.append(_step(res))
+            if res.ok:
+                drained.append(host)
+        if all(s["ok"] for s in steps):
+            steps.append(
+                {
+                    "op": "in_place",
+                    "ok": True,
+                    "standby": standby,
+                    "output": "the job's launchers are told (advice restart_exclude_hosts "
+                    f"{', '.join(decision.exclude_hosts)}, restart_standby_host {standby}) to "
+                    "restart the ranks in the same allocation without the excluded hosts, "
+                    "with the standby",
+                }
+            )
+        return steps, drained
+
     async def _record(
         self,
         session: AsyncSession,
@@ -481,6 +542,13 @@ class RemediationService:
             **decision.outcome,
             "steps": [*decision.outcome.get("steps", []), *steps],
         }
+        standby = next((s["standby"] for s in steps if s.get("standby") and s["ok"]), None)
+        if ok and standby is not None:
+            decision.outcome = {**decision.outcome, "standby_host": standby}
+            decision.reason += (
+                f"; carried out in the job: standby host {standby} of its allocation takes "
+                f"the place of {', '.join(decision.exclude_hosts)} (no requeue)"
+            )
         decision.status = DecisionStatus.done if ok else DecisionStatus.failed
         if ok and any(s["op"] == "in_place" for s in steps):
             # Published in the advice; done when the launcher says it restarted the ranks.

@@ -171,8 +171,10 @@ AckBy = Annotated[Principal, Depends(require(auth.OPERATE | auth.REPORT))]
     description="A pending decision becomes done or failed. A restart_in_place decision "
     "awaiting_ack becomes done (the launcher restarted the ranks on the same allocation), or, "
     "with outcome failed, the requeue it would have been without in-place restarts; so does "
-    "a roll_back published to the launcher (restarted on the code version it names), and a "
-    "skip_data (restarted skipping the data batches of the steps it names). "
+    "a roll_back published to the launcher (restarted on the code version it names), a "
+    "skip_data (restarted skipping the data batches of the steps it names), and an "
+    "exclude_and_restart carried out in the job (restarted without the excluded host, with "
+    "the standby host of the allocation its outcome names). "
     "Acknowledging a restart in place twice with done answers the decision as it is.",
     responses=error_responses(403, 404, 409),
 )
@@ -201,9 +203,12 @@ async def _may_ack_in_place(session: AsyncSession, who: Principal, d: Decision) 
             status.HTTP_403_FORBIDDEN, "an agent token acknowledges restarts in place only"
         )
     if who.role == "agent":
-        hosts = (
-            await session.scalars(select(JobRank.host_id).where(JobRank.job_id == d.job_id))
-        ).all()
+        hosts = list(
+            (await session.scalars(select(JobRank.host_id).where(JobRank.job_id == d.job_id))).all()
+        )
+        # The standby host of an exclusion carried out in the job has no rank until it joins.
+        if isinstance(standby := d.outcome.get("standby_host"), str):
+            hosts.append(standby)
         if not any(who.may_speak_for(h) for h in hosts):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
