@@ -145,7 +145,7 @@ async def job_advice(
     out["restart_skip_steps"] = in_place[2].get("skip_steps") if in_place is not None else None
     # An exclusion in the job: the launchers restart without these hosts, with the standby.
     standby = in_place[2].get("standby_host") if in_place is not None else None
-    out["restart_exclude_hosts"] = list(in_place[3]) if standby else []
+    out["restart_exclude_hosts"] = list(in_place[3]) if in_place is not None and standby else []
     out["restart_standby_host"] = standby
     changed = await _changed_by(session, job_id)
     version, skip = changed.get("code_version"), changed.get("skip_steps")
