@@ -22,7 +22,7 @@ from operator import attrgetter
 from typing import Final, TypeVar
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from sentinel.clock import Clock
 from sentinel.db.engine import unit_of_work
@@ -123,6 +123,15 @@ class IngestService:
         # not known to be theirs: those are committed alone, never again in a group.
         self._refused: OrderedDict[str, str] = OrderedDict()
         self._alone: OrderedDict[str, None] = OrderedDict()
+        # On PostgreSQL the writer keeps its connection from one group to the next: taking one
+        # from the pool for every group cost the pool's pre-ping each time (three round trips
+        # with asyncpg: BEGIN, a ping, ROLLBACK). A connection found dead is replaced instead
+        # (`_store`), which is what the pre-ping was for.
+        bind = sessions.kw.get("bind")
+        self._engine = (
+            bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
+        )
+        self._conn: AsyncConnection | None = None
 
     async def start(self) -> None:
         if self._task is None:
@@ -134,6 +143,7 @@ class IngestService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._drop_connection()
         while not self._queue.empty():
             _, fut, _ = self._queue.get_nowait()
             if not fut.done():
@@ -226,9 +236,7 @@ class IngestService:
     async def _commit(self, group: list[_Queued]) -> None:
         items = [g[0] for g in group]
         try:
-            async with unit_of_work(self._sessions) as session:
-                await store_group(session, items)
-                await record_job_ends(session, items)
+            await self._store(items)
         except Exception as exc:
             if _transient(exc):
                 log.error(
@@ -288,6 +296,43 @@ class IngestService:
                 await listener(stored)
             except Exception:
                 log.exception("ingest listener %r failed", listener)
+
+    async def _store(self, items: list[StoredBatch]) -> None:
+        """Store the items and commit them, in one transaction."""
+        if self._engine is None:
+            async with unit_of_work(self._sessions) as session:
+                await store_group(session, items)
+                await record_job_ends(session, items)
+            return
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = await self._engine.connect()  # the pool pre-pings this one
+            try:
+                await self._store_on(self._conn, items)
+                return
+            except BaseException as exc:
+                await self._drop_connection()
+                if attempt == 2 or not (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+                    raise
+                # The connection died since the last group (the server restarted, an idle
+                # connection was cut): the group goes once more on a new one, as the pre-ping
+                # would have sent it there. (Had it died in the commit itself, the batches it
+                # committed are found stored, as a resend after a 503 would find them.)
+                log.warning("the database connection was lost (%s); reconnecting", _first_line(exc))
+                for item in items:
+                    item.reset()
+
+    async def _store_on(self, conn: AsyncConnection, items: list[StoredBatch]) -> None:
+        async with self._sessions(bind=conn) as session, session.begin():
+            await store_group(session, items)
+            await record_job_ends(session, items)
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # Back to the pool, which resets it or, invalidated, discards it.
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     def _refuse(self, single: _Queued, exc: Exception) -> None:
         """Answer a batch that failed on its own with its own error."""
