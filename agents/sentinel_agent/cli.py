@@ -201,15 +201,15 @@ def launch(
     from sentinel_agent.launcher import main as launcher_main
 
     args = list(ctx.args)
-    service = token = None
+    service = token = host = None
     if "--help" not in args and "-h" not in args and "--service" not in args:
         cfg = _load(config)
-        service = cfg.service.base_url
+        service, host = cfg.service.base_url, cfg.host_id
         try:
             token = cfg.service.read_token()
         except OSError as exc:
             raise _fail_config([f"service.token_file: {exc}"]) from exc
-    raise typer.Exit(launcher_main(args, service=service, token=token))
+    raise typer.Exit(launcher_main(args, service=service, token=token, host=host))
 
 
 @app.command()

@@ -24,6 +24,15 @@ reached) is acknowledged as failed, and Sentinel requeues the job instead. The c
 on its own waits up to ``--decide-s`` for such a decision; without one, the wrapper exits with
 the command's status and the scheduler's usual path (requeue) applies. The command succeeding
 ends the wrapper with 0.
+
+An exclusion carried out in the job (the job holds standby hosts in its allocation): the advice
+names the excluded hosts and the standby taking their place. The launcher on an excluded host
+(``--host``, the agent's host id) stops its command and waits, without restarting it (the host
+is drained); the others restart it with ``SENTINEL_EXCLUDED_HOSTS`` and
+``SENTINEL_STANDBY_HOST`` set, for the job script's rendezvous; a launcher started with
+``--standby`` runs nothing until a decision names its host the standby, then starts the command
+with the same variables. Every launcher that restarted acknowledges (the first one makes the
+decision done).
 """
 
 from __future__ import annotations
@@ -34,8 +43,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -49,6 +60,18 @@ Ack = Callable[[str, str, str], None]
 # The wire's alphabet for a code version (sentinel.wire.v1.CodeVersion): it goes into the
 # command's environment.
 _CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+# A host name as the scheduler adapters accept it (sentinel.schedulers.base.HOST_RE).
+_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _exclusion(advice: dict[str, Any]) -> tuple[list[str], str | None]:
+    """An exclusion carried out in the job: the hosts excluded and the standby taking their
+    place (none: a restart in place of the same hosts)."""
+    standby = advice.get("restart_standby_host")
+    if not isinstance(standby, str) or not _HOST.match(standby):
+        return [], None
+    hosts = advice.get("restart_exclude_hosts")
+    return [h for h in hosts or [] if isinstance(h, str) and _HOST.match(h)], standby
 
 
 def _skip_range(value: object) -> tuple[int, int] | None:
@@ -124,6 +147,8 @@ class Launcher:
         max_restarts: int = 3,
         ack: Ack | None = None,
         log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+        host: str | None = None,
+        standby: bool = False,
     ) -> None:
         self._command = list(command)
         self._advice = advice
@@ -137,6 +162,16 @@ class Launcher:
         self.runs = 0
         # Set by a rollback: the code version every later run is started on.
         self.code_version: str | None = None
+        # This launcher's host, and whether it waits as a standby until a decision names it.
+        self.host = host or socket.gethostname().split(".")[0]
+        self.standby = standby
+        # Set by exclusions carried out in the job: every host excluded so far and the latest
+        # standby that took an excluded host's place (the runs' environment); whether this
+        # host is excluded (its command stopped for good).
+        self.excluded_hosts: list[str] = []
+        self.standby_host: str | None = None
+        self.excluded = False
+        self.stop_waiting = threading.Event()  # ends an excluded host's wait (tests)
         # Added by each data skip: the steps whose batches every later run skips.
         self.skip_steps: list[tuple[int, int]] = []
 
@@ -148,6 +183,16 @@ class Launcher:
         decision = str(advice.get("restart_decision") or "")
         if decision in self._acted:
             return None
+        excluded, standby = _exclusion(advice)
+        if self.host in excluded:
+            self._log(f"sentinel-launcher: {self.host} excluded ({advice.get('restart_reason')})")
+            self.excluded = True
+            return decision
+        if self.standby and self.runs == 0 and standby != self.host:
+            return None  # a standby not named keeps waiting
+        if standby is not None:
+            self.excluded_hosts += [h for h in excluded if h not in self.excluded_hosts]
+            self.standby_host = standby
         version = advice.get("restart_code_version")
         if isinstance(version, str) and _CODE_VERSION.match(version):
             self.code_version = version
@@ -167,6 +212,10 @@ class Launcher:
         }
         if self.code_version is not None:
             env["SENTINEL_CODE_VERSION"] = self.code_version
+        if self.standby_host is not None:
+            # The job script's rendezvous forms the world without these, with the standby.
+            env["SENTINEL_EXCLUDED_HOSTS"] = ",".join(self.excluded_hosts)
+            env["SENTINEL_STANDBY_HOST"] = self.standby_host
         if self.skip_steps:
             env["SENTINEL_SKIP_STEPS"] = self._skips()
         self.runs += 1
@@ -186,7 +235,20 @@ class Launcher:
             proc.wait()
 
     def run(self) -> int:
-        proc = self._start()
+        if self.standby:
+            self._log(f"sentinel-launcher: {self.host} waits as a standby")
+            joined = self._wait_to_join()
+            self._acted.add(joined)
+            proc = self._start()
+            self._ack(
+                joined,
+                "done",
+                f"standby {self.host} joined the job in its allocation without "
+                f"{', '.join(self.excluded_hosts)}: run {self.runs} of the command "
+                f"(pid {proc.pid})",
+            )
+        else:
+            proc = self._start()
         while True:
             code = self._watch(proc)
             if code == 0:
@@ -197,6 +259,10 @@ class Launcher:
                     continue
                 return code
             self._acted.add(decision)
+            if self.excluded:
+                if code is None:
+                    self._stop(proc)
+                return self._wait_drained()
             if self.runs > self._max_restarts:
                 why = f"{self._max_restarts} restarts done"
                 self._log(f"sentinel-launcher: {why}; giving up")
@@ -208,6 +274,8 @@ class Launcher:
                 self._stop(proc)
             proc = self._start()
             on = f" on code version {self.code_version}" if self.code_version else ""
+            if self.standby_host is not None:
+                on += f" without {', '.join(self.excluded_hosts)}, with {self.standby_host}"
             on += f", skipping the batches of steps {self._skips()}" if self.skip_steps else ""
             self._ack(
                 decision,
@@ -231,12 +299,32 @@ class Launcher:
                 return decision
             time.sleep(min(self._poll_s, max(deadline - time.monotonic(), 0)))
 
+    def _wait_to_join(self) -> str:
+        """A standby: the decision that names this host the standby (it waits for one)."""
+        while True:
+            decision = self._in_place()
+            if decision is not None and not self.excluded:
+                return decision
+            time.sleep(self._poll_s)
+
+    def _wait_drained(self) -> int:
+        """This host was excluded and drained: the job goes on without it. Its command is not
+        started again; the launcher waits for the job's end (the scheduler's SIGTERM)."""
+        self._log(f"sentinel-launcher: {self.host} is drained; waiting for the job's end")
+        while not self.stop_waiting.wait(max(self._poll_s, 1.0)):
+            pass
+        return 0
+
 
 def main(
-    argv: Sequence[str] | None = None, *, service: str | None = None, token: str | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    service: str | None = None,
+    token: str | None = None,
+    host: str | None = None,
 ) -> int:
-    """The command line; ``sentinel-agent launch`` passes the service and token from the
-    agent's config, which --service and --token-file override."""
+    """The command line; ``sentinel-agent launch`` passes the service, token and host id from
+    the agent's config, which --service, --token-file and --host override."""
     parser = argparse.ArgumentParser(prog="sentinel-launcher", description=__doc__.split("\n")[0])
     parser.add_argument("--service", default=service, help="Sentinel's URL")
     parser.add_argument(
@@ -247,6 +335,15 @@ def main(
     parser.add_argument("--decide-s", type=float, default=60.0)
     parser.add_argument("--grace-s", type=float, default=30.0)
     parser.add_argument("--max-restarts", type=int, default=3)
+    parser.add_argument(
+        "--host", default=host, help="this host's name as Sentinel knows it (the agent's host id)"
+    )
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="a standby host of the allocation: run the command only once a decision names "
+        "this host the standby of an excluded one",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -272,6 +369,8 @@ def main(
         grace_s=args.grace_s,
         max_restarts=args.max_restarts,
         ack=sentinel.ack,
+        host=args.host,
+        standby=args.standby,
     )
     return launcher.run()
 
