@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import importlib.util
 import json
 import os
 import random
@@ -464,6 +465,14 @@ def bench(db: str, workers: int, args: argparse.Namespace, workdir: Path) -> Fig
     )
 
 
+def _server() -> str:
+    """What `sentinel serve` runs on here: uvicorn's default loop and HTTP parser are uvloop
+    and httptools where they are installed (uvicorn[standard], the server extra, installs both)."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn ({loop}, {http}; access log off)"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -488,7 +497,7 @@ def main() -> None:
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
     print(
         f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
-        f"server: uvicorn (uvloop, httptools)"
+        f"server: {_server()}"
     )
     figures = []
     with tempfile.TemporaryDirectory(prefix="sentinel-bench-") as tmp:
