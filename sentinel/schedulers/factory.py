@@ -36,5 +36,8 @@ def make_scheduler(settings: SchedulerSettings, *, clock: Clock | None = None) -
             backoff_max_s=w.backoff_max_s,
         )
     if settings.kind == "fake":
-        return FakeScheduler(expand(settings.fake.nodes), gpus_per_node=settings.fake.gpus_per_node)
+        fake = FakeScheduler(expand(settings.fake.nodes), gpus_per_node=settings.fake.gpus_per_node)
+        for job_id, hosts in settings.fake.jobs.items():
+            fake.run_on(job_id, expand(hosts))
+        return fake
     return DryRunScheduler()

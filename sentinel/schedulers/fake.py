@@ -64,6 +64,14 @@ class FakeScheduler:
         self._schedule()
         return self._info(self._jobs[job_id])
 
+    def run_on(self, job_id: str, nodes: Sequence[str], *, name: str = "train") -> JobInfo:
+        """A job already running on exactly ``nodes`` (an allocation made before: a live
+        service's fake cluster configured with its jobs)."""
+        job = self._jobs[job_id] = _Job(job_id, name, len(nodes), "running", list(nodes))
+        for host in nodes:
+            self._nodes[host].job = job_id
+        return self._info(job)
+
     def finish(self, job_id: str, state: JobState = "completed") -> None:
         job = self._jobs[job_id]
         self._release(job)

@@ -68,13 +68,25 @@ class WebhookSettings(_Section):
 class FakeSettings(_Section):
     nodes: str = Field("node[1-8]", description="Slurm hostlist of the fake cluster's nodes.")
     gpus_per_node: int = Field(8, ge=0)
+    jobs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Jobs the fake cluster runs from the start: job id -> Slurm hostlist of "
+        "the nodes its allocation holds (some may run no rank: standby hosts).",
+    )
 
     @model_validator(mode="after")
     def _hostlist(self) -> FakeSettings:
         try:
-            expand(self.nodes)
+            nodes = set(expand(self.nodes))
         except HostlistError as exc:
             raise ValueError(f"fake.nodes: {exc}") from exc
+        for job, hosts in self.jobs.items():
+            try:
+                unknown = sorted(set(expand(hosts)) - nodes)
+            except HostlistError as exc:
+                raise ValueError(f"fake.jobs[{job}]: {exc}") from exc
+            if unknown:
+                raise ValueError(f"fake.jobs[{job}]: not in fake.nodes: {unknown}")
         return self
 
 

@@ -142,6 +142,8 @@ async def test_factory_fake_has_the_configured_nodes() -> None:
         ({"kind": "webhook", "webhook": {"url": "ftp://x", "secret": "s" * 20}}, "URL scheme"),
         ({"kind": "lsf"}, "Input should be"),
         ({"kind": "fake", "fake": {"nodes": "n[1-"}}, "fake.nodes"),
+        ({"kind": "fake", "fake": {"nodes": "n[1-2]", "jobs": {"7": "n[2-3]"}}}, r"fake.jobs\[7\]"),
+        ({"kind": "fake", "fake": {"jobs": {"7": "n[1-"}}}, r"fake.jobs\[7\]"),
         ({"slurm": {"timeout_s": 0}}, "greater than 0"),
         ({"surprise": 1}, "Extra inputs"),
     ],
@@ -167,3 +169,14 @@ def test_secrets_do_not_show_in_settings() -> None:
         {"kind": "webhook", "webhook": {"url": "https://x.test", "secret": "do-not-print-this-one"}}
     )
     assert "do-not-print" not in repr(settings) and "do-not-print" not in settings.model_dump_json()
+
+
+async def test_the_fake_cluster_runs_the_jobs_configured_on_their_allocations() -> None:
+    """A live service's fake cluster with a job holding a standby node (tests/agents)."""
+    settings = SchedulerSettings.model_validate(
+        {"kind": "fake", "fake": {"nodes": "n[1-4]", "jobs": {"7": "n[1-3]"}}}
+    )
+    fake = make_scheduler(settings)
+    job = (await fake.job_state("7")).job
+    assert job is not None and (job.state, job.nodes) == ("running", ("n1", "n2", "n3"))
+    assert (await fake.nodes()).counts().idle == 1
