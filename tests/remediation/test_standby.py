@@ -11,6 +11,7 @@ from conftest import auth
 from remediation.timeline import HOSTS, Timeline
 from sentinel.db.engine import unit_of_work
 from sentinel.remediation.standby import standby_hosts
+from sentinel.web.routes import TOKEN_COOKIE
 
 
 def _in_place(tl: Timeline) -> None:
@@ -99,7 +100,11 @@ async def test_an_xid79_is_carried_out_in_the_job_onto_the_standby(tl: Timeline)
     ).json()
     assert advice["restart_in_place"] is False and advice["restart_standby_host"] is None
     r = await tl.client.get(f"/api/v1/decisions/{d.id}", headers=auth(tl.tokens["viewer"]))
-    assert r.json()["outcome"]["standby_host"] == "node5"
+    assert r.json()["standby_host"] == "node5" and r.json()["outcome"]["standby_host"] == "node5"
+    page = await tl.client.get(
+        f"/incidents/{d.incident_id}", headers={"Cookie": f"{TOKEN_COOKIE}={tl.tokens['viewer']}"}
+    )
+    assert "in the job: standby" in page.text and "node5</a> took its place" in page.text
 
 
 async def test_no_acknowledgment_in_time_requeues_without_the_culprit(tl: Timeline) -> None:

@@ -50,6 +50,11 @@ class DecisionOut(BaseModel):
         description="skip_data: the first and last step (inclusive) whose data batches the job "
         "skips when it restarts from its checkpoint.",
     )
+    standby_host: str | None = Field(
+        None,
+        description="exclude_and_restart carried out in the job: the standby host of the job's "
+        "allocation that took the excluded host's place (no requeue).",
+    )
 
 
 def _out(d: Decision) -> DecisionOut:
@@ -59,6 +64,7 @@ def _out(d: Decision) -> DecisionOut:
         update={
             "code_version": d.outcome.get("code_version"),
             "skip_steps": tuple(skip) if skip else None,
+            "standby_host": d.outcome.get("standby_host"),
         }
     )
 
