@@ -60,6 +60,7 @@ class Assumptions:
     init_s: float = 180.0
     node_wait_s: float = 600.0
     in_place_restart_s: float = 60.0
+    standby_hosts: int = 2
     watchdog_s: float = 600.0
     manual_triage_s: float = 1800.0
     baseline_crash_loops: int = 2
@@ -151,11 +152,22 @@ class Assumptions:
              "where the policy decides restart_in_place (a software error, a hang or an "
              "unknown failure with no host to blame, once per fault; the same software error "
              "again is escalated as a crash loop, another fault requeued), and for a restart "
-             "held while the fabric was down, once it is quiet; with hot spares too, "
-             "an exclusion is an in-job restart onto the spare (init only)",
+             "held while the fabric was down, once it is quiet",
              f"{JUDGEMENT}; {NV}: in-process and in-job restart, warm spares; an in-process "
              "restart skips the new scheduler job, the container, the interpreter, the imports "
              "and the CUDA context (no time published)"),
+            ("standby hosts in the job's allocation", f"{s['standby_hosts']} (sbatch -N "
+             f"{self.hosts + s['standby_hosts']} for {self.hosts} hosts' ranks, their GPUs idle "
+             "and not charged); with in-place restarts on, an exclusion is carried out in the "
+             f"job onto one (no requeue: init, {s['init_s']:g} s: every host's launcher restarts "
+             "its command, the standby loads the checkpoint); consumed, and refilled only when "
+             "the job is next requeued (its new allocation has the full size: the used ones are "
+             "then found like excluded hosts, from the spare pool or the queue); none left: "
+             "the requeue, a hot spare from the pool if one is free (requeue + init), else the "
+             "wait for a node; a swap is always a requeue",
+             f"the count {JUDGEMENT}; the mechanism the product's (remediation.in_place, "
+             f"docs/launcher.md) and {NV}'s: ft_launcher --nnodes MIN:MAX admits the nodes "
+             "past MIN as standbys, promoted to replace failed ones without resizing the job"),
             ("baseline detection + triage", f"NCCL watchdog {s['watchdog_s']:g} s + manual "
              f"triage {s['manual_triage_s']:g} s; the human always finds the host",
              "PyTorch ProcessGroupNCCL default timeout (600 s); triage time " + JUDGEMENT),

@@ -176,6 +176,7 @@ PESSIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("init 300 s (NCCL init + checkpoint load)", {"init_s": 300.0}),
     ("requeue 300 s", {"requeue_s": 300.0}),
     ("in-place restart 180 s", {"in_place_restart_s": 180.0}),
+    ("no standby host in the job's allocation", {"standby_hosts": 0}),
     ("no precursors (proactive swap finds nothing)", {"precursor_scale": 0.0}),
     (
         "50% of software bugs repeat; 2 h to fix",
@@ -189,6 +190,7 @@ PESSIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
 OPTIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("checkpoint save blocks 0.02 s (0.4 GB a GPU)", {"checkpoint_save_s": 0.02}),
     ("init 90 s", {"init_s": 90.0}),
+    ("8 standby hosts in the job's allocation", {"standby_hosts": 8}),
     ("10% of software bugs repeat; 30 min to fix", {"deterministic_bug_share": 0.1,
                                                      "software_fix_s": 1800.0}),
     ("an escalation waits 10 min for a human", {"human_response_s": 600.0}),
@@ -257,7 +259,10 @@ def _mechanisms(m: Mechanisms, a: Assumptions) -> str:
             f"{a.checkpoint_interval_s:g} s)"
         )
     if m.in_place:
-        parts.append(f"restart in place ({a.in_place_restart_s:g} s)")
+        parts.append(
+            f"restart in place ({a.in_place_restart_s:g} s), an exclusion onto a standby of "
+            f"the allocation ({a.standby_hosts})"
+        )
     return "; ".join(parts)
 
 

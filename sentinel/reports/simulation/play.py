@@ -140,6 +140,7 @@ class _State:
     past: list[PastDecision] = field(default_factory=list)
     drains: list[float] = field(default_factory=list)
     swaps: list[float] = field(default_factory=list)  # when each swap was decided
+    standbys_used: int = 0  # the allocation's standby hosts taken since the job was requeued
 
 
 def _progress(
@@ -176,17 +177,47 @@ def _take_spares(a: Assumptions, m: Mechanisms, state: _State, at: float, hosts:
     return True
 
 
-def _restart_s(a: Assumptions, m: Mechanisms, action: str, excluded: int, spare: bool) -> float:
+def _in_place(m: Mechanisms, action: str) -> bool:
+    """The launcher restarts the ranks on the hosts the job holds: no requeue."""
     in_place = m.in_place and action in (Action.hold, Action.roll_back, Action.skip_data)
-    if action == Action.restart_in_place or in_place:
+    return action == Action.restart_in_place or in_place
+
+
+def _in_the_job(a: Assumptions, m: Mechanisms, state: _State, action: str, hosts: int) -> bool:
+    """An exclusion carried out in the job (remediation.in_place on): a standby host of the
+    allocation takes each excluded host's place, while the allocation has enough left; they
+    are consumed, and refilled only when the job is requeued (_requeue_hosts)."""
+    if not (m.in_place and action == Action.exclude_and_restart and hosts):
+        return False
+    if a.standby_hosts - state.standbys_used < hosts:
+        return False
+    state.standbys_used += hosts
+    return True
+
+
+def _requeue_hosts(m: Mechanisms, state: _State, action: str, excluded: int) -> int:
+    """Hosts a requeue must find (from the spare pool, else the queue): the excluded ones and
+    the standbys used since the last requeue (the new allocation has its full size again)."""
+    if _in_place(m, action):
+        return excluded
+    hosts, state.standbys_used = excluded + state.standbys_used, 0
+    return hosts
+
+
+def _restart_s(
+    a: Assumptions, m: Mechanisms, action: str, excluded: int, spare: bool, in_job: bool = False
+) -> float:
+    if _in_place(m, action):
         # The policy's decision (remediation.in_place on in this variant): the launcher
         # restarts the ranks on the allocation it holds (a rollback: on the version that
         # trained; a data skip: skipping the batches it names; a requeue without in-place
         # restarts); a held restart is released in place
         # once the fabric is quiet (no host to change).
         return a.in_place_restart_s
-    if excluded and spare and m.in_place:
-        # In-job restart onto a spare held in the allocation: new ranks there, no requeue.
+    if in_job:
+        # Onto a standby host of the allocation (the product's exclusion with in-place
+        # restarts on): no requeue, but every host's launcher restarts its command and the
+        # standby's loads the checkpoint: init. A spare from the pool is a requeue.
         return a.init_s
     wait = a.node_wait_s if excluded and not spare else 0.0
     return wait + a.restart_s
@@ -326,7 +357,9 @@ def _decide(
             past=tuple(p for p in state.past if p.at >= window),
             drains_last_hour=sum(1 for d in state.drains if d >= hour_ago),
             # Hot spares: the pool's free spares now; else the scheduler does not say.
+            # The product counts the allocation's free standby hosts with them.
             spare_hosts=_spares_free(a, state, (now - START).total_seconds())
+            + (a.standby_hosts - state.standbys_used if m.in_place else 0)
             if m.hot_spares
             else None,
             # The in-place variants turn the policy's in-place restarts on; which faults get
@@ -388,10 +421,11 @@ def _sentinel_step(
         )
     )
     planned = fault.category == Category.PLANNED
-    spare = _take_spares(a, m, state, issued, len(excluded))
-    resumed = issued + (
-        a.restart_s if planned else _restart_s(a, m, proposal.action, len(excluded), spare)
-    )
+    action = proposal.action
+    in_job = not planned and _in_the_job(a, m, state, action, len(excluded))
+    hosts = 0 if in_job or planned else _requeue_hosts(m, state, action, len(excluded))
+    spare = _take_spares(a, m, state, issued, hosts)
+    resumed = issued + (a.restart_s if planned else _restart_s(a, m, action, hosts, spare, in_job))
     return Interruption(
         fault, at, detected, issued, resumed, steps_lost, checkpoint_step,
         proposal.action.value, status, proposal.rule, proposal.reason, tuple(excluded),
@@ -429,8 +463,10 @@ def _swap(
     if excluded:
         state.drains.append(swap_at)
     issued = swap_at + a.checkpoint_save_s + a.execute_s
-    spare = _take_spares(a, m, state, swap_at, len(excluded))
-    resumed = issued + _restart_s(a, m, "swap", len(excluded), spare)
+    # A swap is a requeue in the product, in-place restarts on or not.
+    hosts = _requeue_hosts(m, state, "swap", len(excluded))
+    spare = _take_spares(a, m, state, swap_at, hosts)
+    resumed = issued + _restart_s(a, m, "swap", hosts, spare)
     return Interruption(
         fault, swap_at, swap_at, issued, resumed, 0,
         checkpoint_step, "swap", "done", "proactive swap via " + proposal.rule,
