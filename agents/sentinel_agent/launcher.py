@@ -178,7 +178,9 @@ class Launcher:
     def _in_place(self) -> str | None:
         """A restart-in-place decision not acted on yet, else None."""
         advice = self._advice()
-        if not advice or not advice.get("restart_in_place"):
+        # An exclusion in the job stays published (restart_in_place false once a launcher
+        # acknowledged it) for the launchers that have not acted on it yet.
+        if not advice or not (advice.get("restart_in_place") or _exclusion(advice)[1]):
             return None
         decision = str(advice.get("restart_decision") or "")
         if decision in self._acted:

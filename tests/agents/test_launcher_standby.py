@@ -111,6 +111,17 @@ def test_a_standby_starts_only_when_a_decision_names_it(tmp_path: Path, advice: 
     assert path == "/api/v1/decisions/d-5/ack" and "standby node5 joined" in body["detail"]
 
 
+def test_an_acknowledged_exclusion_still_reaches_the_launchers_that_have_not_acted(
+    tmp_path: Path, advice: Advice
+) -> None:
+    """Once the first launcher acknowledged it, the advice says restart_in_place false (the
+    restarted ranks are not told to restart) but still names the exclusion."""
+    exclusion(advice, "d-7", "node3", "node5")
+    advice.body["restart_in_place"] = False
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice, host="node2").run() == 0
+    assert runs(tmp_path) == ["- -", "node3 node5"]
+
+
 def test_hosts_outside_the_alphabet_are_not_put_in_the_environment(
     tmp_path: Path, advice: Advice
 ) -> None:

@@ -84,6 +84,8 @@ async def test_an_xid79_is_carried_out_in_the_job_onto_the_standby(tl: Timeline)
         await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
     ).json()
     assert advice["restart_decision"] == str(d.id) and advice["restart_standby_host"] == "node5"
+    # The restarted ranks are not told to restart (heartbeat replies): only the launchers act.
+    assert advice["restart_in_place"] is False
     await tl.loops()
     assert len(await tl.decisions()) == 1 and await tl.requeues() == 0  # exactly once
 

@@ -79,7 +79,8 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "restart_standby_host: an exclusion carried out in the job (remediation.in_place, a "
     "standby host in the job's allocation): the excluded hosts' launchers stop their command, "
     "the others and the standby's restart it without them (SENTINEL_EXCLUDED_HOSTS, "
-    "SENTINEL_STANDBY_HOST); published until the job's incident resolves; else [] and null.",
+    "SENTINEL_STANDBY_HOST); published until the job's incident resolves (restart_in_place "
+    "false once acknowledged, for the launchers that have not acted yet); else [] and null.",
     responses=error_responses(404),
 )
 async def job_advice(
@@ -111,7 +112,13 @@ async def job_advice(
     # launcher restarts the ranks once per decision (restart_decision says which).
     in_place = (
         await session.execute(
-            select(Decision.id, Decision.reason, Decision.outcome, Decision.exclude_hosts)
+            select(
+                Decision.id,
+                Decision.reason,
+                Decision.outcome,
+                Decision.exclude_hosts,
+                Decision.status,
+            )
             .join(Incident, Incident.id == Decision.incident_id)
             .where(
                 Decision.job_id == job_id,
@@ -123,7 +130,8 @@ async def job_advice(
                     ),
                     # An exclusion carried out in the job, until the job trains again: every
                     # host's launcher acts on it (the culprit's stops, the standby's starts),
-                    # not only the first one, whose acknowledgment makes it done.
+                    # not only the first one, whose acknowledgment makes it done (then
+                    # restart_in_place is false: the restarted ranks are not told to restart).
                     and_(
                         Decision.action == Action.exclude_and_restart,
                         Decision.status == DecisionStatus.done,
@@ -136,7 +144,7 @@ async def job_advice(
             .limit(1)
         )
     ).first()
-    out["restart_in_place"] = in_place is not None
+    out["restart_in_place"] = in_place is not None and in_place[4] != DecisionStatus.done
     out["restart_decision"] = str(in_place[0]) if in_place is not None else None
     out["restart_reason"] = in_place[1] if in_place is not None else None
     # A rollback: the launcher restarts the ranks on this version (SENTINEL_CODE_VERSION).
