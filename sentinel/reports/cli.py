@@ -5,16 +5,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from sentinel.reports.formats import Format
-from sentinel.reports.simulation.assumptions import Assumptions
-
-# The simulation's options default to its assumptions (one place says what they are).
-_A = Assumptions
 
 console = Console(highlight=False, emoji=False)
 err = Console(stderr=True, emoji=False, soft_wrap=True)  # paths are not wrapped
@@ -91,25 +87,33 @@ def report(
     console.out(render(result, fmt), end="")
 
 
+# The simulation's options default to its assumptions (printed with their sources), which are
+# not imported here: the CLI starts on hosts with the agent's install alone.
+_DEFAULT = " Default: the simulation's assumption, printed with its source."
+
+
 def simulate(
     database: Annotated[Path, typer.Argument(help="SQLite file to write (replaced if present).")],
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same history.")] = 405,
-    days: Annotated[float, typer.Option(help="Length of the run.")] = _A.days,
+    days: Annotated[float | None, typer.Option(help="Length of the run." + _DEFAULT)] = None,
     checkpoint_interval_s: Annotated[
-        float, typer.Option(help="Seconds between checkpoints, as the job is configured.")
-    ] = _A.checkpoint_interval_s,
+        float | None,
+        typer.Option(help="Seconds between checkpoints, as the job is configured." + _DEFAULT),
+    ] = None,
     checkpoint_save_s: Annotated[
-        float, typer.Option(help="Seconds a checkpoint save blocks training.")
-    ] = _A.checkpoint_save_s,
+        float | None, typer.Option(help="Seconds a checkpoint save blocks training." + _DEFAULT)
+    ] = None,
     requeue_s: Annotated[
-        float, typer.Option(help="Scheduler requeue onto the same or replacement nodes.")
-    ] = _A.requeue_s,
+        float | None,
+        typer.Option(help="Scheduler requeue onto the same or replacement nodes." + _DEFAULT),
+    ] = None,
     init_s: Annotated[
-        float, typer.Option(help="NCCL init and checkpoint load, per restart.")
-    ] = _A.init_s,
+        float | None, typer.Option(help="NCCL init and checkpoint load, per restart." + _DEFAULT)
+    ] = None,
     manual_triage_s: Annotated[
-        float, typer.Option(help="Baseline: a human finds the cause and restarts the job.")
-    ] = _A.manual_triage_s,
+        float | None,
+        typer.Option(help="Baseline: a human finds the cause and restarts the job." + _DEFAULT),
+    ] = None,
     max_restarts: Annotated[
         int | None,
         typer.Option(help="Override the policy's restarts per job per window (max_restarts)."),
@@ -119,23 +123,25 @@ def simulate(
     each of its mechanisms, through the real triage and policy; the reactive run is written to
     a SQLite file for `sentinel report`."""
     import sys
+    from dataclasses import replace
 
     from sentinel.remediation.settings import RemediationSettings
-    from sentinel.reports.simulation import describe, run, sensitivity, write
+    from sentinel.reports.simulation import Assumptions, describe, run, sensitivity, write
 
     started = time.monotonic()
     remediation = RemediationSettings(
         **({"max_restarts": max_restarts} if max_restarts is not None else {})
     )
-    assumptions = Assumptions(
-        remediation=remediation,
-        days=days,
-        checkpoint_interval_s=checkpoint_interval_s,
-        checkpoint_save_s=checkpoint_save_s,
-        requeue_s=requeue_s,
-        init_s=init_s,
-        manual_triage_s=manual_triage_s,
-    )
+    given = {
+        "days": days,
+        "checkpoint_interval_s": checkpoint_interval_s,
+        "checkpoint_save_s": checkpoint_save_s,
+        "requeue_s": requeue_s,
+        "init_s": init_s,
+        "manual_triage_s": manual_triage_s,
+    }
+    assumptions: Any = Assumptions(remediation=remediation)
+    assumptions = replace(assumptions, **{k: v for k, v in given.items() if v is not None})
     outcome = run(assumptions, seed)
     rows = sensitivity(outcome)
     write(outcome, database)
