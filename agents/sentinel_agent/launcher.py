@@ -178,9 +178,10 @@ class Launcher:
     def _in_place(self) -> str | None:
         """A restart-in-place decision not acted on yet, else None."""
         advice = self._advice()
-        # An exclusion in the job stays published (restart_in_place false once a launcher
-        # acknowledged it) for the launchers that have not acted on it yet.
-        if not advice or not (advice.get("restart_in_place") or _exclusion(advice)[1]):
+        # A restart stays published once a launcher acknowledged it (restart_in_place false,
+        # restart_decision still naming it) for the other hosts' launchers that have not acted
+        # on it yet: each acts once per decision.
+        if not advice or not (advice.get("restart_in_place") or advice.get("restart_decision")):
             return None
         decision = str(advice.get("restart_decision") or "")
         if decision in self._acted:

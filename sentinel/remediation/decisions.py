@@ -167,6 +167,16 @@ def with_the_launcher(decision: Decision) -> bool:
     return decision.action in IN_THE_JOB and bool(published) and all(s.get("ok") for s in published)
 
 
+def done_by_a_launcher(outcome: object) -> bool:
+    """A launcher acknowledged carrying the decision out (an ack step that went well): the
+    restart happened where the job runs, not a requeue it fell back to."""
+    steps = outcome.get("steps") if isinstance(outcome, dict) else None
+    return isinstance(steps, list) and any(
+        isinstance(step, dict) and step.get("op") == "ack" and step.get("ok") is True
+        for step in steps
+    )
+
+
 @dataclass(frozen=True)
 class DecisionOperations:
     """What operators and launchers do to decisions, in the caller's unit of work."""

@@ -18,6 +18,7 @@ from sqlalchemy.orm import QueryableAttribute
 
 from sentinel.db.engine import sync_url
 from sentinel.db.models import Decision, Incident, Job, JobProgress, JobRank
+from sentinel.remediation.decisions import done_by_a_launcher
 from sentinel.reports.goodput import PROGRESS_SCHEMA, empty_progress
 
 INCIDENT_SCHEMA: dict[str, Any] = {
@@ -149,14 +150,6 @@ def _progress_frame(rows: Sequence[Any]) -> pl.DataFrame:
     )
 
 
-def _acknowledged_in_place(outcome: Any) -> bool:
-    steps = outcome.get("steps") if isinstance(outcome, dict) else None
-    return any(
-        isinstance(step, dict) and step.get("op") == "ack" and step.get("ok") is True
-        for step in steps or ()
-    )
-
-
 def _incident_frame(rows: Sequence[Any]) -> pl.DataFrame:
     return pl.DataFrame(
         [
@@ -174,7 +167,7 @@ def _incident_frame(rows: Sequence[Any]) -> pl.DataFrame:
                 r[10],
                 _s(r[11]),
                 _s(r[12]),
-                _acknowledged_in_place(r[13]),
+                done_by_a_launcher(r[13]),
             )
             for r in rows
         ],

@@ -125,6 +125,17 @@ def test_a_failed_run_restarts_in_place_when_sentinel_decides_so(
     assert "run 2" in body["detail"]
 
 
+def test_an_acknowledged_restart_still_reaches_a_launcher_that_has_not_acted(
+    tmp_path: Path, advice: Advice
+) -> None:
+    """Another host's launcher acknowledged it first: the advice says restart_in_place false
+    but still names the decision; this host's launcher restarts its command once."""
+    advice.in_place("d-3")
+    advice.body["restart_in_place"] = False
+    assert launcher(fake(tmp_path, ["fail", "ok"]), advice).run() == 0
+    assert runs(tmp_path) == ["0", "1"]
+
+
 def test_each_run_is_told_when_it_was_launched(tmp_path: Path, advice: Advice) -> None:
     """The heartbeat client measures the run's startup from SENTINEL_LAUNCHED_AT."""
     advice.in_place("d-2")

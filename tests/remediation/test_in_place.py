@@ -152,7 +152,10 @@ async def test_a_crash_is_restarted_in_place_without_a_requeue(tl: Timeline) -> 
     )
     assert again.status_code == 200 and again.json()["status"] == "done"  # a retry
     r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
-    assert r.json()["restart_in_place"] is False  # acknowledged: not told again
+    # Acknowledged: the restarted ranks are not told again, but the decision is still named
+    # for the other hosts' launchers (one per host) that have not polled since.
+    assert r.json()["restart_in_place"] is False
+    assert r.json()["restart_decision"] == str(d.id)
 
     # The ranks restarted at once (no stall long enough for the watchdog to see): the job
     # advancing after the acknowledged restart resolves the incident.
@@ -164,7 +167,7 @@ async def test_a_crash_is_restarted_in_place_without_a_requeue(tl: Timeline) -> 
     [incident] = await tl.incidents()
     assert incident.state == "resolved"
     r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["viewer"]))
-    assert r.json()["restart_in_place"] is False
+    assert r.json()["restart_in_place"] is False and r.json()["restart_decision"] is None
 
 
 async def _crash(tl: Timeline) -> None:
@@ -205,6 +208,9 @@ async def test_no_acknowledgment_in_time_requeues_the_job(tl: Timeline) -> None:
         f"/api/v1/decisions/{d.id}/ack", json={"outcome": "done"}, headers=auth(tl.tokens["agent"])
     )
     assert r.status_code == 409 and "requeued" in r.json()["detail"]
+    # Requeued, not done by a launcher: the requeued job's launchers are not told to restart.
+    r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
+    assert r.json()["restart_in_place"] is False and r.json()["restart_decision"] is None
 
 
 async def test_a_launcher_that_cannot_restart_falls_back_to_the_requeue(tl: Timeline) -> None:

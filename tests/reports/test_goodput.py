@@ -132,7 +132,7 @@ def test_a_rollback_or_data_skip_is_in_place_when_its_launcher_acknowledged_it(
 
 
 def test_only_an_acknowledged_ack_counts_as_in_place() -> None:
-    from sentinel.reports.frames import _acknowledged_in_place
+    from sentinel.remediation.decisions import done_by_a_launcher as _acknowledged_in_place
 
     assert _acknowledged_in_place(
         {"steps": [{"op": "in_place", "ok": True}, {"op": "ack", "ok": True}]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel import auth
@@ -16,8 +16,13 @@ from sentinel.auth import Principal
 from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.incidents.state import IncidentState
 from sentinel.ingest.jobs import incident_counts, job_cadence, job_summaries, job_summary
-from sentinel.remediation.decisions import CHANGED_RESTARTS, IN_PLACE, IN_THE_JOB, DecisionStatus
-from sentinel.remediation.policy import Action
+from sentinel.remediation.decisions import (
+    CHANGED_RESTARTS,
+    IN_PLACE,
+    IN_THE_JOB,
+    DecisionStatus,
+    done_by_a_launcher,
+)
 from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -108,9 +113,14 @@ async def job_advice(
         interval_s=interval_s,
         write_s=write_s,
     )
-    # The latest in-place restart decided for the job while its incident is still open: the
-    # launcher restarts the ranks once per decision (restart_decision says which).
-    in_place = (
+    # The latest restart the job's launchers carry out (in place, a rollback, a data skip, an
+    # exclusion onto a standby) while its incident is open: each launcher acts once per
+    # decision (restart_decision says which). Published from when the executor ran its step;
+    # once the first launcher acknowledged it, still named (with restart_in_place false: the
+    # restarted ranks, told through the heartbeat replies, are not asked again) until the job
+    # trains again, for the other hosts' launchers that have not polled since: a multi-host
+    # job has one launcher per host.
+    candidates = (
         await session.execute(
             select(
                 Decision.id,
@@ -122,28 +132,22 @@ async def job_advice(
             .join(Incident, Incident.id == Decision.incident_id)
             .where(
                 Decision.job_id == job_id,
-                or_(
-                    # Published (the executor ran its step) and not yet acknowledged.
-                    and_(
-                        Decision.action.in_(IN_PLACE | IN_THE_JOB),
-                        Decision.status == DecisionStatus.awaiting_ack,
-                    ),
-                    # An exclusion carried out in the job, until the job trains again: every
-                    # host's launcher acts on it (the culprit's stops, the standby's starts),
-                    # not only the first one, whose acknowledgment makes it done (then
-                    # restart_in_place is false: the restarted ranks are not told to restart).
-                    and_(
-                        Decision.action == Action.exclude_and_restart,
-                        Decision.status == DecisionStatus.done,
-                        Decision.outcome["standby_host"].as_string().is_not(None),
-                    ),
-                ),
+                Decision.action.in_(IN_PLACE | IN_THE_JOB),
+                Decision.status.in_((DecisionStatus.awaiting_ack, DecisionStatus.done)),
                 Incident.state != IncidentState.resolved,
             )
             .order_by(Decision.created_at.desc())
             .limit(1)
         )
-    ).first()
+    ).all()
+    in_place = next(
+        (
+            row
+            for row in candidates
+            if row[4] == DecisionStatus.awaiting_ack or done_by_a_launcher(row[2])
+        ),
+        None,
+    )
     out["restart_in_place"] = in_place is not None and in_place[4] != DecisionStatus.done
     out["restart_decision"] = str(in_place[0]) if in_place is not None else None
     out["restart_reason"] = in_place[1] if in_place is not None else None
