@@ -172,6 +172,7 @@ class Launcher:
         self.standby_host: str | None = None
         self.excluded = False
         self.stop_waiting = threading.Event()  # ends an excluded host's wait (tests)
+        self.proc: subprocess.Popen[bytes] | None = None  # the command's current run
         # Added by each data skip: the steps whose batches every later run skips.
         self.skip_steps: list[tuple[int, int]] = []
 
@@ -222,7 +223,8 @@ class Launcher:
         if self.skip_steps:
             env["SENTINEL_SKIP_STEPS"] = self._skips()
         self.runs += 1
-        return subprocess.Popen(self._command, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(self._command, env=env, start_new_session=True)
+        return self.proc
 
     def _skips(self) -> str:
         return ",".join(f"{first}-{last}" for first, last in self.skip_steps)
@@ -236,6 +238,15 @@ class Launcher:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    def forward_stop(self) -> None:
+        """The scheduler ends the job (scancel, the time limit: SIGTERM to the launcher). The
+        command runs in its own session, which the scheduler's signal to the launcher's process
+        group does not reach: it is told here, and given grace_s before SIGKILL."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._log(f"sentinel-launcher: stopping the command (pid {self.proc.pid})")
+            self._stop(self.proc)
+        self.stop_waiting.set()
 
     def run(self) -> int:
         if self.standby:
@@ -375,6 +386,13 @@ def main(
         host=args.host,
         standby=args.standby,
     )
+
+    def stop(signum: int, _frame: object) -> None:
+        launcher.forward_stop()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     return launcher.run()
 
 

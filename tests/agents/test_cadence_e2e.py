@@ -90,6 +90,7 @@ def test_the_cadence_advice_comes_from_the_jobs_measured_times(
     try:
         _run(tmp_path, service, agent_processes)
     finally:
+        (tmp_path / "cadence-a" / "stop").write_text("")  # the command, whatever happened
         service.stop()
 
 

@@ -283,3 +283,40 @@ def test_sentinel_agent_launch_takes_the_service_and_token_from_the_agent_config
     )
     assert proc.returncode == 0, proc.stderr
     assert runs(tmp_path) == ["0", "1"] and advice.acks[0][0] == "/api/v1/decisions/d-5/ack"
+
+
+def test_the_schedulers_sigterm_reaches_the_command_in_its_own_session(
+    tmp_path: Path, advice: Advice
+) -> None:
+    """scancel (or the time limit) sends SIGTERM to the launcher; the command, started in a
+    session of its own, would not hear it: the launcher passes it on and exits 128 + 15."""
+    import os
+    import signal
+
+    (tmp_path / "token").write_text("t0ken")
+    sleeper = (
+        "import os, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (open('stopped', 'w').close(), sys.exit(0)))\n"
+        "open('pid', 'w').write(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
+    agents = str(Path(__file__).resolve().parents[2] / "agents")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sentinel_agent.launcher", "--service", advice.url,
+         "--token-file", str(tmp_path / "token"), "--job-id", "77", "--poll-s", "0.1",
+         "--grace-s", "5", "--", sys.executable, "-c", sleeper],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": agents},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = int((tmp_path / "pid").read_text())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        assert (tmp_path / "stopped").exists()  # the command heard it and stopped cleanly
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
