@@ -160,9 +160,10 @@ class Assumptions:
              f"{self.hosts + s['standby_hosts']} for {self.hosts} hosts' ranks, their GPUs idle "
              "and not charged); with in-place restarts on, an exclusion is carried out in the "
              f"job onto one (no requeue: init, {s['init_s']:g} s: every host's launcher restarts "
-             "its command, the standby loads the checkpoint); consumed, and refilled only when "
-             "the job is next requeued (its new allocation has the full size: the used ones are "
-             "then found like excluded hosts, from the spare pool or the queue); none left: "
+             "its command, the standby loads the checkpoint); the excluded host stays in the "
+             "allocation, drained, and is a standby again once repaired; a requeue gives the "
+             "job its full allocation again (the hosts still out are then found like excluded "
+             "hosts, from the spare pool or the queue); none free: "
              "the requeue, a hot spare from the pool if one is free (requeue + init), else the "
              "wait for a node; a swap is always a requeue",
              f"the count {JUDGEMENT}; the mechanism the product's (remediation.in_place, "

@@ -140,7 +140,9 @@ class _State:
     past: list[PastDecision] = field(default_factory=list)
     drains: list[float] = field(default_factory=list)
     swaps: list[float] = field(default_factory=list)  # when each swap was decided
-    standbys_used: int = 0  # the allocation's standby hosts taken since the job was requeued
+    # The hosts excluded onto the allocation's standbys since the job was last requeued: each
+    # is a standby again once repaired (still allocated to the job, no rank on it).
+    standbys_out: list[str] = field(default_factory=list)
 
 
 def _progress(
@@ -183,25 +185,37 @@ def _in_place(m: Mechanisms, action: str) -> bool:
     return action == Action.restart_in_place or in_place
 
 
-def _in_the_job(a: Assumptions, m: Mechanisms, state: _State, action: str, hosts: int) -> bool:
+def _standbys_free(a: Assumptions, state: _State, at: float) -> int:
+    """The allocation's standby hosts free at ``at``: each one taken is back when the host it
+    replaced is repaired (excluded hosts' returns, state.back_at; a repeat offender never)."""
+    out = sum(1 for host in state.standbys_out if state.back_at.get(host, math.inf) > at)
+    return a.standby_hosts - out
+
+
+def _in_the_job(
+    a: Assumptions, m: Mechanisms, state: _State, action: str, hosts: tuple[str, ...], at: float
+) -> bool:
     """An exclusion carried out in the job (remediation.in_place on): a standby host of the
-    allocation takes each excluded host's place, while the allocation has enough left; they
-    are consumed, and refilled only when the job is requeued (_requeue_hosts)."""
+    allocation takes each excluded host's place, while the allocation has enough free. The
+    excluded host stays in the allocation, drained; once repaired (and resumed) it has no rank
+    and is healthy: the product's standby test (remediation/standby.py) counts it a standby
+    again. A requeue gives the job a full allocation (_requeue_hosts)."""
     if not (m.in_place and action == Action.exclude_and_restart and hosts):
         return False
-    if a.standby_hosts - state.standbys_used < hosts:
+    if _standbys_free(a, state, at) < len(hosts):
         return False
-    state.standbys_used += hosts
+    state.standbys_out.extend(hosts)
     return True
 
 
-def _requeue_hosts(m: Mechanisms, state: _State, action: str, excluded: int) -> int:
+def _requeue_hosts(m: Mechanisms, state: _State, action: str, excluded: int, at: float) -> int:
     """Hosts a requeue must find (from the spare pool, else the queue): the excluded ones and
-    the standbys used since the last requeue (the new allocation has its full size again)."""
+    the standbys still out (the new allocation has its full size again)."""
     if _in_place(m, action):
         return excluded
-    hosts, state.standbys_used = excluded + state.standbys_used, 0
-    return hosts
+    out = sum(1 for host in state.standbys_out if state.back_at.get(host, math.inf) > at)
+    state.standbys_out = []
+    return excluded + out
 
 
 def _restart_s(
@@ -359,7 +373,7 @@ def _decide(
             # Hot spares: the pool's free spares now; else the scheduler does not say.
             # The product counts the allocation's free standby hosts with them.
             spare_hosts=_spares_free(a, state, (now - START).total_seconds())
-            + (a.standby_hosts - state.standbys_used if m.in_place else 0)
+            + (_standbys_free(a, state, (now - START).total_seconds()) if m.in_place else 0)
             if m.hot_spares
             else None,
             # The in-place variants turn the policy's in-place restarts on; which faults get
@@ -422,8 +436,8 @@ def _sentinel_step(
     )
     planned = fault.category == Category.PLANNED
     action = proposal.action
-    in_job = not planned and _in_the_job(a, m, state, action, len(excluded))
-    hosts = 0 if in_job or planned else _requeue_hosts(m, state, action, len(excluded))
+    in_job = not planned and _in_the_job(a, m, state, action, tuple(excluded), issued)
+    hosts = 0 if in_job or planned else _requeue_hosts(m, state, action, len(excluded), issued)
     spare = _take_spares(a, m, state, issued, hosts)
     resumed = issued + (a.restart_s if planned else _restart_s(a, m, action, hosts, spare, in_job))
     return Interruption(
@@ -464,7 +478,7 @@ def _swap(
         state.drains.append(swap_at)
     issued = swap_at + a.checkpoint_save_s + a.execute_s
     # A swap is a requeue in the product, in-place restarts on or not.
-    hosts = _requeue_hosts(m, state, "swap", len(excluded))
+    hosts = _requeue_hosts(m, state, "swap", len(excluded), swap_at)
     spare = _take_spares(a, m, state, swap_at, hosts)
     resumed = issued + _restart_s(a, m, "swap", hosts, spare)
     return Interruption(
