@@ -1,8 +1,8 @@
 """The simulation charges an exclusion what the product does with it: with in-place restarts
 on, a standby host of the job's allocation takes the culprit's place in the job (no requeue:
-init) while the allocation has one left; the standbys are consumed and refilled only when the
-job is requeued; otherwise a requeue (onto a spare from the pool: requeue + init), never init
-alone."""
+init) while the allocation has one free; the excluded host, still allocated, is a standby again
+once repaired, and a requeue gives the job its full allocation; otherwise a requeue (onto a spare
+from the pool: requeue + init), never init alone."""
 
 from __future__ import annotations
 
@@ -49,5 +49,21 @@ def test_a_spare_from_the_pool_is_a_requeue_even_with_in_place_restarts() -> Non
 def test_the_standby_count_is_printed_with_its_source() -> None:
     [line] = [line for line in SMALL.lines() if line.startswith("standby hosts")]
     assert "2 (sbatch -N 66 for 64 hosts' ranks" in line
-    assert "refilled only when the job is next requeued" in line
+    assert "is a standby again once repaired" in line
     assert "NVIDIA Resiliency Extension" in line and "--nnodes MIN:MAX" in line
+
+
+def test_an_excluded_host_is_a_standby_again_once_repaired() -> None:
+    """The host a standby replaced stays allocated: repaired, it is a standby again (a repeat
+    offender, kept out, never is); a requeue gives the job its full allocation."""
+    from sentinel.reports.simulation.play import _requeue_hosts, _standbys_free, _State
+
+    a = replace(SMALL, standby_hosts=2)
+    state = _State(standbys_out=["node3", "node9"])
+    state.back_at.update({"node3": 100.0, "node9": float("inf")})
+    assert _standbys_free(a, state, 50.0) == 0
+    assert _standbys_free(a, state, 150.0) == 1  # node3 repaired: a standby again
+    # A requeue at 150 s must find node9's place and the excluded host's; the allocation is
+    # then full again.
+    assert _requeue_hosts(Mechanisms(in_place=True), state, "restart", 1, 150.0) == 2
+    assert _standbys_free(a, state, 150.0) == 2
