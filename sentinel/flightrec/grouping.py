@@ -303,3 +303,14 @@ def merge_spreads(spreads: pl.DataFrame) -> pl.DataFrame:
         st_hi=pl.Series(hi[:, 5], dtype=pl.Int8),
     )
     return pl.concat([alone, combined])
+
+
+def warm_up() -> None:
+    """Merge two tiny spreads: loads what `merge_spreads` runs from numba's disk cache
+    (numba itself: a third of a second), so that a process can do it while it would
+    otherwise wait."""
+    row = {"pg": "0", "seq": 1, "op": "", "in_sig": "", "out_sig": "", "differs": False}
+    tiny = pl.DataFrame([row, row], schema_overrides=SPREAD_SCHEMA).with_columns(
+        st_lo=pl.lit(0, pl.Int8), st_hi=pl.lit(0, pl.Int8), part=pl.Series([0, 1], dtype=pl.Int32)
+    )
+    merge_spreads(tiny)
