@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import yaml
 
 from sentinel.wire import Batch, EccEvent, GpuSample, Observation, XidEvent
 from sentinel_agent.agent import Agent
@@ -448,3 +449,75 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.05)
+
+
+@dataclass
+class TrainingHost:
+    """A host of the end-to-end tests that trains under the real processes: its agent process
+    tails its training log and folds its ranks' heartbeats; a fake torchrun (the test's script)
+    runs under ``sentinel-agent launch``."""
+
+    name: str
+    home: Path
+    train_log: Path
+    socket_path: Path
+    config: Path
+    env: dict[str, str]
+
+    @property
+    def launcher_log(self) -> Path:
+        return self.home / "launcher.log"
+
+    def launch(self, job: str, *args: str) -> subprocess.Popen[bytes]:
+        """The job's command (the fake torchrun) under ``sentinel-agent launch``."""
+        launch = [sys.executable, "-m", "sentinel_agent", "launch", "--config", str(self.config)]
+        launch += ["--job-id", job, "--poll-s", "0.5", "--decide-s", "60", "--grace-s", "5"]
+        with self.launcher_log.open("ab") as out:
+            return subprocess.Popen(
+                [*launch, "--", sys.executable, str(self.home / "torchrun.py"), *args],
+                cwd=self.home,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+
+def start_training_host(
+    tmp_path: Path,
+    service: Any,
+    name: str,
+    torchrun: str,
+    agent_processes: list[subprocess.Popen[bytes]],
+) -> TrainingHost:
+    """The host's agent process started (heartbeats and its training log), seen by the
+    service, its heartbeat socket bound, and the fake torchrun written next to its config."""
+    home = tmp_path / name
+    home.mkdir()
+    train_log = home / "train.log"
+    train_log.write_text("")
+    socket_path = home / "hb.sock"
+    config = home / "agent.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            agent_process_config(
+                home,
+                service,
+                name,
+                **{
+                    "collectors.heartbeat": {"enabled": True, "address": f"unix://{socket_path}"},
+                    "collectors.training_logs": {"enabled": True, "paths": [str(train_log)]},
+                    "intervals.heartbeat_s": 1.0,
+                },
+            )
+        )
+    )
+    agent_processes.append(start_agent(config, home / "agent.log"))
+    eventually(lambda: service_observations(service, name), 30, f"{name}'s agent")
+    eventually(socket_path.exists, 30, "the heartbeat socket")
+    (home / "torchrun.py").write_text(torchrun)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(REPO / "agents"),
+        "SENTINEL_HEARTBEAT_ADDR": f"unix://{socket_path}",
+    }
+    return TrainingHost(name, home, train_log, socket_path, config, env)

@@ -11,14 +11,15 @@ was requeued, and the incident resolves when the restarted ranks advance.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from agent_helpers import REPO, agent_process_config, eventually, service_observations, start_agent
+from agent_helpers import (
+    eventually,
+    start_training_host,
+)
 
 from tests.harness.service import LiveService
 
@@ -89,45 +90,9 @@ def _run(
     tmp_path: Path, service: LiveService, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
     host = "inplace-a"
-    home = tmp_path / host
-    home.mkdir()
-    train_log = home / "train.log"
-    train_log.write_text("")
-    socket_path = home / "hb.sock"
-    config = home / "agent.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            agent_process_config(
-                home,
-                service,
-                host,
-                **{
-                    "collectors.heartbeat": {"enabled": True, "address": f"unix://{socket_path}"},
-                    "collectors.training_logs": {"enabled": True, "paths": [str(train_log)]},
-                    "intervals.heartbeat_s": 1.0,
-                },
-            )
-        )
-    )
-    agent_processes.append(start_agent(config, home / "agent.log"))
-    eventually(lambda: service_observations(service, host), 30, f"{host}'s agent")
-    eventually(socket_path.exists, 30, "the heartbeat socket")
-    (home / "torchrun.py").write_text(FAKE_TORCHRUN)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO / "agents"),
-        "SENTINEL_HEARTBEAT_ADDR": f"unix://{socket_path}",
-    }
-    launch = [sys.executable, "-m", "sentinel_agent", "launch", "--config", str(config)]
-    launch += ["--job-id", JOB, "--poll-s", "0.5", "--decide-s", "60", "--grace-s", "5"]
-    with (home / "launcher.log").open("ab") as out:
-        launcher = subprocess.Popen(
-            [*launch, "--", sys.executable, str(home / "torchrun.py")],
-            cwd=home,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    t = start_training_host(tmp_path, service, host, FAKE_TORCHRUN, agent_processes)
+    home = t.home
+    launcher = t.launch(JOB)
     agent_processes.append(launcher)  # stopped with the agent if the test fails
 
     def generations() -> list[str]:

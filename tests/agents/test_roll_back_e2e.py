@@ -18,8 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from agent_helpers import REPO, agent_process_config, eventually, service_observations, start_agent
+from agent_helpers import (
+    eventually,
+    service_observations,
+    start_training_host,
+)
 
 from tests.harness.service import LiveService
 
@@ -105,35 +108,8 @@ def _run(
     tmp_path: Path, service: LiveService, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
     host = "rollback-a"
-    home = tmp_path / host
-    home.mkdir()
-    train_log = home / "train.log"
-    train_log.write_text("")
-    socket_path = home / "hb.sock"
-    config = home / "agent.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            agent_process_config(
-                home,
-                service,
-                host,
-                **{
-                    "collectors.heartbeat": {"enabled": True, "address": f"unix://{socket_path}"},
-                    "collectors.training_logs": {"enabled": True, "paths": [str(train_log)]},
-                    "intervals.heartbeat_s": 1.0,
-                },
-            )
-        )
-    )
-    agent_processes.append(start_agent(config, home / "agent.log"))
-    eventually(lambda: service_observations(service, host), 30, f"{host}'s agent")
-    eventually(socket_path.exists, 30, "the heartbeat socket")
-    (home / "torchrun.py").write_text(FAKE_TORCHRUN)
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO / "agents"),
-        "SENTINEL_HEARTBEAT_ADDR": f"unix://{socket_path}",
-    }
+    t = start_training_host(tmp_path, service, host, FAKE_TORCHRUN, agent_processes)
+    home, env = t.home, t.env
     log = home / "launcher.log"
     service_log = service.data_dir / "service.log"
 
@@ -160,13 +136,7 @@ def _run(
 
     # B is deployed; the job restarts on it under the launcher, from A's checkpoint.
     (home / "deployed").write_text("B")
-    launch = [sys.executable, "-m", "sentinel_agent", "launch", "--config", str(config)]
-    launch += ["--job-id", JOB, "--poll-s", "0.5", "--decide-s", "60", "--grace-s", "5"]
-    with log.open("ab") as out:
-        launcher = subprocess.Popen(
-            [*launch, "--", sys.executable, str(home / "torchrun.py")],
-            cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    launcher = t.launch(JOB)
     agent_processes.append(launcher)  # stopped with the agent if the test fails
     eventually(lambda: versions() == ["A", "B"], 30, "B's first run", log)
     (home / "stop-first").write_text("")
