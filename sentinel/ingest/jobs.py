@@ -58,6 +58,27 @@ async def incident_counts(session: AsyncSession, job_id: str | None = None) -> d
     return {job: int(n) for job, n in rows.all() if job is not None}
 
 
+async def measured_times(session: AsyncSession, job: Job) -> dict[str, Any]:
+    """What job_cadence reads of a job, without loading its ranks: the advice is polled by
+    every host's launcher, and a 16,384-rank job has as many rows (the slowest rank's times,
+    as checkpoints.job_timings takes them, as one aggregate)."""
+    row = (
+        await session.execute(
+            select(
+                func.max(JobRank.startup_s),
+                func.max(JobRank.checkpoint_save_s),
+                func.max(JobRank.checkpoint_write_s),
+            ).where(JobRank.job_id == job.id)
+        )
+    ).one()
+    return {
+        "first_seen": job.first_seen,
+        "startup_s": row[0],
+        "checkpoint_save_s": row[1],
+        "checkpoint_write_s": row[2],
+    }
+
+
 def job_cadence(
     summary: dict[str, Any],
     incidents: int,
@@ -69,8 +90,9 @@ def job_cadence(
     write_s: float | None = None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The checkpoint interval that loses least (Daly) for this job, from its measured MTTF (its
-    age over its interruptions) and its ranks' measured save, write and startup times, each of
-    which the caller (a launcher) may give instead: (the advice, None) or (None, why not)."""
+    age over its interruptions) and its ranks' measured save, write and startup times (the
+    job's summary, or measured_times), each of which the caller (a launcher) may give instead:
+    (the advice, None) or (None, why not)."""
     given = {"save_s": save_s, "restart_s": restart_s, "write_s": write_s}
     measured = {
         "save_s": summary.get("checkpoint_save_s"),

@@ -15,7 +15,13 @@ from sentinel.api.schemas import JobDetail, JobOut, RankOut
 from sentinel.auth import Principal
 from sentinel.db.models import Decision, Incident, Job, JobRank
 from sentinel.incidents.state import IncidentState
-from sentinel.ingest.jobs import incident_counts, job_cadence, job_summaries, job_summary
+from sentinel.ingest.jobs import (
+    incident_counts,
+    job_cadence,
+    job_summaries,
+    job_summary,
+    measured_times,
+)
 from sentinel.remediation.decisions import (
     CHANGED_RESTARTS,
     IN_PLACE,
@@ -102,10 +108,9 @@ async def job_advice(
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     out = await ctx.remediation.swaps.advice(session, job_id)
-    ranks = list((await session.scalars(select(JobRank).where(JobRank.job_id == job_id))).all())
     incidents = (await incident_counts(session, job_id)).get(job_id, 0)
     out["cadence"], out["cadence_why"] = job_cadence(
-        job_summary(job, ranks),
+        await measured_times(session, job),
         incidents,
         ctx.clock.now(),
         save_s=save_s,
