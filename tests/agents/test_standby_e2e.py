@@ -203,8 +203,15 @@ def _run(
     assert _runs(homes[SURVIVOR]) == ["1 - - 1", f"2 {CULPRIT} {STANDBY} 1"]
     assert _runs(homes[STANDBY]) == [f"1 {CULPRIT} {STANDBY} 0"]
     assert _runs(homes[CULPRIT]) == ["1 - - 0"]
+    # The culprit's launcher learns of its exclusion on its own next poll, which may come after
+    # the standby's and the survivor's: it says so and waits for the job's end.
+    eventually(
+        lambda: "excluded" in (homes[CULPRIT] / "launcher.log").read_text(),
+        30,
+        "the culprit's launcher told of its exclusion",
+        homes[CULPRIT] / "launcher.log",
+    )
     assert launchers[CULPRIT].poll() is None  # waits for the job's end
-    assert "excluded" in (homes[CULPRIT] / "launcher.log").read_text()
     assert _api(service, "/api/v1/hosts/excluded?format=hostlist").strip() == CULPRIT
 
     # The ranks train again on the survivor and the standby: the incident resolves.
