@@ -63,9 +63,9 @@ from sentinel.remediation.policy import (
     RepairProposal,
 )
 from sentinel.remediation.settings import RemediationSettings
-from sentinel.remediation.standby import standby_hosts
+from sentinel.remediation.standby import job_standbys, op_step, replace_in_the_job
 from sentinel.remediation.swap import SwapService
-from sentinel.schedulers.base import Operation, OpResult, SchedulerAdapter
+from sentinel.schedulers.base import Operation, SchedulerAdapter
 from sentinel.triage.signals import blank_numbers
 from sentinel.triage.taxonomy import Category
 from sentinel.triage.verdict import Verdict
@@ -318,15 +318,7 @@ class RemediationService:
         return result.counts().idle if result.ok and result.nodes else None
 
     async def _standbys(self, sessions: Sessions, job: Job, exclude: Sequence[str]) -> list[str]:
-        """The job's standby hosts (allocated, no rank, healthy), asked of the scheduler
-        between transactions; none when it does not say which nodes the job holds."""
-        state = await self.scheduler.job_state(job.scheduler_job_id or job.id)
-        if not state.ok or state.job is None or state.job.state != "running":
-            return []
-        async with unit_of_work(sessions) as session:
-            return await standby_hosts(
-                session, job.id, state.job.nodes, self.swaps.pool.healthy, exclude
-            )
+        return await job_standbys(sessions, self.scheduler, job, self.swaps.pool.healthy, exclude)
 
     def _in_the_job(self, decision: Decision) -> bool:
         """An exclusion that may be carried out in the job, onto a standby host of its
@@ -456,10 +448,14 @@ class RemediationService:
         if self._in_the_job(decision) and job is not None and sessions is not None:
             standbys = await self._standbys(sessions, job, decision.exclude_hosts)
             if standbys:
-                return await self._exclude_in_the_job(decision, standbys[0])
+                # The drained hosts' repair waits for the job to leave them (a human's, or the
+                # next exclusion that requeues).
+                return await replace_in_the_job(
+                    self.scheduler, decision.exclude_hosts, _drain_reason(decision), standbys[0]
+                )
         for host in decision.exclude_hosts:
             res = await self.scheduler.drain(host, _drain_reason(decision))
-            steps.append(_step(res))
+            steps.append(op_step(res))
             if res.ok:
                 drained.append(host)
         if all(s["ok"] for s in steps) and decision.action in _REQUEUES:
@@ -479,7 +475,7 @@ class RemediationService:
                 res = await self.scheduler.requeue(
                     job.scheduler_job_id or job.id, decision.exclude_hosts
                 )
-                steps.append(_step(res))
+                steps.append(op_step(res))
         repair = _repair_step(decision)
         if repair is not None and all(s["ok"] for s in steps):
             reason = _drain_reason(decision)
@@ -490,35 +486,7 @@ class RemediationService:
                     if repair == "reboot"
                     else self.scheduler.reset_gpu(host, gpu, reason)
                 )
-                steps.append({**_step(res), "host": host})
-        return steps, drained
-
-    async def _exclude_in_the_job(
-        self, decision: Decision, standby: str
-    ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Drain the culprits (no job lands on them again) and tell the launchers, through the
-        advice, to restart the ranks without them and with the standby: the job keeps its
-        allocation and its size. The drained hosts' repair waits for the job to leave them
-        (a human's, or the next exclusion that requeues)."""
-        steps: list[dict[str, Any]] = []
-        drained: list[str] = []
-        for host in decision.exclude_hosts:
-            res = await self.scheduler.drain(host, _drain_reason(decision))
-            steps.append(_step(res))
-            if res.ok:
-                drained.append(host)
-        if all(s["ok"] for s in steps):
-            steps.append(
-                {
-                    "op": "in_place",
-                    "ok": True,
-                    "standby": standby,
-                    "output": "the job's launchers are told (advice restart_exclude_hosts "
-                    f"{', '.join(decision.exclude_hosts)}, restart_standby_host {standby}) to "
-                    "restart the ranks in the same allocation without the excluded hosts, "
-                    "with the standby",
-                }
-            )
+                steps.append({**op_step(res), "host": host})
         return steps, drained
 
     async def _record(
@@ -821,15 +789,3 @@ def _drain_reason(decision: Decision) -> str:
     return (
         f"sentinel: {decision.outcome.get('category', '')} ({what}) decision {str(decision.id)[:8]}"
     )
-
-
-def _step(res: OpResult) -> dict[str, Any]:
-    return {
-        "op": res.op,
-        "adapter": res.adapter,
-        "ok": res.ok,
-        "commands": list(res.commands),
-        "output": res.output[-2000:],
-        "error": res.error,
-        "retryable": res.retryable,
-    }
