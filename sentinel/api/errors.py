@@ -23,6 +23,7 @@ from sentinel.remediation.decisions import (
     TransitionRefused,
     UnknownHost,
 )
+from sentinel.remediation.planned import PlannedRestartRefused, UnknownJob
 
 
 class ErrorOut(BaseModel):
@@ -155,9 +156,11 @@ REFUSALS: Final[dict[type[Exception], int]] = {
     NotFound: status.HTTP_404_NOT_FOUND,
     UnknownHost: status.HTTP_404_NOT_FOUND,
     UnknownIncident: status.HTTP_404_NOT_FOUND,
+    UnknownJob: status.HTTP_404_NOT_FOUND,
     NotFiring: status.HTTP_409_CONFLICT,
     TransitionRefused: status.HTTP_409_CONFLICT,
     IncidentTransitionRefused: status.HTTP_409_CONFLICT,
+    PlannedRestartRefused: status.HTTP_409_CONFLICT,
     IncompleteOverride: status.HTTP_422_UNPROCESSABLE_CONTENT,
     ResumeRefused: status.HTTP_502_BAD_GATEWAY,
 }

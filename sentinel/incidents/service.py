@@ -301,6 +301,21 @@ class TriageService:
             )
         return change
 
+    async def open_planned(self, session: AsyncSession, maintenance: Maintenance) -> IncidentChange:
+        """Open the job's incident for planned work that stops it on purpose, as an evaluation
+        would read its announcement: an operator's restart in place (remediation/planned.py)
+        needs an incident for its decision. The stop's own signals, read with the same
+        announcement, get the same verdict and join it. The caller hands the change on once
+        its transaction has committed."""
+        scope = Scope(maintenance.job_id, frozenset(maintenance.hosts or []))
+        signals = _maintenance_signals(maintenance, scope)
+        [verdict] = classify_signals_all(
+            signals, job_hosts=len(scope.hosts), hosts_seen=scope.hosts, limit=1
+        )
+        incident = self._open(session, scope, verdict, signals, self._clock.now())
+        await session.flush()
+        return IncidentChange(incident, "opened")
+
     def _open(
         self,
         session: AsyncSession,
@@ -411,19 +426,7 @@ class TriageService:
                 )
             )
         ).all()
-        out: list[Signal] = []
-        for m in rows:
-            hosts = set(m.hosts or [])
-            if m.job_id is not None and m.job_id != scope.job_id:
-                continue
-            text = f"announced maintenance by {m.author}: {m.reason}"
-            if not hosts:
-                out.append(maintenance_signal(text=text, time=m.starts_at, event_id=str(m.id)))
-            out.extend(
-                maintenance_signal(text=text, host=h, time=m.starts_at, event_id=str(m.id))
-                for h in sorted(hosts & scope.hosts)
-            )
-        return out
+        return [s for m in rows for s in _maintenance_signals(m, scope)]
 
     async def _rank_count(self, session: AsyncSession, scope: Scope) -> int | None:
         if scope.job_id is None:
@@ -439,6 +442,23 @@ class TriageService:
             )
             or None
         )
+
+
+def _maintenance_signals(m: Maintenance, scope: Scope) -> list[Signal]:
+    """What announced maintenance says to a scope: one signal per host of the scope it names,
+    or one for the whole job when it names none; nothing for another job's."""
+    if m.job_id is not None and m.job_id != scope.job_id:
+        return []
+    text = f"announced maintenance by {m.author}: {m.reason}"
+    hosts = set(m.hosts or [])
+    out: list[Signal] = (
+        [] if hosts else [maintenance_signal(text=text, time=m.starts_at, event_id=str(m.id))]
+    )
+    out.extend(
+        maintenance_signal(text=text, host=h, time=m.starts_at, event_id=str(m.id))
+        for h in sorted(hosts & scope.hosts)
+    )
+    return out
 
 
 def _verdict_json(verdict: Verdict) -> dict[str, object]:

@@ -88,10 +88,13 @@ class RemediationContext:
     trained_version: str | None = None
 
     def restarts(self) -> list[PastDecision]:
+        """The job's restarts in the window; planned work (an operator's restart in place for
+        a configuration or dataset update) is no sign that restarts do not help it."""
         return [
             p
             for p in self.past
-            if p.action
+            if p.incident_category != Category.PLANNED
+            and p.action
             in (
                 Action.restart,
                 Action.exclude_and_restart,

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentinel.checkpoints import code_versions, durable_checkpoint
 from sentinel.clock import Clock
 from sentinel.db import audit
-from sentinel.db.audit import SENTINEL
+from sentinel.db.audit import SENTINEL, Actor
 from sentinel.db.engine import unit_of_work
 from sentinel.db.leases import process_identity
 from sentinel.db.models import (
@@ -45,6 +45,7 @@ from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.state import IncidentState
 from sentinel.incidents.verdicts import verdict_of
+from sentinel.remediation import planned
 from sentinel.remediation.decisions import (
     CHANGED_RESTARTS,
     DecisionStatus,
@@ -227,6 +228,22 @@ class RemediationService:
             return DecisionStatus.held
         return (
             DecisionStatus.proposed if self._settings.mode == "approve" else self.approved_status()
+        )
+
+    async def restart_in_place(
+        self, sessions: Sessions, who: Actor, job_id: str, reason: str, code_version: str | None
+    ) -> planned.PlannedRestart:
+        """An operator's restart in place for planned work (remediation/planned.py)."""
+        return await planned.restart_in_place(
+            sessions,
+            self._clock,
+            self._settings,
+            self._triage,
+            self.approved_status(),
+            who,
+            job_id,
+            reason,
+            code_version,
         )
 
     def approved_status(self) -> DecisionStatus:

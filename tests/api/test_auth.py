@@ -43,6 +43,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/pagerduty"): {"operator"},
     ("GET", "/api/v1/events/unaccounted"): {"viewer", "operator"},
     ("GET", "/api/v1/jobs/{job_id}/advice"): {"viewer", "operator", "agent"},
+    ("POST", "/api/v1/jobs/{job_id}/restart-in-place"): {"operator"},
     ("GET", "/api/v1/findings"): {"viewer", "operator"},
     ("GET", "/api/v1/swaps"): {"viewer", "operator"},
     ("GET", "/api/v1/spares"): {"viewer", "operator"},

@@ -31,6 +31,7 @@ BODY_ROUTES: list[tuple[str, str]] = [
     (f"/api/v1/decisions/{ID}/ack", "operator"),
     (f"/api/v1/alert-groups/{ID}/ack", "operator"),
     ("/api/v1/hosts/h001/repaired", "operator"),
+    ("/api/v1/jobs/job-1/restart-in-place", "operator"),
 ]
 HUGE = 500 * 1024 * 1024
 

@@ -19,6 +19,7 @@ from sentinel.api.routes import (
     incidents,
     jobs,
     ops,
+    planned,
     reports,
     swaps,
 )
@@ -36,7 +37,18 @@ def include_routes(app: FastAPI, ctx: AppContext) -> None:
     app.add_middleware(reports.ReportsFastPath, ctx=ctx)
     install_admission(app)
     # decisions before hosts: its /hosts/excluded must win over /hosts/{host_id}.
-    for module in (reports, decisions, hosts, jobs, swaps, dumps, incidents, events, alerts):
+    for module in (
+        reports,
+        decisions,
+        hosts,
+        jobs,
+        planned,
+        swaps,
+        dumps,
+        incidents,
+        events,
+        alerts,
+    ):
         app.include_router(module.router, dependencies=[Depends(known_query)])
     app.include_router(ops.router)
 

@@ -1,0 +1,171 @@
+"""An operator's restart in place for planned work (a configuration or dataset update): at t=0
+the operator asks -> the job's planned incident opens with one decision (restart_in_place by
+OperatorRestartInPlace, naming the operator and why) -> the executor publishes it in the
+advice -> the launcher restarts the ranks and acknowledges it -> the job trains again and the
+incident resolves; the stop is planned work, never an unexpected interruption. No
+acknowledgment in time: requeued, as the policy's restarts in place are."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from conftest import auth
+from sqlalchemy import select
+
+from remediation.timeline import HOSTS, Timeline
+from sentinel.db.engine import unit_of_work
+from sentinel.db.models import AuditEntry, Maintenance
+from sentinel.incidents.verdicts import verdict_of
+from sentinel.knowledge.taxonomy import Category
+from sentinel.remediation.policy import (
+    DEFAULT_POLICY,
+    Action,
+    CapRestartsPerJob,
+    PastDecision,
+    RemediationContext,
+)
+from sentinel.remediation.settings import RemediationSettings
+
+WHY = "dataset update: shards 12-15 replaced"
+
+
+def _in_place_on(tl: Timeline) -> None:
+    settings = tl.ctx.settings.remediation.model_copy(update={"in_place": True})
+    tl.ctx.remediation._settings = settings
+
+
+async def _ask(tl: Timeline, **body: Any) -> dict[str, Any]:
+    r = await tl.client.post(
+        "/api/v1/jobs/job-1/restart-in-place",
+        json={"reason": WHY, **body},
+        headers=auth(tl.tokens["operator"]),
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def _advice(tl: Timeline) -> dict[str, Any]:
+    r = await tl.client.get("/api/v1/jobs/job-1/advice", headers=auth(tl.tokens["agent"]))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def test_the_operators_restart_is_carried_out_in_place_by_the_launcher(
+    tl: Timeline,
+) -> None:
+    _in_place_on(tl)
+    tl.clock.advance(60)
+    await tl.beats()
+    asked = await _ask(tl, code_version="v2.1")
+    assert (asked["action"], asked["status"], asked["rule"]) == (
+        "restart_in_place",
+        "approved",
+        "OperatorRestartInPlace",
+    )
+    assert "asked by operator: " + WHY in asked["reason"]
+    assert asked["code_version"] == "v2.1" and asked["checkpoint_step"] == 100
+    # What the operator finds on the incident page: planned work, the announcement its cause.
+    [incident] = await tl.incidents()
+    assert (incident.category, incident.state, incident.culprit_host) == ("planned", "open", None)
+    assert str(incident.id) == asked["incident_id"]
+    assert "announced maintenance by operator" in incident.reason
+    async with unit_of_work(tl.ctx.sessions) as s:
+        [m] = (await s.scalars(select(Maintenance))).all()
+        [entry] = (
+            await s.scalars(select(AuditEntry).where(AuditEntry.action == "job.restart_in_place"))
+        ).all()
+    assert (m.job_id, sorted(m.hosts), m.author) == ("job-1", HOSTS[:4], "operator")
+    assert (entry.actor, entry.target, entry.detail["reason"]) == ("operator", "job:job-1", WHY)
+    # Nothing for the launcher until the executor published it.
+    assert (await _advice(tl))["restart_decision"] is None
+
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert (d.status, [s["op"] for s in d.outcome["steps"]]) == ("awaiting_ack", ["in_place"])
+    advice = await _advice(tl)
+    assert advice["restart_in_place"] is True and advice["restart_decision"] == str(d.id)
+    assert advice["restart_code_version"] == "v2.1"
+    assert WHY in advice["restart_reason"]
+
+    # The launcher restarts the ranks and says so; a second launcher's ack changes nothing.
+    for _ in range(2):
+        r = await tl.client.post(
+            f"/api/v1/decisions/{d.id}/ack",
+            json={"outcome": "done", "detail": "restarted: run 2"},
+            headers=auth(tl.tokens["agent"]),
+        )
+        assert r.status_code == 200 and r.json()["status"] == "done", r.text
+    [d] = await tl.decisions()
+    assert [s["op"] for s in d.outcome["steps"]] == ["in_place", "ack"]
+    assert await tl.requeues() == 0  # the allocation is kept
+
+    # The stop: the ranks are down a while (the watchdog sees them stalled), then train again.
+    await tl.down_then_back()
+    [incident] = await tl.incidents()  # the stop joined it: no unexpected interruption
+    assert (incident.category, incident.state) == ("planned", "resolved")
+    assert len(await tl.decisions()) == 1
+    assert (await _advice(tl))["restart_decision"] is None
+
+
+async def test_the_stop_before_the_acknowledgment_joins_the_planned_incident(
+    tl: Timeline,
+) -> None:
+    _in_place_on(tl)
+    await _ask(tl)
+    await tl.loops()
+    # The old ranks are gone before the launcher's ack arrives: seen stalled, still planned.
+    for _ in range(3):
+        tl.clock.advance(10)
+        await tl.alive()
+    await tl.watchdog()
+    await tl.loops()
+    [incident] = await tl.incidents()
+    assert (incident.category, incident.state) == ("planned", "mitigating")
+    stalled = [e.text for e in verdict_of(incident).symptoms]
+    assert any("made no progress" in text for text in stalled), stalled
+    [d] = await tl.decisions()
+    assert d.status == "awaiting_ack"
+
+
+async def test_no_acknowledgment_in_time_requeues_the_job(tl: Timeline) -> None:
+    _in_place_on(tl)
+    await _ask(tl)
+    await tl.loops()
+    tl.clock.advance(tl.ctx.settings.remediation.in_place_ack_s + 1)
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert (d.action, d.status, d.rule) == ("restart", "done", "OperatorRestartInPlace")
+    assert "no launcher acknowledged" in d.reason and WHY in d.reason
+    assert await tl.requeues() == 1
+
+
+def test_planned_restarts_do_not_count_towards_the_jobs_restart_cap() -> None:
+    now = datetime.now(UTC)
+    settings = RemediationSettings(in_place=True)
+    planned = [
+        PastDecision("planned", "restart_in_place", "done", now, None)
+        for _ in range(settings.max_restarts)
+    ]
+    hang = RemediationContext(
+        category=Category.NCCL_WATCHDOG_TIMEOUT,
+        culprit_host=None,
+        culprit_gpu=None,
+        confidence=0.6,
+        xids=(),
+        signature=None,
+        job_id="job-1",
+        job_hosts=4,
+        checkpoint_step=100,
+        current_step=120,
+        past=tuple(planned),
+        drains_last_hour=0,
+        spare_hosts=2,
+        settings=settings,
+    )
+    assert CapRestartsPerJob().propose(hang) is None
+    assert DEFAULT_POLICY.decide(hang).action == Action.restart_in_place
+    unplanned = [replace(p, incident_category="software_bug") for p in planned]
+    capped = DEFAULT_POLICY.decide(replace(hang, past=tuple(unplanned)))
+    assert (capped.action, capped.rule) == (Action.escalate, "CapRestartsPerJob")
