@@ -11,6 +11,13 @@ a spare from the reservation, requeue the job without the host -> outcome record
 interruption is announced as maintenance for the job's hosts beforehand, so that triage counts
 it as planned, not as a failure.
 
+With in-place restarts on (remediation.in_place: the job's launchers follow docs/launcher.md)
+and a standby host in the job's allocation (remediation.standby), the swap is carried out in
+the job as an exclusion is: the host drained, the launchers told through the advice to restart
+without it and with the standby (awaiting_ack, no requeue, no spare taken from the pool); a
+launcher's acknowledgment makes it done; none in in_place_ack_s, or one that says it could not,
+and it is requeued onto a spare of the pool as without a standby.
+
 Caps are rules like the rest: swaps per hour, per job, never more than the pool holds.
 """
 
@@ -21,7 +28,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
@@ -31,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentinel.checkpoints import durable_checkpoint
 from sentinel.clock import Clock
 from sentinel.db import audit
-from sentinel.db.audit import SENTINEL
+from sentinel.db.audit import SENTINEL, Actor
 from sentinel.db.engine import unit_of_work
 from sentinel.db.leases import process_identity
 from sentinel.db.models import (
@@ -44,12 +51,14 @@ from sentinel.db.models import (
     Swap,
 )
 from sentinel.db.upsert import dialect_of, insert_for
+from sentinel.remediation.decisions import Outcome, TransitionRefused
 from sentinel.remediation.degraded import DegradedWatch, resolve_host
 from sentinel.remediation.lease import claim_lease
 from sentinel.remediation.policy import NamedRule
 from sentinel.remediation.settings import RemediationSettings, SwapSettings
 from sentinel.remediation.spares import SparePool
-from sentinel.schedulers.base import OpResult, SchedulerAdapter
+from sentinel.remediation.standby import job_standbys, op_step, replace_in_the_job
+from sentinel.schedulers.base import SchedulerAdapter
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +70,9 @@ class SwapAction(StrEnum):
     none = "none"  # nothing to swap (no job), or a cap refused it
 
 
-# Statuses that hold a spare or a cap's slot: the decision is not over.
-ACTIVE: Final = frozenset({"waiting", "approved", "executing"})
+# Statuses that hold a spare or a cap's slot: the decision is not over. A swap carried out in
+# the job awaits its launchers' acknowledgment, and falls back to a spare of the pool without one.
+ACTIVE: Final = frozenset({"waiting", "approved", "executing", "awaiting_ack"})
 FINAL: Final = frozenset({"done", "failed", "refused", "noop", "cancelled"})
 
 
@@ -262,6 +272,7 @@ class SwapService:
         async with unit_of_work(sessions) as session:
             await self._approve_at_checkpoint(session)
             await self._expire_leases(session)
+            await self._expire_in_the_job(session)
             due = (
                 await session.scalars(
                     select(Swap.id).where(Swap.status == "approved").order_by(Swap.created_at)
@@ -485,6 +496,61 @@ class SwapService:
             .execution_options(synchronize_session=False)
         )
 
+    async def _expire_in_the_job(self, session: AsyncSession) -> None:
+        """A swap carried out in the job that no launcher acknowledged in in_place_ack_s: it
+        is requeued onto a spare of the pool (approved again, in this same pass), unless the
+        job trains on the standby already (a launcher restarted it without saying so)."""
+        now = self._clock.now()
+        cutoff = now - timedelta(seconds=self._settings.in_place_ack_s)
+        waiting = (
+            await session.scalars(
+                select(Swap).where(Swap.status == "awaiting_ack", Swap.updated_at <= cutoff)
+            )
+        ).all()
+        why = f"no launcher acknowledged the swap in the job in {self._settings.in_place_ack_s:g} s"
+        for swap in waiting:
+            if await _trains_on_the_standby(session, swap):
+                swap.status = "done"
+                swap.reason += f"; {why}, but the job trains on the standby: nothing to requeue"
+                swap.updated_at = now
+            else:
+                _fall_back(swap, why, now)
+        if waiting:
+            await session.flush()
+
+    def acknowledge(
+        self, session: AsyncSession, swap: Swap, who: Actor, outcome: Outcome, detail: str
+    ) -> None:
+        """A job's launcher says whether it restarted the ranks without the swapped host and
+        with the standby; the caller checked that it speaks for the job. done twice changes
+        nothing; failed requeues the job onto a spare of the pool at once."""
+        if not _in_the_job(swap):
+            raise TransitionRefused(
+                f"swap {swap.id} is not carried out in the job ({swap.status}): "
+                + (
+                    "it was not acknowledged in time and the job is requeued onto a spare"
+                    if _published(swap)
+                    else "the job is requeued onto a spare of the pool"
+                )
+            )
+        if swap.status == "done" and outcome == "done":
+            return  # a launcher's retry, or another launcher of the job
+        if swap.status != "awaiting_ack":
+            raise TransitionRefused(
+                f"cannot acknowledge a swap that is {swap.status!r}; only ['awaiting_ack']"
+            )
+        now = self._clock.now()
+        step = {"op": "ack", "ok": outcome == "done", "adapter": who.name, "output": detail}
+        swap.outcome = {**swap.outcome, "steps": [*swap.outcome.get("steps", []), step]}
+        if outcome == "done":
+            swap.status = "done"
+            swap.updated_at = now
+        else:
+            why = f"the launcher could not restart in the job ({detail or 'no detail'})"
+            _fall_back(swap, why, now)
+        detail_ = {"outcome": outcome, "detail": detail}
+        audit.record(session, who, "swap.ack", f"swap:{swap.id}", detail_, now)
+
     # ------------------------------------------------------------------ executing
 
     async def claim(self, session: AsyncSession, swap_id: uuid.UUID) -> bool:
@@ -500,25 +566,19 @@ class SwapService:
             swap = await session.get(Swap, swap_id)
             assert swap is not None
             job = await session.get(Job, swap.job_id) if swap.job_id else None
-            spare = await session.scalar(
-                select(Spare).where(Spare.state == "ready").order_by(Spare.added_at).limit(1)
-            )
+        # The scheduler is asked here, between the transactions, never inside one.
+        try:
+            standby = await self._standby(sessions, swap, job)
+        except Exception:
+            log.exception("swap %s: looking for a standby host raised; a spare instead", swap_id)
+            standby = None
+        async with unit_of_work(sessions) as session:
+            swap = await session.get(Swap, swap_id)
+            assert swap is not None
             now = self._clock.now()
-            if spare is not None:
-                spare.state, spare.job_id, spare.updated_at = "used", swap.job_id, now
-                spare.reason = f"swapped in for {swap.host_id} (swap {str(swap.id)[:8]})"
-                swap.spare_host = spare.host_id
-            remaining = tuple(
-                sorted(
-                    (
-                        await session.scalars(
-                            select(Spare.host_id).where(
-                                Spare.state == "ready", Spare.host_id != swap.spare_host
-                            )
-                        )
-                    ).all()
-                )
-            )
+            remaining: tuple[str, ...] = ()
+            if standby is None:
+                remaining = await self._take_a_spare(session, swap)
             # Announced before the job stops, so that triage reads the stop as planned. Only
             # the host leaving is named: a fault on another host meanwhile is still a fault.
             session.add(
@@ -533,7 +593,12 @@ class SwapService:
                 )
             )
         try:
-            steps = await self._carry_out(swap, job, remaining)
+            if standby is not None:
+                steps, _ = await replace_in_the_job(
+                    self._scheduler, [swap.host_id], _drain_reason(swap), standby
+                )
+            else:
+                steps = await self._carry_out(swap, job, remaining)
         except Exception as exc:
             log.exception("executing swap %s raised", swap_id)
             steps = [{"op": "swap", "ok": False, "error": repr(exc)}]
@@ -541,30 +606,60 @@ class SwapService:
             await self._record(session, swap_id, steps)
         return True
 
+    async def _standby(self, sessions: Sessions, swap: Swap, job: Job | None) -> str | None:
+        """The standby host of the job's allocation that takes the degraded host's place in
+        the job, with in-place restarts on; None to requeue onto a spare of the pool (also
+        for a swap already published in the job that fell back: it is requeued)."""
+        if not self._settings.in_place or job is None or _published(swap):
+            return None
+        found = await job_standbys(
+            sessions, self._scheduler, job, self.pool.healthy, [swap.host_id]
+        )
+        return found[0] if found else None
+
+    async def _take_a_spare(self, session: AsyncSession, swap: Swap) -> tuple[str, ...]:
+        """Give the swap the oldest ready spare of the pool (marked used); the spares that stay
+        in the reservation."""
+        now = self._clock.now()
+        spare = await session.scalar(
+            select(Spare).where(Spare.state == "ready").order_by(Spare.added_at).limit(1)
+        )
+        if spare is not None:
+            spare.state, spare.job_id, spare.updated_at = "used", swap.job_id, now
+            spare.reason = f"swapped in for {swap.host_id} (swap {str(swap.id)[:8]})"
+            swap.spare_host = spare.host_id
+        return tuple(
+            sorted(
+                (
+                    await session.scalars(
+                        select(Spare.host_id).where(
+                            Spare.state == "ready", Spare.host_id != swap.spare_host
+                        )
+                    )
+                ).all()
+            )
+        )
+
     async def _carry_out(
         self, swap: Swap, job: Job | None, remaining: tuple[str, ...]
     ) -> list[dict[str, Any]]:
         steps: list[dict[str, Any]] = []
-        reason = (
-            f"sentinel: planned swap ({swap.outcome.get('indicator', 'degraded')}) "
-            f"swap {str(swap.id)[:8]}"
-        )
-        res = await self._scheduler.drain(swap.host_id, reason)
-        steps.append(_step(res))
+        res = await self._scheduler.drain(swap.host_id, _drain_reason(swap))
+        steps.append(op_step(res))
         if not res.ok:
             return steps
         # The spare leaves the reservation before the requeue, so the job can land on it.
         if swap.spare_host is not None:
             held = await self.pool.apply(remaining)
             if held is not None:
-                steps.append({**_step(held), "host": swap.spare_host})
+                steps.append({**op_step(held), "host": swap.spare_host})
                 if not held.ok:
                     return steps
         if job is None:
             steps.append({"op": "requeue", "ok": False, "error": "swap has no job"})
             return steps
         res = await self._scheduler.requeue(job.scheduler_job_id or job.id, [swap.host_id])
-        steps.append(_step(res))
+        steps.append(op_step(res))
         return steps
 
     async def _record(
@@ -576,6 +671,16 @@ class SwapService:
         ok = bool(steps) and all(s["ok"] for s in steps)
         swap.outcome = {**swap.outcome, "steps": [*swap.outcome.get("steps", []), *steps]}
         swap.status = "done" if ok else "failed"
+        standby = next((s["standby"] for s in steps if s.get("standby") and s["ok"]), None)
+        if ok and standby is not None:
+            # Published in the advice; done when a launcher says it restarted the ranks.
+            swap.status = "awaiting_ack"
+            swap.spare_host = standby
+            swap.outcome = {**swap.outcome, "standby_host": standby}
+            swap.reason += (
+                f"; carried out in the job: standby host {standby} of its allocation takes "
+                f"the place of {swap.host_id} (no requeue)"
+            )
         swap.error = None if ok else next((s.get("error") for s in steps if not s["ok"]), None)
         swap.claimed_by = None
         swap.lease_until = None
@@ -682,6 +787,7 @@ def swap_out(swap: Swap) -> dict[str, Any]:
         "job_id": swap.job_id,
         "host": swap.host_id,
         "spare_host": swap.spare_host,
+        "standby_host": swap.outcome.get("standby_host"),
         "action": swap.action,
         "status": swap.status,
         "rule": swap.rule,
@@ -697,12 +803,68 @@ def swap_out(swap: Swap) -> dict[str, Any]:
     }
 
 
-def _step(res: OpResult) -> dict[str, Any]:
-    return {
-        "op": res.op,
-        "adapter": res.adapter,
-        "ok": res.ok,
-        "commands": list(res.commands),
-        "output": res.output[-2000:],
-        "error": res.error,
+async def swap_in_the_job(session: AsyncSession, job_id: str) -> Swap | None:
+    """The job's latest swap carried out in the job, while its launchers are to act on it:
+    from when it is published until the job trains on the standby (a rank of the job there
+    past the checkpoint it restarted from), acknowledged or not; a multi-host job has one
+    launcher per host, and each acts once. One that fell back to a requeue is not named."""
+    swaps = (
+        await session.scalars(
+            select(Swap)
+            .where(Swap.job_id == job_id, Swap.status.in_(("awaiting_ack", "done")))
+            .order_by(Swap.created_at.desc())
+            .limit(5)
+        )
+    ).all()
+    for swap in swaps:
+        if _in_the_job(swap):
+            return None if await _trains_on_the_standby(session, swap) else swap
+    return None
+
+
+async def _trains_on_the_standby(session: AsyncSession, swap: Swap) -> bool:
+    standby = swap.outcome.get("standby_host")
+    since = swap.outcome.get("durable_checkpoint", swap.checkpoint_step)
+    if not isinstance(standby, str) or swap.job_id is None:
+        return False
+    past = JobRank.step > since if isinstance(since, int) else JobRank.step.is_not(None)
+    rank = await session.scalar(
+        select(JobRank.rank)
+        .where(JobRank.job_id == swap.job_id, JobRank.host_id == standby, past)
+        .limit(1)
+    )
+    return rank is not None
+
+
+def _fall_back(swap: Swap, why: str, now: datetime) -> None:
+    """A swap carried out in the job that did not happen: approved again, for the executor
+    to requeue the job onto a spare of the pool as without a standby (the host stays drained;
+    its in_place step says what it was)."""
+    swap.status = "approved"
+    swap.reason += f"; {why}: requeue onto a spare of the pool instead"
+    swap.spare_host = None
+    swap.outcome = {
+        **{k: v for k, v in swap.outcome.items() if k != "standby_host"},
+        "steps": [*swap.outcome.get("steps", []), {"op": "in_place", "ok": False, "error": why}],
     }
+    swap.error = None
+    swap.updated_at = now
+
+
+def _drain_reason(swap: Swap) -> str:
+    return (
+        f"sentinel: planned swap ({swap.outcome.get('indicator', 'degraded')}) "
+        f"swap {str(swap.id)[:8]}"
+    )
+
+
+def _published(swap: Swap) -> bool:
+    """The swap was published to the job's launchers (carried out in the job), whatever
+    came of it since."""
+    return any(s.get("op") == "in_place" for s in swap.outcome.get("steps", []))
+
+
+def _in_the_job(swap: Swap) -> bool:
+    """Published to the job's launchers and not fallen back to a requeue."""
+    published = [s for s in swap.outcome.get("steps", []) if s.get("op") == "in_place"]
+    return bool(published) and all(s.get("ok") for s in published)

@@ -29,6 +29,7 @@ from sentinel.remediation.decisions import (
     DecisionStatus,
     done_by_a_launcher,
 )
+from sentinel.remediation.swap import swap_in_the_job
 from sentinel.wire.v1 import Name
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -91,7 +92,10 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "standby host in the job's allocation): the excluded hosts' launchers stop their command, "
     "the others and the standby's restart it without them (SENTINEL_EXCLUDED_HOSTS, "
     "SENTINEL_STANDBY_HOST); published until the job's incident resolves (restart_in_place "
-    "false once acknowledged, for the launchers that have not acted yet); else [] and null.",
+    "false once acknowledged, for the launchers that have not acted yet); else [] and null. "
+    "A proactive swap carried out in the job onto a standby host is named the same way "
+    "(restart_decision: the swap's id, acknowledged at the same route; restart_exclude_hosts: "
+    "the degraded host), until the job trains on the standby.",
     responses=error_responses(404),
 )
 async def job_advice(
@@ -133,6 +137,7 @@ async def job_advice(
                 Decision.outcome,
                 Decision.exclude_hosts,
                 Decision.status,
+                Decision.created_at,
             )
             .join(Incident, Incident.id == Decision.incident_id)
             .where(
@@ -145,24 +150,35 @@ async def job_advice(
             .limit(1)
         )
     ).all()
+    # (id, reason, outcome, hosts leaving, awaiting its first acknowledgment, created_at)
     in_place = next(
         (
-            row
+            (row[0], row[1], row[2], list(row[3]), row[4] == DecisionStatus.awaiting_ack, row[5])
             for row in candidates
             if row[4] == DecisionStatus.awaiting_ack or done_by_a_launcher(row[2])
         ),
         None,
     )
-    out["restart_in_place"] = in_place is not None and in_place[4] != DecisionStatus.done
+    # A proactive swap carried out in the job is a Swap row (one per degraded finding, with its
+    # own caps, lease and outcome), not a Decision (one per incident; a swap has none). The
+    # launchers need the same thing from both (hosts leaving, the standby, an id to act on once
+    # and acknowledge), so the swap is named in the same fields, restart_decision its id, and
+    # acknowledged through the same route (POST /api/v1/decisions/{id}/ack takes a swap's id
+    # too): one way to publish a replacement in the job, which deployed launchers follow as is.
+    swap = await swap_in_the_job(session, job_id)
+    if swap is not None and (in_place is None or swap.created_at > in_place[5]):
+        pending = swap.status == "awaiting_ack"
+        in_place = (swap.id, swap.reason, swap.outcome, [swap.host_id], pending, swap.created_at)
+    out["restart_in_place"] = in_place is not None and in_place[4]
     out["restart_decision"] = str(in_place[0]) if in_place is not None else None
     out["restart_reason"] = in_place[1] if in_place is not None else None
     # A rollback: the launcher restarts the ranks on this version (SENTINEL_CODE_VERSION).
     out["restart_code_version"] = in_place[2].get("code_version") if in_place is not None else None
     # A data skip: the launcher restarts the ranks skipping these steps' batches.
     out["restart_skip_steps"] = in_place[2].get("skip_steps") if in_place is not None else None
-    # An exclusion in the job: the launchers restart without these hosts, with the standby.
+    # A replacement in the job: the launchers restart without these hosts, with the standby.
     standby = in_place[2].get("standby_host") if in_place is not None else None
-    out["restart_exclude_hosts"] = list(in_place[3]) if in_place is not None and standby else []
+    out["restart_exclude_hosts"] = in_place[3] if in_place is not None and standby else []
     out["restart_standby_host"] = standby
     changed = await _changed_by(session, job_id)
     version, skip = changed.get("code_version"), changed.get("skip_steps")

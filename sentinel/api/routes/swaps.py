@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from sentinel.api.deps import Ctx, Session, Viewer
@@ -39,7 +39,15 @@ class SwapOut(BaseModel):
     finding_id: str
     job_id: str | None
     host: str
-    spare_host: str | None
+    spare_host: str | None = Field(
+        description="The host that took the degraded host's place: a spare of the pool, or "
+        "the standby host of the job's allocation (standby_host)."
+    )
+    standby_host: str | None = Field(
+        None,
+        description="Carried out in the job (remediation.in_place): the standby host of the "
+        "job's allocation that took the host's place, no requeue.",
+    )
     action: str
     status: str
     rule: str
