@@ -15,12 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel import auth
 from sentinel.api.deps import Ctx, Operator, Session, Viewer, require
 from sentinel.api.errors import error_responses, refusals
+from sentinel.api.routes.swaps import SwapOut
 from sentinel.auth import Principal
-from sentinel.db.models import OUT_OF_SERVICE, Decision, Host, JobRank
+from sentinel.db.models import OUT_OF_SERVICE, Decision, Host, JobRank, Swap
 from sentinel.inputs import NO_NUL, Detail
 from sentinel.remediation.decisions import DecisionOperations, mark_repaired, with_the_launcher
 from sentinel.remediation.policy import Action
 from sentinel.remediation.schemas import Note, OverrideIn
+from sentinel.remediation.swap import swap_out
 from sentinel.schedulers.hostlist import compress
 from sentinel.wire.v1 import Name
 
@@ -170,7 +172,7 @@ AckBy = Annotated[Principal, Depends(require(auth.OPERATE | auth.REPORT))]
 
 @router.post(
     "/decisions/{decision_id}/ack",
-    response_model=DecisionOut,
+    response_model=DecisionOut | SwapOut,
     summary="An outside scheduler reports the outcome of a pending decision (operator); a "
     "job's launcher reports a restart in place (agent token of one of the job's hosts, or "
     "operator)",
@@ -181,12 +183,26 @@ AckBy = Annotated[Principal, Depends(require(auth.OPERATE | auth.REPORT))]
     "skip_data (restarted skipping the data batches of the steps it names), and an "
     "exclude_and_restart carried out in the job (restarted without the excluded host, with "
     "the standby host of the allocation its outcome names). "
-    "Acknowledging a restart in place twice with done answers the decision as it is.",
+    "Acknowledging a restart in place twice with done answers the decision as it is. "
+    "A proactive swap carried out in the job (the advice's restart_decision names its id) is "
+    "acknowledged here too and answered as the swap: awaiting_ack becomes done, or with "
+    "outcome failed, the requeue onto a spare of the pool it would have been without a "
+    "standby.",
     responses=error_responses(403, 404, 409),
 )
 async def ack(
     ctx: Ctx, session: Session, who: AckBy, decision_id: uuid.UUID, body: AckIn
-) -> DecisionOut:
+) -> DecisionOut | SwapOut:
+    if await session.get(Decision, decision_id) is None:
+        # A swap carried out in the job is named to the launchers by its id, as a decision
+        # is (jobs.job_advice says why), and so acknowledged by them here.
+        swap = await session.get(Swap, decision_id)
+        if swap is not None:
+            standby = swap.outcome.get("standby_host")
+            await _speaks_for_the_job(session, who, swap.job_id, standby)
+            with refusals():
+                ctx.remediation.swaps.acknowledge(session, swap, who, body.outcome, body.detail)
+            return SwapOut.model_validate(swap_out(swap))
     d = await _decision(session, decision_id)
     operations = _operations(ctx)
     if with_the_launcher(d) or who.role == "agent":
@@ -208,18 +224,26 @@ async def _may_ack_in_place(session: AsyncSession, who: Principal, d: Decision) 
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "an agent token acknowledges restarts in place only"
         )
-    if who.role == "agent":
-        hosts = list(
-            (await session.scalars(select(JobRank.host_id).where(JobRank.job_id == d.job_id))).all()
+    await _speaks_for_the_job(session, who, d.job_id, d.outcome.get("standby_host"))
+
+
+async def _speaks_for_the_job(
+    session: AsyncSession, who: Principal, job_id: str | None, standby: object
+) -> None:
+    """An agent token acknowledges for a job with a rank on one of its hosts, or for the
+    standby host taking an excluded one's place (it has no rank until it joins)."""
+    if who.role != "agent":
+        return
+    hosts = list(
+        (await session.scalars(select(JobRank.host_id).where(JobRank.job_id == job_id))).all()
+    )
+    if isinstance(standby, str):
+        hosts.append(standby)
+    if not any(who.may_speak_for(h) for h in hosts):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"token {who.name!r} speaks for none of job {job_id}'s hosts",
         )
-        # The standby host of an exclusion carried out in the job has no rank until it joins.
-        if isinstance(standby := d.outcome.get("standby_host"), str):
-            hosts.append(standby)
-        if not any(who.may_speak_for(h) for h in hosts):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"token {who.name!r} speaks for none of job {d.job_id}'s hosts",
-            )
 
 
 class ExcludedHost(BaseModel):
