@@ -38,7 +38,7 @@ from sentinel.ingest.jobs import incident_counts, job_cadence, job_summaries
 from sentinel.inputs import NO_NUL
 from sentinel.remediation.decisions import DecisionOperations, mark_repaired
 from sentinel.remediation.policy import Action
-from sentinel.remediation.schemas import Note, OverrideIn
+from sentinel.remediation.schemas import Note, OverrideIn, RestartInPlaceIn
 from sentinel.remediation.swap import active_swaps, host_findings
 from sentinel.triage.taxonomy import LLAMA3_UNEXPECTED_INTERRUPTIONS
 from sentinel.web import views
@@ -67,6 +67,8 @@ DONE = {
     "decision.cancel": "Decision cancelled.",
     "decision.override": "Decision overridden.",
     "host.repaired": "Host marked repaired.",
+    "job.restart_in_place": "Restart in place asked: its decision is on the job's planned "
+    "incident; the job's launchers restart the ranks once it is published.",
     "group.ack": "Alert group acknowledged.",
 }
 NAV = [
@@ -551,6 +553,25 @@ async def jobs_page(request: Request, ctx: Ctx, session: Session, who: WebUser) 
         spares=await ctx.remediation.swaps.pool.state(ctx.sessions),
         reservation=ctx.settings.remediation.swap.reservation,
     )
+
+
+@router.post("/jobs/restart-in-place")
+async def job_restart_in_place(
+    request: Request, ctx: Ctx, session: Session, form: Form
+) -> Response:
+    """The jobs page's form for POST /api/v1/jobs/{id}/restart-in-place (planned work)."""
+
+    async def call() -> None:
+        body = RestartInPlaceIn(
+            reason=form.fields.get("reason", ""),
+            code_version=form.fields.get("code_version") or None,
+        )
+        done = await ctx.remediation.restart_in_place(
+            ctx.sessions, form.who, form.fields.get("job_id", ""), body.reason, body.code_version
+        )
+        await ctx.stages.run(done.changes)
+
+    return await _act(request, session, form.who, "/jobs", "job.restart_in_place", call)
 
 
 @router.get("/root-causes")
