@@ -115,8 +115,11 @@ def test_in_place_restarts_are_the_policys_decisions(outcome: Outcome) -> None:
     (the verdict's link_flapped), the same bug again is escalated, and the variants without
     it never restart in place."""
     in_place = outcome.runs["+ in-place restart"].interruptions
-    by_rule = Counter(i.rule for i in in_place if i.action == "restart_in_place")
+    restarted = [i for i in in_place if i.action == "restart_in_place"]
+    by_rule = Counter(i.rule for i in restarted if not i.planned)
     assert set(by_rule) == {"RestartInPlaceWhenTransient", "RestartInPlaceAfterALinkFlap"}
+    # Planned work restarted in place is the operator's (test_simulate_planned.py).
+    assert {i.rule for i in restarted if i.planned} == {"OperatorRestartInPlace"}
     for i in in_place:
         if i.rule == "RestartInPlaceWhenTransient":
             assert i.category in (

@@ -74,6 +74,7 @@ class Assumptions:
     new_version_bug_share: float = 0.5
     data_position_bug_share: float = 0.5
     repeat_share: float = 0.15
+    planned_job_level_share: float = 0.5
     repair_s: float = 2 * 86400.0
     spare_pool: int | None = None  # None: sized by the product's rule (pool_advice)
     spare_quantile: float = 0.99  # the rule's quantile (the product's default)
@@ -119,6 +120,14 @@ class Assumptions:
             ("job", f"{self.hosts} hosts x {self.gpus_per_host} GPUs, {self.days:g} days", L3),
             ("faults", f"Table 5's 419 unexpected ({mttf / 3600:.2f} h MTTF) + "
              f"{LLAMA3_PLANNED_INTERRUPTIONS} planned, at uniformly random times", L3),
+            ("planned interruptions", f"{s['planned_job_level_share']:.0%} job-level "
+             "(configuration or dataset updates): where the launcher does in-place restarts, "
+             "the operator restarts the ranks in place (POST /api/v1/jobs/{id}/restart-in-place"
+             f", {s['in_place_restart_s']:g} s), else requeued; the rest host-level (firmware "
+             "upgrades): requeued (requeue + init) as today",
+             f"{JUDGEMENT}; {L3_PAPER}, sec. 3.3.4) names both kinds, 'automated maintenance "
+             "operations such as firmware upgrades or operator-initiated operations like "
+             "configuration or dataset updates', without counts"),
             ("step time", f"{s['step_time_s']:g} s", JUDGEMENT + " (405B, 16M-token batches)"),
             ("checkpoint interval (as configured)", f"{s['checkpoint_interval_s']:g} s",
              JUDGEMENT + "; Llama 3 gives none"),
@@ -165,7 +174,8 @@ class Assumptions:
              "job its full allocation again (the hosts still out are then found like excluded "
              "hosts, from the spare pool or the queue); none free: "
              "the requeue, a hot spare from the pool if one is free (requeue + init), else the "
-             "wait for a node; a swap is always a requeue",
+             "wait for a node; a proactive swap is carried out in the job the same way "
+             "onto a free standby (init, the pool's spare kept), else it is the requeue",
              f"the count {JUDGEMENT}; the mechanism the product's (remediation.in_place, "
              f"docs/launcher.md) and {NV}'s: ft_launcher --nnodes MIN:MAX admits the nodes "
              "past MIN as standbys, promoted to replace failed ones without resizing the job"),

@@ -33,6 +33,9 @@ class Fault:
     data_position: bool = field(compare=False, default=False)
     step: int | None = field(compare=False, default=None)  # such a bug's step, once it failed
     loop: int = field(compare=False, default=0)  # how often it failed the job already
+    # Planned work on the job (a configuration or dataset update), not on its hosts (firmware):
+    # the operator restarts the ranks in place where the launcher does in-place restarts.
+    job_level: bool = field(compare=False, default=False)
     draw: float = field(compare=False, default=0.0)  # picks its variant of evidence
     precursor: float = field(compare=False, default=1.0)  # < the share: it shows one
 
@@ -43,6 +46,7 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
     # Its own stream, so that the shares it draws for leave every other draw as it was.
     versions = random.Random(f"{seed}:code versions")
     positions = random.Random(f"{seed}:data positions")
+    planned_kinds = random.Random(f"{seed}:planned kinds")
     span = a.days * 86400.0
     categories = [c for c, (n, _) in LLAMA3_TABLE5.items() for _ in range(n)]
     rng.shuffle(categories)
@@ -85,5 +89,6 @@ def schedule(a: Assumptions, seed: int) -> list[Fault]:
         )
     base = len(faults)
     for k in range(LLAMA3_PLANNED_INTERRUPTIONS):
-        faults.append(Fault(rng.uniform(0, span), base + k, Category.PLANNED))
+        job_level = planned_kinds.random() < a.planned_job_level_share
+        faults.append(Fault(rng.uniform(0, span), base + k, Category.PLANNED, job_level=job_level))
     return sorted(faults)

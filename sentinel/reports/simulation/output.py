@@ -186,6 +186,7 @@ PESSIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("half the recommended spare pool", {"spare_pool_scale": 0.5}),
     ("20% of repeating bugs came with a new version", {"new_version_bug_share": 0.2}),
     ("20% of the other repeating bugs tied to the data", {"data_position_bug_share": 0.2}),
+    ("no planned work job-level (all requeued)", {"planned_job_level_share": 0.0}),
 )
 OPTIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("checkpoint save blocks 0.02 s (0.4 GB a GPU)", {"checkpoint_save_s": 0.02}),
@@ -197,6 +198,7 @@ OPTIMISTIC: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
     ("double the recommended spare pool", {"spare_pool_scale": 2.0}),
     ("80% of repeating bugs came with a new version", {"new_version_bug_share": 0.8}),
     ("80% of the other repeating bugs tied to the data", {"data_position_bug_share": 0.8}),
+    ("80% of planned work job-level (restarted in place)", {"planned_job_level_share": 0.8}),
 )  # fmt: skip
 # The spare pool sized by the same rule at another quantile: a choice, neither end.
 POOL_SIZING: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
@@ -260,8 +262,8 @@ def _mechanisms(m: Mechanisms, a: Assumptions) -> str:
         )
     if m.in_place:
         parts.append(
-            f"restart in place ({a.in_place_restart_s:g} s), an exclusion onto a standby of "
-            f"the allocation ({a.standby_hosts})"
+            f"restart in place ({a.in_place_restart_s:g} s; job-level planned work by the "
+            f"operator), an exclusion onto a standby of the allocation ({a.standby_hosts})"
         )
     return "; ".join(parts)
 

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from sentinel.remediation.planned import OPERATOR_RESTART_RULE, operator_reason
 from sentinel.remediation.policy import (
     DEFAULT_POLICY,
     Action,
@@ -408,6 +409,14 @@ def _sentinel_step(
         detected = at + _detection_s(a, seen)
     now = START + timedelta(seconds=detected)
     proposal = _decide(a, m, fault, seen, state, now, checkpoint_step, steps_lost)
+    if fault.job_level and m.in_place:
+        # A configuration or dataset update: the operator's restart in place, not the
+        # policy's (sentinel.remediation.planned), carried out by the launcher.
+        proposal = Proposal(
+            Action.restart_in_place,
+            OPERATOR_RESTART_RULE,
+            operator_reason("operator", "configuration or dataset update"),
+        )
     excluded = proposal.exclude_hosts
     if proposal.action == Action.none:
         issued, status = detected, "noop"
@@ -439,7 +448,9 @@ def _sentinel_step(
     in_job = not planned and _in_the_job(a, m, state, action, tuple(excluded), issued)
     hosts = 0 if in_job or planned else _requeue_hosts(m, state, action, len(excluded), issued)
     spare = _take_spares(a, m, state, issued, hosts)
-    resumed = issued + (a.restart_s if planned else _restart_s(a, m, action, hosts, spare, in_job))
+    # Planned work is a requeue unless the operator restarted it in place.
+    planned_s = a.in_place_restart_s if action == Action.restart_in_place else a.restart_s
+    resumed = issued + (planned_s if planned else _restart_s(a, m, action, hosts, spare, in_job))
     return Interruption(
         fault, at, detected, issued, resumed, steps_lost, checkpoint_step,
         proposal.action.value, status, proposal.rule, proposal.reason, tuple(excluded),
@@ -477,10 +488,13 @@ def _swap(
     if excluded:
         state.drains.append(swap_at)
     issued = swap_at + a.checkpoint_save_s + a.execute_s
-    # A swap is a requeue in the product, in-place restarts on or not.
-    hosts = _requeue_hosts(m, state, "swap", len(excluded), swap_at)
+    # With in-place restarts on, the product carries a swap out in the job onto a free standby
+    # host of the allocation as it does an exclusion (remediation/swap.py): init, no requeue,
+    # the pool's spare kept; otherwise a requeue, onto a spare of the pool where one is free.
+    in_job = _in_the_job(a, m, state, proposal.action, tuple(excluded), swap_at)
+    hosts = 0 if in_job else _requeue_hosts(m, state, "swap", len(excluded), swap_at)
     spare = _take_spares(a, m, state, swap_at, hosts)
-    resumed = issued + _restart_s(a, m, "swap", hosts, spare)
+    resumed = issued + _restart_s(a, m, "swap", hosts, spare, in_job)
     return Interruption(
         fault, swap_at, swap_at, issued, resumed, 0,
         checkpoint_step, "swap", "done", "proactive swap via " + proposal.rule,
