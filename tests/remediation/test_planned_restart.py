@@ -131,7 +131,7 @@ async def test_the_stop_before_the_acknowledgment_joins_the_planned_incident(
 
 async def test_no_acknowledgment_in_time_requeues_the_job(tl: Timeline) -> None:
     _in_place_on(tl)
-    await _ask(tl)
+    await _ask(tl, code_version="v2.1")
     await tl.loops()
     tl.clock.advance(tl.ctx.settings.remediation.in_place_ack_s + 1)
     await tl.loops()
@@ -139,6 +139,9 @@ async def test_no_acknowledgment_in_time_requeues_the_job(tl: Timeline) -> None:
     assert (d.action, d.status, d.rule) == ("restart", "done", "OperatorRestartInPlace")
     assert "no launcher acknowledged" in d.reason and WHY in d.reason
     assert await tl.requeues() == 1
+    # The requeued job's script still finds the version the operator asked for.
+    advice = await _advice(tl)
+    assert (advice["restart_decision"], advice["code_version"]) == (None, "v2.1")
 
 
 def test_planned_restarts_do_not_count_towards_the_jobs_restart_cap() -> None:

@@ -82,8 +82,9 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "(restart_decision: once per decision), from when the decision is published until the "
     "launcher acknowledges it (POST /api/v1/decisions/{id}/ack) or it "
     "falls back to a requeue (remediation.in_place_ack_s), while its incident is open; "
-    "restart_code_version: for a roll_back, the code version to restart on. code_version: "
-    "the version the job's latest decision rolled it back to, once carried out (a job script "
+    "restart_code_version: for a roll_back (or an operator's planned version change), the "
+    "code version to restart on. code_version: the version the job's latest decision rolled "
+    "it back or changed it to, once carried out (a job script "
     "started by a requeue checks it out), else null. restart_skip_steps: for a skip_data, the "
     "first and last step (inclusive) whose data batches the restarted job skips "
     "(SENTINEL_SKIP_STEPS). skip_steps: the same for the job's latest decision once carried "
@@ -189,7 +190,8 @@ async def job_advice(
 
 async def _changed_by(session: AsyncSession, job_id: str) -> dict[str, Any]:
     """The outcome of the job's latest decision if it changed what the job runs (a rollback,
-    a data skip) and was carried out (published to its launcher, or requeued): the version a
+    a data skip, an operator's planned version change, also once it fell back to a requeue)
+    and was carried out (published to its launcher, or requeued): the version a
     job script without a launcher checks out, the steps whose data it skips, when it starts
     (docs/launcher.md). Empty once a later decision was made for the job."""
     latest = (
@@ -200,7 +202,7 @@ async def _changed_by(session: AsyncSession, job_id: str) -> dict[str, Any]:
             .limit(1)
         )
     ).first()
-    if latest is None or latest[0] not in CHANGED_RESTARTS:
+    if latest is None or (latest[0] not in CHANGED_RESTARTS and not latest[2].get("code_version")):
         return {}
     carried_out = latest[1] in (DecisionStatus.awaiting_ack, DecisionStatus.done)
     return dict(latest[2]) if carried_out else {}
