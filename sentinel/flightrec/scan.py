@@ -296,6 +296,13 @@ def _strings_valid(
             continue
         i = val[node]
         end = i + aux[node]
+        # Nearly every string is ASCII: an OR of its bytes says so in a loop the compiler
+        # vectorises (the default group's rank list is 100 KB at 16k ranks).
+        high = np.uint8(0)
+        for j in range(i, end):
+            high = np.uint8(high | data[j])  # kept uint8, so that it vectorises
+        if high < 0x80:
+            continue
         while i < end:
             b = data[i]
             if b < 0x80:
@@ -755,36 +762,94 @@ def _frame_fields(
 @_compiled()
 def _stack_hashes(
     data: npt.NDArray[np.uint8],
+    kind: npt.NDArray[np.int8],
     val: npt.NDArray[np.int64],
     aux: npt.NDArray[np.int32],
-    counts: npt.NDArray[np.int64],
-    frame_of: npt.NDArray[np.int64],
-    fields: npt.NDArray[np.int64],
-) -> npt.NDArray[np.uint64]:
-    """A 128-bit hash per stack of the text its frames render to: `fields` are the
-    `_frame_fields` of the distinct frames, `frame_of` the stacks' frames in order as
-    rows of it; a stack of count -1 gets zeros."""
-    frame_hash = np.empty((fields.shape[0], 2), np.uint64)
-    for k in range(fields.shape[0]):
-        h1, h2 = _FNV_OFFSET, _FNV_OFFSET
-        for f in range(2):  # name, filename: their lengths, then their bytes
-            node = fields[k, f]
-            h1, h2 = _mix(h1, h2, np.uint64(aux[node]))
-            for j in range(val[node], val[node] + aux[node]):
-                h1, h2 = _mix(h1, h2, np.uint64(data[j]))
-        frame_hash[k, 0], frame_hash[k, 1] = _mix(h1, h2, np.uint64(fields[k, 2]))
-    out = np.zeros((counts.shape[0], 2), np.uint64)
-    at = 0
-    for i in range(counts.shape[0]):
-        if counts[i] < 0:
+    enode: npt.NDArray[np.int32],
+    enext: npt.NDArray[np.int32],
+    frames: npt.NDArray[np.int64],
+    max_frames: int,
+    keys: npt.NDArray[np.uint8],
+    koff: npt.NDArray[np.int64],
+) -> tuple[bool, npt.NDArray[np.bool_], npt.NDArray[np.uint64]]:
+    """A 128-bit hash per entry's stack of the text its frames render to, in one pass
+    (`_stacks`, `_frame_fields` and the hashing were three calls and a sort, a tenth of a
+    dump's parse): (ok, whether each entry has a stack, the hashes). Not ok where `stacks`
+    or `frame_lines` would refuse a stack: not a list of at most `max_frames` frames, or
+    a frame that is not a dict with a str name, a str filename and an int line."""
+    m = frames.shape[0]
+    has = np.zeros(m, np.bool_)
+    out = np.zeros((m, 2), np.uint64)
+    total = 0
+    for i in range(m):
+        node = frames[i]
+        if node == -1 or kind[node] == _NONE:
             continue
+        if kind[node] != _LIST:
+            return False, has, out
+        count = 0
+        e = val[node]
+        while e != -1:
+            count += 1
+            if count > max_frames:
+                return False, has, out
+            e = enext[e]
+        total += count
+    # Each distinct frame hashed once (PyTorch shares a frame dict among the entries that
+    # have it): an open-addressing table from frame node to its hash.
+    size = 16
+    while size < 2 * total:
+        size *= 2
+    mask = size - 1
+    slot_node = np.full(size, -1, np.int64)
+    slot_hash = np.empty((size, 2), np.uint64)
+    for i in range(m):
+        node = frames[i]
+        if node == -1 or kind[node] == _NONE:
+            continue
+        has[i] = True
         h1, h2 = _FNV_OFFSET, _FNV_OFFSET
-        for _ in range(counts[i]):
-            h1, h2 = _mix(h1, h2, frame_hash[frame_of[at], 0])
-            h1, h2 = _mix(h1, h2, frame_hash[frame_of[at], 1])
-            at += 1
+        e = val[node]
+        while e != -1:
+            frame = enode[e]
+            slot = frame & mask
+            while slot_node[slot] != -1 and slot_node[slot] != frame:
+                slot = (slot + 1) & mask
+            if slot_node[slot] == -1:
+                if kind[frame] != _DICT:
+                    return False, has, out
+                name, filename, line = -1, -1, -1
+                item = val[frame]
+                while item != -1:  # as _frame_fields reads a frame: the last key wins
+                    key = enode[item]
+                    value_edge = enext[item]
+                    if value_edge == -1:
+                        break
+                    if kind[key] == _STR:
+                        f = _key_field(data, val[key], aux[key], keys, koff)
+                        if f == 0:
+                            name = enode[value_edge]
+                        elif f == 1:
+                            filename = enode[value_edge]
+                        elif f == 2:
+                            line = enode[value_edge]
+                    item = enext[value_edge]
+                if name == -1 or filename == -1 or line == -1:
+                    return False, has, out
+                if kind[name] != _STR or kind[filename] != _STR or kind[line] != _INT:
+                    return False, has, out
+                f1, f2 = _FNV_OFFSET, _FNV_OFFSET
+                for text in (name, filename):  # their lengths, then their bytes
+                    f1, f2 = _mix(f1, f2, np.uint64(aux[text]))
+                    for j in range(val[text], val[text] + aux[text]):
+                        f1, f2 = _mix(f1, f2, np.uint64(data[j]))
+                slot_hash[slot, 0], slot_hash[slot, 1] = _mix(f1, f2, np.uint64(val[line]))
+                slot_node[slot] = frame
+            h1, h2 = _mix(h1, h2, slot_hash[slot, 0])
+            h1, h2 = _mix(h1, h2, slot_hash[slot, 1])
+            e = enext[e]
         out[i, 0], out[i, 1] = h1, h2
-    return out
+    return True, has, out
 
 
 class Scratch:
@@ -914,31 +979,23 @@ class Nodes:
     ) -> list[tuple[int, int] | None] | None:
         """A key per entry for the text of its stack (None: no stack), equal keys for equal
         texts; None where `stacks` or `frame_lines` would refuse one."""
-        counts, flat = _stacks(
-            self.kind, self.val, self.enode, self.enext, np.ascontiguousarray(frames), max_frames
-        )
-        if (counts == -2).any():
-            return None
-        distinct, frame_of = np.unique(flat, return_inverse=True)
-        fields = _frame_fields(
+        ok, has, hashes = _stack_hashes(
             self.raw,
             self.kind,
             self.val,
             self.aux,
             self.enode,
             self.enext,
-            distinct,
+            np.ascontiguousarray(frames),
+            max_frames,
             _FRAME_KEY_BYTES,
             _FRAME_KEY_OFFSETS,
         )
-        if (fields[:, 0] == -1).any():
+        if not ok:
             return None
-        hashes = _stack_hashes(
-            self.raw, self.val, self.aux, counts, frame_of.astype(np.int64), fields
-        ).tolist()
         return [
-            None if count == -1 else (h1, h2)
-            for count, (h1, h2) in zip(counts.tolist(), hashes, strict=True)
+            (h1, h2) if present else None
+            for present, (h1, h2) in zip(has.tolist(), hashes.tolist(), strict=True)
         ]
 
     def frame_lines(self, frames: list[int]) -> list[str] | None:
