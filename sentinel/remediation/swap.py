@@ -90,6 +90,9 @@ class SwapContext:
     spares_ready: int
     swaps_in_flight: int  # active swaps, each holding a spare
     settings: SwapSettings = field(default_factory=SwapSettings)
+    # Healthy standby hosts in the job's allocation, with in-place restarts on: the swap is
+    # carried out in the job onto one, no spare of the pool needed (remediation.standby).
+    standbys: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,15 +169,17 @@ class CapSwapsPerJob(SwapRule):
 
 class NeverMoreThanThePoolHolds(SwapRule):
     """A swap without a spare would shrink the job or leave it waiting in the queue: worse
-    than training on a degraded host until it fails."""
+    than training on a degraded host until it fails. A standby host the job holds, with
+    in-place restarts on, takes the host's place in the job: no spare of the pool needed."""
 
     def propose(self, ctx: SwapContext) -> SwapProposal | None:
         free = ctx.spares_ready - ctx.swaps_in_flight
-        if free > 0:
+        if free > 0 or ctx.standbys > 0:
             return None
         return self._refuse(
             f"no spare free in the pool ({ctx.spares_ready} ready, {ctx.swaps_in_flight} "
-            f"promised to swaps under way): {ctx.host} stays until a spare is found"
+            f"promised to swaps under way) and no standby host in job {ctx.job_id}'s "
+            f"allocation: {ctx.host} stays until a spare is found"
         )
 
 
@@ -289,11 +294,12 @@ class SwapService:
         """Record the swap decision for this finding, unless one exists. ``wait_for_a_job``:
         a host in no job is not decided on yet (the open finding is the record; a job that
         lands there later gets its swap)."""
+        standbys = await self._standbys_of(sessions, finding_id)
         async with unit_of_work(sessions) as session:
             finding = await session.get(DegradedFinding, finding_id)
             if finding is None or finding.state != "open":
                 return None
-            ctx = await self._context(session, finding)
+            ctx = await self._context(session, finding, standbys)
             if wait_for_a_job and ctx.job_id is None:
                 return None
             proposal = self._policy.decide(ctx)
@@ -372,7 +378,25 @@ class SwapService:
                     "swap for %s retried (%s): %s", swap.host_id, proposal.rule, proposal.status
                 )
 
-    async def _context(self, session: AsyncSession, finding: DegradedFinding) -> SwapContext:
+    async def _standbys_of(self, sessions: Sessions, finding_id: uuid.UUID) -> int:
+        """With in-place restarts on, the standby hosts the finding's job holds (the scheduler
+        asked between the transactions, as the exclusion's decision asks it)."""
+        if not self._settings.in_place:
+            return 0
+        async with unit_of_work(sessions) as session:
+            finding = await session.get(DegradedFinding, finding_id)
+            job_id = await self._job_of(session, finding.host_id) if finding else None
+            job = await session.get(Job, job_id) if job_id else None
+        if finding is None or job is None:
+            return 0
+        found = await job_standbys(
+            sessions, self._scheduler, job, self.pool.healthy, [finding.host_id]
+        )
+        return len(found)
+
+    async def _context(
+        self, session: AsyncSession, finding: DegradedFinding, standbys: int = 0
+    ) -> SwapContext:
         now = self._clock.now()
         job_id = await self._job_of(session, finding.host_id)
         ranks: Sequence[JobRank] = []
@@ -405,6 +429,7 @@ class SwapService:
             spares_ready=ready,
             swaps_in_flight=in_flight,
             settings=self._swap,
+            standbys=standbys,
         )
 
     async def _job_of(self, session: AsyncSession, host_id: str) -> str | None:

@@ -176,6 +176,8 @@ def test_each_cap_refuses_with_its_reason() -> None:
     pool = NeverMoreThanThePoolHolds().propose(ctx(spares_ready=1, swaps_in_flight=1))
     assert pool is not None and pool.status == "refused" and "no spare free" in pool.reason
     assert NeverMoreThanThePoolHolds().propose(ctx(spares_ready=2, swaps_in_flight=1)) is None
+    # A standby host of the job's allocation takes the host's place in the job instead.
+    assert NeverMoreThanThePoolHolds().propose(ctx(spares_ready=0, standbys=1)) is None
     assert DEFAULT_SWAP_POLICY.decide(ctx(spares_ready=0)).rule == "NeverMoreThanThePoolHolds"
 
 

@@ -25,14 +25,15 @@ from sentinel.remediation.swap import SwapService
 STANDBY, SPARE = "node5", "node6"
 
 
-def use_swaps(tl: Timeline, in_place: bool = True) -> None:
+def use_swaps(tl: Timeline, in_place: bool = True, pool: int = 1) -> None:
+    spares = [SPARE] if pool else []
     settings = RemediationSettings(
-        in_place=in_place, swap=SwapSettings(spares=[SPARE], pool_size=1)
+        in_place=in_place, swap=SwapSettings(spares=spares, pool_size=pool)
     )
     tl.ctx.remediation.swaps = SwapService(tl.clock, settings, tl.fake)
 
 
-async def allocation(tl: Timeline, nodes: int = 5) -> None:
+async def allocation(tl: Timeline, nodes: int = 5, pool: int = 1) -> None:
     """job-1 holds node1-4 (its ranks), node5 too with five nodes (sbatch -N 5); the agents of
     node5 and node6 report them healthy."""
     if nodes != 4:
@@ -41,7 +42,7 @@ async def allocation(tl: Timeline, nodes: int = 5) -> None:
     assert sorted(await tl.job_nodes()) == HOSTS[:nodes]
     await reports(tl)
     await tl.loops()
-    assert tl.fake.reservations == {"sentinel-spares": (SPARE,)}
+    assert tl.fake.reservations == ({"sentinel-spares": (SPARE,)} if pool else {})
 
 
 async def reports(tl: Timeline) -> None:
@@ -218,3 +219,14 @@ async def test_without_a_standby_or_in_place_restarts_the_swap_is_a_requeue(
     assert swap.spare_host == SPARE and "standby_host" not in swap.outcome
     assert await tl.requeues() == 1
     assert (await advice(tl))["restart_decision"] is None
+
+
+async def test_a_standby_lets_the_swap_go_ahead_with_the_pool_empty(tl: Timeline) -> None:
+    """The pool holds no spare: without a standby the swap is refused (NeverMoreThanThePoolHolds,
+    test_swap); the job's standby takes the host's place in the job instead."""
+    use_swaps(tl, pool=0)
+    await allocation(tl, pool=0)
+    await swapped_at_the_checkpoint(tl)
+    [swap] = await swaps(tl)
+    assert swap.status == "awaiting_ack" and swap.outcome["standby_host"] == STANDBY
+    assert await tl.requeues() == 0

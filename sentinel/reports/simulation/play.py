@@ -471,13 +471,13 @@ def _swap(
     # Seen before the failure: swapped at the checkpoint taken for it, ahead of the fault.
     swap_at = max(state.resumed_s, at - interval)
     if m.hot_spares:
-        decision = _swap_decision(a, state, seen, swap_at)
+        decision = _swap_decision(a, m, state, seen, swap_at)
         if decision.rule == NeverMoreThanThePoolHolds.__name__:
             back = min(t for t in state.spares_back if t > swap_at)
             swap_at = state.resumed_s + math.ceil((back - state.resumed_s) / interval) * interval
             if swap_at >= at:
                 return None
-            decision = _swap_decision(a, state, seen, swap_at)
+            decision = _swap_decision(a, m, state, seen, swap_at)
         if decision.action != SwapAction.swap:
             return None
     state.swaps.append(swap_at)
@@ -502,8 +502,11 @@ def _swap(
     )  # fmt: skip
 
 
-def _swap_decision(a: Assumptions, state: _State, seen: Seen, at: float) -> SwapProposal:
-    """DEFAULT_SWAP_POLICY on what the run knows at ``at``: its caps and the pool."""
+def _swap_decision(
+    a: Assumptions, m: Mechanisms, state: _State, seen: Seen, at: float
+) -> SwapProposal:
+    """DEFAULT_SWAP_POLICY on what the run knows at ``at``: its caps, the pool, and (in the
+    in-place variants, as the product counts them) the allocation's free standby hosts."""
     settings = a.remediation.swap
     return DEFAULT_SWAP_POLICY.decide(
         SwapContext(
@@ -519,6 +522,7 @@ def _swap_decision(a: Assumptions, state: _State, seen: Seen, at: float) -> Swap
             spares_ready=_spares_free(a, state, at),
             swaps_in_flight=0,
             settings=settings,
+            standbys=_standbys_free(a, state, at) if m.in_place else 0,
         )
     )
 
