@@ -91,6 +91,7 @@ async def restart_in_place(
         ranks = (await session.scalars(select(JobRank).where(JobRank.job_id == job_id))).all()
         now = clock.now()
         why = operator_reason(who.name, reason, code_version)
+        version = f" on code version {code_version}" if code_version else ""
         maintenance = Maintenance(
             id=uuid.uuid4(),
             hosts=sorted({r.host_id for r in ranks}),
@@ -98,7 +99,8 @@ async def restart_in_place(
             starts_at=now,
             # Until the restart is acknowledged or falls back to a requeue.
             ends_at=now + timedelta(seconds=settings.in_place_ack_s),
-            reason=why,
+            # Read as "announced maintenance by <operator>: planned restart in place: <why>".
+            reason=f"planned restart in place{version}: {reason}",
             author=who.name,
             created_at=now,
         )

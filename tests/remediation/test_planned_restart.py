@@ -70,7 +70,10 @@ async def test_the_operators_restart_is_carried_out_in_place_by_the_launcher(
     [incident] = await tl.incidents()
     assert (incident.category, incident.state, incident.culprit_host) == ("planned", "open", None)
     assert str(incident.id) == asked["incident_id"]
-    assert "announced maintenance by operator" in incident.reason
+    assert (
+        f"announced maintenance by operator: planned restart in place on code version v2.1: {WHY}"
+        in incident.reason
+    )
     async with unit_of_work(tl.ctx.sessions) as s:
         [m] = (await s.scalars(select(Maintenance))).all()
         [entry] = (
