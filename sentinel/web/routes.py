@@ -67,8 +67,8 @@ DONE = {
     "decision.cancel": "Decision cancelled.",
     "decision.override": "Decision overridden.",
     "host.repaired": "Host marked repaired.",
-    "job.restart_in_place": "Restart in place asked: its decision is on the job's planned "
-    "incident; the job's launchers restart the ranks once it is published.",
+    "job.restart_in_place": "Restart in place asked: this planned incident's decision goes "
+    "to the job's launchers in its advice; the incident resolves once the ranks train again.",
     "group.ack": "Alert group acknowledged.",
 }
 NAV = [
@@ -559,7 +559,9 @@ async def jobs_page(request: Request, ctx: Ctx, session: Session, who: WebUser) 
 async def job_restart_in_place(
     request: Request, ctx: Ctx, session: Session, form: Form
 ) -> Response:
-    """The jobs page's form for POST /api/v1/jobs/{id}/restart-in-place (planned work)."""
+    """The jobs page's form for POST /api/v1/jobs/{id}/restart-in-place (planned work). The
+    operator lands on the planned incident, where its decision's progress shows."""
+    incident: list[uuid.UUID] = []
 
     async def call() -> None:
         body = RestartInPlaceIn(
@@ -569,9 +571,15 @@ async def job_restart_in_place(
         done = await ctx.remediation.restart_in_place(
             ctx.sessions, form.who, form.fields.get("job_id", ""), body.reason, body.code_version
         )
+        incident.append(done.decision.incident_id)
         await ctx.stages.run(done.changes)
 
-    return await _act(request, session, form.who, "/jobs", "job.restart_in_place", call)
+    answer = await _act(request, session, form.who, "/jobs", "job.restart_in_place", call)
+    if not incident:
+        return answer  # refused: the page saying why
+    return RedirectResponse(
+        f"/incidents/{incident[0]}?ok=job.restart_in_place", status.HTTP_303_SEE_OTHER
+    )
 
 
 @router.get("/root-causes")

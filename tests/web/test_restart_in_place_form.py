@@ -75,12 +75,13 @@ async def test_an_operator_restarts_a_job_in_place_from_the_jobs_page(
         r = await client.post(FORM, data={**form, "code_version": "not a version"})
         assert r.status_code == 422 and "code_version" in r.text
         r = await client.post(FORM, data={**form, "code_version": "v7"})
-        assert r.status_code == 303 and r.headers["location"] == "/jobs?ok=job.restart_in_place"
-        assert "Restart in place asked" in (await client.get(r.headers["location"])).text
         [d] = await _decisions(web_app)
         assert (d.action, d.job_id, d.outcome["code_version"]) == ("restart_in_place", job.id, "v7")
         assert "asked by operator: dataset update: new shards" in d.reason
-        # What the operator finds on the incident's page: planned work, who asked and why.
-        page = (await client.get(f"/incidents/{d.incident_id}")).text
+        # The operator lands on the planned incident: planned work, who asked and why.
+        where = f"/incidents/{d.incident_id}?ok=job.restart_in_place"
+        assert r.status_code == 303 and r.headers["location"] == where
+        page = (await client.get(where)).text
+        assert "Restart in place asked" in page
         assert "planned" in page and "OperatorRestartInPlace" in page
         assert "dataset update: new shards" in page
