@@ -606,6 +606,10 @@ def _distinct_strings(
     # PyTorch's rows mostly repeat one string node: remember the last code per node slot
     recent_node = np.full(64, -1, np.int64)
     recent_code = np.empty(64, np.uint32)
+    # Other writers repeat a few texts (Python's pickler writes each profiling name built
+    # per entry anew): the last code of the same length and last byte is tried first, by
+    # its bytes, before hashing (a fifth of the time for such a column).
+    recent_text = np.full(256, -1, np.int64)
     for i in range(strings.shape[0]):
         node = strings[i]
         if recent_node[node & 63] == node:
@@ -613,6 +617,15 @@ def _distinct_strings(
             continue
         start = val[node]
         length = aux[node]
+        text_slot = (length * 31 + (data[start + length - 1] if length > 0 else 0)) & 255
+        code = recent_text[text_slot]
+        if code != -1:
+            other = firsts[code]
+            if aux[other] == length and _same_bytes(data, val[other], start, length):
+                codes[i] = code
+                recent_node[node & 63] = node
+                recent_code[node & 63] = code
+                continue
         h = _FNV_OFFSET
         for j in range(start, start + length):
             h = (h ^ np.uint64(data[j])) * _FNV_PRIME
@@ -634,6 +647,7 @@ def _distinct_strings(
             slot = (slot + 1) & mask
         recent_node[node & 63] = node
         recent_code[node & 63] = codes[i]
+        recent_text[text_slot] = codes[i]
     return codes, firsts[:distinct].copy()
 
 
