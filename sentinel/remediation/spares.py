@@ -25,7 +25,16 @@ from sentinel.clock import Clock
 from sentinel.db import audit
 from sentinel.db.audit import SENTINEL
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import AuditEntry, DegradedFinding, Gpu, Host, JobRank, Spare, Swap
+from sentinel.db.models import (
+    AuditEntry,
+    DegradedFinding,
+    Gpu,
+    Host,
+    Job,
+    JobRank,
+    Spare,
+    Swap,
+)
 from sentinel.health import HealthState, host_health
 from sentinel.incidents.settings import HealthSettings
 from sentinel.remediation.pool_sizing import (
@@ -154,13 +163,23 @@ class SparePool:
 
     async def _candidates(self, session: AsyncSession, spares: dict[str, Spare]) -> list[str]:
         """The configured spares not yet in the pool, then hosts that swaps took out (repaired
-        ones pass the health check; the others do not)."""
+        ones pass the health check; the others do not). A host swapped out in the job onto a
+        standby stays in the job's allocation (drained) while the job runs: not a spare then
+        (once repaired it is that job's standby, remediation.standby)."""
         configured = [h for h in self._settings.spares if h not in spares]
-        swapped = (
-            await session.scalars(
-                select(Swap.host_id).where(Swap.status == "done").order_by(Swap.updated_at)
+        rows = (
+            await session.execute(
+                select(Swap.host_id, Swap.outcome, Job.state)
+                .outerjoin(Job, Job.id == Swap.job_id)
+                .where(Swap.status == "done")
+                .order_by(Swap.updated_at)
             )
         ).all()
+        swapped = [
+            host
+            for host, outcome, job_state in rows
+            if not (outcome.get("standby_host") and job_state == "running")
+        ]
         return [*configured, *(h for h in dict.fromkeys(swapped) if h not in spares)]
 
     async def apply(self, hosts: tuple[str, ...]) -> OpResult | None:

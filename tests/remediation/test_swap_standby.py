@@ -20,6 +20,7 @@ from remediation.timeline import HOSTS, Timeline
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import AuditEntry, DegradedFinding, Maintenance, Spare
 from sentinel.remediation.settings import RemediationSettings, SwapSettings
+from sentinel.remediation.standby import standby_hosts
 from sentinel.remediation.swap import SwapService
 
 STANDBY, SPARE = "node5", "node6"
@@ -230,3 +231,33 @@ async def test_a_standby_lets_the_swap_go_ahead_with_the_pool_empty(tl: Timeline
     [swap] = await swaps(tl)
     assert swap.status == "awaiting_ack" and swap.outcome["standby_host"] == STANDBY
     assert await tl.requeues() == 0
+
+
+async def test_the_host_swapped_out_in_the_job_is_not_a_pool_spare_while_the_job_runs(
+    tl: Timeline,
+) -> None:
+    """node2 stays in job-1's allocation, drained; repaired, it is the job's standby again
+    (no rank, healthy), not a spare for the pool's reservation, which wants two."""
+    settings = RemediationSettings(in_place=True, swap=SwapSettings(spares=[SPARE], pool_size=2))
+    tl.ctx.remediation.swaps = SwapService(tl.clock, settings, tl.fake)
+    await allocation(tl)
+    await swapped_at_the_checkpoint(tl)
+    [swap] = await swaps(tl)
+    assert (await ack(tl, swap.id)).status_code == 200
+    tl.step = 115
+    await beats(tl, checkpoint=115, hosts=["node1", STANDBY, "node3", "node4"])
+    r = await tl.client.post(
+        "/api/v1/hosts/node2/repaired",
+        json={"comment": "row remapped"},
+        headers=auth(tl.tokens["operator"]),
+    )
+    assert r.status_code == 200, r.text
+    tl.clock.advance(60)
+    await beats(tl, checkpoint=115, hosts=["node1", STANDBY, "node3", "node4"])
+    await tl.post("node2", [obs("agent_status", tl.clock.now(), version="test")])
+    await tl.loops()
+    assert tl.fake.reservations == {"sentinel-spares": (SPARE,)}
+    async with unit_of_work(tl.ctx.sessions) as s:
+        assert await s.get(Spare, "node2") is None
+        pool = tl.ctx.remediation.swaps.pool
+        assert await standby_hosts(s, "job-1", await tl.job_nodes(), pool.healthy) == ["node2"]
