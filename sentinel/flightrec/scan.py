@@ -297,10 +297,13 @@ def _strings_valid(
         i = val[node]
         end = i + aux[node]
         # Nearly every string is ASCII: an OR of its bytes says so in a loop the compiler
-        # vectorises (the default group's rank list is 100 KB at 16k ranks).
+        # vectorises (the default group's rank list is 100 KB at 16k ranks). Over a slice
+        # from 0, so that no index can be negative: numba's wraparound of a negative index
+        # turned the vectorised loop into gathers (2.5 ns a byte instead of 0.01).
+        text = data[i:end]
         high = np.uint8(0)
-        for j in range(i, end):
-            high = np.uint8(high | data[j])  # kept uint8, so that it vectorises
+        for j in range(text.shape[0]):
+            high = np.uint8(high | text[j])  # kept uint8, so that it vectorises
         if high < 0x80:
             continue
         while i < end:
