@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import Job, JobRank
+from sentinel.db.models import Decision, Job, JobRank, Swap
 from sentinel.schedulers.base import OpResult, SchedulerAdapter
 
 # (session, host) -> None when the host is healthy, else why not (SparePool.healthy).
@@ -35,10 +35,16 @@ async def standby_hosts(
     exclude: Sequence[str] = (),
 ) -> list[str]:
     """The job's standby hosts, in the scheduler's order: allocated, no rank of the job on
-    them, not in ``exclude``, healthy."""
+    them, not in ``exclude``, not promised to a replacement published and not yet
+    acknowledged (its standby has no rank until it joins), healthy."""
     ranked = set(
         (await session.scalars(select(JobRank.host_id).where(JobRank.job_id == job_id))).all()
     )
+    for model in (Decision, Swap):
+        promised = await session.scalars(
+            select(model.outcome).where(model.job_id == job_id, model.status == "awaiting_ack")
+        )
+        ranked |= {o["standby_host"] for o in promised if isinstance(o.get("standby_host"), str)}
     out: list[str] = []
     for host in allocated:
         if host in ranked or host in exclude or host in out:

@@ -261,3 +261,20 @@ async def test_the_host_swapped_out_in_the_job_is_not_a_pool_spare_while_the_job
         assert await s.get(Spare, "node2") is None
         pool = tl.ctx.remediation.swaps.pool
         assert await standby_hosts(s, "job-1", await tl.job_nodes(), pool.healthy) == ["node2"]
+
+
+async def test_a_standby_promised_to_a_swap_is_not_offered_again(tl: Timeline) -> None:
+    """node5 is published as node2's replacement and has not joined yet (no rank): an exclusion
+    or another swap meanwhile must not take it too."""
+    use_swaps(tl)
+    await allocation(tl)
+    await swapped_at_the_checkpoint(tl)
+    pool = tl.ctx.remediation.swaps.pool
+    async with unit_of_work(tl.ctx.sessions) as s:
+        assert await standby_hosts(s, "job-1", HOSTS[:5], pool.healthy) == []
+    [swap] = await swaps(tl)
+    assert (await ack(tl, swap.id)).status_code == 200
+    tl.step = 115
+    await beats(tl, checkpoint=115, hosts=["node1", STANDBY, "node3", "node4"])
+    async with unit_of_work(tl.ctx.sessions) as s:  # node5 trains: a rank, no standby
+        assert await standby_hosts(s, "job-1", HOSTS[:5], pool.healthy) == []
