@@ -828,15 +828,23 @@ def swap_out(swap: Swap) -> dict[str, Any]:
     }
 
 
-async def swap_in_the_job(session: AsyncSession, job_id: str) -> Swap | None:
+async def swap_in_the_job(
+    session: AsyncSession, job_id: str, acknowledged_since: datetime
+) -> Swap | None:
     """The job's latest swap carried out in the job, while its launchers are to act on it:
     from when it is published until the job trains on the standby (a rank of the job there
-    past the checkpoint it restarted from), acknowledged or not; a multi-host job has one
-    launcher per host, and each acts once. One that fell back to a requeue is not named."""
+    past the checkpoint it restarted from), acknowledged or not (a multi-host job has one
+    launcher per host, and each acts once), and once acknowledged no longer than since
+    ``acknowledged_since`` (the launchers poll every few seconds; a job requeued meanwhile
+    must not restart on a stale one). One that fell back to a requeue is not named."""
     swaps = (
         await session.scalars(
             select(Swap)
-            .where(Swap.job_id == job_id, Swap.status.in_(("awaiting_ack", "done")))
+            .where(
+                Swap.job_id == job_id,
+                (Swap.status == "awaiting_ack")
+                | ((Swap.status == "done") & (Swap.updated_at >= acknowledged_since)),
+            )
             .order_by(Swap.created_at.desc())
             .limit(5)
         )

@@ -278,3 +278,18 @@ async def test_a_standby_promised_to_a_swap_is_not_offered_again(tl: Timeline) -
     await beats(tl, checkpoint=115, hosts=["node1", STANDBY, "node3", "node4"])
     async with unit_of_work(tl.ctx.sessions) as s:  # node5 trains: a rank, no standby
         assert await standby_hosts(s, "job-1", HOSTS[:5], pool.healthy) == []
+
+
+async def test_an_acknowledged_swap_is_named_no_longer_than_the_ack_time(tl: Timeline) -> None:
+    """Every launcher polls within seconds; one that starts later (the job requeued meanwhile)
+    must not act on it: named at most in_place_ack_s after the acknowledgment."""
+    use_swaps(tl)
+    await allocation(tl)
+    await swapped_at_the_checkpoint(tl)
+    [swap] = await swaps(tl)
+    assert (await ack(tl, swap.id)).status_code == 200
+    tl.clock.advance(tl.ctx.settings.remediation.in_place_ack_s - 1)
+    assert (await advice(tl))["restart_decision"] == str(swap.id)
+    tl.clock.advance(2)
+    told = await advice(tl)
+    assert told["restart_decision"] is None and told["restart_exclude_hosts"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -96,7 +97,8 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "false once acknowledged, for the launchers that have not acted yet); else [] and null. "
     "A proactive swap carried out in the job onto a standby host is named the same way "
     "(restart_decision: the swap's id, acknowledged at the same route; restart_exclude_hosts: "
-    "the degraded host), until the job trains on the standby.",
+    "the degraded host), until the job trains on the standby (once acknowledged, at most "
+    "remediation.in_place_ack_s).",
     responses=error_responses(404),
 )
 async def job_advice(
@@ -166,7 +168,10 @@ async def job_advice(
     # and acknowledge), so the swap is named in the same fields, restart_decision its id, and
     # acknowledged through the same route (POST /api/v1/decisions/{id}/ack takes a swap's id
     # too): one way to publish a replacement in the job, which deployed launchers follow as is.
-    swap = await swap_in_the_job(session, job_id)
+    acknowledged_since = ctx.clock.now() - timedelta(
+        seconds=ctx.settings.remediation.in_place_ack_s
+    )
+    swap = await swap_in_the_job(session, job_id, acknowledged_since)
     if swap is not None and (in_place is None or swap.created_at > in_place[5]):
         pending = swap.status == "awaiting_ack"
         in_place = (swap.id, swap.reason, swap.outcome, [swap.host_id], pending, swap.created_at)
