@@ -777,7 +777,7 @@ def map_chunks(
     chunks += [items[i : i + small] for i in range(cut, len(items), small)]
     # spawn, not fork: forking a process that has started polars' thread pool can deadlock.
     with ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_keep_freed_memory
+        workers, mp_context=get_context("spawn"), initializer=_prepare_worker
     ) as pool:
         _widen_result_pipe(pool)
         results = pool.map(work, chunks)
@@ -806,11 +806,19 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+def _prepare_worker() -> None:
+    """A parsing worker, once its imports are done: the cycle collector leaves their
+    ~130k objects (numba's, polars') alone from now on, which it would otherwise walk
+    again at every full collection between chunks; and malloc keeps what it frees."""
+    gc.freeze()
+    _keep_freed_memory()
+
+
 def _keep_freed_memory() -> None:
-    """A parsing worker's malloc keeps what it frees for the next chunk: each chunk
-    allocates and frees the same tens of MB (columns, tables, the pickled result), which
-    glibc would otherwise map afresh and hand back every time (zeroing new pages was a
-    tenth of a worker's CPU). Where malloc is not glibc's, nothing changes."""
+    """malloc keeps what it frees for the next chunk: each chunk allocates and frees the
+    same tens of MB (columns, tables, the pickled result), which glibc would otherwise
+    map afresh and hand back every time (zeroing new pages was a tenth of a worker's
+    CPU). Where malloc is not glibc's, nothing changes."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
