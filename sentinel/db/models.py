@@ -377,6 +377,12 @@ class Maintenance(Base):
     reason: Mapped[str] = mapped_column(Text)
     author: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime]
+    # What the window does: "maintenance" takes its hosts down (anything on them is its
+    # effect); "restart" only restarts the job's processes (an operator's planned restart in
+    # place), which explains what stopping processes causes and no hardware fault.
+    kind: Mapped[str] = mapped_column(
+        String(16), default="maintenance", server_default="maintenance"
+    )
 
 
 class AuditEntry(Base):

@@ -451,13 +451,15 @@ def _maintenance_signals(m: Maintenance, scope: Scope) -> list[Signal]:
         return []
     text = f"announced maintenance by {m.author}: {m.reason}"
     hosts = set(m.hosts or [])
-    out: list[Signal] = (
-        [] if hosts else [maintenance_signal(text=text, time=m.starts_at, event_id=str(m.id))]
+    signal = functools.partial(
+        maintenance_signal,
+        text=text,
+        time=m.starts_at,
+        event_id=str(m.id),
+        restart=m.kind == "restart",
     )
-    out.extend(
-        maintenance_signal(text=text, host=h, time=m.starts_at, event_id=str(m.id))
-        for h in sorted(hosts & scope.hosts)
-    )
+    out: list[Signal] = [] if hosts else [signal()]
+    out.extend(signal(host=h) for h in sorted(hosts & scope.hosts))
     return out
 
 

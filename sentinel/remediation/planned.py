@@ -11,7 +11,9 @@ it in the job's advice (awaiting_ack), a launcher restarts the ranks and acknowl
 falls back to a requeue when none does in in_place_ack_s; the watchdog resolves the incident
 once the restarted ranks advance. The announcement lasts until that fallback's deadline, so the
 stop the restart causes reads as this planned work (it joins the incident) and no unexpected
-interruption is opened for it; a fault on another host meanwhile is still a fault.
+interruption is opened for it. The announcement is a restart's (Maintenance.kind "restart"):
+it explains what stopping the ranks causes, not a hardware, host or fabric fault on any of the
+job's hosts meanwhile, which opens its own incident and decision (the host's exclusion).
 
 Refused (409) where it cannot be carried out as asked: in a dry run (nothing is carried out),
 with remediation.in_place off (no launcher is known to follow the advice), for a job that is
@@ -103,6 +105,8 @@ async def restart_in_place(
             reason=f"planned restart in place{version}: {reason}",
             author=who.name,
             created_at=now,
+            # Only the job's processes restart: a hardware fault meanwhile is still a fault.
+            kind="restart",
         )
         session.add(maintenance)
         change = await triage.open_planned(session, maintenance)

@@ -20,6 +20,10 @@ from sentinel.wire.severity import Severity
 
 Role = Literal["cause", "symptom", "context"]
 
+# The kind of an announcement that only the job's processes restart (an operator's planned
+# restart in place): it explains what stopping processes causes, never a fault of its hosts.
+PLANNED_RESTART: Final = "planned_restart"
+
 _EXCEPTION_LINE: Final = re.compile(r"^\s*(?P<type>[A-Za-z_][\w.]*)(?::\s*(?P<message>.*))?$")
 _FRAME_LINE: Final = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 # Exceptions that report a stop request, not a fault.
@@ -306,10 +310,12 @@ def maintenance_signal(
     host: str | None = None,
     time: datetime | None = None,
     event_id: str | None = None,
+    restart: bool = False,
 ) -> Signal:
-    """An announced maintenance window (host None: the whole job or cluster)."""
+    """An announced maintenance window (host None: the whole job or cluster); ``restart``: a
+    planned restart of the job's processes only (kind PLANNED_RESTART), not its hosts."""
     return Signal(
-        kind="maintenance",
+        kind=PLANNED_RESTART if restart else "maintenance",
         family="maintenance",
         text=text,
         category_hint=Category.PLANNED,

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from builders import xid
 from conftest import auth
 from sqlalchemy import select
 
@@ -145,6 +146,35 @@ async def test_no_acknowledgment_in_time_requeues_the_job(tl: Timeline) -> None:
     # The requeued job's script still finds the version the operator asked for.
     advice = await _advice(tl)
     assert (advice["restart_decision"], advice["code_version"]) == (None, "v2.1")
+
+
+async def test_a_gpu_lost_during_the_planned_restart_opens_its_own_incident(
+    tl: Timeline,
+) -> None:
+    _in_place_on(tl)
+    tl.clock.advance(60)
+    await tl.beats()
+    planned = await _ask(tl)
+    await tl.loops()
+    # The ranks are stopped for the restart, and a GPU of node3 falls off the bus meanwhile:
+    # the announcement names every host of the job, but a restart explains no hardware fault.
+    tl.clock.advance(20)
+    await tl.alive()
+    await tl.post("node3", [xid(79, gpu=2, when=tl.clock.now(), message="GPU has fallen off")])
+    await tl.loops()
+    incidents = {i.category: i for i in await tl.incidents()}
+    assert sorted(incidents) == ["faulty_gpu", "planned"]
+    fault = incidents["faulty_gpu"]
+    assert (fault.culprit_host, fault.rule) == ("node3", "BlameHardGpuXidOverPeerTimeouts")
+    assert str(incidents["planned"].id) == planned["incident_id"]
+    assert all(e.xid is None for e in verdict_of(incidents["planned"]).symptoms)
+    [restart, exclusion] = await tl.decisions()
+    assert restart.rule == "OperatorRestartInPlace"
+    assert (exclusion.incident_id, exclusion.action, exclusion.exclude_hosts) == (
+        fault.id,
+        "exclude_and_restart",
+        ["node3"],
+    )
 
 
 def test_planned_restarts_do_not_count_towards_the_jobs_restart_cap() -> None:

@@ -35,6 +35,7 @@ from sentinel.triage.rules import (
     WatchdogTimeoutWithNothingDeeper,
 )
 from sentinel.triage.signals import straggler_signal
+from tests.triage.conftest import nccl_timeout_line
 
 T0 = datetime(2024, 7, 1, 3, 0, tzinfo=UTC)
 
@@ -269,6 +270,50 @@ def test_maintenance_elsewhere_does_not_hide_a_gpu_fault() -> None:
         xid_signal(48, host="gpu-0002", gpu="0"),
     ]
     assert classify_signals(signals).category == Category.GPU_HBM_MEMORY
+
+
+def _restart_of(hosts: list[str]) -> list[Signal]:
+    """An operator's planned restart in place, announced for every host of the job."""
+    text = "announced maintenance by operator: planned restart in place: dataset update"
+    return [maintenance_signal(host=h, text=text, time=T0, restart=True) for h in hosts]
+
+
+def test_a_planned_restart_explains_the_stop_of_the_jobs_processes() -> None:
+    hosts = [host(i) for i in range(16)]
+    signals = _restart_of(hosts)
+    signals += [
+        heartbeat_stall_signal(host=h, rank=i, seconds=30, time=T0 + timedelta(seconds=20))
+        for i, h in enumerate(hosts)
+    ]
+    signals += log_signals(nccl_timeout_line(host(3), rank=3), host=host(3))
+    verdict = classify_signals(signals, job_hosts=16)
+    assert (verdict.category, verdict.rule) == (Category.PLANNED, "AnnouncedMaintenanceIsPlanned")
+    assert verdict.culprit_host is None
+    assert len(verdict.explained) == len(signals)
+
+
+def test_a_gpu_falling_off_the_bus_during_a_planned_restart_is_its_own_fault() -> None:
+    hosts = [host(i) for i in range(2048)]
+    signals = _restart_of(hosts)
+    signals += [
+        heartbeat_stall_signal(host=h, rank=i * 8, seconds=30, time=T0 + timedelta(seconds=20))
+        for i, h in enumerate(hosts[:64])
+    ]
+    signals.append(xid_signal(79, host=host(1377), gpu="0", time=T0 + timedelta(seconds=25)))
+    verdicts = classify_signals_all(signals, job_hosts=2048, limit=4)
+    assert (verdicts[0].category, verdicts[0].culprit_host) == (Category.FAULTY_GPU, host(1377))
+    assert verdicts[0].evidence[0].xid == 79
+    # The restart is still planned work, apart: it explains the stop, not the XID.
+    planned = [v for v in verdicts if v.category == Category.PLANNED]
+    assert len(planned) == 1
+    assert all(e.xid is None for e in [*planned[0].evidence, *planned[0].symptoms])
+
+
+def test_a_planned_restart_does_not_explain_a_lost_host() -> None:
+    signals = _restart_of([host(1), host(2)])
+    signals.append(host_silent_signal(host=host(2), seconds=60, time=T0 + timedelta(seconds=5)))
+    verdict = classify_signals(signals, job_hosts=2)
+    assert (verdict.category, verdict.culprit_host) == (Category.HOST_MAINTENANCE, host(2))
 
 
 def test_flight_recorder_names_the_stuck_rank() -> None:
