@@ -161,8 +161,9 @@ COLLECTIVE_COLUMNS = (
 )  # fmt: skip
 # Milliseconds inside the collective: duration_ms (CUDA events) where recorded, else the
 # time between the watchdog seeing it start and complete; null where neither is known.
+# Times 1e-6 (what polars made of / 1e6 as well): tables.py computes it the same way in numpy.
 WAIT = pl.coalesce(
-    pl.col("duration_ms"), (pl.col("t_completed") - pl.col("t_started")) / 1e6
+    pl.col("duration_ms"), (pl.col("t_completed") - pl.col("t_started")) * 1e-6
 ).alias("wait")
 P2P_COLUMNS = ("pg", "pg_desc", "p2p_seq", "op", "peer", "state", "t_created", "rank")
 

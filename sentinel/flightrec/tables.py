@@ -14,7 +14,6 @@ from sentinel.flightrec.models import (
     COLLECTIVE_COLUMNS,
     ENTRY_SCHEMA,
     P2P_COLUMNS,
-    WAIT,
     ParsedDump,
 )
 
@@ -73,6 +72,9 @@ class _ChunkColumns:
         self.nulls = np.concatenate([item.nulls for item in items], axis=1)
         self.is_p2p = np.concatenate([item.is_p2p for item in items])
 
+    def durations(self) -> npt.NDArray[np.float64]:
+        return np.concatenate([item.durations for item in self.items])
+
     def column(self, name: str, rows: npt.NDArray[np.int64] | None) -> pl.Series:
         """Column `name` (of RANKED_SCHEMA) for `rows` (None: all of them)."""
 
@@ -106,11 +108,13 @@ class _ChunkColumns:
         if name == "state":
             return pl.Series(name, take(np.concatenate([i.state for i in items])), dtype=pl.Int8)
         if name == "wait":
-            timings = ("duration_ms", "t_started", "t_completed")
-            return pl.DataFrame([self.column(c, rows) for c in timings]).select(WAIT).to_series()
+            # models.WAIT, the same arithmetic (a wrapping int64 difference times 1e-6),
+            # without a frame of the three timings for it (a fifth of the tables' time)
+            gap = (ints[_INT_ROW[9]] - ints[_INT_ROW[8]]) * 1e-6
+            wait = np.where(nulls[5], gap, self.durations())
+            return nullable(wait, nulls[5] & (nulls[3] | nulls[4]), pl.Float64)
         if name == "duration_ms":
-            durations = np.concatenate([item.durations for item in items])
-            return nullable(durations, nulls[5], pl.Float64)
+            return nullable(self.durations(), nulls[5], pl.Float64)
         if name == "peer":
             peer_values = [-1 if p is None else p for item in items for p in item.peer]
             op_offsets = np.cumsum([0, *(len(item.peer) for item in items)])[:-1]
