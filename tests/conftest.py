@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -25,6 +26,10 @@ if TYPE_CHECKING:  # timeline.py imports this module's helpers
     from remediation.timeline import Timeline
 
 SKIP_PG = os.environ.get("SENTINEL_TEST_SKIP_POSTGRES") == "1"
+# The session's PostgreSQL lives in memory: a database per test copied from the template
+# and removed again cost a tenth of a second on disk each, and the last test's teardown
+# waited up to a minute for the hundreds of them to be deleted (fsync is off anyway).
+SHM = Path("/dev/shm")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
@@ -33,7 +38,7 @@ def pg_cluster() -> Iterator[PostgresCluster]:
     if SKIP_PG:
         pytest.skip("SENTINEL_TEST_SKIP_POSTGRES=1: PostgreSQL tests skipped")
     try:
-        cluster = start_cluster()
+        cluster = start_cluster(SHM if SHM.is_dir() else None)
     except PostgresUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     yield cluster
@@ -60,24 +65,36 @@ def _fresh_pg(cluster: PostgresCluster, template: str | None) -> str:
     return cluster.url(name)
 
 
+@contextlib.contextmanager
+def _pg_for_test(cluster: PostgresCluster, template: str | None) -> Iterator[str]:
+    """A fresh database, dropped after the test (the cluster is in memory: keep it small)."""
+    url = _fresh_pg(cluster, template)
+    yield url
+    cluster.psql(f"DROP DATABASE {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database of each kind; every test gets its own."""
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         target = tmp_path / "sentinel.db"
         shutil.copy(template, target)
-        return f"sqlite:///{target}"
+        yield f"sqlite:///{target}"
+        return
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
-    return _fresh_pg(cluster, request.getfixturevalue("pg_template"))
+    with _pg_for_test(cluster, request.getfixturevalue("pg_template")) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with no schema at all, for migration tests."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'empty.db'}"
-    return _fresh_pg(request.getfixturevalue("pg_cluster"), None)
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    with _pg_for_test(request.getfixturevalue("pg_cluster"), None) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

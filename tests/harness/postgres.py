@@ -110,9 +110,11 @@ class PostgresCluster:
         ).stdout
 
 
-def start_cluster() -> PostgresCluster:
+def start_cluster(parent: Path | None = None) -> PostgresCluster:
+    """A new cluster in a new folder under ``parent`` (the system's temp folder by default;
+    the test session gives a tmpfs, where the hundreds of databases it makes cost no disk)."""
     pg_bin = find_pg_bin()
-    root = Path(tempfile.mkdtemp(prefix="sentinel-pg-"))
+    root = Path(tempfile.mkdtemp(prefix="sentinel-pg-", dir=parent))
     as_user: str | None = None
     if os.geteuid() == 0:
         as_user = "postgres"
