@@ -106,3 +106,37 @@ def test_a_chunk_builds_the_tables_that_single_dumps_split_into(json_rank: int |
             getattr(whole, table).sort("rank", maintain_order=True),
             categorical_as_str=True,
         )
+
+
+def test_a_chunk_computes_the_wait_as_the_single_dump_tables_do() -> None:
+    """tables.py computes `wait` in numpy; DumpSet.of with polars' models.WAIT: the same
+    values to the bit, timestamps that overflow the difference, nulls, NaN and inf too."""
+    doc = _doc()
+    # (started, completed): 5 ns is where / 1e6 and * 1e-6 differ in the last bit
+    timings = [
+        (2, 7),
+        (123_456_788, -5),
+        (-(2**63), 2**63 - 1),
+        (2**63 - 1, -(2**63)),
+        (1, 10**18),
+        (None, 5),
+        (5, None),
+        (1_733_500_000_000_000_000, 1_733_500_000_009_000_001),
+    ]
+    durations = [None, float("nan"), float("inf"), -1.5, 0.0, 3.25, None]
+    for i, entry in enumerate(doc["entries"]):
+        started, completed = timings[i % len(timings)]
+        entry["time_discovered_started_ns"] = started
+        entry["time_discovered_completed_ns"] = completed
+        duration = durations[i % len(durations)]
+        if duration is None:
+            entry.pop("duration_ms", None)
+        else:
+            entry["duration_ms"] = duration
+    data = pickle.dumps(doc, protocol=2)
+    builder = parse.DumpSetBuilder()
+    builder.add(data, NAME)
+    built = builder.build().collectives["wait"]
+    expected = DumpSet.of([parse.parse_dump(data, NAME)]).collectives["wait"]
+    assert built.is_null().to_list() == expected.is_null().to_list()
+    assert [repr(v) for v in built.to_list()] == [repr(v) for v in expected.to_list()]
