@@ -38,11 +38,14 @@ dumps = read_dump_set(dump_paths(Path(sys.argv[1])), int(sys.argv[2]))
 t1 = time.perf_counter()
 v = analyze_dumps(dumps)
 t2 = time.perf_counter()
-me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+me = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"read_s": t1 - t0, "analyze_s": t2 - t1, "kind": v.kind.value,
                   "culprits": v.culprit_ranks, "group": v.group, "seq": v.seq,
-                  "rss_self_kb": me, "rss_workers_kb": kids, "verdict": v.model_dump(mode="json")}))
+                  "cpu_self_s": me.ru_utime + me.ru_stime,
+                  "cpu_workers_s": kids.ru_utime + kids.ru_stime,
+                  "rss_self_kb": me.ru_maxrss, "rss_workers_kb": kids.ru_maxrss,
+                  "verdict": v.model_dump(mode="json")}))
 """
 # The service's path: the leader's own entry point (a spawned process under the memory
 # budget, parsing in its pool) over gzipped files, as uploads are stored.
@@ -289,10 +292,13 @@ def main() -> None:
         try:
             wall, fig = analyse(out, args.workers)
             found = fig["culprits"] == [culprit]
+            cpu_self, cpu_workers = float(str(fig["cpu_self_s"])), float(str(fig["cpu_workers_s"]))
             print(
                 f"{world:>6} ranks x {args.entries} entries ({size / 2**30:.2f} GiB pickle, "
                 f"made in {made:.0f} s): verdict in {wall:.1f} s "
-                f"(read {fig['read_s']:.1f} s, analyse {fig['analyze_s']:.1f} s), peak RSS "
+                f"(read {fig['read_s']:.1f} s, analyse {fig['analyze_s']:.1f} s; CPU "
+                f"{cpu_self + cpu_workers:.1f} s: collecting process {cpu_self:.1f} + parsing "
+                f"workers {cpu_workers:.1f}), peak RSS "
                 f"{int(str(fig['rss_self_kb'])) / 2**20:.2f} GiB main + "
                 f"{int(str(fig['rss_workers_kb'])) / 2**20:.2f} GiB largest worker; "
                 f"{fig['kind']} rank(s) {fig['culprits']} in group {fig['group']} "
