@@ -18,6 +18,16 @@ def durable_checkpoint(steps: Iterable[int | None]) -> int | None:
     return min(s for s in reported if s is not None)
 
 
+def checkpoint_since(durable: int | None, before: int | None, reached: int | None) -> bool:
+    """Whether the job's durable checkpoint is one saved since a request was made: newer than
+    the one durable then (``before``), and at or past the step the job had reached then."""
+    if durable is None:
+        return False
+    if before is not None and durable <= before:
+        return False
+    return reached is None or durable >= reached
+
+
 class RankReport(Protocol):
     """What a rank's heartbeats left (a job_ranks row)."""
 

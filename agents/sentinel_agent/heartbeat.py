@@ -30,9 +30,9 @@ The agent may answer a beat with the service's advice for the job (protocol 1, c
 a client that never reads is never harmed). ``beat`` reads what arrived without waiting, so
 the training loop can ask after any step::
 
-    if hb.checkpoint_now:        # a planned swap waits for the job's next checkpoint
+    if hb.checkpoint_now:        # a planned swap or restart waits for the next checkpoint
         save_checkpoint(step)
-        hb.beat(step, checkpoint_step=step)   # Sentinel swaps once every rank says so
+        hb.beat(step, checkpoint_step=step)   # Sentinel goes on once every rank says so
 
 ``hb.advice`` is the latest advice (``checkpoint_now``, ``reason``, ``swap_host``,
 ``spare_host``, ``restart_in_place``, ``restart_code_version``) or None. A reply is

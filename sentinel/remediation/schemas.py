@@ -32,3 +32,9 @@ class RestartInPlaceIn(BaseModel):
         description="A planned version change: the launchers restart the ranks with "
         "SENTINEL_CODE_VERSION set to it.",
     )
+    at_checkpoint: bool = Field(
+        True,
+        description="Wait for the job's next durable checkpoint (the ranks are asked to save "
+        "one; at most remediation.planned_checkpoint_wait_s) so that no work is lost; false: "
+        "restart now, from the last durable checkpoint.",
+    )

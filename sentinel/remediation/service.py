@@ -231,7 +231,13 @@ class RemediationService:
         )
 
     async def restart_in_place(
-        self, sessions: Sessions, who: Actor, job_id: str, reason: str, code_version: str | None
+        self,
+        sessions: Sessions,
+        who: Actor,
+        job_id: str,
+        reason: str,
+        code_version: str | None,
+        at_checkpoint: bool = True,
     ) -> planned.PlannedRestart:
         """An operator's restart in place for planned work (remediation/planned.py)."""
         return await planned.restart_in_place(
@@ -244,6 +250,7 @@ class RemediationService:
             job_id,
             reason,
             code_version,
+            at_checkpoint,
         )
 
     def approved_status(self) -> DecisionStatus:
@@ -708,24 +715,21 @@ class RemediationService:
         )
 
     async def _release_held(self, session: AsyncSession) -> None:
+        """Release held decisions whose hold is over, each kind by its own condition (keyed by
+        the decision's rule): an operator's planned restart once the job checkpointed; the
+        policy's hold once the fabric is quiet."""
         held = (
             await session.scalars(select(Decision).where(Decision.status == DecisionStatus.held))
         ).all()
-        quiet_since = self._clock.now() - timedelta(seconds=self._settings.fabric_quiet_s)
+        now = self._clock.now()
         for decision in held:
-            incident = await session.get(Incident, decision.incident_id)
-            evidence = verdict_of(incident).evidence if incident is not None else []
-            hosts = {e.host for e in evidence if e.host}
-            recent = await session.scalar(
-                select(func.count())
-                .select_from(Event)
-                .where(
-                    Event.host_id.in_(hosts or {"-"}),
-                    Event.kind.in_(("log", "alertmanager")),
-                    Event.observed_at >= quiet_since,
-                )
-            )
-            if recent == 0 and decision.created_at <= quiet_since:
+            if decision.rule == planned.OPERATOR_RESTART_RULE:
+                went = await planned.checkpoint_wait_over(session, decision, now, self._settings)
+                if went is not None:
+                    await planned.release(
+                        session, decision, went, self.approved_status(), now, self._settings
+                    )
+            elif await self._fabric_quiet(session, decision):
                 decision.status = (
                     DecisionStatus.proposed
                     if self._settings.mode == "approve"
@@ -739,6 +743,24 @@ class RemediationService:
                     "restart in place (same allocation, no requeue)" if in_place else "restart"
                 )
                 decision.updated_at = self._clock.now()
+
+    async def _fabric_quiet(self, session: AsyncSession, decision: Decision) -> bool:
+        """A hold for the fabric is over: no link errors on the incident's hosts for
+        fabric_quiet_s since it was decided."""
+        quiet_since = self._clock.now() - timedelta(seconds=self._settings.fabric_quiet_s)
+        incident = await session.get(Incident, decision.incident_id)
+        evidence = verdict_of(incident).evidence if incident is not None else []
+        hosts = {e.host for e in evidence if e.host}
+        recent = await session.scalar(
+            select(func.count())
+            .select_from(Event)
+            .where(
+                Event.host_id.in_(hosts or {"-"}),
+                Event.kind.in_(("log", "alertmanager")),
+                Event.observed_at >= quiet_since,
+            )
+        )
+        return recent == 0 and decision.created_at <= quiet_since
 
     async def _expire_in_place(self, session: AsyncSession) -> None:
         """A restart in place no launcher acknowledged within in_place_ack_s: the job takes

@@ -146,4 +146,12 @@ class RemediationSettings(BaseModel):
         description="How long an in-place restart waits for the launcher's acknowledgment "
         "(POST /api/v1/decisions/{id}/ack) before the job is requeued as without it.",
     )
+    planned_checkpoint_wait_s: float = Field(
+        900.0,
+        gt=0,
+        description="An operator's restart in place at the next checkpoint (the default) waits "
+        "at most this long for the job's next durable checkpoint, the ranks asked to save one "
+        "(checkpoint_now in the advice); then it restarts anyway, losing the steps since the "
+        "last durable one (its reason says how many).",
+    )
     swap: SwapSettings = Field(default_factory=SwapSettings)

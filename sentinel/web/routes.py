@@ -68,7 +68,8 @@ DONE = {
     "decision.override": "Decision overridden.",
     "host.repaired": "Host marked repaired.",
     "job.restart_in_place": "Restart in place asked: this planned incident's decision goes "
-    "to the job's launchers in its advice; the incident resolves once the ranks train again.",
+    "to the job's launchers in its advice (at the next checkpoint, if asked: held until the "
+    "job saved one); the incident resolves once the ranks train again.",
     "group.ack": "Alert group acknowledged.",
 }
 NAV = [
@@ -552,6 +553,7 @@ async def jobs_page(request: Request, ctx: Ctx, session: Session, who: WebUser) 
         swaps=await active_swaps(session),
         spares=await ctx.remediation.swaps.pool.state(ctx.sessions),
         reservation=ctx.settings.remediation.swap.reservation,
+        checkpoint_wait_s=ctx.settings.remediation.planned_checkpoint_wait_s,
     )
 
 
@@ -567,9 +569,16 @@ async def job_restart_in_place(
         body = RestartInPlaceIn(
             reason=form.fields.get("reason", ""),
             code_version=form.fields.get("code_version") or None,
+            # A checkbox: sent only when checked (as it is by default).
+            at_checkpoint="at_checkpoint" in form.fields,
         )
         done = await ctx.remediation.restart_in_place(
-            ctx.sessions, form.who, form.fields.get("job_id", ""), body.reason, body.code_version
+            ctx.sessions,
+            form.who,
+            form.fields.get("job_id", ""),
+            body.reason,
+            body.code_version,
+            body.at_checkpoint,
         )
         incident.append(done.decision.incident_id)
         await ctx.stages.run(done.changes)

@@ -3,10 +3,12 @@
 The path an operator runs for a configuration or dataset update: POST
 /api/v1/jobs/{id}/restart-in-place (operator token) -> the service process (the job's planned
 incident, its one restart_in_place decision, published in GET /api/v1/jobs/{id}/advice) ->
-``sentinel-agent launch`` around a fake torchrun that trains until told to stop: it restarts
-the command in the same allocation, once, and acknowledges -> the decision is done, nothing was
-requeued, no unexpected incident opened, and the planned one resolves when the restarted ranks
-advance.
+``sentinel-agent launch`` around a fake torchrun that trains until told to stop. The restart
+waits for the job's next checkpoint: the advice says checkpoint_now, the agent passes it on in
+its heartbeat replies, the fake saves one; once it is durable the launcher restarts the command
+in the same allocation, once, and acknowledges -> the decision is done, from that checkpoint,
+nothing was requeued, no unexpected incident opened, and the planned one resolves when the
+restarted ranks advance.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ JOB = "4343"
 WHY = "dataset update: shards 12-15 replaced"
 # A torchrun stand-in: its ranks beat through the stdlib heartbeat client (the agent's
 # collector receives them) and train until told to stop. Each run records its generation
-# (SENTINEL_RESTART_COUNT + 1) in generations.log.
+# (SENTINEL_RESTART_COUNT + 1) in generations.log; told checkpoint_now (the agent's heartbeat
+# reply), it saves a checkpoint at its step, reported from the next beats, and records
+# "<generation> <step>" in checkpoints.log.
 FAKE_TORCHRUN = """
 import os, sys, time
 from sentinel_agent.heartbeat import Heartbeat
@@ -35,11 +39,15 @@ generation = int(os.environ.get("SENTINEL_RESTART_COUNT", "0")) + 1
 with open(os.path.join(here, "generations.log"), "a") as f:
     f.write(f"{generation}\\n")
 ranks = [Heartbeat(JOB, rank=r, local_rank=r, world_size=2, gpu_index=r) for r in range(2)]
-step = 100 * generation
+step = checkpoint = 100 * generation
 while not os.path.exists(os.path.join(here, "stop")):
     step += 1
     for hb in ranks:
-        hb.beat(step, step_time_s=0.2, checkpoint_step=100)
+        hb.beat(step, step_time_s=0.2, checkpoint_step=checkpoint)
+    if ranks[0].checkpoint_now and checkpoint < step:
+        checkpoint = step
+        with open(os.path.join(here, "checkpoints.log"), "a") as f:
+            f.write(f"{generation} {checkpoint}\\n")
     time.sleep(0.2)
 sys.exit(0)
 """.replace("JOB", repr(JOB))
@@ -101,8 +109,15 @@ def _run(
     assert r.status_code == 201, r.text
     asked = r.json()
     assert (asked["action"], asked["rule"]) == ("restart_in_place", "OperatorRestartInPlace")
+    assert (
+        asked["status"] == "held"
+        and "held for the job's next durable checkpoint" in (asked["reason"])
+    )
 
     eventually(lambda: generations() == ["1", "2"], 90, "the restarted run", log)
+    # The first run was told to checkpoint, and saved one before it was restarted.
+    saved = (home / "checkpoints.log").read_text().split("\n")[0].split()
+    assert saved[0] == "1", saved
 
     def done() -> Any:
         d = _get(service, f"/api/v1/decisions/{asked['id']}")
@@ -111,6 +126,13 @@ def _run(
     decision = eventually(done, 30, "the decision acknowledged", service.data_dir / "service.log")
     ops = [s["op"] for s in decision["outcome"]["steps"]]
     assert ops == ["in_place", "ack"], decision  # no drain, no requeue: the allocation kept
+    # Restarted from the checkpoint saved when asked (or a later one, saved while the advice
+    # was still cached), not from step 100.
+    assert decision["checkpoint_step"] >= int(saved[1]), decision
+    assert (
+        f"checkpoint step {decision['checkpoint_step']} durable: restart now"
+        in (decision["reason"])
+    )
     assert "run 2" in decision["outcome"]["steps"][-1]["output"]
 
     def resolved() -> bool:

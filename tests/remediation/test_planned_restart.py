@@ -1,17 +1,19 @@
 """An operator's restart in place for planned work (a configuration or dataset update): at t=0
 the operator asks -> the job's planned incident opens with one decision (restart_in_place by
-OperatorRestartInPlace, naming the operator and why) -> the executor publishes it in the
-advice -> the launcher restarts the ranks and acknowledges it -> the job trains again and the
-incident resolves; the stop is planned work, never an unexpected interruption. No
+OperatorRestartInPlace, naming the operator and why), held while the advice asks the ranks to
+checkpoint now -> a durable checkpoint past the step reached is reported -> the executor
+publishes it in the advice -> the launcher restarts the ranks and acknowledges it -> the job
+trains again and the incident resolves; the stop is planned work, never an unexpected
+interruption. No checkpoint in time: restarted anyway, saying how many steps are lost. No
 acknowledgment in time: requeued, as the policy's restarts in place are."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from builders import xid
+from builders import heartbeat, xid
 from conftest import auth
 from sqlalchemy import select
 
@@ -62,10 +64,14 @@ async def test_the_operators_restart_is_carried_out_in_place_by_the_launcher(
     asked = await _ask(tl, code_version="v2.1")
     assert (asked["action"], asked["status"], asked["rule"]) == (
         "restart_in_place",
-        "approved",
+        "held",
         "OperatorRestartInPlace",
     )
     assert "asked by operator: " + WHY in asked["reason"]
+    assert (
+        "held for the job's next durable checkpoint (after step 100, at or past step 110)"
+        in (asked["reason"])
+    )
     assert asked["code_version"] == "v2.1" and asked["checkpoint_step"] == 100
     # What the operator finds on the incident page: planned work, the announcement its cause.
     [incident] = await tl.incidents()
@@ -82,13 +88,35 @@ async def test_the_operators_restart_is_carried_out_in_place_by_the_launcher(
         ).all()
     assert (m.job_id, sorted(m.hosts), m.author) == ("job-1", HOSTS[:4], "operator")
     assert (entry.actor, entry.target, entry.detail["reason"]) == ("operator", "job:job-1", WHY)
-    # Nothing for the launcher until the executor published it.
-    assert (await _advice(tl))["restart_decision"] is None
+    # Nothing to restart yet: the ranks are asked to checkpoint, and train meanwhile.
+    advice = await _advice(tl)
+    assert advice["restart_decision"] is None
+    assert advice["checkpoint_now"] is True and WHY in advice["reason"]
+    tl.clock.advance(10)
+    await tl.beats()
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert d.status == "held"
+    # A checkpoint at step 110 but not yet on every rank is not durable: still held.
+    tl.clock.advance(10)
+    await tl.post(HOSTS[0], [heartbeat(rank=0, step=115, when=tl.clock.now(), checkpoint_step=115)])
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert d.status == "held"
 
+    await tl.beats(checkpoint_step=115)  # every rank saved step 115
     await tl.loops()
     [d] = await tl.decisions()
     assert (d.status, [s["op"] for s in d.outcome["steps"]]) == ("awaiting_ack", ["in_place"])
+    assert "checkpoint step 115 durable: restart now" in d.reason
+    assert (d.checkpoint_step, d.steps_lost) == (115, tl.step - 115)
+    async with unit_of_work(tl.ctx.sessions) as s:
+        [m] = (await s.scalars(select(Maintenance))).all()
+    # Announced until the launcher's acknowledgment is due, counted from the release.
+    ack_s = tl.ctx.settings.remediation.in_place_ack_s
+    assert m.ends_at == tl.clock.now() + timedelta(seconds=ack_s)
     advice = await _advice(tl)
+    assert advice["checkpoint_now"] is False
     assert advice["restart_in_place"] is True and advice["restart_decision"] == str(d.id)
     assert advice["restart_code_version"] == "v2.1"
     assert WHY in advice["restart_reason"]
@@ -131,11 +159,39 @@ async def test_the_stop_before_the_acknowledgment_joins_the_planned_incident(
     assert any("made no progress" in text for text in stalled), stalled
     [d] = await tl.decisions()
     assert d.status == "awaiting_ack"
+    assert "the job's ranks stopped before a checkpoint (nothing left to save)" in d.reason
+
+
+async def test_no_checkpoint_in_time_restarts_anyway_saying_what_is_lost(tl: Timeline) -> None:
+    _in_place_on(tl)
+    await _ask(tl)
+    wait_s = tl.ctx.settings.remediation.planned_checkpoint_wait_s
+    for _ in range(int(wait_s // 60) - 1):
+        tl.clock.advance(60)
+        await tl.beats()  # the job trains on, its checkpoint still step 100
+        await tl.loops()
+    [d] = await tl.decisions()
+    assert d.status == "held", d.reason
+    tl.clock.advance(60)
+    await tl.beats()
+    await tl.loops()
+    [d] = await tl.decisions()
+    assert d.status == "awaiting_ack"
+    lost = tl.step - 100
+    assert (d.checkpoint_step, d.steps_lost) == (100, lost)
+    assert (
+        f"no durable checkpoint came in {wait_s:g} s: restart now from checkpoint step 100, "
+        f"losing the {lost} steps since"
+    ) in d.reason
+    [incident] = await tl.incidents()
+    assert incident.category == "planned"
 
 
 async def test_no_acknowledgment_in_time_requeues_the_job(tl: Timeline) -> None:
     _in_place_on(tl)
-    await _ask(tl, code_version="v2.1")
+    asked = await _ask(tl, code_version="v2.1", at_checkpoint=False)
+    assert asked["status"] == "approved" and asked["checkpoint_step"] == 100
+    assert "held" not in asked["reason"] and asked["reason"].endswith("from checkpoint step 100")
     await tl.loops()
     tl.clock.advance(tl.ctx.settings.remediation.in_place_ack_s + 1)
     await tl.loops()

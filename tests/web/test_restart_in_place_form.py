@@ -55,6 +55,7 @@ async def test_an_operator_restarts_a_job_in_place_from_the_jobs_page(
         client.cookies.set(CSRF_COOKIE, CSRF)
         page = (await client.get("/jobs")).text
         assert 'action="/jobs/restart-in-place"' in page and f'value="{CSRF}"' in page
+        assert 'name="at_checkpoint" value="1" checked> at the next checkpoint' in page
         assert (await client.post(FORM, data={**form, "csrf": "wrong"})).status_code == 403
         r = await client.post(FORM, data=form)  # in-place restarts off: refused, shown
         assert r.status_code == 409 and "remediation.in_place is off" in r.text
@@ -74,10 +75,12 @@ async def test_an_operator_restarts_a_job_in_place_from_the_jobs_page(
             assert r.status_code == 303
         r = await client.post(FORM, data={**form, "code_version": "not a version"})
         assert r.status_code == 422 and "code_version" in r.text
-        r = await client.post(FORM, data={**form, "code_version": "v7"})
+        r = await client.post(FORM, data={**form, "code_version": "v7", "at_checkpoint": "1"})
         [d] = await _decisions(web_app)
         assert (d.action, d.job_id, d.outcome["code_version"]) == ("restart_in_place", job.id, "v7")
         assert "asked by operator: dataset update: new shards" in d.reason
+        # The box checked: held for the job's next checkpoint, the ranks asked to save one.
+        assert d.status == "held" and "held for the job's next durable checkpoint" in d.reason
         # The operator lands on the planned incident: planned work, who asked and why.
         where = f"/incidents/{d.incident_id}?ok=job.restart_in_place"
         assert r.status_code == 303 and r.headers["location"] == where

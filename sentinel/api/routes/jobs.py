@@ -30,6 +30,7 @@ from sentinel.remediation.decisions import (
     DecisionStatus,
     done_by_a_launcher,
 )
+from sentinel.remediation.planned import waiting_for_checkpoint
 from sentinel.remediation.swap import swap_in_the_job
 from sentinel.wire.v1 import Name
 
@@ -72,7 +73,8 @@ AdviceReader = Annotated[Principal, Depends(require(auth.READ | auth.REPORT))]
     "/{job_id}/advice",
     summary="What the job's launcher should do now: checkpoint, and how often",
     description="checkpoint_now is true while a proactive swap waits for the job's next "
-    "durable checkpoint (swap names the host leaving and the spare taking its place); agents "
+    "durable checkpoint (swap names the host leaving and the spare taking its place), or an "
+    "operator's restart in place at the next checkpoint does (reason: its decision's); agents "
     "may ask, to pass it on in their heartbeat replies. cadence: "
     "the checkpoint interval that minimises expected lost time (Daly) from the job's measured "
     "MTTF (its age over its incidents) and its ranks' measured checkpoint save (the blocking "
@@ -115,6 +117,9 @@ async def job_advice(
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
     out = await ctx.remediation.swaps.advice(session, job_id)
+    held = await waiting_for_checkpoint(session, job_id)
+    if held is not None:
+        out["checkpoint_now"], out["reason"] = True, held.reason
     incidents = (await incident_counts(session, job_id)).get(job_id, 0)
     out["cadence"], out["cadence_why"] = job_cadence(
         await measured_times(session, job),

@@ -123,8 +123,11 @@ class Assumptions:
             ("planned interruptions", f"{s['planned_job_level_share']:.0%} job-level "
              "(configuration or dataset updates): where the launcher does in-place restarts, "
              "the operator restarts the ranks in place (POST /api/v1/jobs/{id}/restart-in-place"
-             f", {s['in_place_restart_s']:g} s), else requeued; the rest host-level (firmware "
-             "upgrades): requeued (requeue + init) as today",
+             f", {s['in_place_restart_s']:g} s) at the job's next checkpoint, as the product "
+             "does by default (held until a durable one, at most "
+             f"{self.remediation.planned_checkpoint_wait_s:g} s): no work lost, and no time "
+             "lost waiting, since the job trains meanwhile; else requeued; the rest host-level "
+             "(firmware upgrades): requeued (requeue + init) as today",
              f"{JUDGEMENT}; {L3_PAPER}, sec. 3.3.4) names both kinds, 'automated maintenance "
              "operations such as firmware upgrades or operator-initiated operations like "
              "configuration or dataset updates', without counts"),
