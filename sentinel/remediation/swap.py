@@ -35,7 +35,7 @@ from typing import Any, Final
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentinel.checkpoints import durable_checkpoint
+from sentinel.checkpoints import checkpoint_since, durable_checkpoint
 from sentinel.clock import Clock
 from sentinel.db import audit
 from sentinel.db.audit import SENTINEL, Actor
@@ -225,11 +225,7 @@ DEFAULT_SWAP_POLICY: Final = SwapPolicy(
 def checkpoint_due(swap: Swap, durable: int | None) -> bool:
     """A checkpoint newer than the decision: newer than the one durable when it was made, and
     saved no earlier than the step the job had reached then."""
-    if durable is None:
-        return False
-    if swap.checkpoint_step is not None and durable <= swap.checkpoint_step:
-        return False
-    return swap.decided_step is None or durable >= swap.decided_step
+    return checkpoint_since(durable, swap.checkpoint_step, swap.decided_step)
 
 
 class SwapService:
