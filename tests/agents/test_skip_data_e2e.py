@@ -28,9 +28,9 @@ from tests.harness.service import LiveService
 JOB = "4545"
 # A torchrun stand-in: each run starts from the checkpoint at step 100 (the next is at 150)
 # and logs SENTINEL_SKIP_STEPS in skips.log. Step 140's batch crashes the step unless it is
-# skipped: 12 s into each run, time for the service to see the restart before handled (the
-# incident resolves once the ranks advance a heartbeat interval after it). It ends when the
-# test writes `stop`.
+# skipped: 8 s into each run, time for the service to see the restart before handled (the
+# incident resolves once the ranks advance a heartbeat interval after it: ~4 s). It ends when
+# the test writes `stop`.
 FAKE_TORCHRUN = """
 import os, sys, time
 from sentinel_agent.heartbeat import Heartbeat
@@ -59,8 +59,8 @@ while not os.path.exists(at("stop")):
     step += 1
     ckpt = step - step % 50
     for hb in ranks:
-        hb.beat(step, step_time_s=0.3, checkpoint_step=ckpt)
-    time.sleep(0.3)
+        hb.beat(step, step_time_s=0.2, checkpoint_step=ckpt)
+    time.sleep(0.2)
 sys.exit(0)
 """.replace("JOB", repr(JOB))
 
