@@ -88,8 +88,10 @@ def _run_entries(
     sigs: npt.NDArray[np.uint64],
     dur: npt.NDArray[np.float64],
     row_node: npt.NDArray[np.int32],
+    high: npt.NDArray[np.uint8],
 ) -> tuple[int, int, int, int, int]:
-    """Run the pickle machine: (status, root node, nodes used, entries node, rows).
+    """Run the pickle machine: (status, root node, nodes used, entries node, rows), and
+    in high[0] the OR of every string's bytes (below 0x80: all ASCII, valid UTF-8).
 
     The arrays up to `memo_gen` are `scan._run`'s; `field_of`/`field_gen` (per node: which
     FIELDS key a string is, valid where the stamp is `gen`) cache the key lookups;
@@ -112,6 +114,7 @@ def _run_entries(
     mp = 0
     memo_len = 0
     rows = 0
+    high_bits = np.uint8(0)
     entries = -1  # the entries list's node
     entries_base = -1  # the stack slot of its first item in the current APPENDS batch
     while pos < n:
@@ -417,6 +420,10 @@ def _run_entries(
                 return _DECLINE, -1, nn, -1, 0
             k = _STR if (op == 0x58 or op == 0x8C or op == 0x8D) else _BYTES
             v = pos
+            if k == _STR:  # the OR of every string's bytes: all ASCII needs no UTF-8 check
+                text = data[pos : pos + length]  # from 0: no wraparound, so it vectorises
+                for j in range(text.shape[0]):
+                    high_bits = np.uint8(high_bits | text[j])
             pos += length
         elif op == 0x47:  # BINFLOAT: big-endian IEEE 754, kept as its bits
             if pos + 8 > n:
@@ -444,6 +451,7 @@ def _run_entries(
                 or not _entries_are_rows(val, enode, enext, entries, row_node, rows)
             ):
                 return _DECLINE, -1, nn, -1, 0
+            high[0] = high_bits
             return _OK, int(stack[sp - 1]), nn, entries, rows
         else:
             return _DECLINE, -1, nn, -1, 0
@@ -581,6 +589,7 @@ class EntryScratch(scan.Scratch):
         self.sigs = np.empty((4, rows), np.uint64)
         self.dur = np.empty(rows, np.float64)
         self.row_node = np.empty(rows, np.int32)
+        self.high = np.zeros(1, np.uint8)
 
     def next_generation(self) -> int:
         gen = super().next_generation()
@@ -629,11 +638,14 @@ def parse_pickle(
         work.sigs,
         work.dur,
         work.row_node,
+        work.high,
     )
     if status != _OK:
         return None
     nodes.root, nodes.used = int(root), int(used)
-    if not scan._strings_valid(nodes.raw, nodes.kind, nodes.val, nodes.aux, nodes.used):
+    if work.high[0] >= 0x80 and not scan._strings_valid(
+        nodes.raw, nodes.kind, nodes.val, nodes.aux, nodes.used
+    ):
         return None
     try:
         top = nodes.top_level(wanted)
