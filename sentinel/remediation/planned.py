@@ -186,13 +186,77 @@ class Release:
     steps_lost: int | None
 
 
+# A later decision of the job with one of these actions starts its ranks again.
+_RESTARTS: Final = frozenset(
+    {
+        Action.restart,
+        Action.restart_in_place,
+        Action.roll_back,
+        Action.skip_data,
+        Action.exclude_and_restart,
+        Action.hold,
+    }
+)
+# ... unless it ended without being carried out.
+_NOT_CARRIED_OUT: Final = frozenset(
+    {
+        DecisionStatus.cancelled,
+        DecisionStatus.escalated,
+        DecisionStatus.noop,
+        DecisionStatus.recorded,
+        DecisionStatus.failed,
+    }
+)
+
+
+async def overtaken_by(session: AsyncSession, decision: Decision) -> Decision | None:
+    """Another incident's decision, made while this planned restart waits, that restarts the
+    job itself (an XID on one of its hosts: exclude_and_restart): the ranks start again
+    through it, so this one must not restart them a second time."""
+    return await session.scalar(
+        select(Decision)
+        .where(
+            Decision.job_id == decision.job_id,
+            Decision.id != decision.id,
+            Decision.created_at >= decision.created_at,
+            Decision.action.in_(_RESTARTS),
+            Decision.status.not_in(_NOT_CARRIED_OUT),
+        )
+        .order_by(Decision.created_at)
+        .limit(1)
+    )
+
+
+async def fold_into(
+    session: AsyncSession, decision: Decision, other: Decision, now: datetime
+) -> None:
+    """A planned restart overtaken by another decision's restart ends without one of its own:
+    that restart starts the ranks again, which is all this one would have done (a new
+    configuration or dataset is read as the ranks start). Its announcement ends now, so the
+    other restart's stop is read on its own."""
+    decision.status = DecisionStatus.noop
+    decision.reason += (
+        f"; not carried out: decision {str(other.id)[:8]} ({other.rule}, {other.action}) "
+        "restarts the job meanwhile, starting its ranks again as this restart would"
+    )
+    decision.updated_at = now
+    maintenance = decision.outcome.get("maintenance")
+    row = await session.get(Maintenance, uuid.UUID(maintenance)) if maintenance else None
+    if row is not None:
+        row.ends_at = min(row.ends_at, now)
+
+
 async def checkpoint_wait_over(
-    session: AsyncSession, decision: Decision, now: datetime, settings: RemediationSettings
+    session: AsyncSession,
+    decision: Decision,
+    now: datetime,
+    settings: RemediationSettings,
+    stop_counts: bool = True,
 ) -> Release | None:
     """The hold of an operator's restart at the next checkpoint: over once a durable
     checkpoint since the request is reported, the job's ranks stopped anyway (the watchdog
-    saw them stalled, or the job ended: nothing left to save), or the wait ran out; None
-    while it lasts."""
+    saw them stalled, or the job ended: nothing left to save; not when ``stop_counts`` is
+    false: another decision restarts them), or the wait ran out; None while it lasts."""
     ranks = (await session.scalars(select(JobRank).where(JobRank.job_id == decision.job_id))).all()
     durable = durable_checkpoint(r.checkpoint_step for r in ranks)
     current = max((r.step for r in ranks), default=None)
@@ -204,7 +268,7 @@ async def checkpoint_wait_over(
     since = f"from checkpoint step {durable}" if durable is not None else "from the start"
     lost = _lost(current, durable)
     losing = f", losing the {lost} steps since" if lost is not None else ""
-    if await _stopped_since(session, decision.job_id, decision.created_at):
+    if stop_counts and await _stopped_since(session, decision.job_id, decision.created_at):
         return Release(
             f"the job's ranks stopped before a checkpoint (nothing left to save): restart now "
             f"{since}",

@@ -724,7 +724,15 @@ class RemediationService:
         now = self._clock.now()
         for decision in held:
             if decision.rule == planned.OPERATOR_RESTART_RULE:
-                went = await planned.checkpoint_wait_over(session, decision, now, self._settings)
+                other = await planned.overtaken_by(session, decision)
+                if other is not None and not decision.outcome.get("code_version"):
+                    await planned.fold_into(session, decision, other, now)
+                    continue
+                # A planned version change overtaken by another restart still needs its own,
+                # at the checkpoint after that restart (the stop it caused does not count).
+                went = await planned.checkpoint_wait_over(
+                    session, decision, now, self._settings, stop_counts=other is None
+                )
                 if went is not None:
                     await planned.release(
                         session, decision, went, self.approved_status(), now, self._settings

@@ -233,6 +233,58 @@ async def test_a_gpu_lost_during_the_planned_restart_opens_its_own_incident(
     )
 
 
+async def test_a_held_restart_overtaken_by_another_decisions_restart_is_not_carried_out(
+    tl: Timeline,
+) -> None:
+    _in_place_on(tl)
+    tl.clock.advance(60)
+    await tl.beats()
+    await _ask(tl)  # held for the next checkpoint
+    await tl.loops()
+    # Before the checkpoint, a GPU of node3 falls off the bus: its own incident's exclusion
+    # restarts the job, which starts the ranks again as the planned restart would.
+    tl.clock.advance(20)
+    await tl.post("node3", [xid(79, gpu=2, when=tl.clock.now(), message="GPU has fallen off")])
+    await tl.loops()
+    for _ in range(3):
+        tl.clock.advance(10)
+        await tl.loops()
+    [planned, exclusion] = await tl.decisions()
+    assert (exclusion.action, exclusion.exclude_hosts) == ("exclude_and_restart", ["node3"])
+    assert exclusion.status in ("awaiting_ack", "done"), exclusion.reason
+    assert planned.status == "noop", planned.reason
+    assert (
+        f"not carried out: decision {str(exclusion.id)[:8]} (ExcludeHostOnHardwareFault, "
+        "exclude_and_restart) restarts the job meanwhile"
+    ) in planned.reason
+    # One restart of the job, the exclusion's: the planned one is never published.
+    advice = await _advice(tl)
+    assert advice["restart_decision"] in (None, str(exclusion.id))
+    assert advice["checkpoint_now"] is False
+
+
+async def test_a_held_version_change_overtaken_by_another_restart_still_waits_for_its_own(
+    tl: Timeline,
+) -> None:
+    _in_place_on(tl)
+    tl.clock.advance(60)
+    await tl.beats()
+    await _ask(tl, code_version="v2.1")
+    await tl.loops()
+    tl.clock.advance(20)
+    await tl.post("node3", [xid(79, gpu=2, when=tl.clock.now(), message="GPU has fallen off")])
+    for _ in range(4):
+        tl.clock.advance(10)
+        await tl.alive()
+        await tl.watchdog()
+        await tl.loops()
+    # The stop the exclusion's restart causes does not release it: the version change needs a
+    # restart of its own, at the checkpoint after that one.
+    [planned, exclusion] = await tl.decisions()
+    assert exclusion.action == "exclude_and_restart"
+    assert planned.status == "held", planned.reason
+
+
 def test_planned_restarts_do_not_count_towards_the_jobs_restart_cap() -> None:
     now = datetime.now(UTC)
     settings = RemediationSettings(in_place=True)
