@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import fcntl
 import gc
 import json
 import marshal
@@ -13,7 +11,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from functools import lru_cache
 from itertools import chain, repeat
 from multiprocessing import get_context
@@ -25,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from sentinel.flightrec import entryscan, grouping, jit, scan
+from sentinel.flightrec import entryscan, grouping, jit, pool_settings, scan
 from sentinel.flightrec.grouping import collective_spread, per_group_and_rank
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
@@ -776,55 +774,14 @@ def map_chunks(
     chunks = [items[i : i + size] for i in range(0, cut, size)]
     chunks += [items[i : i + small] for i in range(cut, len(items), small)]
     # This process receives and frees a ~14 MB result per chunk, as the workers make them.
-    _keep_freed_memory()
+    pool_settings.keep_freed_memory()
     # spawn, not fork: forking a process that has started polars' thread pool can deadlock.
     with ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_prepare_worker
+        workers, mp_context=get_context("spawn"), initializer=pool_settings.prepare_worker
     ) as pool:
-        _widen_result_pipe(pool)
+        pool_settings.widen_result_pipe(pool)
         results = pool.map(work, chunks)
         # While the workers start (their imports take half a second), load what the
         # analysis will run here, instead of after the last chunk.
         grouping.warm_up()
         yield from results
-
-
-def _widen_result_pipe(pool: ProcessPoolExecutor) -> None:
-    """Results (~14 MB a chunk) come back through one pipe; at Linux's default 64 KB
-    that is hundreds of reads and wake-ups per chunk, and at 1 MB (an unprivileged
-    process's limit) the collecting process spends half the CPU receiving them. Best
-    effort: the pipe is the executor's (CPython's `_result_queue`), and elsewhere it stays
-    as it is."""
-    reader = getattr(getattr(pool, "_result_queue", None), "_reader", None)
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if reader is None or set_size is None:
-        return
-    with suppress(OSError):
-        fcntl.fcntl(reader.fileno(), set_size, 1024 * 1024)
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-
-
-def _prepare_worker() -> None:
-    """A parsing worker, once its imports are done: the cycle collector leaves their
-    ~130k objects (numba's, polars') alone from now on, which it would otherwise walk
-    again at every full collection between chunks; and malloc keeps what it frees."""
-    gc.freeze()
-    _keep_freed_memory()
-
-
-def _keep_freed_memory() -> None:
-    """malloc keeps what it frees for the next chunk: each chunk allocates and frees the
-    same tens of MB (a worker's columns, tables and pickled result; the collecting
-    process's received bytes), which glibc would otherwise map afresh and hand back every
-    time (zeroing new pages was a tenth of a worker's CPU, and a quarter of the receiving
-    thread's). Where malloc is not glibc's, nothing changes."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's largest (HEAP_MAX_SIZE / 2)
-    mallopt(_M_TRIM_THRESHOLD, 1024 * 1024 * 1024)
