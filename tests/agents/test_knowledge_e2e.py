@@ -89,10 +89,18 @@ def test_every_excerpt_becomes_one_incident_of_its_category_on_its_host(
         (home / "agent.yaml").write_text(yaml.safe_dump(data))
         agent_processes.append(start_agent(home / "agent.yaml", home / "agent.log"))
 
-    def covered() -> list[dict[str, Any]]:
-        found = _incidents(live_service)
-        hosts = set().union(*(_hosts_of(i) for i in found)) if found else set()
-        return found if hosts >= set(cases) else []
+    def covered() -> bool:
+        # Polled: one list, and the details only of the incidents that name no host (for
+        # their evidence's), not all of them: ~45 requests every 0.1 s took a core from the
+        # service and the agents under test.
+        headers = {"Authorization": f"Bearer {live_service.viewer_token}"}
+        with httpx.Client(base_url=live_service.url, headers=headers, timeout=10) as client:
+            listed = client.get("/api/v1/incidents", params={"limit": 500}).json()
+            hosts = {i["culprit_host"] for i in listed if i["culprit_host"]}
+            for i in listed:
+                if not i["culprit_host"]:
+                    hosts |= _hosts_of(client.get(f"/api/v1/incidents/{i['id']}").json())
+        return hosts >= set(cases)
 
     # On a timeout the per-excerpt report below says which are missing.
     with contextlib.suppress(AssertionError):
