@@ -305,7 +305,9 @@ def test_sentinel_agent_runs_on_an_agent_only_host(agent_only: Path, tmp_path: P
     batches: list[dict[str, Any]] = []
     handler = type("Receiver", (_Receiver,), {"batches": batches})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    ).start()
     scenario = _run(
         agent_only,
         "python",

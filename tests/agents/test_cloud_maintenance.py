@@ -97,7 +97,9 @@ def _handler(state: Metadata) -> type[BaseHTTPRequestHandler]:
 def metadata() -> Iterator[tuple[Metadata, str]]:
     state = Metadata()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     try:
         yield state, f"http://127.0.0.1:{server.server_address[1]}"
