@@ -387,6 +387,22 @@ def start_agent(
         )
 
 
+def api_get(service: Any, path: str, **params: Any) -> Any:
+    """GET one of the service's API paths as a viewer: its JSON, or its text where the answer
+    is not JSON (a hostlist); an error status fails the test."""
+    response = httpx.get(
+        f"{service.url}{path}",
+        # None keeps a query written in the path (params={} would replace it with nothing).
+        params=params or None,
+        headers={"Authorization": f"Bearer {service.viewer_token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    if "json" in response.headers.get("content-type", ""):
+        return response.json()
+    return response.text
+
+
 def service_observations(service: Any, host: str, kind: str | None = None) -> list[dict[str, Any]]:
     """What the service stored for a host (newest first), as its REST API shows it."""
     params: dict[str, Any] = {"limit": 10_000}

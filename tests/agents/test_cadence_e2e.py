@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from agent_helpers import (
+    api_get,
     eventually,
     start_training_host,
 )
@@ -64,16 +65,6 @@ while True:
 """.replace("JOB", repr(JOB)).replace("STARTUP", "1.5")
 
 
-def _api(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
-
-
 @pytest.mark.slow
 def test_the_cadence_advice_comes_from_the_jobs_measured_times(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
@@ -107,7 +98,7 @@ def _run(
     agent_processes.append(launcher)
 
     def job() -> dict[str, Any]:
-        jobs = [j for j in _api(service, "/api/v1/jobs") if j["id"] == JOB]
+        jobs = [j for j in api_get(service, "/api/v1/jobs") if j["id"] == JOB]
         return dict(jobs[0]) if jobs else {}
 
     # The ranks' measured times reach the service: the start took the stand-in's 1.5 s (and
@@ -115,14 +106,14 @@ def _run(
     eventually(lambda: job().get("checkpoint_write_s") == 30.0, 60, "the measured times", log)
     first = job()
     assert first["checkpoint_save_s"] == 0.25 and 1.5 <= first["startup_s"] < 30
-    advice = _api(service, f"/api/v1/jobs/{JOB}/advice")
+    advice = api_get(service, f"/api/v1/jobs/{JOB}/advice")
     assert advice["cadence"] is None and "MTTF" in advice["cadence_why"]
 
     # The job's first interruption: a crash the launcher restarts in place.
     (home / "crash").write_text("")
     eventually(lambda: len((home / "runs.log").read_text().split()) == 2, 90, "the restart", log)
     cadence = eventually(
-        lambda: _api(service, f"/api/v1/jobs/{JOB}/advice")["cadence"], 60,
+        lambda: api_get(service, f"/api/v1/jobs/{JOB}/advice")["cadence"], 60,
         "the cadence advice", service_log,
     )  # fmt: skip
     assert cadence["save_s"] == 0.25 and cadence["write_s"] == 30.0

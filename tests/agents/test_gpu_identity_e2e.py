@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from agent_helpers import SCENARIOS, agent_process_config, eventually, start_agent
+from agent_helpers import SCENARIOS, agent_process_config, api_get, eventually, start_agent
 
 from sentinel.web.routes import TOKEN_COOKIE
 from tests.harness.service import LiveService
@@ -27,16 +27,6 @@ LINE = (
     "[ 1843.301] NVRM: Xid (PCI:0000:5d:00): 79, pid=20241, name=python, "
     "GPU has fallen off the bus.\n"
 )
-
-
-def _get(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
 
 
 @pytest.mark.slow
@@ -62,18 +52,18 @@ def test_the_incident_names_the_lost_gpu_by_its_serial(
         f.write(LINE)
 
     def incident() -> dict[str, Any] | None:
-        found = [i for i in _get(live_service, "/api/v1/incidents") if i["culprit_host"] == HOST]
+        found = [i for i in api_get(live_service, "/api/v1/incidents") if i["culprit_host"] == HOST]
         return found[0] if found and found[0]["culprit_gpu"] else None
 
     found = eventually(incident, 30, "the GPU's incident", live_service.data_dir / "service.log")
     assert found["category"] == "faulty_gpu" and found["culprit_gpu"] == BUS, found
-    detail = _get(live_service, f"/api/v1/incidents/{found['id']}")
+    detail = api_get(live_service, f"/api/v1/incidents/{found['id']}")
     assert detail["culprit_gpu_identity"]["index"] == 3
     assert detail["culprit_gpu_identity"]["pci_bus_id"] == BUS
     assert detail["culprit_gpu_identity"]["serial"] == SERIAL
     assert detail["culprit_gpu_identity"]["uuid"].startswith("GPU-")
 
-    host = _get(live_service, f"/api/v1/hosts/{HOST}")
+    host = api_get(live_service, f"/api/v1/hosts/{HOST}")
     gpu = next(g for g in host["gpu_list"] if g["gpu_index"] == 3)
     assert gpu["lost"] and (gpu["pci_bus_id"], gpu["serial"]) == (BUS, SERIAL)
     assert gpu["uuid"] == detail["culprit_gpu_identity"]["uuid"]

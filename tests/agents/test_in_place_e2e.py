@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from agent_helpers import (
+    api_get,
     eventually,
     start_training_host,
 )
@@ -53,16 +52,6 @@ with open(os.path.join(here, "train.log"), "a") as log:
     )
 sys.exit(1)
 """.replace("JOB", repr(JOB))
-
-
-def _api(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
 
 
 @pytest.mark.slow
@@ -102,7 +91,7 @@ def _run(
     log = home / "launcher.log"
     eventually(lambda: generations() == ["1", "2"], 90, "the restarted run", log)
     decisions = eventually(
-        lambda: [d for d in _api(service, "/api/v1/decisions") if d["status"] == "done"],
+        lambda: [d for d in api_get(service, "/api/v1/decisions") if d["status"] == "done"],
         30,
         "the decision acknowledged",
         service.data_dir / "service.log",
@@ -116,17 +105,17 @@ def _run(
     ops = [s["op"] for s in decision["outcome"]["steps"]]
     assert ops == ["in_place", "ack"], decision  # no drain, no requeue: the allocation kept
     assert "run 2" in decision["outcome"]["steps"][-1]["output"]
-    incident = _api(service, f"/api/v1/incidents/{decision['incident_id']}")
+    incident = api_get(service, f"/api/v1/incidents/{decision['incident_id']}")
     assert incident["category"] == "software_bug", incident
 
     # The restarted ranks advance: the incident resolves; the advice no longer says restart.
     def resolved() -> bool:
-        return _api(service, f"/api/v1/incidents/{decision['incident_id']}")["state"] == (
+        return api_get(service, f"/api/v1/incidents/{decision['incident_id']}")["state"] == (
             "resolved"
         )
 
     eventually(resolved, 60, "the incident resolved", service.data_dir / "service.log")
-    assert _api(service, f"/api/v1/jobs/{JOB}/advice")["restart_in_place"] is False
+    assert api_get(service, f"/api/v1/jobs/{JOB}/advice")["restart_in_place"] is False
     # The run ends well: the launcher exits with its status.
     (home / "stop").write_text("")
     assert launcher.wait(timeout=30) == 0

@@ -14,10 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from agent_helpers import agent_process_config, eventually, service_observations, start_agent
+from agent_helpers import (
+    agent_process_config,
+    api_get,
+    eventually,
+    service_observations,
+    start_agent,
+)
 
 from tests.harness.service import LiveService
 
@@ -28,17 +33,6 @@ FAULTS = [
 ]
 LINE = "[ 1843.30{n}] NVRM: Xid (PCI:{bus}): {xid}, pid=2024{n}, name=python, {what}\n"
 WHAT = {79: "GPU has fallen off the bus.", 48: "An uncorrectable double bit error (DBE)"}
-
-
-def _get(service: LiveService, path: str, **params: Any) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        params=params,
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json() if "json" in r.headers.get("content-type", "") else r.text
 
 
 def _metric(text: str, name: str) -> float | None:
@@ -81,15 +75,15 @@ def test_kernel_log_faults_become_one_accounted_incident_each(
                 f.write(LINE.format(n=k, bus=bus, xid=xid, what=WHAT[xid]))
 
     def incidents() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = _get(live_service, "/api/v1/incidents")
+        found: list[dict[str, Any]] = api_get(live_service, "/api/v1/incidents")
         return found if len(found) >= len(FAULTS) else []
 
     eventually(incidents, 30, "an incident per fault", live_service.data_dir / "service.log")
     time.sleep(2.0)  # a second incident for the same fault would show up now
-    found = {i["culprit_host"]: i for i in _get(live_service, "/api/v1/incidents")}
+    found = {i["culprit_host"]: i for i in api_get(live_service, "/api/v1/incidents")}
     assert sorted(found) == sorted(h for h, *_ in FAULTS), found
     decisions = eventually(
-        lambda: (d := _get(live_service, "/api/v1/decisions")) and len(d) >= len(FAULTS) and d,
+        lambda: (d := api_get(live_service, "/api/v1/decisions")) and len(d) >= len(FAULTS) and d,
         30,
         "a decision per incident",
     )
@@ -99,19 +93,19 @@ def test_kernel_log_faults_become_one_accounted_incident_each(
         assert incident["category"] == category, incident
         stored = {o["id"] for o in service_observations(live_service, host, "xid")}
         assert len(stored) == 2, "both lines shipped"
-        detail = _get(live_service, f"/api/v1/incidents/{incident['id']}")
+        detail = api_get(live_service, f"/api/v1/incidents/{incident['id']}")
         evidence = {
             e["event_id"] for e in detail["verdict"]["evidence"] + detail["verdict"]["symptoms"]
         }
         assert evidence & stored, (host, xid, detail["verdict"])
     # Every hard fault is linked to its incident: none waits for an answer, however recent.
     unaccounted = eventually(
-        lambda: _get(live_service, "/api/v1/events/unaccounted", older_than_s=0) == [],
+        lambda: api_get(live_service, "/api/v1/events/unaccounted", older_than_s=0) == [],
         15,
         "every hard fault accounted for",
     )
     assert unaccounted
-    metrics = _get(live_service, "/metrics")
+    metrics = api_get(live_service, "/metrics")
     lag = _metric(metrics, "sentinel_triage_lag_seconds")
     assert lag is not None and lag < 5.0, lag
     assert _metric(metrics, "sentinel_unaccounted_hard_faults") == 0.0

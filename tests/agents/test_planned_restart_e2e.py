@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from agent_helpers import eventually, start_training_host
+from agent_helpers import api_get, eventually, start_training_host
 
 from tests.harness.service import LiveService
 
@@ -51,16 +51,6 @@ while not os.path.exists(os.path.join(here, "stop")):
     time.sleep(0.2)
 sys.exit(0)
 """.replace("JOB", repr(JOB))
-
-
-def _get(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
 
 
 @pytest.mark.slow
@@ -98,7 +88,7 @@ def _run(
 
     log = home / "launcher.log"
     eventually(
-        lambda: any(j["id"] == JOB for j in _get(service, "/api/v1/jobs")), 60, "the job", log
+        lambda: any(j["id"] == JOB for j in api_get(service, "/api/v1/jobs")), 60, "the job", log
     )
     r = httpx.post(
         f"{service.url}/api/v1/jobs/{JOB}/restart-in-place",
@@ -120,7 +110,7 @@ def _run(
     assert saved[0] == "1", saved
 
     def done() -> Any:
-        d = _get(service, f"/api/v1/decisions/{asked['id']}")
+        d = api_get(service, f"/api/v1/decisions/{asked['id']}")
         return d if d["status"] == "done" else None
 
     decision = eventually(done, 30, "the decision acknowledged", service.data_dir / "service.log")
@@ -136,16 +126,16 @@ def _run(
     assert "run 2" in decision["outcome"]["steps"][-1]["output"]
 
     def resolved() -> bool:
-        return _get(service, f"/api/v1/incidents/{asked['incident_id']}")["state"] == "resolved"
+        return api_get(service, f"/api/v1/incidents/{asked['incident_id']}")["state"] == "resolved"
 
     eventually(resolved, 60, "the planned incident resolved", service.data_dir / "service.log")
     # Exactly once: the launcher keeps polling; the restart is not carried out again, and the
     # stop opened no other incident.
     time.sleep(3)
     assert generations() == ["1", "2"]
-    [incident] = _get(service, "/api/v1/incidents")
+    [incident] = api_get(service, "/api/v1/incidents")
     assert (incident["id"], incident["category"]) == (asked["incident_id"], "planned")
-    assert [d["id"] for d in _get(service, "/api/v1/decisions")] == [asked["id"]]
-    assert _get(service, f"/api/v1/jobs/{JOB}/advice")["restart_in_place"] is False
+    assert [d["id"] for d in api_get(service, "/api/v1/decisions")] == [asked["id"]]
+    assert api_get(service, f"/api/v1/jobs/{JOB}/advice")["restart_in_place"] is False
     (home / "stop").write_text("")
     assert launcher.wait(timeout=30) == 0

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from agent_helpers import (
+    api_get,
     eventually,
     service_observations,
     start_training_host,
@@ -73,16 +73,6 @@ while True:
 """.replace("JOB", repr(JOB))
 
 
-def _api(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
-
-
 @pytest.mark.slow
 def test_a_crash_loop_on_a_new_version_is_rolled_back_by_the_launcher(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
@@ -118,7 +108,7 @@ def _run(
         return path.read_text().split() if path.exists() else []
 
     def job() -> dict[str, Any]:
-        return dict(_api(service, f"/api/v1/jobs/{JOB}"))
+        return dict(api_get(service, f"/api/v1/jobs/{JOB}"))
 
     # Version A trains and checkpoints.
     (home / "deployed").write_text("A")
@@ -145,10 +135,10 @@ def _run(
     assert job()["trained_version"] == "A"
 
     def decisions(status: str) -> list[dict[str, Any]]:
-        return [d for d in _api(service, "/api/v1/decisions") if d["status"] == status]
+        return [d for d in api_get(service, "/api/v1/decisions") if d["status"] == status]
 
     def resolved(decision: dict[str, Any]) -> bool:
-        incident = _api(service, f"/api/v1/incidents/{decision['incident_id']}")
+        incident = api_get(service, f"/api/v1/incidents/{decision['incident_id']}")
         return bool(incident["state"] == "resolved")
 
     # B fails: a transient software error the first time, restarted in place.
@@ -174,15 +164,15 @@ def _run(
     assert "on code version B" in rollback["reason"]
     eventually(lambda: resolved(rollback), 60, "the second incident resolved", service_log)
     eventually(lambda: job()["code_version"] == "A", 30, "A's beats again", service_log)
-    advice = _api(service, f"/api/v1/jobs/{JOB}/advice")
+    advice = api_get(service, f"/api/v1/jobs/{JOB}/advice")
     assert advice["restart_in_place"] is False and advice["code_version"] == "A"
 
     # The run ends well: the launcher exits with its status; one rollback, one run on it.
     (home / "stop").write_text("")
     assert launcher.wait(timeout=30) == 0
     assert versions() == ["A", "B", "B", "A"]
-    assert [d["action"] for d in _api(service, "/api/v1/decisions")].count("roll_back") == 1
+    assert [d["action"] for d in api_get(service, "/api/v1/decisions")].count("roll_back") == 1
 
 
 def _jobs(service: LiveService) -> bool:
-    return any(j["id"] == JOB for j in _api(service, "/api/v1/jobs"))
+    return any(j["id"] == JOB for j in api_get(service, "/api/v1/jobs"))

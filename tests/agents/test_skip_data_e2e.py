@@ -16,9 +16,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from agent_helpers import (
+    api_get,
     eventually,
     start_training_host,
 )
@@ -65,16 +65,6 @@ sys.exit(0)
 """.replace("JOB", repr(JOB))
 
 
-def _api(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json()
-
-
 @pytest.mark.slow
 def test_a_crash_at_the_same_step_is_restarted_skipping_that_data(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
@@ -110,13 +100,13 @@ def _run(
         return path.read_text().split() if path.exists() else []
 
     def job() -> dict[str, Any]:
-        return dict(_api(service, f"/api/v1/jobs/{JOB}"))
+        return dict(api_get(service, f"/api/v1/jobs/{JOB}"))
 
     def decisions(status: str) -> list[dict[str, Any]]:
-        return [d for d in _api(service, "/api/v1/decisions") if d["status"] == status]
+        return [d for d in api_get(service, "/api/v1/decisions") if d["status"] == status]
 
     def resolved(decision: dict[str, Any]) -> bool:
-        incident = _api(service, f"/api/v1/incidents/{decision['incident_id']}")
+        incident = api_get(service, f"/api/v1/incidents/{decision['incident_id']}")
         return bool(incident["state"] == "resolved")
 
     launcher = t.launch(JOB)
@@ -144,11 +134,11 @@ def _run(
     assert f"(step {failed_at} last time" in skip["reason"]
     eventually(lambda: resolved(skip), 60, "the second incident resolved", service_log)
     eventually(lambda: job()["max_step"] > 145, 30, "training past step 140", service_log)
-    advice = _api(service, f"/api/v1/jobs/{JOB}/advice")
+    advice = api_get(service, f"/api/v1/jobs/{JOB}/advice")
     assert advice["restart_in_place"] is False and advice["skip_steps"] == [first, last]
 
     # The run ends well: the launcher exits with its status; one skip, one run on it.
     (home / "stop").write_text("")
     assert launcher.wait(timeout=30) == 0
     assert skips() == ["-", "-", f"{first}-{last}"]
-    assert [d["action"] for d in _api(service, "/api/v1/decisions")].count("skip_data") == 1
+    assert [d["action"] for d in api_get(service, "/api/v1/decisions")].count("skip_data") == 1

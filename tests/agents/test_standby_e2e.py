@@ -18,12 +18,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 import yaml
-from agent_helpers import REPO, agent_process_config, eventually, service_observations, start_agent
+from agent_helpers import (
+    REPO,
+    agent_process_config,
+    api_get,
+    eventually,
+    service_observations,
+    start_agent,
+)
 
 from tests.harness.service import LiveService
 
@@ -63,16 +68,6 @@ while True:
         hb.beat(step, step_time_s=0.2, checkpoint_step=100)
     time.sleep(0.2)
 """
-
-
-def _api(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json() if "json" in r.headers.get("content-type", "") else r.text
 
 
 def _runs(home: Path) -> list[str]:
@@ -164,8 +159,8 @@ def _run(
 
     # The job trains on two hosts; the third reports healthy and runs nothing.
     def training() -> bool:
-        jobs = {j["id"] for j in _api(service, "/api/v1/jobs")}
-        ranks = _api(service, f"/api/v1/jobs/{JOB}")["ranks"] if JOB in jobs else []
+        jobs = {j["id"] for j in api_get(service, "/api/v1/jobs")}
+        ranks = api_get(service, f"/api/v1/jobs/{JOB}")["ranks"] if JOB in jobs else []
         return sorted({r["host_id"] for r in ranks}) == [CULPRIT, SURVIVOR]
 
     eventually(training, 60, "the job training", service.data_dir / "service.log")
@@ -182,7 +177,7 @@ def _run(
         homes[STANDBY] / "launcher.log",
     )
     decisions = eventually(
-        lambda: [d for d in _api(service, "/api/v1/decisions") if d["status"] == "done"],
+        lambda: [d for d in api_get(service, "/api/v1/decisions") if d["status"] == "done"],
         30,
         "the decision acknowledged",
         service.data_dir / "service.log",
@@ -212,19 +207,19 @@ def _run(
         homes[CULPRIT] / "launcher.log",
     )
     assert launchers[CULPRIT].poll() is None  # waits for the job's end
-    assert _api(service, "/api/v1/hosts/excluded?format=hostlist").strip() == CULPRIT
+    assert api_get(service, "/api/v1/hosts/excluded?format=hostlist").strip() == CULPRIT
 
     # The ranks train again on the survivor and the standby: the incident resolves.
     def resolved() -> bool:
-        incident = _api(service, f"/api/v1/incidents/{decision['incident_id']}")
+        incident = api_get(service, f"/api/v1/incidents/{decision['incident_id']}")
         return bool(incident["state"] == "resolved")
 
     eventually(resolved, 60, "the incident resolved", service.data_dir / "service.log")
-    ranks = _api(service, f"/api/v1/jobs/{JOB}")["ranks"]
+    ranks = api_get(service, f"/api/v1/jobs/{JOB}")["ranks"]
     assert sorted({r["host_id"] for r in ranks}) == [SURVIVOR, STANDBY]
-    advice = _api(service, f"/api/v1/jobs/{JOB}/advice")
+    advice = api_get(service, f"/api/v1/jobs/{JOB}/advice")
     assert advice["restart_in_place"] is False and advice["restart_standby_host"] is None
-    assert len(_api(service, "/api/v1/decisions")) == 1  # exactly once
+    assert len(api_get(service, "/api/v1/decisions")) == 1  # exactly once
     # The run ends well on the hosts that train; the culprit's launcher ends with the job.
     for host in (SURVIVOR, STANDBY):
         (homes[host] / "stop").write_text("")

@@ -26,7 +26,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from agent_helpers import REPO, agent_process_config, eventually, service_observations, start_agent
+from agent_helpers import (
+    REPO,
+    agent_process_config,
+    api_get,
+    eventually,
+    service_observations,
+    start_agent,
+)
 
 from tests.harness.service import LiveService
 
@@ -68,16 +75,6 @@ while True:
         hb.beat(step, step_time_s=0.2, checkpoint_step=checkpoint)
     time.sleep(0.2)
 """
-
-
-def _api(service: LiveService, path: str) -> Any:
-    r = httpx.get(
-        f"{service.url}{path}",
-        headers={"Authorization": f"Bearer {service.viewer_token}"},
-        timeout=10,
-    )
-    r.raise_for_status()
-    return r.json() if "json" in r.headers.get("content-type", "") else r.text
 
 
 def _runs(home: Path) -> list[str]:
@@ -190,12 +187,14 @@ def _run(
     # The job trains on two hosts; the third reports healthy and runs nothing; the pool holds
     # the fourth.
     def training() -> bool:
-        jobs = {j["id"] for j in _api(service, "/api/v1/jobs")}
-        ranks = _api(service, f"/api/v1/jobs/{JOB}")["ranks"] if JOB in jobs else []
+        jobs = {j["id"] for j in api_get(service, "/api/v1/jobs")}
+        ranks = api_get(service, f"/api/v1/jobs/{JOB}")["ranks"] if JOB in jobs else []
         return sorted({r["host_id"] for r in ranks}) == [DEGRADED, SURVIVOR]
 
     eventually(training, 60, "the job training", service.data_dir / "service.log")
-    eventually(lambda: _api(service, "/api/v1/spares")["ready"] == [SPARE], 30, "the pool's spare")
+    eventually(
+        lambda: api_get(service, "/api/v1/spares")["ready"] == [SPARE], 30, "the pool's spare"
+    )
     assert _runs(homes[STANDBY]) == []
     # A row remap is pending on GPU 0 of the first host: a leading indicator, no failure.
     _post(service, DEGRADED, 2, "ecc", gpu_index=0, counter="remap_pending", previous=0, current=1)
@@ -209,7 +208,7 @@ def _run(
         service.data_dir / "service.log",
     )
     swaps = eventually(
-        lambda: [s for s in _api(service, "/api/v1/swaps") if s["status"] == "done"],
+        lambda: [s for s in api_get(service, "/api/v1/swaps") if s["status"] == "done"],
         30,
         "the swap acknowledged",
         service.data_dir / "service.log",
@@ -238,20 +237,20 @@ def _run(
         homes[DEGRADED] / "launcher.log",
     )
     assert launchers[DEGRADED].poll() is None  # waits for the job's end
-    assert _api(service, "/api/v1/hosts/excluded?format=hostlist").strip() == DEGRADED
-    assert _api(service, "/api/v1/spares")["ready"] == [SPARE]  # the pool kept its spare
+    assert api_get(service, "/api/v1/hosts/excluded?format=hostlist").strip() == DEGRADED
+    assert api_get(service, "/api/v1/spares")["ready"] == [SPARE]  # the pool kept its spare
 
     # The ranks train on the survivor and the standby: the advice stops naming the swap.
     def trains_on_the_standby() -> bool:
-        advice = _api(service, f"/api/v1/jobs/{JOB}/advice")
+        advice = api_get(service, f"/api/v1/jobs/{JOB}/advice")
         return advice["restart_decision"] is None and advice["swap"] is None
 
     eventually(trains_on_the_standby, 60, "the job training on the standby")
-    ranks = _api(service, f"/api/v1/jobs/{JOB}")["ranks"]
+    ranks = api_get(service, f"/api/v1/jobs/{JOB}")["ranks"]
     assert {r["host_id"] for r in ranks} == {SURVIVOR, STANDBY}
-    assert len(_api(service, "/api/v1/swaps")) == 1  # exactly once
+    assert len(api_get(service, "/api/v1/swaps")) == 1  # exactly once
     # No incident decision restarted or requeued the job: the stop was the swap's, planned.
-    decisions = _api(service, "/api/v1/decisions")
+    decisions = api_get(service, "/api/v1/decisions")
     assert all(d["action"] == "none" for d in decisions), decisions
     for host in (SURVIVOR, STANDBY):
         (homes[host] / "stop").write_text("")
