@@ -59,7 +59,7 @@ class DecisionOut(BaseModel):
     )
 
 
-def _out(d: Decision) -> DecisionOut:
+def decision_out(d: Decision) -> DecisionOut:
     out = DecisionOut.model_validate(d, from_attributes=True)
     skip = d.outcome.get("skip_steps")
     return out.model_copy(
@@ -89,7 +89,7 @@ async def list_decisions(
     if job_id:
         q = q.where(Decision.job_id == job_id)
     rows = (await session.scalars(q.order_by(Decision.created_at.desc()).limit(limit))).all()
-    return [_out(d) for d in rows]
+    return [decision_out(d) for d in rows]
 
 
 async def _decision(session: Session, decision_id: uuid.UUID) -> Decision:
@@ -106,7 +106,7 @@ async def _decision(session: Session, decision_id: uuid.UUID) -> Decision:
     responses=error_responses(404),
 )
 async def get_decision(session: Session, _: Viewer, decision_id: uuid.UUID) -> DecisionOut:
-    return _out(await _decision(session, decision_id))
+    return decision_out(await _decision(session, decision_id))
 
 
 def _operations(ctx: Ctx) -> DecisionOperations:
@@ -125,7 +125,7 @@ async def approve(
     d = await _decision(session, decision_id)
     with refusals():
         _operations(ctx).approve(session, d, who, body.comment)
-    return _out(d)
+    return decision_out(d)
 
 
 @router.post(
@@ -140,7 +140,7 @@ async def cancel(
     d = await _decision(session, decision_id)
     with refusals():
         _operations(ctx).cancel(session, d, who, body.comment)
-    return _out(d)
+    return decision_out(d)
 
 
 @router.post(
@@ -157,7 +157,7 @@ async def override(
         _operations(ctx).override(
             session, d, who, Action(body.action), body.exclude_hosts, body.reason
         )
-    return _out(d)
+    return decision_out(d)
 
 
 class AckIn(BaseModel):
@@ -212,7 +212,7 @@ async def ack(
     else:
         with refusals():
             operations.acknowledge(session, d, who, body.outcome, body.detail)
-    return _out(d)
+    return decision_out(d)
 
 
 async def _may_ack_in_place(session: AsyncSession, who: Principal, d: Decision) -> None:

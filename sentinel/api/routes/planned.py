@@ -6,8 +6,7 @@ from fastapi import APIRouter, status
 
 from sentinel.api.deps import Ctx, Operator
 from sentinel.api.errors import error_responses, refusals
-from sentinel.api.routes.decisions import DecisionOut
-from sentinel.api.routes.decisions import _out as decision_out
+from sentinel.api.routes.decisions import DecisionOut, decision_out
 from sentinel.remediation.schemas import RestartInPlaceIn
 from sentinel.wire.v1 import Name
 
