@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -385,6 +385,30 @@ def start_agent(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+@contextlib.contextmanager
+def in_place_service(tmp_path: Path, **extra_env: str) -> Iterator[Any]:
+    """A live service on SQLite under tmp_path/service with restarts in place on, as the
+    launcher's end-to-end tests run it (plus ``extra_env``); stopped at the end."""
+    from tests.harness.service import LiveService
+
+    data = tmp_path / "service"
+    service = LiveService(
+        database_url=f"sqlite:///{data / 'sentinel.db'}",
+        data_dir=data,
+        extra_env={
+            "SENTINEL_REMEDIATION__IN_PLACE": "true",
+            # The agent folds beats every second; the watchdog looks every 0.5 s.
+            "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "2",
+            **extra_env,
+        },
+    )
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 def api_get(service: Any, path: str, **params: Any) -> Any:

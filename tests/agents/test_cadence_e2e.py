@@ -20,6 +20,7 @@ import pytest
 from agent_helpers import (
     api_get,
     eventually,
+    in_place_service,
     start_training_host,
 )
 
@@ -69,21 +70,11 @@ while True:
 def test_the_cadence_advice_comes_from_the_jobs_measured_times(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "service"
-    service = LiveService(
-        database_url=f"sqlite:///{data / 'sentinel.db'}",
-        data_dir=data,
-        extra_env={
-            "SENTINEL_REMEDIATION__IN_PLACE": "true",
-            "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "2",
-        },
-    )
-    service.start()
-    try:
-        _run(tmp_path, service, agent_processes)
-    finally:
-        (tmp_path / "cadence-a" / "stop").write_text("")  # the command, whatever happened
-        service.stop()
+    with in_place_service(tmp_path) as service:
+        try:
+            _run(tmp_path, service, agent_processes)
+        finally:
+            (tmp_path / "cadence-a" / "stop").write_text("")  # the command, whatever happened
 
 
 def _run(

@@ -17,6 +17,7 @@ import pytest
 from agent_helpers import (
     api_get,
     eventually,
+    in_place_service,
     start_training_host,
 )
 
@@ -58,21 +59,8 @@ sys.exit(1)
 def test_a_cuda_error_is_restarted_in_place_by_the_launcher(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "service"
-    service = LiveService(
-        database_url=f"sqlite:///{data / 'sentinel.db'}",
-        data_dir=data,
-        extra_env={
-            "SENTINEL_REMEDIATION__IN_PLACE": "true",
-            # The agent folds beats every second; the watchdog looks every 0.5 s.
-            "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "2",
-        },
-    )
-    service.start()
-    try:
+    with in_place_service(tmp_path) as service:
         _run(tmp_path, service, agent_processes)
-    finally:
-        service.stop()
 
 
 def _run(

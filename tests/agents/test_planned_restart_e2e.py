@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from agent_helpers import api_get, eventually, start_training_host
+from agent_helpers import api_get, eventually, in_place_service, start_training_host
 
 from tests.harness.service import LiveService
 
@@ -57,21 +57,8 @@ sys.exit(0)
 def test_an_operators_planned_restart_is_carried_out_in_place_once(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "service"
-    service = LiveService(
-        database_url=f"sqlite:///{data / 'sentinel.db'}",
-        data_dir=data,
-        extra_env={
-            "SENTINEL_REMEDIATION__IN_PLACE": "true",
-            # The agent folds beats every second; the watchdog looks every 0.5 s.
-            "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "2",
-        },
-    )
-    service.start()
-    try:
+    with in_place_service(tmp_path) as service:
         _run(tmp_path, service, agent_processes)
-    finally:
-        service.stop()
 
 
 def _run(

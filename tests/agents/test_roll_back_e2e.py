@@ -20,6 +20,7 @@ import pytest
 from agent_helpers import (
     api_get,
     eventually,
+    in_place_service,
     service_observations,
     start_training_host,
 )
@@ -77,21 +78,8 @@ while True:
 def test_a_crash_loop_on_a_new_version_is_rolled_back_by_the_launcher(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "service"
-    service = LiveService(
-        database_url=f"sqlite:///{data / 'sentinel.db'}",
-        data_dir=data,
-        extra_env={
-            "SENTINEL_REMEDIATION__IN_PLACE": "true",
-            # The agent folds beats every second; the watchdog looks every 0.5 s.
-            "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "2",
-        },
-    )
-    service.start()
-    try:
+    with in_place_service(tmp_path) as service:
         _run(tmp_path, service, agent_processes)
-    finally:
-        service.stop()
 
 
 def _run(

@@ -26,6 +26,7 @@ from agent_helpers import (
     agent_process_config,
     api_get,
     eventually,
+    in_place_service,
     service_observations,
     start_agent,
 )
@@ -79,24 +80,16 @@ def _runs(home: Path) -> list[str]:
 def test_an_xid79_is_carried_out_in_the_job_onto_the_standby(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "service"
-    service = LiveService(
-        database_url=f"sqlite:///{data / 'sentinel.db'}",
-        data_dir=data,
-        extra_env={
-            "SENTINEL_REMEDIATION__IN_PLACE": "true",
-            "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "2",
+    with in_place_service(
+        tmp_path,
+        **{
             "SENTINEL_SCHEDULER__KIND": "fake",
             "SENTINEL_SCHEDULER__FAKE__NODES": f"{CULPRIT},{SURVIVOR},{STANDBY}",
             # The job's allocation holds the standby too (sbatch -N 3 for two hosts' ranks).
             "SENTINEL_SCHEDULER__FAKE__JOBS": f'{{"{JOB}": "{CULPRIT},{SURVIVOR},{STANDBY}"}}',
         },
-    )
-    service.start()
-    try:
+    ) as service:
         _run(tmp_path, service, agent_processes)
-    finally:
-        service.stop()
 
 
 def _run(

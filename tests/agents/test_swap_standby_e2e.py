@@ -31,6 +31,7 @@ from agent_helpers import (
     agent_process_config,
     api_get,
     eventually,
+    in_place_service,
     service_observations,
     start_agent,
 )
@@ -106,13 +107,9 @@ def _post(service: LiveService, host: str, seq: int, kind: str, **fields: Any) -
 def test_a_degraded_host_is_swapped_in_the_job_onto_the_standby(
     tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "service"
-    service = LiveService(
-        database_url=f"sqlite:///{data / 'sentinel.db'}",
-        data_dir=data,
-        extra_env={
-            "SENTINEL_REMEDIATION__IN_PLACE": "true",
-            "SENTINEL_TRIAGE__HEARTBEAT_INTERVAL_S": "2",
+    with in_place_service(
+        tmp_path,
+        **{
             "SENTINEL_SCHEDULER__KIND": "fake",
             "SENTINEL_SCHEDULER__FAKE__NODES": f"{DEGRADED},{SURVIVOR},{STANDBY},{SPARE}",
             # The job's allocation holds the standby too (sbatch -N 3 for two hosts' ranks).
@@ -120,12 +117,8 @@ def test_a_degraded_host_is_swapped_in_the_job_onto_the_standby(
             "SENTINEL_REMEDIATION__SWAP__SPARES": json.dumps([SPARE]),
             "SENTINEL_REMEDIATION__SWAP__POOL_SIZE": "1",
         },
-    )
-    service.start()
-    try:
+    ) as service:
         _run(tmp_path, service, agent_processes)
-    finally:
-        service.stop()
 
 
 def _run(
