@@ -208,11 +208,12 @@ class Launcher:
 
     def _start(self) -> subprocess.Popen[bytes]:
         # SENTINEL_LAUNCHED_AT: the heartbeat client measures the run's startup from it (the
-        # cadence advice's restart time), torchrun's rendezvous and imports included.
+        # cadence advice's restart time), torchrun's rendezvous and imports included. repr, not
+        # a rounded format: rounded up it could read as later than the command's own clock.
         env = {
             **os.environ,
             "SENTINEL_RESTART_COUNT": str(self.runs),
-            "SENTINEL_LAUNCHED_AT": f"{time.time():.3f}",
+            "SENTINEL_LAUNCHED_AT": repr(time.time()),
         }
         if self.code_version is not None:
             env["SENTINEL_CODE_VERSION"] = self.code_version
