@@ -45,6 +45,7 @@ print(json.dumps({"read_s": t1 - t0, "analyze_s": t2 - t1, "kind": v.kind.value,
                   "culprits": v.culprit_ranks, "group": v.group, "seq": v.seq,
                   "cpu_self_s": me.ru_utime + me.ru_stime,
                   "cpu_workers_s": kids.ru_utime + kids.ru_stime,
+                  "sys_self_s": me.ru_stime, "sys_workers_s": kids.ru_stime,
                   "rss_self_kb": me.ru_maxrss, "rss_workers_kb": kids.ru_maxrss,
                   "verdict": v.model_dump(mode="json")}))
 """
@@ -296,6 +297,7 @@ def main() -> None:
         t_sync = time.perf_counter()
         os.sync()
         synced = time.perf_counter() - t_sync
+        load = os.getloadavg()[0]
         try:
             wall, fig = analyse(out, args.workers)
             found = fig["culprits"] == [culprit]
@@ -304,8 +306,9 @@ def main() -> None:
                 f"{world:>6} ranks x {args.entries} entries ({size / 2**30:.2f} GiB pickle, "
                 f"made in {made:.0f} s, synced in {synced:.0f} s): verdict in {wall:.1f} s "
                 f"(read {fig['read_s']:.1f} s, analyse {fig['analyze_s']:.1f} s; CPU "
-                f"{cpu_self + cpu_workers:.1f} s: collecting process {cpu_self:.1f} + parsing "
-                f"workers {cpu_workers:.1f}), peak RSS "
+                f"{cpu_self + cpu_workers:.1f} s: collecting process {cpu_self:.1f} (system "
+                f"{fig['sys_self_s']:.1f}) + parsing workers {cpu_workers:.1f} (system "
+                f"{fig['sys_workers_s']:.1f}); load average {load:.1f} before), peak RSS "
                 f"{int(str(fig['rss_self_kb'])) / 2**20:.2f} GiB main + "
                 f"{int(str(fig['rss_workers_kb'])) / 2**20:.2f} GiB largest worker; "
                 f"{fig['kind']} rank(s) {fig['culprits']} in group {fig['group']} "

@@ -110,3 +110,51 @@ def test_sequence_numbers_out_of_the_key_range_still_compare_exactly() -> None:
     verdict, base = analyze_dumps(shifted), analyze_dumps(dumps)
     assert verdict.culprit_ranks == base.culprit_ranks == [9]
     assert verdict.seq == base.seq - 10**6
+
+
+def test_a_worker_killed_by_a_mapped_file_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers map the files; one that shrinks while mapped kills its worker with
+    SIGBUS. read_dump_set then reads the set again by read(2): the same set, progress
+    counted once."""
+    from sentinel.flightrec import parse
+    from tests.flightrec.crashing_worker import die_of_sigbus
+
+    plan = Plan(LAYOUTS[64], entries=50, kind="stuck", culprit=9)
+    write_dumps(plan, tmp_path)
+    paths = dump_paths(tmp_path)
+    progress: list[int] = []
+    monkeypatch.setattr(parse, "_read_chunk_set_mapped", die_of_sigbus)
+
+    dump_set = read_dump_set(paths, workers=2, on_progress=progress.append)
+
+    assert sum(progress) == 64 and len(dump_set.dumps) == 64
+    assert analyze_dumps(dump_set) == analyze_dumps(read_dump_set(paths, workers=1))
+    assert analyze_dumps(dump_set).culprit_ranks == [9]
+
+
+def test_a_mapped_file_the_fast_path_declines_is_read_and_refused_as_before(
+    tmp_path: Path,
+) -> None:
+    """A worker maps each file; one the compiled path declines (here half written) is read
+    again by read(2) and refused by the checked path with the same message."""
+    from sentinel.flightrec import parse
+    from sentinel.flightrec.models import FrParseError
+
+    plan = Plan(LAYOUTS[64], entries=50, kind="healthy")
+    write_dumps(plan, tmp_path)
+    paths = dump_paths(tmp_path)[:4]
+    whole = paths[2].read_bytes()
+    paths[2].write_bytes(whole[: len(whole) // 2])
+
+    with pytest.raises(FrParseError) as mapped:
+        parse._read_chunk_set_mapped(paths)
+    with pytest.raises(FrParseError) as read:
+        parse._read_chunk_set(paths)
+
+    assert str(mapped.value) == str(read.value) and str(paths[2]) in str(mapped.value)
+    paths[2].write_bytes(whole)
+    part = parse._read_chunk_set_mapped(paths)
+    assert [d.rank for d in part.dumps] == [0, 1, 2, 3]
+    assert part.collectives.height + part.p2p.height == 4 * 50
