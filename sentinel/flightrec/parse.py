@@ -6,13 +6,11 @@ import dataclasses
 import gc
 import json
 import marshal
-import mmap
 import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import chain, repeat
@@ -625,19 +623,6 @@ class _ReadBuffer:
             raise _unreadable(path, exc) from None
 
 
-def _mapped(path: Path) -> mmap.mmap | None:
-    """The file mapped read-only, or None where it cannot be (empty, too large for the fast
-    path, unreadable: the caller reads it instead, with read_bytes's checks and errors)."""
-    try:
-        with path.open("rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            if not 0 < size <= FAST_MAX_BYTES:
-                return None
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):
-        return None
-
-
 def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
     return [read_dump(p) for p in paths]
 
@@ -656,30 +641,6 @@ def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
     return builder.build()
 
 
-def _read_chunk_set_mapped(paths: Sequence[Path]) -> DumpSet:
-    """`_read_chunk_set` for a parsing worker: each file mapped instead of copied in by
-    read(2) (the copy was ~0.2 ms of a dump's ~2). Only in a worker process: a file that
-    shrinks while mapped raises SIGBUS, which kills the worker, and `read_dump_set` then
-    reads the set again by read(2); here it could kill the caller. A file the fast path
-    declines is read again in full, as `_read_chunk_set` reads it (it may have grown, and
-    the checked path words the error)."""
-    with _no_cycle_collection():
-        builder = DumpSetBuilder()
-        reader = _ReadBuffer()
-        for path in paths:
-            mapped = _mapped(path)
-            if mapped is not None:
-                try:
-                    with memoryview(mapped) as view:
-                        done = builder.add_fast(view, str(path))
-                finally:
-                    mapped.close()
-                if done:
-                    continue
-            builder.add(reader.read(path), str(path))
-        return builder.build()
-
-
 class DumpSetBuilder:
     """Collects dumps one at a time into a DumpSet without a DataFrame per dump.
 
@@ -694,19 +655,13 @@ class DumpSetBuilder:
 
     def add(self, data: bytes | memoryview, name: str) -> None:
         """Parse one dump; `data` may be reused by the caller once this returns."""
-        if not self.add_fast(data, name):
-            self._checked.append(parse_dump(bytes(data), name))
-
-    def add_fast(self, data: bytes | memoryview, name: str) -> bool:
-        """Parse one dump by the compiled path only; False (keeping nothing) where that
-        declines. Nothing of `data` is kept: the caller may reuse or unmap it."""
         fast = None
         if len(data) and data[0] == 0x80 and len(data) <= FAST_MAX_BYTES:
             fast = _scan_fast(data, name)
-        if fast is None:
-            return False
-        self._scanned.append(fast)
-        return True
+        if fast is not None:
+            self._scanned.append(fast)
+        else:
+            self._checked.append(parse_dump(bytes(data), name))
 
     def build(self) -> DumpSet:
         scanned, checked = self._scanned, self._checked
@@ -749,21 +704,10 @@ def read_dump_set(
     """Read many ranks' dumps for one analysis, their entries as two tables."""
     parts: list[DumpSet] = []
     with _no_cycle_collection():
-        try:
-            chunks = map_chunks(_read_chunk_set, paths, workers, _read_chunk_set_mapped)
-            for part in chunks:
-                parts.append(part)
-                if on_progress:
-                    on_progress(len(part.dumps))
-        except BrokenProcessPool:
-            # A worker died: a mapped file shrank under it (SIGBUS), or it was killed. Read
-            # the set again by read(2), reporting progress only past what was reported.
-            reported, parts, seen = sum(len(p.dumps) for p in parts), [], 0
-            for part in map_chunks(_read_chunk_set, paths, workers):
-                parts.append(part)
-                seen += len(part.dumps)
-                if on_progress and seen > reported:
-                    on_progress(min(len(part.dumps), seen - reported))
+        for part in map_chunks(_read_chunk_set, paths, workers):
+            parts.append(part)
+            if on_progress:
+                on_progress(len(part.dumps))
     return merge_parts(parts)
 
 
@@ -808,18 +752,14 @@ _Item = TypeVar("_Item")
 
 
 def map_chunks(
-    work: Callable[[Sequence[_Item]], _T],
-    items: Sequence[_Item],
-    workers: int,
-    in_workers: Callable[[Sequence[_Item]], _T] | None = None,
+    work: Callable[[Sequence[_Item]], _T], items: Sequence[_Item], workers: int
 ) -> Iterator[_T]:
     """`work` over chunks of `items` (one dump each), in order, in `workers` processes
     when there are enough of them.
 
     Parsing is CPU-bound Python (the GIL rules out threads); chunks amortise the cost
     of shipping results back, which travel as Arrow buffers inside the DataFrames.
-    `work` must be a module-level function (it is pickled to the workers); `in_workers`,
-    if given, does the same work where it runs in worker processes.
+    `work` must be a module-level function (it is pickled to the workers).
     """
     if workers <= 1 or len(items) < 64:
         for i in range(0, len(items), 16):
@@ -840,7 +780,7 @@ def map_chunks(
         workers, mp_context=get_context("spawn"), initializer=pool_settings.prepare_worker
     ) as pool:
         pool_settings.widen_result_pipe(pool)
-        results = pool.map(in_workers or work, chunks)
+        results = pool.map(work, chunks)
         # While the workers start (their imports take half a second), load what the
         # analysis will run here, instead of after the last chunk.
         grouping.warm_up()
