@@ -197,15 +197,31 @@ def _with_entries(meta: ParsedDump, entries: pl.DataFrame) -> ParsedDump:
     return dataclasses.replace(meta, entries=entries)
 
 
+# Rendered signatures by the hash of their (sizes, dtypes) (the decoder's, which also
+# dictionary-encodes them within a dump): every rank of a job calls the same few shapes, so a
+# worker renders each once, not once per dump (~0.08 of a dump's ~1.8 ms).
+_signature_texts: dict[tuple[int, int], str] = {}
+
+
 def _fast_signatures(
     nodes: scan.Nodes, cols: scan.EntryColumns, which: int
 ) -> tuple[list[str], npt.NDArray[np.uint32]]:
     """Render each distinct (sizes, dtypes) once, exactly as `_signatures` does."""
     rows, codes = cols.signature_rows(which)
-    texts = [
-        _signature_text(nodes.value(sizes), nodes.value(dtypes))
-        for sizes, dtypes in cols.ints[rows][:, [12 + which, 14 + which]].tolist()
-    ]
+    known = _signature_texts
+    texts = []
+    for (h1, h2), (sizes, dtypes) in zip(
+        cols.sigs[rows, 2 * which : 2 * which + 2].tolist(),
+        cols.ints[rows][:, [12 + which, 14 + which]].tolist(),
+        strict=True,
+    ):
+        text = known.get((h1, h2))
+        if text is None:
+            text = _signature_text(nodes.value(sizes), nodes.value(dtypes))
+            if len(known) >= 65536:
+                known.clear()
+            known[(h1, h2)] = text
+        texts.append(text)
     return texts, codes
 
 
