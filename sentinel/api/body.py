@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import zlib
-
 from fastapi import HTTPException, Request, status
+
+from sentinel.inflate import InflateError, Refusal, inflate_gzip
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -37,15 +37,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def inflate(data: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
     try:
-        out = inflater.decompress(data, limit + 1)
-    except zlib.error as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"corrupt gzip body: {exc}") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE, f"body inflates to more than {limit} bytes"
-        )
-    if not inflater.eof:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "truncated gzip body")
-    return out
+        return inflate_gzip(data, limit)
+    except InflateError as exc:
+        if exc.refusal is Refusal.too_large:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"body inflates to more than {limit} bytes"
+            ) from None
+        if exc.refusal is Refusal.corrupt:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, f"corrupt gzip body: {exc.detail}"
+            ) from None
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "truncated gzip body") from None

@@ -31,7 +31,6 @@ import multiprocessing.connection
 import os
 import resource
 import signal
-import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -53,6 +52,7 @@ from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
+from sentinel.inflate import InflateError, inflate_gzip
 from sentinel.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -79,18 +79,11 @@ class FrJobFailure(Exception):
 
 def _decompress(path: str) -> bytes:
     """The stored upload's bytes as the upload route inflated them (one gzip member),
-    refusing more than MAX_DUMP_BYTES. zlib directly: GzipFile's reads in Python cost
-    twice as much, a second per thousand dumps."""
-    inflater = zlib.decompressobj(wbits=31)
+    refusing more than MAX_DUMP_BYTES."""
     try:
-        data = inflater.decompress(Path(path).read_bytes(), MAX_DUMP_BYTES + 1)
-    except zlib.error as exc:
-        raise FrParseError(f"corrupt gzip: {exc}") from None
-    if len(data) > MAX_DUMP_BYTES or inflater.unconsumed_tail:
-        raise FrParseError(f"inflates to over {MAX_DUMP_BYTES} bytes")
-    if not inflater.eof:
-        raise FrParseError("truncated gzip")
-    return data
+        return inflate_gzip(Path(path).read_bytes(), MAX_DUMP_BYTES)
+    except InflateError as exc:
+        raise FrParseError(str(exc)) from None
 
 
 def _load(paths: list[tuple[int, str]], workers: int = 1) -> tuple[DumpSet, list[str]]:
