@@ -56,9 +56,12 @@ DEFAULT_ADDRESS = "unix:///run/sentinel-agent/heartbeat.sock"
 ADDRESS_ENV = "SENTINEL_HEARTBEAT_ADDR"
 CODE_VERSION_ENV = "SENTINEL_CODE_VERSION"
 LAUNCHED_AT_ENV = "SENTINEL_LAUNCHED_AT"  # Unix time the launcher (re)started the command
-# The service's alphabet for a code version (sentinel.wire.v1.CodeVersion): anything else is
-# not sent, rather than have the agent drop the rank's whole summary.
-_CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+# The service's alphabet for a code version (sentinel.wire.v1.CodeVersion; a test holds the
+# two equal): anything else is not sent, rather than have the agent drop the rank's whole
+# summary. The launcher and the agent's heartbeat collector check with this one as well; it
+# is not imported from the wire because this module runs in the training process on the
+# standard library alone.
+CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 PROTOCOL_VERSION = 1
 MAX_DATAGRAM = 4096
 # After a failed send, beats are only counted for a while: an absent agent or a full socket
@@ -98,7 +101,7 @@ class Heartbeat:
     ) -> None:
         self.job_id = str(job_id)
         version = code_version if code_version is not None else os.environ.get(CODE_VERSION_ENV)
-        self.code_version = version if version and _CODE_VERSION.match(version) else None
+        self.code_version = version if version and CODE_VERSION.match(version) else None
         self.rank = rank if rank is not None else (_env_int("RANK") or 0)
         self.local_rank = local_rank if local_rank is not None else (_env_int("LOCAL_RANK") or 0)
         self.world_size = world_size if world_size is not None else _env_int("WORLD_SIZE")

@@ -54,12 +54,11 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sentinel_agent.heartbeat import CODE_VERSION
+
 Advice = Callable[[], dict[str, Any] | None]
 # (decision id, "done" or "failed", detail): tells Sentinel what came of a restart in place.
 Ack = Callable[[str, str, str], None]
-# The wire's alphabet for a code version (sentinel.wire.v1.CodeVersion): it goes into the
-# command's environment.
-_CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 # A host name as the scheduler adapters accept it (sentinel.schedulers.base.HOST_RE).
 _HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -198,7 +197,7 @@ class Launcher:
             self.excluded_hosts += [h for h in excluded if h not in self.excluded_hosts]
             self.standby_host = standby
         version = advice.get("restart_code_version")
-        if isinstance(version, str) and _CODE_VERSION.match(version):
+        if isinstance(version, str) and CODE_VERSION.match(version):
             self.code_version = version
         skip = _skip_range(advice.get("restart_skip_steps"))
         if skip is not None and skip not in self.skip_steps:

@@ -37,3 +37,12 @@ def test_anything_else_is_refused(version: str) -> None:
 
 def test_an_agent_from_before_sends_none() -> None:
     assert _summary().code_version is None
+
+
+def test_the_agent_checks_with_the_wires_alphabet() -> None:
+    """The heartbeat client, the launcher and the agent's collector drop what the service
+    would refuse, by one pattern (stdlib-only, so not imported from the wire): the same one."""
+    from sentinel.wire.v1 import CodeVersion
+    from sentinel_agent.heartbeat import CODE_VERSION
+
+    assert CODE_VERSION.pattern == CodeVersion.__metadata__[0].pattern

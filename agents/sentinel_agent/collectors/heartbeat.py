@@ -23,13 +23,12 @@ import pydantic
 from sentinel.wire import HeartbeatSummary, Observation
 from sentinel_agent.advice import AdviceBoard
 from sentinel_agent.collectors.base import Context
-from sentinel_agent.heartbeat import MAX_DATAGRAM, parse_address
+from sentinel_agent.heartbeat import CODE_VERSION, MAX_DATAGRAM, parse_address
 
 log = logging.getLogger(__name__)
 
 _RCVBUF = 4 * 1024 * 1024
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")  # the wire contract's Name
-_CODE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")  # its CodeVersion
 # A Unix datagram socket queues only net.unix.max_dgram_qlen datagrams (10 by default), so
 # a receiver thread drains it as beats arrive; the poll only folds what was received.
 _RECEIVE_WAIT_S = 0.5
@@ -219,7 +218,7 @@ class HeartbeatCollector:
                 raise ValueError("identity")
             version = beat.get("cv")
             if version is not None and (
-                not isinstance(version, str) or not _CODE_VERSION.match(version)
+                not isinstance(version, str) or not CODE_VERSION.match(version)
             ):
                 raise ValueError("cv")  # before anything of the beat is folded
             # Every field is read before any is folded: a bad one refuses the whole beat.
