@@ -149,6 +149,11 @@ Outcome = Literal["done", "failed"]
 # carries them out in place where in-place restarts are on, else they are requeued, and they
 # stay what they are either way (the advice names the change for the job script).
 CHANGED_RESTARTS: Final = frozenset({Action.roll_back, Action.skip_data})
+# Decisions the scheduler carries out by requeueing the job (after any drain).
+REQUEUES: Final = frozenset({Action.restart, Action.exclude_and_restart}) | CHANGED_RESTARTS
+# Decisions that start the job's ranks again, one way or another (a hold restarts them once
+# released).
+RESTARTS: Final = REQUEUES | {Action.restart_in_place, Action.hold}
 # What a job's launcher may carry out and acknowledge: a restart in place, and a changed
 # restart (published to it while awaiting_ack; requeued without one).
 IN_PLACE: Final = frozenset({Action.restart_in_place}) | CHANGED_RESTARTS

@@ -45,7 +45,7 @@ from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Decision, Event, Incident, Job, JobRank, Maintenance
 from sentinel.incidents.service import IncidentChange, TriageService
 from sentinel.incidents.state import OPEN_STATES
-from sentinel.remediation.decisions import DecisionStatus
+from sentinel.remediation.decisions import RESTARTS, DecisionStatus
 from sentinel.remediation.policy import Action
 from sentinel.remediation.settings import RemediationSettings
 from sentinel.triage.taxonomy import Category
@@ -186,18 +186,8 @@ class Release:
     steps_lost: int | None
 
 
-# A later decision of the job with one of these actions starts its ranks again.
-_RESTARTS: Final = frozenset(
-    {
-        Action.restart,
-        Action.restart_in_place,
-        Action.roll_back,
-        Action.skip_data,
-        Action.exclude_and_restart,
-        Action.hold,
-    }
-)
-# ... unless it ended without being carried out.
+# A later decision that restarts the job's ranks (decisions.RESTARTS) overtakes a held
+# planned restart, unless it ended without being carried out.
 _NOT_CARRIED_OUT: Final = frozenset(
     {
         DecisionStatus.cancelled,
@@ -219,7 +209,7 @@ async def overtaken_by(session: AsyncSession, decision: Decision) -> Decision | 
             Decision.job_id == decision.job_id,
             Decision.id != decision.id,
             Decision.created_at >= decision.created_at,
-            Decision.action.in_(_RESTARTS),
+            Decision.action.in_(RESTARTS),
             Decision.status.not_in(_NOT_CARRIED_OUT),
         )
         .order_by(Decision.created_at)

@@ -48,6 +48,7 @@ from sentinel.incidents.verdicts import verdict_of
 from sentinel.remediation import planned
 from sentinel.remediation.decisions import (
     CHANGED_RESTARTS,
+    REQUEUES,
     DecisionStatus,
     fall_back_to_requeue,
 )
@@ -435,7 +436,7 @@ class RemediationService:
     def _steps(decision: Decision) -> frozenset[Operation]:
         """The scheduler steps carrying out this decision takes."""
         steps: set[Operation] = {"drain"} if decision.exclude_hosts else set()
-        if decision.action in _REQUEUES:
+        if decision.action in REQUEUES:
             steps.add("requeue")
         repair = _repair_step(decision)
         if repair is not None:
@@ -482,7 +483,7 @@ class RemediationService:
             steps.append(op_step(res))
             if res.ok:
                 drained.append(host)
-        if all(s["ok"] for s in steps) and decision.action in _REQUEUES:
+        if all(s["ok"] for s in steps) and decision.action in REQUEUES:
             if job is None:
                 steps.append({"op": "requeue", "ok": False, "error": "incident has no job"})
             else:
@@ -800,7 +801,6 @@ class RemediationService:
 
 # Actions the scheduler carries out with a requeue (a rollback or a data skip without a
 # launcher is one).
-_REQUEUES = (Action.restart, Action.exclude_and_restart, Action.roll_back, Action.skip_data)
 # The audit action each repair step records; counted for the caps per hour.
 REPAIR_AUDIT: dict[str, str] = {"reboot": "host.reboot", "reset_gpu": "host.gpu_reset"}
 
