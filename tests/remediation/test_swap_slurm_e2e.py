@@ -136,6 +136,18 @@ class _Replicas:
             )
 
 
+def _with_a_spare(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
+    """The replicas' settings: the real Slurm, node5 the pool's one spare, a short lease."""
+    return {
+        "SENTINEL_SCHEDULER__KIND": "slurm",
+        "SENTINEL_SCHEDULER__SLURM__CONF": str(cluster.conf),
+        "SENTINEL_REMEDIATION__SWAP__SPARES": json.dumps(["node5"]),
+        "SENTINEL_REMEDIATION__SWAP__POOL_SIZE": "1",
+        "SENTINEL_LEADER_TTL_S": "3",
+        **extra,
+    }
+
+
 _REMAP_PENDING = {
     "gpu_index": 3,
     "pci_bus_id": "00000000:5D:00.0",
@@ -149,17 +161,7 @@ def test_a_degraded_host_is_swapped_onto_the_reserved_spare_once_with_two_replic
     cluster: SlurmCluster, pg_cluster: PostgresCluster, pg_template: str, tmp_path: Path
 ) -> None:
     url = _fresh_pg(pg_cluster, pg_template)
-    replicas = _Replicas(
-        url,
-        tmp_path,
-        {
-            "SENTINEL_SCHEDULER__KIND": "slurm",
-            "SENTINEL_SCHEDULER__SLURM__CONF": str(cluster.conf),
-            "SENTINEL_REMEDIATION__SWAP__SPARES": json.dumps(["node5"]),
-            "SENTINEL_REMEDIATION__SWAP__POOL_SIZE": "1",
-            "SENTINEL_LEADER_TTL_S": "3",
-        },
-    )
+    replicas = _Replicas(url, tmp_path, _with_a_spare(cluster))
     replicas.start()
     post, get = replicas.post, replicas.get
 
@@ -340,16 +342,7 @@ def test_a_degraded_host_is_swapped_in_the_job_onto_its_standby_once_with_two_re
     led (the real launchers' side: tests/agents/test_swap_standby_e2e.py)."""
     url = _fresh_pg(pg_cluster, pg_template)
     replicas = _Replicas(
-        url,
-        tmp_path,
-        {
-            "SENTINEL_SCHEDULER__KIND": "slurm",
-            "SENTINEL_SCHEDULER__SLURM__CONF": str(cluster.conf),
-            "SENTINEL_REMEDIATION__SWAP__SPARES": json.dumps(["node5"]),
-            "SENTINEL_REMEDIATION__SWAP__POOL_SIZE": "1",
-            "SENTINEL_REMEDIATION__IN_PLACE": "true",
-            "SENTINEL_LEADER_TTL_S": "3",
-        },
+        url, tmp_path, _with_a_spare(cluster, SENTINEL_REMEDIATION__IN_PLACE="true")
     )
     replicas.start()
     post, get = replicas.post, replicas.get
