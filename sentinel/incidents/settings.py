@@ -37,7 +37,8 @@ class TriageSettings(BaseModel):
         1.5,
         gt=0,
         description="A rank whose step has not moved for this many heartbeat intervals (or "
-        "3 median step times, if longer) is stalled: a hang, opened at once.",
+        "3 median step times, or twice its job's longest measured blocking checkpoint save, "
+        "if longer) is stalled: a hang, opened at once.",
     )
     straggler_factor: float = Field(
         1.5, gt=1, description="A rank whose step time stays this far above the median straggles."

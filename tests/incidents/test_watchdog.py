@@ -208,3 +208,44 @@ async def test_a_hang_needs_news_from_most_of_the_jobs_hosts(
     stalls = [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
     assert [e.host_id for e in stalls] == ["-"]
     assert stalls[0].payload["ranks_stalled"] == 48
+
+
+async def test_a_blocking_checkpoint_save_is_not_a_hang(
+    app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
+) -> None:
+    """The ranks measured their blocking checkpoint save at 30 s (the heartbeat's
+    checkpoint_save_s): standing still at a save for 45 s, past the 15 s the heartbeat
+    interval allows, is the save; standing still for over twice that is a hang."""
+    hosts = ("w1", "w2")
+
+    async def beat(seq: int, step: int) -> None:
+        for h, host in enumerate(hosts):
+            beats = [
+                heartbeat(
+                    rank=h * 8 + g,
+                    gpu_index=g,
+                    step=step,
+                    when=clock.now(),
+                    step_time_s=2.0,
+                    checkpoint_step=step,
+                    checkpoint_save_s=30.0,
+                )
+                for g in range(8)
+            ]
+            r = await app_client.post(
+                "/api/v1/reports",
+                json=batch(host, seq, beats, clock.now()),
+                headers=auth(tokens["agent"]),
+            )
+            assert r.status_code == 202
+
+    await beat(1, 100)
+    for n in range(3):  # the agents report on (their GPUs, the beats they hold): no progress
+        clock.advance(15)
+        await beat(2 + n, 100)
+    assert not [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+    clock.advance(20)  # 65 s standing still: over twice the longest save
+    await beat(5, 100)
+    stalls = [e for e in await _sweep(app_client) if e.kind == "heartbeat_stall"]
+    assert [e.host_id for e in stalls] == ["-"]
+    assert "for over 60 s" in stalls[0].payload["text"]
