@@ -20,6 +20,11 @@ class HealthSettings(BaseModel):
     )
 
 
+# A rank stands still for its blocking checkpoint saves: it is stalled only once it has stood
+# still this many times its job's longest measured save (and the heartbeat threshold).
+SAVES_PER_STALL = 2.0
+
+
 class TriageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -90,3 +95,12 @@ class TriageSettings(BaseModel):
         gt=0,
         description="Triage lag (oldest event waiting to be weighed) above which an alert fires.",
     )
+
+    def stall_threshold_s(self, median_step_s: float | None, save_s: float | None) -> float:
+        """How long a rank's step may stand still before it is stalled: the heartbeat
+        intervals, 3 step times, and twice the job's longest measured blocking checkpoint save
+        (no beats come while a synchronous save runs; a save that runs slow, the storage busy,
+        is still not a hang), whichever is longest. The watchdog's rule, and the goodput
+        simulation's time to see a hang."""
+        base = self.stall_intervals * self.heartbeat_interval_s
+        return max(base, 3 * (median_step_s or 0.0), SAVES_PER_STALL * (save_s or 0.0))

@@ -59,11 +59,6 @@ def synthetic_row(
     }
 
 
-# A rank stands still for its blocking checkpoint saves: it is stalled only once it has stood
-# still this many times its job's longest measured save (and the heartbeat threshold).
-SAVES_PER_STALL = 2.0
-
-
 class RankProgress(NamedTuple):
     """What the watchdogs read of a rank. Plain rows, not ORM objects: a sweep reads every rank
     of every job (16,384 for the full fleet) every quarter of a heartbeat interval."""
@@ -191,14 +186,6 @@ class Watchdog:
             await session.execute(ins.on_conflict_do_nothing(), samples)
         return await self._resolve_recovered(session, ranks, now)
 
-    def _stall_threshold(self, median_step_s: float | None, save_s: float | None) -> float:
-        """How long a rank's step may stand still before it is stalled: the heartbeat
-        intervals, 3 step times, and twice the job's longest measured blocking checkpoint save
-        (no beats come while a synchronous save runs; a save that runs slow, the storage busy,
-        is still not a hang), whichever is longest."""
-        base = self._triage.stall_intervals * self._triage.heartbeat_interval_s
-        return max(base, 3 * (median_step_s or 0.0), SAVES_PER_STALL * (save_s or 0.0))
-
     def _stalls(
         self,
         job: Job,
@@ -209,7 +196,7 @@ class Watchdog:
         last_seen: dict[str, datetime],
     ) -> list[dict[str, Any]]:
         saves = [r.checkpoint_save_s for r in members if r.checkpoint_save_s]
-        threshold = self._stall_threshold(median_step_s, max(saves, default=None))
+        threshold = self._triage.stall_threshold_s(median_step_s, max(saves, default=None))
         cutoff = now - timedelta(seconds=threshold)
         wait = timedelta(seconds=self._triage.heartbeat_interval_s / 2)
         # A rank is stalled when its host reported something observed well after the rank's

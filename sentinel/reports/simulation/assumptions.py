@@ -89,9 +89,12 @@ class Assumptions:
 
     @property
     def hang_detection_s(self) -> float:
-        # Stalled heartbeats are a hang after stall_intervals; a provisional verdict settles.
+        # Stalled heartbeats are a hang after the watchdog's threshold (its own rule: the
+        # heartbeat intervals, 3 step times, twice the blocking save), seen at the next
+        # heartbeat; a provisional verdict settles.
         t = self.triage
-        return t.heartbeat_interval_s * (t.stall_intervals + 1) + self.remediation.settle_s
+        stalled = t.stall_threshold_s(self.step_time_s, self.checkpoint_save_s)
+        return stalled + t.heartbeat_interval_s + self.remediation.settle_s
 
     @property
     def pool_advice(self) -> PoolAdvice:
