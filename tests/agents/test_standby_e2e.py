@@ -42,7 +42,9 @@ XID79 = (
 # A torchrun stand-in for one host (argv[1]): two ranks beating through the stdlib heartbeat
 # client. Its "rendezvous" forms the world from the hosts first launched, an excluded one
 # replaced by the standby (SENTINEL_EXCLUDED_HOSTS, SENTINEL_STANDBY_HOST), and takes its
-# host's place in it for its ranks. A run on a host whose GPU fell off the bus ("fault") dies.
+# host's place in it for its ranks; as torchrun's does, it waits until every host of that world
+# has joined before its ranks train (a standby started first does not train alone). A run on
+# a host whose GPU fell off the bus ("fault") dies.
 # Each run logs: generation, excluded hosts, standby, its node rank.
 FAKE_TORCHRUN = """
 import os, sys, time
@@ -54,6 +56,12 @@ standby = os.environ.get("SENTINEL_STANDBY_HOST")
 world = [standby if h in excluded and standby else h for h in WORLD]
 node = world.index(host)
 generation = int(os.environ.get("SENTINEL_RESTART_COUNT", "0")) + 1
+joined = os.path.join(RDZV, "-".join(world) + ".")
+open(joined + host, "w").close()
+while not all(os.path.exists(joined + h) for h in world):
+    if os.path.exists(os.path.join(here, "stop")):
+        sys.exit(0)
+    time.sleep(0.1)
 with open(os.path.join(here, "runs.log"), "a") as f:
     f.write(f"{generation} {','.join(excluded) or '-'} {standby or '-'} {node}\\n")
 ranks = [
@@ -97,6 +105,9 @@ def _run(
 ) -> None:
     script = FAKE_TORCHRUN.replace("JOB", repr(JOB))
     script = script.replace("WORLD", repr([CULPRIT, SURVIVOR])).replace("T0", repr(time.time()))
+    rendezvous = tmp_path / "rendezvous"  # the job's shared storage
+    rendezvous.mkdir()
+    script = script.replace("RDZV", repr(str(rendezvous)))
     homes: dict[str, Path] = {}
     launchers: dict[str, subprocess.Popen[bytes]] = {}
     for host in (CULPRIT, SURVIVOR, STANDBY):

@@ -44,8 +44,10 @@ DEGRADED, SURVIVOR, STANDBY, SPARE = "swj-a", "swj-b", "swj-c", "swj-d"
 # client, a step every 0.2 s from the checkpoint it starts from (CKPT, the job's shared
 # storage). Told to checkpoint now (the agent's reply to a beat), it saves the step it is at.
 # Its "rendezvous" forms the world from the hosts first launched, an excluded one replaced by
-# the standby (SENTINEL_EXCLUDED_HOSTS, SENTINEL_STANDBY_HOST). Each run logs: generation,
-# excluded hosts, standby, its node rank, the checkpoint it started from.
+# the standby (SENTINEL_EXCLUDED_HOSTS, SENTINEL_STANDBY_HOST), and, as torchrun's does, waits
+# until every host of that world has joined before any rank loads the checkpoint and trains
+# (a standby started first does not train alone). Each run logs: generation, excluded hosts,
+# standby, its node rank, the checkpoint it started from.
 FAKE_TORCHRUN = """
 import os, sys, time
 from sentinel_agent.heartbeat import Heartbeat
@@ -56,6 +58,12 @@ standby = os.environ.get("SENTINEL_STANDBY_HOST")
 world = [standby if h in excluded and standby else h for h in WORLD]
 node = world.index(host)
 generation = int(os.environ.get("SENTINEL_RESTART_COUNT", "0")) + 1
+joined = CKPT + ".rdzv." + "-".join(world) + "."
+open(joined + host, "w").close()
+while not all(os.path.exists(joined + h) for h in world):
+    if os.path.exists(os.path.join(here, "stop")):
+        sys.exit(0)
+    time.sleep(0.1)
 checkpoint = int(open(CKPT).read()) if os.path.exists(CKPT) else 100
 with open(os.path.join(here, "runs.log"), "a") as f:
     f.write(f"{generation} {','.join(excluded) or '-'} {standby or '-'} {node} {checkpoint}\\n")
