@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from builders import batch, gpu_sample, heartbeat
@@ -22,6 +23,7 @@ async def _post_beats(
     slow: dict[int, float] | None = None,
     step: int = 100,
     hosts: tuple[str, ...] = ("w1", "w2"),
+    **fields: Any,
 ) -> None:
     for h, host in enumerate(hosts):
         beats = [
@@ -31,6 +33,7 @@ async def _post_beats(
                 step=step,
                 when=clock.now(),
                 step_time_s=(slow or {}).get(h * 8 + g, 2.0),
+                **fields,
             )
             for g in range(8)
         ]
@@ -216,28 +219,11 @@ async def test_a_blocking_checkpoint_save_is_not_a_hang(
     """The ranks measured their blocking checkpoint save at 30 s (the heartbeat's
     checkpoint_save_s): standing still at a save for 45 s, past the 15 s the heartbeat
     interval allows, is the save; standing still for over twice that is a hang."""
-    hosts = ("w1", "w2")
 
     async def beat(seq: int, step: int) -> None:
-        for h, host in enumerate(hosts):
-            beats = [
-                heartbeat(
-                    rank=h * 8 + g,
-                    gpu_index=g,
-                    step=step,
-                    when=clock.now(),
-                    step_time_s=2.0,
-                    checkpoint_step=step,
-                    checkpoint_save_s=30.0,
-                )
-                for g in range(8)
-            ]
-            r = await app_client.post(
-                "/api/v1/reports",
-                json=batch(host, seq, beats, clock.now()),
-                headers=auth(tokens["agent"]),
-            )
-            assert r.status_code == 202
+        await _post_beats(
+            app_client, tokens, clock, seq, step=step, checkpoint_step=step, checkpoint_save_s=30.0
+        )
 
     await beat(1, 100)
     for n in range(3):  # the agents report on (their GPUs, the beats they hold): no progress
