@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.checkpoints import code_versions, durable_checkpoint
@@ -54,6 +54,7 @@ from sentinel.remediation.decisions import (
 )
 from sentinel.remediation.degraded import leading_indicator
 from sentinel.remediation.lease import claim_lease
+from sentinel.remediation.outstanding import Outstanding, outstanding
 from sentinel.remediation.policy import (
     DEFAULT_POLICY,
     Action,
@@ -595,9 +596,7 @@ class RemediationService:
         with no hard fault; returns the hosts marked repaired. ``sinfo`` runs between the
         transactions."""
         async with unit_of_work(sessions) as session:
-            waiting = (
-                await session.scalars(select(Host.id).where(Host.drain_state == "repairing"))
-            ).all()
+            waiting = (await session.scalars(_repairing())).all()
         if not waiting:
             return []
         listing = await self.scheduler.nodes()
@@ -652,37 +651,75 @@ class RemediationService:
     async def run_due(self, sessions: Sessions) -> list[IncidentChange]:
         """Loop step: decide on incidents that have settled, take over executions whose lease
         ran out, release held restarts whose condition holds, execute approved decisions.
-        Returns the incident changes made, for the incident stages."""
+        Returns the incident changes made, for the incident stages.
+
+        A step whose select would find no row is skipped (outstanding.py): most ticks have
+        nothing to do. What is outstanding is read again after a step that wrote rows another
+        step selects, so that the steps after it act on what it did in the same tick, as when
+        each step selected its own rows (a decision made is executed at once)."""
         changes: list[IncidentChange] = []
-        async with unit_of_work(sessions) as session:
-            settled = await self._settled(session)
-            expired = (
-                await session.scalars(select(Decision.id).where(self._lease_expired()))
-            ).all()
+        todo = await self._outstanding(sessions)
+        settled: Sequence[uuid.UUID] = []
+        expired: Sequence[uuid.UUID] = []
+        if todo & {Outstanding.settled_incidents, Outstanding.expired_decisions}:
+            async with unit_of_work(sessions) as session:
+                if Outstanding.settled_incidents in todo:
+                    settled = (await session.scalars(self._settled_incidents())).all()
+                if Outstanding.expired_decisions in todo:
+                    expired = (await session.scalars(self._expired())).all()
         for incident_id in settled:
             changes += (await self.decide(sessions, incident_id)).changes
         for decision_id in expired:
             changes += await self._take_over(sessions, decision_id)
-        async with unit_of_work(sessions) as session:
-            await self._release_held(session)
-            await self._expire_in_place(session)
-            due = (
-                await session.scalars(
-                    select(Decision.id)
-                    .where(Decision.status == DecisionStatus.approved)
-                    .order_by(Decision.created_at)
-                )
-            ).all()
+        if settled or expired:
+            todo = await self._outstanding(sessions)
+        due: Sequence[uuid.UUID] = []
+        in_flight = {
+            Outstanding.held_decisions,
+            Outstanding.unacknowledged_decisions,
+            Outstanding.approved_decisions,
+        }
+        if todo & in_flight:
+            async with unit_of_work(sessions) as session:
+                if Outstanding.held_decisions in todo:
+                    await self._release_held(session)
+                if Outstanding.unacknowledged_decisions in todo:
+                    await self._expire_in_place(session)
+                # After the two above: what they approved is due in this same pass.
+                due = (await session.scalars(_approved().order_by(Decision.created_at))).all()
         for decision_id in due:
             changes += await self.execute(sessions, decision_id)
-        await self.follow_repairs(sessions)
-        await self.swaps.run(sessions)
+        if due:
+            todo = await self._outstanding(sessions)  # an execution may start a repair
+        if Outstanding.repairing_hosts in todo:
+            await self.follow_repairs(sessions)
+        # The steps above write no finding and no swap: what is outstanding of those holds.
+        await self.swaps.run(sessions, todo)
         return changes
+
+    def selects(self) -> dict[Outstanding, Select[Any]]:
+        """The rows each step of the tick selects, the swaps' included."""
+        return {
+            Outstanding.settled_incidents: self._settled_incidents(),
+            Outstanding.expired_decisions: self._expired(),
+            Outstanding.held_decisions: _held(),
+            Outstanding.unacknowledged_decisions: self._unacknowledged(),
+            Outstanding.approved_decisions: _approved(),
+            Outstanding.repairing_hosts: _repairing(),
+            **self.swaps.selects(),
+        }
+
+    async def _outstanding(self, sessions: Sessions) -> frozenset[Outstanding]:
+        async with unit_of_work(sessions) as session:
+            return await outstanding(session, self.selects())
 
     def _lease_expired(self) -> ColumnElement[bool]:
         return and_(
             Decision.status == DecisionStatus.executing, Decision.lease_until < self._clock.now()
         )
+
+    def _expired(self) -> Select[uuid.UUID]:
+        return select(Decision.id).where(self._lease_expired())
 
     async def _take_over(self, sessions: Sessions, decision_id: uuid.UUID) -> list[IncidentChange]:
         """An execution whose lease ran out: its process died between the claim and the record.
@@ -701,27 +738,21 @@ class RemediationService:
             )
             return await self._attempt_failed(session, decision, error)
 
-    async def _settled(self, session: AsyncSession) -> list[uuid.UUID]:
+    def _settled_incidents(self) -> Select[uuid.UUID]:
         """Open incidents without a decision detected at least settle_s ago: provisional ones
         waited for their cause; a firm one missed its stage."""
         cutoff = self._clock.now() - timedelta(seconds=self._settings.settle_s)
-        return list(
-            (
-                await session.scalars(
-                    select(Incident.id)
-                    .where(Incident.state == IncidentState.open, Incident.detected_at <= cutoff)
-                    .where(~select(Decision.id).where(Decision.incident_id == Incident.id).exists())
-                )
-            ).all()
+        return (
+            select(Incident.id)
+            .where(Incident.state == IncidentState.open, Incident.detected_at <= cutoff)
+            .where(~select(Decision.id).where(Decision.incident_id == Incident.id).exists())
         )
 
     async def _release_held(self, session: AsyncSession) -> None:
         """Release held decisions whose hold is over, each kind by its own condition (keyed by
         the decision's rule): an operator's planned restart once the job checkpointed; the
         policy's hold once the fabric is quiet."""
-        held = (
-            await session.scalars(select(Decision).where(Decision.status == DecisionStatus.held))
-        ).all()
+        held = (await session.scalars(_held())).all()
         now = self._clock.now()
         for decision in held:
             if decision.rule == planned.OPERATOR_RESTART_RULE:
@@ -776,14 +807,7 @@ class RemediationService:
         the usual path (a requeue from its checkpoint), unless it trains again already (its
         incident resolved: a launcher restarted it without saying so), when nothing is left
         to do."""
-        cutoff = self._clock.now() - timedelta(seconds=self._settings.in_place_ack_s)
-        waiting = (
-            await session.scalars(
-                select(Decision).where(
-                    Decision.status == DecisionStatus.awaiting_ack, Decision.updated_at <= cutoff
-                )
-            )
-        ).all()
+        waiting = (await session.scalars(self._unacknowledged())).all()
         why = (
             f"no launcher acknowledged the restart in place in {self._settings.in_place_ack_s:g} s"
         )
@@ -797,6 +821,25 @@ class RemediationService:
                 fall_back_to_requeue(decision, why, self.approved_status(), self._clock.now())
         if waiting:
             await session.flush()  # the requeue is due in this same pass
+
+    def _unacknowledged(self) -> Select[Decision]:
+        """Restarts in place published more than in_place_ack_s ago and not acknowledged."""
+        cutoff = self._clock.now() - timedelta(seconds=self._settings.in_place_ack_s)
+        return select(Decision).where(
+            Decision.status == DecisionStatus.awaiting_ack, Decision.updated_at <= cutoff
+        )
+
+
+def _held() -> Select[Decision]:
+    return select(Decision).where(Decision.status == DecisionStatus.held)
+
+
+def _approved() -> Select[uuid.UUID]:
+    return select(Decision.id).where(Decision.status == DecisionStatus.approved)
+
+
+def _repairing() -> Select[str]:
+    return select(Host.id).where(Host.drain_state == "repairing")
 
 
 # Actions the scheduler carries out with a requeue (a rollback or a data skip without a

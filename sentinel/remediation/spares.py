@@ -116,11 +116,12 @@ class SparePool:
             return f"it runs job {busy}"
         return None
 
-    async def sync(self, sessions: async_sessionmaker[AsyncSession]) -> PoolState:
+    async def sync(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """Fill the pool up to its size from healthy candidates, drop unhealthy ready spares,
-        then make the reservation hold the ready ones."""
+        then make the reservation hold the ready ones. (The remediation loop runs it every
+        tick: what the pool holds now is ``state``, read where it is shown.)"""
         if not self.supported or (self._settings.pool_size == 0 and not self._held):
-            return await self.state(sessions)
+            return
         now = self._clock.now()
         async with unit_of_work(sessions) as session:
             spares = {s.host_id: s for s in (await session.scalars(select(Spare))).all()}
@@ -159,7 +160,6 @@ class SparePool:
                 self._audit(session, "spare.add", host_id, reason, now)
                 ready.append(host_id)
         await self.apply(tuple(sorted(ready)))
-        return await self.state(sessions)
 
     async def _candidates(self, session: AsyncSession, spares: dict[str, Spare]) -> list[str]:
         """The configured spares not yet in the pool, then hosts that swaps took out (repaired

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentinel.checkpoints import checkpoint_since, durable_checkpoint
@@ -54,6 +54,7 @@ from sentinel.db.upsert import dialect_of, insert_for
 from sentinel.remediation.decisions import Outcome, TransitionRefused
 from sentinel.remediation.degraded import DegradedWatch, resolve_host
 from sentinel.remediation.lease import claim_lease
+from sentinel.remediation.outstanding import Outstanding, outstanding
 from sentinel.remediation.policy import NamedRule
 from sentinel.remediation.settings import RemediationSettings, SwapSettings
 from sentinel.remediation.spares import SparePool
@@ -222,6 +223,35 @@ DEFAULT_SWAP_POLICY: Final = SwapPolicy(
 )
 
 
+def _undecided() -> Select[uuid.UUID]:
+    """Open findings without a swap decided on them."""
+    return select(DegradedFinding.id).where(
+        DegradedFinding.state == "open",
+        ~select(Swap.id).where(Swap.finding_id == DegradedFinding.id).exists(),
+    )
+
+
+def _refused_for_a_spare() -> Select[Swap]:
+    """Swaps refused for want of a spare whose finding is still open."""
+    return (
+        select(Swap)
+        .join(DegradedFinding, DegradedFinding.id == Swap.finding_id)
+        .where(
+            Swap.status == "refused",
+            Swap.rule == NeverMoreThanThePoolHolds.__name__,
+            DegradedFinding.state == "open",
+        )
+    )
+
+
+def _waiting() -> Select[Swap]:
+    return select(Swap).where(Swap.status == "waiting")
+
+
+def _approved() -> Select[uuid.UUID]:
+    return select(Swap.id).where(Swap.status == "approved")
+
+
 def checkpoint_due(swap: Swap, durable: int | None) -> bool:
     """A checkpoint newer than the decision: newer than the one durable when it was made, and
     saved no earlier than the step the job had reached then."""
@@ -254,33 +284,60 @@ class SwapService:
         self._scheduler = scheduler
         self.pool = SparePool(self._clock, self._swap, scheduler)
 
-    async def run(self, sessions: Sessions) -> None:
-        """Loop step: the pool, the findings, decisions, checkpoints, executions."""
+    async def run(self, sessions: Sessions, todo: frozenset[Outstanding] | None = None) -> None:
+        """Loop step: the pool, the findings, decisions, checkpoints, executions. ``todo``:
+        what is outstanding of the findings and swaps (``selects``), read since this process
+        last wrote either (the remediation tick reads it with its own, in one query), else
+        read here. A step with nothing outstanding is skipped, and it is read again after a
+        step that wrote rows another step selects, as in RemediationService.run_due. The pool
+        writes neither findings nor swaps."""
+        if todo is None:
+            todo = await self._outstanding(sessions)
         await self.pool.sync(sessions)
-        await self.watch.scan(sessions)
-        async with unit_of_work(sessions) as session:
-            undecided = (
-                await session.scalars(
-                    select(DegradedFinding.id).where(
-                        DegradedFinding.state == "open",
-                        ~select(Swap.id).where(Swap.finding_id == DegradedFinding.id).exists(),
-                    )
-                )
-            ).all()
-        for finding_id in undecided:
-            await self.decide(sessions, finding_id, wait_for_a_job=True)
-        await self._retry_for_a_spare(sessions)
-        async with unit_of_work(sessions) as session:
-            await self._approve_at_checkpoint(session)
-            await self._expire_leases(session)
-            await self._expire_in_the_job(session)
-            due = (
-                await session.scalars(
-                    select(Swap.id).where(Swap.status == "approved").order_by(Swap.created_at)
-                )
-            ).all()
+        if await self.watch.scan(sessions):
+            todo = await self._outstanding(sessions)
+        undecided: Sequence[uuid.UUID] = []
+        if Outstanding.undecided_findings in todo:
+            async with unit_of_work(sessions) as session:
+                undecided = (await session.scalars(_undecided())).all()
+        decided = [await self.decide(sessions, f, wait_for_a_job=True) for f in undecided]
+        if any(swap is not None for swap in decided):
+            todo = await self._outstanding(sessions)
+        if Outstanding.refused_for_a_spare in todo and await self._retry_for_a_spare(sessions):
+            todo = await self._outstanding(sessions)
+        due: Sequence[uuid.UUID] = []
+        if todo & {
+            Outstanding.waiting_swaps,
+            Outstanding.expired_swaps,
+            Outstanding.unacknowledged_swaps,
+            Outstanding.approved_swaps,
+        }:
+            async with unit_of_work(sessions) as session:
+                if Outstanding.waiting_swaps in todo:
+                    await self._approve_at_checkpoint(session)
+                if Outstanding.expired_swaps in todo:
+                    await self._expire_leases(session)
+                if Outstanding.unacknowledged_swaps in todo:
+                    await self._expire_in_the_job(session)
+                # After the above: what they approved is due in this same pass.
+                due = (await session.scalars(_approved().order_by(Swap.created_at))).all()
         for swap_id in due:
             await self.execute(sessions, swap_id)
+
+    def selects(self) -> dict[Outstanding, Select[Any]]:
+        """The rows each step of ``run`` selects, for asking what is outstanding."""
+        return {
+            Outstanding.undecided_findings: _undecided(),
+            Outstanding.refused_for_a_spare: _refused_for_a_spare(),
+            Outstanding.waiting_swaps: _waiting(),
+            Outstanding.expired_swaps: select(Swap.id).where(self._lease_expired()),
+            Outstanding.unacknowledged_swaps: self._unacknowledged(),
+            Outstanding.approved_swaps: _approved(),
+        }
+
+    async def _outstanding(self, sessions: Sessions) -> frozenset[Outstanding]:
+        async with unit_of_work(sessions) as session:
+            return await outstanding(session, self.selects())
 
     # ------------------------------------------------------------------ deciding
 
@@ -330,22 +387,15 @@ class SwapService:
             )
             return await session.get(Swap, row["id"])
 
-    async def _retry_for_a_spare(self, sessions: Sessions) -> None:
+    async def _retry_for_a_spare(self, sessions: Sessions) -> int:
         """A swap refused for want of a spare is decided again once the pool has one free (its
         host "stays until a spare is found"): the same row, moved conditionally, so that with
-        several replicas one moves it. Refusals by a cap stand."""
+        several replicas one moves it. Refusals by a cap stand. Returns how many it decided
+        again."""
+        retried = 0
         async with unit_of_work(sessions) as session:
             refused = (
-                await session.scalars(
-                    select(Swap)
-                    .join(DegradedFinding, DegradedFinding.id == Swap.finding_id)
-                    .where(
-                        Swap.status == "refused",
-                        Swap.rule == NeverMoreThanThePoolHolds.__name__,
-                        DegradedFinding.state == "open",
-                    )
-                    .order_by(Swap.created_at)
-                )
+                await session.scalars(_refused_for_a_spare().order_by(Swap.created_at))
             ).all()
             for swap in refused:
                 finding = await session.get(DegradedFinding, swap.finding_id)
@@ -370,9 +420,11 @@ class SwapService:
                     )
                     .execution_options(synchronize_session=False)
                 )
+                retried += 1
                 log.info(
                     "swap for %s retried (%s): %s", swap.host_id, proposal.rule, proposal.status
                 )
+        return retried
 
     async def _standbys_of(self, sessions: Sessions, finding_id: uuid.UUID) -> int:
         """With in-place restarts on, the standby hosts the finding's job holds (the scheduler
@@ -452,7 +504,7 @@ class SwapService:
         )
 
     async def _approve_at_checkpoint(self, session: AsyncSession) -> None:
-        waiting = (await session.scalars(select(Swap).where(Swap.status == "waiting"))).all()
+        waiting = (await session.scalars(_waiting())).all()
         for swap in waiting:
             why_not = await self._moot(session, swap)
             if why_not is not None:
@@ -506,7 +558,7 @@ class SwapService:
         now = self._clock.now()
         await session.execute(
             update(Swap)
-            .where(Swap.status == "executing", Swap.lease_until < now)
+            .where(self._lease_expired())
             .values(
                 status="failed",
                 error="lease expired before the outcome was recorded; the steps may have run",
@@ -517,17 +569,15 @@ class SwapService:
             .execution_options(synchronize_session=False)
         )
 
+    def _lease_expired(self) -> ColumnElement[bool]:
+        return and_(Swap.status == "executing", Swap.lease_until < self._clock.now())
+
     async def _expire_in_the_job(self, session: AsyncSession) -> None:
         """A swap carried out in the job that no launcher acknowledged in in_place_ack_s: it
         is requeued onto a spare of the pool (approved again, in this same pass), unless the
         job trains on the standby already (a launcher restarted it without saying so)."""
         now = self._clock.now()
-        cutoff = now - timedelta(seconds=self._settings.in_place_ack_s)
-        waiting = (
-            await session.scalars(
-                select(Swap).where(Swap.status == "awaiting_ack", Swap.updated_at <= cutoff)
-            )
-        ).all()
+        waiting = (await session.scalars(self._unacknowledged())).all()
         why = f"no launcher acknowledged the swap in the job in {self._settings.in_place_ack_s:g} s"
         for swap in waiting:
             if await _trains_on_the_standby(session, swap):
@@ -538,6 +588,11 @@ class SwapService:
                 _fall_back(swap, why, now)
         if waiting:
             await session.flush()
+
+    def _unacknowledged(self) -> Select[Swap]:
+        """Swaps carried out in the job more than in_place_ack_s ago and not acknowledged."""
+        cutoff = self._clock.now() - timedelta(seconds=self._settings.in_place_ack_s)
+        return select(Swap).where(Swap.status == "awaiting_ack", Swap.updated_at <= cutoff)
 
     def acknowledge(
         self, session: AsyncSession, swap: Swap, who: Actor, outcome: Outcome, detail: str
