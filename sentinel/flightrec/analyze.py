@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
@@ -22,6 +22,9 @@ from sentinel.flightrec.models import (
 )
 
 RankMap = Mapping[int, tuple[str, int]]
+# What the rules read of a collective's entries (`Context.rows`): only these columns are
+# read back from the files the parsing workers wrote (each costs ~0.05 s at 16k ranks).
+ROW_COLUMNS = ("pg", "seq", "rank", "op", "in_sig", "out_sig", "state", "t_created")
 
 
 @dataclass
@@ -35,8 +38,9 @@ class Group:
 class Context:
     """Everything the rules read, computed once from the dumps."""
 
-    collectives: pl.DataFrame  # non-p2p entries of every rank, with a rank column
-    p2p: pl.DataFrame
+    # The entries, read through `collectives`, `rows` and `p2p`: at 16k ranks most of
+    # them are in files the parsing workers wrote (DumpSet.spilled).
+    source: DumpSet
     groups: dict[str, Group]
     dumped: frozenset[int]
     # progress[group][rank] = highest collective seq the rank recorded in the group
@@ -48,24 +52,38 @@ class Context:
     _per_collective: pl.DataFrame | None = field(default=None, repr=False)
     _rows: dict[tuple[str, int], list[dict[str, object]]] = field(default_factory=dict, repr=False)
 
+    @property
+    def collectives(self) -> pl.LazyFrame:
+        """Non-p2p entries of every rank, with a rank column."""
+        return self.source.scan("collectives")
+
+    @property
+    def p2p(self) -> pl.LazyFrame:
+        """Send and receive entries of every rank, with a rank column."""
+        return self.source.scan("p2p")
+
     def per_collective(self) -> pl.DataFrame:
         """One row per (group, seq): whether its ranks' calls differ, the range of states."""
         if self._per_collective is None:
             spread = self.spread
             if spread is None:
-                spread = collective_spread(self.collectives)
+                spread = collective_spread(self.collectives.collect())
             self._per_collective = merge_spreads(spread)
         return self._per_collective
 
     def rows(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], list[dict[str, object]]]:
-        """The entries of a few collectives, by (group, seq); each looked up once."""
+        """The entries of a few collectives, by (group, seq), with the ROW_COLUMNS the
+        rules quote; each looked up once."""
         missing = [k for k in dict.fromkeys(keys) if k not in self._rows]
         if missing:
             # By number first (an integer filter over every row is cheap), then the group
             # among the few rows left.
             seqs = pl.Series([s for _, s in missing], dtype=pl.Int64).implode()
-            found = self.collectives.filter(pl.col("seq").is_in(seqs)).with_columns(
-                pl.col(pl.Categorical).cast(pl.String)
+            found = (
+                self.collectives.select(ROW_COLUMNS)
+                .filter(pl.col("seq").is_in(seqs))
+                .with_columns(pl.col(pl.Categorical).cast(pl.String))
+                .collect()
             )
             for key in missing:
                 self._rows[key] = []
@@ -75,10 +93,14 @@ class Context:
                     self._rows[key].append(row)
         return {k: self._rows[k] for k in keys if self._rows.get(k)}
 
+    def first_keys(self, condition: pl.Expr) -> list[tuple[str, int]]:
+        """Each group's first collective whose spread meets `condition`, as (group, seq)."""
+        first = self.per_collective().filter(condition).group_by("pg").agg(pl.col("seq").min())
+        return [(str(g), int(s)) for g, s in first.iter_rows()]
+
     def first_per_group(self, condition: pl.Expr) -> dict[tuple[str, int], list[dict[str, object]]]:
         """The entries of each group's first collective whose spread meets `condition`."""
-        first = self.per_collective().filter(condition).group_by("pg").agg(pl.col("seq").min())
-        return self.rows([(str(g), int(s)) for g, s in first.iter_rows()])
+        return self.rows(self.first_keys(condition))
 
     def describe(self, group: str) -> str:
         desc = self.groups[group].desc if group in self.groups else ""
@@ -89,6 +111,13 @@ class Rule(Protocol):
     kind: ClassVar[VerdictKind]
 
     def find(self, ctx: Context) -> list[FrFinding]: ...
+
+
+class DisagreementRule(Rule, Protocol):
+    def wants(self, ctx: Context) -> list[tuple[str, int]]:
+        """The collectives (group, seq) whose entries `find` will read: all the rules'
+        are read together, in one pass over the spilled tables instead of one each."""
+        ...
 
 
 def _majority(values: dict[int, str]) -> tuple[str, list[int], bool]:
@@ -111,10 +140,14 @@ class CallDiffersFromMajority:
     """A rank called a different op, or other sizes/dtypes, than most of its group."""
 
     kind: ClassVar[VerdictKind] = VerdictKind.mismatch
+    condition: ClassVar[pl.Expr] = pl.col("differs")
+
+    def wants(self, ctx: Context) -> list[tuple[str, int]]:
+        return ctx.first_keys(self.condition)
 
     def find(self, ctx: Context) -> list[FrFinding]:
         findings = []
-        for (group, seq), rows in ctx.first_per_group(pl.col("differs")).items():
+        for (group, seq), rows in ctx.first_per_group(self.condition).items():
             call = {
                 int(str(r["rank"])): f"{r['op']} in {r['in_sig']} out {r['out_sig']}" for r in rows
             }
@@ -149,10 +182,14 @@ class RankBehindPeersInState:
     """
 
     kind: ClassVar[VerdictKind] = VerdictKind.stuck
+    condition: ClassVar[pl.Expr] = pl.col("st_lo") != pl.col("st_hi")
+
+    def wants(self, ctx: Context) -> list[tuple[str, int]]:
+        return ctx.first_keys(self.condition)
 
     def find(self, ctx: Context) -> list[FrFinding]:
         findings = []
-        for (group, seq), rows in ctx.first_per_group(pl.col("st_lo") != pl.col("st_hi")).items():
+        for (group, seq), rows in ctx.first_per_group(self.condition).items():
             state = {int(str(r["rank"])): int(str(r["state"])) for r in rows}
             common = Counter(state.values()).most_common(1)[0][0]
             behind = sorted(r for r, s in state.items() if s < common)
@@ -183,22 +220,12 @@ class RankMissingFromCollective:
 
     kind: ClassVar[VerdictKind] = VerdictKind.missing
 
+    def wants(self, ctx: Context) -> list[tuple[str, int]]:
+        return [(group, seq) for group, _info, seq, *_ in self._missing(ctx)]
+
     def find(self, ctx: Context) -> list[FrFinding]:
         findings = []
-        for group, info in ctx.groups.items():
-            progress = ctx.progress.get(group, {})
-            reached = {r: progress.get(r, 0) for r in info.members}
-            top = max(reached.values(), default=0)
-            seq = min(reached.values(), default=0) + 1
-            if seq > top:
-                continue
-            present = sorted(r for r, s in reached.items() if s >= seq)
-            absent = sorted(
-                r for r, s in reached.items() if s < seq and self._knowable(ctx, r, group, present)
-            )
-            # A minority that ran ahead is ordinary asynchrony; a majority waiting is not.
-            if not absent or len(present) < len(absent):
-                continue
+        for group, info, seq, reached, present, absent in self._missing(ctx):
             rows = ctx.rows([(group, seq)]).get((group, seq), [])
             op = str(rows[0]["op"]) if rows else "?"
             evidence = [
@@ -227,6 +254,26 @@ class RankMissingFromCollective:
             )
         return findings
 
+    def _missing(
+        self, ctx: Context
+    ) -> Iterator[tuple[str, Group, int, dict[int, int], list[int], list[int]]]:
+        """Per group: the first collective some members never called while most did, as
+        (group, its info, seq, how far each member got, who called it, who did not)."""
+        for group, info in ctx.groups.items():
+            progress = ctx.progress.get(group, {})
+            reached = {r: progress.get(r, 0) for r in info.members}
+            top = max(reached.values(), default=0)
+            seq = min(reached.values(), default=0) + 1
+            if seq > top:
+                continue
+            present = sorted(r for r, s in reached.items() if s >= seq)
+            absent = sorted(
+                r for r, s in reached.items() if s < seq and self._knowable(ctx, r, group, present)
+            )
+            # A minority that ran ahead is ordinary asynchrony; a majority waiting is not.
+            if absent and len(present) >= len(absent):
+                yield group, info, seq, reached, present, absent
+
     @staticmethod
     def _knowable(ctx: Context, rank: int, group: str, present: list[int]) -> bool:
         """Whether the rank's ring buffer reaches back far enough to tell.
@@ -253,14 +300,13 @@ class UnmatchedSendRecv:
     kind: ClassVar[VerdictKind] = VerdictKind.p2p
 
     def find(self, ctx: Context) -> list[FrFinding]:
-        if ctx.p2p.is_empty():
-            return []
         findings = []
         counts = (
             ctx.p2p.filter(pl.col("peer").is_not_null() & (pl.col("state") < 2))
             .with_columns(pl.col(pl.Categorical).cast(pl.String))
             .group_by("pg", "rank", "op", "peer")
             .agg(n=pl.len(), seq=pl.col("p2p_seq").max())
+            .collect()
         )
         posted: dict[tuple[str, int, int, str], tuple[int, int]] = {}
         for group, rank, op, peer, n, seq in counts.iter_rows():
@@ -305,7 +351,11 @@ class RankArrivesLateToCollectives:
     min_collectives: ClassVar[int] = 5
 
     def find(self, ctx: Context) -> list[FrFinding]:
-        timed = ctx.collectives.filter((pl.col("state") == 2) & pl.col("wait").is_not_null())
+        timed = (
+            ctx.collectives.filter((pl.col("state") == 2) & pl.col("wait").is_not_null())
+            .select("pg", "seq", "rank", "wait")
+            .collect()
+        )
         if timed.is_empty():
             return []
         # The last rank to arrive spends the least time inside the collective; the
@@ -351,7 +401,7 @@ class RankArrivesLateToCollectives:
 
 # Disagreement rules in the order that breaks ties at the same collective: a wrong call
 # explains a hang, a rank behind in state explains its peers' absence elsewhere.
-DISAGREEMENT_RULES: tuple[Rule, ...] = (
+DISAGREEMENT_RULES: tuple[DisagreementRule, ...] = (
     CallDiffersFromMajority(),
     RankBehindPeersInState(),
     RankMissingFromCollective(),
@@ -368,7 +418,7 @@ def analyze_dumps(
     findings = _first_per_group(ctx)
     if not findings:
         findings = [f for rule in HEALTH_RULES for f in rule.find(ctx)]
-    rows = ctx.collectives.height + ctx.p2p.height
+    rows = ctx.source.count("collectives") + ctx.source.count("p2p")
     if not findings:
         return FrVerdict(
             kind=VerdictKind.healthy,
@@ -398,7 +448,9 @@ def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
         seen[dump.rank] = dump.name
     per_rank = dump_set.members
     if per_rank is None:
-        per_rank = per_group_and_rank(dump_set.collectives, dump_set.p2p)
+        per_rank = per_group_and_rank(
+            dump_set.scan("collectives").collect(), dump_set.scan("p2p").collect()
+        )
     progress: dict[str, dict[int, int]] = defaultdict(dict)
     oldest: dict[int, int] = {}
     for group, rank, top, first in per_rank.select("pg", "rank", "top", "oldest").iter_rows():
@@ -407,8 +459,7 @@ def build_context(dumps: Iterable[ParsedDump] | DumpSet) -> Context:
         if first is not None:
             oldest[int(rank)] = min(int(first), oldest.get(int(rank), int(first)))
     return Context(
-        collectives=dump_set.collectives,
-        p2p=dump_set.p2p,
+        source=dump_set,
         groups=_groups(dump_set.dumps, per_rank),
         dumped=frozenset(seen),
         progress=dict(progress),
@@ -455,6 +506,7 @@ def _groups(dumps: list[ParsedDump], per_rank: pl.DataFrame) -> dict[str, Group]
 
 def _first_per_group(ctx: Context) -> list[FrFinding]:
     """Each group's earliest disagreement; at the same collective, rule order wins."""
+    ctx.rows([key for rule in DISAGREEMENT_RULES for key in rule.wants(ctx)])
     best: dict[str, tuple[int, int, FrFinding]] = {}
     for order, rule in enumerate(DISAGREEMENT_RULES):
         for finding in rule.find(ctx):
@@ -598,10 +650,12 @@ def _last_op_evidence(ctx: Context, culprits: list[int]) -> list[str]:
     lines = []
     for rank in culprits[:4]:
         last = (
-            ctx.collectives.filter(pl.col("rank") == rank)
+            ctx.source.scan("collectives", [rank])
+            .filter(pl.col("rank") == rank)
             .sort("record_id")
             .tail(1)
             .with_columns(pl.col(pl.Categorical).cast(pl.String))
+            .collect()
         )
         if last.is_empty():
             continue

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import shutil
+import tempfile
+import uuid
+import weakref
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from io import BytesIO
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +62,36 @@ class ParsedDump:
         return self.entries.with_columns(rank=pl.lit(rank, pl.Int32))
 
 
+class SpillDir:
+    """A directory for the collective tables of one read, which the parsing workers write
+    as Arrow IPC files instead of sending them back (see `DumpSet.spilled`). It is removed
+    with the last set that reads from it, at exit, or by `remove`; a caller that may be
+    killed before either (the service's analysis process) makes it inside a directory of
+    its own that its parent removes."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="sentinel-fr-spill-", dir=parent))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
+
+    def remove(self) -> None:
+        self._finalizer()
+
+
+Table = Literal["collectives", "p2p"]
+
+
+@dataclass(frozen=True)
+class SpilledTable:
+    """Rows of one of a set's tables a parsing worker wrote to a file (Arrow IPC,
+    uncompressed), and the range of ranks they are of (a chunk's dumps are whole ranks)."""
+
+    table: Table
+    path: str
+    height: int
+    first_rank: int
+    last_rank: int
+
+
 @dataclass
 class DumpSet:
     """Many ranks' dumps read for one analysis: each rank's metadata, and the entries of
@@ -64,11 +99,15 @@ class DumpSet:
 
     At 16k ranks the entries are 30M rows: one table each (filled by the parsing
     workers chunk by chunk) instead of 16k small frames to concatenate and then split.
+    The tables (2.1 GB at 16k ranks) may be partly in files (`spilled`): a parsing
+    worker writes its chunk's tables once, and the collecting process reads only the
+    rows the rules ask for, instead of receiving, copying and holding all of them.
+    Readers go through `scan` and `count`, which see both parts.
     """
 
     dumps: list[ParsedDump]  # metadata only: their own `entries` are empty
-    collectives: pl.DataFrame  # COLLECTIVE_COLUMNS
-    p2p: pl.DataFrame  # P2P_COLUMNS
+    collectives: pl.DataFrame  # COLLECTIVE_COLUMNS: the rows held in memory
+    p2p: pl.DataFrame  # P2P_COLUMNS: ditto
     # One row per (group, rank) that recorded anything: pg, rank, pg_desc, top (highest
     # collective seq), oldest (earliest t_created). A rank's rows never span two
     # workers' chunks, so each worker computes its own; None: the analyzer will.
@@ -77,13 +116,63 @@ class DumpSet:
     # it was parsed, the parts concatenated with a `part` column to tell them apart);
     # None: the analyzer computes it.
     spread: pl.DataFrame | None = None
+    # More rows of either table, in files, and the directory that holds them, kept alive
+    # as long as this set (None where it crossed from another process).
+    spilled: tuple[SpilledTable, ...] = ()
+    spill_dir: SpillDir | None = field(default=None, repr=False, compare=False)
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled with its tables as Arrow IPC: a parsing worker's chunk crosses to the
         collecting process this way, and polars pickles a frame about 4x slower than it
         writes the same frame as IPC (0.27 vs 0.07 ms per 2,000-entry dump)."""
         tables = (self.collectives, self.p2p, self.members, self.spread)
-        return (_unpickle_dump_set, (self.dumps, *(_ipc(t) for t in tables)))
+        return (_unpickle_dump_set, (self.dumps, *(_ipc(t) for t in tables), self.spilled))
+
+    def count(self, table: Table) -> int:
+        """The rows of `table`, in memory and spilled."""
+        held: pl.DataFrame = getattr(self, table)
+        return held.height + sum(t.height for t in self.spilled if t.table == table)
+
+    def scan(self, table: Table, ranks: Collection[int] | None = None) -> pl.LazyFrame:
+        """Every row of `table`, in memory and spilled, as one lazy frame; with `ranks`,
+        only the files that may hold rows of those ranks are read (their rows are not
+        filtered here)."""
+        held: pl.DataFrame = getattr(self, table)
+        spilled = [
+            t.path
+            for t in self.spilled
+            if t.table == table
+            and (ranks is None or any(t.first_rank <= r <= t.last_rank for r in ranks))
+        ]
+        if not spilled:
+            return held.lazy()
+        files = pl.scan_ipc(spilled)
+        return pl.concat([held.lazy(), files]) if held.height else files
+
+    def spilled_to(self, directory: Path) -> DumpSet:
+        """This set with its tables written to new files in `directory`; a table that
+        cannot be written stays as it is (a full disk only costs the collecting process
+        the memory)."""
+        out = self
+        tables: tuple[Table, ...] = ("collectives", "p2p")
+        for table in tables:
+            held: pl.DataFrame = getattr(out, table)
+            if held.is_empty():
+                continue
+            path = directory / f"{uuid.uuid4().hex}.arrow"
+            try:
+                held.write_ipc(path, compression="uncompressed")
+            except OSError:
+                path.unlink(missing_ok=True)
+                continue
+            ranks = held["rank"].to_numpy()
+            spilled = SpilledTable(table, str(path), len(ranks), int(ranks.min()), int(ranks.max()))
+            spills = (*out.spilled, spilled)
+            if table == "collectives":
+                out = replace(out, collectives=held.clear(), spilled=spills)
+            else:
+                out = replace(out, p2p=held.clear(), spilled=spills)
+        return out
 
     @classmethod
     def of(cls, dumps: Iterable[ParsedDump]) -> DumpSet:
@@ -120,6 +209,7 @@ def _unpickle_dump_set(
     p2p: bytes,
     members: bytes | None,
     spread: bytes | None,
+    spilled: tuple[SpilledTable, ...] = (),
 ) -> DumpSet:
     return DumpSet(
         dumps=dumps,
@@ -127,6 +217,7 @@ def _unpickle_dump_set(
         p2p=pl.read_ipc(p2p),
         members=None if members is None else pl.read_ipc(members),
         spread=None if spread is None else pl.read_ipc(spread),
+        spilled=spilled,
     )
 
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain, repeat
 from multiprocessing import get_context
 from operator import itemgetter, methodcaller
@@ -33,6 +33,7 @@ from sentinel.flightrec.models import (
     FrParseError,
     GroupConfig,
     ParsedDump,
+    SpillDir,
 )
 from sentinel.flightrec.tables import TABLE_INTS, Scanned, assemble, split_tables
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES, load_plain
@@ -643,10 +644,12 @@ def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
     return [read_dump(p) for p in paths]
 
 
-def _read_chunk_set(paths: Sequence[Path]) -> DumpSet:
-    """A worker's share of `read_dump_set`: one table for all its dumps' entries."""
+def _read_chunk_set(paths: Sequence[Path], spill: str | None = None) -> DumpSet:
+    """A worker's share of `read_dump_set`: one table for all its dumps' entries, its
+    collectives written to a file in `spill` where one is given."""
     with _no_cycle_collection():
-        return _read_chunk_set_unguarded(paths)
+        part = _read_chunk_set_unguarded(paths)
+    return part if spill is None else part.spilled_to(Path(spill))
 
 
 def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
@@ -716,20 +719,34 @@ def read_dump_set(
     paths: Sequence[Path],
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
+    spill_parent: Path | None = None,
 ) -> DumpSet:
-    """Read many ranks' dumps for one analysis, their entries as two tables."""
+    """Read many ranks' dumps for one analysis, their entries as two tables.
+
+    Read by a pool, the collectives stay in files the workers write (in a new directory
+    under `spill_parent`, else the temporary directory), removed with the returned set."""
+    spill = SpillDir(spill_parent) if pooled(len(paths), workers) else None
+    work = _read_chunk_set if spill is None else partial(_read_chunk_set, spill=str(spill.path))
     parts: list[DumpSet] = []
-    with _no_cycle_collection():
-        for part in map_chunks(_read_chunk_set, paths, workers):
-            parts.append(part)
-            if on_progress:
-                on_progress(len(part.dumps))
-    return merge_parts(parts)
+    try:
+        with _no_cycle_collection():
+            for part in map_chunks(work, paths, workers):
+                parts.append(part)
+                if on_progress:
+                    on_progress(len(part.dumps))
+    except BaseException:
+        if spill is not None:
+            spill.remove()
+        raise
+    return merge_parts(parts, spill)
 
 
-def merge_parts(parts: Sequence[DumpSet]) -> DumpSet:
-    """One set from the sets of disjoint chunks of ranks (each built by a DumpSetBuilder)."""
+def merge_parts(parts: Sequence[DumpSet], spill: SpillDir | None = None) -> DumpSet:
+    """One set from the sets of disjoint chunks of ranks (each built by a DumpSetBuilder);
+    `spill`: the directory their spilled tables are in, which the set keeps alive."""
     if not parts:
+        if spill is not None:
+            spill.remove()
         return DumpSet.of([])
     return DumpSet(
         dumps=[d for part in parts for d in part.dumps],
@@ -737,6 +754,8 @@ def merge_parts(parts: Sequence[DumpSet]) -> DumpSet:
         p2p=pl.concat([part.p2p for part in parts]),
         members=_concat_all([p.members for p in parts]),
         spread=_concat_all(_numbered([p.spread for p in parts])),
+        spilled=tuple(t for part in parts for t in part.spilled),
+        spill_dir=spill,
     )
 
 
@@ -763,6 +782,11 @@ def _concat_all(tables: list[pl.DataFrame | None]) -> pl.DataFrame | None:
     return pl.concat(present) if len(present) == len(tables) else None
 
 
+def pooled(items: int, workers: int) -> bool:
+    """Whether `map_chunks` parses this many dumps in worker processes (or in this one)."""
+    return workers > 1 and items >= 64
+
+
 _T = TypeVar("_T")
 _Item = TypeVar("_Item")
 
@@ -777,7 +801,7 @@ def map_chunks(
     of shipping results back, which travel as Arrow buffers inside the DataFrames.
     `work` must be a module-level function (it is pickled to the workers).
     """
-    if workers <= 1 or len(items) < 64:
+    if not pooled(len(items), workers):
         for i in range(0, len(items), 16):
             yield work(items[i : i + 16])
         return

@@ -30,12 +30,15 @@ import logging
 import multiprocessing.connection
 import os
 import resource
+import shutil
 import signal
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -47,8 +50,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.clock import Clock
 from sentinel.db.models import Event, FlightRecorderUpload, JobRank
 from sentinel.flightrec.analyze import analyze_dumps
-from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, VerdictKind
-from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts
+from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, SpillDir, VerdictKind
+from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts, pooled
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
@@ -86,18 +89,26 @@ def _decompress(path: str) -> bytes:
         raise FrParseError(str(exc)) from None
 
 
-def _load(paths: list[tuple[int, str]], workers: int = 1) -> tuple[DumpSet, list[str]]:
+def _load(
+    paths: list[tuple[int, str]], workers: int = 1, spill_parent: Path | None = None
+) -> tuple[DumpSet, list[str]]:
     """The job's dumps as one set (no DataFrame per rank), and what could not be read,
-    parsed in chunks by `workers` processes (in this one if 1, or for a few dumps)."""
+    parsed in chunks by `workers` processes (in this one if 1, or for a few dumps), which
+    leave their collectives in files under `spill_parent` (see `DumpSet.spilled`)."""
+    spill = SpillDir(spill_parent) if pooled(len(paths), workers) else None
+    work = _load_chunk if spill is None else partial(_load_chunk, spill=str(spill.path))
     parts, errors = [], []
-    for part, failed in map_chunks(_load_chunk, paths, workers):
+    for part, failed in map_chunks(work, paths, workers):
         parts.append(part)
         errors += failed
-    return merge_parts(parts), errors
+    return merge_parts(parts, spill), errors
 
 
-def _load_chunk(paths: Sequence[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
-    """One chunk's dumps as a set, and what could not be read.
+def _load_chunk(
+    paths: Sequence[tuple[int, str]], spill: str | None = None
+) -> tuple[DumpSet, list[str]]:
+    """One chunk's dumps as a set (its collectives written to a file in `spill` where
+    one is given), and what could not be read.
 
     Any failure of one dump (corrupt gzip, a refused pickle, memory refused by the
     worker's limit) leaves that dump out and names it; the others are still read.
@@ -111,14 +122,18 @@ def _load_chunk(paths: Sequence[tuple[int, str]]) -> tuple[DumpSet, list[str]]:
             errors.append(f"rank {rank}: over the memory budget")
         except Exception as exc:  # one bad dump must not sink its job
             errors.append(f"rank {rank}: {exc}" if str(exc) else f"rank {rank}: {exc!r}")
-    return builder.build(), errors
+    part = builder.build()
+    return (part if spill is None else part.spilled_to(Path(spill))), errors
 
 
 def _analyse_job(
-    paths: list[tuple[int, str]], rank_map: dict[int, tuple[str, int]], workers: int = 1
+    paths: list[tuple[int, str]],
+    rank_map: dict[int, tuple[str, int]],
+    workers: int = 1,
+    spill_parent: Path | None = None,
 ) -> tuple[FrVerdict, list[str]]:
     try:
-        dumps, errors = _load(paths, workers)
+        dumps, errors = _load(paths, workers, spill_parent)
     except BrokenProcessPool:
         raise FrJobFailure(
             "worker_died", "a parsing process died (over the memory budget?)"
@@ -147,10 +162,12 @@ def _worker(
     paths: list[tuple[int, str]],
     rank_map: dict[int, tuple[str, int]],
     workers: int = 1,
+    spill_parent: str | None = None,
 ) -> None:
     """The child: limit the address space to what the imports took plus `budget` (its
     parsing processes inherit the limit), then analyse and send back
-    ("ok", (verdict, errors)) or (reason, message)."""
+    ("ok", (verdict, errors)) or (reason, message). The collective tables its parsing
+    processes write go under `spill_parent`, which the parent removes."""
     # A process group of its own, so that a timeout kills its parsing processes with it.
     os.setpgid(0, 0)
     try:
@@ -160,7 +177,8 @@ def _worker(
             if hard != resource.RLIM_INFINITY:
                 limit = min(limit, hard)
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-        reply: tuple[str, Any] = ("ok", _analyse_job(paths, rank_map, workers))
+        spill = None if spill_parent is None else Path(spill_parent)
+        reply: tuple[str, Any] = ("ok", _analyse_job(paths, rank_map, workers, spill))
     except FrJobFailure as failure:
         reply = (failure.reason, str(failure))
     except MemoryError:
@@ -189,8 +207,18 @@ def analyse_isolated(
     """
     ctx = get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, memory_budget_bytes, paths, rank_map, workers))
-    proc.start()
+    # Its parsing processes' table files, removed here however the child ends (a timeout
+    # kills it before it could remove them itself).
+    spill_parent = tempfile.mkdtemp(prefix="sentinel-fr-job-")
+    proc = ctx.Process(
+        target=_worker,
+        args=(send, memory_budget_bytes, paths, rank_map, workers, spill_parent),
+    )
+    try:
+        proc.start()
+    except BaseException:
+        shutil.rmtree(spill_parent, ignore_errors=True)
+        raise
     send.close()
     try:
         if not recv.poll(timeout_s):
@@ -207,6 +235,7 @@ def analyse_isolated(
             _kill_group(proc)
         proc.join()
         recv.close()
+        shutil.rmtree(spill_parent, ignore_errors=True)
     if status != "ok":
         raise FrJobFailure(status, value)
     verdict, errors = value

@@ -85,13 +85,15 @@ def test_a_dump_set_gives_the_same_verdict_as_single_dumps(tmp_path: Path) -> No
     single = read_dumps(paths, workers=1)
 
     assert sum(progress) == 64 and len(dump_set.dumps) == 64
-    assert dump_set.collectives.height + dump_set.p2p.height == sum(
+    assert dump_set.count("collectives") + dump_set.count("p2p") == sum(
         d.entries.height for d in single
     )
     assert analyze_dumps(dump_set) == analyze_dumps(single)
     # the workers' (group, rank) summaries are those of the whole set
     assert dump_set.members is not None
-    whole = per_group_and_rank(dump_set.collectives, dump_set.p2p)
+    whole = per_group_and_rank(
+        dump_set.scan("collectives").collect(), dump_set.scan("p2p").collect()
+    )
     assert_frame_equal(
         dump_set.members.sort("pg", "rank"),
         whole.sort("pg", "rank"),
