@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -596,7 +596,7 @@ class RemediationService:
         with no hard fault; returns the hosts marked repaired. ``sinfo`` runs between the
         transactions."""
         async with unit_of_work(sessions) as session:
-            waiting = (await session.scalars(_repairing())).all()
+            waiting = (await session.scalars(_REPAIRING)).all()
         if not waiting:
             return []
         listing = await self.scheduler.nodes()
@@ -686,7 +686,7 @@ class RemediationService:
                 if Outstanding.unacknowledged_decisions in todo:
                     await self._expire_in_place(session)
                 # After the two above: what they approved is due in this same pass.
-                due = (await session.scalars(_approved().order_by(Decision.created_at))).all()
+                due = (await session.scalars(_APPROVED.order_by(Decision.created_at))).all()
         for decision_id in due:
             changes += await self.execute(sessions, decision_id)
         if due:
@@ -702,10 +702,10 @@ class RemediationService:
         return {
             Outstanding.settled_incidents: self._settled_incidents(),
             Outstanding.expired_decisions: self._expired(),
-            Outstanding.held_decisions: _held(),
+            Outstanding.held_decisions: _HELD,
             Outstanding.unacknowledged_decisions: self._unacknowledged(),
-            Outstanding.approved_decisions: _approved(),
-            Outstanding.repairing_hosts: _repairing(),
+            Outstanding.approved_decisions: _APPROVED,
+            Outstanding.repairing_hosts: _REPAIRING,
             **self.swaps.selects(),
         }
 
@@ -752,7 +752,7 @@ class RemediationService:
         """Release held decisions whose hold is over, each kind by its own condition (keyed by
         the decision's rule): an operator's planned restart once the job checkpointed; the
         policy's hold once the fabric is quiet."""
-        held = (await session.scalars(_held())).all()
+        held = (await session.scalars(_HELD)).all()
         now = self._clock.now()
         for decision in held:
             if decision.rule == planned.OPERATOR_RESTART_RULE:
@@ -830,16 +830,11 @@ class RemediationService:
         )
 
 
-def _held() -> Select[Decision]:
-    return select(Decision).where(Decision.status == DecisionStatus.held)
-
-
-def _approved() -> Select[uuid.UUID]:
-    return select(Decision.id).where(Decision.status == DecisionStatus.approved)
-
-
-def _repairing() -> Select[str]:
-    return select(Host.id).where(Host.drain_state == "repairing")
+# The steps' selects that do not read the clock, built once: the tick asks each of them every
+# second (outstanding.py).
+_HELD: Final = select(Decision).where(Decision.status == DecisionStatus.held)
+_APPROVED: Final = select(Decision.id).where(Decision.status == DecisionStatus.approved)
+_REPAIRING: Final = select(Host.id).where(Host.drain_state == "repairing")
 
 
 # Actions the scheduler carries out with a requeue (a rollback or a data skip without a

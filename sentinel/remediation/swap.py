@@ -223,33 +223,25 @@ DEFAULT_SWAP_POLICY: Final = SwapPolicy(
 )
 
 
-def _undecided() -> Select[uuid.UUID]:
-    """Open findings without a swap decided on them."""
-    return select(DegradedFinding.id).where(
+# The steps' selects that do not read the clock, built once: the remediation tick asks each of
+# them every second (outstanding.py).
+# Open findings without a swap decided on them.
+_UNDECIDED: Final = select(DegradedFinding.id).where(
+    DegradedFinding.state == "open",
+    ~select(Swap.id).where(Swap.finding_id == DegradedFinding.id).exists(),
+)
+# Swaps refused for want of a spare whose finding is still open.
+_REFUSED_FOR_A_SPARE: Final = (
+    select(Swap)
+    .join(DegradedFinding, DegradedFinding.id == Swap.finding_id)
+    .where(
+        Swap.status == "refused",
+        Swap.rule == NeverMoreThanThePoolHolds.__name__,
         DegradedFinding.state == "open",
-        ~select(Swap.id).where(Swap.finding_id == DegradedFinding.id).exists(),
     )
-
-
-def _refused_for_a_spare() -> Select[Swap]:
-    """Swaps refused for want of a spare whose finding is still open."""
-    return (
-        select(Swap)
-        .join(DegradedFinding, DegradedFinding.id == Swap.finding_id)
-        .where(
-            Swap.status == "refused",
-            Swap.rule == NeverMoreThanThePoolHolds.__name__,
-            DegradedFinding.state == "open",
-        )
-    )
-
-
-def _waiting() -> Select[Swap]:
-    return select(Swap).where(Swap.status == "waiting")
-
-
-def _approved() -> Select[uuid.UUID]:
-    return select(Swap.id).where(Swap.status == "approved")
+)
+_WAITING: Final = select(Swap).where(Swap.status == "waiting")
+_APPROVED: Final = select(Swap.id).where(Swap.status == "approved")
 
 
 def checkpoint_due(swap: Swap, durable: int | None) -> bool:
@@ -299,7 +291,7 @@ class SwapService:
         undecided: Sequence[uuid.UUID] = []
         if Outstanding.undecided_findings in todo:
             async with unit_of_work(sessions) as session:
-                undecided = (await session.scalars(_undecided())).all()
+                undecided = (await session.scalars(_UNDECIDED)).all()
         decided = [await self.decide(sessions, f, wait_for_a_job=True) for f in undecided]
         if any(swap is not None for swap in decided):
             todo = await self._outstanding(sessions)
@@ -320,19 +312,19 @@ class SwapService:
                 if Outstanding.unacknowledged_swaps in todo:
                     await self._expire_in_the_job(session)
                 # After the above: what they approved is due in this same pass.
-                due = (await session.scalars(_approved().order_by(Swap.created_at))).all()
+                due = (await session.scalars(_APPROVED.order_by(Swap.created_at))).all()
         for swap_id in due:
             await self.execute(sessions, swap_id)
 
     def selects(self) -> dict[Outstanding, Select[Any]]:
         """The rows each step of ``run`` selects, for asking what is outstanding."""
         return {
-            Outstanding.undecided_findings: _undecided(),
-            Outstanding.refused_for_a_spare: _refused_for_a_spare(),
-            Outstanding.waiting_swaps: _waiting(),
+            Outstanding.undecided_findings: _UNDECIDED,
+            Outstanding.refused_for_a_spare: _REFUSED_FOR_A_SPARE,
+            Outstanding.waiting_swaps: _WAITING,
             Outstanding.expired_swaps: select(Swap.id).where(self._lease_expired()),
             Outstanding.unacknowledged_swaps: self._unacknowledged(),
-            Outstanding.approved_swaps: _approved(),
+            Outstanding.approved_swaps: _APPROVED,
         }
 
     async def _outstanding(self, sessions: Sessions) -> frozenset[Outstanding]:
@@ -394,9 +386,7 @@ class SwapService:
         again."""
         retried = 0
         async with unit_of_work(sessions) as session:
-            refused = (
-                await session.scalars(_refused_for_a_spare().order_by(Swap.created_at))
-            ).all()
+            refused = (await session.scalars(_REFUSED_FOR_A_SPARE.order_by(Swap.created_at))).all()
             for swap in refused:
                 finding = await session.get(DegradedFinding, swap.finding_id)
                 assert finding is not None
@@ -504,7 +494,7 @@ class SwapService:
         )
 
     async def _approve_at_checkpoint(self, session: AsyncSession) -> None:
-        waiting = (await session.scalars(_waiting())).all()
+        waiting = (await session.scalars(_WAITING)).all()
         for swap in waiting:
             why_not = await self._moot(session, swap)
             if why_not is not None:
