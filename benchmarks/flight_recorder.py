@@ -39,6 +39,11 @@ dumps = read_dump_set(dump_paths(Path(sys.argv[1])), int(sys.argv[2]))
 t1 = time.perf_counter()
 v = analyze_dumps(dumps)
 t2 = time.perf_counter()
+# The parsing pool's workers exit while the analysis runs: wait for them, so that their
+# CPU and memory are in RUSAGE_CHILDREN.
+import multiprocessing
+for child in multiprocessing.active_children():
+    child.join()
 me = resource.getrusage(resource.RUSAGE_SELF)
 kids = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"read_s": t1 - t0, "analyze_s": t2 - t1, "kind": v.kind.value,
