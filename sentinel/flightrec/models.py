@@ -73,6 +73,15 @@ class SpillDir:
         self.path = Path(tempfile.mkdtemp(prefix="sentinel-fr-spill-", dir=parent))
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
 
+    @classmethod
+    def make(cls, parent: Path | None = None) -> SpillDir | None:
+        """A new directory, or None where none can be made: the tables then come back
+        through the pipe and stay in memory, as they did before spilling."""
+        try:
+            return cls(parent)
+        except OSError:
+            return None
+
     def remove(self) -> None:
         self._finalizer()
 

@@ -725,7 +725,7 @@ def read_dump_set(
 
     Read by a pool, the collectives stay in files the workers write (in a new directory
     under `spill_parent`, else the temporary directory), removed with the returned set."""
-    spill = SpillDir(spill_parent) if pooled(len(paths), workers) else None
+    spill = SpillDir.make(spill_parent) if pooled(len(paths), workers) else None
     work = _read_chunk_set if spill is None else partial(_read_chunk_set, spill=str(spill.path))
     parts: list[DumpSet] = []
     try:

@@ -95,7 +95,7 @@ def _load(
     """The job's dumps as one set (no DataFrame per rank), and what could not be read,
     parsed in chunks by `workers` processes (in this one if 1, or for a few dumps), which
     leave their collectives in files under `spill_parent` (see `DumpSet.spilled`)."""
-    spill = SpillDir(spill_parent) if pooled(len(paths), workers) else None
+    spill = SpillDir.make(spill_parent) if pooled(len(paths), workers) else None
     work = _load_chunk if spill is None else partial(_load_chunk, spill=str(spill.path))
     parts, errors = [], []
     for part, failed in map_chunks(work, paths, workers):
@@ -209,7 +209,10 @@ def analyse_isolated(
     recv, send = ctx.Pipe(duplex=False)
     # Its parsing processes' table files, removed here however the child ends (a timeout
     # kills it before it could remove them itself).
-    spill_parent = tempfile.mkdtemp(prefix="sentinel-fr-job-")
+    try:
+        spill_parent: str | None = tempfile.mkdtemp(prefix="sentinel-fr-job-")
+    except OSError:
+        spill_parent = None  # the tables stay in the child's memory
     proc = ctx.Process(
         target=_worker,
         args=(send, memory_budget_bytes, paths, rank_map, workers, spill_parent),
@@ -217,7 +220,8 @@ def analyse_isolated(
     try:
         proc.start()
     except BaseException:
-        shutil.rmtree(spill_parent, ignore_errors=True)
+        if spill_parent is not None:
+            shutil.rmtree(spill_parent, ignore_errors=True)
         raise
     send.close()
     try:
@@ -235,7 +239,8 @@ def analyse_isolated(
             _kill_group(proc)
         proc.join()
         recv.close()
-        shutil.rmtree(spill_parent, ignore_errors=True)
+        if spill_parent is not None:
+            shutil.rmtree(spill_parent, ignore_errors=True)
     if status != "ok":
         raise FrJobFailure(status, value)
     verdict, errors = value

@@ -70,6 +70,16 @@ def test_the_files_go_with_the_set(dumps: list[Path], tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_without_a_directory_for_the_files_the_tables_come_back_in_memory(
+    dumps: list[Path], tmp_path: Path
+) -> None:
+    dump_set = read_dump_set(dumps, workers=2, spill_parent=tmp_path / "no-such-directory")
+
+    assert dump_set.spilled == () and dump_set.spill_dir is None
+    assert dump_set.collectives.height > 0 and dump_set.p2p.height > 0
+    assert analyze_dumps(dump_set).culprit_ranks == [77]
+
+
 def test_a_table_that_cannot_be_written_stays_in_memory(dumps: list[Path], tmp_path: Path) -> None:
     part = DumpSet.of(read_dumps(dumps[:8], workers=1))
 
