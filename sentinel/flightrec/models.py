@@ -63,8 +63,8 @@ class ParsedDump:
 
 
 class SpillDir:
-    """A directory for the collective tables of one read, which the parsing workers write
-    as Arrow IPC files instead of sending them back (see `DumpSet.spilled`). It is removed
+    """A directory for the tables of one read, which the parsing workers write as Arrow
+    IPC files instead of sending them back (see `DumpSet.spilled`). It is removed
     with the last set that reads from it, at exit, or by `remove`; a caller that may be
     killed before either (the service's analysis process) makes it inside a directory of
     its own that its parent removes."""
