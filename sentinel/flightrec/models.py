@@ -64,10 +64,10 @@ class ParsedDump:
 
 class SpillDir:
     """A directory for the tables of one read, which the parsing workers write as Arrow
-    IPC files instead of sending them back (see `DumpSet.spilled`). It is removed
-    with the last set that reads from it, at exit, or by `remove`; a caller that may be
-    killed before either (the service's analysis process) makes it inside a directory of
-    its own that its parent removes."""
+    IPC files instead of sending them back (see `DumpSet.spilled`). It is removed with
+    the last set that reads from it (or the read that failed), or at exit; a caller that
+    may be killed before either (the service's analysis process) makes it inside a
+    directory of its own that its parent removes."""
 
     def __init__(self, parent: Path | None = None) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="sentinel-fr-spill-", dir=parent))
@@ -81,9 +81,6 @@ class SpillDir:
             return cls(parent)
         except OSError:
             return None
-
-    def remove(self) -> None:
-        self._finalizer()
 
 
 Table = Literal["collectives", "p2p"]
@@ -158,10 +155,12 @@ class DumpSet:
         files = pl.scan_ipc(spilled)
         return pl.concat([held.lazy(), files]) if held.height else files
 
-    def spilled_to(self, directory: Path) -> DumpSet:
-        """This set with its tables written to new files in `directory`; a table that
-        cannot be written stays as it is (a full disk only costs the collecting process
-        the memory)."""
+    def spilled_to(self, directory: Path | None) -> DumpSet:
+        """This set with its tables written to new files in `directory` (None: as it is);
+        a table that cannot be written stays as it is (a full disk only costs the
+        collecting process the memory)."""
+        if directory is None:
+            return self
         out = self
         tables: tuple[Table, ...] = ("collectives", "p2p")
         for table in tables:

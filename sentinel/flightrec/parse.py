@@ -644,12 +644,12 @@ def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
     return [read_dump(p) for p in paths]
 
 
-def _read_chunk_set(paths: Sequence[Path], spill: str | None = None) -> DumpSet:
+def _read_chunk_set(paths: Sequence[Path], spill: Path | None = None) -> DumpSet:
     """A worker's share of `read_dump_set`: one table for all its dumps' entries, its
-    collectives written to a file in `spill` where one is given."""
+    tables written to files in `spill` where one is given."""
     with _no_cycle_collection():
         part = _read_chunk_set_unguarded(paths)
-    return part if spill is None else part.spilled_to(Path(spill))
+    return part.spilled_to(spill)
 
 
 def _read_chunk_set_unguarded(paths: Sequence[Path]) -> DumpSet:
@@ -723,21 +723,16 @@ def read_dump_set(
 ) -> DumpSet:
     """Read many ranks' dumps for one analysis, their entries as two tables.
 
-    Read by a pool, the collectives stay in files the workers write (in a new directory
-    under `spill_parent`, else the temporary directory), removed with the returned set."""
-    spill = SpillDir.make(spill_parent) if pooled(len(paths), workers) else None
-    work = _read_chunk_set if spill is None else partial(_read_chunk_set, spill=str(spill.path))
+    Read by a pool, the tables stay in files the workers write (see `spill_for`), removed
+    with the returned set."""
+    spill = spill_for(len(paths), workers, spill_parent)
+    work = partial(_read_chunk_set, spill=spill.path if spill else None)
     parts: list[DumpSet] = []
-    try:
-        with _no_cycle_collection():
-            for part in map_chunks(work, paths, workers):
-                parts.append(part)
-                if on_progress:
-                    on_progress(len(part.dumps))
-    except BaseException:
-        if spill is not None:
-            spill.remove()
-        raise
+    with _no_cycle_collection():
+        for part in map_chunks(work, paths, workers):
+            parts.append(part)
+            if on_progress:
+                on_progress(len(part.dumps))
     return merge_parts(parts, spill)
 
 
@@ -745,8 +740,6 @@ def merge_parts(parts: Sequence[DumpSet], spill: SpillDir | None = None) -> Dump
     """One set from the sets of disjoint chunks of ranks (each built by a DumpSetBuilder);
     `spill`: the directory their spilled tables are in, which the set keeps alive."""
     if not parts:
-        if spill is not None:
-            spill.remove()
         return DumpSet.of([])
     return DumpSet(
         dumps=[d for part in parts for d in part.dumps],
@@ -785,6 +778,13 @@ def _concat_all(tables: list[pl.DataFrame | None]) -> pl.DataFrame | None:
 def pooled(items: int, workers: int) -> bool:
     """Whether `map_chunks` parses this many dumps in worker processes (or in this one)."""
     return workers > 1 and items >= 64
+
+
+def spill_for(items: int, workers: int, parent: Path | None) -> SpillDir | None:
+    """Where the workers of a pooled read leave their tables: a new directory under
+    `parent` (else the temporary directory); None where the read is not pooled or no
+    directory can be made (the tables then come back through the pipe)."""
+    return SpillDir.make(parent) if pooled(items, workers) else None
 
 
 _T = TypeVar("_T")

@@ -50,8 +50,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentinel.clock import Clock
 from sentinel.db.models import Event, FlightRecorderUpload, JobRank
 from sentinel.flightrec.analyze import analyze_dumps
-from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, SpillDir, VerdictKind
-from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts, pooled
+from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, VerdictKind
+from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts, spill_for
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
@@ -95,8 +95,8 @@ def _load(
     """The job's dumps as one set (no DataFrame per rank), and what could not be read,
     parsed in chunks by `workers` processes (in this one if 1, or for a few dumps), which
     leave their collectives in files under `spill_parent` (see `DumpSet.spilled`)."""
-    spill = SpillDir.make(spill_parent) if pooled(len(paths), workers) else None
-    work = _load_chunk if spill is None else partial(_load_chunk, spill=str(spill.path))
+    spill = spill_for(len(paths), workers, spill_parent)
+    work = partial(_load_chunk, spill=spill.path if spill else None)
     parts, errors = [], []
     for part, failed in map_chunks(work, paths, workers):
         parts.append(part)
@@ -105,7 +105,7 @@ def _load(
 
 
 def _load_chunk(
-    paths: Sequence[tuple[int, str]], spill: str | None = None
+    paths: Sequence[tuple[int, str]], spill: Path | None = None
 ) -> tuple[DumpSet, list[str]]:
     """One chunk's dumps as a set (its collectives written to a file in `spill` where
     one is given), and what could not be read.
@@ -122,8 +122,7 @@ def _load_chunk(
             errors.append(f"rank {rank}: over the memory budget")
         except Exception as exc:  # one bad dump must not sink its job
             errors.append(f"rank {rank}: {exc}" if str(exc) else f"rank {rank}: {exc!r}")
-    part = builder.build()
-    return (part if spill is None else part.spilled_to(Path(spill))), errors
+    return builder.build().spilled_to(spill), errors
 
 
 def _analyse_job(
