@@ -577,14 +577,17 @@ def dump_paths(directory: Path) -> list[Path]:
     """The dump files of a folder: regular files whose name ends in a rank number."""
     if not directory.is_dir():
         raise FrParseError(f"{directory}: not a directory")
-    paths = [
-        p
-        for p in directory.iterdir()
-        if p.is_file() and not p.name.startswith(".") and rank_from_name(p.name) is not None
-    ]
-    if not paths:
+    # scandir: the directory entry says whether it is a file (a stat per file was a
+    # quarter of a second at 16k ranks, before the parsing could start)
+    ranked = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            rank = None if entry.name.startswith(".") else rank_from_name(entry.name)
+            if rank is not None and entry.is_file():
+                ranked.append((rank, entry.name))
+    if not ranked:
         raise FrParseError(f"{directory}: no dump files (names ending in a rank number)")
-    return sorted(paths, key=lambda p: (rank_from_name(p.name), p.name))
+    return [directory / name for _, name in sorted(ranked)]
 
 
 def read_dump(path: Path) -> ParsedDump:
