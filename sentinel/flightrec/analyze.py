@@ -488,10 +488,10 @@ def _groups(dumps: list[ParsedDump], per_rank: pl.DataFrame) -> dict[str, Group]
     configs = [cfg for dump in dumps for cfg in dump.pg_config.values()]
     # The first description seen per group (reversed: a dict keeps the last value written)
     descs = {cfg.name: cfg.desc for cfg in reversed(configs)}
-    known = [cfg for cfg in configs if cfg.ranks is not None]
-    lists = {id(cfg.ranks): cfg.ranks for cfg in known}
+    known = [(cfg.name, cfg.ranks) for cfg in configs if cfg.ranks is not None]
+    lists = {id(ranks): ranks for _, ranks in known}
     votes: dict[str, Counter[tuple[int, ...]]] = defaultdict(Counter)
-    for (name, ident), n in Counter((cfg.name, id(cfg.ranks)) for cfg in known).items():
+    for (name, ident), n in Counter((name, id(ranks)) for name, ranks in known).items():
         votes[name][lists[ident]] += n
     seen = per_rank.group_by("pg").agg(
         pl.col("rank").unique().sort(), pl.col("pg_desc").cast(pl.String).first()
