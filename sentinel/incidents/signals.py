@@ -201,6 +201,9 @@ def _signals(ev: Event) -> list[Signal]:
                     rank=p.get("rank"),
                     host=host,
                     mismatch=bool(p.get("mismatch")),
+                    # The analyzer writes the culprit rank's GPU (the rank map's) in the
+                    # event's column, not in its payload.
+                    gpu=None if ev.gpu_index is None else str(ev.gpu_index),
                     time=when,
                     event_id=eid,
                 )

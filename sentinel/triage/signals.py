@@ -374,10 +374,12 @@ def fr_verdict_signal(
     rank: int | None,
     host: str | None,
     mismatch: bool,
+    gpu: str | None = None,
     time: datetime | None = None,
     event_id: str | None = None,
 ) -> Signal:
-    """The flight recorder's verdict: a collective mismatch (a bug) or the rank that hung."""
+    """The flight recorder's verdict: a collective mismatch (a bug) or the rank that hung,
+    on its host's GPU (from the job's rank map) where known."""
     if mismatch:
         return Signal(
             kind="fr_verdict",
@@ -387,6 +389,7 @@ def fr_verdict_signal(
             role="cause",
             severity=Severity.ERROR,
             host=host,
+            gpu=_gpu(gpu),
             rank=rank,
             time=time,
             event_id=event_id,
@@ -398,6 +401,7 @@ def fr_verdict_signal(
         role="context",
         severity=Severity.INFO,
         host=host,
+        gpu=_gpu(gpu),
         rank=rank,
         time=time,
         event_id=event_id,

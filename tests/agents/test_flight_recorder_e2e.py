@@ -6,8 +6,9 @@ tailing that host's dump directory uploads them (the job id from the heartbeats 
 the service process stores them -> once they settle, the leader's flight-recorder loop analyses
 the job's dumps in a process of its own, which parses them in a pool of processes that write
 the parsed tables to spill files (64 ranks and 2 workers) -> an ``fr_verdict`` event on the
-culprit's host (from the rank map the heartbeats built) -> triage -> one incident -> the REST
-API. The verdict is the one ``sentinel fr analyze --json`` gives on the same files.
+culprit's host and GPU (from the rank map the heartbeats built) -> triage -> one incident
+naming that host and GPU -> the REST API. The verdict is the one ``sentinel fr analyze --json``
+gives on the same files.
 """
 
 from __future__ import annotations
@@ -274,10 +275,12 @@ def test_dumps_on_hosts_become_one_incident_naming_the_culprit_rank(
     assert verdict["victim_locations"] == []  # a mismatch has no victims in this plan
     assert {**verdict, "culprit_locations": []} == cli
 
-    # 3. One software-bug incident, on the culprit's host, with the verdict as its evidence.
+    # 3. One software-bug incident, on the culprit's host and GPU (the heartbeats', not its
+    # local rank), with the verdict as its evidence.
     [incident] = incidents
-    culprit = (incident["category"], incident["culprit_host"], incident["culprit_rank"])
-    assert culprit == ("software_bug", _host_of(CULPRIT), CULPRIT), incident
+    culprit = tuple(incident[f"culprit_{part}"] for part in ("host", "gpu", "rank"))
+    assert culprit == (_host_of(CULPRIT), str(_gpu_of(CULPRIT)), CULPRIT), incident
+    assert incident["category"] == "software_bug", incident
     detail = api_get(fr_service, f"/api/v1/incidents/{incident['id']}")
     assert event["id"] in {e["event_id"] for e in detail["verdict"]["evidence"]}, detail
     assert api_get(fr_service, "/api/v1/incidents") == incidents  # nothing for another job

@@ -6,13 +6,18 @@ import gzip
 from pathlib import Path
 
 import httpx
-from builders import batch, heartbeat, obs
+from builders import T0, batch, heartbeat, obs
 from conftest import auth
 from sqlalchemy import select
 
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
 from sentinel.db.models import Event, Incident
+from sentinel.flightrec.models import FrVerdict, RankLocation, VerdictKind
+from sentinel.incidents.flightrec import FlightRecorderAnalyzer
+from sentinel.incidents.signals import event_signals
+from sentinel.knowledge.taxonomy import Category
+from sentinel.triage import classify_signals, heartbeat_stall_signal
 
 DUMPS = Path(__file__).parents[1] / "fixtures" / "flight-recorder" / "hang" / "raw"
 HOSTS = ["fr-host-a", "fr-host-b"]  # ranks 0-3 on a, 4-7 on b: rank 5 is b's GPU 1
@@ -86,8 +91,36 @@ async def test_hung_rank_names_its_host(
         fr = (await s.scalars(select(Event).where(Event.kind == "fr_verdict"))).one()
     assert fr.host_id == "fr-host-b" and fr.payload["rank"] == 5
     assert incident.category == "nccl_watchdog_timeout"
-    assert (incident.culprit_host, incident.culprit_rank) == ("fr-host-b", 5)
+    assert (incident.culprit_host, incident.culprit_gpu, incident.culprit_rank) == (
+        "fr-host-b",
+        "1",
+        5,
+    )
     assert "flight recorder" in incident.reason
+
+
+def test_the_verdicts_event_names_the_culprits_gpu_to_triage() -> None:
+    """What the analyzer writes for a verdict becomes a signal on the culprit rank's host and
+    GPU (the job's rank map's, not its local rank), so that the verdict names both: a
+    mismatch (a bug) and a hung rank alike."""
+    analyzer = FlightRecorderAnalyzer(VirtualClock(T0))
+    where = [RankLocation(rank=37, host="fr-host-e", gpu=2)]
+    mismatch = FrVerdict(kind=VerdictKind.mismatch, culprit_ranks=[37], culprit_locations=where)
+    stuck = FrVerdict(kind=VerdictKind.stuck, culprit_ranks=[37], culprit_locations=where)
+
+    bug = classify_signals(event_signals(Event(**analyzer._event("job", "d1", mismatch))))
+    timeouts = [
+        heartbeat_stall_signal(host=f"fr-host-{h}", rank=r, seconds=600)
+        for r, h in enumerate("abc")
+    ]
+    hang = classify_signals(
+        [*timeouts, *event_signals(Event(**analyzer._event("job", "d2", stuck)))]
+    )
+
+    assert bug.category == Category.SOFTWARE_BUG
+    assert (bug.culprit_host, bug.culprit_gpu, bug.culprit_rank) == ("fr-host-e", "2", 37)
+    assert hang.category == Category.NCCL_WATCHDOG_TIMEOUT
+    assert (hang.culprit_host, hang.culprit_gpu, hang.culprit_rank) == ("fr-host-e", "2", 37)
 
 
 def test_an_unreadable_upload_is_reported_and_the_rest_analysed(tmp_path: Path) -> None:

@@ -376,13 +376,14 @@ def test_stragglers_before_a_hang_are_left_to_the_hang_rule() -> None:
 
 
 def test_a_watchdog_timeout_with_nothing_deeper_names_the_flight_recorders_rank() -> None:
-    stuck = sig(None, role="context", kind="fr_verdict", family="flight_recorder", rank=5)
+    stuck = sig(None, role="context", kind="fr_verdict", family="flight_recorder", rank=5, gpu="1")
     verdict = concludes(
         WatchdogTimeoutWithNothingDeeper(), ctx(timeout("b", 8), timeout("c", 16), stuck)
     )
-    assert (verdict.category, verdict.culprit_host, verdict.culprit_rank) == (
+    assert (verdict.category, verdict.culprit_host, verdict.culprit_gpu, verdict.culprit_rank) == (
         Category.NCCL_WATCHDOG_TIMEOUT,
         "a",
+        "1",
         5,
     )
 

@@ -316,28 +316,36 @@ def test_a_planned_restart_does_not_explain_a_lost_host() -> None:
     assert (verdict.category, verdict.culprit_host) == (Category.HOST_MAINTENANCE, host(2))
 
 
-def test_flight_recorder_names_the_stuck_rank() -> None:
+def test_flight_recorder_names_the_stuck_rank_and_its_gpu() -> None:
     signals = [heartbeat_stall_signal(host=host(i), rank=i, seconds=600) for i in range(16)]
     signals.append(
         fr_verdict_signal(
-            text="rank 11 never entered ALLREDUCE #4711", rank=11, host=host(11), mismatch=False
+            text="rank 11 never entered ALLREDUCE #4711",
+            rank=11,
+            host=host(11),
+            gpu="4",
+            mismatch=False,
         )
     )
     verdict = classify_signals(signals)
     assert verdict.category == Category.NCCL_WATCHDOG_TIMEOUT
-    assert (verdict.culprit_rank, verdict.culprit_host) == (11, host(11))
+    culprit = (verdict.culprit_rank, verdict.culprit_host, verdict.culprit_gpu)
+    assert culprit == (11, host(11), "4")
 
 
-def test_flight_recorder_mismatch_is_a_bug() -> None:
+def test_flight_recorder_mismatch_is_a_bug_on_the_culprits_gpu() -> None:
     signals = [
         fr_verdict_signal(
             text="ranks disagree on collective #12: ALLREDUCE vs BROADCAST",
             rank=3,
             host=host(0),
+            gpu="3",
             mismatch=True,
         )
     ]
-    assert classify_signals(signals).category == Category.SOFTWARE_BUG
+    verdict = classify_signals(signals)
+    assert verdict.category == Category.SOFTWARE_BUG
+    assert (verdict.culprit_rank, verdict.culprit_host, verdict.culprit_gpu) == (3, host(0), "3")
 
 
 def test_log_record_from_a_known_host_keeps_host_time_and_id() -> None:

@@ -28,6 +28,7 @@ class _Laggard:
     rank: int | None = None
     note: str = ""
     evidence: tuple[Signal, ...] = ()
+    gpu: str | None = None  # named only where the flight recorder's verdict is the evidence
 
 
 def _stragglers(ctx: TriageContext) -> list[Signal]:
@@ -47,7 +48,11 @@ def _laggard(ctx: TriageContext, timeouts: Sequence[Signal]) -> _Laggard:
     if stuck:
         head = stuck[0]
         return _Laggard(
-            head.host, head.rank, f"; the flight recorder names rank {head.rank}", (head,)
+            head.host,
+            head.rank,
+            f"; the flight recorder names rank {head.rank}",
+            (head,),
+            gpu=head.gpu,
         )
     by_seq: dict[str, list[Signal]] = defaultdict(list)
     for s in timeouts:
@@ -127,6 +132,7 @@ class WatchdogTimeoutWithNothingDeeper(Rule):
             evidence=evidence,
             symptoms=[*ctx.others(evidence), *seen],
             culprit_host=laggard.host,
+            culprit_gpu=laggard.gpu,
             culprit_rank=laggard.rank,
         )
 
