@@ -35,6 +35,7 @@ from sentinel.flightrec.models import (
     ParsedDump,
     SpillDir,
 )
+from sentinel.flightrec.scan import _DICT, _STR
 from sentinel.flightrec.tables import TABLE_INTS, Scanned, assemble, split_tables
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES, load_plain
 
@@ -107,8 +108,9 @@ def _parse(data: bytes, name: str) -> ParsedDump:
     return _to_parsed(doc, name)
 
 
-# The top-level keys the parser reads besides `entries`.
-_TOP_LEVEL_READ = frozenset({"version", "pg_config"})
+# The top-level keys the parser reads as values besides `entries` (and `pg_config`, which
+# `_fast_pg_config` reads from its nodes).
+_TOP_LEVEL_READ = frozenset({"version"})
 # The fast path's working arrays, reused across dumps (the service parses in threads).
 _per_thread = threading.local()
 
@@ -130,15 +132,13 @@ def _scan_fast(data: bytes | memoryview, name: str) -> Scanned | None:
     scratch = getattr(_per_thread, "scratch", None)
     if scratch is None:
         scratch = _per_thread.scratch = entryscan.EntryScratch()
-    # The decoder specialised to the entry layout first; the generic one for the rest.
-    scanned = entryscan.parse_pickle(
-        data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR, _TOP_LEVEL_READ, scratch
-    ) or scan.parse_pickle(
-        data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR, _TOP_LEVEL_READ, scratch
-    )
-    if scanned is None:
+    try:
+        decoded = _decoded(data, name, scratch)
+    except (UnicodeError, OverflowError, FrParseError, TypeError):
         return None
-    nodes, doc, cols = scanned
+    if decoded is None:
+        return None
+    nodes, doc, cols, pg_config = decoded
     version = doc.get("version")
     n = len(cols.ints)
     if not isinstance(version, str) or not version.startswith("2.") or not 0 < n <= MAX_ENTRIES:
@@ -154,7 +154,6 @@ def _scan_fast(data: bytes | memoryview, name: str) -> Scanned | None:
             return None
         in_sig = _fast_signatures(nodes, cols, 0)
         out_sig = _fast_signatures(nodes, cols, 1)
-        pg_config = _pg_config(doc.get("pg_config"), name)
     except (UnicodeError, OverflowError, FrParseError):
         return None
     if not set(states) <= STATE_CODES.keys():
@@ -224,6 +223,92 @@ def _fast_signatures(
             known[(h1, h2)] = text
         texts.append(text)
     return texts, codes
+
+
+def _decoded(
+    data: bytes | memoryview, name: str, scratch: entryscan.EntryScratch
+) -> tuple[scan.Nodes, dict[str, Any], scan.EntryColumns, dict[str, GroupConfig]] | None:
+    """The dump decoded by the compiled machines, with its pg_config; None where neither
+    takes it. Raises what reading pg_config from the nodes raises (TypeError: a key
+    Python cannot hash), which the checked path then words."""
+    # The decoder specialised to the entry layout first; the generic one for the rest.
+    for decode in (entryscan.parse_pickle, scan.parse_pickle):
+        scanned = decode(data, MAX_TENSORS_PER_ENTRY, MAX_DIMS_PER_TENSOR, _TOP_LEVEL_READ, scratch)
+        if scanned is None:
+            continue
+        nodes, doc, cols = scanned
+        try:
+            return nodes, doc, cols, _fast_pg_config(nodes, name)
+        except KeyError:  # pg_config holds an entry the specialised decoder took apart
+            continue
+    return None
+
+
+def _fast_pg_config(nodes: scan.Nodes, name: str) -> dict[str, GroupConfig]:
+    """`_pg_config` of the dump's pg_config, read from its nodes where it has the usual
+    shape (what PyTorch writes: a dict of group dicts with string keys, a string desc and
+    a string rank list), else from its value as the checked path reads it.
+
+    Walking it into Python values cost ~0.1 ms a dump: every rank's dump repeats the
+    default group's rank list (100 KB at 16k ranks), decoded and compared each time."""
+    node = nodes.top_level_node("pg_config")
+    if node is None:
+        return {}
+    usual = _usual_pg_config(nodes, node)
+    return _pg_config(nodes.value(node), name) if usual is None else usual
+
+
+def _usual_pg_config(nodes: scan.Nodes, node: int) -> dict[str, GroupConfig] | None:
+    """The groups of a pg_config node of the usual shape, exactly as `_pg_config` reads
+    them; None for any other shape (duplicate keys, a key that is not a non-empty string,
+    a group that is not a dict, a desc or rank list that is not a string, ...)."""
+    kind = nodes.kind
+    if kind[node] != _DICT:
+        return None
+    groups: dict[str, GroupConfig] = {}
+    flat = nodes.items(node)
+    for i in range(0, len(flat), 2):
+        if kind[flat[i]] != _STR or kind[flat[i + 1]] != _DICT:
+            return None
+        key = nodes.string(flat[i])
+        fields = nodes.items(flat[i + 1])
+        if not key or key in groups or len(fields) > 16:
+            return None
+        cfg: dict[str, int] = {}
+        for j in range(0, len(fields), 2):
+            if kind[fields[j]] != _STR:
+                return None
+            cfg.setdefault(nodes.string(fields[j]), fields[j + 1])
+        if len(cfg) * 2 != len(fields):
+            return None
+        desc, ranks = cfg.get("desc"), cfg.get("ranks")
+        if ranks is None or kind[ranks] != _STR or (desc is not None and kind[desc] != _STR):
+            return None
+        text = "" if desc is None else nodes.string(desc)
+        groups[key] = GroupConfig(name=key, desc=text, ranks=_ranks_node(nodes, ranks))
+    return groups
+
+
+# The last long rank list of each length, as bytes, and its reading (see _ranks_text).
+_last_ranks_bytes: dict[int, tuple[bytes, tuple[int, ...] | None]] = {}
+
+
+def _ranks_node(nodes: scan.Nodes, node: int) -> tuple[int, ...] | None:
+    """`_ranks_text` of a string node; a long list equal byte for byte to the last one of
+    its length is not decoded again."""
+    length = int(nodes.aux[node])
+    if length < 1024:
+        return _ranks_text(nodes.string(node))
+    start = int(nodes.val[node])
+    raw = bytes(nodes.data[start : start + length])  # (comparing a memoryview is 25x slower)
+    last = _last_ranks_bytes.get(length)
+    if last is not None and last[0] == raw:
+        return last[1]
+    ranks = _ranks_text(nodes.string(node))
+    if len(_last_ranks_bytes) >= 64:
+        _last_ranks_bytes.clear()
+    _last_ranks_bytes[length] = (raw, ranks)
+    return ranks
 
 
 def _load_json(data: bytes, name: str) -> object:

@@ -1083,6 +1083,18 @@ class Nodes:
             return None
         return doc, entries
 
+    def top_level_node(self, key: str) -> int | None:
+        """The node of `key` in the dump's dict (the last of that name, as a dict keeps
+        it), or None; unlike `top_level`, nothing under it is walked."""
+        if self.kind[self.root] != _DICT:
+            return None
+        flat = self.items(self.root)
+        found = None
+        for i in range(0, len(flat), 2):
+            if self.kind[flat[i]] == _STR and self.string(flat[i]) == key:
+                found = flat[i + 1]
+        return found
+
     def entry_columns(self, entries: int, max_tensors: int, max_dims: int) -> EntryColumns | None:
         status, ints, nulls, sigs, dur = _columns(
             self.raw,

@@ -254,3 +254,59 @@ def test_invalid_utf8_anywhere_is_declined(raw: bytes) -> None:
     with pytest.raises(UnicodeDecodeError):
         pickle.loads(data)
     assert not scan.Nodes(data).run()
+
+
+# A pg_config as PyTorch writes it, and everything else a dump may hold there: the fast
+# path reads the usual shape from its nodes (`parse._usual_pg_config`) and anything else as
+# the checked path does; either way the groups are the checked path's.
+_RANK_TEXT = st.lists(st.integers(-2, 40), max_size=6).map(str) | st.just(
+    str(list(range(400)))  # over 1 KB: the byte-compared cache of long lists
+)
+_GROUP = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.text(max_size=3),
+        "desc": st.text(max_size=6) | _INT64 | st.none(),
+        "ranks": _RANK_TEXT | st.lists(st.integers(-1, 9), max_size=4) | st.none() | _INT64,
+        "extra": _plain(_LEAVES),
+    },
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    pg_config=st.none()
+    | st.lists(_INT64, max_size=2)
+    | st.dictionaries(st.text(max_size=4) | _INT64, _GROUP | _plain(_LEAVES), max_size=4),
+    protocol=st.sampled_from([2, 4, 5]),
+    present=st.booleans(),
+)
+def test_any_pg_config_reads_as_the_checked_path_reads_it(
+    pg_config: Any, protocol: int, present: bool
+) -> None:
+    doc = synthesize(_small_plan(), 3, _small_plan().layout.rank_groups(3))
+    if present:
+        doc["pg_config"] = pg_config
+    else:
+        del doc["pg_config"]
+    data = pickle.dumps(doc, protocol=protocol)
+    name = "d/nccl_trace_rank_3"
+    fast = parse._parse_fast(data, name)
+    try:
+        checked = _checked(data, name)
+    except FrParseError:
+        assert fast is None, "the fast path took a dump the checked path refuses"
+        return
+    assert_same(fast, checked)
+
+
+def test_a_long_rank_list_that_changes_is_read_again() -> None:
+    """The cache of long rank lists compares bytes: an equal-length list that differs is
+    not taken for the last one."""
+    doc = synthesize(_small_plan(), 3, _small_plan().layout.rank_groups(3))
+    for ranks in (list(range(1000, 1400)), list(range(2000, 2400)), list(range(1000, 1400))):
+        doc["pg_config"] = {"0": {"name": "0", "desc": "default_pg", "ranks": str(ranks)}}
+        data = pickle.dumps(doc, protocol=2)
+        fast = parse._parse_fast(data, "nccl_trace_rank_3")
+        assert fast is not None
+        assert fast.pg_config["0"].ranks == tuple(ranks)
