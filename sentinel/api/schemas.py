@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -102,3 +102,27 @@ class FlightRecorderUploadOut(BaseModel):
     upload_id: str
     size_bytes: int
     duplicate: bool
+
+
+class FlightRecorderAnalysisOut(BaseModel):
+    """One analysis of a job's dumps: its verdict, or why there is none."""
+
+    event_id: str = Field(
+        description="The analysis's event, named by the job and the digest of its set of dumps "
+        "(the id a verdict's incident names in its evidence)."
+    )
+    job_id: str
+    kind: Literal["fr_verdict", "fr_error"] = Field(
+        description="fr_verdict: the dumps were analysed; fr_error: the analysis failed."
+    )
+    observed_at: datetime = Field(description="When the analysis ended.")
+    summary: str = Field(description="One line: the verdict and where, or the failure.")
+    verdict: dict[str, Any] | None = Field(
+        None, description="fr_verdict: the verdict as `sentinel fr analyze --json` prints it."
+    )
+    reason: str | None = Field(
+        None,
+        description="fr_error: why, as sentinel_flightrec_failures_total's reason label "
+        "(unreadable_dump, memory, timeout...); the summary has the message.",
+    )
+    dumps: int | None = Field(None, description="fr_error: how many dumps it tried to read.")

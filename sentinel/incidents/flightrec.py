@@ -16,10 +16,12 @@ for a 16k-rank job on a small machine): the other loops and ingest keep writing.
 
 A dump that cannot be read is left out of its job's analysis
 (named in the verdict's evidence); a job whose analysis fails gets a synthetic ``fr_error``
-event (no signal: triage ignores the kind, the events API shows it), a log line and
+event (no signal: triage ignores the kind), a log line and
 ``sentinel_flightrec_failures_total{reason}``, and the loop goes on with the other jobs.
 Either event is written once per distinct set of dumps, so a failure is not retried every
-round; a new upload for the job makes a new set.
+round; a new upload for the job makes a new set. `GET /api/v1/flight-recorder/analyses`
+lists both kinds per job (`analyses`): a verdict that names no culprit, and every failure,
+are on no host ("-"), where the hosts' observations cannot show them.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from functools import partial
 from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,6 +61,10 @@ from sentinel.inflate import InflateError, inflate_gzip
 from sentinel.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+
+# The events an analysis leaves, one per distinct set of a job's dumps: what it concluded, or
+# why it could not.
+ANALYSIS_KINDS: Final = ("fr_verdict", "fr_error")
 
 # Kinds that blame a rank for the hang or the mismatch (a straggler only slows the job).
 _MISMATCH = frozenset({VerdictKind.mismatch, VerdictKind.p2p})
@@ -414,3 +420,11 @@ class FlightRecorderAnalyzer:
             text=text,
             verdict=verdict.model_dump(mode="json"),
         )
+
+
+async def analyses(session: AsyncSession, job_id: str | None, limit: int) -> list[Event]:
+    """The analyses' events (`ANALYSIS_KINDS`) of one job, or of every job, newest first."""
+    q = select(Event).where(Event.kind.in_(ANALYSIS_KINDS))
+    if job_id:
+        q = q.where(Event.job_id == job_id)
+    return list((await session.scalars(q.order_by(Event.observed_at.desc()).limit(limit))).all())

@@ -134,7 +134,7 @@ def _dumps(service: LiveService) -> dict[str, list[dict[str, Any]]]:
 
 def _verdicts(service: LiveService) -> list[dict[str, Any]]:
     """The fr_verdict events on the job's hosts. (One that names no culprit, like an fr_error
-    event, is on host '-', which no API lists.)"""
+    event, is on host '-', which only GET /api/v1/flight-recorder/analyses lists.)"""
     return [o for h in HOSTS for o in service_observations(service, h, "fr_verdict")]
 
 
@@ -268,6 +268,10 @@ def test_dumps_on_hosts_become_one_incident_naming_the_culprit_rank(
     ]
     assert event["data"]["rank"] == CULPRIT
     assert service_observations(fr_service, _host_of(CULPRIT), "fr_verdict") == [event]
+    # The job's analyses, as operators read them: this one verdict.
+    [analysis] = api_get(fr_service, "/api/v1/flight-recorder/analyses", job_id=JOB)
+    assert (analysis["event_id"], analysis["kind"]) == (event["id"], "fr_verdict")
+    assert analysis["verdict"] == verdict
     # The CLI has no rank map (it cannot know hosts or GPUs): its locations are empty, the
     # rest must be the same.
     cli = _cli_verdict(staged)

@@ -13,6 +13,7 @@ PUBLIC = {"/healthz", "/readyz", "/metrics"}
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/reports"): {"agent"},
     ("POST", "/api/v1/flight-recorder/dumps"): {"agent"},
+    ("GET", "/api/v1/flight-recorder/analyses"): {"viewer", "operator"},
     ("GET", "/api/v1/hosts"): {"viewer", "operator"},
     ("GET", "/api/v1/hosts/{host_id}"): {"viewer", "operator"},
     ("GET", "/api/v1/hosts/{host_id}/observations"): {"viewer", "operator"},

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from builders import T0, batch, heartbeat, obs
@@ -147,7 +149,9 @@ async def test_a_job_whose_dumps_cannot_be_read_fails_alone(
 ) -> None:
     """Job "a-bad" sorts first and its only dump is hostile (a memo index that once made
     the unpickler zero 32 GB): it gets an fr_error event and a failure counted, and
-    "b-good", after it, is analysed and its verdict written; neither is tried again."""
+    "b-good", after it, is analysed and its verdict written; neither is tried again. The
+    API lists each job's analysis: the failure (on no host, which the hosts' observations
+    cannot show) with its reason, the verdict with its culprit."""
     ctx = app_client.app.state.ctx  # type: ignore[attr-defined]
     ctx.flight_recorder._metrics = ctx.metrics  # until app.py passes metrics= itself
     agent = auth(tokens["agent"])
@@ -188,6 +192,25 @@ async def test_a_job_whose_dumps_cannot_be_read_fails_alone(
     assert fr.job_id == "b-good"
     failures = ctx.metrics.flightrec_failures.labels(reason="unreadable_dump")
     assert failures._value.get() == 1
+
+    async def listed(**params: str) -> list[dict[str, Any]]:
+        r = await app_client.get(
+            "/api/v1/flight-recorder/analyses", params=params, headers=auth(tokens["viewer"])
+        )
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    [failed] = await listed(job_id="a-bad")
+    assert err.host_id == "-"
+    assert (failed["event_id"], failed["kind"]) == (str(err.id), "fr_error")
+    assert (failed["reason"], failed["dumps"], failed["verdict"]) == ("unreadable_dump", 1, None)
+    assert "none of 1 dump(s) could be read" in failed["summary"]
+    [analysed] = await listed(job_id="b-good")
+    assert (analysed["event_id"], analysed["kind"]) == (str(fr.id), "fr_verdict")
+    assert analysed["verdict"]["culprit_ranks"] == [5]
+    assert datetime.fromisoformat(analysed["observed_at"]) == clock.now()
+    assert {a["job_id"] for a in await listed()} == {"a-bad", "b-good"}
+    assert await listed(job_id="no-such-job") == []
 
 
 def test_an_analysis_over_its_budget_or_time_fails_as_a_recorded_reason(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""POST /api/v1/flight-recorder/dumps: agents upload dumps (gzip); stored, never unpickled here."""
+"""The flight recorder: agents upload dumps (gzip; stored, never unpickled here); viewers read
+what the analyses of each job's dumps concluded, or why they could not."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from sentinel.api.body import inflate
-from sentinel.api.deps import Agent, Ctx, Session
+from sentinel.api.deps import Agent, Ctx, Session, Viewer
 from sentinel.api.errors import error_responses
-from sentinel.api.schemas import FlightRecorderUploadOut
+from sentinel.api.schemas import FlightRecorderAnalysisOut, FlightRecorderUploadOut
 from sentinel.db.models import FlightRecorderUpload
+from sentinel.incidents.flightrec import analyses
 from sentinel.inputs import NO_NUL
 from sentinel.wire.v1 import Name
 
@@ -81,3 +83,34 @@ async def upload_dump(
     )
     await session.flush()
     return FlightRecorderUploadOut(upload_id=sha, size_bytes=len(data), duplicate=False)
+
+
+@router.get(
+    "/analyses",
+    response_model=list[FlightRecorderAnalysisOut],
+    summary="The analyses of jobs' dumps, newest first: each verdict, or why there is none",
+    description="One per distinct set of a job's dumps (a new upload makes a new set): "
+    "fr_verdict with the verdict, or fr_error with the failure's reason and how many dumps "
+    "were tried. A job with none (or unknown): an empty list.",
+)
+async def list_analyses(
+    session: Session,
+    _: Viewer,
+    job_id: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> list[FlightRecorderAnalysisOut]:
+    return [
+        FlightRecorderAnalysisOut.model_validate(
+            {
+                "event_id": str(ev.id),
+                "job_id": ev.job_id,
+                "kind": ev.kind,
+                "observed_at": ev.observed_at,
+                "summary": ev.payload.get("text", ""),
+                "verdict": ev.payload.get("verdict"),
+                "reason": ev.payload.get("reason"),
+                "dumps": ev.payload.get("dumps"),
+            }
+        )
+        for ev in await analyses(session, job_id, limit)
+    ]
