@@ -80,6 +80,13 @@ def _gpu_of(payload: dict[str, Any]) -> str | None:
     return None
 
 
+def _rank_gpu(ev: Event) -> str | None:
+    """The GPU of the rank a synthetic event blames (a hang's, a straggler's), which its writer
+    (the watchdog, the flight-recorder analyzer) reads from the job's rank map and stores in
+    the event's column, not in its payload."""
+    return None if ev.gpu_index is None else str(ev.gpu_index)
+
+
 def _time(payload: dict[str, Any], fallback: datetime) -> datetime:
     raw = payload.get("observed_at")
     return datetime.fromisoformat(raw) if isinstance(raw, str) else fallback
@@ -158,6 +165,7 @@ def _signals(ev: Event) -> list[Signal]:
                     host=host,
                     rank=p.get("rank"),
                     seconds=float(p["seconds"]),
+                    gpu=_rank_gpu(ev),
                     time=when,
                     event_id=eid,
                     stopped_first=p.get("stopped_first"),
@@ -171,6 +179,7 @@ def _signals(ev: Event) -> list[Signal]:
                     rank=p.get("rank"),
                     step_time_s=float(p["step_time_s"]),
                     median_s=float(p["median_s"]),
+                    gpu=_rank_gpu(ev),
                     time=when,
                     event_id=eid,
                 )
@@ -201,9 +210,7 @@ def _signals(ev: Event) -> list[Signal]:
                     rank=p.get("rank"),
                     host=host,
                     mismatch=bool(p.get("mismatch")),
-                    # The analyzer writes the culprit rank's GPU (the rank map's) in the
-                    # event's column, not in its payload.
-                    gpu=None if ev.gpu_index is None else str(ev.gpu_index),
+                    gpu=_rank_gpu(ev),
                     time=when,
                     event_id=eid,
                 )

@@ -277,10 +277,10 @@ class Watchdog:
                     key=(job.id, host, episode),
                     host=host,
                     job_id=job.id,
+                    gpu_index=first.gpu_index,
                     at=now,
                     received=now,
                     rank=first.rank,
-                    gpu=first.gpu_index,
                     seconds=(now - first.step_changed_at).total_seconds(),
                     step=first.step,
                     stopped_first={

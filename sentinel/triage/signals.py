@@ -196,12 +196,14 @@ def heartbeat_stall_signal(
     host: str | None,
     rank: int | None,
     seconds: float,
+    gpu: str | None = None,
     time: datetime | None = None,
     event_id: str | None = None,
     stopped_first: Mapping[str, object] | None = None,
     summary: str | None = None,
 ) -> Signal:
-    """A rank that stopped reporting progress while its host is still alive.
+    """A rank that stopped reporting progress while its host is still alive, on its GPU (from
+    the job's rank map) where known.
 
     `stopped_first` (the watchdog's `step`, `at`, `rest_step`, `rest_at`) says that this host's
     ranks stopped clearly before the rest of the job: where the hang began, with the evidence.
@@ -237,6 +239,7 @@ def heartbeat_stall_signal(
         role="symptom",
         severity=Severity.ERROR,
         host=host,
+        gpu=_gpu(gpu),
         rank=rank,
         time=time,
         event_id=event_id,

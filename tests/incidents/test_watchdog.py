@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sentinel.clock import VirtualClock
 from sentinel.db.engine import unit_of_work
-from sentinel.db.models import Event
+from sentinel.db.models import Event, Incident
 
 
 async def _post_beats(
@@ -52,6 +52,14 @@ async def _sweep(client: httpx.AsyncClient) -> list[Event]:
         return list((await s.scalars(select(Event).order_by(Event.kind))).all())
 
 
+async def _triage(client: httpx.AsyncClient) -> Incident:
+    """Triage weighs what the sweeps wrote: the one incident it opens."""
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    await ctx.triage_worker.run_once()
+    async with unit_of_work(ctx.sessions) as s:
+        return (await s.scalars(select(Incident))).one()
+
+
 async def test_a_straggler_is_named_with_host_and_gpu(
     app_client: httpx.AsyncClient, tokens: dict[str, str], clock: VirtualClock
 ) -> None:
@@ -61,6 +69,8 @@ async def test_a_straggler_is_named_with_host_and_gpu(
     assert (straggler.host_id, straggler.gpu_index, straggler.payload["rank"]) == ("w2", 5, 13)
     assert "6.50 s vs median 2.00 s" in straggler.payload["text"]
     assert len([e for e in await _sweep(app_client) if e.kind == "straggler"]) == 1  # once
+    incident = await _triage(app_client)
+    assert (incident.culprit_host, incident.culprit_gpu, incident.culprit_rank) == ("w2", "5", 13)
 
 
 async def test_a_hang_and_a_silent_host_become_signals(
@@ -125,13 +135,17 @@ async def test_the_host_whose_ranks_stopped_first_is_named_with_its_step_and_tim
     clock.advance(5)
     events = await _sweep(app_client)
     [first] = [e for e in events if e.kind == "heartbeat_stall" and e.host_id != "-"]
-    assert first.host_id == "w3"
+    assert (first.host_id, first.gpu_index, first.payload["rank"]) == ("w3", 0, 24)
     assert first.payload["stopped_first"] == {
         "step": 101,
         "at": (start + timedelta(seconds=5)).isoformat(),
         "rest_step": 110,
         "rest_at": (start + timedelta(seconds=25)).isoformat(),
     }
+    # The hang is blamed on that rank: its host and its GPU (the job's rank map's).
+    incident = await _triage(app_client)
+    assert incident.category == "nccl_watchdog_timeout"
+    assert (incident.culprit_host, incident.culprit_gpu, incident.culprit_rank) == ("w3", "0", 24)
 
 
 async def test_a_job_whose_ranks_all_stop_together_names_no_host(

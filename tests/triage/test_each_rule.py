@@ -349,13 +349,14 @@ def test_a_worker_killed_after_a_timeout_is_its_consequence() -> None:
     silent(CrashedWorkerBeforeAnyTimeout(), ctx(timeout("b", 8, at_s=0), _crash("-6", at_s=60)))
 
 
-def _straggler(host: str, rank: int) -> Signal:
+def _straggler(host: str, rank: int, gpu: str | None = None) -> Signal:
     return sig(
         Category.NCCL_WATCHDOG_TIMEOUT,
         role="symptom",
         kind="straggler",
         family="heartbeat",
         host=host,
+        gpu=gpu,
         rank=rank,
         text=f"rank {rank} steps in 9.0 s, the rest in 3.0 s",
         attrs={"step_time_s": "9.0"},
@@ -363,10 +364,11 @@ def _straggler(host: str, rank: int) -> Signal:
 
 
 def test_stragglers_slow_every_collective() -> None:
-    verdict = concludes(StragglersSlowEveryCollective(), ctx(_straggler("a", 3)))
-    assert (verdict.category, verdict.culprit_host, verdict.culprit_rank) == (
+    verdict = concludes(StragglersSlowEveryCollective(), ctx(_straggler("a", 3, gpu="5")))
+    assert (verdict.category, verdict.culprit_host, verdict.culprit_gpu, verdict.culprit_rank) == (
         Category.NCCL_WATCHDOG_TIMEOUT,
         "a",
+        "5",
         3,
     )
 

@@ -562,6 +562,7 @@ def _stopped_first(on: str, lead_s: float = 23.0) -> Signal:
     return heartbeat_stall_signal(
         host=on,
         rank=11016,
+        gpu="0",
         seconds=20,
         time=T0,
         stopped_first={
@@ -597,7 +598,11 @@ def test_a_hang_names_the_host_whose_ranks_stopped_first_with_its_step_and_time(
     ctx = TriageContext.of([_job_stall(), _stopped_first("node-1377")])
     verdict = WatchdogTimeoutWithNothingDeeper().verdict(ctx)
     assert verdict is not None
-    assert (verdict.culprit_host, verdict.culprit_rank) == ("node-1377", 11016)
+    assert (verdict.culprit_host, verdict.culprit_gpu, verdict.culprit_rank) == (
+        "node-1377",
+        "0",
+        11016,
+    )
     assert "stopped first: rank 11016 at step 6 at 03:00:00, 23 s before the rest of the job " in (
         verdict.reason
     )
@@ -613,8 +618,10 @@ def test_several_hosts_stopping_first_name_none() -> None:
 
 
 def _stragglers(on: str, ranks: range = range(72, 80)) -> list[Signal]:
+    """Ranks of one host that straggle, each on its GPU (the rank's index on its host)."""
     return [
-        straggler_signal(host=on, rank=r, step_time_s=6.0, median_s=2.0, time=T0) for r in ranks
+        straggler_signal(host=on, rank=r, gpu=str(r % 8), step_time_s=6.0, median_s=2.0, time=T0)
+        for r in ranks
     ]
 
 
@@ -625,7 +632,14 @@ def test_one_host_straggling_with_nothing_deeper_is_named() -> None:
     verdict = DEFAULT_POLICY.decide(ctx)
     assert verdict.rule == rule.name
     assert (verdict.category, verdict.culprit_host) == (Category.NCCL_WATCHDOG_TIMEOUT, host(9))
+    assert (verdict.culprit_gpu, verdict.culprit_rank) == (None, None)  # eight ranks straggle
     assert "step time 6.00 s vs the job's median 2.00 s" in verdict.reason
+
+
+def test_one_rank_straggling_names_its_host_and_gpu() -> None:
+    verdict = classify_signals(_stragglers(host(9), range(75, 76)))
+    assert verdict.rule == "StragglersSlowEveryCollective"
+    assert (verdict.culprit_host, verdict.culprit_gpu, verdict.culprit_rank) == (host(9), "3", 75)
 
 
 def test_stragglers_on_several_hosts_name_none() -> None:
@@ -643,9 +657,9 @@ def test_a_straggler_running_hot_is_its_gpu_overheating() -> None:
 
 
 def test_a_hang_after_one_host_straggled_names_that_host() -> None:
-    verdict = classify_signals([*_stragglers(host(9)), _job_stall()])
+    verdict = classify_signals([*_stragglers(host(9), range(75, 77)), _job_stall()])
     assert verdict.rule == "WatchdogTimeoutWithNothingDeeper"
-    assert verdict.culprit_host == host(9)
+    assert (verdict.culprit_host, verdict.culprit_gpu, verdict.culprit_rank) == (host(9), "3", 75)
 
 
 def _retry_exceeded(reporter: int, peer: str, at: datetime) -> list[Signal]:

@@ -28,7 +28,7 @@ class _Laggard:
     rank: int | None = None
     note: str = ""
     evidence: tuple[Signal, ...] = ()
-    gpu: str | None = None  # named only where the flight recorder's verdict is the evidence
+    gpu: str | None = None  # the named rank's: the flight recorder's or the heartbeats'
 
 
 def _stragglers(ctx: TriageContext) -> list[Signal]:
@@ -80,11 +80,19 @@ def _laggard(ctx: TriageContext, timeouts: Sequence[Signal]) -> _Laggard:
             )
         # The latest report compares it with where the rest of the job stopped in the end.
         latest = first[-1]
-        return _Laggard(host, latest.rank, f"; the heartbeats show {latest.text}", tuple(first))
+        return _Laggard(
+            host,
+            latest.rank,
+            f"; the heartbeats show {latest.text}",
+            tuple(first),
+            gpu=latest.gpu,
+        )
     slow = _stragglers(ctx)
     host = _one_host(slow)
     if host is not None:
-        return _Laggard(host, slow[0].rank, f"; {slow[0].text} before the hang", tuple(slow))
+        return _Laggard(
+            host, slow[0].rank, f"; {slow[0].text} before the hang", tuple(slow), gpu=slow[0].gpu
+        )
     return _Laggard()
 
 
@@ -162,6 +170,7 @@ class StragglersSlowEveryCollective(Rule):
             evidence=slow,
             symptoms=ctx.others(slow),
             culprit_host=host,
+            culprit_gpu=worst.gpu if host and len(ranks) == 1 else None,
             culprit_rank=worst.rank if host and len(ranks) == 1 else None,
         )
 
