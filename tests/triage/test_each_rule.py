@@ -390,6 +390,21 @@ def test_a_watchdog_timeout_with_nothing_deeper_names_the_flight_recorders_rank(
     )
 
 
+def test_a_watchdog_timeout_with_nothing_deeper_names_the_rank_on_another_collective() -> None:
+    """The one rank whose timeout names an older collective than its peers' is where the hang
+    began; its GPU is named where its evidence carries one (the event's, from the agent)."""
+    odd = timeout("c", 21, gpu="5", attrs={"seqnum": "87"})
+    peers = [timeout(h, r, attrs={"seqnum": "88"}) for h, r in (("a", 3), ("b", 8))]
+    verdict = concludes(WatchdogTimeoutWithNothingDeeper(), ctx(*peers, odd))
+    assert (verdict.category, verdict.culprit_host, verdict.culprit_gpu, verdict.culprit_rank) == (
+        Category.NCCL_WATCHDOG_TIMEOUT,
+        "c",
+        "5",
+        21,
+    )
+    assert "rank 21 timed out on a different collective than the rest" in verdict.reason
+
+
 def test_a_straggler_alone_is_no_watchdog_timeout() -> None:
     silent(WatchdogTimeoutWithNothingDeeper(), ctx(_straggler("a", 3)))
 

@@ -28,7 +28,7 @@ class _Laggard:
     rank: int | None = None
     note: str = ""
     evidence: tuple[Signal, ...] = ()
-    gpu: str | None = None  # the named rank's: the flight recorder's or the heartbeats'
+    gpu: str | None = None  # the named rank's, where its evidence carries one
 
 
 def _stragglers(ctx: TriageContext) -> list[Signal]:
@@ -69,6 +69,8 @@ def _laggard(ctx: TriageContext, timeouts: Sequence[Signal]) -> _Laggard:
                 rank,
                 f"; rank {rank} timed out on a different collective than the rest",
                 tuple(odd),
+                # One rank's lines: a GPU any of them names is that rank's (the event's).
+                gpu=next((s.gpu for s in odd if s.gpu), None),
             )
     first = [s for s in ctx.symptoms if s.attrs.get("stopped_first")]
     if first:
