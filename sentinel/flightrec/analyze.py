@@ -19,6 +19,7 @@ from sentinel.flightrec.models import (
     ParsedDump,
     RankLocation,
     VerdictKind,
+    no_cycle_collection,
 )
 
 RankMap = Mapping[int, tuple[str, int]]
@@ -414,6 +415,11 @@ def analyze_dumps(
     dumps: Iterable[ParsedDump] | DumpSet, rank_map: RankMap | None = None
 ) -> FrVerdict:
     """Analyse one dump per rank to a verdict; the order of `dumps` never matters."""
+    with no_cycle_collection():
+        return _analyze(dumps, rank_map)
+
+
+def _analyze(dumps: Iterable[ParsedDump] | DumpSet, rank_map: RankMap | None) -> FrVerdict:
     ctx = build_context(dumps)
     findings = _first_per_group(ctx)
     if not findings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import marshal
 import os
@@ -11,7 +10,6 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from functools import lru_cache, partial
 from itertools import chain, repeat
 from multiprocessing import get_context
@@ -34,6 +32,7 @@ from sentinel.flightrec.models import (
     GroupConfig,
     ParsedDump,
     SpillDir,
+    no_cycle_collection,
 )
 from sentinel.flightrec.scan import _DICT, _STR
 from sentinel.flightrec.tables import TABLE_INTS, Scanned, assemble, split_tables
@@ -73,22 +72,8 @@ def rank_from_name(name: str) -> int | None:
 
 def parse_dump(data: bytes, name: str) -> ParsedDump:
     """Parse one dump; pickle or JSON is told by the content, never by the file name."""
-    with _no_cycle_collection():
+    with no_cycle_collection():
         return _parse(data, name)
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Dumps are read into many acyclic objects (a checked dump: tens of thousands of
-    containers; a set: each rank's stacks and configs), which the cycle collector would
-    scan again and again for nothing as they pile up (a third of the time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse(data: bytes, name: str) -> ParsedDump:
@@ -735,7 +720,7 @@ def _read_chunk(paths: Sequence[Path]) -> list[ParsedDump]:
 def _read_chunk_set(paths: Sequence[Path], spill: Path | None = None) -> DumpSet:
     """A worker's share of `read_dump_set`: one table for all its dumps' entries, its
     tables written to files in `spill` where one is given."""
-    with _no_cycle_collection():
+    with no_cycle_collection():
         part = _read_chunk_set_unguarded(paths)
     return part.spilled_to(spill)
 
@@ -816,7 +801,7 @@ def read_dump_set(
     spill = spill_for(len(paths), workers, spill_parent)
     work = partial(_read_chunk_set, spill=spill.path if spill else None)
     parts: list[DumpSet] = []
-    with _no_cycle_collection():
+    with no_cycle_collection():
         for part in map_chunks(work, paths, workers):
             parts.append(part)
             if on_progress:
