@@ -4,6 +4,9 @@ analysed by the leader's entry point: its budgeted process and that process's pa
 
 .venv/bin/python benchmarks/flight_recorder.py                  # 1,024 and 4,096 ranks
 .venv/bin/python benchmarks/flight_recorder.py --ranks 16384    # the 16k target
+.venv/bin/python benchmarks/flight_recorder.py --ranks 16384 --reuse --no-service
+    # reads (and keeps) the dumps an earlier --keep/--reuse run left: a read that does not
+    # start right after the synthesis freed GiBs (this VM then pays for fresh memory)
 .venv/bin/python benchmarks/flight_recorder.py --ranks 1024 --torch-python PY
     # also runs torchfrtrace from the torch env PY on the same dumps, as a user runs it and
     # over every entry, and prints what it concluded and the ratio
@@ -12,6 +15,7 @@ analysed by the leader's entry point: its budgeted process and that process's pa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -284,6 +288,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/sentinel-fr-bench"))
     ap.add_argument("--keep", action="store_true", help="keep the synthetic dumps")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="read the dumps an earlier --keep run left in --out-dir (if made for the same "
+        "plan; else make them) and keep them: the read then starts on a machine in its steady "
+        "state, not right after the synthesis (see docs/flight-recorder.md)",
+    )
     ap.add_argument("--no-service", action="store_true", help="skip the service's path")
     ap.add_argument("--torch-python", help="python of an env with torch, for torchfrtrace")
     args = ap.parse_args()
@@ -293,8 +304,14 @@ def main() -> None:
         culprit = world // 2 + 5
         plan = Plan(Layout(world), entries=args.entries, kind=args.kind, culprit=culprit)
         out = args.out_dir / f"ranks-{world}"
-        shutil.rmtree(out, ignore_errors=True)
-        made = synthesize(plan, out, args.workers)
+        manifest = out / ".plan.json"  # (dump_paths skips dot files)
+        wanted = json.dumps(dataclasses.asdict(plan), sort_keys=True)
+        if args.reuse and manifest.is_file() and manifest.read_text() == wanted:
+            origin = "made by an earlier run"
+        else:
+            shutil.rmtree(out, ignore_errors=True)
+            origin = f"made in {synthesize(plan, out, args.workers):.0f} s"
+            manifest.write_text(wanted)
         size = sum(p.stat().st_size for p in out.iterdir())
         # The dumps were written by the ranks' hosts long before anyone reads them: the
         # generator's own writeback (GiBs still dirty in the page cache) is flushed before the
@@ -309,7 +326,7 @@ def main() -> None:
             cpu_self, cpu_workers = float(str(fig["cpu_self_s"])), float(str(fig["cpu_workers_s"]))
             print(
                 f"{world:>6} ranks x {args.entries} entries ({size / 2**30:.2f} GiB pickle, "
-                f"made in {made:.0f} s, synced in {synced:.0f} s): verdict in {wall:.1f} s "
+                f"{origin}, synced in {synced:.0f} s): verdict in {wall:.1f} s "
                 f"(read {fig['read_s']:.1f} s, analyse {fig['analyze_s']:.1f} s; CPU "
                 f"{cpu_self + cpu_workers:.1f} s: collecting process {cpu_self:.1f} (system "
                 f"{fig['sys_self_s']:.1f}) + parsing workers {cpu_workers:.1f} (system "
@@ -350,7 +367,7 @@ def main() -> None:
                         "p2p ops count as mismatches)"
                     )
         finally:
-            if not args.keep:
+            if not (args.keep or args.reuse):
                 shutil.rmtree(out, ignore_errors=True)
 
 
