@@ -14,9 +14,7 @@ gives on the same files.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +32,7 @@ from agent_helpers import (
     service_observations,
     start_agent,
 )
+from fr_cli import cli_verdict
 
 from sentinel.flightrec.parse import pooled
 from sentinel.flightrec.synth import DUMP_PREFIX, Layout, Plan, write_dumps
@@ -149,18 +148,6 @@ def _analyses_failed(service: LiveService) -> float:
     )
 
 
-def _cli_verdict(directory: Path) -> dict[str, Any]:
-    """`sentinel fr analyze DIR --json`, as an operator runs it (exit 1: a fault found)."""
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "sentinel"), "fr", "analyze", str(directory), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode in (0, 1), done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
-
-
 @pytest.mark.slow
 def test_dumps_on_hosts_become_one_incident_naming_the_culprit_rank(
     fr_service: LiveService, tmp_path: Path, agent_processes: list[subprocess.Popen[bytes]]
@@ -274,7 +261,7 @@ def test_dumps_on_hosts_become_one_incident_naming_the_culprit_rank(
     assert analysis["verdict"] == verdict
     # The CLI has no rank map (it cannot know hosts or GPUs): its locations are empty, the
     # rest must be the same.
-    cli = _cli_verdict(staged)
+    cli = cli_verdict(staged)
     assert cli["culprit_locations"] == [] and cli["victim_locations"] == []
     assert verdict["victim_locations"] == []  # a mismatch has no victims in this plan
     assert {**verdict, "culprit_locations": []} == cli

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 from builders import batch
 from conftest import auth
+from fr_cli import cli_verdict
 from sqlalchemy import select
 
 from sentinel.clock import VirtualClock
@@ -28,18 +26,6 @@ JOBS = {"a-hang": FIXTURES / "hang" / "raw", "b-mismatch": FIXTURES / "mismatch"
 
 def _rank(path: Path) -> int:
     return int(path.name.rsplit("_", 1)[1])
-
-
-def _cli_verdict(directory: Path) -> dict[str, object]:
-    """`sentinel fr analyze --json`, as an operator runs it."""
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "sentinel"), "fr", "analyze", str(directory), "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode in (0, 1), done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 async def _committed_verdict(ctx: object, job: str) -> dict[str, object] | None:
@@ -113,4 +99,4 @@ async def test_other_loops_tick_while_a_job_is_analysed_and_the_verdict_is_the_c
     verdicts = await analysis
     assert len(verdicts) == 2
     for job, folder in JOBS.items():
-        assert await _committed_verdict(ctx, job) == _cli_verdict(folder), job
+        assert await _committed_verdict(ctx, job) == cli_verdict(folder), job
