@@ -274,26 +274,41 @@ def _usual_pg_config(nodes: scan.Nodes, node: int) -> dict[str, GroupConfig] | N
     return groups
 
 
+# The last long rank list of each length and its reading: every rank's dump repeats the
+# default group's list (100 KB at 16k ranks), and comparing it with the last one costs a
+# tenth of hashing it for the lru_cache.
+_LONG_LIST = 1024
+_Raw = TypeVar("_Raw", str, bytes)
+_LastOfLength = dict[int, tuple[_Raw, tuple[int, ...] | None]]
+_last_ranks_text: _LastOfLength[str] = {}  # as text (see _ranks_text)
+
+
+def _remember(
+    last: _LastOfLength[_Raw], raw: _Raw, ranks: tuple[int, ...] | None
+) -> tuple[int, ...] | None:
+    """Keep `raw`'s reading as the last of its length (a few dozen lengths at most)."""
+    if len(last) >= 64:
+        last.clear()
+    last[len(raw)] = (raw, ranks)
+    return ranks
+
+
 # The last long rank list of each length, as bytes, and its reading (see _ranks_text).
-_last_ranks_bytes: dict[int, tuple[bytes, tuple[int, ...] | None]] = {}
+_last_ranks_bytes: _LastOfLength[bytes] = {}
 
 
 def _ranks_node(nodes: scan.Nodes, node: int) -> tuple[int, ...] | None:
     """`_ranks_text` of a string node; a long list equal byte for byte to the last one of
     its length is not decoded again."""
     length = int(nodes.aux[node])
-    if length < 1024:
+    if length < _LONG_LIST:
         return _ranks_text(nodes.string(node))
     start = int(nodes.val[node])
     raw = bytes(nodes.data[start : start + length])  # (comparing a memoryview is 25x slower)
     last = _last_ranks_bytes.get(length)
     if last is not None and last[0] == raw:
         return last[1]
-    ranks = _ranks_text(nodes.string(node))
-    if len(_last_ranks_bytes) >= 64:
-        _last_ranks_bytes.clear()
-    _last_ranks_bytes[length] = (raw, ranks)
-    return ranks
+    return _remember(_last_ranks_bytes, raw, _ranks_text(nodes.string(node)))
 
 
 def _load_json(data: bytes, name: str) -> object:
@@ -371,22 +386,12 @@ def _ranks(raw: object) -> tuple[int, ...] | None:
     return None
 
 
-# The last rank list text of each length and its reading: every rank's dump repeats the
-# default group's list (100 KB at 16k ranks), and comparing it with the last one costs a
-# tenth of hashing it for the lru_cache.
-_last_ranks_text: dict[int, tuple[str, tuple[int, ...] | None]] = {}
-
-
 def _ranks_text(raw: str) -> tuple[int, ...] | None:
     last = _last_ranks_text.get(len(raw))
     if last is not None and last[0] == raw:
         return last[1]
     ranks = _ranks_text_cached(raw)
-    if len(raw) >= 1024:
-        if len(_last_ranks_text) >= 64:
-            _last_ranks_text.clear()
-        _last_ranks_text[len(raw)] = (raw, ranks)
-    return ranks
+    return _remember(_last_ranks_text, raw, ranks) if len(raw) >= _LONG_LIST else ranks
 
 
 @lru_cache(maxsize=4096)
