@@ -32,14 +32,20 @@ from pathlib import Path
 from sentinel.flightrec.synth import DUMP_PREFIX, Layout, Plan, write_dumps
 
 # The analysis runs in a child so that its figures (time, RSS of it and its parsing
-# workers) include nothing of the synthesis; it reports its own rusage as JSON.
+# workers) include nothing of the synthesis; it reports its own rusage as JSON. It takes
+# the command line's steps in its order (`sentinel fr analyze`: list the dumps, start the
+# parsing pool, then import the analysis), without its progress bar and warm-up.
 _CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
+from sentinel.flightrec.dumpfiles import dump_paths
+from sentinel.flightrec.pool_settings import pooled, start_pool
+paths, workers = dump_paths(Path(sys.argv[1])), int(sys.argv[2])
+pool = start_pool(workers) if pooled(len(paths), workers) else None
 from sentinel.flightrec.analyze import analyze_dumps
-from sentinel.flightrec.parse import dump_paths, read_dump_set
-dumps = read_dump_set(dump_paths(Path(sys.argv[1])), int(sys.argv[2]))
+from sentinel.flightrec.parse import read_dump_set
+dumps = read_dump_set(paths, workers, pool=pool)
 t1 = time.perf_counter()
 v = analyze_dumps(dumps)
 t2 = time.perf_counter()

@@ -45,14 +45,21 @@ def analyze(
     ),
 ) -> None:
     """Exit 0 when healthy, 1 when a problem is found, 2 on bad input."""
-    from sentinel.flightrec.analyze import analyze_dumps
+    from sentinel.flightrec.dumpfiles import dump_paths
     from sentinel.flightrec.models import FrParseError
-    from sentinel.flightrec.parse import dump_paths, read_dump_set
+    from sentinel.flightrec.pool_settings import pooled, start_pool
 
     err = Console(stderr=True, soft_wrap=True, emoji=False)
+    pool = None
     try:
-        mapping = load_rank_map(rank_map) if rank_map else None
         paths = dump_paths(directory)
+        # The parsing workers start (and import) while this process imports the analysis
+        # and warms it up.
+        pool = start_pool(workers) if pooled(len(paths), workers) else None
+        from sentinel.flightrec.analyze import analyze_dumps
+        from sentinel.flightrec.parse import read_dump_set
+
+        mapping = load_rank_map(rank_map) if rank_map else None
         _compile_fast_path(err)
         with Progress(
             "[progress.description]{task.description}",
@@ -63,11 +70,14 @@ def analyze(
             transient=True,
         ) as progress:
             task = progress.add_task("reading dumps", total=len(paths))
-            dumps = read_dump_set(paths, workers, lambda n: progress.advance(task, n))
+            dumps = read_dump_set(paths, workers, lambda n: progress.advance(task, n), pool=pool)
         verdict = analyze_dumps(dumps, mapping)
     except FrParseError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
         raise typer.Exit(EXIT_ERROR) from None
+    finally:
+        if pool is not None:  # the read shut it down, unless it never got that far
+            pool.shutdown(wait=False, cancel_futures=True)
     if as_json:
         typer.echo(verdict.model_dump_json(indent=2))
     else:

@@ -6,13 +6,11 @@ import dataclasses
 import json
 import marshal
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache, partial
 from itertools import chain, repeat
-from multiprocessing import get_context
 from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -22,6 +20,7 @@ import numpy.typing as npt
 import polars as pl
 
 from sentinel.flightrec import entryscan, grouping, jit, pool_settings, scan
+from sentinel.flightrec.dumpfiles import rank_from_name
 from sentinel.flightrec.grouping import collective_spread, per_group_and_rank
 from sentinel.flightrec.models import (
     ENTRY_SCHEMA,
@@ -34,6 +33,7 @@ from sentinel.flightrec.models import (
     SpillDir,
     no_cycle_collection,
 )
+from sentinel.flightrec.pool_settings import pooled
 from sentinel.flightrec.scan import _DICT, _STR
 from sentinel.flightrec.tables import TABLE_INTS, Scanned, assemble, split_tables
 from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES, load_plain
@@ -52,22 +52,11 @@ MAX_DIMS_PER_TENSOR = 64
 FRAMES_KEPT = 64
 MAX_FRAMES_PER_ENTRY = 512
 
-_RANK_SUFFIX = re.compile(r"(\d+)$")
-
 # Fields every 2.x entry carries, in the order the columns are built.
 _REQUIRED = scan.REQUIRED_FIELDS
 _get_required = itemgetter(*_REQUIRED)
 
 _P2P_OPS = frozenset({"send", "recv"})
-
-
-def rank_from_name(name: str) -> int | None:
-    """PyTorch names a dump TORCH_FR_DUMP_TEMP_FILE + rank, so the rank ends the name."""
-    base = name.rpartition("/")[2]
-    if base in ("", ".", ".."):  # Path's reading of such names (a costly one per dump)
-        base = Path(name).name
-    match = _RANK_SUFFIX.search(base)
-    return int(match.group(1)) if match else None
 
 
 def parse_dump(data: bytes, name: str) -> ParsedDump:
@@ -648,23 +637,6 @@ def _render_stacks(
     return [None if stack is None else tuple(map(lines.__getitem__, stack)) for stack in stacks]
 
 
-def dump_paths(directory: Path) -> list[Path]:
-    """The dump files of a folder: regular files whose name ends in a rank number."""
-    if not directory.is_dir():
-        raise FrParseError(f"{directory}: not a directory")
-    # scandir: the directory entry says whether it is a file (a stat per file was a
-    # quarter of a second at 16k ranks, before the parsing could start)
-    ranked = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            rank = None if entry.name.startswith(".") else rank_from_name(entry.name)
-            if rank is not None and entry.is_file():
-                ranked.append((rank, entry.name))
-    if not ranked:
-        raise FrParseError(f"{directory}: no dump files (names ending in a rank number)")
-    return [directory / name for _, name in sorted(ranked)]
-
-
 def read_dump(path: Path) -> ParsedDump:
     """Read and parse one file, refusing oversized files before reading them."""
     return parse_dump(_read_bytes(path), str(path))
@@ -798,16 +770,18 @@ def read_dump_set(
     workers: int = 2,
     on_progress: Callable[[int], None] | None = None,
     spill_parent: Path | None = None,
+    pool: ProcessPoolExecutor | None = None,
 ) -> DumpSet:
     """Read many ranks' dumps for one analysis, their entries as two tables.
 
     Read by a pool, the tables stay in files the workers write (see `spill_for`), removed
-    with the returned set."""
+    with the returned set. `pool`: one `pool_settings.start_pool` started earlier, which
+    the read uses and shuts down (else the read starts its own where it needs one)."""
     spill = spill_for(len(paths), workers, spill_parent)
     work = partial(_read_chunk_set, spill=spill.path if spill else None)
     parts: list[DumpSet] = []
     with no_cycle_collection():
-        for part in map_chunks(work, paths, workers):
+        for part in map_chunks(work, paths, workers, pool):
             parts.append(part)
             if on_progress:
                 on_progress(len(part.dumps))
@@ -853,11 +827,6 @@ def _concat_all(tables: list[pl.DataFrame | None]) -> pl.DataFrame | None:
     return pl.concat(present) if len(present) == len(tables) else None
 
 
-def pooled(items: int, workers: int) -> bool:
-    """Whether `map_chunks` parses this many dumps in worker processes (or in this one)."""
-    return workers > 1 and items >= 64
-
-
 def spill_for(items: int, workers: int, parent: Path | None) -> SpillDir | None:
     """Where the workers of a pooled read leave their tables: a new directory under
     `parent` (else the temporary directory); None where the read is not pooled or no
@@ -870,16 +839,22 @@ _Item = TypeVar("_Item")
 
 
 def map_chunks(
-    work: Callable[[Sequence[_Item]], _T], items: Sequence[_Item], workers: int
+    work: Callable[[Sequence[_Item]], _T],
+    items: Sequence[_Item],
+    workers: int,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[_T]:
     """`work` over chunks of `items` (one dump each), in order, in `workers` processes
-    when there are enough of them.
+    when there are enough of them: those of `pool` (`pool_settings.start_pool`) if given,
+    which is shut down once its last result is in, else a pool of its own.
 
     Parsing is CPU-bound Python (the GIL rules out threads); chunks amortise the cost
     of shipping results back, which travel as Arrow buffers inside the DataFrames.
     `work` must be a module-level function (it is pickled to the workers).
     """
     if not pooled(len(items), workers):
+        if pool is not None:
+            pool.shutdown(wait=False)
         for i in range(0, len(items), 16):
             yield work(items[i : i + 16])
         return
@@ -891,14 +866,11 @@ def map_chunks(
     small = max(8, size // 4)
     chunks = [items[i : i + size] for i in range(0, cut, size)]
     chunks += [items[i : i + small] for i in range(cut, len(items), small)]
-    # This process receives and frees a ~14 MB result per chunk, as the workers make them.
+    # This process receives and frees a result per chunk, as the workers make them.
     pool_settings.keep_freed_memory()
-    # spawn, not fork: forking a process that has started polars' thread pool can deadlock.
-    pool = ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=pool_settings.prepare_worker
-    )
+    if pool is None:
+        pool = pool_settings.start_pool(workers)
     try:
-        pool_settings.widen_result_pipe(pool)
         results = pool.map(work, chunks)
         # While the workers start (their imports take half a second), load what the
         # analysis will run here, instead of after the last chunk.

@@ -1,5 +1,9 @@
-"""Process settings for the parsing pool (`parse.map_chunks`): its workers and the
-collecting process handle a ~14 MB result per chunk of dumps, over and over."""
+"""The parsing pool (`parse.map_chunks`): when it is used, how it starts, and the process
+settings of its workers and of the collecting process, which handle a result per chunk of
+dumps, over and over.
+
+Light on purpose (no polars, numba or numpy): a caller can start the pool before its own
+heavy imports, so that the workers import theirs at the same time."""
 
 from __future__ import annotations
 
@@ -8,18 +12,43 @@ import fcntl
 import gc
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
+from multiprocessing import get_context
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
+def pooled(items: int, workers: int) -> bool:
+    """Whether `map_chunks` parses this many dumps in worker processes (or in this one)."""
+    return workers > 1 and items >= 64
+
+
+def start_pool(workers: int) -> ProcessPoolExecutor:
+    """A parsing pool for one read (`parse.read_dump_set(..., pool=)`, which shuts it
+    down), its workers started now and importing what they parse with.
+
+    A worker takes ~0.6 s to start Python and import numpy, polars and numba: started
+    before the caller's own imports and listing, it does that while they run, instead of
+    after them. Spawned, not forked: forking a process that has started polars' thread
+    pool can deadlock."""
+    pool = ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=keep_freed_memory
+    )
+    widen_result_pipe(pool)
+    # The executor starts a worker per task submitted while none is idle: one each.
+    for _ in range(workers):
+        pool.submit(prepare_worker)
+    return pool
+
+
 def prepare_worker() -> None:
-    """A parsing worker, once its imports are done: the cycle collector leaves their
-    ~130k objects (numba's, polars') alone from now on, which it would otherwise walk
-    again at every full collection between chunks; and malloc keeps what it frees."""
+    """A parsing worker's first task: its imports (the parser's modules, numba's and
+    polars'), whose ~130k objects the cycle collector then leaves alone (it would
+    otherwise walk them again at every full collection between chunks)."""
+    import sentinel.flightrec.parse  # noqa: F401
+
     gc.freeze()
-    keep_freed_memory()
 
 
 def keep_freed_memory() -> None:

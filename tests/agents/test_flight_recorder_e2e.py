@@ -34,7 +34,7 @@ from agent_helpers import (
 )
 from fr_cli import cli_verdict
 
-from sentinel.flightrec.parse import pooled
+from sentinel.flightrec.pool_settings import pooled
 from sentinel.flightrec.synth import DUMP_PREFIX, Layout, Plan, write_dumps
 from sentinel_agent.heartbeat import Heartbeat
 from tests.harness.service import LiveService

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from sentinel.flightrec.analyze import analyze_dumps
 from sentinel.flightrec.cli import app
+from sentinel.flightrec.dumpfiles import dump_paths
 from sentinel.flightrec.models import ParsedDump, VerdictKind
-from sentinel.flightrec.parse import dump_paths, read_dump
+from sentinel.flightrec.parse import read_dump
 
 from .conftest import FORMATS, SCENARIOS, dump_dir
 

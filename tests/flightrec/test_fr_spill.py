@@ -13,8 +13,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from sentinel.flightrec.analyze import analyze_dumps
+from sentinel.flightrec.dumpfiles import dump_paths
 from sentinel.flightrec.models import DumpSet, Table
-from sentinel.flightrec.parse import dump_paths, read_dump_set, read_dumps
+from sentinel.flightrec.parse import read_dump_set, read_dumps
 from sentinel.flightrec.synth import Layout, Plan, write_dumps
 
 PLAN = Plan(Layout(128), entries=60, kind="stuck", culprit=77)

@@ -11,9 +11,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from sentinel.flightrec.analyze import analyze_dumps
+from sentinel.flightrec.dumpfiles import dump_paths
 from sentinel.flightrec.grouping import per_group_and_rank
 from sentinel.flightrec.models import VerdictKind
-from sentinel.flightrec.parse import dump_paths, parse_dump, read_dump_set, read_dumps
+from sentinel.flightrec.parse import parse_dump, read_dump_set, read_dumps
 from sentinel.flightrec.synth import Layout, Plan, dump_bytes, iter_dumps, write_dumps
 
 LAYOUTS = {16: Layout(16, tp=8, pp=2), 64: Layout(64)}
