@@ -411,6 +411,25 @@ DISAGREEMENT_RULES: tuple[DisagreementRule, ...] = (
 HEALTH_RULES: tuple[Rule, ...] = (UnmatchedSendRecv(), RankArrivesLateToCollectives())
 
 
+def warm_up() -> None:
+    """The whole read and analysis once, on a tiny synthetic job: loads numba's kernels
+    from its disk cache (or compiles them, on a cold cache) and starts polars' thread
+    pools, before the real job needs them (and before a memory limit is set: under one,
+    polars could not start its threads)."""
+    from sentinel.flightrec import prescan
+    from sentinel.flightrec.parse import DumpSetBuilder
+    from sentinel.flightrec.synth import Layout, Plan, dump_bytes
+
+    plan = Plan(Layout(world=8, tp=8, pp=1), entries=20)
+    builder = DumpSetBuilder()
+    data = b""
+    for rank in range(plan.layout.world):
+        data = dump_bytes(plan, rank)
+        builder.add(data, f"warm-up-{rank}")
+    prescan.check_sizes(data)  # the checked path's compiled bound check
+    analyze_dumps(builder.build())
+
+
 def analyze_dumps(
     dumps: Iterable[ParsedDump] | DumpSet, rank_map: RankMap | None = None
 ) -> FrVerdict:

@@ -90,10 +90,8 @@ def _compile_fast_path(err: Console) -> None:
     first run after an install compiles for tens of seconds (each parsing process would
     otherwise compile it at once, in silence), and says so; later runs load it from numba's
     disk cache and print nothing."""
-    from sentinel.flightrec import jit, prescan
-    from sentinel.flightrec.analyze import analyze_dumps
-    from sentinel.flightrec.parse import DumpSetBuilder
-    from sentinel.flightrec.synth import Layout, Plan, dump_bytes
+    from sentinel.flightrec import jit
+    from sentinel.flightrec.analyze import warm_up
 
     if not jit.AVAILABLE:
         return
@@ -101,13 +99,7 @@ def _compile_fast_path(err: Console) -> None:
         lambda: err.print("compiling the flight-recorder fast path, once, ~25 s...", end=""),
         lambda s: err.print(f" done in {s:.0f} s (kept in numba's cache for later runs)"),
     ):
-        plan = Plan(Layout(world=8, tp=8, pp=1), entries=20)
-        builder = DumpSetBuilder()
-        for rank in range(plan.layout.world):
-            data = dump_bytes(plan, rank)
-            builder.add(data, f"warm-up-{rank}")
-        prescan.check_sizes(data)
-        analyze_dumps(builder.build())
+        warm_up()
 
 
 def _print(verdict: FrVerdict, out: Console) -> None:

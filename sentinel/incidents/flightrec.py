@@ -29,21 +29,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import multiprocessing.connection
 import os
-import resource
 import shutil
 import signal
 import tempfile
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 from multiprocessing import get_context
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -51,13 +45,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
 from sentinel.db.models import Event, FlightRecorderUpload, JobRank
-from sentinel.flightrec.analyze import analyze_dumps
-from sentinel.flightrec.models import DumpSet, FrParseError, FrVerdict, VerdictKind
-from sentinel.flightrec.parse import DumpSetBuilder, map_chunks, merge_parts, spill_for
-from sentinel.flightrec.unpickler import MAX_PICKLE_BYTES
+from sentinel.flightrec.job import FrJobFailure, run_job
+from sentinel.flightrec.models import FrVerdict, VerdictKind
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
-from sentinel.inflate import InflateError, inflate_gzip
 from sentinel.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -69,132 +60,11 @@ ANALYSIS_KINDS: Final = ("fr_verdict", "fr_error")
 # Kinds that blame a rank for the hang or the mismatch (a straggler only slows the job).
 _MISMATCH = frozenset({VerdictKind.mismatch, VerdictKind.p2p})
 
-# A dump decompresses to no more than the parser would read (gzip can inflate 1000x).
-MAX_DUMP_BYTES = MAX_PICKLE_BYTES
 # A 16,384-rank job peaks at 4.5 GiB in its process (measured); 4 GiB of address space aborted it.
 DEFAULT_MEMORY_BUDGET = 8 * 1024**3
 DEFAULT_TIMEOUT_S = 300.0
 # Parsing processes per analysis: the CLI's default on the 2-core machines it is sized for.
 DEFAULT_WORKERS = 2
-
-
-class FrJobFailure(Exception):
-    """A job's analysis failed as a whole; `reason` is the metric's label."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def _decompress(path: str) -> bytes:
-    """The stored upload's bytes as the upload route inflated them (one gzip member),
-    refusing more than MAX_DUMP_BYTES."""
-    try:
-        return inflate_gzip(Path(path).read_bytes(), MAX_DUMP_BYTES)
-    except InflateError as exc:
-        raise FrParseError(str(exc)) from None
-
-
-def _load(
-    paths: list[tuple[int, str]], workers: int = 1, spill_parent: Path | None = None
-) -> tuple[DumpSet, list[str]]:
-    """The job's dumps as one set (no DataFrame per rank), and what could not be read,
-    parsed in chunks by `workers` processes (in this one if 1, or for a few dumps), which
-    leave their collectives in files under `spill_parent` (see `DumpSet.spilled`)."""
-    spill = spill_for(len(paths), workers, spill_parent)
-    work = partial(_load_chunk, spill=spill.path if spill else None)
-    parts, errors = [], []
-    for part, failed in map_chunks(work, paths, workers):
-        parts.append(part)
-        errors += failed
-    return merge_parts(parts, spill), errors
-
-
-def _load_chunk(
-    paths: Sequence[tuple[int, str]], spill: Path | None = None
-) -> tuple[DumpSet, list[str]]:
-    """One chunk's dumps as a set (its collectives written to a file in `spill` where
-    one is given), and what could not be read.
-
-    Any failure of one dump (corrupt gzip, a refused pickle, memory refused by the
-    worker's limit) leaves that dump out and names it; the others are still read.
-    """
-    builder = DumpSetBuilder()
-    errors: list[str] = []
-    for rank, path in paths:
-        try:
-            builder.add(_decompress(path), f"nccl_trace_rank_{rank}")
-        except MemoryError:
-            errors.append(f"rank {rank}: over the memory budget")
-        except Exception as exc:  # one bad dump must not sink its job
-            errors.append(f"rank {rank}: {exc}" if str(exc) else f"rank {rank}: {exc!r}")
-    return builder.build().spilled_to(spill), errors
-
-
-def _analyse_job(
-    paths: list[tuple[int, str]],
-    rank_map: dict[int, tuple[str, int]],
-    workers: int = 1,
-    spill_parent: Path | None = None,
-) -> tuple[FrVerdict, list[str]]:
-    try:
-        dumps, errors = _load(paths, workers, spill_parent)
-    except BrokenProcessPool:
-        raise FrJobFailure(
-            "worker_died", "a parsing process died (over the memory budget?)"
-        ) from None
-    if errors and not dumps.dumps:
-        raise FrJobFailure(
-            "unreadable_dump", f"none of {len(errors)} dump(s) could be read: {errors[0]}"
-        )
-    return analyze_dumps(dumps, rank_map), errors
-
-
-def _vm_bytes() -> int:
-    """This process's address space now (VmSize), or 0 where /proc cannot tell."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _worker(
-    conn: multiprocessing.connection.Connection,
-    budget: int,
-    paths: list[tuple[int, str]],
-    rank_map: dict[int, tuple[str, int]],
-    workers: int = 1,
-    spill_parent: str | None = None,
-) -> None:
-    """The child: limit the address space to what the imports took plus `budget` (its
-    parsing processes inherit the limit), then analyse and send back
-    ("ok", (verdict, errors)) or (reason, message). The collective tables its parsing
-    processes write go under `spill_parent`, which the parent removes."""
-    # A process group of its own, so that a timeout kills its parsing processes with it.
-    os.setpgid(0, 0)
-    try:
-        if budget > 0:
-            limit = _vm_bytes() + budget
-            _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            if hard != resource.RLIM_INFINITY:
-                limit = min(limit, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-        spill = None if spill_parent is None else Path(spill_parent)
-        reply: tuple[str, Any] = ("ok", _analyse_job(paths, rank_map, workers, spill))
-    except FrJobFailure as failure:
-        reply = (failure.reason, str(failure))
-    except MemoryError:
-        reply = ("memory", f"the analysis needed more than its {budget}-byte memory budget")
-    except Exception as exc:  # reported to the parent, which records it
-        reply = ("error", f"{type(exc).__name__}: {exc}")
-    try:
-        conn.send(reply)
-    except MemoryError:
-        conn.send(("memory", "the result did not fit the memory budget"))
-    conn.close()
 
 
 def analyse_isolated(
@@ -204,7 +74,7 @@ def analyse_isolated(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int = DEFAULT_WORKERS,
 ) -> tuple[FrVerdict, list[str]]:
-    """`_analyse_job` in a spawned process under the budget, parsing in `workers`
+    """`job.run_job` (`_analyse_job`) in a spawned process under the budget, parsing in `workers`
     processes of its own; FrJobFailure when it fails.
 
     Spawned, not forked: the service runs threads (polars', the event loop's), and a
@@ -219,7 +89,7 @@ def analyse_isolated(
     except OSError:
         spill_parent = None  # the tables stay in the child's memory
     proc = ctx.Process(
-        target=_worker,
+        target=run_job,
         args=(send, memory_budget_bytes, paths, rank_map, workers, spill_parent),
     )
     try:
