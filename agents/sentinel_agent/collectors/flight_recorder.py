@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 UPLOAD_PATH = "/api/v1/flight-recorder/dumps"
 _CHUNK = 1024 * 1024
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024  # larger compressed dumps spool to a temporary file
+# gzip's own default, not GzipFile's 9: for a 2,000-entry dump 11.8 ms of the training host's
+# CPU instead of 47, 0.1% more bytes, and the service inflates it in 0.39 ms instead of 0.53
+# (16,384 of them for one large job).
+GZIP_LEVEL = 6
 
 
 @dataclass
@@ -210,7 +214,10 @@ def _gzip_into(path: Path, sink: IO[bytes]) -> tuple[str, int]:
     """Compress path into sink; returns the sha256 and size of the uncompressed bytes."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as source, gzip.GzipFile(fileobj=sink, mode="wb", mtime=0) as zipped:
+    with (
+        path.open("rb") as source,
+        gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as zipped,
+    ):
         while chunk := source.read(_CHUNK):
             digest.update(chunk)
             size += len(chunk)
