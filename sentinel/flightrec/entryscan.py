@@ -270,12 +270,11 @@ def _run_entries(
                 ints[11, rows] = node_of[15]
                 for which in range(2):
                     sizes, dtypes = node_of[5 + which], node_of[7 + which]
-                    # Helpers are called only for what is not hashed yet: a compiled call costs more
-                    # than the hashing (its array arguments are reference-counted).
                     if hash_gen[sizes] != gen:
-                        # The sizes' hash (a list of lists of ints), written out here: a
-                        # compiled call reference-counts its array arguments, and every entry
-                        # has two new sizes lists (decoding 0.78 -> 0.74 ms a dump)
+                        # The sizes' hash (a list of lists of ints, as scan._sig hashes
+                        # them), written out here rather than a helper's: a compiled call
+                        # reference-counts its array arguments, and every entry has two new
+                        # sizes lists (decoding 0.78 -> 0.74 ms a dump)
                         k = kind[sizes]
                         if k != _LIST and k != _TUPLE:
                             return _DECLINE, -1, nn, -1, 0
