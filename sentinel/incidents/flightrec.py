@@ -45,8 +45,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentinel.clock import Clock
 from sentinel.db.models import Event, FlightRecorderUpload, JobRank
-from sentinel.flightrec.job import FrJobFailure, run_job
 from sentinel.flightrec.models import FrVerdict, VerdictKind
+from sentinel.incidents.fr_job import FrJobFailure, run_job
 from sentinel.incidents.signals import synthetic_id
 from sentinel.incidents.watchdog import add_synthetic_events, synthetic_row
 from sentinel.metrics import ServiceMetrics
@@ -74,7 +74,7 @@ def analyse_isolated(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int = DEFAULT_WORKERS,
 ) -> tuple[FrVerdict, list[str]]:
-    """`job.run_job` (`_analyse_job`) in a spawned process under the budget, parsing in `workers`
+    """`fr_job.run_job` (`_analyse_job`) in a spawned process under the budget, parsing in `workers`
     processes of its own; FrJobFailure when it fails.
 
     Spawned, not forked: the service runs threads (polars', the event loop's), and a

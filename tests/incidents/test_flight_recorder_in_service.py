@@ -127,7 +127,7 @@ def test_the_verdicts_event_names_the_culprits_gpu_to_triage() -> None:
 
 def test_an_unreadable_upload_is_reported_and_the_rest_analysed(tmp_path: Path) -> None:
     from sentinel.flightrec.analyze import analyze_dumps
-    from sentinel.flightrec.job import _load
+    from sentinel.incidents.fr_job import _load
 
     paths = []
     for path in sorted(DUMPS.iterdir()):
