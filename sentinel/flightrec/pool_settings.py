@@ -29,9 +29,9 @@ def start_pool(workers: int) -> ProcessPoolExecutor:
     down), its workers started now and importing what they parse with.
 
     A worker takes ~0.6 s to start Python and import numpy, polars and numba: started
-    before the caller's own imports and listing, it does that while they run, instead of
-    after them. Spawned, not forked: forking a process that has started polars' thread
-    pool can deadlock."""
+    before the caller's own heavy imports (once it has listed the dumps), it does that
+    while they run, instead of after them. Spawned, not forked: forking a process that
+    has started polars' thread pool can deadlock."""
     pool = ProcessPoolExecutor(
         workers, mp_context=get_context("spawn"), initializer=keep_freed_memory
     )

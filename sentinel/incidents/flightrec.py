@@ -74,7 +74,7 @@ def analyse_isolated(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int = DEFAULT_WORKERS,
 ) -> tuple[FrVerdict, list[str]]:
-    """`fr_job.run_job` (`_analyse_job`) in a spawned process under the budget, parsing in `workers`
+    """`fr_job.run_job` in a spawned process under the budget, parsing in `workers`
     processes of its own; FrJobFailure when it fails.
 
     Spawned, not forked: the service runs threads (polars', the event loop's), and a

@@ -118,8 +118,8 @@ def run_job(
     workers: int = 1,
     spill_parent: str | None = None,
 ) -> None:
-    """The child: limit the address space to what the imports took plus `budget` (its
-    parsing processes inherit the limit), then analyse and send back
+    """The child: limit the address space to what its imports and warm-up took plus
+    `budget` (its parsing processes inherit the limit), then analyse and send back
     ("ok", (verdict, errors)) or (reason, message). The collective tables its parsing
     processes write go under `spill_parent`, which the parent removes."""
     # A process group of its own, so that a timeout kills its parsing processes with it.
@@ -140,12 +140,10 @@ def run_job(
         reply = (failure.reason, str(failure))
     except MemoryError:
         reply = ("memory", f"the analysis needed more than its {budget}-byte memory budget")
-    except Exception as exc:  # reported to the parent, which records it
-        reply = ("error", f"{type(exc).__name__}: {exc}")
-    except BaseException as exc:  # a panic in polars' Rust code is not an Exception
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        reply = ("error", f"{type(exc).__name__}: {exc}")
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # reported to the parent (a panic in polars' Rust code
+        reply = ("error", f"{type(exc).__name__}: {exc}")  # is not an Exception)
     try:
         conn.send(reply)
     except MemoryError:
